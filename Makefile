@@ -1,0 +1,116 @@
+# ballast build.
+#
+# Targets:
+#   make               build ./ballast (-O2 -g, warnings are errors)
+#   make asan          build build/asan/ballast with AddressSanitizer + UBSan (pools bypassed)
+#   make run           install missing packages, build, run examples/quickstart.conf
+#   make test          install missing packages, build, run unit tests, then the integration
+#                      suite against ./ballast and against the ASan build
+#   make unit          unit tests only (cmocka)
+#   make integration   integration tests only (pytest) against $(BALLAST_BIN)
+#   make bench         ballast, nginx and HAProxy side by side; writes bench/RESULTS.md
+#   make bench-balancers  nanoseconds per pick for every balancing algorithm
+#   make clean
+#
+# Switches:
+#   CC=...             compiler (default cc)
+#   NO_POOL=1          bypass the buffer pools (implied by asan) so ASan sees every buffer
+#   PYTEST_ARGS=...    extra pytest arguments, e.g. PYTEST_ARGS="-k smuggling -x"
+
+CC       ?= cc
+CSTD     := -std=gnu17
+WARN     := -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes -Wno-unused-parameter
+CFLAGS   ?= -O2 -g
+CPPFLAGS += -Isrc -D_GNU_SOURCE
+LDLIBS   += -lpthread -lm
+
+ifeq ($(NO_POOL),1)
+CPPFLAGS += -DBL_NO_POOL
+endif
+
+SRCS      := $(shell find src -name '*.c' | sort)
+LIB_SRCS  := $(filter-out src/main.c,$(SRCS))
+OBJS      := $(SRCS:%.c=build/obj/%.o)
+LIB_OBJS  := $(LIB_SRCS:%.c=build/obj/%.o)
+ASAN_OBJS := $(SRCS:%.c=build/asan/%.o)
+
+UNIT_SRCS := $(shell find tests/unit -name 'test_*.c' 2>/dev/null | sort)
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=build/unit/%)
+
+ASAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+
+BALLAST_BIN ?= ./ballast
+
+.PHONY: all asan run test unit integration integration-asan bench bench-balancers deps deps-test clean help
+
+all: ballast
+
+help:
+	@sed -n '2,/^$$/p' Makefile | sed 's/^# \{0,1\}//'
+
+ballast: $(OBJS)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+build/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CSTD) $(WARN) $(CFLAGS) $(CPPFLAGS) -MMD -MP -c -o $@ $<
+
+build/libballast.a: $(LIB_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+asan: build/asan/ballast
+
+build/asan/ballast: $(ASAN_OBJS)
+	$(CC) $(ASAN_FLAGS) -o $@ $^ $(LDLIBS)
+
+build/asan/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CSTD) $(WARN) $(ASAN_FLAGS) $(CPPFLAGS) -DBL_NO_POOL -MMD -MP -c -o $@ $<
+
+# Unit tests may #include the .c under test to reach its statics; the archive then supplies
+# only the modules the test did not include.
+build/unit/%: tests/unit/%.c build/libballast.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CSTD) $(WARN) $(CFLAGS) $(CPPFLAGS) -Itests/unit -o $@ $< build/libballast.a -lcmocka $(LDLIBS)
+
+deps:
+	@scripts/install-deps.sh run
+
+deps-test:
+	@scripts/install-deps.sh test
+
+run: deps ballast
+	@echo "ballast: listening on :8080, balancing over three demo servers on :9001-:9003"
+	@echo "ballast: try   curl -i http://127.0.0.1:8080/"
+	./ballast -c examples/quickstart.conf
+
+unit: $(UNIT_BINS)
+	@fail=0; pass=0; for t in $(UNIT_BINS); do \
+	    if $$t; then pass=$$((pass+1)); else fail=$$((fail+1)); echo "FAILED: $$t"; fi; \
+	done; echo "unit test programs: $$pass passed, $$fail failed"; [ $$fail -eq 0 ]
+
+integration: ballast
+	BALLAST_BIN=$(BALLAST_BIN) pytest -q tests/integration $(PYTEST_ARGS)
+
+integration-asan: build/asan/ballast
+	BALLAST_BIN=build/asan/ballast BALLAST_ASAN=1 pytest -q tests/integration $(PYTEST_ARGS)
+
+test: deps-test
+	$(MAKE) all asan
+	$(MAKE) unit
+	$(MAKE) integration
+	$(MAKE) integration-asan
+
+bench: deps-test ballast
+	bench/run.sh
+
+bench-balancers: build/libballast.a
+	@mkdir -p build/bench
+	$(CC) $(CSTD) $(WARN) $(CFLAGS) $(CPPFLAGS) -o build/bench/balancers bench/balancers.c build/libballast.a $(LDLIBS)
+	build/bench/balancers
+
+clean:
+	rm -rf build ballast
+
+-include $(OBJS:.o=.d) $(ASAN_OBJS:.o=.d)

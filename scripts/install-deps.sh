@@ -1,0 +1,27 @@
+#!/bin/sh
+# Installs the Debian packages ballast needs, only those missing: "run" for building and
+# running, "test" for the tests and benchmarks too. apt-get runs only when something is missing.
+set -eu
+what=${1:-run}
+pkgs="gcc make libc6-dev"
+if [ "$what" = test ]; then
+    pkgs="$pkgs libcmocka-dev python3-pytest curl nginx-light haproxy wrk strace procps"
+fi
+missing=""
+for p in $pkgs; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+echo "install-deps: installing$missing"
+if [ "$(id -u)" -ne 0 ]; then
+    echo "install-deps: missing packages:$missing (run as root, or install them)" >&2
+    exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# nginx's and haproxy's packages would start system services; the tests start their own.
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+fi
+apt-get install -y -qq --no-install-recommends $missing

@@ -1,0 +1,82 @@
+/* Upstream groups and servers: the compiled, immutable description plus the shared runtime
+ * state every worker reads and updates with atomics.
+ *
+ * Threads: groups and servers are built by the control thread while compiling a config and are
+ * read-only afterwards. bl_server_state is shared by all workers; touch it only through atomics
+ * (the helpers below). Nothing here takes a lock.
+ */
+#ifndef BL_UPSTREAM_UPSTREAM_H
+#define BL_UPSTREAM_UPSTREAM_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+struct bl_balancer_ops;
+
+/* Runtime state of one server, shared by every worker. Survives reloads for a server that keeps
+ * its identity (group name + address). */
+struct bl_server_state {
+    _Atomic int32_t active;          /* requests in flight on this server, all workers */
+    _Atomic uint32_t fails;          /* failed attempts in the current fail_timeout window */
+    _Atomic uint64_t fail_window_ms; /* start of the current failure-counting window */
+    _Atomic uint64_t down_until_ms;  /* passive health: unavailable until then (0 = available) */
+    _Atomic uint64_t up_since_ms;    /* when it last became available (for slow_start) */
+    _Atomic uint64_t requests;       /* requests sent, for statistics */
+    _Atomic uint64_t ewma_latency_us;/* peak-EWMA of response time (least_time) */
+};
+
+struct bl_upstream_server {
+    char *name;                      /* as written in the config: "10.0.0.1:80" */
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    int weight;                      /* >= 1 */
+    int max_fails;                   /* 0 = never mark unavailable; default 1 */
+    uint32_t fail_timeout_ms;        /* default 10 s */
+    int max_conns;                   /* 0 = unlimited */
+    uint32_t slow_start_ms;          /* 0 = none */
+    uint8_t backup;                  /* only used when no primary is available */
+    uint8_t down;                    /* marked down in the config: never used */
+    uint32_t index;                  /* position in group->servers */
+    uint32_t id;                     /* process-wide index: per-worker arrays are indexed by it */
+    struct bl_server_state *state;
+    struct bl_upstream_group *group;
+};
+
+struct bl_upstream_group {
+    char *name;                      /* upstream NAME; "host:port" for a literal proxy_pass */
+    const char *file;                /* where it was defined, for messages */
+    int line;
+    struct bl_upstream_server *servers;
+    uint32_t nservers;
+    uint32_t nprimary;               /* servers[0..nprimary) are primaries, the rest backups */
+    uint32_t keepalive;              /* idle connections kept per worker (0 = none) */
+    uint32_t keepalive_requests;     /* requests per upstream connection before it is closed */
+    uint64_t keepalive_timeout_ms;   /* idle upstream connection lifetime */
+    const struct bl_balancer_ops *balancer;
+    void *balancer_data;             /* process-wide data built by balancer->init (ring, table) */
+    char *hash_key;                  /* KEY of hash methods, as written (NULL otherwise) */
+    void *hash_key_compiled;         /* compiled KEY (struct bl_template *) */
+    uint32_t index;                  /* position in the config's group list */
+};
+
+/* Whether server s may take a new request now: not down, not in a passive-failure window,
+ * below max_conns. now_ms: the caller's cached clock. */
+int bl_server_available(const struct bl_upstream_server *s, uint64_t now_ms);
+
+/* Feedback after an attempt: failed (per proxy_next_upstream rules) or not. Updates the
+ * max_fails/fail_timeout window. Any worker thread. */
+void bl_server_report(struct bl_upstream_server *s, int failed, uint64_t now_ms);
+
+static inline void bl_server_acquire(struct bl_upstream_server *s)
+{
+    atomic_fetch_add_explicit(&s->state->active, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->state->requests, 1, memory_order_relaxed);
+}
+
+static inline void bl_server_release(struct bl_upstream_server *s)
+{
+    atomic_fetch_sub_explicit(&s->state->active, 1, memory_order_relaxed);
+}
+
+#endif
