@@ -1,0 +1,41 @@
+/* Fixed-size I/O buffers from a per-thread free list.
+ *
+ * Every buffer has the same capacity (bl_buf_size, set once at start-up before any worker
+ * runs). A thread keeps up to BL_BUF_CACHE free buffers for reuse and returns the rest to
+ * malloc, so idle connections, which hold no buffer, cost no buffer memory. With -DBL_NO_POOL
+ * every get/put is a malloc/free so AddressSanitizer sees each buffer's lifetime.
+ */
+#ifndef BL_CORE_BUF_H
+#define BL_CORE_BUF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define BL_BUF_CACHE 256
+
+struct bl_buf {
+    uint32_t start;          /* first unread byte */
+    uint32_t end;            /* one past the last byte */
+    uint32_t cap;            /* bytes in data[] */
+    uint32_t pad;
+    struct bl_buf *next;     /* free-list link */
+    char data[];
+};
+
+/* Capacity of every buffer, bytes. Default 32 KiB. Set before workers start. */
+extern uint32_t bl_buf_size;
+
+/* Returns an empty buffer (start = end = 0) or NULL when out of memory. Any thread; the free
+ * list is the calling thread's. */
+struct bl_buf *bl_buf_get(void);
+
+/* Gives b back (NULL is fine). */
+void bl_buf_put(struct bl_buf *b);
+
+/* Frees this thread's cached buffers (at thread exit). */
+void bl_buf_drain(void);
+
+static inline uint32_t bl_buf_len(const struct bl_buf *b) { return b->end - b->start; }
+static inline uint32_t bl_buf_room(const struct bl_buf *b) { return b->cap - b->end; }
+
+#endif
