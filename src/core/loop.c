@@ -37,10 +37,13 @@ struct bl_loop *bl_loop_create(char *err, unsigned long errlen)
     return l;
 }
 
+static void run_deferred(struct bl_loop *l);
+
 void bl_loop_destroy(struct bl_loop *l)
 {
     if (!l)
         return;
+    run_deferred(l);
     close(l->epfd);
     free(l->heap);
     free(l);

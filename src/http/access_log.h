@@ -1,0 +1,38 @@
+/* Access log lines, buffered per worker and written at most every 500 ms or when 32 KiB are
+ * pending, so logging costs no syscall per request.
+ *
+ * Line format (nginx "combined" minus referer and agent, plus the upstream fields):
+ *   CLIENT - - [TIME] "REQUEST LINE" STATUS BYTES "UPSTREAM_ADDR" UPSTREAM_STATUS
+ *   REQUEST_TIME UPSTREAM_RESPONSE_TIME
+ * with "-" for the upstream fields when no upstream was involved.
+ */
+#ifndef BL_HTTP_ACCESS_LOG_H
+#define BL_HTTP_ACCESS_LOG_H
+
+#include <stdint.h>
+
+struct bl_worker;
+struct bl_access_log;
+struct bl_h1_message;
+
+struct bl_access_entry {
+    const char *client_ip;
+    uint32_t client_ip_len;
+    const struct bl_h1_message *msg;   /* method NULL when the request line was not parsed */
+    int status;
+    uint64_t body_bytes;
+    const char *upstream;              /* server name or NULL */
+    int upstream_status;
+    uint64_t request_time_us;
+    uint64_t upstream_time_us;
+    int has_upstream_time;
+};
+
+/* Worker thread. */
+void bl_access_log_write(struct bl_worker *w, const struct bl_access_log *log,
+                         const struct bl_access_entry *e);
+
+/* Writes every pending line of this worker (timer, and at exit). */
+void bl_access_log_flush(struct bl_worker *w);
+
+#endif

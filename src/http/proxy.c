@@ -1,0 +1,1640 @@
+/* The L7 proxy state machine: client connection -> request -> upstream connection and back.
+ *
+ * Readiness is edge-triggered and tracked by the connection itself (rready / wready): a flag
+ * is set by an event and cleared when a read or write comes back short, so the proxy makes one
+ * recv and one send per side per request in the common case and never probes for EAGAIN.
+ *
+ * Buffers. The client's input buffer holds the request head for the whole request (its slices
+ * are read by routing, variables and the access log); the body streams through the space after
+ * it. The upstream's input buffer holds the response head until the client's head is built,
+ * then the response body streams through it. A side stops reading while the other side cannot
+ * take what it already has: that is the back-pressure, and the memory bound per connection.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "conf/conf.h"
+#include "core/buf.h"
+#include "core/clock.h"
+#include "core/log.h"
+#include "core/sock.h"
+#include "core/status.h"
+#include "http/access_log.h"
+#include "http/h1_parser.h"
+#include "http/proxy.h"
+#include "http/response.h"
+#include "http/router.h"
+#include "http/template.h"
+#include "upstream/balancer.h"
+#include "worker.h"
+
+/* Client connection states. */
+enum client_state {
+    CS_IDLE = 0,      /* keep-alive, waiting for the first byte of a request; holds no buffer */
+    CS_READ_HEAD,     /* reading a request head */
+    CS_REQUEST,       /* a request is being served */
+    CS_LINGER,        /* response sent, write side shut: draining input before close */
+    CS_CLOSED,
+};
+
+/* Request states (the proxy side of CS_REQUEST). */
+enum req_state {
+    RS_CONNECT = 0,   /* waiting for the upstream connection to be established */
+    RS_SEND_HEAD,     /* writing the request head (and the first body bytes) upstream */
+    RS_BODY,          /* streaming the request body; the response may already be arriving */
+    RS_WAIT_HEAD,     /* request sent, waiting for the response head */
+    RS_RESPONSE,      /* streaming the response body to the client */
+    RS_LOCAL,         /* writing a response made by ballast itself */
+};
+
+static const char *const req_state_names[] = {"connect", "send_head", "body", "wait_head",
+                                              "response", "local"};
+
+struct bl_upconn;
+struct bl_request;
+
+struct bl_client {
+    struct bl_io io;
+    struct bl_timer timer;
+    struct bl_deferred defer;
+    struct bl_worker *w;
+    const struct bl_listen *listen;
+    struct bl_buf *in;
+    struct bl_request *req;
+    struct bl_client *prev, *next;     /* worker's list */
+    uint32_t nrequests;
+    uint16_t port;
+    uint8_t state;                     /* enum client_state */
+    uint8_t rready, wready, hup;
+    uint8_t ip_len;
+    char ip[46];
+};
+
+struct bl_upconn {
+    struct bl_io io;
+    struct bl_timer timer;
+    struct bl_deferred defer;
+    struct bl_worker *w;
+    struct bl_upstream_server *server;
+    struct bl_request *req;            /* NULL while idle in the pool */
+    struct bl_buf *in;
+    struct bl_upconn *next, *prev;     /* idle pool links */
+    uint32_t nrequests;
+    uint8_t rready, wready, connecting, idle;
+};
+
+struct bl_request {
+    struct bl_client *c;
+    struct bl_upconn *u;
+    const struct bl_server_block *srv;
+    const struct bl_location *loc;
+    struct bl_upstream_server *server;
+    struct bl_buf *out;                /* head being written (either direction) */
+    uint32_t out_sent;
+    uint32_t head_start, head_end;     /* request head in c->in */
+    uint32_t body_sent;                /* next request-body byte to forward, in c->in */
+    uint32_t body_end;                 /* end of request-body bytes in c->in */
+    uint64_t req_left;                 /* Content-Length body: bytes not yet read */
+    uint64_t req_body_bytes;           /* body bytes read so far (client_max_body_size) */
+    uint64_t resp_left;                /* Content-Length response body left to read */
+    uint64_t body_bytes_sent;          /* response body bytes sent to the client */
+    uint64_t start_us, up_start_us;
+    uint64_t up_time_us;               /* upstream response time, 0 = none */
+    int status;                        /* status sent to the client */
+    int up_status;                     /* upstream status, 0 = none */
+    uint8_t state;                     /* enum req_state */
+    uint8_t req_body_done, resp_done, resp_started, resp_head_done;
+    uint8_t keep_alive;                /* client connection stays open after this request */
+    uint8_t up_reusable;
+    uint8_t attempts;
+    uint8_t continue_sent;
+    uint8_t body_rewound;              /* body bytes already sent were overwritten in c->in */
+    uint8_t server_released;           /* active count and balancer feedback done */
+    struct bl_h1_parser parser;
+    struct bl_h1_chunked req_chunked, resp_chunked;
+    struct bl_pick pick;
+    uint8_t tried[64];                 /* servers tried, for retries (first 512 servers) */
+    struct bl_h1_message msg;
+    struct bl_h1_message resp;
+};
+
+static void client_close(struct bl_client *c);
+static void client_read_head(struct bl_client *c);
+static void request_finish(struct bl_request *r);
+static void request_abort(struct bl_request *r, int status, const char *why);
+static void proxy_run(struct bl_request *r);
+static void upconn_close(struct bl_upconn *u);
+static void local_response(struct bl_request *r, int status, const char *body, size_t len,
+                           const char *location, size_t location_len);
+
+/* ------------------------------------------------------------ small helpers */
+
+static inline const struct bl_config *cfg_of(const struct bl_client *c) { return c->w->cfg; }
+
+static inline void arm(struct bl_worker *w, struct bl_timer *t, uint64_t ms)
+{
+    bl_timer_set(w->loop, t, bl_clock_ms + (ms ? ms : 1));
+}
+
+/* recv into b; returns bytes (> 0), 0 at EOF, BL_AGAIN, or BL_ERR. Clears *ready on a short
+ * read: with edge-triggered epoll, a short read means the socket is drained. */
+static ssize_t read_into(int fd, struct bl_buf *b, uint8_t *ready)
+{
+    size_t room = bl_buf_room(b);
+    ssize_t n = recv(fd, b->data + b->end, room, 0);
+    if (n > 0) {
+        b->end += (uint32_t)n;
+        if ((size_t)n < room)
+            *ready = 0;
+        return n;
+    }
+    if (n == 0)
+        return 0;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        *ready = 0;
+        return BL_AGAIN;
+    }
+    if (errno == EINTR)
+        return BL_AGAIN;
+    return BL_ERR;
+}
+
+/* writev; returns bytes written (>= 0) or BL_ERR. Clears *ready on a short write. */
+static ssize_t write_iov(int fd, struct iovec *iov, int n, uint8_t *ready)
+{
+    size_t want = 0;
+    for (int i = 0; i < n; i++)
+        want += iov[i].iov_len;
+    ssize_t w = n == 1 ? send(fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL)
+                       : writev(fd, iov, n);
+    if (w >= 0) {
+        if ((size_t)w < want)
+            *ready = 0;
+        return w;
+    }
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+        *ready = 0;
+        return 0;
+    }
+    return BL_ERR;
+}
+
+/* Request objects are recycled per thread: no malloc per request in the steady state. */
+#define REQUEST_CACHE 64
+static _Thread_local struct bl_request *request_cache[REQUEST_CACHE];
+static _Thread_local unsigned nrequest_cache;
+
+static struct bl_request *request_new(struct bl_client *c)
+{
+    struct bl_request *r;
+#ifndef BL_NO_POOL
+    if (nrequest_cache)
+        r = request_cache[--nrequest_cache];
+    else
+#endif
+        r = malloc(sizeof(*r));
+    if (!r)
+        return NULL;
+    /* Only the fixed part is cleared; the parser fills the message structs as it goes. */
+    memset(r, 0, offsetof(struct bl_request, msg));
+    r->msg.nheaders = 0;
+    r->c = c;
+    r->start_us = bl_clock_us;
+    return r;
+}
+
+/* ------------------------------------------------------------ upstream connections */
+
+static void upconn_free(struct bl_deferred *d)
+{
+    struct bl_upconn *u = (struct bl_upconn *)((char *)d - offsetof(struct bl_upconn, defer));
+    free(u);
+}
+
+static void pool_unlink(struct bl_upconn *u)
+{
+    struct bl_idle_pool *p = &u->w->idle[u->server->id];
+    if (u->prev)
+        u->prev->next = u->next;
+    else
+        p->head = u->next;
+    if (u->next)
+        u->next->prev = u->prev;
+    u->next = u->prev = NULL;
+    u->idle = 0;
+    p->count--;
+}
+
+static void upconn_close(struct bl_upconn *u)
+{
+    if (u->idle)
+        pool_unlink(u);
+    bl_timer_cancel(u->w->loop, &u->timer);
+    if (u->io.fd >= 0)
+        close(u->io.fd);
+    u->io.fd = -1;
+    u->io.handler = NULL;
+    bl_buf_put(u->in);
+    u->in = NULL;
+    u->w->nupconns--;
+    bl_loop_defer(u->w->loop, &u->defer);
+}
+
+static void upconn_idle_event(struct bl_upconn *u, uint32_t ev)
+{
+    /* Anything on an idle connection (data, FIN, RST) makes it unusable. */
+    if (ev & BL_EV_READ || ev & BL_EV_ERROR) {
+        char b[64];
+        ssize_t n = recv(u->io.fd, b, sizeof(b), 0);
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        upconn_close(u);
+    }
+}
+
+static void upconn_on_event(struct bl_io *io, uint32_t ev)
+{
+    struct bl_upconn *u = (struct bl_upconn *)io;
+    if (ev & BL_EV_READ)
+        u->rready = 1;
+    if (ev & BL_EV_WRITE)
+        u->wready = 1;
+    if (u->idle) {
+        upconn_idle_event(u, ev);
+        return;
+    }
+    if (u->req)
+        proxy_run(u->req);
+}
+
+static void upconn_on_timer(struct bl_timer *t)
+{
+    struct bl_upconn *u = (struct bl_upconn *)((char *)t - offsetof(struct bl_upconn, timer));
+    if (u->idle || !u->req) {
+        upconn_close(u);
+        return;
+    }
+    struct bl_request *r = u->req;
+    const char *what = r->state == RS_CONNECT ? "connect" : r->state == RS_SEND_HEAD ||
+                       r->state == RS_BODY ? "send" : "read";
+    bl_log(BL_LOG_ERROR, "upstream timed out (%s) while talking to %s, client %s", what,
+           u->server->name, r->c->ip);
+    bl_server_report(u->server, 1, bl_clock_ms);
+    request_abort(r, 504, "upstream timed out");
+}
+
+/* Returns an idle pooled connection to s, or a new connecting one; NULL with errno. */
+static struct bl_upconn *upconn_get(struct bl_worker *w, struct bl_upstream_server *s,
+                                    int allow_pooled)
+{
+    struct bl_idle_pool *p = &w->idle[s->id];
+    if (allow_pooled && p->head) {
+        struct bl_upconn *u = p->head;
+        pool_unlink(u);
+        bl_timer_cancel(w->loop, &u->timer);
+        return u;
+    }
+    int fd = bl_sock_connect((struct sockaddr *)&s->addr, s->addrlen);
+    if (fd < 0)
+        return NULL;
+    struct bl_upconn *u = calloc(1, sizeof(*u));
+    if (!u) {
+        close(fd);
+        errno = ENOMEM;
+        return NULL;
+    }
+    u->io.fd = fd;
+    u->io.handler = upconn_on_event;
+    u->timer.handler = upconn_on_timer;
+    u->defer.run = upconn_free;
+    u->w = w;
+    u->server = s;
+    u->connecting = 1;
+    if (bl_loop_add(w->loop, &u->io) != BL_OK) {
+        close(fd);
+        free(u);
+        return NULL;
+    }
+    w->nupconns++;
+    return u;
+}
+
+/* Keeps u for reuse if the group allows; closes it otherwise. */
+static void upconn_release(struct bl_upconn *u, int reusable)
+{
+    struct bl_upstream_group *g = u->server->group;
+    u->req = NULL;
+    struct bl_idle_pool *p = &u->w->idle[u->server->id];
+    if (!reusable || g->keepalive == 0 || p->count >= g->keepalive || u->w->draining ||
+        u->nrequests >= g->keepalive_requests || (u->in && bl_buf_len(u->in))) {
+        upconn_close(u);
+        return;
+    }
+    bl_buf_put(u->in);
+    u->in = NULL;
+    u->idle = 1;
+    u->prev = NULL;
+    u->next = p->head;
+    if (p->head)
+        p->head->prev = u;
+    p->head = u;
+    p->count++;
+    arm(u->w, &u->timer, g->keepalive_timeout_ms);
+}
+
+void bl_http_close_upstream_pools(struct bl_worker *w)
+{
+    for (uint32_t i = 0; i < w->cfg->nupstream_servers; i++)
+        while (w->idle[i].head)
+            upconn_close(w->idle[i].head);
+}
+
+/* ------------------------------------------------------------ building the upstream head */
+
+struct out {
+    char *p;
+    size_t len, cap;
+    int overflow;
+};
+
+static inline void out_put(struct out *o, const char *s, size_t n)
+{
+    if (o->len + n > o->cap) {
+        o->overflow = 1;
+        return;
+    }
+    memcpy(o->p + o->len, s, n);
+    o->len += n;
+}
+
+static inline void out_str(struct out *o, const char *s) { out_put(o, s, strlen(s)); }
+
+static void out_template(struct out *o, const struct bl_template *t, const struct bl_var_ctx *v)
+{
+    size_t room = o->cap - o->len;
+    size_t n = bl_template_eval(t, v, o->p + o->len, room);
+    if (n > room) {
+        o->overflow = 1;
+        return;
+    }
+    o->len += n;
+}
+
+static int overridden(const struct bl_location *loc, const struct bl_h1_header *h)
+{
+    for (uint32_t i = 0; i < loc->nheaders; i++)
+        if (loc->headers[i].name_len == h->name_len &&
+            strncasecmp(loc->headers[i].name, h->name, h->name_len) == 0)
+            return 1;
+    return 0;
+}
+
+static void var_ctx(const struct bl_request *r, struct bl_var_ctx *v)
+{
+    v->req = &r->msg;
+    v->client_ip = r->c->ip;
+    v->client_ip_len = r->c->ip_len;
+    v->client_port = r->c->port;
+    v->server_port = r->c->listen->port;
+    v->server_ip = NULL;
+    v->server_ip_len = 0;
+}
+
+/* Writes the request head for the upstream into r->out. BL_OK or BL_ERR (too large). */
+static int build_upstream_head(struct bl_request *r)
+{
+    const struct bl_h1_message *m = &r->msg;
+    const struct bl_location *loc = r->loc;
+    struct out o = {r->out->data, 0, r->out->cap, 0};
+    struct bl_var_ctx v;
+    var_ctx(r, &v);
+
+    out_put(&o, m->method, m->method_len);
+    out_put(&o, " ", 1);
+    if (loc->has_proxy_uri) {
+        /* proxy_pass http://up/new/; location /old/ -> /old/x becomes /new/x (nginx) */
+        out_put(&o, loc->proxy_uri, loc->proxy_uri_len);
+        size_t skip = loc->path_len <= m->path_len ? loc->path_len : m->path_len;
+        out_put(&o, m->path + skip, m->path_len - skip);
+        if (m->query) {
+            out_put(&o, "?", 1);
+            out_put(&o, m->query, m->query_len);
+        }
+    } else if (m->flags & BL_H1_F_ABSOLUTE_FORM) {
+        out_put(&o, m->path, m->path_len);
+        if (m->query) {
+            out_put(&o, "?", 1);
+            out_put(&o, m->query, m->query_len);
+        }
+    } else {
+        out_put(&o, m->target, m->target_len);
+    }
+    out_str(&o, " HTTP/1.1\r\n");
+
+    int have_host = 0, xff_seen = 0;
+    for (uint32_t i = 0; i < m->nheaders; i++) {
+        const struct bl_h1_header *h = &m->headers[i];
+        if (h->hop)
+            continue;
+        switch (h->id) {
+        case BL_H1_HDR_EXPECT:
+            continue; /* ballast answers 100-continue itself */
+        case BL_H1_HDR_X_FORWARDED_FOR:
+            if (loc->set_xff) {
+                xff_seen = 1;
+                continue; /* merged into one line below */
+            }
+            break;
+        case BL_H1_HDR_X_REAL_IP:
+            if (loc->set_xrip)
+                continue;
+            break;
+        case BL_H1_HDR_X_FORWARDED_PROTO:
+            if (loc->set_xfp)
+                continue;
+            break;
+        case BL_H1_HDR_HOST:
+            if (m->flags & BL_H1_F_ABSOLUTE_FORM)
+                continue; /* the target's authority replaces Host (RFC 9112 3.2.2) */
+            have_host = 1;
+            break;
+        default:
+            break;
+        }
+        if (loc->nheaders && overridden(loc, h)) {
+            if (h->id == BL_H1_HDR_HOST)
+                have_host = 1;
+            continue;
+        }
+        out_put(&o, h->name, h->name_len);
+        out_put(&o, ": ", 2);
+        out_put(&o, h->value, h->value_len);
+        out_put(&o, "\r\n", 2);
+    }
+    if (!have_host) {
+        int set_by_conf = 0;
+        for (uint32_t i = 0; i < loc->nheaders; i++)
+            if (strcasecmp(loc->headers[i].name, "host") == 0)
+                set_by_conf = 1;
+        if (!set_by_conf) {
+            out_str(&o, "Host: ");
+            if (m->host)
+                out_put(&o, m->host, m->host_len);
+            else
+                out_str(&o, r->server->group->name);
+            out_put(&o, "\r\n", 2);
+        }
+    }
+    if (loc->set_xff) {
+        out_str(&o, "X-Forwarded-For: ");
+        if (xff_seen) {
+            int first = 1;
+            for (uint32_t i = 0; i < m->nheaders; i++) {
+                if (m->headers[i].id != BL_H1_HDR_X_FORWARDED_FOR)
+                    continue;
+                if (!first)
+                    out_put(&o, ", ", 2);
+                out_put(&o, m->headers[i].value, m->headers[i].value_len);
+                first = 0;
+            }
+            out_put(&o, ", ", 2);
+        }
+        out_put(&o, r->c->ip, r->c->ip_len);
+        out_put(&o, "\r\n", 2);
+    }
+    if (loc->set_xrip) {
+        out_str(&o, "X-Real-IP: ");
+        out_put(&o, r->c->ip, r->c->ip_len);
+        out_put(&o, "\r\n", 2);
+    }
+    if (loc->set_xfp)
+        out_str(&o, "X-Forwarded-Proto: http\r\n");
+    for (uint32_t i = 0; i < loc->nheaders; i++) {
+        const struct bl_header_set *hs = &loc->headers[i];
+        if (hs->remove)
+            continue;
+        size_t mark = o.len;
+        out_put(&o, hs->name, hs->name_len);
+        out_put(&o, ": ", 2);
+        size_t vstart = o.len;
+        out_template(&o, hs->value, &v);
+        if (!o.overflow && o.len == vstart) {
+            o.len = mark; /* nginx: an empty value means the header is not sent */
+            continue;
+        }
+        out_put(&o, "\r\n", 2);
+    }
+    if (r->server->group->keepalive == 0)
+        out_str(&o, "Connection: close\r\n");
+    out_put(&o, "\r\n", 2);
+    if (o.overflow)
+        return BL_ERR;
+    r->out->start = 0;
+    r->out->end = (uint32_t)o.len;
+    r->out_sent = 0;
+    return BL_OK;
+}
+
+/* ------------------------------------------------------------ building the client head */
+
+static int build_client_head(struct bl_request *r)
+{
+    const struct bl_h1_message *m = &r->resp;
+    struct out o = {r->out->data, 0, r->out->cap, 0};
+    char line[64];
+    int n = snprintf(line, sizeof(line), "HTTP/1.1 %u ", m->status);
+    out_put(&o, line, (size_t)n);
+    out_put(&o, m->reason, m->reason_len);
+    out_put(&o, "\r\n", 2);
+    for (uint32_t i = 0; i < m->nheaders; i++) {
+        const struct bl_h1_header *h = &m->headers[i];
+        if (h->hop)
+            continue;
+        out_put(&o, h->name, h->name_len);
+        out_put(&o, ": ", 2);
+        out_put(&o, h->value, h->value_len);
+        out_put(&o, "\r\n", 2);
+    }
+    if (!r->keep_alive)
+        out_str(&o, "Connection: close\r\n");
+    else if (r->msg.minor_version == 0)
+        out_str(&o, "Connection: keep-alive\r\n");
+    out_put(&o, "\r\n", 2);
+    if (o.overflow)
+        return BL_ERR;
+    r->out->start = 0;
+    r->out->end = (uint32_t)o.len;
+    r->out_sent = 0;
+    return BL_OK;
+}
+
+/* ------------------------------------------------------------ request body framing */
+
+/* Accounts bytes newly read into c->in at [from, c->in->end) as request body. Sets body_end
+ * and req_body_done. BL_OK, or BL_ERR with a 4xx status in *status. */
+static int account_request_body(struct bl_request *r, uint32_t from, int *status)
+{
+    struct bl_buf *in = r->c->in;
+    uint32_t avail = in->end - from;
+    if (r->req_body_done || avail == 0)
+        return BL_OK;
+    uint64_t max = r->loc->conf.client_max_body_size;
+    if (r->msg.body == BL_H1_BODY_LENGTH) {
+        uint32_t take = avail < r->req_left ? avail : (uint32_t)r->req_left;
+        r->req_left -= take;
+        r->body_end = from + take;
+        r->req_body_bytes += take;
+        if (r->req_left == 0)
+            r->req_body_done = 1;
+        return BL_OK;
+    }
+    /* chunked: forwarded as is, framing checked on the way */
+    int done = 0;
+    ssize_t k = bl_h1_chunked_scan(&r->req_chunked, in->data + from, avail, &done);
+    if (k < 0) {
+        bl_log(BL_LOG_INFO, "client %s sent invalid chunked body: %s", r->c->ip,
+               r->req_chunked.reason ? r->req_chunked.reason : "bad framing");
+        *status = 400;
+        return BL_ERR;
+    }
+    r->body_end = from + (uint32_t)k;
+    r->req_body_bytes += (uint64_t)k;
+    if (done)
+        r->req_body_done = 1;
+    if (max && r->req_body_bytes > max + 64) {
+        *status = 413;
+        return BL_ERR;
+    }
+    return BL_OK;
+}
+
+/* ------------------------------------------------------------ starting a request */
+
+static void request_route(struct bl_request *r)
+{
+    struct bl_client *c = r->c;
+    const struct bl_h1_message *m = &r->msg;
+    r->srv = bl_route_server(c->listen, m->host, m->host ? m->host_len : 0);
+    if (r->srv->server_loc->kind == BL_LOC_RETURN)
+        r->loc = r->srv->server_loc;
+    else
+        r->loc = bl_route_location(r->srv, m->path, m->path_len);
+}
+
+static void proxy_start(struct bl_request *r, int retry_same_server);
+
+static void request_start(struct bl_client *c, uint32_t head_len)
+{
+    struct bl_request *r = c->req;
+    struct bl_h1_message *m = &r->msg;
+    r->head_end = r->head_start + head_len;
+    r->body_sent = r->body_end = r->head_end;
+    c->state = CS_REQUEST;
+    c->nrequests++;
+    bl_timer_cancel(c->w->loop, &c->timer);
+    request_route(r);
+
+    const struct bl_loc_conf *lc = &r->loc->conf;
+    r->keep_alive = m->keep_alive && !c->w->draining && c->nrequests < lc->keepalive_requests;
+    if (m->body == BL_H1_BODY_NONE || (m->body == BL_H1_BODY_LENGTH && m->content_length == 0)) {
+        r->req_body_done = 1;
+    } else if (m->body == BL_H1_BODY_LENGTH) {
+        if (lc->client_max_body_size && m->content_length > lc->client_max_body_size) {
+            bl_log(BL_LOG_ERROR, "client intended to send too large body: %llu bytes, client %s",
+                   (unsigned long long)m->content_length, c->ip);
+            r->keep_alive = 0;
+            local_response(r, 413, NULL, 0, NULL, 0);
+            return;
+        }
+        r->req_left = m->content_length;
+    } else {
+        bl_h1_chunked_init(&r->req_chunked);
+    }
+    int status = 0;
+    if (account_request_body(r, r->head_end, &status) != BL_OK) {
+        r->keep_alive = 0;
+        local_response(r, status, NULL, 0, NULL, 0);
+        return;
+    }
+    switch (r->loc->kind) {
+    case BL_LOC_PROXY:
+        proxy_start(r, 0);
+        return;
+    case BL_LOC_RETURN: {
+        const struct bl_location *loc = r->loc;
+        char text[4096];
+        size_t n = 0;
+        if (loc->return_text) {
+            struct bl_var_ctx v;
+            var_ctx(r, &v);
+            n = bl_template_eval(loc->return_text, &v, text, sizeof(text));
+            if (n > sizeof(text))
+                n = sizeof(text);
+        }
+        int code = loc->return_code;
+        int redirect = code == 301 || code == 302 || code == 303 || code == 307 || code == 308;
+        if (!r->req_body_done)
+            r->keep_alive = 0; /* the unread body would be taken for the next request */
+        if (redirect)
+            local_response(r, code, NULL, 0, loc->return_text ? text : NULL, n);
+        else
+            local_response(r, code, loc->return_text ? text : NULL, n, NULL, 0);
+        return;
+    }
+    default:
+        if (!r->req_body_done)
+            r->keep_alive = 0;
+        local_response(r, 404, NULL, 0, NULL, 0);
+        return;
+    }
+}
+
+static void proxy_start(struct bl_request *r, int retry_same_server)
+{
+    struct bl_client *c = r->c;
+    struct bl_worker *w = c->w;
+    struct bl_upstream_group *g = r->loc->upstream;
+    struct bl_upstream_server *s = NULL;
+
+    if (retry_same_server) {
+        s = r->server;
+    } else {
+        r->pick.group = g;
+        r->pick.wstate = w->lb_state[g->index];
+        r->pick.now_ms = bl_clock_ms;
+        r->pick.tried = g->nservers <= sizeof(r->tried) * 8 ? r->tried : NULL;
+        s = g->balancer->pick(&r->pick);
+        if (!s && g->nservers) {
+            /* nginx: when every server is unavailable, forget the failures and try again
+             * rather than fail the request. */
+            bl_log(BL_LOG_WARN, "no live upstreams in \"%s\", trying all servers", g->name);
+            for (uint32_t i = 0; i < g->nservers; i++)
+                atomic_store_explicit(&g->servers[i].state->down_until_ms, 0,
+                                      memory_order_relaxed);
+            s = g->balancer->pick(&r->pick);
+        }
+        if (!s) {
+            bl_log(BL_LOG_ERROR, "no live upstreams while connecting to upstream \"%s\"",
+                   g->name);
+            request_abort(r, 502, "no live upstreams");
+            return;
+        }
+        if (s->index < sizeof(r->tried) * 8)
+            r->tried[s->index >> 3] |= (uint8_t)(1u << (s->index & 7));
+        bl_server_acquire(s);
+        r->server = s;
+    }
+    r->attempts++;
+    r->up_start_us = bl_clock_us;
+
+    if (!r->out && !(r->out = bl_buf_get())) {
+        request_abort(r, 500, "out of memory");
+        return;
+    }
+    if (build_upstream_head(r) != BL_OK) {
+        bl_log(BL_LOG_ERROR, "request head for upstream too large, client %s", c->ip);
+        request_abort(r, 500, "request head too large");
+        return;
+    }
+    /* 100-continue: tell the client to send the body now that there is somewhere to send it
+     * (the upstream does not see Expect). */
+    if ((r->msg.flags & BL_H1_F_EXPECT_CONTINUE) && !r->req_body_done &&
+        r->body_end == r->head_end && r->msg.minor_version == 1 && !r->continue_sent) {
+        static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+        r->continue_sent = 1;
+        if (send(c->io.fd, cont, sizeof(cont) - 1, MSG_NOSIGNAL) != (ssize_t)sizeof(cont) - 1) {
+            request_abort(r, 0, "client closed while sending 100 Continue");
+            return;
+        }
+    }
+
+    struct bl_upconn *u = upconn_get(w, s, !retry_same_server);
+    if (!u) {
+        bl_log(BL_LOG_ERROR, "connect() to %s failed (%s), client %s", s->name, strerror(errno),
+               c->ip);
+        bl_server_report(s, 1, bl_clock_ms);
+        request_abort(r, 502, "connect failed");
+        return;
+    }
+    u->req = r;
+    u->nrequests++;
+    r->u = u;
+    bl_h1_parser_init_response(&r->parser, bl_buf_size / 2, bl_buf_size - 1024,
+                               r->msg.method_id == BL_H1_M_HEAD);
+    r->resp.nheaders = 0;
+    if (u->connecting) {
+        r->state = RS_CONNECT;
+        arm(w, &u->timer, r->loc->conf.proxy_connect_timeout);
+    } else {
+        r->state = RS_SEND_HEAD;
+        u->wready = 1; /* an idle keep-alive connection has room in its send buffer */
+    }
+    proxy_run(r);
+}
+
+/* ------------------------------------------------------------ the proxy state machine */
+
+/* Failure before any response byte reached the client. Retries once on a fresh connection
+ * when a reused keep-alive connection turned out dead (the server closed it while idle): the
+ * request is still whole, and this is the case nginx and HAProxy cover the same way. */
+static void upstream_failed(struct bl_request *r, const char *why, int err)
+{
+    struct bl_upconn *u = r->u;
+    int reused = u->nrequests > 1;
+    int whole = r->req_body_done && !r->body_rewound;
+    int nothing_read = !r->resp_head_done && (!u->in || bl_buf_len(u->in) == 0);
+    if (reused && whole && nothing_read && !r->resp_started && r->attempts < 2) {
+        bl_log(BL_LOG_INFO, "keep-alive connection to %s was closed by the server, retrying "
+               "on a new connection", u->server->name);
+        u->req = NULL;
+        upconn_close(u);
+        r->u = NULL;
+        r->body_sent = r->head_end;
+        proxy_start(r, 1);
+        return;
+    }
+    bl_log(BL_LOG_ERROR, "%s (%s) while talking to upstream %s, client %s", why,
+           err ? strerror(err) : "closed", r->server->name, r->c->ip);
+    bl_server_report(r->server, 1, bl_clock_ms);
+    request_abort(r, 502, why);
+}
+
+/* Sends r->out (head) and the pending request body bytes upstream. Returns BL_OK when all of
+ * it went, BL_AGAIN when the socket is full, BL_ERR after handling a failure. */
+static int send_upstream(struct bl_request *r)
+{
+    struct bl_upconn *u = r->u;
+    struct bl_buf *in = r->c->in;
+    for (;;) {
+        struct iovec iov[2];
+        int n = 0;
+        uint32_t head_left = r->out ? r->out->end - r->out_sent : 0;
+        if (head_left) {
+            iov[n].iov_base = r->out->data + r->out_sent;
+            iov[n++].iov_len = head_left;
+        }
+        uint32_t body_left = r->body_end - r->body_sent;
+        if (body_left) {
+            iov[n].iov_base = in->data + r->body_sent;
+            iov[n++].iov_len = body_left;
+        }
+        if (n == 0)
+            return BL_OK;
+        if (!u->wready)
+            return BL_AGAIN;
+        ssize_t w = write_iov(u->io.fd, iov, n, &u->wready);
+        if (w < 0) {
+            upstream_failed(r, "send() failed", errno);
+            return BL_ERR;
+        }
+        size_t k = (size_t)w;
+        size_t h = k < head_left ? k : head_left;
+        r->out_sent += (uint32_t)h;
+        r->body_sent += (uint32_t)(k - h);
+        if (k < head_left + body_left)
+            return BL_AGAIN;
+    }
+}
+
+/* Reads more request body from the client into c->in. Returns BL_OK (progress or nothing to
+ * do), BL_AGAIN (nothing available), BL_ERR after handling a failure. */
+static int read_request_body(struct bl_request *r)
+{
+    struct bl_client *c = r->c;
+    struct bl_buf *in = c->in;
+    if (r->req_body_done || r->body_sent != r->body_end)
+        return BL_OK;
+    /* All forwarded: reuse the space after the head. */
+    if (in->end != r->head_end)
+        r->body_rewound = 1;
+    in->end = r->head_end;
+    r->body_sent = r->body_end = r->head_end;
+    if (!c->rready)
+        return BL_AGAIN;
+    uint32_t from = in->end;
+    ssize_t n = read_into(c->io.fd, in, &c->rready);
+    if (n == BL_AGAIN)
+        return BL_AGAIN;
+    if (n <= 0) {
+        bl_log(BL_LOG_INFO, "client %s closed connection while sending the request body", c->ip);
+        request_abort(r, 0, "client closed");
+        return BL_ERR;
+    }
+    int status = 0;
+    if (account_request_body(r, from, &status) != BL_OK) {
+        request_abort(r, status, "bad request body");
+        return BL_ERR;
+    }
+    return BL_OK;
+}
+
+/* Streams the request to the upstream until blocked. Returns BL_OK when the whole request
+ * went, BL_AGAIN when blocked, BL_ERR after a failure was handled. */
+static int pump_request(struct bl_request *r)
+{
+    struct bl_worker *w = r->c->w;
+    for (;;) {
+        int rc = send_upstream(r);
+        if (rc == BL_ERR)
+            return BL_ERR;
+        if (rc == BL_AGAIN) {
+            /* The upstream is slow to take the body: its timer runs, not the client's. */
+            arm(w, &r->u->timer, r->loc->conf.proxy_send_timeout);
+            bl_timer_cancel(w->loop, &r->c->timer);
+            return BL_AGAIN;
+        }
+        if (r->req_body_done)
+            return BL_OK;
+        rc = read_request_body(r);
+        if (rc == BL_ERR)
+            return BL_ERR;
+        if (rc == BL_AGAIN) {
+            arm(w, &r->c->timer, r->loc->conf.client_body_timeout);
+            if (!r->resp_head_done)
+                bl_timer_cancel(w->loop, &r->u->timer);
+            return BL_AGAIN;
+        }
+    }
+}
+
+/* Framing of response body bytes at [from, u->in->end): trims anything after the body (the
+ * connection is then not reused) and notes completion. BL_OK or BL_ERR (bad chunking). */
+static int account_response_body(struct bl_request *r, uint32_t from)
+{
+    struct bl_buf *b = r->u->in;
+    uint32_t avail = b->end - from;
+    switch (r->resp.body) {
+    case BL_H1_BODY_NONE:
+        if (avail) {
+            b->end = from;
+            r->up_reusable = 0;
+        }
+        r->resp_done = 1;
+        return BL_OK;
+    case BL_H1_BODY_LENGTH: {
+        uint32_t take = avail < r->resp_left ? avail : (uint32_t)r->resp_left;
+        r->resp_left -= take;
+        if (take < avail) {
+            b->end = from + take;
+            r->up_reusable = 0;
+        }
+        if (r->resp_left == 0)
+            r->resp_done = 1;
+        return BL_OK;
+    }
+    case BL_H1_BODY_CHUNKED: {
+        int done = 0;
+        ssize_t k = bl_h1_chunked_scan(&r->resp_chunked, b->data + from, avail, &done);
+        if (k < 0)
+            return BL_ERR;
+        if ((uint32_t)k < avail) {
+            b->end = from + (uint32_t)k;
+            r->up_reusable = 0;
+        }
+        if (done)
+            r->resp_done = 1;
+        return BL_OK;
+    }
+    default: /* close-delimited: done at EOF */
+        return BL_OK;
+    }
+}
+
+/* Parses the response head from u->in. BL_OK when the final head is parsed (and the client
+ * head built), BL_AGAIN for more, BL_ERR after a failure was handled. */
+static int parse_response_head(struct bl_request *r)
+{
+    struct bl_upconn *u = r->u;
+    for (;;) {
+        struct bl_buf *b = u->in;
+        int rc = bl_h1_parse(&r->parser, b->data + b->start, bl_buf_len(b), &r->resp);
+        if (rc == BL_AGAIN) {
+            if (bl_buf_room(b) == 0) {
+                bl_log(BL_LOG_ERROR, "upstream %s sent too big header, client %s",
+                       u->server->name, r->c->ip);
+                bl_server_report(u->server, 1, bl_clock_ms);
+                request_abort(r, 502, "upstream header too big");
+                return BL_ERR;
+            }
+            return BL_AGAIN;
+        }
+        if (rc < 0) {
+            bl_log(BL_LOG_ERROR, "upstream %s sent invalid header (%s), client %s",
+                   u->server->name, r->parser.reason ? r->parser.reason : "?", r->c->ip);
+            bl_server_report(u->server, 1, bl_clock_ms);
+            request_abort(r, 502, "upstream sent invalid header");
+            return BL_ERR;
+        }
+        if (r->resp.status >= 100 && r->resp.status < 200) {
+            if (r->resp.status == 101) {
+                bl_log(BL_LOG_ERROR, "upstream %s switched protocols, which is not supported",
+                       u->server->name);
+                request_abort(r, 502, "upstream sent 101");
+                return BL_ERR;
+            }
+            /* Interim responses: 100 is ours to send (already sent or not needed); others
+             * (103 Early Hints) go to HTTP/1.1 clients as they came. */
+            if (r->resp.status != 100 && r->msg.minor_version == 1) {
+                ssize_t w = send(r->c->io.fd, b->data + b->start, (size_t)rc, MSG_NOSIGNAL);
+                (void)w; /* best effort: a lost 1xx is harmless */
+            }
+            b->start += (uint32_t)rc;
+            bl_h1_parser_init_response(&r->parser, bl_buf_size / 2, bl_buf_size - 1024,
+                                       r->msg.method_id == BL_H1_M_HEAD);
+            r->resp.nheaders = 0;
+            continue;
+        }
+        /* Final head. */
+        r->resp_head_done = 1;
+        r->up_status = r->resp.status;
+        r->status = r->resp.status;
+        r->up_time_us = bl_clock_us - r->up_start_us;
+        r->up_reusable = r->resp.keep_alive;
+        if (r->resp.body == BL_H1_BODY_CLOSE) {
+            r->keep_alive = 0;
+            r->up_reusable = 0;
+        }
+        if (r->resp.body == BL_H1_BODY_CHUNKED && r->msg.minor_version == 0) {
+            /* An HTTP/1.0 client cannot read chunked framing; ballast forwards bodies as is,
+             * so it closes the connection and the client reads to EOF. The framing bytes are
+             * the chunk sizes, which such clients show as part of the body: nginx removes
+             * them; this is a known limit noted in docs/configuration.md. */
+            r->keep_alive = 0;
+        }
+        if (r->resp.body == BL_H1_BODY_LENGTH)
+            r->resp_left = r->resp.content_length;
+        if (r->resp.body == BL_H1_BODY_CHUNKED)
+            bl_h1_chunked_init(&r->resp_chunked);
+        if (build_client_head(r) != BL_OK) {
+            request_abort(r, 502, "response head too large");
+            return BL_ERR;
+        }
+        b->start += (uint32_t)rc;
+        if (account_response_body(r, b->start) != BL_OK) {
+            bl_log(BL_LOG_ERROR, "upstream %s sent invalid chunked response, client %s",
+                   u->server->name, r->c->ip);
+            request_abort(r, 502, "bad chunked response");
+            return BL_ERR;
+        }
+        return BL_OK;
+    }
+}
+
+/* Reads from the upstream into u->in. Returns > 0 bytes, 0 EOF, BL_AGAIN, BL_ERR (errno). */
+static ssize_t upstream_read(struct bl_request *r)
+{
+    struct bl_upconn *u = r->u;
+    if (!u->in && !(u->in = bl_buf_get())) {
+        errno = ENOMEM;
+        return BL_ERR;
+    }
+    if (!u->rready)
+        return BL_AGAIN;
+    if (bl_buf_len(u->in) == 0)
+        u->in->start = u->in->end = 0;
+    if (bl_buf_room(u->in) == 0)
+        return BL_AGAIN;
+    return read_into(u->io.fd, u->in, &u->rready);
+}
+
+/* Sends the client head (r->out) and response body bytes in u->in to the client. BL_OK when
+ * all pending bytes went, BL_AGAIN when the client is blocked, BL_ERR when it failed. */
+static int send_client(struct bl_request *r)
+{
+    struct bl_client *c = r->c;
+    struct bl_buf *b = r->u ? r->u->in : NULL;
+    for (;;) {
+        struct iovec iov[2];
+        int n = 0;
+        uint32_t head_left = r->out ? r->out->end - r->out_sent : 0;
+        uint32_t body_left = b ? bl_buf_len(b) : 0;
+        if (head_left) {
+            iov[n].iov_base = r->out->data + r->out_sent;
+            iov[n++].iov_len = head_left;
+        }
+        if (body_left) {
+            iov[n].iov_base = b->data + b->start;
+            iov[n++].iov_len = body_left;
+        }
+        if (n == 0)
+            return BL_OK;
+        if (!c->wready)
+            return BL_AGAIN;
+        ssize_t w = write_iov(c->io.fd, iov, n, &c->wready);
+        if (w < 0)
+            return BL_ERR;
+        if (w > 0)
+            r->resp_started = 1;
+        size_t k = (size_t)w;
+        size_t h = k < head_left ? k : head_left;
+        r->out_sent += (uint32_t)h;
+        if (b) {
+            b->start += (uint32_t)(k - h);
+            r->body_bytes_sent += k - h;
+        }
+        if (k < head_left + body_left)
+            return BL_AGAIN;
+    }
+}
+
+static void proxy_run(struct bl_request *r)
+{
+    struct bl_upconn *u = r->u;
+    struct bl_client *c = r->c;
+    if (!u)
+        return;
+    if (r->state == RS_CONNECT) {
+        if (!u->wready && !u->rready)
+            return;
+        u->connecting = 0;
+        r->state = RS_SEND_HEAD;
+    }
+    /* Request direction. */
+    if (r->state == RS_SEND_HEAD || r->state == RS_BODY ||
+        ((r->state == RS_WAIT_HEAD || r->state == RS_RESPONSE) && !r->req_body_done)) {
+        int rc = pump_request(r);
+        if (rc == BL_ERR)
+            return;
+        if (rc == BL_OK) {
+            if (r->state < RS_WAIT_HEAD) {
+                r->state = RS_WAIT_HEAD;
+                arm(c->w, &u->timer, r->loc->conf.proxy_read_timeout);
+            }
+            bl_timer_cancel(c->w->loop, &c->timer);
+        } else if (r->state == RS_SEND_HEAD && r->out_sent == r->out->end) {
+            r->state = RS_BODY;
+        }
+    }
+    /* Response direction. */
+    for (;;) {
+        if (!r->resp_head_done) {
+            ssize_t n = upstream_read(r);
+            if (n == BL_AGAIN) {
+                if (!u->in || bl_buf_len(u->in) == 0 || parse_response_head(r) == BL_AGAIN)
+                    return;
+                if (!r->resp_head_done)
+                    return;
+            } else if (n == 0) {
+                upstream_failed(r, "upstream prematurely closed connection", 0);
+                return;
+            } else if (n < 0) {
+                upstream_failed(r, "recv() failed", errno);
+                return;
+            } else {
+                int rc = parse_response_head(r);
+                if (rc == BL_ERR)
+                    return;
+                if (rc == BL_AGAIN) {
+                    arm(c->w, &u->timer, r->loc->conf.proxy_read_timeout);
+                    continue;
+                }
+            }
+            r->state = RS_RESPONSE;
+        }
+        int rc = send_client(r);
+        if (rc == BL_ERR) {
+            request_abort(r, 0, "client closed while receiving the response");
+            return;
+        }
+        if (rc == BL_AGAIN) {
+            arm(c->w, &c->timer, r->loc->conf.send_timeout);
+            bl_timer_cancel(c->w->loop, &u->timer);
+            return;
+        }
+        if (r->resp_done) {
+            if (r->req_body_done && r->body_sent == r->body_end)
+                request_finish(r);
+            else {
+                /* The server answered before reading the whole body: the rest is not read
+                 * and neither connection can be reused. */
+                r->up_reusable = 0;
+                r->keep_alive = 0;
+                request_finish(r);
+            }
+            return;
+        }
+        ssize_t n = upstream_read(r);
+        if (n == BL_AGAIN) {
+            arm(c->w, &u->timer, r->loc->conf.proxy_read_timeout);
+            return;
+        }
+        if (n == 0) {
+            if (r->resp.body == BL_H1_BODY_CLOSE) {
+                r->resp_done = 1;
+                r->up_reusable = 0;
+                continue;
+            }
+            bl_log(BL_LOG_ERROR, "upstream %s prematurely closed connection while reading "
+                   "response body, client %s", u->server->name, c->ip);
+            request_abort(r, 0, "upstream closed mid-body");
+            return;
+        }
+        if (n < 0) {
+            bl_log(BL_LOG_ERROR, "recv() failed (%s) while reading upstream %s, client %s",
+                   strerror(errno), u->server->name, c->ip);
+            request_abort(r, 0, "upstream read error");
+            return;
+        }
+        if (account_response_body(r, r->u->in->end - (uint32_t)n) != BL_OK) {
+            bl_log(BL_LOG_ERROR, "upstream %s sent invalid chunked body, client %s",
+                   u->server->name, c->ip);
+            request_abort(r, 0, "bad chunked response body");
+            return;
+        }
+    }
+}
+
+/* ------------------------------------------------------------ local responses */
+
+static void local_send(struct bl_request *r)
+{
+    int rc = send_client(r);
+    if (rc == BL_ERR) {
+        r->keep_alive = 0;
+        request_finish(r);
+        return;
+    }
+    if (rc == BL_AGAIN) {
+        arm(r->c->w, &r->c->timer, r->loc ? r->loc->conf.send_timeout : 60000);
+        return;
+    }
+    request_finish(r);
+}
+
+static void local_response(struct bl_request *r, int status, const char *body, size_t len,
+                           const char *location, size_t location_len)
+{
+    if (!r->out && !(r->out = bl_buf_get())) {
+        client_close(r->c);
+        return;
+    }
+    if (status >= 400 && !r->req_body_done)
+        r->keep_alive = 0;
+    r->status = status;
+    r->state = RS_LOCAL;
+    int head = r->msg.method_id == BL_H1_M_HEAD;
+    size_t n = bl_http_build_response(r->out->data, r->out->cap, status, body, len, location,
+                                      location_len, r->keep_alive,
+                                      r->msg.minor_version == 0 && r->msg.method, head,
+                                      status == 503 ? 1 : 0);
+    if (!n)
+        n = bl_http_build_response(r->out->data, r->out->cap, 500, NULL, 0, NULL, 0, 0, 0, head,
+                                   0);
+    r->out->start = 0;
+    r->out->end = (uint32_t)n;
+    r->out_sent = 0;
+    /* body_bytes_sent: the body part of what is sent */
+    r->body_bytes_sent = head ? 0 : (body ? len : 0);
+    local_send(r);
+}
+
+/* ------------------------------------------------------------ finishing */
+
+static void request_log(struct bl_request *r)
+{
+    const struct bl_location *loc = r->loc;
+    if (!loc || !loc->access_log)
+        return;
+    struct bl_access_entry e = {
+        .client_ip = r->c->ip,
+        .client_ip_len = r->c->ip_len,
+        .msg = &r->msg,
+        .status = r->status,
+        .body_bytes = r->body_bytes_sent,
+        .upstream = r->server ? r->server->name : NULL,
+        .upstream_status = r->up_status,
+        .request_time_us = bl_clock_us - r->start_us,
+        .upstream_time_us = r->up_time_us,
+        .has_upstream_time = r->up_status != 0,
+    };
+    bl_access_log_write(r->c->w, loc->access_log, &e);
+}
+
+static void request_free(struct bl_request *r)
+{
+    bl_buf_put(r->out);
+#ifndef BL_NO_POOL
+    if (nrequest_cache < REQUEST_CACHE) {
+        request_cache[nrequest_cache++] = r;
+        return;
+    }
+#endif
+    free(r);
+}
+
+/* Ends r's claim on its upstream server once: active count, passive health, balancer. */
+static void release_server(struct bl_request *r, int failed)
+{
+    struct bl_upstream_server *s = r->server;
+    if (!s || r->server_released)
+        return;
+    r->server_released = 1;
+    bl_server_release(s);
+    if (!failed)
+        bl_server_report(s, 0, bl_clock_ms);
+    if (s->group->balancer->release) {
+        struct bl_pick_feedback fb = {.status = r->up_status,
+                                      .failed = failed,
+                                      .latency_us = r->up_time_us,
+                                      .bytes = r->body_bytes_sent};
+        s->group->balancer->release(&r->pick, s, &fb);
+    }
+}
+
+/* The response is complete: log, release the upstream, keep the client alive or close. */
+static void request_finish(struct bl_request *r)
+{
+    struct bl_client *c = r->c;
+    request_log(r);
+    if (r->u) {
+        struct bl_upconn *u = r->u;
+        bl_timer_cancel(c->w->loop, &u->timer);
+        r->u = NULL;
+        upconn_release(u, r->up_reusable && r->req_body_done && r->body_sent == r->body_end);
+    }
+    release_server(r, 0);
+    int keep = r->keep_alive && !c->w->draining;
+    uint32_t next = r->body_end; /* first byte after this request */
+    c->req = NULL;
+    request_free(r);
+    bl_timer_cancel(c->w->loop, &c->timer);
+    if (!keep) {
+        /* Lingering close: stop sending, read and drop what the client still sends for a
+         * moment, so the response is not lost to a reset caused by unread input. */
+        shutdown(c->io.fd, SHUT_WR);
+        c->state = CS_LINGER;
+        arm(c->w, &c->timer, 2000);
+        if (c->in)
+            c->in->start = c->in->end = 0;
+        if (c->rready)
+            c->io.handler(&c->io, BL_EV_READ);
+        return;
+    }
+    struct bl_buf *in = c->in;
+    if (in && next < in->end) {
+        /* Pipelined bytes: move them to the front and parse the next request now. */
+        memmove(in->data, in->data + next, in->end - next);
+        in->end -= next;
+        in->start = 0;
+        c->state = CS_READ_HEAD;
+        client_read_head(c);
+        return;
+    }
+    bl_buf_put(in);
+    c->in = NULL;
+    c->state = CS_IDLE;
+    arm(c->w, &c->timer, cfg_of(c)->http_conf.keepalive_timeout);
+    if (c->rready)
+        client_read_head(c);
+}
+
+/* A failure. Before the response started: answer with status (0 = just close). After: the
+ * response is cut, so the client connection is closed. */
+static void request_abort(struct bl_request *r, int status, const char *why)
+{
+    struct bl_client *c = r->c;
+    BL_UNUSED(why);
+    if (r->u) {
+        struct bl_upconn *u = r->u;
+        r->u = NULL;
+        u->req = NULL;
+        upconn_close(u);
+    }
+    release_server(r, 1);
+    if (status && !r->resp_started) {
+        r->keep_alive = 0;
+        local_response(r, status, NULL, 0, NULL, 0);
+        return;
+    }
+    if (!r->resp_started)
+        r->status = 499;
+    request_log(r);
+    c->req = NULL;
+    request_free(r);
+    client_close(c);
+}
+
+/* ------------------------------------------------------------ client connection */
+
+static void client_free(struct bl_deferred *d)
+{
+    struct bl_client *c = (struct bl_client *)((char *)d - offsetof(struct bl_client, defer));
+    free(c);
+}
+
+static void client_close(struct bl_client *c)
+{
+    struct bl_worker *w = c->w;
+    if (c->state == CS_CLOSED)
+        return;
+    if (c->req) {
+        struct bl_request *r = c->req;
+        c->req = NULL;
+        if (r->u) {
+            r->u->req = NULL;
+            upconn_close(r->u);
+        }
+        release_server(r, 1);
+        request_free(r);
+    }
+    c->state = CS_CLOSED;
+    bl_timer_cancel(w->loop, &c->timer);
+    close(c->io.fd);
+    c->io.fd = -1;
+    c->io.handler = NULL;
+    bl_buf_put(c->in);
+    c->in = NULL;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        w->clients = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    w->nclients--;
+    bl_loop_defer(w->loop, &c->defer);
+    bl_worker_check_drained(w);
+}
+
+/* Answers a bad request head with status and closes. */
+static void client_bad_request(struct bl_client *c, int status, const char *reason)
+{
+    bl_log(BL_LOG_INFO, "client %s sent invalid request (%d: %s)", c->ip, status,
+           reason ? reason : "?");
+    struct bl_request *r = c->req;
+    r->head_end = r->body_end = r->body_sent = c->in->end;
+    r->req_body_done = 1;
+    r->keep_alive = 0;
+    c->state = CS_REQUEST;
+    /* The access log shows what it can: the request line may not have been parsed. */
+    r->msg.method = NULL;
+    r->msg.nheaders = 0;
+    r->srv = c->listen->servers[0];
+    r->loc = r->srv->server_loc;
+    local_response(r, status, NULL, 0, NULL, 0);
+}
+
+static void client_read_head(struct bl_client *c)
+{
+    const struct bl_server_block *def = c->listen->servers[0];
+    for (;;) {
+        if (!c->in) {
+            if (!c->rready)
+                return;
+            if (!(c->in = bl_buf_get())) {
+                client_close(c);
+                return;
+            }
+        }
+        if (!c->req) {
+            if (!(c->req = request_new(c))) {
+                client_close(c);
+                return;
+            }
+            bl_h1_parser_init_request(&c->req->parser, (uint32_t)def->conf.lchb_size,
+                                      (uint32_t)(def->conf.lchb_number * def->conf.lchb_size));
+            c->req->head_start = c->in->start;
+        }
+        struct bl_request *r = c->req;
+        if (bl_buf_len(c->in)) {
+            int rc = bl_h1_parse(&r->parser, c->in->data + r->head_start,
+                                 c->in->end - r->head_start, &r->msg);
+            if (rc > 0) {
+                request_start(c, (uint32_t)rc);
+                return;
+            }
+            if (rc == BL_ERR) {
+                client_bad_request(c, r->parser.error ? r->parser.error : 400, r->parser.reason);
+                return;
+            }
+            if (bl_buf_room(c->in) == 0) {
+                client_bad_request(c, 431, "request head larger than the buffer");
+                return;
+            }
+        }
+        if (!c->rready) {
+            if (c->state != CS_READ_HEAD) {
+                c->state = CS_READ_HEAD;
+            }
+            arm(c->w, &c->timer, def->conf.client_header_timeout);
+            if (bl_buf_len(c->in) == 0) {
+                /* Nothing arrived after all: give the buffer back while waiting. */
+                bl_buf_put(c->in);
+                c->in = NULL;
+                request_free(c->req);
+                c->req = NULL;
+                c->state = c->nrequests ? CS_IDLE : CS_READ_HEAD;
+                if (c->nrequests)
+                    arm(c->w, &c->timer, cfg_of(c)->http_conf.keepalive_timeout);
+            }
+            return;
+        }
+        ssize_t n = read_into(c->io.fd, c->in, &c->rready);
+        if (n == BL_AGAIN)
+            continue;
+        if (n <= 0) {
+            client_close(c);
+            return;
+        }
+        if (c->state == CS_IDLE) {
+            c->state = CS_READ_HEAD;
+            arm(c->w, &c->timer, def->conf.client_header_timeout);
+        }
+    }
+}
+
+static void client_linger(struct bl_client *c)
+{
+    char scratch[4096];
+    for (int i = 0; i < 16; i++) {
+        ssize_t n = recv(c->io.fd, scratch, sizeof(scratch), 0);
+        if (n > 0)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        break;
+    }
+    client_close(c);
+}
+
+/* Half-close or reset seen while a request is served: nginx checks with a peek whether the
+ * client is gone or only sent its last bytes, and aborts the request only if it is gone. */
+static int client_gone(struct bl_client *c)
+{
+    char b;
+    ssize_t n = recv(c->io.fd, &b, 1, MSG_PEEK);
+    if (n == 0)
+        return 1;
+    return n < 0 && errno != EAGAIN && errno != EWOULDBLOCK;
+}
+
+static void client_on_event(struct bl_io *io, uint32_t ev)
+{
+    struct bl_client *c = (struct bl_client *)io;
+    if (ev & BL_EV_READ)
+        c->rready = 1;
+    if (ev & BL_EV_WRITE)
+        c->wready = 1;
+    switch (c->state) {
+    case CS_IDLE:
+    case CS_READ_HEAD:
+        client_read_head(c);
+        break;
+    case CS_REQUEST: {
+        struct bl_request *r = c->req;
+        if (r->state == RS_LOCAL) {
+            if (ev & BL_EV_WRITE)
+                local_send(r);
+            break;
+        }
+        if ((ev & BL_EV_READ) && r->req_body_done && !r->resp_done && client_gone(c)) {
+            bl_log(BL_LOG_INFO, "client %s prematurely closed connection", c->ip);
+            request_abort(r, 0, "client closed");
+            break;
+        }
+        proxy_run(r);
+        break;
+    }
+    case CS_LINGER:
+        if (ev & BL_EV_READ)
+            client_linger(c);
+        break;
+    default:
+        break;
+    }
+}
+
+static void client_on_timer(struct bl_timer *t)
+{
+    struct bl_client *c = (struct bl_client *)((char *)t - offsetof(struct bl_client, timer));
+    switch (c->state) {
+    case CS_READ_HEAD:
+        if (c->req && c->in && bl_buf_len(c->in)) {
+            bl_log(BL_LOG_INFO, "client %s timed out while sending the request head", c->ip);
+            c->req->msg.method = NULL;
+            client_bad_request(c, 408, "client_header_timeout");
+            return;
+        }
+        client_close(c);
+        return;
+    case CS_REQUEST: {
+        struct bl_request *r = c->req;
+        if (r->state == RS_LOCAL || r->resp_started) {
+            bl_log(BL_LOG_INFO, "client %s timed out while receiving the response", c->ip);
+            request_abort(r, 0, "send_timeout");
+        } else {
+            bl_log(BL_LOG_INFO, "client %s timed out while sending the request body", c->ip);
+            request_abort(r, 408, "client_body_timeout");
+        }
+        return;
+    }
+    default:
+        client_close(c);
+        return;
+    }
+}
+
+void bl_http_accept(struct bl_listener *l, int fd, const struct sockaddr *peer,
+                    socklen_t peerlen)
+{
+    struct bl_worker *w = l->w;
+    BL_UNUSED(peerlen);
+    struct bl_client *c = calloc(1, sizeof(*c));
+    if (!c) {
+        close(fd);
+        return;
+    }
+    c->io.fd = fd;
+    c->io.handler = client_on_event;
+    c->timer.handler = client_on_timer;
+    c->defer.run = client_free;
+    c->w = w;
+    c->listen = l->listen;
+    c->state = CS_READ_HEAD;
+    c->ip_len = (uint8_t)bl_addr_format_ip(peer, c->ip, sizeof(c->ip));
+    c->port = ntohs(peer->sa_family == AF_INET ? ((const struct sockaddr_in *)peer)->sin_port
+                                               : ((const struct sockaddr_in6 *)peer)->sin6_port);
+    if (bl_loop_add(w->loop, &c->io) != BL_OK) {
+        close(fd);
+        free(c);
+        return;
+    }
+    c->next = w->clients;
+    if (w->clients)
+        w->clients->prev = c;
+    w->clients = c;
+    w->nclients++;
+    /* The request usually arrives with or right after the handshake: wait for the edge. */
+    arm(w, &c->timer, l->listen->servers[0]->conf.client_header_timeout);
+}
+
+void bl_http_drain(struct bl_worker *w)
+{
+    struct bl_client *c = w->clients;
+    while (c) {
+        struct bl_client *next = c->next;
+        if (c->state == CS_IDLE || (c->state == CS_READ_HEAD && (!c->in || !bl_buf_len(c->in))))
+            client_close(c);
+        else if (c->req)
+            c->req->keep_alive = 0;
+        c = next;
+    }
+}
+
+void bl_http_close_all(struct bl_worker *w)
+{
+    while (w->clients)
+        client_close(w->clients);
+}
+
+const char *bl_http_req_state_str(int state);
+const char *bl_http_req_state_str(int state)
+{
+    return state >= 0 && state < (int)BL_ARRAY_LEN(req_state_names) ? req_state_names[state]
+                                                                      : "?";
+}

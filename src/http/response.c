@@ -1,0 +1,120 @@
+/* Responses that ballast writes itself. */
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/clock.h"
+#include "http/response.h"
+
+const char *bl_http_reason(int status)
+{
+    switch (status) {
+    case 100: return "Continue";
+    case 101: return "Switching Protocols";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 206: return "Partial Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Moved Temporarily";
+    case 303: return "See Other";
+    case 304: return "Not Modified";
+    case 307: return "Temporary Redirect";
+    case 308: return "Permanent Redirect";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Not Allowed";
+    case 408: return "Request Time-out";
+    case 409: return "Conflict";
+    case 410: return "Gone";
+    case 411: return "Length Required";
+    case 413: return "Request Entity Too Large";
+    case 414: return "Request-URI Too Large";
+    case 416: return "Requested Range Not Satisfiable";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 499: return "Client Closed Request";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Temporarily Unavailable";
+    case 504: return "Gateway Time-out";
+    case 505: return "HTTP Version Not Supported";
+    default: return "Unknown";
+    }
+}
+
+static _Thread_local char date_line[64];
+static _Thread_local size_t date_len;
+static _Thread_local time_t date_sec;
+
+const char *bl_http_date_header(size_t *len)
+{
+    time_t now = (time_t)(bl_wall_us() / 1000000);
+    if (now != date_sec || !date_len) {
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        date_len = strftime(date_line, sizeof(date_line), "Date: %a, %d %b %Y %H:%M:%S GMT\r\n",
+                            &tm);
+        date_sec = now;
+    }
+    *len = date_len;
+    return date_line;
+}
+
+size_t bl_http_build_response(char *out, size_t cap, int status, const char *body,
+                              size_t body_len, const char *location, size_t location_len,
+                              int keep_alive, int http10, int head, int retry_after)
+{
+    char page[512];
+    const char *type = "text/plain";
+    if (!body) {
+        body_len = (size_t)snprintf(page, sizeof(page),
+                                    "<html>\r\n<head><title>%d %s</title></head>\r\n<body>\r\n"
+                                    "<center><h1>%d %s</h1></center>\r\n"
+                                    "<hr><center>ballast</center>\r\n</body>\r\n</html>\r\n",
+                                    status, bl_http_reason(status), status,
+                                    bl_http_reason(status));
+        body = page;
+        type = "text/html";
+    }
+    int no_body = (status >= 100 && status < 200) || status == 204 || status == 304;
+    size_t dlen;
+    const char *date = bl_http_date_header(&dlen);
+    int n = snprintf(out, cap, "HTTP/1.1 %d %s\r\nServer: ballast\r\n%.*s", status,
+                     bl_http_reason(status), (int)dlen, date);
+    if (n < 0 || (size_t)n >= cap)
+        return 0;
+    size_t pos = (size_t)n;
+    if (!no_body) {
+        n = snprintf(out + pos, cap - pos, "Content-Type: %s\r\nContent-Length: %zu\r\n", type,
+                     body_len);
+        if (n < 0 || (pos += (size_t)n) >= cap)
+            return 0;
+    }
+    if (location) {
+        n = snprintf(out + pos, cap - pos, "Location: %.*s\r\n", (int)location_len, location);
+        if (n < 0 || (pos += (size_t)n) >= cap)
+            return 0;
+    }
+    if (retry_after) {
+        n = snprintf(out + pos, cap - pos, "Retry-After: %d\r\n", retry_after);
+        if (n < 0 || (pos += (size_t)n) >= cap)
+            return 0;
+    }
+    const char *conn = keep_alive ? (http10 ? "Connection: keep-alive\r\n" : "")
+                                  : "Connection: close\r\n";
+    n = snprintf(out + pos, cap - pos, "%s\r\n", conn);
+    if (n < 0 || (pos += (size_t)n) >= cap)
+        return 0;
+    if (!no_body && !head) {
+        if (pos + body_len > cap)
+            return 0;
+        memcpy(out + pos, body, body_len);
+        pos += body_len;
+    }
+    return pos;
+}

@@ -1,0 +1,23 @@
+/* Responses that ballast writes itself: errors, `return`, and the cached Date header. */
+#ifndef BL_HTTP_RESPONSE_H
+#define BL_HTTP_RESPONSE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* "Not Found" for 404, "Unknown" for codes it does not know. */
+const char *bl_http_reason(int status);
+
+/* "Date: Sun, 22 Nov 2026 01:30:00 GMT\r\n", cached per thread per second. */
+const char *bl_http_date_header(size_t *len);
+
+/* Writes a complete response into out (cap bytes): status line, Server, Date, Content-Type,
+ * Content-Length, Connection (close or keep-alive as asked; for HTTP/1.0 clients keep-alive is
+ * said explicitly), optional Location, then the body (omitted for HEAD, and 1xx/204/304).
+ * body NULL: an nginx-style HTML page naming the status. Returns the length, or 0 if it does
+ * not fit. */
+size_t bl_http_build_response(char *out, size_t cap, int status, const char *body,
+                              size_t body_len, const char *location, size_t location_len,
+                              int keep_alive, int http10, int head, int retry_after);
+
+#endif

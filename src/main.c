@@ -1,0 +1,170 @@
+/* ballast: the process. Flags, start-up, signals, graceful stop. */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "conf/conf.h"
+#include "core/buf.h"
+#include "core/clock.h"
+#include "core/log.h"
+#include "core/status.h"
+#include "worker.h"
+
+#define BALLAST_VERSION "0.1.0"
+#define DEFAULT_CONF "/etc/ballast/ballast.conf"
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "Usage: ballast [-h] [-v] [-t] [-c FILE]\n"
+            "\n"
+            "Options:\n"
+            "  -c FILE  configuration file (default: " DEFAULT_CONF ")\n"
+            "  -t       check the configuration and exit\n"
+            "  -v       print the version and exit\n"
+            "  -h       print this help and exit\n"
+            "\n"
+            "Signals: TERM or INT stop gracefully (in-flight requests finish, up to\n"
+            "shutdown_timeout).\n");
+}
+
+static int write_pid(const char *path, char *err, size_t errlen)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        snprintf(err, errlen, "open() \"%s\" failed (%s)", path, strerror(errno));
+        return BL_ERR;
+    }
+    char buf[32];
+    int n = snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
+    ssize_t w = write(fd, buf, (size_t)n);
+    close(fd);
+    if (w != n) {
+        snprintf(err, errlen, "write() to \"%s\" failed", path);
+        return BL_ERR;
+    }
+    return BL_OK;
+}
+
+/* Room for every connection a worker may hold: a client, an upstream, and slack. */
+static void raise_nofile(const struct bl_config *cfg)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    rlim_t want = (rlim_t)cfg->workers * (rlim_t)cfg->worker_connections * 2 + 64;
+    if (rl.rlim_cur < want) {
+        rl.rlim_cur = want < rl.rlim_max ? want : rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    const char *conf_file = DEFAULT_CONF;
+    int test_only = 0;
+    int opt;
+    while ((opt = getopt(argc, argv, "c:tvh")) != -1) {
+        switch (opt) {
+        case 'c':
+            conf_file = optarg;
+            break;
+        case 't':
+            test_only = 1;
+            break;
+        case 'v':
+            printf("ballast version " BALLAST_VERSION "\n");
+            return 0;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 1;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "ballast: unexpected argument \"%s\"\n", argv[optind]);
+        usage(stderr);
+        return 1;
+    }
+
+    char err[1024];
+    struct bl_config *cfg = bl_conf_load(conf_file, err, sizeof(err));
+    if (!cfg) {
+        fprintf(stderr, "ballast: %s\n", err);
+        if (test_only)
+            fprintf(stderr, "ballast: configuration file %s test failed\n", conf_file);
+        return 1;
+    }
+    if (test_only) {
+        fprintf(stderr, "ballast: the configuration file %s syntax is ok\n", conf_file);
+        fprintf(stderr, "ballast: configuration file %s test is successful\n", conf_file);
+        bl_conf_release(cfg);
+        return 0;
+    }
+    if (bl_log_open(cfg->error_log, cfg->error_log_level, err, sizeof(err)) != 0) {
+        fprintf(stderr, "ballast: %s\n", err);
+        bl_conf_release(cfg);
+        return 1;
+    }
+    uint32_t want = cfg->max_head + 1024;
+    if (want < 32 * 1024)
+        want = 32 * 1024;
+    bl_buf_size = (want + 4095) & ~4095u;
+    raise_nofile(cfg);
+
+    /* Signals go to this thread only: workers inherit the blocked mask. */
+    signal(SIGPIPE, SIG_IGN);
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGQUIT);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+
+    struct bl_worker *ws = bl_workers_create(cfg, err, sizeof(err));
+    if (!ws) {
+        bl_log(BL_LOG_EMERG, "%s", err);
+        if (cfg->error_log && strcmp(cfg->error_log, "stderr") != 0)
+            fprintf(stderr, "ballast: %s\n", err);
+        return 1;
+    }
+    if (cfg->pid_file && write_pid(cfg->pid_file, err, sizeof(err)) != BL_OK) {
+        bl_log(BL_LOG_EMERG, "%s", err);
+        return 1;
+    }
+    if (bl_workers_start(ws, cfg->workers, err, sizeof(err)) != BL_OK) {
+        bl_log(BL_LOG_EMERG, "%s", err);
+        return 1;
+    }
+    bl_log(BL_LOG_NOTICE, "ballast " BALLAST_VERSION " started: %d workers, %u listening "
+           "addresses", cfg->workers, cfg->nlistens);
+
+    for (;;) {
+        siginfo_t si;
+        int sig = sigwaitinfo(&set, &si);
+        if (sig < 0)
+            continue;
+        if (sig == SIGHUP) {
+            bl_log(BL_LOG_NOTICE, "SIGHUP: reload is not supported yet; still running");
+            continue;
+        }
+        bl_log(BL_LOG_NOTICE, "signal %d received, shutting down gracefully", sig);
+        break;
+    }
+    bl_workers_shutdown(ws, cfg->workers);
+    bl_workers_join(ws, cfg->workers);
+    bl_log(BL_LOG_NOTICE, "exit");
+    if (cfg->pid_file)
+        unlink(cfg->pid_file);
+    bl_conf_release(cfg);
+    bl_buf_drain();
+    return 0;
+}

@@ -1,0 +1,73 @@
+/* A worker: one thread with its own event loop, listening sockets, client connections,
+ * upstream keep-alive pools and balancer state. Nothing in it is shared with other workers.
+ */
+#ifndef BL_WORKER_H
+#define BL_WORKER_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include "core/loop.h"
+
+struct bl_config;
+struct bl_listen;
+struct bl_client;
+struct bl_upconn;
+
+struct bl_listener {
+    struct bl_io io;
+    struct bl_worker *w;
+    const struct bl_listen *listen;
+    uint8_t paused;            /* removed from the loop at worker_connections */
+};
+
+/* Idle keep-alive connections to one upstream server, most recently used first. */
+struct bl_idle_pool {
+    struct bl_upconn *head;
+    uint32_t count;
+};
+
+/* Per-worker buffer for one access log, flushed at most every 500 ms or when full. */
+struct bl_log_buf {
+    char *data;
+    uint32_t len;
+};
+
+struct bl_worker {
+    int id;                    /* 1..N (0 is the control thread in logs) */
+    pthread_t thread;
+    struct bl_loop *loop;
+    const struct bl_config *cfg;
+    struct bl_io wake;         /* eventfd: the control thread asks for shutdown */
+    struct bl_listener *listeners;
+    uint32_t nlisteners;
+    struct bl_idle_pool *idle; /* indexed by bl_upstream_server.id */
+    void **lb_state;           /* balancer state per group, indexed by group->index */
+    struct bl_log_buf *logs;   /* indexed by position in cfg->access_logs */
+    struct bl_timer log_timer;
+    struct bl_timer shutdown_timer;
+    struct bl_client *clients; /* every open client connection (doubly linked) */
+    uint32_t nclients;
+    uint32_t nupconns;
+    uint8_t draining;          /* shutting down: no accepts, no keep-alive */
+    uint8_t stopped;
+};
+
+/* Creates workers for cfg, each with its own listening sockets bound here (so that a bind
+ * failure is reported before anything starts). Control thread. Returns an array of
+ * cfg->workers workers or NULL with err filled. */
+struct bl_worker *bl_workers_create(const struct bl_config *cfg, char *err, unsigned long errlen);
+
+/* Starts the threads. */
+int bl_workers_start(struct bl_worker *ws, int n, char *err, unsigned long errlen);
+
+/* Asks every worker to drain and stop (async-signal-unsafe; control thread). */
+void bl_workers_shutdown(struct bl_worker *ws, int n);
+
+/* Waits for the threads and frees the workers. */
+void bl_workers_join(struct bl_worker *ws, int n);
+
+/* Called by a connection that closed, so a draining worker can stop when none are left. */
+void bl_worker_check_drained(struct bl_worker *w);
+
+#endif
