@@ -10,14 +10,42 @@
  * - pick(): worker thread, per attempt. Must not allocate or lock. Returns a server that is
  *   available (bl_server_available) and not yet tried by this request, preferring primaries and
  *   falling back to backups; NULL when there is none. The caller then calls bl_server_acquire().
- * - release(): worker thread, after the attempt, with feedback. May be NULL.
+ * - release(): worker thread, after the attempt, with feedback. May be NULL. When it is not,
+ *   the caller calls it exactly once for every server pick() returned, whether the attempt
+ *   succeeded or not (bounded-load hashing counts in-flight requests with it, least_time
+ *   learns response times from it).
  * - destroy(): control thread, when the config generation is freed. May be NULL.
+ *
+ * Keys. Hash methods hash p->key themselves, with the function nginx uses for the same method
+ * (CRC32, see balancer_hash.c), so a key maps as it would under nginx: the caller only
+ * evaluates KEY into p->key/p->key_len. p->hash is not read by the built-in balancers.
+ * ip_hash reads p->client_addr instead (the client's address after realip).
+ *
+ * Retries. Keep one struct bl_pick per request across its attempts: set the bit of every
+ * server tried in p->tried, refresh p->now_ms, and leave p->cursor alone. The cursor lets the
+ * hash methods carry on where nginx would (the next point, the next rehash, the same
+ * 20-tries budget before they fall back to round robin); zero is "first attempt".
+ *
+ * Names (bl_balancer_find), and the directive each stands for:
+ *   "round_robin"      (no directive: the default)
+ *   "least_conn"       least_conn;
+ *   "ip_hash"          ip_hash;
+ *   "hash"             hash KEY;
+ *   "hash_consistent"  hash KEY consistent [bound=F];   bound=F sets group->hash_bound
+ *   "hash_maglev"      hash KEY maglev;
+ *   "random"           random [two [least_conn]];     "two" sets group->random_two
+ *   "least_time"       least_time;
+ * init() rejects, with a message in err, what no method accepts (weight 0, no primary server)
+ * and what a method forbids (backup servers with hash methods, bound= without consistent,
+ * two without random). A group has one method: a second method directive is the config
+ * compiler's error to report. docs/load-balancing.md says which method suits what.
  */
 #ifndef BL_UPSTREAM_BALANCER_H
 #define BL_UPSTREAM_BALANCER_H
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "upstream/upstream.h"
 
@@ -29,6 +57,10 @@ struct bl_pick {
     const char *key;          /* hash methods: the evaluated key */
     size_t key_len;
     const uint8_t *tried;     /* bit i set: servers[i] already tried by this request; or NULL */
+    const struct sockaddr *client_addr; /* ip_hash: the client (AF_INET, AF_INET6; anything
+                                         * else or NULL hashes like nginx's unix clients) */
+    uint64_t cursor;          /* the balancer's place in this request: 0 before the first
+                               * attempt, then left as pick() leaves it (see Retries above) */
 };
 
 struct bl_pick_feedback {
@@ -47,7 +79,14 @@ struct bl_balancer_ops {
     void (*release)(struct bl_pick *p, struct bl_upstream_server *s,
                     const struct bl_pick_feedback *fb);
     void (*destroy)(struct bl_upstream_group *g);
+    uint32_t flags;           /* BL_BALANCER_* below */
 };
+
+#define BL_BALANCER_NO_BACKUP 0x1  /* backup servers are a config error (hash methods) */
+#define BL_BALANCER_KEY       0x2  /* needs KEY: the caller evaluates it into p->key */
+#define BL_BALANCER_CLIENT    0x4  /* needs p->client_addr (ip_hash) */
+#define BL_BALANCER_BOUND     0x8  /* takes group->hash_bound (hash_consistent) */
+#define BL_BALANCER_TWO       0x10 /* takes group->random_two (random) */
 
 static inline int bl_pick_tried(const struct bl_pick *p, uint32_t i)
 {
@@ -55,5 +94,15 @@ static inline int bl_pick_tried(const struct bl_pick *p, uint32_t i)
 }
 
 extern const struct bl_balancer_ops bl_balancer_rr;
+extern const struct bl_balancer_ops bl_balancer_least_conn;
+extern const struct bl_balancer_ops bl_balancer_ip_hash;
+extern const struct bl_balancer_ops bl_balancer_hash;
+extern const struct bl_balancer_ops bl_balancer_hash_consistent;
+extern const struct bl_balancer_ops bl_balancer_hash_maglev;
+extern const struct bl_balancer_ops bl_balancer_random;
+extern const struct bl_balancer_ops bl_balancer_least_time;
+
+/* The balancer called name (see Names above), or NULL. Any thread. */
+const struct bl_balancer_ops *bl_balancer_find(const char *name);
 
 #endif

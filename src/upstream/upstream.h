@@ -24,6 +24,8 @@ struct bl_server_state {
     _Atomic uint64_t up_since_ms;    /* when it last became available (for slow_start) */
     _Atomic uint64_t requests;       /* requests sent, for statistics */
     _Atomic uint64_t ewma_latency_us;/* peak-EWMA of response time (least_time) */
+    _Atomic uint64_t ewma_stamp_ms;  /* when ewma_latency_us was last fed (least_time decays it
+                                      * with the time since) */
 };
 
 struct bl_upstream_server {
@@ -57,6 +59,10 @@ struct bl_upstream_group {
     void *balancer_data;             /* process-wide data built by balancer->init (ring, table) */
     char *hash_key;                  /* KEY of hash methods, as written (NULL otherwise) */
     void *hash_key_compiled;         /* compiled KEY (struct bl_template *) */
+    /* Parameters of the balancing method that are not part of its name (balancer.h lists the
+     * names); zero when not given. The config compiler sets them before balancer->init(). */
+    double hash_bound;               /* "hash KEY consistent bound=F": F >= 1.0; 0 = unbounded */
+    uint8_t random_two;              /* "random two [least_conn]": the less loaded of two */
     uint32_t index;                  /* position in the config's group list */
 };
 
