@@ -95,7 +95,8 @@ struct bl_h1_message {
     /* Request line (requests only). */
     const char *method;
     const char *target;     /* request-target as sent */
-    const char *path;       /* origin-form path: target up to '?' (absolute-form: after host) */
+    const char *path;       /* origin-form path: target up to '?' (absolute-form: after host;
+                             * the static string "/" when that part is empty) */
     const char *query;      /* after '?', without it; NULL when there is none */
     uint32_t method_len, target_len, path_len, query_len;
     uint8_t method_id;      /* enum bl_h1_method */
@@ -144,10 +145,14 @@ void bl_h1_parser_init_response(struct bl_h1_parser *p, uint32_t max_line, uint3
                                 int head_request);
 
 /* Parses the head at buf[0..len). Returns the head length (> 0) once the head is complete and
- * valid, with m filled in; BL_AGAIN when more bytes are needed (m is then unspecified);
+ * valid, with m filled in; BL_AGAIN when more bytes are needed (m is then unspecified, but it
+ * holds the parse so far: pass the same m on every call for one head);
  * BL_ERR when the head is invalid (p->error, p->reason say why). Body framing (m->body,
  * m->content_length) follows RFC 9112 section 6.3. */
 int bl_h1_parse(struct bl_h1_parser *p, const char *buf, size_t len, struct bl_h1_message *m);
+
+/* Name of the parser's current state, for logs. */
+const char *bl_h1_parser_state_str(const struct bl_h1_parser *p);
 
 /* Finds a field by id; returns its index in m->headers or -1. */
 int bl_h1_find(const struct bl_h1_message *m, enum bl_h1_hdr_id id);
@@ -170,5 +175,8 @@ void bl_h1_chunked_init(struct bl_h1_chunked *c);
  * a bare LF or CR, a size line or trailer line longer than 4096 bytes, more than 100 trailers,
  * control characters in extensions or trailers. Resumable at any byte. */
 ssize_t bl_h1_chunked_scan(struct bl_h1_chunked *c, const char *buf, size_t len, int *done);
+
+/* Name of the scanner's current state, for logs. */
+const char *bl_h1_chunked_state_str(const struct bl_h1_chunked *c);
 
 #endif

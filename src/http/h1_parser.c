@@ -1,0 +1,1096 @@
+/* HTTP/1.x head parser and chunked-body scanner; the contract is in h1_parser.h. */
+#include "http/h1_parser.h"
+
+#include <stdbool.h>
+#include <string.h>
+
+#include "core/status.h"
+
+/* ---------------------------------------------------------------------------------------------
+ * Character classes: one table, one bit per class, so that every hot loop is a load and a test.
+ */
+enum {
+    H1_C_TCHAR  = 0x01, /* token (RFC 9110 5.6.2): methods, field names, codings */
+    H1_C_VALUE  = 0x02, /* field-value / reason byte: VCHAR, obs-text, SP, HTAB */
+    H1_C_TARGET = 0x04, /* request-target byte except '?': not CTL, SP or DEL (obs-text allowed) */
+    H1_C_HEX    = 0x08,
+    H1_C_HOST   = 0x10, /* uri-host [":" port]: unreserved, pct-encoded, sub-delims, ':', '[]' */
+    H1_C_QDTEXT = 0x20, /* quoted-string qdtext (RFC 9110 5.6.4) */
+    H1_C_OWS    = 0x40, /* SP, HTAB */
+};
+
+/* Generated from the RFC 9110 grammar; tests/unit/http/test_h1_parser.c rebuilds it from the
+ * definitions above and compares. */
+static const uint8_t h1_class[256] = {
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x62, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  /* 0x00 */
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,  /* 0x10 */
+    0x62, 0x37, 0x06, 0x27, 0x37, 0x37, 0x37, 0x37, 0x36, 0x36, 0x37, 0x37, 0x36, 0x37, 0x37, 0x26,  /* 0x20 */
+    0x3f, 0x3f, 0x3f, 0x3f, 0x3f, 0x3f, 0x3f, 0x3f, 0x3f, 0x3f, 0x36, 0x36, 0x26, 0x36, 0x26, 0x22,  /* 0x30 */
+    0x26, 0x3f, 0x3f, 0x3f, 0x3f, 0x3f, 0x3f, 0x37, 0x37, 0x37, 0x37, 0x37, 0x37, 0x37, 0x37, 0x37,  /* 0x40 */
+    0x37, 0x37, 0x37, 0x37, 0x37, 0x37, 0x37, 0x37, 0x37, 0x37, 0x37, 0x36, 0x06, 0x36, 0x27, 0x37,  /* 0x50 */
+    0x27, 0x3f, 0x3f, 0x3f, 0x3f, 0x3f, 0x3f, 0x37, 0x37, 0x37, 0x37, 0x37, 0x37, 0x37, 0x37, 0x37,  /* 0x60 */
+    0x37, 0x37, 0x37, 0x37, 0x37, 0x37, 0x37, 0x37, 0x37, 0x37, 0x37, 0x26, 0x27, 0x26, 0x37, 0x00,  /* 0x70 */
+    0x26, 0x26, 0x26, 0x26, 0x26, 0x26, 0x26, 0x26, 0x26, 0x26, 0x26, 0x26, 0x26, 0x26, 0x26, 0x26,  /* 0x80 */
+    0x26, 0x26, 0x26, 0x26, 0x26, 0x26, 0x26, 0x26, 0x26, 0x26, 0x26, 0x26, 0x26, 0x26, 0x26, 0x26,  /* 0x90 */
+    0x26, 0x26, 0x26, 0x26, 0x26, 0x26, 0x26, 0x26, 0x26, 0x26, 0x26, 0x26, 0x26, 0x26, 0x26, 0x26,  /* 0xa0 */
+    0x26, 0x26, 0x26, 0x26, 0x26, 0x26, 0x26, 0x26, 0x26, 0x26, 0x26, 0x26, 0x26, 0x26, 0x26, 0x26,  /* 0xb0 */
+    0x26, 0x26, 0x26, 0x26, 0x26, 0x26, 0x26, 0x26, 0x26, 0x26, 0x26, 0x26, 0x26, 0x26, 0x26, 0x26,  /* 0xc0 */
+    0x26, 0x26, 0x26, 0x26, 0x26, 0x26, 0x26, 0x26, 0x26, 0x26, 0x26, 0x26, 0x26, 0x26, 0x26, 0x26,  /* 0xd0 */
+    0x26, 0x26, 0x26, 0x26, 0x26, 0x26, 0x26, 0x26, 0x26, 0x26, 0x26, 0x26, 0x26, 0x26, 0x26, 0x26,  /* 0xe0 */
+    0x26, 0x26, 0x26, 0x26, 0x26, 0x26, 0x26, 0x26, 0x26, 0x26, 0x26, 0x26, 0x26, 0x26, 0x26, 0x26,  /* 0xf0 */
+};
+
+static inline bool h1_is(unsigned char c, unsigned cls)
+{
+    return (h1_class[c] & cls) != 0;
+}
+
+static inline unsigned char h1_lower(unsigned char c)
+{
+    return (unsigned char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
+}
+
+/* a[0..n) equals lower[0..n) ignoring case; lower holds lower-case letters, digits and '-'.
+ * OR-ing 0x20 folds only letters here because a and b come from tokens or field values, where
+ * the control bytes that would also fold (CR to '-', 0x10 to '0') cannot occur. */
+static inline bool h1_eq_lower(const char *a, const char *lower, size_t n)
+{
+    for (size_t k = 0; k < n; k++)
+        if (((unsigned char)a[k] | 0x20) != (unsigned char)lower[k])
+            return false;
+    return true;
+}
+
+/* Case-insensitive equality of two arbitrary byte strings of length n. */
+static inline bool h1_eq_nocase(const char *a, const char *b, size_t n)
+{
+    for (size_t k = 0; k < n; k++)
+        if (h1_lower((unsigned char)a[k]) != h1_lower((unsigned char)b[k]))
+            return false;
+    return true;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Head parser states. Each call resumes at p->scanned in p->state; everything the state needs
+ * from earlier bytes is either in p (line_start) or already stored in m.
+ */
+enum h1_state {
+    H1_S_START        = 0,  /* request: before the request line, skipping empty lines */
+    H1_S_START_LF     = 1,  /* request: CR of a leading empty line seen, LF expected */
+    H1_S_METHOD       = 2,  /* in the method token */
+    H1_S_TARGET_START = 3,  /* first byte after the SP that ends the method */
+    H1_S_TARGET       = 4,  /* in the request-target */
+    H1_S_VERSION      = 5,  /* request: "HTTP/1.x" CR, checked by position */
+    H1_S_STATUS       = 6,  /* response: "HTTP/1.x SP 3DIGIT" then SP or CR, by position */
+    H1_S_REASON       = 7,  /* response: reason-phrase */
+    H1_S_LINE_LF      = 8,  /* CR ending the start line or a field line seen, LF expected */
+    H1_S_FIELD        = 9,  /* start of a field line or of the empty line ending the head */
+    H1_S_NAME         = 10, /* in a field name */
+    H1_S_VALUE_OWS    = 11, /* after ':', skipping OWS */
+    H1_S_VALUE        = 12, /* in a field value */
+    H1_S_END_LF       = 13, /* CR of the empty line ending the head seen, LF expected */
+    H1_S_DONE         = 14, /* head complete; m is valid */
+    H1_S_ERROR        = 15, /* head invalid; p->error and p->reason say why */
+};
+
+static const char *const h1_state_names[] = {
+    "start", "start-lf", "method", "target-start", "target", "version", "status", "reason",
+    "line-lf", "field", "name", "value-ows", "value", "end-lf", "done", "error",
+};
+
+/* States inside a line whose length max_line bounds (CR not yet seen). */
+#define H1_IN_LINE_MASK                                                                        \
+    ((1u << H1_S_METHOD) | (1u << H1_S_TARGET_START) | (1u << H1_S_TARGET) |                  \
+     (1u << H1_S_VERSION) | (1u << H1_S_STATUS) | (1u << H1_S_REASON) | (1u << H1_S_NAME) |   \
+     (1u << H1_S_VALUE_OWS) | (1u << H1_S_VALUE))
+#define H1_START_LINE_MASK                                                                     \
+    ((1u << H1_S_METHOD) | (1u << H1_S_TARGET_START) | (1u << H1_S_TARGET) |                  \
+     (1u << H1_S_VERSION) | (1u << H1_S_STATUS) | (1u << H1_S_REASON))
+
+const char *bl_h1_parser_state_str(const struct bl_h1_parser *p)
+{
+    return p->state < BL_ARRAY_LEN(h1_state_names) ? h1_state_names[p->state] : "?";
+}
+
+static inline bool h1_line_too_long(const struct bl_h1_parser *p, unsigned st, size_t i,
+                                    size_t ls)
+{
+    return ((1u << st) & H1_IN_LINE_MASK) && i - ls > p->max_line;
+}
+
+static inline int h1_too_long(struct bl_h1_parser *p, unsigned st, size_t i)
+{
+    p->state = H1_S_ERROR;
+    p->scanned = (uint32_t)i;
+    if ((1u << st) & H1_START_LINE_MASK) {
+        p->error = p->is_response ? 431 : 414;
+        p->reason = p->is_response ? "status line too long" : "request line too long";
+    } else {
+        p->error = 431;
+        p->reason = "header line too long";
+    }
+    return BL_ERR;
+}
+
+/* Fails the head at byte i. The line limit is checked first so that the error does not depend
+ * on how the bytes were split across calls: a line longer than max_line is reported as such
+ * whatever byte follows, exactly as it is when the call ends inside that line. */
+static inline int h1_fail(struct bl_h1_parser *p, unsigned st, size_t i, size_t ls,
+                          uint16_t status, const char *reason)
+{
+    if (h1_line_too_long(p, st, i, ls))
+        return h1_too_long(p, st, i);
+    p->state = H1_S_ERROR;
+    p->scanned = (uint32_t)i;
+    p->error = status;
+    p->reason = reason;
+    return BL_ERR;
+}
+
+void bl_h1_parser_init_request(struct bl_h1_parser *p, uint32_t max_line, uint32_t max_head)
+{
+    memset(p, 0, sizeof(*p));
+    p->max_line = max_line;
+    /* The head length is returned as an int. */
+    p->max_head = max_head > INT32_MAX ? INT32_MAX : max_head;
+    p->state = H1_S_START;
+}
+
+void bl_h1_parser_init_response(struct bl_h1_parser *p, uint32_t max_line, uint32_t max_head,
+                                int head_request)
+{
+    bl_h1_parser_init_request(p, max_line, max_head);
+    p->is_response = 1;
+    p->head_request = head_request != 0;
+    p->state = H1_S_STATUS;
+}
+
+static inline uint8_t h1_method_id(const char *s, size_t n)
+{
+    switch (n) {
+    case 3:
+        if (memcmp(s, "GET", 3) == 0) return BL_H1_M_GET;
+        if (memcmp(s, "PUT", 3) == 0) return BL_H1_M_PUT;
+        break;
+    case 4:
+        if (memcmp(s, "POST", 4) == 0) return BL_H1_M_POST;
+        if (memcmp(s, "HEAD", 4) == 0) return BL_H1_M_HEAD;
+        break;
+    case 5:
+        if (memcmp(s, "PATCH", 5) == 0) return BL_H1_M_PATCH;
+        if (memcmp(s, "TRACE", 5) == 0) return BL_H1_M_TRACE;
+        break;
+    case 6:
+        if (memcmp(s, "DELETE", 6) == 0) return BL_H1_M_DELETE;
+        break;
+    case 7:
+        if (memcmp(s, "OPTIONS", 7) == 0) return BL_H1_M_OPTIONS;
+        if (memcmp(s, "CONNECT", 7) == 0) return BL_H1_M_CONNECT;
+        break;
+    }
+    return BL_H1_M_OTHER;
+}
+
+/* Well-known field names by length, then by a distinguishing byte. */
+static inline uint8_t h1_header_id(const char *s, size_t n)
+{
+    switch (n) {
+    case 2:
+        return h1_eq_lower(s, "te", 2) ? BL_H1_HDR_TE : BL_H1_HDR_OTHER;
+    case 4:
+        return h1_eq_lower(s, "host", 4) ? BL_H1_HDR_HOST : BL_H1_HDR_OTHER;
+    case 6:
+        return h1_eq_lower(s, "expect", 6) ? BL_H1_HDR_EXPECT : BL_H1_HDR_OTHER;
+    case 7:
+        if (h1_eq_lower(s, "upgrade", 7)) return BL_H1_HDR_UPGRADE;
+        if (h1_eq_lower(s, "trailer", 7)) return BL_H1_HDR_TRAILER;
+        return BL_H1_HDR_OTHER;
+    case 9:
+        return h1_eq_lower(s, "x-real-ip", 9) ? BL_H1_HDR_X_REAL_IP : BL_H1_HDR_OTHER;
+    case 10:
+        if (h1_eq_lower(s, "connection", 10)) return BL_H1_HDR_CONNECTION;
+        if (h1_eq_lower(s, "keep-alive", 10)) return BL_H1_HDR_KEEP_ALIVE;
+        return BL_H1_HDR_OTHER;
+    case 14:
+        return h1_eq_lower(s, "content-length", 14) ? BL_H1_HDR_CONTENT_LENGTH : BL_H1_HDR_OTHER;
+    case 15:
+        return h1_eq_lower(s, "x-forwarded-for", 15) ? BL_H1_HDR_X_FORWARDED_FOR
+                                                      : BL_H1_HDR_OTHER;
+    case 16:
+        return h1_eq_lower(s, "proxy-connection", 16) ? BL_H1_HDR_PROXY_CONNECTION
+                                                       : BL_H1_HDR_OTHER;
+    case 17:
+        if ((s[0] | 0x20) == 't')
+            return h1_eq_lower(s, "transfer-encoding", 17) ? BL_H1_HDR_TRANSFER_ENCODING
+                                                            : BL_H1_HDR_OTHER;
+        return h1_eq_lower(s, "x-forwarded-proto", 17) ? BL_H1_HDR_X_FORWARDED_PROTO
+                                                        : BL_H1_HDR_OTHER;
+    }
+    return BL_H1_HDR_OTHER;
+}
+
+/* Fields that are hop-by-hop whatever Connection says (RFC 9110 7.6.1). */
+static const uint8_t h1_hop_by_id[BL_H1_HDR__COUNT] = {
+    [BL_H1_HDR_CONNECTION] = 1, [BL_H1_HDR_KEEP_ALIVE] = 1, [BL_H1_HDR_PROXY_CONNECTION] = 1,
+    [BL_H1_HDR_TE] = 1,         [BL_H1_HDR_TRAILER] = 1,    [BL_H1_HDR_UPGRADE] = 1,
+};
+
+/* Splits m->target into path, query and (absolute-form) host. m->query already points after
+ * the first '?' if there was one. Returns 0 or a reason for a 400. */
+static const char *h1_split_target(struct bl_h1_message *m)
+{
+    const char *t = m->target;
+    const char *end = t + m->target_len;
+    const char *qmark = m->query ? m->query - 1 : end;
+
+    if (t[0] != '/') {
+        /* scheme "://" authority [path]: absolute-form (RFC 9112 3.2.2) */
+        const char *s = t;
+        if ((*s | 0x20) >= 'a' && (*s | 0x20) <= 'z') {
+            s++;
+            while (s < qmark && (((*s | 0x20) >= 'a' && (*s | 0x20) <= 'z') ||
+                                 (*s >= '0' && *s <= '9') || *s == '+' || *s == '-' ||
+                                 *s == '.'))
+                s++;
+        }
+        if (s == t || qmark - s < 3 || memcmp(s, "://", 3) != 0) {
+            /* asterisk-form or authority-form: no path/query split (RFC 9112 3.2.3, 3.2.4) */
+            m->path = t;
+            m->path_len = m->target_len;
+            m->query = NULL;
+            m->query_len = 0;
+            return NULL;
+        }
+        size_t scheme_len = (size_t)(s - t);
+        if (!((scheme_len == 4 && h1_eq_lower(t, "http", 4)) ||
+              (scheme_len == 5 && h1_eq_lower(t, "https", 5))))
+            return "unsupported scheme in request-target";
+        const char *a = s + 3, *ae = a;
+        while (ae < qmark && *ae != '/') {
+            /* '@' (userinfo) is not a host byte: RFC 9110 4.2.4 says treat it as an error */
+            if (!h1_is((unsigned char)*ae, H1_C_HOST))
+                return "bad authority in request-target";
+            ae++;
+        }
+        if (ae == a)
+            return "empty authority in request-target";
+        m->host = a;
+        m->host_len = (uint32_t)(ae - a);
+        m->flags |= BL_H1_F_ABSOLUTE_FORM;
+        if (ae < qmark) {
+            m->path = ae;
+            m->path_len = (uint32_t)(qmark - ae);
+        } else {
+            /* "http://h" or "http://h?q": the origin-form path is "/" (RFC 9112 3.2.1). Not a
+             * slice of the buffer, but static. */
+            m->path = "/";
+            m->path_len = 1;
+        }
+    } else {
+        m->path = t;
+        m->path_len = (uint32_t)(qmark - t);
+    }
+    if (m->query)
+        m->query_len = (uint32_t)(end - m->query);
+    return NULL;
+}
+
+/* Walks a comma-separated list value: returns the next element [*es, *ee) (OWS trimmed; may be
+ * empty) and advances *pos past the comma (NULL after the last element). Returns false at the
+ * end of the value. */
+static inline bool h1_list_next(const char **pos, const char *end, const char **es,
+                                const char **ee)
+{
+    const char *s = *pos;
+    if (!s)
+        return false;
+    while (s < end && h1_is((unsigned char)*s, H1_C_OWS))
+        s++;
+    const char *e = s;
+    while (e < end && *e != ',')
+        e++;
+    *pos = e < end ? e + 1 : NULL;
+    while (e > s && h1_is((unsigned char)e[-1], H1_C_OWS))
+        e--;
+    *es = s;
+    *ee = e;
+    return true;
+}
+
+static inline bool h1_is_token(const char *s, const char *e)
+{
+    if (s == e)
+        return false;
+    for (; s < e; s++)
+        if (!h1_is((unsigned char)*s, H1_C_TCHAR))
+            return false;
+    return true;
+}
+
+/* Content-Length: 1*DIGIT, or a list of equal such values (RFC 9110 8.6). */
+static const char *h1_content_length(const struct bl_h1_header *h, uint64_t *out)
+{
+    const char *pos = h->value, *end = h->value + h->value_len, *s, *e;
+    bool any = false;
+    uint64_t first = 0;
+
+    while (h1_list_next(&pos, end, &s, &e)) {
+        if (s == e)
+            return "empty Content-Length";
+        uint64_t v = 0;
+        for (; s < e; s++) {
+            unsigned d = (unsigned char)*s - '0';
+            if (d > 9)
+                return "bad Content-Length";
+            if (v > (UINT64_C(0x7fffffffffffffff) - d) / 10)
+                return "Content-Length overflow";
+            v = v * 10 + d;
+        }
+        if (any && v != first)
+            return "differing Content-Length values";
+        first = v;
+        any = true;
+    }
+    *out = first;
+    return NULL;
+}
+
+/* Transfer-Encoding over all its fields, in order (RFC 9112 6.1). */
+struct h1_te {
+    unsigned codings;       /* non-empty list elements */
+    unsigned chunked;       /* how many were "chunked" */
+    bool last_chunked;      /* the last one was "chunked" */
+    bool other_before;      /* a coding other than chunked came before the last one */
+};
+
+static const char *h1_transfer_encoding(const struct bl_h1_header *h, struct h1_te *te)
+{
+    const char *pos = h->value, *end = h->value + h->value_len, *s, *e;
+
+    while (h1_list_next(&pos, end, &s, &e)) {
+        if (s == e)
+            continue; /* empty list elements are allowed (RFC 9110 5.6.1) */
+        /* transfer-coding = token *( OWS ";" OWS transfer-parameter ) */
+        const char *te_end = s;
+        while (te_end < e && h1_is((unsigned char)*te_end, H1_C_TCHAR))
+            te_end++;
+        if (te_end == s || (te_end < e && !h1_is((unsigned char)*te_end, H1_C_OWS) &&
+                            *te_end != ';'))
+            return "bad Transfer-Encoding";
+        if (te->codings && !te->last_chunked)
+            te->other_before = true;
+        /* "chunked" takes no parameters; "chunked;x=y" is some other coding */
+        bool chunked = te_end == e && e - s == 7 && h1_eq_lower(s, "chunked", 7);
+        te->codings++;
+        te->chunked += chunked;
+        te->last_chunked = chunked;
+    }
+    return NULL;
+}
+
+/* Connection: close / keep-alive / upgrade set flags; every other option names fields that
+ * are hop-by-hop for this message (RFC 9110 7.6.1), wherever they are in the head. */
+static const char *h1_connection(struct bl_h1_message *m, const struct bl_h1_header *h)
+{
+    const char *pos = h->value, *end = h->value + h->value_len, *s, *e;
+
+    while (h1_list_next(&pos, end, &s, &e)) {
+        if (s == e)
+            continue;
+        if (!h1_is_token(s, e))
+            return "bad Connection option";
+        size_t n = (size_t)(e - s);
+        if (n == 5 && h1_eq_lower(s, "close", 5)) {
+            m->flags |= BL_H1_F_CLOSE;
+        } else if (n == 10 && h1_eq_lower(s, "keep-alive", 10)) {
+            m->flags |= BL_H1_F_KEEPALIVE;
+        } else if (n == 7 && h1_eq_lower(s, "upgrade", 7)) {
+            m->flags |= BL_H1_F_UPGRADE;
+        } else {
+            for (unsigned k = 0; k < m->nheaders; k++) {
+                struct bl_h1_header *o = &m->headers[k];
+                /* Framing and routing fields stay whatever the client lists: dropping
+                 * Content-Length or Transfer-Encoding while forwarding the body would
+                 * desynchronise the upstream connection. */
+                if (o->name_len == n && o->id != BL_H1_HDR_HOST &&
+                    o->id != BL_H1_HDR_CONTENT_LENGTH &&
+                    o->id != BL_H1_HDR_TRANSFER_ENCODING && h1_eq_nocase(o->name, s, n))
+                    o->hop = 1;
+            }
+        }
+    }
+    return NULL;
+}
+
+/* The head is complete and syntactically valid: apply the field semantics (framing, Host,
+ * Connection, Expect). Only the values of the fields concerned are read again. Returns 0 or
+ * sets the error. */
+static int h1_finish(struct bl_h1_parser *p, struct bl_h1_message *m)
+{
+    struct h1_te te = {0};
+    unsigned hosts = 0, te_fields = 0;
+    bool have_cl = false;
+    uint64_t cl = 0;
+    const char *why;
+
+    for (unsigned k = 0; k < m->nheaders; k++) {
+        struct bl_h1_header *h = &m->headers[k];
+        switch (h->id) {
+        case BL_H1_HDR_HOST:
+            if (p->is_response)
+                break;
+            if (++hosts > 1) {
+                why = "multiple Host fields";
+                goto bad_400;
+            }
+            for (uint32_t j = 0; j < h->value_len; j++)
+                if (!h1_is((unsigned char)h->value[j], H1_C_HOST)) {
+                    why = "bad Host";
+                    goto bad_400;
+                }
+            if (!(m->flags & BL_H1_F_ABSOLUTE_FORM)) {
+                m->host = h->value;
+                m->host_len = h->value_len;
+            }
+            break;
+        case BL_H1_HDR_CONTENT_LENGTH: {
+            uint64_t v;
+            if ((why = h1_content_length(h, &v)) != NULL)
+                goto bad_400;
+            if (have_cl && v != cl) {
+                why = "differing Content-Length values";
+                goto bad_400;
+            }
+            have_cl = true;
+            cl = v;
+            break;
+        }
+        case BL_H1_HDR_TRANSFER_ENCODING:
+            te_fields++;
+            if ((why = h1_transfer_encoding(h, &te)) != NULL)
+                goto bad_400;
+            break;
+        case BL_H1_HDR_CONNECTION:
+            if ((why = h1_connection(m, h)) != NULL)
+                goto bad_400;
+            break;
+        case BL_H1_HDR_EXPECT:
+            /* HTTP/1.0 requests' 100-continue is ignored (RFC 9110 10.1.1) */
+            if (!p->is_response && m->minor_version == 1 && h->value_len == 12 &&
+                h1_eq_lower(h->value, "100-continue", 12))
+                m->flags |= BL_H1_F_EXPECT_CONTINUE;
+            break;
+        }
+    }
+
+    if (!p->is_response && hosts == 0 && m->minor_version == 1) {
+        why = "missing Host";
+        goto bad_400;
+    }
+
+    if (te_fields) {
+        if (have_cl) {
+            why = "both Content-Length and Transfer-Encoding";
+            goto bad_400;
+        }
+        /* RFC 9112 6.1: an HTTP/1.0 message with Transfer-Encoding has faulty framing */
+        if (m->minor_version == 0) {
+            why = "Transfer-Encoding in HTTP/1.0";
+            goto bad_400;
+        }
+        if (te.chunked > 1) {
+            why = "chunked applied twice";
+            goto bad_400;
+        }
+        if (!te.last_chunked) {
+            why = "final transfer coding is not chunked";
+            goto bad_400;
+        }
+        if (te.other_before) {
+            p->error = 501;
+            p->reason = "unsupported transfer coding";
+            return BL_ERR;
+        }
+    }
+
+    /* RFC 9112 6.3 */
+    if (p->is_response && (p->head_request || m->status < 200 || m->status == 204 ||
+                           m->status == 304))
+        m->body = BL_H1_BODY_NONE;
+    else if (te_fields)
+        m->body = BL_H1_BODY_CHUNKED;
+    else if (have_cl)
+        m->body = BL_H1_BODY_LENGTH;
+    else
+        m->body = p->is_response ? BL_H1_BODY_CLOSE : BL_H1_BODY_NONE;
+    m->content_length = have_cl ? cl : 0;
+
+    if (m->minor_version == 1)
+        m->keep_alive = !(m->flags & BL_H1_F_CLOSE);
+    else
+        m->keep_alive = (m->flags & (BL_H1_F_KEEPALIVE | BL_H1_F_CLOSE)) == BL_H1_F_KEEPALIVE;
+    if (m->body == BL_H1_BODY_CLOSE)
+        m->keep_alive = 0;
+    return BL_OK;
+
+bad_400:
+    p->error = 400;
+    p->reason = why;
+    return BL_ERR;
+}
+
+/* Checks byte c at position k of "HTTP/1.x" (k < 8). The version numbers are checked once the
+ * whole token has been seen, so that "HTTP/2.0" is a 505 and "HTTP/x" a 400. */
+static inline bool h1_version_byte(unsigned char c, size_t k)
+{
+    if (k < 5)
+        return c == (unsigned char)"HTTP/"[k];
+    if (k == 6)
+        return c == '.';
+    return c >= '0' && c <= '9';
+}
+
+static inline bool h1_version_ok(const unsigned char *v)
+{
+    return v[5] == '1' && (v[7] == '0' || v[7] == '1');
+}
+
+int bl_h1_parse(struct bl_h1_parser *p, const char *buf, size_t len, struct bl_h1_message *m)
+{
+    if (bl_unlikely(p->state >= H1_S_DONE))
+        return p->state == H1_S_DONE ? (int)m->head_len : BL_ERR;
+    if (p->scanned == 0)
+        memset(m, 0, offsetof(struct bl_h1_message, headers));
+
+    const unsigned char *b = (const unsigned char *)buf;
+    /* Bytes past max_head cannot belong to an acceptable head. */
+    size_t end = len < p->max_head ? len : p->max_head;
+    size_t i = p->scanned;
+    size_t ls = p->line_start;
+    unsigned st = p->state;
+    struct bl_h1_header *h = &m->headers[m->nheaders];
+
+    while (i < end) {
+        switch (st) {
+        case H1_S_START:
+            if (b[i] == '\r') {
+                st = H1_S_START_LF;
+                i++;
+                break;
+            }
+            if (!h1_is(b[i], H1_C_TCHAR))
+                return h1_fail(p, st, i, ls, 400,
+                               b[i] == '\n' ? "bare LF" : "bad byte in method");
+            ls = i;
+            m->method = buf + i;
+            st = H1_S_METHOD;
+            i++;
+            break;
+
+        case H1_S_START_LF:
+            if (b[i] != '\n')
+                return h1_fail(p, st, i, ls, 400, "bare CR");
+            st = H1_S_START;
+            i++;
+            break;
+
+        case H1_S_METHOD:
+            while (i < end && h1_is(b[i], H1_C_TCHAR))
+                i++;
+            if (i == end)
+                break;
+            if (b[i] != ' ')
+                return h1_fail(p, st, i, ls, 400, "bad byte in method");
+            m->method_len = (uint32_t)(i - ls);
+            m->method_id = h1_method_id(m->method, m->method_len);
+            st = H1_S_TARGET_START;
+            i++;
+            break;
+
+        case H1_S_TARGET_START:
+            if (!h1_is(b[i], H1_C_TARGET) && b[i] != '?')
+                return h1_fail(p, st, i, ls, 400, "bad request-target");
+            m->target = buf + i;
+            st = H1_S_TARGET;
+            /* fall through */
+        case H1_S_TARGET:
+            for (;;) {
+                while (i < end && h1_is(b[i], H1_C_TARGET))
+                    i++;
+                if (i == end || b[i] != '?')
+                    break;
+                if (!m->query)
+                    m->query = buf + i + 1;
+                i++;
+            }
+            if (i == end)
+                break;
+            if (b[i] != ' ')
+                return h1_fail(p, st, i, ls, 400, "bad byte in request-target");
+            m->target_len = (uint32_t)(buf + i - m->target);
+            {
+                const char *why = h1_split_target(m);
+                if (why)
+                    return h1_fail(p, st, i, ls, 400, why);
+            }
+            st = H1_S_VERSION;
+            i++;
+            break;
+
+        case H1_S_VERSION: {
+            size_t vs = (size_t)(m->target + m->target_len + 1 - buf);
+            size_t k = i - vs;
+            if (k < 8) {
+                if (!h1_version_byte(b[i], k))
+                    return h1_fail(p, st, i, ls, 400, "bad HTTP version");
+                i++;
+                break;
+            }
+            if (b[i] != '\r')
+                return h1_fail(p, st, i, ls, 400, "bad request line");
+            if (i - ls > p->max_line)
+                return h1_too_long(p, st, i);
+            if (!h1_version_ok(b + vs))
+                return h1_fail(p, st, i, ls, 505, "unsupported HTTP version");
+            m->minor_version = (uint8_t)(b[vs + 7] - '0');
+            st = H1_S_LINE_LF;
+            i++;
+            break;
+        }
+
+        case H1_S_STATUS: {
+            size_t k = i - ls;
+            unsigned char c = b[i];
+            if (k < 8) {
+                if (!h1_version_byte(c, k))
+                    return h1_fail(p, st, i, ls, 400, "bad HTTP version");
+            } else if (k == 8) {
+                if (c != ' ')
+                    return h1_fail(p, st, i, ls, 400, "bad status line");
+                if (!h1_version_ok(b + ls))
+                    return h1_fail(p, st, i, ls, 505, "unsupported HTTP version");
+                m->minor_version = (uint8_t)(b[ls + 7] - '0');
+            } else if (k < 12) {
+                if (c < '0' || c > '9' || (k == 9 && (c < '1' || c > '5')))
+                    return h1_fail(p, st, i, ls, 400, "bad status code");
+            } else {
+                m->status = (uint16_t)((b[ls + 9] - '0') * 100 + (b[ls + 10] - '0') * 10 +
+                                       (b[ls + 11] - '0'));
+                if (c == ' ') {
+                    m->reason = buf + i + 1;
+                    st = H1_S_REASON;
+                } else if (c == '\r') {
+                    if (k > p->max_line)
+                        return h1_too_long(p, st, i);
+                    /* "HTTP/1.1 200" CRLF: the SP before an empty reason is often omitted */
+                    m->reason = buf + i;
+                    st = H1_S_LINE_LF;
+                } else {
+                    return h1_fail(p, st, i, ls, 400, "bad status line");
+                }
+            }
+            i++;
+            break;
+        }
+
+        case H1_S_REASON:
+            while (i < end && h1_is(b[i], H1_C_VALUE))
+                i++;
+            if (i == end)
+                break;
+            if (b[i] != '\r')
+                return h1_fail(p, st, i, ls, 400, "bad byte in reason phrase");
+            if (i - ls > p->max_line)
+                return h1_too_long(p, st, i);
+            m->reason_len = (uint32_t)(buf + i - m->reason);
+            st = H1_S_LINE_LF;
+            i++;
+            break;
+
+        case H1_S_LINE_LF:
+            if (b[i] != '\n')
+                return h1_fail(p, st, i, ls, 400, "bare CR");
+            st = H1_S_FIELD;
+            i++;
+            break;
+
+        case H1_S_FIELD:
+            if (b[i] == '\r') {
+                st = H1_S_END_LF;
+                i++;
+                break;
+            }
+            if (!h1_is(b[i], H1_C_TCHAR)) {
+                const char *why = b[i] == ' ' || b[i] == '\t'
+                                      ? (m->nheaders ? "obs-fold" : "whitespace before field")
+                                  : b[i] == '\n' ? "bare LF"
+                                                 : "bad byte in field name";
+                return h1_fail(p, st, i, ls, 400, why);
+            }
+            if (m->nheaders == BL_H1_MAX_HEADERS)
+                return h1_fail(p, st, i, ls, 431, "too many header fields");
+            ls = i;
+            h = &m->headers[m->nheaders];
+            h->name = buf + i;
+            st = H1_S_NAME;
+            i++;
+            break;
+
+        case H1_S_NAME:
+            while (i < end && h1_is(b[i], H1_C_TCHAR))
+                i++;
+            if (i == end)
+                break;
+            if (b[i] != ':')
+                return h1_fail(p, st, i, ls, 400,
+                               h1_is(b[i], H1_C_OWS) ? "whitespace before colon"
+                                                     : "bad byte in field name");
+            if (i - ls > UINT16_MAX)
+                return h1_too_long(p, st, i);
+            h->name_len = (uint16_t)(i - ls);
+            st = H1_S_VALUE_OWS;
+            i++;
+            break;
+
+        case H1_S_VALUE_OWS:
+            while (i < end && h1_is(b[i], H1_C_OWS))
+                i++;
+            if (i == end)
+                break;
+            h->value = buf + i;
+            st = H1_S_VALUE;
+            /* fall through */
+        case H1_S_VALUE:
+            while (i < end && h1_is(b[i], H1_C_VALUE))
+                i++;
+            if (i == end)
+                break;
+            if (b[i] != '\r')
+                return h1_fail(p, st, i, ls, 400,
+                               b[i] == '\n' ? "bare LF" : "control byte in field value");
+            if (i - ls > p->max_line)
+                return h1_too_long(p, st, i);
+            {
+                const char *ve = buf + i;
+                while (ve > h->value && h1_is((unsigned char)ve[-1], H1_C_OWS))
+                    ve--;
+                h->value_len = (uint32_t)(ve - h->value);
+            }
+            h->id = h1_header_id(h->name, h->name_len);
+            h->hop = h1_hop_by_id[h->id];
+            m->nheaders++;
+            st = H1_S_LINE_LF;
+            i++;
+            break;
+
+        case H1_S_END_LF:
+            if (b[i] != '\n')
+                return h1_fail(p, st, i, ls, 400, "bare CR");
+            i++;
+            m->head_len = (uint32_t)i;
+            p->scanned = (uint32_t)i;
+            p->line_start = (uint32_t)ls;
+            if (h1_finish(p, m) != BL_OK) {
+                p->state = H1_S_ERROR;
+                return BL_ERR;
+            }
+            p->state = H1_S_DONE;
+            return (int)i;
+        }
+    }
+
+    p->scanned = (uint32_t)i;
+    p->line_start = (uint32_t)ls;
+    p->state = (uint8_t)st;
+    if (h1_line_too_long(p, st, i, ls))
+        return h1_too_long(p, st, i);
+    if (len >= p->max_head)
+        return h1_fail(p, st, i, ls, 431, "head too large");
+    return BL_AGAIN;
+}
+
+int bl_h1_find(const struct bl_h1_message *m, enum bl_h1_hdr_id id)
+{
+    for (unsigned k = 0; k < m->nheaders; k++)
+        if (m->headers[k].id == id)
+            return (int)k;
+    return -1;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Chunked body scanner (RFC 9112 7.1). Unlike the head parser it sees each byte once and
+ * keeps no pointer into earlier buffers: everything it needs is in struct bl_h1_chunked.
+ */
+enum h1_chunk_state {
+    H1_CK_SIZE_START = 0,   /* first byte of a chunk-size line: a hex digit */
+    H1_CK_SIZE,             /* in the hex digits */
+    H1_CK_SIZE_BWS,         /* whitespace after the size: only allowed before ';' */
+    H1_CK_EXT_START,        /* after ';': BWS, then an extension name */
+    H1_CK_EXT_NAME,         /* in an extension name */
+    H1_CK_EXT_NAME_BWS,     /* whitespace after a name: '=', ';' or CR follows */
+    H1_CK_EXT_VAL_START,    /* after '=': BWS, then a token or a quoted-string */
+    H1_CK_EXT_VAL_TOKEN,    /* in a token value */
+    H1_CK_EXT_VAL_QUOTED,   /* in a quoted-string value */
+    H1_CK_EXT_VAL_QPAIR,    /* after '\' in a quoted-string */
+    H1_CK_EXT_VAL_END,      /* after a value: BWS, then ';' or CR */
+    H1_CK_SIZE_LF,          /* CR ending the size line seen, LF expected */
+    H1_CK_DATA,             /* in chunk data, c->remaining bytes left */
+    H1_CK_DATA_CR,          /* chunk data done, CR expected */
+    H1_CK_DATA_LF,          /* LF expected after chunk data */
+    H1_CK_TRAILER,          /* start of a trailer line or of the final empty line */
+    H1_CK_TRAILER_NAME,     /* in a trailer field name */
+    H1_CK_TRAILER_VALUE,    /* after the colon: field value (with its OWS) */
+    H1_CK_TRAILER_LF,       /* CR ending a trailer line seen, LF expected */
+    H1_CK_END_LF,           /* CR of the final empty line seen, LF expected */
+    H1_CK_DONE,             /* body complete */
+    H1_CK_ERROR,            /* bad framing; c->reason says why */
+};
+
+static const char *const h1_chunk_state_names[] = {
+    "size-start", "size", "size-bws", "ext-start", "ext-name", "ext-name-bws",
+    "ext-val-start", "ext-val-token", "ext-val-quoted", "ext-val-qpair", "ext-val-end",
+    "size-lf", "data", "data-cr", "data-lf", "trailer", "trailer-name", "trailer-value",
+    "trailer-lf", "end-lf", "done", "error",
+};
+
+#define H1_CK_MAX_LINE     4096
+#define H1_CK_MAX_TRAILERS 100
+
+/* States inside a size line or a trailer line (whose value part counts itself). */
+#define H1_CK_LINE_MASK                                                                        \
+    (((1u << (H1_CK_EXT_VAL_END + 1)) - 1) | (1u << H1_CK_TRAILER) | (1u << H1_CK_TRAILER_NAME))
+
+const char *bl_h1_chunked_state_str(const struct bl_h1_chunked *c)
+{
+    return c->state < BL_ARRAY_LEN(h1_chunk_state_names) ? h1_chunk_state_names[c->state]
+                                                         : "?";
+}
+
+void bl_h1_chunked_init(struct bl_h1_chunked *c)
+{
+    memset(c, 0, sizeof(*c));
+    c->state = H1_CK_SIZE_START;
+}
+
+static inline ssize_t h1_ck_fail(struct bl_h1_chunked *c, const char *reason)
+{
+    c->state = H1_CK_ERROR;
+    c->reason = reason;
+    return BL_ERR;
+}
+
+static inline unsigned h1_hex_value(unsigned char ch)
+{
+    return ch <= '9' ? ch - '0' : (ch | 0x20) - 'a' + 10;
+}
+
+ssize_t bl_h1_chunked_scan(struct bl_h1_chunked *c, const char *buf, size_t len, int *done)
+{
+    const unsigned char *b = (const unsigned char *)buf;
+    size_t i = 0;
+    unsigned st = c->state;
+
+    *done = 0;
+    if (bl_unlikely(st >= H1_CK_DONE)) {
+        *done = st == H1_CK_DONE;
+        return st == H1_CK_DONE ? 0 : BL_ERR;
+    }
+
+    while (i < len) {
+        unsigned char ch = b[i];
+
+        /* Size and trailer lines are bounded; the CR ending them is not counted. */
+        if (((1u << st) & H1_CK_LINE_MASK) && ch != '\r' && ++c->line_len > H1_CK_MAX_LINE)
+            return h1_ck_fail(c, "chunk line too long");
+
+        switch (st) {
+        case H1_CK_SIZE_START:
+            if (!h1_is(ch, H1_C_HEX))
+                return h1_ck_fail(c, "bad chunk size");
+            c->remaining = h1_hex_value(ch);
+            st = H1_CK_SIZE;
+            i++;
+            break;
+
+        case H1_CK_SIZE:
+            if (h1_is(ch, H1_C_HEX)) {
+                if (c->remaining >> 58)
+                    return h1_ck_fail(c, "chunk size too large");
+                c->remaining = (c->remaining << 4) | h1_hex_value(ch);
+            } else if (ch == '\r') {
+                st = H1_CK_SIZE_LF;
+            } else if (ch == ';') {
+                st = H1_CK_EXT_START;
+            } else if (h1_is(ch, H1_C_OWS)) {
+                st = H1_CK_SIZE_BWS;
+            } else {
+                return h1_ck_fail(c, "bad chunk size");
+            }
+            i++;
+            break;
+
+        case H1_CK_SIZE_BWS:
+            if (ch == ';')
+                st = H1_CK_EXT_START;
+            else if (!h1_is(ch, H1_C_OWS))
+                return h1_ck_fail(c, "whitespace after chunk size");
+            i++;
+            break;
+
+        case H1_CK_EXT_START:
+            if (h1_is(ch, H1_C_TCHAR))
+                st = H1_CK_EXT_NAME;
+            else if (!h1_is(ch, H1_C_OWS))
+                return h1_ck_fail(c, "bad chunk extension");
+            i++;
+            break;
+
+        case H1_CK_EXT_NAME:
+        case H1_CK_EXT_VAL_TOKEN:
+            if (h1_is(ch, H1_C_TCHAR))
+                ;
+            else if (ch == '=' && st == H1_CK_EXT_NAME)
+                st = H1_CK_EXT_VAL_START;
+            else if (ch == ';')
+                st = H1_CK_EXT_START;
+            else if (ch == '\r')
+                st = H1_CK_SIZE_LF;
+            else if (h1_is(ch, H1_C_OWS))
+                st = st == H1_CK_EXT_NAME ? H1_CK_EXT_NAME_BWS : H1_CK_EXT_VAL_END;
+            else
+                return h1_ck_fail(c, "bad chunk extension");
+            i++;
+            break;
+
+        case H1_CK_EXT_NAME_BWS:
+        case H1_CK_EXT_VAL_END:
+            if (ch == '=' && st == H1_CK_EXT_NAME_BWS)
+                st = H1_CK_EXT_VAL_START;
+            else if (ch == ';')
+                st = H1_CK_EXT_START;
+            else if (ch == '\r')
+                st = H1_CK_SIZE_LF;
+            else if (!h1_is(ch, H1_C_OWS))
+                return h1_ck_fail(c, "bad chunk extension");
+            i++;
+            break;
+
+        case H1_CK_EXT_VAL_START:
+            if (h1_is(ch, H1_C_TCHAR))
+                st = H1_CK_EXT_VAL_TOKEN;
+            else if (ch == '"')
+                st = H1_CK_EXT_VAL_QUOTED;
+            else if (!h1_is(ch, H1_C_OWS))
+                return h1_ck_fail(c, "bad chunk extension value");
+            i++;
+            break;
+
+        case H1_CK_EXT_VAL_QUOTED:
+            if (ch == '"')
+                st = H1_CK_EXT_VAL_END;
+            else if (ch == '\\')
+                st = H1_CK_EXT_VAL_QPAIR;
+            else if (!h1_is(ch, H1_C_QDTEXT))
+                return h1_ck_fail(c, "bad chunk extension value");
+            i++;
+            break;
+
+        case H1_CK_EXT_VAL_QPAIR:
+            /* quoted-pair = "\" ( HTAB / SP / VCHAR / obs-text ): the field-value class */
+            if (!h1_is(ch, H1_C_VALUE))
+                return h1_ck_fail(c, "bad chunk extension value");
+            st = H1_CK_EXT_VAL_QUOTED;
+            i++;
+            break;
+
+        case H1_CK_SIZE_LF:
+            if (ch != '\n')
+                return h1_ck_fail(c, "bare CR in chunk size line");
+            c->line_len = 0;
+            st = c->remaining ? H1_CK_DATA : H1_CK_TRAILER;
+            i++;
+            break;
+
+        case H1_CK_DATA: {
+            size_t n = len - i;
+            if (n > c->remaining)
+                n = (size_t)c->remaining;
+            i += n;
+            c->remaining -= n;
+            if (c->remaining == 0)
+                st = H1_CK_DATA_CR;
+            break;
+        }
+
+        case H1_CK_DATA_CR:
+            if (ch != '\r')
+                return h1_ck_fail(c, "no CRLF after chunk data");
+            st = H1_CK_DATA_LF;
+            i++;
+            break;
+
+        case H1_CK_DATA_LF:
+            if (ch != '\n')
+                return h1_ck_fail(c, "no CRLF after chunk data");
+            st = H1_CK_SIZE_START;
+            i++;
+            break;
+
+        case H1_CK_TRAILER:
+            if (ch == '\r') {
+                st = H1_CK_END_LF;
+            } else if (h1_is(ch, H1_C_TCHAR)) {
+                if (c->ntrailers == H1_CK_MAX_TRAILERS)
+                    return h1_ck_fail(c, "too many trailer fields");
+                st = H1_CK_TRAILER_NAME;
+            } else {
+                return h1_ck_fail(c, h1_is(ch, H1_C_OWS) ? "obs-fold in trailer"
+                                                         : "bad byte in trailer name");
+            }
+            i++;
+            break;
+
+        case H1_CK_TRAILER_NAME:
+            if (ch == ':')
+                st = H1_CK_TRAILER_VALUE;
+            else if (!h1_is(ch, H1_C_TCHAR))
+                return h1_ck_fail(c, "bad byte in trailer name");
+            i++;
+            break;
+
+        case H1_CK_TRAILER_VALUE: {
+            size_t s = i;
+            while (i < len && h1_is(b[i], H1_C_VALUE))
+                i++;
+            if (i - s > H1_CK_MAX_LINE - c->line_len)
+                return h1_ck_fail(c, "chunk line too long");
+            c->line_len += (uint32_t)(i - s);
+            if (i == len)
+                break;
+            if (b[i] != '\r')
+                return h1_ck_fail(c, "control byte in trailer");
+            st = H1_CK_TRAILER_LF;
+            i++;
+            break;
+        }
+
+        case H1_CK_TRAILER_LF:
+            if (ch != '\n')
+                return h1_ck_fail(c, "bare CR in trailer");
+            c->ntrailers++;
+            c->line_len = 0;
+            st = H1_CK_TRAILER;
+            i++;
+            break;
+
+        case H1_CK_END_LF:
+            if (ch != '\n')
+                return h1_ck_fail(c, "bare CR at end of chunked body");
+            c->state = H1_CK_DONE;
+            *done = 1;
+            return (ssize_t)(i + 1);
+        }
+    }
+    c->state = (uint8_t)st;
+    return (ssize_t)len;
+}
