@@ -1063,6 +1063,64 @@ static void test_class_table(void **state)
     }
 }
 
+/* Every byte value at every position of a 16-byte block, in a field value, a reason phrase and
+ * a request-target: the bulk scanners must agree with the class table. */
+static void test_scan_every_byte(void **state)
+{
+    (void)state;
+    struct bl_h1_message *m = calloc(1, sizeof(*m));
+    char buf[128];
+    for (unsigned c = 0; c < 256; c++) {
+        for (unsigned pos = 0; pos < 33; pos++) {
+            char run[40];
+            memset(run, 'a', sizeof(run));
+            run[pos] = (char)c;
+            struct bl_h1_parser p;
+            int n, r;
+
+            /* field value (CR would be a bare CR, an error as well) */
+            snprintf(where, sizeof(where), "byte 0x%02x at %u of a field value", c, pos);
+            n = snprintf(buf, sizeof(buf), "GET / HTTP/1.1\r\nHost: h\r\nX: ");
+            memcpy(buf + n, run, sizeof(run));
+            n += (int)sizeof(run);
+            n += snprintf(buf + n, sizeof(buf) - (size_t)n, "\r\n\r\n");
+            bl_h1_parser_init_request(&p, 8192, 65536);
+            r = bl_h1_parse(&p, buf, (size_t)n, m);
+            EXPECT_INT(r, (h1_class[c] & H1_C_VALUE) ? n : BL_ERR);
+
+            /* reason phrase */
+            snprintf(where, sizeof(where), "byte 0x%02x at %u of a reason", c, pos);
+            n = snprintf(buf, sizeof(buf), "HTTP/1.1 200 ");
+            memcpy(buf + n, run, sizeof(run));
+            n += (int)sizeof(run);
+            n += snprintf(buf + n, sizeof(buf) - (size_t)n, "\r\n\r\n");
+            bl_h1_parser_init_response(&p, 8192, 65536, 0);
+            r = bl_h1_parse(&p, buf, (size_t)n, m);
+            EXPECT_INT(r, (h1_class[c] & H1_C_VALUE) ? n : BL_ERR);
+
+            /* request-target ('?' starts the query, SP ends the target early) */
+            if (c == ' ')
+                continue;
+            snprintf(where, sizeof(where), "byte 0x%02x at %u of a target", c, pos);
+            run[0] = '/';
+            if (pos == 0)
+                continue;
+            n = snprintf(buf, sizeof(buf), "GET ");
+            memcpy(buf + n, run, sizeof(run));
+            n += (int)sizeof(run);
+            n += snprintf(buf + n, sizeof(buf) - (size_t)n, " HTTP/1.1\r\nHost: h\r\n\r\n");
+            bl_h1_parser_init_request(&p, 8192, 65536);
+            r = bl_h1_parse(&p, buf, (size_t)n, m);
+            EXPECT_INT(r, (h1_class[c] & H1_C_TARGET) || c == '?' ? n : BL_ERR);
+            if (r > 0 && c == '?') {
+                EXPECT_INT(m->path_len, pos);
+                EXPECT_INT(m->query_len, sizeof(run) - pos - 1);
+            }
+        }
+    }
+    free(m);
+}
+
 static void test_find_and_reuse(void **state)
 {
     (void)state;
@@ -1115,24 +1173,38 @@ static const char bench_req[] =
     "Connection: keep-alive\r\n"
     "\r\n";
 
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* 1e6 parses in 10 rounds; the best round is the least disturbed by other load on the box. */
 static void run_bench(void)
 {
-    enum { LOOPS = 1000000 };
+    enum { ROUNDS = 10, LOOPS = 100000 };
     static struct bl_h1_message m;
     struct bl_h1_parser p;
-    struct timespec t0, t1;
+    double per[ROUNDS];
     long sum = 0;
 
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    for (int k = 0; k < LOOPS; k++) {
-        bl_h1_parser_init_request(&p, 8192, 65536);
-        sum += bl_h1_parse(&p, bench_req, sizeof(bench_req) - 1, &m);
+    for (int r = 0; r < ROUNDS; r++) {
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        for (int k = 0; k < LOOPS; k++) {
+            bl_h1_parser_init_request(&p, 8192, 65536);
+            sum += bl_h1_parse(&p, bench_req, sizeof(bench_req) - 1, &m);
+        }
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        per[r] = ((double)(t1.tv_sec - t0.tv_sec) * 1e9 + (double)(t1.tv_nsec - t0.tv_nsec)) /
+                 LOOPS;
     }
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    double ns = (double)(t1.tv_sec - t0.tv_sec) * 1e9 + (double)(t1.tv_nsec - t0.tv_nsec);
-    printf("h1 parse: %zu-byte request, %d headers: %.1f ns/parse (%.2f ns/byte) [check %ld]\n",
-           sizeof(bench_req) - 1, m.nheaders, ns / LOOPS, ns / LOOPS / (sizeof(bench_req) - 1),
-           sum / LOOPS);
+    qsort(per, ROUNDS, sizeof(per[0]), cmp_double);
+    printf("h1 parse: %zu-byte request, %d fields, %d parses: best %.1f ns/parse "
+           "(%.2f ns/byte), median %.1f [check %ld]\n",
+           sizeof(bench_req) - 1, m.nheaders, ROUNDS * LOOPS, per[0],
+           per[0] / (double)(sizeof(bench_req) - 1), per[ROUNDS / 2],
+           sum / (ROUNDS * LOOPS));
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -1160,6 +1232,7 @@ int main(int argc, char **argv)
     }
     const struct CMUnitTest misc[] = {
         cmocka_unit_test(test_class_table),
+        cmocka_unit_test(test_scan_every_byte),
         cmocka_unit_test(test_find_and_reuse),
     };
     int failed = cmocka_run_group_tests_name("h1_misc", misc, NULL, NULL);
