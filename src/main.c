@@ -57,7 +57,9 @@ static void raise_nofile(const struct bl_config *cfg)
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
         return;
-    rlim_t want = (rlim_t)cfg->workers * (rlim_t)cfg->worker_connections * 2 + 64;
+    rlim_t want = cfg->rlimit_nofile
+                      ? (rlim_t)cfg->rlimit_nofile
+                      : (rlim_t)cfg->workers * (rlim_t)cfg->worker_connections * 2 + 64;
     if (rl.rlim_cur < want) {
         rl.rlim_cur = want < rl.rlim_max ? want : rl.rlim_max;
         setrlimit(RLIMIT_NOFILE, &rl);

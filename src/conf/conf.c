@@ -288,7 +288,8 @@ static int h_worker_rlimit_nofile(struct compiler *c, const struct bl_conf_node 
     int64_t v;
     if (parse_num(n->args[0], 1, 1 << 24, &v) != BL_OK)
         return invalid_value(c, n->args[0]);
-    return BL_OK; /* applied by the process owner's ulimit; accepted for familiarity */
+    c->cfg->rlimit_nofile = (int)v;
+    return BL_OK;
 }
 
 static int h_ignore(struct compiler *c, const struct bl_conf_node *n)

@@ -114,6 +114,7 @@ struct bl_config {
     int error_log_level;
     char *pid_file;                 /* NULL: none */
     uint64_t shutdown_timeout;      /* ms */
+    int rlimit_nofile;              /* worker_rlimit_nofile, 0 = derive */
 
     struct bl_loc_conf http_conf;   /* http-level settings */
     struct bl_header_set *http_headers;

@@ -186,9 +186,11 @@ static ssize_t write_iov(int fd, struct iovec *iov, int n, uint8_t *ready)
 }
 
 /* Request objects are recycled per thread: no malloc per request in the steady state. */
+#ifndef BL_NO_POOL
 #define REQUEST_CACHE 64
 static _Thread_local struct bl_request *request_cache[REQUEST_CACHE];
 static _Thread_local unsigned nrequest_cache;
+#endif
 
 static struct bl_request *request_new(struct bl_client *c)
 {
@@ -402,8 +404,7 @@ static void var_ctx(const struct bl_request *r, struct bl_var_ctx *v)
     v->client_ip_len = r->c->ip_len;
     v->client_port = r->c->port;
     v->server_port = r->c->listen->port;
-    v->server_ip = NULL;
-    v->server_ip_len = 0;
+    v->fd = r->c->io.fd;
 }
 
 /* Writes the request head for the upstream into r->out. BL_OK or BL_ERR (too large). */

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "core/clock.h"
+#include "core/sock.h"
 #include "http/h1_parser.h"
 #include "http/template.h"
 
@@ -241,8 +242,6 @@ size_t bl_template_eval(const struct bl_template *t, const struct bl_var_ctx *ct
                     char c = (char)tolower((unsigned char)m->host[i]);
                     put(out, cap, &pos, &c, 1);
                 }
-            } else if (ctx->server_ip) {
-                put(out, cap, &pos, ctx->server_ip, ctx->server_ip_len);
             }
             break;
         case VAR_HTTP_HOST:
@@ -322,10 +321,15 @@ size_t bl_template_eval(const struct bl_template *t, const struct bl_var_ctx *ct
         case VAR_SERVER_PORT:
             put(out, cap, &pos, num, (size_t)snprintf(num, sizeof(num), "%u", ctx->server_port));
             break;
-        case VAR_SERVER_ADDR:
-            if (ctx->server_ip)
-                put(out, cap, &pos, ctx->server_ip, ctx->server_ip_len);
+        case VAR_SERVER_ADDR: {
+            /* Looked up only when a template asks: a syscall, off the common path. */
+            union bl_sockaddr sa;
+            socklen_t len = sizeof(sa);
+            char ip[64];
+            if (ctx->fd >= 0 && getsockname(ctx->fd, &sa.sa, &len) == 0)
+                put(out, cap, &pos, ip, (size_t)bl_addr_format_ip(&sa.sa, ip, sizeof(ip)));
             break;
+        }
         case VAR_HOSTNAME: {
             char hn[256];
             if (gethostname(hn, sizeof(hn)) == 0) {

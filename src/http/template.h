@@ -21,8 +21,7 @@ struct bl_var_ctx {
     uint32_t client_ip_len;
     uint16_t client_port;
     uint16_t server_port;
-    const char *server_ip;
-    uint32_t server_ip_len;
+    int fd;                         /* client socket, for $server_addr (-1: unknown) */
 };
 
 struct bl_template;
