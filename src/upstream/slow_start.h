@@ -53,7 +53,8 @@ static inline int bl_slow_start_admit(const struct bl_upstream_server *s, uint64
                                       uint32_t h)
 {
     uint32_t ramp = bl_slow_start_ramp(s, now_ms);
-    return ramp >= BL_WEIGHT_UNIT || (bl_lb_mix32(h) & (BL_WEIGHT_UNIT - 1)) < ramp;
+    /* salted: maglev places keys by bl_lb_mix32(h) itself */
+    return ramp >= BL_WEIGHT_UNIT || (bl_lb_mix32(h ^ 0x9e3779b9u) & (BL_WEIGHT_UNIT - 1)) < ramp;
 }
 
 #endif
