@@ -35,10 +35,11 @@
  *   "hash_maglev"      hash KEY maglev;
  *   "random"           random [two [least_conn]];     "two" sets group->random_two
  *   "least_time"       least_time;
- * init() rejects, with a message in err, what no method accepts (weight 0, no primary server)
- * and what a method forbids (backup servers with hash methods, bound= without consistent,
- * two without random). A group has one method: a second method directive is the config
- * compiler's error to report. docs/load-balancing.md says which method suits what.
+ * init() rejects, with a message in err, what no method accepts (a weight outside
+ * 1..BL_WEIGHT_MAX, no primary server) and what a method forbids (backup servers with the
+ * hash methods and ip_hash, bound= without consistent, two without random). A group has one
+ * method: a second method directive is the config compiler's error to report.
+ * docs/load-balancing.md says which method suits what.
  */
 #ifndef BL_UPSTREAM_BALANCER_H
 #define BL_UPSTREAM_BALANCER_H
@@ -81,6 +82,9 @@ struct bl_balancer_ops {
     void (*destroy)(struct bl_upstream_group *g);
     uint32_t flags;           /* BL_BALANCER_* below */
 };
+
+/* Largest weight= init() accepts: keeps weight * in-flight * slow-start units in 64 bits. */
+#define BL_WEIGHT_MAX 1000000
 
 #define BL_BALANCER_NO_BACKUP 0x1  /* backup servers are a config error (hash methods) */
 #define BL_BALANCER_KEY       0x2  /* needs KEY: the caller evaluates it into p->key */

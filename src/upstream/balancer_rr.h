@@ -14,9 +14,6 @@
 
 #include "upstream/balancer.h"
 
-/* Largest weight= a server may have: keeps weight * BL_WEIGHT_UNIT * in-flight in 64 bits. */
-#define BL_WEIGHT_MAX 1000000
-
 /* Per-worker state of round robin; every balancer's worker state starts with it (nginx: "the
  * round robin data must be first"), so p->wstate can be handed to the functions below. */
 struct bl_rr_worker {

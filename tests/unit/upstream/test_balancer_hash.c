@@ -142,7 +142,7 @@ static void test_chash_removal_disruption(void **state)
     enum { N = 10, KEYS = 100000 };
     char (*before)[64] = calloc(KEYS, 64), (*after)[64] = calloc(KEYS, 64);
     const char *names[N];
-    char buf[N][32];
+    char buf[N][48];
     for (int i = 0; i < N; i++) {
         snprintf(buf[i], sizeof(buf[i]), "backend-%d.example:8080", i);
         names[i] = buf[i];
