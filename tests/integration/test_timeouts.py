@@ -1,0 +1,178 @@
+"""Client-side timeouts: a slow or idle client is answered 408 or closed in time, and never
+holds up other connections."""
+import threading
+import time
+
+import pytest
+
+from conftest import SLOW, Conn, ConnectionClosed
+
+
+def conf(http_extra):
+    return """
+http {
+    %s
+    server {
+        listen 127.0.0.1:@port@;
+        location / { proxy_pass http://127.0.0.1:@pb@; }
+        location = /r { return 200 "r"; }
+    }
+}
+""" % http_extra
+
+
+def expect_408_or_close(c, lo, hi):
+    """Waits for a 408 answer or a close; returns the elapsed time. Fails outside [lo, hi]."""
+    t0 = time.monotonic()
+    c.sock.settimeout(hi * SLOW + 2)
+    try:
+        r = c.read_response()
+        assert r.status == 408, "want 408 or close, got %r" % r
+        assert c.closed(2), "connection open after 408"
+    except ConnectionClosed:
+        pass
+    dt = time.monotonic() - t0
+    assert lo <= dt <= hi * SLOW, "answered/closed after %.2fs, want [%.1f, %.1f]" % (dt, lo, hi)
+    return dt
+
+
+def test_client_header_timeout_partial_head(ballast, backend):
+    be = backend("b")
+    b = ballast(conf("client_header_timeout 1s;"), pb=be.port)
+    with b.conn(timeout=10) as c:
+        c.send(b"GET / HTTP/1.1\r\nHo")
+        expect_408_or_close(c, 0.8, 3.5)
+    assert be.requests == []
+
+
+def test_client_header_timeout_nothing_sent(ballast, backend):
+    be = backend("b")
+    b = ballast(conf("client_header_timeout 1s;"), pb=be.port)
+    with b.conn(timeout=10) as c:
+        expect_408_or_close(c, 0.8, 3.5)
+
+
+def test_client_header_timeout_is_not_reset_by_trickling(ballast, backend):
+    """Slowloris: a byte every 200 ms does not extend the header deadline forever."""
+    be = backend("b")
+    b = ballast(conf("client_header_timeout 1s;"), pb=be.port)
+    with b.conn(timeout=10) as c:
+        t0 = time.monotonic()
+        closed = False
+        for ch in b"GET / HTTP/1.1\r\nX-Slow: " + b"a" * 60:
+            try:
+                c.send(bytes([ch]))
+            except OSError:
+                closed = True
+                break
+            if c.closed(0.2 / SLOW):
+                closed = True
+                break
+            if c.buf:
+                closed = True  # a 408 arrived
+                break
+        dt = time.monotonic() - t0
+        assert closed, "a trickling client kept its connection for %.1fs" % dt
+        assert dt < 5 * SLOW, dt
+
+
+def test_client_body_timeout(ballast, backend):
+    be = backend("b")
+    b = ballast(conf("client_body_timeout 1s;"), pb=be.port)
+    with b.conn(timeout=10) as c:
+        c.send(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789")
+        t0 = time.monotonic()
+        try:
+            r = c.read_response()
+            assert r.status == 408, "want 408 or close, got %r" % r
+        except ConnectionClosed:
+            pass
+        assert c.closed(3), "connection open after the body timeout"
+        dt = time.monotonic() - t0
+        assert 0.8 <= dt <= 4 * SLOW, "closed after %.2fs with client_body_timeout 1s" % dt
+
+
+def test_keepalive_timeout_closes_idle(ballast, backend):
+    be = backend("b")
+    b = ballast(conf("keepalive_timeout 1s;"), pb=be.port)
+    with b.conn(timeout=10) as c:
+        r = c.request("GET", "/r")
+        assert r.status == 200, r
+        t0 = time.monotonic()
+        assert c.closed(4), "idle keep-alive connection still open after 4s"
+        dt = time.monotonic() - t0
+        assert 0.8 <= dt, "idle connection closed after only %.2fs" % dt
+    with b.conn(timeout=10) as c:
+        # activity restarts the idle timer: requests every 0.5s for 2s keep the connection
+        for i in range(4):
+            r = c.request("GET", "/r")
+            assert r.status == 200, (i, r)
+            time.sleep(0.5)
+
+
+def test_keepalive_timeout_zero_disables_keepalive(ballast, backend):
+    be = backend("b")
+    b = ballast(conf("keepalive_timeout 0;"), pb=be.port)
+    with b.conn() as c:
+        r = c.request("GET", "/r")
+        assert r.status == 200, r
+        assert c.closed(2), "keepalive_timeout 0 must close after each response"
+
+
+def test_slow_clients_do_not_block_others(ballast, backend):
+    """20 clients trickling heads and 5 clients stalled mid-body, with one worker: normal
+    requests keep being answered quickly."""
+    be = backend("b")
+    b = ballast(conf("client_header_timeout 30s; client_body_timeout 30s;"), pb=be.port)
+    stop = threading.Event()
+    slow = []
+    try:
+        for i in range(20):
+            slow.append(Conn(b.port, 10))
+        stalled = [Conn(b.port, 10) for _ in range(5)]
+        slow += stalled
+        for c in stalled:
+            c.send(b"POST /stall HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\nabc")
+
+        def trickle():
+            n = 0
+            while not stop.is_set() and n < 200:
+                for c in slow[:20]:
+                    try:
+                        c.send(b"X" if n else b"GET /slow HTTP/1.1\r\nHost: x\r\nX-A: ")
+                    except OSError:
+                        pass
+                n += 1
+                stop.wait(0.05)
+
+        t = threading.Thread(target=trickle, daemon=True)
+        t.start()
+        worst = 0.0
+        for i in range(40):
+            t0 = time.monotonic()
+            with b.conn() as c:
+                r = c.request("GET", "/fast/%d" % i)
+                assert r.status == 200, r
+                r = c.request("GET", "/r")
+                assert r.status == 200, r
+            worst = max(worst, time.monotonic() - t0)
+        assert worst < 1.0 * SLOW, "a normal request took %.2fs next to slow clients" % worst
+    finally:
+        stop.set()
+        for c in slow:
+            c.close()
+
+
+def test_slow_reader_does_not_block_others(ballast, backend):
+    """A client that never reads its (large) response does not stall the worker."""
+    be = backend("b")
+    b = ballast(conf(""), pb=be.port)
+    with b.conn(timeout=10, rcvbuf=4096) as hog:
+        hog.send(b"GET /big?size=50000000 HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert be.wait_requests(1)
+        time.sleep(0.3)
+        t0 = time.monotonic()
+        for i in range(20):
+            r = b.get("/fast/%d" % i)
+            assert r.status == 200, r
+        assert time.monotonic() - t0 < 2 * SLOW
