@@ -13,7 +13,8 @@
  * - release(): worker thread, after the attempt, with feedback. May be NULL. When it is not,
  *   the caller calls it exactly once for every server pick() returned, whether the attempt
  *   succeeded or not (bounded-load hashing counts in-flight requests with it, least_time
- *   learns response times from it).
+ *   learns response times from it), with the request's struct bl_pick and p->now_ms
+ *   refreshed to the time of the release.
  * - destroy(): control thread, when the config generation is freed. May be NULL.
  *
  * Keys. Hash methods hash p->key themselves, with the function nginx uses for the same method

@@ -44,7 +44,7 @@ static struct bl_upstream_server *lc_pick_range(struct bl_pick *p, uint32_t from
 
     /* Smooth round robin among the tied, starting at the first of them (nginx does the same). */
     struct bl_upstream_server *first = best, *tied = NULL;
-    int64_t total = 0;
+    int64_t total = 0, tied_current = 0;
     for (uint32_t i = first->index; i < to; i++) {
         struct bl_upstream_server *s = &g->servers[i];
         if (bl_pick_tried(p, i) || !bl_server_available(s, p->now_ms))
@@ -52,10 +52,12 @@ static struct bl_upstream_server *lc_pick_range(struct bl_pick *p, uint32_t from
         int64_t a = lc_active(s), ew = (int64_t)bl_server_effective_weight(s, p->now_ms);
         if (a * best_weight != best_active * ew)
             continue; /* not tied (or another worker moved it since the first pass) */
-        w->current[i] += ew;
+        int64_t c = w->current[i] += ew;
         total += ew;
-        if (!tied || w->current[i] > w->current[tied->index])
+        if (!tied || c > tied_current) {
             tied = s;
+            tied_current = c;
+        }
     }
     if (!tied)
         return first;

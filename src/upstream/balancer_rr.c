@@ -87,16 +87,18 @@ struct bl_upstream_server *bl_rr_pick_range(struct bl_pick *p, uint32_t from, ui
     struct bl_upstream_group *g = p->group;
     struct bl_rr_worker *w = p->wstate;
     struct bl_upstream_server *best = NULL;
-    int64_t total = 0;
+    int64_t total = 0, best_current = 0;
     for (uint32_t i = from; i < to; i++) {
         struct bl_upstream_server *s = &g->servers[i];
         if (i == skip || bl_pick_tried(p, i) || !bl_server_available(s, p->now_ms))
             continue;
         int64_t ew = (int64_t)bl_server_effective_weight(s, p->now_ms);
-        w->current[i] += ew;
+        int64_t c = w->current[i] += ew;
         total += ew;
-        if (!best || w->current[i] > w->current[best->index])
+        if (!best || c > best_current) {
             best = s;
+            best_current = c;
+        }
     }
     if (best)
         w->current[best->index] -= total;
@@ -114,15 +116,60 @@ struct bl_upstream_server *bl_rr_pick_smooth(struct bl_pick *p)
 
 struct bl_rr_weights *bl_rr_weights_build(const struct bl_upstream_group *g)
 {
-    struct bl_rr_weights *wt = malloc(sizeof(*wt) + g->nprimary * sizeof(uint64_t));
-    if (!wt)
+    uint32_t n = g->nprimary;
+    size_t head = sizeof(struct bl_rr_weights) + n * sizeof(uint64_t);
+    head = (head + 15) & ~(size_t)15;
+    struct bl_rr_weights *wt = malloc(head + n * sizeof(struct bl_rr_alias));
+    uint64_t *scaled = malloc(n * sizeof(uint64_t));
+    uint32_t *small = malloc(n * sizeof(uint32_t)), *large = malloc(n * sizeof(uint32_t));
+    if (!wt || !scaled || !small || !large) {
+        free(wt);
+        free(scaled);
+        free(small);
+        free(large);
         return NULL;
-    wt->n = g->nprimary;
+    }
+    wt->n = n;
     wt->total = 0;
-    for (uint32_t i = 0; i < g->nprimary; i++) {
+    wt->column = (struct bl_rr_alias *)((char *)wt + head);
+    for (uint32_t i = 0; i < n; i++) {
         wt->total += (uint64_t)g->servers[i].weight;
         wt->cum[i] = wt->total;
     }
+
+    /* Vose: every column holds `total` units, weight * n of them spread over the columns, a
+     * light server's column topped up by one heavy server. */
+    uint32_t ns = 0, nl = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        scaled[i] = (uint64_t)g->servers[i].weight * n;
+        if (scaled[i] < wt->total)
+            small[ns++] = i;
+        else
+            large[nl++] = i;
+    }
+    while (ns && nl) {
+        uint32_t l = small[--ns], h = large[--nl];
+        wt->column[l].threshold = scaled[l];
+        wt->column[l].alias = h;
+        scaled[h] -= wt->total - scaled[l];
+        if (scaled[h] < wt->total)
+            small[ns++] = h;
+        else
+            large[nl++] = h;
+    }
+    while (nl) {
+        uint32_t h = large[--nl];
+        wt->column[h].threshold = wt->total;
+        wt->column[h].alias = h;
+    }
+    while (ns) { /* not reached with exact integers; kept for safety */
+        uint32_t l = small[--ns];
+        wt->column[l].threshold = wt->total;
+        wt->column[l].alias = l;
+    }
+    free(scaled);
+    free(small);
+    free(large);
     return wt;
 }
 
@@ -133,7 +180,8 @@ uint32_t bl_rr_draw(struct bl_pick *p, const struct bl_rr_weights *wt, uint32_t 
     struct bl_rr_worker *w = p->wstate;
     uint32_t found = 0;
     while (found < want) {
-        uint32_t i = bl_rr_weights_find(wt, bl_lb_range(bl_lb_rand(&w->rng), wt->total));
+        uint64_t r1 = bl_lb_rand(&w->rng), r2 = bl_lb_rand(&w->rng);
+        uint32_t i = bl_rr_weights_draw(wt, r1, r2);
         struct bl_upstream_server *s = &g->servers[i];
         if (!(found && out[0] == s) && !bl_pick_tried(p, i) &&
             bl_server_available(s, p->now_ms)) {

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "upstream/balancer.h"
+#include "upstream/lb_hash.h"
 
 /* Per-worker state of round robin; every balancer's worker state starts with it (nginx: "the
  * round robin data must be first"), so p->wstate can be handed to the functions below. */
@@ -40,15 +41,24 @@ struct bl_upstream_server *bl_rr_pick_range(struct bl_pick *p, uint32_t from, ui
 /* nginx's round robin as the hash methods fall back to it: primaries, then backups. O(n). */
 struct bl_upstream_server *bl_rr_pick_smooth(struct bl_pick *p);
 
-/* The primaries' configured weights laid end to end (nginx walks peer weights the same way):
- * x in [0, total) falls on the server whose span holds it. Built by init(), read-only after. */
+/* The primaries' configured weights, built by init() and read-only after:
+ * - laid end to end (nginx walks peer weights the same way): x in [0, total) falls on the
+ *   server whose span holds it (bl_rr_weights_find, O(log n));
+ * - as a Walker/Vose alias table, to draw a server in proportion to weight in O(1) with no
+ *   data-dependent branch (bl_rr_weights_draw). Integer thresholds: exact proportions. */
+struct bl_rr_alias {
+    uint64_t threshold;       /* a draw u in [0, total) below it keeps this column's server */
+    uint32_t alias;           /* else it goes to this one */
+};
+
 struct bl_rr_weights {
     uint32_t n;               /* group->nprimary */
     uint64_t total;           /* sum of their weights, down ones included (as nginx) */
+    struct bl_rr_alias *column; /* n columns (in the same allocation) */
     uint64_t cum[];           /* cum[i]: weights of servers[0..i] */
 };
 
-/* malloc'ed (free() it); NULL when out of memory. */
+/* One malloc'ed block (free() it); NULL when out of memory. */
 struct bl_rr_weights *bl_rr_weights_build(const struct bl_upstream_group *g);
 
 /* Index of the server whose span holds x (< total). O(log n). */
@@ -63,6 +73,15 @@ static inline uint32_t bl_rr_weights_find(const struct bl_rr_weights *wt, uint64
             lo = mid + 1;
     }
     return lo;
+}
+
+/* A server index drawn in proportion to weight, from two uniform 64-bit values. O(1). */
+static inline uint32_t bl_rr_weights_draw(const struct bl_rr_weights *wt, uint64_t r1,
+                                          uint64_t r2)
+{
+    uint32_t i = (uint32_t)bl_lb_range(r1, wt->n);
+    const struct bl_rr_alias *c = &wt->column[i];
+    return bl_lb_range(r2, wt->total) < c->threshold ? i : c->alias;
 }
 
 /* Draws up to want (1 or 2) distinct primaries at random in proportion to weight, keeping

@@ -233,6 +233,36 @@ static void test_rr_large_group(void **state)
     tg_free(t);
 }
 
+/* The alias table gives every server exactly weight * n of the n * total units. */
+static void test_rr_alias_table_exact(void **state)
+{
+    uint64_t rng = 7;
+    for (int round = 0; round < 200; round++) {
+        uint32_t n = 1 + (uint32_t)(bl_lb_rand(&rng) % 300);
+        int *w = malloc(n * sizeof(int));
+        for (uint32_t i = 0; i < n; i++)
+            w[i] = 1 + (int)(bl_lb_rand(&rng) % (round % 3 ? 10 : 100000));
+        struct tg *t = tg_new(n, w, 0);
+        struct bl_rr_weights *wt = bl_rr_weights_build(&t->g);
+        assert_non_null(wt);
+        uint64_t *units = calloc(n, sizeof(uint64_t));
+        for (uint32_t c = 0; c < n; c++) {
+            assert_true(wt->column[c].threshold <= wt->total);
+            assert_true(wt->column[c].alias < n);
+            units[c] += wt->column[c].threshold;
+            units[wt->column[c].alias] += wt->total - wt->column[c].threshold;
+        }
+        for (uint32_t i = 0; i < n; i++)
+            assert_int_equal(units[i], (uint64_t)w[i] * n);
+        for (uint32_t i = 0; i < n; i++) /* and the spans agree with the weights */
+            assert_int_equal(bl_rr_weights_find(wt, wt->cum[i] - 1), i);
+        free(units);
+        free(wt);
+        free(w);
+        tg_free(t);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -247,6 +277,7 @@ int main(void)
         cmocka_unit_test(test_rr_slow_start),
         cmocka_unit_test(test_rr_invalid),
         cmocka_unit_test(test_rr_large_group),
+        cmocka_unit_test(test_rr_alias_table_exact),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
