@@ -218,6 +218,8 @@ void bl_loop_run(struct bl_loop *l)
                 ev |= BL_EV_READ;
             if (e & EPOLLOUT)
                 ev |= BL_EV_WRITE;
+            if (e & (EPOLLRDHUP | EPOLLHUP))
+                ev |= BL_EV_HUP;
             if (e & (EPOLLERR | EPOLLHUP))
                 ev |= BL_EV_ERROR | BL_EV_READ | BL_EV_WRITE;
             if (io->handler)

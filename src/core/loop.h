@@ -13,6 +13,8 @@
 #define BL_EV_READ  0x1u   /* readable, or the peer closed its side */
 #define BL_EV_WRITE 0x2u   /* writable */
 #define BL_EV_ERROR 0x4u   /* error or hang-up: the next read or write reports it */
+#define BL_EV_HUP   0x8u   /* the peer closed its side: a short read is not the end of input,
+                            * read on until it returns 0 */
 
 struct bl_io;
 typedef void (*bl_io_handler)(struct bl_io *io, uint32_t events);

@@ -1062,6 +1062,7 @@ ssize_t bl_h1_chunked_scan(struct bl_h1_chunked *c, const char *buf, size_t len,
                 n = (size_t)c->remaining;
             i += n;
             c->remaining -= n;
+            c->data_bytes += n;
             if (c->remaining == 0)
                 st = H1_CK_DATA_CR;
             break;

@@ -160,6 +160,7 @@ int bl_h1_find(const struct bl_h1_message *m, enum bl_h1_hdr_id id);
 /* Scanner for a chunked body that is forwarded as is (framing kept). */
 struct bl_h1_chunked {
     uint64_t remaining;     /* data bytes left in the current chunk */
+    uint64_t data_bytes;    /* data bytes scanned so far (without framing) */
     uint32_t line_len;      /* length of the size or trailer line being scanned */
     uint8_t state;          /* private */
     uint8_t ntrailers;

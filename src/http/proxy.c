@@ -26,6 +26,7 @@
 #include "core/sock.h"
 #include "core/status.h"
 #include "http/access_log.h"
+#include "http/dechunk.h"
 #include "http/h1_parser.h"
 #include "http/proxy.h"
 #include "http/response.h"
@@ -86,7 +87,7 @@ struct bl_upconn {
     struct bl_buf *in;
     struct bl_upconn *next, *prev;     /* idle pool links */
     uint32_t nrequests;
-    uint8_t rready, wready, connecting, idle;
+    uint8_t rready, wready, hup, connecting, idle;
 };
 
 struct bl_request {
@@ -118,6 +119,8 @@ struct bl_request {
     uint8_t server_released;           /* active count and balancer feedback done */
     struct bl_h1_parser parser;
     struct bl_h1_chunked req_chunked, resp_chunked;
+    struct bl_dechunk dechunk;         /* chunked response to an HTTP/1.0 client */
+    uint8_t dechunking;
     struct bl_pick pick;
     uint8_t tried[64];                 /* servers tried, for retries (first 512 servers) */
     struct bl_h1_message msg;
@@ -143,14 +146,15 @@ static inline void arm(struct bl_worker *w, struct bl_timer *t, uint64_t ms)
 }
 
 /* recv into b; returns bytes (> 0), 0 at EOF, BL_AGAIN, or BL_ERR. Clears *ready on a short
- * read: with edge-triggered epoll, a short read means the socket is drained. */
-static ssize_t read_into(int fd, struct bl_buf *b, uint8_t *ready)
+ * read: with edge-triggered epoll, a short read means the socket is drained, unless the peer
+ * has closed its side (hup), whose EOF is still to be read and will bring no new edge. */
+static ssize_t read_into(int fd, struct bl_buf *b, uint8_t *ready, uint8_t hup)
 {
     size_t room = bl_buf_room(b);
     ssize_t n = recv(fd, b->data + b->end, room, 0);
     if (n > 0) {
         b->end += (uint32_t)n;
-        if ((size_t)n < room)
+        if ((size_t)n < room && !hup)
             *ready = 0;
         return n;
     }
@@ -265,6 +269,8 @@ static void upconn_on_event(struct bl_io *io, uint32_t ev)
     struct bl_upconn *u = (struct bl_upconn *)io;
     if (ev & BL_EV_READ)
         u->rready = 1;
+    if (ev & BL_EV_HUP)
+        u->hup = 1;
     if (ev & BL_EV_WRITE)
         u->wready = 1;
     if (u->idle) {
@@ -555,7 +561,7 @@ static int build_client_head(struct bl_request *r)
     out_put(&o, "\r\n", 2);
     for (uint32_t i = 0; i < m->nheaders; i++) {
         const struct bl_h1_header *h = &m->headers[i];
-        if (h->hop)
+        if (h->hop || (r->dechunking && h->id == BL_H1_HDR_TRANSFER_ENCODING))
             continue;
         out_put(&o, h->name, h->name_len);
         out_put(&o, ": ", 2);
@@ -605,10 +611,10 @@ static int account_request_body(struct bl_request *r, uint32_t from, int *status
         return BL_ERR;
     }
     r->body_end = from + (uint32_t)k;
-    r->req_body_bytes += (uint64_t)k;
+    r->req_body_bytes = r->req_chunked.data_bytes;
     if (done)
         r->req_body_done = 1;
-    if (max && r->req_body_bytes > max + 64) {
+    if (max && r->req_body_bytes > max) {
         *status = 413;
         return BL_ERR;
     }
@@ -859,7 +865,7 @@ static int read_request_body(struct bl_request *r)
     if (!c->rready)
         return BL_AGAIN;
     uint32_t from = in->end;
-    ssize_t n = read_into(c->io.fd, in, &c->rready);
+    ssize_t n = read_into(c->io.fd, in, &c->rready, c->hup);
     if (n == BL_AGAIN)
         return BL_AGAIN;
     if (n <= 0) {
@@ -938,6 +944,8 @@ static int account_response_body(struct bl_request *r, uint32_t from)
             b->end = from + (uint32_t)k;
             r->up_reusable = 0;
         }
+        if (r->dechunking)
+            b->end = from + bl_dechunk(&r->dechunk, b->data + from, (uint32_t)k);
         if (done)
             r->resp_done = 1;
         return BL_OK;
@@ -1002,11 +1010,11 @@ static int parse_response_head(struct bl_request *r)
             r->up_reusable = 0;
         }
         if (r->resp.body == BL_H1_BODY_CHUNKED && r->msg.minor_version == 0) {
-            /* An HTTP/1.0 client cannot read chunked framing; ballast forwards bodies as is,
-             * so it closes the connection and the client reads to EOF. The framing bytes are
-             * the chunk sizes, which such clients show as part of the body: nginx removes
-             * them; this is a known limit noted in docs/configuration.md. */
+            /* An HTTP/1.0 client cannot read chunked framing: strip it and end the body by
+             * closing the connection, as nginx does. */
             r->keep_alive = 0;
+            r->dechunking = 1;
+            bl_dechunk_init(&r->dechunk);
         }
         if (r->resp.body == BL_H1_BODY_LENGTH)
             r->resp_left = r->resp.content_length;
@@ -1041,7 +1049,7 @@ static ssize_t upstream_read(struct bl_request *r)
         u->in->start = u->in->end = 0;
     if (bl_buf_room(u->in) == 0)
         return BL_AGAIN;
-    return read_into(u->io.fd, u->in, &u->rready);
+    return read_into(u->io.fd, u->in, &u->rready, u->hup);
 }
 
 /* Sends the client head (r->out) and response body bytes in u->in to the client. BL_OK when
@@ -1459,10 +1467,12 @@ static void client_read_head(struct bl_client *c)
             }
         }
         if (!c->rready) {
-            if (c->state != CS_READ_HEAD) {
+            /* The header deadline runs from the head's first byte (or the connection's
+             * opening): a client trickling bytes does not move it. */
+            if (c->state != CS_READ_HEAD)
                 c->state = CS_READ_HEAD;
-            }
-            arm(c->w, &c->timer, def->conf.client_header_timeout);
+            if (!bl_timer_armed(&c->timer))
+                arm(c->w, &c->timer, def->conf.client_header_timeout);
             if (bl_buf_len(c->in) == 0) {
                 /* Nothing arrived after all: give the buffer back while waiting. */
                 bl_buf_put(c->in);
@@ -1475,7 +1485,7 @@ static void client_read_head(struct bl_client *c)
             }
             return;
         }
-        ssize_t n = read_into(c->io.fd, c->in, &c->rready);
+        ssize_t n = read_into(c->io.fd, c->in, &c->rready, c->hup);
         if (n == BL_AGAIN)
             continue;
         if (n <= 0) {
@@ -1519,6 +1529,8 @@ static void client_on_event(struct bl_io *io, uint32_t ev)
     struct bl_client *c = (struct bl_client *)io;
     if (ev & BL_EV_READ)
         c->rready = 1;
+    if (ev & BL_EV_HUP)
+        c->hup = 1;
     if (ev & BL_EV_WRITE)
         c->wready = 1;
     switch (c->state) {
