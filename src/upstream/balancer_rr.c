@@ -209,15 +209,22 @@ static uint64_t gcd64(uint64_t a, uint64_t b)
 }
 
 /* The sequence, or NULL when it would be too long to keep or too slow to compute (then every
- * pick runs the loop, as nginx does). */
+ * pick runs the loop, as nginx does). Servers marked `down` in the config are left out, as
+ * nginx's loop skips them, so they cost no slow pick. */
 static struct rr_seq *rr_seq_build(const struct bl_upstream_group *g)
 {
     uint32_t n = g->nprimary;
-    uint64_t div = 0, total = 0;
+    uint64_t div = 0, total = 0, total_weight = 0;
     for (uint32_t i = 0; i < n; i++)
-        div = gcd64(div, (uint64_t)g->servers[i].weight);
+        if (!g->servers[i].down)
+            div = gcd64(div, (uint64_t)g->servers[i].weight);
+    if (div == 0)
+        return NULL;
     for (uint32_t i = 0; i < n; i++)
-        total += (uint64_t)g->servers[i].weight / div;
+        if (!g->servers[i].down) {
+            total += (uint64_t)g->servers[i].weight / div;
+            total_weight += (uint64_t)g->servers[i].weight;
+        }
     if (total > RR_SEQ_MAX_LEN || total * n > RR_SEQ_MAX_WORK)
         return NULL;
     struct rr_seq *seq = malloc(sizeof(*seq) + total * sizeof(uint32_t));
@@ -228,14 +235,14 @@ static struct rr_seq *rr_seq_build(const struct bl_upstream_group *g)
         return NULL;
     }
     seq->len = (uint32_t)total;
-    seq->total_weight = 0;
-    for (uint32_t i = 0; i < n; i++)
-        seq->total_weight += (uint64_t)g->servers[i].weight;
+    seq->total_weight = total_weight;
     for (uint32_t t = 0; t < seq->len; t++) {
-        uint32_t best = 0;
+        uint32_t best = UINT32_MAX;
         for (uint32_t i = 0; i < n; i++) {
+            if (g->servers[i].down)
+                continue;
             cur[i] += g->servers[i].weight / (int64_t)div;
-            if (cur[i] > cur[best])
+            if (best == UINT32_MAX || cur[i] > cur[best])
                 best = i;
         }
         cur[best] -= (int64_t)total;

@@ -51,6 +51,8 @@ static void test_rr_fast_path_equals_loop(void **state)
         for (uint32_t i = 0; i < n; i++)
             w[i] = 1 + (int)(bl_lb_rand(&rng) % (round % 2 ? 100 : 6));
         struct tg *fast = tg_new(n, w, 0), *slow = tg_new(n, w, 0);
+        if (round % 5 == 4 && n > 1) /* a server marked down in the config */
+            fast->g.servers[n / 2].down = slow->g.servers[n / 2].down = 1;
         tg_init(fast, &bl_balancer_rr);
         tg_init(slow, &bl_balancer_rr);
         assert_non_null(fast->g.balancer_data);
@@ -61,6 +63,10 @@ static void test_rr_fast_path_equals_loop(void **state)
             struct bl_upstream_server *s = bl_rr_pick_smooth(&slow->p);
             assert_int_equal(a, (int)s->index);
         }
+        /* a `down` server is not in the sequence: no pick takes the slow path */
+        const struct rr_seq *seq = fast->g.balancer_data;
+        for (uint32_t k = 0; k < seq->len; k++)
+            assert_false(fast->g.servers[seq->idx[k]].down);
         tg_free(fast);
         tg_free(slow);
     }
