@@ -1125,7 +1125,8 @@ static int finish(struct compiler *c)
             finish_location(cfg, s, s->exact[k]);
         for (uint32_t k = 0; k < s->nprefix; k++)
             finish_location(cfg, s, s->prefix[k]);
-        qsort(s->prefix, s->nprefix, sizeof(s->prefix[0]), cmp_prefix_len);
+        if (s->nprefix > 1)
+            qsort(s->prefix, s->nprefix, sizeof(s->prefix[0]), cmp_prefix_len);
     }
     if (cfg->max_head < 1024)
         cfg->max_head = 4 * 8192;
