@@ -477,20 +477,37 @@ def wait_for(pred, timeout=3.0, interval=0.02):
         time.sleep(interval)
 
 
-def rss_kb(pid):
+def _status_kb(pid, field):
     with open("/proc/%d/status" % pid) as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
     return 0
 
 
-class RssSampler:
-    """Samples a process's VmRSS every `interval` seconds in a thread; .max is the peak."""
+def rss_kb(pid):
+    return _status_kb(pid, "VmRSS")
 
-    def __init__(self, pid, interval=0.02):
+
+def reset_peak_rss(pid):
+    """Resets VmHWM (peak RSS) of pid; False when the kernel or permissions do not allow it."""
+    try:
+        with open("/proc/%d/clear_refs" % pid, "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+class RssSampler:
+    """Tracks the peak VmRSS of a process over a block: samples every `interval` seconds in a
+    thread and, when the kernel lets us reset it at the start, also reads VmHWM at the end, so
+    a transfer shorter than the sampling interval is still covered. .max is the peak in KB."""
+
+    def __init__(self, pid, interval=0.01):
         self.pid = pid
         self.interval = interval
+        self.hwm = reset_peak_rss(pid)
         self.max = rss_kb(pid)
         self.samples = 0
         self._stop = threading.Event()
@@ -498,12 +515,18 @@ class RssSampler:
 
     def _run(self):
         while not self._stop.is_set():
-            try:
-                self.max = max(self.max, rss_kb(self.pid))
-                self.samples += 1
-            except OSError:
-                return
+            self.update()
             self._stop.wait(self.interval)
+
+    def update(self):
+        try:
+            self.max = max(self.max, rss_kb(self.pid))
+            if self.hwm:
+                self.max = max(self.max, _status_kb(self.pid, "VmHWM"))
+            self.samples += 1
+        except OSError:
+            pass
+        return self.max
 
     def __enter__(self):
         self._t.start()
@@ -512,6 +535,7 @@ class RssSampler:
     def __exit__(self, *a):
         self._stop.set()
         self._t.join(5)
+        self.update()
 
 
 # --------------------------------------------------------------------------------------------

@@ -376,3 +376,32 @@ def test_wrk_load_no_errors(px, be):
     assert m and int(m.group(1)) > 100, out
     assert "Non-2xx" not in out, out
     assert "Socket errors" not in out, out
+
+
+def test_keepalive_latency(px, be):
+    """Sequential requests on a keep-alive connection are not held back by Nagle's algorithm
+    against delayed ACKs: a ~40 ms stall per request when ballast relays a response in two
+    small writes without TCP_NODELAY. The backend sends head and body 2 ms apart, so they reach
+    ballast in separate reads."""
+
+    def split(req, c):
+        be.read_body(req, c)
+        be.record(req)
+        c.send(b"HTTP/1.1 200 OK\r\nContent-Length: 300\r\nX-Backend: app\r\n\r\n")
+        time.sleep(0.002)
+        c.send(b"x" * 300)
+        return True
+
+    be.route("/split", split)
+    with px.conn() as c:
+        c.request("GET", "/split/warm")
+        times = []
+        for i in range(40):
+            t0 = time.perf_counter()
+            r = c.request("GET", "/split/%d" % i)
+            times.append(time.perf_counter() - t0)
+            assert (r.status, len(r.body)) == (200, 300), r
+    times.sort()
+    median = times[len(times) // 2]
+    assert median < 0.015 * SLOW, "median keep-alive request took %.1f ms (p90 %.1f ms)" % (
+        median * 1000, times[int(len(times) * 0.9)] * 1000)
