@@ -258,3 +258,20 @@ http {
     assert (r.status, r.body) == (200, b'single "double" # not a comment'), r
     r = b.get("/e")
     assert (r.status, r.body) == (200, b'esc "x" y'), r
+
+
+def test_pid_error_log_and_workers_auto(ballast):
+    b = ballast("""
+worker_processes auto;
+pid @tmp@/ballast.pid;
+error_log @tmp@/error.log warn;
+http {
+    server { listen 127.0.0.1:@port@; location / { return 200 "up"; } }
+}
+""", workers=None)
+    r = b.get("/")
+    assert (r.status, r.body) == (200, b"up"), r
+    pidfile = os.path.join(b.dir, "ballast.pid")
+    with open(pidfile) as f:
+        assert f.read().strip() == str(b.pid)
+    assert os.path.exists(os.path.join(b.dir, "error.log"))

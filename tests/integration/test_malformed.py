@@ -34,6 +34,7 @@ def refused(port, data, status, timeout=5.0):
         except ConnectionClosed as e:
             pytest.fail("no %d response, connection closed: %s" % (status, e))
         assert r.status == status, "want %d, got %r" % (status, r)
+        assert r.header("server") == "ballast", r.headers
         assert c.closed(3), "connection still open after %d" % status
         return r
 

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from conftest import (SLOW, Conn, build_request, chunked, curl, gen_body, proxy_conf,
-                      sha256)
+                      raw_route, sha256)
 
 
 @pytest.fixture
@@ -405,3 +405,61 @@ def test_keepalive_latency(px, be):
     median = times[len(times) // 2]
     assert median < 0.015 * SLOW, "median keep-alive request took %.1f ms (p90 %.1f ms)" % (
         median * 1000, times[int(len(times) * 0.9)] * 1000)
+
+
+@pytest.mark.parametrize("head", [
+    b"HTTP/1.1 304 Not Modified\r\nContent-Length: 100\r\nETag: \"v1\"\r\n\r\n",
+    b"HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\nETag: \"v1\"\r\n\r\n",
+    b"HTTP/1.1 204 No Content\r\nX-A: b\r\n\r\n",
+], ids=["304_with_length", "304_with_chunked", "204"])
+def test_bodiless_status_with_framing_headers(px, be, head):
+    """A 304 may carry the representation's Content-Length (or even Transfer-Encoding): there
+    is still no body, so ballast must not wait for one."""
+    be.route("/nb", raw_route(head, keep=True))
+    with px.conn() as c:
+        t0 = time.monotonic()
+        r = c.request("GET", "/nb")
+        assert r.status in (204, 304) and r.body == b"", r
+        assert time.monotonic() - t0 < 2 * SLOW, "ballast waited for a body after %d" % r.status
+        r = c.request("GET", "/next")
+        assert r.status == 200 and r.json()["target"] == "/next", r
+
+
+def test_head_with_length_and_chunked_upstream(px, be):
+    with px.conn() as c:
+        for q in ("size=5000", "size=5000&chunked=1"):
+            t0 = time.monotonic()
+            r = c.request("HEAD", "/h?" + q)
+            assert r.status == 200, r
+            assert time.monotonic() - t0 < 2 * SLOW, "ballast waited for a HEAD body"
+            r = c.request("GET", "/next")
+            assert r.status == 200 and r.json()["target"] == "/next", (q, r)
+
+
+@pytest.mark.parametrize("interim", [
+    b"HTTP/1.1 100 Continue\r\n\r\n",
+    b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n",
+    b"HTTP/1.1 102 Processing\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n",
+], ids=["100", "103", "102_103"])
+def test_upstream_interim_responses(px, be, interim):
+    """1xx answers before the final one carry no body: the client gets the final answer intact
+    (the 1xx may be relayed or dropped) and the connection stays in sync."""
+    final = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Backend: app\r\n\r\nfinal"
+    be.route("/1xx", raw_route(interim + final, keep=True))
+    with px.conn() as c:
+        c.send(build_request("POST", "/1xx", body=b"abc"))
+        r = c.read_response("POST")  # skips interim answers
+        assert (r.status, r.body) == (200, b"final"), r
+        r = c.request("GET", "/next")
+        assert r.status == 200 and r.json()["target"] == "/next", r
+
+
+def test_http10_upstream_response(px, be):
+    """An HTTP/1.0 upstream answer without Content-Length ends at the close."""
+    be.route("/ten", raw_route(b"HTTP/1.0 200 OK\r\nX-Backend: app\r\n\r\nold school"))
+    with px.conn() as c:
+        r = c.request("GET", "/ten")
+        assert (r.status, r.body) == (200, b"old school"), r
+        if r.framing != "close":
+            r = c.request("GET", "/next")
+            assert r.status == 200, r

@@ -196,3 +196,44 @@ http {
         assert r.header("x-backend") == want, "%s -> %r want %s" % (path, r.header("x-backend"), want)
         # the request target is forwarded unchanged (proxy_pass without a URI part)
         assert r.json()["target"] == path, r.json()
+
+
+def test_request_body_to_return_location_is_discarded(ballast):
+    """A body sent to a `return` location is read and dropped: the next request on the
+    connection is parsed from the right place (no smuggling through an unread body)."""
+    b = ballast("""
+http {
+    server {
+        listen 127.0.0.1:@port@;
+        location = /r { return 200 "r"; }
+        location = /s { return 200 "s"; }
+    }
+}
+""")
+    with b.conn() as c:
+        smuggled = b"GET /s HTTP/1.1\r\nHost: x\r\n\r\n"
+        r = c.request("POST", "/r", body=smuggled)
+        assert (r.status, r.body) == (200, b"r"), r
+        c.send(b"POST /r HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+               b"%x\r\n%s\r\n0\r\n\r\n" % (len(smuggled), smuggled))
+        r = c.read_response()
+        assert (r.status, r.body) == (200, b"r"), r
+        r = c.request("GET", "/r")
+        assert (r.status, r.body) == (200, b"r"), r
+        # nothing else is pending: the smuggled GET /s never ran
+        assert not c.closed(0.3) and c.buf == b"", c.buf
+
+
+def test_listen_port_only_and_several_listens(ballast):
+    b = ballast("""
+http {
+    server {
+        listen @port@;
+        listen 127.0.0.1:@port2@;
+        location / { return 200 "both"; }
+    }
+}
+""")
+    for p in (b.port, b.values["port2"]):
+        r = b.get("/", port=p)
+        assert (r.status, r.body) == (200, b"both"), (p, r)

@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from conftest import (ASAN, SLOW, Conn, RssSampler, body_sha256, build_request, gen_blocks)
+from conftest import (ASAN, SLOW, Conn, RssSampler, body_sha256, build_request, gen_blocks,
+                      wait_for)
 
 # 100 MB normally. Under ASan (BALLAST_ASAN=1) every byte costs far more and the point of that
 # run is memory errors, not volume, so the transfers shrink to 16 MB.
@@ -179,3 +180,56 @@ def test_concurrent_downloads(px, be):
             t.join(60 * SLOW)
     assert results == [(200, True)] * 8, results
     check_rss(px, s, base)
+
+
+def test_response_relayed_before_upstream_finishes(px, be):
+    """ballast streams: the first part of a body reaches the client while the upstream is
+    still producing the rest."""
+
+    def trickle(req, c):
+        be.read_body(req, c)
+        be.record(req)
+        c.send(b"HTTP/1.1 200 OK\r\nContent-Length: 20000\r\n\r\n" + b"a" * 10000)
+        if c.sleep(2.0):
+            c.send(b"b" * 10000)
+        return True
+
+    be.route("/trickle", trickle)
+    with Conn(px.port, 10) as c:
+        c.send(build_request("GET", "/trickle"))
+        t0 = time.monotonic()
+        head = c.read_head()
+        assert head.status == 200, head
+        while len(c.buf) < 10000 and c._fill():
+            pass
+        dt = time.monotonic() - t0
+        assert len(c.buf) >= 10000, "connection ended early"
+        assert dt < 1.0 * SLOW, "first half of the body took %.2fs (buffered until the end?)" % dt
+        c.buf = c.buf[10000:]
+        while len(c.buf) < 10000 and c._fill():
+            pass
+        assert c.buf[:10000] == b"b" * 10000
+
+
+def test_request_body_relayed_before_client_finishes(px, be):
+    """The upstream sees the start of an upload while the client is still sending it."""
+    half = threading.Event()
+
+    def watch(req, c):
+        while len(c.buf) < 9000:  # raw bytes, whatever framing ballast chose
+            c._fill()
+        half.set()
+        be.read_body(req, c)
+        be.record(req)
+        c.send(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%d" % (
+            len(str(req.body_len)), req.body_len))
+        return True
+
+    be.route("/watch", watch)
+    with Conn(px.port, 10) as c:
+        c.send(build_request("POST", "/watch", [("Content-Length", "20000")]) + b"x" * 10000)
+        assert half.wait(2.0 * SLOW), \
+            "the upstream got no body bytes while the client was still sending (buffered?)"
+        c.send(b"y" * 10000)
+        r = c.read_response("POST")
+        assert (r.status, r.body) == (200, b"20000"), r

@@ -1,5 +1,6 @@
 """Client-side timeouts: a slow or idle client is answered 408 or closed in time, and never
 holds up other connections."""
+import socket
 import threading
 import time
 
@@ -176,3 +177,64 @@ def test_slow_reader_does_not_block_others(ballast, backend):
             r = b.get("/fast/%d" % i)
             assert r.status == 200, r
         assert time.monotonic() - t0 < 2 * SLOW
+
+
+def test_send_timeout_closes_a_client_that_stops_reading(ballast, backend):
+    be = backend("b")
+    b = ballast(conf("send_timeout 1s;"), pb=be.port)
+    with b.conn(timeout=10, rcvbuf=4096) as c:
+        c.send(b"GET /big?size=100000000 HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert be.wait_requests(1)
+        time.sleep(3.0 * SLOW)  # read nothing: ballast's writes stall for longer than 1s
+        # now drain: the stream must end (closed) well before 100 MB arrive
+        got = 0
+        c.sock.settimeout(5 * SLOW)
+        t0 = time.monotonic()
+        try:
+            while time.monotonic() - t0 < 10 * SLOW:
+                d = c.sock.recv(1 << 20)
+                if not d:
+                    break
+                got += len(d)
+        except (ConnectionResetError, socket.timeout):
+            pass
+        assert got < 50_000_000, "send_timeout did not close a stalled client (%d bytes)" % got
+
+
+def test_proxy_send_timeout(ballast, backend):
+    """The upstream stops reading the request body: after proxy_send_timeout ballast gives up
+    (504, or a close if it could not answer)."""
+    be = backend("b")
+    b = ballast(conf("client_max_body_size 0;").replace(
+        "location / { proxy_pass http://127.0.0.1:@pb@; }",
+        "location / { proxy_pass http://127.0.0.1:@pb@; proxy_send_timeout 1s; }"), pb=be.port)
+    size = 200_000_000
+    with b.conn(timeout=15) as c:
+        c.send(b"POST /u?readdelay=30 HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % size)
+        c.sock.settimeout(0.2)
+        block = b"z" * 65536
+        sent = 0
+        t0 = time.monotonic()
+        outcome = None
+        while time.monotonic() - t0 < 10 * SLOW and sent < size:
+            try:
+                sent += c.sock.send(block)
+            except socket.timeout:
+                # writes stalled: see whether ballast has answered or closed
+                if c.closed(0.01):
+                    outcome = "closed"
+                    break
+                if c.buf:
+                    outcome = "answered"
+                    break
+            except (BrokenPipeError, ConnectionResetError):
+                outcome = "closed"
+                break
+        dt = time.monotonic() - t0
+        assert outcome, "no answer and no close %.1fs into a stalled upload (%d bytes sent)" % (
+            dt, sent)
+        if outcome == "answered":
+            c.sock.settimeout(5)
+            r = c.read_response("POST")
+            assert r.status == 504, r
+        assert dt < 8 * SLOW, (outcome, dt)
