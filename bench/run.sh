@@ -290,7 +290,7 @@ run_idle() {   # name: RSS per idle keep-alive client connection
     check_alive "$name" "idle connections" || return 0
     pids=$(echo ${PIDS[$name]} | tr ' ' ',')
     timeout 120 "$PY" "$BENCH_DIR/idle_conns.py" --port "${PORTS[$name]}" --pids "$pids" \
-        --conns "$BENCH_IDLE_CONNS" --timeout 90 >"$out" 2>"$TMP/idle-$name.err" || true
+        --conns "$BENCH_IDLE_CONNS" --settle 2.5 --timeout 90 >"$out" 2>"$TMP/idle-$name.err" || true
     if [ -s "$out" ]; then
         record idle "$name" "$(oneline <"$out")"
         log "  $name: $(cat "$out")"

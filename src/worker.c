@@ -1,5 +1,6 @@
 /* Worker threads: loop, listeners, accept, drain and stop. */
 #include <errno.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -113,6 +114,23 @@ static void on_log_timer(struct bl_timer *t)
     bl_access_log_flush(w);
 }
 
+/* After a burst the buffers beyond the cache sit free in malloc's heap and still count in
+ * RSS; once a second, if buffers were freed and none had to be allocated since, hand the free
+ * pages back. Never during a burst: the pages would only fault back in. */
+static void on_trim_timer(struct bl_timer *t)
+{
+    struct bl_worker *w = (struct bl_worker *)((char *)t - offsetof(struct bl_worker,
+                                                                    trim_timer));
+    uint32_t freed, allocated;
+    bl_buf_overflow(&freed, &allocated);
+    w->trim_pending += freed;
+    if (allocated == 0 && w->trim_pending > 0) {
+        malloc_trim(0);
+        w->trim_pending = 0;
+    }
+    bl_timer_set(w->loop, t, bl_clock_ms + 1000);
+}
+
 static void *worker_main(void *arg)
 {
     struct bl_worker *w = arg;
@@ -133,6 +151,7 @@ static void *worker_main(void *arg)
                 g->balancer->worker_init(g, w->lb_state[i]);
         }
     }
+    bl_timer_set(w->loop, &w->trim_timer, bl_clock_ms + 1000);
     bl_loop_run(w->loop);
     bl_access_log_flush(w);
     bl_http_close_all(w);
@@ -168,6 +187,7 @@ struct bl_worker *bl_workers_create(const struct bl_config *cfg, char *err, unsi
         }
         w->log_timer.handler = on_log_timer;
         w->shutdown_timer.handler = on_shutdown_timer;
+        w->trim_timer.handler = on_trim_timer;
         w->idle = calloc(cfg->nupstream_servers + 1, sizeof(*w->idle));
         w->lb_state = calloc(cfg->ngroups + 1, sizeof(void *));
         w->logs = calloc(cfg->naccess_logs + 1, sizeof(*w->logs));

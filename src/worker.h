@@ -46,6 +46,8 @@ struct bl_worker {
     struct bl_log_buf *logs;   /* indexed by position in cfg->access_logs */
     struct bl_timer log_timer;
     struct bl_timer shutdown_timer;
+    struct bl_timer trim_timer;   /* once a second: return freed memory after a burst */
+    uint32_t trim_pending;        /* buffers freed to malloc since the last trim */
     struct bl_client *clients; /* every open client connection (doubly linked) */
     uint32_t nclients;
     uint32_t nupconns;

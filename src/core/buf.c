@@ -7,6 +7,7 @@ uint32_t bl_buf_size = 32 * 1024;
 
 static _Thread_local struct bl_buf *free_list;
 static _Thread_local uint32_t nfree;
+static _Thread_local uint32_t overflow_freed, overflow_allocated;
 
 struct bl_buf *bl_buf_get(void)
 {
@@ -24,6 +25,7 @@ struct bl_buf *bl_buf_get(void)
     b = malloc(sizeof(*b) + bl_buf_size);
     if (!b)
         return NULL;
+    overflow_allocated++;
     b->start = b->end = 0;
     b->cap = bl_buf_size;
     b->next = NULL;
@@ -42,7 +44,15 @@ void bl_buf_put(struct bl_buf *b)
         return;
     }
 #endif
+    overflow_freed++;
     free(b);
+}
+
+void bl_buf_overflow(uint32_t *freed, uint32_t *allocated)
+{
+    *freed = overflow_freed;
+    *allocated = overflow_allocated;
+    overflow_freed = overflow_allocated = 0;
 }
 
 void bl_buf_drain(void)

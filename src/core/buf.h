@@ -11,7 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define BL_BUF_CACHE 256
+#define BL_BUF_CACHE 16
 
 struct bl_buf {
     uint32_t start;          /* first unread byte */
@@ -34,6 +34,11 @@ void bl_buf_put(struct bl_buf *b);
 
 /* Frees this thread's cached buffers (at thread exit). */
 void bl_buf_drain(void);
+
+/* Buffers this thread has handed back to malloc, and taken from it, since the last call;
+ * resets both. The worker uses them to give freed memory back to the kernel once a burst is
+ * over (malloc_trim), not while it lasts. */
+void bl_buf_overflow(uint32_t *freed, uint32_t *allocated);
 
 static inline uint32_t bl_buf_len(const struct bl_buf *b) { return b->end - b->start; }
 static inline uint32_t bl_buf_room(const struct bl_buf *b) { return b->cap - b->end; }
