@@ -539,6 +539,70 @@ static int h_upstream_server(struct compiler *c, const struct bl_conf_node *n)
     return BL_OK;
 }
 
+/* Load-balancing methods: one per group (nginx only warns about a second one; ballast
+ * refuses it, since the first would silently stop applying). */
+static int set_method(struct compiler *c, const struct bl_conf_node *n, const char *name)
+{
+    struct bl_upstream_group *g = c->grp;
+    if (g->balancer != &bl_balancer_rr || g->hash_key)
+        return fail(c, "load balancing method redefined by \"%s\"", n->name);
+    const struct bl_balancer_ops *ops = bl_balancer_find(name);
+    if (!ops)
+        return fail(c, "unknown load balancing method \"%s\"", name);
+    g->balancer = ops;
+    return BL_OK;
+}
+
+static int h_lb_simple(struct compiler *c, const struct bl_conf_node *n)
+{
+    return set_method(c, n, n->name);
+}
+
+static int h_lb_hash(struct compiler *c, const struct bl_conf_node *n)
+{
+    const char *method = "hash";
+    double bound = 0;
+    for (int i = 1; i < n->nargs; i++) {
+        const char *a = n->args[i];
+        if (strcmp(a, "consistent") == 0 && strcmp(method, "hash") == 0) {
+            method = "hash_consistent";
+        } else if (strcmp(a, "maglev") == 0 && strcmp(method, "hash") == 0) {
+            method = "hash_maglev";
+        } else if (strncmp(a, "bound=", 6) == 0) {
+            char *end;
+            bound = strtod(a + 6, &end);
+            if (*end || end == a + 6 || bound < 1.0 || bound > 100.0)
+                return invalid_value(c, a);
+        } else {
+            return invalid_value(c, a);
+        }
+    }
+    if (bound && strcmp(method, "hash_consistent") != 0)
+        return fail(c, "\"bound=\" needs \"consistent\" in \"hash\" directive");
+    if (set_method(c, n, method) != BL_OK)
+        return BL_ERR;
+    char err[256];
+    struct bl_template *t = bl_template_compile(n->args[0], err, sizeof(err));
+    if (!t)
+        return fail(c, "%s", err);
+    c->grp->hash_key = xstrdup(n->args[0]);
+    c->grp->hash_key_compiled = t;
+    c->grp->hash_bound = bound;
+    return BL_OK;
+}
+
+static int h_lb_random(struct compiler *c, const struct bl_conf_node *n)
+{
+    if (n->nargs >= 1 && strcmp(n->args[0], "two") != 0)
+        return invalid_value(c, n->args[0]);
+    if (n->nargs == 2 && strcmp(n->args[1], "least_conn") != 0)
+        return invalid_value(c, n->args[1]);
+    if (set_method(c, n, "random") != BL_OK)
+        return BL_ERR;
+    c->grp->random_two = n->nargs >= 1;
+    return BL_OK;
+}
+
 static int h_upstream_keepalive(struct compiler *c, const struct bl_conf_node *n)
 {
     int64_t v;
@@ -852,6 +916,11 @@ static const struct directive directives[] = {
     /* upstream */
     {"server", CTX_UPSTREAM, 1, ANY_ARGS, 0, FT_NONE, 0, NULL, h_upstream_server},
     {"keepalive", CTX_UPSTREAM, 1, 1, 0, FT_NONE, 0, NULL, h_upstream_keepalive},
+    {"least_conn", CTX_UPSTREAM, 0, 0, 0, FT_NONE, 0, NULL, h_lb_simple},
+    {"ip_hash", CTX_UPSTREAM, 0, 0, 0, FT_NONE, 0, NULL, h_lb_simple},
+    {"least_time", CTX_UPSTREAM, 0, 0, 0, FT_NONE, 0, NULL, h_lb_simple},
+    {"hash", CTX_UPSTREAM, 1, 3, 0, FT_NONE, 0, NULL, h_lb_hash},
+    {"random", CTX_UPSTREAM, 0, 2, 0, FT_NONE, 0, NULL, h_lb_random},
     {"keepalive_requests", CTX_UPSTREAM, 1, 1, 0, FT_NONE, 0, "1000",
      h_upstream_keepalive_requests},
     {"keepalive_timeout", CTX_UPSTREAM, 1, 1, 0, FT_NONE, 0, "60s",
@@ -1062,6 +1131,12 @@ static int finish_groups(struct compiler *c)
             return BL_ERR;
         }
         char err[256] = "";
+        if ((g->balancer->flags & BL_BALANCER_NO_BACKUP) && g->nprimary < g->nservers) {
+            snprintf(c->err, c->errlen,
+                     "balancing method \"%s\" does not allow \"backup\" servers in upstream "
+                     "\"%s\" in %s:%d", g->balancer->name, g->name, g->file, g->line);
+            return BL_ERR;
+        }
         if (g->balancer->init && g->balancer->init(g, err, sizeof(err)) != BL_OK) {
             snprintf(c->err, c->errlen, "%s in upstream \"%s\" in %s:%d", err, g->name, g->file,
                      g->line);
@@ -1255,6 +1330,7 @@ void bl_conf_release(struct bl_config *cfg)
         free(g->servers);
         free(g->name);
         free(g->hash_key);
+        bl_template_free(g->hash_key_compiled);
         free(g);
     }
     free(cfg->groups);

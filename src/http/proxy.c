@@ -10,6 +10,7 @@
  * then the response body streams through it. A side stops reading while the other side cannot
  * take what it already has: that is the back-pressure, and the memory bound per connection.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -718,6 +719,23 @@ static void proxy_start(struct bl_request *r, int retry_same_server)
         r->pick.wstate = w->lb_state[g->index];
         r->pick.now_ms = bl_clock_ms;
         r->pick.tried = g->nservers <= sizeof(r->tried) * 8 ? r->tried : NULL;
+        char key[1024];
+        union bl_sockaddr client;
+        if (g->balancer->flags & BL_BALANCER_KEY) {
+            struct bl_var_ctx v;
+            var_ctx(r, &v);
+            size_t n = bl_template_eval(g->hash_key_compiled, &v, key, sizeof(key));
+            r->pick.key = key; /* keys past 1 KiB are hashed on their first 1 KiB */
+            r->pick.key_len = n < sizeof(key) ? n : sizeof(key);
+        }
+        if (g->balancer->flags & BL_BALANCER_CLIENT) {
+            memset(&client, 0, sizeof(client));
+            if (inet_pton(AF_INET, c->ip, &client.in.sin_addr) == 1)
+                client.in.sin_family = AF_INET;
+            else if (inet_pton(AF_INET6, c->ip, &client.in6.sin6_addr) == 1)
+                client.in6.sin6_family = AF_INET6;
+            r->pick.client_addr = &client.sa;
+        }
         s = g->balancer->pick(&r->pick);
         if (!s && g->nservers) {
             /* nginx: when every server is unavailable, forget the failures and try again
@@ -728,6 +746,8 @@ static void proxy_start(struct bl_request *r, int retry_same_server)
                                       memory_order_relaxed);
             s = g->balancer->pick(&r->pick);
         }
+        r->pick.key = NULL; /* the key lived on this stack frame */
+        r->pick.client_addr = NULL;
         if (!s) {
             bl_log(BL_LOG_ERROR, "no live upstreams while connecting to upstream \"%s\"",
                    g->name);
@@ -1290,6 +1310,7 @@ static void release_server(struct bl_request *r, int failed)
     if (!failed)
         bl_server_report(s, 0, bl_clock_ms);
     if (s->group->balancer->release) {
+        r->pick.now_ms = bl_clock_ms;
         struct bl_pick_feedback fb = {.status = r->up_status,
                                       .failed = failed,
                                       .latency_us = r->up_time_us,
