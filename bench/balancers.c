@@ -104,6 +104,7 @@ static int group_make(struct bench_group *b, const struct variant *v, uint32_t n
     b->states = calloc(n, sizeof(*b->states));
     b->names = calloc(n, sizeof(*b->names));
     b->g.nservers = b->g.nprimary = n;
+    b->g.gstate = calloc(1, sizeof(*b->g.gstate));
     b->g.hash_bound = v->bound;
     b->g.random_two = v->two;
     b->g.balancer = bl_balancer_find(v->method ? v->method : "round_robin");

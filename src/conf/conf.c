@@ -1116,6 +1116,7 @@ static int finish_groups(struct compiler *c)
         free(g->servers);
         g->servers = sorted;
         g->nprimary = 0;
+        g->gstate = zalloc(sizeof(*g->gstate));
         for (uint32_t i = 0; i < g->nservers; i++) {
             struct bl_upstream_server *s = &g->servers[i];
             s->index = i;
@@ -1328,6 +1329,7 @@ void bl_conf_release(struct bl_config *cfg)
             free(g->servers[k].state);
         }
         free(g->servers);
+        free(g->gstate);
         free(g->name);
         free(g->hash_key);
         bl_template_free(g->hash_key_compiled);

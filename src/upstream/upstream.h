@@ -13,6 +13,8 @@
 #include <sys/socket.h>
 
 struct bl_balancer_ops;
+struct bl_check_conf;    /* health_check.h */
+struct bl_outlier_conf;  /* outlier.h */
 
 /* Runtime state of one server, shared by every worker. Survives reloads for a server that keeps
  * its identity (group name + address). */
@@ -26,6 +28,22 @@ struct bl_server_state {
     _Atomic uint64_t ewma_latency_us;/* peak-EWMA of response time (least_time) */
     _Atomic uint64_t ewma_stamp_ms;  /* when ewma_latency_us was last fed (least_time decays it
                                       * with the time since) */
+    /* Active health checks (health_check.c writes, everyone reads). */
+    _Atomic uint8_t check_down;      /* 1: the last `fall` checks failed; not used */
+    /* Outlier detection (outlier.c owns these). */
+    _Atomic uint32_t consecutive_5xx;     /* 5xx answers in a row */
+    _Atomic uint32_t consecutive_gateway; /* 502/503/504 or connect/timeout failures in a row */
+    _Atomic uint32_t ejections;           /* times ejected (the ejection multiplier) */
+    _Atomic uint64_t ejected_until_ms;    /* ejected until then; 0 = not ejected */
+    _Atomic uint64_t probation_until_ms;  /* after an ejection: half-open until then */
+    _Atomic int32_t probes;               /* half-open: requests in flight as probes */
+};
+
+/* Runtime state of a group, shared by every worker. */
+struct bl_group_state {
+    _Atomic int32_t active;          /* requests in flight to any server of the group */
+    _Atomic int32_t retries;         /* of those, retries (retry_budget) */
+    _Atomic int32_t ejected;         /* servers currently ejected by outlier detection */
 };
 
 struct bl_upstream_server {
@@ -64,6 +82,11 @@ struct bl_upstream_group {
     double hash_bound;               /* "hash KEY consistent bound=F": F >= 1.0; 0 = unbounded */
     uint8_t random_two;              /* "random two [least_conn]": the less loaded of two */
     uint32_t index;                  /* position in the config's group list */
+    struct bl_check_conf *check;     /* `check ...;` active health checks, or NULL */
+    struct bl_outlier_conf *outlier; /* `outlier ...;` outlier detection, or NULL */
+    uint32_t retry_budget_percent;   /* `retry_budget P [min=N];` 0 = no budget */
+    uint32_t retry_budget_min;       /* retries always allowed in flight (default 3) */
+    struct bl_group_state *gstate;
 };
 
 /* Whether server s may take a new request now: not down, not in a passive-failure window,
@@ -77,12 +100,14 @@ void bl_server_report(struct bl_upstream_server *s, int failed, uint64_t now_ms)
 static inline void bl_server_acquire(struct bl_upstream_server *s)
 {
     atomic_fetch_add_explicit(&s->state->active, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->group->gstate->active, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&s->state->requests, 1, memory_order_relaxed);
 }
 
 static inline void bl_server_release(struct bl_upstream_server *s)
 {
     atomic_fetch_sub_explicit(&s->state->active, 1, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&s->group->gstate->active, 1, memory_order_relaxed);
 }
 
 #endif

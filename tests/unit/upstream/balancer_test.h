@@ -36,6 +36,7 @@ static inline struct tg *tg_new_named(uint32_t n, const char *const *names, cons
     t->g.servers = calloc(n, sizeof(*t->g.servers));
     t->states = calloc(n, sizeof(*t->states));
     t->names = calloc(n, sizeof(*t->names));
+    t->g.gstate = calloc(1, sizeof(*t->g.gstate));
     t->g.nservers = n;
     t->g.nprimary = n - nbackup;
     for (uint32_t i = 0; i < n; i++) {
@@ -95,6 +96,7 @@ static inline void tg_free(struct tg *t)
         t->ops->destroy(&t->g);
     assert_null(t->g.balancer_data);
     free(t->wstate);
+    free(t->g.gstate);
     free(t->g.servers);
     free(t->states);
     free(t->names);
