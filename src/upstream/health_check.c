@@ -1,0 +1,890 @@
+/* Active health checks: the check* directives and the prober on the control thread's loop. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "core/clock.h"
+#include "core/log.h"
+#include "core/loop.h"
+#include "core/sock.h"
+#include "core/status.h"
+#include "http/h1_parser.h"
+#include "upstream/health_check.h"
+
+#define CHECK_DEFAULT_SEND   "GET / HTTP/1.0\r\n\r\n"
+#define CHECK_MAX_TIME_MS    0x7fffffffu      /* ~24.8 days: fits the uint32_t fields */
+#define CHECK_MAX_COUNT      1000000u         /* rise and fall */
+#define CHECK_MAX_LINE       8192u            /* status and header lines of a check answer */
+
+/* ------------------------------------------------------------------ configuration */
+
+static int check_fail(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int check_fail(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return BL_ERR;
+}
+
+static void conf_defaults(struct bl_check_conf *c)
+{
+    c->interval_ms = 30000;
+    c->timeout_ms = 1000;
+    c->rise = 2;
+    c->fall = 5;
+    c->type = BL_CHECK_TCP;
+    c->default_down = 0;          /* the module says true; see health_check.h for why not */
+    c->port = 0;
+}
+
+/* Allocates the group's conf with every default on the first check* directive. */
+static int conf_get(struct bl_check_conf **cc, char *err, size_t errlen)
+{
+    if (*cc)
+        return BL_OK;
+    struct bl_check_conf *c = calloc(1, sizeof(*c));
+    char *send = strdup(CHECK_DEFAULT_SEND);
+    if (!c || !send) {
+        free(c);
+        free(send);
+        return check_fail(err, errlen, "out of memory");
+    }
+    conf_defaults(c);
+    c->http_send = send;
+    c->http_send_len = (uint32_t)strlen(send);
+    c->expect_alive = BL_CHECK_ALIVE_2XX | BL_CHECK_ALIVE_3XX;
+    *cc = c;
+    return BL_OK;
+}
+
+/* "3000" (milliseconds, the module's unit), "3s", "500ms", "1m30s", "1h". */
+static int parse_ms(const char *s, uint32_t *out)
+{
+    uint64_t total = 0;
+    const char *p = s;
+    if (!*p)
+        return BL_ERR;
+    while (*p) {
+        if (*p < '0' || *p > '9')
+            return BL_ERR;
+        const char *seg = p;
+        uint64_t v = 0;
+        while (*p >= '0' && *p <= '9') {
+            v = v * 10 + (uint64_t)(*p++ - '0');
+            if (v > CHECK_MAX_TIME_MS)
+                return BL_ERR;
+        }
+        uint64_t mult;
+        if (!*p && seg == s) {
+            mult = 1;                     /* the whole value is a bare number */
+        } else if (p[0] == 'm' && p[1] == 's') {
+            mult = 1;
+            p += 2;
+        } else if (*p == 's') {
+            mult = 1000;
+            p++;
+        } else if (*p == 'm') {
+            mult = 60000;
+            p++;
+        } else if (*p == 'h') {
+            mult = 3600000;
+            p++;
+        } else if (*p == 'd') {
+            mult = 86400000;
+            p++;
+        } else {
+            return BL_ERR;                /* unknown unit, or "1s500" */
+        }
+        total += v * mult;
+        if (total > CHECK_MAX_TIME_MS)
+            return BL_ERR;
+    }
+    *out = (uint32_t)total;
+    return BL_OK;
+}
+
+static int parse_uint(const char *s, uint32_t min, uint32_t max, uint32_t *out)
+{
+    uint64_t v = 0;
+    if (!*s)
+        return BL_ERR;
+    for (const char *p = s; *p; p++) {
+        if (*p < '0' || *p > '9')
+            return BL_ERR;
+        v = v * 10 + (uint64_t)(*p - '0');
+        if (v > max)
+            return BL_ERR;
+    }
+    if (v < min)
+        return BL_ERR;
+    *out = (uint32_t)v;
+    return BL_OK;
+}
+
+int bl_check_parse(struct bl_check_conf **cc, char *const *args, int nargs, char *err,
+                   size_t errlen)
+{
+    if (*cc && (*cc)->check_set)
+        return check_fail(err, errlen, "\"check\" directive is duplicate");
+    /* Parse into a copy so a bad line leaves nothing half-set. */
+    struct bl_check_conf tmp = {0};
+    conf_defaults(&tmp);
+
+    for (int i = 0; i < nargs; i++) {
+        const char *a = args[i];
+        const char *eq = strchr(a, '=');
+        if (!eq)
+            return check_fail(err, errlen, "invalid parameter \"%s\"", a);
+        size_t nlen = (size_t)(eq - a);
+        const char *v = eq + 1;
+        uint32_t n = 0;
+        const char *name;
+        int bad = 0;
+        if (nlen == 8 && memcmp(a, "interval", 8) == 0) {
+            name = "interval";
+            bad = parse_ms(v, &n) != BL_OK || n == 0;
+            tmp.interval_ms = n;
+        } else if (nlen == 7 && memcmp(a, "timeout", 7) == 0) {
+            name = "timeout";
+            bad = parse_ms(v, &n) != BL_OK || n == 0;
+            tmp.timeout_ms = n;
+        } else if (nlen == 4 && memcmp(a, "rise", 4) == 0) {
+            name = "rise";
+            bad = parse_uint(v, 1, CHECK_MAX_COUNT, &tmp.rise) != BL_OK;
+        } else if (nlen == 4 && memcmp(a, "fall", 4) == 0) {
+            name = "fall";
+            bad = parse_uint(v, 1, CHECK_MAX_COUNT, &tmp.fall) != BL_OK;
+        } else if (nlen == 4 && memcmp(a, "port", 4) == 0) {
+            name = "port";
+            bad = parse_uint(v, 0, 65535, &n) != BL_OK;
+            tmp.port = (uint16_t)n;
+        } else if (nlen == 4 && memcmp(a, "type", 4) == 0) {
+            name = "type";
+            if (strcmp(v, "tcp") == 0)
+                tmp.type = BL_CHECK_TCP;
+            else if (strcmp(v, "http") == 0)
+                tmp.type = BL_CHECK_HTTP;
+            else
+                bad = 1;              /* ssl_hello, mysql, ajp: not (yet) in ballast */
+        } else if (nlen == 12 && memcmp(a, "default_down", 12) == 0) {
+            name = "default_down";
+            if (strcmp(v, "true") == 0)
+                tmp.default_down = 1;
+            else if (strcmp(v, "false") == 0)
+                tmp.default_down = 0;
+            else
+                bad = 1;
+        } else {
+            return check_fail(err, errlen, "invalid parameter \"%s\"", a);
+        }
+        if (bad)
+            return check_fail(err, errlen, "invalid value \"%s\" for \"%s\"", v, name);
+    }
+
+    if (conf_get(cc, err, errlen) != BL_OK)
+        return BL_ERR;
+    struct bl_check_conf *c = *cc;
+    c->interval_ms = tmp.interval_ms;
+    c->timeout_ms = tmp.timeout_ms;
+    c->rise = tmp.rise;
+    c->fall = tmp.fall;
+    c->type = tmp.type;
+    c->default_down = tmp.default_down;
+    c->port = tmp.port;
+    c->check_set = 1;
+    return BL_OK;
+}
+
+static int one_string_arg(const char *directive, char *const *args, int nargs, char *err,
+                          size_t errlen)
+{
+    if (nargs != 1)
+        return check_fail(err, errlen, "invalid number of arguments in \"%s\" directive",
+                          directive);
+    if (!args[0][0])
+        return check_fail(err, errlen, "invalid value \"\" in \"%s\" directive", directive);
+    return BL_OK;
+}
+
+int bl_check_parse_http_send(struct bl_check_conf **cc, char *const *args, int nargs, char *err,
+                             size_t errlen)
+{
+    if (*cc && (*cc)->http_send_set)
+        return check_fail(err, errlen, "\"check_http_send\" directive is duplicate");
+    if (one_string_arg("check_http_send", args, nargs, err, errlen) != BL_OK)
+        return BL_ERR;
+    size_t len = strlen(args[0]);
+    if (len > BL_CHECK_MAX_RESPONSE)
+        return check_fail(err, errlen, "\"check_http_send\" request is longer than %u bytes",
+                          BL_CHECK_MAX_RESPONSE);
+    char *send = strdup(args[0]);
+    if (!send || conf_get(cc, err, errlen) != BL_OK) {
+        free(send);
+        return check_fail(err, errlen, "out of memory");
+    }
+    free((*cc)->http_send);
+    (*cc)->http_send = send;
+    (*cc)->http_send_len = (uint32_t)len;
+    (*cc)->http_send_set = 1;
+    return BL_OK;
+}
+
+int bl_check_parse_expect_alive(struct bl_check_conf **cc, char *const *args, int nargs,
+                                char *err, size_t errlen)
+{
+    if (*cc && (*cc)->expect_alive_set)
+        return check_fail(err, errlen, "\"check_http_expect_alive\" directive is duplicate");
+    if (nargs < 1)
+        return check_fail(err, errlen,
+                          "invalid number of arguments in \"check_http_expect_alive\" directive");
+    uint32_t bits = 0;
+    for (int i = 0; i < nargs; i++) {
+        const char *a = args[i];
+        if (strlen(a) != 8 || memcmp(a, "http_", 5) != 0 || a[5] < '1' || a[5] > '5' ||
+            a[6] != 'x' || a[7] != 'x')
+            return check_fail(err, errlen,
+                              "invalid value \"%s\" in \"check_http_expect_alive\" directive",
+                              a);
+        bits |= 1u << (a[5] - '0');
+    }
+    if (conf_get(cc, err, errlen) != BL_OK)
+        return BL_ERR;
+    (*cc)->expect_alive = bits;
+    (*cc)->expect_alive_set = 1;
+    return BL_OK;
+}
+
+int bl_check_parse_expect_body(struct bl_check_conf **cc, char *const *args, int nargs,
+                               char *err, size_t errlen)
+{
+    if (*cc && (*cc)->expect_body_set)
+        return check_fail(err, errlen, "\"check_http_expect_body\" directive is duplicate");
+    if (one_string_arg("check_http_expect_body", args, nargs, err, errlen) != BL_OK)
+        return BL_ERR;
+    size_t len = strlen(args[0]);
+    if (len > BL_CHECK_MAX_RESPONSE)
+        return check_fail(err, errlen,
+                          "\"check_http_expect_body\" string is longer than %u bytes",
+                          BL_CHECK_MAX_RESPONSE);
+    char *body = strdup(args[0]);
+    if (!body || conf_get(cc, err, errlen) != BL_OK) {
+        free(body);
+        return check_fail(err, errlen, "out of memory");
+    }
+    (*cc)->expect_body = body;
+    (*cc)->expect_body_len = (uint32_t)len;
+    (*cc)->expect_body_set = 1;
+    return BL_OK;
+}
+
+int bl_check_validate(const struct bl_check_conf *cc, char *err, size_t errlen)
+{
+    if (!cc)
+        return BL_OK;
+    static const char *const names[] = {"check_http_send", "check_http_expect_alive",
+                                        "check_http_expect_body"};
+    const uint8_t given[] = {cc->http_send_set, cc->expect_alive_set, cc->expect_body_set};
+    for (size_t i = 0; i < BL_ARRAY_LEN(names); i++) {
+        if (!given[i])
+            continue;
+        if (!cc->check_set)
+            return check_fail(err, errlen, "\"%s\" requires \"check\"", names[i]);
+        if (cc->type != BL_CHECK_HTTP)
+            return check_fail(err, errlen, "\"%s\" requires \"type=http\"", names[i]);
+    }
+    if (cc->interval_ms == 0)
+        return check_fail(err, errlen, "invalid value \"0\" for \"interval\"");
+    if (cc->timeout_ms == 0)
+        return check_fail(err, errlen, "invalid value \"0\" for \"timeout\"");
+    if (cc->rise == 0)
+        return check_fail(err, errlen, "invalid value \"0\" for \"rise\"");
+    if (cc->fall == 0)
+        return check_fail(err, errlen, "invalid value \"0\" for \"fall\"");
+    if (cc->type == BL_CHECK_HTTP) {
+        if (!cc->http_send || !cc->http_send_len)
+            return check_fail(err, errlen, "\"check_http_send\" request is empty");
+        /* Without the empty line the server waits for the rest of the head and every check
+         * times out: say so now rather than marking every server down. */
+        if (!memmem(cc->http_send, cc->http_send_len, "\r\n\r\n", 4))
+            return check_fail(err, errlen,
+                              "\"check_http_send\" request does not end its head with an "
+                              "empty line (\"\\r\\n\\r\\n\")");
+        if (!cc->expect_alive)
+            return check_fail(err, errlen, "\"check_http_expect_alive\" accepts no status");
+    }
+    return BL_OK;
+}
+
+void bl_check_conf_free(struct bl_check_conf *cc)
+{
+    if (!cc)
+        return;
+    free(cc->http_send);
+    free(cc->expect_body);
+    free(cc);
+}
+
+/* ------------------------------------------------------------------ the prober */
+
+/* What a server's probe is doing. */
+enum probe_phase {
+    PH_IDLE = 0,       /* waiting for its next start; the timer holds that start */
+    PH_CONNECT,        /* non-blocking connect in progress; the timer holds the deadline */
+    PH_SEND,           /* http: writing check_http_send */
+    PH_READ,           /* http: reading the response */
+};
+
+static const char *probe_phase_str(unsigned ph)
+{
+    switch (ph) {
+    case PH_IDLE: return "idle";
+    case PH_CONNECT: return "connect";
+    case PH_SEND: return "send";
+    case PH_READ: return "read";
+    }
+    return "?";
+}
+
+/* One http probe's buffers: allocated when it starts, freed when it ends, so a thousand idle
+ * probes cost no response buffers. */
+struct probe_http {
+    struct bl_h1_parser parser;
+    struct bl_h1_message msg;
+    struct bl_h1_chunked chunked;
+    uint32_t len;          /* bytes received into data */
+    uint32_t head_len;     /* 0 until the head is parsed */
+    uint32_t raw;          /* body bytes consumed, from data + head_len */
+    uint32_t body_len;     /* body bytes (chunked framing removed) at data + head_len */
+    char data[BL_CHECK_MAX_RESPONSE];
+};
+
+struct probe {
+    struct bl_io io;                 /* fd -1 between probes */
+    struct bl_timer timer;           /* the next start (idle) or the probe's deadline */
+    struct bl_health *h;
+    struct bl_upstream_server *srv;
+    const struct bl_check_conf *cc;
+    struct sockaddr_storage addr;    /* the server's, with port= applied */
+    socklen_t addrlen;
+    uint64_t next_start_ms;          /* slot of the next probe */
+    uint64_t started;                /* probes started, for tests and statistics */
+    uint32_t successes;              /* consecutive */
+    uint32_t failures;               /* consecutive */
+    uint32_t sent;                   /* http: request bytes written */
+    uint8_t phase;                   /* enum probe_phase */
+    uint8_t down;                    /* the verdict as published in state->check_down */
+    uint8_t head_request;            /* check_http_send is a HEAD: the answer has no body */
+    struct probe_http *http;
+    char last[128];                  /* outcome of the last probe ("status 200", "timeout") */
+};
+
+struct bl_health {
+    struct bl_loop *loop;
+    struct probe *probes;
+    uint32_t nprobes;
+    uint8_t stopped;
+    uint64_t rng;
+    struct bl_health *next;          /* running checkers (control thread), for reloads */
+    struct bl_deferred free_later;
+};
+
+/* Checkers started and not stopped. Only the control thread touches it. */
+static struct bl_health *running;
+
+static inline struct probe *probe_of_io(struct bl_io *io)
+{
+    return (struct probe *)(void *)((char *)io - offsetof(struct probe, io));
+}
+
+static inline struct probe *probe_of_timer(struct bl_timer *t)
+{
+    return (struct probe *)(void *)((char *)t - offsetof(struct probe, timer));
+}
+
+static uint64_t rng_next(uint64_t *s)
+{
+    /* splitmix64 */
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static const char *server_label(const struct probe *p, char *buf, size_t len)
+{
+    if (p->srv->name)
+        return p->srv->name;
+    bl_addr_format((const struct sockaddr *)&p->srv->addr, buf, len);
+    return buf;
+}
+
+static void probe_close(struct probe *p)
+{
+    if (p->io.fd >= 0) {
+        close(p->io.fd);
+        p->io.fd = -1;
+    }
+    free(p->http);
+    p->http = NULL;
+    p->phase = PH_IDLE;
+}
+
+/* Arms the timer for the next slot, skipping slots a long probe overran. */
+static void probe_schedule(struct probe *p)
+{
+    uint64_t now = bl_now_ms(), iv = p->cc->interval_ms;
+    if (p->next_start_ms < now)
+        p->next_start_ms += (now - p->next_start_ms + iv - 1) / iv * iv;
+    bl_timer_set(p->h->loop, &p->timer, p->next_start_ms);
+}
+
+static void probe_done(struct probe *p, int ok, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Ends the probe with its outcome, moves the counters, publishes a transition. */
+static void probe_done(struct probe *p, int ok, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(p->last, sizeof(p->last), fmt, ap);
+    va_end(ap);
+    probe_close(p);
+
+    struct bl_server_state *st = p->srv->state;
+    char abuf[BL_ADDR_STRLEN];
+    const char *gname = p->srv->group ? p->srv->group->name : "?";
+    if (ok) {
+        p->failures = 0;
+        if (p->successes < UINT32_MAX)
+            p->successes++;
+        if (p->down && p->successes >= p->cc->rise) {
+            p->down = 0;
+            atomic_store_explicit(&st->up_since_ms, bl_now_ms(), memory_order_relaxed);
+            atomic_store_explicit(&st->check_down, 0, memory_order_relaxed);
+            bl_log(BL_LOG_NOTICE, "upstream \"%s\" server %s is up: %s (%u checks passed)",
+                   gname, server_label(p, abuf, sizeof(abuf)), p->last, p->successes);
+        }
+    } else {
+        p->successes = 0;
+        if (p->failures < UINT32_MAX)
+            p->failures++;
+        if (!p->down && p->failures >= p->cc->fall) {
+            p->down = 1;
+            atomic_store_explicit(&st->check_down, 1, memory_order_relaxed);
+            bl_log(BL_LOG_NOTICE, "upstream \"%s\" server %s is down: %s (%u checks failed)",
+                   gname, server_label(p, abuf, sizeof(abuf)), p->last, p->failures);
+        } else if (bl_log_enabled(BL_LOG_INFO)) {
+            bl_log(BL_LOG_INFO, "upstream \"%s\" server %s check failed: %s", gname,
+                   server_label(p, abuf, sizeof(abuf)), p->last);
+        }
+    }
+    probe_schedule(p);
+}
+
+static void probe_fail_errno(struct probe *p, int e)
+{
+    switch (e) {
+    case ECONNREFUSED:
+        probe_done(p, 0, "connect refused");
+        break;
+    case ECONNRESET:
+    case EPIPE:
+        probe_done(p, 0, "connection reset");
+        break;
+    case ETIMEDOUT:
+        probe_done(p, 0, "%s timeout", p->phase == PH_CONNECT ? "connect" : "read");
+        break;
+    default:
+        probe_done(p, 0, "%s failed (%s)", probe_phase_str(p->phase), strerror(e));
+        break;
+    }
+}
+
+/* Errors that say nothing about the server: this process is short of something. */
+static int errno_is_local(int e)
+{
+    return e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM || e == EADDRNOTAVAIL ||
+           e == EAGAIN;
+}
+
+static void probe_io(struct bl_io *io, uint32_t events);
+
+static void probe_start(struct probe *p)
+{
+    char abuf[BL_ADDR_STRLEN];
+    p->next_start_ms += p->cc->interval_ms;
+    p->started++;
+    int fd = bl_sock_connect((const struct sockaddr *)&p->addr, p->addrlen);
+    if (fd < 0) {
+        int e = errno;
+        if (errno_is_local(e)) {
+            bl_log(BL_LOG_WARN, "upstream \"%s\" server %s: check skipped: socket() or "
+                   "connect() failed (%s)", p->srv->group ? p->srv->group->name : "?",
+                   server_label(p, abuf, sizeof(abuf)), strerror(e));
+            probe_schedule(p);
+            return;
+        }
+        p->phase = PH_CONNECT;
+        probe_fail_errno(p, e);
+        return;
+    }
+    p->io.fd = fd;
+    if (p->cc->type == BL_CHECK_HTTP) {
+        p->http = malloc(sizeof(*p->http));
+        if (p->http) {
+            p->http->len = p->http->head_len = p->http->raw = p->http->body_len = 0;
+            bl_h1_parser_init_response(&p->http->parser, CHECK_MAX_LINE, BL_CHECK_MAX_RESPONSE,
+                                       p->head_request);
+        }
+    }
+    if ((p->cc->type == BL_CHECK_HTTP && !p->http) || bl_loop_add(p->h->loop, &p->io) != BL_OK) {
+        bl_log(BL_LOG_WARN, "upstream \"%s\" server %s: check skipped: %s",
+               p->srv->group ? p->srv->group->name : "?", server_label(p, abuf, sizeof(abuf)),
+               p->http || p->cc->type == BL_CHECK_TCP ? "epoll_ctl() failed" : "out of memory");
+        probe_close(p);
+        probe_schedule(p);
+        return;
+    }
+    p->phase = PH_CONNECT;
+    p->sent = 0;
+    bl_timer_set(p->h->loop, &p->timer, bl_now_ms() + p->cc->timeout_ms);
+}
+
+static void probe_timer(struct bl_timer *t)
+{
+    struct probe *p = probe_of_timer(t);
+    if (p->h->stopped)
+        return;
+    if (p->phase == PH_IDLE)
+        probe_start(p);
+    else
+        probe_done(p, 0, "%s timeout", p->phase == PH_CONNECT ? "connect" : p->phase == PH_SEND
+                                                                        ? "send" : "read");
+}
+
+/* Feeds the body bytes received so far. Returns BL_OK when the body is complete (or the cap is
+ * reached), BL_AGAIN when more may come, BL_ERR on bad chunked framing (p->last not set). */
+static int body_feed(struct probe *p, const char **why)
+{
+    struct probe_http *b = p->http;
+    char *body = b->data + b->head_len;
+    uint32_t avail = b->len - b->head_len - b->raw;
+    switch (b->msg.body) {
+    case BL_H1_BODY_NONE:
+        return BL_OK;
+    case BL_H1_BODY_LENGTH: {
+        uint64_t want = b->msg.content_length - b->body_len;
+        uint32_t take = avail < want ? avail : (uint32_t)want;
+        b->raw += take;
+        b->body_len += take;
+        return b->body_len == b->msg.content_length ? BL_OK : BL_AGAIN;
+    }
+    case BL_H1_BODY_CHUNKED:
+        /* Strip the framing in place (data never moves forward of where it was read), so a
+         * needle split across two chunks is still found. */
+        while (b->raw < b->len - b->head_len) {
+            int done = 0;
+            uint64_t before = b->chunked.data_bytes;
+            ssize_t n = bl_h1_chunked_scan(&b->chunked, body + b->raw, 1, &done);
+            if (n < 0) {
+                *why = b->chunked.reason;
+                return BL_ERR;
+            }
+            if (done)
+                return BL_OK;
+            if (b->chunked.data_bytes > before) {
+                body[b->body_len++] = body[b->raw];
+                uint32_t left = b->len - b->head_len - b->raw - 1;
+                uint32_t more = b->chunked.remaining < left ? (uint32_t)b->chunked.remaining
+                                                            : left;
+                if (more) {
+                    bl_h1_chunked_scan(&b->chunked, body + b->raw + 1, more, &done);
+                    memmove(body + b->body_len, body + b->raw + 1, more);
+                    b->body_len += more;
+                    b->raw += more;
+                }
+            }
+            b->raw++;
+        }
+        return BL_AGAIN;
+    case BL_H1_BODY_CLOSE:
+    default:
+        b->raw += avail;
+        b->body_len += avail;
+        return BL_AGAIN;
+    }
+}
+
+/* Looks at what has arrived. Returns BL_OK once the probe is decided (probe_done called),
+ * BL_AGAIN to read on. eof: the server closed; full: the buffer is full. */
+static int response_check(struct probe *p, int eof, int full)
+{
+    struct probe_http *b = p->http;
+    if (!b->head_len) {
+        int r = bl_h1_parse(&b->parser, b->data, b->len, &b->msg);
+        if (r == BL_ERR) {
+            probe_done(p, 0, "invalid response (%s)", b->parser.reason);
+            return BL_OK;
+        }
+        if (r == BL_AGAIN) {
+            if (eof) {
+                probe_done(p, 0, "invalid response (%s)",
+                           b->len ? "closed inside the head" : "closed without a response");
+                return BL_OK;
+            }
+            if (full) {
+                probe_done(p, 0, "invalid response (head over %u bytes)",
+                           BL_CHECK_MAX_RESPONSE);
+                return BL_OK;
+            }
+            return BL_AGAIN;
+        }
+        b->head_len = (uint32_t)r;
+        unsigned status = b->msg.status;
+        if (!(p->cc->expect_alive & (1u << (status / 100)))) {
+            probe_done(p, 0, "status %u", status);
+            return BL_OK;
+        }
+        if (!p->cc->expect_body) {
+            probe_done(p, 1, "status %u", status);
+            return BL_OK;
+        }
+        if (b->msg.body == BL_H1_BODY_CHUNKED)
+            bl_h1_chunked_init(&b->chunked);
+    }
+
+    const char *why = NULL;
+    int r = body_feed(p, &why);
+    if (r == BL_ERR) {
+        probe_done(p, 0, "invalid response (%s)", why ? why : "bad chunked body");
+        return BL_OK;
+    }
+    if (memmem(b->data + b->head_len, b->body_len, p->cc->expect_body, p->cc->expect_body_len)) {
+        probe_done(p, 1, "status %u", (unsigned)b->msg.status);
+        return BL_OK;
+    }
+    if (r == BL_OK || full || (eof && b->msg.body == BL_H1_BODY_CLOSE)) {
+        probe_done(p, 0, "body mismatch");
+        return BL_OK;
+    }
+    if (eof) {
+        probe_done(p, 0, "invalid response (closed inside the body)");
+        return BL_OK;
+    }
+    return BL_AGAIN;
+}
+
+static void response_read(struct probe *p)
+{
+    struct probe_http *b = p->http;
+    for (;;) {
+        if (b->len == BL_CHECK_MAX_RESPONSE) {
+            response_check(p, 0, 1);
+            return;
+        }
+        ssize_t n = recv(p->io.fd, b->data + b->len, BL_CHECK_MAX_RESPONSE - b->len, 0);
+        if (n > 0) {
+            b->len += (uint32_t)n;
+            if (response_check(p, 0, b->len == BL_CHECK_MAX_RESPONSE) == BL_OK)
+                return;
+            continue;
+        }
+        if (n == 0) {
+            response_check(p, 1, 0);
+            return;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK)
+            probe_fail_errno(p, errno);
+        return;
+    }
+}
+
+static void probe_io(struct bl_io *io, uint32_t events)
+{
+    struct probe *p = probe_of_io(io);
+    if (p->h->stopped || io->fd < 0)
+        return;
+    switch (p->phase) {
+    case PH_CONNECT: {
+        if (!(events & (BL_EV_WRITE | BL_EV_ERROR)))
+            return;
+        int e = 0;
+        socklen_t elen = sizeof(e);
+        if (getsockopt(io->fd, SOL_SOCKET, SO_ERROR, &e, &elen) != 0)
+            e = errno;
+        if (e) {
+            probe_fail_errno(p, e);
+            return;
+        }
+        if (p->cc->type == BL_CHECK_TCP) {
+            probe_done(p, 1, "connected");
+            return;
+        }
+        p->phase = PH_SEND;
+    }
+        /* fall through */
+    case PH_SEND:
+        while (p->sent < p->cc->http_send_len) {
+            ssize_t n = send(io->fd, p->cc->http_send + p->sent, p->cc->http_send_len - p->sent,
+                             MSG_NOSIGNAL);
+            if (n >= 0) {
+                p->sent += (uint32_t)n;
+                continue;
+            }
+            if (errno == EINTR)
+                continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                probe_fail_errno(p, errno);
+            return;                       /* wait for the next write edge */
+        }
+        p->phase = PH_READ;
+        /* fall through */
+    case PH_READ:
+        response_read(p);
+        return;
+    default:
+        return;
+    }
+}
+
+/* Running checkers' probes by state, for carrying verdicts over a reload. */
+struct carry {
+    const struct bl_server_state *state;
+    const struct probe *probe;
+};
+
+static int carry_cmp(const void *a, const void *b)
+{
+    const struct bl_server_state *x = ((const struct carry *)a)->state;
+    const struct bl_server_state *y = ((const struct carry *)b)->state;
+    return x < y ? -1 : x > y;
+}
+
+static const struct probe *carry_find(const struct carry *c, size_t n,
+                                      const struct bl_server_state *st)
+{
+    struct carry key = {.state = st};
+    const struct carry *f = n ? bsearch(&key, c, n, sizeof(*c), carry_cmp) : NULL;
+    return f ? f->probe : NULL;
+}
+
+static void health_free(struct bl_deferred *d)
+{
+    struct bl_health *h = (struct bl_health *)(void *)((char *)d -
+                                                       offsetof(struct bl_health, free_later));
+    free(h->probes);
+    free(h);
+}
+
+struct bl_health *bl_health_start(struct bl_loop *loop, struct bl_upstream_group **groups,
+                                  uint32_t ngroups, char *err, size_t errlen)
+{
+    uint64_t now = bl_clock_update();
+    uint32_t n = 0;
+    for (uint32_t gi = 0; gi < ngroups; gi++)
+        if (groups[gi]->check)
+            for (uint32_t si = 0; si < groups[gi]->nservers; si++)
+                n += !groups[gi]->servers[si].down;
+
+    size_t ncarry = 0;
+    for (struct bl_health *o = running; o; o = o->next)
+        ncarry += o->nprobes;
+
+    struct bl_health *h = calloc(1, sizeof(*h));
+    struct probe *probes = n ? calloc(n, sizeof(*probes)) : NULL;
+    struct carry *carry = ncarry ? malloc(ncarry * sizeof(*carry)) : NULL;
+    if (!h || (n && !probes) || (ncarry && !carry)) {
+        free(h);
+        free(probes);
+        free(carry);
+        snprintf(err, errlen, "out of memory for health checks");
+        return NULL;
+    }
+    size_t k = 0;
+    for (struct bl_health *o = running; o; o = o->next)
+        for (uint32_t i = 0; i < o->nprobes; i++)
+            carry[k++] = (struct carry){o->probes[i].srv->state, &o->probes[i]};
+    if (ncarry)
+        qsort(carry, ncarry, sizeof(*carry), carry_cmp);
+
+    h->loop = loop;
+    h->probes = probes;
+    h->nprobes = n;
+    h->rng = bl_wall_us() ^ (uint64_t)(uintptr_t)h;
+
+    uint32_t i = 0;
+    for (uint32_t gi = 0; gi < ngroups; gi++) {
+        struct bl_upstream_group *g = groups[gi];
+        const struct bl_check_conf *cc = g->check;
+        for (uint32_t si = 0; si < g->nservers; si++) {
+            struct bl_upstream_server *s = &g->servers[si];
+            if (!cc || s->down) {
+                /* Nobody checks it in this generation: no stale verdict may hold it out. */
+                atomic_store_explicit(&s->state->check_down, 0, memory_order_relaxed);
+                continue;
+            }
+            struct probe *p = &probes[i++];
+            p->io.fd = -1;
+            p->io.handler = probe_io;
+            p->timer.handler = probe_timer;
+            p->h = h;
+            p->srv = s;
+            p->cc = cc;
+            memcpy(&p->addr, &s->addr, sizeof(p->addr));
+            p->addrlen = s->addrlen;
+            if (cc->port) {
+                if (p->addr.ss_family == AF_INET)
+                    ((struct sockaddr_in *)&p->addr)->sin_port = htons(cc->port);
+                else if (p->addr.ss_family == AF_INET6)
+                    ((struct sockaddr_in6 *)&p->addr)->sin6_port = htons(cc->port);
+            }
+            p->head_request = cc->type == BL_CHECK_HTTP && cc->http_send_len >= 5 &&
+                              memcmp(cc->http_send, "HEAD ", 5) == 0;
+            const struct probe *old = carry_find(carry, ncarry, s->state);
+            if (old) {
+                p->down = old->down;
+                p->successes = old->successes;
+                p->failures = old->failures;
+            } else {
+                p->down = cc->default_down;
+                atomic_store_explicit(&s->state->check_down, p->down, memory_order_relaxed);
+            }
+            /* Spread first probes uniformly over the first interval. */
+            p->next_start_ms = now + rng_next(&h->rng) % cc->interval_ms;
+            bl_timer_set(loop, &p->timer, p->next_start_ms);
+        }
+    }
+    free(carry);
+    h->next = running;
+    running = h;
+    return h;
+}
+
+void bl_health_stop(struct bl_health *h)
+{
+    if (!h)
+        return;
+    for (struct bl_health **pp = &running; *pp; pp = &(*pp)->next)
+        if (*pp == h) {
+            *pp = h->next;
+            break;
+        }
+    h->stopped = 1;
+    for (uint32_t i = 0; i < h->nprobes; i++) {
+        bl_timer_cancel(h->loop, &h->probes[i].timer);
+        probe_close(&h->probes[i]);
+    }
+    /* Events for these probes may still be queued in the loop's current batch. */
+    h->free_later.run = health_free;
+    bl_loop_defer(h->loop, &h->free_later);
+}
