@@ -61,12 +61,18 @@ struct compiler {
     struct bl_server_block *srv;
     struct bl_location *loc;
     struct bl_upstream_group *grp;
-    struct bl_loc_conf *lc;              /* settings at the current level */
-    struct bl_header_set **hdrs;         /* proxy_set_header list at the current level */
-    uint32_t *nhdrs;
-    struct bl_access_log **alog;         /* access_log at the current level */
-    uint8_t *alog_set;
-    uint8_t *headers_set;
+    /* Where directives of the current level (http, server or location) store what they set. */
+    struct level {
+        struct bl_loc_conf *lc;
+        struct bl_header_set **hdrs;
+        uint32_t *nhdrs;
+        uint8_t *headers_set;
+        struct bl_access_log **alog;
+        uint8_t *alog_set;
+        struct bl_error_page **epages;
+        uint32_t *nepages;
+        uint8_t *epages_set;
+    } level;
     int seen_http, seen_events;
     struct pending_pass {
         struct bl_location *loc;
@@ -331,25 +337,10 @@ static int h_use(struct compiler *c, const struct bl_conf_node *n)
 
 /* ---- http context ---- */
 
-/* Where directives of the current level (http, server or location) store what they set. */
-struct level {
-    struct bl_loc_conf *lc;
-    struct bl_header_set **hdrs;
-    uint32_t *nhdrs;
-    uint8_t *headers_set;
-    struct bl_access_log **alog;
-    uint8_t *alog_set;
-};
-
 static struct level enter_level(struct compiler *c, struct level next)
 {
-    struct level saved = {c->lc, c->hdrs, c->nhdrs, c->headers_set, c->alog, c->alog_set};
-    c->lc = next.lc;
-    c->hdrs = next.hdrs;
-    c->nhdrs = next.nhdrs;
-    c->headers_set = next.headers_set;
-    c->alog = next.alog;
-    c->alog_set = next.alog_set;
+    struct level saved = c->level;
+    c->level = next;
     return saved;
 }
 
@@ -360,7 +351,8 @@ static int h_http(struct compiler *c, const struct bl_conf_node *n)
     struct bl_config *cfg = c->cfg;
     enter_level(c, (struct level){&cfg->http_conf, &cfg->http_headers, &cfg->nhttp_headers,
                                   &cfg->http_headers_set, &cfg->http_access_log,
-                                  &cfg->http_access_log_set});
+                                  &cfg->http_access_log_set, &cfg->http_error_pages,
+                                  &cfg->nhttp_error_pages, &cfg->http_error_pages_set});
     return compile_block(c, n, CTX_HTTP);
 }
 
@@ -381,16 +373,16 @@ static struct bl_access_log *access_log_get(struct compiler *c, const char *path
 
 static int h_access_log(struct compiler *c, const struct bl_conf_node *n)
 {
-    if (*c->alog_set)
+    if (*c->level.alog_set)
         return fail(c, "\"access_log\" directive is duplicate");
-    *c->alog_set = 1;
+    *c->level.alog_set = 1;
     if (strcmp(n->args[0], "off") == 0) {
-        *c->alog = NULL;
+        *c->level.alog = NULL;
         return BL_OK;
     }
     /* A format name after the path (nginx: "access_log FILE main;") is accepted; the line
      * format is ballast's own, documented in docs/configuration.md. */
-    *c->alog = access_log_get(c, n->args[0]);
+    *c->level.alog = access_log_get(c, n->args[0]);
     return BL_OK;
 }
 
@@ -404,8 +396,8 @@ static int h_large_client_header_buffers(struct compiler *c, const struct bl_con
         return invalid_value(c, n->args[1]);
     if ((uint64_t)num * size > 1024 * 1024)
         return fail(c, "\"large_client_header_buffers\" total size exceeds 1m");
-    c->lc->lchb_number = (uint64_t)num;
-    c->lc->lchb_size = size;
+    c->level.lc->lchb_number = (uint64_t)num;
+    c->level.lc->lchb_size = size;
     return BL_OK;
 }
 
@@ -431,13 +423,13 @@ static int h_proxy_set_header(struct compiler *c, const struct bl_conf_node *n)
         if (!t)
             return fail(c, "%s", err);
     }
-    *c->hdrs = grow(*c->hdrs, *c->nhdrs, sizeof(struct bl_header_set));
-    struct bl_header_set *h = &(*c->hdrs)[(*c->nhdrs)++];
+    *c->level.hdrs = grow(*c->level.hdrs, *c->level.nhdrs, sizeof(struct bl_header_set));
+    struct bl_header_set *h = &(*c->level.hdrs)[(*c->level.nhdrs)++];
     h->name = xstrdup(name);
     h->name_len = (uint32_t)strlen(name);
     h->remove = t == NULL;
     h->value = t;
-    *c->headers_set = 1;
+    *c->level.headers_set = 1;
     return BL_OK;
 }
 
@@ -654,7 +646,8 @@ static int h_server(struct compiler *c, const struct bl_conf_node *n)
     c->srv = s;
     struct level saved = enter_level(c, (struct level){&s->conf, &s->headers, &s->nheaders,
                                                        &s->headers_set, &s->access_log,
-                                                       &s->access_log_set});
+                                                       &s->access_log_set, &s->error_pages,
+                                                       &s->nerror_pages, &s->error_pages_set});
     int rc = compile_block(c, n, CTX_SERVER);
     c->srv = NULL;
     enter_level(c, saved);
@@ -794,7 +787,9 @@ static int h_location(struct compiler *c, const struct bl_conf_node *n)
     c->loc = loc;
     struct level saved = enter_level(c, (struct level){&loc->conf, &loc->headers,
                                                        &loc->nheaders, &loc->headers_set,
-                                                       &loc->access_log, &loc->access_log_set});
+                                                       &loc->access_log, &loc->access_log_set,
+                                                       &loc->error_pages, &loc->nerror_pages,
+                                                       &loc->error_pages_set});
     int rc = compile_block(c, n, CTX_LOCATION);
     c->loc = NULL;
     enter_level(c, saved);
@@ -804,6 +799,8 @@ static int h_location(struct compiler *c, const struct bl_conf_node *n)
 static int h_proxy_pass(struct compiler *c, const struct bl_conf_node *n)
 {
     struct bl_location *loc = c->loc;
+    if (loc->kind == BL_LOC_STATIC)
+        return fail(c, "\"root\" and \"proxy_pass\" in one location");
     if (loc->kind != BL_LOC_NONE)
         return fail(c, "\"proxy_pass\" directive is duplicate");
     const char *url = n->args[0];
@@ -867,6 +864,85 @@ static int h_return(struct compiler *c, const struct bl_conf_node *n)
     return BL_OK;
 }
 
+static int h_proxy_next_upstream(struct compiler *c, const struct bl_conf_node *n)
+{
+    static const struct {
+        const char *name;
+        uint64_t bit;
+    } names[] = {
+        {"error", BL_NEXT_ERROR},         {"timeout", BL_NEXT_TIMEOUT},
+        {"invalid_header", BL_NEXT_INVALID_HEADER},
+        {"http_500", BL_NEXT_HTTP_500},   {"http_502", BL_NEXT_HTTP_502},
+        {"http_503", BL_NEXT_HTTP_503},   {"http_504", BL_NEXT_HTTP_504},
+        {"http_403", BL_NEXT_HTTP_403},   {"http_404", BL_NEXT_HTTP_404},
+        {"http_429", BL_NEXT_HTTP_429},   {"non_idempotent", BL_NEXT_NON_IDEMPOTENT},
+        {"off", BL_NEXT_OFF},
+    };
+    if (c->level.lc->next_upstream != UINT64_MAX)
+        return fail(c, "\"proxy_next_upstream\" directive is duplicate");
+    uint64_t mask = 0;
+    for (int i = 0; i < n->nargs; i++) {
+        uint64_t bit = 0;
+        for (size_t k = 0; k < BL_ARRAY_LEN(names); k++)
+            if (strcmp(n->args[i], names[k].name) == 0)
+                bit = names[k].bit;
+        if (!bit)
+            return invalid_value(c, n->args[i]);
+        if (bit == BL_NEXT_OFF && n->nargs > 1)
+            return fail(c, "\"off\" must be alone in \"proxy_next_upstream\" directive");
+        mask |= bit;
+    }
+    c->level.lc->next_upstream = mask;
+    return BL_OK;
+}
+
+static int h_error_page(struct compiler *c, const struct bl_conf_node *n)
+{
+    const char *uri = n->args[n->nargs - 1];
+    int overwrite = 0, ncodes = n->nargs - 1;
+    const char *last = n->args[n->nargs - 2];
+    if (last[0] == '=') {
+        int64_t v;
+        if (parse_num(last + 1, 100, 599, &v) != BL_OK)
+            return invalid_value(c, last);
+        overwrite = (int)v;
+        ncodes--;
+    }
+    if (ncodes < 1)
+        return fail(c, "invalid number of arguments in \"error_page\" directive");
+    if (uri[0] != '/')
+        return fail(c, "\"error_page\" URI must start with \"/\": \"%s\"", uri);
+    for (int i = 0; i < ncodes; i++) {
+        int64_t code;
+        if (parse_num(n->args[i], 300, 599, &code) != BL_OK)
+            return fail(c, "value \"%s\" must be between 300 and 599", n->args[i]);
+        struct bl_error_page **list = c->level.epages;
+        *list = grow(*list, *c->level.nepages, sizeof(**list));
+        struct bl_error_page *e = &(*list)[(*c->level.nepages)++];
+        e->code = (int)code;
+        e->overwrite = overwrite;
+        e->uri = xstrdup(uri);
+    }
+    *c->level.epages_set = 1;
+    return BL_OK;
+}
+
+static int h_root(struct compiler *c, const struct bl_conf_node *n)
+{
+    struct bl_location *loc = c->loc;
+    if (loc->root)
+        return fail(c, "\"root\" directive is duplicate");
+    if (loc->kind == BL_LOC_PROXY)
+        return fail(c, "\"root\" and \"proxy_pass\" in one location");
+    loc->root = xstrdup(n->args[0]);
+    size_t len = strlen(loc->root);
+    while (len > 1 && loc->root[len - 1] == '/')
+        loc->root[--len] = '\0';
+    if (loc->kind == BL_LOC_NONE)
+        loc->kind = BL_LOC_STATIC;
+    return BL_OK;
+}
+
 /* ---- typed settings ---- */
 
 static int h_typed(struct compiler *c, const struct bl_conf_node *n);
@@ -908,6 +984,13 @@ static const struct directive directives[] = {
     {"proxy_read_timeout", CTX_HSL, 1, 1, 0, FT_TIME, LC(proxy_read_timeout), "60s", h_typed},
     {"proxy_buffering", CTX_HSL, 1, 1, 0, FT_FLAG, LC(proxy_buffering), "on", h_typed},
     {"proxy_set_header", CTX_HSL, 2, 2, 0, FT_NONE, 0, NULL, h_proxy_set_header},
+    {"proxy_next_upstream", CTX_HSL, 1, 12, 0, FT_NONE, 0, "error timeout",
+     h_proxy_next_upstream},
+    {"proxy_next_upstream_tries", CTX_HSL, 1, 1, 0, FT_NUM, LC(next_upstream_tries), "0",
+     h_typed},
+    {"proxy_next_upstream_timeout", CTX_HSL, 1, 1, 0, FT_TIME, LC(next_upstream_timeout), "0",
+     h_typed},
+    {"error_page", CTX_HSL, 2, ANY_ARGS, 0, FT_NONE, 0, NULL, h_error_page},
     {"proxy_http_version", CTX_HSL, 1, 1, 0, FT_NONE, 0, "1.1", h_ignore},
     {"sendfile", CTX_HSL, 1, 1, 0, FT_NONE, 0, "off", h_flag_ignore},
     {"tcp_nopush", CTX_HSL, 1, 1, 0, FT_NONE, 0, "off", h_flag_ignore},
@@ -932,6 +1015,7 @@ static const struct directive directives[] = {
     {"return", CTX_SERVER | CTX_LOCATION, 1, 2, 0, FT_NONE, 0, NULL, h_return},
     /* location */
     {"proxy_pass", CTX_LOCATION, 1, 1, 0, FT_NONE, 0, NULL, h_proxy_pass},
+    {"root", CTX_LOCATION, 1, 1, 0, FT_NONE, 0, NULL, h_root},
 };
 
 static int h_typed(struct compiler *c, const struct bl_conf_node *n)
@@ -940,7 +1024,7 @@ static int h_typed(struct compiler *c, const struct bl_conf_node *n)
     for (size_t i = 0; i < BL_ARRAY_LEN(directives); i++)
         if (strcmp(directives[i].name, n->name) == 0 && (directives[i].contexts & c->ctx))
             d = &directives[i];
-    uint64_t *f = lc_field(c->lc, d->offset);
+    uint64_t *f = lc_field(c->level.lc, d->offset);
     uint64_t v;
     int64_t num;
     switch (d->type) {
@@ -1065,6 +1149,9 @@ static void http_defaults(struct bl_loc_conf *lc)
         .lchb_number = 4,
         .lchb_size = 8192,
         .proxy_buffering = 1,
+        .next_upstream = BL_NEXT_ERROR | BL_NEXT_TIMEOUT,
+        .next_upstream_tries = 0,
+        .next_upstream_timeout = 0,
     };
     merge_conf(lc, &d);
 }
@@ -1165,6 +1252,10 @@ static void finish_location(struct bl_config *cfg, struct bl_server_block *s,
     }
     if (!loc->access_log_set)
         loc->access_log = s->access_log;
+    if (!loc->error_pages_set) {
+        loc->error_pages = s->error_pages;
+        loc->nerror_pages = s->nerror_pages;
+    }
     loc->set_xff = loc->set_xrip = loc->set_xfp = 1;
     for (uint32_t i = 0; i < loc->nheaders; i++) {
         const char *n = loc->headers[i].name;
@@ -1195,6 +1286,10 @@ static int finish(struct compiler *c)
         }
         if (!s->access_log_set)
             s->access_log = cfg->http_access_log;
+        if (!s->error_pages_set) {
+            s->error_pages = cfg->http_error_pages;
+            s->nerror_pages = cfg->nhttp_error_pages;
+        }
         loc_conf_unset(&s->server_loc->conf);
         finish_location(cfg, s, s->server_loc);
         for (uint32_t k = 0; k < s->nexact; k++)
@@ -1282,8 +1377,18 @@ static void free_headers(struct bl_header_set *h, uint32_t n)
     free(h);
 }
 
+static void free_error_pages(struct bl_error_page *e, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++)
+        free(e[i].uri);
+    free(e);
+}
+
 static void free_location(struct bl_location *loc, const struct bl_server_block *s)
 {
+    if (loc->error_pages_set)
+        free_error_pages(loc->error_pages, loc->nerror_pages);
+    free(loc->root);
     free(loc->path);
     free(loc->proxy_uri);
     bl_template_free(loc->return_text);
@@ -1308,6 +1413,8 @@ void bl_conf_release(struct bl_config *cfg)
         free(s->server_loc);
         if (s->headers_set)
             free_headers(s->headers, s->nheaders);
+        if (s->error_pages_set)
+            free_error_pages(s->error_pages, s->nerror_pages);
         for (uint32_t k = 0; k < s->nnames; k++)
             free(s->names[k]);
         free(s->names);
@@ -1316,6 +1423,7 @@ void bl_conf_release(struct bl_config *cfg)
         free(s);
     }
     free_headers(cfg->http_headers, cfg->nhttp_headers);
+    free_error_pages(cfg->http_error_pages, cfg->nhttp_error_pages);
     free(cfg->servers);
     for (uint32_t i = 0; i < cfg->nlistens; i++)
         free(cfg->listens[i].servers);

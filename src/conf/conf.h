@@ -40,12 +40,37 @@ struct bl_loc_conf {
     uint64_t lchb_number;           /* large_client_header_buffers NUMBER SIZE */
     uint64_t lchb_size;
     uint64_t proxy_buffering;       /* accepted for compatibility; responses always stream */
+    uint64_t next_upstream;         /* proxy_next_upstream: BL_NEXT_* bits */
+    uint64_t next_upstream_tries;   /* 0 = as many as there are servers */
+    uint64_t next_upstream_timeout; /* ms; 0 = none */
+};
+
+/* proxy_next_upstream conditions (bl_loc_conf.next_upstream). */
+#define BL_NEXT_ERROR          0x001u  /* connect error, reset, premature close */
+#define BL_NEXT_TIMEOUT        0x002u  /* connect, send or read timeout */
+#define BL_NEXT_INVALID_HEADER 0x004u  /* invalid or empty response head */
+#define BL_NEXT_HTTP_500       0x008u
+#define BL_NEXT_HTTP_502       0x010u
+#define BL_NEXT_HTTP_503       0x020u
+#define BL_NEXT_HTTP_504       0x040u
+#define BL_NEXT_HTTP_403       0x080u
+#define BL_NEXT_HTTP_404       0x100u
+#define BL_NEXT_HTTP_429       0x200u
+#define BL_NEXT_NON_IDEMPOTENT 0x400u  /* retry POST/PATCH/LOCK even after sending them */
+#define BL_NEXT_OFF            0x800u  /* set alone by "off": no condition */
+
+/* An error_page line: codes -> URI, optionally with the status replaced. */
+struct bl_error_page {
+    int code;
+    int overwrite;                  /* =CODE, or 0 to keep the original status */
+    char *uri;
 };
 
 enum bl_loc_kind {
     BL_LOC_NONE = 0,                /* no handler: 404 */
     BL_LOC_PROXY,
     BL_LOC_RETURN,
+    BL_LOC_STATIC,                  /* root DIR: files */
 };
 
 struct bl_access_log;
@@ -69,6 +94,10 @@ struct bl_location {
     uint8_t set_xff, set_xrip, set_xfp; /* default X-Forwarded-For/X-Real-IP/-Proto still apply */
     struct bl_access_log *access_log;   /* NULL = off */
     uint8_t access_log_set;         /* this level had its own access_log line */
+    char *root;                     /* BL_LOC_STATIC: directory files are served from */
+    struct bl_error_page *error_pages;  /* effective error_page list (inherited) */
+    uint32_t nerror_pages;
+    uint8_t error_pages_set;        /* this level had its own error_page lines */
     struct bl_loc_conf conf;
 };
 
@@ -88,6 +117,9 @@ struct bl_server_block {
     uint8_t access_log_set;
     uint8_t headers_set;
     uint8_t is_default;             /* listen ... default_server */
+    struct bl_error_page *error_pages;
+    uint32_t nerror_pages;
+    uint8_t error_pages_set;
     struct bl_loc_conf conf;
 };
 
@@ -122,6 +154,9 @@ struct bl_config {
     struct bl_access_log *http_access_log;
     uint8_t http_access_log_set;
     uint8_t http_headers_set;
+    struct bl_error_page *http_error_pages;
+    uint32_t nhttp_error_pages;
+    uint8_t http_error_pages_set;
 
     struct bl_listen *listens;
     uint32_t nlistens;

@@ -22,131 +22,32 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include "conf/conf.h"
-#include "core/buf.h"
-#include "core/clock.h"
 #include "core/log.h"
 #include "core/sock.h"
-#include "core/status.h"
 #include "http/access_log.h"
-#include "http/dechunk.h"
-#include "http/h1_parser.h"
 #include "http/proxy.h"
+#include "http/proxy_int.h"
 #include "http/response.h"
 #include "http/router.h"
-#include "http/template.h"
-#include "upstream/balancer.h"
-#include "worker.h"
 
-/* Client connection states. */
-enum client_state {
-    CS_IDLE = 0,      /* keep-alive, waiting for the first byte of a request; holds no buffer */
-    CS_READ_HEAD,     /* reading a request head */
-    CS_REQUEST,       /* a request is being served */
-    CS_LINGER,        /* response sent, write side shut: draining input before close */
-    CS_CLOSED,
-};
-
-/* Request states (the proxy side of CS_REQUEST). */
-enum req_state {
-    RS_CONNECT = 0,   /* waiting for the upstream connection to be established */
-    RS_SEND_HEAD,     /* writing the request head (and the first body bytes) upstream */
-    RS_BODY,          /* streaming the request body; the response may already be arriving */
-    RS_WAIT_HEAD,     /* request sent, waiting for the response head */
-    RS_RESPONSE,      /* streaming the response body to the client */
-    RS_LOCAL,         /* writing a response made by ballast itself */
-};
-
-static const char *const req_state_names[] = {"connect", "send_head", "body", "wait_head",
-                                              "response", "local"};
-
-struct bl_upconn;
-struct bl_request;
-
-struct bl_client {
-    struct bl_io io;
-    struct bl_timer timer;
-    struct bl_deferred defer;
-    struct bl_worker *w;
-    const struct bl_listen *listen;
-    struct bl_buf *in;
-    struct bl_request *req;
-    struct bl_client *prev, *next;     /* worker's list */
-    uint32_t nrequests;
-    uint16_t port;
-    uint8_t state;                     /* enum client_state */
-    uint8_t rready, wready, hup;
-    uint8_t ip_len;
-    char ip[46];
-};
-
-struct bl_upconn {
-    struct bl_io io;
-    struct bl_timer timer;
-    struct bl_deferred defer;
-    struct bl_worker *w;
-    struct bl_upstream_server *server;
-    struct bl_request *req;            /* NULL while idle in the pool */
-    struct bl_buf *in;
-    struct bl_upconn *next, *prev;     /* idle pool links */
-    uint32_t nrequests;
-    uint8_t rready, wready, hup, connecting, idle;
-};
-
-struct bl_request {
-    struct bl_client *c;
-    struct bl_upconn *u;
-    const struct bl_server_block *srv;
-    const struct bl_location *loc;
-    struct bl_upstream_server *server;
-    struct bl_buf *out;                /* head being written (either direction) */
-    uint32_t out_sent;
-    uint32_t head_start, head_end;     /* request head in c->in */
-    uint32_t body_sent;                /* next request-body byte to forward, in c->in */
-    uint32_t body_end;                 /* end of request-body bytes in c->in */
-    uint64_t req_left;                 /* Content-Length body: bytes not yet read */
-    uint64_t req_body_bytes;           /* body bytes read so far (client_max_body_size) */
-    uint64_t resp_left;                /* Content-Length response body left to read */
-    uint64_t body_bytes_sent;          /* response body bytes sent to the client */
-    uint64_t start_us, up_start_us;
-    uint64_t up_time_us;               /* upstream response time, 0 = none */
-    int status;                        /* status sent to the client */
-    int up_status;                     /* upstream status, 0 = none */
-    uint8_t state;                     /* enum req_state */
-    uint8_t req_body_done, resp_done, resp_started, resp_head_done;
-    uint8_t keep_alive;                /* client connection stays open after this request */
-    uint8_t up_reusable;
-    uint8_t attempts;
-    uint8_t continue_sent;
-    uint8_t body_rewound;              /* body bytes already sent were overwritten in c->in */
-    uint8_t server_released;           /* active count and balancer feedback done */
-    struct bl_h1_parser parser;
-    struct bl_h1_chunked req_chunked, resp_chunked;
-    struct bl_dechunk dechunk;         /* chunked response to an HTTP/1.0 client */
-    uint8_t dechunking;
-    struct bl_pick pick;
-    uint8_t tried[64];                 /* servers tried, for retries (first 512 servers) */
-    struct bl_h1_message msg;
-    struct bl_h1_message resp;
+/* How an attempt failed, for proxy_next_upstream. */
+enum attempt_failure {
+    AF_ERROR = 0,     /* connect error, reset, closed before the response head */
+    AF_TIMEOUT,       /* connect, send or read timeout before the response head */
+    AF_INVALID,       /* invalid or too large response head */
+    AF_HTTP,          /* a response whose status proxy_next_upstream names */
 };
 
 static void client_close(struct bl_client *c);
 static void client_read_head(struct bl_client *c);
-static void request_finish(struct bl_request *r);
+static int attempt_failed(struct bl_request *r, enum attempt_failure kind, int status,
+                          const char *why, int err);
+static void attempt_start(struct bl_request *r, struct bl_upstream_server *s, int fresh);
 static void request_abort(struct bl_request *r, int status, const char *why);
-static void proxy_run(struct bl_request *r);
-static void upconn_close(struct bl_upconn *u);
-static void local_response(struct bl_request *r, int status, const char *body, size_t len,
-                           const char *location, size_t location_len);
 
 /* ------------------------------------------------------------ small helpers */
 
 static inline const struct bl_config *cfg_of(const struct bl_client *c) { return c->w->cfg; }
-
-static inline void arm(struct bl_worker *w, struct bl_timer *t, uint64_t ms)
-{
-    bl_timer_set(w->loop, t, bl_clock_ms + (ms ? ms : 1));
-}
 
 /* recv into b; returns bytes (> 0), 0 at EOF, BL_AGAIN, or BL_ERR. Clears *ready on a short
  * read: with edge-triggered epoll, a short read means the socket is drained, unless the peer
@@ -213,158 +114,13 @@ static struct bl_request *request_new(struct bl_client *c)
     /* Only the fixed part is cleared; the parser fills the message structs as it goes. */
     memset(r, 0, offsetof(struct bl_request, msg));
     r->msg.nheaders = 0;
+    r->file_fd = -1;
     r->c = c;
     r->start_us = bl_clock_us;
     return r;
 }
 
 /* ------------------------------------------------------------ upstream connections */
-
-static void upconn_free(struct bl_deferred *d)
-{
-    struct bl_upconn *u = (struct bl_upconn *)((char *)d - offsetof(struct bl_upconn, defer));
-    free(u);
-}
-
-static void pool_unlink(struct bl_upconn *u)
-{
-    struct bl_idle_pool *p = &u->w->idle[u->server->id];
-    if (u->prev)
-        u->prev->next = u->next;
-    else
-        p->head = u->next;
-    if (u->next)
-        u->next->prev = u->prev;
-    u->next = u->prev = NULL;
-    u->idle = 0;
-    p->count--;
-}
-
-static void upconn_close(struct bl_upconn *u)
-{
-    if (u->idle)
-        pool_unlink(u);
-    bl_timer_cancel(u->w->loop, &u->timer);
-    if (u->io.fd >= 0)
-        close(u->io.fd);
-    u->io.fd = -1;
-    u->io.handler = NULL;
-    bl_buf_put(u->in);
-    u->in = NULL;
-    u->w->nupconns--;
-    bl_loop_defer(u->w->loop, &u->defer);
-}
-
-static void upconn_idle_event(struct bl_upconn *u, uint32_t ev)
-{
-    /* Anything on an idle connection (data, FIN, RST) makes it unusable. */
-    if (ev & BL_EV_READ || ev & BL_EV_ERROR) {
-        char b[64];
-        ssize_t n = recv(u->io.fd, b, sizeof(b), 0);
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            return;
-        upconn_close(u);
-    }
-}
-
-static void upconn_on_event(struct bl_io *io, uint32_t ev)
-{
-    struct bl_upconn *u = (struct bl_upconn *)io;
-    if (ev & BL_EV_READ)
-        u->rready = 1;
-    if (ev & BL_EV_HUP)
-        u->hup = 1;
-    if (ev & BL_EV_WRITE)
-        u->wready = 1;
-    if (u->idle) {
-        upconn_idle_event(u, ev);
-        return;
-    }
-    if (u->req)
-        proxy_run(u->req);
-}
-
-static void upconn_on_timer(struct bl_timer *t)
-{
-    struct bl_upconn *u = (struct bl_upconn *)((char *)t - offsetof(struct bl_upconn, timer));
-    if (u->idle || !u->req) {
-        upconn_close(u);
-        return;
-    }
-    struct bl_request *r = u->req;
-    const char *what = r->state == RS_CONNECT ? "connect" : r->state == RS_SEND_HEAD ||
-                       r->state == RS_BODY ? "send" : "read";
-    bl_log(BL_LOG_ERROR, "upstream timed out (%s) while talking to %s, client %s", what,
-           u->server->name, r->c->ip);
-    bl_server_report(u->server, 1, bl_clock_ms);
-    request_abort(r, 504, "upstream timed out");
-}
-
-/* Returns an idle pooled connection to s, or a new connecting one; NULL with errno. */
-static struct bl_upconn *upconn_get(struct bl_worker *w, struct bl_upstream_server *s,
-                                    int allow_pooled)
-{
-    struct bl_idle_pool *p = &w->idle[s->id];
-    if (allow_pooled && p->head) {
-        struct bl_upconn *u = p->head;
-        pool_unlink(u);
-        bl_timer_cancel(w->loop, &u->timer);
-        return u;
-    }
-    int fd = bl_sock_connect((struct sockaddr *)&s->addr, s->addrlen);
-    if (fd < 0)
-        return NULL;
-    struct bl_upconn *u = calloc(1, sizeof(*u));
-    if (!u) {
-        close(fd);
-        errno = ENOMEM;
-        return NULL;
-    }
-    u->io.fd = fd;
-    u->io.handler = upconn_on_event;
-    u->timer.handler = upconn_on_timer;
-    u->defer.run = upconn_free;
-    u->w = w;
-    u->server = s;
-    u->connecting = 1;
-    if (bl_loop_add(w->loop, &u->io) != BL_OK) {
-        close(fd);
-        free(u);
-        return NULL;
-    }
-    w->nupconns++;
-    return u;
-}
-
-/* Keeps u for reuse if the group allows; closes it otherwise. */
-static void upconn_release(struct bl_upconn *u, int reusable)
-{
-    struct bl_upstream_group *g = u->server->group;
-    u->req = NULL;
-    struct bl_idle_pool *p = &u->w->idle[u->server->id];
-    if (!reusable || g->keepalive == 0 || p->count >= g->keepalive || u->w->draining ||
-        u->nrequests >= g->keepalive_requests || (u->in && bl_buf_len(u->in))) {
-        upconn_close(u);
-        return;
-    }
-    bl_buf_put(u->in);
-    u->in = NULL;
-    u->idle = 1;
-    u->prev = NULL;
-    u->next = p->head;
-    if (p->head)
-        p->head->prev = u;
-    p->head = u;
-    p->count++;
-    arm(u->w, &u->timer, g->keepalive_timeout_ms);
-}
-
-void bl_http_close_upstream_pools(struct bl_worker *w)
-{
-    for (uint32_t i = 0; i < w->cfg->nupstream_servers; i++)
-        while (w->idle[i].head)
-            upconn_close(w->idle[i].head);
-}
 
 /* ------------------------------------------------------------ building the upstream head */
 
@@ -406,7 +162,7 @@ static int overridden(const struct bl_location *loc, const struct bl_h1_header *
     return 0;
 }
 
-static void var_ctx(const struct bl_request *r, struct bl_var_ctx *v)
+void bl_request_var_ctx(const struct bl_request *r, struct bl_var_ctx *v)
 {
     v->req = &r->msg;
     v->client_ip = r->c->ip;
@@ -423,7 +179,7 @@ static int build_upstream_head(struct bl_request *r)
     const struct bl_location *loc = r->loc;
     struct out o = {r->out->data, 0, r->out->cap, 0};
     struct bl_var_ctx v;
-    var_ctx(r, &v);
+    bl_request_var_ctx(r, &v);
 
     out_put(&o, m->method, m->method_len);
     out_put(&o, " ", 1);
@@ -637,7 +393,8 @@ static void request_route(struct bl_request *r)
         r->loc = bl_route_location(r->srv, m->path, m->path_len);
 }
 
-static void proxy_start(struct bl_request *r, int retry_same_server);
+static void proxy_start(struct bl_request *r);
+static void release_server(struct bl_request *r, int failed);
 
 static void request_start(struct bl_client *c, uint32_t head_len)
 {
@@ -659,7 +416,7 @@ static void request_start(struct bl_client *c, uint32_t head_len)
             bl_log(BL_LOG_ERROR, "client intended to send too large body: %llu bytes, client %s",
                    (unsigned long long)m->content_length, c->ip);
             r->keep_alive = 0;
-            local_response(r, 413, NULL, 0, NULL, 0);
+            bl_local_response(r, 413, NULL, 0, NULL, 0);
             return;
         }
         r->req_left = m->content_length;
@@ -669,98 +426,100 @@ static void request_start(struct bl_client *c, uint32_t head_len)
     int status = 0;
     if (account_request_body(r, r->head_end, &status) != BL_OK) {
         r->keep_alive = 0;
-        local_response(r, status, NULL, 0, NULL, 0);
+        bl_local_response(r, status, NULL, 0, NULL, 0);
         return;
     }
     switch (r->loc->kind) {
     case BL_LOC_PROXY:
-        proxy_start(r, 0);
+        proxy_start(r);
         return;
-    case BL_LOC_RETURN: {
-        const struct bl_location *loc = r->loc;
-        char text[4096];
-        size_t n = 0;
-        if (loc->return_text) {
-            struct bl_var_ctx v;
-            var_ctx(r, &v);
-            n = bl_template_eval(loc->return_text, &v, text, sizeof(text));
-            if (n > sizeof(text))
-                n = sizeof(text);
-        }
-        int code = loc->return_code;
-        int redirect = code == 301 || code == 302 || code == 303 || code == 307 || code == 308;
-        if (!r->req_body_done)
-            r->keep_alive = 0; /* the unread body would be taken for the next request */
-        if (redirect)
-            local_response(r, code, NULL, 0, loc->return_text ? text : NULL, n);
-        else
-            local_response(r, code, loc->return_text ? text : NULL, n, NULL, 0);
-        return;
-    }
     default:
-        if (!r->req_body_done)
-            r->keep_alive = 0;
-        local_response(r, 404, NULL, 0, NULL, 0);
+        bl_local_serve(r);
         return;
     }
 }
 
-static void proxy_start(struct bl_request *r, int retry_same_server)
+/* The balancer's choice for the next attempt, not yet tried by this request; NULL when none.
+ * first: the request's first pick, which may fall back as nginx does. */
+static struct bl_upstream_server *pick_server(struct bl_request *r, int first)
 {
     struct bl_client *c = r->c;
-    struct bl_worker *w = c->w;
     struct bl_upstream_group *g = r->loc->upstream;
-    struct bl_upstream_server *s = NULL;
-
-    if (retry_same_server) {
-        s = r->server;
-    } else {
-        r->pick.group = g;
-        r->pick.wstate = w->lb_state[g->index];
-        r->pick.now_ms = bl_clock_ms;
-        r->pick.tried = g->nservers <= sizeof(r->tried) * 8 ? r->tried : NULL;
-        char key[1024];
-        union bl_sockaddr client;
-        if (g->balancer->flags & BL_BALANCER_KEY) {
-            struct bl_var_ctx v;
-            var_ctx(r, &v);
-            size_t n = bl_template_eval(g->hash_key_compiled, &v, key, sizeof(key));
-            r->pick.key = key; /* keys past 1 KiB are hashed on their first 1 KiB */
-            r->pick.key_len = n < sizeof(key) ? n : sizeof(key);
-        }
-        if (g->balancer->flags & BL_BALANCER_CLIENT) {
-            memset(&client, 0, sizeof(client));
-            if (inet_pton(AF_INET, c->ip, &client.in.sin_addr) == 1)
-                client.in.sin_family = AF_INET;
-            else if (inet_pton(AF_INET6, c->ip, &client.in6.sin6_addr) == 1)
-                client.in6.sin6_family = AF_INET6;
-            r->pick.client_addr = &client.sa;
-        }
-        s = g->balancer->pick(&r->pick);
-        if (!s && g->nservers) {
-            /* nginx: when every server is unavailable, forget the failures and try again
-             * rather than fail the request. */
+    r->pick.group = g;
+    r->pick.wstate = c->w->lb_state[g->index];
+    r->pick.now_ms = bl_clock_ms;
+    r->pick.tried = g->nservers <= sizeof(r->tried) * 8 ? r->tried : NULL;
+    char key[1024];
+    union bl_sockaddr client;
+    if (g->balancer->flags & BL_BALANCER_KEY) {
+        struct bl_var_ctx v;
+        bl_request_var_ctx(r, &v);
+        size_t n = bl_template_eval(g->hash_key_compiled, &v, key, sizeof(key));
+        r->pick.key = key; /* keys past 1 KiB are hashed on their first 1 KiB */
+        r->pick.key_len = n < sizeof(key) ? n : sizeof(key);
+    }
+    if (g->balancer->flags & BL_BALANCER_CLIENT) {
+        memset(&client, 0, sizeof(client));
+        if (inet_pton(AF_INET, c->ip, &client.in.sin_addr) == 1)
+            client.in.sin_family = AF_INET;
+        else if (inet_pton(AF_INET6, c->ip, &client.in6.sin6_addr) == 1)
+            client.in6.sin6_family = AF_INET6;
+        r->pick.client_addr = &client.sa;
+    }
+    struct bl_upstream_server *s = g->balancer->pick(&r->pick);
+    if (!s && first && g->nservers) {
+        /* nginx: when every server is out only for its own failures (max_fails), forget the
+         * failures and try again rather than fail the request. Servers that checks or
+         * outlier detection took out stay out. */
+        int passive = 0;
+        for (uint32_t i = 0; i < g->nservers; i++)
+            passive |= atomic_load_explicit(&g->servers[i].state->down_until_ms,
+                                            memory_order_relaxed) > r->pick.now_ms;
+        if (passive) {
             bl_log(BL_LOG_WARN, "no live upstreams in \"%s\", trying all servers", g->name);
             for (uint32_t i = 0; i < g->nservers; i++)
                 atomic_store_explicit(&g->servers[i].state->down_until_ms, 0,
                                       memory_order_relaxed);
             s = g->balancer->pick(&r->pick);
         }
-        r->pick.key = NULL; /* the key lived on this stack frame */
-        r->pick.client_addr = NULL;
-        if (!s) {
-            bl_log(BL_LOG_ERROR, "no live upstreams while connecting to upstream \"%s\"",
-                   g->name);
-            request_abort(r, 502, "no live upstreams");
-            return;
-        }
-        if (s->index < sizeof(r->tried) * 8)
-            r->tried[s->index >> 3] |= (uint8_t)(1u << (s->index & 7));
+    }
+    r->pick.key = NULL; /* the key lived on this stack frame */
+    r->pick.client_addr = NULL;
+    if (s && s->index < sizeof(r->tried) * 8)
+        r->tried[s->index >> 3] |= (uint8_t)(1u << (s->index & 7));
+    return s;
+}
+
+static void proxy_start(struct bl_request *r)
+{
+    struct bl_upstream_server *s = pick_server(r, 1);
+    if (!s) {
+        bl_log(BL_LOG_ERROR, "no live upstreams in \"%s\": every server is down, full or "
+               "ejected, client %s", r->loc->upstream->name, r->c->ip);
+        request_abort(r, 503, "no live upstreams");
+        return;
+    }
+    attempt_start(r, s, 0);
+}
+
+/* Sends the request to s: a pooled connection unless fresh, else a new one. */
+static void attempt_start(struct bl_request *r, struct bl_upstream_server *s, int fresh)
+{
+    struct bl_client *c = r->c;
+    struct bl_worker *w = c->w;
+    if (r->server != s || r->server_released) {
         bl_server_acquire(s);
         r->server = s;
+        r->server_released = 0;
+        r->attempts++;
     }
-    r->attempts++;
     r->up_start_us = bl_clock_us;
+    r->sent_any = 0;
+    r->resp_head_done = 0;
+    r->resp_done = 0;
+    r->dechunking = 0;
+    r->up_reusable = 0;
+    r->body_sent = r->head_end;
 
     if (!r->out && !(r->out = bl_buf_get())) {
         request_abort(r, 500, "out of memory");
@@ -783,12 +542,9 @@ static void proxy_start(struct bl_request *r, int retry_same_server)
         }
     }
 
-    struct bl_upconn *u = upconn_get(w, s, !retry_same_server);
+    struct bl_upconn *u = bl_upconn_get(w, s, !fresh);
     if (!u) {
-        bl_log(BL_LOG_ERROR, "connect() to %s failed (%s), client %s", s->name, strerror(errno),
-               c->ip);
-        bl_server_report(s, 1, bl_clock_ms);
-        request_abort(r, 502, "connect failed");
+        attempt_failed(r, AF_ERROR, 0, "connect() failed", errno);
         return;
     }
     u->req = r;
@@ -799,39 +555,142 @@ static void proxy_start(struct bl_request *r, int retry_same_server)
     r->resp.nheaders = 0;
     if (u->connecting) {
         r->state = RS_CONNECT;
-        arm(w, &u->timer, r->loc->conf.proxy_connect_timeout);
+        bl_arm(w, &u->timer, r->loc->conf.proxy_connect_timeout);
     } else {
         r->state = RS_SEND_HEAD;
         u->wready = 1; /* an idle keep-alive connection has room in its send buffer */
     }
-    proxy_run(r);
+    bl_proxy_run(r);
 }
 
-/* ------------------------------------------------------------ the proxy state machine */
+/* ------------------------------------------------------------ failures and retries */
 
-/* Failure before any response byte reached the client. Retries once on a fresh connection
- * when a reused keep-alive connection turned out dead (the server closed it while idle): the
- * request is still whole, and this is the case nginx and HAProxy cover the same way. */
-static void upstream_failed(struct bl_request *r, const char *why, int err)
+static uint64_t status_bit(int status)
+{
+    switch (status) {
+    case 500: return BL_NEXT_HTTP_500;
+    case 502: return BL_NEXT_HTTP_502;
+    case 503: return BL_NEXT_HTTP_503;
+    case 504: return BL_NEXT_HTTP_504;
+    case 403: return BL_NEXT_HTTP_403;
+    case 404: return BL_NEXT_HTTP_404;
+    case 429: return BL_NEXT_HTTP_429;
+    default: return 0;
+    }
+}
+
+/* nginx's list (ngx_http_upstream_non_idempotent): not resent once sent, unless asked. */
+static int non_idempotent(const struct bl_h1_message *m)
+{
+    return m->method_id == BL_H1_M_POST || m->method_id == BL_H1_M_PATCH ||
+           (m->method_len == 4 && memcmp(m->method, "LOCK", 4) == 0);
+}
+
+static int retry_allowed(const struct bl_request *r, enum attempt_failure kind, int status)
+{
+    const struct bl_loc_conf *lc = &r->loc->conf;
+    uint64_t mask = lc->next_upstream;
+    uint64_t bit = kind == AF_ERROR ? BL_NEXT_ERROR : kind == AF_TIMEOUT ? BL_NEXT_TIMEOUT
+                 : kind == AF_INVALID ? BL_NEXT_INVALID_HEADER : status_bit(status);
+    if ((mask & BL_NEXT_OFF) || !(mask & bit) || r->resp_started || r->body_rewound)
+        return 0;
+    if (r->sent_any && non_idempotent(&r->msg) && !(mask & BL_NEXT_NON_IDEMPOTENT))
+        return 0;
+    if (lc->next_upstream_tries && r->attempts >= lc->next_upstream_tries)
+        return 0;
+    if (lc->next_upstream_timeout &&
+        bl_clock_us - r->start_us >= lc->next_upstream_timeout * 1000)
+        return 0;
+    return 1;
+}
+
+/* Whether the attempt counts against the server's max_fails: transport failures always, an
+ * answer only when it is a 5xx or 429 that proxy_next_upstream names (nginx). */
+static int counts_as_failure(const struct bl_request *r, enum attempt_failure kind, int status)
+{
+    if (kind != AF_HTTP)
+        return 1;
+    return (status >= 500 || status == 429) && (r->loc->conf.next_upstream & status_bit(status));
+}
+
+/* Ends the current attempt (connection closed, server released) to make room for the next. */
+static void attempt_end(struct bl_request *r, int failed)
+{
+    if (r->u) {
+        r->u->req = NULL;
+        bl_upconn_close(r->u);
+        r->u = NULL;
+    }
+    release_server(r, failed);
+}
+
+/* An attempt failed before any response byte reached the client. Returns 1 when it is
+ * handled (retried elsewhere, or the request answered/aborted), 0 when the caller should go on
+ * passing the response through (an http_* failure with no retry left). */
+static int attempt_failed(struct bl_request *r, enum attempt_failure kind, int status,
+                          const char *why, int err)
 {
     struct bl_upconn *u = r->u;
-    int reused = u->nrequests > 1;
-    int whole = r->req_body_done && !r->body_rewound;
-    int nothing_read = !r->resp_head_done && (!u->in || bl_buf_len(u->in) == 0);
-    if (reused && whole && nothing_read && !r->resp_started && r->attempts < 2) {
-        bl_log(BL_LOG_INFO, "keep-alive connection to %s was closed by the server, retrying "
-               "on a new connection", u->server->name);
+    struct bl_upstream_server *s = r->server;
+    /* A reused keep-alive connection that turns out dead (the server closed it while idle) is
+     * not the server's fault: resend once on a fresh connection to the same server, as nginx
+     * and HAProxy do, when the request is still whole. */
+    if (kind == AF_ERROR && u && u->nrequests > 1 && !r->stale_retried && !r->body_rewound &&
+        !r->resp_head_done && (!u->in || bl_buf_len(u->in) == 0) && !r->resp_started) {
+        bl_log(BL_LOG_INFO, "keep-alive connection to %s was closed by the server, resending "
+               "on a new connection", s->name);
+        r->stale_retried = 1;
         u->req = NULL;
-        upconn_close(u);
+        bl_upconn_close(u);
         r->u = NULL;
-        r->body_sent = r->head_end;
-        proxy_start(r, 1);
+        attempt_start(r, s, 1);
+        return 1;
+    }
+    if (kind != AF_HTTP)
+        bl_log(BL_LOG_ERROR, "%s (%s) while talking to upstream %s, client %s", why,
+               err ? strerror(err) : kind == AF_TIMEOUT ? "timed out" : "closed", s->name,
+               r->c->ip);
+    int failed = counts_as_failure(r, kind, status);
+    if (failed)
+        bl_server_report(s, 1, bl_clock_ms);
+    if (retry_allowed(r, kind, status)) {
+        struct bl_upstream_server *next = pick_server(r, 0);
+        if (next) {
+            bl_log(BL_LOG_WARN, "retrying request to upstream \"%s\" on %s after %s from %s",
+                   s->group->name, next->name,
+                   kind == AF_HTTP ? "a listed status" : kind == AF_TIMEOUT ? "a timeout" : why,
+                   s->name);
+            attempt_end(r, failed);
+            attempt_start(r, next, 0);
+            return 1;
+        }
+    }
+    if (kind == AF_HTTP)
+        return 0;
+    request_abort(r, kind == AF_TIMEOUT ? 504 : 502, why);
+    return 1;
+}
+
+void bl_proxy_upstream_timeout(struct bl_request *r)
+{
+    struct bl_upconn *u = r->u;
+    const char *what = r->state == RS_CONNECT ? "upstream timed out while connecting"
+                     : r->state == RS_SEND_HEAD || r->state == RS_BODY
+                         ? "upstream timed out while sending the request"
+                         : "upstream timed out while reading the response";
+    if (r->resp_head_done) {
+        bl_log(BL_LOG_ERROR, "%s body from %s (state %s), client %s", what, u->server->name,
+               bl_req_state_str(r->state), r->c->ip);
+        bl_server_report(u->server, 1, bl_clock_ms);
+        request_abort(r, 0, what);
         return;
     }
-    bl_log(BL_LOG_ERROR, "%s (%s) while talking to upstream %s, client %s", why,
-           err ? strerror(err) : "closed", r->server->name, r->c->ip);
-    bl_server_report(r->server, 1, bl_clock_ms);
-    request_abort(r, 502, why);
+    attempt_failed(r, AF_TIMEOUT, 0, what, 0);
+}
+
+static void upstream_failed(struct bl_request *r, const char *why, int err)
+{
+    attempt_failed(r, AF_ERROR, 0, why, err);
 }
 
 /* Sends r->out (head) and the pending request body bytes upstream. Returns BL_OK when all of
@@ -862,6 +721,8 @@ static int send_upstream(struct bl_request *r)
             upstream_failed(r, "send() failed", errno);
             return BL_ERR;
         }
+        if (w > 0)
+            r->sent_any = 1;
         size_t k = (size_t)w;
         size_t h = k < head_left ? k : head_left;
         r->out_sent += (uint32_t)h;
@@ -914,7 +775,7 @@ static int pump_request(struct bl_request *r)
             return BL_ERR;
         if (rc == BL_AGAIN) {
             /* The upstream is slow to take the body: its timer runs, not the client's. */
-            arm(w, &r->u->timer, r->loc->conf.proxy_send_timeout);
+            bl_arm(w, &r->u->timer, r->loc->conf.proxy_send_timeout);
             bl_timer_cancel(w->loop, &r->c->timer);
             return BL_AGAIN;
         }
@@ -924,7 +785,7 @@ static int pump_request(struct bl_request *r)
         if (rc == BL_ERR)
             return BL_ERR;
         if (rc == BL_AGAIN) {
-            arm(w, &r->c->timer, r->loc->conf.client_body_timeout);
+            bl_arm(w, &r->c->timer, r->loc->conf.client_body_timeout);
             if (!r->resp_head_done)
                 bl_timer_cancel(w->loop, &r->u->timer);
             return BL_AGAIN;
@@ -987,19 +848,15 @@ static int parse_response_head(struct bl_request *r)
         int rc = bl_h1_parse(&r->parser, b->data + b->start, bl_buf_len(b), &r->resp);
         if (rc == BL_AGAIN) {
             if (bl_buf_room(b) == 0) {
-                bl_log(BL_LOG_ERROR, "upstream %s sent too big header, client %s",
-                       u->server->name, r->c->ip);
-                bl_server_report(u->server, 1, bl_clock_ms);
-                request_abort(r, 502, "upstream header too big");
+                attempt_failed(r, AF_INVALID, 0, "upstream sent too big header", 0);
                 return BL_ERR;
             }
             return BL_AGAIN;
         }
         if (rc < 0) {
-            bl_log(BL_LOG_ERROR, "upstream %s sent invalid header (%s), client %s",
-                   u->server->name, r->parser.reason ? r->parser.reason : "?", r->c->ip);
-            bl_server_report(u->server, 1, bl_clock_ms);
-            request_abort(r, 502, "upstream sent invalid header");
+            bl_log(BL_LOG_ERROR, "upstream %s sent invalid header: %s", u->server->name,
+                   r->parser.reason ? r->parser.reason : "?");
+            attempt_failed(r, AF_INVALID, 0, "upstream sent invalid header", 0);
             return BL_ERR;
         }
         if (r->resp.status >= 100 && r->resp.status < 200) {
@@ -1021,11 +878,14 @@ static int parse_response_head(struct bl_request *r)
             r->resp.nheaders = 0;
             continue;
         }
-        /* Final head. */
-        r->resp_head_done = 1;
+        /* Final head. A status proxy_next_upstream names may send the request elsewhere. */
         r->up_status = r->resp.status;
-        r->status = r->resp.status;
         r->up_time_us = bl_clock_us - r->up_start_us;
+        if ((r->loc->conf.next_upstream & status_bit(r->resp.status)) &&
+            attempt_failed(r, AF_HTTP, r->resp.status, "status", 0))
+            return BL_ERR;
+        r->resp_head_done = 1;
+        r->status = r->resp.status;
         r->up_reusable = r->resp.keep_alive;
         if (r->resp.body == BL_H1_BODY_CLOSE) {
             r->keep_alive = 0;
@@ -1076,7 +936,7 @@ static ssize_t upstream_read(struct bl_request *r)
 
 /* Sends the client head (r->out) and response body bytes in u->in to the client. BL_OK when
  * all pending bytes went, BL_AGAIN when the client is blocked, BL_ERR when it failed. */
-static int send_client(struct bl_request *r)
+int bl_proxy_send_client(struct bl_request *r)
 {
     struct bl_client *c = r->c;
     struct bl_buf *b = r->u ? r->u->in : NULL;
@@ -1114,7 +974,7 @@ static int send_client(struct bl_request *r)
     }
 }
 
-static void proxy_run(struct bl_request *r)
+void bl_proxy_run(struct bl_request *r)
 {
     struct bl_upconn *u = r->u;
     struct bl_client *c = r->c;
@@ -1135,7 +995,7 @@ static void proxy_run(struct bl_request *r)
         if (rc == BL_OK) {
             if (r->state < RS_WAIT_HEAD) {
                 r->state = RS_WAIT_HEAD;
-                arm(c->w, &u->timer, r->loc->conf.proxy_read_timeout);
+                bl_arm(c->w, &u->timer, r->loc->conf.proxy_read_timeout);
             }
             bl_timer_cancel(c->w->loop, &c->timer);
         } else if (r->state == RS_SEND_HEAD && r->out_sent == r->out->end) {
@@ -1162,37 +1022,37 @@ static void proxy_run(struct bl_request *r)
                 if (rc == BL_ERR)
                     return;
                 if (rc == BL_AGAIN) {
-                    arm(c->w, &u->timer, r->loc->conf.proxy_read_timeout);
+                    bl_arm(c->w, &u->timer, r->loc->conf.proxy_read_timeout);
                     continue;
                 }
             }
             r->state = RS_RESPONSE;
         }
-        int rc = send_client(r);
+        int rc = bl_proxy_send_client(r);
         if (rc == BL_ERR) {
             request_abort(r, 0, "client closed while receiving the response");
             return;
         }
         if (rc == BL_AGAIN) {
-            arm(c->w, &c->timer, r->loc->conf.send_timeout);
+            bl_arm(c->w, &c->timer, r->loc->conf.send_timeout);
             bl_timer_cancel(c->w->loop, &u->timer);
             return;
         }
         if (r->resp_done) {
             if (r->req_body_done && r->body_sent == r->body_end)
-                request_finish(r);
+                bl_request_finish(r);
             else {
                 /* The server answered before reading the whole body: the rest is not read
                  * and neither connection can be reused. */
                 r->up_reusable = 0;
                 r->keep_alive = 0;
-                request_finish(r);
+                bl_request_finish(r);
             }
             return;
         }
         ssize_t n = upstream_read(r);
         if (n == BL_AGAIN) {
-            arm(c->w, &u->timer, r->loc->conf.proxy_read_timeout);
+            bl_arm(c->w, &u->timer, r->loc->conf.proxy_read_timeout);
             return;
         }
         if (n == 0) {
@@ -1223,48 +1083,6 @@ static void proxy_run(struct bl_request *r)
 
 /* ------------------------------------------------------------ local responses */
 
-static void local_send(struct bl_request *r)
-{
-    int rc = send_client(r);
-    if (rc == BL_ERR) {
-        r->keep_alive = 0;
-        request_finish(r);
-        return;
-    }
-    if (rc == BL_AGAIN) {
-        arm(r->c->w, &r->c->timer, r->loc ? r->loc->conf.send_timeout : 60000);
-        return;
-    }
-    request_finish(r);
-}
-
-static void local_response(struct bl_request *r, int status, const char *body, size_t len,
-                           const char *location, size_t location_len)
-{
-    if (!r->out && !(r->out = bl_buf_get())) {
-        client_close(r->c);
-        return;
-    }
-    if (status >= 400 && !r->req_body_done)
-        r->keep_alive = 0;
-    r->status = status;
-    r->state = RS_LOCAL;
-    int head = r->msg.method_id == BL_H1_M_HEAD;
-    size_t n = bl_http_build_response(r->out->data, r->out->cap, status, body, len, location,
-                                      location_len, r->keep_alive,
-                                      r->msg.minor_version == 0 && r->msg.method, head,
-                                      status == 503 ? 1 : 0);
-    if (!n)
-        n = bl_http_build_response(r->out->data, r->out->cap, 500, NULL, 0, NULL, 0, 0, 0, head,
-                                   0);
-    r->out->start = 0;
-    r->out->end = (uint32_t)n;
-    r->out_sent = 0;
-    /* body_bytes_sent: the body part of what is sent */
-    r->body_bytes_sent = head ? 0 : (body ? len : 0);
-    local_send(r);
-}
-
 /* ------------------------------------------------------------ finishing */
 
 static void request_log(struct bl_request *r)
@@ -1289,6 +1107,8 @@ static void request_log(struct bl_request *r)
 
 static void request_free(struct bl_request *r)
 {
+    if (r->file_fd >= 0)
+        close(r->file_fd);
     bl_buf_put(r->out);
 #ifndef BL_NO_POOL
     if (nrequest_cache < REQUEST_CACHE) {
@@ -1320,7 +1140,7 @@ static void release_server(struct bl_request *r, int failed)
 }
 
 /* The response is complete: log, release the upstream, keep the client alive or close. */
-static void request_finish(struct bl_request *r)
+void bl_request_finish(struct bl_request *r)
 {
     struct bl_client *c = r->c;
     request_log(r);
@@ -1328,7 +1148,7 @@ static void request_finish(struct bl_request *r)
         struct bl_upconn *u = r->u;
         bl_timer_cancel(c->w->loop, &u->timer);
         r->u = NULL;
-        upconn_release(u, r->up_reusable && r->req_body_done && r->body_sent == r->body_end);
+        bl_upconn_release(u, r->up_reusable && r->req_body_done && r->body_sent == r->body_end);
     }
     release_server(r, 0);
     int keep = r->keep_alive && !c->w->draining;
@@ -1341,7 +1161,7 @@ static void request_finish(struct bl_request *r)
          * moment, so the response is not lost to a reset caused by unread input. */
         shutdown(c->io.fd, SHUT_WR);
         c->state = CS_LINGER;
-        arm(c->w, &c->timer, 2000);
+        bl_arm(c->w, &c->timer, 2000);
         if (c->in)
             c->in->start = c->in->end = 0;
         if (c->rready)
@@ -1361,7 +1181,7 @@ static void request_finish(struct bl_request *r)
     bl_buf_put(in);
     c->in = NULL;
     c->state = CS_IDLE;
-    arm(c->w, &c->timer, cfg_of(c)->http_conf.keepalive_timeout);
+    bl_arm(c->w, &c->timer, cfg_of(c)->http_conf.keepalive_timeout);
     if (c->rready)
         client_read_head(c);
 }
@@ -1376,12 +1196,12 @@ static void request_abort(struct bl_request *r, int status, const char *why)
         struct bl_upconn *u = r->u;
         r->u = NULL;
         u->req = NULL;
-        upconn_close(u);
+        bl_upconn_close(u);
     }
     release_server(r, 1);
     if (status && !r->resp_started) {
         r->keep_alive = 0;
-        local_response(r, status, NULL, 0, NULL, 0);
+        bl_local_response(r, status, NULL, 0, NULL, 0);
         return;
     }
     if (!r->resp_started)
@@ -1410,7 +1230,7 @@ static void client_close(struct bl_client *c)
         c->req = NULL;
         if (r->u) {
             r->u->req = NULL;
-            upconn_close(r->u);
+            bl_upconn_close(r->u);
         }
         release_server(r, 1);
         request_free(r);
@@ -1448,7 +1268,7 @@ static void client_bad_request(struct bl_client *c, int status, const char *reas
     r->msg.nheaders = 0;
     r->srv = c->listen->servers[0];
     r->loc = r->srv->server_loc;
-    local_response(r, status, NULL, 0, NULL, 0);
+    bl_local_response(r, status, NULL, 0, NULL, 0);
 }
 
 static void client_read_head(struct bl_client *c)
@@ -1495,7 +1315,7 @@ static void client_read_head(struct bl_client *c)
             if (c->state != CS_READ_HEAD)
                 c->state = CS_READ_HEAD;
             if (!bl_timer_armed(&c->timer))
-                arm(c->w, &c->timer, def->conf.client_header_timeout);
+                bl_arm(c->w, &c->timer, def->conf.client_header_timeout);
             if (bl_buf_len(c->in) == 0) {
                 /* Nothing arrived after all: give the buffer back while waiting. */
                 bl_buf_put(c->in);
@@ -1504,7 +1324,7 @@ static void client_read_head(struct bl_client *c)
                 c->req = NULL;
                 c->state = c->nrequests ? CS_IDLE : CS_READ_HEAD;
                 if (c->nrequests)
-                    arm(c->w, &c->timer, cfg_of(c)->http_conf.keepalive_timeout);
+                    bl_arm(c->w, &c->timer, cfg_of(c)->http_conf.keepalive_timeout);
             }
             return;
         }
@@ -1517,7 +1337,7 @@ static void client_read_head(struct bl_client *c)
         }
         if (c->state == CS_IDLE) {
             c->state = CS_READ_HEAD;
-            arm(c->w, &c->timer, def->conf.client_header_timeout);
+            bl_arm(c->w, &c->timer, def->conf.client_header_timeout);
         }
     }
 }
@@ -1565,7 +1385,7 @@ static void client_on_event(struct bl_io *io, uint32_t ev)
         struct bl_request *r = c->req;
         if (r->state == RS_LOCAL) {
             if (ev & BL_EV_WRITE)
-                local_send(r);
+                bl_local_send(r);
             break;
         }
         if ((ev & BL_EV_READ) && r->req_body_done && !r->resp_done && client_gone(c)) {
@@ -1573,7 +1393,7 @@ static void client_on_event(struct bl_io *io, uint32_t ev)
             request_abort(r, 0, "client closed");
             break;
         }
-        proxy_run(r);
+        bl_proxy_run(r);
         break;
     }
     case CS_LINGER:
@@ -1650,7 +1470,7 @@ void bl_http_accept(struct bl_listener *l, int fd, const struct sockaddr *peer,
     w->clients = c;
     w->nclients++;
     /* The request usually arrives with or right after the handshake: wait for the edge. */
-    arm(w, &c->timer, l->listen->servers[0]->conf.client_header_timeout);
+    bl_arm(w, &c->timer, l->listen->servers[0]->conf.client_header_timeout);
 }
 
 void bl_http_drain(struct bl_worker *w)
@@ -1672,9 +1492,9 @@ void bl_http_close_all(struct bl_worker *w)
         client_close(w->clients);
 }
 
-const char *bl_http_req_state_str(int state);
-const char *bl_http_req_state_str(int state)
+const char *bl_req_state_str(int state)
 {
-    return state >= 0 && state < (int)BL_ARRAY_LEN(req_state_names) ? req_state_names[state]
-                                                                      : "?";
+    static const char *const names[] = {"connect", "send_head", "body", "wait_head", "response",
+                                        "local"};
+    return state >= 0 && state < (int)BL_ARRAY_LEN(names) ? names[state] : "?";
 }

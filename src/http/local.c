@@ -1,0 +1,288 @@
+/* Responses ballast makes itself: `return`, files under `root`, errors, and error_page's
+ * internal redirects to either. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "http/proxy_int.h"
+#include "http/response.h"
+#include "http/router.h"
+
+static void local_write(struct bl_request *r, int status, const char *body, size_t len,
+                        const char *location, size_t location_len)
+{
+    if (!r->out && !(r->out = bl_buf_get())) {
+        r->keep_alive = 0;
+        bl_request_finish(r);
+        return;
+    }
+    if (status >= 400 && !r->req_body_done)
+        r->keep_alive = 0; /* the unread body would be taken for the next request */
+    r->status = status;
+    r->state = RS_LOCAL;
+    int head = r->msg.method_id == BL_H1_M_HEAD;
+    size_t n = bl_http_build_response(r->out->data, r->out->cap, status, body, len, location,
+                                      location_len, r->keep_alive,
+                                      r->msg.minor_version == 0 && r->msg.method, head,
+                                      status == 503 ? 1 : 0);
+    if (!n)
+        n = bl_http_build_response(r->out->data, r->out->cap, 500, NULL, 0, NULL, 0, 0, 0, head,
+                                   0);
+    r->out->start = 0;
+    r->out->end = (uint32_t)n;
+    r->out_sent = 0;
+    r->body_bytes_sent = head ? 0 : (body ? len : 0);
+    bl_local_send(r);
+}
+
+void bl_local_send(struct bl_request *r)
+{
+    for (;;) {
+        int rc = bl_proxy_send_client(r);
+        if (rc == BL_ERR) {
+            r->keep_alive = 0;
+            bl_request_finish(r);
+            return;
+        }
+        if (rc == BL_AGAIN) {
+            bl_arm(r->c->w, &r->c->timer, r->loc ? r->loc->conf.send_timeout : 60000);
+            return;
+        }
+        if (r->file_fd < 0 || r->file_left == 0)
+            break;
+        /* Files stream through the head buffer, one buffer at a time, paced by the client. */
+        size_t want = r->file_left < r->out->cap ? (size_t)r->file_left : r->out->cap;
+        ssize_t n = read(r->file_fd, r->out->data, want);
+        if (n <= 0) {
+            bl_log(BL_LOG_ERROR, "read() of a file failed or it shrank while being sent (%s)",
+                   n < 0 ? strerror(errno) : "end of file");
+            r->keep_alive = 0;
+            break;
+        }
+        r->out->start = 0;
+        r->out->end = (uint32_t)n;
+        r->out_sent = 0;
+        r->file_left -= (uint64_t)n;
+        r->body_bytes_sent += (uint64_t)n;
+    }
+    bl_request_finish(r);
+}
+
+static const char *content_type(const char *path, size_t len)
+{
+    static const struct {
+        const char *ext, *type;
+    } types[] = {
+        {"html", "text/html"},       {"htm", "text/html"},
+        {"css", "text/css"},         {"js", "application/javascript"},
+        {"json", "application/json"}, {"txt", "text/plain"},
+        {"xml", "text/xml"},         {"png", "image/png"},
+        {"jpg", "image/jpeg"},       {"jpeg", "image/jpeg"},
+        {"gif", "image/gif"},        {"svg", "image/svg+xml"},
+        {"ico", "image/x-icon"},     {"webp", "image/webp"},
+        {"pdf", "application/pdf"},  {"wasm", "application/wasm"},
+    };
+    const char *dot = NULL;
+    for (size_t i = len; i > 0; i--) {
+        if (path[i - 1] == '/')
+            break;
+        if (path[i - 1] == '.') {
+            dot = path + i;
+            break;
+        }
+    }
+    if (dot) {
+        size_t elen = (size_t)(path + len - dot);
+        for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
+            if (strlen(types[i].ext) == elen && strncasecmp(types[i].ext, dot, elen) == 0)
+                return types[i].type;
+    }
+    return "application/octet-stream";
+}
+
+/* A request path may not climb out of root: no "." or ".." segment, no NUL. The path is taken
+ * as sent (not percent-decoded), so "%2e%2e" is a plain file name. */
+static int path_safe(const char *p, size_t len)
+{
+    if (len == 0 || p[0] != '/')
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        if (p[i] == '\0')
+            return 0;
+        if (p[i] == '/' && i + 1 < len && p[i + 1] == '.') {
+            size_t k = i + 2;
+            if (k == len || p[k] == '/')
+                return 0; /* "/." */
+            if (p[k] == '.' && (k + 1 == len || p[k + 1] == '/'))
+                return 0; /* "/.." */
+        }
+    }
+    return 1;
+}
+
+/* Serves root + path with the given status. */
+static void static_serve(struct bl_request *r, const struct bl_location *loc, const char *path,
+                         size_t len, int status)
+{
+    const struct bl_h1_message *m = &r->msg;
+    if (m->method_id != BL_H1_M_GET && m->method_id != BL_H1_M_HEAD) {
+        local_write(r, 405, NULL, 0, NULL, 0);
+        return;
+    }
+    if (!path_safe(path, len)) {
+        local_write(r, 404, NULL, 0, NULL, 0);
+        return;
+    }
+    char full[PATH_MAX];
+    int n = snprintf(full, sizeof(full), "%s%.*s%s", loc->root, (int)len, path,
+                     path[len - 1] == '/' ? "index.html" : "");
+    if (n < 0 || (size_t)n >= sizeof(full)) {
+        local_write(r, 414, NULL, 0, NULL, 0);
+        return;
+    }
+    int fd = open(full, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        int e = errno;
+        if (fd >= 0)
+            close(fd);
+        if (e != ENOENT && e != ENOTDIR)
+            bl_log(BL_LOG_ERROR, "open() \"%s\" failed (%s), client %s", full, strerror(e),
+                   r->c->ip);
+        local_write(r, e == EACCES ? 403 : 404, NULL, 0, NULL, 0);
+        return;
+    }
+    if (S_ISDIR(st.st_mode)) {
+        close(fd);
+        /* nginx: a directory without the slash is redirected to the slash */
+        char loc_uri[PATH_MAX];
+        int k = snprintf(loc_uri, sizeof(loc_uri), "%.*s/", (int)len, path);
+        local_write(r, 301, NULL, 0, loc_uri, (size_t)k);
+        return;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        local_write(r, 403, NULL, 0, NULL, 0);
+        return;
+    }
+    if (!r->out && !(r->out = bl_buf_get())) {
+        close(fd);
+        r->keep_alive = 0;
+        bl_request_finish(r);
+        return;
+    }
+    if (!r->req_body_done)
+        r->keep_alive = 0;
+    int head = m->method_id == BL_H1_M_HEAD;
+    size_t dlen;
+    const char *date = bl_http_date_header(&dlen);
+    char mtime[64];
+    struct tm tm;
+    gmtime_r(&st.st_mtime, &tm);
+    strftime(mtime, sizeof(mtime), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    const char *conn = r->keep_alive ? (m->minor_version == 0 ? "Connection: keep-alive\r\n" : "")
+                                     : "Connection: close\r\n";
+    int h = snprintf(r->out->data, r->out->cap,
+                     "HTTP/1.1 %d %s\r\nServer: ballast\r\n%.*sContent-Type: %s\r\n"
+                     "Content-Length: %lld\r\nLast-Modified: %s\r\n%s\r\n",
+                     status, bl_http_reason(status), (int)dlen, date,
+                     content_type(full, strlen(full)), (long long)st.st_size, mtime, conn);
+    r->status = status;
+    r->state = RS_LOCAL;
+    r->out->start = 0;
+    r->out->end = (uint32_t)h;
+    r->out_sent = 0;
+    r->body_bytes_sent = 0;
+    if (head || st.st_size == 0) {
+        close(fd);
+    } else {
+        r->file_fd = fd;
+        r->file_left = (uint64_t)st.st_size;
+    }
+    bl_local_send(r);
+}
+
+/* `return CODE TEXT` of loc, answered with status (the location's own code, or an error page's
+ * status). */
+static void serve_return(struct bl_request *r, const struct bl_location *loc, int status)
+{
+    char text[4096];
+    size_t n = 0;
+    if (loc->return_text) {
+        struct bl_var_ctx v;
+        bl_request_var_ctx(r, &v);
+        n = bl_template_eval(loc->return_text, &v, text, sizeof(text));
+        if (n > sizeof(text))
+            n = sizeof(text);
+    }
+    int code = loc->return_code;
+    int redirect = code == 301 || code == 302 || code == 303 || code == 307 || code == 308;
+    if (redirect)
+        local_write(r, code, NULL, 0, loc->return_text ? text : NULL, n);
+    else
+        local_write(r, status, loc->return_text ? text : NULL, n, NULL, 0);
+}
+
+void bl_local_serve(struct bl_request *r)
+{
+    const struct bl_location *loc = r->loc;
+    if (!r->req_body_done)
+        r->keep_alive = 0; /* the unread body would be taken for the next request */
+    switch (loc->kind) {
+    case BL_LOC_RETURN:
+        if (loc->return_code >= 400)
+            bl_local_response(r, loc->return_code, NULL, 0, NULL, 0);
+        else
+            serve_return(r, loc, loc->return_code);
+        return;
+    case BL_LOC_STATIC:
+        static_serve(r, loc, r->msg.path, r->msg.path_len, 200);
+        return;
+    default:
+        bl_local_response(r, 404, NULL, 0, NULL, 0);
+        return;
+    }
+}
+
+void bl_local_response(struct bl_request *r, int status, const char *body, size_t len,
+                       const char *location, size_t location_len)
+{
+    const struct bl_location *loc = r->loc;
+    if (status >= 300 && loc && r->srv && !r->error_page_done) {
+        for (uint32_t i = 0; i < loc->nerror_pages; i++) {
+            const struct bl_error_page *ep = &loc->error_pages[i];
+            if (ep->code != status)
+                continue;
+            /* nginx: an internal redirect to the page's location; the original status stays
+             * unless the line says =CODE. One redirect only, so a page that fails is plain. */
+            r->error_page_done = 1;
+            const struct bl_location *target = bl_route_location(r->srv, ep->uri,
+                                                                 strlen(ep->uri));
+            int st = ep->overwrite ? ep->overwrite : status;
+            if (target->kind == BL_LOC_RETURN && target->return_code < 400) {
+                serve_return(r, target, st);
+                return;
+            }
+            if (target->kind == BL_LOC_STATIC) {
+                static_serve(r, target, ep->uri, strlen(ep->uri), st);
+                return;
+            }
+            bl_log(BL_LOG_WARN, "error_page %d %s: no return or root location serves it",
+                   status, ep->uri);
+            break;
+        }
+    }
+    if (loc && loc->kind == BL_LOC_RETURN && !body && status == loc->return_code &&
+        loc->return_text) {
+        serve_return(r, loc, status);
+        return;
+    }
+    local_write(r, status, body, len, location, location_len);
+}
