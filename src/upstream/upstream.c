@@ -1,15 +1,22 @@
 /* Server availability and passive health (max_fails / fail_timeout, nginx semantics). */
 #include "upstream/upstream.h"
+#include "upstream/outlier.h"
 
 int bl_server_available(const struct bl_upstream_server *s, uint64_t now_ms)
 {
     if (s->down)
+        return 0;
+    /* Active health checks' verdict (health_check.c writes it). */
+    if (atomic_load_explicit(&s->state->check_down, memory_order_relaxed))
         return 0;
     uint64_t until = atomic_load_explicit(&s->state->down_until_ms, memory_order_relaxed);
     if (until && now_ms < until)
         return 0;
     if (s->max_conns &&
         atomic_load_explicit(&s->state->active, memory_order_relaxed) >= s->max_conns)
+        return 0;
+    /* Last: the only check that may write (an ejection that just ended moves to probation). */
+    if (s->group->outlier && !bl_outlier_admit(s, now_ms))
         return 0;
     return 1;
 }
