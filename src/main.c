@@ -6,13 +6,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/signalfd.h>
 #include <unistd.h>
 
 #include "conf/conf.h"
 #include "core/buf.h"
 #include "core/clock.h"
 #include "core/log.h"
+#include "core/loop.h"
 #include "core/status.h"
+#include "upstream/health_check.h"
 #include "worker.h"
 
 #define BALLAST_VERSION "0.1.0"
@@ -63,6 +66,30 @@ static void raise_nofile(const struct bl_config *cfg)
     if (rl.rlim_cur < want) {
         rl.rlim_cur = want < rl.rlim_max ? want : rl.rlim_max;
         setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
+/* The control thread's loop: signals arrive through a signalfd; active health checks run
+ * here too, off the workers' loops. */
+struct control {
+    struct bl_io sig;
+    struct bl_loop *loop;
+    int stop_signal;
+};
+
+static void on_signal(struct bl_io *io, uint32_t ev)
+{
+    struct control *ctl = (struct control *)io;
+    BL_UNUSED(ev);
+    struct signalfd_siginfo si;
+    while (read(io->fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+        if (si.ssi_signo == SIGHUP) {
+            bl_log(BL_LOG_NOTICE, "SIGHUP: reload is not supported yet; still running");
+            continue;
+        }
+        bl_log(BL_LOG_NOTICE, "signal %u received, shutting down gracefully", si.ssi_signo);
+        ctl->stop_signal = (int)si.ssi_signo;
+        bl_loop_stop(ctl->loop);
     }
 }
 
@@ -149,20 +176,25 @@ int main(int argc, char **argv)
     bl_log(BL_LOG_NOTICE, "ballast " BALLAST_VERSION " started: %d workers, %u listening "
            "addresses", cfg->workers, cfg->nlistens);
 
-    for (;;) {
-        siginfo_t si;
-        int sig = sigwaitinfo(&set, &si);
-        if (sig < 0)
-            continue;
-        if (sig == SIGHUP) {
-            bl_log(BL_LOG_NOTICE, "SIGHUP: reload is not supported yet; still running");
-            continue;
-        }
-        bl_log(BL_LOG_NOTICE, "signal %d received, shutting down gracefully", sig);
-        break;
+    struct control ctl = {.sig.handler = on_signal};
+    ctl.loop = bl_loop_create(err, sizeof(err));
+    ctl.sig.fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (!ctl.loop || ctl.sig.fd < 0 || bl_loop_add_level(ctl.loop, &ctl.sig) != BL_OK) {
+        bl_log(BL_LOG_EMERG, "control loop: %s", ctl.loop ? strerror(errno) : err);
+        return 1;
     }
+    struct bl_health *health = bl_health_start(ctl.loop, cfg->groups, cfg->ngroups, err,
+                                               sizeof(err));
+    if (!health) {
+        bl_log(BL_LOG_EMERG, "health checks: %s", err);
+        return 1;
+    }
+    bl_loop_run(ctl.loop);
     bl_workers_shutdown(ws, cfg->workers);
     bl_workers_join(ws, cfg->workers);
+    bl_health_stop(health);
+    bl_loop_destroy(ctl.loop);
+    close(ctl.sig.fd);
     bl_log(BL_LOG_NOTICE, "exit");
     if (cfg->pid_file)
         unlink(cfg->pid_file);

@@ -21,6 +21,9 @@
 #include "core/status.h"
 #include "http/template.h"
 #include "upstream/balancer.h"
+#include "upstream/health_check.h"
+#include "upstream/outlier.h"
+#include "upstream/retry_budget.h"
 
 /* Contexts, as bits. */
 #define CTX_MAIN     0x01u
@@ -469,6 +472,11 @@ static int h_upstream(struct compiler *c, const struct bl_conf_node *n)
         c->node = n;
         rc = fail(c, "no servers are inside upstream");
     }
+    char err[256] = "";
+    if (rc == BL_OK && bl_check_validate(c->grp->check, err, sizeof(err)) != BL_OK) {
+        c->node = n;
+        rc = fail(c, "%s in upstream \"%s\"", err, c->grp->name);
+    }
     c->grp = NULL;
     return rc;
 }
@@ -593,6 +601,41 @@ static int h_lb_random(struct compiler *c, const struct bl_conf_node *n)
         return BL_ERR;
     c->grp->random_two = n->nargs >= 1;
     return BL_OK;
+}
+
+/* Active health checks: the module parses its own lines; file:line is added here. */
+static int check_result(struct compiler *c, int rc, const char *err)
+{
+    return rc == BL_OK ? BL_OK : fail(c, "%s", err);
+}
+
+static int h_check(struct compiler *c, const struct bl_conf_node *n)
+{
+    char err[256] = "";
+    int rc;
+    if (strcmp(n->name, "check") == 0)
+        rc = bl_check_parse(&c->grp->check, n->args, n->nargs, err, sizeof(err));
+    else if (strcmp(n->name, "check_http_send") == 0)
+        rc = bl_check_parse_http_send(&c->grp->check, n->args, n->nargs, err, sizeof(err));
+    else if (strcmp(n->name, "check_http_expect_alive") == 0)
+        rc = bl_check_parse_expect_alive(&c->grp->check, n->args, n->nargs, err, sizeof(err));
+    else
+        rc = bl_check_parse_expect_body(&c->grp->check, n->args, n->nargs, err, sizeof(err));
+    return check_result(c, rc, err);
+}
+
+static int h_outlier(struct compiler *c, const struct bl_conf_node *n)
+{
+    char err[256] = "";
+    return check_result(c, bl_outlier_parse(&c->grp->outlier, n->args, n->nargs, err,
+                                             sizeof(err)), err);
+}
+
+static int h_retry_budget(struct compiler *c, const struct bl_conf_node *n)
+{
+    char err[256] = "";
+    return check_result(c, bl_retry_budget_parse(c->grp, n->args, n->nargs, err, sizeof(err)),
+                        err);
 }
 
 static int h_upstream_keepalive(struct compiler *c, const struct bl_conf_node *n)
@@ -999,6 +1042,13 @@ static const struct directive directives[] = {
     /* upstream */
     {"server", CTX_UPSTREAM, 1, ANY_ARGS, 0, FT_NONE, 0, NULL, h_upstream_server},
     {"keepalive", CTX_UPSTREAM, 1, 1, 0, FT_NONE, 0, NULL, h_upstream_keepalive},
+    {"check", CTX_UPSTREAM, 0, ANY_ARGS, 0, FT_NONE, 0, NULL, h_check},
+    {"check_http_send", CTX_UPSTREAM, 1, 1, 0, FT_NONE, 0, "\"GET / HTTP/1.0\\r\\n\\r\\n\"",
+     h_check},
+    {"check_http_expect_alive", CTX_UPSTREAM, 1, 5, 0, FT_NONE, 0, "http_2xx http_3xx", h_check},
+    {"check_http_expect_body", CTX_UPSTREAM, 1, 1, 0, FT_NONE, 0, NULL, h_check},
+    {"outlier", CTX_UPSTREAM, 0, ANY_ARGS, 0, FT_NONE, 0, NULL, h_outlier},
+    {"retry_budget", CTX_UPSTREAM, 1, 2, 0, FT_NONE, 0, NULL, h_retry_budget},
     {"least_conn", CTX_UPSTREAM, 0, 0, 0, FT_NONE, 0, NULL, h_lb_simple},
     {"ip_hash", CTX_UPSTREAM, 0, 0, 0, FT_NONE, 0, NULL, h_lb_simple},
     {"least_time", CTX_UPSTREAM, 0, 0, 0, FT_NONE, 0, NULL, h_lb_simple},
@@ -1438,6 +1488,8 @@ void bl_conf_release(struct bl_config *cfg)
         }
         free(g->servers);
         free(g->gstate);
+        bl_check_conf_free(g->check);
+        bl_outlier_conf_free(g->outlier);
         free(g->name);
         free(g->hash_key);
         bl_template_free(g->hash_key_compiled);

@@ -29,6 +29,8 @@
 #include "http/proxy_int.h"
 #include "http/response.h"
 #include "http/router.h"
+#include "upstream/outlier.h"
+#include "upstream/retry_budget.h"
 
 /* How an attempt failed, for proxy_next_upstream. */
 enum attempt_failure {
@@ -42,7 +44,8 @@ static void client_close(struct bl_client *c);
 static void client_read_head(struct bl_client *c);
 static int attempt_failed(struct bl_request *r, enum attempt_failure kind, int status,
                           const char *why, int err);
-static void attempt_start(struct bl_request *r, struct bl_upstream_server *s, int fresh);
+static void attempt_start(struct bl_request *r, struct bl_upstream_server *s, uint32_t probe,
+                          int fresh);
 static void request_abort(struct bl_request *r, int status, const char *why);
 
 /* ------------------------------------------------------------ small helpers */
@@ -439,9 +442,35 @@ static void request_start(struct bl_client *c, uint32_t head_len)
     }
 }
 
+static inline void mark_tried(struct bl_request *r, const struct bl_upstream_server *s)
+{
+    if (s->index < sizeof(r->tried) * 8)
+        r->tried[s->index >> 3] |= (uint8_t)(1u << (s->index & 7));
+}
+
+/* The balancer's pick, admitted by outlier detection: probation lets one probe at a time
+ * through, so a server whose probe another worker just took (or that was ejected since the
+ * pick) is skipped like a tried one and the balancer asked again. */
+static struct bl_upstream_server *pick_admitted(struct bl_request *r, struct bl_upstream_group *g,
+                                                uint32_t *probe)
+{
+    struct bl_upstream_server *s = g->balancer->pick(&r->pick);
+    *probe = 0;
+    for (uint32_t n = 0; s && g->outlier; n++) {
+        if (bl_outlier_begin(s, r->pick.now_ms, probe))
+            break;
+        mark_tried(r, s);
+        if (g->balancer->release)
+            g->balancer->release(&r->pick, s, NULL);
+        s = n < g->nservers ? g->balancer->pick(&r->pick) : NULL;
+    }
+    return s;
+}
+
 /* The balancer's choice for the next attempt, not yet tried by this request; NULL when none.
- * first: the request's first pick, which may fall back as nginx does. */
-static struct bl_upstream_server *pick_server(struct bl_request *r, int first)
+ * first: the request's first pick, which may fall back as nginx does. *probe: the outlier
+ * probation ticket to hand to attempt_start(). */
+static struct bl_upstream_server *pick_server(struct bl_request *r, int first, uint32_t *probe)
 {
     struct bl_client *c = r->c;
     struct bl_upstream_group *g = r->loc->upstream;
@@ -466,7 +495,7 @@ static struct bl_upstream_server *pick_server(struct bl_request *r, int first)
             client.in6.sin6_family = AF_INET6;
         r->pick.client_addr = &client.sa;
     }
-    struct bl_upstream_server *s = g->balancer->pick(&r->pick);
+    struct bl_upstream_server *s = pick_admitted(r, g, probe);
     if (!s && first && g->nservers) {
         /* nginx: when every server is out only for its own failures (max_fails), forget the
          * failures and try again rather than fail the request. Servers that checks or
@@ -480,30 +509,33 @@ static struct bl_upstream_server *pick_server(struct bl_request *r, int first)
             for (uint32_t i = 0; i < g->nservers; i++)
                 atomic_store_explicit(&g->servers[i].state->down_until_ms, 0,
                                       memory_order_relaxed);
-            s = g->balancer->pick(&r->pick);
+            s = pick_admitted(r, g, probe);
         }
     }
     r->pick.key = NULL; /* the key lived on this stack frame */
     r->pick.client_addr = NULL;
-    if (s && s->index < sizeof(r->tried) * 8)
-        r->tried[s->index >> 3] |= (uint8_t)(1u << (s->index & 7));
+    if (s)
+        mark_tried(r, s);
     return s;
 }
 
 static void proxy_start(struct bl_request *r)
 {
-    struct bl_upstream_server *s = pick_server(r, 1);
+    uint32_t probe;
+    struct bl_upstream_server *s = pick_server(r, 1, &probe);
     if (!s) {
         bl_log(BL_LOG_ERROR, "no live upstreams in \"%s\": every server is down, full or "
                "ejected, client %s", r->loc->upstream->name, r->c->ip);
         request_abort(r, 503, "no live upstreams");
         return;
     }
-    attempt_start(r, s, 0);
+    attempt_start(r, s, probe, 0);
 }
 
-/* Sends the request to s: a pooled connection unless fresh, else a new one. */
-static void attempt_start(struct bl_request *r, struct bl_upstream_server *s, int fresh)
+/* Sends the request to s: a pooled connection unless fresh, else a new one. A new server
+ * (not the stale keep-alive resend) is acquired and holds its outlier probe ticket. */
+static void attempt_start(struct bl_request *r, struct bl_upstream_server *s, uint32_t probe,
+                          int fresh)
 {
     struct bl_client *c = r->c;
     struct bl_worker *w = c->w;
@@ -511,6 +543,8 @@ static void attempt_start(struct bl_request *r, struct bl_upstream_server *s, in
         bl_server_acquire(s);
         r->server = s;
         r->server_released = 0;
+        r->probe = probe;
+        r->outcome_reported = 0;
         r->attempts++;
     }
     r->up_start_us = bl_clock_us;
@@ -613,6 +647,17 @@ static int counts_as_failure(const struct bl_request *r, enum attempt_failure ki
     return (status >= 500 || status == 429) && (r->loc->conf.next_upstream & status_bit(status));
 }
 
+/* Tells outlier detection how the attempt went, once per attempt. status: the answer's
+ * status (0 if none); gateway: a transport failure or invalid answer. */
+static void attempt_outcome(struct bl_request *r, int status, int gateway)
+{
+    struct bl_upstream_server *s = r->server;
+    if (!s || r->outcome_reported || !s->group->outlier)
+        return;
+    r->outcome_reported = 1;
+    bl_outlier_report(s, status, gateway, bl_clock_ms);
+}
+
 /* Ends the current attempt (connection closed, server released) to make room for the next. */
 static void attempt_end(struct bl_request *r, int failed)
 {
@@ -643,7 +688,7 @@ static int attempt_failed(struct bl_request *r, enum attempt_failure kind, int s
         u->req = NULL;
         bl_upconn_close(u);
         r->u = NULL;
-        attempt_start(r, s, 1);
+        attempt_start(r, s, r->probe, 1);
         return 1;
     }
     if (kind != AF_HTTP)
@@ -653,15 +698,20 @@ static int attempt_failed(struct bl_request *r, enum attempt_failure kind, int s
     int failed = counts_as_failure(r, kind, status);
     if (failed)
         bl_server_report(s, 1, bl_clock_ms);
-    if (retry_allowed(r, kind, status)) {
-        struct bl_upstream_server *next = pick_server(r, 0);
+    attempt_outcome(r, status, kind != AF_HTTP);
+    if (retry_allowed(r, kind, status) && bl_retry_acquire(s->group)) {
+        uint32_t probe;
+        struct bl_upstream_server *next = pick_server(r, 0, &probe);
+        if (!next)
+            bl_retry_release(s->group);
         if (next) {
             bl_log(BL_LOG_WARN, "retrying request to upstream \"%s\" on %s after %s from %s",
                    s->group->name, next->name,
                    kind == AF_HTTP ? "a listed status" : kind == AF_TIMEOUT ? "a timeout" : why,
                    s->name);
             attempt_end(r, failed);
-            attempt_start(r, next, 0);
+            r->retry_held = 1; /* the retry slot goes with the new attempt */
+            attempt_start(r, next, probe, 0);
             return 1;
         }
     }
@@ -884,6 +934,7 @@ static int parse_response_head(struct bl_request *r)
         if ((r->loc->conf.next_upstream & status_bit(r->resp.status)) &&
             attempt_failed(r, AF_HTTP, r->resp.status, "status", 0))
             return BL_ERR;
+        attempt_outcome(r, r->resp.status, 0);
         r->resp_head_done = 1;
         r->status = r->resp.status;
         r->up_reusable = r->resp.keep_alive;
@@ -1127,6 +1178,14 @@ static void release_server(struct bl_request *r, int failed)
         return;
     r->server_released = 1;
     bl_server_release(s);
+    if (s->group->outlier) {
+        bl_outlier_end(s, r->probe);
+        r->probe = 0;
+    }
+    if (r->retry_held) {
+        bl_retry_release(s->group);
+        r->retry_held = 0;
+    }
     if (!failed)
         bl_server_report(s, 0, bl_clock_ms);
     if (s->group->balancer->release) {

@@ -105,6 +105,9 @@ struct bl_request {
     uint8_t sent_any;                  /* this attempt wrote request bytes upstream */
     uint8_t stale_retried;             /* re-sent once after a dead keep-alive connection */
     uint8_t error_page_done;           /* an error_page redirect happened: no second one */
+    uint8_t outcome_reported;          /* this attempt's outcome went to outlier detection */
+    uint8_t retry_held;                /* this attempt holds a retry_budget slot */
+    uint32_t probe;                    /* outlier probation ticket of this attempt (0: none) */
     int file_fd;                       /* static file being sent, or -1 */
     uint64_t file_left;
     struct bl_h1_parser parser;

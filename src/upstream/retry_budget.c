@@ -11,11 +11,6 @@
 
 #define RETRY_MIN_DEFAULT 3
 #define RETRY_MIN_MAX     1000000u
-#define WARN_SLOTS        256 /* power of two */
-
-/* Earliest time (ms) of the next refusal warning, per group (by index). A side table because
- * the group state has no field for it; two groups only share a slot past WARN_SLOTS groups. */
-static _Atomic uint64_t warn_next_ms[WARN_SLOTS];
 
 static int parse_uint(const char *s, uint32_t max, int percent, uint32_t *out)
 {
@@ -39,7 +34,7 @@ static int parse_uint(const char *s, uint32_t max, int percent, uint32_t *out)
 int bl_retry_budget_parse(struct bl_upstream_group *g, char *const *args, int nargs, char *err,
                           size_t errlen)
 {
-    if (g->retry_budget_percent) {
+    if (g->retry_budget_set) {
         snprintf(err, errlen, "\"retry_budget\" directive is duplicate");
         return BL_ERR;
     }
@@ -48,7 +43,7 @@ int bl_retry_budget_parse(struct bl_upstream_group *g, char *const *args, int na
         return BL_ERR;
     }
     uint32_t percent, min = RETRY_MIN_DEFAULT;
-    if (parse_uint(args[0], 100, 1, &percent) != BL_OK || percent == 0) {
+    if (parse_uint(args[0], 100, 1, &percent) != BL_OK) {
         snprintf(err, errlen, "invalid value \"%s\" in \"retry_budget\" directive", args[0]);
         return BL_ERR;
     }
@@ -62,6 +57,7 @@ int bl_retry_budget_parse(struct bl_upstream_group *g, char *const *args, int na
             return BL_ERR;
         }
     }
+    g->retry_budget_set = 1;
     g->retry_budget_percent = percent;
     g->retry_budget_min = min;
     return BL_OK;
@@ -70,7 +66,7 @@ int bl_retry_budget_parse(struct bl_upstream_group *g, char *const *args, int na
 static void warn_refused(const struct bl_upstream_group *g, int32_t retries, int64_t limit,
                          int32_t active)
 {
-    _Atomic uint64_t *next = &warn_next_ms[g->index & (WARN_SLOTS - 1)];
+    _Atomic uint64_t *next = &g->gstate->retry_warn_ms;
     uint64_t now = bl_clock_ms, t = atomic_load_explicit(next, memory_order_relaxed);
     if (now < t ||
         !atomic_compare_exchange_strong_explicit(next, &t, now + 1000, memory_order_relaxed,
@@ -84,7 +80,7 @@ static void warn_refused(const struct bl_upstream_group *g, int32_t retries, int
 int bl_retry_acquire(struct bl_upstream_group *g)
 {
     struct bl_group_state *gs = g->gstate;
-    if (!g->retry_budget_percent) {
+    if (!g->retry_budget_set) {
         atomic_fetch_add_explicit(&gs->retries, 1, memory_order_relaxed);
         return 1;
     }

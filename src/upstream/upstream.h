@@ -44,6 +44,7 @@ struct bl_group_state {
     _Atomic int32_t active;          /* requests in flight to any server of the group */
     _Atomic int32_t retries;         /* of those, retries (retry_budget) */
     _Atomic int32_t ejected;         /* servers currently ejected by outlier detection */
+    _Atomic uint64_t retry_warn_ms;  /* next time a refused retry may be logged */
 };
 
 struct bl_upstream_server {
@@ -84,13 +85,15 @@ struct bl_upstream_group {
     uint32_t index;                  /* position in the config's group list */
     struct bl_check_conf *check;     /* `check ...;` active health checks, or NULL */
     struct bl_outlier_conf *outlier; /* `outlier ...;` outlier detection, or NULL */
-    uint32_t retry_budget_percent;   /* `retry_budget P [min=N];` 0 = no budget */
+    uint8_t retry_budget_set;        /* `retry_budget P [min=N];` given (P may be 0) */
+    uint32_t retry_budget_percent;
     uint32_t retry_budget_min;       /* retries always allowed in flight (default 3) */
     struct bl_group_state *gstate;
 };
 
 /* Whether server s may take a new request now: not down, not in a passive-failure window,
- * below max_conns. now_ms: the caller's cached clock. */
+ * below max_conns, not failing active checks, not ejected by outlier detection (and, in
+ * probation, with its probe slot free). now_ms: the caller's cached clock. */
 int bl_server_available(const struct bl_upstream_server *s, uint64_t now_ms);
 
 /* Feedback after an attempt: failed (per proxy_next_upstream rules) or not. Updates the

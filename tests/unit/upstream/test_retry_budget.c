@@ -23,8 +23,6 @@ static int setup(void **state)
     memset(&group, 0, sizeof(group));
     group.name = "g";
     group.gstate = &gstate;
-    for (size_t i = 0; i < BL_ARRAY_LEN(warn_next_ms); i++)
-        atomic_store(&warn_next_ms[i], 0);
     bl_clock_ms = 5000000;
     bl_log_level = BL_LOG_EMERG; /* refusals warn; the test that reads them opens a log */
     return 0;
@@ -60,7 +58,6 @@ static void test_parse(void **state)
     } cases[] = {
         {"", "invalid number of arguments in \"retry_budget\" directive"},
         {"20 min=1 x", "invalid number of arguments in \"retry_budget\" directive"},
-        {"0", "invalid value \"0\" in \"retry_budget\" directive"},
         {"101%", "invalid value \"101%\" in \"retry_budget\" directive"},
         {"-5", "invalid value \"-5\" in \"retry_budget\" directive"},
         {"2O", "invalid value \"2O\" in \"retry_budget\" directive"},
@@ -73,8 +70,14 @@ static void test_parse(void **state)
         struct bl_upstream_group e = {.name = "e"};
         assert_int_equal(parse(&e, cases[i].line, err, sizeof(err)), BL_ERR);
         assert_string_equal(err, cases[i].err);
-        assert_int_equal(e.retry_budget_percent, 0);
+        assert_int_equal(e.retry_budget_set, 0);
     }
+    /* 0% with min=0 is a budget of no retries at all */
+    struct bl_upstream_group z = {.name = "z"};
+    assert_int_equal(parse(&z, "0% min=0", err, sizeof(err)), BL_OK);
+    assert_int_equal(z.retry_budget_set, 1);
+    assert_int_equal(z.retry_budget_percent, 0);
+    assert_int_equal(z.retry_budget_min, 0);
 }
 
 /* No budget: every retry goes, and is still counted. */
@@ -101,6 +104,7 @@ static void test_limit_arithmetic(void **state)
         {100, 3, 7, 7},  {1, 3, 1000, 10}, {20, 3, -4, 3},  {100, 0, 0, 0},
     };
     for (size_t i = 0; i < BL_ARRAY_LEN(cases); i++) {
+        group.retry_budget_set = 1;
         group.retry_budget_percent = cases[i].percent;
         group.retry_budget_min = cases[i].min;
         atomic_store(&gstate.active, cases[i].active);
@@ -121,6 +125,7 @@ static void test_limit_arithmetic(void **state)
 /* A release makes room for exactly one more; more active requests widen the budget. */
 static void test_pairing(void **state)
 {
+    group.retry_budget_set = 1;
     group.retry_budget_percent = 20;
     group.retry_budget_min = 3;
     atomic_store(&gstate.active, 10);
@@ -162,7 +167,9 @@ static void test_warning_rate_limited(void **state)
     assert_int_equal(bl_log_open(log_path, BL_LOG_NOTICE, err, sizeof(err)), 0);
     struct bl_group_state gs2 = {0};
     struct bl_upstream_group g2 = {.name = "other", .index = 1, .gstate = &gs2,
+                                   .retry_budget_set = 1,
                                    .retry_budget_percent = 10, .retry_budget_min = 0};
+    group.retry_budget_set = 1;
     group.retry_budget_percent = 20;
     group.retry_budget_min = 1;
     atomic_store(&gstate.active, 4);
@@ -206,6 +213,7 @@ static void *retry_thread(void *arg)
 
 static void test_threads_limit_holds(void **state)
 {
+    group.retry_budget_set = 1;
     group.retry_budget_percent = 20;
     group.retry_budget_min = 2;
     atomic_store(&gstate.active, 10); /* limit 2 with 4 threads competing */
