@@ -11,7 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define BL_BUF_CACHE 16
+#define BL_BUF_CACHE 64
 
 struct bl_buf {
     uint32_t start;          /* first unread byte */

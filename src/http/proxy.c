@@ -316,9 +316,12 @@ static int build_client_head(struct bl_request *r)
 {
     const struct bl_h1_message *m = &r->resp;
     struct out o = {r->out->data, 0, r->out->cap, 0};
-    char line[64];
-    int n = snprintf(line, sizeof(line), "HTTP/1.1 %u ", m->status);
-    out_put(&o, line, (size_t)n);
+    /* The status is 100..599 (the parser checked): three digits, no printf on this path. */
+    char line[13] = "HTTP/1.1 000 ";
+    line[9] = (char)('0' + m->status / 100);
+    line[10] = (char)('0' + m->status / 10 % 10);
+    line[11] = (char)('0' + m->status % 10);
+    out_put(&o, line, sizeof(line));
     out_put(&o, m->reason, m->reason_len);
     out_put(&o, "\r\n", 2);
     for (uint32_t i = 0; i < m->nheaders; i++) {
