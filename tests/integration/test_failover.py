@@ -63,9 +63,14 @@ class ErrorLog:
                 if word in ln and (rx is None or rx.search(ln))]
 
     def wait(self, word, port=None, timeout=5.0, count=1):
-        """Polls (bounded) until `count` matching lines exist; returns them (maybe fewer)."""
-        return wait_for(lambda: (lambda ls: ls if len(ls) >= count else None)(
-            self.lines(word, port)), timeout) or self.lines(word, port)
+        """Polls (bounded) until `count` matching lines exist; returns them, or [] when
+        there are fewer at the deadline."""
+
+        def enough():
+            ls = self.lines(word, port)
+            return ls if len(ls) >= count else None
+
+        return wait_for(enough, timeout) or []
 
 
 def status_route(code, body=b"x", keep=True):
@@ -550,9 +555,10 @@ def test_tcp_check_marks_closed_port_down(ballast, backend):
     got = get_all(px, 10, "/tc")
     assert got == [(200, "good")] * 10, got
     # the port comes alive: the server is up again after rise successes
+    ups = len(log.lines("is up", dead))
     revived = backend("revived", port=dead)
     t1 = time.monotonic()
-    up = log.wait("is up", dead, timeout=5)
+    up = log.wait("is up", dead, timeout=5, count=ups + 1)
     assert up, "no 'is up' for 127.0.0.1:%d; log:\n%s" % (dead, log.text()[-3000:])
     assert time.monotonic() - t1 <= 2 * (interval + timeout) + 1.5 * SLOW
     got = get_all(px, 10, "/tc2")
@@ -595,8 +601,9 @@ def test_http_check_503_marks_down_then_rise(ballast, backend):
     assert got == [(200, "b")] * 10, got
     assert hits(a, "/hc") == []
     # recovery: rise consecutive successes, counted at the backend
+    ups = len(log.lines("is up", a.port))
     flip = switch_a(200)
-    up = log.wait("is up", a.port, timeout=5)
+    up = log.wait("is up", a.port, timeout=5, count=ups + 1)
     assert up, log.text()[-3000:]
     ok_checks = [r for r in hits(a, "/status") if r.time >= flip]
     assert len(ok_checks) >= rise, "up after %d successful checks, rise=%d" % (
@@ -900,8 +907,9 @@ def test_seed001_tcp_check_takes_dead_server_out(ballast, backend):
     assert time.monotonic() - t0 <= 3 * (0.3 + 0.2) + 1.5 * SLOW
     got = get_all(px, 6, "/s1")
     assert got == [(200, "a")] * 6, got
+    ups = len(log.lines("is up", dead))
     revived = backend("b", port=dead)
-    assert log.wait("is up", dead, timeout=3), log.text()[-3000:]
+    assert log.wait("is up", dead, timeout=3, count=ups + 1), log.text()[-3000:]
     got = get_all(px, 6, "/s1b")
     assert len(hits(revived, "/s1b")) >= 2, got
 
