@@ -291,6 +291,38 @@ def test_next_upstream_http_status(ballast, backend, code, directive, retried, f
         assert got.count((200, "good")) == 10 - nbad, got
 
 
+def test_retries_exhausted_after_5xx_give_last_response(ballast, backend):
+    """Every server answers a listed 503: the client gets the last server's own answer (its
+    body and headers), not a 502."""
+    x, y = backend("x"), backend("y")
+    x.route("/", status_route(503, b"x is busy"))
+    y.route("/", status_route(503, b"y is busy"))
+    px = ballast(conf(["127.0.0.1:@px@ max_fails=0", "127.0.0.1:@py@ max_fails=0"],
+                      location="proxy_next_upstream error timeout http_503;"),
+                 px=x.port, py=y.port)
+    for i in range(4):
+        r = px.get("/last/%d" % i)
+        tried = sorted((rq.time, be.name) for be in (x, y) for rq in hits(be, "/last/%d" % i))
+        assert [n for _, n in tried] in (["x", "y"], ["y", "x"]), tried
+        last = tried[-1][1]
+        assert (r.status, r.header("x-backend"), r.body) == (
+            503, last, b"%s is busy" % last.encode()), (r, tried)
+
+
+@pytest.mark.parametrize("where", ["http", "server", "location"])
+def test_next_upstream_contexts(ballast, backend, where):
+    """proxy_next_upstream, _tries and _timeout are accepted in http, server and location."""
+    bad, good = backend("bad"), backend("good")
+    bad.route("/", status_route(503, b"bad"))
+    d = ("proxy_next_upstream error timeout http_503; proxy_next_upstream_tries 2; "
+         "proxy_next_upstream_timeout 5s;")
+    px = ballast(conf(["127.0.0.1:@pbad@ max_fails=0", "127.0.0.1:@pgood@ max_fails=0"],
+                      **{where: d}), pbad=bad.port, pgood=good.port)
+    got = get_all(px, 6, "/ctx")
+    assert got == [(200, "good")] * 6, got
+    assert hits(bad, "/ctx"), "round robin never picked the 503 server"
+
+
 def test_next_upstream_off(ballast, backend):
     """`off`: a refused server's request is not retried (the client gets 502); the failure
     still counts for max_fails, so it happens once."""
@@ -613,11 +645,12 @@ def test_http_check_503_marks_down_then_rise(ballast, backend):
 
 
 def test_http_check_expect_body(ballast, backend):
+    """A 200 whose body lacks the expected substring is a failed check (times with units)."""
     a, b = backend("a"), backend("b")
     a.route("/", check_path_route(200, b"status: degraded")[0])
     b.route("/", check_path_route(200, b"status: ok\n")[0])
     px = ballast(conf(["127.0.0.1:@pa@ max_fails=0", "127.0.0.1:@pb@ max_fails=0"],
-                      upstream=r'''check interval=200 rise=1 fall=1 timeout=500 type=http;
+                      upstream=r'''check interval=200ms rise=1 fall=1 timeout=1s type=http;
         check_http_send "GET /status HTTP/1.0\r\n\r\n";
         check_http_expect_alive http_2xx;
         check_http_expect_body "status: ok";'''),
@@ -708,6 +741,27 @@ def test_outlier_ejects_half_open_probe_and_backoff(ballast, backend):
     # while ejected the others take everything: 503s only from the probes
     assert sum(1 for _, s, _ in second if s != 200) == len(probes), second
     assert len(log.lines("ejected", bad.port)) >= 2, log.text()[-3000:]
+
+
+def test_outlier_consecutive_gateway_bare_seconds(ballast, backend):
+    """A server that resets every request (connect-level failures, retried, so clients see only
+    200s) is ejected after consecutive_gateway=3; base_ejection=30 is seconds (a bare number),
+    so it gets nothing for the rest of the test."""
+    rst, b, c = backend("rst"), backend("b"), backend("c")
+    rst.route("/", reset_route)
+    px = ballast(conf(["127.0.0.1:@pr@ max_fails=0", "127.0.0.1:@pb@", "127.0.0.1:@pc@"],
+                      upstream="outlier consecutive_5xx=100 consecutive_gateway=3 interval=100ms "
+                               "base_ejection=30 max_ejection=50%;"),
+                 pr=rst.port, pb=b.port, pc=c.port)
+    log = ErrorLog(px)
+    first = drive(px, 5 * SLOW, "/cg1", stop=lambda: log.lines("ejected", rst.port))
+    assert log.lines("ejected", rst.port), "not ejected after %d requests; log:\n%s" % (
+        len(first), log.text()[-3000:])
+    assert all(s == 200 for _, s, _ in first), first
+    after = drive(px, 1.5, "/cg2")
+    assert all(s == 200 for _, s, _ in after), after
+    assert hits(rst, "/cg2") == [], "ejected for 30 s, yet got %d requests within 1.5 s" % len(
+        hits(rst, "/cg2"))
 
 
 def test_outlier_max_ejection_percent(ballast, backend):
