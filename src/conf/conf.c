@@ -19,6 +19,7 @@
 #include "conf/conf_parse.h"
 #include "core/log.h"
 #include "core/status.h"
+#include "core/units.h"
 #include "http/template.h"
 #include "upstream/balancer.h"
 #include "upstream/health_check.h"
@@ -142,100 +143,18 @@ static void *grow(void *arr, uint32_t n, size_t elem)
     return p;
 }
 
-/* nginx time syntax: "30s", "500ms", "1m30s", "2h"; a bare number means seconds. */
+/* nginx directives: a bare time is seconds; times up to 30 days. */
 static int parse_time_ms(const char *s, uint64_t *out)
 {
-    uint64_t total = 0;
-    const char *p = s;
-    if (!*p)
-        return BL_ERR;
-    while (*p) {
-        if (!isdigit((unsigned char)*p))
-            return BL_ERR;
-        uint64_t v = 0;
-        while (isdigit((unsigned char)*p)) {
-            v = v * 10 + (uint64_t)(*p++ - '0');
-            if (v > 1000000000ull)
-                return BL_ERR;
-        }
-        uint64_t mult = 1000;
-        if (p[0] == 'm' && p[1] == 's') {
-            mult = 1;
-            p += 2;
-        } else if (*p == 's') {
-            p++;
-        } else if (*p == 'm') {
-            mult = 60000;
-            p++;
-        } else if (*p == 'h') {
-            mult = 3600000;
-            p++;
-        } else if (*p == 'd') {
-            mult = 86400000;
-            p++;
-        } else if (*p == 'w') {
-            mult = 7 * 86400000ull;
-            p++;
-        } else if (*p) {
-            return BL_ERR;
-        }
-        total += v * mult;
-    }
-    *out = total;
-    return BL_OK;
-}
-
-/* nginx size syntax: "1024", "8k", "1m", "1g" (either case). */
-static int parse_size(const char *s, uint64_t *out)
-{
-    const char *p = s;
-    uint64_t v = 0;
-    if (!isdigit((unsigned char)*p))
-        return BL_ERR;
-    while (isdigit((unsigned char)*p)) {
-        v = v * 10 + (uint64_t)(*p++ - '0');
-        if (v > (1ull << 40))
-            return BL_ERR;
-    }
-    switch (*p) {
-    case '\0':
-        break;
-    case 'k': case 'K':
-        v <<= 10;
-        p++;
-        break;
-    case 'm': case 'M':
-        v <<= 20;
-        p++;
-        break;
-    case 'g': case 'G':
-        v <<= 30;
-        p++;
-        break;
-    default:
-        return BL_ERR;
-    }
-    if (*p)
-        return BL_ERR;
-    *out = v;
-    return BL_OK;
+    return bl_parse_time_ms(s, 1000, 30 * 86400000ull, out);
 }
 
 static int parse_num(const char *s, int64_t min, int64_t max, int64_t *out)
 {
-    if (!*s)
+    uint64_t v;
+    if (bl_parse_uint(s, (uint64_t)min, (uint64_t)max, 0, &v) != BL_OK)
         return BL_ERR;
-    int64_t v = 0;
-    for (const char *p = s; *p; p++) {
-        if (!isdigit((unsigned char)*p))
-            return BL_ERR;
-        v = v * 10 + (*p - '0');
-        if (v > max)
-            return BL_ERR;
-    }
-    if (v < min)
-        return BL_ERR;
-    *out = v;
+    *out = (int64_t)v;
     return BL_OK;
 }
 
@@ -395,7 +314,7 @@ static int h_large_client_header_buffers(struct compiler *c, const struct bl_con
     uint64_t size;
     if (parse_num(n->args[0], 1, 64, &num) != BL_OK)
         return invalid_value(c, n->args[0]);
-    if (parse_size(n->args[1], &size) != BL_OK || size < 128 || size > 1024 * 1024)
+    if (bl_parse_size(n->args[1], &size) != BL_OK || size < 128 || size > 1024 * 1024)
         return invalid_value(c, n->args[1]);
     if ((uint64_t)num * size > 1024 * 1024)
         return fail(c, "\"large_client_header_buffers\" total size exceeds 1m");
@@ -1083,7 +1002,7 @@ static int h_typed(struct compiler *c, const struct bl_conf_node *n)
             return invalid_value(c, n->args[0]);
         break;
     case FT_SIZE:
-        if (parse_size(n->args[0], &v) != BL_OK)
+        if (bl_parse_size(n->args[0], &v) != BL_OK)
             return invalid_value(c, n->args[0]);
         break;
     case FT_NUM:

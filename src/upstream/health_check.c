@@ -12,6 +12,7 @@
 #include "core/loop.h"
 #include "core/sock.h"
 #include "core/status.h"
+#include "core/units.h"
 #include "http/h1_parser.h"
 #include "upstream/health_check.h"
 
@@ -68,62 +69,17 @@ static int conf_get(struct bl_check_conf **cc, char *err, size_t errlen)
 /* "3000" (milliseconds, the module's unit), "3s", "500ms", "1m30s", "1h". */
 static int parse_ms(const char *s, uint32_t *out)
 {
-    uint64_t total = 0;
-    const char *p = s;
-    if (!*p)
+    uint64_t v;
+    if (bl_parse_time_ms(s, 1, CHECK_MAX_TIME_MS, &v) != BL_OK)
         return BL_ERR;
-    while (*p) {
-        if (*p < '0' || *p > '9')
-            return BL_ERR;
-        const char *seg = p;
-        uint64_t v = 0;
-        while (*p >= '0' && *p <= '9') {
-            v = v * 10 + (uint64_t)(*p++ - '0');
-            if (v > CHECK_MAX_TIME_MS)
-                return BL_ERR;
-        }
-        uint64_t mult;
-        if (!*p && seg == s) {
-            mult = 1;                     /* the whole value is a bare number */
-        } else if (p[0] == 'm' && p[1] == 's') {
-            mult = 1;
-            p += 2;
-        } else if (*p == 's') {
-            mult = 1000;
-            p++;
-        } else if (*p == 'm') {
-            mult = 60000;
-            p++;
-        } else if (*p == 'h') {
-            mult = 3600000;
-            p++;
-        } else if (*p == 'd') {
-            mult = 86400000;
-            p++;
-        } else {
-            return BL_ERR;                /* unknown unit, or "1s500" */
-        }
-        total += v * mult;
-        if (total > CHECK_MAX_TIME_MS)
-            return BL_ERR;
-    }
-    *out = (uint32_t)total;
+    *out = (uint32_t)v;
     return BL_OK;
 }
 
 static int parse_uint(const char *s, uint32_t min, uint32_t max, uint32_t *out)
 {
-    uint64_t v = 0;
-    if (!*s)
-        return BL_ERR;
-    for (const char *p = s; *p; p++) {
-        if (*p < '0' || *p > '9')
-            return BL_ERR;
-        v = v * 10 + (uint64_t)(*p - '0');
-        if (v > max)
-            return BL_ERR;
-    }
-    if (v < min)
+    uint64_t v;
+    if (bl_parse_uint(s, min, max, 0, &v) != BL_OK)
         return BL_ERR;
     *out = (uint32_t)v;
     return BL_OK;

@@ -6,6 +6,7 @@
 
 #include "core/log.h"
 #include "core/status.h"
+#include "core/units.h"
 #include "upstream/outlier.h"
 
 #define MAX_TIME_MS (7ull * 86400 * 1000)
@@ -360,62 +361,16 @@ void bl_outlier_recount(struct bl_upstream_group *g)
 
 /* ------------------------------------------------------------------ config */
 
-/* nginx time syntax: "30s", "500ms", "1m30s", "2h", "1d"; a bare number means seconds. */
+/* nginx time syntax; a bare number means seconds. */
 static int parse_time(const char *s, uint64_t *out)
 {
-    uint64_t total = 0;
-    const char *p = s;
-    if (!*p)
-        return BL_ERR;
-    while (*p) {
-        if (!isdigit((unsigned char)*p))
-            return BL_ERR;
-        uint64_t v = 0;
-        while (isdigit((unsigned char)*p)) {
-            v = v * 10 + (uint64_t)(*p++ - '0');
-            if (v > MAX_TIME_MS)
-                return BL_ERR;
-        }
-        uint64_t mult = 1000;
-        if (p[0] == 'm' && p[1] == 's') {
-            mult = 1;
-            p += 2;
-        } else if (*p == 's') {
-            p++;
-        } else if (*p == 'm') {
-            mult = 60000;
-            p++;
-        } else if (*p == 'h') {
-            mult = 3600000;
-            p++;
-        } else if (*p == 'd') {
-            mult = 86400000;
-            p++;
-        } else if (*p) {
-            return BL_ERR;
-        }
-        total += v * mult;
-        if (total > MAX_TIME_MS)
-            return BL_ERR;
-    }
-    *out = total;
-    return BL_OK;
+    return bl_parse_time_ms(s, 1000, MAX_TIME_MS, out);
 }
 
 static int parse_uint(const char *s, uint32_t max, int percent, uint32_t *out)
 {
-    uint64_t v = 0;
-    const char *p = s;
-    if (!isdigit((unsigned char)*p))
-        return BL_ERR;
-    while (isdigit((unsigned char)*p)) {
-        v = v * 10 + (uint64_t)(*p++ - '0');
-        if (v > max)
-            return BL_ERR;
-    }
-    if (percent && *p == '%')
-        p++;
-    if (*p)
+    uint64_t v;
+    if (bl_parse_uint(s, 0, max, percent, &v) != BL_OK)
         return BL_ERR;
     *out = (uint32_t)v;
     return BL_OK;

@@ -7,6 +7,7 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/status.h"
+#include "core/units.h"
 #include "upstream/retry_budget.h"
 
 #define RETRY_MIN_DEFAULT 3
@@ -14,18 +15,8 @@
 
 static int parse_uint(const char *s, uint32_t max, int percent, uint32_t *out)
 {
-    uint64_t v = 0;
-    const char *p = s;
-    if (!isdigit((unsigned char)*p))
-        return BL_ERR;
-    while (isdigit((unsigned char)*p)) {
-        v = v * 10 + (uint64_t)(*p++ - '0');
-        if (v > max)
-            return BL_ERR;
-    }
-    if (percent && *p == '%')
-        p++;
-    if (*p)
+    uint64_t v;
+    if (bl_parse_uint(s, 0, max, percent, &v) != BL_OK)
         return BL_ERR;
     *out = (uint32_t)v;
     return BL_OK;

@@ -150,7 +150,7 @@ static void test_parse_check_errors(void **state)
         {"interval=0", "invalid value \"0\" for \"interval\""},
         {"interval=0s", "invalid value \"0s\" for \"interval\""},
         {"interval=10x", "invalid value \"10x\" for \"interval\""},
-        {"interval=1s500", "invalid value \"1s500\" for \"interval\""},
+        {"interval=1q500", "invalid value \"1q500\" for \"interval\""},
         {"interval=s", "invalid value \"s\" for \"interval\""},
         {"interval=99999999999", "invalid value \"99999999999\" for \"interval\""},
         {"interval=30d", "invalid value \"30d\" for \"interval\""},
