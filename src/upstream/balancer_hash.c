@@ -59,28 +59,10 @@ static inline int hash_usable(const struct bl_pick *p, uint32_t i, struct key_dr
     return !bl_pick_tried(p, i) && bl_server_available(s, p->now_ms) && hash_admit(p, s, d);
 }
 
-static void hash_destroy(struct bl_upstream_group *g)
-{
-    free(g->balancer_data);
-    g->balancer_data = NULL;
-}
-
 /* ---- hash KEY ---------------------------------------------------------------------------- */
 
 /* cursor: bit 63 started, bits 0..31 the summed hash, 32..46 rounds so far, 47..62 misses. */
 #define H_STARTED (1ull << 63)
-
-static int hash_init(struct bl_upstream_group *g, char *err, size_t errlen)
-{
-    if (bl_rr_check_group(g, &bl_balancer_hash, err, errlen) != BL_OK)
-        return BL_ERR;
-    g->balancer_data = bl_rr_weights_build(g);
-    if (!g->balancer_data) {
-        snprintf(err, errlen, "out of memory");
-        return BL_ERR;
-    }
-    return BL_OK;
-}
 
 /* Decimal digits of v into buf (nginx's "%ui"); returns the length. */
 static size_t utoa(uint32_t v, char *buf)
@@ -132,11 +114,11 @@ static struct bl_upstream_server *hash_pick(struct bl_pick *p)
 
 const struct bl_balancer_ops bl_balancer_hash = {
     .name = "hash",
-    .init = hash_init,
+    .init = bl_rr_weights_init,
     .worker_size = bl_rr_worker_size,
     .worker_init = bl_rr_worker_init,
     .pick = hash_pick,
-    .destroy = hash_destroy,
+    .destroy = bl_rr_weights_destroy,
     .flags = BL_BALANCER_NO_BACKUP | BL_BALANCER_KEY,
 };
 

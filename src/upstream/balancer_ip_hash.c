@@ -18,24 +18,6 @@
 #define IPH_STARTED   (1ull << 63)
 #define IPH_MAX_TRIES 20
 
-static int iph_init(struct bl_upstream_group *g, char *err, size_t errlen)
-{
-    if (bl_rr_check_group(g, &bl_balancer_ip_hash, err, errlen) != BL_OK)
-        return BL_ERR;
-    g->balancer_data = bl_rr_weights_build(g);
-    if (!g->balancer_data) {
-        snprintf(err, errlen, "out of memory");
-        return BL_ERR;
-    }
-    return BL_OK;
-}
-
-static void iph_destroy(struct bl_upstream_group *g)
-{
-    free(g->balancer_data);
-    g->balancer_data = NULL;
-}
-
 /* The bytes nginx hashes: 3 octets of IPv4, 16 of IPv6, three zero bytes for anything else. */
 static size_t iph_addr(const struct sockaddr *sa, const uint8_t **addr)
 {
@@ -87,10 +69,10 @@ static struct bl_upstream_server *iph_pick(struct bl_pick *p)
 
 const struct bl_balancer_ops bl_balancer_ip_hash = {
     .name = "ip_hash",
-    .init = iph_init,
+    .init = bl_rr_weights_init,
     .worker_size = bl_rr_worker_size,
     .worker_init = bl_rr_worker_init,
     .pick = iph_pick,
-    .destroy = iph_destroy,
+    .destroy = bl_rr_weights_destroy,
     .flags = BL_BALANCER_NO_BACKUP | BL_BALANCER_CLIENT,
 };

@@ -62,24 +62,6 @@ static double lt_cost(const struct bl_upstream_server *s, uint64_t now_ms)
     return (double)lat * (1.0 + active / weight);
 }
 
-static int lt_init(struct bl_upstream_group *g, char *err, size_t errlen)
-{
-    if (bl_rr_check_group(g, &bl_balancer_least_time, err, errlen) != BL_OK)
-        return BL_ERR;
-    g->balancer_data = bl_rr_weights_build(g);
-    if (!g->balancer_data) {
-        snprintf(err, errlen, "out of memory");
-        return BL_ERR;
-    }
-    return BL_OK;
-}
-
-static void lt_destroy(struct bl_upstream_group *g)
-{
-    free(g->balancer_data);
-    g->balancer_data = NULL;
-}
-
 static struct bl_upstream_server *lt_pick(struct bl_pick *p)
 {
     struct bl_upstream_group *g = p->group;
@@ -115,10 +97,10 @@ static void lt_release(struct bl_pick *p, struct bl_upstream_server *s,
 
 const struct bl_balancer_ops bl_balancer_least_time = {
     .name = "least_time",
-    .init = lt_init,
+    .init = bl_rr_weights_init,
     .worker_size = bl_rr_worker_size,
     .worker_init = bl_rr_worker_init,
     .pick = lt_pick,
     .release = lt_release,
-    .destroy = lt_destroy,
+    .destroy = bl_rr_weights_destroy,
 };

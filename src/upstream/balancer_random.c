@@ -19,24 +19,6 @@
 /* cursor: bit 63 started, bits 0..15 misses so far. */
 #define RND_STARTED (1ull << 63)
 
-static int random_init(struct bl_upstream_group *g, char *err, size_t errlen)
-{
-    if (bl_rr_check_group(g, &bl_balancer_random, err, errlen) != BL_OK)
-        return BL_ERR;
-    g->balancer_data = bl_rr_weights_build(g);
-    if (!g->balancer_data) {
-        snprintf(err, errlen, "out of memory");
-        return BL_ERR;
-    }
-    return BL_OK;
-}
-
-static void random_destroy(struct bl_upstream_group *g)
-{
-    free(g->balancer_data);
-    g->balancer_data = NULL;
-}
-
 static struct bl_upstream_server *random_pick(struct bl_pick *p)
 {
     struct bl_upstream_group *g = p->group;
@@ -61,10 +43,10 @@ static struct bl_upstream_server *random_pick(struct bl_pick *p)
 
 const struct bl_balancer_ops bl_balancer_random = {
     .name = "random",
-    .init = random_init,
+    .init = bl_rr_weights_init,
     .worker_size = bl_rr_worker_size,
     .worker_init = bl_rr_worker_init,
     .pick = random_pick,
-    .destroy = random_destroy,
+    .destroy = bl_rr_weights_destroy,
     .flags = BL_BALANCER_TWO,
 };

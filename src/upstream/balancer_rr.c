@@ -311,3 +311,21 @@ const struct bl_balancer_ops bl_balancer_rr = {
     .pick = rr_pick,
     .destroy = rr_destroy,
 };
+
+int bl_rr_weights_init(struct bl_upstream_group *g, char *err, size_t errlen)
+{
+    if (bl_rr_check_group(g, g->balancer, err, errlen) != BL_OK)
+        return BL_ERR;
+    g->balancer_data = bl_rr_weights_build(g);
+    if (!g->balancer_data) {
+        snprintf(err, errlen, "out of memory");
+        return BL_ERR;
+    }
+    return BL_OK;
+}
+
+void bl_rr_weights_destroy(struct bl_upstream_group *g)
+{
+    free(g->balancer_data);
+    g->balancer_data = NULL;
+}

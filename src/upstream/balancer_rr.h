@@ -61,6 +61,12 @@ struct bl_rr_weights {
 /* One malloc'ed block (free() it); NULL when out of memory. */
 struct bl_rr_weights *bl_rr_weights_build(const struct bl_upstream_group *g);
 
+/* init()/destroy() of the methods whose process-wide data is just the weights table
+ * (ip_hash, hash, random, least_time): bl_rr_check_group() against g->balancer, then
+ * bl_rr_weights_build() into g->balancer_data. Control thread. */
+int bl_rr_weights_init(struct bl_upstream_group *g, char *err, size_t errlen);
+void bl_rr_weights_destroy(struct bl_upstream_group *g);
+
 /* Index of the server whose span holds x (< total). O(log n). */
 static inline uint32_t bl_rr_weights_find(const struct bl_rr_weights *wt, uint64_t x)
 {

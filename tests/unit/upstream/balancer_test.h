@@ -85,6 +85,7 @@ static inline void tg_init(struct tg *t, const struct bl_balancer_ops *ops)
 /* init() must fail; returns the message. */
 static inline const char *tg_init_fails(struct tg *t, const struct bl_balancer_ops *ops)
 {
+    t->g.balancer = ops;
     int rc = ops->init(&t->g, t->err, sizeof(t->err));
     assert_int_equal(rc, BL_ERR);
     return t->err;
