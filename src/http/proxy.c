@@ -746,43 +746,61 @@ static void upstream_failed(struct bl_request *r, const char *why, int err)
     attempt_failed(r, AF_ERROR, 0, why, err);
 }
 
+/* Writes r->out (a head, from out_sent) and then body[0..body_len) to fd, one writev per
+ * round, until all went (BL_OK), the socket is full (BL_AGAIN) or it failed (BL_ERR, errno).
+ * Advances out_sent; *body_written says how much of body went. Marks the request as having
+ * sent bytes upstream (sent_any) or to the client (resp_started), by fd. */
+static int send_head_and_body(struct bl_request *r, int fd, uint8_t *ready, const char *body,
+                              uint32_t body_len, uint32_t *body_written)
+{
+    *body_written = 0;
+    for (;;) {
+        struct iovec iov[2];
+        int n = 0;
+        uint32_t head_left = r->out ? r->out->end - r->out_sent : 0;
+        uint32_t body_left = body_len - *body_written;
+        if (head_left) {
+            iov[n].iov_base = r->out->data + r->out_sent;
+            iov[n++].iov_len = head_left;
+        }
+        if (body_left) {
+            iov[n].iov_base = (char *)body + *body_written;
+            iov[n++].iov_len = body_left;
+        }
+        if (n == 0)
+            return BL_OK;
+        if (!*ready)
+            return BL_AGAIN;
+        ssize_t w = write_iov(fd, iov, n, ready);
+        if (w < 0)
+            return BL_ERR;
+        if (w > 0) {
+            if (fd == r->c->io.fd)
+                r->resp_started = 1;
+            else
+                r->sent_any = 1;
+        }
+        size_t h = (size_t)w < head_left ? (size_t)w : head_left;
+        r->out_sent += (uint32_t)h;
+        *body_written += (uint32_t)((size_t)w - h);
+        if ((size_t)w < (size_t)head_left + body_left)
+            return BL_AGAIN;
+    }
+}
+
 /* Sends r->out (head) and the pending request body bytes upstream. Returns BL_OK when all of
  * it went, BL_AGAIN when the socket is full, BL_ERR after handling a failure. */
 static int send_upstream(struct bl_request *r)
 {
     struct bl_upconn *u = r->u;
     struct bl_buf *in = r->c->in;
-    for (;;) {
-        struct iovec iov[2];
-        int n = 0;
-        uint32_t head_left = r->out ? r->out->end - r->out_sent : 0;
-        if (head_left) {
-            iov[n].iov_base = r->out->data + r->out_sent;
-            iov[n++].iov_len = head_left;
-        }
-        uint32_t body_left = r->body_end - r->body_sent;
-        if (body_left) {
-            iov[n].iov_base = in->data + r->body_sent;
-            iov[n++].iov_len = body_left;
-        }
-        if (n == 0)
-            return BL_OK;
-        if (!u->wready)
-            return BL_AGAIN;
-        ssize_t w = write_iov(u->io.fd, iov, n, &u->wready);
-        if (w < 0) {
-            upstream_failed(r, "send() failed", errno);
-            return BL_ERR;
-        }
-        if (w > 0)
-            r->sent_any = 1;
-        size_t k = (size_t)w;
-        size_t h = k < head_left ? k : head_left;
-        r->out_sent += (uint32_t)h;
-        r->body_sent += (uint32_t)(k - h);
-        if (k < head_left + body_left)
-            return BL_AGAIN;
-    }
+    uint32_t body_written;
+    int rc = send_head_and_body(r, u->io.fd, &u->wready, in->data + r->body_sent,
+                                r->body_end - r->body_sent, &body_written);
+    r->body_sent += body_written;
+    if (rc == BL_ERR)
+        upstream_failed(r, "send() failed", errno);
+    return rc;
 }
 
 /* Reads more request body from the client into c->in. Returns BL_OK (progress or nothing to
@@ -992,40 +1010,14 @@ static ssize_t upstream_read(struct bl_request *r)
  * all pending bytes went, BL_AGAIN when the client is blocked, BL_ERR when it failed. */
 int bl_proxy_send_client(struct bl_request *r)
 {
-    struct bl_client *c = r->c;
     struct bl_buf *b = r->u ? r->u->in : NULL;
-    for (;;) {
-        struct iovec iov[2];
-        int n = 0;
-        uint32_t head_left = r->out ? r->out->end - r->out_sent : 0;
-        uint32_t body_left = b ? bl_buf_len(b) : 0;
-        if (head_left) {
-            iov[n].iov_base = r->out->data + r->out_sent;
-            iov[n++].iov_len = head_left;
-        }
-        if (body_left) {
-            iov[n].iov_base = b->data + b->start;
-            iov[n++].iov_len = body_left;
-        }
-        if (n == 0)
-            return BL_OK;
-        if (!c->wready)
-            return BL_AGAIN;
-        ssize_t w = write_iov(c->io.fd, iov, n, &c->wready);
-        if (w < 0)
-            return BL_ERR;
-        if (w > 0)
-            r->resp_started = 1;
-        size_t k = (size_t)w;
-        size_t h = k < head_left ? k : head_left;
-        r->out_sent += (uint32_t)h;
-        if (b) {
-            b->start += (uint32_t)(k - h);
-            r->body_bytes_sent += k - h;
-        }
-        if (k < head_left + body_left)
-            return BL_AGAIN;
-    }
+    uint32_t body_written;
+    int rc = send_head_and_body(r, r->c->io.fd, &r->c->wready, b ? b->data + b->start : NULL,
+                                b ? bl_buf_len(b) : 0, &body_written);
+    if (b)
+        b->start += body_written;
+    r->body_bytes_sent += body_written;
+    return rc;
 }
 
 void bl_proxy_run(struct bl_request *r)
