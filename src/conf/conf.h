@@ -40,6 +40,7 @@ struct bl_loc_conf {
     uint64_t lchb_number;           /* large_client_header_buffers NUMBER SIZE */
     uint64_t lchb_size;
     uint64_t proxy_buffering;       /* accepted for compatibility; responses always stream */
+    uint64_t proxy_request_buffering; /* accepted; see docs: bodies stream, one buffer kept */
     uint64_t next_upstream;         /* proxy_next_upstream: BL_NEXT_* bits */
     uint64_t next_upstream_tries;   /* 0 = as many as there are servers */
     uint64_t next_upstream_timeout; /* ms; 0 = none */
