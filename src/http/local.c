@@ -243,7 +243,7 @@ void bl_local_serve(struct bl_request *r)
             serve_return(r, loc, loc->return_code);
         return;
     case BL_LOC_STATIC:
-        static_serve(r, loc, r->msg.path, r->msg.path_len, 200);
+        static_serve(r, loc, r->upath, r->upath_len, 200);
         return;
     default:
         bl_local_response(r, 404, NULL, 0, NULL, 0);

@@ -29,6 +29,7 @@
 #include "http/proxy_int.h"
 #include "http/response.h"
 #include "http/router.h"
+#include "http/uri.h"
 #include "upstream/outlier.h"
 #include "upstream/retry_budget.h"
 
@@ -168,6 +169,8 @@ static int overridden(const struct bl_location *loc, const struct bl_h1_header *
 void bl_request_var_ctx(const struct bl_request *r, struct bl_var_ctx *v)
 {
     v->req = &r->msg;
+    v->uri = r->upath;
+    v->uri_len = r->upath_len;
     v->client_ip = r->c->ip;
     v->client_ip_len = r->c->ip_len;
     v->client_port = r->c->port;
@@ -189,8 +192,13 @@ static int build_upstream_head(struct bl_request *r)
     if (loc->has_proxy_uri) {
         /* proxy_pass http://up/new/; location /old/ -> /old/x becomes /new/x (nginx) */
         out_put(&o, loc->proxy_uri, loc->proxy_uri_len);
-        size_t skip = loc->path_len <= m->path_len ? loc->path_len : m->path_len;
-        out_put(&o, m->path + skip, m->path_len - skip);
+        size_t skip = loc->path_len <= r->upath_len ? loc->path_len : r->upath_len;
+        size_t room = o.cap - o.len;
+        size_t n = bl_uri_escape(r->upath + skip, r->upath_len - skip, o.p + o.len, room);
+        if (n > room)
+            o.overflow = 1;
+        else
+            o.len += n;
         if (m->query) {
             out_put(&o, "?", 1);
             out_put(&o, m->query, m->query_len);
@@ -388,15 +396,33 @@ static int account_request_body(struct bl_request *r, uint32_t from, int *status
 
 /* ------------------------------------------------------------ starting a request */
 
-static void request_route(struct bl_request *r)
+/* Picks server block and location. Locations match the normalized path (decoded, slashes
+ * merged, dot segments resolved), as in nginx; normal paths, the common case, are used in
+ * place. BL_ERR for a path nginx would refuse (bad escape, ".." above the root). */
+static int request_route(struct bl_request *r)
 {
     struct bl_client *c = r->c;
     const struct bl_h1_message *m = &r->msg;
     r->srv = bl_route_server(c->listen, m->host, m->host ? m->host_len : 0);
+    r->upath = m->path;
+    r->upath_len = m->path_len;
+    if (m->path[0] == '/' && bl_uri_needs_normalize(m->path, m->path_len)) {
+        char *buf = malloc(m->path_len + 1);
+        size_t n = 0;
+        if (!buf || bl_uri_normalize(m->path, m->path_len, buf, &n) != BL_OK) {
+            free(buf);
+            r->loc = r->srv->server_loc;
+            return BL_ERR;
+        }
+        r->upath = buf;
+        r->upath_len = (uint32_t)n;
+        r->upath_owned = 1;
+    }
     if (r->srv->server_loc->kind == BL_LOC_RETURN)
         r->loc = r->srv->server_loc;
     else
-        r->loc = bl_route_location(r->srv, m->path, m->path_len);
+        r->loc = bl_route_location(r->srv, r->upath, r->upath_len);
+    return BL_OK;
 }
 
 static void proxy_start(struct bl_request *r);
@@ -411,7 +437,13 @@ static void request_start(struct bl_client *c, uint32_t head_len)
     c->state = CS_REQUEST;
     c->nrequests++;
     bl_timer_cancel(c->w->loop, &c->timer);
-    request_route(r);
+    if (request_route(r) != BL_OK) {
+        bl_log(BL_LOG_INFO, "client %s sent an invalid path", c->ip);
+        r->keep_alive = 0;
+        r->req_body_done = 1;
+        bl_local_response(r, 400, NULL, 0, NULL, 0);
+        return;
+    }
 
     const struct bl_loc_conf *lc = &r->loc->conf;
     r->keep_alive = m->keep_alive && !c->w->draining && c->nrequests < lc->keepalive_requests;
@@ -1153,6 +1185,8 @@ static void request_log(struct bl_request *r)
 
 static void request_free(struct bl_request *r)
 {
+    if (r->upath_owned)
+        free((char *)r->upath);
     if (r->file_fd >= 0)
         close(r->file_fd);
     bl_buf_put(r->out);

@@ -108,6 +108,9 @@ struct bl_request {
     uint8_t outcome_reported;          /* this attempt's outcome went to outlier detection */
     uint8_t retry_held;                /* this attempt holds a retry_budget slot */
     uint32_t probe;                    /* outlier probation ticket of this attempt (0: none) */
+    const char *upath;                 /* path as matched: normalized (http/uri.h) */
+    uint32_t upath_len;
+    uint8_t upath_owned;               /* upath was allocated (the path needed normalizing) */
     int file_fd;                       /* static file being sent, or -1 */
     uint64_t file_left;
     struct bl_h1_parser parser;

@@ -291,7 +291,9 @@ size_t bl_template_eval(const struct bl_template *t, const struct bl_var_ctx *ct
             }
             break;
         case VAR_URI:
-            if (m)
+            if (ctx->uri)
+                put(out, cap, &pos, ctx->uri, ctx->uri_len);
+            else if (m)
                 put(out, cap, &pos, m->path, m->path_len);
             break;
         case VAR_ARGS:

@@ -17,6 +17,8 @@ struct bl_h1_message;
 /* What a template is evaluated against. Strings need not be NUL-terminated. */
 struct bl_var_ctx {
     const struct bl_h1_message *req;
+    const char *uri;                /* $uri: the normalized path (NULL: the path as sent) */
+    uint32_t uri_len;
     const char *client_ip;          /* "127.0.0.1" */
     uint32_t client_ip_len;
     uint16_t client_port;

@@ -237,3 +237,53 @@ http {
     for p in (b.port, b.values["port2"]):
         r = b.get("/", port=p)
         assert (r.status, r.body) == (200, b"both"), (p, r)
+
+
+# Locations match the normalized path, as in nginx: an encoded, doubled or dotted path cannot
+# walk around a location meant to guard it.
+GUARDED = """
+http {
+    server {
+        listen 127.0.0.1:@port@;
+        location /admin/ { return 403; }
+        location = "/a b" { return 200 "space"; }
+        location /api/ { proxy_pass http://127.0.0.1:@pb@/v2/; }
+        location / { return 200 "open $uri"; }
+    }
+}
+"""
+
+
+@pytest.mark.parametrize("path,status", [
+    ("/admin/", 403),
+    ("/%61dmin/", 403),
+    ("//admin/", 403),
+    ("/x/../admin/", 403),
+    ("/x/%2e%2e/admin/", 403),
+    ("/./admin/", 403),
+    ("/admin%2Fsecret", 403),
+    ("/a%20b", 200),
+    ("/../etc/passwd", 400),
+    ("/%2e%2e/etc", 400),
+    ("/bad%zz", 400),
+    ("/nul%00", 400),
+])
+def test_location_matches_normalized_path(ballast, backend, path, status):
+    be = backend("b")
+    b = ballast(GUARDED, pb=be.port)
+    with Conn(b.port) as c:
+        c.send(("GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path).encode())
+        r = c.read_response()
+        assert r.status == status, "path %s: %r" % (path, r)
+
+
+def test_normalized_uri_variable_and_proxy_uri(ballast, backend):
+    be = backend("b")
+    b = ballast(GUARDED, pb=be.port)
+    r = b.get("/x//y/./z/../w")
+    assert (r.status, r.body) == (200, b"open /x/y/w"), r
+    # proxy_pass with a URI part: the matched prefix of the normalized path is replaced and
+    # the rest re-escaped; the query goes as sent
+    r = b.get("/api//users/%7Ejo%20e/./me?q=a%20b")
+    assert r.status == 200, r
+    assert r.json()["target"] == "/v2/users/~jo%20e/me?q=a%20b", r.json()
