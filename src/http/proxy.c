@@ -51,8 +51,6 @@ static void request_abort(struct bl_request *r, int status, const char *why);
 
 /* ------------------------------------------------------------ small helpers */
 
-static inline const struct bl_config *cfg_of(const struct bl_client *c) { return c->w->cfg; }
-
 /* recv into b; returns bytes (> 0), 0 at EOF, BL_AGAIN, or BL_ERR. Clears *ready on a short
  * read: with edge-triggered epoll, a short read means the socket is drained, unless the peer
  * has closed its side (hup), whose EOF is still to be read and will bring no new edge. */
@@ -1241,6 +1239,8 @@ void bl_request_finish(struct bl_request *r)
     release_server(r, 0);
     int keep = r->keep_alive && !c->w->draining;
     uint32_t next = r->body_end; /* first byte after this request */
+    uint64_t idle_ms = r->loc ? r->loc->conf.keepalive_timeout
+                              : c->listen->servers[0]->conf.keepalive_timeout;
     c->req = NULL;
     request_free(r);
     bl_timer_cancel(c->w->loop, &c->timer);
@@ -1269,7 +1269,7 @@ void bl_request_finish(struct bl_request *r)
     bl_buf_put(in);
     c->in = NULL;
     c->state = CS_IDLE;
-    bl_arm(c->w, &c->timer, cfg_of(c)->http_conf.keepalive_timeout);
+    bl_arm(c->w, &c->timer, idle_ms);
     if (c->rready)
         client_read_head(c);
 }
@@ -1279,7 +1279,7 @@ void bl_request_finish(struct bl_request *r)
 static void request_abort(struct bl_request *r, int status, const char *why)
 {
     struct bl_client *c = r->c;
-    BL_UNUSED(why);
+    bl_log(BL_LOG_DEBUG, "request from %s ends early: %s", c->ip, why);
     if (r->u) {
         struct bl_upconn *u = r->u;
         r->u = NULL;
@@ -1412,7 +1412,7 @@ static void client_read_head(struct bl_client *c)
                 c->req = NULL;
                 c->state = c->nrequests ? CS_IDLE : CS_READ_HEAD;
                 if (c->nrequests)
-                    bl_arm(c->w, &c->timer, cfg_of(c)->http_conf.keepalive_timeout);
+                    bl_arm(c->w, &c->timer, def->conf.keepalive_timeout);
             }
             return;
         }
