@@ -162,7 +162,9 @@ static void run_timers(struct bl_loop *l, uint64_t now)
         struct bl_timer *t = l->heap[0];
         if (t->heap_when > now)
             break;
-        if (t->when > now) {       /* moved later since it was inserted */
+        if (t->when != t->heap_when) {
+            /* Moved later since it was inserted: re-sort before firing, so that timers that
+             * are both due still fire in deadline order. */
             t->heap_when = t->when;
             heap_down(l, 0);
             continue;

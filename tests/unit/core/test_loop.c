@@ -1,0 +1,174 @@
+/* The event loop: timers fire once, in deadline order, also when moved later (lazy) or
+ * earlier; cancelled timers never fire; edge-triggered fds report read and hang-up; deferred
+ * work runs after the batch. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "core/loop.c"
+
+struct tt {
+    struct bl_timer t;
+    int id;
+};
+
+static int fired[1024];
+static int nfired;
+static struct bl_loop *loop_under_test;
+
+static void on_timer(struct bl_timer *t)
+{
+    struct tt *x = (struct tt *)t;
+    fired[nfired++] = x->id;
+}
+
+static void on_last(struct bl_timer *t)
+{
+    on_timer(t);
+    bl_loop_stop(loop_under_test);
+}
+
+static struct bl_loop *make_loop(void)
+{
+    char err[128];
+    struct bl_loop *l = bl_loop_create(err, sizeof(err));
+    assert_non_null(l);
+    loop_under_test = l;
+    nfired = 0;
+    return l;
+}
+
+static void test_timers_fire_in_order(void **state)
+{
+    (void)state;
+    struct bl_loop *l = make_loop();
+    uint64_t now = bl_clock_update();
+    struct tt t[5];
+    int order[5] = {30, 10, 50, 20, 40};
+    for (int i = 0; i < 5; i++) {
+        t[i].id = order[i];
+        t[i].t = (struct bl_timer){.handler = order[i] == 50 ? on_last : on_timer};
+        bl_timer_set(l, &t[i].t, now + (uint64_t)order[i]);
+    }
+    bl_loop_run(l);
+    assert_int_equal(nfired, 5);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(fired[i], (i + 1) * 10);
+    for (int i = 0; i < 5; i++)
+        assert_false(bl_timer_armed(&t[i].t));
+    bl_loop_destroy(l);
+}
+
+static void test_timers_move_and_cancel(void **state)
+{
+    (void)state;
+    struct bl_loop *l = make_loop();
+    uint64_t now = bl_clock_update();
+    struct tt a = {.t.handler = on_timer, .id = 1};
+    struct tt b = {.t.handler = on_timer, .id = 2};
+    struct tt c = {.t.handler = on_timer, .id = 3};
+    struct tt end = {.t.handler = on_last, .id = 99};
+    bl_timer_set(l, &a.t, now + 10);
+    bl_timer_set(l, &a.t, now + 60);   /* later: lazy, must fire at 60, not 10 */
+    bl_timer_set(l, &b.t, now + 50);
+    bl_timer_set(l, &b.t, now + 20);   /* earlier: re-sorted */
+    bl_timer_set(l, &c.t, now + 15);
+    bl_timer_cancel(l, &c.t);          /* never fires */
+    bl_timer_set(l, &end.t, now + 80);
+    bl_loop_run(l);
+    assert_int_equal(nfired, 3);
+    assert_int_equal(fired[0], 2);
+    assert_int_equal(fired[1], 1);
+    assert_int_equal(fired[2], 99);
+    assert_true(bl_clock_ms >= now + 80);
+    bl_loop_destroy(l);
+}
+
+static void test_many_random_timers(void **state)
+{
+    (void)state;
+    struct bl_loop *l = make_loop();
+    uint64_t now = bl_clock_update();
+    enum { N = 1000 };
+    static struct tt t[N];
+    srand(7);
+    for (int i = 0; i < N; i++) {
+        t[i] = (struct tt){.t.handler = on_timer, .id = i};
+        bl_timer_set(l, &t[i].t, now + 1 + (uint64_t)(rand() % 40));
+    }
+    /* move half later, cancel a tenth */
+    for (int i = 0; i < N; i += 2)
+        bl_timer_set(l, &t[i].t, t[i].t.when + (uint64_t)(rand() % 20));
+    for (int i = 0; i < N; i += 10)
+        bl_timer_cancel(l, &t[i].t);
+    uint64_t when[N];
+    for (int i = 0; i < N; i++)
+        when[i] = t[i].t.when;
+    struct tt end = {.t.handler = on_last, .id = -1};
+    bl_timer_set(l, &end.t, now + 100);
+    bl_loop_run(l);
+    assert_int_equal(nfired, N - N / 10 + 1);
+    for (int k = 1; k < nfired - 1; k++)
+        assert_true(when[fired[k - 1]] <= when[fired[k]]);
+    bl_loop_destroy(l);
+}
+
+struct pio {
+    struct bl_io io;
+    uint32_t seen;
+    struct bl_deferred d;
+    int deferred_ran;
+};
+
+static void on_pipe(struct bl_io *io, uint32_t ev)
+{
+    struct pio *p = (struct pio *)io;
+    p->seen |= ev;
+    char b[16];
+    while (read(io->fd, b, sizeof(b)) > 0)
+        ;
+    bl_loop_defer(loop_under_test, &p->d);
+}
+
+static void on_deferred(struct bl_deferred *d)
+{
+    struct pio *p = (struct pio *)((char *)d - offsetof(struct pio, d));
+    p->deferred_ran++;
+    bl_loop_stop(loop_under_test);
+}
+
+static void test_fd_events_and_defer(void **state)
+{
+    (void)state;
+    struct bl_loop *l = make_loop();
+    int fds[2];
+    assert_int_equal(pipe2(fds, O_NONBLOCK), 0);
+    struct pio p = {.io = {.fd = fds[0], .handler = on_pipe}, .d.run = on_deferred};
+    assert_int_equal(bl_loop_add(l, &p.io), BL_OK);
+    assert_int_equal(write(fds[1], "x", 1), 1);
+    close(fds[1]); /* the reader sees data and the hang-up */
+    bl_loop_run(l);
+    assert_true(p.seen & BL_EV_READ);
+    assert_true(p.seen & BL_EV_HUP);
+    assert_int_equal(p.deferred_ran, 1);
+    close(fds[0]);
+    bl_loop_destroy(l);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_timers_fire_in_order),
+        cmocka_unit_test(test_timers_move_and_cancel),
+        cmocka_unit_test(test_many_random_timers),
+        cmocka_unit_test(test_fd_events_and_defer),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
