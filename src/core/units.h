@@ -16,4 +16,16 @@ int bl_parse_size(const char *s, uint64_t *out);
 /* A plain decimal in [min, max]; with allow_percent a trailing '%' is accepted ("10%"). */
 int bl_parse_uint(const char *s, uint64_t min, uint64_t max, int allow_percent, uint64_t *out);
 
+/* Value of a hex digit, or -1. */
+static inline int bl_hex_digit(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
 #endif

@@ -1,6 +1,7 @@
 /* In-place removal of chunked framing (already validated). */
 #include <string.h>
 
+#include "core/units.h"
 #include "http/dechunk.h"
 
 enum dechunk_state {
@@ -19,17 +20,6 @@ void bl_dechunk_init(struct bl_dechunk *d)
     d->state = DK_SIZE;
 }
 
-static inline int hex(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 uint32_t bl_dechunk(struct bl_dechunk *d, char *buf, uint32_t len)
 {
     uint32_t in = 0, out = 0;
@@ -37,7 +27,7 @@ uint32_t bl_dechunk(struct bl_dechunk *d, char *buf, uint32_t len)
         char c = buf[in];
         switch (d->state) {
         case DK_SIZE: {
-            int v = hex(c);
+            int v = bl_hex_digit(c);
             if (v >= 0) {
                 d->remaining = (d->remaining << 4) | (uint64_t)v;
                 in++;

@@ -155,6 +155,27 @@ static void out_template(struct out *o, const struct bl_template *t, const struc
     o->len += n;
 }
 
+static inline void out_header(struct out *o, const struct bl_h1_header *h)
+{
+    out_put(o, h->name, h->name_len);
+    out_put(o, ": ", 2);
+    out_put(o, h->value, h->value_len);
+    out_put(o, "\r\n", 2);
+}
+
+/* Ends the head being built in r->out (the empty line) and makes it the next thing to send.
+ * BL_ERR when it did not fit in the buffer. */
+static int out_finish_head(struct bl_request *r, struct out *o)
+{
+    out_put(o, "\r\n", 2);
+    if (o->overflow)
+        return BL_ERR;
+    r->out->start = 0;
+    r->out->end = (uint32_t)o->len;
+    r->out_sent = 0;
+    return BL_OK;
+}
+
 static int overridden(const struct bl_location *loc, const struct bl_h1_header *h)
 {
     for (uint32_t i = 0; i < loc->nheaders; i++)
@@ -247,10 +268,7 @@ static int build_upstream_head(struct bl_request *r)
                 have_host = 1;
             continue;
         }
-        out_put(&o, h->name, h->name_len);
-        out_put(&o, ": ", 2);
-        out_put(&o, h->value, h->value_len);
-        out_put(&o, "\r\n", 2);
+        out_header(&o, h);
     }
     if (!have_host) {
         int set_by_conf = 0;
@@ -307,13 +325,7 @@ static int build_upstream_head(struct bl_request *r)
     }
     if (r->server->group->keepalive == 0)
         out_str(&o, "Connection: close\r\n");
-    out_put(&o, "\r\n", 2);
-    if (o.overflow)
-        return BL_ERR;
-    r->out->start = 0;
-    r->out->end = (uint32_t)o.len;
-    r->out_sent = 0;
-    return BL_OK;
+    return out_finish_head(r, &o);
 }
 
 /* ------------------------------------------------------------ building the client head */
@@ -334,22 +346,13 @@ static int build_client_head(struct bl_request *r)
         const struct bl_h1_header *h = &m->headers[i];
         if (h->hop || (r->dechunking && h->id == BL_H1_HDR_TRANSFER_ENCODING))
             continue;
-        out_put(&o, h->name, h->name_len);
-        out_put(&o, ": ", 2);
-        out_put(&o, h->value, h->value_len);
-        out_put(&o, "\r\n", 2);
+        out_header(&o, h);
     }
     if (!r->keep_alive)
         out_str(&o, "Connection: close\r\n");
     else if (r->msg.minor_version == 0)
         out_str(&o, "Connection: keep-alive\r\n");
-    out_put(&o, "\r\n", 2);
-    if (o.overflow)
-        return BL_ERR;
-    r->out->start = 0;
-    r->out->end = (uint32_t)o.len;
-    r->out_sent = 0;
-    return BL_OK;
+    return out_finish_head(r, &o);
 }
 
 /* ------------------------------------------------------------ request body framing */

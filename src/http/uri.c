@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "core/status.h"
+#include "core/units.h"
 #include "http/uri.h"
 
 int bl_uri_needs_normalize(const char *p, size_t len)
@@ -15,17 +16,6 @@ int bl_uri_needs_normalize(const char *p, size_t len)
     return 0;
 }
 
-static inline int hex(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 int bl_uri_normalize(const char *p, size_t len, char *out, size_t *outlen)
 {
     /* First decode and merge slashes, then resolve dot segments on the result, so that
@@ -36,7 +26,7 @@ int bl_uri_normalize(const char *p, size_t len, char *out, size_t *outlen)
         if (c == '%') {
             if (i + 2 >= len)
                 return BL_ERR;
-            int hi = hex(p[i + 1]), lo = hex(p[i + 2]);
+            int hi = bl_hex_digit(p[i + 1]), lo = bl_hex_digit(p[i + 2]);
             if (hi < 0 || lo < 0)
                 return BL_ERR;
             c = (char)(hi << 4 | lo);
