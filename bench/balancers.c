@@ -62,6 +62,7 @@ static const struct variant variants[] = {
     {"round_robin, 1 server down", "round_robin", 0, 0, 1, 0},
     {"least_conn", "least_conn", 0, 0, 0, 0},
     {"least_conn, 1000 in flight", "least_conn", 0, 0, 0, 1000},
+    {"least_conn, 1 server down", "least_conn", 0, 0, 1, 0},
     {"ip_hash", "ip_hash", 0, 0, 0, 0},
     {"hash", "hash", 0, 0, 0, 0},
     {"hash consistent", "hash_consistent", 0, 0, 0, 0},
