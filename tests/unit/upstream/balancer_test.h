@@ -122,6 +122,22 @@ static inline void tg_key(struct tg *t, const char *key)
     t->p.key_len = strlen(key);
 }
 
+/* The request set up in t (key or client already set) retries through every server exactly
+ * once, then gets NULL: what proxy_next_upstream relies on. */
+static inline void tg_assert_retries_visit_all(struct tg *t)
+{
+    tg_request(t);
+    unsigned seen = 0;
+    for (uint32_t a = 0; a < t->g.nservers; a++) {
+        struct bl_upstream_server *s = t->ops->pick(&t->p);
+        assert_non_null(s);
+        assert_false(seen & (1u << s->index));
+        seen |= 1u << s->index;
+        tg_set_tried(t, s->index);
+    }
+    assert_null(t->ops->pick(&t->p));
+}
+
 /* One first attempt of a new request; returns the server index or -1. */
 static inline int tg_pick(struct tg *t)
 {
