@@ -217,4 +217,47 @@ static inline struct sockaddr_in tg_ipv4(uint8_t a, uint8_t b, uint8_t c, uint8_
     return sin;
 }
 
+/* Names "backend-<i>.example:8080" for tg_new_named(), in buf. */
+static inline void tg_backend_names(char (*buf)[48], const char **names, int n)
+{
+    for (int i = 0; i < n; i++) {
+        snprintf(buf[i], sizeof(buf[i]), "backend-%d.example:8080", i);
+        names[i] = buf[i];
+    }
+}
+
+/* Keys "user:<i>" picked once each; out[i] = the chosen server's name, for disruption checks.
+ * release: end each request (methods that count requests in flight). */
+static inline void tg_map_keys(struct tg *t, int nkeys, char (*out)[64], int release)
+{
+    char key[32];
+    for (int i = 0; i < nkeys; i++) {
+        snprintf(key, sizeof(key), "user:%d", i);
+        tg_key(t, key);
+        int s = release ? tg_pick_release(t, 0) : tg_pick(t);
+        assert_true(s >= 0);
+        snprintf(out[i], 64, "%s", t->g.servers[s].name);
+    }
+}
+
+/* Holds n requests open (never released), one pick each, and returns the worst distance seen of
+ * any server's in-flight count from its weight's share, in requests per unit of weight. */
+static inline double tg_hold_worst_deviation(struct tg *t, int n)
+{
+    double total = 0, worst = 0;
+    for (uint32_t j = 0; j < t->g.nservers; j++)
+        total += t->g.servers[j].weight;
+    for (int i = 1; i <= n; i++) {
+        int s = tg_pick(t);
+        bl_server_acquire(&t->g.servers[s]);
+        for (uint32_t j = 0; j < t->g.nservers; j++) {
+            double w = t->g.servers[j].weight;
+            double dev = fabs(atomic_load(&t->states[j].active) - i * w / total) / w;
+            if (dev > worst)
+                worst = dev;
+        }
+    }
+    return worst;
+}
+
 #endif

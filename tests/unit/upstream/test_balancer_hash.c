@@ -122,19 +122,6 @@ static void test_chash_spread(void **state)
            "hash consistent, weights 1,2,3,4, 100000 keys");
 }
 
-/* Keys per server name, for disruption checks. */
-static void map_keys(struct tg *t, int nkeys, char (*out)[64])
-{
-    char key[32];
-    for (int i = 0; i < nkeys; i++) {
-        snprintf(key, sizeof(key), "user:%d", i);
-        tg_key(t, key);
-        int s = tg_pick_release(t, 0);
-        assert_true(s >= 0);
-        snprintf(out[i], 64, "%s", t->g.servers[s].name);
-    }
-}
-
 /* Removing one of N servers moves only that server's keys: at most 1/N of them (plus 2% for
  * ketama's unevenness), and no key of a remaining server moves. */
 static void test_chash_removal_disruption(void **state)
@@ -143,14 +130,11 @@ static void test_chash_removal_disruption(void **state)
     char (*before)[64] = calloc(KEYS, 64), (*after)[64] = calloc(KEYS, 64);
     const char *names[N];
     char buf[N][48];
-    for (int i = 0; i < N; i++) {
-        snprintf(buf[i], sizeof(buf[i]), "backend-%d.example:8080", i);
-        names[i] = buf[i];
-    }
+    tg_backend_names(buf, names, N);
     double worst = 0;
     struct tg *t = tg_new_named(N, names, NULL, 0);
     tg_init(t, &bl_balancer_hash_consistent);
-    map_keys(t, KEYS, before);
+    tg_map_keys(t, KEYS, before, 1);
     tg_free(t);
     for (int gone = 0; gone < N; gone++) {
         const char *rest[N - 1];
@@ -159,7 +143,7 @@ static void test_chash_removal_disruption(void **state)
                 rest[j++] = names[i];
         t = tg_new_named(N - 1, rest, NULL, 0);
         tg_init(t, &bl_balancer_hash_consistent);
-        map_keys(t, KEYS, after);
+        tg_map_keys(t, KEYS, after, 1);
         tg_free(t);
         int moved = 0;
         for (int k = 0; k < KEYS; k++) {

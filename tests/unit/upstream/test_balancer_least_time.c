@@ -111,16 +111,7 @@ static void test_least_time_loaded(void **state)
     tg_init(t, &bl_balancer_least_time);
     for (uint32_t i = 0; i < 4; i++)
         feed(t, i, 20000, 0);
-    double worst = 0;
-    for (int i = 1; i <= 20000; i++) {
-        int s = tg_pick(t);
-        bl_server_acquire(&t->g.servers[s]);
-        for (int j = 0; j < 4; j++) {
-            double dev = fabs(atomic_load(&t->states[j].active) - i * w[j] / 10.0) / w[j];
-            if (dev > worst)
-                worst = dev;
-        }
-    }
+    double worst = tg_hold_worst_deviation(t, 20000);
     print_message("[ LOAD     ] least_time, 20000 held requests: worst in-flight off its "
                   "weight's share by %.1f requests per weight unit\n", worst);
     assert_true(worst <= 10);

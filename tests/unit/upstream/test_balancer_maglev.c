@@ -58,18 +58,6 @@ static void test_maglev_big_group(void **state)
     tg_free(t);
 }
 
-static void map_keys(struct tg *t, int nkeys, char (*out)[64])
-{
-    char key[32];
-    for (int i = 0; i < nkeys; i++) {
-        snprintf(key, sizeof(key), "user:%d", i);
-        tg_key(t, key);
-        int s = tg_pick(t);
-        assert_true(s >= 0);
-        snprintf(out[i], 64, "%s", t->g.servers[s].name);
-    }
-}
-
 /* Removing one of N servers moves at most 1/N of the keys plus 2%; Maglev may move a few keys
  * between remaining servers (its disruption is near-minimal, not minimal). */
 static void test_maglev_removal_disruption(void **state)
@@ -78,13 +66,10 @@ static void test_maglev_removal_disruption(void **state)
     char (*before)[64] = calloc(KEYS, 64), (*after)[64] = calloc(KEYS, 64);
     const char *names[N];
     char buf[N][48];
-    for (int i = 0; i < N; i++) {
-        snprintf(buf[i], sizeof(buf[i]), "backend-%d.example:8080", i);
-        names[i] = buf[i];
-    }
+    tg_backend_names(buf, names, N);
     struct tg *t = tg_new_named(N, names, NULL, 0);
     tg_init(t, &bl_balancer_hash_maglev);
-    map_keys(t, KEYS, before);
+    tg_map_keys(t, KEYS, before, 0);
     tg_free(t);
     double worst = 0, worst_stayers = 0;
     for (int gone = 0; gone < N; gone++) {
@@ -94,7 +79,7 @@ static void test_maglev_removal_disruption(void **state)
                 rest[j++] = names[i];
         t = tg_new_named(N - 1, rest, NULL, 0);
         tg_init(t, &bl_balancer_hash_maglev);
-        map_keys(t, KEYS, after);
+        tg_map_keys(t, KEYS, after, 0);
         tg_free(t);
         int moved = 0, stayers_moved = 0;
         for (int k = 0; k < KEYS; k++) {

@@ -42,16 +42,7 @@ static void test_random_two_loaded(void **state)
         t->g.random_two = (uint8_t)two;
         tg_init(t, &bl_balancer_random);
         ((struct bl_rr_worker *)t->wstate)->rng = 777;
-        double worst = 0;
-        for (int i = 1; i <= 20000; i++) {
-            int s = tg_pick(t);
-            bl_server_acquire(&t->g.servers[s]);
-            for (int j = 0; j < 4; j++) {
-                double dev = fabs(atomic_load(&t->states[j].active) - i * w[j] / 10.0) / w[j];
-                if (dev > worst)
-                    worst = dev;
-            }
-        }
+        double worst = tg_hold_worst_deviation(t, 20000);
         print_message("[ LOAD     ] random%s, 20000 held requests: worst in-flight off its "
                       "weight's share by %.1f requests per weight unit\n", two ? " two" : "",
                       worst);
