@@ -17,7 +17,7 @@
 #include "core/status.h"
 #include "http/access_log.h"
 #include "http/proxy.h"
-#include "upstream/balancer.h"
+#include "upstream/attempt.h"
 #include "worker.h"
 
 #define ACCEPT_BATCH 64
@@ -42,7 +42,7 @@ static void on_accept(struct bl_io *io, uint32_t ev)
     struct bl_worker *w = l->w;
     BL_UNUSED(ev);
     for (int i = 0; i < ACCEPT_BATCH; i++) {
-        if (w->nclients >= (uint32_t)w->cfg->worker_connections) {
+        if (w->http.nclients >= (uint32_t)w->cfg->worker_connections) {
             bl_log(BL_LOG_WARN, "%d worker_connections are not enough, not accepting",
                    w->cfg->worker_connections);
             listener_pause(w, 1);
@@ -58,27 +58,35 @@ static void on_accept(struct bl_io *io, uint32_t ev)
             }
             return;
         }
-        bl_http_accept(l, fd, &peer.sa, len);
+        bl_http_accept(&w->http, l->listen, fd, &peer.sa, len);
     }
 }
 
-void bl_worker_check_drained(struct bl_worker *w)
+/* A client connection closed: resume accepting, or stop a draining worker once none are
+ * left. */
+static void check_drained(struct bl_worker *w)
 {
-    if (w->listeners && w->nclients < (uint32_t)w->cfg->worker_connections && !w->draining)
+    if (w->listeners && w->http.nclients < (uint32_t)w->cfg->worker_connections &&
+        !w->http.draining)
         listener_pause(w, 0);
-    if (w->draining && w->nclients == 0 && !w->stopped) {
+    if (w->http.draining && w->http.nclients == 0 && !w->stopped) {
         w->stopped = 1;
         bl_loop_stop(w->loop);
     }
+}
+
+static void on_client_closed(struct bl_http_worker *hw)
+{
+    check_drained((struct bl_worker *)((char *)hw - offsetof(struct bl_worker, http)));
 }
 
 static void on_shutdown_timer(struct bl_timer *t)
 {
     struct bl_worker *w = (struct bl_worker *)((char *)t - offsetof(struct bl_worker,
                                                                     shutdown_timer));
-    if (w->nclients)
-        bl_log(BL_LOG_WARN, "shutdown_timeout: closing %u connections", w->nclients);
-    bl_http_close_all(w);
+    if (w->http.nclients)
+        bl_log(BL_LOG_WARN, "shutdown_timeout: closing %u connections", w->http.nclients);
+    bl_http_close_all(&w->http);
     w->stopped = 1;
     bl_loop_stop(w->loop);
 }
@@ -90,9 +98,9 @@ static void on_wake(struct bl_io *io, uint32_t ev)
     uint64_t v;
     if (read(io->fd, &v, sizeof(v)) != sizeof(v))
         return;
-    if (w->draining)
+    if (w->http.draining)
         return;
-    w->draining = 1;
+    w->http.draining = 1;
     for (uint32_t i = 0; i < w->nlisteners; i++) {
         struct bl_listener *l = &w->listeners[i];
         if (l->io.fd >= 0) {
@@ -102,16 +110,10 @@ static void on_wake(struct bl_io *io, uint32_t ev)
             l->io.fd = -1;
         }
     }
-    bl_http_close_upstream_pools(w);
-    bl_http_drain(w);
+    bl_conn_pool_drain(&w->http.up.pool);
+    bl_http_drain(&w->http);
     bl_timer_set(w->loop, &w->shutdown_timer, bl_clock_ms + w->cfg->shutdown_timeout + 1);
-    bl_worker_check_drained(w);
-}
-
-static void on_log_timer(struct bl_timer *t)
-{
-    struct bl_worker *w = (struct bl_worker *)((char *)t - offsetof(struct bl_worker, log_timer));
-    bl_access_log_flush(w);
+    check_drained(w);
 }
 
 /* After a burst the buffers beyond the cache sit free in malloc's heap and still count in
@@ -136,30 +138,13 @@ static void *worker_main(void *arg)
     struct bl_worker *w = arg;
     bl_log_thread_id = w->id;
     bl_clock_update();
-    /* Balancer state per group, owned by this thread. */
-    const struct bl_config *cfg = w->cfg;
-    for (uint32_t i = 0; i < cfg->ngroups; i++) {
-        struct bl_upstream_group *g = cfg->groups[i];
-        size_t size = g->balancer->worker_size ? g->balancer->worker_size(g) : 0;
-        if (size) {
-            w->lb_state[i] = calloc(1, size);
-            if (!w->lb_state[i]) {
-                bl_log(BL_LOG_EMERG, "out of memory for balancer state");
-                exit(1);
-            }
-            if (g->balancer->worker_init)
-                g->balancer->worker_init(g, w->lb_state[i]);
-        }
-    }
     bl_timer_set(w->loop, &w->trim_timer, bl_clock_ms + 1000);
     bl_loop_run(w->loop);
-    bl_access_log_flush(w);
-    bl_http_close_all(w);
-    bl_http_close_upstream_pools(w);
+    bl_access_log_flush(&w->http.logs);
+    bl_http_close_all(&w->http);
+    bl_conn_pool_drain(&w->http.up.pool);
     /* Run the deferred frees the closes queued. */
     bl_loop_stop(w->loop);
-    for (uint32_t i = 0; i < cfg->ngroups; i++)
-        free(w->lb_state[i]);
     bl_buf_drain();
     return NULL;
 }
@@ -185,14 +170,18 @@ struct bl_worker *bl_workers_create(const struct bl_config *cfg, char *err, unsi
             snprintf(err, errlen, "eventfd() failed (%s)", strerror(errno));
             return NULL;
         }
-        w->log_timer.handler = on_log_timer;
         w->shutdown_timer.handler = on_shutdown_timer;
         w->trim_timer.handler = on_trim_timer;
-        w->idle = calloc(cfg->nupstream_servers + 1, sizeof(*w->idle));
-        w->lb_state = calloc(cfg->ngroups + 1, sizeof(void *));
-        w->logs = calloc(cfg->naccess_logs + 1, sizeof(*w->logs));
+        w->http.loop = w->loop;
+        w->http.cfg = cfg;
+        w->http.on_client_closed = on_client_closed;
+        /* Balancer state is made here, not on the worker thread, so that running out of
+         * memory is a start-up error rather than a dead worker. */
+        if (bl_upstream_worker_init(&w->http.up, w->loop, cfg->groups, cfg->ngroups,
+                                    cfg->nupstream_servers, err, errlen) != BL_OK)
+            return NULL;
         w->listeners = calloc(cfg->nlistens + 1, sizeof(*w->listeners));
-        if (!w->idle || !w->lb_state || !w->logs || !w->listeners) {
+        if (bl_access_logs_init(&w->http.logs, w->loop, cfg) != BL_OK || !w->listeners) {
             snprintf(err, errlen, "out of memory");
             return NULL;
         }
@@ -246,12 +235,9 @@ void bl_workers_join(struct bl_worker *ws, int n)
         for (uint32_t k = 0; k < w->nlisteners; k++)
             if (w->listeners[k].io.fd >= 0)
                 close(w->listeners[k].io.fd);
-        for (uint32_t k = 0; k < w->cfg->naccess_logs; k++)
-            free(w->logs[k].data);
+        bl_access_logs_free(&w->http.logs);
+        bl_upstream_worker_free(&w->http.up);
         close(w->wake.fd);
-        free(w->idle);
-        free(w->lb_state);
-        free(w->logs);
         free(w->listeners);
         bl_loop_destroy(w->loop);
     }

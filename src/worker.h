@@ -8,29 +8,16 @@
 #include <stdint.h>
 
 #include "core/loop.h"
+#include "http/proxy.h"
 
 struct bl_config;
 struct bl_listen;
-struct bl_client;
-struct bl_upconn;
 
 struct bl_listener {
     struct bl_io io;
     struct bl_worker *w;
     const struct bl_listen *listen;
     uint8_t paused;            /* removed from the loop at worker_connections */
-};
-
-/* Idle keep-alive connections to one upstream server, most recently used first. */
-struct bl_idle_pool {
-    struct bl_upconn *head;
-    uint32_t count;
-};
-
-/* Per-worker buffer for one access log, flushed at most every 500 ms or when full. */
-struct bl_log_buf {
-    char *data;
-    uint32_t len;
 };
 
 struct bl_worker {
@@ -41,17 +28,11 @@ struct bl_worker {
     struct bl_io wake;         /* eventfd: the control thread asks for shutdown */
     struct bl_listener *listeners;
     uint32_t nlisteners;
-    struct bl_idle_pool *idle; /* indexed by bl_upstream_server.id */
-    void **lb_state;           /* balancer state per group, indexed by group->index */
-    struct bl_log_buf *logs;   /* indexed by position in cfg->access_logs */
-    struct bl_timer log_timer;
+    struct bl_http_worker http; /* the proxy's per-worker state: clients, upstream pools and
+                                 * balancer state, access log buffers */
     struct bl_timer shutdown_timer;
     struct bl_timer trim_timer;   /* once a second: return freed memory after a burst */
     uint32_t trim_pending;        /* buffers freed to malloc since the last trim */
-    struct bl_client *clients; /* every open client connection (doubly linked) */
-    uint32_t nclients;
-    uint32_t nupconns;
-    uint8_t draining;          /* shutting down: no accepts, no keep-alive */
     uint8_t stopped;
 };
 
@@ -68,8 +49,5 @@ void bl_workers_shutdown(struct bl_worker *ws, int n);
 
 /* Waits for the threads and frees the workers. */
 void bl_workers_join(struct bl_worker *ws, int n);
-
-/* Called by a connection that closed, so a draining worker can stop when none are left. */
-void bl_worker_check_drained(struct bl_worker *w);
 
 #endif

@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 
 #include "core/sock.h"
+#include "upstream/attempt.h"     /* BL_NEXT_*: proxy_next_upstream conditions */
 #include "upstream/upstream.h"
 
 struct bl_template;
@@ -41,24 +42,10 @@ struct bl_loc_conf {
     uint64_t lchb_size;
     uint64_t proxy_buffering;       /* accepted for compatibility; responses always stream */
     uint64_t proxy_request_buffering; /* accepted; see docs: bodies stream, one buffer kept */
-    uint64_t next_upstream;         /* proxy_next_upstream: BL_NEXT_* bits */
+    uint64_t next_upstream;         /* proxy_next_upstream: BL_NEXT_* bits (attempt.h) */
     uint64_t next_upstream_tries;   /* 0 = as many as there are servers */
     uint64_t next_upstream_timeout; /* ms; 0 = none */
 };
-
-/* proxy_next_upstream conditions (bl_loc_conf.next_upstream). */
-#define BL_NEXT_ERROR          0x001u  /* connect error, reset, premature close */
-#define BL_NEXT_TIMEOUT        0x002u  /* connect, send or read timeout */
-#define BL_NEXT_INVALID_HEADER 0x004u  /* invalid or empty response head */
-#define BL_NEXT_HTTP_500       0x008u
-#define BL_NEXT_HTTP_502       0x010u
-#define BL_NEXT_HTTP_503       0x020u
-#define BL_NEXT_HTTP_504       0x040u
-#define BL_NEXT_HTTP_403       0x080u
-#define BL_NEXT_HTTP_404       0x100u
-#define BL_NEXT_HTTP_429       0x200u
-#define BL_NEXT_NON_IDEMPOTENT 0x400u  /* retry POST/PATCH/LOCK even after sending them */
-#define BL_NEXT_OFF            0x800u  /* set alone by "off": no condition */
 
 /* An error_page line: codes -> URI, optionally with the status replaced. */
 struct bl_error_page {

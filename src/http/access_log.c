@@ -1,4 +1,5 @@
 /* Access log formatting and per-worker buffering. */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,9 +8,9 @@
 
 #include "conf/conf.h"
 #include "core/clock.h"
+#include "core/status.h"
 #include "http/access_log.h"
 #include "http/h1_parser.h"
-#include "worker.h"
 
 #define LOG_BUF_SIZE (32 * 1024)
 #define LOG_LINE_MAX 4096
@@ -41,12 +42,39 @@ static void flush_one(const struct bl_access_log *log, struct bl_log_buf *b)
     b->len = 0;
 }
 
-void bl_access_log_flush(struct bl_worker *w)
+void bl_access_log_flush(struct bl_access_logs *al)
 {
-    const struct bl_config *cfg = w->cfg;
+    const struct bl_config *cfg = al->cfg;
     for (uint32_t i = 0; i < cfg->naccess_logs; i++)
-        if (w->logs[i].len)
-            flush_one(cfg->access_logs[i], &w->logs[i]);
+        if (al->bufs[i].len)
+            flush_one(cfg->access_logs[i], &al->bufs[i]);
+}
+
+static void on_flush_timer(struct bl_timer *t)
+{
+    bl_access_log_flush((struct bl_access_logs *)((char *)t -
+                                                  offsetof(struct bl_access_logs, timer)));
+}
+
+int bl_access_logs_init(struct bl_access_logs *al, struct bl_loop *loop,
+                        const struct bl_config *cfg)
+{
+    memset(al, 0, sizeof(*al));
+    al->loop = loop;
+    al->cfg = cfg;
+    al->timer.handler = on_flush_timer;
+    al->bufs = calloc(cfg->naccess_logs + 1, sizeof(*al->bufs));
+    return al->bufs ? BL_OK : BL_ERR;
+}
+
+void bl_access_logs_free(struct bl_access_logs *al)
+{
+    if (!al->bufs)
+        return;
+    for (uint32_t i = 0; i < al->cfg->naccess_logs; i++)
+        free(al->bufs[i].data);
+    free(al->bufs);
+    al->bufs = NULL;
 }
 
 static int log_index(const struct bl_config *cfg, const struct bl_access_log *log)
@@ -72,13 +100,13 @@ static size_t put_escaped(char *out, size_t cap, const char *s, size_t n)
     return k;
 }
 
-void bl_access_log_write(struct bl_worker *w, const struct bl_access_log *log,
+void bl_access_log_write(struct bl_access_logs *al, const struct bl_access_log *log,
                          const struct bl_access_entry *e)
 {
-    int idx = log_index(w->cfg, log);
+    int idx = log_index(al->cfg, log);
     if (idx < 0)
         return;
-    struct bl_log_buf *b = &w->logs[idx];
+    struct bl_log_buf *b = &al->bufs[idx];
     if (!b->data && !(b->data = malloc(LOG_BUF_SIZE)))
         return;
     if (b->len + LOG_LINE_MAX > LOG_BUF_SIZE)
@@ -117,6 +145,6 @@ void bl_access_log_write(struct bl_worker *w, const struct bl_access_log *log,
     if (k >= cap)
         k = cap - 1, p[k - 1] = '\n';
     b->len += (uint32_t)k;
-    if (!bl_timer_armed(&w->log_timer))
-        bl_timer_set(w->loop, &w->log_timer, bl_clock_ms + 500);
+    if (!bl_timer_armed(&al->timer))
+        bl_timer_set(al->loop, &al->timer, bl_clock_ms + 500);
 }

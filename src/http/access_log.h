@@ -11,9 +11,32 @@
 
 #include <stdint.h>
 
-struct bl_worker;
+#include "core/loop.h"
+
 struct bl_access_log;
+struct bl_config;
 struct bl_h1_message;
+
+/* One worker's buffer for one access log. */
+struct bl_log_buf {
+    char *data;
+    uint32_t len;
+};
+
+/* One worker's access log buffers and their flush timer. */
+struct bl_access_logs {
+    struct bl_loop *loop;
+    const struct bl_config *cfg;
+    struct bl_log_buf *bufs;           /* indexed by position in cfg->access_logs */
+    struct bl_timer timer;             /* flush at most 500 ms after a line */
+};
+
+/* Sets up al for cfg's logs. BL_OK or BL_ERR (out of memory). Any thread, before use. */
+int bl_access_logs_init(struct bl_access_logs *al, struct bl_loop *loop,
+                        const struct bl_config *cfg);
+
+/* Frees the buffers (flush first: pending lines are dropped). */
+void bl_access_logs_free(struct bl_access_logs *al);
 
 struct bl_access_entry {
     const char *client_ip;
@@ -29,10 +52,10 @@ struct bl_access_entry {
 };
 
 /* Worker thread. */
-void bl_access_log_write(struct bl_worker *w, const struct bl_access_log *log,
+void bl_access_log_write(struct bl_access_logs *al, const struct bl_access_log *log,
                          const struct bl_access_entry *e);
 
 /* Writes every pending line of this worker (timer, and at exit). */
-void bl_access_log_flush(struct bl_worker *w);
+void bl_access_log_flush(struct bl_access_logs *al);
 
 #endif

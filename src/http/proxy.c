@@ -33,20 +33,11 @@
 #include "upstream/outlier.h"
 #include "upstream/retry_budget.h"
 
-/* How an attempt failed, for proxy_next_upstream. */
-enum attempt_failure {
-    AF_ERROR = 0,     /* connect error, reset, closed before the response head */
-    AF_TIMEOUT,       /* connect, send or read timeout before the response head */
-    AF_INVALID,       /* invalid or too large response head */
-    AF_HTTP,          /* a response whose status proxy_next_upstream names */
-};
-
 static void client_close(struct bl_client *c);
 static void client_read_head(struct bl_client *c);
-static int attempt_failed(struct bl_request *r, enum attempt_failure kind, int status,
+static int attempt_failed(struct bl_request *r, enum bl_attempt_error kind, int status,
                           const char *why, int err);
-static void attempt_start(struct bl_request *r, struct bl_upstream_server *s, uint32_t probe,
-                          int fresh);
+static void attempt_start(struct bl_request *r, int fresh);
 static void request_abort(struct bl_request *r, int status, const char *why);
 
 /* ------------------------------------------------------------ small helpers */
@@ -121,8 +112,6 @@ static struct bl_request *request_new(struct bl_client *c)
     r->start_us = bl_clock_us;
     return r;
 }
-
-/* ------------------------------------------------------------ upstream connections */
 
 /* ------------------------------------------------------------ building the upstream head */
 
@@ -280,7 +269,7 @@ static int build_upstream_head(struct bl_request *r)
             if (m->host)
                 out_put(&o, m->host, m->host_len);
             else
-                out_str(&o, r->server->group->name);
+                out_str(&o, r->a.server->group->name);
             out_put(&o, "\r\n", 2);
         }
     }
@@ -323,7 +312,7 @@ static int build_upstream_head(struct bl_request *r)
         }
         out_put(&o, "\r\n", 2);
     }
-    if (r->server->group->keepalive == 0)
+    if (r->a.server->group->keepalive == 0)
         out_str(&o, "Connection: close\r\n");
     return out_finish_head(r, &o);
 }
@@ -427,7 +416,6 @@ static int request_route(struct bl_request *r)
 }
 
 static void proxy_start(struct bl_request *r);
-static void release_server(struct bl_request *r, int failed);
 
 static void request_start(struct bl_client *c, uint32_t head_len)
 {
@@ -478,113 +466,55 @@ static void request_start(struct bl_client *c, uint32_t head_len)
     }
 }
 
-static inline void mark_tried(struct bl_request *r, const struct bl_upstream_server *s)
+/* The hash key of g evaluated for r into key[cap] (keys past it are hashed on their first cap
+ * bytes); NULL with *len = 0 when g's method takes no key. */
+static const char *pick_key(const struct bl_request *r, const struct bl_upstream_group *g,
+                            char *key, size_t cap, size_t *len)
 {
-    if (s->index < sizeof(r->tried) * 8)
-        r->tried[s->index >> 3] |= (uint8_t)(1u << (s->index & 7));
+    *len = 0;
+    if (!(g->balancer->flags & BL_BALANCER_KEY))
+        return NULL;
+    struct bl_var_ctx v;
+    bl_request_var_ctx(r, &v);
+    size_t n = bl_template_eval(g->hash_key_compiled, &v, key, cap);
+    *len = n < cap ? n : cap;
+    return key;
 }
 
-/* The balancer's pick, admitted by outlier detection: probation lets one probe at a time
- * through, so a server whose probe another worker just took (or that was ejected since the
- * pick) is skipped like a tried one and the balancer asked again. */
-static struct bl_upstream_server *pick_admitted(struct bl_request *r, struct bl_upstream_group *g,
-                                                uint32_t *probe)
+/* The first server for r, acquired. Kept out of proxy_start() so that the key's buffer is not
+ * on the stack while the request runs. */
+static __attribute__((noinline)) int first_server(struct bl_request *r)
 {
-    struct bl_upstream_server *s = g->balancer->pick(&r->pick);
-    *probe = 0;
-    for (uint32_t n = 0; s && g->outlier; n++) {
-        if (bl_outlier_begin(s, r->pick.now_ms, probe))
-            break;
-        mark_tried(r, s);
-        if (g->balancer->release)
-            g->balancer->release(&r->pick, s, NULL);
-        s = n < g->nservers ? g->balancer->pick(&r->pick) : NULL;
-    }
-    return s;
-}
-
-/* The balancer's choice for the next attempt, not yet tried by this request; NULL when none.
- * first: the request's first pick, which may fall back as nginx does. *probe: the outlier
- * probation ticket to hand to attempt_start(). */
-static struct bl_upstream_server *pick_server(struct bl_request *r, int first, uint32_t *probe)
-{
-    struct bl_client *c = r->c;
     struct bl_upstream_group *g = r->loc->upstream;
-    r->pick.group = g;
-    r->pick.wstate = c->w->lb_state[g->index];
-    r->pick.now_ms = bl_clock_ms;
-    r->pick.tried = g->nservers <= sizeof(r->tried) * 8 ? r->tried : NULL;
     char key[1024];
-    union bl_sockaddr client;
-    if (g->balancer->flags & BL_BALANCER_KEY) {
-        struct bl_var_ctx v;
-        bl_request_var_ctx(r, &v);
-        size_t n = bl_template_eval(g->hash_key_compiled, &v, key, sizeof(key));
-        r->pick.key = key; /* keys past 1 KiB are hashed on their first 1 KiB */
-        r->pick.key_len = n < sizeof(key) ? n : sizeof(key);
-    }
-    if (g->balancer->flags & BL_BALANCER_CLIENT) {
-        memset(&client, 0, sizeof(client));
-        if (inet_pton(AF_INET, c->ip, &client.in.sin_addr) == 1)
-            client.in.sin_family = AF_INET;
-        else if (inet_pton(AF_INET6, c->ip, &client.in6.sin6_addr) == 1)
-            client.in6.sin6_family = AF_INET6;
-        r->pick.client_addr = &client.sa;
-    }
-    struct bl_upstream_server *s = pick_admitted(r, g, probe);
-    if (!s && first && g->nservers) {
-        /* nginx: when every server is out only for its own failures (max_fails), forget the
-         * failures and try again rather than fail the request. Servers that checks or
-         * outlier detection took out stay out. */
-        int passive = 0;
-        for (uint32_t i = 0; i < g->nservers; i++)
-            passive |= atomic_load_explicit(&g->servers[i].state->down_until_ms,
-                                            memory_order_relaxed) > r->pick.now_ms;
-        if (passive) {
-            bl_log(BL_LOG_WARN, "no live upstreams in \"%s\", trying all servers", g->name);
-            for (uint32_t i = 0; i < g->nservers; i++)
-                atomic_store_explicit(&g->servers[i].state->down_until_ms, 0,
-                                      memory_order_relaxed);
-            s = pick_admitted(r, g, probe);
-        }
-    }
-    r->pick.key = NULL; /* the key lived on this stack frame */
-    r->pick.client_addr = NULL;
-    if (s)
-        mark_tried(r, s);
-    return s;
+    size_t len;
+    const char *k = pick_key(r, g, key, sizeof(key), &len);
+    return bl_attempt_first(&r->a, &r->c->w->up, g, k, len, &r->c->addr.sa);
 }
 
 static void proxy_start(struct bl_request *r)
 {
-    uint32_t probe;
-    struct bl_upstream_server *s = pick_server(r, 1, &probe);
-    if (!s) {
+    if (first_server(r) != BL_OK) {
         bl_log(BL_LOG_ERROR, "no live upstreams in \"%s\": every server is down, full or "
                "ejected, client %s", r->loc->upstream->name, r->c->ip);
         request_abort(r, 503, "no live upstreams");
         return;
     }
-    attempt_start(r, s, probe, 0);
+    attempt_start(r, 0);
 }
 
-/* Sends the request to s: a pooled connection unless fresh, else a new one. A new server
- * (not the stale keep-alive resend) is acquired and holds its outlier probe ticket. */
-static void attempt_start(struct bl_request *r, struct bl_upstream_server *s, uint32_t probe,
-                          int fresh)
+static void upstream_on_io(struct bl_upconn *u)
+{
+    bl_proxy_run(u->owner);
+}
+
+static void upstream_on_timeout(struct bl_upconn *u);
+
+/* Sends the request to r->a.server: a pooled connection unless fresh, else a new one. */
+static void attempt_start(struct bl_request *r, int fresh)
 {
     struct bl_client *c = r->c;
-    struct bl_worker *w = c->w;
-    if (r->server != s || r->server_released) {
-        bl_server_acquire(s);
-        r->server = s;
-        r->server_released = 0;
-        r->probe = probe;
-        r->outcome_reported = 0;
-        r->attempts++;
-    }
-    r->up_start_us = bl_clock_us;
-    r->sent_any = 0;
+    struct bl_http_worker *w = c->w;
     r->resp_head_done = 0;
     r->resp_done = 0;
     r->dechunking = 0;
@@ -612,14 +542,12 @@ static void attempt_start(struct bl_request *r, struct bl_upstream_server *s, ui
         }
     }
 
-    struct bl_upconn *u = bl_upconn_get(w, s, !fresh);
-    if (!u) {
-        attempt_failed(r, AF_ERROR, 0, "connect() failed", errno);
+    if (bl_attempt_connect(&r->a, &w->up, fresh, r, upstream_on_io, upstream_on_timeout)
+        != BL_OK) {
+        attempt_failed(r, BL_AE_ERROR, 0, "connect() failed", errno);
         return;
     }
-    u->req = r;
-    u->nrequests++;
-    r->u = u;
+    struct bl_upconn *u = r->a.conn;
     bl_h1_parser_init_response(&r->parser, bl_buf_size / 2, bl_buf_size - 1024,
                                r->msg.method_id == BL_H1_M_HEAD);
     r->resp.nheaders = 0;
@@ -635,20 +563,6 @@ static void attempt_start(struct bl_request *r, struct bl_upstream_server *s, ui
 
 /* ------------------------------------------------------------ failures and retries */
 
-static uint64_t status_bit(int status)
-{
-    switch (status) {
-    case 500: return BL_NEXT_HTTP_500;
-    case 502: return BL_NEXT_HTTP_502;
-    case 503: return BL_NEXT_HTTP_503;
-    case 504: return BL_NEXT_HTTP_504;
-    case 403: return BL_NEXT_HTTP_403;
-    case 404: return BL_NEXT_HTTP_404;
-    case 429: return BL_NEXT_HTTP_429;
-    default: return 0;
-    }
-}
-
 /* nginx's list (ngx_http_upstream_non_idempotent): not resent once sent, unless asked. */
 static int non_idempotent(const struct bl_h1_message *m)
 {
@@ -656,110 +570,64 @@ static int non_idempotent(const struct bl_h1_message *m)
            (m->method_len == 4 && memcmp(m->method, "LOCK", 4) == 0);
 }
 
-static int retry_allowed(const struct bl_request *r, enum attempt_failure kind, int status)
+/* Reports the failure and moves r to the next server when proxy_next_upstream allows it:
+ * BL_OK (r->a.server is the next one, not yet connected) or BL_ERR. Kept out of
+ * attempt_failed() so that the key's buffer is not on the stack while the retry runs. */
+static __attribute__((noinline)) int retry_next(struct bl_request *r,
+                                                enum bl_attempt_error kind, int status)
 {
     const struct bl_loc_conf *lc = &r->loc->conf;
-    uint64_t mask = lc->next_upstream;
-    uint64_t bit = kind == AF_ERROR ? BL_NEXT_ERROR : kind == AF_TIMEOUT ? BL_NEXT_TIMEOUT
-                 : kind == AF_INVALID ? BL_NEXT_INVALID_HEADER : status_bit(status);
-    if ((mask & BL_NEXT_OFF) || !(mask & bit) || r->resp_started || r->body_rewound)
-        return 0;
-    if (r->sent_any && non_idempotent(&r->msg) && !(mask & BL_NEXT_NON_IDEMPOTENT))
-        return 0;
-    if (lc->next_upstream_tries && r->attempts >= lc->next_upstream_tries)
-        return 0;
-    if (lc->next_upstream_timeout &&
-        bl_clock_us - r->start_us >= lc->next_upstream_timeout * 1000)
-        return 0;
-    return 1;
-}
-
-/* Whether the attempt counts against the server's max_fails: transport failures always, an
- * answer only when it is a 5xx or 429 that proxy_next_upstream names (nginx). */
-static int counts_as_failure(const struct bl_request *r, enum attempt_failure kind, int status)
-{
-    if (kind != AF_HTTP)
-        return 1;
-    return (status >= 500 || status == 429) && (r->loc->conf.next_upstream & status_bit(status));
-}
-
-/* Tells outlier detection how the attempt went, once per attempt. status: the answer's
- * status (0 if none); gateway: a transport failure or invalid answer. */
-static void attempt_outcome(struct bl_request *r, int status, int gateway)
-{
-    struct bl_upstream_server *s = r->server;
-    if (!s || r->outcome_reported || !s->group->outlier)
-        return;
-    r->outcome_reported = 1;
-    bl_outlier_report(s, status, gateway, bl_clock_ms);
-}
-
-/* Ends the current attempt (connection closed, server released) to make room for the next. */
-static void attempt_end(struct bl_request *r, int failed)
-{
-    if (r->u) {
-        r->u->req = NULL;
-        bl_upconn_close(r->u);
-        r->u = NULL;
-    }
-    release_server(r, failed);
+    struct bl_retry_policy p = {
+        .next_upstream = lc->next_upstream,
+        .tries = lc->next_upstream_tries,
+        .timeout_ms = lc->next_upstream_timeout,
+        .start_us = r->start_us,
+        .non_idempotent = (uint8_t)non_idempotent(&r->msg),
+        .committed = r->resp_started || r->body_rewound,
+    };
+    struct bl_upstream_group *g = r->a.server->group;
+    char key[1024];
+    size_t len;
+    const char *k = pick_key(r, g, key, sizeof(key), &len);
+    return bl_attempt_failed(&r->a, &r->c->w->up, &p, kind, status, k, len, &r->c->addr.sa);
 }
 
 /* An attempt failed before any response byte reached the client. Returns 1 when it is
  * handled (retried elsewhere, or the request answered/aborted), 0 when the caller should go on
- * passing the response through (an http_* failure with no retry left). */
-static int attempt_failed(struct bl_request *r, enum attempt_failure kind, int status,
+ * passing the response through (a status failure with no retry left). */
+static int attempt_failed(struct bl_request *r, enum bl_attempt_error kind, int status,
                           const char *why, int err)
 {
-    struct bl_upconn *u = r->u;
-    struct bl_upstream_server *s = r->server;
+    struct bl_upstream_server *s = r->a.server;
     /* A reused keep-alive connection that turns out dead (the server closed it while idle) is
      * not the server's fault: resend once on a fresh connection to the same server, as nginx
      * and HAProxy do, when the request is still whole. */
-    if (kind == AF_ERROR && u && u->nrequests > 1 && !r->stale_retried && !r->body_rewound &&
-        !r->resp_head_done && (!u->in || bl_buf_len(u->in) == 0) && !r->resp_started) {
-        bl_log(BL_LOG_INFO, "keep-alive connection to %s was closed by the server, resending "
-               "on a new connection", s->name);
-        r->stale_retried = 1;
-        u->req = NULL;
-        bl_upconn_close(u);
-        r->u = NULL;
-        attempt_start(r, s, r->probe, 1);
+    if (bl_attempt_resend_stale(&r->a, kind,
+                                r->body_rewound || r->resp_head_done || r->resp_started)) {
+        attempt_start(r, 1);
         return 1;
     }
-    if (kind != AF_HTTP)
+    if (kind != BL_AE_STATUS)
         bl_log(BL_LOG_ERROR, "%s (%s) while talking to upstream %s, client %s", why,
-               err ? strerror(err) : kind == AF_TIMEOUT ? "timed out" : "closed", s->name,
+               err ? strerror(err) : kind == BL_AE_TIMEOUT ? "timed out" : "closed", s->name,
                r->c->ip);
-    int failed = counts_as_failure(r, kind, status);
-    if (failed)
-        bl_server_report(s, 1, bl_clock_ms);
-    attempt_outcome(r, status, kind != AF_HTTP);
-    if (retry_allowed(r, kind, status) && bl_retry_acquire(s->group)) {
-        uint32_t probe;
-        struct bl_upstream_server *next = pick_server(r, 0, &probe);
-        if (!next)
-            bl_retry_release(s->group);
-        if (next) {
-            bl_log(BL_LOG_WARN, "retrying request to upstream \"%s\" on %s after %s from %s",
-                   s->group->name, next->name,
-                   kind == AF_HTTP ? "a listed status" : kind == AF_TIMEOUT ? "a timeout" : why,
-                   s->name);
-            attempt_end(r, failed);
-            r->retry_held = 1; /* the retry slot goes with the new attempt */
-            attempt_start(r, next, probe, 0);
-            return 1;
-        }
+    if (retry_next(r, kind, status) == BL_OK) {
+        bl_log(BL_LOG_WARN, "retrying request to upstream \"%s\" on %s after %s from %s",
+               s->group->name, r->a.server->name,
+               kind == BL_AE_STATUS ? "a listed status" : kind == BL_AE_TIMEOUT ? "a timeout" : why,
+               s->name);
+        attempt_start(r, 0);
+        return 1;
     }
-    if (kind == AF_HTTP)
+    if (kind == BL_AE_STATUS)
         return 0;
-    request_abort(r, kind == AF_TIMEOUT ? 504 : 502, why);
+    request_abort(r, kind == BL_AE_TIMEOUT ? 504 : 502, why);
     return 1;
 }
 
-void bl_proxy_upstream_timeout(struct bl_request *r)
+static void upstream_on_timeout(struct bl_upconn *u)
 {
-    struct bl_upconn *u = r->u;
+    struct bl_request *r = u->owner;
     const char *what = r->state == RS_CONNECT ? "upstream timed out while connecting"
                      : r->state == RS_SEND_HEAD || r->state == RS_BODY
                          ? "upstream timed out while sending the request"
@@ -771,12 +639,12 @@ void bl_proxy_upstream_timeout(struct bl_request *r)
         request_abort(r, 0, what);
         return;
     }
-    attempt_failed(r, AF_TIMEOUT, 0, what, 0);
+    attempt_failed(r, BL_AE_TIMEOUT, 0, what, 0);
 }
 
 static void upstream_failed(struct bl_request *r, const char *why, int err)
 {
-    attempt_failed(r, AF_ERROR, 0, why, err);
+    attempt_failed(r, BL_AE_ERROR, 0, why, err);
 }
 
 /* Writes r->out (a head, from out_sent) and then body[0..body_len) to fd, one writev per
@@ -811,7 +679,7 @@ static int send_head_and_body(struct bl_request *r, int fd, uint8_t *ready, cons
             if (fd == r->c->io.fd)
                 r->resp_started = 1;
             else
-                r->sent_any = 1;
+                r->a.sent_any = 1;
         }
         size_t h = (size_t)w < head_left ? (size_t)w : head_left;
         r->out_sent += (uint32_t)h;
@@ -825,7 +693,7 @@ static int send_head_and_body(struct bl_request *r, int fd, uint8_t *ready, cons
  * it went, BL_AGAIN when the socket is full, BL_ERR after handling a failure. */
 static int send_upstream(struct bl_request *r)
 {
-    struct bl_upconn *u = r->u;
+    struct bl_upconn *u = r->a.conn;
     struct bl_buf *in = r->c->in;
     uint32_t body_written;
     int rc = send_head_and_body(r, u->io.fd, &u->wready, in->data + r->body_sent,
@@ -872,14 +740,14 @@ static int read_request_body(struct bl_request *r)
  * went, BL_AGAIN when blocked, BL_ERR after a failure was handled. */
 static int pump_request(struct bl_request *r)
 {
-    struct bl_worker *w = r->c->w;
+    struct bl_http_worker *w = r->c->w;
     for (;;) {
         int rc = send_upstream(r);
         if (rc == BL_ERR)
             return BL_ERR;
         if (rc == BL_AGAIN) {
             /* The upstream is slow to take the body: its timer runs, not the client's. */
-            bl_arm(w, &r->u->timer, r->loc->conf.proxy_send_timeout);
+            bl_arm(w, &r->a.conn->timer, r->loc->conf.proxy_send_timeout);
             bl_timer_cancel(w->loop, &r->c->timer);
             return BL_AGAIN;
         }
@@ -891,7 +759,7 @@ static int pump_request(struct bl_request *r)
         if (rc == BL_AGAIN) {
             bl_arm(w, &r->c->timer, r->loc->conf.client_body_timeout);
             if (!r->resp_head_done)
-                bl_timer_cancel(w->loop, &r->u->timer);
+                bl_timer_cancel(w->loop, &r->a.conn->timer);
             return BL_AGAIN;
         }
     }
@@ -901,7 +769,7 @@ static int pump_request(struct bl_request *r)
  * connection is then not reused) and notes completion. BL_OK or BL_ERR (bad chunking). */
 static int account_response_body(struct bl_request *r, uint32_t from)
 {
-    struct bl_buf *b = r->u->in;
+    struct bl_buf *b = r->a.conn->in;
     uint32_t avail = b->end - from;
     switch (r->resp.body) {
     case BL_H1_BODY_NONE:
@@ -946,13 +814,13 @@ static int account_response_body(struct bl_request *r, uint32_t from)
  * head built), BL_AGAIN for more, BL_ERR after a failure was handled. */
 static int parse_response_head(struct bl_request *r)
 {
-    struct bl_upconn *u = r->u;
+    struct bl_upconn *u = r->a.conn;
     for (;;) {
         struct bl_buf *b = u->in;
         int rc = bl_h1_parse(&r->parser, b->data + b->start, bl_buf_len(b), &r->resp);
         if (rc == BL_AGAIN) {
             if (bl_buf_room(b) == 0) {
-                attempt_failed(r, AF_INVALID, 0, "upstream sent too big header", 0);
+                attempt_failed(r, BL_AE_INVALID, 0, "upstream sent too big header", 0);
                 return BL_ERR;
             }
             return BL_AGAIN;
@@ -960,7 +828,7 @@ static int parse_response_head(struct bl_request *r)
         if (rc < 0) {
             bl_log(BL_LOG_ERROR, "upstream %s sent invalid header: %s", u->server->name,
                    r->parser.reason ? r->parser.reason : "?");
-            attempt_failed(r, AF_INVALID, 0, "upstream sent invalid header", 0);
+            attempt_failed(r, BL_AE_INVALID, 0, "upstream sent invalid header", 0);
             return BL_ERR;
         }
         if (r->resp.status >= 100 && r->resp.status < 200) {
@@ -983,12 +851,11 @@ static int parse_response_head(struct bl_request *r)
             continue;
         }
         /* Final head. A status proxy_next_upstream names may send the request elsewhere. */
-        r->up_status = r->resp.status;
-        r->up_time_us = bl_clock_us - r->up_start_us;
-        if ((r->loc->conf.next_upstream & status_bit(r->resp.status)) &&
-            attempt_failed(r, AF_HTTP, r->resp.status, "status", 0))
+        bl_attempt_answered(&r->a, r->resp.status);
+        if ((r->loc->conf.next_upstream & bl_next_upstream_status(r->resp.status)) &&
+            attempt_failed(r, BL_AE_STATUS, r->resp.status, "status", 0))
             return BL_ERR;
-        attempt_outcome(r, r->resp.status, 0);
+        bl_attempt_outcome(&r->a, r->resp.status, 0);
         r->resp_head_done = 1;
         r->status = r->resp.status;
         r->up_reusable = r->resp.keep_alive;
@@ -1025,7 +892,7 @@ static int parse_response_head(struct bl_request *r)
 /* Reads from the upstream into u->in. Returns > 0 bytes, 0 EOF, BL_AGAIN, BL_ERR (errno). */
 static ssize_t upstream_read(struct bl_request *r)
 {
-    struct bl_upconn *u = r->u;
+    struct bl_upconn *u = r->a.conn;
     if (!u->in && !(u->in = bl_buf_get())) {
         errno = ENOMEM;
         return BL_ERR;
@@ -1043,7 +910,7 @@ static ssize_t upstream_read(struct bl_request *r)
  * all pending bytes went, BL_AGAIN when the client is blocked, BL_ERR when it failed. */
 int bl_proxy_send_client(struct bl_request *r)
 {
-    struct bl_buf *b = r->u ? r->u->in : NULL;
+    struct bl_buf *b = r->a.conn ? r->a.conn->in : NULL;
     uint32_t body_written;
     int rc = send_head_and_body(r, r->c->io.fd, &r->c->wready, b ? b->data + b->start : NULL,
                                 b ? bl_buf_len(b) : 0, &body_written);
@@ -1055,7 +922,7 @@ int bl_proxy_send_client(struct bl_request *r)
 
 void bl_proxy_run(struct bl_request *r)
 {
-    struct bl_upconn *u = r->u;
+    struct bl_upconn *u = r->a.conn;
     struct bl_client *c = r->c;
     if (!u)
         return;
@@ -1151,7 +1018,7 @@ void bl_proxy_run(struct bl_request *r)
             request_abort(r, 0, "upstream read error");
             return;
         }
-        if (account_response_body(r, r->u->in->end - (uint32_t)n) != BL_OK) {
+        if (account_response_body(r, u->in->end - (uint32_t)n) != BL_OK) {
             bl_log(BL_LOG_ERROR, "upstream %s sent invalid chunked body, client %s",
                    u->server->name, c->ip);
             request_abort(r, 0, "bad chunked response body");
@@ -1175,13 +1042,13 @@ static void request_log(struct bl_request *r)
         .msg = &r->msg,
         .status = r->status,
         .body_bytes = r->body_bytes_sent,
-        .upstream = r->server ? r->server->name : NULL,
-        .upstream_status = r->up_status,
+        .upstream = r->a.server ? r->a.server->name : NULL,
+        .upstream_status = r->a.status,
         .request_time_us = bl_clock_us - r->start_us,
-        .upstream_time_us = r->up_time_us,
-        .has_upstream_time = r->up_status != 0,
+        .upstream_time_us = r->a.time_us,
+        .has_upstream_time = r->a.status != 0,
     };
-    bl_access_log_write(r->c->w, loc->access_log, &e);
+    bl_access_log_write(&r->c->w->logs, loc->access_log, &e);
 }
 
 static void request_free(struct bl_request *r)
@@ -1200,46 +1067,14 @@ static void request_free(struct bl_request *r)
     free(r);
 }
 
-/* Ends r's claim on its upstream server once: active count, passive health, balancer. */
-static void release_server(struct bl_request *r, int failed)
-{
-    struct bl_upstream_server *s = r->server;
-    if (!s || r->server_released)
-        return;
-    r->server_released = 1;
-    bl_server_release(s);
-    if (s->group->outlier) {
-        bl_outlier_end(s, r->probe);
-        r->probe = 0;
-    }
-    if (r->retry_held) {
-        bl_retry_release(s->group);
-        r->retry_held = 0;
-    }
-    if (!failed)
-        bl_server_report(s, 0, bl_clock_ms);
-    if (s->group->balancer->release) {
-        r->pick.now_ms = bl_clock_ms;
-        struct bl_pick_feedback fb = {.status = r->up_status,
-                                      .failed = failed,
-                                      .latency_us = r->up_time_us,
-                                      .bytes = r->body_bytes_sent};
-        s->group->balancer->release(&r->pick, s, &fb);
-    }
-}
-
 /* The response is complete: log, release the upstream, keep the client alive or close. */
 void bl_request_finish(struct bl_request *r)
 {
     struct bl_client *c = r->c;
     request_log(r);
-    if (r->u) {
-        struct bl_upconn *u = r->u;
-        bl_timer_cancel(c->w->loop, &u->timer);
-        r->u = NULL;
-        bl_upconn_release(u, r->up_reusable && r->req_body_done && r->body_sent == r->body_end);
-    }
-    release_server(r, 0);
+    bl_attempt_release(&r->a, 0, r->up_reusable && r->req_body_done &&
+                                     r->body_sent == r->body_end,
+                       r->body_bytes_sent);
     int keep = r->keep_alive && !c->w->draining;
     uint32_t next = r->body_end; /* first byte after this request */
     uint64_t idle_ms = r->loc ? r->loc->conf.keepalive_timeout
@@ -1283,13 +1118,7 @@ static void request_abort(struct bl_request *r, int status, const char *why)
 {
     struct bl_client *c = r->c;
     bl_log(BL_LOG_DEBUG, "request from %s ends early: %s", c->ip, why);
-    if (r->u) {
-        struct bl_upconn *u = r->u;
-        r->u = NULL;
-        u->req = NULL;
-        bl_upconn_close(u);
-    }
-    release_server(r, 1);
+    bl_attempt_release(&r->a, 1, 0, r->body_bytes_sent);
     if (status && !r->resp_started) {
         r->keep_alive = 0;
         bl_local_response(r, status, NULL, 0, NULL, 0);
@@ -1313,17 +1142,13 @@ static void client_free(struct bl_deferred *d)
 
 static void client_close(struct bl_client *c)
 {
-    struct bl_worker *w = c->w;
+    struct bl_http_worker *w = c->w;
     if (c->state == CS_CLOSED)
         return;
     if (c->req) {
         struct bl_request *r = c->req;
         c->req = NULL;
-        if (r->u) {
-            r->u->req = NULL;
-            bl_upconn_close(r->u);
-        }
-        release_server(r, 1);
+        bl_attempt_release(&r->a, 1, 0, r->body_bytes_sent);
         request_free(r);
     }
     c->state = CS_CLOSED;
@@ -1341,7 +1166,7 @@ static void client_close(struct bl_client *c)
         c->next->prev = c->prev;
     w->nclients--;
     bl_loop_defer(w->loop, &c->defer);
-    bl_worker_check_drained(w);
+    w->on_client_closed(w);
 }
 
 /* Answers a bad request head with status and closes. */
@@ -1526,11 +1351,9 @@ static void client_on_timer(struct bl_timer *t)
     }
 }
 
-void bl_http_accept(struct bl_listener *l, int fd, const struct sockaddr *peer,
-                    socklen_t peerlen)
+void bl_http_accept(struct bl_http_worker *w, const struct bl_listen *listen, int fd,
+                    const struct sockaddr *peer, socklen_t peerlen)
 {
-    struct bl_worker *w = l->w;
-    BL_UNUSED(peerlen);
     struct bl_client *c = calloc(1, sizeof(*c));
     if (!c) {
         close(fd);
@@ -1545,7 +1368,8 @@ void bl_http_accept(struct bl_listener *l, int fd, const struct sockaddr *peer,
     c->timer.handler = client_on_timer;
     c->defer.run = client_free;
     c->w = w;
-    c->listen = l->listen;
+    c->listen = listen;
+    memcpy(&c->addr, peer, peerlen < sizeof(c->addr) ? peerlen : sizeof(c->addr));
     c->state = CS_READ_HEAD;
     c->ip_len = (uint8_t)bl_addr_format_ip(peer, c->ip, sizeof(c->ip));
     c->port = ntohs(peer->sa_family == AF_INET ? ((const struct sockaddr_in *)peer)->sin_port
@@ -1561,10 +1385,10 @@ void bl_http_accept(struct bl_listener *l, int fd, const struct sockaddr *peer,
     w->clients = c;
     w->nclients++;
     /* The request usually arrives with or right after the handshake: wait for the edge. */
-    bl_arm(w, &c->timer, l->listen->servers[0]->conf.client_header_timeout);
+    bl_arm(w, &c->timer, listen->servers[0]->conf.client_header_timeout);
 }
 
-void bl_http_drain(struct bl_worker *w)
+void bl_http_drain(struct bl_http_worker *w)
 {
     struct bl_client *c = w->clients;
     while (c) {
@@ -1577,7 +1401,7 @@ void bl_http_drain(struct bl_worker *w)
     }
 }
 
-void bl_http_close_all(struct bl_worker *w)
+void bl_http_close_all(struct bl_http_worker *w)
 {
     while (w->clients)
         client_close(w->clients);

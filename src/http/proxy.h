@@ -4,23 +4,42 @@
 #ifndef BL_HTTP_PROXY_H
 #define BL_HTTP_PROXY_H
 
+#include <stdint.h>
 #include <sys/socket.h>
 
-struct bl_worker;
-struct bl_listener;
+#include "core/loop.h"
+#include "http/access_log.h"
+#include "upstream/attempt.h"
 
-/* Takes a freshly accepted, non-blocking client socket. Closes fd on failure. */
-void bl_http_accept(struct bl_listener *l, int fd, const struct sockaddr *peer,
-                    socklen_t peerlen);
+struct bl_client;
+struct bl_config;
+struct bl_listen;
+
+/* What the L7 proxy keeps per worker. The worker (worker.h) embeds it and sets it up; the
+ * proxy reaches nothing of the worker but this. */
+struct bl_http_worker {
+    struct bl_loop *loop;
+    const struct bl_config *cfg;
+    struct bl_upstream_worker up;      /* keep-alive pools, balancer state */
+    struct bl_access_logs logs;
+    struct bl_client *clients;         /* every open client connection (doubly linked) */
+    uint32_t nclients;
+    uint8_t draining;                  /* shutting down: no keep-alive */
+    /* Called after a client connection closed (the worker resumes accepting, or stops once
+     * drained). */
+    void (*on_client_closed)(struct bl_http_worker *hw);
+};
+
+/* Takes a freshly accepted, non-blocking client socket from a listener of `listen`. Closes fd
+ * on failure. */
+void bl_http_accept(struct bl_http_worker *hw, const struct bl_listen *listen, int fd,
+                    const struct sockaddr *peer, socklen_t peerlen);
 
 /* Shutdown: closes idle keep-alive connections and marks busy ones to close after their
  * current response. */
-void bl_http_drain(struct bl_worker *w);
+void bl_http_drain(struct bl_http_worker *hw);
 
 /* Force-closes every connection (shutdown_timeout expired). */
-void bl_http_close_all(struct bl_worker *w);
-
-/* Closes idle upstream connections (worker exit). */
-void bl_http_close_upstream_pools(struct bl_worker *w);
+void bl_http_close_all(struct bl_http_worker *hw);
 
 #endif

@@ -1,7 +1,6 @@
 /* Internal to src/http: the connection and request records shared by the proxy state machine
- * (proxy.c), the upstream connection pool (upconn.c) and local responses (local.c). Nothing
- * outside src/http includes this; the module's public face is proxy.h. All of it belongs to
- * one worker thread.
+ * (proxy.c) and local responses (local.c). Nothing outside src/http includes this; the
+ * module's public face is proxy.h. All of it belongs to one worker thread.
  */
 #ifndef BL_HTTP_PROXY_INT_H
 #define BL_HTTP_PROXY_INT_H
@@ -16,12 +15,13 @@
 #include "core/buf.h"
 #include "core/clock.h"
 #include "core/loop.h"
+#include "core/sock.h"
 #include "core/status.h"
 #include "http/dechunk.h"
 #include "http/h1_parser.h"
 #include "http/template.h"
-#include "upstream/balancer.h"
-#include "worker.h"
+#include "http/proxy.h"
+#include "upstream/attempt.h"
 
 /* Client connection states. */
 enum client_state {
@@ -42,14 +42,13 @@ enum req_state {
     RS_LOCAL,         /* writing a response made by ballast itself */
 };
 
-struct bl_upconn;
 struct bl_request;
 
 struct bl_client {
     struct bl_io io;
     struct bl_timer timer;
     struct bl_deferred defer;
-    struct bl_worker *w;
+    struct bl_http_worker *w;
     const struct bl_listen *listen;
     struct bl_buf *in;
     struct bl_request *req;
@@ -60,27 +59,13 @@ struct bl_client {
     uint8_t rready, wready, hup;
     uint8_t ip_len;
     char ip[46];
-};
-
-struct bl_upconn {
-    struct bl_io io;
-    struct bl_timer timer;
-    struct bl_deferred defer;
-    struct bl_worker *w;
-    struct bl_upstream_server *server;
-    struct bl_request *req;            /* NULL while idle in the pool */
-    struct bl_buf *in;
-    struct bl_upconn *next, *prev;     /* idle pool links */
-    uint32_t nrequests;
-    uint8_t rready, wready, hup, connecting, idle;
+    union bl_sockaddr addr;            /* the peer, as accepted (ip_hash reads it) */
 };
 
 struct bl_request {
     struct bl_client *c;
-    struct bl_upconn *u;
     const struct bl_server_block *srv;
     const struct bl_location *loc;
-    struct bl_upstream_server *server;
     struct bl_buf *out;                /* head being written (either direction) */
     uint32_t out_sent;
     uint32_t head_start, head_end;     /* request head in c->in */
@@ -90,35 +75,26 @@ struct bl_request {
     uint64_t req_body_bytes;           /* body bytes read so far (client_max_body_size) */
     uint64_t resp_left;                /* Content-Length response body left to read */
     uint64_t body_bytes_sent;          /* response body bytes sent to the client */
-    uint64_t start_us, up_start_us;
-    uint64_t up_time_us;               /* upstream response time, 0 = none */
+    uint64_t start_us;
     int status;                        /* status sent to the client */
-    int up_status;                     /* upstream status, 0 = none */
     uint8_t state;                     /* enum req_state */
     uint8_t req_body_done, resp_done, resp_started, resp_head_done;
     uint8_t keep_alive;                /* client connection stays open after this request */
-    uint8_t up_reusable;
-    uint8_t attempts;
+    uint8_t up_reusable;               /* the response's framing lets the upstream connection
+                                        * be reused */
     uint8_t continue_sent;
     uint8_t body_rewound;              /* body bytes already sent were overwritten in c->in */
-    uint8_t server_released;           /* active count and balancer feedback done */
-    uint8_t sent_any;                  /* this attempt wrote request bytes upstream */
-    uint8_t stale_retried;             /* re-sent once after a dead keep-alive connection */
     uint8_t error_page_done;           /* an error_page redirect happened: no second one */
-    uint8_t outcome_reported;          /* this attempt's outcome went to outlier detection */
-    uint8_t retry_held;                /* this attempt holds a retry_budget slot */
-    uint32_t probe;                    /* outlier probation ticket of this attempt (0: none) */
     const char *upath;                 /* path as matched: normalized (http/uri.h) */
     uint32_t upath_len;
     uint8_t upath_owned;               /* upath was allocated (the path needed normalizing) */
     int file_fd;                       /* static file being sent, or -1 */
     uint64_t file_left;
+    struct bl_attempt a;               /* the upstream side: server, connection, retries */
     struct bl_h1_parser parser;
     struct bl_h1_chunked req_chunked, resp_chunked;
     struct bl_dechunk dechunk;         /* chunked response to an HTTP/1.0 client */
     uint8_t dechunking;
-    struct bl_pick pick;
-    uint8_t tried[64];                 /* servers tried, for retries (first 512 servers) */
     struct bl_h1_message msg;
     struct bl_h1_message resp;
 };
@@ -127,8 +103,6 @@ struct bl_request {
 
 /* Advances request r as far as the sockets allow (either side's event). */
 void bl_proxy_run(struct bl_request *r);
-/* The upstream timer of r's connection fired. */
-void bl_proxy_upstream_timeout(struct bl_request *r);
 /* Sends r->out (a head) and pending response body bytes to the client: BL_OK (all sent),
  * BL_AGAIN (client blocked), BL_ERR (client gone). */
 int bl_proxy_send_client(struct bl_request *r);
@@ -138,15 +112,6 @@ void bl_request_finish(struct bl_request *r);
 const char *bl_req_state_str(int state);
 /* Variables of r for templates. */
 void bl_request_var_ctx(const struct bl_request *r, struct bl_var_ctx *v);
-
-/* ---- upconn.c */
-
-/* An idle pooled connection to s (allow_pooled) or a new connecting one; NULL with errno. */
-struct bl_upconn *bl_upconn_get(struct bl_worker *w, struct bl_upstream_server *s,
-                                int allow_pooled);
-/* Back to the pool if reusable and there is room; closed otherwise. */
-void bl_upconn_release(struct bl_upconn *u, int reusable);
-void bl_upconn_close(struct bl_upconn *u);
 
 /* ---- local.c */
 
@@ -161,7 +126,7 @@ void bl_local_send(struct bl_request *r);
 
 /* ---- helpers */
 
-static inline void bl_arm(struct bl_worker *w, struct bl_timer *t, uint64_t ms)
+static inline void bl_arm(struct bl_http_worker *w, struct bl_timer *t, uint64_t ms)
 {
     bl_timer_set(w->loop, t, bl_clock_ms + (ms ? ms : 1));
 }

@@ -1,11 +1,41 @@
 /* Upstream connections: connect, keep-alive pool per worker and server, idle checks. */
 #include <errno.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
+#include "core/buf.h"
+#include "core/clock.h"
 #include "core/sock.h"
-#include "http/proxy.h"
-#include "http/proxy_int.h"
+#include "core/status.h"
+#include "upstream/conn_pool.h"
+
+int bl_conn_pool_init(struct bl_conn_pool *p, struct bl_loop *loop, uint32_t nservers)
+{
+    p->loop = loop;
+    p->nservers = nservers;
+    p->nconns = 0;
+    p->draining = 0;
+    p->idle = calloc(nservers + 1, sizeof(*p->idle));
+    return p->idle ? BL_OK : BL_ERR;
+}
+
+void bl_conn_pool_drain(struct bl_conn_pool *p)
+{
+    p->draining = 1;
+    for (uint32_t i = 0; i < p->nservers; i++)
+        while (p->idle[i].head)
+            bl_upconn_close(p->idle[i].head);
+}
+
+void bl_conn_pool_free(struct bl_conn_pool *p)
+{
+    if (!p->idle)
+        return;
+    bl_conn_pool_drain(p);
+    free(p->idle);
+    p->idle = NULL;
+}
 
 static void upconn_free(struct bl_deferred *d)
 {
@@ -13,33 +43,35 @@ static void upconn_free(struct bl_deferred *d)
     free(u);
 }
 
-static void pool_unlink(struct bl_upconn *u)
+static void idle_unlink(struct bl_upconn *u)
 {
-    struct bl_idle_pool *p = &u->w->idle[u->server->id];
+    struct bl_idle_list *l = &u->pool->idle[u->server->id];
     if (u->prev)
         u->prev->next = u->next;
     else
-        p->head = u->next;
+        l->head = u->next;
     if (u->next)
         u->next->prev = u->prev;
     u->next = u->prev = NULL;
     u->idle = 0;
-    p->count--;
+    l->count--;
 }
 
 void bl_upconn_close(struct bl_upconn *u)
 {
+    struct bl_conn_pool *p = u->pool;
     if (u->idle)
-        pool_unlink(u);
-    bl_timer_cancel(u->w->loop, &u->timer);
+        idle_unlink(u);
+    bl_timer_cancel(p->loop, &u->timer);
     if (u->io.fd >= 0)
         close(u->io.fd);
     u->io.fd = -1;
     u->io.handler = NULL;
+    u->owner = NULL;
     bl_buf_put(u->in);
     u->in = NULL;
-    u->w->nupconns--;
-    bl_loop_defer(u->w->loop, &u->defer);
+    p->nconns--;
+    bl_loop_defer(p->loop, &u->defer);
 }
 
 static void upconn_idle_event(struct bl_upconn *u, uint32_t ev)
@@ -67,31 +99,22 @@ static void upconn_on_event(struct bl_io *io, uint32_t ev)
         upconn_idle_event(u, ev);
         return;
     }
-    if (u->req)
-        bl_proxy_run(u->req);
+    if (u->owner)
+        u->on_io(u);
 }
 
 static void upconn_on_timer(struct bl_timer *t)
 {
     struct bl_upconn *u = (struct bl_upconn *)((char *)t - offsetof(struct bl_upconn, timer));
-    if (u->idle || !u->req) {
+    if (u->idle || !u->owner) {
         bl_upconn_close(u);
         return;
     }
-    bl_proxy_upstream_timeout(u->req);
+    u->on_timeout(u);
 }
 
-/* Returns an idle pooled connection to s, or a new connecting one; NULL with errno. */
-struct bl_upconn *bl_upconn_get(struct bl_worker *w, struct bl_upstream_server *s,
-                                int allow_pooled)
+static struct bl_upconn *upconn_connect(struct bl_conn_pool *p, struct bl_upstream_server *s)
 {
-    struct bl_idle_pool *p = &w->idle[s->id];
-    if (allow_pooled && p->head) {
-        struct bl_upconn *u = p->head;
-        pool_unlink(u);
-        bl_timer_cancel(w->loop, &u->timer);
-        return u;
-    }
     int fd = bl_sock_connect((struct sockaddr *)&s->addr, s->addrlen);
     if (fd < 0)
         return NULL;
@@ -105,25 +128,44 @@ struct bl_upconn *bl_upconn_get(struct bl_worker *w, struct bl_upstream_server *
     u->io.handler = upconn_on_event;
     u->timer.handler = upconn_on_timer;
     u->defer.run = upconn_free;
-    u->w = w;
+    u->pool = p;
     u->server = s;
     u->connecting = 1;
-    if (bl_loop_add(w->loop, &u->io) != BL_OK) {
+    if (bl_loop_add(p->loop, &u->io) != BL_OK) {
         close(fd);
         free(u);
         return NULL;
     }
-    w->nupconns++;
+    p->nconns++;
     return u;
 }
 
-/* Keeps u for reuse if the group allows; closes it otherwise. */
+struct bl_upconn *bl_upconn_get(struct bl_conn_pool *p, struct bl_upstream_server *s,
+                                int allow_pooled, void *owner, bl_upconn_handler on_io,
+                                bl_upconn_handler on_timeout)
+{
+    struct bl_idle_list *l = &p->idle[s->id];
+    struct bl_upconn *u;
+    if (allow_pooled && l->head) {
+        u = l->head;
+        idle_unlink(u);
+        bl_timer_cancel(p->loop, &u->timer);
+    } else if (!(u = upconn_connect(p, s))) {
+        return NULL;
+    }
+    u->owner = owner;
+    u->on_io = on_io;
+    u->on_timeout = on_timeout;
+    return u;
+}
+
 void bl_upconn_release(struct bl_upconn *u, int reusable)
 {
+    struct bl_conn_pool *p = u->pool;
     struct bl_upstream_group *g = u->server->group;
-    u->req = NULL;
-    struct bl_idle_pool *p = &u->w->idle[u->server->id];
-    if (!reusable || g->keepalive == 0 || p->count >= g->keepalive || u->w->draining ||
+    struct bl_idle_list *l = &p->idle[u->server->id];
+    u->owner = NULL;
+    if (!reusable || g->keepalive == 0 || l->count >= g->keepalive || p->draining ||
         u->nrequests >= g->keepalive_requests || (u->in && bl_buf_len(u->in))) {
         bl_upconn_close(u);
         return;
@@ -132,17 +174,11 @@ void bl_upconn_release(struct bl_upconn *u, int reusable)
     u->in = NULL;
     u->idle = 1;
     u->prev = NULL;
-    u->next = p->head;
-    if (p->head)
-        p->head->prev = u;
-    p->head = u;
-    p->count++;
-    bl_arm(u->w, &u->timer, g->keepalive_timeout_ms);
-}
-
-void bl_http_close_upstream_pools(struct bl_worker *w)
-{
-    for (uint32_t i = 0; i < w->cfg->nupstream_servers; i++)
-        while (w->idle[i].head)
-            bl_upconn_close(w->idle[i].head);
+    u->next = l->head;
+    if (l->head)
+        l->head->prev = u;
+    l->head = u;
+    l->count++;
+    uint64_t ms = g->keepalive_timeout_ms;
+    bl_timer_set(p->loop, &u->timer, bl_clock_ms + (ms ? ms : 1));
 }

@@ -1,0 +1,86 @@
+/* Upstream connections of one worker: connect, keep-alive pool per server, idle checks.
+ *
+ * The pool knows nothing of the protocol spoken on a connection. A connection in use belongs
+ * to an owner (an L7 request, later an L4 session) that registers two handlers on it: on_io
+ * for readiness (the connection's rready / wready / hup flags are set before the call) and
+ * on_timeout for its timer. The pool never calls into the front end otherwise.
+ *
+ * Idle connections are kept most recently used first, up to the group's `keepalive` per
+ * server and worker, for `keepalive_timeout`, `keepalive_requests` uses at most. Anything that
+ * arrives on an idle connection (data, FIN, RST) closes it.
+ *
+ * Threads: a pool and its connections belong to one worker thread.
+ */
+#ifndef BL_UPSTREAM_CONN_POOL_H
+#define BL_UPSTREAM_CONN_POOL_H
+
+#include <stdint.h>
+
+#include "core/loop.h"
+#include "upstream/upstream.h"
+
+struct bl_buf;
+struct bl_upconn;
+
+typedef void (*bl_upconn_handler)(struct bl_upconn *u);
+
+struct bl_upconn {
+    struct bl_io io;
+    struct bl_timer timer;             /* the owner's (connect/send/read) or the idle timeout */
+    struct bl_deferred defer;
+    struct bl_conn_pool *pool;
+    struct bl_upstream_server *server;
+    void *owner;                       /* NULL while idle in the pool */
+    bl_upconn_handler on_io;           /* owner's: readiness changed (flags below are set) */
+    bl_upconn_handler on_timeout;      /* owner's: u->timer fired */
+    struct bl_buf *in;                 /* owner's input buffer; must be empty to be pooled */
+    struct bl_upconn *next, *prev;     /* idle list links */
+    uint32_t nrequests;                /* uses so far, counted by the owner */
+    uint8_t rready, wready, hup;       /* edge-triggered readiness, cleared by short I/O */
+    uint8_t connecting;                /* connect() in progress: the owner clears it */
+    uint8_t idle;                      /* in the pool */
+};
+
+/* Idle keep-alive connections to one upstream server, most recently used first. */
+struct bl_idle_list {
+    struct bl_upconn *head;
+    uint32_t count;
+};
+
+struct bl_conn_pool {
+    struct bl_loop *loop;
+    struct bl_idle_list *idle;         /* indexed by bl_upstream_server.id */
+    uint32_t nservers;                 /* entries in idle[] */
+    uint32_t nconns;                   /* open upstream connections, idle or not */
+    uint8_t draining;                  /* shutting down: nothing goes back to the pool */
+};
+
+/* Sets up an empty pool for servers with ids 0..nservers-1. BL_OK or BL_ERR (out of memory).
+ * Any thread, before the pool's worker uses it. */
+int bl_conn_pool_init(struct bl_conn_pool *p, struct bl_loop *loop, uint32_t nservers);
+
+/* Closes every idle connection and frees the lists. Connections in use must be closed first.
+ * Owner thread. */
+void bl_conn_pool_free(struct bl_conn_pool *p);
+
+/* Shutdown: closes the idle connections; from now on released ones are closed. */
+void bl_conn_pool_drain(struct bl_conn_pool *p);
+
+/* A connection to s for owner: the most recently used idle one unless allow_pooled is 0,
+ * else a new one whose connect is in progress (u->connecting). Returns NULL with errno set
+ * (the connect failed at once, or ENOMEM). The handlers are the owner's until release or
+ * close. A reused connection's timer is disarmed and its flags say what the kernel said last:
+ * the owner sets wready (an idle connection has room to send). */
+struct bl_upconn *bl_upconn_get(struct bl_conn_pool *p, struct bl_upstream_server *s,
+                                int allow_pooled, void *owner, bl_upconn_handler on_io,
+                                bl_upconn_handler on_timeout);
+
+/* The owner is done with u: back to the pool when reusable, the group keeps idle connections,
+ * there is room, it has not served keepalive_requests and no unread input is left; closed
+ * otherwise. u may be freed (after this loop turn): the caller drops its pointer. */
+void bl_upconn_release(struct bl_upconn *u, int reusable);
+
+/* Closes u (in use or idle); its memory is freed after the current batch of events. */
+void bl_upconn_close(struct bl_upconn *u);
+
+#endif
