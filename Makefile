@@ -6,7 +6,8 @@
 #   make run           install missing packages, build, run examples/quickstart.conf
 #   make test          install missing packages, build, run unit tests, then the integration
 #                      suite against ./ballast and against the ASan build
-#   make unit          unit tests only (cmocka)
+#   make unit          the include-layer check, then the unit tests (cmocka)
+#   make check-layers  the include graph is a stack with no cycle (scripts/check-layers.sh)
 #   make integration   integration tests only (pytest) against $(BALLAST_BIN)
 #   make bench         ballast, nginx and HAProxy side by side; writes bench/RESULTS.md
 #   make bench-balancers  nanoseconds per pick for every balancing algorithm
@@ -41,7 +42,7 @@ ASAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-s
 
 BALLAST_BIN ?= ./ballast
 
-.PHONY: all asan run test unit integration integration-asan bench bench-balancers deps deps-test clean help
+.PHONY: all asan run test unit check-layers integration integration-asan bench bench-balancers deps deps-test clean help
 
 all: ballast
 
@@ -85,7 +86,10 @@ run: deps ballast
 	@echo "ballast: try   curl -i http://127.0.0.1:8080/"
 	./ballast -c examples/quickstart.conf
 
-unit: $(UNIT_BINS)
+check-layers:
+	@scripts/check-layers.sh src
+
+unit: check-layers $(UNIT_BINS)
 	@fail=0; pass=0; for t in $(UNIT_BINS); do \
 	    if $$t; then pass=$$((pass+1)); else fail=$$((fail+1)); echo "FAILED: $$t"; fi; \
 	done; echo "unit test programs: $$pass passed, $$fail failed"; [ $$fail -eq 0 ]
