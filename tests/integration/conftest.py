@@ -1139,22 +1139,72 @@ def ballast(tmp_path, backend):
         pytest.fail("\n".join(problems), pytrace=False)
 
 
-def proxy_conf(upstream, location_extra="", http_extra="", server_extra=""):
-    """A config with one server on @port@ proxying / to `upstream` (host:port or group name,
-    without the scheme)."""
-    return """
+def proxy_conf(to, *, group="app", upstream="", keepalive=None, location="", server="",
+               http="", main="", error_log=None, listen="127.0.0.1:@port@"):
+    """The suite's one config builder: one server on `listen` whose `location /` proxies to `to`.
+
+    to         a proxy_pass target without the scheme ("127.0.0.1:@pb@"), or a list of `server`
+               lines (text after "server", without the ";") that become upstream `group`,
+               which location / then proxies to
+    upstream   more lines inside the upstream block, written before the servers (a balancing
+               method such as "least_conn;", `check ...`)
+    keepalive  N: the group keeps N idle connections per worker; the location also carries
+               nginx's `proxy_http_version 1.1;` and `proxy_set_header Connection "";`, which
+               ballast accepts and does not need, so the text stays a valid nginx config
+    location   more lines inside location /
+    server     more lines inside the server block (other locations, error_page, ...)
+    http       more lines inside the http block, before the upstream
+    main       lines before the http block
+    error_log  a level ("info"): the error log goes to @tmp@/error.log at that level
+
+    A file whose tests share settings binds them once with functools.partial. Write a config
+    inline only when its text is what the test is about (routing tables, the seeds' configs,
+    grammar errors) or it has no proxy location."""
+    if isinstance(to, str):
+        group_block, target = "", to
+    else:
+        lines = [upstream] + ["server %s;" % s for s in to]
+        if keepalive:
+            lines.append("keepalive %d;" % keepalive)
+        group_block = "upstream %s {\n%s\n    }" % (
+            group, "\n".join("        " + ln for ln in lines if ln))
+        target = group
+    loc = [location]
+    if keepalive:
+        loc[:0] = ["proxy_http_version 1.1;", 'proxy_set_header Connection "";']
+    head = [main]
+    if error_log:
+        head.append("error_log @tmp@/error.log %s;" % error_log)
+    return """%s
 http {
     %s
+    %s
     server {
-        listen 127.0.0.1:@port@;
+        listen %s;
         %s
         location / {
             proxy_pass http://%s;
-            %s
+%s
         }
     }
 }
-""" % (http_extra, server_extra, upstream, location_extra)
+""" % ("\n".join(h for h in head if h), http, group_block, listen, server, target,
+       "\n".join("            " + ln for ln in loc if ln))
+
+
+def still_serving(port, path="/alive", status=200, body=None, timeout=5.0):
+    """Asserts that ballast on `port` still serves: a request on a fresh connection gets a
+    complete answer with `status` (and `body` when given). A refused or closed connection, or a
+    truncated answer, fails the test. Returns the response."""
+    with Conn(port, timeout) as c:
+        try:
+            r = c.request("GET", path)
+        except (ConnectionClosed, IncompleteResponse) as e:
+            pytest.fail("ballast on :%d is not serving: %s" % (port, e))
+    assert r.status == status, "want %d from %s, got %r" % (status, path, r)
+    if body is not None:
+        assert r.body == body, "want body %r from %s, got %r" % (body, path, r)
+    return r
 
 
 def run_ballast(args, cwd=None, timeout=10.0):

@@ -9,13 +9,15 @@ count and a deadline. Timing is asserted nowhere except as the share of requests
 gives a slow server (least_time, least_conn).
 """
 import collections
+import functools
 import math
 import re
 import socket
 import threading
 import time
 
-from conftest import ASAN, SLOW, Conn, ConnectionClosed, port_refuses, run_ballast, wait_for
+from conftest import (ASAN, SLOW, Conn, ConnectionClosed, port_refuses, proxy_conf, render,
+                      run_ballast, wait_for)
 
 # Fewer requests under ASan (see the module docstring).
 N_SPREAD = 300 if ASAN else 1000
@@ -27,27 +29,8 @@ N_KEYS = 100 if ASAN else 200
 # --------------------------------------------------------------------------------------------
 
 
-def upstream_conf(servers, method="", keepalive=16, location_extra=""):
-    """One upstream group `grp` with `method` (e.g. "least_conn;") and `servers` (the text after
-    `server`), proxied from @port@."""
-    lines = "\n".join("        server %s;" % s for s in servers)
-    ka = "        keepalive %d;" % keepalive if keepalive else ""
-    return """
-http {
-    upstream grp {
-        %s
-%s
-%s
-    }
-    server {
-        listen 127.0.0.1:@port@;
-        location / {
-            proxy_pass http://grp;
-            %s
-        }
-    }
-}
-""" % (method, lines, ka, location_extra)
+# Every group here keeps 16 idle connections: the spread tests run thousands of requests.
+upstream_conf = functools.partial(proxy_conf, keepalive=16)
 
 
 def srv(b, extra=""):
@@ -237,7 +220,7 @@ def test_least_conn_avoids_server_holding_requests(ballast, backend):
     slow.route("/", slow_route(1.0))
     servers = [srv(slow), srv(f1), srv(f2)]
     rr = ballast(upstream_conf(servers))
-    lc = ballast(upstream_conf(servers, "least_conn;"))
+    lc = ballast(upstream_conf(servers, upstream="least_conn;"))
     threads, duration = 6, 1.5
     rr_res, rr_err = run_load(rr.port, "/rr", threads, duration, 500)
     lc_res, lc_err = run_load(lc.port, "/lc", threads, duration, 500)
@@ -258,7 +241,7 @@ def test_least_time_avoids_slower_server(ballast, backend):
     """A server 50 ms slower than its peers gets at most 10% once measured."""
     slow, f1, f2 = backend("slow"), backend("f1"), backend("f2")
     slow.route("/", slow_route(0.05))
-    px = ballast(upstream_conf([srv(slow), srv(f1), srv(f2)], "least_time;"))
+    px = ballast(upstream_conf([srv(slow), srv(f1), srv(f2)], upstream="least_time;"))
     warm, err = run_load(px.port, "/warm", 3, 2.0, 10)  # every server gets measured
     assert not err, err
     res, err = run_load(px.port, "/lt", 4, 1.5, 400 if not ASAN else 100)
@@ -287,7 +270,7 @@ def nets(n):
 
 def test_ip_hash_one_client_one_server(ballast, backend):
     bs = four(backend)
-    px = ballast(upstream_conf([srv(b) for b in bs], "ip_hash;"))
+    px = ballast(upstream_conf([srv(b) for b in bs], upstream="ip_hash;"))
     # the whole /24 is one client for ip_hash
     got = {backend_of(get_from(px.port, "127.0.7.%d" % h, "/ip/%d" % i))
            for i, h in enumerate([1, 2, 77, 200, 254] * 4)}
@@ -309,16 +292,17 @@ def test_ip_hash_down_server_moves_only_its_clients(ballast, backend):
     bs = four(backend)
     A, B, C, D = bs
     addrs = nets(N_KEYS)
-    before = ip_hash_map(ballast(upstream_conf([srv(b) for b in bs], "ip_hash;")).port, addrs)
+    before = ip_hash_map(ballast(upstream_conf([srv(b) for b in bs], upstream="ip_hash;")).port,
+                         addrs)
     assert set(before.values()) == set("ABCD"), collections.Counter(before.values())
     after = ip_hash_map(ballast(upstream_conf([srv(A), srv(B), srv(C), srv(D, "down")],
-                                              "ip_hash;")).port, addrs)
+                                              upstream="ip_hash;")).port, addrs)
     moved = [a for a in addrs if before[a] != "D" and after[a] != before[a]]
     assert not moved, "clients of A/B/C moved: %s" % [(a, before[a], after[a]) for a in moved]
     assert all(after[a] in "ABC" for a in addrs if before[a] == "D"), after
     # Deleting the line: nginx remaps by the new total weight; count, do not assert.
-    deleted = ip_hash_map(ballast(upstream_conf([srv(A), srv(B), srv(C)], "ip_hash;")).port,
-                          addrs)
+    deleted = ip_hash_map(ballast(upstream_conf([srv(A), srv(B), srv(C)],
+                                                upstream="ip_hash;")).port, addrs)
     measured("ip_hash D deleted: D's clients, others moved, of", (
         sum(before[a] == "D" for a in addrs),
         sum(before[a] != "D" and deleted[a] != before[a] for a in addrs), len(addrs)))
@@ -334,14 +318,14 @@ def test_hash_consistent_sticks_and_removal_moves_only_removed_keys(ballast, bac
     A, B, C, D = bs
     uris = ["/item/%d?v=%d" % (i, i * 7) for i in range(N_KEYS)]
     method = "hash $request_uri consistent;"
-    px = ballast(upstream_conf([srv(b) for b in bs], method))
+    px = ballast(upstream_conf([srv(b) for b in bs], upstream=method))
     before = uri_map(px, uris)
     again = uri_map(px, uris)
     assert again == before, [(u, before[u], again[u]) for u in uris if again[u] != before[u]]
     assert set(before.values()) == set("ABCD"), collections.Counter(before.values())
     for servers, label in (([srv(A), srv(B), srv(C)], "removed"),
                            ([srv(A), srv(B), srv(C), srv(D, "down")], "down")):
-        after = uri_map(ballast(upstream_conf(servers, method)), uris)
+        after = uri_map(ballast(upstream_conf(servers, upstream=method)), uris)
         moved = [(u, before[u], after[u]) for u in uris
                  if before[u] != "D" and after[u] != before[u]]
         assert not moved, "D %s: keys of A/B/C moved: %s" % (label, moved)
@@ -351,7 +335,7 @@ def test_hash_consistent_sticks_and_removal_moves_only_removed_keys(ballast, bac
 
 def test_hash_maglev_spreads_and_sticks(ballast, backend):
     bs = four(backend)
-    px = ballast(upstream_conf([srv(b) for b in bs], "hash $arg_id maglev;"))
+    px = ballast(upstream_conf([srv(b) for b in bs], upstream="hash $arg_id maglev;"))
     ids = ["/m?id=user%d" % i for i in range(2 * N_KEYS)]
     first = uri_map(px, ids)
     # the key is only the id: another path with the same id goes to the same server
@@ -374,7 +358,7 @@ def test_hash_consistent_bound_sticks_then_spills_hot_key(ballast, backend):
     for b in bs:
         b.route("/hold", slow_route(hold))
     px = ballast(upstream_conf([srv(b) for b in bs],
-                               "hash $remote_addr consistent bound=1.25;"))
+                               upstream="hash $remote_addr consistent bound=1.25;"))
     with px.conn() as conn:
         home = {backend_of(conn.request("GET", "/u/%d" % i)) for i in range(20)}
     assert len(home) == 1, home
@@ -415,7 +399,7 @@ def test_hash_consistent_bound_sticks_then_spills_hot_key(ballast, backend):
 def test_random_two_least_conn_spreads_by_weight(ballast, backend):
     a, b, c = three(backend)
     px = ballast(upstream_conf([srv(a, "weight=5"), srv(b, "weight=3"), srv(c, "weight=2")],
-                               "random two least_conn;"))
+                               upstream="random two least_conn;"))
     got = []
     with px.conn() as conn:
         for i in range(N_SPREAD):
@@ -499,9 +483,8 @@ def check_conf_error(tmp_path, upstream_body, message, line_marker):
     """Writes a config whose upstream block holds upstream_body; ballast -t must exit 1 with
     `message` and CONF:LINE, LINE being the line holding line_marker (a string or a tuple of
     acceptable markers)."""
-    text = ("worker_processes 1;\nhttp {\n    upstream grp {\n%s\n    }\n"
-            "    server {\n        listen 127.0.0.1:18080;\n"
-            "        location / { proxy_pass http://grp; }\n    }\n}\n" % upstream_body)
+    text = render(proxy_conf([], group="grp", upstream=upstream_body.strip(),
+                             main="worker_processes 1;"), {})
     conf = tmp_path / "bad.conf"
     conf.write_text(text)
     r = run_ballast(["-t", "-c", str(conf)])

@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from conftest import ASAN, SLOW, Conn, free_port
+from conftest import ASAN, SLOW, Conn, free_port, proxy_conf
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BACKEND = os.path.join(HERE, "backend_proc.py")
@@ -262,28 +262,11 @@ def report(name, figures):
 
 
 def chaos_conf(servers, upstream, location=""):
-    return r"""
-error_log @tmp@/error.log info;
-http {
-    upstream app {
-%s
-        keepalive 16;
-        %s
-    }
-    server {
-        listen 127.0.0.1:@port@;
-        location / {
-            proxy_pass http://app;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_connect_timeout 500ms;
-            proxy_read_timeout %dms;
-            %s
-        }
-    }
-}
-""" % ("\n".join("        server %s;" % s for s in servers), upstream,
-       int(READ_TIMEOUT * 1000), location)
+    """Group app of `servers` with `upstream` settings (checks, outlier), the error log at info
+    and short upstream timeouts, so a failure shows within the test's time bounds."""
+    return proxy_conf(servers, upstream=upstream, keepalive=16, error_log="info",
+                      location="proxy_connect_timeout 500ms; proxy_read_timeout %dms; %s" % (
+                          int(READ_TIMEOUT * 1000), location))
 
 
 # Servers carry max_fails=0: the checks alone take them out and bring them back, so a restarted

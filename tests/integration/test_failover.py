@@ -2,6 +2,7 @@
 active checks, outlier ejection, 503 + Retry-After / error_page when nothing is left, and the
 upstream snippets of seeds 001 and 004. In-process backends, one worker (round robin is then
 deterministic), transitions read from an error log at info."""
+import functools
 import os
 import re
 import threading
@@ -10,35 +11,17 @@ import time
 import pytest
 
 from conftest import (SLOW, Conn, ConnectionClosed, IncompleteResponse, closed_port, free_port,
-                      hold_route, raw_route, render, reset_route, run_ballast, wait_for)
+                      hold_route, proxy_conf, raw_route, render, reset_route, run_ballast,
+                      wait_for)
 
 
 # --------------------------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------------------------
 
-def conf(servers, upstream="", location="", server="", http=""):
-    """One upstream `app` of `servers` (lines without the trailing ';'), / proxied to it, the
-    error log at info in @tmp@/error.log."""
-    srv = "\n".join("        server %s;" % s for s in servers)
-    return """
-error_log @tmp@/error.log info;
-http {
-    %s
-    upstream app {
-%s
-        %s
-    }
-    server {
-        listen 127.0.0.1:@port@;
-        %s
-        location / {
-            proxy_pass http://app;
-            %s
-        }
-    }
-}
-""" % (http, srv, upstream, server, location)
+# Every config here: group app of the given servers, location / proxied to it, the error log at
+# info in @tmp@/error.log (the tests read health transitions from it).
+conf = functools.partial(proxy_conf, error_log="info")
 
 
 def addr_re(port):

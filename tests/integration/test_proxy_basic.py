@@ -22,22 +22,7 @@ def be(backend):
 @pytest.fixture
 def px(ballast, be):
     """ballast proxying everything to one backend, upstream keep-alive on."""
-    return ballast("""
-http {
-    upstream app {
-        server 127.0.0.1:@pb@;
-        keepalive 8;
-    }
-    server {
-        listen 127.0.0.1:@port@;
-        location / {
-            proxy_pass http://app;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-        }
-    }
-}
-""", pb=be.port)
+    return ballast(proxy_conf(["127.0.0.1:@pb@"], keepalive=8), pb=be.port)
 
 
 def test_get_via_curl(px, be):
@@ -133,7 +118,7 @@ def test_x_forwarded_for_appended(px, be):
 
 
 def test_proxy_set_header_variables(ballast, be):
-    b = ballast(proxy_conf("127.0.0.1:@pb@", location_extra="""
+    b = ballast(proxy_conf("127.0.0.1:@pb@", location="""
             proxy_set_header Host $host;
             proxy_set_header X-Vars "$remote_addr|$scheme|$request_uri|$uri|$args|$server_port";
             proxy_set_header X-Copy $http_x_custom;
@@ -155,7 +140,7 @@ def test_proxy_set_header_variables(ballast, be):
 
 
 def test_proxy_set_header_empty_removes(ballast, be):
-    b = ballast(proxy_conf("127.0.0.1:@pb@", location_extra="""
+    b = ballast(proxy_conf("127.0.0.1:@pb@", location="""
             proxy_set_header X-Real-IP "";
             proxy_set_header User-Agent "";
             proxy_set_header X-Remove-Me "";

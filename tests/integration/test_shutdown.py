@@ -6,29 +6,18 @@ import time
 
 import pytest
 
-from conftest import SLOW, Conn, ConnectionClosed, port_refuses, wait_for
+from conftest import SLOW, Conn, ConnectionClosed, port_refuses, proxy_conf, wait_for
 
-CONF = """
-%s
-http {
-    upstream app { server 127.0.0.1:@pb@; keepalive 4; }
-    server {
-        listen 127.0.0.1:@port@;
-        location / {
-            proxy_pass http://app;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-        }
-        location = /r { return 200 "r"; }
-    }
-}
-"""
+
+def conf(main=""):
+    return proxy_conf(["127.0.0.1:@pb@"], keepalive=4, main=main,
+                      server='location = /r { return 200 "r"; }')
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["TERM", "INT"])
 def test_in_flight_request_completes(ballast, backend, sig):
     be = backend("slow")
-    b = ballast(CONF % "", pb=be.port)
+    b = ballast(conf(), pb=be.port)
     with b.conn(timeout=15) as c:
         c.send(b"GET /slow?delay=1.5&size=200000&seed=3 HTTP/1.1\r\nHost: x\r\n\r\n")
         assert be.wait_requests(1), "slow request did not reach the backend"
@@ -51,7 +40,7 @@ def test_in_flight_request_completes(ballast, backend, sig):
 
 def test_idle_keepalive_closed(ballast, backend):
     be = backend("b")
-    b = ballast(CONF % "", pb=be.port)
+    b = ballast(conf(), pb=be.port)
     idle = []
     try:
         for i in range(5):
@@ -76,7 +65,7 @@ def test_idle_keepalive_closed(ballast, backend):
 
 def test_shutdown_timeout_bounds_the_wait(ballast, backend):
     be = backend("hang")
-    b = ballast(CONF % "shutdown_timeout 1s;", pb=be.port)
+    b = ballast(conf(main="shutdown_timeout 1s;"), pb=be.port)
     with b.conn(timeout=30) as c:
         c.send(b"GET /hang?delay=60 HTTP/1.1\r\nHost: x\r\n\r\n")
         assert be.wait_requests(1)
@@ -99,7 +88,7 @@ def test_request_arriving_on_open_connection_during_shutdown(ballast, backend):
     """A keep-alive connection that is busy at the signal gets its response, then closes;
     ballast does not start new work on it forever."""
     be = backend("b")
-    b = ballast(CONF % "", pb=be.port)
+    b = ballast(conf(), pb=be.port)
     with b.conn(timeout=15) as c:
         c.send(b"GET /a?delay=1 HTTP/1.1\r\nHost: x\r\n\r\n")
         assert be.wait_requests(1)
@@ -122,7 +111,7 @@ def test_stop_under_load(ballast, backend):
     """SIGTERM while 20 clients send requests in a loop: every answer already started is
     complete, and ballast exits 0."""
     be = backend("b")
-    b = ballast(CONF % "", pb=be.port)
+    b = ballast(conf(), pb=be.port)
     stop = threading.Event()
     bad = []
     ok = [0]

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from conftest import (ASAN, SLOW, Conn, RssSampler, body_sha256, build_request, gen_blocks,
-                      wait_for)
+                      proxy_conf, wait_for)
 
 # 100 MB normally. Under ASan (BALLAST_ASAN=1) every byte costs far more and the point of that
 # run is memory errors, not volume, so the transfers shrink to 16 MB.
@@ -25,20 +25,8 @@ def be(backend):
 
 @pytest.fixture
 def px(ballast, be):
-    b = ballast("""
-http {
-    client_max_body_size 0;
-    upstream big { server 127.0.0.1:@pb@; keepalive 4; }
-    server {
-        listen 127.0.0.1:@port@;
-        location / {
-            proxy_pass http://big;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-        }
-    }
-}
-""", pb=be.port)
+    b = ballast(proxy_conf(["127.0.0.1:@pb@"], group="big", keepalive=4,
+                           http="client_max_body_size 0;"), pb=be.port)
     # warm up: first request allocates the pools; measure growth from there
     assert b.get("/warm").status == 200
     return b

@@ -1,25 +1,17 @@
 """Client-side timeouts: a slow or idle client is answered 408 or closed in time, and never
 holds up other connections."""
+import functools
 import socket
 import threading
 import time
 
 import pytest
 
-from conftest import SLOW, Conn, ConnectionClosed
+from conftest import SLOW, Conn, ConnectionClosed, proxy_conf
 
 
-def conf(http_extra):
-    return """
-http {
-    %s
-    server {
-        listen 127.0.0.1:@port@;
-        location / { proxy_pass http://127.0.0.1:@pb@; }
-        location = /r { return 200 "r"; }
-    }
-}
-""" % http_extra
+# Every config here: location / proxies to one backend on @pb@, /r answers "r" itself.
+conf = functools.partial(proxy_conf, "127.0.0.1:@pb@", server='location = /r { return 200 "r"; }')
 
 
 def expect_408_or_close(c, lo, hi):
@@ -39,7 +31,7 @@ def expect_408_or_close(c, lo, hi):
 
 def test_client_header_timeout_partial_head(ballast, backend):
     be = backend("b")
-    b = ballast(conf("client_header_timeout 1s;"), pb=be.port)
+    b = ballast(conf(http="client_header_timeout 1s;"), pb=be.port)
     with b.conn(timeout=10) as c:
         c.send(b"GET / HTTP/1.1\r\nHo")
         expect_408_or_close(c, 0.8, 3.5)
@@ -48,7 +40,7 @@ def test_client_header_timeout_partial_head(ballast, backend):
 
 def test_client_header_timeout_nothing_sent(ballast, backend):
     be = backend("b")
-    b = ballast(conf("client_header_timeout 1s;"), pb=be.port)
+    b = ballast(conf(http="client_header_timeout 1s;"), pb=be.port)
     with b.conn(timeout=10) as c:
         expect_408_or_close(c, 0.8, 3.5)
 
@@ -56,7 +48,7 @@ def test_client_header_timeout_nothing_sent(ballast, backend):
 def test_client_header_timeout_is_not_reset_by_trickling(ballast, backend):
     """Slowloris: a byte every 200 ms does not extend the header deadline forever."""
     be = backend("b")
-    b = ballast(conf("client_header_timeout 1s;"), pb=be.port)
+    b = ballast(conf(http="client_header_timeout 1s;"), pb=be.port)
     with b.conn(timeout=10) as c:
         t0 = time.monotonic()
         closed = False
@@ -79,7 +71,7 @@ def test_client_header_timeout_is_not_reset_by_trickling(ballast, backend):
 
 def test_client_body_timeout(ballast, backend):
     be = backend("b")
-    b = ballast(conf("client_body_timeout 1s;"), pb=be.port)
+    b = ballast(conf(http="client_body_timeout 1s;"), pb=be.port)
     with b.conn(timeout=10) as c:
         c.send(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789")
         t0 = time.monotonic()
@@ -95,7 +87,7 @@ def test_client_body_timeout(ballast, backend):
 
 def test_keepalive_timeout_closes_idle(ballast, backend):
     be = backend("b")
-    b = ballast(conf("keepalive_timeout 1s;"), pb=be.port)
+    b = ballast(conf(http="keepalive_timeout 1s;"), pb=be.port)
     with b.conn(timeout=10) as c:
         r = c.request("GET", "/r")
         assert r.status == 200, r
@@ -113,7 +105,7 @@ def test_keepalive_timeout_closes_idle(ballast, backend):
 
 def test_keepalive_timeout_zero_disables_keepalive(ballast, backend):
     be = backend("b")
-    b = ballast(conf("keepalive_timeout 0;"), pb=be.port)
+    b = ballast(conf(http="keepalive_timeout 0;"), pb=be.port)
     with b.conn() as c:
         r = c.request("GET", "/r")
         assert r.status == 200, r
@@ -124,7 +116,7 @@ def test_slow_clients_do_not_block_others(ballast, backend):
     """20 clients trickling heads and 5 clients stalled mid-body, with one worker: normal
     requests keep being answered quickly."""
     be = backend("b")
-    b = ballast(conf("client_header_timeout 30s; client_body_timeout 30s;"), pb=be.port)
+    b = ballast(conf(http="client_header_timeout 30s; client_body_timeout 30s;"), pb=be.port)
     stop = threading.Event()
     slow = []
     try:
@@ -167,7 +159,7 @@ def test_slow_clients_do_not_block_others(ballast, backend):
 def test_slow_reader_does_not_block_others(ballast, backend):
     """A client that never reads its (large) response does not stall the worker."""
     be = backend("b")
-    b = ballast(conf(""), pb=be.port)
+    b = ballast(conf(), pb=be.port)
     with b.conn(timeout=10, rcvbuf=4096) as hog:
         hog.send(b"GET /big?size=50000000 HTTP/1.1\r\nHost: x\r\n\r\n")
         assert be.wait_requests(1)
@@ -181,7 +173,7 @@ def test_slow_reader_does_not_block_others(ballast, backend):
 
 def test_send_timeout_closes_a_client_that_stops_reading(ballast, backend):
     be = backend("b")
-    b = ballast(conf("send_timeout 1s;"), pb=be.port)
+    b = ballast(conf(http="send_timeout 1s;"), pb=be.port)
     with b.conn(timeout=10, rcvbuf=4096) as c:
         c.send(b"GET /big?size=100000000 HTTP/1.1\r\nHost: x\r\n\r\n")
         assert be.wait_requests(1)
@@ -205,9 +197,8 @@ def test_proxy_send_timeout(ballast, backend):
     """The upstream stops reading the request body: after proxy_send_timeout ballast gives up
     (504, or a close if it could not answer)."""
     be = backend("b")
-    b = ballast(conf("client_max_body_size 0;").replace(
-        "location / { proxy_pass http://127.0.0.1:@pb@; }",
-        "location / { proxy_pass http://127.0.0.1:@pb@; proxy_send_timeout 1s; }"), pb=be.port)
+    b = ballast(conf(http="client_max_body_size 0;", location="proxy_send_timeout 1s;"),
+                pb=be.port)
     size = 200_000_000
     with b.conn(timeout=15) as c:
         c.send(b"POST /u?readdelay=30 HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % size)

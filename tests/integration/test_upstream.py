@@ -5,34 +5,12 @@ import time
 
 import pytest
 
-from conftest import SLOW, Conn, closed_port, hold_route, reset_route
-
-
-def group_conf(servers, keepalive=None, location_extra=""):
-    lines = "\n".join("        server %s;" % s for s in servers)
-    ka = "        keepalive %d;" % keepalive if keepalive else ""
-    return """
-http {
-    upstream grp {
-%s
-%s
-    }
-    server {
-        listen 127.0.0.1:@port@;
-        location / {
-            proxy_pass http://grp;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            %s
-        }
-    }
-}
-""" % (lines, ka, location_extra)
+from conftest import SLOW, Conn, closed_port, hold_route, proxy_conf, reset_route
 
 
 def test_weighted_round_robin_order(ballast, backend):
     a, b, c = backend("a"), backend("b"), backend("c")
-    px = ballast(group_conf(["127.0.0.1:@pa@ weight=5", "127.0.0.1:@pb@", "127.0.0.1:@pc@"]),
+    px = ballast(proxy_conf(["127.0.0.1:@pa@ weight=5", "127.0.0.1:@pb@", "127.0.0.1:@pc@"]),
                  pa=a.port, pb=b.port, pc=c.port)
     got = []
     with px.conn() as conn:
@@ -46,7 +24,7 @@ def test_weighted_round_robin_order(ballast, backend):
 
 def test_round_robin_equal_weights_spread(ballast, backend):
     bs = [backend(n) for n in "xyz"]
-    px = ballast(group_conf(["127.0.0.1:@p%d@" % i for i in range(3)]),
+    px = ballast(proxy_conf(["127.0.0.1:@p%d@" % i for i in range(3)]),
                  **{"p%d" % i: b.port for i, b in enumerate(bs)})
     got = [px.get("/s/%d" % i).header("x-backend") for i in range(30)]
     assert {n: got.count(n) for n in "xyz"} == {"x": 10, "y": 10, "z": 10}, got
@@ -56,7 +34,7 @@ def test_round_robin_equal_weights_spread(ballast, backend):
 
 def test_keepalive_reuse_one_client_connection(ballast, backend):
     be = backend("ka")
-    px = ballast(group_conf(["127.0.0.1:@pb@"], keepalive=4), pb=be.port)
+    px = ballast(proxy_conf(["127.0.0.1:@pb@"], keepalive=4), pb=be.port)
     with px.conn() as c:
         for i in range(100):
             r = c.request("GET", "/k/%d" % i)
@@ -67,7 +45,7 @@ def test_keepalive_reuse_one_client_connection(ballast, backend):
 
 def test_keepalive_reuse_across_client_connections(ballast, backend):
     be = backend("ka")
-    px = ballast(group_conf(["127.0.0.1:@pb@"], keepalive=4), pb=be.port)
+    px = ballast(proxy_conf(["127.0.0.1:@pb@"], keepalive=4), pb=be.port)
     for i in range(50):
         r = px.get("/k/%d" % i)
         assert r.status == 200, (i, r)
@@ -76,7 +54,7 @@ def test_keepalive_reuse_across_client_connections(ballast, backend):
 
 def test_keepalive_reuse_two_workers(ballast, backend):
     be = backend("ka")
-    px = ballast(group_conf(["127.0.0.1:@pb@"], keepalive=4), workers=2, pb=be.port)
+    px = ballast(proxy_conf(["127.0.0.1:@pb@"], keepalive=4), workers=2, pb=be.port)
     for i in range(60):
         r = px.get("/k/%d" % i)
         assert r.status == 200, (i, r)
@@ -86,7 +64,7 @@ def test_keepalive_reuse_two_workers(ballast, backend):
 
 def test_backend_connection_close_not_reused(ballast, backend):
     be = backend("closer")
-    px = ballast(group_conf(["127.0.0.1:@pb@"], keepalive=4), pb=be.port)
+    px = ballast(proxy_conf(["127.0.0.1:@pb@"], keepalive=4), pb=be.port)
     with px.conn() as c:
         for i in range(30):
             r = c.request("GET", "/cc/%d?connclose=1" % i)
@@ -99,7 +77,7 @@ def test_backend_connection_close_not_reused(ballast, backend):
 def test_backend_silent_close_after_n_not_reused(ballast, backend):
     """The backend closes every connection after 3 answers without saying so."""
     be = backend("closer", close_after=3)
-    px = ballast(group_conf(["127.0.0.1:@pb@"], keepalive=4), pb=be.port)
+    px = ballast(proxy_conf(["127.0.0.1:@pb@"], keepalive=4), pb=be.port)
     with px.conn() as c:
         for i in range(30):
             r = c.request("GET", "/n/%d" % i)
@@ -121,7 +99,7 @@ def test_idle_pooled_connection_closed_by_server(ballast, backend):
         return False  # closes the idle keep-alive connection
 
     be.route("/", answer_then_close_later)
-    px = ballast(group_conf(["127.0.0.1:@pb@"], keepalive=4), pb=be.port)
+    px = ballast(proxy_conf(["127.0.0.1:@pb@"], keepalive=4), pb=be.port)
     with px.conn() as c:
         for i in range(5):
             r = c.request("GET", "/i/%d" % i)
@@ -132,7 +110,7 @@ def test_idle_pooled_connection_closed_by_server(ballast, backend):
 
 
 def test_502_connection_refused(ballast):
-    px = ballast(group_conf(["127.0.0.1:@pdead@"]), pdead=closed_port())
+    px = ballast(proxy_conf(["127.0.0.1:@pdead@"]), pdead=closed_port())
     t0 = time.monotonic()
     r = px.get("/refused")
     assert r.status == 502, r
@@ -141,9 +119,7 @@ def test_502_connection_refused(ballast):
 
 
 def test_502_literal_address_refused(ballast):
-    px = ballast("""
-http { server { listen 127.0.0.1:@port@; location / { proxy_pass http://127.0.0.1:@pdead@; } } }
-""", pdead=closed_port())
+    px = ballast(proxy_conf("127.0.0.1:@pdead@"), pdead=closed_port())
     with px.conn() as c:
         r = c.request("GET", "/refused")
         assert r.status == 502, r
@@ -156,7 +132,7 @@ http { server { listen 127.0.0.1:@port@; location / { proxy_pass http://127.0.0.
 def test_502_reset(ballast, backend):
     be = backend("rst")
     be.route("/", reset_route)
-    px = ballast(group_conf(["127.0.0.1:@pb@"]), pb=be.port)
+    px = ballast(proxy_conf(["127.0.0.1:@pb@"]), pb=be.port)
     r = px.get("/reset")
     assert r.status == 502, r
     assert be.requests, "request never reached the backend"
@@ -165,7 +141,7 @@ def test_502_reset(ballast, backend):
 def test_502_group_mixed_refused_and_alive(ballast, backend):
     """The live server keeps answering while its peer refuses."""
     be = backend("live")
-    px = ballast(group_conf(["127.0.0.1:@pb@", "127.0.0.1:@pdead@"]),
+    px = ballast(proxy_conf(["127.0.0.1:@pb@", "127.0.0.1:@pdead@"]),
                  pb=be.port, pdead=closed_port())
     statuses = [px.get("/m/%d" % i).status for i in range(10)]
     assert statuses.count(200) >= 5, statuses
@@ -174,7 +150,7 @@ def test_502_group_mixed_refused_and_alive(ballast, backend):
 
 def test_504_read_timeout(ballast, backend):
     be = backend("slow")
-    px = ballast(group_conf(["127.0.0.1:@pb@"], location_extra="proxy_read_timeout 500ms;"),
+    px = ballast(proxy_conf(["127.0.0.1:@pb@"], location="proxy_read_timeout 500ms;"),
                  pb=be.port)
     t0 = time.monotonic()
     r = px.get("/slow?delay=10", timeout=10)
@@ -190,7 +166,7 @@ def test_504_read_timeout(ballast, backend):
 def test_504_read_timeout_hold(ballast, backend):
     be = backend("hold")
     be.route("/", hold_route(30))
-    px = ballast(group_conf(["127.0.0.1:@pb@"], location_extra="proxy_read_timeout 1s;"),
+    px = ballast(proxy_conf(["127.0.0.1:@pb@"], location="proxy_read_timeout 1s;"),
                  pb=be.port)
     t0 = time.monotonic()
     r = px.get("/held", timeout=10)
@@ -231,7 +207,7 @@ def blackhole():
 
 
 def test_504_connect_timeout(ballast, blackhole):
-    px = ballast(group_conf(["127.0.0.1:@pbh@"], location_extra="proxy_connect_timeout 500ms;"),
+    px = ballast(proxy_conf(["127.0.0.1:@pbh@"], location="proxy_connect_timeout 500ms;"),
                  pbh=blackhole)
     t0 = time.monotonic()
     r = px.get("/connect", timeout=10)
@@ -242,7 +218,7 @@ def test_504_connect_timeout(ballast, blackhole):
 
 def test_slow_upstream_does_not_block_others(ballast, backend):
     be = backend("mixed")
-    px = ballast(group_conf(["127.0.0.1:@pb@"], keepalive=4), pb=be.port)
+    px = ballast(proxy_conf(["127.0.0.1:@pb@"], keepalive=4), pb=be.port)
     slow = [Conn(px.port, 10) for _ in range(5)]
     try:
         for c in slow:
