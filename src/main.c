@@ -5,8 +5,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "conf/conf.h"
@@ -36,22 +38,51 @@ static void usage(FILE *out)
             "shutdown_timeout).\n");
 }
 
-static int write_pid(const char *path, char *err, size_t errlen)
+/* The pid file stays open and flock()ed while the process runs, so that a second instance
+ * with the same pid file neither overwrites it nor deletes it at exit; a stale file (no lock
+ * held) is simply taken over. Returns the locked fd or -1 with err filled. */
+static int pid_file_lock(const char *path, char *err, size_t errlen)
 {
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        snprintf(err, errlen, "open() \"%s\" failed (%s)", path, strerror(errno));
-        return BL_ERR;
+    for (int tries = 0; tries < 5; tries++) {
+        int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+        if (fd < 0) {
+            snprintf(err, errlen, "open() \"%s\" failed (%d: %s)", path, errno,
+                     strerror(errno));
+            return -1;
+        }
+        if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+            int e = errno;
+            char buf[32] = "";
+            ssize_t r = pread(fd, buf, sizeof(buf) - 1, 0);
+            buf[r > 0 ? r : 0] = '\0';
+            buf[strcspn(buf, "\n")] = '\0';
+            close(fd);
+            if (e == EWOULDBLOCK)
+                snprintf(err, errlen, "pid file \"%s\" is locked by a running ballast (pid %s)",
+                         path, buf[0] ? buf : "?");
+            else
+                snprintf(err, errlen, "flock() \"%s\" failed (%d: %s)", path, e, strerror(e));
+            return -1;
+        }
+        /* The previous owner may have unlinked the file between our open() and flock(): then
+         * we hold a lock on a file nobody sees. Open the path again. */
+        struct stat a, b;
+        if (fstat(fd, &a) == 0 && stat(path, &b) == 0 && a.st_ino == b.st_ino &&
+            a.st_dev == b.st_dev) {
+            char buf[32];
+            int n = snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
+            if (ftruncate(fd, 0) != 0 || pwrite(fd, buf, (size_t)n, 0) != n) {
+                snprintf(err, errlen, "write() to \"%s\" failed (%d: %s)", path, errno,
+                         strerror(errno));
+                close(fd);
+                return -1;
+            }
+            return fd;
+        }
+        close(fd);
     }
-    char buf[32];
-    int n = snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
-    ssize_t w = write(fd, buf, (size_t)n);
-    close(fd);
-    if (w != n) {
-        snprintf(err, errlen, "write() to \"%s\" failed", path);
-        return BL_ERR;
-    }
-    return BL_OK;
+    snprintf(err, errlen, "pid file \"%s\" keeps being replaced", path);
+    return -1;
 }
 
 /* Room for every connection a worker may hold: a client, an upstream, and slack. */
@@ -165,8 +196,13 @@ int main(int argc, char **argv)
             fprintf(stderr, "ballast: %s\n", err);
         return 1;
     }
-    if (cfg->pid_file && write_pid(cfg->pid_file, err, sizeof(err)) != BL_OK) {
+    /* After the listeners, so that a second instance on the same address is refused with
+     * nginx's bind() message; before anything runs, so that it leaves the pid file alone. */
+    int pid_fd = -1;
+    if (cfg->pid_file && (pid_fd = pid_file_lock(cfg->pid_file, err, sizeof(err))) < 0) {
         bl_log(BL_LOG_EMERG, "%s", err);
+        if (cfg->error_log && strcmp(cfg->error_log, "stderr") != 0)
+            fprintf(stderr, "ballast: %s\n", err);
         return 1;
     }
     if (bl_workers_start(ws, cfg->workers, err, sizeof(err)) != BL_OK) {
@@ -196,8 +232,10 @@ int main(int argc, char **argv)
     bl_loop_destroy(ctl.loop);
     close(ctl.sig.fd);
     bl_log(BL_LOG_NOTICE, "exit");
-    if (cfg->pid_file)
-        unlink(cfg->pid_file);
+    if (pid_fd >= 0) {
+        unlink(cfg->pid_file); /* while still holding the lock */
+        close(pid_fd);
+    }
     bl_conf_release(cfg);
     bl_buf_drain();
     return 0;

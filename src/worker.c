@@ -152,6 +152,26 @@ static void *worker_main(void *arg)
 struct bl_worker *bl_workers_create(const struct bl_config *cfg, char *err, unsigned long errlen)
 {
     int n = cfg->workers;
+    /* Every worker has its own SO_REUSEPORT socket per address, so that the kernel spreads
+     * connections over the workers. But SO_REUSEPORT does not tell our own sockets from
+     * another process's: Linux lets any socket of the same effective UID join the group, so a
+     * second ballast on the same address would start, exit 0 and take a share of the traffic.
+     * nginx and HAProxy refuse that, and so do we, unless `listen ... reuseport` asks for
+     * sharing. The check is a probe: a socket bound without SO_REUSEPORT fails with
+     * EADDRINUSE while anyone listens there. The alternatives do not work: a first socket
+     * bound without SO_REUSEPORT keeps our own workers out too, and clearing SO_REUSEPORT
+     * after listen() leaves the kernel's per-port fast path (tb->fastreuseport) open to the
+     * next process. The probe leaves a window of a few microseconds between its close() and
+     * the first worker's bind() in which two instances started at the same instant could both
+     * pass; a running instance is always found. One asymmetry with nginx follows: a newcomer
+     * that says `reuseport` joins a running ballast that did not, since our sockets carry
+     * SO_REUSEPORT anyway (docs/configuration.md, listen). */
+    for (uint32_t k = 0; k < cfg->nlistens; k++) {
+        const struct bl_listen *ls = &cfg->listens[k];
+        if (!ls->reuseport && bl_sock_probe_exclusive((const struct sockaddr *)&ls->addr,
+                                                      ls->addrlen, err, errlen) != 0)
+            return NULL;
+    }
     struct bl_worker *ws = calloc((size_t)n, sizeof(*ws));
     if (!ws) {
         snprintf(err, errlen, "out of memory");

@@ -634,13 +634,13 @@ static int h_listen(struct compiler *c, const struct bl_conf_node *n)
     socklen_t sl;
     if (bl_addr_parse(n->args[0], 80, 0, &ss, &sl, err, sizeof(err)) != 0)
         return fail(c, "%s in \"listen\" directive", err);
-    int def = 0, backlog = 511;
+    int def = 0, backlog = 511, reuseport = 0;
     for (int i = 1; i < n->nargs; i++) {
         int64_t v;
         if (strcmp(n->args[i], "default_server") == 0 || strcmp(n->args[i], "default") == 0)
             def = 1;
         else if (strcmp(n->args[i], "reuseport") == 0)
-            ; /* always on: every worker has its own listening socket */
+            reuseport = 1;
         else if (strncmp(n->args[i], "backlog=", 8) == 0) {
             if (parse_num(n->args[i] + 8, 1, 65535, &v) != BL_OK)
                 return invalid_value(c, n->args[i]);
@@ -663,6 +663,7 @@ static int h_listen(struct compiler *c, const struct bl_conf_node *n)
         snprintf(l->text, sizeof(l->text), "%s", text);
         l->port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
     }
+    l->reuseport |= (uint8_t)reuseport;
     for (uint32_t k = 0; k < l->nservers; k++) {
         if (l->servers[k] == c->srv)
             return fail(c, "duplicate listen %s", text);

@@ -117,6 +117,7 @@ struct bl_listen {
     char text[BL_ADDR_STRLEN];      /* "127.0.0.1:8080" */
     uint16_t port;
     int backlog;
+    uint8_t reuseport;              /* `listen ... reuseport`: other processes may share it */
     struct bl_server_block **servers; /* servers[0] is the default */
     uint32_t nservers;
 };

@@ -144,13 +144,42 @@ int bl_addr_format(const struct sockaddr *sa, char *buf, size_t len)
     return snprintf(buf, len, "[%s]:%u", ip, ntohs(((const struct sockaddr_in6 *)sa)->sin6_port));
 }
 
+static void bind_failed(const struct sockaddr *sa, int e, char *err, size_t errlen)
+{
+    char name[BL_ADDR_STRLEN];
+    bl_addr_format(sa, name, sizeof(name));
+    snprintf(err, errlen, "bind() to %s failed (%d: %s)", name, e, strerror(e));
+}
+
+int bl_sock_probe_exclusive(const struct sockaddr *sa, socklen_t len, char *err, size_t errlen)
+{
+    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "socket() failed (%d: %s)", errno, strerror(errno));
+        return -1;
+    }
+    /* SO_REUSEADDR so that TIME_WAIT leftovers of a previous run do not count; a socket in
+     * LISTEN still conflicts. No SO_REUSEPORT: that is the whole point of the probe. */
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (sa->sa_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    int rc = bind(fd, sa, len);
+    int e = errno;
+    close(fd);
+    if (rc != 0) {
+        bind_failed(sa, e, err, errlen);
+        return -1;
+    }
+    return 0;
+}
+
 int bl_sock_listen(const struct sockaddr *sa, socklen_t len, int backlog, int reuseport,
                    char *err, size_t errlen)
 {
-    char name[BL_ADDR_STRLEN];
     int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
-        snprintf(err, errlen, "socket() failed (%s)", strerror(errno));
+        snprintf(err, errlen, "socket() failed (%d: %s)", errno, strerror(errno));
         return -1;
     }
     int one = 1;
@@ -161,8 +190,7 @@ int bl_sock_listen(const struct sockaddr *sa, socklen_t len, int backlog, int re
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
     if (bind(fd, sa, len) != 0 || listen(fd, backlog) != 0) {
         int e = errno;
-        bl_addr_format(sa, name, sizeof(name));
-        snprintf(err, errlen, "bind() to %s failed (%s)", name, strerror(e));
+        bind_failed(sa, e, err, errlen);
         close(fd);
         return -1;
     }

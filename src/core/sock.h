@@ -29,6 +29,11 @@ int bl_addr_format(const struct sockaddr *sa, char *buf, size_t len);
 /* Writes the IP only ("1.2.3.4", "::1"); returns the length. */
 int bl_addr_format_ip(const struct sockaddr *sa, char *buf, size_t len);
 
+/* Checks that no other socket holds the address: binds a socket without SO_REUSEPORT and
+ * closes it. Returns 0, or -1 with err in nginx's words ("bind() to 127.0.0.1:8080 failed (98:
+ * Address already in use)"). See bl_workers_create for why. */
+int bl_sock_probe_exclusive(const struct sockaddr *sa, socklen_t len, char *err, size_t errlen);
+
 /* A non-blocking listening socket with SO_REUSEADDR and, when reuseport, SO_REUSEPORT.
  * Returns the fd or -1 with err filled. */
 int bl_sock_listen(const struct sockaddr *sa, socklen_t len, int backlog, int reuseport,
