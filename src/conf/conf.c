@@ -17,6 +17,7 @@
 
 #include "conf/conf.h"
 #include "conf/conf_parse.h"
+#include "conf/unsupported.h"
 #include "core/log.h"
 #include "core/status.h"
 #include "core/units.h"
@@ -104,6 +105,25 @@ static int fail(struct compiler *c, const char *fmt, ...)
     if (n >= 0 && (size_t)n < c->errlen && c->node)
         snprintf(c->err + n, c->errlen - (size_t)n, " in %s:%d", c->node->file, c->node->line);
     return BL_ERR;
+}
+
+/* A warning about the current directive, in nginx's form, to the error log (stderr while
+ * loading at start-up, as nginx's `[warn]` lines). */
+static void warn(struct compiler *c, const char *msg)
+{
+    bl_log(BL_LOG_WARN, "%s in %s:%d", msg, c->node->file, c->node->line);
+}
+
+/* Refuses, or warns about and skips, a directive or parameter this build knows it lacks. */
+static int unsupported(struct compiler *c, const struct bl_unsupported *u, const char *what)
+{
+    char msg[512];
+    bl_unsupported_format(u, what, msg, sizeof(msg));
+    if (u->level == BL_UNSUPPORTED_WARN) {
+        warn(c, msg);
+        return BL_OK;
+    }
+    return fail(c, "%s", msg);
 }
 
 static int invalid_value(struct compiler *c, const char *value)
@@ -335,6 +355,15 @@ static int h_proxy_set_header(struct compiler *c, const struct bl_conf_node *n)
      * `proxy_set_header Connection "";` that nginx needs is accepted and has no effect. */
     if (strcasecmp(name, "connection") == 0 && n->args[1][0] == '\0')
         return BL_OK;
+    /* nginx's WebSocket recipe: Upgrade from $http_upgrade, Connection "upgrade". */
+    if (strcasecmp(name, "upgrade") == 0 ||
+        (strcasecmp(name, "connection") == 0 && (strcasestr(n->args[1], "upgrade")))) {
+        static const struct bl_unsupported ws = {"proxy_set_header", BL_UNSUPPORTED_ERROR,
+                                                 "WebSocket proxying is"};
+        char what[160];
+        snprintf(what, sizeof(what), "\"proxy_set_header %s\"", name);
+        return unsupported(c, &ws, what);
+    }
     if (strcasecmp(name, "connection") == 0 || strcasecmp(name, "content-length") == 0 ||
         strcasecmp(name, "transfer-encoding") == 0)
         return fail(c, "\"proxy_set_header\" cannot change \"%s\"", name);
@@ -645,8 +674,17 @@ static int h_listen(struct compiler *c, const struct bl_conf_node *n)
             if (parse_num(n->args[i] + 8, 1, 65535, &v) != BL_OK)
                 return invalid_value(c, n->args[i]);
             backlog = (int)v;
-        } else
-            return invalid_value(c, n->args[i]);
+        } else if (strcmp(n->args[i], "bind") == 0 || strcmp(n->args[i], "ipv6only=on") == 0) {
+            ; /* what ballast always does: each address has its own socket, IPv6 ones V6ONLY */
+        } else {
+            const struct bl_unsupported *u = bl_unsupported_listen_param(n->args[i]);
+            char what[160];
+            snprintf(what, sizeof(what), "\"%s\" parameter of \"listen\"", n->args[i]);
+            if (!u)
+                return invalid_value(c, n->args[i]);
+            if (unsupported(c, u, what) != BL_OK)
+                return BL_ERR;
+        }
     }
     char text[BL_ADDR_STRLEN];
     bl_addr_format((struct sockaddr *)&ss, text, sizeof(text));
@@ -769,7 +807,7 @@ static int h_proxy_pass(struct compiler *c, const struct bl_conf_node *n)
     const char *url = n->args[0];
     if (strncmp(url, "http://", 7) != 0) {
         if (strncmp(url, "https://", 8) == 0)
-            return fail(c, "https upstreams are not supported yet (\"%s\")", url);
+            return fail(c, "TLS is not supported in this build: \"%s\" in \"proxy_pass\"", url);
         return fail(c, "invalid URL prefix in \"%s\"", url);
     }
     const char *host = url + 7;
@@ -1068,8 +1106,15 @@ static int compile_directive(struct compiler *c, const struct bl_conf_node *n)
             break;
         }
     }
-    if (!by_name)
+    if (!by_name) {
+        const struct bl_unsupported *u = bl_unsupported_directive(n->name, n->args, n->nargs);
+        if (u) {
+            char what[160];
+            snprintf(what, sizeof(what), "\"%s\" directive", n->name);
+            return unsupported(c, u, what);
+        }
         return fail(c, "unknown directive \"%s\"", n->name);
+    }
     if (!d)
         return fail(c, "\"%s\" directive is not allowed here", n->name);
     if (d->block && !n->is_block)
@@ -1300,6 +1345,16 @@ static struct bl_config *compile_root(struct bl_conf_node *root, const char *fil
 
     struct compiler c = {.cfg = cfg, .err = err, .errlen = errlen};
     int rc = compile_block(&c, root, CTX_MAIN);
+    if (rc == BL_OK && !c.seen_http) {
+        /* nginx's `no "events" section in configuration`: a config that cannot serve anything
+         * (empty, or the wrong file) is refused rather than run without a listener. The line
+         * is the last top-level directive's, where the block is missing from. */
+        const struct bl_conf_node *last = root->nchildren ? &root->children[root->nchildren - 1]
+                                                          : NULL;
+        snprintf(err, errlen, "no \"http\" section in %s:%d", last ? last->file : file,
+                 last ? last->line : 1);
+        rc = BL_ERR;
+    }
     if (rc == BL_OK)
         rc = finish(&c);
     for (uint32_t i = 0; i < c.npending; i++)

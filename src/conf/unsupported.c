@@ -1,0 +1,159 @@
+/* nginx directives and listen parameters this build knows it lacks, and how to say so. */
+#include <stdio.h>
+#include <string.h>
+
+#include "conf/unsupported.h"
+
+#define E BL_UNSUPPORTED_ERROR
+#define W BL_UNSUPPORTED_WARN
+
+static const char TLS[] = "TLS is";
+static const char HTTP2[] = "HTTP/2 is";
+static const char HTTP3[] = "HTTP/3 is";
+static const char WEBSOCKET[] = "WebSocket proxying is";
+static const char GZIP[] = "compression is";
+static const char CACHE[] = "caching is";
+static const char LIMITS[] = "rate and connection limits are";
+static const char ACCESS[] = "access control is";
+static const char REWRITE[] = "rewrite, if and set are";
+static const char MAPS[] = "variables from map, geo and split_clients blocks are";
+static const char REALIP[] = "taking the client address from a header (real_ip) is";
+static const char STREAM[] = "L4 proxying (stream) is";
+static const char MAIL[] = "mail proxying is";
+static const char OTHER_UPSTREAMS[] = "FastCGI, uwsgi, SCGI, gRPC and memcached upstreams are";
+static const char FILTERS[] = "changing response headers and bodies is";
+static const char MODULES[] = "loading modules is";
+static const char RESOLVER[] = "re-resolving names at run time is";
+static const char AUTOINDEX[] = "directory listings are";
+static const char FILE_IO[] = "asynchronous and direct file I/O is";
+
+/* Grouped by feature; a name ending in '*' is a prefix. Read once per unknown name. */
+static const struct bl_unsupported directives[] = {
+    {"ssl", E, TLS},
+    {"ssl_*", W, TLS},
+    {"proxy_ssl_*", W, TLS},
+    {"http2", E, HTTP2},
+    {"http2_*", W, HTTP2},
+    {"http3", E, HTTP3},
+    {"http3_*", W, HTTP3},
+    {"quic_*", W, HTTP3},
+    {"gzip", W, GZIP},
+    {"gzip_*", W, GZIP},
+    {"gunzip", W, GZIP},
+    {"gunzip_*", W, GZIP},
+    {"brotli", W, GZIP},
+    {"brotli_*", W, GZIP},
+    {"proxy_cache", E, CACHE},
+    {"proxy_cache_*", E, CACHE},
+    {"proxy_store", E, CACHE},
+    {"proxy_store_*", E, CACHE},
+    {"open_file_cache", W, CACHE},
+    {"open_file_cache_*", W, CACHE},
+    {"limit_req", E, LIMITS},
+    {"limit_req_*", E, LIMITS},
+    {"limit_conn", E, LIMITS},
+    {"limit_conn_*", E, LIMITS},
+    {"limit_rate", E, LIMITS},
+    {"limit_rate_*", E, LIMITS},
+    {"limit_except", E, ACCESS},
+    {"allow", E, ACCESS},
+    {"deny", E, ACCESS},
+    {"satisfy", E, ACCESS},
+    {"auth_basic", E, ACCESS},
+    {"auth_basic_*", E, ACCESS},
+    {"auth_request", E, ACCESS},
+    {"auth_request_*", E, ACCESS},
+    {"rewrite", E, REWRITE},
+    {"if", E, REWRITE},
+    {"set", E, REWRITE},
+    {"break", E, REWRITE},
+    {"rewrite_log", W, REWRITE},
+    {"map", E, MAPS},
+    {"geo", E, MAPS},
+    {"split_clients", E, MAPS},
+    {"map_hash_*", W, MAPS},
+    {"set_real_ip_from", E, REALIP},
+    {"real_ip_header", E, REALIP},
+    {"real_ip_recursive", E, REALIP},
+    {"stream", E, STREAM},
+    {"mail", E, MAIL},
+    {"fastcgi_*", E, OTHER_UPSTREAMS},
+    {"uwsgi_*", E, OTHER_UPSTREAMS},
+    {"scgi_*", E, OTHER_UPSTREAMS},
+    {"grpc_*", E, OTHER_UPSTREAMS},
+    {"memcached_*", E, OTHER_UPSTREAMS},
+    {"add_header", E, FILTERS},
+    {"add_trailer", E, FILTERS},
+    {"expires", E, FILTERS},
+    {"sub_filter", E, FILTERS},
+    {"sub_filter_*", E, FILTERS},
+    {"ssi", E, FILTERS},
+    {"ssi_*", E, FILTERS},
+    {"load_module", W, MODULES},
+    {"resolver", W, RESOLVER},
+    {"resolver_timeout", W, RESOLVER},
+    {"autoindex", E, AUTOINDEX},
+    {"autoindex_*", E, AUTOINDEX},
+    {"aio", W, FILE_IO},
+    {"aio_write", W, FILE_IO},
+    {"directio", W, FILE_IO},
+    {"directio_alignment", W, FILE_IO},
+};
+
+static const struct bl_unsupported websocket = {"map", E, WEBSOCKET};
+
+static const struct bl_unsupported listen_params[] = {
+    {"ssl", E, TLS},
+    {"http2", E, HTTP2},
+    {"quic", E, HTTP3},
+    {"proxy_protocol", E, "the PROXY protocol is"},
+    {"deferred", W, "TCP_DEFER_ACCEPT is"},
+    {"fastopen=*", W, "TCP Fast Open is"},
+    {"so_keepalive=*", W, "TCP keep-alive on client connections is"},
+    {"ipv6only=off", E, "dual-stack IPv6 sockets (ipv6only=off) are"},
+    {"rcvbuf=*", W, "setting socket buffer sizes is"},
+    {"sndbuf=*", W, "setting socket buffer sizes is"},
+    {"setfib=*", E, "FreeBSD's setfib is"},
+    {"accept_filter=*", E, "FreeBSD's accept filters are"},
+};
+
+static int name_matches(const char *pattern, const char *name)
+{
+    size_t n = strlen(pattern);
+    if (n && pattern[n - 1] == '*')
+        return strncmp(pattern, name, n - 1) == 0;
+    return strcmp(pattern, name) == 0;
+}
+
+static const struct bl_unsupported *find(const struct bl_unsupported *t, size_t n,
+                                         const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (name_matches(t[i].name, name))
+            return &t[i];
+    return NULL;
+}
+
+const struct bl_unsupported *bl_unsupported_directive(const char *name, char *const *args,
+                                                      int nargs)
+{
+    /* nginx's WebSocket recipe starts with `map $http_upgrade $connection_upgrade { ... }`:
+     * name the feature the operator is after, not the building block. */
+    if (strcmp(name, "map") == 0 && nargs >= 1 && strcmp(args[0], "$http_upgrade") == 0)
+        return &websocket;
+    return find(directives, sizeof(directives) / sizeof(directives[0]), name);
+}
+
+const struct bl_unsupported *bl_unsupported_listen_param(const char *param)
+{
+    return find(listen_params, sizeof(listen_params) / sizeof(listen_params[0]), param);
+}
+
+void bl_unsupported_format(const struct bl_unsupported *entry, const char *what, char *buf,
+                           size_t len)
+{
+    if (entry->level == BL_UNSUPPORTED_WARN)
+        snprintf(buf, len, "%s not supported in this build, %s ignored", entry->feature, what);
+    else
+        snprintf(buf, len, "%s not supported in this build: %s", entry->feature, what);
+}
