@@ -20,6 +20,7 @@
  */
 #include "conf/conf_parse.h"
 
+#include "conf/conf_alloc.h"
 #include "core/status.h"
 
 #include <errno.h>
@@ -103,9 +104,10 @@ static void set_error(struct conf_reader *rd, const char *file, int line, const 
         snprintf(rd->err + n, rd->errlen - (size_t)n, " in %s:%d", file, line);
 }
 
-static void set_oom(struct conf_reader *rd)
+/* Out of memory at file:line, or before any file is open (file NULL). */
+static void set_oom(struct conf_reader *rd, const char *file, int line)
 {
-    set_error(rd, NULL, 0, "out of memory");
+    set_error(rd, file, line, "out of memory");
 }
 
 static int is_space(char ch)
@@ -124,13 +126,13 @@ static const char *intern_file(struct conf_reader *rd, const char *name)
     }
     if (t->nfiles == t->files_cap) {
         int cap = t->files_cap ? t->files_cap * 2 : 8;
-        char **files = realloc(t->files, (size_t)cap * sizeof(*files));
+        char **files = conf_realloc(t->files, (size_t)cap * sizeof(*files));
         if (files == NULL)
             return NULL;
         t->files = files;
         t->files_cap = cap;
     }
-    char *copy = strdup(name);
+    char *copy = conf_strdup(name);
     if (copy == NULL)
         return NULL;
     t->files[t->nfiles++] = copy;
@@ -154,7 +156,7 @@ static int vec_push(struct conf_node_vec *vec, const struct bl_conf_node *node)
 {
     if (vec->n == vec->cap) {
         int cap = vec->cap ? vec->cap * 2 : 4;
-        struct bl_conf_node *v = realloc(vec->v, (size_t)cap * sizeof(*v));
+        struct bl_conf_node *v = conf_realloc(vec->v, (size_t)cap * sizeof(*v));
         if (v == NULL)
             return BL_ERR;
         vec->v = v;
@@ -182,7 +184,7 @@ static void stmt_free(struct conf_stmt *st)
 /* Copies [start, end) into a new string, resolving escapes as nginx does. */
 static char *unescape(const char *start, const char *end)
 {
-    char *word = malloc((size_t)(end - start) + 1);
+    char *word = conf_malloc((size_t)(end - start) + 1);
     char *dst = word;
 
     if (word == NULL)
@@ -218,16 +220,16 @@ static char *unescape(const char *start, const char *end)
     return word;
 }
 
-static int stmt_push(struct conf_reader *rd, struct conf_stmt *st, const char *start,
-                     const char *end, int quoted, int line)
+static int stmt_push(struct conf_reader *rd, const struct conf_lexer *lx, struct conf_stmt *st,
+                     const char *start, const char *end, int quoted, int line)
 {
     if (st->nargs == st->cap) {
         int cap = st->cap ? st->cap * 2 : 8;
-        char **args = realloc(st->args, (size_t)cap * sizeof(*args));
+        char **args = conf_realloc(st->args, (size_t)cap * sizeof(*args));
         if (args == NULL)
             goto oom;
         st->args = args;
-        unsigned char *q = realloc(st->quoted, (size_t)cap);
+        unsigned char *q = conf_realloc(st->quoted, (size_t)cap);
         if (q == NULL)
             goto oom;
         st->quoted = q;
@@ -243,7 +245,7 @@ static int stmt_push(struct conf_reader *rd, struct conf_stmt *st, const char *s
     st->nargs++;
     return BL_OK;
 oom:
-    set_oom(rd);
+    set_oom(rd, lx->file, line);
     return BL_ERR;
 }
 
@@ -268,7 +270,7 @@ static int lex_quoted(struct conf_reader *rd, struct conf_lexer *lx, struct conf
             lx->line++;
         p++;
     }
-    if (stmt_push(rd, st, start, p, 1, start_line) != BL_OK)
+    if (stmt_push(rd, lx, st, start, p, 1, start_line) != BL_OK)
         return BL_ERR;
     lx->pos = p + 1;
 
@@ -317,7 +319,7 @@ static int lex_word(struct conf_reader *rd, struct conf_lexer *lx, struct conf_s
             break;
         p++;
     }
-    if (stmt_push(rd, st, start, p, 0, start_line) != BL_OK)
+    if (stmt_push(rd, lx, st, start, p, 0, start_line) != BL_OK)
         return BL_ERR;
     lx->pos = p;
     return BL_OK;
@@ -400,7 +402,7 @@ static size_t dir_prefix_len(const char *file)
 static char *join_path(const char *prefix, size_t prefix_len, const char *name, int escape)
 {
     size_t name_len = strlen(name);
-    char *path = malloc(prefix_len * 2 + name_len + 1);
+    char *path = conf_malloc(prefix_len * 2 + name_len + 1);
     char *dst = path;
 
     if (path == NULL)
@@ -436,7 +438,7 @@ static int do_include(struct conf_reader *rd, struct conf_lexer *lx, struct conf
     int wildcard = has_wildcard(arg);
     char *path = join_path(lx->file, prefix_len, arg, wildcard);
     if (path == NULL) {
-        set_oom(rd);
+        set_oom(rd, lx->file, st->line);
         return BL_ERR;
     }
     if (!wildcard) {
@@ -545,8 +547,8 @@ static int parse_block(struct conf_reader *rd, struct conf_lexer *lx, int in_blo
             }
         }
         if (vec_push(out, &node) != BL_OK) {
+            set_oom(rd, lx->file, node.line);
             node_free_contents(&node);
-            set_oom(rd);
             break;
         }
     }
@@ -565,12 +567,12 @@ static int load_file(struct conf_reader *rd, const char *path, const char *from_
     }
 
     size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
+    char *buf = conf_malloc(cap);
     if (buf == NULL)
         goto oom;
     for (;;) {
         if (cap - n < 2) {
-            char *bigger = realloc(buf, cap * 2);
+            char *bigger = conf_realloc(buf, cap * 2);
             if (bigger == NULL)
                 goto oom;
             buf = bigger;
@@ -598,7 +600,7 @@ static int load_file(struct conf_reader *rd, const char *path, const char *from_
 oom:
     free(buf);
     fclose(f);
-    set_oom(rd);
+    set_oom(rd, from_file, from_line);
     return BL_ERR;
 }
 
@@ -633,7 +635,7 @@ static int parse_file(struct conf_reader *rd, const char *path, const char *from
     const char *file = intern_file(rd, path);
     if (file == NULL) {
         free(text);
-        set_oom(rd);
+        set_oom(rd, from_file, from_line);
         return BL_ERR;
     }
 
@@ -656,12 +658,12 @@ static int parse_file(struct conf_reader *rd, const char *path, const char *from
 /* Allocates the tree and its root node named "" for file name. */
 static struct conf_tree *tree_new(struct conf_reader *rd, const char *name)
 {
-    struct conf_tree *t = calloc(1, sizeof(*t));
+    struct conf_tree *t = conf_calloc(1, sizeof(*t));
     if (t == NULL)
         return NULL;
     rd->tree = t;
     t->root.is_block = 1;
-    t->root.name = strdup("");
+    t->root.name = conf_strdup("");
     t->root.file = intern_file(rd, name);
     if (t->root.name == NULL || t->root.file == NULL) {
         bl_conf_free(&t->root);
@@ -697,7 +699,7 @@ struct bl_conf_node *bl_conf_read(const char *path, char *err, size_t errlen)
         return NULL;
     }
     if (tree_new(&rd, path) == NULL) {
-        set_oom(&rd);
+        set_oom(&rd, NULL, 0);
         return NULL;
     }
     int rc = parse_file(&rd, path, NULL, 0, 0, &top);
@@ -713,7 +715,7 @@ struct bl_conf_node *bl_conf_read_string(const char *text, const char *name, cha
     if (name == NULL)
         name = "<string>";
     if (tree_new(&rd, name) == NULL) {
-        set_oom(&rd);
+        set_oom(&rd, NULL, 0);
         return NULL;
     }
     int rc = parse_text(&rd, text != NULL ? text : "", text != NULL ? strlen(text) : 0,

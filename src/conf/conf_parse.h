@@ -41,7 +41,8 @@ struct bl_conf_node {
  *   invalid number of arguments in "include" directive in conf/a.conf:3
  * and also: unexpected NUL byte, directive "include" is not terminated by ";", include
  * nesting too deep, blocks nested too deep (over 100 levels), read() "PATH" failed (...),
- * out of memory. The root's file is path (name for bl_conf_read_string) and its line is 0;
+ * out of memory (with " in FILE:LINE" where the reader was in a file, as any error; it never
+ * exits). The root's file is path (name for bl_conf_read_string) and its line is 0;
  * every node's file pointer lives as long as the tree.
  */
 struct bl_conf_node *bl_conf_read(const char *path, char *err, size_t errlen);
