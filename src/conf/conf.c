@@ -1,9 +1,17 @@
 /* The directive table and the compiler from the directive tree to struct bl_config.
  *
  * One table drives parsing, validation, defaults and the docs check: a directive is found by
- * name and context, its argument count is checked, then its handler runs. Settings that http,
- * server and location may all hold live in struct bl_loc_conf and are merged downwards after
- * the whole file is read, as nginx merges them, so their order in the file does not matter.
+ * name and context, its argument count is checked, then its handler runs. The table's default
+ * strings are the defaults: before the file, each is compiled by its own row as if it were a
+ * line of the file (main and events into the config, http/server/location into the built-in
+ * level that http inherits from, upstream into each group), so a default is written once and
+ * the docs check (tests/unit/conf/test_conf.c) compares docs/configuration.md with the same
+ * row. Settings that http, server and location may all hold live in struct bl_loc_conf and are
+ * merged downwards after the whole file is read, as nginx merges them, so their order in the
+ * file does not matter.
+ *
+ * Nothing here exits: a failed allocation is an error that names the directive and file:line,
+ * so a reload that runs out of memory leaves the running generation serving.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -16,6 +24,7 @@
 #include <unistd.h>
 
 #include "conf/conf.h"
+#include "conf/conf_alloc.h"
 #include "conf/conf_parse.h"
 #include "conf/unsupported.h"
 #include "core/log.h"
@@ -27,7 +36,7 @@
 #include "upstream/outlier.h"
 #include "upstream/retry_budget.h"
 
-/* Contexts, as bits. */
+/* Contexts, as bits, outermost first: a default applies in a row's outermost context. */
 #define CTX_MAIN     0x01u
 #define CTX_EVENTS   0x02u
 #define CTX_HTTP     0x04u
@@ -35,28 +44,42 @@
 #define CTX_SERVER   0x10u
 #define CTX_LOCATION 0x20u
 #define CTX_HSL      (CTX_HTTP | CTX_SERVER | CTX_LOCATION)
+#define CTX_ANY      0x3fu
 
-#define ANY_ARGS -1
+static const char *const ctx_names[] = {"main", "events", "http", "upstream", "server",
+                                        "location"};
+
+#define ANY_ARGS 255
 
 struct compiler;
 typedef int (*handler_fn)(struct compiler *c, const struct bl_conf_node *n);
 
+/* What a typed row's argument is; h_typed parses it into its bl_loc_conf field. */
 enum field_type {
-    FT_NONE = 0,     /* handler only */
-    FT_TIME,         /* loc_conf field, milliseconds */
-    FT_SIZE,         /* loc_conf field, bytes */
-    FT_NUM,          /* loc_conf field, plain number */
-    FT_FLAG,         /* loc_conf field, on|off */
+    FT_NONE = 0,     /* the handler does the work */
+    FT_TIME,         /* milliseconds; a bare number is seconds */
+    FT_SIZE,         /* bytes; k and m suffixes */
+    FT_NUM,          /* plain number */
+    FT_FLAG,         /* on | off as 1 | 0 */
 };
+
+/* struct directive.flags */
+#define DIR_BLOCK        0x1u  /* takes a { ... } block (and must have one) */
+#define DIR_DEFAULT_DOC  0x2u  /* deflt is documented, not applied: it is what the owning module
+                                * does when the line is absent (the health check's request,
+                                * no server names); test_conf.c checks they agree */
 
 struct directive {
     const char *name;
-    unsigned contexts;
-    int min_args, max_args;
-    int block;                 /* 1: must be a block; 0: must not */
-    enum field_type type;
-    size_t offset;             /* into struct bl_loc_conf, for typed fields */
-    const char *deflt;         /* default value, as the docs show it (NULL: none) */
+    uint8_t contexts;          /* CTX_* bits where it may stand */
+    uint8_t min_args, max_args; /* max ANY_ARGS: no limit */
+    uint8_t flags;             /* DIR_* */
+    uint8_t type;              /* enum field_type; FT_NONE: handler only */
+    uint16_t offset;           /* typed rows: the field in struct bl_loc_conf */
+    const char *syntax;        /* arguments as the docs write them, forms separated by '\n';
+                                * NULL for typed rows: derived from the type */
+    const char *deflt;         /* default arguments, exactly as a line would write them; NULL:
+                                * none (the setting is off or absent until a line sets it) */
     handler_fn handler;
 };
 
@@ -66,18 +89,9 @@ struct compiler {
     struct bl_server_block *srv;
     struct bl_location *loc;
     struct bl_upstream_group *grp;
-    /* Where directives of the current level (http, server or location) store what they set. */
-    struct level {
-        struct bl_loc_conf *lc;
-        struct bl_header_set **hdrs;
-        uint32_t *nhdrs;
-        uint8_t *headers_set;
-        struct bl_access_log **alog;
-        uint8_t *alog_set;
-        struct bl_error_page **epages;
-        uint32_t *nepages;
-        uint8_t *epages_set;
-    } level;
+    struct bl_loc_conf *lc;              /* the level (http, server, location) being compiled */
+    const struct directive *dir;         /* row of the directive being compiled */
+    struct bl_conf_node *defaults;       /* the table's defaults, read as a config (see top) */
     int seen_http, seen_events;
     struct pending_pass {
         struct bl_location *loc;
@@ -131,35 +145,27 @@ static int invalid_value(struct compiler *c, const char *value)
     return fail(c, "invalid value \"%s\" in \"%s\" directive", value, c->node->name);
 }
 
-static void *zalloc(size_t n)
+/* A failed allocation while compiling the current directive. */
+static int oom(struct compiler *c)
 {
-    void *p = calloc(1, n);
-    if (!p) {
-        fprintf(stderr, "ballast: out of memory while loading the configuration\n");
-        exit(1);
-    }
-    return p;
+    return fail(c, "out of memory in \"%s\" directive", c->node->name);
 }
 
-static char *xstrdup(const char *s)
+/* The same where no node is current (after the walk): names the directive and its place. */
+static int oom_at(struct compiler *c, const char *directive, const char *file, int line)
 {
-    char *p = strdup(s);
-    if (!p) {
-        fprintf(stderr, "ballast: out of memory while loading the configuration\n");
-        exit(1);
-    }
-    return p;
+    snprintf(c->err, c->errlen, "out of memory in \"%s\" directive in %s:%d", directive, file,
+             line);
+    return BL_ERR;
 }
 
-/* Appends one element to a growable array of pointers or structs. */
+/* Makes room for one more zeroed element at the end of an array of n; returns the new array,
+ * or NULL with the old one untouched. */
 static void *grow(void *arr, uint32_t n, size_t elem)
 {
-    void *p = realloc(arr, (n + 1) * elem);
-    if (!p) {
-        fprintf(stderr, "ballast: out of memory while loading the configuration\n");
-        exit(1);
-    }
-    memset((char *)p + n * elem, 0, elem);
+    void *p = conf_realloc(arr, (n + 1) * elem);
+    if (p)
+        memset((char *)p + n * elem, 0, elem);
     return p;
 }
 
@@ -186,6 +192,7 @@ static uint64_t *lc_field(struct bl_loc_conf *lc, size_t offset)
 /* ---------------------------------------------------------------- the walk */
 
 static int compile_block(struct compiler *c, const struct bl_conf_node *block, unsigned ctx);
+static int apply_defaults(struct compiler *c, unsigned ctx);
 
 /* ---- main context ---- */
 
@@ -211,16 +218,22 @@ static int h_error_log(struct compiler *c, const struct bl_conf_node *n)
         if (level < 0)
             return invalid_value(c, n->args[1]);
     }
+    char *path = conf_strdup(n->args[0]);
+    if (!path)
+        return oom(c);
     free(c->cfg->error_log);
-    c->cfg->error_log = xstrdup(n->args[0]);
+    c->cfg->error_log = path;
     c->cfg->error_log_level = level;
     return BL_OK;
 }
 
 static int h_pid(struct compiler *c, const struct bl_conf_node *n)
 {
+    char *path = NULL;
+    if (strcmp(n->args[0], "off") != 0 && !(path = conf_strdup(n->args[0])))
+        return oom(c);
     free(c->cfg->pid_file);
-    c->cfg->pid_file = strcmp(n->args[0], "off") == 0 ? NULL : xstrdup(n->args[0]);
+    c->cfg->pid_file = path;
     return BL_OK;
 }
 
@@ -254,6 +267,13 @@ static int h_flag_ignore(struct compiler *c, const struct bl_conf_node *n)
     return BL_OK;
 }
 
+/* The reader expands include before the table sees the tree; the row exists for the docs. */
+static int h_include(struct compiler *c, const struct bl_conf_node *n)
+{
+    BL_UNUSED(n);
+    return fail(c, "\"include\" was not expanded");
+}
+
 static int h_events(struct compiler *c, const struct bl_conf_node *n)
 {
     if (c->seen_events++)
@@ -279,10 +299,11 @@ static int h_use(struct compiler *c, const struct bl_conf_node *n)
 
 /* ---- http context ---- */
 
-static struct level enter_level(struct compiler *c, struct level next)
+/* Makes lc the level that http/server/location directives write to; returns the previous. */
+static struct bl_loc_conf *enter_level(struct compiler *c, struct bl_loc_conf *lc)
 {
-    struct level saved = c->level;
-    c->level = next;
+    struct bl_loc_conf *saved = c->lc;
+    c->lc = lc;
     return saved;
 }
 
@@ -290,41 +311,43 @@ static int h_http(struct compiler *c, const struct bl_conf_node *n)
 {
     if (c->seen_http++)
         return fail(c, "\"http\" directive is duplicate");
-    struct bl_config *cfg = c->cfg;
-    enter_level(c, (struct level){&cfg->http_conf, &cfg->http_headers, &cfg->nhttp_headers,
-                                  &cfg->http_headers_set, &cfg->http_access_log,
-                                  &cfg->http_access_log_set, &cfg->http_error_pages,
-                                  &cfg->nhttp_error_pages, &cfg->http_error_pages_set});
-    return compile_block(c, n, CTX_HTTP);
+    struct bl_loc_conf *saved = enter_level(c, &c->cfg->http_conf);
+    int rc = compile_block(c, n, CTX_HTTP);
+    enter_level(c, saved);
+    return rc;
 }
-
-static int h_typed(struct compiler *c, const struct bl_conf_node *n);
 
 static struct bl_access_log *access_log_get(struct compiler *c, const char *path)
 {
-    for (uint32_t i = 0; i < c->cfg->naccess_logs; i++)
-        if (strcmp(c->cfg->access_logs[i]->path, path) == 0)
-            return c->cfg->access_logs[i];
-    struct bl_access_log *al = zalloc(sizeof(*al));
-    al->path = xstrdup(path);
+    struct bl_config *cfg = c->cfg;
+    for (uint32_t i = 0; i < cfg->naccess_logs; i++)
+        if (strcmp(cfg->access_logs[i]->path, path) == 0)
+            return cfg->access_logs[i];
+    struct bl_access_log **logs = grow(cfg->access_logs, cfg->naccess_logs, sizeof(*logs));
+    if (!logs)
+        return NULL;
+    cfg->access_logs = logs;
+    struct bl_access_log *al = conf_calloc(1, sizeof(*al));
+    if (!al || !(al->path = conf_strdup(path))) {
+        free(al);
+        return NULL;
+    }
     al->fd = -1;
-    c->cfg->access_logs = grow(c->cfg->access_logs, c->cfg->naccess_logs, sizeof(al));
-    c->cfg->access_logs[c->cfg->naccess_logs++] = al;
+    cfg->access_logs[cfg->naccess_logs++] = al;
     return al;
 }
 
 static int h_access_log(struct compiler *c, const struct bl_conf_node *n)
 {
-    if (*c->level.alog_set)
+    if (c->lc->set & BL_LC_ACCESS_LOG)
         return fail(c, "\"access_log\" directive is duplicate");
-    *c->level.alog_set = 1;
-    if (strcmp(n->args[0], "off") == 0) {
-        *c->level.alog = NULL;
-        return BL_OK;
-    }
+    struct bl_access_log *al = NULL;
     /* A format name after the path (nginx: "access_log FILE main;") is accepted; the line
      * format is ballast's own, documented in docs/configuration.md. */
-    *c->level.alog = access_log_get(c, n->args[0]);
+    if (strcmp(n->args[0], "off") != 0 && !(al = access_log_get(c, n->args[0])))
+        return oom(c);
+    c->lc->access_log = al;
+    c->lc->set |= BL_LC_ACCESS_LOG;
     return BL_OK;
 }
 
@@ -338,8 +361,8 @@ static int h_large_client_header_buffers(struct compiler *c, const struct bl_con
         return invalid_value(c, n->args[1]);
     if ((uint64_t)num * size > 1024 * 1024)
         return fail(c, "\"large_client_header_buffers\" total size exceeds 1m");
-    c->level.lc->lchb_number = (uint64_t)num;
-    c->level.lc->lchb_size = size;
+    c->lc->lchb_number = (uint64_t)num;
+    c->lc->lchb_size = size;
     return BL_OK;
 }
 
@@ -374,13 +397,22 @@ static int h_proxy_set_header(struct compiler *c, const struct bl_conf_node *n)
         if (!t)
             return fail(c, "%s", err);
     }
-    *c->level.hdrs = grow(*c->level.hdrs, *c->level.nhdrs, sizeof(struct bl_header_set));
-    struct bl_header_set *h = &(*c->level.hdrs)[(*c->level.nhdrs)++];
-    h->name = xstrdup(name);
+    struct bl_loc_conf *lc = c->lc;
+    struct bl_header_set *hdrs = grow(lc->headers, lc->nheaders, sizeof(*hdrs));
+    char *copy = hdrs ? conf_strdup(name) : NULL;
+    if (hdrs) {
+        lc->headers = hdrs;
+        lc->set |= BL_LC_HEADERS;
+    }
+    if (!copy) {
+        bl_template_free(t);
+        return oom(c);
+    }
+    struct bl_header_set *h = &lc->headers[lc->nheaders++];
+    h->name = copy;
     h->name_len = (uint32_t)strlen(name);
     h->remove = t == NULL;
     h->value = t;
-    *c->level.headers_set = 1;
     return BL_OK;
 }
 
@@ -394,19 +426,41 @@ static struct bl_upstream_group *group_find(struct bl_config *cfg, const char *n
     return NULL;
 }
 
+/* A new group with the table's upstream defaults applied; NULL with err filled. n gives the
+ * group's file:line (the upstream block, or the proxy_pass that implies a group). */
 static struct bl_upstream_group *group_new(struct compiler *c, const char *name,
                                            const struct bl_conf_node *n)
 {
-    struct bl_upstream_group *g = zalloc(sizeof(*g));
-    g->name = xstrdup(name);
+    struct bl_config *cfg = c->cfg;
+    struct bl_upstream_group **groups = grow(cfg->groups, cfg->ngroups, sizeof(*groups));
+    if (!groups) {
+        oom_at(c, n->name, n->file, n->line);
+        return NULL;
+    }
+    cfg->groups = groups;
+    struct bl_upstream_group *g = conf_calloc(1, sizeof(*g));
+    if (!g || !(g->name = conf_strdup(name))) {
+        free(g);
+        oom_at(c, n->name, n->file, n->line);
+        return NULL;
+    }
     g->file = n->file;
     g->line = n->line;
     g->balancer = &bl_balancer_rr;
-    g->keepalive_requests = 1000;
-    g->keepalive_timeout_ms = 60000;
-    g->index = c->cfg->ngroups;
-    c->cfg->groups = grow(c->cfg->groups, c->cfg->ngroups, sizeof(g));
-    c->cfg->groups[c->cfg->ngroups++] = g;
+    g->index = cfg->ngroups;
+    cfg->groups[cfg->ngroups++] = g;
+
+    struct bl_upstream_group *saved_grp = c->grp;
+    const struct bl_conf_node *saved_node = c->node;
+    c->grp = g;
+    int rc = apply_defaults(c, CTX_UPSTREAM);
+    c->grp = saved_grp;
+    c->node = saved_node;
+    if (rc != BL_OK) {
+        if (strncmp(c->err, "out of memory", 13) == 0)
+            oom_at(c, n->name, n->file, n->line);
+        return NULL;
+    }
     return g;
 }
 
@@ -415,6 +469,8 @@ static int h_upstream(struct compiler *c, const struct bl_conf_node *n)
     if (group_find(c->cfg, n->args[0]))
         return fail(c, "duplicate upstream \"%s\"", n->args[0]);
     c->grp = group_new(c, n->args[0], n);
+    if (!c->grp)
+        return BL_ERR;
     int rc = compile_block(c, n, CTX_UPSTREAM);
     if (rc == BL_OK && c->grp->nservers == 0) {
         c->node = n;
@@ -429,11 +485,21 @@ static int h_upstream(struct compiler *c, const struct bl_conf_node *n)
     return rc;
 }
 
-static struct bl_upstream_server *group_add_server(struct bl_upstream_group *g)
+/* A new server in g with nginx's parameter defaults (these are server parameters, not
+ * directives, so they are not table rows); NULL when out of memory. */
+static struct bl_upstream_server *group_add_server(struct bl_upstream_group *g, const char *name)
 {
-    g->servers = grow(g->servers, g->nservers, sizeof(struct bl_upstream_server));
+    char *copy = conf_strdup(name);
+    struct bl_upstream_server *servers = copy ? grow(g->servers, g->nservers, sizeof(*servers))
+                                              : NULL;
+    if (!servers) {
+        free(copy);
+        return NULL;
+    }
+    g->servers = servers;
     struct bl_upstream_server *s = &g->servers[g->nservers];
     s->index = g->nservers++;
+    s->name = copy;
     s->weight = 1;
     s->max_fails = 1;
     s->fail_timeout_ms = 10000;
@@ -448,8 +514,9 @@ static int h_upstream_server(struct compiler *c, const struct bl_conf_node *n)
     socklen_t sl;
     if (bl_addr_parse(n->args[0], 80, 1, &ss, &sl, err, sizeof(err)) != 0)
         return fail(c, "%s in upstream \"%s\"", err, g->name);
-    struct bl_upstream_server *s = group_add_server(g);
-    s->name = xstrdup(n->args[0]);
+    struct bl_upstream_server *s = group_add_server(g, n->args[0]);
+    if (!s)
+        return oom(c);
     s->addr = ss;
     s->addrlen = sl;
     for (int i = 1; i < n->nargs; i++) {
@@ -533,7 +600,12 @@ static int h_lb_hash(struct compiler *c, const struct bl_conf_node *n)
     struct bl_template *t = bl_template_compile(n->args[0], err, sizeof(err));
     if (!t)
         return fail(c, "%s", err);
-    c->grp->hash_key = xstrdup(n->args[0]);
+    char *key = conf_strdup(n->args[0]);
+    if (!key) {
+        bl_template_free(t);
+        return oom(c);
+    }
+    c->grp->hash_key = key;
     c->grp->hash_key_compiled = t;
     c->grp->hash_bound = bound;
     return BL_OK;
@@ -613,32 +685,44 @@ static int h_upstream_keepalive_timeout(struct compiler *c, const struct bl_conf
 
 /* ---- server ---- */
 
-static void loc_conf_unset(struct bl_loc_conf *lc)
+/* Every scalar of lc unset (UINT64_MAX) and no lists: a level before its lines are read. */
+static void loc_conf_init(struct bl_loc_conf *lc);
+
+/* A location (or a server's pseudo location) with its file:line; NULL when out of memory. */
+static struct bl_location *location_new(const char *path, const struct bl_conf_node *n)
 {
-    uint64_t *f = (uint64_t *)lc;
-    for (size_t i = 0; i < sizeof(*lc) / sizeof(uint64_t); i++)
-        f[i] = UINT64_MAX;
+    struct bl_location *loc = conf_calloc(1, sizeof(*loc));
+    if (!loc || !(loc->path = conf_strdup(path))) {
+        free(loc);
+        return NULL;
+    }
+    loc->path_len = (uint32_t)strlen(path);
+    loc->file = n->file;
+    loc->line = n->line;
+    loc_conf_init(&loc->conf);
+    return loc;
 }
 
 static int h_server(struct compiler *c, const struct bl_conf_node *n)
 {
-    struct bl_server_block *s = zalloc(sizeof(*s));
+    struct bl_config *cfg = c->cfg;
+    struct bl_server_block **servers = grow(cfg->servers, cfg->nservers, sizeof(*servers));
+    if (!servers)
+        return oom(c);
+    cfg->servers = servers;
+    struct bl_server_block *s = conf_calloc(1, sizeof(*s));
+    /* The server-level pseudo location carries server-level return and settings. */
+    if (!s || !(s->server_loc = location_new("", n))) {
+        free(s);
+        return oom(c);
+    }
     s->file = n->file;
     s->line = n->line;
-    loc_conf_unset(&s->conf);
-    c->cfg->servers = grow(c->cfg->servers, c->cfg->nservers, sizeof(s));
-    c->cfg->servers[c->cfg->nservers++] = s;
-    /* The server-level pseudo location carries server-level return and settings. */
-    s->server_loc = zalloc(sizeof(*s->server_loc));
-    s->server_loc->file = n->file;
-    s->server_loc->line = n->line;
-    s->server_loc->path = xstrdup("");
+    loc_conf_init(&s->conf);
+    cfg->servers[cfg->nservers++] = s;
 
     c->srv = s;
-    struct level saved = enter_level(c, (struct level){&s->conf, &s->headers, &s->nheaders,
-                                                       &s->headers_set, &s->access_log,
-                                                       &s->access_log_set, &s->error_pages,
-                                                       &s->nerror_pages, &s->error_pages_set});
+    struct bl_loc_conf *saved = enter_level(c, &s->conf);
     int rc = compile_block(c, n, CTX_SERVER);
     c->srv = NULL;
     enter_level(c, saved);
@@ -646,9 +730,9 @@ static int h_server(struct compiler *c, const struct bl_conf_node *n)
         return rc;
     /* A server without listen listens on *:80, as nginx's does (when run as root). */
     int listening = 0;
-    for (uint32_t i = 0; i < c->cfg->nlistens; i++)
-        for (uint32_t k = 0; k < c->cfg->listens[i].nservers; k++)
-            listening |= c->cfg->listens[i].servers[k] == s;
+    for (uint32_t i = 0; i < cfg->nlistens; i++)
+        for (uint32_t k = 0; k < cfg->listens[i].nservers; k++)
+            listening |= cfg->listens[i].servers[k] == s;
     if (!listening) {
         c->node = n;
         return fail(c, "server block has no \"listen\" directive");
@@ -688,13 +772,17 @@ static int h_listen(struct compiler *c, const struct bl_conf_node *n)
     }
     char text[BL_ADDR_STRLEN];
     bl_addr_format((struct sockaddr *)&ss, text, sizeof(text));
+    struct bl_config *cfg = c->cfg;
     struct bl_listen *l = NULL;
-    for (uint32_t i = 0; i < c->cfg->nlistens; i++)
-        if (strcmp(c->cfg->listens[i].text, text) == 0)
-            l = &c->cfg->listens[i];
+    for (uint32_t i = 0; i < cfg->nlistens; i++)
+        if (strcmp(cfg->listens[i].text, text) == 0)
+            l = &cfg->listens[i];
     if (!l) {
-        c->cfg->listens = grow(c->cfg->listens, c->cfg->nlistens, sizeof(*l));
-        l = &c->cfg->listens[c->cfg->nlistens++];
+        struct bl_listen *listens = grow(cfg->listens, cfg->nlistens, sizeof(*listens));
+        if (!listens)
+            return oom(c);
+        cfg->listens = listens;
+        l = &cfg->listens[cfg->nlistens++];
         l->addr = ss;
         l->addrlen = sl;
         l->backlog = backlog;
@@ -708,7 +796,10 @@ static int h_listen(struct compiler *c, const struct bl_conf_node *n)
     }
     if (def && l->nservers && l->servers[0]->is_default)
         return fail(c, "a duplicate default server for %s", text);
-    l->servers = grow(l->servers, l->nservers, sizeof(c->srv));
+    struct bl_server_block **servers = grow(l->servers, l->nservers, sizeof(*servers));
+    if (!servers)
+        return oom(c);
+    l->servers = servers;
     if (def) {
         memmove(&l->servers[1], &l->servers[0], l->nservers * sizeof(c->srv));
         l->servers[0] = c->srv;
@@ -727,8 +818,13 @@ static int h_server_name(struct compiler *c, const struct bl_conf_node *n)
         if (n->args[i][0] == '~')
             return fail(c, "regular expression server names are not supported (\"%s\")",
                         n->args[i]);
-        s->names = grow(s->names, s->nnames, sizeof(char *));
-        char *name = xstrdup(n->args[i]);
+        char **names = grow(s->names, s->nnames, sizeof(*names));
+        if (!names)
+            return oom(c);
+        s->names = names;
+        char *name = conf_strdup(n->args[i]);
+        if (!name)
+            return oom(c);
         for (char *p = name; *p; p++)
             *p = (char)tolower((unsigned char)*p);
         s->names[s->nnames++] = name;
@@ -764,33 +860,24 @@ static int h_location(struct compiler *c, const struct bl_conf_node *n)
         }
     }
     struct bl_server_block *s = c->srv;
-    struct bl_location **list = exact ? s->exact : s->prefix;
-    uint32_t nlist = exact ? s->nexact : s->nprefix;
-    for (uint32_t i = 0; i < nlist; i++)
-        if (strcmp(list[i]->path, path) == 0)
+    struct bl_location ***list = exact ? &s->exact : &s->prefix;
+    uint32_t *nlist = exact ? &s->nexact : &s->nprefix;
+    for (uint32_t i = 0; i < *nlist; i++)
+        if (strcmp((*list)[i]->path, path) == 0)
             return fail(c, "duplicate location \"%s\"", path);
 
-    struct bl_location *loc = zalloc(sizeof(*loc));
-    loc->path = xstrdup(path);
-    loc->path_len = (uint32_t)strlen(path);
+    struct bl_location **grown = grow(*list, *nlist, sizeof(**list));
+    if (!grown)
+        return oom(c);
+    *list = grown;
+    struct bl_location *loc = location_new(path, n);
+    if (!loc)
+        return oom(c);
     loc->exact = (uint8_t)exact;
-    loc->file = n->file;
-    loc->line = n->line;
-    loc_conf_unset(&loc->conf);
-    if (exact) {
-        s->exact = grow(s->exact, s->nexact, sizeof(loc));
-        s->exact[s->nexact++] = loc;
-    } else {
-        s->prefix = grow(s->prefix, s->nprefix, sizeof(loc));
-        s->prefix[s->nprefix++] = loc;
-    }
+    (*list)[(*nlist)++] = loc;
 
     c->loc = loc;
-    struct level saved = enter_level(c, (struct level){&loc->conf, &loc->headers,
-                                                       &loc->nheaders, &loc->headers_set,
-                                                       &loc->access_log, &loc->access_log_set,
-                                                       &loc->error_pages, &loc->nerror_pages,
-                                                       &loc->error_pages_set});
+    struct bl_loc_conf *saved = enter_level(c, &loc->conf);
     int rc = compile_block(c, n, CTX_LOCATION);
     c->loc = NULL;
     enter_level(c, saved);
@@ -817,17 +904,25 @@ static int h_proxy_pass(struct compiler *c, const struct bl_conf_node *n)
         return fail(c, "no host in \"%s\"", url);
     if (strchr(host, '$'))
         return fail(c, "variables in \"proxy_pass\" are not supported");
-    loc->kind = BL_LOC_PROXY;
     if (slash) {
+        if (!(loc->proxy_uri = conf_strdup(slash)))
+            return oom(c);
         loc->has_proxy_uri = 1;
-        loc->proxy_uri = xstrdup(slash);
         loc->proxy_uri_len = (uint32_t)strlen(slash);
     }
-    c->pending = grow(c->pending, c->npending, sizeof(*c->pending));
+    struct pending_pass *pending = grow(c->pending, c->npending, sizeof(*pending));
+    if (!pending)
+        return oom(c);
+    c->pending = pending;
+    char *h = conf_malloc(hlen + 1);
+    if (!h)
+        return oom(c);
+    memcpy(h, host, hlen);
+    h[hlen] = '\0';
+    loc->kind = BL_LOC_PROXY;
     struct pending_pass *p = &c->pending[c->npending++];
     p->loc = loc;
-    p->host = zalloc(hlen + 1);
-    memcpy(p->host, host, hlen);
+    p->host = h;
     p->file = n->file;
     p->line = n->line;
     return BL_OK;
@@ -879,7 +974,7 @@ static int h_proxy_next_upstream(struct compiler *c, const struct bl_conf_node *
         {"http_429", BL_NEXT_HTTP_429},   {"non_idempotent", BL_NEXT_NON_IDEMPOTENT},
         {"off", BL_NEXT_OFF},
     };
-    if (c->level.lc->next_upstream != UINT64_MAX)
+    if (c->lc->next_upstream != UINT64_MAX)
         return fail(c, "\"proxy_next_upstream\" directive is duplicate");
     uint64_t mask = 0;
     for (int i = 0; i < n->nargs; i++) {
@@ -893,7 +988,7 @@ static int h_proxy_next_upstream(struct compiler *c, const struct bl_conf_node *
             return fail(c, "\"off\" must be alone in \"proxy_next_upstream\" directive");
         mask |= bit;
     }
-    c->level.lc->next_upstream = mask;
+    c->lc->next_upstream = mask;
     return BL_OK;
 }
 
@@ -917,14 +1012,20 @@ static int h_error_page(struct compiler *c, const struct bl_conf_node *n)
         int64_t code;
         if (parse_num(n->args[i], 300, 599, &code) != BL_OK)
             return fail(c, "value \"%s\" must be between 300 and 599", n->args[i]);
-        struct bl_error_page **list = c->level.epages;
-        *list = grow(*list, *c->level.nepages, sizeof(**list));
-        struct bl_error_page *e = &(*list)[(*c->level.nepages)++];
+        struct bl_loc_conf *lc = c->lc;
+        struct bl_error_page *pages = grow(lc->error_pages, lc->nerror_pages, sizeof(*pages));
+        if (!pages)
+            return oom(c);
+        lc->error_pages = pages;
+        lc->set |= BL_LC_ERROR_PAGES;
+        char *copy = conf_strdup(uri);
+        if (!copy)
+            return oom(c);
+        struct bl_error_page *e = &lc->error_pages[lc->nerror_pages++];
         e->code = (int)code;
         e->overwrite = overwrite;
-        e->uri = xstrdup(uri);
+        e->uri = copy;
     }
-    *c->level.epages_set = 1;
     return BL_OK;
 }
 
@@ -935,7 +1036,8 @@ static int h_root(struct compiler *c, const struct bl_conf_node *n)
         return fail(c, "\"root\" directive is duplicate");
     if (loc->kind == BL_LOC_PROXY)
         return fail(c, "\"root\" and \"proxy_pass\" in one location");
-    loc->root = xstrdup(n->args[0]);
+    if (!(loc->root = conf_strdup(n->args[0])))
+        return oom(c);
     size_t len = strlen(loc->root);
     while (len > 1 && loc->root[len - 1] == '/')
         loc->root[--len] = '\0';
@@ -946,95 +1048,132 @@ static int h_root(struct compiler *c, const struct bl_conf_node *n)
 
 /* ---- typed settings ---- */
 
+/* ---- typed settings ---- */
+
 static int h_typed(struct compiler *c, const struct bl_conf_node *n);
 
-#define LC(f) offsetof(struct bl_loc_conf, f)
+/* An http/server/location setting of one typed argument, kept in struct bl_loc_conf.FIELD. */
+#define TYPED(name, ctx, type, field, deflt) \
+    {name, ctx, 1, 1, 0, type, offsetof(struct bl_loc_conf, field), NULL, deflt, h_typed}
+/* Any other directive: its handler does the work. */
+#define DIRECTIVE(name, ctx, min, max, flags, syntax, deflt, handler) \
+    {name, ctx, min, max, flags, FT_NONE, 0, syntax, deflt, handler}
 
+/* The directive table: the single source of truth for parsing, validation, defaults and the
+ * docs check. Adding a directive is one row here and a section in docs/configuration.md:
+ *   - a number, time, size or on|off that http, server and location inherit:
+ *         a uint64_t field in struct bl_loc_conf (conf.h) and
+ *         TYPED("gzip", CTX_HSL, FT_FLAG, gzip, "off"),
+ *     parsing, the duplicate check, the default and inheritance follow from the row;
+ *   - anything else:
+ *         DIRECTIVE("default_type", CTX_HSL, 1, 1, 0, "MIME-TYPE", "text/plain", h_default_type),
+ *     with the arguments' syntax as the docs write it (several forms separated by '\n') and the
+ *     default as a line of the file would write its arguments, or NULL when there is none.
+ * A default is compiled by its own row, as a line of the file would be, in the row's
+ * outermost context: http/server/location defaults into the built-in level http inherits
+ * from (so the handler may store lists there, and its duplicate check does not see them);
+ * main and events defaults into the config, and upstream ones into each new group, before the
+ * file's lines, so those handlers let a later line replace the value. A default that the
+ * owning module applies itself (DIR_DEFAULT_DOC) is only documented.
+ * The docs test checks each row's Syntax, Default and Context lines against the docs.
+ */
 static const struct directive directives[] = {
+    DIRECTIVE("include", CTX_ANY, 1, 1, 0, "PATTERN", NULL, h_include),
     /* main */
-    {"worker_processes", CTX_MAIN, 1, 1, 0, FT_NONE, 0, "auto", h_worker_processes},
-    {"error_log", CTX_MAIN | CTX_HTTP, 1, 2, 0, FT_NONE, 0, "stderr error", h_error_log},
-    {"pid", CTX_MAIN, 1, 1, 0, FT_NONE, 0, NULL, h_pid},
-    {"shutdown_timeout", CTX_MAIN, 1, 1, 0, FT_NONE, 0, "10s", h_shutdown_timeout},
-    {"worker_rlimit_nofile", CTX_MAIN, 1, 1, 0, FT_NONE, 0, NULL, h_worker_rlimit_nofile},
-    {"daemon", CTX_MAIN, 1, 1, 0, FT_NONE, 0, "off", h_flag_ignore},
-    {"events", CTX_MAIN, 0, 0, 1, FT_NONE, 0, NULL, h_events},
-    {"http", CTX_MAIN, 0, 0, 1, FT_NONE, 0, NULL, h_http},
+    DIRECTIVE("worker_processes", CTX_MAIN, 1, 1, 0, "NUMBER | auto", "auto",
+              h_worker_processes),
+    DIRECTIVE("error_log", CTX_MAIN | CTX_HTTP, 1, 2, 0, "FILE | stderr [LEVEL]", "stderr error",
+              h_error_log),
+    DIRECTIVE("pid", CTX_MAIN, 1, 1, 0, "FILE | off", NULL, h_pid),
+    DIRECTIVE("shutdown_timeout", CTX_MAIN, 1, 1, 0, "TIME", "10s", h_shutdown_timeout),
+    DIRECTIVE("worker_rlimit_nofile", CTX_MAIN, 1, 1, 0, "NUMBER", NULL, h_worker_rlimit_nofile),
+    DIRECTIVE("daemon", CTX_MAIN, 1, 1, 0, "on | off", "off", h_flag_ignore),
+    DIRECTIVE("events", CTX_MAIN, 0, 0, DIR_BLOCK, "", NULL, h_events),
+    DIRECTIVE("http", CTX_MAIN, 0, 0, DIR_BLOCK, "", NULL, h_http),
     /* events */
-    {"worker_connections", CTX_EVENTS, 1, 1, 0, FT_NONE, 0, "10000", h_worker_connections},
-    {"use", CTX_EVENTS, 1, 1, 0, FT_NONE, 0, "epoll", h_use},
-    {"multi_accept", CTX_EVENTS, 1, 1, 0, FT_NONE, 0, "off", h_flag_ignore},
-    {"accept_mutex", CTX_EVENTS, 1, 1, 0, FT_NONE, 0, "off", h_flag_ignore},
+    DIRECTIVE("worker_connections", CTX_EVENTS, 1, 1, 0, "NUMBER", "10000", h_worker_connections),
+    DIRECTIVE("use", CTX_EVENTS, 1, 1, 0, "epoll", "epoll", h_use),
+    DIRECTIVE("multi_accept", CTX_EVENTS, 1, 1, 0, "on | off", "off", h_flag_ignore),
+    DIRECTIVE("accept_mutex", CTX_EVENTS, 1, 1, 0, "on | off", "off", h_flag_ignore),
     /* http */
-    {"upstream", CTX_HTTP, 1, 1, 1, FT_NONE, 0, NULL, h_upstream},
-    {"server", CTX_HTTP, 0, 0, 1, FT_NONE, 0, NULL, h_server},
-    {"access_log", CTX_HSL, 1, 2, 0, FT_NONE, 0, "off", h_access_log},
-    {"client_header_timeout", CTX_HTTP | CTX_SERVER, 1, 1, 0, FT_TIME,
-     LC(client_header_timeout), "60s", h_typed},
-    {"client_body_timeout", CTX_HSL, 1, 1, 0, FT_TIME, LC(client_body_timeout), "60s", h_typed},
-    {"keepalive_timeout", CTX_HSL, 1, 2, 0, FT_TIME, LC(keepalive_timeout), "75s", h_typed},
-    {"keepalive_requests", CTX_HSL, 1, 1, 0, FT_NUM, LC(keepalive_requests), "1000", h_typed},
-    {"send_timeout", CTX_HSL, 1, 1, 0, FT_TIME, LC(send_timeout), "60s", h_typed},
-    {"client_max_body_size", CTX_HSL, 1, 1, 0, FT_SIZE, LC(client_max_body_size), "1m",
-     h_typed},
-    {"large_client_header_buffers", CTX_HTTP | CTX_SERVER, 2, 2, 0, FT_NONE, 0, "4 8k",
-     h_large_client_header_buffers},
-    {"proxy_connect_timeout", CTX_HSL, 1, 1, 0, FT_TIME, LC(proxy_connect_timeout), "60s",
-     h_typed},
-    {"proxy_send_timeout", CTX_HSL, 1, 1, 0, FT_TIME, LC(proxy_send_timeout), "60s", h_typed},
-    {"proxy_read_timeout", CTX_HSL, 1, 1, 0, FT_TIME, LC(proxy_read_timeout), "60s", h_typed},
-    {"proxy_buffering", CTX_HSL, 1, 1, 0, FT_FLAG, LC(proxy_buffering), "on", h_typed},
-    {"proxy_request_buffering", CTX_HSL, 1, 1, 0, FT_FLAG, LC(proxy_request_buffering), "on",
-     h_typed},
-    {"proxy_set_header", CTX_HSL, 2, 2, 0, FT_NONE, 0, NULL, h_proxy_set_header},
-    {"proxy_next_upstream", CTX_HSL, 1, 12, 0, FT_NONE, 0, "error timeout",
-     h_proxy_next_upstream},
-    {"proxy_next_upstream_tries", CTX_HSL, 1, 1, 0, FT_NUM, LC(next_upstream_tries), "0",
-     h_typed},
-    {"proxy_next_upstream_timeout", CTX_HSL, 1, 1, 0, FT_TIME, LC(next_upstream_timeout), "0",
-     h_typed},
-    {"error_page", CTX_HSL, 2, ANY_ARGS, 0, FT_NONE, 0, NULL, h_error_page},
-    {"proxy_http_version", CTX_HSL, 1, 1, 0, FT_NONE, 0, "1.1", h_ignore},
-    {"sendfile", CTX_HSL, 1, 1, 0, FT_NONE, 0, "off", h_flag_ignore},
-    {"tcp_nopush", CTX_HSL, 1, 1, 0, FT_NONE, 0, "off", h_flag_ignore},
-    {"tcp_nodelay", CTX_HSL, 1, 1, 0, FT_NONE, 0, "on", h_flag_ignore},
-    {"server_tokens", CTX_HSL, 1, 1, 0, FT_NONE, 0, "on", h_flag_ignore},
+    DIRECTIVE("upstream", CTX_HTTP, 1, 1, DIR_BLOCK, "NAME", NULL, h_upstream),
+    DIRECTIVE("server", CTX_HTTP, 0, 0, DIR_BLOCK, "", NULL, h_server),
+    DIRECTIVE("access_log", CTX_HSL, 1, 2, 0, "FILE [FORMAT] | off", "off", h_access_log),
+    TYPED("client_header_timeout", CTX_HTTP | CTX_SERVER, FT_TIME, client_header_timeout, "60s"),
+    TYPED("client_body_timeout", CTX_HSL, FT_TIME, client_body_timeout, "60s"),
+    {"keepalive_timeout", CTX_HSL, 1, 2, 0, FT_TIME, offsetof(struct bl_loc_conf,
+     keepalive_timeout), "TIME [HEADER_TIME]", "75s", h_typed},
+    TYPED("keepalive_requests", CTX_HSL, FT_NUM, keepalive_requests, "1000"),
+    TYPED("send_timeout", CTX_HSL, FT_TIME, send_timeout, "60s"),
+    TYPED("client_max_body_size", CTX_HSL, FT_SIZE, client_max_body_size, "1m"),
+    DIRECTIVE("large_client_header_buffers", CTX_HTTP | CTX_SERVER, 2, 2, 0, "NUMBER SIZE",
+              "4 8k", h_large_client_header_buffers),
+    TYPED("proxy_connect_timeout", CTX_HSL, FT_TIME, proxy_connect_timeout, "60s"),
+    TYPED("proxy_send_timeout", CTX_HSL, FT_TIME, proxy_send_timeout, "60s"),
+    TYPED("proxy_read_timeout", CTX_HSL, FT_TIME, proxy_read_timeout, "60s"),
+    DIRECTIVE("proxy_next_upstream", CTX_HSL, 1, 12, 0,
+              "error | timeout | invalid_header | http_500 | http_502 | http_503 | http_504 | "
+              "http_403 | http_404 | http_429 | non_idempotent ... | off",
+              "error timeout", h_proxy_next_upstream),
+    TYPED("proxy_next_upstream_tries", CTX_HSL, FT_NUM, next_upstream_tries, "0"),
+    TYPED("proxy_next_upstream_timeout", CTX_HSL, FT_TIME, next_upstream_timeout, "0"),
+    DIRECTIVE("error_page", CTX_HSL, 2, ANY_ARGS, 0, "CODE ... [=RESPONSE] URI", NULL,
+              h_error_page),
+    TYPED("proxy_buffering", CTX_HSL, FT_FLAG, proxy_buffering, "on"),
+    TYPED("proxy_request_buffering", CTX_HSL, FT_FLAG, proxy_request_buffering, "on"),
+    DIRECTIVE("proxy_set_header", CTX_HSL, 2, 2, 0, "FIELD VALUE", NULL, h_proxy_set_header),
+    DIRECTIVE("proxy_http_version", CTX_HSL, 1, 1, 0, "1.0 | 1.1", "1.1", h_ignore),
+    DIRECTIVE("sendfile", CTX_HSL, 1, 1, 0, "on | off", "off", h_flag_ignore),
+    DIRECTIVE("tcp_nopush", CTX_HSL, 1, 1, 0, "on | off", "off", h_flag_ignore),
+    DIRECTIVE("tcp_nodelay", CTX_HSL, 1, 1, 0, "on | off", "on", h_flag_ignore),
+    DIRECTIVE("server_tokens", CTX_HSL, 1, 1, 0, "on | off", "on", h_flag_ignore),
     /* upstream */
-    {"server", CTX_UPSTREAM, 1, ANY_ARGS, 0, FT_NONE, 0, NULL, h_upstream_server},
-    {"keepalive", CTX_UPSTREAM, 1, 1, 0, FT_NONE, 0, NULL, h_upstream_keepalive},
-    {"check", CTX_UPSTREAM, 0, ANY_ARGS, 0, FT_NONE, 0, NULL, h_check},
-    {"check_http_send", CTX_UPSTREAM, 1, 1, 0, FT_NONE, 0, "\"GET / HTTP/1.0\\r\\n\\r\\n\"",
-     h_check},
-    {"check_http_expect_alive", CTX_UPSTREAM, 1, 5, 0, FT_NONE, 0, "http_2xx http_3xx", h_check},
-    {"check_http_expect_body", CTX_UPSTREAM, 1, 1, 0, FT_NONE, 0, NULL, h_check},
-    {"outlier", CTX_UPSTREAM, 0, ANY_ARGS, 0, FT_NONE, 0, NULL, h_outlier},
-    {"retry_budget", CTX_UPSTREAM, 1, 2, 0, FT_NONE, 0, NULL, h_retry_budget},
-    {"least_conn", CTX_UPSTREAM, 0, 0, 0, FT_NONE, 0, NULL, h_lb_simple},
-    {"ip_hash", CTX_UPSTREAM, 0, 0, 0, FT_NONE, 0, NULL, h_lb_simple},
-    {"least_time", CTX_UPSTREAM, 0, 0, 0, FT_NONE, 0, NULL, h_lb_simple},
-    {"hash", CTX_UPSTREAM, 1, 3, 0, FT_NONE, 0, NULL, h_lb_hash},
-    {"random", CTX_UPSTREAM, 0, 2, 0, FT_NONE, 0, NULL, h_lb_random},
-    {"keepalive_requests", CTX_UPSTREAM, 1, 1, 0, FT_NONE, 0, "1000",
-     h_upstream_keepalive_requests},
-    {"keepalive_timeout", CTX_UPSTREAM, 1, 1, 0, FT_NONE, 0, "60s",
-     h_upstream_keepalive_timeout},
+    DIRECTIVE("server", CTX_UPSTREAM, 1, ANY_ARGS, 0,
+              "ADDRESS [weight=N] [max_fails=N] [fail_timeout=TIME] [max_conns=N] "
+              "[slow_start=TIME] [backup] [down]", NULL, h_upstream_server),
+    DIRECTIVE("keepalive", CTX_UPSTREAM, 1, 1, 0, "CONNECTIONS", NULL, h_upstream_keepalive),
+    DIRECTIVE("check", CTX_UPSTREAM, 0, ANY_ARGS, 0,
+              "interval=MS rise=N fall=N timeout=MS type=tcp|http [default_down=true|false] "
+              "[port=N]", NULL, h_check),
+    DIRECTIVE("check_http_send", CTX_UPSTREAM, 1, 1, DIR_DEFAULT_DOC, "\"REQUEST\"",
+              "\"GET / HTTP/1.0\\r\\n\\r\\n\"", h_check),
+    DIRECTIVE("check_http_expect_alive", CTX_UPSTREAM, 1, 5, DIR_DEFAULT_DOC,
+              "http_1xx | http_2xx | http_3xx | http_4xx | http_5xx ...", "http_2xx http_3xx",
+              h_check),
+    DIRECTIVE("check_http_expect_body", CTX_UPSTREAM, 1, 1, 0, "\"TEXT\"", NULL, h_check),
+    DIRECTIVE("outlier", CTX_UPSTREAM, 0, ANY_ARGS, 0,
+              "[consecutive_5xx=N] [consecutive_gateway=N] [interval=TIME] [base_ejection=TIME] "
+              "[max_ejection=PERCENT] [max_ejection_time=TIME]", NULL, h_outlier),
+    DIRECTIVE("retry_budget", CTX_UPSTREAM, 1, 2, 0, "PERCENT [min=N]", NULL, h_retry_budget),
+    DIRECTIVE("least_conn", CTX_UPSTREAM, 0, 0, 0, "", NULL, h_lb_simple),
+    DIRECTIVE("ip_hash", CTX_UPSTREAM, 0, 0, 0, "", NULL, h_lb_simple),
+    DIRECTIVE("least_time", CTX_UPSTREAM, 0, 0, 0, "", NULL, h_lb_simple),
+    DIRECTIVE("hash", CTX_UPSTREAM, 1, 3, 0, "KEY [consistent [bound=F] | maglev]", NULL,
+              h_lb_hash),
+    DIRECTIVE("random", CTX_UPSTREAM, 0, 2, 0, "[two [least_conn]]", NULL, h_lb_random),
+    DIRECTIVE("keepalive_requests", CTX_UPSTREAM, 1, 1, 0, "NUMBER", "1000",
+              h_upstream_keepalive_requests),
+    DIRECTIVE("keepalive_timeout", CTX_UPSTREAM, 1, 1, 0, "TIME", "60s",
+              h_upstream_keepalive_timeout),
     /* server */
-    {"listen", CTX_SERVER, 1, ANY_ARGS, 0, FT_NONE, 0, NULL, h_listen},
-    {"server_name", CTX_SERVER, 1, ANY_ARGS, 0, FT_NONE, 0, "\"\"", h_server_name},
-    {"location", CTX_SERVER | CTX_LOCATION, 1, 2, 1, FT_NONE, 0, NULL, h_location},
-    {"return", CTX_SERVER | CTX_LOCATION, 1, 2, 0, FT_NONE, 0, NULL, h_return},
+    DIRECTIVE("listen", CTX_SERVER, 1, ANY_ARGS, 0,
+              "[ADDRESS:]PORT [default_server] [reuseport] [backlog=N]", NULL, h_listen),
+    DIRECTIVE("server_name", CTX_SERVER, 1, ANY_ARGS, DIR_DEFAULT_DOC, "NAME ...", "\"\"",
+              h_server_name),
+    DIRECTIVE("location", CTX_SERVER | CTX_LOCATION, 1, 2, DIR_BLOCK, "[ = | ^~ ] PATH", NULL,
+              h_location),
+    DIRECTIVE("return", CTX_SERVER | CTX_LOCATION, 1, 2, 0, "CODE [\"TEXT\"]\nCODE URL\nURL",
+              NULL, h_return),
     /* location */
-    {"proxy_pass", CTX_LOCATION, 1, 1, 0, FT_NONE, 0, NULL, h_proxy_pass},
-    {"root", CTX_LOCATION, 1, 1, 0, FT_NONE, 0, NULL, h_root},
+    DIRECTIVE("proxy_pass", CTX_LOCATION, 1, 1, 0, "http://NAME[/URI]\nhttp://HOST:PORT[/URI]",
+              NULL, h_proxy_pass),
+    DIRECTIVE("root", CTX_LOCATION, 1, 1, 0, "DIRECTORY", NULL, h_root),
 };
 
 static int h_typed(struct compiler *c, const struct bl_conf_node *n)
 {
-    const struct directive *d = NULL;
-    for (size_t i = 0; i < BL_ARRAY_LEN(directives); i++)
-        if (strcmp(directives[i].name, n->name) == 0 && (directives[i].contexts & c->ctx))
-            d = &directives[i];
-    uint64_t *f = lc_field(c->level.lc, d->offset);
+    const struct directive *d = c->dir;
+    uint64_t *f = lc_field(c->lc, d->offset);
     uint64_t v;
     int64_t num;
     switch (d->type) {
@@ -1068,15 +1207,32 @@ static int h_typed(struct compiler *c, const struct bl_conf_node *n)
     return BL_OK;
 }
 
+/* The docs' words for a typed row's argument. */
+static const char *type_syntax(enum field_type t)
+{
+    switch (t) {
+    case FT_TIME:
+        return "TIME";
+    case FT_SIZE:
+        return "SIZE";
+    case FT_NUM:
+        return "NUMBER";
+    case FT_FLAG:
+        return "on | off";
+    default:
+        return "";
+    }
+}
+
 static const char *context_names(unsigned ctx, char *buf, size_t len)
 {
-    static const char *const names[] = {"main", "events", "http", "upstream", "server",
-                                        "location"};
+    if (ctx == CTX_ANY)
+        return "any";
     buf[0] = '\0';
     size_t pos = 0;
-    for (int i = 0; i < 6; i++)
+    for (size_t i = 0; i < BL_ARRAY_LEN(ctx_names); i++)
         if (ctx & (1u << i))
-            pos += (size_t)snprintf(buf + pos, len - pos, "%s%s", pos ? ", " : "", names[i]);
+            pos += (size_t)snprintf(buf + pos, len - pos, "%s%s", pos ? ", " : "", ctx_names[i]);
     return buf;
 }
 
@@ -1085,8 +1241,12 @@ const struct bl_directive_info *bl_conf_directives(size_t *n)
     static struct bl_directive_info info[BL_ARRAY_LEN(directives)];
     static char ctx_text[BL_ARRAY_LEN(directives)][64];
     for (size_t i = 0; i < BL_ARRAY_LEN(directives); i++) {
-        info[i].name = directives[i].name;
-        info[i].contexts = context_names(directives[i].contexts, ctx_text[i], sizeof(ctx_text[i]));
+        const struct directive *d = &directives[i];
+        info[i].name = d->name;
+        info[i].contexts = context_names(d->contexts, ctx_text[i], sizeof(ctx_text[i]));
+        info[i].syntax = d->syntax ? d->syntax : type_syntax(d->type);
+        info[i].deflt = d->deflt;
+        info[i].block = (d->flags & DIR_BLOCK) != 0;
     }
     *n = BL_ARRAY_LEN(directives);
     return info;
@@ -1117,12 +1277,14 @@ static int compile_directive(struct compiler *c, const struct bl_conf_node *n)
     }
     if (!d)
         return fail(c, "\"%s\" directive is not allowed here", n->name);
-    if (d->block && !n->is_block)
+    int block = (d->flags & DIR_BLOCK) != 0;
+    if (block && !n->is_block)
         return fail(c, "directive \"%s\" has no opening \"{\"", n->name);
-    if (!d->block && n->is_block)
+    if (!block && n->is_block)
         return fail(c, "\"%s\" directive is not terminated by \";\"", n->name);
     if (n->nargs < d->min_args || (d->max_args != ANY_ARGS && n->nargs > d->max_args))
         return fail(c, "invalid number of arguments in \"%s\" directive", n->name);
+    c->dir = d;
     return d->handler(c, n);
 }
 
@@ -1140,38 +1302,120 @@ static int compile_block(struct compiler *c, const struct bl_conf_node *block, u
     return BL_OK;
 }
 
+/* ---------------------------------------------------------------- defaults */
+
+/* The outermost context of a row: where its default applies. */
+static unsigned outermost(unsigned ctx)
+{
+    return ctx & -ctx;
+}
+
+/* The table's defaults as a config text, one block per context, read by the ordinary reader
+ * so that a default is quoted and escaped as a file would write it:
+ *   main { worker_processes auto; error_log stderr error; ... }
+ *   events { worker_connections 10000; ... }
+ *   http { access_log off; client_header_timeout 60s; ... }
+ *   upstream { keepalive_requests 1000; keepalive_timeout 60s; }
+ * Returns the tree, or NULL with err filled. */
+static struct bl_conf_node *read_defaults(char *err, size_t errlen)
+{
+    size_t len = 1;
+    for (size_t i = 0; i < BL_ARRAY_LEN(ctx_names); i++)
+        len += strlen(ctx_names[i]) + 5;
+    for (size_t k = 0; k < BL_ARRAY_LEN(directives); k++)
+        if (directives[k].deflt)
+            len += strlen(directives[k].name) + strlen(directives[k].deflt) + 3;
+    char *text = conf_malloc(len);
+    if (!text) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    size_t pos = 0;
+    for (size_t i = 0; i < BL_ARRAY_LEN(ctx_names); i++) {
+        pos += (size_t)snprintf(text + pos, len - pos, "%s {\n", ctx_names[i]);
+        for (size_t k = 0; k < BL_ARRAY_LEN(directives); k++) {
+            const struct directive *d = &directives[k];
+            if (d->deflt && !(d->flags & DIR_DEFAULT_DOC) && outermost(d->contexts) == 1u << i)
+                pos += (size_t)snprintf(text + pos, len - pos, "%s %s;\n", d->name, d->deflt);
+        }
+        pos += (size_t)snprintf(text + pos, len - pos, "}\n");
+    }
+    struct bl_conf_node *tree = bl_conf_read_string(text, "ballast defaults", err, errlen);
+    free(text);
+    return tree;
+}
+
+/* Compiles the defaults of context ctx (one CTX_* bit) into what the compiler points at now:
+ * the config (main, events), the built-in level (http), the group (upstream). The rows'
+ * defaults load (test_conf.c), so only memory can fail here; the callers then name what the
+ * user wrote rather than a line of the defaults. */
+static int apply_defaults(struct compiler *c, unsigned ctx)
+{
+    for (int i = 0; i < c->defaults->nchildren; i++) {
+        const struct bl_conf_node *block = &c->defaults->children[i];
+        if (1u << i == ctx)
+            return compile_block(c, block, ctx);
+    }
+    return BL_OK;
+}
+
 /* ---------------------------------------------------------------- finishing */
 
-static void merge_conf(struct bl_loc_conf *child, const struct bl_loc_conf *parent)
+/* bl_loc_conf's scalars: the uint64_t fields before its lists (see conf.h). */
+#define LC_NSCALARS (offsetof(struct bl_loc_conf, headers) / sizeof(uint64_t))
+
+static void loc_conf_init(struct bl_loc_conf *lc)
+{
+    memset(lc, 0, sizeof(*lc));
+    uint64_t *f = (uint64_t *)lc;
+    for (size_t i = 0; i < LC_NSCALARS; i++)
+        f[i] = UINT64_MAX;
+}
+
+/* Fills what child did not set from parent: nginx's merge_loc_conf, for every level. A list
+ * is inherited whole, and only by a level that has none of its own. */
+static void merge_loc_conf(struct bl_loc_conf *child, const struct bl_loc_conf *parent)
 {
     uint64_t *cf = (uint64_t *)child;
     const uint64_t *pf = (const uint64_t *)parent;
-    for (size_t i = 0; i < sizeof(*child) / sizeof(uint64_t); i++)
+    for (size_t i = 0; i < LC_NSCALARS; i++)
         if (cf[i] == UINT64_MAX)
             cf[i] = pf[i];
+    if (!(child->set & BL_LC_HEADERS)) {
+        child->headers = parent->headers;
+        child->nheaders = parent->nheaders;
+    }
+    if (!(child->set & BL_LC_ACCESS_LOG))
+        child->access_log = parent->access_log;
+    if (!(child->set & BL_LC_ERROR_PAGES)) {
+        child->error_pages = parent->error_pages;
+        child->nerror_pages = parent->nerror_pages;
+    }
 }
 
-static void http_defaults(struct bl_loc_conf *lc)
+static void free_headers(struct bl_header_set *h, uint32_t n)
 {
-    const struct bl_loc_conf d = {
-        .client_header_timeout = 60000,
-        .client_body_timeout = 60000,
-        .keepalive_timeout = 75000,
-        .keepalive_requests = 1000,
-        .send_timeout = 60000,
-        .client_max_body_size = 1024 * 1024,
-        .proxy_connect_timeout = 60000,
-        .proxy_send_timeout = 60000,
-        .proxy_read_timeout = 60000,
-        .lchb_number = 4,
-        .lchb_size = 8192,
-        .proxy_buffering = 1,
-        .proxy_request_buffering = 1,
-        .next_upstream = BL_NEXT_ERROR | BL_NEXT_TIMEOUT,
-        .next_upstream_tries = 0,
-        .next_upstream_timeout = 0,
-    };
-    merge_conf(lc, &d);
+    for (uint32_t i = 0; i < n; i++) {
+        free(h[i].name);
+        bl_template_free(h[i].value);
+    }
+    free(h);
+}
+
+static void free_error_pages(struct bl_error_page *e, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++)
+        free(e[i].uri);
+    free(e);
+}
+
+/* Frees the lists this level set itself; inherited ones belong to the level above. */
+static void free_loc_conf(struct bl_loc_conf *lc)
+{
+    if (lc->set & BL_LC_HEADERS)
+        free_headers(lc->headers, lc->nheaders);
+    if (lc->set & BL_LC_ERROR_PAGES)
+        free_error_pages(lc->error_pages, lc->nerror_pages);
 }
 
 static int resolve_proxy_passes(struct compiler *c)
@@ -1193,10 +1437,14 @@ static int resolve_proxy_passes(struct compiler *c)
                          p->host, p->file, p->line);
                 return BL_ERR;
             }
-            struct bl_conf_node fake = {.file = (char *)p->file, .line = p->line};
+            struct bl_conf_node fake = {.name = (char *)"proxy_pass", .file = p->file,
+                                        .line = p->line};
             g = group_new(c, p->host, &fake);
-            struct bl_upstream_server *s = group_add_server(g);
-            s->name = xstrdup(p->host);
+            if (!g)
+                return BL_ERR;
+            struct bl_upstream_server *s = group_add_server(g, p->host);
+            if (!s)
+                return oom_at(c, "proxy_pass", p->file, p->line);
             s->addr = ss;
             s->addrlen = sl;
             s->max_fails = 0; /* nginx: a single server is never marked unavailable */
@@ -1212,7 +1460,9 @@ static int finish_groups(struct compiler *c)
     uint32_t id = 0;
     for (uint32_t gi = 0; gi < c->cfg->ngroups; gi++) {
         struct bl_upstream_group *g = c->cfg->groups[gi];
-        struct bl_upstream_server *sorted = zalloc(g->nservers * sizeof(*sorted));
+        struct bl_upstream_server *sorted = conf_calloc(g->nservers, sizeof(*sorted));
+        if (!sorted)
+            return oom_at(c, "upstream", g->file, g->line);
         uint32_t k = 0;
         for (int pass = 0; pass < 2; pass++)
             for (uint32_t i = 0; i < g->nservers; i++)
@@ -1221,13 +1471,15 @@ static int finish_groups(struct compiler *c)
         free(g->servers);
         g->servers = sorted;
         g->nprimary = 0;
-        g->gstate = zalloc(sizeof(*g->gstate));
+        if (!(g->gstate = conf_calloc(1, sizeof(*g->gstate))))
+            return oom_at(c, "upstream", g->file, g->line);
         for (uint32_t i = 0; i < g->nservers; i++) {
             struct bl_upstream_server *s = &g->servers[i];
             s->index = i;
             s->id = id++;
             s->group = g;
-            s->state = zalloc(sizeof(*s->state));
+            if (!(s->state = conf_calloc(1, sizeof(*s->state))))
+                return oom_at(c, "upstream", g->file, g->line);
             if (!s->backup)
                 g->nprimary++;
         }
@@ -1263,20 +1515,10 @@ static int cmp_prefix_len(const void *a, const void *b)
 static void finish_location(struct bl_config *cfg, struct bl_server_block *s,
                             struct bl_location *loc)
 {
-    merge_conf(&loc->conf, &s->conf);
-    if (!loc->headers_set) {
-        loc->headers = s->headers;
-        loc->nheaders = s->nheaders;
-    }
-    if (!loc->access_log_set)
-        loc->access_log = s->access_log;
-    if (!loc->error_pages_set) {
-        loc->error_pages = s->error_pages;
-        loc->nerror_pages = s->nerror_pages;
-    }
+    merge_loc_conf(&loc->conf, &s->conf);
     loc->set_xff = loc->set_xrip = loc->set_xfp = 1;
-    for (uint32_t i = 0; i < loc->nheaders; i++) {
-        const char *n = loc->headers[i].name;
+    for (uint32_t i = 0; i < loc->conf.nheaders; i++) {
+        const char *n = loc->conf.headers[i].name;
         if (strcasecmp(n, "x-forwarded-for") == 0)
             loc->set_xff = 0;
         else if (strcasecmp(n, "x-real-ip") == 0)
@@ -1292,23 +1534,13 @@ static void finish_location(struct bl_config *cfg, struct bl_server_block *s,
 static int finish(struct compiler *c)
 {
     struct bl_config *cfg = c->cfg;
+    c->node = NULL;
     if (resolve_proxy_passes(c) != BL_OK || finish_groups(c) != BL_OK)
         return BL_ERR;
-    http_defaults(&cfg->http_conf);
+    merge_loc_conf(&cfg->http_conf, &cfg->defaults);
     for (uint32_t i = 0; i < cfg->nservers; i++) {
         struct bl_server_block *s = cfg->servers[i];
-        merge_conf(&s->conf, &cfg->http_conf);
-        if (!s->headers_set) {
-            s->headers = cfg->http_headers;
-            s->nheaders = cfg->nhttp_headers;
-        }
-        if (!s->access_log_set)
-            s->access_log = cfg->http_access_log;
-        if (!s->error_pages_set) {
-            s->error_pages = cfg->http_error_pages;
-            s->nerror_pages = cfg->nhttp_error_pages;
-        }
-        loc_conf_unset(&s->server_loc->conf);
+        merge_loc_conf(&s->conf, &cfg->http_conf);
         finish_location(cfg, s, s->server_loc);
         for (uint32_t k = 0; k < s->nexact; k++)
             finish_location(cfg, s, s->exact[k]);
@@ -1317,8 +1549,8 @@ static int finish(struct compiler *c)
         if (s->nprefix > 1)
             qsort(s->prefix, s->nprefix, sizeof(s->prefix[0]), cmp_prefix_len);
     }
-    if (cfg->max_head < 1024)
-        cfg->max_head = 4 * 8192;
+    if (cfg->nservers == 0)
+        cfg->max_head = (uint32_t)(cfg->http_conf.lchb_number * cfg->http_conf.lchb_size);
     for (uint32_t i = 0; i < cfg->naccess_logs; i++) {
         struct bl_access_log *al = cfg->access_logs[i];
         al->fd = open(al->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
@@ -1333,18 +1565,31 @@ static int finish(struct compiler *c)
 static struct bl_config *compile_root(struct bl_conf_node *root, const char *file, char *err,
                                       size_t errlen)
 {
-    struct bl_config *cfg = zalloc(sizeof(*cfg));
-    cfg->file = xstrdup(file);
-    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    cfg->workers = cpus > 0 ? (int)cpus : 1;
-    cfg->worker_connections = 10000;
-    cfg->error_log = xstrdup("stderr");
-    cfg->error_log_level = BL_LOG_ERROR;
-    cfg->shutdown_timeout = 10000;
-    loc_conf_unset(&cfg->http_conf);
+    struct bl_config *cfg = conf_calloc(1, sizeof(*cfg));
+    if (!cfg || !(cfg->file = conf_strdup(file))) {
+        free(cfg);
+        snprintf(err, errlen, "out of memory while loading %s", file);
+        return NULL;
+    }
+    loc_conf_init(&cfg->defaults);
+    loc_conf_init(&cfg->http_conf);
 
     struct compiler c = {.cfg = cfg, .err = err, .errlen = errlen};
-    int rc = compile_block(&c, root, CTX_MAIN);
+    c.defaults = read_defaults(err, errlen);
+    int rc = c.defaults ? BL_OK : BL_ERR;
+    if (rc == BL_OK)
+        rc = apply_defaults(&c, CTX_MAIN);
+    if (rc == BL_OK)
+        rc = apply_defaults(&c, CTX_EVENTS);
+    if (rc == BL_OK) {
+        c.lc = &cfg->defaults;
+        rc = apply_defaults(&c, CTX_HTTP);
+        c.lc = NULL;
+    }
+    if (rc != BL_OK && strncmp(err, "out of memory", 13) == 0)
+        snprintf(err, errlen, "out of memory while loading %s", file);
+    if (rc == BL_OK)
+        rc = compile_block(&c, root, CTX_MAIN);
     if (rc == BL_OK && !c.seen_http) {
         /* nginx's `no "events" section in configuration`: a config that cannot serve anything
          * (empty, or the wrong file) is refused rather than run without a listener. The line
@@ -1360,6 +1605,7 @@ static struct bl_config *compile_root(struct bl_conf_node *root, const char *fil
     for (uint32_t i = 0; i < c.npending; i++)
         free(c.pending[i].host);
     free(c.pending);
+    bl_conf_free(c.defaults);
     if (rc != BL_OK) {
         bl_conf_release(cfg);
         return NULL;
@@ -1396,33 +1642,13 @@ struct bl_config *bl_conf_load_string(const char *text, const char *name, char *
     return keep_tree(compile_root(root, name, err, errlen), root);
 }
 
-static void free_headers(struct bl_header_set *h, uint32_t n)
+static void free_location(struct bl_location *loc)
 {
-    for (uint32_t i = 0; i < n; i++) {
-        free(h[i].name);
-        bl_template_free(h[i].value);
-    }
-    free(h);
-}
-
-static void free_error_pages(struct bl_error_page *e, uint32_t n)
-{
-    for (uint32_t i = 0; i < n; i++)
-        free(e[i].uri);
-    free(e);
-}
-
-static void free_location(struct bl_location *loc, const struct bl_server_block *s)
-{
-    if (loc->error_pages_set)
-        free_error_pages(loc->error_pages, loc->nerror_pages);
+    free_loc_conf(&loc->conf);
     free(loc->root);
     free(loc->path);
     free(loc->proxy_uri);
     bl_template_free(loc->return_text);
-    if (loc->headers_set)
-        free_headers(loc->headers, loc->nheaders);
-    BL_UNUSED(s);
     free(loc);
 }
 
@@ -1433,16 +1659,11 @@ void bl_conf_release(struct bl_config *cfg)
     for (uint32_t i = 0; i < cfg->nservers; i++) {
         struct bl_server_block *s = cfg->servers[i];
         for (uint32_t k = 0; k < s->nexact; k++)
-            free_location(s->exact[k], s);
+            free_location(s->exact[k]);
         for (uint32_t k = 0; k < s->nprefix; k++)
-            free_location(s->prefix[k], s);
-        bl_template_free(s->server_loc->return_text);
-        free(s->server_loc->path);
-        free(s->server_loc);
-        if (s->headers_set)
-            free_headers(s->headers, s->nheaders);
-        if (s->error_pages_set)
-            free_error_pages(s->error_pages, s->nerror_pages);
+            free_location(s->prefix[k]);
+        free_location(s->server_loc);
+        free_loc_conf(&s->conf);
         for (uint32_t k = 0; k < s->nnames; k++)
             free(s->names[k]);
         free(s->names);
@@ -1450,8 +1671,8 @@ void bl_conf_release(struct bl_config *cfg)
         free(s->prefix);
         free(s);
     }
-    free_headers(cfg->http_headers, cfg->nhttp_headers);
-    free_error_pages(cfg->http_error_pages, cfg->nhttp_error_pages);
+    free_loc_conf(&cfg->http_conf);
+    free_loc_conf(&cfg->defaults);
     free(cfg->servers);
     for (uint32_t i = 0; i < cfg->nlistens; i++)
         free(cfg->listens[i].servers);

@@ -25,10 +25,23 @@ struct bl_header_set {
     struct bl_template *value;
 };
 
-/* Settings that nginx lets http, server and location set, inherited downwards. Every field is
- * a uint64_t so that the directive table can set and merge them by offset (UINT64_MAX = unset
- * while compiling). Times are in ms. */
+struct bl_error_page;
+struct bl_access_log;
+
+/* Settings that http, server and location may each hold, inherited downwards as nginx merges
+ * its loc_conf: one struct for all three levels (struct bl_config.http_conf,
+ * bl_server_block.conf, bl_location.conf) and one merge function in conf.c. After loading,
+ * every level holds its effective values, so a worker reads loc->conf.X and nothing else.
+ *
+ * Adding a setting:
+ *   - a number, time, size or on|off: a uint64_t among the scalars below and one row in the
+ *     directive table (conf.c); its default, parsing and merging come from the row.
+ *   - a list or a reference: its field(s) after the scalars, a BL_LC_* bit, one line in
+ *     merge_loc_conf() and one in free_loc_conf() (conf.c).
+ */
 struct bl_loc_conf {
+    /* Scalars: every one a uint64_t, UINT64_MAX while unset during the compile, merged as one
+     * block (everything before `headers`). Times are in ms. */
     uint64_t client_header_timeout;
     uint64_t client_body_timeout;
     uint64_t keepalive_timeout;
@@ -45,7 +58,21 @@ struct bl_loc_conf {
     uint64_t next_upstream;         /* proxy_next_upstream: BL_NEXT_* bits (attempt.h) */
     uint64_t next_upstream_tries;   /* 0 = as many as there are servers */
     uint64_t next_upstream_timeout; /* ms; 0 = none */
+
+    /* Lists and references: a level that has any line of its own does not inherit the lines
+     * above it (nginx's rule for proxy_set_header, error_page, access_log). */
+    struct bl_header_set *headers;  /* proxy_set_header lines */
+    uint32_t nheaders;
+    uint32_t nerror_pages;
+    struct bl_error_page *error_pages;
+    struct bl_access_log *access_log;   /* NULL = off; owned by bl_config.access_logs */
+    uint32_t set;                   /* BL_LC_* bits: set at this level, which owns those lists */
 };
+
+/* bl_loc_conf.set */
+#define BL_LC_HEADERS     0x1u      /* proxy_set_header */
+#define BL_LC_ACCESS_LOG  0x2u      /* access_log */
+#define BL_LC_ERROR_PAGES 0x4u      /* error_page */
 
 /* An error_page line: codes -> URI, optionally with the status replaced. */
 struct bl_error_page {
@@ -61,8 +88,6 @@ enum bl_loc_kind {
     BL_LOC_STATIC,                  /* root DIR: files */
 };
 
-struct bl_access_log;
-
 struct bl_location {
     char *path;
     uint32_t path_len;
@@ -76,17 +101,9 @@ struct bl_location {
     uint8_t has_proxy_uri;
     int return_code;                /* BL_LOC_RETURN */
     struct bl_template *return_text;/* body, or Location for 301/302/303/307/308 */
-    struct bl_header_set *headers;  /* effective proxy_set_header list (inherited) */
-    uint32_t nheaders;
-    uint8_t headers_set;            /* this level had its own proxy_set_header lines */
     uint8_t set_xff, set_xrip, set_xfp; /* default X-Forwarded-For/X-Real-IP/-Proto still apply */
-    struct bl_access_log *access_log;   /* NULL = off */
-    uint8_t access_log_set;         /* this level had its own access_log line */
     char *root;                     /* BL_LOC_STATIC: directory files are served from */
-    struct bl_error_page *error_pages;  /* effective error_page list (inherited) */
-    uint32_t nerror_pages;
-    uint8_t error_pages_set;        /* this level had its own error_page lines */
-    struct bl_loc_conf conf;
+    struct bl_loc_conf conf;        /* effective settings (inherited and own) */
 };
 
 struct bl_server_block {
@@ -99,16 +116,8 @@ struct bl_server_block {
     struct bl_location **prefix;    /* prefix locations, longest first */
     uint32_t nprefix;
     struct bl_location *server_loc; /* server-level settings, used before a location matches */
-    struct bl_header_set *headers;  /* server-level proxy_set_header, before inheritance */
-    uint32_t nheaders;
-    struct bl_access_log *access_log;
-    uint8_t access_log_set;
-    uint8_t headers_set;
     uint8_t is_default;             /* listen ... default_server */
-    struct bl_error_page *error_pages;
-    uint32_t nerror_pages;
-    uint8_t error_pages_set;
-    struct bl_loc_conf conf;
+    struct bl_loc_conf conf;        /* server-level settings (inherited and own) */
 };
 
 struct bl_listen {
@@ -137,15 +146,8 @@ struct bl_config {
     uint64_t shutdown_timeout;      /* ms */
     int rlimit_nofile;              /* worker_rlimit_nofile, 0 = derive */
 
-    struct bl_loc_conf http_conf;   /* http-level settings */
-    struct bl_header_set *http_headers;
-    uint32_t nhttp_headers;
-    struct bl_access_log *http_access_log;
-    uint8_t http_access_log_set;
-    uint8_t http_headers_set;
-    struct bl_error_page *http_error_pages;
-    uint32_t nhttp_error_pages;
-    uint8_t http_error_pages_set;
+    struct bl_loc_conf defaults;    /* the directive table's defaults: http_conf's parent */
+    struct bl_loc_conf http_conf;   /* http-level settings (inherited and own) */
 
     struct bl_listen *listens;
     uint32_t nlistens;
@@ -161,7 +163,9 @@ struct bl_config {
 };
 
 /* Reads, validates and compiles FILE. Returns the config, or NULL with err holding one line in
- * nginx's form, e.g. `unknown directive "prox_pass" in conf/a.conf:12`. Control thread. */
+ * nginx's form, e.g. `unknown directive "prox_pass" in conf/a.conf:12`; running out of memory
+ * is such an error too (`out of memory in "proxy_set_header" directive in conf/a.conf:9`),
+ * never an exit, so a failed reload leaves the running config alone. Control thread. */
 struct bl_config *bl_conf_load(const char *file, char *err, size_t errlen);
 
 /* Same from text (tests); name stands for the file name in errors. */
@@ -170,11 +174,21 @@ struct bl_config *bl_conf_load_string(const char *text, const char *name, char *
 
 void bl_conf_release(struct bl_config *c);
 
-/* The directive table, for the docs check: fills *n and returns the names. */
+/* The directive table as data, for the docs check and (later) the admin API. One entry per
+ * row; a name allowed in two unrelated contexts (server in http and in upstream) has two. */
 struct bl_directive_info {
     const char *name;
-    const char *contexts;           /* "http, server, location" */
+    const char *contexts;           /* "http, server, location", or "any" */
+    const char *syntax;             /* the arguments as docs/configuration.md writes them ("TIME",
+                                     * "on | off", "" for none); several forms are separated by
+                                     * '\n'. The docs show `NAME SYNTAX;` or `NAME SYNTAX { ... }` */
+    const char *deflt;              /* default arguments ("75s"); the docs show `NAME DEFLT;`.
+                                     * NULL: none that a line could state */
+    int block;                      /* 1: the directive takes a { ... } block */
 };
+
+/* Fills *n and returns the rows, in table order, in static storage that each call refills.
+ * Control thread. */
 const struct bl_directive_info *bl_conf_directives(size_t *n);
 
 #endif

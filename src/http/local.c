@@ -256,8 +256,8 @@ void bl_local_response(struct bl_request *r, int status, const char *body, size_
 {
     const struct bl_location *loc = r->loc;
     if (status >= 300 && loc && r->srv && !r->error_page_done) {
-        for (uint32_t i = 0; i < loc->nerror_pages; i++) {
-            const struct bl_error_page *ep = &loc->error_pages[i];
+        for (uint32_t i = 0; i < loc->conf.nerror_pages; i++) {
+            const struct bl_error_page *ep = &loc->conf.error_pages[i];
             if (ep->code != status)
                 continue;
             /* nginx: an internal redirect to the page's location; the original status stays

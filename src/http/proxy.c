@@ -167,9 +167,9 @@ static int out_finish_head(struct bl_request *r, struct out *o)
 
 static int overridden(const struct bl_location *loc, const struct bl_h1_header *h)
 {
-    for (uint32_t i = 0; i < loc->nheaders; i++)
-        if (loc->headers[i].name_len == h->name_len &&
-            strncasecmp(loc->headers[i].name, h->name, h->name_len) == 0)
+    for (uint32_t i = 0; i < loc->conf.nheaders; i++)
+        if (loc->conf.headers[i].name_len == h->name_len &&
+            strncasecmp(loc->conf.headers[i].name, h->name, h->name_len) == 0)
             return 1;
     return 0;
 }
@@ -252,7 +252,7 @@ static int build_upstream_head(struct bl_request *r)
         default:
             break;
         }
-        if (loc->nheaders && overridden(loc, h)) {
+        if (loc->conf.nheaders && overridden(loc, h)) {
             if (h->id == BL_H1_HDR_HOST)
                 have_host = 1;
             continue;
@@ -261,8 +261,8 @@ static int build_upstream_head(struct bl_request *r)
     }
     if (!have_host) {
         int set_by_conf = 0;
-        for (uint32_t i = 0; i < loc->nheaders; i++)
-            if (strcasecmp(loc->headers[i].name, "host") == 0)
+        for (uint32_t i = 0; i < loc->conf.nheaders; i++)
+            if (strcasecmp(loc->conf.headers[i].name, "host") == 0)
                 set_by_conf = 1;
         if (!set_by_conf) {
             out_str(&o, "Host: ");
@@ -297,8 +297,8 @@ static int build_upstream_head(struct bl_request *r)
     }
     if (loc->set_xfp)
         out_str(&o, "X-Forwarded-Proto: http\r\n");
-    for (uint32_t i = 0; i < loc->nheaders; i++) {
-        const struct bl_header_set *hs = &loc->headers[i];
+    for (uint32_t i = 0; i < loc->conf.nheaders; i++) {
+        const struct bl_header_set *hs = &loc->conf.headers[i];
         if (hs->remove)
             continue;
         size_t mark = o.len;
@@ -1034,7 +1034,7 @@ void bl_proxy_run(struct bl_request *r)
 static void request_log(struct bl_request *r)
 {
     const struct bl_location *loc = r->loc;
-    if (!loc || !loc->access_log)
+    if (!loc || !loc->conf.access_log)
         return;
     struct bl_access_entry e = {
         .client_ip = r->c->ip,
@@ -1048,7 +1048,7 @@ static void request_log(struct bl_request *r)
         .upstream_time_us = r->a.time_us,
         .has_upstream_time = r->a.status != 0,
     };
-    bl_access_log_write(&r->c->w->logs, loc->access_log, &e);
+    bl_access_log_write(&r->c->w->logs, loc->conf.access_log, &e);
 }
 
 static void request_free(struct bl_request *r)

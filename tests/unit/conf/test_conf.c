@@ -7,10 +7,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
 #include "conf/conf.h"
+#include "core/status.h"
+#include "upstream/health_check.h"
 
 static struct bl_config *load(const char *text, char *err, size_t errlen)
 {
@@ -89,8 +92,8 @@ static void test_nginx_habits_accepted(void **state)
     assert_int_equal(c->groups[0]->keepalive, 8);
     /* Connection "" is dropped: only Host remains. */
     const struct bl_location *loc = c->servers[0]->prefix[0];
-    assert_int_equal(loc->nheaders, 1);
-    assert_string_equal(loc->headers[0].name, "Host");
+    assert_int_equal(loc->conf.nheaders, 1);
+    assert_string_equal(loc->conf.headers[0].name, "Host");
     bl_conf_release(c);
 }
 
@@ -116,10 +119,10 @@ static void test_inheritance_and_defaults(void **state)
     assert_int_equal(a->conf.client_max_body_size, 2 * 1024 * 1024);
     assert_int_equal(a->conf.proxy_connect_timeout, 60000);
     assert_int_equal(a->conf.keepalive_timeout, 75000);
-    assert_int_equal(a->nheaders, 1);
-    assert_string_equal(a->headers[0].name, "X-A");
-    assert_int_equal(b->nheaders, 1); /* own lines replace inherited ones */
-    assert_string_equal(b->headers[0].name, "X-B");
+    assert_int_equal(a->conf.nheaders, 1);
+    assert_string_equal(a->conf.headers[0].name, "X-A");
+    assert_int_equal(b->conf.nheaders, 1); /* own lines replace inherited ones */
+    assert_string_equal(b->conf.headers[0].name, "X-B");
     bl_conf_release(c);
 }
 
@@ -148,6 +151,188 @@ static void test_upstream_servers(void **state)
     assert_string_equal(x->path, "/x");
     assert_string_equal(x->proxy_uri, "/y/");
     bl_conf_release(c);
+}
+
+/* ---- defaults come from the table ---- */
+
+/* A config whose http, upstream and main settings are all defaults; "%s %s;" is put where
+ * CONTEXT wants it. The upstream has an http check so that the check module's defaults, which
+ * the table documents (check_http_send, check_http_expect_alive), are compared too. */
+static int with_line(char *buf, size_t len, const char *ctx, const char *name, const char *arg)
+{
+    char line[256] = "";
+    if (name)
+        snprintf(line, sizeof(line), "%s %s;", name, arg);
+    const char *m = "", *e = "", *h = "", *u = "";
+    if (strcmp(ctx, "main") == 0)
+        m = line;
+    else if (strcmp(ctx, "events") == 0)
+        e = line;
+    else if (strcmp(ctx, "http") == 0)
+        h = line;
+    else if (strcmp(ctx, "upstream") == 0)
+        u = line;
+    else
+        return 0;
+    snprintf(buf, len,
+             "%s\nevents { %s }\nhttp {\n %s\n upstream u { server 127.0.0.1:1; check type=http; %s }\n"
+             " server { listen 127.0.0.1:18080; location / { proxy_pass http://u; } }\n}\n",
+             m, e, h, u);
+    return 1;
+}
+
+static void assert_same_loc_conf(const char *what, const struct bl_loc_conf *a,
+                                 const struct bl_loc_conf *b)
+{
+    const uint64_t *x = (const uint64_t *)a, *y = (const uint64_t *)b;
+    for (size_t i = 0; i < offsetof(struct bl_loc_conf, headers) / sizeof(uint64_t); i++)
+        if (x[i] != y[i])
+            fail_msg("%s: setting %zu of bl_loc_conf is %llu without the line, %llu with it",
+                     what, i, (unsigned long long)x[i], (unsigned long long)y[i]);
+    assert_ptr_equal(a->access_log, b->access_log);
+    assert_int_equal(a->nheaders, b->nheaders);
+    assert_int_equal(a->nerror_pages, b->nerror_pages);
+}
+
+/* Writing a directive's default as a line changes nothing: the table's default is what the
+ * config holds without the line (for the check module's own defaults too). And every
+ * inherited setting has a default, so no level is left with an unset value. */
+static void test_defaults_from_table(void **state)
+{
+    (void)state;
+    char err[512], text[2048];
+    with_line(text, sizeof(text), "main", NULL, NULL);
+    struct bl_config *base = load(text, err, sizeof(err));
+    if (!base)
+        fail_msg("%s", err);
+    const uint64_t *f = (const uint64_t *)&base->http_conf;
+    for (size_t i = 0; i < offsetof(struct bl_loc_conf, headers) / sizeof(uint64_t); i++)
+        if (f[i] == UINT64_MAX)
+            fail_msg("setting %zu of bl_loc_conf has no default in the directive table", i);
+    assert_int_equal(base->http_conf.keepalive_timeout, 75000);
+    assert_int_equal(base->http_conf.lchb_number * base->http_conf.lchb_size, 32768);
+    assert_int_equal(base->worker_connections, 10000);
+    assert_string_equal(base->error_log, "stderr");
+    assert_int_equal(base->shutdown_timeout, 10000);
+    assert_int_equal(base->groups[0]->keepalive_timeout_ms, 60000);
+
+    size_t count;
+    const struct bl_directive_info *d = bl_conf_directives(&count);
+    int compared = 0;
+    for (size_t i = 0; i < count; i++) {
+        if (!d[i].deflt)
+            continue;
+        char ctx[32];
+        snprintf(ctx, sizeof(ctx), "%.*s", (int)strcspn(d[i].contexts, ","), d[i].contexts);
+        /* server_name "" is documented: no names, which the router treats alike */
+        if (!with_line(text, sizeof(text), ctx, d[i].name, d[i].deflt))
+            continue;
+        struct bl_config *c = load(text, err, sizeof(err));
+        if (!c)
+            fail_msg("the default of \"%s\" does not load: %s", d[i].name, err);
+        assert_same_loc_conf(d[i].name, &base->http_conf, &c->http_conf);
+        assert_same_loc_conf(d[i].name, &base->servers[0]->prefix[0]->conf,
+                             &c->servers[0]->prefix[0]->conf);
+        assert_int_equal(base->workers, c->workers);
+        assert_int_equal(base->worker_connections, c->worker_connections);
+        assert_string_equal(base->error_log, c->error_log);
+        assert_int_equal(base->error_log_level, c->error_log_level);
+        assert_int_equal(base->shutdown_timeout, c->shutdown_timeout);
+        assert_ptr_equal(base->pid_file, c->pid_file);
+        const struct bl_upstream_group *g = base->groups[0], *h = c->groups[0];
+        assert_int_equal(g->keepalive, h->keepalive);
+        assert_int_equal(g->keepalive_requests, h->keepalive_requests);
+        assert_int_equal(g->keepalive_timeout_ms, h->keepalive_timeout_ms);
+        assert_string_equal(g->check->http_send, h->check->http_send);
+        assert_int_equal(g->check->expect_alive, h->check->expect_alive);
+        bl_conf_release(c);
+        compared++;
+    }
+    assert_true(compared > 25);
+    bl_conf_release(base);
+}
+
+/* http -> server -> location: scalars fill in one by one; a list is inherited whole by a
+ * level without lines of its own, shared rather than copied, and replaced by one with. */
+static void test_merge_three_levels(void **state)
+{
+    (void)state;
+    char err[512];
+    char dir[] = "/tmp/bl_conf_merge_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char text[2048];
+    snprintf(text, sizeof(text),
+             "http {\n proxy_read_timeout 5s;\n client_max_body_size 2m;\n"
+             " proxy_set_header X-A 1;\n error_page 502 /e.html;\n access_log %s/a.log;\n"
+             " server { listen 127.0.0.1:18080;\n"
+             "  proxy_read_timeout 4s; proxy_set_header X-S 1; access_log off;\n"
+             "  location /inherit { return 200; }\n"
+             "  location /own { proxy_read_timeout 3s; proxy_set_header X-L 1;"
+             " error_page 404 /n.html; access_log %s/b.log; client_max_body_size 0; return 200; }\n"
+             " }\n"
+             " server { listen 127.0.0.1:18081; location / { return 200; } }\n"
+             "}\n", dir, dir);
+    struct bl_config *c = load(text, err, sizeof(err));
+    if (!c)
+        fail_msg("%s", err);
+    const struct bl_loc_conf *http = &c->http_conf;
+    const struct bl_server_block *s1 = c->servers[0], *s2 = c->servers[1];
+    const struct bl_location *inherit = s1->prefix[0]->path[1] == 'i' ? s1->prefix[0]
+                                                                      : s1->prefix[1];
+    const struct bl_location *own = inherit == s1->prefix[0] ? s1->prefix[1] : s1->prefix[0];
+    const struct bl_location *other = s2->prefix[0];
+
+    assert_int_equal(http->proxy_read_timeout, 5000);
+    assert_int_equal(http->set, BL_LC_HEADERS | BL_LC_ERROR_PAGES | BL_LC_ACCESS_LOG);
+    assert_non_null(http->access_log);
+
+    /* server 1: own timeout, headers and access_log off; body size and error pages inherited */
+    assert_int_equal(s1->conf.proxy_read_timeout, 4000);
+    assert_int_equal(s1->conf.client_max_body_size, 2 * 1024 * 1024);
+    assert_int_equal(s1->conf.nheaders, 1);
+    assert_string_equal(s1->conf.headers[0].name, "X-S");
+    assert_null(s1->conf.access_log);
+    assert_ptr_equal(s1->conf.error_pages, http->error_pages);
+    assert_int_equal(s1->conf.nerror_pages, 1);
+    assert_int_equal(s1->conf.set, BL_LC_HEADERS | BL_LC_ACCESS_LOG);
+    /* the server's pseudo location sees the server's settings */
+    assert_int_equal(s1->server_loc->conf.proxy_read_timeout, 4000);
+    assert_ptr_equal(s1->server_loc->conf.headers, s1->conf.headers);
+
+    /* a location without lines: everything from server 1, lists shared */
+    assert_int_equal(inherit->conf.proxy_read_timeout, 4000);
+    assert_int_equal(inherit->conf.client_max_body_size, 2 * 1024 * 1024);
+    assert_int_equal(inherit->conf.keepalive_timeout, 75000);
+    assert_ptr_equal(inherit->conf.headers, s1->conf.headers);
+    assert_ptr_equal(inherit->conf.error_pages, http->error_pages);
+    assert_null(inherit->conf.access_log);
+    assert_int_equal(inherit->conf.set, 0);
+    assert_int_equal(inherit->set_xff, 1);
+
+    /* a location with its own lines of each kind */
+    assert_int_equal(own->conf.proxy_read_timeout, 3000);
+    assert_int_equal(own->conf.client_max_body_size, 0);
+    assert_int_equal(own->conf.nheaders, 1);
+    assert_string_equal(own->conf.headers[0].name, "X-L");
+    assert_int_equal(own->conf.nerror_pages, 1);
+    assert_int_equal(own->conf.error_pages[0].code, 404);
+    assert_non_null(own->conf.access_log);
+    assert_ptr_not_equal(own->conf.access_log, http->access_log);
+
+    /* server 2 has no lines: http's values, down to its location */
+    assert_int_equal(other->conf.proxy_read_timeout, 5000);
+    assert_ptr_equal(other->conf.headers, http->headers);
+    assert_ptr_equal(other->conf.error_pages, http->error_pages);
+    assert_ptr_equal(other->conf.access_log, http->access_log);
+    assert_int_equal(c->naccess_logs, 2);
+
+    bl_conf_release(c);
+    char path[64];
+    snprintf(path, sizeof(path), "%s/a.log", dir);
+    unlink(path);
+    snprintf(path, sizeof(path), "%s/b.log", dir);
+    unlink(path);
+    rmdir(dir);
 }
 
 /* Every directive of the table has a section in docs/configuration.md with Syntax, Default
@@ -199,6 +384,8 @@ int main(void)
         cmocka_unit_test(test_nginx_habits_accepted),
         cmocka_unit_test(test_inheritance_and_defaults),
         cmocka_unit_test(test_upstream_servers),
+        cmocka_unit_test(test_defaults_from_table),
+        cmocka_unit_test(test_merge_three_levels),
         cmocka_unit_test(test_every_directive_documented),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
