@@ -335,46 +335,155 @@ static void test_merge_three_levels(void **state)
     rmdir(dir);
 }
 
-/* Every directive of the table has a section in docs/configuration.md with Syntax, Default
- * and Context lines. */
-static void test_every_directive_documented(void **state)
+/* ---- the docs check ---- */
+
+static char doc[1 << 20];
+
+static void read_docs(void)
 {
-    (void)state;
     FILE *f = fopen("docs/configuration.md", "r");
     assert_non_null(f);
-    static char doc[1 << 20];
     size_t n = fread(doc, 1, sizeof(doc) - 1, f);
     fclose(f);
     doc[n] = '\0';
+}
+
+/* The heading line "### `NAME`" or "### `NAME` (SUFFIX)" exactly; NULL if absent. */
+static const char *find_heading(const char *name, const char *suffix)
+{
+    char heading[160];
+    if (suffix)
+        snprintf(heading, sizeof(heading), "\n### `%s` (%s)\n", name, suffix);
+    else
+        snprintf(heading, sizeof(heading), "\n### `%s`\n", name);
+    const char *h = strstr(doc, heading);
+    return h ? h + 1 : NULL;
+}
+
+/* The rest of the line after "- **FIELD:** " inside the section [sec, end); "" if absent. */
+static void field(const char *sec, const char *end, const char *name, char *out, size_t len)
+{
+    char key[64];
+    snprintf(key, sizeof(key), "\n- **%s:** ", name);
+    out[0] = '\0';
+    const char *hit = strstr(sec, key);
+    if (!hit || hit >= end)
+        return;
+    hit += strlen(key);
+    size_t n = strcspn(hit, "\n");
+    if (n >= len)
+        n = len - 1;
+    memcpy(out, hit, n);
+    out[n] = '\0';
+}
+
+/* What the docs must show as a row's Syntax: each form as `NAME ARGS;` (or `NAME ARGS { ... }`
+ * for a block), forms joined by " · ". */
+static void expected_syntax(const struct bl_directive_info *d, char *out, size_t len)
+{
+    size_t pos = 0;
+    const char *form = d->syntax;
+    for (;;) {
+        size_t n = strcspn(form, "\n");
+        pos += (size_t)snprintf(out + pos, len - pos, "%s`%s%s%.*s%s`", pos ? " · " : "",
+                                d->name, n ? " " : "", (int)n, form, d->block ? " { ... }" : ";");
+        if (!form[n])
+            break;
+        form += n + 1;
+    }
+}
+
+/* Each row of the directive table has a section in docs/configuration.md whose Syntax, Default
+ * and Context lines say what the row says, and which has an example; each directive section
+ * of the docs belongs to a row. A name with rows in two contexts (server in http and in
+ * upstream) has a section "### `NAME` (CONTEXT)" per row, or one plain "### `NAME`" for one
+ * of them. */
+static void test_docs_match_table(void **state)
+{
+    (void)state;
+    read_docs();
     size_t count;
     const struct bl_directive_info *d = bl_conf_directives(&count);
     assert_true(count > 30);
-    int missing = 0;
+    const char *used[256] = {0};
+    assert_true(count < BL_ARRAY_LEN(used));
+    int bad = 0;
     for (size_t i = 0; i < count; i++) {
-        char heading[128];
-        snprintf(heading, sizeof(heading), "### `%s`", d[i].name);
-        const char *sec = strstr(doc, heading);
+        char first_ctx[32];
+        snprintf(first_ctx, sizeof(first_ctx), "%.*s", (int)strcspn(d[i].contexts, ","),
+                 d[i].contexts);
+        const char *sec = find_heading(d[i].name, first_ctx);
+        if (!sec)
+            sec = find_heading(d[i].name, NULL);
         if (!sec) {
-            print_error("docs/configuration.md has no section for \"%s\"\n", d[i].name);
-            missing++;
+            print_error("docs/configuration.md has no section for \"%s\" (%s)\n", d[i].name,
+                        d[i].contexts);
+            bad++;
             continue;
         }
+        for (size_t k = 0; k < i; k++)
+            if (used[k] == sec) {
+                print_error("\"%s\" (%s) and (%s) share one section; give each its own "
+                            "\"### `%s` (CONTEXT)\"\n", d[i].name, d[k].contexts,
+                            d[i].contexts, d[i].name);
+                bad++;
+            }
+        used[i] = sec;
         const char *end = strstr(sec + 4, "\n### ");
-        size_t len = end ? (size_t)(end - sec) : strlen(sec);
-        const char *fields[] = {"**Syntax:**", "**Default:**", "**Context:**", "**Example:**"};
-        for (size_t k = 0; k < 4; k++) {
-            const char *hit = strstr(sec, fields[k]);
-            if (!hit || (size_t)(hit - sec) > len) {
-                /* A name used in two contexts may have a second section. */
-                const char *again = strstr(sec + 4, heading);
-                if (again && strstr(again, fields[k]))
-                    continue;
-                print_error("section \"%s\" lacks %s\n", d[i].name, fields[k]);
-                missing++;
+        const char *chapter = strstr(sec, "\n## ");
+        if (!end || (chapter && chapter < end))
+            end = chapter ? chapter : sec + strlen(sec);
+
+        char got[1024], want[1024];
+        field(sec, end, "Syntax", got, sizeof(got));
+        expected_syntax(&d[i], want, sizeof(want));
+        if (strcmp(got, want) != 0) {
+            print_error("\"%s\" Syntax: docs say \"%s\", the table \"%s\"\n", d[i].name, got,
+                        want);
+            bad++;
+        }
+        field(sec, end, "Default", got, sizeof(got));
+        if (d[i].deflt) {
+            snprintf(want, sizeof(want), "`%s %s;`", d[i].name, d[i].deflt);
+            if (strcmp(got, want) != 0) {
+                print_error("\"%s\" Default: docs say \"%s\", the table \"%s\"\n", d[i].name,
+                            got, want);
+                bad++;
+            }
+        } else {
+            snprintf(want, sizeof(want), "`%s", d[i].name);
+            size_t wl = strlen(want);
+            if (!got[0] || (strncmp(got, want, wl) == 0 && strchr(" ;`", got[wl]))) {
+                print_error("\"%s\" Default: docs say \"%s\", the table has none (write what "
+                            "happens without the line, or give the row a default)\n",
+                            d[i].name, got);
+                bad++;
             }
         }
+        field(sec, end, "Context", got, sizeof(got));
+        if (strcmp(got, d[i].contexts) != 0) {
+            print_error("\"%s\" Context: docs say \"%s\", the table \"%s\"\n", d[i].name, got,
+                        d[i].contexts);
+            bad++;
+        }
+        const char *ex = strstr(sec, "\n- **Example:**");
+        if (!ex || ex >= end) {
+            print_error("section \"%s\" has no example\n", d[i].name);
+            bad++;
+        }
     }
-    assert_int_equal(missing, 0);
+    /* Every directive section is some row's: no docs for directives that do not exist. */
+    for (const char *h = strstr(doc, "\n### `"); h; h = strstr(h + 1, "\n### `")) {
+        int found = 0;
+        for (size_t i = 0; i < count && !found; i++)
+            found = used[i] == h + 1;
+        if (!found) {
+            print_error("docs section \"%.*s\" is no row of the directive table\n",
+                        (int)strcspn(h + 1, "\n"), h + 1);
+            bad++;
+        }
+    }
+    assert_int_equal(bad, 0);
 }
 
 int main(void)
@@ -386,7 +495,7 @@ int main(void)
         cmocka_unit_test(test_upstream_servers),
         cmocka_unit_test(test_defaults_from_table),
         cmocka_unit_test(test_merge_three_levels),
-        cmocka_unit_test(test_every_directive_documented),
+        cmocka_unit_test(test_docs_match_table),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
