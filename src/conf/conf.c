@@ -65,9 +65,10 @@ enum field_type {
 
 /* struct directive.flags */
 #define DIR_BLOCK        0x1u  /* takes a { ... } block (and must have one) */
-#define DIR_DEFAULT_DOC  0x2u  /* deflt is documented, not applied: it is what the owning module
-                                * does when the line is absent (the health check's request,
-                                * no server names); test_conf.c checks they agree */
+#define DIR_DEFAULT_DOC  0x2u  /* deflt is documented, not compiled: it is what the owning module
+                                * does when the line is absent (the health check's request),
+                                * or what the absence means (server_name "": no names);
+                                * test_conf.c checks the check module agrees */
 
 struct directive {
     const char *name;
@@ -1066,15 +1067,16 @@ static int h_typed(struct compiler *c, const struct bl_conf_node *n);
  *         TYPED("gzip", CTX_HSL, FT_FLAG, gzip, "off"),
  *     parsing, the duplicate check, the default and inheritance follow from the row;
  *   - anything else:
- *         DIRECTIVE("default_type", CTX_HSL, 1, 1, 0, "MIME-TYPE", "text/plain", h_default_type),
+ *         DIRECTIVE("default_type", CTX_HSL, 1, 1, 0, "MIME-TYPE", "text/plain", h_type),
  *     with the arguments' syntax as the docs write it (several forms separated by '\n') and the
  *     default as a line of the file would write its arguments, or NULL when there is none.
  * A default is compiled by its own row, as a line of the file would be, in the row's
- * outermost context: http/server/location defaults into the built-in level http inherits
- * from (so the handler may store lists there, and its duplicate check does not see them);
- * main and events defaults into the config, and upstream ones into each new group, before the
- * file's lines, so those handlers let a later line replace the value. A default that the
- * owning module applies itself (DIR_DEFAULT_DOC) is only documented.
+ * outermost context: http, server and location defaults into the built-in level http inherits
+ * from (so the handler must write c->lc, may store lists there, and its duplicate check does
+ * not see them); main and events defaults into the config, and upstream ones into each new
+ * group, before the file's lines, so those handlers let a later line replace the value. A
+ * default that the owning module applies itself, or that only says what the absence of the
+ * line means (DIR_DEFAULT_DOC), is documented and not compiled.
  * The docs test checks each row's Syntax, Default and Context lines against the docs.
  */
 static const struct directive directives[] = {
@@ -1346,7 +1348,8 @@ static struct bl_conf_node *read_defaults(char *err, size_t errlen)
 }
 
 /* Compiles the defaults of context ctx (one CTX_* bit) into what the compiler points at now:
- * the config (main, events), the built-in level (http), the group (upstream). The rows'
+ * the config (main, events), the built-in level (http, server, location), the group
+ * (upstream). The rows'
  * defaults load (test_conf.c), so only memory can fail here; the callers then name what the
  * user wrote rather than a line of the defaults. */
 static int apply_defaults(struct compiler *c, unsigned ctx)
@@ -1581,11 +1584,15 @@ static struct bl_config *compile_root(struct bl_conf_node *root, const char *fil
         rc = apply_defaults(&c, CTX_MAIN);
     if (rc == BL_OK)
         rc = apply_defaults(&c, CTX_EVENTS);
-    if (rc == BL_OK) {
-        c.lc = &cfg->defaults;
+    /* A server- or location-only setting's default belongs to the same built-in level. */
+    c.lc = &cfg->defaults;
+    if (rc == BL_OK)
         rc = apply_defaults(&c, CTX_HTTP);
-        c.lc = NULL;
-    }
+    if (rc == BL_OK)
+        rc = apply_defaults(&c, CTX_SERVER);
+    if (rc == BL_OK)
+        rc = apply_defaults(&c, CTX_LOCATION);
+    c.lc = NULL;
     if (rc != BL_OK && strncmp(err, "out of memory", 13) == 0)
         snprintf(err, errlen, "out of memory while loading %s", file);
     if (rc == BL_OK)

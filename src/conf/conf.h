@@ -181,7 +181,8 @@ struct bl_directive_info {
     const char *contexts;           /* "http, server, location", or "any" */
     const char *syntax;             /* the arguments as docs/configuration.md writes them ("TIME",
                                      * "on | off", "" for none); several forms are separated by
-                                     * '\n'. The docs show `NAME SYNTAX;` or `NAME SYNTAX { ... }` */
+                                     * '\n'. The docs show `NAME SYNTAX;` (`NAME SYNTAX { ... }`
+                                     * for a block) */
     const char *deflt;              /* default arguments ("75s"); the docs show `NAME DEFLT;`.
                                      * NULL: none that a line could state */
     int block;                      /* 1: the directive takes a { ... } block */

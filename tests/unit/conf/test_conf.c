@@ -175,7 +175,8 @@ static int with_line(char *buf, size_t len, const char *ctx, const char *name, c
     else
         return 0;
     snprintf(buf, len,
-             "%s\nevents { %s }\nhttp {\n %s\n upstream u { server 127.0.0.1:1; check type=http; %s }\n"
+             "%s\nevents { %s }\nhttp {\n %s\n"
+             " upstream u { server 127.0.0.1:1; check type=http; %s }\n"
              " server { listen 127.0.0.1:18080; location / { proxy_pass http://u; } }\n}\n",
              m, e, h, u);
     return 1;
