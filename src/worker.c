@@ -255,8 +255,7 @@ void bl_workers_join(struct bl_worker *ws, int n)
         for (uint32_t k = 0; k < w->nlisteners; k++)
             if (w->listeners[k].io.fd >= 0)
                 close(w->listeners[k].io.fd);
-        bl_access_logs_free(&w->http.logs);
-        bl_upstream_worker_free(&w->http.up);
+        bl_http_worker_free(&w->http);
         close(w->wake.fd);
         free(w->listeners);
         bl_loop_destroy(w->loop);

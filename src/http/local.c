@@ -1,5 +1,6 @@
 /* Responses ballast makes itself: `return`, files under `root`, errors, and error_page's
- * internal redirects to either. */
+ * internal redirects to either. They are produced into the request (head in r->out, a file's
+ * body read chunk by chunk); the proxy's writer sends them. Nothing here sends or finishes. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -15,18 +16,16 @@
 #include "http/response.h"
 #include "http/router.h"
 
-static void local_write(struct bl_request *r, int status, const char *body, size_t len,
-                        const char *location, size_t location_len)
+/* Makes the head (and a small body) of a response in r->out. BL_OK, or BL_ERR when no
+ * buffer could be had. */
+static int local_write(struct bl_request *r, int status, const char *body, size_t len,
+                       const char *location, size_t location_len)
 {
-    if (!r->out && !(r->out = bl_buf_get())) {
-        r->keep_alive = 0;
-        bl_request_finish(r);
-        return;
-    }
+    if (!r->out && !(r->out = bl_buf_get()))
+        return BL_ERR;
     if (status >= 400 && !r->req_body_done)
         r->keep_alive = 0; /* the unread body would be taken for the next request */
     r->status = status;
-    r->state = RS_LOCAL;
     int head = r->msg.method_id == BL_H1_M_HEAD;
     size_t n = bl_http_build_response(r->out->data, r->out->cap, status, body, len, location,
                                       location_len, r->keep_alive,
@@ -39,40 +38,26 @@ static void local_write(struct bl_request *r, int status, const char *body, size
     r->out->end = (uint32_t)n;
     r->out_sent = 0;
     r->body_bytes_sent = head ? 0 : (body ? len : 0);
-    bl_local_send(r);
+    return BL_OK;
 }
 
-void bl_local_send(struct bl_request *r)
+int bl_local_file_chunk(struct bl_request *r)
 {
-    for (;;) {
-        int rc = bl_proxy_send_client(r);
-        if (rc == BL_ERR) {
-            r->keep_alive = 0;
-            bl_request_finish(r);
-            return;
-        }
-        if (rc == BL_AGAIN) {
-            bl_arm(r->c->w, &r->c->timer, r->loc ? r->loc->conf.send_timeout : 60000);
-            return;
-        }
-        if (r->file_fd < 0 || r->file_left == 0)
-            break;
-        /* Files stream through the head buffer, one buffer at a time, paced by the client. */
-        size_t want = r->file_left < r->out->cap ? (size_t)r->file_left : r->out->cap;
-        ssize_t n = read(r->file_fd, r->out->data, want);
-        if (n <= 0) {
-            bl_log(BL_LOG_ERROR, "read() of a file failed or it shrank while being sent (%s)",
-                   n < 0 ? strerror(errno) : "end of file");
-            r->keep_alive = 0;
-            break;
-        }
-        r->out->start = 0;
-        r->out->end = (uint32_t)n;
-        r->out_sent = 0;
-        r->file_left -= (uint64_t)n;
-        r->body_bytes_sent += (uint64_t)n;
+    /* Files stream through the head buffer, one buffer at a time, paced by the client. */
+    size_t want = r->file_left < r->out->cap ? (size_t)r->file_left : r->out->cap;
+    ssize_t n = read(r->file_fd, r->out->data, want);
+    if (n <= 0) {
+        bl_log(BL_LOG_ERROR, "read() of a file failed or it shrank while being sent (%s)",
+               n < 0 ? strerror(errno) : "end of file");
+        r->keep_alive = 0;
+        return BL_ERR;
     }
-    bl_request_finish(r);
+    r->out->start = 0;
+    r->out->end = (uint32_t)n;
+    r->out_sent = 0;
+    r->file_left -= (uint64_t)n;
+    r->body_bytes_sent += (uint64_t)n;
+    return BL_OK;
 }
 
 static const char *content_type(const char *path, size_t len)
@@ -128,24 +113,21 @@ static int path_safe(const char *p, size_t len)
 }
 
 /* Serves root + path with the given status. */
-static void static_serve(struct bl_request *r, const struct bl_location *loc, const char *path,
+static int static_serve(struct bl_request *r, const struct bl_location *loc, const char *path,
                          size_t len, int status)
 {
     const struct bl_h1_message *m = &r->msg;
     if (m->method_id != BL_H1_M_GET && m->method_id != BL_H1_M_HEAD) {
-        local_write(r, 405, NULL, 0, NULL, 0);
-        return;
+        return local_write(r, 405, NULL, 0, NULL, 0);
     }
     if (!path_safe(path, len)) {
-        local_write(r, 404, NULL, 0, NULL, 0);
-        return;
+        return local_write(r, 404, NULL, 0, NULL, 0);
     }
     char full[PATH_MAX];
     int n = snprintf(full, sizeof(full), "%s%.*s%s", loc->root, (int)len, path,
                      path[len - 1] == '/' ? "index.html" : "");
     if (n < 0 || (size_t)n >= sizeof(full)) {
-        local_write(r, 414, NULL, 0, NULL, 0);
-        return;
+        return local_write(r, 414, NULL, 0, NULL, 0);
     }
     int fd = open(full, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     struct stat st;
@@ -156,27 +138,22 @@ static void static_serve(struct bl_request *r, const struct bl_location *loc, co
         if (e != ENOENT && e != ENOTDIR)
             bl_log(BL_LOG_ERROR, "open() \"%s\" failed (%s), client %s", full, strerror(e),
                    r->c->ip);
-        local_write(r, e == EACCES ? 403 : 404, NULL, 0, NULL, 0);
-        return;
+        return local_write(r, e == EACCES ? 403 : 404, NULL, 0, NULL, 0);
     }
     if (S_ISDIR(st.st_mode)) {
         close(fd);
         /* nginx: a directory without the slash is redirected to the slash */
         char loc_uri[PATH_MAX];
         int k = snprintf(loc_uri, sizeof(loc_uri), "%.*s/", (int)len, path);
-        local_write(r, 301, NULL, 0, loc_uri, (size_t)k);
-        return;
+        return local_write(r, 301, NULL, 0, loc_uri, (size_t)k);
     }
     if (!S_ISREG(st.st_mode)) {
         close(fd);
-        local_write(r, 403, NULL, 0, NULL, 0);
-        return;
+        return local_write(r, 403, NULL, 0, NULL, 0);
     }
     if (!r->out && !(r->out = bl_buf_get())) {
         close(fd);
-        r->keep_alive = 0;
-        bl_request_finish(r);
-        return;
+        return BL_ERR;
     }
     if (!r->req_body_done)
         r->keep_alive = 0;
@@ -195,7 +172,6 @@ static void static_serve(struct bl_request *r, const struct bl_location *loc, co
                      status, bl_http_reason(status), (int)dlen, date,
                      content_type(full, strlen(full)), (long long)st.st_size, mtime, conn);
     r->status = status;
-    r->state = RS_LOCAL;
     r->out->start = 0;
     r->out->end = (uint32_t)h;
     r->out_sent = 0;
@@ -206,12 +182,12 @@ static void static_serve(struct bl_request *r, const struct bl_location *loc, co
         r->file_fd = fd;
         r->file_left = (uint64_t)st.st_size;
     }
-    bl_local_send(r);
+    return BL_OK;
 }
 
 /* `return CODE TEXT` of loc, answered with status (the location's own code, or an error page's
  * status). */
-static void serve_return(struct bl_request *r, const struct bl_location *loc, int status)
+static int serve_return(struct bl_request *r, const struct bl_location *loc, int status)
 {
     char text[4096];
     size_t n = 0;
@@ -225,12 +201,11 @@ static void serve_return(struct bl_request *r, const struct bl_location *loc, in
     int code = loc->return_code;
     int redirect = code == 301 || code == 302 || code == 303 || code == 307 || code == 308;
     if (redirect)
-        local_write(r, code, NULL, 0, loc->return_text ? text : NULL, n);
-    else
-        local_write(r, status, loc->return_text ? text : NULL, n, NULL, 0);
+        return local_write(r, code, NULL, 0, loc->return_text ? text : NULL, n);
+    return local_write(r, status, loc->return_text ? text : NULL, n, NULL, 0);
 }
 
-void bl_local_serve(struct bl_request *r)
+int bl_local_serve(struct bl_request *r)
 {
     const struct bl_location *loc = r->loc;
     if (!r->req_body_done)
@@ -238,21 +213,17 @@ void bl_local_serve(struct bl_request *r)
     switch (loc->kind) {
     case BL_LOC_RETURN:
         if (loc->return_code >= 400)
-            bl_local_response(r, loc->return_code, NULL, 0, NULL, 0);
-        else
-            serve_return(r, loc, loc->return_code);
-        return;
+            return bl_local_response(r, loc->return_code, NULL, 0, NULL, 0);
+        return serve_return(r, loc, loc->return_code);
     case BL_LOC_STATIC:
-        static_serve(r, loc, r->upath, r->upath_len, 200);
-        return;
+        return static_serve(r, loc, r->upath, r->upath_len, 200);
     default:
-        bl_local_response(r, 404, NULL, 0, NULL, 0);
-        return;
+        return bl_local_response(r, 404, NULL, 0, NULL, 0);
     }
 }
 
-void bl_local_response(struct bl_request *r, int status, const char *body, size_t len,
-                       const char *location, size_t location_len)
+int bl_local_response(struct bl_request *r, int status, const char *body, size_t len,
+                      const char *location, size_t location_len)
 {
     const struct bl_location *loc = r->loc;
     if (status >= 300 && loc && r->srv && !r->error_page_done) {
@@ -266,23 +237,17 @@ void bl_local_response(struct bl_request *r, int status, const char *body, size_
             const struct bl_location *target = bl_route_location(r->srv, ep->uri,
                                                                  strlen(ep->uri));
             int st = ep->overwrite ? ep->overwrite : status;
-            if (target->kind == BL_LOC_RETURN && target->return_code < 400) {
-                serve_return(r, target, st);
-                return;
-            }
-            if (target->kind == BL_LOC_STATIC) {
-                static_serve(r, target, ep->uri, strlen(ep->uri), st);
-                return;
-            }
+            if (target->kind == BL_LOC_RETURN && target->return_code < 400)
+                return serve_return(r, target, st);
+            if (target->kind == BL_LOC_STATIC)
+                return static_serve(r, target, ep->uri, strlen(ep->uri), st);
             bl_log(BL_LOG_WARN, "error_page %d %s: no return or root location serves it",
                    status, ep->uri);
             break;
         }
     }
     if (loc && loc->kind == BL_LOC_RETURN && !body && status == loc->return_code &&
-        loc->return_text) {
-        serve_return(r, loc, status);
-        return;
-    }
-    local_write(r, status, body, len, location, location_len);
+        loc->return_text)
+        return serve_return(r, loc, status);
+    return local_write(r, status, body, len, location, location_len);
 }

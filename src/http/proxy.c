@@ -39,16 +39,28 @@ static int attempt_failed(struct bl_request *r, enum bl_attempt_error kind, int 
                           const char *why, int err);
 static void attempt_start(struct bl_request *r, int fresh);
 static void request_abort(struct bl_request *r, int status, const char *why);
+static void request_finish(struct bl_request *r);
+static int send_client(struct bl_request *r);
+static void local_response(struct bl_request *r, int status);
+static void local_done(struct bl_request *r, int rc);
+static void proxy_phase(struct bl_request *r, int state);
+static void proxy_run(struct bl_request *r);
+static int client_gone(struct bl_client *c);
+static void proxy_client_event(struct bl_request *r, uint32_t ev);
 
 /* ------------------------------------------------------------ small helpers */
 
-/* recv into b; returns bytes (> 0), 0 at EOF, BL_AGAIN, or BL_ERR. Clears *ready on a short
- * read: with edge-triggered epoll, a short read means the socket is drained, unless the peer
- * has closed its side (hup), whose EOF is still to be read and will bring no new edge. */
+/* recv into b; returns bytes (> 0), 0 at EOF, BL_AGAIN, or BL_ERR (core/status.h). Clears
+ * *ready on a short read: with edge-triggered epoll, a short read means the socket is drained,
+ * unless the peer has closed its side (hup), whose EOF is still to be read and will bring no
+ * new edge. */
 static ssize_t read_into(int fd, struct bl_buf *b, uint8_t *ready, uint8_t hup)
 {
     size_t room = bl_buf_room(b);
-    ssize_t n = recv(fd, b->data + b->end, room, 0);
+    ssize_t n;
+    do
+        n = recv(fd, b->data + b->end, room, 0);
+    while (n < 0 && errno == EINTR);
     if (n > 0) {
         b->end += (uint32_t)n;
         if ((size_t)n < room && !hup)
@@ -61,44 +73,42 @@ static ssize_t read_into(int fd, struct bl_buf *b, uint8_t *ready, uint8_t hup)
         *ready = 0;
         return BL_AGAIN;
     }
-    if (errno == EINTR)
-        return BL_AGAIN;
     return BL_ERR;
 }
 
-/* writev; returns bytes written (>= 0) or BL_ERR. Clears *ready on a short write. */
+/* writev; returns bytes written (> 0), BL_AGAIN (nothing went) or BL_ERR (core/status.h).
+ * Clears *ready on a short write. */
 static ssize_t write_iov(int fd, struct iovec *iov, int n, uint8_t *ready)
 {
     size_t want = 0;
     for (int i = 0; i < n; i++)
         want += iov[i].iov_len;
-    ssize_t w = n == 1 ? send(fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL)
-                       : writev(fd, iov, n);
+    ssize_t w;
+    do
+        w = n == 1 ? send(fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL)
+                   : writev(fd, iov, n);
+    while (w < 0 && errno == EINTR);
     if (w >= 0) {
         if ((size_t)w < want)
             *ready = 0;
-        return w;
+        return w > 0 ? w : BL_AGAIN;
     }
-    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
         *ready = 0;
-        return 0;
+        return BL_AGAIN;
     }
     return BL_ERR;
 }
 
-/* Request objects are recycled per thread: no malloc per request in the steady state. */
-#ifndef BL_NO_POOL
-#define REQUEST_CACHE 16
-static _Thread_local struct bl_request *request_cache[REQUEST_CACHE];
-static _Thread_local unsigned nrequest_cache;
-#endif
-
+/* Request objects are recycled per worker (hw->request_cache): no malloc per request in the
+ * steady state. */
 static struct bl_request *request_new(struct bl_client *c)
 {
     struct bl_request *r;
 #ifndef BL_NO_POOL
-    if (nrequest_cache)
-        r = request_cache[--nrequest_cache];
+    struct bl_http_worker *hw = c->w;
+    if (hw->nrequest_cache)
+        r = hw->request_cache[--hw->nrequest_cache];
     else
 #endif
         r = malloc(sizeof(*r));
@@ -109,6 +119,7 @@ static struct bl_request *request_new(struct bl_client *c)
     r->msg.nheaders = 0;
     r->file_fd = -1;
     r->c = c;
+    r->client_handler = proxy_client_event;
     r->start_us = bl_clock_us;
     return r;
 }
@@ -174,55 +185,47 @@ static int overridden(const struct bl_location *loc, const struct bl_h1_header *
     return 0;
 }
 
-void bl_request_var_ctx(const struct bl_request *r, struct bl_var_ctx *v)
-{
-    v->req = &r->msg;
-    v->uri = r->upath;
-    v->uri_len = r->upath_len;
-    v->client_ip = r->c->ip;
-    v->client_ip_len = r->c->ip_len;
-    v->client_port = r->c->port;
-    v->server_port = r->c->listen->port;
-    v->fd = r->c->io.fd;
-}
-
-/* Writes the request head for the upstream into r->out. BL_OK or BL_ERR (too large). */
-static int build_upstream_head(struct bl_request *r)
+/* The request line for the upstream: the target rewritten as proxy_pass says. */
+static void head_request_line(struct out *o, const struct bl_request *r)
 {
     const struct bl_h1_message *m = &r->msg;
     const struct bl_location *loc = r->loc;
-    struct out o = {r->out->data, 0, r->out->cap, 0};
-    struct bl_var_ctx v;
-    bl_request_var_ctx(r, &v);
-
-    out_put(&o, m->method, m->method_len);
-    out_put(&o, " ", 1);
+    out_put(o, m->method, m->method_len);
+    out_put(o, " ", 1);
     if (loc->has_proxy_uri) {
         /* proxy_pass http://up/new/; location /old/ -> /old/x becomes /new/x (nginx) */
-        out_put(&o, loc->proxy_uri, loc->proxy_uri_len);
+        out_put(o, loc->proxy_uri, loc->proxy_uri_len);
         size_t skip = loc->path_len <= r->upath_len ? loc->path_len : r->upath_len;
-        size_t room = o.cap - o.len;
-        size_t n = bl_uri_escape(r->upath + skip, r->upath_len - skip, o.p + o.len, room);
+        size_t room = o->cap - o->len;
+        size_t n = bl_uri_escape(r->upath + skip, r->upath_len - skip, o->p + o->len, room);
         if (n > room)
-            o.overflow = 1;
+            o->overflow = 1;
         else
-            o.len += n;
+            o->len += n;
         if (m->query) {
-            out_put(&o, "?", 1);
-            out_put(&o, m->query, m->query_len);
+            out_put(o, "?", 1);
+            out_put(o, m->query, m->query_len);
         }
     } else if (m->flags & BL_H1_F_ABSOLUTE_FORM) {
-        out_put(&o, m->path, m->path_len);
+        out_put(o, m->path, m->path_len);
         if (m->query) {
-            out_put(&o, "?", 1);
-            out_put(&o, m->query, m->query_len);
+            out_put(o, "?", 1);
+            out_put(o, m->query, m->query_len);
         }
     } else {
-        out_put(&o, m->target, m->target_len);
+        out_put(o, m->target, m->target_len);
     }
-    out_str(&o, " HTTP/1.1\r\n");
+    out_str(o, " HTTP/1.1\r\n");
+}
 
-    int have_host = 0, xff_seen = 0;
+/* The client's headers that go upstream as they are: not hop-by-hop, not replaced below.
+ * Says whether a Host went (or proxy_set_header replaces it) and whether X-Forwarded-For
+ * lines were held back to be merged. */
+static void head_client_headers(struct out *o, const struct bl_request *r, int *have_host,
+                                int *xff_seen)
+{
+    const struct bl_h1_message *m = &r->msg;
+    const struct bl_location *loc = r->loc;
     for (uint32_t i = 0; i < m->nheaders; i++) {
         const struct bl_h1_header *h = &m->headers[i];
         if (h->hop)
@@ -232,7 +235,7 @@ static int build_upstream_head(struct bl_request *r)
             continue; /* ballast answers 100-continue itself */
         case BL_H1_HDR_X_FORWARDED_FOR:
             if (loc->set_xff) {
-                xff_seen = 1;
+                *xff_seen = 1;
                 continue; /* merged into one line below */
             }
             break;
@@ -247,71 +250,102 @@ static int build_upstream_head(struct bl_request *r)
         case BL_H1_HDR_HOST:
             if (m->flags & BL_H1_F_ABSOLUTE_FORM)
                 continue; /* the target's authority replaces Host (RFC 9112 3.2.2) */
-            have_host = 1;
+            *have_host = 1;
             break;
         default:
             break;
         }
         if (loc->conf.nheaders && overridden(loc, h)) {
             if (h->id == BL_H1_HDR_HOST)
-                have_host = 1;
+                *have_host = 1;
             continue;
         }
-        out_header(&o, h);
+        out_header(o, h);
     }
-    if (!have_host) {
-        int set_by_conf = 0;
-        for (uint32_t i = 0; i < loc->conf.nheaders; i++)
-            if (strcasecmp(loc->conf.headers[i].name, "host") == 0)
-                set_by_conf = 1;
-        if (!set_by_conf) {
-            out_str(&o, "Host: ");
-            if (m->host)
-                out_put(&o, m->host, m->host_len);
-            else
-                out_str(&o, r->a.server->group->name);
-            out_put(&o, "\r\n", 2);
-        }
-    }
+}
+
+/* Host when the client sent none (the target's authority, else the group's name), unless a
+ * proxy_set_header line sets it. */
+static void head_default_host(struct out *o, const struct bl_request *r)
+{
+    const struct bl_location *loc = r->loc;
+    for (uint32_t i = 0; i < loc->conf.nheaders; i++)
+        if (strcasecmp(loc->conf.headers[i].name, "host") == 0)
+            return;
+    out_str(o, "Host: ");
+    if (r->msg.host)
+        out_put(o, r->msg.host, r->msg.host_len);
+    else
+        out_str(o, r->a.server->group->name);
+    out_put(o, "\r\n", 2);
+}
+
+/* X-Forwarded-For (the client's lines merged, then the client), X-Real-IP, X-Forwarded-Proto
+ * as nginx's usual proxy_set_header lines would send them. */
+static void head_forwarded(struct out *o, const struct bl_request *r, int xff_seen)
+{
+    const struct bl_h1_message *m = &r->msg;
+    const struct bl_location *loc = r->loc;
     if (loc->set_xff) {
-        out_str(&o, "X-Forwarded-For: ");
+        out_str(o, "X-Forwarded-For: ");
         if (xff_seen) {
             int first = 1;
             for (uint32_t i = 0; i < m->nheaders; i++) {
                 if (m->headers[i].id != BL_H1_HDR_X_FORWARDED_FOR)
                     continue;
                 if (!first)
-                    out_put(&o, ", ", 2);
-                out_put(&o, m->headers[i].value, m->headers[i].value_len);
+                    out_put(o, ", ", 2);
+                out_put(o, m->headers[i].value, m->headers[i].value_len);
                 first = 0;
             }
-            out_put(&o, ", ", 2);
+            out_put(o, ", ", 2);
         }
-        out_put(&o, r->c->ip, r->c->ip_len);
-        out_put(&o, "\r\n", 2);
+        out_put(o, r->c->ip, r->c->ip_len);
+        out_put(o, "\r\n", 2);
     }
     if (loc->set_xrip) {
-        out_str(&o, "X-Real-IP: ");
-        out_put(&o, r->c->ip, r->c->ip_len);
-        out_put(&o, "\r\n", 2);
+        out_str(o, "X-Real-IP: ");
+        out_put(o, r->c->ip, r->c->ip_len);
+        out_put(o, "\r\n", 2);
     }
     if (loc->set_xfp)
-        out_str(&o, "X-Forwarded-Proto: http\r\n");
+        out_str(o, "X-Forwarded-Proto: http\r\n");
+}
+
+/* proxy_set_header lines, evaluated; an empty value sends nothing (nginx). */
+static void head_set_headers(struct out *o, const struct bl_request *r)
+{
+    const struct bl_location *loc = r->loc;
+    struct bl_var_ctx v;
+    bl_request_var_ctx(r, &v);
     for (uint32_t i = 0; i < loc->conf.nheaders; i++) {
         const struct bl_header_set *hs = &loc->conf.headers[i];
         if (hs->remove)
             continue;
-        size_t mark = o.len;
-        out_put(&o, hs->name, hs->name_len);
-        out_put(&o, ": ", 2);
-        size_t vstart = o.len;
-        out_template(&o, hs->value, &v);
-        if (!o.overflow && o.len == vstart) {
-            o.len = mark; /* nginx: an empty value means the header is not sent */
+        size_t mark = o->len;
+        out_put(o, hs->name, hs->name_len);
+        out_put(o, ": ", 2);
+        size_t vstart = o->len;
+        out_template(o, hs->value, &v);
+        if (!o->overflow && o->len == vstart) {
+            o->len = mark;
             continue;
         }
-        out_put(&o, "\r\n", 2);
+        out_put(o, "\r\n", 2);
     }
+}
+
+/* Writes the request head for the upstream into r->out. BL_OK or BL_ERR (too large). */
+static int build_upstream_head(struct bl_request *r)
+{
+    struct out o = {r->out->data, 0, r->out->cap, 0};
+    int have_host = 0, xff_seen = 0;
+    head_request_line(&o, r);
+    head_client_headers(&o, r, &have_host, &xff_seen);
+    if (!have_host)
+        head_default_host(&o, r);
+    head_forwarded(&o, r, xff_seen);
+    head_set_headers(&o, r);
     if (r->a.server->group->keepalive == 0)
         out_str(&o, "Connection: close\r\n");
     return out_finish_head(r, &o);
@@ -359,7 +393,6 @@ static int account_request_body(struct bl_request *r, uint32_t from, int *status
         uint32_t take = avail < r->req_left ? avail : (uint32_t)r->req_left;
         r->req_left -= take;
         r->body_end = from + take;
-        r->req_body_bytes += take;
         if (r->req_left == 0)
             r->req_body_done = 1;
         return BL_OK;
@@ -374,10 +407,9 @@ static int account_request_body(struct bl_request *r, uint32_t from, int *status
         return BL_ERR;
     }
     r->body_end = from + (uint32_t)k;
-    r->req_body_bytes = r->req_chunked.data_bytes;
     if (done)
         r->req_body_done = 1;
-    if (max && r->req_body_bytes > max) {
+    if (max && r->req_chunked.data_bytes > max) {
         *status = 413;
         return BL_ERR;
     }
@@ -388,8 +420,9 @@ static int account_request_body(struct bl_request *r, uint32_t from, int *status
 
 /* Picks server block and location. Locations match the normalized path (decoded, slashes
  * merged, dot segments resolved), as in nginx; normal paths, the common case, are used in
- * place. BL_ERR for a path nginx would refuse (bad escape, ".." above the root). */
-static int request_route(struct bl_request *r)
+ * place. BL_ERR with the status to answer in *status: 400 for a path nginx would refuse (bad
+ * escape, ".." above the root), 503 when out of memory. */
+static int request_route(struct bl_request *r, int *status)
 {
     struct bl_client *c = r->c;
     const struct bl_h1_message *m = &r->msg;
@@ -400,13 +433,13 @@ static int request_route(struct bl_request *r)
         char *buf = malloc(m->path_len + 1);
         size_t n = 0;
         if (!buf || bl_uri_normalize(m->path, m->path_len, buf, &n) != BL_OK) {
+            *status = buf ? 400 : 503;
             free(buf);
             r->loc = r->srv->server_loc;
             return BL_ERR;
         }
         r->upath = buf;
         r->upath_len = (uint32_t)n;
-        r->upath_owned = 1;
     }
     if (r->srv->server_loc->kind == BL_LOC_RETURN)
         r->loc = r->srv->server_loc;
@@ -426,11 +459,13 @@ static void request_start(struct bl_client *c, uint32_t head_len)
     c->state = CS_REQUEST;
     c->nrequests++;
     bl_timer_cancel(c->w->loop, &c->timer);
-    if (request_route(r) != BL_OK) {
-        bl_log(BL_LOG_INFO, "client %s sent an invalid path", c->ip);
+    int status = 0;
+    if (request_route(r, &status) != BL_OK) {
+        if (status == 400)
+            bl_log(BL_LOG_INFO, "client %s sent an invalid path", c->ip);
         r->keep_alive = 0;
         r->req_body_done = 1;
-        bl_local_response(r, 400, NULL, 0, NULL, 0);
+        local_response(r, status);
         return;
     }
 
@@ -443,17 +478,16 @@ static void request_start(struct bl_client *c, uint32_t head_len)
             bl_log(BL_LOG_ERROR, "client intended to send too large body: %llu bytes, client %s",
                    (unsigned long long)m->content_length, c->ip);
             r->keep_alive = 0;
-            bl_local_response(r, 413, NULL, 0, NULL, 0);
+            local_response(r, 413);
             return;
         }
         r->req_left = m->content_length;
     } else {
         bl_h1_chunked_init(&r->req_chunked);
     }
-    int status = 0;
     if (account_request_body(r, r->head_end, &status) != BL_OK) {
         r->keep_alive = 0;
-        bl_local_response(r, status, NULL, 0, NULL, 0);
+        local_response(r, status);
         return;
     }
     switch (r->loc->kind) {
@@ -461,7 +495,7 @@ static void request_start(struct bl_client *c, uint32_t head_len)
         proxy_start(r);
         return;
     default:
-        bl_local_serve(r);
+        local_done(r, bl_local_serve(r));
         return;
     }
 }
@@ -505,7 +539,7 @@ static void proxy_start(struct bl_request *r)
 
 static void upstream_on_io(struct bl_upconn *u)
 {
-    bl_proxy_run(u->owner);
+    proxy_run(u->owner);
 }
 
 static void upstream_on_timeout(struct bl_upconn *u);
@@ -522,7 +556,7 @@ static void attempt_start(struct bl_request *r, int fresh)
     r->body_sent = r->head_end;
 
     if (!r->out && !(r->out = bl_buf_get())) {
-        request_abort(r, 500, "out of memory");
+        request_abort(r, 503, "out of memory");
         return;
     }
     if (build_upstream_head(r) != BL_OK) {
@@ -544,7 +578,10 @@ static void attempt_start(struct bl_request *r, int fresh)
 
     if (bl_attempt_connect(&r->a, &w->up, fresh, r, upstream_on_io, upstream_on_timeout)
         != BL_OK) {
-        attempt_failed(r, BL_AE_ERROR, 0, "connect() failed", errno);
+        if (errno == ENOMEM)
+            request_abort(r, 503, "out of memory");
+        else
+            attempt_failed(r, BL_AE_ERROR, 0, "connect() failed", errno);
         return;
     }
     struct bl_upconn *u = r->a.conn;
@@ -552,13 +589,13 @@ static void attempt_start(struct bl_request *r, int fresh)
                                r->msg.method_id == BL_H1_M_HEAD);
     r->resp.nheaders = 0;
     if (u->connecting) {
-        r->state = RS_CONNECT;
+        proxy_phase(r, RS_CONNECT);
         bl_arm(w, &u->timer, r->loc->conf.proxy_connect_timeout);
     } else {
-        r->state = RS_SEND_HEAD;
+        proxy_phase(r, RS_SEND_HEAD);
         u->wready = 1; /* an idle keep-alive connection has room in its send buffer */
     }
-    bl_proxy_run(r);
+    proxy_run(r);
 }
 
 /* ------------------------------------------------------------ failures and retries */
@@ -673,14 +710,14 @@ static int send_head_and_body(struct bl_request *r, int fd, uint8_t *ready, cons
         if (!*ready)
             return BL_AGAIN;
         ssize_t w = write_iov(fd, iov, n, ready);
+        if (w == BL_AGAIN)
+            return BL_AGAIN;
         if (w < 0)
             return BL_ERR;
-        if (w > 0) {
-            if (fd == r->c->io.fd)
-                r->resp_started = 1;
-            else
-                r->a.sent_any = 1;
-        }
+        if (fd == r->c->io.fd)
+            r->resp_started = 1;
+        else
+            r->a.sent_any = 1;
         size_t h = (size_t)w < head_left ? (size_t)w : head_left;
         r->out_sent += (uint32_t)h;
         *body_written += (uint32_t)((size_t)w - h);
@@ -908,7 +945,7 @@ static ssize_t upstream_read(struct bl_request *r)
 
 /* Sends the client head (r->out) and response body bytes in u->in to the client. BL_OK when
  * all pending bytes went, BL_AGAIN when the client is blocked, BL_ERR when it failed. */
-int bl_proxy_send_client(struct bl_request *r)
+static int send_client(struct bl_request *r)
 {
     struct bl_buf *b = r->a.conn ? r->a.conn->in : NULL;
     uint32_t body_written;
@@ -920,114 +957,277 @@ int bl_proxy_send_client(struct bl_request *r)
     return rc;
 }
 
-void bl_proxy_run(struct bl_request *r)
+/* ------------------------------------------------------------ request phases
+ *
+ * Each direction of a proxied request has a handler that its phase sets:
+ *   request_handler   (client -> upstream)  send_connect: waiting for connect()
+ *                                           send_request: head, then the body as it comes
+ *                                           NULL: all of it went
+ *   response_handler  (upstream -> client)  NULL while connecting
+ *                                           recv_head: reading the response head
+ *                                           recv_relay: streaming the body to the client
+ * Every event on either connection runs the request's handler, then the response's: the
+ * request may still be uploading while the response streams. A handler returns BL_OK or
+ * BL_AGAIN with r still in its phase, or BL_ERR when r moved on (finished, aborted, retried on
+ * another connection): the caller returns without touching it. */
+
+static int send_request(struct bl_request *r);
+static int recv_head(struct bl_request *r);
+static int recv_relay(struct bl_request *r);
+
+static int send_connect(struct bl_request *r)
 {
     struct bl_upconn *u = r->a.conn;
+    if (!u->wready && !u->rready)
+        return BL_AGAIN;
+    u->connecting = 0;
+    proxy_phase(r, RS_SEND_HEAD);
+    return send_request(r);
+}
+
+static int send_request(struct bl_request *r)
+{
     struct bl_client *c = r->c;
-    if (!u)
-        return;
-    if (r->state == RS_CONNECT) {
-        if (!u->wready && !u->rready)
-            return;
-        u->connecting = 0;
-        r->state = RS_SEND_HEAD;
-    }
-    /* Request direction. */
-    if (r->state == RS_SEND_HEAD || r->state == RS_BODY ||
-        ((r->state == RS_WAIT_HEAD || r->state == RS_RESPONSE) && !r->req_body_done)) {
-        int rc = pump_request(r);
-        if (rc == BL_ERR)
-            return;
-        if (rc == BL_OK) {
-            if (r->state < RS_WAIT_HEAD) {
-                r->state = RS_WAIT_HEAD;
-                bl_arm(c->w, &u->timer, r->loc->conf.proxy_read_timeout);
-            }
-            bl_timer_cancel(c->w->loop, &c->timer);
-        } else if (r->state == RS_SEND_HEAD && r->out_sent == r->out->end) {
+    int rc = pump_request(r);
+    if (rc == BL_ERR)
+        return BL_ERR;
+    if (rc == BL_AGAIN) {
+        if (r->state == RS_SEND_HEAD && r->out_sent == r->out->end)
             r->state = RS_BODY;
-        }
+        return BL_AGAIN;
     }
-    /* Response direction. */
+    if (r->state < RS_WAIT_HEAD) {
+        r->state = RS_WAIT_HEAD;
+        bl_arm(c->w, &r->a.conn->timer, r->loc->conf.proxy_read_timeout);
+    }
+    bl_timer_cancel(c->w->loop, &c->timer);
+    r->request_handler = NULL;
+    return BL_OK;
+}
+
+/* Reads and parses the response head; on the final head, moves to relaying. */
+static int recv_head(struct bl_request *r)
+{
+    struct bl_upconn *u = r->a.conn;
     for (;;) {
-        if (!r->resp_head_done) {
-            ssize_t n = upstream_read(r);
-            if (n == BL_AGAIN) {
-                if (!u->in || bl_buf_len(u->in) == 0 || parse_response_head(r) == BL_AGAIN)
-                    return;
-                if (!r->resp_head_done)
-                    return;
-            } else if (n == 0) {
-                upstream_failed(r, "upstream prematurely closed connection", 0);
-                return;
-            } else if (n < 0) {
-                upstream_failed(r, "recv() failed", errno);
-                return;
-            } else {
-                int rc = parse_response_head(r);
-                if (rc == BL_ERR)
-                    return;
-                if (rc == BL_AGAIN) {
-                    bl_arm(c->w, &u->timer, r->loc->conf.proxy_read_timeout);
-                    continue;
-                }
-            }
-            r->state = RS_RESPONSE;
-        }
-        int rc = bl_proxy_send_client(r);
-        if (rc == BL_ERR) {
-            request_abort(r, 0, "client closed while receiving the response");
-            return;
-        }
-        if (rc == BL_AGAIN) {
-            bl_arm(c->w, &c->timer, r->loc->conf.send_timeout);
-            bl_timer_cancel(c->w->loop, &u->timer);
-            return;
-        }
-        if (r->resp_done) {
-            if (r->req_body_done && r->body_sent == r->body_end)
-                bl_request_finish(r);
-            else {
-                /* The server answered before reading the whole body: the rest is not read
-                 * and neither connection can be reused. */
-                r->up_reusable = 0;
-                r->keep_alive = 0;
-                bl_request_finish(r);
-            }
-            return;
-        }
         ssize_t n = upstream_read(r);
         if (n == BL_AGAIN) {
-            bl_arm(c->w, &u->timer, r->loc->conf.proxy_read_timeout);
-            return;
-        }
-        if (n == 0) {
-            if (r->resp.body == BL_H1_BODY_CLOSE) {
-                r->resp_done = 1;
-                r->up_reusable = 0;
+            /* Nothing new, but bytes may wait from an earlier read. */
+            if (!u->in || bl_buf_len(u->in) == 0)
+                return BL_AGAIN;
+            int rc = parse_response_head(r);
+            if (rc != BL_OK)
+                return rc;
+        } else if (n == 0) {
+            upstream_failed(r, "upstream prematurely closed connection", 0);
+            return BL_ERR;
+        } else if (n < 0) {
+            if (errno == ENOMEM)
+                request_abort(r, 503, "out of memory");
+            else
+                upstream_failed(r, "recv() failed", errno);
+            return BL_ERR;
+        } else {
+            int rc = parse_response_head(r);
+            if (rc == BL_ERR)
+                return BL_ERR;
+            if (rc == BL_AGAIN) {
+                bl_arm(r->c->w, &u->timer, r->loc->conf.proxy_read_timeout);
                 continue;
             }
-            bl_log(BL_LOG_ERROR, "upstream %s prematurely closed connection while reading "
-                   "response body, client %s", u->server->name, c->ip);
-            request_abort(r, 0, "upstream closed mid-body");
-            return;
         }
-        if (n < 0) {
-            bl_log(BL_LOG_ERROR, "recv() failed (%s) while reading upstream %s, client %s",
-                   strerror(errno), u->server->name, c->ip);
-            request_abort(r, 0, "upstream read error");
-            return;
-        }
-        if (account_response_body(r, u->in->end - (uint32_t)n) != BL_OK) {
-            bl_log(BL_LOG_ERROR, "upstream %s sent invalid chunked body, client %s",
-                   u->server->name, c->ip);
-            request_abort(r, 0, "bad chunked response body");
-            return;
-        }
+        r->state = RS_RESPONSE;
+        r->response_handler = recv_relay;
+        return recv_relay(r);
     }
 }
 
+/* The whole response went: finish (the connections' fate depends on the request body). */
+static void response_done(struct bl_request *r)
+{
+    if (!r->req_body_done || r->body_sent != r->body_end) {
+        /* The server answered before reading the whole body: the rest is not read and
+         * neither connection can be reused. */
+        r->up_reusable = 0;
+        r->keep_alive = 0;
+    }
+    request_finish(r);
+}
+
+/* Reads more response body. BL_OK with bytes, BL_AGAIN, or BL_ERR when r moved on. */
+static int relay_read(struct bl_request *r)
+{
+    struct bl_upconn *u = r->a.conn;
+    struct bl_client *c = r->c;
+    ssize_t n = upstream_read(r);
+    if (n == BL_AGAIN) {
+        bl_arm(c->w, &u->timer, r->loc->conf.proxy_read_timeout);
+        return BL_AGAIN;
+    }
+    if (n == 0 && r->resp.body == BL_H1_BODY_CLOSE) {
+        r->resp_done = 1;
+        r->up_reusable = 0;
+        return BL_OK;
+    }
+    if (n == 0) {
+        bl_log(BL_LOG_ERROR, "upstream %s prematurely closed connection while reading "
+               "response body, client %s", u->server->name, c->ip);
+        request_abort(r, 0, "upstream closed mid-body");
+        return BL_ERR;
+    }
+    if (n < 0) {
+        bl_log(BL_LOG_ERROR, "recv() failed (%s) while reading upstream %s, client %s",
+               strerror(errno), u->server->name, c->ip);
+        request_abort(r, 0, "upstream read error");
+        return BL_ERR;
+    }
+    if (account_response_body(r, u->in->end - (uint32_t)n) != BL_OK) {
+        bl_log(BL_LOG_ERROR, "upstream %s sent invalid chunked body, client %s",
+               u->server->name, c->ip);
+        request_abort(r, 0, "bad chunked response body");
+        return BL_ERR;
+    }
+    return BL_OK;
+}
+
+/* Streams the response to the client until one side blocks or it is complete. */
+static int recv_relay(struct bl_request *r)
+{
+    struct bl_client *c = r->c;
+    for (;;) {
+        int rc = send_client(r);
+        if (rc == BL_ERR) {
+            request_abort(r, 0, "client closed while receiving the response");
+            return BL_ERR;
+        }
+        if (rc == BL_AGAIN) {
+            bl_arm(c->w, &c->timer, r->loc->conf.send_timeout);
+            bl_timer_cancel(c->w->loop, &r->a.conn->timer);
+            return BL_AGAIN;
+        }
+        if (r->resp_done) {
+            response_done(r);
+            return BL_ERR;
+        }
+        rc = relay_read(r);
+        if (rc != BL_OK)
+            return rc;
+    }
+}
+
+/* Sets the handlers of phase state (RS_CONNECT or RS_SEND_HEAD: a new attempt). */
+static void proxy_phase(struct bl_request *r, int state)
+{
+    r->state = (uint8_t)state;
+    if (state == RS_CONNECT) {
+        r->request_handler = send_connect;
+        r->response_handler = NULL;
+    } else {
+        r->request_handler = send_request;
+        r->response_handler = recv_head;
+    }
+}
+
+/* An event on either connection: each direction as far as the sockets allow. */
+static void proxy_run(struct bl_request *r)
+{
+    if (!r->a.conn)
+        return;
+    if (r->request_handler && r->request_handler(r) == BL_ERR)
+        return;
+    if (r->response_handler)
+        r->response_handler(r);
+}
+
+/* Client readiness while the request is proxied. A half-close or reset after the whole
+ * request was read: nginx checks with a peek whether the client is gone or only sent its last
+ * bytes, and aborts the request only if it is gone. */
+static void proxy_client_event(struct bl_request *r, uint32_t ev)
+{
+    struct bl_client *c = r->c;
+    if ((ev & BL_EV_READ) && r->req_body_done && !r->resp_done && client_gone(c)) {
+        bl_log(BL_LOG_INFO, "client %s prematurely closed connection", c->ip);
+        request_abort(r, 0, "client closed");
+        return;
+    }
+    proxy_run(r);
+}
+
 /* ------------------------------------------------------------ local responses */
+
+static const char oom_response[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
+                                   "Connection: close\r\n\r\n";
+
+/* Out of memory before a request could be read: a best-effort 503 from static memory (one
+ * send into an empty socket buffer), then the connection closed. */
+static void client_oom(struct bl_client *c)
+{
+    bl_log(BL_LOG_ERROR, "out of memory, closing the connection of client %s", c->ip);
+    ssize_t n = send(c->io.fd, oom_response, sizeof(oom_response) - 1, MSG_NOSIGNAL);
+    (void)n;
+    client_close(c);
+}
+
+/* Out of memory while answering r: the same 503 unless the response already started, then
+ * the connection is closed. */
+static void request_oom(struct bl_request *r)
+{
+    bl_log(BL_LOG_ERROR, "out of memory, answering client %s with 503", r->c->ip);
+    if (!r->resp_started) {
+        ssize_t n = send(r->c->io.fd, oom_response, sizeof(oom_response) - 1, MSG_NOSIGNAL);
+        (void)n;
+        r->status = 503;
+        r->body_bytes_sent = 0;
+    }
+    r->keep_alive = 0;
+    request_finish(r);
+}
+
+/* Writes the response local.c produced in r: the head, then a file's body chunk by chunk,
+ * paced by the client. */
+static void local_send(struct bl_request *r)
+{
+    for (;;) {
+        int rc = send_client(r);
+        if (rc == BL_ERR) {
+            r->keep_alive = 0;
+            request_finish(r);
+            return;
+        }
+        if (rc == BL_AGAIN) {
+            bl_arm(r->c->w, &r->c->timer, r->loc ? r->loc->conf.send_timeout : 60000);
+            return;
+        }
+        if (r->file_fd < 0 || r->file_left == 0 || bl_local_file_chunk(r) != BL_OK)
+            break;
+    }
+    request_finish(r);
+}
+
+static void local_client_event(struct bl_request *r, uint32_t ev)
+{
+    if (ev & BL_EV_WRITE)
+        local_send(r);
+}
+
+/* local.c produced a response into r (rc BL_OK) or ran out of memory: send it. */
+static void local_done(struct bl_request *r, int rc)
+{
+    if (rc != BL_OK) {
+        request_oom(r);
+        return;
+    }
+    r->state = RS_LOCAL;
+    r->client_handler = local_client_event;
+    r->request_handler = r->response_handler = NULL;
+    local_send(r);
+}
+
+/* Answers r with status from ballast itself (an error page, or what error_page names). */
+static void local_response(struct bl_request *r, int status)
+{
+    local_done(r, bl_local_response(r, status, NULL, 0, NULL, 0));
+}
 
 /* ------------------------------------------------------------ finishing */
 
@@ -1053,14 +1253,15 @@ static void request_log(struct bl_request *r)
 
 static void request_free(struct bl_request *r)
 {
-    if (r->upath_owned)
-        free((char *)r->upath);
+    if (r->upath && r->upath != r->msg.path)
+        free((char *)r->upath); /* the path needed normalizing */
     if (r->file_fd >= 0)
         close(r->file_fd);
     bl_buf_put(r->out);
 #ifndef BL_NO_POOL
-    if (nrequest_cache < REQUEST_CACHE) {
-        request_cache[nrequest_cache++] = r;
+    struct bl_http_worker *hw = r->c->w;
+    if (hw->nrequest_cache < BL_ARRAY_LEN(hw->request_cache)) {
+        hw->request_cache[hw->nrequest_cache++] = r;
         return;
     }
 #endif
@@ -1068,7 +1269,7 @@ static void request_free(struct bl_request *r)
 }
 
 /* The response is complete: log, release the upstream, keep the client alive or close. */
-void bl_request_finish(struct bl_request *r)
+static void request_finish(struct bl_request *r)
 {
     struct bl_client *c = r->c;
     request_log(r);
@@ -1121,7 +1322,7 @@ static void request_abort(struct bl_request *r, int status, const char *why)
     bl_attempt_release(&r->a, 1, 0, r->body_bytes_sent);
     if (status && !r->resp_started) {
         r->keep_alive = 0;
-        bl_local_response(r, status, NULL, 0, NULL, 0);
+        local_response(r, status);
         return;
     }
     if (!r->resp_started)
@@ -1184,7 +1385,7 @@ static void client_bad_request(struct bl_client *c, int status, const char *reas
     r->msg.nheaders = 0;
     r->srv = c->listen->servers[0];
     r->loc = r->srv->server_loc;
-    bl_local_response(r, status, NULL, 0, NULL, 0);
+    local_response(r, status);
 }
 
 static void client_read_head(struct bl_client *c)
@@ -1195,13 +1396,13 @@ static void client_read_head(struct bl_client *c)
             if (!c->rready)
                 return;
             if (!(c->in = bl_buf_get())) {
-                client_close(c);
+                client_oom(c);
                 return;
             }
         }
         if (!c->req) {
             if (!(c->req = request_new(c))) {
-                client_close(c);
+                client_oom(c);
                 return;
             }
             bl_h1_parser_init_request(&c->req->parser, (uint32_t)def->conf.lchb_size,
@@ -1272,8 +1473,8 @@ static void client_linger(struct bl_client *c)
     client_close(c);
 }
 
-/* Half-close or reset seen while a request is served: nginx checks with a peek whether the
- * client is gone or only sent its last bytes, and aborts the request only if it is gone. */
+/* Whether the client went away (EOF or reset, seen with a peek) rather than only half-closed
+ * after its last bytes. */
 static int client_gone(struct bl_client *c)
 {
     char b;
@@ -1297,21 +1498,9 @@ static void client_on_event(struct bl_io *io, uint32_t ev)
     case CS_READ_HEAD:
         client_read_head(c);
         break;
-    case CS_REQUEST: {
-        struct bl_request *r = c->req;
-        if (r->state == RS_LOCAL) {
-            if (ev & BL_EV_WRITE)
-                bl_local_send(r);
-            break;
-        }
-        if ((ev & BL_EV_READ) && r->req_body_done && !r->resp_done && client_gone(c)) {
-            bl_log(BL_LOG_INFO, "client %s prematurely closed connection", c->ip);
-            request_abort(r, 0, "client closed");
-            break;
-        }
-        bl_proxy_run(r);
+    case CS_REQUEST:
+        c->req->client_handler(c->req, ev);
         break;
-    }
     case CS_LINGER:
         if (ev & BL_EV_READ)
             client_linger(c);
@@ -1405,6 +1594,14 @@ void bl_http_close_all(struct bl_http_worker *w)
 {
     while (w->clients)
         client_close(w->clients);
+}
+
+void bl_http_worker_free(struct bl_http_worker *w)
+{
+    while (w->nrequest_cache)
+        free(w->request_cache[--w->nrequest_cache]);
+    bl_access_logs_free(&w->logs);
+    bl_upstream_worker_free(&w->up);
 }
 
 const char *bl_req_state_str(int state)

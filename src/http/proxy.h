@@ -12,6 +12,7 @@
 #include "upstream/attempt.h"
 
 struct bl_client;
+struct bl_request;
 struct bl_config;
 struct bl_listen;
 
@@ -25,6 +26,9 @@ struct bl_http_worker {
     struct bl_client *clients;         /* every open client connection (doubly linked) */
     uint32_t nclients;
     uint8_t draining;                  /* shutting down: no keep-alive */
+    uint32_t nrequest_cache;
+    struct bl_request *request_cache[16]; /* finished requests kept for reuse, so that a request
+                                           * costs no malloc in the steady state */
     /* Called after a client connection closed (the worker resumes accepting, or stops once
      * drained). */
     void (*on_client_closed)(struct bl_http_worker *hw);
@@ -41,5 +45,9 @@ void bl_http_drain(struct bl_http_worker *hw);
 
 /* Force-closes every connection (shutdown_timeout expired). */
 void bl_http_close_all(struct bl_http_worker *hw);
+
+/* Frees what hw holds (request cache, access log buffers, upstream state) once its
+ * connections are closed and the pools drained. */
+void bl_http_worker_free(struct bl_http_worker *hw);
 
 #endif

@@ -32,7 +32,8 @@ enum client_state {
     CS_CLOSED,
 };
 
-/* Request states (the proxy side of CS_REQUEST). */
+/* Request phases (bl_request.state, within CS_REQUEST), for logs and timeouts; the handlers
+ * the phase sets in bl_request do its work (proxy.c, "request phases"). */
 enum req_state {
     RS_CONNECT = 0,   /* waiting for the upstream connection to be established */
     RS_SEND_HEAD,     /* writing the request head (and the first body bytes) upstream */
@@ -62,8 +63,14 @@ struct bl_client {
     union bl_sockaddr addr;            /* the peer, as accepted (ip_hash reads it) */
 };
 
+typedef int (*bl_req_handler)(struct bl_request *r);
+
 struct bl_request {
     struct bl_client *c;
+    /* What the current phase does on an event (proxy.c, "request phases"). */
+    void (*client_handler)(struct bl_request *r, uint32_t ev); /* client readiness */
+    bl_req_handler request_handler;    /* moves the request upstream; NULL once all sent */
+    bl_req_handler response_handler;   /* moves the response to the client */
     const struct bl_server_block *srv;
     const struct bl_location *loc;
     struct bl_buf *out;                /* head being written (either direction) */
@@ -72,7 +79,6 @@ struct bl_request {
     uint32_t body_sent;                /* next request-body byte to forward, in c->in */
     uint32_t body_end;                 /* end of request-body bytes in c->in */
     uint64_t req_left;                 /* Content-Length body: bytes not yet read */
-    uint64_t req_body_bytes;           /* body bytes read so far (client_max_body_size) */
     uint64_t resp_left;                /* Content-Length response body left to read */
     uint64_t body_bytes_sent;          /* response body bytes sent to the client */
     uint64_t start_us;
@@ -85,9 +91,9 @@ struct bl_request {
     uint8_t continue_sent;
     uint8_t body_rewound;              /* body bytes already sent were overwritten in c->in */
     uint8_t error_page_done;           /* an error_page redirect happened: no second one */
-    const char *upath;                 /* path as matched: normalized (http/uri.h) */
+    const char *upath;                 /* path as matched: normalized (http/uri.h); allocated
+                                        * when it is not msg.path */
     uint32_t upath_len;
-    uint8_t upath_owned;               /* upath was allocated (the path needed normalizing) */
     int file_fd;                       /* static file being sent, or -1 */
     uint64_t file_left;
     struct bl_attempt a;               /* the upstream side: server, connection, retries */
@@ -101,30 +107,39 @@ struct bl_request {
 
 /* ---- proxy.c */
 
-/* Advances request r as far as the sockets allow (either side's event). */
-void bl_proxy_run(struct bl_request *r);
-/* Sends r->out (a head) and pending response body bytes to the client: BL_OK (all sent),
- * BL_AGAIN (client blocked), BL_ERR (client gone). */
-int bl_proxy_send_client(struct bl_request *r);
-/* The response is complete: log, release, keep-alive or close. */
-void bl_request_finish(struct bl_request *r);
 /* "connect", "send_head", ... for logs. */
 const char *bl_req_state_str(int state);
-/* Variables of r for templates. */
-void bl_request_var_ctx(const struct bl_request *r, struct bl_var_ctx *v);
 
-/* ---- local.c */
+/* ---- local.c: responses ballast makes itself, produced into r, never sent from there.
+ * Each leaves the head in r->out (from out_sent 0) with a small body after it, or a file's
+ * body to come in r->file_fd / r->file_left, and sets r->status, r->body_bytes_sent and
+ * r->keep_alive (cleared when the unread request body forbids keep-alive). They return BL_OK,
+ * or BL_ERR when no buffer could be had: the caller answers with a static 503 and closes. */
 
-/* Answers r from ballast itself: status with body (NULL: a page naming the status) or a
- * redirect to location. A 4xx/5xx that an error_page names is redirected internally first. */
-void bl_local_response(struct bl_request *r, int status, const char *body, size_t len,
-                       const char *location, size_t location_len);
-/* Serves a location that does not proxy: return, root (files), or nothing (404). */
-void bl_local_serve(struct bl_request *r);
-/* Client writable again while a local response is being written. */
-void bl_local_send(struct bl_request *r);
+/* Status with body (NULL: a page naming the status) or a redirect to location. A 4xx/5xx
+ * that an error_page names is redirected internally first. */
+int bl_local_response(struct bl_request *r, int status, const char *body, size_t len,
+                      const char *location, size_t location_len);
+/* A location that does not proxy: return, root (files), or nothing (404). */
+int bl_local_serve(struct bl_request *r);
+/* r->out is sent and r->file_left > 0: reads the file's next bytes into r->out. BL_OK, or
+ * BL_ERR (read failed or the file shrank: logged, keep_alive cleared, the response is cut). */
+int bl_local_file_chunk(struct bl_request *r);
 
 /* ---- helpers */
+
+/* Variables of r for templates. */
+static inline void bl_request_var_ctx(const struct bl_request *r, struct bl_var_ctx *v)
+{
+    v->req = &r->msg;
+    v->uri = r->upath;
+    v->uri_len = r->upath_len;
+    v->client_ip = r->c->ip;
+    v->client_ip_len = r->c->ip_len;
+    v->client_port = r->c->port;
+    v->server_port = r->c->listen->port;
+    v->fd = r->c->io.fd;
+}
 
 static inline void bl_arm(struct bl_http_worker *w, struct bl_timer *t, uint64_t ms)
 {
