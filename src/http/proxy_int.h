@@ -110,6 +110,14 @@ struct bl_request {
 /* "connect", "send_head", ... for logs. */
 const char *bl_req_state_str(int state);
 
+/* ---- proxy_head.c: the heads the proxy writes, into r->out (out_sent 0). BL_OK, or BL_ERR
+ * when the head does not fit in the buffer. */
+
+/* The request head for the upstream (r->a.server is the attempt's server). */
+int bl_proxy_upstream_head(struct bl_request *r);
+/* The client's head for the upstream's response head in r->resp. */
+int bl_proxy_client_head(struct bl_request *r);
+
 /* ---- local.c: responses ballast makes itself, produced into r, never sent from there.
  * Each leaves the head in r->out (from out_sent 0) with a small body after it, or a file's
  * body to come in r->file_fd / r->file_left, and sets r->status, r->body_bytes_sent and

@@ -1,0 +1,262 @@
+/* Heads the proxy writes: the request as it goes upstream (proxy_pass URI, hop-by-hop
+ * headers dropped, X-Forwarded-*, proxy_set_header) and the response as it goes to the client.
+ * Pure functions of the request: they fill r->out and call nothing else in the proxy. */
+#include <string.h>
+#include <strings.h>
+
+#include "http/proxy_int.h"
+#include "http/uri.h"
+
+/* ------------------------------------------------------------ building the upstream head */
+
+struct out {
+    char *p;
+    size_t len, cap;
+    int overflow;
+};
+
+static inline void out_put(struct out *o, const char *s, size_t n)
+{
+    if (o->len + n > o->cap) {
+        o->overflow = 1;
+        return;
+    }
+    memcpy(o->p + o->len, s, n);
+    o->len += n;
+}
+
+static inline void out_str(struct out *o, const char *s) { out_put(o, s, strlen(s)); }
+
+static void out_template(struct out *o, const struct bl_template *t, const struct bl_var_ctx *v)
+{
+    size_t room = o->cap - o->len;
+    size_t n = bl_template_eval(t, v, o->p + o->len, room);
+    if (n > room) {
+        o->overflow = 1;
+        return;
+    }
+    o->len += n;
+}
+
+static inline void out_header(struct out *o, const struct bl_h1_header *h)
+{
+    out_put(o, h->name, h->name_len);
+    out_put(o, ": ", 2);
+    out_put(o, h->value, h->value_len);
+    out_put(o, "\r\n", 2);
+}
+
+/* Ends the head being built in r->out (the empty line) and makes it the next thing to send.
+ * BL_ERR when it did not fit in the buffer. */
+static int out_finish_head(struct bl_request *r, struct out *o)
+{
+    out_put(o, "\r\n", 2);
+    if (o->overflow)
+        return BL_ERR;
+    r->out->start = 0;
+    r->out->end = (uint32_t)o->len;
+    r->out_sent = 0;
+    return BL_OK;
+}
+
+static int overridden(const struct bl_location *loc, const struct bl_h1_header *h)
+{
+    for (uint32_t i = 0; i < loc->conf.nheaders; i++)
+        if (loc->conf.headers[i].name_len == h->name_len &&
+            strncasecmp(loc->conf.headers[i].name, h->name, h->name_len) == 0)
+            return 1;
+    return 0;
+}
+
+/* The request line for the upstream: the target rewritten as proxy_pass says. */
+static void head_request_line(struct out *o, const struct bl_request *r)
+{
+    const struct bl_h1_message *m = &r->msg;
+    const struct bl_location *loc = r->loc;
+    out_put(o, m->method, m->method_len);
+    out_put(o, " ", 1);
+    if (loc->has_proxy_uri) {
+        /* proxy_pass http://up/new/; location /old/ -> /old/x becomes /new/x (nginx) */
+        out_put(o, loc->proxy_uri, loc->proxy_uri_len);
+        size_t skip = loc->path_len <= r->upath_len ? loc->path_len : r->upath_len;
+        size_t room = o->cap - o->len;
+        size_t n = bl_uri_escape(r->upath + skip, r->upath_len - skip, o->p + o->len, room);
+        if (n > room)
+            o->overflow = 1;
+        else
+            o->len += n;
+        if (m->query) {
+            out_put(o, "?", 1);
+            out_put(o, m->query, m->query_len);
+        }
+    } else if (m->flags & BL_H1_F_ABSOLUTE_FORM) {
+        out_put(o, m->path, m->path_len);
+        if (m->query) {
+            out_put(o, "?", 1);
+            out_put(o, m->query, m->query_len);
+        }
+    } else {
+        out_put(o, m->target, m->target_len);
+    }
+    out_str(o, " HTTP/1.1\r\n");
+}
+
+/* The client's headers that go upstream as they are: not hop-by-hop, not replaced below.
+ * Says whether a Host went (or proxy_set_header replaces it) and whether X-Forwarded-For
+ * lines were held back to be merged. */
+static void head_client_headers(struct out *o, const struct bl_request *r, int *have_host,
+                                int *xff_seen)
+{
+    const struct bl_h1_message *m = &r->msg;
+    const struct bl_location *loc = r->loc;
+    for (uint32_t i = 0; i < m->nheaders; i++) {
+        const struct bl_h1_header *h = &m->headers[i];
+        if (h->hop)
+            continue;
+        switch (h->id) {
+        case BL_H1_HDR_EXPECT:
+            continue; /* ballast answers 100-continue itself */
+        case BL_H1_HDR_X_FORWARDED_FOR:
+            if (loc->set_xff) {
+                *xff_seen = 1;
+                continue; /* merged into one line below */
+            }
+            break;
+        case BL_H1_HDR_X_REAL_IP:
+            if (loc->set_xrip)
+                continue;
+            break;
+        case BL_H1_HDR_X_FORWARDED_PROTO:
+            if (loc->set_xfp)
+                continue;
+            break;
+        case BL_H1_HDR_HOST:
+            if (m->flags & BL_H1_F_ABSOLUTE_FORM)
+                continue; /* the target's authority replaces Host (RFC 9112 3.2.2) */
+            *have_host = 1;
+            break;
+        default:
+            break;
+        }
+        if (loc->conf.nheaders && overridden(loc, h)) {
+            if (h->id == BL_H1_HDR_HOST)
+                *have_host = 1;
+            continue;
+        }
+        out_header(o, h);
+    }
+}
+
+/* Host when the client sent none (the target's authority, else the group's name), unless a
+ * proxy_set_header line sets it. */
+static void head_default_host(struct out *o, const struct bl_request *r)
+{
+    const struct bl_location *loc = r->loc;
+    for (uint32_t i = 0; i < loc->conf.nheaders; i++)
+        if (strcasecmp(loc->conf.headers[i].name, "host") == 0)
+            return;
+    out_str(o, "Host: ");
+    if (r->msg.host)
+        out_put(o, r->msg.host, r->msg.host_len);
+    else
+        out_str(o, r->a.server->group->name);
+    out_put(o, "\r\n", 2);
+}
+
+/* X-Forwarded-For (the client's lines merged, then the client), X-Real-IP, X-Forwarded-Proto
+ * as nginx's usual proxy_set_header lines would send them. */
+static void head_forwarded(struct out *o, const struct bl_request *r, int xff_seen)
+{
+    const struct bl_h1_message *m = &r->msg;
+    const struct bl_location *loc = r->loc;
+    if (loc->set_xff) {
+        out_str(o, "X-Forwarded-For: ");
+        if (xff_seen) {
+            int first = 1;
+            for (uint32_t i = 0; i < m->nheaders; i++) {
+                if (m->headers[i].id != BL_H1_HDR_X_FORWARDED_FOR)
+                    continue;
+                if (!first)
+                    out_put(o, ", ", 2);
+                out_put(o, m->headers[i].value, m->headers[i].value_len);
+                first = 0;
+            }
+            out_put(o, ", ", 2);
+        }
+        out_put(o, r->c->ip, r->c->ip_len);
+        out_put(o, "\r\n", 2);
+    }
+    if (loc->set_xrip) {
+        out_str(o, "X-Real-IP: ");
+        out_put(o, r->c->ip, r->c->ip_len);
+        out_put(o, "\r\n", 2);
+    }
+    if (loc->set_xfp)
+        out_str(o, "X-Forwarded-Proto: http\r\n");
+}
+
+/* proxy_set_header lines, evaluated; an empty value sends nothing (nginx). */
+static void head_set_headers(struct out *o, const struct bl_request *r)
+{
+    const struct bl_location *loc = r->loc;
+    struct bl_var_ctx v;
+    bl_request_var_ctx(r, &v);
+    for (uint32_t i = 0; i < loc->conf.nheaders; i++) {
+        const struct bl_header_set *hs = &loc->conf.headers[i];
+        if (hs->remove)
+            continue;
+        size_t mark = o->len;
+        out_put(o, hs->name, hs->name_len);
+        out_put(o, ": ", 2);
+        size_t vstart = o->len;
+        out_template(o, hs->value, &v);
+        if (!o->overflow && o->len == vstart) {
+            o->len = mark;
+            continue;
+        }
+        out_put(o, "\r\n", 2);
+    }
+}
+
+/* Writes the request head for the upstream into r->out. BL_OK or BL_ERR (too large). */
+int bl_proxy_upstream_head(struct bl_request *r)
+{
+    struct out o = {r->out->data, 0, r->out->cap, 0};
+    int have_host = 0, xff_seen = 0;
+    head_request_line(&o, r);
+    head_client_headers(&o, r, &have_host, &xff_seen);
+    if (!have_host)
+        head_default_host(&o, r);
+    head_forwarded(&o, r, xff_seen);
+    head_set_headers(&o, r);
+    if (r->a.server->group->keepalive == 0)
+        out_str(&o, "Connection: close\r\n");
+    return out_finish_head(r, &o);
+}
+
+/* ------------------------------------------------------------ building the client head */
+
+int bl_proxy_client_head(struct bl_request *r)
+{
+    const struct bl_h1_message *m = &r->resp;
+    struct out o = {r->out->data, 0, r->out->cap, 0};
+    /* The status is 100..599 (the parser checked): three digits, no printf on this path. */
+    char line[13] = "HTTP/1.1 000 ";
+    line[9] = (char)('0' + m->status / 100);
+    line[10] = (char)('0' + m->status / 10 % 10);
+    line[11] = (char)('0' + m->status % 10);
+    out_put(&o, line, sizeof(line));
+    out_put(&o, m->reason, m->reason_len);
+    out_put(&o, "\r\n", 2);
+    for (uint32_t i = 0; i < m->nheaders; i++) {
+        const struct bl_h1_header *h = &m->headers[i];
+        if (h->hop || (r->dechunking && h->id == BL_H1_HDR_TRANSFER_ENCODING))
+            continue;
+        out_header(&o, h);
+    }
+    if (!r->keep_alive)
+        out_str(&o, "Connection: close\r\n");
+    else if (r->msg.minor_version == 0)
+        out_str(&o, "Connection: keep-alive\r\n");
+    return out_finish_head(r, &o);
+}
