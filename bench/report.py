@@ -3,6 +3,9 @@
 bench/RESULTS.md (newest first; a rerun with the same date, commit and settings replaces its
 section, every other section is kept). Stdlib only.
 
+With a baseline binary (BALLAST_BASELINE_BIN, proxy "ballast-base") the tables also show
+ballast against the baseline measured in the same run.
+
 usage: report.py RECORDS.tsv [--results bench/RESULTS.md]
 """
 import argparse
@@ -12,11 +15,14 @@ import re
 import statistics
 import sys
 
-PROXIES = ["ballast", "nginx", "haproxy"]
+PROXIES = ["ballast", "ballast-base", "nginx", "haproxy"]
+BASE = "ballast-base"   # BALLAST_BASELINE_BIN: the same ballast config on another binary
 
 # From the project's issue: the bar ballast has to clear, measured in the same run as nginx.
 TARGET_SYSCALLS_PER_REQ = 4.5
 GOAL_CPU_RATIO = 0.7
+# A change that is not meant to cost anything: CPU per request within 3% of the baseline's.
+BASE_CPU_TOLERANCE = 1.03
 
 RESULTS_HEADER = """# ballast benchmark results
 
@@ -111,15 +117,25 @@ def build(meta, wrk, strace, idle, skip, fail):
             return "dropped, see notes"
         return "no data"
 
+    has_base = BASE in order
+
+    def vs_base(p, value, base_value):   # the "vs base" cell of ballast's and the base's rows
+        if p not in ("ballast", BASE):
+            return ""
+        r = ratio(value, base_value)
+        return fmt(r, ".2f") + "x" if r else "-"
+
     out = []
     # --- throughput, latency, CPU
     rows = []
     for c in levels:
         ref = agg.get(("nginx", c))
+        base = agg.get((BASE, c))
         for p in order:
             a = agg.get((p, c))
             if a is None:
-                rows.append([c, p, "-", "-", "-", "-", "-", "-", ("not yet measured" if p == "ballast" else "")
+                rows.append([c, p, "-", "-", "-", "-"] + (["-"] if has_base else []) +
+                            ["-", "-", ("not yet measured" if p == "ballast" else "")
                              + " (" + missing(p) + ")"])
                 continue
             note = ""
@@ -132,17 +148,22 @@ def build(meta, wrk, strace, idle, skip, fail):
             if a["n"] < int(rounds if str(rounds).isdigit() else a["n"]):
                 note = (note + "; " if note else "") + f"{a['n']} of {rounds} rounds"
             rows.append([c, p, fmt(a["rps"], ",.0f"), fmt(a["p99"], ".2f"), fmt(a["cpu"], ".1f"),
-                         fmt(ratio(a["cpu"], ref and ref["cpu"]), ".2f") + "x" if ref else "-",
-                         fmt(a["backend"], ".1f"), a["errors"], note])
+                         fmt(ratio(a["cpu"], ref and ref["cpu"]), ".2f") + "x" if ref else "-"] +
+                        ([vs_base(p, a["cpu"], base and base["cpu"])] if has_base else []) +
+                        [fmt(a["backend"], ".1f"), a["errors"], note])
     out.append("### Throughput, latency, CPU per request\n")
-    out.append(table(["conns", "proxy", "req/s", "p99 ms", "CPU us/req", "CPU vs nginx",
-                      "backend us/req", "errors", "notes"], rows,
-                     ["r", "l", "r", "r", "r", "r", "r", "r", "l"]))
+    out.append(table(["conns", "proxy", "req/s", "p99 ms", "CPU us/req", "CPU vs nginx"] +
+                     (["CPU vs base"] if has_base else []) +
+                     ["backend us/req", "errors", "notes"], rows,
+                     ["r", "l", "r", "r", "r", "r"] + (["r"] if has_base else []) +
+                     ["r", "r", "l"]))
 
     # --- syscalls and memory
     rows = []
     sref = strace.get("nginx")
     sref_v = sref["total"] / sref["reqs"] if sref and sref["reqs"] else None
+    sbase = strace.get(BASE)
+    sbase_v = sbase["total"] / sbase["reqs"] if sbase and sbase["reqs"] else None
     # nginx's idle cost per connection = its RSS delta + the slot it preallocated at start.
     slot = int(meta["nginx_slot_bytes"]) if meta.get("nginx_slot_bytes", "").lstrip("-").isdigit() else None
     iref = idle.get("nginx", {}).get("per_conn_bytes")
@@ -162,20 +183,22 @@ def build(meta, wrk, strace, idle, skip, fail):
         else:
             rss = "-"
         if s is None and not i:
-            rows.append([p, "-", "-", ("not yet measured" if p == "ballast" else "") + " (" + missing(p) + ")",
+            rows.append([p, "-", "-"] + (["-"] if has_base else []) +
+                        [("not yet measured" if p == "ballast" else "") + " (" + missing(p) + ")",
                          "-", "-", "-"])
             continue
         per_cell = fmt(per, ",d")
         if p == "nginx" and per is not None and iref is not None and iref != per:
             per_cell = f"{per:,d} + {iref - per:,d} preallocated = {iref:,d}"
             per = iref
-        rows.append([p, fmt(spr, ".2f"), fmt(ratio(spr, sref_v), ".2f") + "x" if sref_v and spr else "-",
-                     top, per_cell, fmt(ratio(per, iref), ".2f") + "x" if iref and per is not None else "-",
+        rows.append([p, fmt(spr, ".2f"), fmt(ratio(spr, sref_v), ".2f") + "x" if sref_v and spr else "-"] +
+                    ([vs_base(p, spr, sbase_v)] if has_base else []) +
+                    [top, per_cell, fmt(ratio(per, iref), ".2f") + "x" if iref and per is not None else "-",
                      rss])
     out.append("\n### Syscalls per request, memory per idle keep-alive connection\n")
-    out.append(table(["proxy", "syscalls/req", "vs nginx", "top syscalls per req",
-                      "idle conn bytes", "vs nginx", "RSS before -> after"], rows,
-                     ["l", "r", "r", "l", "r", "r", "l"]))
+    out.append(table(["proxy", "syscalls/req", "vs nginx"] + (["vs base"] if has_base else []) +
+                     ["top syscalls per req", "idle conn bytes", "vs nginx", "RSS before -> after"],
+                     rows, ["l", "r", "r"] + (["r"] if has_base else []) + ["l", "r", "r", "l"]))
 
     # --- targets
     rows = []
@@ -197,6 +220,13 @@ def build(meta, wrk, strace, idle, skip, fail):
         spr = s["total"] / s["reqs"] if s and s["reqs"] else None
         rows.append([f"syscalls/req <= {TARGET_SYSCALLS_PER_REQ}", fmt(spr, ".2f"),
                      "-" if spr is None else ("PASS" if spr <= TARGET_SYSCALLS_PER_REQ else "FAIL")])
+        if has_base:
+            for c in levels:
+                b, n = agg.get(("ballast", c)), agg.get((BASE, c))
+                r = ratio(b and b["cpu"], n and n["cpu"])
+                rows.append([f"CPU/req within {100 * (BASE_CPU_TOLERANCE - 1):.0f}% of {BASE}'s "
+                             f"at {c} conns", fmt(r, ".2f") + "x" if r else "-",
+                             "-" if r is None else ("PASS" if r <= BASE_CPU_TOLERANCE else "FAIL")])
         per = idle.get("ballast", {}).get("per_conn_bytes")
         rows.append(["idle conn memory < nginx's", (fmt(per, ",d") + " B vs " + fmt(iref, ",d") + " B")
                      if per is not None else "-",
@@ -245,6 +275,8 @@ def header_block(meta):
         f"- Versions: nginx {m.get('nginx', '?')}, HAProxy {m.get('haproxy', '?')}, "
         f"wrk {m.get('wrk', '?')}, ballast {m.get('commit', '?')}",
         *busy_warning(m),
+        *([f"- Baseline (`{BASE}`): {m['baseline']}, same config as ballast"]
+          if m.get("baseline") else []),
         f"- Runs: `wrk -t1 -c<conns> -d{m.get('duration', '?')}s --latency`, conns "
         f"{', '.join(m.get('conns', '').split())}, {m.get('rounds', '?')} interleaved rounds in rotating "
         f"order (medians); syscalls: `strace -c -f` over {m.get('strace_duration', '?')}s at "

@@ -3,7 +3,8 @@
 # See bench/README.md for what is measured and how to read it.
 #
 # Environment:
-#   BENCH_ONLY=nginx,haproxy     which proxies (default: nginx,haproxy,ballast)
+#   BENCH_ONLY=nginx,haproxy     which proxies (default: nginx,haproxy,ballast, and
+#                                ballast-base when BALLAST_BASELINE_BIN is set)
 #   BENCH_DURATION=10s           each measured wrk run
 #   BENCH_CONNS=50,200           client connection counts, one set of runs per count
 #   BENCH_ROUNDS=2               interleaved rounds per count (the median is reported)
@@ -12,6 +13,9 @@
 #   BENCH_IDLE_CONNS=5000        idle keep-alive connections for the memory measurement
 #   BENCH_RESULTS=bench/RESULTS.md   where the dated section goes; BENCH_NO_RESULTS=1: nowhere
 #   BALLAST_BIN=./ballast
+#   BALLAST_BASELINE_BIN=PATH    a second ballast binary (say, main before a change), run as
+#                                proxy "ballast-base" with ballast's config, interleaved with
+#                                the others, so a change is compared within one run
 #   BENCH_BUDGET=SECONDS         hard cap on the whole run (default: computed from the settings)
 #   BENCH_KEEP=1                 keep the temp dir (configs, logs, raw wrk/strace output)
 set -euo pipefail
@@ -21,7 +25,8 @@ BENCH_DIR=bench
 PY=/usr/bin/python3
 MAIN_PID=$$
 
-BENCH_ONLY=${BENCH_ONLY:-nginx,haproxy,ballast}
+BALLAST_BASELINE_BIN=${BALLAST_BASELINE_BIN:-}
+BENCH_ONLY=${BENCH_ONLY:-nginx,haproxy,ballast${BALLAST_BASELINE_BIN:+,ballast-base}}
 BENCH_DURATION=${BENCH_DURATION:-10s}
 BENCH_CONNS=${BENCH_CONNS:-50,200}
 BENCH_ROUNDS=${BENCH_ROUNDS:-2}
@@ -56,8 +61,16 @@ done
 
 IFS=', ' read -r -a SELECTED <<<"$BENCH_ONLY"
 for p in "${SELECTED[@]}"; do
-    case $p in nginx|haproxy|ballast) ;; *) die "BENCH_ONLY: unknown proxy '$p' (nginx, haproxy, ballast)" ;; esac
+    case $p in
+        nginx|haproxy|ballast) ;;
+        ballast-base) [ -n "$BALLAST_BASELINE_BIN" ] || die "BENCH_ONLY has ballast-base: set BALLAST_BASELINE_BIN" ;;
+        *) die "BENCH_ONLY: unknown proxy '$p' (nginx, haproxy, ballast, ballast-base)" ;;
+    esac
 done
+if [ -n "$BALLAST_BASELINE_BIN" ]; then
+    [ -x "$BALLAST_BASELINE_BIN" ] || die "BALLAST_BASELINE_BIN: $BALLAST_BASELINE_BIN is not an executable"
+    [[ " ${SELECTED[*]} " == *" ballast-base "* ]] || SELECTED+=(ballast-base)
+fi
 IFS=', ' read -r -a CONNS_LIST <<<"$BENCH_CONNS"
 for c in "${CONNS_LIST[@]}"; do [[ $c =~ ^[0-9]+$ ]] || die "BENCH_CONNS: bad count '$c'"; done
 [[ $BENCH_ROUNDS =~ ^[1-9][0-9]*$ ]] || die "BENCH_ROUNDS must be a positive integer"
@@ -182,18 +195,18 @@ start_haproxy() {
     answers "$port" "$pid"
 }
 
-start_ballast() {
-    local port=$1 dir=$TMP/ballast pid
+start_ballast() {   # name port binary: ballast and ballast-base run the same config
+    local name=$1 port=$2 bin=$3 dir=$TMP/$1 pid
     mkdir -p "$dir"
     render "$BENCH_DIR/conf/ballast.conf.in" "$dir/ballast.conf" "$port" "$dir"
-    if [ ! -x "$BALLAST_BIN" ]; then
-        echo "binary $BALLAST_BIN not built" >"$dir/ballast.log"
+    if [ ! -x "$bin" ]; then
+        echo "binary $bin not built" >"$dir/ballast.log"
         return 1
     fi
-    "$BALLAST_BIN" -c "$dir/ballast.conf" >"$dir/ballast.log" 2>&1 &
+    "$bin" -c "$dir/ballast.conf" >"$dir/ballast.log" 2>&1 &
     pid=$!
     STARTED+=("$pid")
-    PIDS[ballast]=$pid
+    PIDS[$name]=$pid
     answers "$port" "$pid"
 }
 
@@ -201,7 +214,7 @@ proxy_log() {
     case $1 in
         nginx) cat "$TMP/nginx/error.log" "$TMP/nginx/stdout.log" 2>/dev/null ;;
         haproxy) cat "$TMP/haproxy/haproxy.log" 2>/dev/null ;;
-        ballast) cat "$TMP/ballast/ballast.log" 2>/dev/null ;;
+        ballast|ballast-base) cat "$TMP/$1/ballast.log" 2>/dev/null ;;
     esac
 }
 
@@ -250,7 +263,7 @@ run_wrk() {   # name conns round
     t1=$(cpu_ticks ${PIDS[$name]}); b1=$(cpu_ticks ${PIDS[backend]})
     read -r reqs rps p99 err < <(parse_wrk "$out")
     record wrk "$name" "$conns" "$round" "$reqs" "$rps" "$p99" "$err" $(( t1 - t0 )) $(( b1 - b0 ))
-    printf 'bench:   %-8s c=%-4s round %s: %8.0f req/s  p99 %7.2f ms  %s errors\n' \
+    printf 'bench:   %-12s c=%-4s round %s: %8.0f req/s  p99 %7.2f ms  %s errors\n' \
         "$name" "$conns" "$round" "$rps" "$p99" "$err" >&2
 }
 
@@ -304,12 +317,13 @@ proc_stat_cpu() { awk '$1 == "cpu" { print $2+$3+$4+$5+$6+$7+$8+$9, $9 }' /proc/
 
 # ---------------------------------------------------------------- start everything
 declare -A PIDS PORTS
-read -r -a FREE <<<"$(free_ports 4)"
+read -r -a FREE <<<"$(free_ports 5)"
 BACKEND_PORT=${FREE[0]}
 PORTS[nginx]=${FREE[1]}; PORTS[haproxy]=${FREE[2]}; PORTS[ballast]=${FREE[3]}
+PORTS[ballast-base]=${FREE[4]}
 
 if [ -n "${MAKELEVEL:-}" ]; then CMD="make bench"; else CMD="bench/run.sh"; fi
-for v in BENCH_ONLY BENCH_DURATION BENCH_CONNS BENCH_ROUNDS BENCH_STRACE_DURATION BENCH_STRACE_CONNS BENCH_IDLE_CONNS; do
+for v in BENCH_ONLY BENCH_DURATION BENCH_CONNS BENCH_ROUNDS BENCH_STRACE_DURATION BENCH_STRACE_CONNS BENCH_IDLE_CONNS BALLAST_BASELINE_BIN; do
     [ -n "$(printenv "$v" || true)" ] && CMD="$v=$(printenv "$v") $CMD"
 done
 COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
@@ -334,6 +348,9 @@ record meta strace_duration "$STRACE_S"
 record meta strace_conns "$BENCH_STRACE_CONNS"
 record meta idle_conns "$BENCH_IDLE_CONNS"
 record meta selected "${SELECTED[*]}"
+if [ -n "$BALLAST_BASELINE_BIN" ]; then
+    record meta baseline "$BALLAST_BASELINE_BIN ($(sha256sum "$BALLAST_BASELINE_BIN" | cut -c1-12), $(date -u -r "$BALLAST_BASELINE_BIN" '+%Y-%m-%d %H:%M UTC'))"
+fi
 read -r CPU_ALL0 CPU_STEAL0 < <(proc_stat_cpu)
 
 log "temp dir $TMP; backend on :$BACKEND_PORT; time budget ${BUDGET}s"
@@ -346,7 +363,8 @@ for name in "${SELECTED[@]}"; do
     case $name in
         nginx) start_nginx nginx "$BENCH_DIR/conf/nginx.conf.in" "${PORTS[nginx]}" && ok=1 ;;
         haproxy) start_haproxy "${PORTS[haproxy]}" && ok=1 ;;
-        ballast) start_ballast "${PORTS[ballast]}" && ok=1 ;;
+        ballast) start_ballast ballast "${PORTS[ballast]}" "$BALLAST_BIN" && ok=1 ;;
+        ballast-base) start_ballast ballast-base "${PORTS[ballast-base]}" "$BALLAST_BASELINE_BIN" && ok=1 ;;
     esac
     if (( ok )); then
         ACTIVE+=("$name")
