@@ -38,6 +38,7 @@ ASAN_OBJS := $(SRCS:%.c=build/asan/%.o)
 
 UNIT_SRCS := $(shell find tests/unit -name 'test_*.c' 2>/dev/null | sort)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=build/unit/%)
+UNIT_DEPS := $(UNIT_BINS:=.d)
 
 ASAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 
@@ -75,7 +76,7 @@ build/asan/%.o: %.c
 # only the modules the test did not include.
 build/unit/%: tests/unit/%.c build/libballast.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CSTD) $(WARN) $(CFLAGS) $(CPPFLAGS) -Itests/unit -o $@ $< build/libballast.a -lcmocka $(LDLIBS)
+	$(CC) $(CSTD) $(WARN) $(CFLAGS) $(CPPFLAGS) -Itests/unit -MMD -MP -MF $@.d -MT $@ -o $@ $< build/libballast.a -lcmocka $(LDLIBS)
 
 deps:
 	@scripts/install-deps.sh run
@@ -130,4 +131,5 @@ bench-balancers: build/libballast.a
 clean:
 	rm -rf build ballast
 
--include $(OBJS:.o=.d) $(ASAN_OBJS:.o=.d)
+# Headers (and the .c files unit tests include) each object and unit test was built from.
+-include $(OBJS:.o=.d) $(ASAN_OBJS:.o=.d) $(UNIT_DEPS)
