@@ -30,7 +30,8 @@ ifeq ($(NO_POOL),1)
 CPPFLAGS += -DBL_NO_POOL
 endif
 
-SRCS      := $(shell find src -name '*.c' | sort)
+# Event loop backends (src/core/loop_*.c) are #included by loop.c, not compiled on their own.
+SRCS      := $(filter-out src/core/loop_%.c,$(shell find src -name '*.c' | sort))
 LIB_SRCS  := $(filter-out src/main.c,$(SRCS))
 OBJS      := $(SRCS:%.c=build/obj/%.o)
 LIB_OBJS  := $(LIB_SRCS:%.c=build/obj/%.o)

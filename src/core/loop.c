@@ -1,24 +1,30 @@
-/* Event loop: epoll backend, lazy timer heap, deferred frees. */
+/* Event loop, the generic part: run loop, lazy timer heap, deferred frees. The readiness
+ * backend is #included below and chosen at compile time (docs/internals.md, "Event loop"). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
 #include <unistd.h>
 
 #include "core/clock.h"
 #include "core/loop.h"
 #include "core/status.h"
 
-#define LOOP_MAX_EVENTS 512
+/* Defines struct loop_backend and the static loop_backend_* functions. Included, not linked,
+ * so the compiler inlines them into bl_loop_run: no indirect call per event. A unit test may
+ * define BL_LOOP_BACKEND as another file to drive the generic part with scripted events. */
+#ifdef BL_LOOP_BACKEND
+#include BL_LOOP_BACKEND
+#else
+#include "core/loop_epoll.c"
+#endif
 
 struct bl_loop {
-    int epfd;
     int running;
     struct bl_timer **heap;          /* min-heap on heap_when */
     uint32_t nheap, heap_cap;
     struct bl_deferred *deferred;
-    struct epoll_event events[LOOP_MAX_EVENTS];
+    struct loop_backend backend;
 };
 
 struct bl_loop *bl_loop_create(char *err, unsigned long errlen)
@@ -28,9 +34,7 @@ struct bl_loop *bl_loop_create(char *err, unsigned long errlen)
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    l->epfd = epoll_create1(EPOLL_CLOEXEC);
-    if (l->epfd < 0) {
-        snprintf(err, errlen, "epoll_create1() failed (%s)", strerror(errno));
+    if (loop_backend_init(&l->backend, err, errlen) != BL_OK) {
         free(l);
         return NULL;
     }
@@ -44,26 +48,32 @@ void bl_loop_destroy(struct bl_loop *l)
     if (!l)
         return;
     run_deferred(l);
-    close(l->epfd);
+    loop_backend_free(&l->backend);
     free(l->heap);
     free(l);
 }
 
 int bl_loop_add(struct bl_loop *l, struct bl_io *io)
 {
-    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.ptr = io};
-    return epoll_ctl(l->epfd, EPOLL_CTL_ADD, io->fd, &ev) == 0 ? BL_OK : BL_ERR;
+    return loop_backend_add(&l->backend, io, 1);
 }
 
 int bl_loop_add_level(struct bl_loop *l, struct bl_io *io)
 {
-    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = io};
-    return epoll_ctl(l->epfd, EPOLL_CTL_ADD, io->fd, &ev) == 0 ? BL_OK : BL_ERR;
+    return loop_backend_add(&l->backend, io, 0);
 }
 
 void bl_loop_del(struct bl_loop *l, struct bl_io *io)
 {
-    epoll_ctl(l->epfd, EPOLL_CTL_DEL, io->fd, NULL);
+    loop_backend_del(&l->backend, io);
+}
+
+void bl_loop_close(struct bl_loop *l, struct bl_io *io)
+{
+    if (io->fd < 0)
+        return;
+    loop_backend_close(&l->backend, io);
+    io->fd = -1;
 }
 
 /* ---- timer heap ---- */
@@ -211,19 +221,11 @@ void bl_loop_run(struct bl_loop *l)
     l->running = 1;
     uint64_t now = bl_clock_update();
     while (l->running) {
-        int n = epoll_wait(l->epfd, l->events, LOOP_MAX_EVENTS, next_timeout(l, now));
+        int n = loop_backend_poll(&l->backend, next_timeout(l, now));
         now = bl_clock_update();
         for (int i = 0; i < n; i++) {
-            struct bl_io *io = l->events[i].data.ptr;
-            uint32_t e = l->events[i].events, ev = 0;
-            if (e & (EPOLLIN | EPOLLRDHUP))
-                ev |= BL_EV_READ;
-            if (e & EPOLLOUT)
-                ev |= BL_EV_WRITE;
-            if (e & (EPOLLRDHUP | EPOLLHUP))
-                ev |= BL_EV_HUP;
-            if (e & (EPOLLERR | EPOLLHUP))
-                ev |= BL_EV_ERROR | BL_EV_READ | BL_EV_WRITE;
+            uint32_t ev;
+            struct bl_io *io = loop_backend_event(&l->backend, i, &ev);
             if (io->handler)
                 io->handler(io, ev);
         }

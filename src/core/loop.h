@@ -4,6 +4,9 @@
  * its own "ready" flags and never asks the kernel again until the next edge, so the loop makes
  * no epoll_ctl per request. Timers are lazy: moving a deadline later costs nothing until the
  * timer reaches the top of the heap. Owned and used by one thread only.
+ *
+ * The readiness backend (epoll today) is chosen at compile time behind this API; see
+ * docs/internals.md, "Event loop", for the seam and what a second backend must provide.
  */
 #ifndef BL_CORE_LOOP_H
 #define BL_CORE_LOOP_H
@@ -51,6 +54,10 @@ int bl_loop_add(struct bl_loop *l, struct bl_io *io);
 int bl_loop_add_level(struct bl_loop *l, struct bl_io *io);
 /* Unregisters (needed only for an fd that stays open, e.g. a listener being paused). */
 void bl_loop_del(struct bl_loop *l, struct bl_io *io);
+/* Closes io->fd, registered or not, and sets it to -1 (nothing when already -1). A backend
+ * that queues work per fd (io_uring) cancels it here, so registered fds are best closed this
+ * way rather than with close(). */
+void bl_loop_close(struct bl_loop *l, struct bl_io *io);
 
 /* Arms or moves timer t to fire at when_ms. */
 void bl_timer_set(struct bl_loop *l, struct bl_timer *t, uint64_t when_ms);

@@ -384,10 +384,7 @@ static const char *server_label(const struct probe *p, char *buf, size_t len)
 
 static void probe_close(struct probe *p)
 {
-    if (p->io.fd >= 0) {
-        close(p->io.fd);
-        p->io.fd = -1;
-    }
+    bl_loop_close(p->h->loop, &p->io);
     free(p->http);
     p->http = NULL;
     p->phase = PH_IDLE;

@@ -1,12 +1,15 @@
-/* The event loop: timers fire once, in deadline order, also when moved later (lazy) or
- * earlier; cancelled timers never fire; edge-triggered fds report read and hang-up; deferred
- * work runs after the batch. */
+/* The event loop with its epoll backend: timers fire once, in deadline order, also when moved
+ * later (lazy) or earlier; cancelled timers never fire; edge-triggered fds report read and
+ * hang-up; level-triggered fds report until drained or unregistered; kernel errors reach the
+ * handler as BL_EV_ERROR with both directions; deferred work runs after the batch.
+ * test_loop_seam.c drives the generic part with a scripted backend. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -162,6 +165,90 @@ static void test_fd_events_and_defer(void **state)
     bl_loop_destroy(l);
 }
 
+struct counted {
+    struct bl_io io;
+    uint32_t seen;
+    int calls;
+    int del_after;           /* unregister (and stop) after this many calls; 0: stop at once */
+};
+
+static void on_counted(struct bl_io *io, uint32_t ev)
+{
+    struct counted *c = (struct counted *)io;
+    c->seen |= ev;
+    if (++c->calls >= c->del_after) {
+        if (c->del_after)
+            bl_loop_del(loop_under_test, io);
+        bl_loop_stop(loop_under_test);
+    }
+}
+
+static void on_stop_timer(struct bl_timer *t) { bl_loop_stop(loop_under_test); }
+
+static void test_level_triggered_until_del(void **state)
+{
+    (void)state;
+    struct bl_loop *l = make_loop();
+    int fds[2];
+    assert_int_equal(pipe2(fds, O_NONBLOCK), 0);
+    /* the handler never reads: level-triggered, the fd is reported on every turn */
+    struct counted c = {.io = {.fd = fds[0], .handler = on_counted}, .del_after = 3};
+    assert_int_equal(bl_loop_add_level(l, &c.io), BL_OK);
+    assert_int_equal(write(fds[1], "x", 1), 1);
+    bl_loop_run(l);
+    assert_int_equal(c.calls, 3);
+    assert_int_equal(c.seen, BL_EV_READ);
+    /* unregistered: still readable, never reported again */
+    struct bl_timer t = {.handler = on_stop_timer};
+    bl_timer_set(l, &t, bl_clock_update() + 30);
+    bl_loop_run(l);
+    assert_int_equal(c.calls, 3);
+    close(fds[0]);
+    close(fds[1]);
+    bl_loop_destroy(l);
+}
+
+static void test_error_reports_both_directions(void **state)
+{
+    (void)state;
+    struct bl_loop *l = make_loop();
+    int fds[2];
+    assert_int_equal(pipe2(fds, O_NONBLOCK), 0);
+    close(fds[0]); /* the writer gets EPOLLERR: the next write says EPIPE */
+    struct counted c = {.io = {.fd = fds[1], .handler = on_counted}};
+    assert_int_equal(bl_loop_add(l, &c.io), BL_OK);
+    bl_loop_run(l);
+    assert_int_equal(c.calls, 1);
+    assert_true(c.seen & BL_EV_ERROR);
+    assert_true(c.seen & BL_EV_READ);
+    assert_true(c.seen & BL_EV_WRITE);
+    close(fds[1]);
+    bl_loop_destroy(l);
+}
+
+static void test_close_registered_fd(void **state)
+{
+    (void)state;
+    struct bl_loop *l = make_loop();
+    int fds[2];
+    assert_int_equal(pipe2(fds, O_NONBLOCK), 0);
+    struct counted c = {.io = {.fd = fds[0], .handler = on_counted}};
+    assert_int_equal(bl_loop_add(l, &c.io), BL_OK);
+    int fd = c.io.fd;
+    bl_loop_close(l, &c.io);
+    assert_int_equal(c.io.fd, -1);
+    assert_int_equal(fcntl(fd, F_GETFD), -1);
+    assert_int_equal(errno, EBADF);
+    bl_loop_close(l, &c.io); /* a second close does nothing */
+    /* the closed fd left the epoll set: nothing is reported for it */
+    struct bl_timer t = {.handler = on_stop_timer};
+    bl_timer_set(l, &t, bl_clock_update() + 30);
+    bl_loop_run(l);
+    assert_int_equal(c.calls, 0);
+    close(fds[1]);
+    bl_loop_destroy(l);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -169,6 +256,9 @@ int main(void)
         cmocka_unit_test(test_timers_move_and_cancel),
         cmocka_unit_test(test_many_random_timers),
         cmocka_unit_test(test_fd_events_and_defer),
+        cmocka_unit_test(test_level_triggered_until_del),
+        cmocka_unit_test(test_error_reports_both_directions),
+        cmocka_unit_test(test_close_registered_fd),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
