@@ -173,10 +173,7 @@ int main(int argc, char **argv)
         bl_conf_release(cfg);
         return 1;
     }
-    uint32_t want = cfg->max_head + 1024;
-    if (want < 32 * 1024)
-        want = 32 * 1024;
-    bl_buf_size = (want + 4095) & ~4095u;
+    bl_buf_set_size(cfg->max_head + 1024);   /* a whole head fits one buffer, with slack */
     raise_nofile(cfg);
 
     /* Signals go to this thread only: workers inherit the blocked mask. */

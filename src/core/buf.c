@@ -1,10 +1,29 @@
 /* Per-thread buffer free lists. */
+#include <stdatomic.h>
 #include <stdlib.h>
 
 #include "core/buf.h"
+#include "core/status.h"
 
-uint32_t bl_buf_size = 32 * 1024;
+/* Written once by bl_buf_set_size() before the workers start (thread creation orders it before
+ * their reads); `fixed` makes a second setting, or one after buffers exist, an error instead
+ * of buffers of two sizes. */
+static uint32_t buf_size = BL_BUF_MIN_SIZE;
+static atomic_int fixed;
 
+int bl_buf_set_size(uint32_t bytes)
+{
+    if (atomic_exchange_explicit(&fixed, 1, memory_order_relaxed))
+        return BL_ERR;
+    if (bytes < BL_BUF_MIN_SIZE)
+        bytes = BL_BUF_MIN_SIZE;
+    buf_size = (bytes + 4095) & ~4095u;
+    return BL_OK;
+}
+
+uint32_t bl_buf_size(void) { return buf_size; }
+
+/* Thread-locals: docs/internals.md, "Per-thread state". */
 static _Thread_local struct bl_buf *free_list;
 static _Thread_local uint32_t nfree;
 static _Thread_local uint32_t overflow_freed, overflow_allocated;
@@ -22,12 +41,14 @@ struct bl_buf *bl_buf_get(void)
         return b;
     }
 #endif
-    b = malloc(sizeof(*b) + bl_buf_size);
+    if (bl_unlikely(!atomic_load_explicit(&fixed, memory_order_relaxed)))
+        atomic_store_explicit(&fixed, 1, memory_order_relaxed);
+    b = malloc(sizeof(*b) + buf_size);
     if (!b)
         return NULL;
     overflow_allocated++;
     b->start = b->end = 0;
-    b->cap = bl_buf_size;
+    b->cap = buf_size;
     b->next = NULL;
     return b;
 }

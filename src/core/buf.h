@@ -1,9 +1,11 @@
 /* Fixed-size I/O buffers from a per-thread free list.
  *
- * Every buffer has the same capacity (bl_buf_size, set once at start-up before any worker
- * runs). A thread keeps up to BL_BUF_CACHE free buffers for reuse and returns the rest to
- * malloc, so idle connections, which hold no buffer, cost no buffer memory. With -DBL_NO_POOL
- * every get/put is a malloc/free so AddressSanitizer sees each buffer's lifetime.
+ * Every buffer has the same capacity, bl_buf_size(), set once at start-up with
+ * bl_buf_set_size() before any worker runs. A thread keeps up to BL_BUF_CACHE free buffers
+ * for reuse and returns the rest to malloc, so idle connections, which hold no buffer, cost no
+ * buffer memory. The free list is a thread-local: docs/internals.md, "Per-thread state", says
+ * why. With -DBL_NO_POOL every get/put is a malloc/free so AddressSanitizer sees each buffer's
+ * lifetime.
  */
 #ifndef BL_CORE_BUF_H
 #define BL_CORE_BUF_H
@@ -22,8 +24,16 @@ struct bl_buf {
     char data[];
 };
 
-/* Capacity of every buffer, bytes. Default 32 KiB. Set before workers start. */
-extern uint32_t bl_buf_size;
+#define BL_BUF_MIN_SIZE (32 * 1024)
+
+/* Sets the capacity of every buffer to at least `bytes` (which should cover the largest
+ * request or response head plus slack): never below BL_BUF_MIN_SIZE, rounded up to 4 KiB.
+ * Called once by main, before any thread takes a buffer; BL_ERR (nothing changed) when called
+ * again or after the first bl_buf_get(). Main thread only. */
+int bl_buf_set_size(uint32_t bytes);
+
+/* Capacity of every buffer, bytes (BL_BUF_MIN_SIZE until bl_buf_set_size()). Any thread. */
+uint32_t bl_buf_size(void);
 
 /* Returns an empty buffer (start = end = 0) or NULL when out of memory. Any thread; the free
  * list is the calling thread's. */

@@ -5,7 +5,7 @@
 #include <stdint.h>
 
 /* This thread's cached monotonic time in milliseconds and microseconds, as of the last
- * bl_clock_update() on this thread. */
+ * bl_clock_update() on this thread (thread-locals: docs/internals.md, "Per-thread state"). */
 extern _Thread_local uint64_t bl_clock_ms;
 extern _Thread_local uint64_t bl_clock_us;
 

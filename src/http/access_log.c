@@ -15,6 +15,8 @@
 #define LOG_BUF_SIZE (32 * 1024)
 #define LOG_LINE_MAX 4096
 
+/* The log time, formatted once per second per thread: a thread-local, see docs/internals.md,
+ * "Per-thread state". */
 static _Thread_local char time_text[40];
 static _Thread_local time_t time_sec;
 

@@ -330,7 +330,7 @@ static void attempt_start(struct bl_request *r, int fresh)
         return;
     }
     struct bl_upconn *u = r->a.conn;
-    bl_h1_parser_init_response(&r->parser, bl_buf_size / 2, bl_buf_size - 1024,
+    bl_h1_parser_init_response(&r->parser, bl_buf_size() / 2, bl_buf_size() - 1024,
                                r->msg.method_id == BL_H1_M_HEAD);
     r->resp.nheaders = 0;
     if (u->connecting) {
@@ -627,7 +627,7 @@ static int parse_response_head(struct bl_request *r)
                 (void)w; /* best effort: a lost 1xx is harmless */
             }
             b->start += (uint32_t)rc;
-            bl_h1_parser_init_response(&r->parser, bl_buf_size / 2, bl_buf_size - 1024,
+            bl_h1_parser_init_response(&r->parser, bl_buf_size() / 2, bl_buf_size() - 1024,
                                        r->msg.method_id == BL_H1_M_HEAD);
             r->resp.nheaders = 0;
             continue;

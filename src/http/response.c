@@ -47,6 +47,8 @@ const char *bl_http_reason(int status)
     }
 }
 
+/* The Date line, formatted once per second per thread: a thread-local, see
+ * docs/internals.md, "Per-thread state". */
 static _Thread_local char date_line[64];
 static _Thread_local size_t date_len;
 static _Thread_local time_t date_sec;

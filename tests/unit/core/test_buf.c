@@ -1,0 +1,92 @@
+/* Buffers: the size is set once, before the first buffer, rounded up to 4 KiB and never below
+ * the minimum; every buffer has that capacity; the per-thread free list reuses buffers up to
+ * BL_BUF_CACHE and counts what it hands back to malloc. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "core/buf.c"
+
+/* The size can be set once per process, so the order of these tests matters. */
+static void test_size_set_once_before_buffers(void **state)
+{
+    (void)state;
+    assert_int_equal(bl_buf_size(), BL_BUF_MIN_SIZE);           /* the default */
+    assert_int_equal(bl_buf_set_size(65536 + 1024 + 1), BL_OK);
+    assert_int_equal(bl_buf_size(), 65536 + 4096);             /* rounded up to 4 KiB */
+    assert_int_equal(bl_buf_set_size(1 << 20), BL_ERR);         /* once only */
+    assert_int_equal(bl_buf_size(), 65536 + 4096);
+}
+
+static void test_size_floor(void **state)
+{
+    (void)state;
+    /* what set_size does with a small value, on the statics directly (the API is spent) */
+    atomic_store(&fixed, 0);
+    assert_int_equal(bl_buf_set_size(100), BL_OK);
+    assert_int_equal(bl_buf_size(), BL_BUF_MIN_SIZE);
+    atomic_store(&fixed, 0);
+    buf_size = BL_BUF_MIN_SIZE;
+}
+
+static void test_no_size_change_after_first_buffer(void **state)
+{
+    (void)state;
+    struct bl_buf *b = bl_buf_get();
+    assert_non_null(b);
+    assert_int_equal(b->cap, bl_buf_size());
+    assert_int_equal(bl_buf_len(b), 0);
+    assert_int_equal(bl_buf_room(b), bl_buf_size());
+    /* buffers exist: a later size would make two kinds of buffer */
+    assert_int_equal(bl_buf_set_size(1 << 20), BL_ERR);
+    assert_int_equal(b->cap, bl_buf_size());
+    bl_buf_put(b);
+    bl_buf_drain();
+}
+
+static void test_free_list_reuse_and_overflow(void **state)
+{
+    (void)state;
+#ifdef BL_NO_POOL
+    skip();   /* no free list: every put is a free */
+#endif
+    uint32_t freed, allocated;
+    bl_buf_overflow(&freed, &allocated);                        /* reset the counters */
+    enum { N = BL_BUF_CACHE + 8 };
+    struct bl_buf *b[N];
+    for (int i = 0; i < N; i++) {
+        b[i] = bl_buf_get();
+        assert_non_null(b[i]);
+        b[i]->end = 10;
+    }
+    for (int i = 0; i < N; i++)
+        bl_buf_put(b[i]);
+    bl_buf_put(NULL);                                           /* allowed */
+    bl_buf_overflow(&freed, &allocated);
+    assert_int_equal(allocated, N);
+    assert_int_equal(freed, N - BL_BUF_CACHE);                  /* beyond the cache: to malloc */
+    /* cached buffers come back empty and cost no malloc */
+    struct bl_buf *again = bl_buf_get();
+    assert_int_equal(bl_buf_len(again), 0);
+    assert_int_equal(again->start, 0);
+    bl_buf_overflow(&freed, &allocated);
+    assert_int_equal(allocated, 0);
+    bl_buf_put(again);
+    bl_buf_drain();
+    assert_null(free_list);
+    assert_int_equal(nfree, 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_size_set_once_before_buffers),
+        cmocka_unit_test(test_size_floor),
+        cmocka_unit_test(test_no_size_change_after_first_buffer),
+        cmocka_unit_test(test_free_list_reuse_and_overflow),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
