@@ -1,0 +1,261 @@
+/* Variable templates: every variable's value against a parsed request, ${name} delimiting,
+ * values copied as they are (no escaping), compile errors, and lengths: eval always returns
+ * the full length and never writes past cap, so a caller can size a buffer and call again. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "http/template.c"
+
+static struct bl_h1_message msg;
+
+/* Parses raw as a request head; the context a worker would build for a client 192.0.2.7:51000
+ * on port 8080. */
+static struct bl_var_ctx ctx_for(const char *raw)
+{
+    struct bl_h1_parser p;
+    bl_h1_parser_init_request(&p, 8192, 65536);
+    memset(&msg, 0, sizeof(msg));
+    int r = bl_h1_parse(&p, raw, strlen(raw), &msg);
+    if (r <= 0)
+        fail_msg("request did not parse (%d): %s", r, raw);
+    return (struct bl_var_ctx){.req = &msg, .client_ip = "192.0.2.7", .client_ip_len = 9,
+                               .client_port = 51000, .server_port = 8080, .fd = -1};
+}
+
+static struct bl_template *compile_ok(const char *text)
+{
+    char err[256] = "";
+    struct bl_template *t = bl_template_compile(text, err, sizeof(err));
+    if (!t)
+        fail_msg("\"%s\" did not compile: %s", text, err);
+    return t;
+}
+
+/* Evaluates text against ctx and checks the value and that the returned length matches it. */
+static void assert_eval(const struct bl_var_ctx *ctx, const char *text, const char *want)
+{
+    struct bl_template *t = compile_ok(text);
+    char out[1024];
+    size_t n = bl_template_eval(t, ctx, out, sizeof(out));
+    bl_template_free(t);
+    if (n >= sizeof(out))
+        fail_msg("\"%s\": value of %zu bytes does not fit the test buffer", text, n);
+    out[n] = 0;
+    if (strcmp(out, want) != 0)
+        fail_msg("\"%s\": want \"%s\", got \"%s\"", text, want, out);
+}
+
+static void assert_compile_error(const char *text, const char *want)
+{
+    char err[256] = "";
+    struct bl_template *t = bl_template_compile(text, err, sizeof(err));
+    if (t) {
+        bl_template_free(t);
+        fail_msg("\"%s\" compiled; want error \"%s\"", text, want);
+    }
+    if (!strstr(err, want))
+        fail_msg("\"%s\": want error \"%s\", got \"%s\"", text, want, err);
+}
+
+static const char *REQ =
+    "POST /a/b%20c?id=42&Name=x&empty=&id=43 HTTP/1.1\r\n"
+    "Host: Example.COM:8443\r\n"
+    "User-Agent: test/1.0\r\n"
+    "X-Forwarded-For: 198.51.100.1\r\n"
+    "x-forwarded-for: 198.51.100.2, 198.51.100.3\r\n"
+    "X-Custom-Header: one\r\n"
+    "X-Quoted: a \"b\" \\c $host\r\n"
+    "Cookie: theme=dark; session=s3cr3t;lang=en\r\n"
+    "Content-Length: 0\r\n"
+    "\r\n";
+
+static void test_constant_and_text(void **state)
+{
+    (void)state;
+    struct bl_template *t = compile_ok("plain text, no variables");
+    size_t len;
+    assert_true(bl_template_is_constant(t));
+    assert_string_equal(bl_template_text(t, &len), "plain text, no variables");
+    assert_int_equal(len, strlen("plain text, no variables"));
+    bl_template_free(t);
+    t = compile_ok("x-$host");
+    assert_false(bl_template_is_constant(t));
+    assert_string_equal(bl_template_text(t, &len), "x-$host");   /* as written */
+    bl_template_free(t);
+    struct bl_var_ctx ctx = ctx_for(REQ);
+    assert_eval(&ctx, "", "");
+}
+
+static void test_request_variables(void **state)
+{
+    (void)state;
+    struct bl_var_ctx ctx = ctx_for(REQ);
+    assert_eval(&ctx, "$host", "example.com");          /* lowercase, no port */
+    assert_eval(&ctx, "$http_host", "Example.COM:8443");
+    assert_eval(&ctx, "$request_method", "POST");
+    assert_eval(&ctx, "$request_uri", "/a/b%20c?id=42&Name=x&empty=&id=43");
+    assert_eval(&ctx, "$uri", "/a/b%20c");              /* no normalized uri given: as sent */
+    assert_eval(&ctx, "$document_uri", "/a/b%20c");
+    assert_eval(&ctx, "$args", "id=42&Name=x&empty=&id=43");
+    assert_eval(&ctx, "$query_string", "id=42&Name=x&empty=&id=43");
+    assert_eval(&ctx, "$is_args", "?");
+    assert_eval(&ctx, "$request", "POST /a/b%20c?id=42&Name=x&empty=&id=43 HTTP/1.1");
+    assert_eval(&ctx, "$server_protocol", "HTTP/1.1");
+    assert_eval(&ctx, "$scheme", "http");
+    assert_eval(&ctx, "$remote_addr", "192.0.2.7");
+    assert_eval(&ctx, "$remote_port", "51000");
+    assert_eval(&ctx, "$server_port", "8080");
+    assert_eval(&ctx, "$server_addr", "");             /* no socket to ask */
+    ctx.uri = "/a/b c";
+    ctx.uri_len = 6;
+    assert_eval(&ctx, "$uri", "/a/b c");                /* the normalized path when given */
+}
+
+static void test_named_variables(void **state)
+{
+    (void)state;
+    struct bl_var_ctx ctx = ctx_for(REQ);
+    assert_eval(&ctx, "$http_user_agent", "test/1.0");
+    assert_eval(&ctx, "$http_X_CUSTOM_HEADER", "one");   /* '_' is '-', any case */
+    assert_eval(&ctx, "$http_x_forwarded_for", "198.51.100.1");   /* the first one */
+    assert_eval(&ctx, "$http_x_missing", "");
+    assert_eval(&ctx, "$arg_id", "42");                 /* the first one */
+    assert_eval(&ctx, "$arg_name", "x");                /* names match in any case */
+    assert_eval(&ctx, "$arg_empty", "");
+    assert_eval(&ctx, "$arg_nosuch", "");
+    assert_eval(&ctx, "$arg_i", "");                    /* no prefix matches */
+    assert_eval(&ctx, "$cookie_session", "s3cr3t");
+    assert_eval(&ctx, "$cookie_lang", "en");            /* no space after ';' */
+    assert_eval(&ctx, "$cookie_theme", "dark");
+    assert_eval(&ctx, "$cookie_nosuch", "");
+}
+
+static void test_forwarded_for(void **state)
+{
+    (void)state;
+    struct bl_var_ctx ctx = ctx_for(REQ);
+    /* every X-Forwarded-For field, in order, then the client */
+    assert_eval(&ctx, "$proxy_add_x_forwarded_for",
+                "198.51.100.1, 198.51.100.2, 198.51.100.3, 192.0.2.7");
+    ctx = ctx_for("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_eval(&ctx, "$proxy_add_x_forwarded_for", "192.0.2.7");
+    assert_eval(&ctx, "$args|$is_args|$arg_id", "||");  /* no query at all */
+}
+
+static void test_absolute_form_and_http10(void **state)
+{
+    (void)state;
+    struct bl_var_ctx ctx = ctx_for("GET http://Other.Example:81/p?q=1 HTTP/1.0\r\n\r\n");
+    assert_eval(&ctx, "$host", "other.example");
+    assert_eval(&ctx, "$request_uri", "/p?q=1");
+    assert_eval(&ctx, "$uri", "/p");
+    assert_eval(&ctx, "$server_protocol", "HTTP/1.0");
+    assert_eval(&ctx, "$request", "GET http://Other.Example:81/p?q=1 HTTP/1.0");
+    ctx = ctx_for("GET / HTTP/1.1\r\nHost: [2001:DB8::1]:8080\r\n\r\n");
+    assert_eval(&ctx, "$host", "[2001:db8::1]");
+}
+
+static void test_braces_and_concatenation(void **state)
+{
+    (void)state;
+    struct bl_var_ctx ctx = ctx_for(REQ);
+    assert_eval(&ctx, "${arg_id}x", "42x");             /* braces end the name */
+    assert_eval(&ctx, "$arg_id.x", "42.x");             /* so does any non-name byte */
+    assert_eval(&ctx, "$arg_idx", "");                  /* without them: arg "idx" */
+    assert_eval(&ctx, "$host$request_uri", "example.com/a/b%20c?id=42&Name=x&empty=&id=43");
+    assert_eval(&ctx, "pre-${host}-post", "pre-example.com-post");
+    assert_eval(&ctx, "\"$remote_addr\" [$remote_port]", "\"192.0.2.7\" [51000]");
+}
+
+static void test_values_not_escaped(void **state)
+{
+    (void)state;
+    struct bl_var_ctx ctx = ctx_for(REQ);
+    /* a value is copied byte for byte: quotes, backslashes and a '$' are not interpreted */
+    assert_eval(&ctx, "[$http_x_quoted]", "[a \"b\" \\c $host]");
+}
+
+static void test_compile_errors(void **state)
+{
+    (void)state;
+    assert_compile_error("$nosuch", "unknown \"nosuch\" variable");
+    assert_compile_error("a $http_", "unknown \"http_\" variable");   /* no NAME */
+    assert_compile_error("$", "invalid variable name");
+    assert_compile_error("x$ y", "invalid variable name");
+    assert_compile_error("${}", "invalid variable name");
+    assert_compile_error("${host", "the closing bracket in \"host\" variable is missing");
+    assert_compile_error("${host x}", "the closing bracket in \"host\" variable is missing");
+}
+
+static void test_lengths_and_truncation(void **state)
+{
+    (void)state;
+    struct bl_var_ctx ctx = ctx_for(REQ);
+    struct bl_template *t = compile_ok("id=$arg_id host=$host");
+    const char *full = "id=42 host=example.com";
+    size_t want = strlen(full);
+    /* no room at all: nothing written, the full length returned */
+    assert_int_equal(bl_template_eval(t, &ctx, NULL, 0), want);
+    /* every cap: the first cap bytes, nothing past them, the full length returned */
+    for (size_t cap = 1; cap <= want + 2; cap++) {
+        char out[64];
+        memset(out, '#', sizeof(out));
+        assert_int_equal(bl_template_eval(t, &ctx, out, cap), want);
+        size_t wrote = cap < want ? cap : want;
+        if (memcmp(out, full, wrote) != 0)
+            fail_msg("cap %zu: want \"%.*s\", got \"%.*s\"", cap, (int)wrote, full, (int)wrote,
+                     out);
+        for (size_t k = wrote; k < sizeof(out); k++)
+            if (out[k] != '#')
+                fail_msg("cap %zu: byte %zu written past the value", cap, k);
+    }
+    bl_template_free(t);
+}
+
+static void test_generated_values(void **state)
+{
+    (void)state;
+    struct bl_var_ctx ctx = ctx_for(REQ);
+    char hn[256];
+    assert_int_equal(gethostname(hn, sizeof(hn)), 0);
+    hn[sizeof(hn) - 1] = 0;
+    assert_eval(&ctx, "$hostname", hn);
+    /* $msec: seconds.milliseconds of wall time */
+    struct bl_template *t = compile_ok("$msec");
+    char out[64];
+    size_t n = bl_template_eval(t, &ctx, out, sizeof(out) - 1);
+    out[n] = 0;
+    bl_template_free(t);
+    unsigned long long sec = 0;
+    unsigned ms = 0;
+    int used = 0;
+    assert_int_equal(sscanf(out, "%llu.%3u%n", &sec, &ms, &used), 2);
+    assert_int_equal(used, (int)n);
+    assert_int_equal(n - (size_t)(strchr(out, '.') - out), 4);   /* three digits after '.' */
+    uint64_t now = bl_wall_us() / 1000000;
+    assert_true(sec + 2 >= now && sec <= now);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_constant_and_text),
+        cmocka_unit_test(test_request_variables),
+        cmocka_unit_test(test_named_variables),
+        cmocka_unit_test(test_forwarded_for),
+        cmocka_unit_test(test_absolute_form_and_http10),
+        cmocka_unit_test(test_braces_and_concatenation),
+        cmocka_unit_test(test_values_not_escaped),
+        cmocka_unit_test(test_compile_errors),
+        cmocka_unit_test(test_lengths_and_truncation),
+        cmocka_unit_test(test_generated_values),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
