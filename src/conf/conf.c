@@ -318,11 +318,13 @@ static int h_http(struct compiler *c, const struct bl_conf_node *n)
     return rc;
 }
 
-static struct bl_access_log *access_log_get(struct compiler *c, const char *path)
+/* One log per file and format: two formats into one file are two logs (each writes whole
+ * lines with O_APPEND, so their lines never interleave mid-line). */
+static struct bl_access_log *access_log_get(struct compiler *c, const char *path, int format)
 {
     struct bl_config *cfg = c->cfg;
     for (uint32_t i = 0; i < cfg->naccess_logs; i++)
-        if (strcmp(cfg->access_logs[i]->path, path) == 0)
+        if (strcmp(cfg->access_logs[i]->path, path) == 0 && cfg->access_logs[i]->format == format)
             return cfg->access_logs[i];
     struct bl_access_log **logs = grow(cfg->access_logs, cfg->naccess_logs, sizeof(*logs));
     if (!logs)
@@ -334,6 +336,7 @@ static struct bl_access_log *access_log_get(struct compiler *c, const char *path
         return NULL;
     }
     al->fd = -1;
+    al->format = (uint8_t)format;
     cfg->access_logs[cfg->naccess_logs++] = al;
     return al;
 }
@@ -342,10 +345,19 @@ static int h_access_log(struct compiler *c, const struct bl_conf_node *n)
 {
     if (c->lc->set & BL_LC_ACCESS_LOG)
         return fail(c, "\"access_log\" directive is duplicate");
+    /* Formats are built in until log_format arrives: a name ballast does not know is an
+     * error, as in nginx, rather than lines in another layout than the operator asked for. */
+    static const char *const formats[] = {"combined", "upstream"}; /* enum bl_log_format */
+    int format = BL_LOG_FORMAT_COMBINED;
+    if (n->nargs > 1) {
+        for (format = 0; format < (int)BL_ARRAY_LEN(formats); format++)
+            if (strcmp(n->args[1], formats[format]) == 0)
+                break;
+        if (format == (int)BL_ARRAY_LEN(formats))
+            return fail(c, "unknown log format \"%s\"", n->args[1]);
+    }
     struct bl_access_log *al = NULL;
-    /* A format name after the path (nginx: "access_log FILE main;") is accepted; the line
-     * format is ballast's own, documented in docs/configuration.md. */
-    if (strcmp(n->args[0], "off") != 0 && !(al = access_log_get(c, n->args[0])))
+    if (strcmp(n->args[0], "off") != 0 && !(al = access_log_get(c, n->args[0], format)))
         return oom(c);
     c->lc->access_log = al;
     c->lc->set |= BL_LC_ACCESS_LOG;
@@ -885,6 +897,27 @@ static int h_location(struct compiler *c, const struct bl_conf_node *n)
     return rc;
 }
 
+/* $proxy_host and $proxy_port as nginx sets them (ngx_http_proxy_set_vars): the host as
+ * proxy_pass writes it, with the port unless it is 80; the port, "80" when not written. For
+ * a group, the group's name and "80", whatever its servers' ports. */
+static int set_proxy_vars(struct bl_location *loc, const char *host, size_t hlen)
+{
+    const char *close = host[0] == '[' ? memchr(host, ']', hlen) : NULL;
+    const char *from = close ? close : host; /* an IPv6 address's colons are not the port's */
+    const char *colon = memrchr(from, ':', hlen - (size_t)(from - host));
+    size_t name_len = colon ? (size_t)(colon - host) : hlen;
+    const char *port = colon ? colon + 1 : "80";
+    size_t port_len = colon ? hlen - name_len - 1 : 2;
+    int default_port = port_len == 2 && memcmp(port, "80", 2) == 0;
+    loc->proxy_host = conf_calloc(1, hlen + 1);
+    loc->proxy_port = conf_calloc(1, port_len + 1);
+    if (!loc->proxy_host || !loc->proxy_port)
+        return BL_ERR; /* freed with the location */
+    memcpy(loc->proxy_host, host, default_port ? name_len : hlen);
+    memcpy(loc->proxy_port, port, port_len);
+    return BL_OK;
+}
+
 static int h_proxy_pass(struct compiler *c, const struct bl_conf_node *n)
 {
     struct bl_location *loc = c->loc;
@@ -905,6 +938,8 @@ static int h_proxy_pass(struct compiler *c, const struct bl_conf_node *n)
         return fail(c, "no host in \"%s\"", url);
     if (strchr(host, '$'))
         return fail(c, "variables in \"proxy_pass\" are not supported");
+    if (set_proxy_vars(loc, host, hlen) != BL_OK)
+        return oom(c);
     if (slash) {
         if (!(loc->proxy_uri = conf_strdup(slash)))
             return oom(c);
@@ -1655,6 +1690,8 @@ static void free_location(struct bl_location *loc)
     free(loc->root);
     free(loc->path);
     free(loc->proxy_uri);
+    free(loc->proxy_host);
+    free(loc->proxy_port);
     bl_template_free(loc->return_text);
     free(loc);
 }

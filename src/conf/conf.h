@@ -99,6 +99,8 @@ struct bl_location {
     char *proxy_uri;                /* URI part of proxy_pass (replaces the location prefix) */
     uint32_t proxy_uri_len;
     uint8_t has_proxy_uri;
+    char *proxy_host;               /* $proxy_host: proxy_pass's host[:port], nginx's value */
+    char *proxy_port;               /* $proxy_port: its port, "80" when not written */
     int return_code;                /* BL_LOC_RETURN */
     struct bl_template *return_text;/* body, or Location for 301/302/303/307/308 */
     uint8_t set_xff, set_xrip, set_xfp; /* default X-Forwarded-For/X-Real-IP/-Proto still apply */
@@ -131,9 +133,16 @@ struct bl_listen {
     uint32_t nservers;
 };
 
+/* Access log formats, built in until log_format arrives (docs/configuration.md). */
+enum bl_log_format {
+    BL_LOG_FORMAT_COMBINED = 0,     /* nginx's combined, field for field (the default) */
+    BL_LOG_FORMAT_UPSTREAM,         /* combined, then the upstream address, status and times */
+};
+
 struct bl_access_log {
     char *path;
     int fd;
+    uint8_t format;                 /* enum bl_log_format */
 };
 
 struct bl_config {

@@ -1,8 +1,10 @@
 /* Access log formatting and per-worker buffering. */
 #include <stddef.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -102,6 +104,63 @@ static size_t put_escaped(char *out, size_t cap, const char *s, size_t n)
     return k;
 }
 
+/* A line being built: appends never write past cap and never let len pass it, so every field
+ * is cut at its budget instead of overrunning the buffer. */
+struct line {
+    char *p;
+    size_t len, cap;
+};
+
+static void put(struct line *l, const char *s, size_t n)
+{
+    if (n > l->cap - l->len)
+        n = l->cap - l->len;
+    memcpy(l->p + l->len, s, n);
+    l->len += n;
+}
+
+static void putf(struct line *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void putf(struct line *l, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(l->p + l->len, l->cap - l->len + 1, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        l->len += (size_t)n < l->cap - l->len ? (size_t)n : l->cap - l->len;
+}
+
+/* Escaped, with at most `budget` bytes of output. */
+static void put_esc(struct line *l, const char *s, size_t n, size_t budget)
+{
+    size_t room = l->cap - l->len;
+    l->len += put_escaped(l->p + l->len, budget < room ? budget : room, s, n);
+}
+
+/* "VALUE" of the request's field NAME, escaped as nginx escapes it, or "-" (quoted, as in
+ * nginx's combined format) when the request has none. */
+static void put_field(struct line *l, const struct bl_h1_message *m, const char *name,
+                      size_t nlen)
+{
+    const struct bl_h1_header *h = NULL;
+    for (uint32_t i = 0; m && m->method && i < m->nheaders && !h; i++)
+        if (m->headers[i].name_len == nlen && strncasecmp(m->headers[i].name, name, nlen) == 0)
+            h = &m->headers[i];
+    put(l, "\"", 1);
+    if (h)
+        put_esc(l, h->value, h->value_len, 1024);
+    else
+        put(l, "-", 1);
+    put(l, "\"", 1);
+}
+
+static void put_seconds(struct line *l, uint64_t us)
+{
+    putf(l, "%llu.%03llu", (unsigned long long)(us / 1000000),
+         (unsigned long long)(us / 1000 % 1000));
+}
+
 void bl_access_log_write(struct bl_access_logs *al, const struct bl_access_log *log,
                          const struct bl_access_entry *e)
 {
@@ -113,40 +172,35 @@ void bl_access_log_write(struct bl_access_logs *al, const struct bl_access_log *
         return;
     if (b->len + LOG_LINE_MAX > LOG_BUF_SIZE)
         flush_one(log, b);
-    char *p = b->data + b->len;
-    size_t cap = LOG_LINE_MAX, k = 0;
-    k += (size_t)snprintf(p + k, cap - k, "%.*s - - [%s] \"", (int)e->client_ip_len,
-                          e->client_ip, log_time());
+    /* One byte is kept back for the newline, whatever the fields took. */
+    struct line l = {b->data + b->len, 0, LOG_LINE_MAX - 1};
+    putf(&l, "%.*s - - [%s] \"", (int)e->client_ip_len, e->client_ip, log_time());
     const struct bl_h1_message *m = e->msg;
     if (m && m->method) {
-        k += put_escaped(p + k, cap - k - 64, m->method, m->method_len);
-        p[k++] = ' ';
-        k += put_escaped(p + k, cap - k - 600, m->target,
-                         m->target_len > 2048 ? 2048 : m->target_len);
-        k += (size_t)snprintf(p + k, cap - k, " HTTP/1.%d", m->minor_version);
+        put_esc(&l, m->method, m->method_len, 64);
+        put(&l, " ", 1);
+        put_esc(&l, m->target, m->target_len, 2048);
+        putf(&l, " HTTP/1.%d", m->minor_version);
     }
-    k += (size_t)snprintf(p + k, cap - k, "\" %d %llu ", e->status,
-                          (unsigned long long)e->body_bytes);
-    if (e->upstream)
-        k += (size_t)snprintf(p + k, cap - k, "\"%s\" ", e->upstream);
-    else
-        k += (size_t)snprintf(p + k, cap - k, "\"-\" ");
-    if (e->upstream_status)
-        k += (size_t)snprintf(p + k, cap - k, "%d ", e->upstream_status);
-    else
-        k += (size_t)snprintf(p + k, cap - k, "- ");
-    k += (size_t)snprintf(p + k, cap - k, "%llu.%03llu ",
-                          (unsigned long long)(e->request_time_us / 1000000),
-                          (unsigned long long)(e->request_time_us / 1000 % 1000));
-    if (e->has_upstream_time)
-        k += (size_t)snprintf(p + k, cap - k, "%llu.%03llu\n",
-                              (unsigned long long)(e->upstream_time_us / 1000000),
-                              (unsigned long long)(e->upstream_time_us / 1000 % 1000));
-    else
-        k += (size_t)snprintf(p + k, cap - k, "-\n");
-    if (k >= cap)
-        k = cap - 1, p[k - 1] = '\n';
-    b->len += (uint32_t)k;
+    putf(&l, "\" %d %llu ", e->status, (unsigned long long)e->body_bytes);
+    put_field(&l, m, "Referer", 7);
+    put(&l, " ", 1);
+    put_field(&l, m, "User-Agent", 10);
+    if (log->format == BL_LOG_FORMAT_UPSTREAM) {
+        putf(&l, " \"%s\" ", e->upstream ? e->upstream : "-");
+        if (e->upstream_status)
+            putf(&l, "%d ", e->upstream_status);
+        else
+            put(&l, "- ", 2);
+        put_seconds(&l, e->request_time_us);
+        put(&l, " ", 1);
+        if (e->has_upstream_time)
+            put_seconds(&l, e->upstream_time_us);
+        else
+            put(&l, "-", 1);
+    }
+    l.p[l.len++] = '\n';
+    b->len += (uint32_t)l.len;
     if (!bl_timer_armed(&al->timer))
         bl_timer_set(al->loop, &al->timer, bl_clock_ms + 500);
 }

@@ -1,10 +1,12 @@
 /* Access log lines, buffered per worker and written at most every 500 ms or when 32 KiB are
  * pending, so logging costs no syscall per request.
  *
- * Line format (nginx "combined" minus referer and agent, plus the upstream fields):
- *   CLIENT - - [TIME] "REQUEST LINE" STATUS BYTES "UPSTREAM_ADDR" UPSTREAM_STATUS
- *   REQUEST_TIME UPSTREAM_RESPONSE_TIME
- * with "-" for the upstream fields when no upstream was involved.
+ * Formats (enum bl_log_format; docs/configuration.md, "Access log format"):
+ *   combined  nginx's, field for field (the default):
+ *             $remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent
+ *             "$http_referer" "$http_user_agent"
+ *   upstream  combined, then "$upstream_addr" $upstream_status $request_time
+ *             $upstream_response_time, with "-" where no upstream was involved.
  */
 #ifndef BL_HTTP_ACCESS_LOG_H
 #define BL_HTTP_ACCESS_LOG_H

@@ -147,6 +147,8 @@ static inline void bl_request_var_ctx(const struct bl_request *r, struct bl_var_
     v->client_port = r->c->port;
     v->server_port = r->c->listen->port;
     v->fd = r->c->io.fd;
+    v->proxy_host = r->loc ? r->loc->proxy_host : NULL;
+    v->proxy_port = r->loc ? r->loc->proxy_port : NULL;
 }
 
 static inline void bl_arm(struct bl_http_worker *w, struct bl_timer *t, uint64_t ms)

@@ -30,6 +30,8 @@ enum var_id {
     VAR_SERVER_ADDR,
     VAR_HOSTNAME,
     VAR_MSEC,
+    VAR_PROXY_HOST,
+    VAR_PROXY_PORT,
     VAR_HTTP_,       /* $http_NAME */
     VAR_ARG_,        /* $arg_NAME */
     VAR_COOKIE_,     /* $cookie_NAME */
@@ -59,6 +61,8 @@ static const struct {
     {"server_addr", VAR_SERVER_ADDR},
     {"hostname", VAR_HOSTNAME},
     {"msec", VAR_MSEC},
+    {"proxy_host", VAR_PROXY_HOST},
+    {"proxy_port", VAR_PROXY_PORT},
 };
 
 struct part {
@@ -276,6 +280,14 @@ size_t bl_template_eval(const struct bl_template *t, const struct bl_var_ctx *ct
         }
         case VAR_SCHEME:
             put(out, cap, &pos, "http", 4);
+            break;
+        case VAR_PROXY_HOST:
+            if (ctx->proxy_host)
+                put(out, cap, &pos, ctx->proxy_host, strlen(ctx->proxy_host));
+            break;
+        case VAR_PROXY_PORT:
+            if (ctx->proxy_port)
+                put(out, cap, &pos, ctx->proxy_port, strlen(ctx->proxy_port));
             break;
         case VAR_REQUEST_URI:
             if (m) {

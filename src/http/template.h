@@ -3,7 +3,8 @@
  *
  * Variables: $host $http_host $remote_addr $remote_port $proxy_add_x_forwarded_for $scheme
  * $request_uri $uri $document_uri $args $query_string $is_args $request_method $request
- * $server_protocol $server_port $server_addr $hostname $msec $http_NAME $arg_NAME $cookie_NAME.
+ * $server_protocol $server_port $server_addr $hostname $msec $proxy_host $proxy_port $http_NAME
+ * $arg_NAME $cookie_NAME.
  * $http_NAME matches the header NAME with '_' standing for '-', case-insensitively.
  */
 #ifndef BL_HTTP_TEMPLATE_H
@@ -24,6 +25,8 @@ struct bl_var_ctx {
     uint16_t client_port;
     uint16_t server_port;
     int fd;                         /* client socket, for $server_addr (-1: unknown) */
+    const char *proxy_host;         /* $proxy_host, $proxy_port: the location's proxy_pass as */
+    const char *proxy_port;         /* nginx gives them ("app", "80"); NULL: empty */
 };
 
 struct bl_template;

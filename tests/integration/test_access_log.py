@@ -1,4 +1,6 @@
-"""access_log: one line per request in the documented format, written within about a second."""
+"""access_log: one line per request in the documented format, written within about a second.
+These use the `upstream` format (combined plus the upstream fields); test_surfaces.py checks
+`combined` against nginx's."""
 import datetime
 import os
 import re
@@ -10,7 +12,8 @@ from conftest import SLOW, closed_port, wait_for
 
 LINE = re.compile(
     r'^(?P<client>\S+) - - \[(?P<time>[^\]]+)\] "(?P<request>[^"]*)" (?P<status>\d{3}) '
-    r'(?P<bytes>\d+) "(?P<upstream>[^"]*)" (?P<ustatus>\S+) (?P<rtime>\d+\.\d+) '
+    r'(?P<bytes>\d+) "(?P<referer>[^"]*)" "(?P<agent>[^"]*)" '
+    r'"(?P<upstream>[^"]*)" (?P<ustatus>\S+) (?P<rtime>\d+\.\d+) '
     r'(?P<utime>\S+)$')
 
 
@@ -47,7 +50,7 @@ def logged(ballast, backend):
     be = backend("app")
     b = ballast("""
 http {
-    access_log @tmp@/access.log;
+    access_log @tmp@/access.log upstream;
     server {
         listen 127.0.0.1:@port@;
         location /app { proxy_pass http://127.0.0.1:@pb@; }

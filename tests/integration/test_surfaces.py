@@ -1,11 +1,67 @@
 """What a newcomer and an nginx operator meet first: exclusive listeners and a locked pid file,
 nothing accepted silently, honest messages for what this build lacks, nginx's own configs."""
 import os
+import shutil
 import subprocess
 
 import pytest
 
-from conftest import BALLAST_BIN, SLOW, listening_ports, render, run_ballast, wait_for
+from conftest import (BALLAST_BIN, SLOW, http_get, listening_ports, render, run_ballast,
+                      wait_for)
+
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+
+
+class Nginx:
+    """nginx itself, on the same http { } text as ballast, to compare what each does."""
+
+    def __init__(self, workdir, http_body):
+        os.makedirs(workdir, exist_ok=True)
+        self.dir = workdir
+        temp = "".join("%s_temp_path %s/%s;\n" % (t, workdir, t)
+                       for t in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+        self.conf = os.path.join(workdir, "nginx.conf")
+        with open(self.conf, "w") as f:
+            f.write("daemon off;\nmaster_process off;\nworker_processes 1;\n"
+                    "pid %s/nginx.pid;\nerror_log %s/error.log;\n%s"
+                    "events { worker_connections 64; }\nhttp {\n%s%s\n}\n"
+                    % (workdir, workdir, "user root;\n" if os.geteuid() == 0 else "",
+                       temp, http_body))
+        self.proc = subprocess.Popen([NGINX, "-p", workdir, "-e", workdir + "/error.log",
+                                      "-c", self.conf], stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     start_new_session=True)
+
+    def wait_listening(self, port):
+        ok = wait_for(lambda: self.proc.poll() is None and port in listening_ports(), 5 * SLOW)
+        if not ok:
+            self.stop()
+            pytest.fail("nginx did not start: %s %s" % (self.proc.stderr.read().decode(),
+                                                         open(self.dir + "/error.log").read()))
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+@pytest.fixture
+def nginx(tmp_path):
+    made = []
+
+    def start(http_body, port):
+        n = Nginx(str(tmp_path / ("nginx%d" % len(made))), http_body)
+        made.append(n)
+        n.wait_listening(port)
+        return n
+
+    yield start
+    for n in made:
+        n.stop()
 
 EXCLUSIVE = """
 worker_processes 2;
@@ -199,3 +255,117 @@ def test_harmless_missing_feature_loads_with_a_warning(tmp_path):
         assert len(warned) == 1 and "[warn]" in warned[0], r.stderr
         assert warned[0].endswith(" in %s:%d" % (path, line)), r.stderr
 
+
+# --------------------------------------------------------------------------------------------
+# Variables with nginx's values
+# --------------------------------------------------------------------------------------------
+
+PROXY_VARS = """
+    upstream app { server 127.0.0.1:@pb@; }
+    server {
+        listen 127.0.0.1:@port@;
+        proxy_set_header X-PH "$proxy_host";
+        proxy_set_header X-PP "$proxy_port";
+        location /group/ { proxy_pass http://app; }
+        location /addr/ { proxy_pass http://127.0.0.1:@pb@; }
+        location /uri/ { proxy_pass http://127.0.0.1:@pb@/other/; }
+        location /host/ { proxy_pass http://app; proxy_set_header Host $proxy_host; }
+    }
+"""
+
+
+def test_proxy_host_and_port_match_nginx(ballast, backend, nginx):
+    be = backend("b")
+    seen = {}
+    for name in ("ballast", "nginx"):
+        values = {"pb": be.port}
+        text = render(PROXY_VARS, values)
+        if name == "ballast":
+            proxy = ballast("http {\n%s\n}\n" % text)
+            port = proxy.port
+        else:
+            port = values["port"]
+            nginx(text, port)
+        for path in ("/group/x", "/addr/x", "/uri/x", "/host/x"):
+            n = len(be.requests)
+            r = http_get(port, path)
+            assert r.status == 200, (name, path, r)
+            req = be.requests[n]
+            seen.setdefault(path, {})[name] = (req.header("X-PH"), req.header("X-PP"),
+                                               req.header("Host") if path == "/host/x" else "")
+    for path, got in seen.items():
+        assert got["ballast"] == got["nginx"], (path, got)
+    assert seen["/group/x"]["nginx"][:2] == ("app", "80")
+    assert seen["/addr/x"]["nginx"][:2] == ("127.0.0.1:%d" % be.port, str(be.port))
+
+
+# --------------------------------------------------------------------------------------------
+# Access log formats
+# --------------------------------------------------------------------------------------------
+
+def read_log(path, n):
+    def get():
+        try:
+            lines = open(path).read().split("\n")[:-1]
+        except FileNotFoundError:
+            return None
+        return lines if len(lines) >= n else None
+    got = wait_for(get, 3 * SLOW)
+    assert got, "no %d lines in %s" % (n, path)
+    return got
+
+
+def without_time(line):
+    a, b = line.index("["), line.index("]")
+    return line[:a] + line[b:]
+
+
+def test_combined_is_nginx_combined(ballast, nginx, tmp_path):
+    """The default layout and `combined` are nginx's combined, field for field, escapes too."""
+    requests = [
+        ("/a?x=1", {}),
+        ("/b", {"Referer": "http://example.com/page?q=\"quoted\"", "User-Agent": "curl/8.0"}),
+        ("/c", {"User-Agent": "agent with \\backslash and \"quotes\""}),
+        ("/missing", {"Referer": "-"}),
+    ]
+    body = """
+    server {
+        listen 127.0.0.1:%d;
+        access_log %s %s;
+        location / { return 200 "hello"; }
+        location = /missing { return 404 "nope"; }
+    }
+"""
+    logs = {}
+    for name in ("ballast", "ballast-default", "nginx"):
+        port = int(render("@port@", {}))
+        log = str(tmp_path / ("%s.log" % name))
+        fmt = "" if name == "ballast-default" else "combined"
+        if name == "nginx":
+            nginx(body % (port, log, fmt), port)
+        else:
+            ballast("http {\n%s\n}\n" % (body % (port, log, fmt)))
+        for path, headers in requests:
+            r = http_get(port, path, headers=headers)
+            assert r.status in (200, 404), r
+        logs[name] = [without_time(l) for l in read_log(log, len(requests))]
+    assert logs["ballast"] == logs["nginx"], logs
+    assert logs["ballast-default"] == logs["nginx"], logs
+
+
+@pytest.mark.parametrize("fmt", ["main", "Combined", "upstream_time"])
+def test_unknown_log_format_is_an_error(tmp_path, fmt):
+    text = ("http {\n    server {\n        listen 127.0.0.1:18080;\n"
+            "        access_log %s/a.log %s;\n        location / { return 200; }\n    }\n}\n"
+            % (tmp_path, fmt))
+    path, r = check(tmp_path, text)
+    assert r.returncode == 1, r
+    assert 'ballast: unknown log format "%s" in %s:4' % (fmt, path) in r.stderr, r.stderr
+
+
+def test_log_format_is_named_unsupported(tmp_path):
+    text = "http {\n    log_format main '$remote_addr';\n}\n"
+    path, r = check(tmp_path, text)
+    assert r.returncode == 1, r
+    assert ('custom log formats are not supported in this build: "log_format" directive in '
+            '%s:2' % path) in r.stderr, r.stderr
