@@ -67,14 +67,7 @@ static int32_t active(struct fixture *f, struct bl_upstream_server *s)
     return atomic_load(&s->state->active);
 }
 
-#define ASSERT_EQ(a, b)                                                                       \
-    do {                                                                                      \
-        long long a_ = (long long)(a), b_ = (long long)(b);                                   \
-        if (a_ != b_) {                                                                       \
-            print_error("%s = %lld, %s = %lld\n", #a, a_, #b, b_);                            \
-            fail();                                                                           \
-        }                                                                                     \
-    } while (0)
+#include "assert_eq.h"
 
 /* ------------------------------------------------------------ the retry decision */
 

@@ -17,14 +17,7 @@
 #include "core/buf.h"
 #include "upstream/conn_pool.c"
 
-#define ASSERT_EQ(a, b)                                                                       \
-    do {                                                                                      \
-        long long a_ = (long long)(a), b_ = (long long)(b);                                   \
-        if (a_ != b_) {                                                                       \
-            print_error("%s = %lld, %s = %lld\n", #a, a_, #b, b_);                            \
-            fail();                                                                           \
-        }                                                                                     \
-    } while (0)
+#include "assert_eq.h"
 
 struct fixture {
     struct bl_loop *loop;
