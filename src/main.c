@@ -17,10 +17,10 @@
 #include "core/log.h"
 #include "core/loop.h"
 #include "core/status.h"
+#include "core/version.h"
 #include "upstream/health_check.h"
 #include "worker.h"
 
-#define BALLAST_VERSION "0.1.0"
 #define DEFAULT_CONF "/etc/ballast/ballast.conf"
 
 static void usage(FILE *out)
@@ -138,7 +138,7 @@ int main(int argc, char **argv)
             test_only = 1;
             break;
         case 'v':
-            printf("ballast version " BALLAST_VERSION "\n");
+            printf("ballast version " BL_VERSION "\n");
             return 0;
         case 'h':
             usage(stdout);
@@ -206,7 +206,7 @@ int main(int argc, char **argv)
         bl_log(BL_LOG_EMERG, "%s", err);
         return 1;
     }
-    bl_log(BL_LOG_NOTICE, "ballast " BALLAST_VERSION " started: %d workers, %u listening "
+    bl_log(BL_LOG_NOTICE, "ballast " BL_VERSION " started: %d workers, %u listening "
            "addresses", cfg->workers, cfg->nlistens);
 
     struct control ctl = {.sig.handler = on_signal};

@@ -26,6 +26,7 @@
 #include "conf/conf.h"
 #include "conf/conf_alloc.h"
 #include "conf/conf_parse.h"
+#include "conf/hide_headers.h"
 #include "conf/unsupported.h"
 #include "core/log.h"
 #include "core/status.h"
@@ -426,6 +427,40 @@ static int h_proxy_set_header(struct compiler *c, const struct bl_conf_node *n)
     h->name_len = (uint32_t)strlen(name);
     h->remove = t == NULL;
     h->value = t;
+    return BL_OK;
+}
+
+/* proxy_pass_header lets one of the fields nginx hides by default through; proxy_hide_header
+ * hides one more. Names are checked as field names; a pass of a field that is not hidden by
+ * default is refused, since it would do nothing. */
+static int h_proxy_pass_header(struct compiler *c, const struct bl_conf_node *n)
+{
+    const char *name = n->args[0];
+    struct bl_loc_conf *lc = c->lc;
+    if (!*name || strspn(name, "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz"
+                               "ABCDEFGHIJKLMNOPQRSTUVWXYZ") != strlen(name))
+        return invalid_value(c, name);
+    if (!(lc->set & BL_LC_HIDE)) {
+        lc->pass_headers = 0;
+        lc->hide_headers = NULL;
+        lc->nhide_headers = 0;
+        lc->set |= BL_LC_HIDE;
+    }
+    if (strcmp(n->name, "proxy_pass_header") == 0) {
+        uint32_t bit = bl_hidden_by_default(name, strlen(name));
+        if (!bit)
+            return fail(c, "\"%s\" is passed to the client anyway: \"proxy_pass_header\" "
+                           "only lets through Server, Date, X-Pad and X-Accel-*", name);
+        lc->pass_headers |= bit;
+        return BL_OK;
+    }
+    char **names = grow(lc->hide_headers, lc->nhide_headers, sizeof(*names));
+    if (!names)
+        return oom(c);
+    lc->hide_headers = names;
+    if (!(names[lc->nhide_headers] = conf_strdup(name)))
+        return oom(c);
+    lc->nhide_headers++;
     return BL_OK;
 }
 
@@ -1163,7 +1198,9 @@ static const struct directive directives[] = {
     DIRECTIVE("sendfile", CTX_HSL, 1, 1, 0, "on | off", "off", h_flag_ignore),
     DIRECTIVE("tcp_nopush", CTX_HSL, 1, 1, 0, "on | off", "off", h_flag_ignore),
     DIRECTIVE("tcp_nodelay", CTX_HSL, 1, 1, 0, "on | off", "on", h_flag_ignore),
-    DIRECTIVE("server_tokens", CTX_HSL, 1, 1, 0, "on | off", "on", h_flag_ignore),
+    TYPED("server_tokens", CTX_HSL, FT_FLAG, server_tokens, "on"),
+    DIRECTIVE("proxy_pass_header", CTX_HSL, 1, 1, 0, "FIELD", NULL, h_proxy_pass_header),
+    DIRECTIVE("proxy_hide_header", CTX_HSL, 1, 1, 0, "FIELD", NULL, h_proxy_pass_header),
     /* upstream */
     DIRECTIVE("server", CTX_UPSTREAM, 1, ANY_ARGS, 0,
               "ADDRESS [weight=N] [max_fails=N] [fail_timeout=TIME] [max_conns=N] "
@@ -1429,6 +1466,11 @@ static void merge_loc_conf(struct bl_loc_conf *child, const struct bl_loc_conf *
         child->error_pages = parent->error_pages;
         child->nerror_pages = parent->nerror_pages;
     }
+    if (!(child->set & BL_LC_HIDE)) {
+        child->pass_headers = parent->pass_headers;
+        child->hide_headers = parent->hide_headers;
+        child->nhide_headers = parent->nhide_headers;
+    }
 }
 
 static void free_headers(struct bl_header_set *h, uint32_t n)
@@ -1454,6 +1496,11 @@ static void free_loc_conf(struct bl_loc_conf *lc)
         free_headers(lc->headers, lc->nheaders);
     if (lc->set & BL_LC_ERROR_PAGES)
         free_error_pages(lc->error_pages, lc->nerror_pages);
+    if (lc->set & BL_LC_HIDE) {
+        for (uint32_t i = 0; i < lc->nhide_headers; i++)
+            free(lc->hide_headers[i]);
+        free(lc->hide_headers);
+    }
 }
 
 static int resolve_proxy_passes(struct compiler *c)

@@ -58,6 +58,7 @@ struct bl_loc_conf {
     uint64_t next_upstream;         /* proxy_next_upstream: BL_NEXT_* bits (attempt.h) */
     uint64_t next_upstream_tries;   /* 0 = as many as there are servers */
     uint64_t next_upstream_timeout; /* ms; 0 = none */
+    uint64_t server_tokens;         /* 1: Server: ballast/VERSION, 0: Server: ballast */
 
     /* Lists and references: a level that has any line of its own does not inherit the lines
      * above it (nginx's rule for proxy_set_header, error_page, access_log). */
@@ -66,6 +67,9 @@ struct bl_loc_conf {
     uint32_t nerror_pages;
     struct bl_error_page *error_pages;
     struct bl_access_log *access_log;   /* NULL = off; owned by bl_config.access_logs */
+    uint32_t pass_headers;          /* proxy_pass_header: BL_HIDE_* bits (conf/hide_headers.h) */
+    char **hide_headers;            /* proxy_hide_header names */
+    uint32_t nhide_headers;
     uint32_t set;                   /* BL_LC_* bits: set at this level, which owns those lists */
 };
 
@@ -73,6 +77,8 @@ struct bl_loc_conf {
 #define BL_LC_HEADERS     0x1u      /* proxy_set_header */
 #define BL_LC_ACCESS_LOG  0x2u      /* access_log */
 #define BL_LC_ERROR_PAGES 0x4u      /* error_page */
+#define BL_LC_HIDE        0x8u      /* proxy_pass_header or proxy_hide_header: as in nginx, a
+                                     * level with either inherits neither */
 
 /* An error_page line: codes -> URI, optionally with the status replaced. */
 struct bl_error_page {

@@ -16,6 +16,13 @@
 #include "http/response.h"
 #include "http/router.h"
 
+/* server_tokens of the request's location, or of its server before a location matched. */
+static int server_tokens(const struct bl_request *r)
+{
+    const struct bl_server_block *srv = r->srv ? r->srv : r->c->listen->servers[0];
+    return (int)(r->loc ? r->loc : srv->server_loc)->conf.server_tokens;
+}
+
 /* Makes the head (and a small body) of a response in r->out. BL_OK, or BL_ERR when no
  * buffer could be had. */
 static int local_write(struct bl_request *r, int status, const char *body, size_t len,
@@ -27,17 +34,19 @@ static int local_write(struct bl_request *r, int status, const char *body, size_
         r->keep_alive = 0; /* the unread body would be taken for the next request */
     r->status = status;
     int head = r->msg.method_id == BL_H1_M_HEAD;
+    int tokens = server_tokens(r);
+    size_t body_bytes;
     size_t n = bl_http_build_response(r->out->data, r->out->cap, status, body, len, location,
                                       location_len, r->keep_alive,
                                       r->msg.minor_version == 0 && r->msg.method, head,
-                                      status == 503 ? 1 : 0);
+                                      status == 503 ? 1 : 0, tokens, &body_bytes);
     if (!n)
         n = bl_http_build_response(r->out->data, r->out->cap, 500, NULL, 0, NULL, 0, 0, 0, head,
-                                   0);
+                                   0, tokens, &body_bytes);
     r->out->start = 0;
     r->out->end = (uint32_t)n;
     r->out_sent = 0;
-    r->body_bytes_sent = head ? 0 : (body ? len : 0);
+    r->body_bytes_sent = body_bytes;
     return BL_OK;
 }
 
@@ -167,9 +176,10 @@ static int static_serve(struct bl_request *r, const struct bl_location *loc, con
     const char *conn = r->keep_alive ? (m->minor_version == 0 ? "Connection: keep-alive\r\n" : "")
                                      : "Connection: close\r\n";
     int h = snprintf(r->out->data, r->out->cap,
-                     "HTTP/1.1 %d %s\r\nServer: ballast\r\n%.*sContent-Type: %s\r\n"
+                     "HTTP/1.1 %d %s\r\nServer: %s\r\n%.*sContent-Type: %s\r\n"
                      "Content-Length: %lld\r\nLast-Modified: %s\r\n%s\r\n",
-                     status, bl_http_reason(status), (int)dlen, date,
+                     status, bl_http_reason(status), bl_http_server_name(server_tokens(r)),
+                     (int)dlen, date,
                      content_type(full, strlen(full)), (long long)st.st_size, mtime, conn);
     r->status = status;
     r->out->start = 0;

@@ -4,7 +4,9 @@
 #include <string.h>
 #include <strings.h>
 
+#include "conf/hide_headers.h"
 #include "http/proxy_int.h"
+#include "http/response.h"
 #include "http/uri.h"
 
 /* ------------------------------------------------------------ building the upstream head */
@@ -236,6 +238,15 @@ int bl_proxy_upstream_head(struct bl_request *r)
 
 /* ------------------------------------------------------------ building the client head */
 
+static int hidden_by_config(const struct bl_location *loc, const struct bl_h1_header *h)
+{
+    for (uint32_t i = 0; i < loc->conf.nhide_headers; i++)
+        if (strlen(loc->conf.hide_headers[i]) == h->name_len &&
+            strncasecmp(loc->conf.hide_headers[i], h->name, h->name_len) == 0)
+            return 1;
+    return 0;
+}
+
 int bl_proxy_client_head(struct bl_request *r)
 {
     const struct bl_h1_message *m = &r->resp;
@@ -248,9 +259,31 @@ int bl_proxy_client_head(struct bl_request *r)
     out_put(&o, line, sizeof(line));
     out_put(&o, m->reason, m->reason_len);
     out_put(&o, "\r\n", 2);
+    /* Server and Date are ballast's own, as nginx's are, unless proxy_pass_header lets the
+     * upstream's through (then ours only stands in for one the upstream did not send). */
+    const struct bl_location *loc = r->loc;
+    uint32_t pass = loc->conf.pass_headers;
+    uint32_t own = BL_HIDE_SERVER | BL_HIDE_DATE;
+    if (pass & own) {
+        for (uint32_t i = 0; i < m->nheaders; i++)
+            own &= ~(bl_hidden_by_default(m->headers[i].name, m->headers[i].name_len) & pass);
+    }
+    if (own & BL_HIDE_SERVER) {
+        out_str(&o, "Server: ");
+        out_str(&o, bl_http_server_name((int)loc->conf.server_tokens));
+        out_put(&o, "\r\n", 2);
+    }
+    if (own & BL_HIDE_DATE) {
+        size_t dlen;
+        const char *date = bl_http_date_header(&dlen);
+        out_put(&o, date, dlen);
+    }
     for (uint32_t i = 0; i < m->nheaders; i++) {
         const struct bl_h1_header *h = &m->headers[i];
         if (h->hop || (r->dechunking && h->id == BL_H1_HDR_TRANSFER_ENCODING))
+            continue;
+        uint32_t hidden = bl_hidden_by_default(h->name, h->name_len);
+        if ((hidden && !(hidden & pass)) || hidden_by_config(loc, h))
             continue;
         out_header(&o, h);
     }

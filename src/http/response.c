@@ -4,6 +4,7 @@
 #include <time.h>
 
 #include "core/clock.h"
+#include "core/version.h"
 #include "http/response.h"
 
 const char *bl_http_reason(int status)
@@ -67,27 +68,36 @@ const char *bl_http_date_header(size_t *len)
     return date_line;
 }
 
+const char *bl_http_server_name(int server_tokens)
+{
+    return server_tokens ? BL_SERVER_TOKENS_ON : BL_SERVER_TOKENS_OFF;
+}
+
 size_t bl_http_build_response(char *out, size_t cap, int status, const char *body,
                               size_t body_len, const char *location, size_t location_len,
-                              int keep_alive, int http10, int head, int retry_after)
+                              int keep_alive, int http10, int head, int retry_after,
+                              int server_tokens, size_t *body_bytes)
 {
     char page[512];
     const char *type = "text/plain";
+    const char *server = bl_http_server_name(server_tokens);
+    if (body_bytes)
+        *body_bytes = 0;
     if (!body) {
         body_len = (size_t)snprintf(page, sizeof(page),
                                     "<html>\r\n<head><title>%d %s</title></head>\r\n<body>\r\n"
                                     "<center><h1>%d %s</h1></center>\r\n"
-                                    "<hr><center>ballast</center>\r\n</body>\r\n</html>\r\n",
+                                    "<hr><center>%s</center>\r\n</body>\r\n</html>\r\n",
                                     status, bl_http_reason(status), status,
-                                    bl_http_reason(status));
+                                    bl_http_reason(status), server);
         body = page;
         type = "text/html";
     }
     int no_body = (status >= 100 && status < 200) || status == 204 || status == 304;
     size_t dlen;
     const char *date = bl_http_date_header(&dlen);
-    int n = snprintf(out, cap, "HTTP/1.1 %d %s\r\nServer: ballast\r\n%.*s", status,
-                     bl_http_reason(status), (int)dlen, date);
+    int n = snprintf(out, cap, "HTTP/1.1 %d %s\r\nServer: %s\r\n%.*s", status,
+                     bl_http_reason(status), server, (int)dlen, date);
     if (n < 0 || (size_t)n >= cap)
         return 0;
     size_t pos = (size_t)n;
@@ -117,6 +127,8 @@ size_t bl_http_build_response(char *out, size_t cap, int status, const char *bod
             return 0;
         memcpy(out + pos, body, body_len);
         pos += body_len;
+        if (body_bytes)
+            *body_bytes = body_len;
     }
     return pos;
 }

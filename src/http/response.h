@@ -11,13 +11,18 @@ const char *bl_http_reason(int status);
 /* "Date: Sun, 22 Nov 2026 01:30:00 GMT\r\n", cached per thread per second. */
 const char *bl_http_date_header(size_t *len);
 
-/* Writes a complete response into out (cap bytes): status line, Server, Date, Content-Type,
- * Content-Length, Connection (close or keep-alive as asked; for HTTP/1.0 clients keep-alive is
- * said explicitly), optional Location, then the body (omitted for HEAD, and 1xx/204/304).
- * body NULL: an nginx-style HTML page naming the status. Returns the length, or 0 if it does
- * not fit. */
+/* "ballast/0.1.0" or "ballast", as server_tokens says (core/version.h). */
+const char *bl_http_server_name(int server_tokens);
+
+/* Writes a complete response into out (cap bytes): status line, Server (with the version when
+ * server_tokens), Date, Content-Type, Content-Length, Connection (close or keep-alive as asked;
+ * for HTTP/1.0 clients keep-alive is said explicitly), optional Location, then the body
+ * (omitted for HEAD, and 1xx/204/304). body NULL: an nginx-style HTML page naming the status,
+ * signed like Server. Returns the length, or 0 if it does not fit; *body_bytes (may be NULL)
+ * gets the body's length as sent (0 for HEAD), for the access log. */
 size_t bl_http_build_response(char *out, size_t cap, int status, const char *body,
                               size_t body_len, const char *location, size_t location_len,
-                              int keep_alive, int http10, int head, int retry_after);
+                              int keep_alive, int http10, int head, int retry_after,
+                              int server_tokens, size_t *body_bytes);
 
 #endif

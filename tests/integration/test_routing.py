@@ -51,7 +51,7 @@ def test_return_response_is_well_formed(locs):
     with locs.conn() as c:
         r = c.request("GET", "/exact")
         assert r.status == 200
-        assert r.header("server") == "ballast", r.headers
+        assert r.header("server").startswith("ballast"), r.headers
         assert r.header("content-length") == "5", r.headers
         assert r.body == b"exact"
         # keep-alive by default on HTTP/1.1: a second request on the same connection works
@@ -76,7 +76,7 @@ http {
     assert (r.status, r.text) == (200, "port=%d" % b.port), r
     r = b.get("/notfound")
     assert r.status == 404, r
-    assert r.header("server") == "ballast", r.headers
+    assert r.header("server").startswith("ballast"), r.headers
     r = b.get("/teapot")
     assert (r.status, r.body) == (418, b"short and stout"), r
     with b.conn() as c:

@@ -3,11 +3,12 @@ nothing accepted silently, honest messages for what this build lacks, nginx's ow
 import os
 import shutil
 import subprocess
+import time
 
 import pytest
 
-from conftest import (BALLAST_BIN, SLOW, http_get, listening_ports, render, run_ballast,
-                      wait_for)
+from conftest import (BALLAST_BIN, SLOW, http_get, listening_ports, raw_route, render,
+                      run_ballast, wait_for)
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
@@ -369,3 +370,108 @@ def test_log_format_is_named_unsupported(tmp_path):
     assert r.returncode == 1, r
     assert ('custom log formats are not supported in this build: "log_format" directive in '
             '%s:2' % path) in r.stderr, r.stderr
+
+
+# --------------------------------------------------------------------------------------------
+# Server and Date: ballast's own, as nginx's proxy_hide_header defaults have it
+# --------------------------------------------------------------------------------------------
+
+UPSTREAM_HEAD = (b"HTTP/1.1 200 OK\r\nServer: upstream/9.9\r\nDate: Mon, 01 Jan 2001 00:00:00 GMT\r\n"
+                 b"X-Pad: avoid browser bug\r\nX-Accel-Buffering: no\r\n"
+                 b"X-Secret: s\r\nX-Kept: k\r\nContent-Length: 2\r\n\r\nok")
+
+
+def headers_of(r):
+    return [(k.lower(), v) for k, v in r.headers]
+
+
+def proxied(ballast, backend, location_extra="", server_extra=""):
+    be = backend("b").route("/", raw_route(UPSTREAM_HEAD))
+    return ballast("""
+http {
+    server {
+        listen 127.0.0.1:@port@;
+        %s
+        location / { proxy_pass http://127.0.0.1:@pb@; %s }
+    }
+}
+""" % (server_extra, location_extra), pb=be.port)
+
+
+def test_upstream_server_and_date_hidden_by_default(ballast, backend, nginx):
+    b = proxied(ballast, backend)
+    r = b.get("/")
+    assert (r.status, r.body) == (200, b"ok"), r
+    assert r.headers_all("Server") == ["ballast/0.1.0"], r.headers
+    dates = r.headers_all("Date")
+    assert len(dates) == 1 and "2001" not in dates[0], r.headers
+    assert time.strptime(dates[0], "%a, %d %b %Y %H:%M:%S GMT")
+    for gone in ("X-Pad", "X-Accel-Buffering"):
+        assert r.header(gone) is None, r.headers
+    assert r.header("X-Secret") == "s" and r.header("X-Kept") == "k", r.headers
+    # The same fields as nginx sends (its Server reads nginx/1.22.1), Server and Date first as
+    # in nginx; nginx moves Content-Length up too, ballast keeps the upstream's order.
+    be = backend("n").route("/", raw_route(UPSTREAM_HEAD))
+    values = {"pb": be.port}
+    body = render("server { listen 127.0.0.1:@port@; "
+                  "location / { proxy_pass http://127.0.0.1:@pb@; } }", values)
+    nginx(body, values["port"])
+    n = http_get(values["port"], "/")
+    assert n.status == 200, n
+    names = [k for k, _ in headers_of(r) if k != "connection"]
+    nginx_names = [k for k, _ in headers_of(n) if k != "connection"]
+    assert names[:2] == nginx_names[:2] == ["server", "date"], (r.headers, n.headers)
+    assert sorted(names) == sorted(nginx_names), (r.headers, n.headers)
+
+
+def test_server_tokens_off(ballast, backend):
+    b = proxied(ballast, backend, server_extra="server_tokens off;")
+    r = b.get("/")
+    assert r.headers_all("Server") == ["ballast"], r.headers
+    b2 = ballast("""
+http {
+    server_tokens off;
+    server { listen 127.0.0.1:@port@; location = /x { return 404; } }
+}
+""")
+    r = b2.get("/x")
+    assert r.status == 404 and r.headers_all("Server") == ["ballast"], r
+    assert b"<hr><center>ballast</center>" in r.body, r.body
+    b3 = ballast("""
+http { server { listen 127.0.0.1:@port@; location = /x { return 404; } } }
+""")
+    r = b3.get("/x")
+    assert r.headers_all("Server") == ["ballast/0.1.0"], r
+    assert b"<hr><center>ballast/0.1.0</center>" in r.body, r.body
+
+
+def test_proxy_pass_header_server_and_date(ballast, backend):
+    b = proxied(ballast, backend, "proxy_pass_header Server; proxy_pass_header Date;"
+                                  " proxy_pass_header X-Accel-Buffering;")
+    r = b.get("/")
+    assert r.headers_all("Server") == ["upstream/9.9"], r.headers
+    assert r.headers_all("Date") == ["Mon, 01 Jan 2001 00:00:00 GMT"], r.headers
+    assert r.header("X-Accel-Buffering") == "no" and r.header("X-Pad") is None, r.headers
+
+
+def test_proxy_hide_header(ballast, backend):
+    b = proxied(ballast, backend, "proxy_hide_header X-Secret;")
+    r = b.get("/")
+    assert r.header("X-Secret") is None and r.header("X-Kept") == "k", r.headers
+    assert r.headers_all("Server") == ["ballast/0.1.0"], r.headers
+
+
+def test_pass_and_hide_inherit_together(ballast, backend):
+    """nginx's rule: a level with proxy_hide_header or proxy_pass_header inherits neither."""
+    b = proxied(ballast, backend, "proxy_hide_header X-Secret;",
+                server_extra="proxy_pass_header Server;")
+    r = b.get("/")
+    assert r.headers_all("Server") == ["ballast/0.1.0"], r.headers
+    assert r.header("X-Secret") is None, r.headers
+
+
+def test_proxy_pass_header_of_a_passed_field_is_an_error(tmp_path):
+    path, r = check(tmp_path, "http {\n    proxy_pass_header X-Kept;\n"
+                              "    server { listen 127.0.0.1:18080; }\n}\n")
+    assert r.returncode == 1, r
+    assert '"X-Kept" is passed to the client anyway' in r.stderr and ":2" in r.stderr, r.stderr

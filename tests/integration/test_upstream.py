@@ -114,7 +114,7 @@ def test_502_connection_refused(ballast):
     t0 = time.monotonic()
     r = px.get("/refused")
     assert r.status == 502, r
-    assert r.header("server") == "ballast", r.headers
+    assert r.header("server").startswith("ballast"), r.headers
     assert time.monotonic() - t0 < 3 * SLOW
 
 
@@ -156,7 +156,7 @@ def test_504_read_timeout(ballast, backend):
     r = px.get("/slow?delay=10", timeout=10)
     dt = time.monotonic() - t0
     assert r.status == 504, r
-    assert r.header("server") == "ballast", r.headers
+    assert r.header("server").startswith("ballast"), r.headers
     assert 0.4 <= dt < 3 * SLOW, "504 after %.2fs with proxy_read_timeout 500ms" % dt
     # a fast request still works afterwards
     r = px.get("/fast")
