@@ -1,6 +1,7 @@
 /* ballast: the process. Flags, start-up, signals, graceful stop. */
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -83,6 +84,25 @@ static int pid_file_lock(const char *path, char *err, size_t errlen)
     }
     snprintf(err, errlen, "pid file \"%s\" keeps being replaced", path);
     return -1;
+}
+
+/* `user`: after the listeners are bound, the logs and the pid file open, and before any
+ * thread starts (so every thread runs as the user), the process gives up root, as nginx's
+ * workers do. Without root there is nothing to give up: nginx's warning. */
+static int drop_privileges(const struct bl_config *cfg, char *err, size_t errlen)
+{
+    if (geteuid() != 0) {
+        bl_log(BL_LOG_WARN, "the \"user\" directive makes sense only if ballast runs with "
+               "super-user privileges, ignored");
+        return BL_OK;
+    }
+    if (setgid(cfg->gid) != 0 || initgroups(cfg->user, cfg->gid) != 0 ||
+        setuid(cfg->uid) != 0) {
+        snprintf(err, errlen, "switching to user \"%s\" failed (%d: %s)", cfg->user, errno,
+                 strerror(errno));
+        return BL_ERR;
+    }
+    return BL_OK;
 }
 
 /* Room for every connection a worker may hold: a client, an upstream, and slack. */
@@ -197,6 +217,12 @@ int main(int argc, char **argv)
      * nginx's bind() message; before anything runs, so that it leaves the pid file alone. */
     int pid_fd = -1;
     if (cfg->pid_file && (pid_fd = pid_file_lock(cfg->pid_file, err, sizeof(err))) < 0) {
+        bl_log(BL_LOG_EMERG, "%s", err);
+        if (cfg->error_log && strcmp(cfg->error_log, "stderr") != 0)
+            fprintf(stderr, "ballast: %s\n", err);
+        return 1;
+    }
+    if (cfg->user && drop_privileges(cfg, err, sizeof(err)) != BL_OK) {
         bl_log(BL_LOG_EMERG, "%s", err);
         if (cfg->error_log && strcmp(cfg->error_log, "stderr") != 0)
             fprintf(stderr, "ballast: %s\n", err);

@@ -16,6 +16,8 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1117,7 +1119,143 @@ static int h_root(struct compiler *c, const struct bl_conf_node *n)
     return BL_OK;
 }
 
-/* ---- typed settings ---- */
+/* root in http or server: inherited by locations that have neither their own root nor
+ * another handler (nginx's default site: `root /var/www/html;` beside `location / { ... }`). */
+static int h_root_inherited(struct compiler *c, const struct bl_conf_node *n)
+{
+    struct bl_loc_conf *lc = c->lc;
+    if (lc->set & BL_LC_ROOT)
+        return fail(c, "\"root\" directive is duplicate");
+    if (!(lc->root = conf_strdup(n->args[0])))
+        return oom(c);
+    size_t len = strlen(lc->root);
+    while (len > 1 && lc->root[len - 1] == '/')
+        lc->root[--len] = '\0';
+    lc->set |= BL_LC_ROOT;
+    return BL_OK;
+}
+
+static int h_root_any(struct compiler *c, const struct bl_conf_node *n)
+{
+    return c->loc ? h_root(c, n) : h_root_inherited(c, n);
+}
+
+static int h_index(struct compiler *c, const struct bl_conf_node *n)
+{
+    struct bl_loc_conf *lc = c->lc;
+    if (lc->set & BL_LC_INDEX)
+        return fail(c, "\"index\" directive is duplicate");
+    char **names = conf_calloc((size_t)n->nargs, sizeof(*names));
+    if (!names)
+        return oom(c);
+    lc->index = names;
+    lc->set |= BL_LC_INDEX;
+    for (int i = 0; i < n->nargs; i++) {
+        if (!n->args[i][0] || strchr(n->args[i], '/') || strchr(n->args[i], '$'))
+            return fail(c, "index \"%s\" is not supported in this build: only file names",
+                        n->args[i]);
+        if (!(names[i] = conf_strdup(n->args[i])))
+            return oom(c);
+        lc->nindex++;
+    }
+    return BL_OK;
+}
+
+static int h_default_type(struct compiler *c, const struct bl_conf_node *n)
+{
+    struct bl_loc_conf *lc = c->lc;
+    if (lc->set & BL_LC_DEFAULT_TYPE)
+        return fail(c, "\"default_type\" directive is duplicate");
+    if (!(lc->default_type = conf_strdup(n->args[0])))
+        return oom(c);
+    lc->set |= BL_LC_DEFAULT_TYPE;
+    return BL_OK;
+}
+
+/* types { MIME-TYPE EXTENSION ...; ... }: each line of the block is read as a directive whose
+ * name is the type and whose arguments are the extensions. */
+static int h_types(struct compiler *c, const struct bl_conf_node *n)
+{
+    struct bl_loc_conf *lc = c->lc;
+    if (lc->set & BL_LC_TYPES)
+        return fail(c, "\"types\" directive is duplicate");
+    lc->set |= BL_LC_TYPES;
+    for (int i = 0; i < n->nchildren; i++) {
+        const struct bl_conf_node *t = &n->children[i];
+        c->node = t;
+        if (t->is_block || t->nargs == 0)
+            return fail(c, "invalid number of arguments in \"%s\" directive", t->name);
+        for (int k = 0; k < t->nargs; k++) {
+            struct bl_mime_type *types = grow(lc->types, lc->ntypes, sizeof(*types));
+            if (!types)
+                return oom(c);
+            lc->types = types;
+            struct bl_mime_type *m = &types[lc->ntypes];
+            if (!(m->ext = conf_strdup(t->args[k])) || !(m->type = conf_strdup(t->name))) {
+                free(m->ext);
+                return oom(c);
+            }
+            lc->ntypes++;
+        }
+    }
+    c->node = n;
+    return BL_OK;
+}
+
+/* try_files as nginx's stock site writes it, for a root location: `$uri`, `$uri/`, then
+ * `=CODE`. Other forms (named locations, other variables, a fallback URI) need internal
+ * redirects that this build does not have. */
+static int h_try_files(struct compiler *c, const struct bl_conf_node *n)
+{
+    struct bl_location *loc = c->loc;
+    if (loc->try_files)
+        return fail(c, "\"try_files\" directive is duplicate");
+    if (loc->kind == BL_LOC_PROXY || loc->kind == BL_LOC_RETURN)
+        return fail(c, "\"try_files\" serves files: not with \"proxy_pass\" or \"return\"");
+    const char *last = n->args[n->nargs - 1];
+    int64_t code = 0;
+    int ok = last[0] == '=' && parse_num(last + 1, 200, 599, &code) == BL_OK;
+    for (int i = 0; ok && i < n->nargs - 1; i++) {
+        if (strcmp(n->args[i], "$uri/") == 0)
+            loc->try_dir = 1;
+        else if (strcmp(n->args[i], "$uri") != 0)
+            ok = 0;
+    }
+    if (!ok || strcmp(n->args[0], "$uri") != 0)
+        return fail(c, "try_files other than \"$uri [$uri/] =CODE\" is not supported in this "
+                       "build");
+    loc->try_files = 1;
+    loc->try_code = (int)code;
+    return BL_OK;
+}
+
+/* user USER [GROUP]: resolved at load, so that -t finds a name that does not exist; applied
+ * in main.c after the listeners and the pid file, before any thread starts. */
+static int h_user(struct compiler *c, const struct bl_conf_node *n)
+{
+    const char *group = n->nargs > 1 ? n->args[1] : n->args[0];
+    struct passwd *pw = getpwnam(n->args[0]);
+    if (!pw)
+        return fail(c, "getpwnam(\"%s\") failed", n->args[0]);
+    struct group *gr = getgrnam(group);
+    if (!gr)
+        return fail(c, "getgrnam(\"%s\") failed", group);
+    free(c->cfg->user);
+    if (!(c->cfg->user = conf_strdup(n->args[0])))
+        return oom(c);
+    c->cfg->uid = pw->pw_uid;
+    c->cfg->gid = gr->gr_gid;
+    return BL_OK;
+}
+
+/* nginx's hash table sizes: ballast has no such tables; the line is checked and does nothing. */
+static int h_number_ignore(struct compiler *c, const struct bl_conf_node *n)
+{
+    uint64_t v;
+    if (bl_parse_size(n->args[0], &v) != BL_OK)
+        return invalid_value(c, n->args[0]);
+    return BL_OK;
+}
 
 /* ---- typed settings ---- */
 
@@ -1159,6 +1297,7 @@ static const struct directive directives[] = {
     DIRECTIVE("pid", CTX_MAIN, 1, 1, 0, "FILE | off", NULL, h_pid),
     DIRECTIVE("shutdown_timeout", CTX_MAIN, 1, 1, 0, "TIME", "10s", h_shutdown_timeout),
     DIRECTIVE("worker_rlimit_nofile", CTX_MAIN, 1, 1, 0, "NUMBER", NULL, h_worker_rlimit_nofile),
+    DIRECTIVE("user", CTX_MAIN, 1, 2, 0, "USER [GROUP]", NULL, h_user),
     DIRECTIVE("daemon", CTX_MAIN, 1, 1, 0, "on | off", "off", h_flag_ignore),
     DIRECTIVE("events", CTX_MAIN, 0, 0, DIR_BLOCK, "", NULL, h_events),
     DIRECTIVE("http", CTX_MAIN, 0, 0, DIR_BLOCK, "", NULL, h_http),
@@ -1199,6 +1338,14 @@ static const struct directive directives[] = {
     DIRECTIVE("tcp_nopush", CTX_HSL, 1, 1, 0, "on | off", "off", h_flag_ignore),
     DIRECTIVE("tcp_nodelay", CTX_HSL, 1, 1, 0, "on | off", "on", h_flag_ignore),
     TYPED("server_tokens", CTX_HSL, FT_FLAG, server_tokens, "on"),
+    DIRECTIVE("index", CTX_HSL, 1, ANY_ARGS, 0, "FILE ...", "index.html", h_index),
+    DIRECTIVE("default_type", CTX_HSL, 1, 1, 0, "MIME-TYPE", "text/plain", h_default_type),
+    DIRECTIVE("types", CTX_HSL, 0, 0, DIR_BLOCK, "", NULL, h_types),
+    DIRECTIVE("types_hash_max_size", CTX_HSL, 1, 1, 0, "SIZE", "1024", h_number_ignore),
+    DIRECTIVE("types_hash_bucket_size", CTX_HSL, 1, 1, 0, "SIZE", "64", h_number_ignore),
+    DIRECTIVE("server_names_hash_max_size", CTX_HTTP, 1, 1, 0, "SIZE", "512", h_number_ignore),
+    DIRECTIVE("server_names_hash_bucket_size", CTX_HTTP, 1, 1, 0, "SIZE", "64",
+              h_number_ignore),
     DIRECTIVE("proxy_pass_header", CTX_HSL, 1, 1, 0, "FIELD", NULL, h_proxy_pass_header),
     DIRECTIVE("proxy_hide_header", CTX_HSL, 1, 1, 0, "FIELD", NULL, h_proxy_pass_header),
     /* upstream */
@@ -1241,7 +1388,9 @@ static const struct directive directives[] = {
     /* location */
     DIRECTIVE("proxy_pass", CTX_LOCATION, 1, 1, 0, "http://NAME[/URI]\nhttp://HOST:PORT[/URI]",
               NULL, h_proxy_pass),
-    DIRECTIVE("root", CTX_LOCATION, 1, 1, 0, "DIRECTORY", NULL, h_root),
+    DIRECTIVE("root", CTX_HSL, 1, 1, 0, "DIRECTORY", NULL, h_root_any),
+    DIRECTIVE("try_files", CTX_LOCATION, 2, ANY_ARGS, 0, "$uri [$uri/] =CODE", NULL,
+              h_try_files),
 };
 
 static int h_typed(struct compiler *c, const struct bl_conf_node *n)
@@ -1466,6 +1615,18 @@ static void merge_loc_conf(struct bl_loc_conf *child, const struct bl_loc_conf *
         child->error_pages = parent->error_pages;
         child->nerror_pages = parent->nerror_pages;
     }
+    if (!(child->set & BL_LC_ROOT))
+        child->root = parent->root;
+    if (!(child->set & BL_LC_INDEX)) {
+        child->index = parent->index;
+        child->nindex = parent->nindex;
+    }
+    if (!(child->set & BL_LC_DEFAULT_TYPE))
+        child->default_type = parent->default_type;
+    if (!(child->set & BL_LC_TYPES)) {
+        child->types = parent->types;
+        child->ntypes = parent->ntypes;
+    }
     if (!(child->set & BL_LC_HIDE)) {
         child->pass_headers = parent->pass_headers;
         child->hide_headers = parent->hide_headers;
@@ -1496,6 +1657,22 @@ static void free_loc_conf(struct bl_loc_conf *lc)
         free_headers(lc->headers, lc->nheaders);
     if (lc->set & BL_LC_ERROR_PAGES)
         free_error_pages(lc->error_pages, lc->nerror_pages);
+    if (lc->set & BL_LC_ROOT)
+        free(lc->root);
+    if (lc->set & BL_LC_INDEX) {
+        for (uint32_t i = 0; i < lc->nindex; i++)
+            free(lc->index[i]);
+        free(lc->index);
+    }
+    if (lc->set & BL_LC_DEFAULT_TYPE)
+        free(lc->default_type);
+    if (lc->set & BL_LC_TYPES) {
+        for (uint32_t i = 0; i < lc->ntypes; i++) {
+            free(lc->types[i].ext);
+            free(lc->types[i].type);
+        }
+        free(lc->types);
+    }
     if (lc->set & BL_LC_HIDE) {
         for (uint32_t i = 0; i < lc->nhide_headers; i++)
             free(lc->hide_headers[i]);
@@ -1601,6 +1778,11 @@ static void finish_location(struct bl_config *cfg, struct bl_server_block *s,
                             struct bl_location *loc)
 {
     merge_loc_conf(&loc->conf, &s->conf);
+    if (loc->kind == BL_LOC_NONE && loc->conf.root && loc != s->server_loc) {
+        loc->kind = BL_LOC_STATIC;
+        loc->root_inherited = 1;
+        loc->root = loc->conf.root;
+    }
     loc->set_xff = loc->set_xrip = loc->set_xfp = 1;
     for (uint32_t i = 0; i < loc->conf.nheaders; i++) {
         const char *n = loc->conf.headers[i].name;
@@ -1734,7 +1916,8 @@ struct bl_config *bl_conf_load_string(const char *text, const char *name, char *
 static void free_location(struct bl_location *loc)
 {
     free_loc_conf(&loc->conf);
-    free(loc->root);
+    if (!loc->root_inherited)
+        free(loc->root);
     free(loc->path);
     free(loc->proxy_uri);
     free(loc->proxy_host);
@@ -1795,6 +1978,7 @@ void bl_conf_release(struct bl_config *cfg)
     free(cfg->access_logs);
     free(cfg->error_log);
     free(cfg->pid_file);
+    free(cfg->user);
     free(cfg->file);
     bl_conf_free(cfg->tree);
     free(cfg);

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 
 #include "core/sock.h"
 #include "upstream/attempt.h"     /* BL_NEXT_*: proxy_next_upstream conditions */
@@ -27,6 +28,7 @@ struct bl_header_set {
 
 struct bl_error_page;
 struct bl_access_log;
+struct bl_mime_type;
 
 /* Settings that http, server and location may each hold, inherited downwards as nginx merges
  * its loc_conf: one struct for all three levels (struct bl_config.http_conf,
@@ -67,6 +69,12 @@ struct bl_loc_conf {
     uint32_t nerror_pages;
     struct bl_error_page *error_pages;
     struct bl_access_log *access_log;   /* NULL = off; owned by bl_config.access_logs */
+    char *root;                     /* http/server root: locations without one inherit it */
+    char **index;                   /* index: names tried for a path ending in "/" */
+    uint32_t nindex;
+    char *default_type;             /* default_type: for files no types entry names */
+    struct bl_mime_type *types;     /* types { }: NULL for the built-in list (local.c) */
+    uint32_t ntypes;
     uint32_t pass_headers;          /* proxy_pass_header: BL_HIDE_* bits (conf/hide_headers.h) */
     char **hide_headers;            /* proxy_hide_header names */
     uint32_t nhide_headers;
@@ -77,8 +85,18 @@ struct bl_loc_conf {
 #define BL_LC_HEADERS     0x1u      /* proxy_set_header */
 #define BL_LC_ACCESS_LOG  0x2u      /* access_log */
 #define BL_LC_ERROR_PAGES 0x4u      /* error_page */
+#define BL_LC_ROOT        0x10u     /* root (http, server) */
+#define BL_LC_INDEX       0x20u     /* index */
+#define BL_LC_DEFAULT_TYPE 0x40u    /* default_type */
+#define BL_LC_TYPES       0x80u     /* types */
 #define BL_LC_HIDE        0x8u      /* proxy_pass_header or proxy_hide_header: as in nginx, a
                                      * level with either inherits neither */
+
+/* One extension of a types { } block: "html" -> "text/html". */
+struct bl_mime_type {
+    char *ext;
+    char *type;
+};
 
 /* An error_page line: codes -> URI, optionally with the status replaced. */
 struct bl_error_page {
@@ -111,6 +129,10 @@ struct bl_location {
     struct bl_template *return_text;/* body, or Location for 301/302/303/307/308 */
     uint8_t set_xff, set_xrip, set_xfp; /* default X-Forwarded-For/X-Real-IP/-Proto still apply */
     char *root;                     /* BL_LOC_STATIC: directory files are served from */
+    uint8_t root_inherited;         /* root is the server's or http's (not owned) */
+    uint8_t try_files;              /* try_files $uri [$uri/] =CODE */
+    uint8_t try_dir;                /* ... with $uri/: a directory is served by its index */
+    int try_code;                   /* ... the =CODE when nothing matches */
     struct bl_loc_conf conf;        /* effective settings (inherited and own) */
 };
 
@@ -160,6 +182,9 @@ struct bl_config {
     char *pid_file;                 /* NULL: none */
     uint64_t shutdown_timeout;      /* ms */
     int rlimit_nofile;              /* worker_rlimit_nofile, 0 = derive */
+    char *user;                     /* user USER [GROUP]: NULL for none */
+    uid_t uid;                      /* resolved at load */
+    gid_t gid;
 
     struct bl_loc_conf defaults;    /* the directive table's defaults: http_conf's parent */
     struct bl_loc_conf http_conf;   /* http-level settings (inherited and own) */

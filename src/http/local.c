@@ -69,7 +69,9 @@ int bl_local_file_chunk(struct bl_request *r)
     return BL_OK;
 }
 
-static const char *content_type(const char *path, size_t len)
+/* The type of a file from its extension: the location's `types` when it has some (any case,
+ * as nginx matches them), else the built-in list below; `default_type` when neither knows it. */
+static const char *content_type(const struct bl_location *loc, const char *path, size_t len)
 {
     static const struct {
         const char *ext, *type;
@@ -94,11 +96,41 @@ static const char *content_type(const char *path, size_t len)
     }
     if (dot) {
         size_t elen = (size_t)(path + len - dot);
-        for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
-            if (strlen(types[i].ext) == elen && strncasecmp(types[i].ext, dot, elen) == 0)
-                return types[i].type;
+        if (loc->conf.types) {
+            for (uint32_t i = 0; i < loc->conf.ntypes; i++)
+                if (strlen(loc->conf.types[i].ext) == elen &&
+                    strncasecmp(loc->conf.types[i].ext, dot, elen) == 0)
+                    return loc->conf.types[i].type;
+        } else {
+            for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
+                if (strlen(types[i].ext) == elen && strncasecmp(types[i].ext, dot, elen) == 0)
+                    return types[i].type;
+        }
     }
-    return "application/octet-stream";
+    return loc->conf.default_type ? loc->conf.default_type : "text/plain";
+}
+
+/* Opens root + path + the first `index` name that exists (path ends in "/"). Returns the fd,
+ * or -1 with errno: ENOENT when none exists, EISDIR-like 403 is the caller's (the directory
+ * exists but has no index). */
+static int open_index(const struct bl_location *loc, const char *path, size_t len, char *full,
+                      size_t cap)
+{
+    int e = ENOENT;
+    for (uint32_t i = 0; i < loc->conf.nindex; i++) {
+        int n = snprintf(full, cap, "%s%.*s%s", loc->root, (int)len, path, loc->conf.index[i]);
+        if (n < 0 || (size_t)n >= cap) {
+            errno = ENAMETOOLONG;
+            return -1;
+        }
+        int fd = open(full, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+        if (fd >= 0)
+            return fd;
+        if (errno != ENOENT)
+            e = errno;
+    }
+    errno = e;
+    return -1;
 }
 
 /* A request path may not climb out of root: no "." or ".." segment, no NUL. The path is taken
@@ -132,22 +164,42 @@ static int static_serve(struct bl_request *r, const struct bl_location *loc, con
     if (!path_safe(path, len)) {
         return local_write(r, 404, NULL, 0, NULL, 0);
     }
+    /* try_files $uri [$uri/] =CODE answers CODE where a plain root answers 404. */
+    int missing = loc->try_files ? loc->try_code : 404;
     char full[PATH_MAX];
-    int n = snprintf(full, sizeof(full), "%s%.*s%s", loc->root, (int)len, path,
-                     path[len - 1] == '/' ? "index.html" : "");
-    if (n < 0 || (size_t)n >= sizeof(full)) {
-        return local_write(r, 414, NULL, 0, NULL, 0);
+    int fd;
+    if (path[len - 1] == '/') {
+        fd = open_index(loc, path, len, full, sizeof(full));
+        if (fd < 0 && errno == ENOENT) {
+            /* nginx: a directory without an index file is forbidden, not missing. */
+            struct stat dst;
+            int n = snprintf(full, sizeof(full), "%s%.*s", loc->root, (int)len, path);
+            int dir = n > 0 && (size_t)n < sizeof(full) && stat(full, &dst) == 0 &&
+                      S_ISDIR(dst.st_mode);
+            return local_write(r, dir && (!loc->try_files || loc->try_dir) ? 403 : missing,
+                               NULL, 0, NULL, 0);
+        }
+    } else {
+        int n = snprintf(full, sizeof(full), "%s%.*s", loc->root, (int)len, path);
+        if (n < 0 || (size_t)n >= sizeof(full))
+            return local_write(r, 414, NULL, 0, NULL, 0);
+        fd = open(full, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     }
-    int fd = open(full, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     struct stat st;
     if (fd < 0 || fstat(fd, &st) != 0) {
         int e = errno;
         if (fd >= 0)
             close(fd);
+        if (e == ENAMETOOLONG)
+            return local_write(r, 414, NULL, 0, NULL, 0);
         if (e != ENOENT && e != ENOTDIR)
             bl_log(BL_LOG_ERROR, "open() \"%s\" failed (%s), client %s", full, strerror(e),
                    r->c->ip);
-        return local_write(r, e == EACCES ? 403 : 404, NULL, 0, NULL, 0);
+        return local_write(r, e == EACCES ? 403 : missing, NULL, 0, NULL, 0);
+    }
+    if (S_ISDIR(st.st_mode) && loc->try_files && !loc->try_dir) {
+        close(fd);
+        return local_write(r, missing, NULL, 0, NULL, 0);
     }
     if (S_ISDIR(st.st_mode)) {
         close(fd);
@@ -180,7 +232,8 @@ static int static_serve(struct bl_request *r, const struct bl_location *loc, con
                      "Content-Length: %lld\r\nLast-Modified: %s\r\n%s\r\n",
                      status, bl_http_reason(status), bl_http_server_name(server_tokens(r)),
                      (int)dlen, date,
-                     content_type(full, strlen(full)), (long long)st.st_size, mtime, conn);
+                     content_type(loc, full, strlen(full)), (long long)st.st_size, mtime,
+                     conn);
     r->status = status;
     r->out->start = 0;
     r->out->end = (uint32_t)h;
