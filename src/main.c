@@ -17,6 +17,7 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/loop.h"
+#include "core/stats.h"
 #include "core/status.h"
 #include "core/version.h"
 #include "upstream/health_check.h"
@@ -206,7 +207,11 @@ int main(int argc, char **argv)
     sigaddset(&set, SIGQUIT);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
 
-    struct bl_worker *ws = bl_workers_create(cfg, err, sizeof(err));
+    bl_process_stats_start();
+    struct bl_stats_set *stats = bl_worker_stats_create(cfg);
+    struct bl_worker *ws = stats ? bl_workers_create(cfg, stats, err, sizeof(err)) : NULL;
+    if (!stats)
+        snprintf(err, sizeof(err), "out of memory for statistics");
     if (!ws) {
         bl_log(BL_LOG_EMERG, "%s", err);
         if (cfg->error_log && strcmp(cfg->error_log, "stderr") != 0)
@@ -260,6 +265,7 @@ int main(int argc, char **argv)
         close(pid_fd);
     }
     bl_conf_release(cfg);
+    bl_stats_free(stats);
     bl_buf_drain();
     return 0;
 }

@@ -14,6 +14,7 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/sock.h"
+#include "core/stats.h"
 #include "core/status.h"
 #include "http/access_log.h"
 #include "http/proxy.h"
@@ -149,7 +150,14 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-struct bl_worker *bl_workers_create(const struct bl_config *cfg, char *err, unsigned long errlen)
+struct bl_stats_set *bl_worker_stats_create(const struct bl_config *cfg)
+{
+    return bl_stats_create((uint32_t)cfg->workers, cfg->nservers, cfg->nlocations,
+                           cfg->nupstream_servers, cfg->nlistens);
+}
+
+struct bl_worker *bl_workers_create(const struct bl_config *cfg, struct bl_stats_set *stats,
+                                    char *err, unsigned long errlen)
 {
     int n = cfg->workers;
     /* Every worker has its own SO_REUSEPORT socket per address, so that the kernel spreads
@@ -195,10 +203,12 @@ struct bl_worker *bl_workers_create(const struct bl_config *cfg, char *err, unsi
         w->http.loop = w->loop;
         w->http.cfg = cfg;
         w->http.on_client_closed = on_client_closed;
+        w->http.stats = stats->workers[i];
         /* Balancer state is made here, not on the worker thread, so that running out of
          * memory is a start-up error rather than a dead worker. */
         if (bl_upstream_worker_init(&w->http.up, w->loop, cfg->groups, cfg->ngroups,
-                                    cfg->nupstream_servers, err, errlen) != BL_OK)
+                                    cfg->nupstream_servers, w->http.stats->peers, err,
+                                    errlen) != BL_OK)
             return NULL;
         w->listeners = calloc(cfg->nlistens + 1, sizeof(*w->listeners));
         if (bl_access_logs_init(&w->http.logs, w->loop, cfg) != BL_OK || !w->listeners) {

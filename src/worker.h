@@ -12,6 +12,7 @@
 
 struct bl_config;
 struct bl_listen;
+struct bl_stats_set;
 
 struct bl_listener {
     struct bl_io io;
@@ -37,9 +38,14 @@ struct bl_worker {
 };
 
 /* Creates workers for cfg, each with its own listening sockets bound here (so that a bind
- * failure is reported before anything starts). Control thread. Returns an array of
- * cfg->workers workers or NULL with err filled. */
-struct bl_worker *bl_workers_create(const struct bl_config *cfg, char *err, unsigned long errlen);
+ * failure is reported before anything starts). Worker i counts into stats->workers[i]: stats
+ * is made for cfg by bl_worker_stats_create() and outlives the workers. Control thread.
+ * Returns an array of cfg->workers workers or NULL with err filled. */
+struct bl_worker *bl_workers_create(const struct bl_config *cfg, struct bl_stats_set *stats,
+                                    char *err, unsigned long errlen);
+
+/* Zeroed statistics blocks for cfg->workers workers running cfg; NULL when out of memory. */
+struct bl_stats_set *bl_worker_stats_create(const struct bl_config *cfg);
 
 /* Starts the threads. */
 int bl_workers_start(struct bl_worker *ws, int n, char *err, unsigned long errlen);

@@ -1808,11 +1808,17 @@ static int finish(struct compiler *c)
     for (uint32_t i = 0; i < cfg->nservers; i++) {
         struct bl_server_block *s = cfg->servers[i];
         merge_loc_conf(&s->conf, &cfg->http_conf);
+        s->index = i;
+        s->server_loc->index = UINT32_MAX;
         finish_location(cfg, s, s->server_loc);
-        for (uint32_t k = 0; k < s->nexact; k++)
+        for (uint32_t k = 0; k < s->nexact; k++) {
+            s->exact[k]->index = cfg->nlocations++;
             finish_location(cfg, s, s->exact[k]);
-        for (uint32_t k = 0; k < s->nprefix; k++)
+        }
+        for (uint32_t k = 0; k < s->nprefix; k++) {
+            s->prefix[k]->index = cfg->nlocations++;
             finish_location(cfg, s, s->prefix[k]);
+        }
         if (s->nprefix > 1)
             qsort(s->prefix, s->nprefix, sizeof(s->prefix[0]), cmp_prefix_len);
     }

@@ -133,6 +133,8 @@ struct bl_location {
     uint8_t try_files;              /* try_files $uri [$uri/] =CODE */
     uint8_t try_dir;                /* ... with $uri/: a directory is served by its index */
     int try_code;                   /* ... the =CODE when nothing matches */
+    uint32_t index;                 /* 0..nlocations-1 over the config (per-worker statistics
+                                     * are indexed by it); UINT32_MAX for a server_loc */
     struct bl_loc_conf conf;        /* effective settings (inherited and own) */
 };
 
@@ -147,6 +149,7 @@ struct bl_server_block {
     uint32_t nprefix;
     struct bl_location *server_loc; /* server-level settings, used before a location matches */
     uint8_t is_default;             /* listen ... default_server */
+    uint32_t index;                 /* position in bl_config.servers */
     struct bl_loc_conf conf;        /* server-level settings (inherited and own) */
 };
 
@@ -193,6 +196,7 @@ struct bl_config {
     uint32_t nlistens;
     struct bl_server_block **servers;
     uint32_t nservers;
+    uint32_t nlocations;            /* locations over all servers (bl_location.index) */
     struct bl_upstream_group **groups;
     uint32_t ngroups;
     uint32_t nupstream_servers;     /* total servers over all groups (ids 0..n-1) */

@@ -49,6 +49,29 @@ static void proxy_client_event(struct bl_request *r, uint32_t ev);
 
 /* ------------------------------------------------------------ small helpers */
 
+/* Changes c's state, keeping its listener's idle-connection gauge (core/stats.h). */
+static inline void client_state(struct bl_client *c, uint8_t state)
+{
+    if ((c->state == CS_IDLE) != (state == CS_IDLE)) {
+        if (state == CS_IDLE)
+            bl_stat_add(&c->stats->conns_idle, 1);
+        else
+            bl_stat_sub(&c->stats->conns_idle, 1);
+    }
+    c->state = state;
+}
+
+/* The statistics of the request's current upstream server, in this worker's block. */
+static inline struct bl_stats_peer *peer_stats(const struct bl_request *r)
+{
+    return &r->c->w->stats->peers[r->a.server->id];
+}
+
+static inline void count_failure(const struct bl_request *r, enum bl_stats_fail why)
+{
+    bl_stat_add(&peer_stats(r)->failures[why], 1);
+}
+
 /* recv into b; returns bytes (> 0), 0 at EOF, BL_AGAIN, or BL_ERR (core/status.h). Clears
  * *ready on a short read: with edge-triggered epoll, a short read means the socket is drained,
  * unless the peer has closed its side (hup), whose EOF is still to be read and will bring no
@@ -138,6 +161,7 @@ static int account_request_body(struct bl_request *r, uint32_t from, int *status
         uint32_t take = avail < r->req_left ? avail : (uint32_t)r->req_left;
         r->req_left -= take;
         r->body_end = from + take;
+        r->bytes_in += take;
         if (r->req_left == 0)
             r->req_body_done = 1;
         return BL_OK;
@@ -152,6 +176,7 @@ static int account_request_body(struct bl_request *r, uint32_t from, int *status
         return BL_ERR;
     }
     r->body_end = from + (uint32_t)k;
+    r->bytes_in += (uint64_t)k;
     if (done)
         r->req_body_done = 1;
     if (max && r->req_chunked.data_bytes > max) {
@@ -201,7 +226,7 @@ static void request_start(struct bl_client *c, uint32_t head_len)
     struct bl_h1_message *m = &r->msg;
     r->head_end = r->head_start + head_len;
     r->body_sent = r->body_end = r->head_end;
-    c->state = CS_REQUEST;
+    client_state(c, CS_REQUEST);
     c->nrequests++;
     bl_timer_cancel(c->w->loop, &c->timer);
     int status = 0;
@@ -389,6 +414,15 @@ static int attempt_failed(struct bl_request *r, enum bl_attempt_error kind, int 
         attempt_start(r, 1);
         return 1;
     }
+    if (kind == BL_AE_TIMEOUT)
+        count_failure(r, r->state == RS_CONNECT ? BL_SF_CONNECT_TIMEOUT : BL_SF_TIMEOUT);
+    else if (kind == BL_AE_INVALID)
+        count_failure(r, BL_SF_INVALID);
+    else if (kind == BL_AE_ERROR)
+        /* No connection, or a new one that failed before taking a byte: the connect failed
+         * (a refused non-blocking connect shows up on the first send). */
+        count_failure(r, !r->a.conn || (r->a.conn->nrequests == 1 && !r->a.sent_any)
+                             ? BL_SF_CONNECT_ERROR : BL_SF_ERROR);
     if (kind != BL_AE_STATUS)
         bl_log(BL_LOG_ERROR, "%s (%s) while talking to upstream %s, client %s", why,
                err ? strerror(err) : kind == BL_AE_TIMEOUT ? "timed out" : "closed", s->name,
@@ -418,6 +452,7 @@ static void upstream_on_timeout(struct bl_upconn *u)
         bl_log(BL_LOG_ERROR, "%s body from %s (state %s), client %s", what, u->server->name,
                bl_req_state_str(r->state), r->c->ip);
         bl_server_report(u->server, 1, bl_clock_ms);
+        count_failure(r, BL_SF_TIMEOUT);
         request_abort(r, 0, what);
         return;
     }
@@ -459,10 +494,13 @@ static int send_head_and_body(struct bl_request *r, int fd, uint8_t *ready, cons
             return BL_AGAIN;
         if (w < 0)
             return BL_ERR;
-        if (fd == r->c->io.fd)
+        if (fd == r->c->io.fd) {
             r->resp_started = 1;
-        else
+            r->bytes_out += (uint64_t)w;
+        } else {
             r->a.sent_any = 1;
+            bl_stat_add(&peer_stats(r)->bytes_out, (uint64_t)w);
+        }
         size_t h = (size_t)w < head_left ? (size_t)w : head_left;
         r->out_sent += (uint32_t)h;
         *body_written += (uint32_t)((size_t)w - h);
@@ -634,6 +672,9 @@ static int parse_response_head(struct bl_request *r)
         }
         /* Final head. A status proxy_next_upstream names may send the request elsewhere. */
         bl_attempt_answered(&r->a, r->resp.status);
+        struct bl_stats_peer *ps = peer_stats(r);
+        bl_stat_add(&ps->responses[bl_stats_class(r->resp.status)], 1);
+        bl_stat_observe(&ps->header_time, r->a.time_us);
         if ((r->loc->conf.next_upstream & bl_next_upstream_status(r->resp.status)) &&
             attempt_failed(r, BL_AE_STATUS, r->resp.status, "status", 0))
             return BL_ERR;
@@ -664,6 +705,7 @@ static int parse_response_head(struct bl_request *r)
         if (account_response_body(r, b->start) != BL_OK) {
             bl_log(BL_LOG_ERROR, "upstream %s sent invalid chunked response, client %s",
                    u->server->name, r->c->ip);
+            count_failure(r, BL_SF_INVALID);
             request_abort(r, 502, "bad chunked response");
             return BL_ERR;
         }
@@ -685,7 +727,10 @@ static ssize_t upstream_read(struct bl_request *r)
         u->in->start = u->in->end = 0;
     if (bl_buf_room(u->in) == 0)
         return BL_AGAIN;
-    return read_into(u->io.fd, u->in, &u->rready, u->hup);
+    ssize_t n = read_into(u->io.fd, u->in, &u->rready, u->hup);
+    if (n > 0)
+        bl_stat_add(&peer_stats(r)->bytes_in, (uint64_t)n);
+    return n;
 }
 
 /* Sends the client head (r->out) and response body bytes in u->in to the client. BL_OK when
@@ -817,18 +862,21 @@ static int relay_read(struct bl_request *r)
     if (n == 0) {
         bl_log(BL_LOG_ERROR, "upstream %s prematurely closed connection while reading "
                "response body, client %s", u->server->name, c->ip);
+        count_failure(r, BL_SF_ERROR);
         request_abort(r, 0, "upstream closed mid-body");
         return BL_ERR;
     }
     if (n < 0) {
         bl_log(BL_LOG_ERROR, "recv() failed (%s) while reading upstream %s, client %s",
                strerror(errno), u->server->name, c->ip);
+        count_failure(r, BL_SF_ERROR);
         request_abort(r, 0, "upstream read error");
         return BL_ERR;
     }
     if (account_response_body(r, u->in->end - (uint32_t)n) != BL_OK) {
         bl_log(BL_LOG_ERROR, "upstream %s sent invalid chunked body, client %s",
                u->server->name, c->ip);
+        count_failure(r, BL_SF_INVALID);
         request_abort(r, 0, "bad chunked response body");
         return BL_ERR;
     }
@@ -976,9 +1024,31 @@ static void local_response(struct bl_request *r, int status)
 
 /* ------------------------------------------------------------ finishing */
 
+/* Counts a finished request in its server block's and location's statistics: the same
+ * requests the access log shows. */
+static void request_account(const struct bl_request *r)
+{
+    if (!r->srv)
+        return;
+    struct bl_stats_worker *st = r->c->w->stats;
+    unsigned k = bl_stats_class(r->status);
+    uint64_t in = (uint64_t)(r->head_end - r->head_start) + r->bytes_in;
+    struct bl_stats_zone *z = &st->servers[r->srv->index];
+    bl_stat_add(&z->requests[k], 1);
+    bl_stat_add(&z->bytes_in, in);
+    bl_stat_add(&z->bytes_out, r->bytes_out);
+    if (r->loc && r->loc->index != UINT32_MAX) {
+        z = &st->locations[r->loc->index];
+        bl_stat_add(&z->requests[k], 1);
+        bl_stat_add(&z->bytes_in, in);
+        bl_stat_add(&z->bytes_out, r->bytes_out);
+    }
+}
+
 static void request_log(struct bl_request *r)
 {
     const struct bl_location *loc = r->loc;
+    request_account(r);
     if (!loc || !loc->conf.access_log)
         return;
     struct bl_access_entry e = {
@@ -1032,7 +1102,7 @@ static void request_finish(struct bl_request *r)
         /* Lingering close: stop sending, read and drop what the client still sends for a
          * moment, so the response is not lost to a reset caused by unread input. */
         shutdown(c->io.fd, SHUT_WR);
-        c->state = CS_LINGER;
+        client_state(c, CS_LINGER);
         bl_arm(c->w, &c->timer, 2000);
         if (c->in)
             c->in->start = c->in->end = 0;
@@ -1046,13 +1116,13 @@ static void request_finish(struct bl_request *r)
         memmove(in->data, in->data + next, in->end - next);
         in->end -= next;
         in->start = 0;
-        c->state = CS_READ_HEAD;
+        client_state(c, CS_READ_HEAD);
         client_read_head(c);
         return;
     }
     bl_buf_put(in);
     c->in = NULL;
-    c->state = CS_IDLE;
+    client_state(c, CS_IDLE);
     bl_arm(c->w, &c->timer, idle_ms);
     if (c->rready)
         client_read_head(c);
@@ -1097,7 +1167,7 @@ static void client_close(struct bl_client *c)
         bl_attempt_release(&r->a, 1, 0, r->body_bytes_sent);
         request_free(r);
     }
-    c->state = CS_CLOSED;
+    client_state(c, CS_CLOSED);
     bl_timer_cancel(w->loop, &c->timer);
     close(c->io.fd);
     c->io.fd = -1;
@@ -1111,6 +1181,7 @@ static void client_close(struct bl_client *c)
     if (c->next)
         c->next->prev = c->prev;
     w->nclients--;
+    bl_stat_sub(&c->stats->conns, 1);
     bl_loop_defer(w->loop, &c->defer);
     w->on_client_closed(w);
 }
@@ -1124,7 +1195,7 @@ static void client_bad_request(struct bl_client *c, int status, const char *reas
     r->head_end = r->body_end = r->body_sent = c->in->end;
     r->req_body_done = 1;
     r->keep_alive = 0;
-    c->state = CS_REQUEST;
+    client_state(c, CS_REQUEST);
     /* The access log shows what it can: the request line may not have been parsed. */
     r->msg.method = NULL;
     r->msg.nheaders = 0;
@@ -1175,7 +1246,7 @@ static void client_read_head(struct bl_client *c)
             /* The header deadline runs from the head's first byte (or the connection's
              * opening): a client trickling bytes does not move it. */
             if (c->state != CS_READ_HEAD)
-                c->state = CS_READ_HEAD;
+                client_state(c, CS_READ_HEAD);
             if (!bl_timer_armed(&c->timer))
                 bl_arm(c->w, &c->timer, def->conf.client_header_timeout);
             if (bl_buf_len(c->in) == 0) {
@@ -1184,7 +1255,7 @@ static void client_read_head(struct bl_client *c)
                 c->in = NULL;
                 request_free(c->req);
                 c->req = NULL;
-                c->state = c->nrequests ? CS_IDLE : CS_READ_HEAD;
+                client_state(c, c->nrequests ? CS_IDLE : CS_READ_HEAD);
                 if (c->nrequests)
                     bl_arm(c->w, &c->timer, def->conf.keepalive_timeout);
             }
@@ -1198,7 +1269,7 @@ static void client_read_head(struct bl_client *c)
             return;
         }
         if (c->state == CS_IDLE) {
-            c->state = CS_READ_HEAD;
+            client_state(c, CS_READ_HEAD);
             bl_arm(c->w, &c->timer, def->conf.client_header_timeout);
         }
     }
@@ -1303,6 +1374,7 @@ void bl_http_accept(struct bl_http_worker *w, const struct bl_listen *listen, in
     c->defer.run = client_free;
     c->w = w;
     c->listen = listen;
+    c->stats = &w->stats->listens[listen - w->cfg->listens];
     memcpy(&c->addr, peer, peerlen < sizeof(c->addr) ? peerlen : sizeof(c->addr));
     c->state = CS_READ_HEAD;
     c->ip_len = (uint8_t)bl_addr_format_ip(peer, c->ip, sizeof(c->ip));
@@ -1318,6 +1390,8 @@ void bl_http_accept(struct bl_http_worker *w, const struct bl_listen *listen, in
         w->clients->prev = c;
     w->clients = c;
     w->nclients++;
+    bl_stat_add(&c->stats->accepted, 1);
+    bl_stat_add(&c->stats->conns, 1);
     /* The request usually arrives with or right after the handshake: wait for the edge. */
     bl_arm(w, &c->timer, listen->servers[0]->conf.client_header_timeout);
 }

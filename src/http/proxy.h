@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 
 #include "core/loop.h"
+#include "core/stats.h"
 #include "http/access_log.h"
 #include "upstream/attempt.h"
 
@@ -23,6 +24,7 @@ struct bl_http_worker {
     const struct bl_config *cfg;
     struct bl_upstream_worker up;      /* keep-alive pools, balancer state */
     struct bl_access_logs logs;
+    struct bl_stats_worker *stats;     /* this worker's counters (core/stats.h); never NULL */
     struct bl_client *clients;         /* every open client connection (doubly linked) */
     uint32_t nclients;
     uint8_t draining;                  /* shutting down: no keep-alive */

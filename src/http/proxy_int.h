@@ -51,6 +51,7 @@ struct bl_client {
     struct bl_deferred defer;
     struct bl_http_worker *w;
     const struct bl_listen *listen;
+    struct bl_stats_listen *stats;     /* the listener's, in this worker's statistics */
     struct bl_buf *in;
     struct bl_request *req;
     struct bl_client *prev, *next;     /* worker's list */
@@ -81,6 +82,9 @@ struct bl_request {
     uint64_t req_left;                 /* Content-Length body: bytes not yet read */
     uint64_t resp_left;                /* Content-Length response body left to read */
     uint64_t body_bytes_sent;          /* response body bytes sent to the client */
+    uint64_t bytes_in;                 /* request body bytes read (the head is head_end -
+                                        * head_start) */
+    uint64_t bytes_out;                /* response bytes sent to the client, head included */
     uint64_t start_us;
     int status;                        /* status sent to the client */
     uint8_t state;                     /* enum req_state */

@@ -16,13 +16,16 @@
 
 int bl_upstream_worker_init(struct bl_upstream_worker *uw, struct bl_loop *loop,
                             struct bl_upstream_group *const *groups, uint32_t ngroups,
-                            uint32_t nservers, char *err, size_t errlen)
+                            uint32_t nservers, struct bl_stats_peer *stats, char *err,
+                            size_t errlen)
 {
     memset(uw, 0, sizeof(*uw));
     uw->ngroups = ngroups;
+    uw->stats = stats;
     uw->lb_state = calloc(ngroups + 1, sizeof(void *));
     if (!uw->lb_state || bl_conn_pool_init(&uw->pool, loop, nservers) != BL_OK)
         goto oom;
+    uw->pool.stats = stats;
     for (uint32_t i = 0; i < ngroups; i++) {
         struct bl_upstream_group *g = groups[i];
         size_t size = g->balancer->worker_size ? g->balancer->worker_size(g) : 0;
@@ -235,8 +238,13 @@ int bl_attempt_failed(struct bl_attempt *a, struct bl_upstream_worker *uw,
     if (failed)
         bl_server_report(s, 1, bl_clock_ms);
     bl_attempt_outcome(a, status, kind != BL_AE_STATUS);
-    if (!bl_attempt_retry_allowed(a, p, kind, status) || !bl_retry_acquire(s->group))
+    if (!bl_attempt_retry_allowed(a, p, kind, status))
         return BL_ERR;
+    if (!bl_retry_acquire(s->group)) {
+        if (uw->stats)
+            bl_stat_add(&uw->stats[s->id].retries_refused, 1);
+        return BL_ERR;
+    }
     uint32_t probe;
     struct bl_upstream_server *next = pick_server(a, uw, s->group, key, key_len, client, 0,
                                                   &probe);
@@ -247,6 +255,8 @@ int bl_attempt_failed(struct bl_attempt *a, struct bl_upstream_worker *uw,
     /* The next server is picked while the old one still counts as busy, then the old one is
      * let go: balancers see the load as it was when they chose. */
     bl_attempt_release(a, failed, 0, 0);
+    if (uw->stats)
+        bl_stat_add(&uw->stats[s->id].retries, 1);
     a->retry_held = 1; /* the retry slot goes with the new attempt */
     attempt_acquire(a, next, probe);
     return BL_OK;

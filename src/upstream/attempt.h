@@ -27,6 +27,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "core/stats.h"
 #include "upstream/balancer.h"
 #include "upstream/conn_pool.h"
 #include "upstream/upstream.h"
@@ -89,14 +90,18 @@ struct bl_upstream_worker {
     struct bl_conn_pool pool;
     void **lb_state;                   /* indexed by group->index */
     uint32_t ngroups;
+    struct bl_stats_peer *stats;       /* this worker's per-server counters, indexed by
+                                        * server id (core/stats.h); NULL: not counted */
 };
 
 /* Sets up uw for groups[0..ngroups) with nservers servers in all: pools, and each balancer's
- * worker state (worker_init). BL_OK, or BL_ERR with err filled (out of memory; uw is then
- * freed). Control thread, before the worker starts. */
+ * worker state (worker_init). stats: the worker's per-server counters (nservers of them), or
+ * NULL. BL_OK, or BL_ERR with err filled (out of memory; uw is then freed). Control thread,
+ * before the worker starts. */
 int bl_upstream_worker_init(struct bl_upstream_worker *uw, struct bl_loop *loop,
                             struct bl_upstream_group *const *groups, uint32_t ngroups,
-                            uint32_t nservers, char *err, size_t errlen);
+                            uint32_t nservers, struct bl_stats_peer *stats, char *err,
+                            size_t errlen);
 
 /* Frees what init allocated; the pool's connections must be closed (bl_conn_pool_drain). */
 void bl_upstream_worker_free(struct bl_upstream_worker *uw);

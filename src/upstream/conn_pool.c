@@ -16,6 +16,7 @@ int bl_conn_pool_init(struct bl_conn_pool *p, struct bl_loop *loop, uint32_t nse
     p->nservers = nservers;
     p->nconns = 0;
     p->draining = 0;
+    p->stats = NULL;
     p->idle = calloc(nservers + 1, sizeof(*p->idle));
     return p->idle ? BL_OK : BL_ERR;
 }
@@ -55,6 +56,8 @@ static void idle_unlink(struct bl_upconn *u)
     u->next = u->prev = NULL;
     u->idle = 0;
     l->count--;
+    if (u->pool->stats)
+        bl_stat_sub(&u->pool->stats[u->server->id].conns_idle, 1);
 }
 
 void bl_upconn_close(struct bl_upconn *u)
@@ -71,6 +74,8 @@ void bl_upconn_close(struct bl_upconn *u)
     bl_buf_put(u->in);
     u->in = NULL;
     p->nconns--;
+    if (p->stats)
+        bl_stat_sub(&p->stats[u->server->id].conns, 1);
     bl_loop_defer(p->loop, &u->defer);
 }
 
@@ -137,6 +142,8 @@ static struct bl_upconn *upconn_connect(struct bl_conn_pool *p, struct bl_upstre
         return NULL;
     }
     p->nconns++;
+    if (p->stats)
+        bl_stat_add(&p->stats[s->id].conns, 1);
     return u;
 }
 
@@ -179,6 +186,8 @@ void bl_upconn_release(struct bl_upconn *u, int reusable)
         l->head->prev = u;
     l->head = u;
     l->count++;
+    if (p->stats)
+        bl_stat_add(&p->stats[u->server->id].conns_idle, 1);
     uint64_t ms = g->keepalive_timeout_ms;
     bl_timer_set(p->loop, &u->timer, bl_clock_ms + (ms ? ms : 1));
 }

@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "core/loop.h"
+#include "core/stats.h"
 #include "upstream/upstream.h"
 
 struct bl_buf;
@@ -53,6 +54,8 @@ struct bl_conn_pool {
     uint32_t nservers;                 /* entries in idle[] */
     uint32_t nconns;                   /* open upstream connections, idle or not */
     uint8_t draining;                  /* shutting down: nothing goes back to the pool */
+    struct bl_stats_peer *stats;       /* per-server connection gauges, indexed by server id
+                                        * (core/stats.h); NULL: not counted */
 };
 
 /* Sets up an empty pool for servers with ids 0..nservers-1. BL_OK or BL_ERR (out of memory).

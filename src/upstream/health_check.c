@@ -414,6 +414,10 @@ static void probe_done(struct probe *p, int ok, const char *fmt, ...)
     struct bl_server_state *st = p->srv->state;
     char abuf[BL_ADDR_STRLEN];
     const char *gname = p->srv->group ? p->srv->group->name : "?";
+    /* One writer (this thread): no read-modify-write needed, and none on a worker's path. */
+    _Atomic uint64_t *count = ok ? &st->checks_ok : &st->checks_failed;
+    atomic_store_explicit(count, atomic_load_explicit(count, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
     if (ok) {
         p->failures = 0;
         if (p->successes < UINT32_MAX)

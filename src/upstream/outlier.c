@@ -159,6 +159,8 @@ static void eject(struct bl_upstream_server *s, const char *why, uint64_t now_ms
         dur = oc->base_ejection_ms * k;
     atomic_store_explicit(&st->ejections, k, memory_order_relaxed);
     atomic_store_explicit(&st->ejected_until_ms, now_ms + dur, memory_order_relaxed);
+    /* Once per ejection, by whichever worker ejects: rare enough for a shared atomic. */
+    atomic_fetch_add_explicit(&st->ejections_total, 1, memory_order_relaxed);
     atomic_store_explicit(word_of(s), word(BL_OUTLIER_ST_EJECTED, w, 0), memory_order_release);
     char d[32];
     bl_log(BL_LOG_NOTICE, "upstream \"%s\" server %s ejected for %s: %s (ejection #%u)", g->name,

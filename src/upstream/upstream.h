@@ -30,6 +30,8 @@ struct bl_server_state {
                                       * with the time since) */
     /* Active health checks (health_check.c writes, everyone reads). */
     _Atomic uint8_t check_down;      /* 1: the last `fall` checks failed; not used */
+    _Atomic uint64_t checks_ok;      /* probes that passed, for statistics */
+    _Atomic uint64_t checks_failed;  /* probes that failed, for statistics */
     /* Outlier detection (outlier.c owns these). */
     _Atomic uint32_t consecutive_5xx;     /* 5xx answers in a row */
     _Atomic uint32_t consecutive_gateway; /* 502/503/504 or connect/timeout failures in a row */
@@ -37,6 +39,8 @@ struct bl_server_state {
     _Atomic uint64_t ejected_until_ms;    /* ejected until then; 0 = not ejected */
     _Atomic uint64_t probation_until_ms;  /* after an ejection: half-open until then */
     _Atomic int32_t probes;               /* half-open: requests in flight as probes */
+    _Atomic uint64_t ejections_total;     /* times ejected since start, for statistics (the
+                                           * multiplier above decays; this does not) */
 };
 
 /* Runtime state of a group, shared by every worker. */
