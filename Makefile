@@ -17,6 +17,8 @@
 # Switches:
 #   CC=...             compiler (default cc)
 #   NO_POOL=1          bypass the buffer pools (implied by asan) so ASan sees every buffer
+#   NO_STATS=1         compile the per-worker statistics counters away (they stay 0), to
+#                      measure what they cost (bench/RESULTS.md, "Metrics")
 #   PYTEST_ARGS=...    extra pytest arguments, e.g. PYTEST_ARGS="-k smuggling -x"
 
 CC       ?= cc
@@ -28,6 +30,9 @@ LDLIBS   += -lpthread -lm
 
 ifeq ($(NO_POOL),1)
 CPPFLAGS += -DBL_NO_POOL
+endif
+ifeq ($(NO_STATS),1)
+CPPFLAGS += -DBL_NO_STATS
 endif
 
 # Event loop backends (src/core/loop_*.c) are #included by loop.c, not compiled on their own.
