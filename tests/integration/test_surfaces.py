@@ -136,7 +136,10 @@ def test_stale_pid_file_is_taken_over(ballast, tmp_path):
 pid %s;
 http { server { listen 127.0.0.1:@port@; location / { return 200 "ok"; } } }
 """ % pidfile)
-    assert pidfile.read_text() == "%d\n" % b.pid
+    # The port accepts (the listener is bound) a moment before the pid file is written, as
+    # with nginx: wait for the file rather than race it.
+    want = "%d\n" % b.pid
+    assert wait_for(lambda: pidfile.read_text() == want), pidfile.read_text()
 
 
 def test_listen_reuseport_lets_processes_share(ballast):
