@@ -13,13 +13,16 @@
 #include <unistd.h>
 
 #include "conf/conf.h"
+#include "conf/conf_parse.h"
 #include "core/buf.h"
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/loop.h"
+#include "core/pid_file.h"
 #include "core/stats.h"
 #include "core/status.h"
 #include "core/version.h"
+#include "http/access_log.h"
 #include "upstream/health_check.h"
 #include "worker.h"
 
@@ -28,16 +31,20 @@
 static void usage(FILE *out)
 {
     fprintf(out,
-            "Usage: ballast [-h] [-v] [-t] [-c FILE]\n"
+            "Usage: ballast [-h] [-v] [-t | -T] [-s SIGNAL] [-c FILE]\n"
             "\n"
             "Options:\n"
-            "  -c FILE  configuration file (default: " DEFAULT_CONF ")\n"
-            "  -t       check the configuration and exit\n"
-            "  -v       print the version and exit\n"
-            "  -h       print this help and exit\n"
+            "  -c FILE    configuration file (default: " DEFAULT_CONF ")\n"
+            "  -t         check the configuration and exit\n"
+            "  -T         check the configuration, print it with its includes, and exit\n"
+            "  -s SIGNAL  signal the running ballast named by the config's pid file:\n"
+            "             reload (HUP), stop (TERM), quit (QUIT), reopen (USR1),\n"
+            "             upgrade (USR2)\n"
+            "  -v         print the version and exit\n"
+            "  -h         print this help and exit\n"
             "\n"
-            "Signals: TERM or INT stop gracefully (in-flight requests finish, up to\n"
-            "shutdown_timeout).\n");
+            "Signals: TERM, INT or QUIT stop gracefully (in-flight requests finish, up to\n"
+            "shutdown_timeout); USR1 reopens the log files; HUP reloads the configuration.\n");
 }
 
 /* The pid file stays open and flock()ed while the process runs, so that a second instance
@@ -106,6 +113,29 @@ static int drop_privileges(const struct bl_config *cfg, char *err, size_t errlen
     return BL_OK;
 }
 
+/* After `user`, SIGUSR1 reopens the logs without root: hand the log files to the user while
+ * root still can, as nginx's master does when it reopens them. Regular files only (not
+ * /dev/null); the group stays. A rotated-away file is recreated by the user, so the log
+ * directory must be writable by it, or logrotate's `create` must make the new file for it
+ * (docs/operations.md, "Log rotation"). */
+static void chown_logs(const struct bl_config *cfg)
+{
+    if (geteuid() != 0)
+        return;
+    int fds[cfg->naccess_logs + 1];
+    uint32_t n = 0;
+    fds[n++] = bl_log_fd();
+    for (uint32_t i = 0; i < cfg->naccess_logs; i++)
+        fds[n++] = cfg->access_logs[i]->fd;
+    for (uint32_t i = 0; i < n; i++) {
+        struct stat st;
+        if (fds[i] > 2 && fstat(fds[i], &st) == 0 && S_ISREG(st.st_mode) &&
+            st.st_uid != cfg->uid && fchown(fds[i], cfg->uid, (gid_t)-1) != 0)
+            bl_log(BL_LOG_WARN, "fchown() of a log file to user \"%s\" failed (%s): SIGUSR1 "
+                   "may not be able to reopen it", cfg->user, strerror(errno));
+    }
+}
+
 /* Room for every connection a worker may hold: a client, an upstream, and slack. */
 static void raise_nofile(const struct bl_config *cfg)
 {
@@ -126,8 +156,28 @@ static void raise_nofile(const struct bl_config *cfg)
 struct control {
     struct bl_io sig;
     struct bl_loop *loop;
+    const struct bl_config *cfg;
     int stop_signal;
 };
+
+/* SIGUSR1 (logrotate): every log file is opened anew by path and put in place of the old
+ * descriptor, so that no line is lost or written to a closed file. */
+static void reopen_logs(const struct bl_config *cfg)
+{
+    char err[512];
+    bl_log(BL_LOG_NOTICE, "SIGUSR1 received, reopening logs");
+    int ok = 1;
+    if (bl_log_reopen(err, sizeof(err)) != BL_OK) {
+        bl_log(BL_LOG_ALERT, "%s", err);
+        ok = 0;
+    }
+    if (bl_access_logs_reopen(cfg, err, sizeof(err)) != BL_OK) {
+        bl_log(BL_LOG_ALERT, "%s", err);
+        ok = 0;
+    }
+    if (ok)
+        bl_log(BL_LOG_NOTICE, "logs reopened");
+}
 
 static void on_signal(struct bl_io *io, uint32_t ev)
 {
@@ -139,24 +189,79 @@ static void on_signal(struct bl_io *io, uint32_t ev)
             bl_log(BL_LOG_NOTICE, "SIGHUP: reload is not supported yet; still running");
             continue;
         }
-        bl_log(BL_LOG_NOTICE, "signal %u received, shutting down gracefully", si.ssi_signo);
+        if (si.ssi_signo == SIGUSR1) {
+            reopen_logs(ctl->cfg);
+            continue;
+        }
+        if (si.ssi_signo == SIGUSR2) {
+            bl_log(BL_LOG_NOTICE, "SIGUSR2: binary upgrade is not supported yet; still running");
+            continue;
+        }
+        /* TERM and INT drain as QUIT does (nginx's TERM is a fast stop): systemd, docker and
+         * kubernetes stop with TERM and mean "finish what you are doing"; shutdown_timeout
+         * bounds it. docs/operations.md, "Signals and the command line". */
+        bl_log(BL_LOG_NOTICE, "signal %u (SIG%s) received, shutting down gracefully", si.ssi_signo,
+               sigabbrev_np((int)si.ssi_signo));
         ctl->stop_signal = (int)si.ssi_signo;
         bl_loop_stop(ctl->loop);
     }
 }
 
+/* -s VERB: only the `pid` line of the config is read (the last one at the top level, as the
+ * compiler keeps the last), without compiling the rest: compiling would open, and as root
+ * create, the log files, and a newly created log file owned by root is what a reopen after
+ * `user` cannot take over. A syntax error still stops it. */
+static int signal_running(const char *conf_file, const char *verb, int signo)
+{
+    char err[1024];
+    struct bl_conf_node *root = bl_conf_read(conf_file, err, sizeof(err));
+    if (!root) {
+        fprintf(stderr, "ballast: %s\n", err);
+        return 1;
+    }
+    const char *pid_file = NULL;
+    for (int i = 0; i < root->nchildren; i++) {
+        const struct bl_conf_node *n = &root->children[i];
+        if (strcmp(n->name, "pid") == 0 && n->nargs == 1)
+            pid_file = strcmp(n->args[0], "off") == 0 ? NULL : n->args[0];
+    }
+    int rc = 0;
+    if (!pid_file) {
+        fprintf(stderr, "ballast: -s %s needs the \"pid\" directive in %s: without it the "
+                "running process writes no pid file\n", verb, conf_file);
+        rc = 1;
+    } else if (bl_pid_file_signal(pid_file, signo, err, sizeof(err)) != BL_OK) {
+        fprintf(stderr, "ballast: %s\n", err);
+        rc = 1;
+    }
+    bl_conf_free(root);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     const char *conf_file = DEFAULT_CONF;
-    int test_only = 0;
+    int test_only = 0;         /* 1: -t, 2: -T */
+    const char *signal_verb = NULL;
+    int signo = 0;
     int opt;
-    while ((opt = getopt(argc, argv, "c:tvh")) != -1) {
+    while ((opt = getopt(argc, argv, "c:ts:Tvh")) != -1) {
         switch (opt) {
         case 'c':
             conf_file = optarg;
             break;
         case 't':
-            test_only = 1;
+            test_only = test_only ? test_only : 1;
+            break;
+        case 'T':
+            test_only = 2;
+            break;
+        case 's':
+            signal_verb = optarg;
+            if (!(signo = bl_signal_by_name(optarg))) {
+                fprintf(stderr, "ballast: invalid option: \"-s %s\"\n", optarg);
+                return 1;
+            }
             break;
         case 'v':
             printf("ballast version " BL_VERSION "\n");
@@ -176,6 +281,8 @@ int main(int argc, char **argv)
     }
 
     char err[1024];
+    if (signal_verb && !test_only)
+        return signal_running(conf_file, signal_verb, signo);
     struct bl_config *cfg = bl_conf_load(conf_file, err, sizeof(err));
     if (!cfg) {
         fprintf(stderr, "ballast: %s\n", err);
@@ -186,8 +293,13 @@ int main(int argc, char **argv)
     if (test_only) {
         fprintf(stderr, "ballast: the configuration file %s syntax is ok\n", conf_file);
         fprintf(stderr, "ballast: configuration file %s test is successful\n", conf_file);
+        int rc = 0;
+        if (test_only == 2 && bl_conf_dump(cfg->tree, stdout, err, sizeof(err)) != BL_OK) {
+            fprintf(stderr, "ballast: %s\n", err);
+            rc = 1;
+        }
         bl_conf_release(cfg);
-        return 0;
+        return rc;
     }
     if (bl_log_open(cfg->error_log, cfg->error_log_level, err, sizeof(err)) != 0) {
         fprintf(stderr, "ballast: %s\n", err);
@@ -205,6 +317,8 @@ int main(int argc, char **argv)
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGHUP);
     sigaddset(&set, SIGQUIT);
+    sigaddset(&set, SIGUSR1);
+    sigaddset(&set, SIGUSR2);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
 
     bl_process_stats_start();
@@ -227,6 +341,8 @@ int main(int argc, char **argv)
             fprintf(stderr, "ballast: %s\n", err);
         return 1;
     }
+    if (cfg->user)
+        chown_logs(cfg);
     if (cfg->user && drop_privileges(cfg, err, sizeof(err)) != BL_OK) {
         bl_log(BL_LOG_EMERG, "%s", err);
         if (cfg->error_log && strcmp(cfg->error_log, "stderr") != 0)
@@ -240,7 +356,7 @@ int main(int argc, char **argv)
     bl_log(BL_LOG_NOTICE, "ballast " BL_VERSION " started: %d workers, %u listening "
            "addresses", cfg->workers, cfg->nlistens);
 
-    struct control ctl = {.sig.handler = on_signal};
+    struct control ctl = {.sig.handler = on_signal, .cfg = cfg};
     ctl.loop = bl_loop_create(err, sizeof(err));
     ctl.sig.fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
     if (!ctl.loop || ctl.sig.fd < 0 || bl_loop_add_level(ctl.loop, &ctl.sig) != BL_OK) {

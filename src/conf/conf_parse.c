@@ -735,3 +735,33 @@ void bl_conf_free(struct bl_conf_node *root)
     free(t->files);
     free(t);
 }
+
+int bl_conf_dump(const struct bl_conf_node *root, FILE *out, char *err, size_t errlen)
+{
+    const struct conf_tree *t = (const struct conf_tree *)root;
+
+    for (int i = 0; i < t->nfiles; i++) {
+        FILE *f = fopen(t->files[i], "re");
+        if (f == NULL) {
+            snprintf(err, errlen, "open() \"%s\" failed (%s)", t->files[i], strerror(errno));
+            return BL_ERR;
+        }
+        fprintf(out, "# configuration file %s:\n", t->files[i]);
+        char buf[8192];
+        size_t n;
+        while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
+            fwrite(buf, 1, n, out);
+        int bad = ferror(f);
+        fclose(f);
+        if (bad) {
+            snprintf(err, errlen, "read() \"%s\" failed", t->files[i]);
+            return BL_ERR;
+        }
+        fputc('\n', out);
+    }
+    if (fflush(out) != 0 || ferror(out)) {
+        snprintf(err, errlen, "write() to stdout failed (%s)", strerror(errno));
+        return BL_ERR;
+    }
+    return BL_OK;
+}

@@ -18,6 +18,7 @@
 #define BL_CONF_CONF_PARSE_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 struct bl_conf_node {
     char *name;                    /* directive name */
@@ -53,5 +54,11 @@ struct bl_conf_node *bl_conf_read_string(const char *text, const char *name, cha
                                          size_t errlen);
 
 void bl_conf_free(struct bl_conf_node *root);
+
+/* `-T`: writes every file the tree was read from (root from bl_conf_read), each once, in the
+ * order they were first read, as nginx -T does: "# configuration file PATH:\n", the file's
+ * bytes, "\n". The files are read again, so an edit since the tree was read shows. Returns
+ * BL_OK, or BL_ERR with err holding `open() "PATH" failed (...)` or a write error. */
+int bl_conf_dump(const struct bl_conf_node *root, FILE *out, char *err, size_t errlen);
 
 #endif

@@ -12,6 +12,7 @@
 int bl_log_level = BL_LOG_NOTICE;
 _Thread_local int bl_log_thread_id;
 static int log_fd = 2;
+static char log_path[4096];   /* "" while the log is stderr */
 
 static const char *const level_names[] = {
     "debug", "info", "notice", "warn", "error", "crit", "alert", "emerg",
@@ -39,7 +40,35 @@ int bl_log_open(const char *target, int level, char *err, size_t errlen)
         close(log_fd);
     log_fd = fd;
     bl_log_level = level;
+    snprintf(log_path, sizeof(log_path), "%s", fd > 2 ? target : "");
     return 0;
+}
+
+int bl_log_reopen(char *err, size_t errlen)
+{
+    if (!log_path[0])
+        return 0;
+    int fd = open(log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        snprintf(err, errlen, "open() \"%s\" failed (%d: %s), still writing to the old file",
+                 log_path, errno, strerror(errno));
+        return -1;
+    }
+    /* dup3 swaps the file under the same number atomically: a write() racing with it lands in
+     * the old file or the new one, never in a closed descriptor. */
+    int rc = dup3(fd, log_fd, O_CLOEXEC);
+    int e = errno;
+    close(fd);
+    if (rc < 0) {
+        snprintf(err, errlen, "dup3() for \"%s\" failed (%d: %s)", log_path, e, strerror(e));
+        return -1;
+    }
+    return 0;
+}
+
+int bl_log_fd(void)
+{
+    return log_fd;
 }
 
 void bl_log(int level, const char *fmt, ...)

@@ -29,6 +29,15 @@ int bl_log_level_parse(const char *name);
  * Returns 0 or -1 with err filled. */
 int bl_log_open(const char *target, int level, char *err, size_t errlen);
 
+/* SIGUSR1: opens the error log file again by its path (creating it) and puts it in place of
+ * the old one under the same descriptor, so that threads logging meanwhile lose nothing. A
+ * no-op for stderr. On failure the old file stays in use. Control thread. Returns 0 or -1 with
+ * err filled. */
+int bl_log_reopen(char *err, size_t errlen);
+
+/* The error log's descriptor (2 for stderr), e.g. to fchown() it before dropping root. */
+int bl_log_fd(void);
+
 void bl_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #define bl_log_enabled(level) ((level) >= bl_log_level)

@@ -1,4 +1,6 @@
 /* Access log formatting and per-worker buffering. */
+#include <errno.h>
+#include <fcntl.h>
 #include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -79,6 +81,30 @@ void bl_access_logs_free(struct bl_access_logs *al)
         free(al->bufs[i].data);
     free(al->bufs);
     al->bufs = NULL;
+}
+
+int bl_access_logs_reopen(const struct bl_config *cfg, char *err, unsigned long errlen)
+{
+    int rc = BL_OK;
+    for (uint32_t i = 0; i < cfg->naccess_logs; i++) {
+        const struct bl_access_log *log = cfg->access_logs[i];
+        if (log->fd < 0)
+            continue;
+        int fd = open(log->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+        int e = errno;
+        if (fd >= 0 && dup3(fd, log->fd, O_CLOEXEC) < 0)
+            e = errno;
+        else if (fd >= 0)
+            e = 0;
+        if (fd >= 0)
+            close(fd);
+        if (e && rc == BL_OK) {
+            snprintf(err, errlen, "reopening \"%s\" failed (%d: %s), still writing to the old "
+                     "file", log->path, e, strerror(e));
+            rc = BL_ERR;
+        }
+    }
+    return rc;
 }
 
 static int log_index(const struct bl_config *cfg, const struct bl_access_log *log)

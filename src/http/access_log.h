@@ -53,6 +53,14 @@ struct bl_access_entry {
     int has_upstream_time;
 };
 
+/* SIGUSR1 (logrotate): opens each of cfg's access log files again by its path (creating it)
+ * and puts it in place of the old one under the same descriptor (dup3), which every worker
+ * shares: a line written meanwhile lands in the old file or the new one, none is lost, and
+ * lines still buffered in a worker go to the new file at its next flush. A file that cannot be
+ * opened keeps its old descriptor; the others are still reopened. Control thread. Returns
+ * BL_OK, or BL_ERR with err naming the first failure. */
+int bl_access_logs_reopen(const struct bl_config *cfg, char *err, unsigned long errlen);
+
 /* Worker thread. */
 void bl_access_log_write(struct bl_access_logs *al, const struct bl_access_log *log,
                          const struct bl_access_entry *e);
