@@ -12,6 +12,10 @@
 #   make integration   integration tests only (pytest) against $(BALLAST_BIN)
 #   make bench         ballast, nginx and HAProxy side by side; writes bench/RESULTS.md
 #   make bench-balancers  nanoseconds per pick for every balancing algorithm
+#   make install       install the binary, man page, systemd unit, docs and (unless present)
+#                      /etc/ballast/ballast.conf and mime.types; PREFIX, DESTDIR and the
+#                      *DIR switches below place them (docs/operations.md, "Installing")
+#   make uninstall     remove what install put there, except the files in /etc/ballast
 #   make clean
 #
 # Switches:
@@ -20,6 +24,11 @@
 #   NO_STATS=1         compile the per-worker statistics counters away (they stay 0), to
 #                      measure what they cost (bench/RESULTS.md, "Metrics")
 #   PYTEST_ARGS=...    extra pytest arguments, e.g. PYTEST_ARGS="-k smuggling -x"
+#   PREFIX=/usr/local  install prefix; SBINDIR=$(PREFIX)/sbin, MANDIR=$(PREFIX)/share/man,
+#                      DOCDIR=$(PREFIX)/share/doc/ballast,
+#                      SYSTEMDUNITDIR=$(PREFIX)/lib/systemd/system, SYSCONFDIR=/etc (the
+#                      binary's default -c is /etc/ballast/ballast.conf whatever PREFIX is)
+#   DESTDIR=...        staging root prepended to every installed path (packaging)
 
 CC       ?= cc
 CSTD     := -std=gnu17
@@ -51,6 +60,14 @@ ASAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-s
 BALLAST_BIN ?= ./ballast
 NPROC       := $(shell nproc 2>/dev/null || echo 1)
 
+PREFIX         ?= /usr/local
+SBINDIR        ?= $(PREFIX)/sbin
+MANDIR         ?= $(PREFIX)/share/man
+DOCDIR         ?= $(PREFIX)/share/doc/ballast
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+SYSCONFDIR     ?= /etc
+
+.PHONY: install uninstall
 .PHONY: all asan run test unit check-layers integration integration-asan bench bench-balancers deps deps-test clean help
 
 all: ballast
@@ -133,6 +150,29 @@ bench-balancers: build/libballast.a
 	@mkdir -p build/bench
 	$(CC) $(CSTD) $(WARN) $(CFLAGS) $(CPPFLAGS) -o build/bench/balancers bench/balancers.c build/libballast.a $(LDLIBS)
 	build/bench/balancers
+
+# The unit and the man page get the installed paths; an existing ballast.conf or mime.types
+# is an operator's and stays as it is.
+install: ballast
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(SYSTEMDUNITDIR) \
+	    $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(SYSCONFDIR)/ballast
+	install -m 0755 ballast $(DESTDIR)$(SBINDIR)/ballast
+	sed 's,/usr/local/share/doc/ballast,$(DOCDIR),' man/ballast.8 >$(DESTDIR)$(MANDIR)/man8/ballast.8
+	sed -e 's,@SBINDIR@,$(SBINDIR),g' -e 's,@SYSCONFDIR@,$(SYSCONFDIR),g' dist/ballast.service.in \
+	    >$(DESTDIR)$(SYSTEMDUNITDIR)/ballast.service
+	install -m 0644 README.md docs/*.md $(DESTDIR)$(DOCDIR)/
+	install -m 0644 examples/* $(DESTDIR)$(DOCDIR)/examples/
+	@for f in dist/ballast.conf conf/mime.types; do \
+	    t=$(DESTDIR)$(SYSCONFDIR)/ballast/$${f##*/}; \
+	    if [ -e "$$t" ]; then echo "install: $$t exists, left as it is"; \
+	    else echo "install -m 0644 $$f $$t"; install -m 0644 $$f "$$t"; fi; \
+	done
+
+uninstall:
+	rm -f $(DESTDIR)$(SBINDIR)/ballast $(DESTDIR)$(MANDIR)/man8/ballast.8 \
+	    $(DESTDIR)$(SYSTEMDUNITDIR)/ballast.service
+	rm -rf $(DESTDIR)$(DOCDIR)
+	@echo "uninstall: $(DESTDIR)$(SYSCONFDIR)/ballast is left as it is"
 
 clean:
 	rm -rf build ballast

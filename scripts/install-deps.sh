@@ -5,7 +5,9 @@ set -eu
 what=${1:-run}
 pkgs="gcc make libc6-dev"
 if [ "$what" = test ]; then
-    pkgs="$pkgs libcmocka-dev python3-pytest curl nginx-light haproxy wrk strace procps"
+    # systemd: `systemd-analyze verify` of the unit; groff-base: the man page renders cleanly.
+    pkgs="$pkgs libcmocka-dev python3-pytest curl nginx-light haproxy wrk strace procps
+        systemd groff-base"
 fi
 missing=""
 for p in $pkgs; do

@@ -19,6 +19,7 @@
 #include "core/log.h"
 #include "core/loop.h"
 #include "core/pid_file.h"
+#include "core/sd_notify.h"
 #include "core/stats.h"
 #include "core/status.h"
 #include "core/version.h"
@@ -149,6 +150,14 @@ static void raise_nofile(const struct bl_config *cfg)
         rl.rlim_cur = want < rl.rlim_max ? want : rl.rlim_max;
         setrlimit(RLIMIT_NOFILE, &rl);
     }
+}
+
+/* systemd (Type=notify): a failure is worth a line, not a stop. */
+static void sd_notify_or_warn(const char *state)
+{
+    if (bl_sd_notify(state) < 0)
+        bl_log(BL_LOG_WARN, "sd_notify(\"%.*s\") to \"%s\" failed (%s)",
+               (int)strcspn(state, "\n"), state, getenv("NOTIFY_SOCKET"), strerror(errno));
 }
 
 /* The control thread's loop: signals arrive through a signalfd; active health checks run
@@ -369,7 +378,11 @@ int main(int argc, char **argv)
         bl_log(BL_LOG_EMERG, "health checks: %s", err);
         return 1;
     }
+    /* The listeners have been listening since bl_workers_create(): the kernel queues
+     * connections before a worker polls, so this is the moment a client can connect. */
+    sd_notify_or_warn("READY=1\nSTATUS=serving");
     bl_loop_run(ctl.loop);
+    sd_notify_or_warn("STOPPING=1");
     bl_workers_shutdown(ws, cfg->workers);
     bl_workers_join(ws, cfg->workers);
     bl_health_stop(health);

@@ -5,6 +5,7 @@ import pwd
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import threading
@@ -12,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import (SLOW, Conn, ConnectionClosed, IncompleteResponse, closed_port,
+from conftest import (REPO, SLOW, Conn, ConnectionClosed, IncompleteResponse, closed_port,
                       run_ballast, wait_for)
 
 CONF = """
@@ -362,3 +363,141 @@ http {
         assert c.request("GET", "/x").status == 200
     assert b.stop(signal.SIGQUIT) == 0
     assert "/x" in open(os.path.join(logs + ".old", "access.log")).read()
+
+
+# --------------------------------------------------------------------------------------------
+# systemd: READY=1 / STOPPING=1 on $NOTIFY_SOCKET
+# --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("abstract", [False, True], ids=["path", "abstract"])
+def test_sd_notify_ready_after_listening_then_stopping(ballast, tmp_path, abstract):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        if abstract:
+            name = "ballast-test-%d-%d" % (os.getpid(), time.monotonic_ns())
+            s.bind("\0" + name)
+            addr = "@" + name
+        else:
+            addr = str(tmp_path / "notify.sock")
+            s.bind(addr)
+        s.settimeout(10 * SLOW)
+        b = ballast(CONF, pdead=closed_port(), wait=False, env={"NOTIFY_SOCKET": addr})
+        msg = s.recv(4096).decode()
+        assert "READY=1" in msg.split("\n"), msg
+        # When READY=1 arrives, the port accepts and answers.
+        with Conn(b.port, 5) as c:
+            assert c.request("GET", "/").status == 200
+        b.send_signal(signal.SIGTERM)
+        msg = s.recv(4096).decode()
+        assert msg == "STOPPING=1", msg
+        assert b.wait(10) == 0
+    finally:
+        s.close()
+
+
+def test_sd_notify_bad_socket_is_a_warning(ballast, tmp_path):
+    b = ballast(CONF, pdead=closed_port(), env={"NOTIFY_SOCKET": str(tmp_path / "nobody")})
+    assert wait_for(lambda: 'sd_notify("READY=1") to "%s" failed' % (tmp_path / "nobody")
+                    in errlog(b), 5), errlog(b)
+    assert serves(b.port)
+
+
+# --------------------------------------------------------------------------------------------
+# make install, the man page, the systemd unit
+# --------------------------------------------------------------------------------------------
+
+INSTALLED = [
+    "etc/ballast/ballast.conf",
+    "etc/ballast/mime.types",
+    "usr/local/lib/systemd/system/ballast.service",
+    "usr/local/sbin/ballast",
+    "usr/local/share/doc/ballast/README.md",
+    "usr/local/share/doc/ballast/examples/logrotate.ballast",
+    "usr/local/share/doc/ballast/operations.md",
+    "usr/local/share/man/man8/ballast.8",
+]
+
+
+def make(*args, timeout=300):
+    return subprocess.run(["make", "--no-print-directory", "-C", REPO] + list(args),
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          timeout=timeout)
+
+
+def tree(root):
+    out = []
+    for d, _, files in os.walk(root):
+        out += [os.path.relpath(os.path.join(d, f), root) for f in files]
+    return sorted(out)
+
+
+def test_make_install_destdir_and_uninstall(tmp_path):
+    dest = str(tmp_path / "dest")
+    r = make("install", "DESTDIR=" + dest)
+    assert r.returncode == 0, r.stdout
+    got = tree(dest)
+    for f in INSTALLED:
+        assert f in got, "%s not installed; installed: %s" % (f, got)
+    assert os.access(os.path.join(dest, "usr/local/sbin/ballast"), os.X_OK)
+    unit = open(os.path.join(dest, "usr/local/lib/systemd/system/ballast.service")).read()
+    assert "ExecStart=/usr/local/sbin/ballast -c /etc/ballast/ballast.conf\n" in unit, unit
+    assert "@" not in unit.replace("$MAINPID", ""), unit
+
+    # The installed example config is valid (its paths moved into the test's directory).
+    conf = os.path.join(dest, "etc/ballast/ballast.conf")
+    text = open(conf).read()
+    assert "pid /run/ballast.pid;" in text and "include mime.types;" in text
+    moved = os.path.join(dest, "etc/ballast/moved.conf")
+    open(moved, "w").write(text.replace("/var/log/ballast", str(tmp_path))
+                           .replace("/run/ballast.pid", str(tmp_path / "b.pid")))
+    r = run_ballast(["-t", "-c", moved])
+    assert r.returncode == 0, r.stderr
+
+    # A second install leaves the operator's config alone.
+    open(conf, "w").write("# mine\n")
+    r = make("install", "DESTDIR=" + dest)
+    assert r.returncode == 0, r.stdout
+    assert "exists, left as it is" in r.stdout, r.stdout
+    assert open(conf).read() == "# mine\n"
+
+    r = make("uninstall", "DESTDIR=" + dest)
+    assert r.returncode == 0, r.stdout
+    assert tree(dest) == sorted(["etc/ballast/ballast.conf", "etc/ballast/mime.types",
+                                 "etc/ballast/moved.conf"]), tree(dest)
+
+
+def test_man_page_renders_without_warnings():
+    if not shutil.which("groff"):
+        pytest.skip("groff is not installed (Debian groff-base)")
+    r = subprocess.run(["groff", "-man", "-Tutf8", "-ww", "-z",
+                        os.path.join(REPO, "man", "ballast.8")],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=30,
+                       env=dict(os.environ, LC_ALL="C.UTF-8"))
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    r = subprocess.run(["groff", "-man", "-Tutf8", "-P-cbou", os.path.join(REPO, "man", "ballast.8")],
+                       stdout=subprocess.PIPE, text=True, timeout=30,
+                       env=dict(os.environ, LC_ALL="C.UTF-8"))
+    for section in ("SYNOPSIS", "OPTIONS", "SIGNALS", "FILES", "SEE ALSO"):
+        assert section in r.stdout, section
+
+
+def test_systemd_unit_verifies(tmp_path):
+    """systemd-analyze verify checks the unit's syntax, that ExecStart's binary exists and
+    that the man page its Documentation= names is there: install with real paths under the
+    test's directory (no DESTDIR) so that all three are."""
+    if not shutil.which("systemd-analyze"):
+        pytest.skip("systemd-analyze is not installed (Debian systemd)")
+    prefix = str(tmp_path / "usr")
+    r = make("install", "PREFIX=" + prefix, "SYSCONFDIR=" + str(tmp_path / "etc"))
+    assert r.returncode == 0, r.stdout
+    unit = os.path.join(prefix, "lib/systemd/system/ballast.service")
+    text = open(unit).read()
+    for line in ("Type=notify", "ExecReload=/bin/kill -HUP $MAINPID", "KillSignal=SIGTERM",
+                 "ExecStartPre=%s/sbin/ballast -t -c %s/etc/ballast/ballast.conf"
+                 % (prefix, tmp_path), "LimitNOFILE=", "NoNewPrivileges=yes",
+                 "ProtectSystem="):
+        assert line in text, line
+    r = subprocess.run(["systemd-analyze", "verify", unit], stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, text=True, timeout=60,
+                       env=dict(os.environ, MANPATH=os.path.join(prefix, "share/man")))
+    assert r.returncode == 0 and r.stdout == "", r.stdout
