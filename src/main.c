@@ -19,11 +19,10 @@
 #include "core/log.h"
 #include "core/loop.h"
 #include "core/pid_file.h"
-#include "core/sd_notify.h"
 #include "core/stats.h"
 #include "core/status.h"
 #include "core/version.h"
-#include "http/access_log.h"
+#include "ops.h"
 #include "upstream/health_check.h"
 #include "worker.h"
 
@@ -114,29 +113,6 @@ static int drop_privileges(const struct bl_config *cfg, char *err, size_t errlen
     return BL_OK;
 }
 
-/* After `user`, SIGUSR1 reopens the logs without root: hand the log files to the user while
- * root still can, as nginx's master does when it reopens them. Regular files only (not
- * /dev/null); the group stays. A rotated-away file is recreated by the user, so the log
- * directory must be writable by it, or logrotate's `create` must make the new file for it
- * (docs/operations.md, "Log rotation"). */
-static void chown_logs(const struct bl_config *cfg)
-{
-    if (geteuid() != 0)
-        return;
-    int fds[cfg->naccess_logs + 1];
-    uint32_t n = 0;
-    fds[n++] = bl_log_fd();
-    for (uint32_t i = 0; i < cfg->naccess_logs; i++)
-        fds[n++] = cfg->access_logs[i]->fd;
-    for (uint32_t i = 0; i < n; i++) {
-        struct stat st;
-        if (fds[i] > 2 && fstat(fds[i], &st) == 0 && S_ISREG(st.st_mode) &&
-            st.st_uid != cfg->uid && fchown(fds[i], cfg->uid, (gid_t)-1) != 0)
-            bl_log(BL_LOG_WARN, "fchown() of a log file to user \"%s\" failed (%s): SIGUSR1 "
-                   "may not be able to reopen it", cfg->user, strerror(errno));
-    }
-}
-
 /* Room for every connection a worker may hold: a client, an upstream, and slack. */
 static void raise_nofile(const struct bl_config *cfg)
 {
@@ -152,14 +128,6 @@ static void raise_nofile(const struct bl_config *cfg)
     }
 }
 
-/* systemd (Type=notify): a failure is worth a line, not a stop. */
-static void sd_notify_or_warn(const char *state)
-{
-    if (bl_sd_notify(state) < 0)
-        bl_log(BL_LOG_WARN, "sd_notify(\"%.*s\") to \"%s\" failed (%s)",
-               (int)strcspn(state, "\n"), state, getenv("NOTIFY_SOCKET"), strerror(errno));
-}
-
 /* The control thread's loop: signals arrive through a signalfd; active health checks run
  * here too, off the workers' loops. */
 struct control {
@@ -168,25 +136,6 @@ struct control {
     const struct bl_config *cfg;
     int stop_signal;
 };
-
-/* SIGUSR1 (logrotate): every log file is opened anew by path and put in place of the old
- * descriptor, so that no line is lost or written to a closed file. */
-static void reopen_logs(const struct bl_config *cfg)
-{
-    char err[512];
-    bl_log(BL_LOG_NOTICE, "SIGUSR1 received, reopening logs");
-    int ok = 1;
-    if (bl_log_reopen(err, sizeof(err)) != BL_OK) {
-        bl_log(BL_LOG_ALERT, "%s", err);
-        ok = 0;
-    }
-    if (bl_access_logs_reopen(cfg, err, sizeof(err)) != BL_OK) {
-        bl_log(BL_LOG_ALERT, "%s", err);
-        ok = 0;
-    }
-    if (ok)
-        bl_log(BL_LOG_NOTICE, "logs reopened");
-}
 
 static void on_signal(struct bl_io *io, uint32_t ev)
 {
@@ -199,7 +148,7 @@ static void on_signal(struct bl_io *io, uint32_t ev)
             continue;
         }
         if (si.ssi_signo == SIGUSR1) {
-            reopen_logs(ctl->cfg);
+            bl_ops_reopen_logs(ctl->cfg);
             continue;
         }
         if (si.ssi_signo == SIGUSR2) {
@@ -209,42 +158,11 @@ static void on_signal(struct bl_io *io, uint32_t ev)
         /* TERM and INT drain as QUIT does (nginx's TERM is a fast stop): systemd, docker and
          * kubernetes stop with TERM and mean "finish what you are doing"; shutdown_timeout
          * bounds it. docs/operations.md, "Signals and the command line". */
-        bl_log(BL_LOG_NOTICE, "signal %u (SIG%s) received, shutting down gracefully", si.ssi_signo,
-               sigabbrev_np((int)si.ssi_signo));
+        bl_log(BL_LOG_NOTICE, "signal %u (SIG%s) received, shutting down gracefully",
+               si.ssi_signo, sigabbrev_np((int)si.ssi_signo));
         ctl->stop_signal = (int)si.ssi_signo;
         bl_loop_stop(ctl->loop);
     }
-}
-
-/* -s VERB: only the `pid` line of the config is read (the last one at the top level, as the
- * compiler keeps the last), without compiling the rest: compiling would open, and as root
- * create, the log files, and a newly created log file owned by root is what a reopen after
- * `user` cannot take over. A syntax error still stops it. */
-static int signal_running(const char *conf_file, const char *verb, int signo)
-{
-    char err[1024];
-    struct bl_conf_node *root = bl_conf_read(conf_file, err, sizeof(err));
-    if (!root) {
-        fprintf(stderr, "ballast: %s\n", err);
-        return 1;
-    }
-    const char *pid_file = NULL;
-    for (int i = 0; i < root->nchildren; i++) {
-        const struct bl_conf_node *n = &root->children[i];
-        if (strcmp(n->name, "pid") == 0 && n->nargs == 1)
-            pid_file = strcmp(n->args[0], "off") == 0 ? NULL : n->args[0];
-    }
-    int rc = 0;
-    if (!pid_file) {
-        fprintf(stderr, "ballast: -s %s needs the \"pid\" directive in %s: without it the "
-                "running process writes no pid file\n", verb, conf_file);
-        rc = 1;
-    } else if (bl_pid_file_signal(pid_file, signo, err, sizeof(err)) != BL_OK) {
-        fprintf(stderr, "ballast: %s\n", err);
-        rc = 1;
-    }
-    bl_conf_free(root);
-    return rc;
 }
 
 int main(int argc, char **argv)
@@ -291,7 +209,7 @@ int main(int argc, char **argv)
 
     char err[1024];
     if (signal_verb && !test_only)
-        return signal_running(conf_file, signal_verb, signo);
+        return bl_ops_signal_running(conf_file, signal_verb, signo);
     struct bl_config *cfg = bl_conf_load(conf_file, err, sizeof(err));
     if (!cfg) {
         fprintf(stderr, "ballast: %s\n", err);
@@ -351,7 +269,7 @@ int main(int argc, char **argv)
         return 1;
     }
     if (cfg->user)
-        chown_logs(cfg);
+        bl_ops_chown_logs(cfg);
     if (cfg->user && drop_privileges(cfg, err, sizeof(err)) != BL_OK) {
         bl_log(BL_LOG_EMERG, "%s", err);
         if (cfg->error_log && strcmp(cfg->error_log, "stderr") != 0)
@@ -380,9 +298,9 @@ int main(int argc, char **argv)
     }
     /* The listeners have been listening since bl_workers_create(): the kernel queues
      * connections before a worker polls, so this is the moment a client can connect. */
-    sd_notify_or_warn("READY=1\nSTATUS=serving");
+    bl_ops_sd_notify("READY=1\nSTATUS=serving");
     bl_loop_run(ctl.loop);
-    sd_notify_or_warn("STOPPING=1");
+    bl_ops_sd_notify("STOPPING=1");
     bl_workers_shutdown(ws, cfg->workers);
     bl_workers_join(ws, cfg->workers);
     bl_health_stop(health);
