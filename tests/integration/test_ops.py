@@ -202,7 +202,8 @@ def test_s_reads_only_the_pid_line(tmp_path, ballast):
 def test_T_prints_every_file_once(tmp_path):
     d = tmp_path / "etc"
     (d / "conf.d").mkdir(parents=True)
-    main = "worker_processes 1;\nhttp {\n    include conf.d/*.conf;\n    include conf.d/a.conf;\n}\n"
+    main = ("worker_processes 1;\nhttp {\n    include conf.d/*.conf;\n"
+            "    include conf.d/a.conf;\n}\n")
     a = "server { listen 127.0.0.1:18091; location / { return 200; } }\n"
     b = "# no newline at the end\nupstream u { server 127.0.0.1:1; }"
     (d / "ballast.conf").write_text(main)
@@ -474,7 +475,8 @@ def test_man_page_renders_without_warnings():
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=30,
                        env=dict(os.environ, LC_ALL="C.UTF-8"))
     assert r.returncode == 0 and r.stderr == "", r.stderr
-    r = subprocess.run(["groff", "-man", "-Tutf8", "-P-cbou", os.path.join(REPO, "man", "ballast.8")],
+    r = subprocess.run(["groff", "-man", "-Tutf8", "-P-cbou",
+                        os.path.join(REPO, "man", "ballast.8")],
                        stdout=subprocess.PIPE, text=True, timeout=30,
                        env=dict(os.environ, LC_ALL="C.UTF-8"))
     for section in ("SYNOPSIS", "OPTIONS", "SIGNALS", "FILES", "SEE ALSO"):
