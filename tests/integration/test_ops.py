@@ -316,6 +316,16 @@ def test_sigusr1_reopens_renamed_logs_without_losing_a_line(ballast):
     rotate_and_check(b, b.dir, lambda: b.send_signal(signal.SIGUSR1))
 
 
+def test_reopen_after_reload_reopens_the_running_configs_logs(ballast):
+    """SIGUSR1 after SIGHUP: the logs reopened are those of the configuration now running (a
+    reload replaces the config the logs hang off; reopening a freed one would be a
+    use-after-free, which the ASan run reports)."""
+    b, _ = start(ballast, workers=2)
+    assert ctl(b, "reload").returncode == 0
+    assert wait_for(lambda: serves(b.port), 5)
+    rotate_and_check(b, b.dir, lambda: b.send_signal(signal.SIGUSR1))
+
+
 def test_s_reopen_after_user_dropped_root(ballast):
     """As root with `user nobody`: the log files are handed to nobody at start-up, so the
     reopen works without root; the directory is writable for the new files."""
