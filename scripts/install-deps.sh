@@ -5,9 +5,10 @@ set -eu
 what=${1:-run}
 pkgs="gcc make libc6-dev"
 if [ "$what" = test ]; then
-    # systemd: `systemd-analyze verify` of the unit; groff-base: the man page renders cleanly.
+    # systemd: `systemd-analyze verify` of the unit; groff-base: the man page renders cleanly;
+    # logrotate: examples/logrotate.ballast run as shipped.
     pkgs="$pkgs libcmocka-dev python3-pytest curl nginx-light haproxy wrk strace procps
-        systemd groff-base"
+        systemd groff-base logrotate"
 fi
 missing=""
 for p in $pkgs; do

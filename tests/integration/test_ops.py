@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from conftest import (REPO, SLOW, Conn, ConnectionClosed, IncompleteResponse, closed_port,
-                      run_ballast, wait_for)
+from conftest import (BALLAST_BIN, REPO, SLOW, Conn, ConnectionClosed, IncompleteResponse,
+                      closed_port, run_ballast, wait_for)
 
 CONF = """
 pid @tmp@/ballast.pid;
@@ -275,7 +275,9 @@ def logged_paths(path):
     return [ln.split('"')[1].split(" ")[1] for ln in text.split("\n") if ln]
 
 
-def rotate_and_check(b, logdir, signal_it, workers_note=""):
+def rotate_and_check(b, logdir, signal_it, renamed_by_signal=False):
+    """Under load: rename the logs (unless signal_it does, as logrotate), signal_it(), and
+    check that the new files get the new lines and that old + new hold every request once."""
     access = os.path.join(logdir, "access.log")
     error = os.path.join(logdir, "error.log")
     load = Load(b.port)
@@ -283,8 +285,9 @@ def rotate_and_check(b, logdir, signal_it, workers_note=""):
         load.wait_count(50)
         # Lines wait up to 500 ms in a worker's buffer: let some reach the old file.
         assert wait_for(lambda: logged_paths(access), 5), "nothing in the access log"
-        os.rename(access, access + ".1")
-        os.rename(error, error + ".1")
+        if not renamed_by_signal:
+            os.rename(access, access + ".1")
+            os.rename(error, error + ".1")
         signal_it()
         assert wait_for(lambda: "logs reopened" in (open(error).read()
                                                     if os.path.exists(error) else ""), 5), \
@@ -305,8 +308,8 @@ def rotate_and_check(b, logdir, signal_it, workers_note=""):
     assert new, "nothing was written to the new access log"
     assert old, "nothing was written to the old access log"
     got = sorted(p for p in old + new if p.startswith("/r/"))
-    assert got == sorted(done), "lost %d lines, %d extra%s" % (
-        len(set(done) - set(got)), len(got) - len(set(done) & set(got)), workers_note)
+    assert got == sorted(done), "lost %d lines, %d extra" % (
+        len(set(done) - set(got)), len(got) - len(set(done) & set(got)))
     # The last requests went to the new file.
     assert done[-1] in new
 
@@ -348,11 +351,34 @@ def test_s_reopen_after_user_dropped_root(ballast):
         def reopen():
             r = ctl(b, "reopen")
             assert r.returncode == 0, r.stderr
-        b.errlog_dir = logdir
         rotate_and_check(b, logdir, reopen)
         assert os.stat(os.path.join(logdir, "access.log")).st_uid == pw.pw_uid
     finally:
         shutil.rmtree(logdir, ignore_errors=True)
+
+
+def test_logrotate_with_the_shipped_snippet(ballast):
+    """examples/logrotate.ballast, run by logrotate itself (forced), with its paths moved into
+    the test's directory: the logs rotate, ballast writes on into the new files, nothing is
+    lost."""
+    if not shutil.which("logrotate"):
+        pytest.skip("logrotate is not installed (Debian logrotate)")
+    b, _ = start(ballast, workers=2)
+    snippet = open(os.path.join(REPO, "examples", "logrotate.ballast")).read()
+    snippet = (snippet.replace("/var/log/ballast", b.dir)
+               .replace("/usr/local/sbin/ballast", BALLAST_BIN)
+               .replace("/etc/ballast/ballast.conf", b.conf_path))
+    if os.geteuid() != 0:
+        snippet = snippet.replace("create 0640 www-data adm", "create")
+    conf = os.path.join(b.dir, "logrotate.conf")
+    open(conf, "w").write(snippet)
+
+    def rotate():
+        r = subprocess.run(["logrotate", "-f", "-s", os.path.join(b.dir, "logrotate.state"),
+                            conf], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                           timeout=60 * SLOW)
+        assert r.returncode == 0, r.stdout
+    rotate_and_check(b, b.dir, rotate, renamed_by_signal=True)
 
 
 def test_sigusr1_with_stderr_log_and_unwritable_path(ballast):
