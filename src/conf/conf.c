@@ -321,9 +321,114 @@ static int h_http(struct compiler *c, const struct bl_conf_node *n)
     return rc;
 }
 
-/* One log per file and format: two formats into one file are two logs (each writes whole
- * lines with O_APPEND, so their lines never interleave mid-line). */
-static struct bl_access_log *access_log_get(struct compiler *c, const char *path, int format)
+/* The predefined formats: nginx's combined, and ballast's upstream (combined plus where the
+ * request went and how long it took), which a log_format of that name replaces. */
+static const struct {
+    const char *name;
+    const char *line;
+} builtin_formats[] = {
+    {"combined", "$remote_addr - $remote_user [$time_local] \"$request\" $status "
+                 "$body_bytes_sent \"$http_referer\" \"$http_user_agent\""},
+    {"upstream", "$remote_addr - $remote_user [$time_local] \"$request\" $status "
+                 "$body_bytes_sent \"$http_referer\" \"$http_user_agent\" \"$upstream_addr\" "
+                 "$upstream_status $request_time $upstream_response_time"},
+};
+
+static struct bl_log_format *format_add(struct compiler *c, const char *name, int escape,
+                                        const char *line, int builtin)
+{
+    struct bl_config *cfg = c->cfg;
+    char err[256];
+    struct bl_log_format **fmts = grow(cfg->log_formats, cfg->nlog_formats, sizeof(*fmts));
+    if (!fmts) {
+        oom(c);
+        return NULL;
+    }
+    cfg->log_formats = fmts;
+    struct bl_log_format *f = conf_calloc(1, sizeof(*f));
+    if (!f || !(f->name = conf_strdup(name))) {
+        free(f);
+        oom(c);
+        return NULL;
+    }
+    f->escape = (uint8_t)escape;
+    f->builtin = (uint8_t)builtin;
+    if (!(f->line = bl_template_compile(line, err, sizeof(err)))) {
+        free(f->name);
+        free(f);
+        fail(c, "%s", err);
+        return NULL;
+    }
+    cfg->log_formats[cfg->nlog_formats++] = f;
+    return f;
+}
+
+/* The format called name: a log_format of the file above this line, else a predefined one.
+ * NULL with the error set (unknown, or out of memory). */
+static const struct bl_log_format *format_find(struct compiler *c, const char *name)
+{
+    struct bl_config *cfg = c->cfg;
+    const struct bl_log_format *builtin = NULL;
+    for (uint32_t i = 0; i < cfg->nlog_formats; i++) {
+        if (strcmp(cfg->log_formats[i]->name, name) != 0)
+            continue;
+        if (!cfg->log_formats[i]->builtin)
+            return cfg->log_formats[i];
+        builtin = cfg->log_formats[i];
+    }
+    if (builtin)
+        return builtin;
+    for (size_t k = 0; k < BL_ARRAY_LEN(builtin_formats); k++) {
+        if (strcmp(builtin_formats[k].name, name) != 0)
+            continue;
+        return format_add(c, name, BL_ESC_DEFAULT, builtin_formats[k].line, 1);
+    }
+    fail(c, "unknown log format \"%s\"", name);
+    return NULL;
+}
+
+static int h_log_format(struct compiler *c, const struct bl_conf_node *n)
+{
+    const char *name = n->args[0];
+    /* combined is nginx's, always there: redefining it is nginx's error too. upstream is
+     * ballast's own and gives way to the operator's. */
+    int dup = strcmp(name, "combined") == 0;
+    for (uint32_t i = 0; i < c->cfg->nlog_formats && !dup; i++)
+        dup = !c->cfg->log_formats[i]->builtin && strcmp(c->cfg->log_formats[i]->name, name) == 0;
+    if (dup)
+        return fail(c, "duplicate \"log_format\" name \"%s\"", name);
+    int first = 1;
+    int escape = BL_ESC_DEFAULT;
+    if (n->nargs > 2 && strncmp(n->args[1], "escape=", 7) == 0) {
+        const char *e = n->args[1] + 7;
+        if (strcmp(e, "default") == 0)
+            escape = BL_ESC_DEFAULT;
+        else if (strcmp(e, "json") == 0)
+            escape = BL_ESC_JSON;
+        else if (strcmp(e, "none") == 0)
+            escape = BL_ESC_NONE;
+        else
+            return fail(c, "unknown log format escaping \"%s\"", e);
+        first = 2;
+    }
+    /* nginx joins the strings as they are, with nothing between them. */
+    size_t len = 1;
+    for (int i = first; i < n->nargs; i++)
+        len += strlen(n->args[i]);
+    char *line = conf_malloc(len);
+    if (!line)
+        return oom(c);
+    line[0] = '\0';
+    for (int i = first; i < n->nargs; i++)
+        strcat(line, n->args[i]);
+    int ok = format_add(c, name, escape, line, 0) != NULL;
+    free(line);
+    return ok ? BL_OK : BL_ERR;
+}
+
+/* The log for path and format, shared by every line that names both. */
+static struct bl_access_log *access_log_get(struct compiler *c, const char *path,
+                                            const struct bl_log_format *format)
 {
     struct bl_config *cfg = c->cfg;
     for (uint32_t i = 0; i < cfg->naccess_logs; i++)
@@ -339,31 +444,73 @@ static struct bl_access_log *access_log_get(struct compiler *c, const char *path
         return NULL;
     }
     al->fd = -1;
-    al->format = (uint8_t)format;
+    al->format = format;
+    al->index = cfg->naccess_logs;
+    al->buffer = BL_ACCESS_LOG_BUFFER;
+    al->flush_ms = BL_ACCESS_LOG_FLUSH_MS;
     cfg->access_logs[cfg->naccess_logs++] = al;
     return al;
 }
 
 static int h_access_log(struct compiler *c, const struct bl_conf_node *n)
 {
-    if (c->lc->set & BL_LC_ACCESS_LOG)
-        return fail(c, "\"access_log\" directive is duplicate");
-    /* Formats are built in until log_format arrives: a name ballast does not know is an
-     * error, as in nginx, rather than lines in another layout than the operator asked for. */
-    static const char *const formats[] = {"combined", "upstream"}; /* enum bl_log_format */
-    int format = BL_LOG_FORMAT_COMBINED;
-    if (n->nargs > 1) {
-        for (format = 0; format < (int)BL_ARRAY_LEN(formats); format++)
-            if (strcmp(n->args[1], formats[format]) == 0)
-                break;
-        if (format == (int)BL_ARRAY_LEN(formats))
-            return fail(c, "unknown log format \"%s\"", n->args[1]);
+    struct bl_loc_conf *lc = c->lc;
+    const char *path = n->args[0];
+    if (strcmp(path, "off") == 0) {
+        if (n->nargs > 1)
+            return invalid_value(c, n->args[1]);
+        lc->set |= BL_LC_ACCESS_LOG | BL_LC_ACCESS_OFF;
+        return BL_OK;
     }
-    struct bl_access_log *al = NULL;
-    if (strcmp(n->args[0], "off") != 0 && !(al = access_log_get(c, n->args[0], format)))
+    if (strncmp(path, "syslog:", 7) == 0) {
+        static const struct bl_unsupported u = {"access_log", BL_UNSUPPORTED_ERROR,
+                                                "logging to syslog is"};
+        return unsupported(c, &u, "\"access_log syslog:\"");
+    }
+    if (strchr(path, '$'))
+        return fail(c, "variables in \"access_log\" paths are not supported");
+    const struct bl_log_format *fmt = format_find(c, n->nargs > 1 ? n->args[1] : "combined");
+    if (!fmt)
+        return BL_ERR;
+    uint64_t buffer = 0, flush = 0;
+    for (int i = 2; i < n->nargs; i++) {
+        const char *a = n->args[i];
+        if (strncmp(a, "buffer=", 7) == 0) {
+            if (bl_parse_size(a + 7, &buffer) != BL_OK || buffer < 1 ||
+                buffer > BL_ACCESS_LOG_BUFFER_MAX)
+                return fail(c, "invalid buffer size \"%s\"", a + 7);
+        } else if (strncmp(a, "flush=", 6) == 0) {
+            if (parse_time_ms(a + 6, &flush) != BL_OK || flush < 1)
+                return fail(c, "invalid flush time \"%s\"", a + 6);
+        } else if (strncmp(a, "gzip", 4) == 0 || strncmp(a, "if=", 3) == 0) {
+            static const struct bl_unsupported u = {"access_log", BL_UNSUPPORTED_ERROR,
+                                                    "this access_log parameter is"};
+            char what[160];
+            snprintf(what, sizeof(what), "\"%.100s\"", a);
+            return unsupported(c, &u, what);
+        } else {
+            return invalid_value(c, a);
+        }
+    }
+    struct bl_access_log *al = access_log_get(c, path, fmt);
+    struct bl_access_log **list = al ? grow(lc->access_logs, lc->naccess_logs,
+                                            sizeof(*list)) : NULL;
+    if (!list)
         return oom(c);
-    c->lc->access_log = al;
-    c->lc->set |= BL_LC_ACCESS_LOG;
+    lc->access_logs = list;
+    if (buffer || flush) {
+        /* nginx: flush= alone means a 64k buffer; one file written with two buffer settings
+         * is its error too. */
+        uint32_t b = buffer ? (uint32_t)buffer : 64 * 1024;
+        uint32_t f = flush ? (uint32_t)flush : BL_ACCESS_LOG_FLUSH_MS;
+        if (al->explicit_buffer && (al->buffer != b || al->flush_ms != f))
+            return fail(c, "access_log \"%s\" already defined with conflicting parameters", path);
+        al->buffer = b;
+        al->flush_ms = f;
+        al->explicit_buffer = 1;
+    }
+    lc->access_logs[lc->naccess_logs++] = al;
+    lc->set |= BL_LC_ACCESS_LOG;
     return BL_OK;
 }
 
@@ -1309,7 +1456,10 @@ static const struct directive directives[] = {
     /* http */
     DIRECTIVE("upstream", CTX_HTTP, 1, 1, DIR_BLOCK, "NAME", NULL, h_upstream),
     DIRECTIVE("server", CTX_HTTP, 0, 0, DIR_BLOCK, "", NULL, h_server),
-    DIRECTIVE("access_log", CTX_HSL, 1, 2, 0, "FILE [FORMAT] | off", "off", h_access_log),
+    DIRECTIVE("log_format", CTX_HTTP, 2, ANY_ARGS, 0,
+              "NAME [escape=default | json | none] STRING ...", NULL, h_log_format),
+    DIRECTIVE("access_log", CTX_HSL, 1, 5, 0,
+              "FILE [FORMAT [buffer=SIZE] [flush=TIME]] | off", "off", h_access_log),
     TYPED("client_header_timeout", CTX_HTTP | CTX_SERVER, FT_TIME, client_header_timeout, "60s"),
     TYPED("client_body_timeout", CTX_HSL, FT_TIME, client_body_timeout, "60s"),
     {"keepalive_timeout", CTX_HSL, 1, 2, 0, FT_TIME, offsetof(struct bl_loc_conf,
@@ -1609,8 +1759,12 @@ static void merge_loc_conf(struct bl_loc_conf *child, const struct bl_loc_conf *
         child->headers = parent->headers;
         child->nheaders = parent->nheaders;
     }
-    if (!(child->set & BL_LC_ACCESS_LOG))
-        child->access_log = parent->access_log;
+    if (!(child->set & BL_LC_ACCESS_LOG)) {
+        child->access_logs = parent->access_logs;
+        child->naccess_logs = parent->naccess_logs;
+    } else if (child->set & BL_LC_ACCESS_OFF) {
+        child->naccess_logs = 0; /* the list stays owned by this level, to be freed */
+    }
     if (!(child->set & BL_LC_ERROR_PAGES)) {
         child->error_pages = parent->error_pages;
         child->nerror_pages = parent->nerror_pages;
@@ -1653,6 +1807,8 @@ static void free_error_pages(struct bl_error_page *e, uint32_t n)
 /* Frees the lists this level set itself; inherited ones belong to the level above. */
 static void free_loc_conf(struct bl_loc_conf *lc)
 {
+    if (lc->set & BL_LC_ACCESS_LOG)
+        free(lc->access_logs);
     if (lc->set & BL_LC_HEADERS)
         free_headers(lc->headers, lc->nheaders);
     if (lc->set & BL_LC_ERROR_PAGES)
@@ -1982,6 +2138,12 @@ void bl_conf_release(struct bl_config *cfg)
         free(cfg->access_logs[i]);
     }
     free(cfg->access_logs);
+    for (uint32_t i = 0; i < cfg->nlog_formats; i++) {
+        free(cfg->log_formats[i]->name);
+        bl_template_free(cfg->log_formats[i]->line);
+        free(cfg->log_formats[i]);
+    }
+    free(cfg->log_formats);
     free(cfg->error_log);
     free(cfg->pid_file);
     free(cfg->user);

@@ -68,7 +68,9 @@ struct bl_loc_conf {
     uint32_t nheaders;
     uint32_t nerror_pages;
     struct bl_error_page *error_pages;
-    struct bl_access_log *access_log;   /* NULL = off; owned by bl_config.access_logs */
+    struct bl_access_log **access_logs; /* access_log lines (the logs belong to
+                                         * bl_config.access_logs); none: off */
+    uint32_t naccess_logs;
     char *root;                     /* http/server root: locations without one inherit it */
     char **index;                   /* index: names tried for a path ending in "/" */
     uint32_t nindex;
@@ -84,6 +86,8 @@ struct bl_loc_conf {
 /* bl_loc_conf.set */
 #define BL_LC_HEADERS     0x1u      /* proxy_set_header */
 #define BL_LC_ACCESS_LOG  0x2u      /* access_log */
+#define BL_LC_ACCESS_OFF  0x100u    /* access_log off: as in nginx, no log at this level
+                                     * whatever other access_log lines it has */
 #define BL_LC_ERROR_PAGES 0x4u      /* error_page */
 #define BL_LC_ROOT        0x10u     /* root (http, server) */
 #define BL_LC_INDEX       0x20u     /* index */
@@ -164,16 +168,32 @@ struct bl_listen {
     uint32_t nservers;
 };
 
-/* Access log formats, built in until log_format arrives (docs/configuration.md). */
-enum bl_log_format {
-    BL_LOG_FORMAT_COMBINED = 0,     /* nginx's combined, field for field (the default) */
-    BL_LOG_FORMAT_UPSTREAM,         /* combined, then the upstream address, status and times */
+/* A log_format (or the predefined combined, or ballast's upstream). */
+struct bl_log_format {
+    char *name;
+    uint8_t escape;                 /* enum bl_escape (http/template.h) */
+    uint8_t builtin;                /* combined or upstream, made when first named */
+    struct bl_template *line;       /* the line without its newline */
 };
 
+/* Without buffer= or flush=, a worker writes its lines at least every 500 ms or when 32 KiB
+ * are pending (nginx writes every line at once; ballast keeps a write per request off the
+ * loop). */
+#define BL_ACCESS_LOG_BUFFER     (32u * 1024)
+#define BL_ACCESS_LOG_FLUSH_MS   500u
+#define BL_ACCESS_LOG_BUFFER_MAX (16u * 1024 * 1024)
+
+/* One file with one format: every access_log line naming the same file and format shares it
+ * (two formats into one file are two logs; each writes whole lines with O_APPEND, so their
+ * lines never interleave mid-line). */
 struct bl_access_log {
     char *path;
     int fd;
-    uint8_t format;                 /* enum bl_log_format */
+    uint32_t index;                 /* position in bl_config.access_logs (a worker's buffer) */
+    const struct bl_log_format *format;
+    uint32_t buffer;                /* bytes a worker holds before writing */
+    uint32_t flush_ms;              /* longest a line waits in a worker's buffer */
+    uint8_t explicit_buffer;        /* buffer= or flush= was written */
 };
 
 struct bl_config {
@@ -202,6 +222,8 @@ struct bl_config {
     uint32_t nupstream_servers;     /* total servers over all groups (ids 0..n-1) */
     struct bl_access_log **access_logs;
     uint32_t naccess_logs;
+    struct bl_log_format **log_formats;
+    uint32_t nlog_formats;
     uint32_t max_head;              /* largest large_client_header_buffers total, bytes */
     struct bl_conf_node *tree;      /* the directive tree (file names live there) */
 };

@@ -89,7 +89,6 @@ static const struct bl_unsupported directives[] = {
     {"sub_filter_*", E, FILTERS},
     {"ssi", E, FILTERS},
     {"ssi_*", E, FILTERS},
-    {"log_format", E, "custom log formats are"},
     {"load_module", W, MODULES},
     {"resolver", W, RESOLVER},
     {"resolver_timeout", W, RESOLVER},

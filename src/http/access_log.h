@@ -1,36 +1,37 @@
-/* Access log lines, buffered per worker and written at most every 500 ms or when 32 KiB are
- * pending, so logging costs no syscall per request.
+/* Access logs: one line per request in a log_format (http/template.h evaluates it), buffered
+ * per worker and written with one write() per flush: when a log's buffer would overflow
+ * (buffer=, 32 KiB by default), when its oldest line has waited flush= (500 ms by default),
+ * and when the worker stops. Files are opened with O_APPEND, so lines from several workers
+ * never interleave mid-line.
  *
- * Formats (enum bl_log_format; docs/configuration.md, "Access log format"):
- *   combined  nginx's, field for field (the default):
- *             $remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent
- *             "$http_referer" "$http_user_agent"
- *   upstream  combined, then "$upstream_addr" $upstream_status $request_time
- *             $upstream_response_time, with "-" where no upstream was involved.
+ * The formats and files belong to the config (conf/conf.h: struct bl_log_format,
+ * struct bl_access_log); a worker keeps only its buffers, indexed by bl_access_log.index.
  */
 #ifndef BL_HTTP_ACCESS_LOG_H
 #define BL_HTTP_ACCESS_LOG_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "core/loop.h"
 
 struct bl_access_log;
 struct bl_config;
-struct bl_h1_message;
+struct bl_var_ctx;
 
 /* One worker's buffer for one access log. */
 struct bl_log_buf {
     char *data;
     uint32_t len;
+    uint64_t since_ms;                 /* when its oldest pending line was added */
 };
 
 /* One worker's access log buffers and their flush timer. */
 struct bl_access_logs {
     struct bl_loop *loop;
     const struct bl_config *cfg;
-    struct bl_log_buf *bufs;           /* indexed by position in cfg->access_logs */
-    struct bl_timer timer;             /* flush at most 500 ms after a line */
+    struct bl_log_buf *bufs;           /* indexed by bl_access_log.index */
+    struct bl_timer timer;             /* the earliest flush due */
 };
 
 /* Sets up al for cfg's logs. BL_OK or BL_ERR (out of memory). Any thread, before use. */
@@ -40,18 +41,14 @@ int bl_access_logs_init(struct bl_access_logs *al, struct bl_loop *loop,
 /* Frees the buffers (flush first: pending lines are dropped). */
 void bl_access_logs_free(struct bl_access_logs *al);
 
-struct bl_access_entry {
-    const char *client_ip;
-    uint32_t client_ip_len;
-    const struct bl_h1_message *msg;   /* method NULL when the request line was not parsed */
-    int status;
-    uint64_t body_bytes;
-    const char *upstream;              /* server name or NULL */
-    int upstream_status;
-    uint64_t request_time_us;
-    uint64_t upstream_time_us;
-    int has_upstream_time;
-};
+/* Adds the line for the request ctx describes (ctx->resp set) to log's buffer. A line longer
+ * than the buffer is written on its own. Never blocks beyond one write() of a regular file;
+ * a failing file drops lines rather than stop the proxy. Worker thread. */
+void bl_access_log_write(struct bl_access_logs *al, const struct bl_access_log *log,
+                         const struct bl_var_ctx *ctx);
+
+/* Writes every pending line of this worker (the timer, and at exit). Worker thread. */
+void bl_access_log_flush(struct bl_access_logs *al);
 
 /* SIGUSR1 (logrotate): opens each of cfg's access log files again by its path (creating it)
  * and puts it in place of the old one under the same descriptor (dup3), which every worker
@@ -60,12 +57,5 @@ struct bl_access_entry {
  * opened keeps its old descriptor; the others are still reopened. Control thread. Returns
  * BL_OK, or BL_ERR with err naming the first failure. */
 int bl_access_logs_reopen(const struct bl_config *cfg, char *err, unsigned long errlen);
-
-/* Worker thread. */
-void bl_access_log_write(struct bl_access_logs *al, const struct bl_access_log *log,
-                         const struct bl_access_entry *e);
-
-/* Writes every pending line of this worker (timer, and at exit). */
-void bl_access_log_flush(struct bl_access_logs *al);
 
 #endif

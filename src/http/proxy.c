@@ -23,6 +23,7 @@
 
 #include "core/log.h"
 #include "core/sock.h"
+#include "core/rand.h"
 #include "http/access_log.h"
 #include "http/proxy.h"
 #include "http/proxy_int.h"
@@ -146,6 +147,49 @@ static struct bl_request *request_new(struct bl_client *c)
     return r;
 }
 
+/* $request_id: 32 random hex digits (nginx's form), from the worker's generator. */
+static void request_make_id(struct bl_request *r)
+{
+    bl_rand_hex(r->request_id, 16);
+    r->request_id_len = 32;
+}
+
+/* ------------------------------------------------------------ upstream tries for the log */
+
+/* A new attempt begins (stale: the same attempt again on a fresh connection, which the log
+ * shows as one). */
+static void try_begin(struct bl_request *r, int stale)
+{
+    if (!stale || r->ntries == 0) {
+        if (r->ntries < BL_LOG_TRIES)
+            r->ntries++;
+    }
+    struct bl_upstream_try *t = &r->tries[r->ntries - 1];
+    t->addr = r->a.server->name;
+    t->connect_us = t->header_us = t->response_us = BL_TRY_NONE;
+    t->status = 0;
+    r->try_start_us = bl_clock_us;
+}
+
+static inline uint32_t try_elapsed(const struct bl_request *r)
+{
+    uint64_t d = bl_clock_us - r->try_start_us;
+    return d < BL_TRY_NONE ? (uint32_t)d : BL_TRY_NONE - 1;
+}
+
+/* The current attempt is over (status: what the log shows for it; 0 keeps what it has). */
+static void try_end(struct bl_request *r, int status)
+{
+    if (r->ntries == 0)
+        return;
+    struct bl_upstream_try *t = &r->tries[r->ntries - 1];
+    if (t->response_us != BL_TRY_NONE)
+        return;
+    t->response_us = try_elapsed(r);
+    if (status)
+        t->status = status;
+}
+
 /* ------------------------------------------------------------ request body framing */
 
 /* Accounts bytes newly read into c->in at [from, c->in->end) as request body. Sets body_end
@@ -229,6 +273,7 @@ static void request_start(struct bl_client *c, uint32_t head_len)
     client_state(c, CS_REQUEST);
     c->nrequests++;
     bl_timer_cancel(c->w->loop, &c->timer);
+    request_make_id(r);
     int status = 0;
     if (request_route(r, &status) != BL_OK) {
         if (status == 400)
@@ -346,6 +391,7 @@ static void attempt_start(struct bl_request *r, int fresh)
         }
     }
 
+    try_begin(r, fresh);
     if (bl_attempt_connect(&r->a, &w->up, fresh, r, upstream_on_io, upstream_on_timeout)
         != BL_OK) {
         if (errno == ENOMEM)
@@ -358,6 +404,8 @@ static void attempt_start(struct bl_request *r, int fresh)
     bl_h1_parser_init_response(&r->parser, bl_buf_size() / 2, bl_buf_size() - 1024,
                                r->msg.method_id == BL_H1_M_HEAD);
     r->resp.nheaders = 0;
+    if (!u->connecting)
+        r->tries[r->ntries - 1].connect_us = 0; /* a kept-alive connection (nginx: 0.000) */
     if (u->connecting) {
         proxy_phase(r, RS_CONNECT);
         bl_arm(w, &u->timer, r->loc->conf.proxy_connect_timeout);
@@ -414,6 +462,8 @@ static int attempt_failed(struct bl_request *r, enum bl_attempt_error kind, int 
         attempt_start(r, 1);
         return 1;
     }
+    /* nginx logs a failed attempt as 504 (timeout) or 502 (error, invalid answer). */
+    try_end(r, kind == BL_AE_TIMEOUT ? 504 : kind == BL_AE_STATUS ? status : 502);
     if (kind == BL_AE_TIMEOUT)
         count_failure(r, r->state == RS_CONNECT ? BL_SF_CONNECT_TIMEOUT : BL_SF_TIMEOUT);
     else if (kind == BL_AE_INVALID)
@@ -672,6 +722,8 @@ static int parse_response_head(struct bl_request *r)
         }
         /* Final head. A status proxy_next_upstream names may send the request elsewhere. */
         bl_attempt_answered(&r->a, r->resp.status);
+        r->tries[r->ntries - 1].header_us = try_elapsed(r);
+        r->tries[r->ntries - 1].status = r->resp.status;
         struct bl_stats_peer *ps = peer_stats(r);
         bl_stat_add(&ps->responses[bl_stats_class(r->resp.status)], 1);
         bl_stat_observe(&ps->header_time, r->a.time_us);
@@ -771,6 +823,7 @@ static int send_connect(struct bl_request *r)
     if (!u->wready && !u->rready)
         return BL_AGAIN;
     u->connecting = 0;
+    r->tries[r->ntries - 1].connect_us = try_elapsed(r);
     proxy_phase(r, RS_SEND_HEAD);
     return send_request(r);
 }
@@ -1049,21 +1102,38 @@ static void request_log(struct bl_request *r)
 {
     const struct bl_location *loc = r->loc;
     request_account(r);
-    if (!loc || !loc->conf.access_log)
+    try_end(r, 0);
+    if (!loc || !loc->conf.naccess_logs)
         return;
-    struct bl_access_entry e = {
-        .client_ip = r->c->ip,
-        .client_ip_len = r->c->ip_len,
-        .msg = &r->msg,
+    if (!r->request_id_len)
+        request_make_id(r);
+    struct bl_var_resp resp = {
         .status = r->status,
-        .body_bytes = r->body_bytes_sent,
-        .upstream = r->a.server ? r->a.server->name : NULL,
-        .upstream_status = r->a.status,
+        .body_bytes_sent = r->body_bytes_sent,
+        .bytes_sent = r->bytes_out,
+        /* nginx counts a head once it is parsed: a refused request line counts 0 */
+        .request_length = r->msg.method ? (uint64_t)(r->head_end - r->head_start) + r->bytes_in
+                                        : 0,
         .request_time_us = bl_clock_us - r->start_us,
-        .upstream_time_us = r->a.time_us,
-        .has_upstream_time = r->a.status != 0,
+        .tries = r->tries,
+        .ntries = r->ntries,
     };
-    bl_access_log_write(&r->c->w->logs, loc->conf.access_log, &e);
+    struct bl_var_ctx v;
+    bl_request_var_ctx(r, &v);
+    v.resp = &resp;
+    const struct bl_buf *in = r->c->in;
+    if (!r->msg.method && in && r->head_start < in->end) {
+        /* A request line that did not parse is logged as received up to its end, as nginx
+         * logs it (escaped like any value). */
+        const char *p = in->data + r->head_start;
+        uint32_t n = 0, max = in->end - r->head_start;
+        while (n < max && p[n] != '\r' && p[n] != '\n')
+            n++;
+        v.raw_line = p;
+        v.raw_line_len = n;
+    }
+    for (uint32_t i = 0; i < loc->conf.naccess_logs; i++)
+        bl_access_log_write(&r->c->w->logs, loc->conf.access_logs[i], &v);
 }
 
 static void request_free(struct bl_request *r)

@@ -43,6 +43,9 @@ enum req_state {
     RS_LOCAL,         /* writing a response made by ballast itself */
 };
 
+/* Upstream attempts a request remembers for the log ($upstream_addr ...). */
+#define BL_LOG_TRIES 8
+
 struct bl_request;
 
 struct bl_client {
@@ -95,6 +98,8 @@ struct bl_request {
     uint8_t continue_sent;
     uint8_t body_rewound;              /* body bytes already sent were overwritten in c->in */
     uint8_t error_page_done;           /* an error_page redirect happened: no second one */
+    uint8_t ntries;                    /* entries in tries[] */
+    uint8_t request_id_len;            /* 0: request_id not made yet */
     const char *upath;                 /* path as matched: normalized (http/uri.h); allocated
                                         * when it is not msg.path */
     uint32_t upath_len;
@@ -107,6 +112,11 @@ struct bl_request {
     uint8_t dechunking;
     struct bl_h1_message msg;
     struct bl_h1_message resp;
+    /* Not cleared when a request starts: valid up to ntries / request_id_len. */
+    uint64_t try_start_us;             /* when tries[ntries - 1] began */
+    struct bl_upstream_try tries[BL_LOG_TRIES]; /* $upstream_*: one per attempt; past
+                                        * BL_LOG_TRIES the last entry is the latest attempt */
+    char request_id[64];               /* $request_id (not NUL-terminated) */
 };
 
 /* ---- proxy.c */
@@ -153,6 +163,11 @@ static inline void bl_request_var_ctx(const struct bl_request *r, struct bl_var_
     v->fd = r->c->io.fd;
     v->proxy_host = r->loc ? r->loc->proxy_host : NULL;
     v->proxy_port = r->loc ? r->loc->proxy_port : NULL;
+    v->request_id = r->request_id;
+    v->request_id_len = r->request_id_len;
+    v->raw_line = NULL;
+    v->raw_line_len = 0;
+    v->resp = NULL;
 }
 
 static inline void bl_arm(struct bl_http_worker *w, struct bl_timer *t, uint64_t ms)

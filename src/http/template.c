@@ -3,7 +3,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
+#include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/clock.h"
@@ -32,6 +33,21 @@ enum var_id {
     VAR_MSEC,
     VAR_PROXY_HOST,
     VAR_PROXY_PORT,
+    VAR_REMOTE_USER,
+    VAR_PID,
+    VAR_TIME_LOCAL,
+    VAR_TIME_ISO8601,
+    VAR_REQUEST_ID,
+    VAR_STATUS,
+    VAR_BODY_BYTES_SENT,
+    VAR_BYTES_SENT,
+    VAR_REQUEST_LENGTH,
+    VAR_REQUEST_TIME,
+    VAR_UPSTREAM_ADDR,
+    VAR_UPSTREAM_STATUS,
+    VAR_UPSTREAM_RESPONSE_TIME,
+    VAR_UPSTREAM_CONNECT_TIME,
+    VAR_UPSTREAM_HEADER_TIME,
     VAR_HTTP_,       /* $http_NAME */
     VAR_ARG_,        /* $arg_NAME */
     VAR_COOKIE_,     /* $cookie_NAME */
@@ -63,6 +79,21 @@ static const struct {
     {"msec", VAR_MSEC},
     {"proxy_host", VAR_PROXY_HOST},
     {"proxy_port", VAR_PROXY_PORT},
+    {"remote_user", VAR_REMOTE_USER},
+    {"pid", VAR_PID},
+    {"time_local", VAR_TIME_LOCAL},
+    {"time_iso8601", VAR_TIME_ISO8601},
+    {"request_id", VAR_REQUEST_ID},
+    {"status", VAR_STATUS},
+    {"body_bytes_sent", VAR_BODY_BYTES_SENT},
+    {"bytes_sent", VAR_BYTES_SENT},
+    {"request_length", VAR_REQUEST_LENGTH},
+    {"request_time", VAR_REQUEST_TIME},
+    {"upstream_addr", VAR_UPSTREAM_ADDR},
+    {"upstream_status", VAR_UPSTREAM_STATUS},
+    {"upstream_response_time", VAR_UPSTREAM_RESPONSE_TIME},
+    {"upstream_connect_time", VAR_UPSTREAM_CONNECT_TIME},
+    {"upstream_header_time", VAR_UPSTREAM_HEADER_TIME},
 };
 
 struct part {
@@ -171,15 +202,99 @@ const char *bl_template_text(const struct bl_template *t, size_t *len)
     return t->source;
 }
 
-/* Appends src to out at *pos (bounded by cap); *pos always advances by n. */
-static inline void put(char *out, size_t cap, size_t *pos, const char *src, size_t n)
+/* ------------------------------------------------------------ escaping */
+
+/* Bytes escape=default writes as \xHH: nginx's ngx_http_log_escape() table. */
+static inline int esc_default_byte(unsigned char ch)
 {
-    if (*pos < cap) {
-        size_t room = cap - *pos;
-        memcpy(out + *pos, src, n < room ? n : room);
-    }
-    *pos += n;
+    return ch < 0x20 || ch >= 0x7f || ch == '"' || ch == '\\';
 }
+
+static const char hex_upper[] = "0123456789ABCDEF";
+
+/* Where a value is written: out[0..cap) with pos counting every byte, written or not, so the
+ * caller learns the full length. */
+struct sink {
+    char *out;
+    size_t cap;
+    size_t pos;
+    uint8_t esc;      /* enum bl_escape */
+};
+
+static inline void raw(struct sink *s, const char *src, size_t n)
+{
+    if (s->pos < s->cap) {
+        size_t room = s->cap - s->pos;
+        memcpy(s->out + s->pos, src, n < room ? n : room);
+    }
+    s->pos += n;
+}
+
+/* The escape of one byte that needs one, into e; returns its length. */
+static size_t escape_byte(uint8_t esc, unsigned char ch, char e[6])
+{
+    if (esc == BL_ESC_DEFAULT) {
+        e[0] = '\\';
+        e[1] = 'x';
+        e[2] = hex_upper[ch >> 4];
+        e[3] = hex_upper[ch & 0xf];
+        return 4;
+    }
+    /* JSON (nginx's ngx_escape_json) */
+    e[0] = '\\';
+    switch (ch) {
+    case '"': e[1] = '"'; return 2;
+    case '\\': e[1] = '\\'; return 2;
+    case '\n': e[1] = 'n'; return 2;
+    case '\r': e[1] = 'r'; return 2;
+    case '\t': e[1] = 't'; return 2;
+    case '\b': e[1] = 'b'; return 2;
+    case '\f': e[1] = 'f'; return 2;
+    default:
+        memcpy(e + 1, "u00", 3);
+        e[4] = hex_upper[ch >> 4];
+        e[5] = hex_upper[ch & 0xf];
+        return 6;
+    }
+}
+
+static inline int needs_escape(uint8_t esc, unsigned char ch)
+{
+    if (esc == BL_ESC_DEFAULT)
+        return esc_default_byte(ch);
+    return ch < 0x20 || ch == '"' || ch == '\\';
+}
+
+/* A value: escaped when the sink says so. Runs of plain bytes go in one copy. */
+static void put(struct sink *s, const char *src, size_t n)
+{
+    if (s->esc == BL_ESC_RAW || s->esc == BL_ESC_NONE) {
+        raw(s, src, n);
+        return;
+    }
+    size_t i = 0;
+    while (i < n) {
+        size_t start = i;
+        while (i < n && !needs_escape(s->esc, (unsigned char)src[i]))
+            i++;
+        if (i > start)
+            raw(s, src + start, i - start);
+        if (i < n) {
+            char e[6];
+            raw(s, e, escape_byte(s->esc, (unsigned char)src[i], e));
+            i++;
+        }
+    }
+}
+
+size_t bl_escape(enum bl_escape esc, const char *str, size_t n, char *out, size_t cap)
+{
+    struct sink s = {out, cap, 0, (uint8_t)esc};
+    put(&s, str, n);
+    return s.pos;
+}
+
+/* ------------------------------------------------------------ values */
 
 /* $http_NAME: '_' in NAME matches '-' in the field name. */
 static int header_name_eq(const struct bl_h1_header *h, const char *name, uint32_t len)
@@ -217,182 +332,402 @@ static int find_pair(const char *s, size_t len, char sep, const char *name, uint
     return 0;
 }
 
+static int base64_value(unsigned char c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    if (c == '+')
+        return 62;
+    if (c == '/')
+        return 63;
+    return -1;
+}
+
+/* $remote_user: the user of "Authorization: Basic BASE64(user:password)", decoded as nginx's
+ * ngx_http_auth_basic_user() does (decoding stops at '=', an invalid byte refuses it, a user
+ * needs a ':' after it and at least one byte). Writes it into user (cap bytes) and returns its
+ * length, or -1 when there is none. */
+static long basic_user(const struct bl_h1_message *m, char *user, size_t cap)
+{
+    const struct bl_h1_header *h = NULL;
+    for (uint32_t i = 0; m && m->method && i < m->nheaders && !h; i++)
+        if (m->headers[i].name_len == 13 && strncasecmp(m->headers[i].name, "authorization", 13)
+            == 0)
+            h = &m->headers[i];
+    if (!h || h->value_len < 6 || strncasecmp(h->value, "Basic ", 6) != 0)
+        return -1;
+    const char *s = h->value + 6;
+    size_t n = h->value_len - 6;
+    while (n && *s == ' ') {
+        s++;
+        n--;
+    }
+    size_t len = 0;
+    while (len < n && s[len] != '=') {
+        if (base64_value((unsigned char)s[len]) < 0)
+            return -1;
+        len++;
+    }
+    if (len == 0 || len % 4 == 1)
+        return -1;
+    uint32_t acc = 0;
+    int bits = 0;
+    size_t k = 0;
+    for (size_t i = 0; i < len; i++) {
+        acc = acc << 6 | (uint32_t)base64_value((unsigned char)s[i]);
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            char ch = (char)(acc >> bits & 0xff);
+            if (ch == ':')
+                return k ? (long)k : -1;
+            if (k < cap)
+                user[k] = ch;
+            k++;
+        }
+    }
+    return -1; /* no ':' */
+}
+
+/* Wall-clock texts, formatted once per second per thread (thread-locals: docs/internals.md,
+ * "Per-thread state"). */
+static _Thread_local char time_local_text[32];
+static _Thread_local char time_iso_text[32];
+static _Thread_local time_t time_text_sec = -1;
+
+static void time_texts(void)
+{
+    time_t now = (time_t)(bl_wall_us() / 1000000);
+    if (now == time_text_sec)
+        return;
+    struct tm tm;
+    localtime_r(&now, &tm);
+    strftime(time_local_text, sizeof(time_local_text), "%d/%b/%Y:%H:%M:%S %z", &tm);
+    /* nginx's $time_iso8601 writes the offset as +01:00 */
+    char z[8];
+    strftime(time_iso_text, sizeof(time_iso_text), "%Y-%m-%dT%H:%M:%S", &tm);
+    strftime(z, sizeof(z), "%z", &tm);
+    size_t l = strlen(time_iso_text);
+    snprintf(time_iso_text + l, sizeof(time_iso_text) - l, "%.3s:%.2s", z, z + 3);
+    time_text_sec = now;
+}
+
+/* Seconds with milliseconds, as nginx's "%T.%03M". */
+static void put_seconds(struct sink *s, uint64_t us)
+{
+    char num[32];
+    int n = snprintf(num, sizeof(num), "%llu.%03llu", (unsigned long long)(us / 1000000),
+                     (unsigned long long)(us / 1000 % 1000));
+    raw(s, num, (size_t)n);
+}
+
+static void put_uint(struct sink *s, uint64_t v)
+{
+    char num[24];
+    char *p = num + sizeof(num);
+    do {
+        *--p = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    raw(s, p, (size_t)(num + sizeof(num) - p));
+}
+
+/* One $upstream_* value per try, separated by ", " as nginx separates retries. */
+static int put_tries(struct sink *s, const struct bl_var_ctx *ctx, enum var_id id)
+{
+    const struct bl_var_resp *rv = ctx->resp;
+    if (!rv || rv->ntries == 0)
+        return 0;
+    for (uint32_t i = 0; i < rv->ntries; i++) {
+        const struct bl_upstream_try *t = &rv->tries[i];
+        if (i)
+            raw(s, ", ", 2);
+        uint32_t us = BL_TRY_NONE;
+        switch (id) {
+        case VAR_UPSTREAM_ADDR:
+            put(s, t->addr, strlen(t->addr));
+            continue;
+        case VAR_UPSTREAM_STATUS:
+            if (t->status)
+                put_uint(s, (uint64_t)t->status);
+            else
+                raw(s, "-", 1);
+            continue;
+        case VAR_UPSTREAM_CONNECT_TIME:
+            us = t->connect_us;
+            break;
+        case VAR_UPSTREAM_HEADER_TIME:
+            us = t->header_us;
+            break;
+        default:
+            us = t->response_us;
+            break;
+        }
+        if (us == BL_TRY_NONE)
+            raw(s, "-", 1);
+        else
+            put_seconds(s, us);
+    }
+    return 1;
+}
+
+/* Writes variable p's value; returns 0 when it is "not found" (nothing was written). */
+static int put_var(struct sink *s, const struct part *p, const struct bl_var_ctx *ctx)
+{
+    const struct bl_h1_message *m = ctx->req && ctx->req->method ? ctx->req : NULL;
+    char num[32];
+    switch (p->id) {
+    case VAR_LITERAL:
+        return 1;
+    case VAR_HOST:
+        if (m && m->host) {
+            /* nginx's $host: lowercase, without the port. */
+            uint32_t n = m->host_len;
+            if (m->host[0] != '[') {
+                const char *colon = memchr(m->host, ':', n);
+                if (colon)
+                    n = (uint32_t)(colon - m->host);
+            } else {
+                const char *close = memchr(m->host, ']', n);
+                if (close)
+                    n = (uint32_t)(close - m->host + 1);
+            }
+            for (uint32_t i = 0; i < n; i++) {
+                char c = (char)tolower((unsigned char)m->host[i]);
+                put(s, &c, 1);
+            }
+        }
+        return 1;
+    case VAR_HTTP_HOST:
+        if (m) {
+            int i = bl_h1_find(m, BL_H1_HDR_HOST);
+            if (i >= 0) {
+                put(s, m->headers[i].value, m->headers[i].value_len);
+                return 1;
+            }
+        }
+        return 0;
+    case VAR_REMOTE_ADDR:
+        put(s, ctx->client_ip, ctx->client_ip_len);
+        return 1;
+    case VAR_REMOTE_PORT:
+        put_uint(s, ctx->client_port);
+        return 1;
+    case VAR_REMOTE_USER: {
+        char user[512];
+        long n = basic_user(m, user, sizeof(user));
+        if (n <= 0)
+            return 0;
+        put(s, user, (size_t)n < sizeof(user) ? (size_t)n : sizeof(user));
+        return 1;
+    }
+    case VAR_PROXY_ADD_XFF: {
+        int first = 1;
+        if (m) {
+            for (uint32_t i = 0; i < m->nheaders; i++) {
+                if (m->headers[i].id != BL_H1_HDR_X_FORWARDED_FOR)
+                    continue;
+                if (!first)
+                    put(s, ", ", 2);
+                put(s, m->headers[i].value, m->headers[i].value_len);
+                first = 0;
+            }
+        }
+        if (!first)
+            put(s, ", ", 2);
+        put(s, ctx->client_ip, ctx->client_ip_len);
+        return 1;
+    }
+    case VAR_SCHEME:
+        put(s, "http", 4);
+        return 1;
+    case VAR_PROXY_HOST:
+        if (ctx->proxy_host)
+            put(s, ctx->proxy_host, strlen(ctx->proxy_host));
+        return 1;
+    case VAR_PROXY_PORT:
+        if (ctx->proxy_port)
+            put(s, ctx->proxy_port, strlen(ctx->proxy_port));
+        return 1;
+    case VAR_REQUEST_URI:
+        if (!m)
+            return 0;
+        if (m->flags & BL_H1_F_ABSOLUTE_FORM) {
+            put(s, m->path, m->path_len);
+            if (m->query) {
+                put(s, "?", 1);
+                put(s, m->query, m->query_len);
+            }
+        } else {
+            put(s, m->target, m->target_len);
+        }
+        return 1;
+    case VAR_URI:
+        if (ctx->uri)
+            put(s, ctx->uri, ctx->uri_len);
+        else if (m)
+            put(s, m->path, m->path_len);
+        else
+            return 0;
+        return 1;
+    case VAR_ARGS:
+        if (!m || !m->query)
+            return 0;
+        put(s, m->query, m->query_len);
+        return 1;
+    case VAR_IS_ARGS:
+        if (m && m->query)
+            put(s, "?", 1);
+        return 1;
+    case VAR_REQUEST_METHOD:
+        if (!m)
+            return 0;
+        put(s, m->method, m->method_len);
+        return 1;
+    case VAR_REQUEST:
+        if (m) {
+            put(s, m->method, m->method_len);
+            put(s, " ", 1);
+            put(s, m->target, m->target_len);
+            put(s, m->minor_version ? " HTTP/1.1" : " HTTP/1.0", 9);
+            return 1;
+        }
+        if (ctx->raw_line) {
+            put(s, ctx->raw_line, ctx->raw_line_len);
+            return 1;
+        }
+        return 0;
+    case VAR_SERVER_PROTOCOL:
+        if (!m)
+            return 0;
+        put(s, m->minor_version ? "HTTP/1.1" : "HTTP/1.0", 8);
+        return 1;
+    case VAR_SERVER_PORT:
+        put_uint(s, ctx->server_port);
+        return 1;
+    case VAR_SERVER_ADDR: {
+        /* Looked up only when a template asks: a syscall, off the common path. */
+        union bl_sockaddr sa;
+        socklen_t len = sizeof(sa);
+        char ip[64];
+        if (ctx->fd >= 0 && getsockname(ctx->fd, &sa.sa, &len) == 0)
+            put(s, ip, (size_t)bl_addr_format_ip(&sa.sa, ip, sizeof(ip)));
+        return 1;
+    }
+    case VAR_HOSTNAME: {
+        char hn[256];
+        if (gethostname(hn, sizeof(hn)) == 0) {
+            hn[sizeof(hn) - 1] = '\0';
+            put(s, hn, strlen(hn));
+        }
+        return 1;
+    }
+    case VAR_PID: {
+        static pid_t pid;   /* one process; written once with the same value by any thread */
+        if (!pid)
+            pid = getpid();
+        put_uint(s, (uint64_t)pid);
+        return 1;
+    }
+    case VAR_MSEC:
+        put_seconds(s, bl_wall_us());
+        return 1;
+    case VAR_TIME_LOCAL:
+        time_texts();
+        raw(s, time_local_text, strlen(time_local_text));
+        return 1;
+    case VAR_TIME_ISO8601:
+        time_texts();
+        raw(s, time_iso_text, strlen(time_iso_text));
+        return 1;
+    case VAR_REQUEST_ID:
+        if (ctx->request_id)
+            put(s, ctx->request_id, ctx->request_id_len);
+        return 1;
+    case VAR_STATUS:
+        if (!ctx->resp)
+            return 0;
+        num[0] = (char)('0' + ctx->resp->status / 100 % 10);
+        num[1] = (char)('0' + ctx->resp->status / 10 % 10);
+        num[2] = (char)('0' + ctx->resp->status % 10);
+        raw(s, num, 3);
+        return 1;
+    case VAR_BODY_BYTES_SENT:
+    case VAR_BYTES_SENT:
+    case VAR_REQUEST_LENGTH:
+        if (!ctx->resp)
+            return 0;
+        put_uint(s, p->id == VAR_BODY_BYTES_SENT ? ctx->resp->body_bytes_sent
+                    : p->id == VAR_BYTES_SENT    ? ctx->resp->bytes_sent
+                                                 : ctx->resp->request_length);
+        return 1;
+    case VAR_REQUEST_TIME:
+        if (!ctx->resp)
+            return 0;
+        put_seconds(s, ctx->resp->request_time_us);
+        return 1;
+    case VAR_UPSTREAM_ADDR:
+    case VAR_UPSTREAM_STATUS:
+    case VAR_UPSTREAM_RESPONSE_TIME:
+    case VAR_UPSTREAM_CONNECT_TIME:
+    case VAR_UPSTREAM_HEADER_TIME:
+        return put_tries(s, ctx, p->id);
+    case VAR_HTTP_:
+        for (uint32_t i = 0; m && i < m->nheaders; i++) {
+            if (header_name_eq(&m->headers[i], p->text, p->len)) {
+                put(s, m->headers[i].value, m->headers[i].value_len);
+                return 1;
+            }
+        }
+        return 0;
+    case VAR_ARG_: {
+        const char *v;
+        size_t vl;
+        if (m && m->query && find_pair(m->query, m->query_len, '&', p->text, p->len, &v, &vl)) {
+            put(s, v, vl);
+            return 1;
+        }
+        return 0;
+    }
+    case VAR_COOKIE_:
+        for (uint32_t i = 0; m && i < m->nheaders; i++) {
+            const char *v;
+            size_t vl;
+            if (m->headers[i].name_len == 6 && strncasecmp(m->headers[i].name, "cookie", 6) == 0
+                && find_pair(m->headers[i].value, m->headers[i].value_len, ';', p->text, p->len,
+                             &v, &vl)) {
+                put(s, v, vl);
+                return 1;
+            }
+        }
+        return 0;
+    }
+    return 1;
+}
+
+size_t bl_template_eval_esc(const struct bl_template *t, const struct bl_var_ctx *ctx,
+                            enum bl_escape esc, char *out, size_t cap)
+{
+    struct sink s = {out, cap, 0, (uint8_t)esc};
+    for (uint32_t k = 0; k < t->nparts; k++) {
+        const struct part *p = &t->parts[k];
+        if (p->id == VAR_LITERAL) {
+            raw(&s, p->text, p->len);
+            continue;
+        }
+        size_t before = s.pos;
+        if (!put_var(&s, p, ctx) && esc == BL_ESC_DEFAULT && s.pos == before)
+            raw(&s, "-", 1);
+    }
+    return s.pos;
+}
+
 size_t bl_template_eval(const struct bl_template *t, const struct bl_var_ctx *ctx, char *out,
                         size_t cap)
 {
-    size_t pos = 0;
-    const struct bl_h1_message *m = ctx->req;
-    char num[32];
-    for (uint32_t k = 0; k < t->nparts; k++) {
-        const struct part *p = &t->parts[k];
-        switch (p->id) {
-        case VAR_LITERAL:
-            put(out, cap, &pos, p->text, p->len);
-            break;
-        case VAR_HOST:
-            if (m && m->host) {
-                /* nginx's $host: lowercase, without the port. */
-                uint32_t n = m->host_len;
-                if (m->host[0] != '[') {
-                    const char *colon = memchr(m->host, ':', n);
-                    if (colon)
-                        n = (uint32_t)(colon - m->host);
-                } else {
-                    const char *close = memchr(m->host, ']', n);
-                    if (close)
-                        n = (uint32_t)(close - m->host + 1);
-                }
-                for (uint32_t i = 0; i < n; i++) {
-                    char c = (char)tolower((unsigned char)m->host[i]);
-                    put(out, cap, &pos, &c, 1);
-                }
-            }
-            break;
-        case VAR_HTTP_HOST:
-            if (m) {
-                int i = bl_h1_find(m, BL_H1_HDR_HOST);
-                if (i >= 0)
-                    put(out, cap, &pos, m->headers[i].value, m->headers[i].value_len);
-            }
-            break;
-        case VAR_REMOTE_ADDR:
-            put(out, cap, &pos, ctx->client_ip, ctx->client_ip_len);
-            break;
-        case VAR_REMOTE_PORT:
-            put(out, cap, &pos, num, (size_t)snprintf(num, sizeof(num), "%u", ctx->client_port));
-            break;
-        case VAR_PROXY_ADD_XFF: {
-            int first = 1;
-            if (m) {
-                for (uint32_t i = 0; i < m->nheaders; i++) {
-                    if (m->headers[i].id != BL_H1_HDR_X_FORWARDED_FOR)
-                        continue;
-                    if (!first)
-                        put(out, cap, &pos, ", ", 2);
-                    put(out, cap, &pos, m->headers[i].value, m->headers[i].value_len);
-                    first = 0;
-                }
-            }
-            if (!first)
-                put(out, cap, &pos, ", ", 2);
-            put(out, cap, &pos, ctx->client_ip, ctx->client_ip_len);
-            break;
-        }
-        case VAR_SCHEME:
-            put(out, cap, &pos, "http", 4);
-            break;
-        case VAR_PROXY_HOST:
-            if (ctx->proxy_host)
-                put(out, cap, &pos, ctx->proxy_host, strlen(ctx->proxy_host));
-            break;
-        case VAR_PROXY_PORT:
-            if (ctx->proxy_port)
-                put(out, cap, &pos, ctx->proxy_port, strlen(ctx->proxy_port));
-            break;
-        case VAR_REQUEST_URI:
-            if (m) {
-                if (m->flags & BL_H1_F_ABSOLUTE_FORM) {
-                    put(out, cap, &pos, m->path, m->path_len);
-                    if (m->query) {
-                        put(out, cap, &pos, "?", 1);
-                        put(out, cap, &pos, m->query, m->query_len);
-                    }
-                } else {
-                    put(out, cap, &pos, m->target, m->target_len);
-                }
-            }
-            break;
-        case VAR_URI:
-            if (ctx->uri)
-                put(out, cap, &pos, ctx->uri, ctx->uri_len);
-            else if (m)
-                put(out, cap, &pos, m->path, m->path_len);
-            break;
-        case VAR_ARGS:
-            if (m && m->query)
-                put(out, cap, &pos, m->query, m->query_len);
-            break;
-        case VAR_IS_ARGS:
-            if (m && m->query)
-                put(out, cap, &pos, "?", 1);
-            break;
-        case VAR_REQUEST_METHOD:
-            if (m)
-                put(out, cap, &pos, m->method, m->method_len);
-            break;
-        case VAR_REQUEST:
-            if (m) {
-                put(out, cap, &pos, m->method, m->method_len);
-                put(out, cap, &pos, " ", 1);
-                put(out, cap, &pos, m->target, m->target_len);
-                put(out, cap, &pos, m->minor_version ? " HTTP/1.1" : " HTTP/1.0", 9);
-            }
-            break;
-        case VAR_SERVER_PROTOCOL:
-            if (m)
-                put(out, cap, &pos, m->minor_version ? "HTTP/1.1" : "HTTP/1.0", 8);
-            break;
-        case VAR_SERVER_PORT:
-            put(out, cap, &pos, num, (size_t)snprintf(num, sizeof(num), "%u", ctx->server_port));
-            break;
-        case VAR_SERVER_ADDR: {
-            /* Looked up only when a template asks: a syscall, off the common path. */
-            union bl_sockaddr sa;
-            socklen_t len = sizeof(sa);
-            char ip[64];
-            if (ctx->fd >= 0 && getsockname(ctx->fd, &sa.sa, &len) == 0)
-                put(out, cap, &pos, ip, (size_t)bl_addr_format_ip(&sa.sa, ip, sizeof(ip)));
-            break;
-        }
-        case VAR_HOSTNAME: {
-            char hn[256];
-            if (gethostname(hn, sizeof(hn)) == 0) {
-                hn[sizeof(hn) - 1] = '\0';
-                put(out, cap, &pos, hn, strlen(hn));
-            }
-            break;
-        }
-        case VAR_MSEC: {
-            uint64_t us = bl_wall_us();
-            put(out, cap, &pos, num,
-                (size_t)snprintf(num, sizeof(num), "%llu.%03llu",
-                                 (unsigned long long)(us / 1000000),
-                                 (unsigned long long)(us / 1000 % 1000)));
-            break;
-        }
-        case VAR_HTTP_:
-            if (m) {
-                for (uint32_t i = 0; i < m->nheaders; i++) {
-                    if (header_name_eq(&m->headers[i], p->text, p->len)) {
-                        put(out, cap, &pos, m->headers[i].value, m->headers[i].value_len);
-                        break;
-                    }
-                }
-            }
-            break;
-        case VAR_ARG_: {
-            const char *v;
-            size_t vl;
-            if (m && m->query && find_pair(m->query, m->query_len, '&', p->text, p->len, &v, &vl))
-                put(out, cap, &pos, v, vl);
-            break;
-        }
-        case VAR_COOKIE_:
-            if (m) {
-                for (uint32_t i = 0; i < m->nheaders; i++) {
-                    const char *v;
-                    size_t vl;
-                    if (m->headers[i].name_len == 6 &&
-                        strncasecmp(m->headers[i].name, "cookie", 6) == 0 &&
-                        find_pair(m->headers[i].value, m->headers[i].value_len, ';', p->text,
-                                  p->len, &v, &vl)) {
-                        put(out, cap, &pos, v, vl);
-                        break;
-                    }
-                }
-            }
-            break;
-        }
-    }
-    return pos;
+    return bl_template_eval_esc(t, ctx, BL_ESC_RAW, out, cap);
 }

@@ -1,11 +1,20 @@
 /* Strings with nginx variables ("$host", "${arg_id}x", "$http_user_agent"), compiled once at
- * config load and evaluated per request without allocation.
+ * config load and evaluated per request without allocation: proxy_set_header values, hash
+ * keys, return texts and log_format lines.
  *
- * Variables: $host $http_host $remote_addr $remote_port $proxy_add_x_forwarded_for $scheme
- * $request_uri $uri $document_uri $args $query_string $is_args $request_method $request
- * $server_protocol $server_port $server_addr $hostname $msec $proxy_host $proxy_port $http_NAME
- * $arg_NAME $cookie_NAME.
+ * Request variables: $host $http_host $remote_addr $remote_port $remote_user
+ * $proxy_add_x_forwarded_for $scheme $request_uri $uri $document_uri $args $query_string
+ * $is_args $request_method $request $server_protocol $server_port $server_addr $hostname $pid
+ * $msec $time_local $time_iso8601 $proxy_host $proxy_port $request_id $http_NAME $arg_NAME
+ * $cookie_NAME.
+ * Known once the response is done (bl_var_ctx.resp; empty or "-" elsewhere): $status
+ * $body_bytes_sent $bytes_sent $request_length $request_time $upstream_addr $upstream_status
+ * $upstream_response_time $upstream_connect_time $upstream_header_time.
  * $http_NAME matches the header NAME with '_' standing for '-', case-insensitively.
+ *
+ * A value may be "not found" as in nginx ($http_NAME without the header, $args without a
+ * query, $upstream_* without an upstream, $remote_user without Basic credentials): empty when
+ * evaluated as is, "-" in a log with escape=default, empty with escape=json or none.
  */
 #ifndef BL_HTTP_TEMPLATE_H
 #define BL_HTTP_TEMPLATE_H
@@ -15,9 +24,42 @@
 
 struct bl_h1_message;
 
+/* How values (not the literal text between them) are written. */
+enum bl_escape {
+    BL_ESC_RAW = 0,     /* as they are; not-found values are empty (proxy_set_header, keys) */
+    BL_ESC_DEFAULT,     /* log_format escape=default: '"', '\' and bytes < 0x20 or >= 0x7f as
+                         * \xHH (uppercase hex); not-found values as "-" */
+    BL_ESC_JSON,        /* escape=json: nginx's JSON string escaping ('"' and '\' with a
+                         * backslash, \n \r \t \b \f, other bytes < 0x20 as \u00HH; bytes >=
+                         * 0x80 as they are); not-found values empty */
+    BL_ESC_NONE,        /* escape=none: as they are; not-found values empty */
+};
+
+/* One upstream attempt of a request, for the $upstream_* variables. Times in microseconds
+ * from the attempt's start, BL_TRY_NONE when the attempt did not get that far. */
+struct bl_upstream_try {
+    const char *addr;               /* "127.0.0.1:8080" */
+    uint32_t connect_us;
+    uint32_t header_us;
+    uint32_t response_us;
+    int status;                     /* 0: none (shown as "-") */
+};
+#define BL_TRY_NONE UINT32_MAX
+
+/* What is known once a request is over (the log phase). */
+struct bl_var_resp {
+    int status;                     /* sent to the client; 0 shows as "000" as in nginx */
+    uint64_t body_bytes_sent;
+    uint64_t bytes_sent;            /* head included */
+    uint64_t request_length;        /* request line, head and body bytes read */
+    uint64_t request_time_us;
+    const struct bl_upstream_try *tries;
+    uint32_t ntries;
+};
+
 /* What a template is evaluated against. Strings need not be NUL-terminated. */
 struct bl_var_ctx {
-    const struct bl_h1_message *req;
+    const struct bl_h1_message *req;/* method NULL: the request line did not parse */
     const char *uri;                /* $uri: the normalized path (NULL: the path as sent) */
     uint32_t uri_len;
     const char *client_ip;          /* "127.0.0.1" */
@@ -27,6 +69,12 @@ struct bl_var_ctx {
     int fd;                         /* client socket, for $server_addr (-1: unknown) */
     const char *proxy_host;         /* $proxy_host, $proxy_port: the location's proxy_pass as */
     const char *proxy_port;         /* nginx gives them ("app", "80"); NULL: empty */
+    const char *request_id;         /* $request_id; NULL: empty */
+    uint32_t request_id_len;
+    const char *raw_line;           /* $request when req->method is NULL: the bytes of the
+                                     * first line as received (nginx logs those); NULL: none */
+    uint32_t raw_line_len;
+    const struct bl_var_resp *resp; /* NULL before the log phase */
 };
 
 struct bl_template;
@@ -45,5 +93,13 @@ const char *bl_template_text(const struct bl_template *t, size_t *len);
  * cap (then out holds a truncated value; call again with a bigger buffer). Any thread. */
 size_t bl_template_eval(const struct bl_template *t, const struct bl_var_ctx *ctx, char *out,
                         size_t cap);
+
+/* The same with values escaped as esc says (log_format's escape=). */
+size_t bl_template_eval_esc(const struct bl_template *t, const struct bl_var_ctx *ctx,
+                            enum bl_escape esc, char *out, size_t cap);
+
+/* Escapes s[0..n) into out (up to cap bytes) as esc says; returns the full escaped length.
+ * Any thread. */
+size_t bl_escape(enum bl_escape esc, const char *s, size_t n, char *out, size_t cap);
 
 #endif

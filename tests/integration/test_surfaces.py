@@ -367,12 +367,17 @@ def test_unknown_log_format_is_an_error(tmp_path, fmt):
     assert 'ballast: unknown log format "%s" in %s:4' % (fmt, path) in r.stderr, r.stderr
 
 
-def test_log_format_is_named_unsupported(tmp_path):
-    text = "http {\n    log_format main '$remote_addr';\n}\n"
-    path, r = check(tmp_path, text)
-    assert r.returncode == 1, r
-    assert ('custom log formats are not supported in this build: "log_format" directive in '
-            '%s:2' % path) in r.stderr, r.stderr
+def test_log_format_errors_name_the_line(tmp_path):
+    for text, want in [
+        ("log_format main '$remote_addr';\n    log_format main '$status';", 
+         'duplicate "log_format" name "main" in %s:3'),
+        ("log_format combined '$remote_addr';", 'duplicate "log_format" name "combined" in %s:2'),
+        ("log_format j escape=yaml '$status';", 'unknown log format escaping "yaml" in %s:2'),
+        ("log_format j '$no_such_thing';", 'unknown "no_such_thing" variable in %s:2'),
+    ]:
+        path, r = check(tmp_path, "http {\n    %s\n}\n" % text)
+        assert r.returncode == 1, r
+        assert ("ballast: " + want % path) in r.stderr, (text, r.stderr)
 
 
 # --------------------------------------------------------------------------------------------

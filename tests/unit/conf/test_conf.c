@@ -190,7 +190,7 @@ static void assert_same_loc_conf(const char *what, const struct bl_loc_conf *a,
         if (x[i] != y[i])
             fail_msg("%s: setting %zu of bl_loc_conf is %llu without the line, %llu with it",
                      what, i, (unsigned long long)x[i], (unsigned long long)y[i]);
-    assert_ptr_equal(a->access_log, b->access_log);
+    assert_int_equal(a->naccess_logs, b->naccess_logs);
     assert_int_equal(a->nheaders, b->nheaders);
     assert_int_equal(a->nerror_pages, b->nerror_pages);
 }
@@ -285,17 +285,17 @@ static void test_merge_three_levels(void **state)
 
     assert_int_equal(http->proxy_read_timeout, 5000);
     assert_int_equal(http->set, BL_LC_HEADERS | BL_LC_ERROR_PAGES | BL_LC_ACCESS_LOG);
-    assert_non_null(http->access_log);
+    assert_int_equal(http->naccess_logs, 1);
 
     /* server 1: own timeout, headers and access_log off; body size and error pages inherited */
     assert_int_equal(s1->conf.proxy_read_timeout, 4000);
     assert_int_equal(s1->conf.client_max_body_size, 2 * 1024 * 1024);
     assert_int_equal(s1->conf.nheaders, 1);
     assert_string_equal(s1->conf.headers[0].name, "X-S");
-    assert_null(s1->conf.access_log);
+    assert_int_equal(s1->conf.naccess_logs, 0);
     assert_ptr_equal(s1->conf.error_pages, http->error_pages);
     assert_int_equal(s1->conf.nerror_pages, 1);
-    assert_int_equal(s1->conf.set, BL_LC_HEADERS | BL_LC_ACCESS_LOG);
+    assert_int_equal(s1->conf.set, BL_LC_HEADERS | BL_LC_ACCESS_LOG | BL_LC_ACCESS_OFF);
     /* the server's pseudo location sees the server's settings */
     assert_int_equal(s1->server_loc->conf.proxy_read_timeout, 4000);
     assert_ptr_equal(s1->server_loc->conf.headers, s1->conf.headers);
@@ -306,7 +306,7 @@ static void test_merge_three_levels(void **state)
     assert_int_equal(inherit->conf.keepalive_timeout, 75000);
     assert_ptr_equal(inherit->conf.headers, s1->conf.headers);
     assert_ptr_equal(inherit->conf.error_pages, http->error_pages);
-    assert_null(inherit->conf.access_log);
+    assert_int_equal(inherit->conf.naccess_logs, 0);
     assert_int_equal(inherit->conf.set, 0);
     assert_int_equal(inherit->set_xff, 1);
 
@@ -317,14 +317,14 @@ static void test_merge_three_levels(void **state)
     assert_string_equal(own->conf.headers[0].name, "X-L");
     assert_int_equal(own->conf.nerror_pages, 1);
     assert_int_equal(own->conf.error_pages[0].code, 404);
-    assert_non_null(own->conf.access_log);
-    assert_ptr_not_equal(own->conf.access_log, http->access_log);
+    assert_int_equal(own->conf.naccess_logs, 1);
+    assert_ptr_not_equal(own->conf.access_logs[0], http->access_logs[0]);
 
     /* server 2 has no lines: http's values, down to its location */
     assert_int_equal(other->conf.proxy_read_timeout, 5000);
     assert_ptr_equal(other->conf.headers, http->headers);
     assert_ptr_equal(other->conf.error_pages, http->error_pages);
-    assert_ptr_equal(other->conf.access_log, http->access_log);
+    assert_ptr_equal(other->conf.access_logs, http->access_logs);
     assert_int_equal(c->naccess_logs, 2);
 
     bl_conf_release(c);
