@@ -464,6 +464,9 @@ static int attempt_failed(struct bl_request *r, enum bl_attempt_error kind, int 
     }
     /* nginx logs a failed attempt as 504 (timeout) or 502 (error, invalid answer). */
     try_end(r, kind == BL_AE_TIMEOUT ? 504 : kind == BL_AE_STATUS ? status : 502);
+    if ((kind == BL_AE_ERROR && (!r->a.conn || (r->a.conn->nrequests == 1 && !r->a.sent_any)))
+        || (kind == BL_AE_TIMEOUT && r->state == RS_CONNECT))
+        r->tries[r->ntries - 1].connect_us = BL_TRY_NONE; /* it never connected */
     if (kind == BL_AE_TIMEOUT)
         count_failure(r, r->state == RS_CONNECT ? BL_SF_CONNECT_TIMEOUT : BL_SF_TIMEOUT);
     else if (kind == BL_AE_INVALID)

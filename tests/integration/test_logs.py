@@ -169,3 +169,140 @@ http {
     injected = json.loads(subprocess.run([JQ, "-c", "."], input=lines[-1] + b"\n",
                                          capture_output=True, timeout=10).stdout)
     assert injected["x"] == '"}\\' and "injected" not in injected, injected
+
+
+UPSTREAM_JSON = ('{"status":$status,"addr":"$upstream_addr","ustatus":"$upstream_status",'
+                 '"connect":"$upstream_connect_time","header":"$upstream_header_time",'
+                 '"response":"$upstream_response_time","rt":$request_time,'
+                 '"id":"$request_id","len":$request_length,"sent":$bytes_sent,'
+                 '"body":$body_bytes_sent}')
+
+
+def json_lines(path, n):
+    return [json.loads(l) for l in read_lines(path, n)]
+
+
+def test_upstream_variables_show_every_attempt(ballast, backend):
+    """A retried request: $upstream_addr and $upstream_status list both attempts, ", "
+    between them, as nginx does; the failed connect has no connect or header time."""
+    be = backend("app")
+    dead = closed_port()
+    b = ballast("""
+http {
+    log_format u escape=json '%s';
+    upstream pair { server 127.0.0.1:@pdead@; server 127.0.0.1:@pb@; }
+    upstream five { server 127.0.0.1:@pb@; server 127.0.0.1:@pb2@; }
+    server {
+        listen 127.0.0.1:@port@;
+        access_log @tmp@/u.log u;
+        location / { proxy_pass http://pair; }
+        location /five { proxy_pass http://five; proxy_next_upstream http_503; }
+        location = /local { return 204; }
+    }
+}
+""" % UPSTREAM_JSON, pb=be.port, pdead=dead, pb2=be.port)
+    assert b.get("/a").status == 200
+    assert b.get("/b").status == 200
+    assert b.get("/local").status == 204
+    assert b.get("/five?status=503").status == 503
+    lines = json_lines(os.path.join(b.dir, "u.log"), 4)
+    # round robin: one of the first two requests tries the dead server first
+    retried = [l for l in lines[:2] if ", " in l["addr"]]
+    straight = [l for l in lines[:2] if ", " not in l["addr"]]
+    assert len(retried) == 1 and len(straight) == 1, lines
+    r = retried[0]
+    assert r["addr"] == "127.0.0.1:%d, 127.0.0.1:%d" % (dead, be.port), r
+    assert r["ustatus"] == "502, 200", r
+    c0, c1 = r["connect"].split(", ")
+    h0, h1 = r["header"].split(", ")
+    assert (c0, h0) == ("-", "-"), r
+    assert re.fullmatch(r"\d+\.\d{3}", c1) and re.fullmatch(r"\d+\.\d{3}", h1), r
+    assert all(re.fullmatch(r"\d+\.\d{3}", t) for t in r["response"].split(", ")), r
+    assert straight[0]["addr"] == be.addr and straight[0]["ustatus"] == "200", straight
+    assert re.fullmatch(r"[0-9a-f]{32}", r["id"]) and r["id"] != straight[0]["id"], lines
+    assert r["body"] > 0 and r["sent"] > r["body"] and r["len"] > 0, r
+    local = lines[2]
+    assert (local["status"], local["addr"], local["ustatus"], local["response"]) == \
+        (204, "", "", ""), local
+    five = lines[3]
+    assert five["addr"] == "%s, %s" % (be.addr, be.addr) and five["ustatus"] == "503, 503", five
+    assert five["status"] == 503, five
+
+
+def test_flush_time_bounds_the_wait(ballast):
+    """buffer=1m flush=200ms: a lone line appears without more traffic; a line that overflows
+    a small buffer pushes out the ones before it at once."""
+    b = ballast("""
+http {
+    log_format short '$request_uri';
+    server {
+        listen 127.0.0.1:@port@;
+        access_log @tmp@/slow.log short buffer=1m flush=200ms;
+        location / { return 204; }
+        location /small { access_log @tmp@/small.log short buffer=256 flush=1h; return 204; }
+    }
+}
+""")
+    t0 = time.monotonic()
+    assert b.get("/lone").status == 204
+    assert read_lines(os.path.join(b.dir, "slow.log"), 1, timeout=3.0) == [b"/lone"]
+    waited = time.monotonic() - t0
+    assert waited < 3.0 * SLOW, waited
+    # 256 bytes hold a few 50-byte lines: once full, each new line pushes the pending ones out
+    paths = ["/small/%02d/%s" % (i, "x" * 40) for i in range(12)]
+    with Conn(b.port) as c:
+        for p in paths:
+            assert c.request("GET", p).status == 204
+    lines = read_lines(os.path.join(b.dir, "small.log"), 8, timeout=2.0)
+    assert [l.decode() for l in lines] == paths[:len(lines)], lines
+    assert len(lines) < len(paths), "flush=1h wrote every line early: %r" % lines
+
+
+def test_shutdown_flushes_and_long_lines(ballast):
+    """Lines waiting in a buffer are written when ballast stops; a line longer than the
+    buffer is written whole."""
+    b = ballast("""
+http {
+    log_format ua '$http_user_agent';
+    server {
+        listen 127.0.0.1:@port@;
+        access_log @tmp@/a.log ua buffer=1k flush=1h;
+        location / { return 204; }
+    }
+}
+""")
+    long_ua = "L" * 3000
+    assert b.get("/", headers={"User-Agent": "first"}).status == 204
+    assert b.get("/", headers={"User-Agent": long_ua}).status == 204
+    assert b.get("/", headers={"User-Agent": "last"}).status == 204
+    log = os.path.join(b.dir, "a.log")
+    assert read_lines(log, 2) [:2] == [b"first", long_ua.encode()]
+    assert b.stop() == 0
+    assert open(log, "rb").read() == b"first\n" + long_ua.encode() + b"\nlast\n"
+
+
+def test_several_logs_and_off(ballast):
+    """Two access_log lines at one level write both files; off at a level wins over its own
+    lines; a level without lines inherits."""
+    b = ballast("""
+http {
+    log_format p '$uri';
+    access_log @tmp@/http.log p;
+    server {
+        listen 127.0.0.1:@port@;
+        location /both { access_log @tmp@/one.log p; access_log @tmp@/two.log combined;
+                         return 204; }
+        location /off { access_log @tmp@/never.log p; access_log off; return 204; }
+        location / { return 204; }
+    }
+}
+""")
+    for p in ("/both", "/off", "/inherit"):
+        assert b.get(p).status == 204
+    assert read_lines(os.path.join(b.dir, "one.log"), 1) == [b"/both"]
+    assert b'"GET /both HTTP/1.1" 204 0' in read_lines(os.path.join(b.dir, "two.log"), 1)[0]
+    assert read_lines(os.path.join(b.dir, "http.log"), 1) == [b"/inherit"]
+    time.sleep(0.7)
+    assert open(os.path.join(b.dir, "http.log"), "rb").read() == b"/inherit\n"
+    assert not os.path.exists(os.path.join(b.dir, "never.log")) or \
+        open(os.path.join(b.dir, "never.log"), "rb").read() == b""

@@ -374,6 +374,16 @@ def test_log_format_errors_name_the_line(tmp_path):
         ("log_format combined '$remote_addr';", 'duplicate "log_format" name "combined" in %s:2'),
         ("log_format j escape=yaml '$status';", 'unknown log format escaping "yaml" in %s:2'),
         ("log_format j '$no_such_thing';", 'unknown "no_such_thing" variable in %s:2'),
+        ("access_log /tmp/x.log combined buffer=8k;\n    access_log /tmp/x.log combined "
+         "buffer=16k;", 'access_log "/tmp/x.log" already defined with conflicting parameters '
+         'in %s:3'),
+        ("access_log /tmp/x.log combined buffer=0;", 'invalid buffer size "0" in %s:2'),
+        ("access_log syslog:server=127.0.0.1 combined;",
+         'logging to syslog is not supported in this build: "access_log syslog:" in %s:2'),
+        ("access_log /tmp/x.log combined if=$arg_log;",
+         'this access_log parameter is not supported in this build: "if=$arg_log" in %s:2'),
+        ("access_log /tmp/$host.log;", 'variables in "access_log" paths are not supported '
+         'in %s:2'),
     ]:
         path, r = check(tmp_path, "http {\n    %s\n}\n" % text)
         assert r.returncode == 1, r

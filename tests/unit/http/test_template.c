@@ -243,6 +243,182 @@ static void test_generated_values(void **state)
     assert_true(sec + 2 >= now && sec <= now);
 }
 
+
+/* Evaluates text with escaping esc and checks the bytes (n of them: values may hold NULs). */
+static void assert_esc(const struct bl_var_ctx *ctx, enum bl_escape esc, const char *text,
+                       const char *want)
+{
+    struct bl_template *t = compile_ok(text);
+    char out[2048];
+    size_t n = bl_template_eval_esc(t, ctx, esc, out, sizeof(out));
+    bl_template_free(t);
+    if (n >= sizeof(out))
+        fail_msg("\"%s\": value of %zu bytes does not fit the test buffer", text, n);
+    out[n] = 0;
+    if (strlen(want) != n || memcmp(out, want, n) != 0)
+        fail_msg("\"%s\" (escape %d): want \"%s\", got \"%s\"", text, (int)esc, want, out);
+}
+
+/* nginx's escapes, byte by byte: every byte value through each mode. */
+static void test_escape_every_byte(void **state)
+{
+    (void)state;
+    for (int ch = 0; ch < 256; ch++) {
+        char in = (char)ch, out[8], want[8];
+        size_t n = bl_escape(BL_ESC_DEFAULT, &in, 1, out, sizeof(out));
+        if (ch < 0x20 || ch >= 0x7f || ch == '"' || ch == '\\')
+            snprintf(want, sizeof(want), "\\x%02X", ch);
+        else
+            snprintf(want, sizeof(want), "%c", ch);
+        if (n != strlen(want) || memcmp(out, want, n) != 0)
+            fail_msg("default, byte 0x%02x: want \"%s\", got \"%.*s\"", ch, want, (int)n, out);
+
+        n = bl_escape(BL_ESC_JSON, &in, 1, out, sizeof(out));
+        switch (ch) {
+        case '"': strcpy(want, "\\\""); break;
+        case '\\': strcpy(want, "\\\\"); break;
+        case '\n': strcpy(want, "\\n"); break;
+        case '\r': strcpy(want, "\\r"); break;
+        case '\t': strcpy(want, "\\t"); break;
+        case '\b': strcpy(want, "\\b"); break;
+        case '\f': strcpy(want, "\\f"); break;
+        default:
+            if (ch < 0x20)
+                snprintf(want, sizeof(want), "\\u00%02X", ch);
+            else {
+                want[0] = (char)ch;
+                want[1] = 0;
+            }
+        }
+        size_t wl = ch == 0 ? 6 : strlen(want);
+        if (ch >= 0x20 && ch != '"' && ch != '\\')
+            wl = 1;
+        if (n != wl || memcmp(out, want, n) != 0)
+            fail_msg("json, byte 0x%02x: want \"%s\", got \"%.*s\"", ch, want, (int)n, out);
+
+        n = bl_escape(BL_ESC_NONE, &in, 1, out, sizeof(out));
+        assert_int_equal(n, 1);
+        assert_int_equal((unsigned char)out[0], ch);
+    }
+    /* a run of plain bytes around escapes, and the bound: never past cap, full length back */
+    char out[16];
+    memset(out, '#', sizeof(out));
+    assert_int_equal(bl_escape(BL_ESC_DEFAULT, "ab\"cd", 5, out, 4), 8);
+    assert_memory_equal(out, "ab\\x", 4);
+    assert_int_equal(out[4], '#');
+}
+
+static const char *HOSTILE =
+    "GET /p\"q\\r?a=%22&b=\xc3\xa9\xff HTTP/1.1\r\n"
+    "Host: localhost\r\n"
+    "User-Agent: ua \"x\" \\ \xf0\x9f\x98\x80 \xff\tend\r\n"
+    "Authorization: Basic dSJcAR9cbn9lcjpwYXNz\r\n"
+    "\r\n";
+
+static void test_log_escaping_of_values(void **state)
+{
+    (void)state;
+    struct bl_var_ctx ctx = ctx_for(HOSTILE);
+    /* literal text is never escaped; values are */
+    assert_esc(&ctx, BL_ESC_DEFAULT, "\"$request\" \\ $http_user_agent",
+               "\"GET /p\\x22q\\x5Cr?a=%22&b=\\xC3\\xA9\\xFF HTTP/1.1\" \\ "
+               "ua \\x22x\\x22 \\x5C \\xF0\\x9F\\x98\\x80 \\xFF\\x09end");
+    assert_esc(&ctx, BL_ESC_JSON, "{\"ua\":\"$http_user_agent\"}",
+               "{\"ua\":\"ua \\\"x\\\" \\\\ \xf0\x9f\x98\x80 \xff\\tend\"}");
+    assert_esc(&ctx, BL_ESC_NONE, "$http_user_agent", "ua \"x\" \\ \xf0\x9f\x98\x80 \xff\tend");
+    /* $remote_user: "u\"\\\x01\x1f\\n\x7f" + "er" decoded from Basic credentials */
+    assert_esc(&ctx, BL_ESC_DEFAULT, "$remote_user", "u\\x22\\x5C\\x01\\x1F\\x5Cn\\x7Fer");
+    assert_esc(&ctx, BL_ESC_JSON, "$remote_user", "u\\\"\\\\\\u0001\\u001F\\\\n\x7f" "er");
+    assert_eval(&ctx, "$remote_user", "u\"\\\x01\x1f\\n\x7f" "er");
+}
+
+/* nginx's "not found": "-" with escape=default, nothing with json, none or as is. */
+static void test_not_found_values(void **state)
+{
+    (void)state;
+    struct bl_var_ctx ctx = ctx_for("GET /x HTTP/1.1\r\nHost: h\r\nX-Empty:\r\n\r\n");
+    const char *text = "[$http_referer|$args|$arg_a|$cookie_c|$remote_user|$upstream_addr|"
+                       "$status|$http_x_empty|$is_args|$request_id]";
+    assert_esc(&ctx, BL_ESC_DEFAULT, text, "[-|-|-|-|-|-|-|||]");
+    assert_esc(&ctx, BL_ESC_JSON, text, "[|||||||||]");
+    assert_esc(&ctx, BL_ESC_NONE, text, "[|||||||||]");
+    assert_eval(&ctx, text, "[|||||||||]");
+    /* Basic credentials nginx refuses: no ':' , empty user, bad base64, another scheme */
+    const char *refused[] = {"Basic dXNlcg==", "Basic OnB3", "Basic dX*y", "Bearer dTpw",
+                             "Basic "};
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+        char raw[256];
+        snprintf(raw, sizeof(raw), "GET / HTTP/1.1\r\nHost: h\r\nAuthorization: %s\r\n\r\n",
+                 refused[i]);
+        ctx = ctx_for(raw);
+        assert_esc(&ctx, BL_ESC_DEFAULT, "$remote_user", "-");
+    }
+    ctx = ctx_for("GET / HTTP/1.1\r\nHost: h\r\nAuthorization: basic   YWxpY2U6c2VjcmV0\r\n\r\n");
+    assert_eval(&ctx, "$remote_user", "alice");
+    /* a request line that did not parse: $request is the raw line, the rest not found */
+    struct bl_var_ctx bad = {.client_ip = "192.0.2.7", .client_ip_len = 9, .fd = -1,
+                             .raw_line = "GE\"T /\x01", .raw_line_len = 7};
+    struct bl_h1_message none = {0};
+    bad.req = &none;
+    assert_esc(&bad, BL_ESC_DEFAULT, "$request|$request_method|$uri|$host",
+               "GE\\x22T /\\x01|-|-|");
+}
+
+static void test_response_variables(void **state)
+{
+    (void)state;
+    struct bl_var_ctx ctx = ctx_for(REQ);
+    struct bl_upstream_try tries[3] = {
+        {"10.0.0.1:80", BL_TRY_NONE, BL_TRY_NONE, 1500, 502},
+        {"10.0.0.2:80", 2000, BL_TRY_NONE, 60000000, 504},
+        {"[::1]:8080", 0, 1234567, 2345678, 200},
+    };
+    struct bl_var_resp resp = {.status = 200, .body_bytes_sent = 1234, .bytes_sent = 1400,
+                               .request_length = 321, .request_time_us = 62345999,
+                               .tries = tries, .ntries = 3};
+    ctx.resp = &resp;
+    ctx.request_id = "0123456789abcdef0123456789abcdef";
+    ctx.request_id_len = 32;
+    assert_eval(&ctx, "$status $body_bytes_sent $bytes_sent $request_length $request_time",
+                "200 1234 1400 321 62.345");
+    assert_eval(&ctx, "$upstream_addr", "10.0.0.1:80, 10.0.0.2:80, [::1]:8080");
+    assert_eval(&ctx, "$upstream_status", "502, 504, 200");
+    assert_eval(&ctx, "$upstream_connect_time", "-, 0.002, 0.000");
+    assert_eval(&ctx, "$upstream_header_time", "-, -, 1.234");
+    assert_eval(&ctx, "$upstream_response_time", "0.001, 60.000, 2.345");
+    assert_eval(&ctx, "$request_id", "0123456789abcdef0123456789abcdef");
+    resp.ntries = 1;
+    tries[0].status = 0;
+    assert_esc(&ctx, BL_ESC_DEFAULT, "$upstream_status", "-");
+    resp.status = 0;
+    assert_eval(&ctx, "$status", "000");
+    resp.status = 499;
+    assert_eval(&ctx, "$status", "499");
+}
+
+static void test_time_variables(void **state)
+{
+    (void)state;
+    struct bl_var_ctx ctx = ctx_for(REQ);
+    char out[64];
+    struct bl_template *t = compile_ok("$time_local|$time_iso8601|$pid");
+    size_t n = bl_template_eval(t, &ctx, out, sizeof(out) - 1);
+    bl_template_free(t);
+    out[n] = 0;
+    int d, y, H, M, S, zh, Y, mo, d2, H2, M2, S2, oh, om, used = 0;
+    char mon[4], sign, sign2;
+    unsigned pid;
+    assert_int_equal(sscanf(out, "%2d/%3s/%4d:%2d:%2d:%2d %c%4d|%4d-%2d-%2dT%2d:%2d:%2d%c%2d:%2d|%u%n",
+                            &d, mon, &y, &H, &M, &S, &sign, &zh, &Y, &mo, &d2, &H2, &M2, &S2,
+                            &sign2, &oh, &om, &pid, &used), 18);
+    assert_int_equal(used, (int)n);
+    assert_int_equal(d, d2);
+    assert_int_equal(y, Y);
+    assert_int_equal(pid, (unsigned)getpid());
+    assert_int_equal(sign, sign2);
+    assert_int_equal(zh, oh * 100 + om);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -256,6 +432,11 @@ int main(void)
         cmocka_unit_test(test_compile_errors),
         cmocka_unit_test(test_lengths_and_truncation),
         cmocka_unit_test(test_generated_values),
+        cmocka_unit_test(test_escape_every_byte),
+        cmocka_unit_test(test_log_escaping_of_values),
+        cmocka_unit_test(test_not_found_values),
+        cmocka_unit_test(test_response_variables),
+        cmocka_unit_test(test_time_variables),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
