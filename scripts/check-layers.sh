@@ -3,8 +3,8 @@
 #   1. layers form a stack: core < leaves < upstream < conf < http < worker < admin < ops <
 #      main, and no file includes a file of a higher layer. The leaves are the protocol
 #      libraries any layer may use (HTTP/1 parser, URI normalizer, chunked decoder, variable
-#      templates); they may themselves use only core and each other. ops is what operating the
-#      process needs (-s, log reopening, sd_notify), kept out of main.c.
+#      templates, trace context); they may themselves use only core and each other. ops is
+#      what operating the process needs (-s, log reopening, sd_notify), kept out of main.c.
 #   2. no include cycle between files (tsort finds it).
 # Exits 1 and prints every violation; prints one summary line otherwise.
 # Usage: scripts/check-layers.sh [SRCDIR]   (default: src)
@@ -15,7 +15,8 @@ cd "$src"
 layer() {
     case "$1" in
     core/*) echo "0 core" ;;
-    http/h1_parser.* | http/uri.* | http/dechunk.* | http/template.*) echo "1 leaf" ;;
+    http/h1_parser.* | http/uri.* | http/dechunk.* | http/template.* | http/trace.*)
+        echo "1 leaf" ;;
     upstream/*) echo "2 upstream" ;;
     conf/*) echo "3 conf" ;;
     http/*) echo "4 http" ;;

@@ -514,6 +514,36 @@ static int h_access_log(struct compiler *c, const struct bl_conf_node *n)
     return BL_OK;
 }
 
+static int h_request_id_header(struct compiler *c, const struct bl_conf_node *n)
+{
+    const char *name = n->args[0];
+    char *copy = NULL;
+    if (strcmp(name, "off") != 0) {
+        if (!*name)
+            return invalid_value(c, name);
+        for (const char *p = name; *p; p++)
+            if (!isalnum((unsigned char)*p) && !strchr("!#$%&'*+-.^_`|~", *p))
+                return invalid_value(c, name);
+        static const char *const managed[] = {"host", "connection", "content-length",
+                                               "transfer-encoding", "traceparent",
+                                               "tracestate", "upgrade", "te"};
+        for (size_t i = 0; i < BL_ARRAY_LEN(managed); i++)
+            if (strcasecmp(name, managed[i]) == 0)
+                return fail(c, "\"request_id_header\" cannot be \"%s\"", name);
+        if (!(copy = conf_strdup(name)))
+            return oom(c);
+    }
+    struct bl_loc_conf *lc = c->lc;
+    if (lc->set & BL_LC_REQUEST_ID) {
+        free(copy);
+        return fail(c, "\"request_id_header\" directive is duplicate");
+    }
+    lc->request_id_header = copy;
+    lc->request_id_header_len = copy ? (uint32_t)strlen(copy) : 0;
+    lc->set |= BL_LC_REQUEST_ID;
+    return BL_OK;
+}
+
 static int h_large_client_header_buffers(struct compiler *c, const struct bl_conf_node *n)
 {
     int64_t num;
@@ -1488,6 +1518,9 @@ static const struct directive directives[] = {
     DIRECTIVE("tcp_nopush", CTX_HSL, 1, 1, 0, "on | off", "off", h_flag_ignore),
     DIRECTIVE("tcp_nodelay", CTX_HSL, 1, 1, 0, "on | off", "on", h_flag_ignore),
     TYPED("server_tokens", CTX_HSL, FT_FLAG, server_tokens, "on"),
+    DIRECTIVE("request_id_header", CTX_HSL, 1, 1, 0, "FIELD | off", "X-Request-ID",
+              h_request_id_header),
+    TYPED("trace_propagation", CTX_HSL, FT_FLAG, trace_propagation, "on"),
     DIRECTIVE("index", CTX_HSL, 1, ANY_ARGS, 0, "FILE ...", "index.html", h_index),
     DIRECTIVE("default_type", CTX_HSL, 1, 1, 0, "MIME-TYPE", "text/plain", h_default_type),
     DIRECTIVE("types", CTX_HSL, 0, 0, DIR_BLOCK, "", NULL, h_types),
@@ -1771,6 +1804,10 @@ static void merge_loc_conf(struct bl_loc_conf *child, const struct bl_loc_conf *
     }
     if (!(child->set & BL_LC_ROOT))
         child->root = parent->root;
+    if (!(child->set & BL_LC_REQUEST_ID)) {
+        child->request_id_header = parent->request_id_header;
+        child->request_id_header_len = parent->request_id_header_len;
+    }
     if (!(child->set & BL_LC_INDEX)) {
         child->index = parent->index;
         child->nindex = parent->nindex;
@@ -1809,6 +1846,8 @@ static void free_loc_conf(struct bl_loc_conf *lc)
 {
     if (lc->set & BL_LC_ACCESS_LOG)
         free(lc->access_logs);
+    if (lc->set & BL_LC_REQUEST_ID)
+        free(lc->request_id_header);
     if (lc->set & BL_LC_HEADERS)
         free_headers(lc->headers, lc->nheaders);
     if (lc->set & BL_LC_ERROR_PAGES)

@@ -61,6 +61,7 @@ struct bl_loc_conf {
     uint64_t next_upstream_tries;   /* 0 = as many as there are servers */
     uint64_t next_upstream_timeout; /* ms; 0 = none */
     uint64_t server_tokens;         /* 1: Server: ballast/VERSION, 0: Server: ballast */
+    uint64_t trace_propagation;     /* 1: traceparent continued or started upstream */
 
     /* Lists and references: a level that has any line of its own does not inherit the lines
      * above it (nginx's rule for proxy_set_header, error_page, access_log). */
@@ -80,12 +81,16 @@ struct bl_loc_conf {
     uint32_t pass_headers;          /* proxy_pass_header: BL_HIDE_* bits (conf/hide_headers.h) */
     char **hide_headers;            /* proxy_hide_header names */
     uint32_t nhide_headers;
+    char *request_id_header;        /* request_id_header: kept from the client when valid and
+                                     * sent upstream with $request_id; NULL: off */
+    uint32_t request_id_header_len;
     uint32_t set;                   /* BL_LC_* bits: set at this level, which owns those lists */
 };
 
 /* bl_loc_conf.set */
 #define BL_LC_HEADERS     0x1u      /* proxy_set_header */
 #define BL_LC_ACCESS_LOG  0x2u      /* access_log */
+#define BL_LC_REQUEST_ID  0x200u    /* request_id_header */
 #define BL_LC_ACCESS_OFF  0x100u    /* access_log off: as in nginx, no log at this level
                                      * whatever other access_log lines it has */
 #define BL_LC_ERROR_PAGES 0x4u      /* error_page */

@@ -154,6 +154,56 @@ static void request_make_id(struct bl_request *r)
     r->request_id_len = 32;
 }
 
+/* The request's id (the client's valid request_id_header, else a new one) and its place in a
+ * trace (trace_propagation): the client's valid traceparent is continued with a span of this
+ * hop; without one, or with an invalid one or several, a trace starts here, sampled, with
+ * $request_id as its trace-id when that is 32 hex digits (so a log line's id finds its trace).
+ * One pass over the headers; no allocation, no system call. */
+static void request_ids(struct bl_request *r)
+{
+    const struct bl_loc_conf *lc = &r->loc->conf;
+    const struct bl_h1_message *m = &r->msg;
+    const struct bl_h1_header *tp = NULL;
+    unsigned ntp = 0;
+    r->request_id_len = 0;
+    for (uint32_t i = 0; i < m->nheaders; i++) {
+        const struct bl_h1_header *h = &m->headers[i];
+        if (h->name_len == 11 && strncasecmp(h->name, "traceparent", 11) == 0) {
+            tp = h;
+            ntp++;
+        } else if (lc->request_id_header && !r->request_id_len &&
+                   h->name_len == lc->request_id_header_len &&
+                   strncasecmp(h->name, lc->request_id_header, h->name_len) == 0 &&
+                   bl_request_id_valid(h->value, h->value_len)) {
+            memcpy(r->request_id, h->value, h->value_len);
+            r->request_id_len = (uint8_t)h->value_len;
+        }
+    }
+    if (!r->request_id_len)
+        request_make_id(r);
+    if (!lc->trace_propagation)
+        return;
+    struct bl_traceparent p;
+    if (ntp == 1 && bl_traceparent_parse(tp->value, tp->value_len, &p) == BL_OK) {
+        memcpy(r->trace_id, p.trace_id, 32);
+        memcpy(r->parent_id, p.parent_id, 16);
+        r->trace_flags = p.flags;
+        r->trace_state = BL_TRACE_CONTINUED;
+    } else {
+        if (bl_trace_id_valid(r->request_id, r->request_id_len))
+            memcpy(r->trace_id, r->request_id, 32);
+        else
+            do
+                bl_rand_hex(r->trace_id, 16);
+            while (!bl_trace_id_valid(r->trace_id, 32));
+        r->trace_flags = 0x01;
+        r->trace_state = BL_TRACE_STARTED;
+    }
+    do
+        bl_rand_hex(r->span_id, 8);
+    while (memcmp(r->span_id, "0000000000000000", 16) == 0);
+}
+
 /* ------------------------------------------------------------ upstream tries for the log */
 
 /* A new attempt begins (stale: the same attempt again on a fresh connection, which the log
@@ -273,9 +323,10 @@ static void request_start(struct bl_client *c, uint32_t head_len)
     client_state(c, CS_REQUEST);
     c->nrequests++;
     bl_timer_cancel(c->w->loop, &c->timer);
-    request_make_id(r);
     int status = 0;
-    if (request_route(r, &status) != BL_OK) {
+    int routed = request_route(r, &status);
+    request_ids(r);
+    if (routed != BL_OK) {
         if (status == 400)
             bl_log(BL_LOG_INFO, "client %s sent an invalid path", c->ip);
         r->keep_alive = 0;

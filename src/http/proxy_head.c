@@ -70,6 +70,35 @@ static int overridden(const struct bl_location *loc, const struct bl_h1_header *
     return 0;
 }
 
+/* Whether a proxy_set_header line names the field name[0..len). */
+static int set_by_config(const struct bl_location *loc, const char *name, size_t len)
+{
+    for (uint32_t i = 0; i < loc->conf.nheaders; i++)
+        if (loc->conf.headers[i].name_len == len &&
+            strncasecmp(loc->conf.headers[i].name, name, len) == 0)
+            return 1;
+    return 0;
+}
+
+/* A client field that ballast replaces with its own (head_ids): the request id field, and
+ * traceparent while tracing; tracestate too when the trace starts here, since it belonged to
+ * a trace that is not continued. */
+static int replaced_by_ids(const struct bl_request *r, const struct bl_h1_header *h)
+{
+    const struct bl_loc_conf *lc = &r->loc->conf;
+    if (lc->request_id_header && h->name_len == lc->request_id_header_len &&
+        strncasecmp(h->name, lc->request_id_header, h->name_len) == 0)
+        return 1;
+    if (r->trace_state != BL_TRACE_NONE) {
+        if (h->name_len == 11 && strncasecmp(h->name, "traceparent", 11) == 0)
+            return 1;
+        if (r->trace_state == BL_TRACE_STARTED && h->name_len == 10 &&
+            strncasecmp(h->name, "tracestate", 10) == 0)
+            return 1;
+    }
+    return 0;
+}
+
 /* The request line for the upstream: the target rewritten as proxy_pass says. */
 static void head_request_line(struct out *o, const struct bl_request *r)
 {
@@ -138,6 +167,8 @@ static void head_client_headers(struct out *o, const struct bl_request *r, int *
             *have_host = 1;
             break;
         default:
+            if (replaced_by_ids(r, h))
+                continue;
             break;
         }
         if (loc->conf.nheaders && overridden(loc, h)) {
@@ -197,6 +228,28 @@ static void head_forwarded(struct out *o, const struct bl_request *r, int xff_se
         out_str(o, "X-Forwarded-Proto: http\r\n");
 }
 
+/* The request id and traceparent (request_ids() in proxy.c made them), unless a
+ * proxy_set_header line sets that field itself. */
+static void head_ids(struct out *o, const struct bl_request *r)
+{
+    const struct bl_location *loc = r->loc;
+    const struct bl_loc_conf *lc = &loc->conf;
+    if (lc->request_id_header &&
+        !set_by_config(loc, lc->request_id_header, lc->request_id_header_len)) {
+        out_put(o, lc->request_id_header, lc->request_id_header_len);
+        out_put(o, ": ", 2);
+        out_put(o, r->request_id, r->request_id_len);
+        out_put(o, "\r\n", 2);
+    }
+    if (r->trace_state != BL_TRACE_NONE && !set_by_config(loc, "traceparent", 11)) {
+        char tp[55];
+        bl_traceparent_format(tp, r->trace_id, r->span_id, r->trace_flags);
+        out_put(o, "traceparent: ", 13);
+        out_put(o, tp, sizeof(tp));
+        out_put(o, "\r\n", 2);
+    }
+}
+
 /* proxy_set_header lines, evaluated; an empty value sends nothing (nginx). */
 static void head_set_headers(struct out *o, const struct bl_request *r)
 {
@@ -230,6 +283,7 @@ int bl_proxy_upstream_head(struct bl_request *r)
     if (!have_host)
         head_default_host(&o, r);
     head_forwarded(&o, r, xff_seen);
+    head_ids(&o, r);
     head_set_headers(&o, r);
     if (r->a.server->group->keepalive == 0)
         out_str(&o, "Connection: close\r\n");

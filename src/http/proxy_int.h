@@ -20,6 +20,7 @@
 #include "http/dechunk.h"
 #include "http/h1_parser.h"
 #include "http/template.h"
+#include "http/trace.h"
 #include "http/proxy.h"
 #include "upstream/attempt.h"
 
@@ -41,6 +42,13 @@ enum req_state {
     RS_WAIT_HEAD,     /* request sent, waiting for the response head */
     RS_RESPONSE,      /* streaming the response body to the client */
     RS_LOCAL,         /* writing a response made by ballast itself */
+};
+
+/* What a request does with W3C Trace Context (trace_propagation). */
+enum bl_trace_state {
+    BL_TRACE_NONE = 0,       /* trace_propagation off */
+    BL_TRACE_CONTINUED,      /* a valid traceparent came: same trace, this hop's span */
+    BL_TRACE_STARTED,        /* none or an invalid one came: a new trace starts here */
 };
 
 /* Upstream attempts a request remembers for the log ($upstream_addr ...). */
@@ -100,6 +108,8 @@ struct bl_request {
     uint8_t error_page_done;           /* an error_page redirect happened: no second one */
     uint8_t ntries;                    /* entries in tries[] */
     uint8_t request_id_len;            /* 0: request_id not made yet */
+    uint8_t trace_state;               /* enum bl_trace_state */
+    uint8_t trace_flags;               /* traceparent flags sent upstream */
     const char *upath;                 /* path as matched: normalized (http/uri.h); allocated
                                         * when it is not msg.path */
     uint32_t upath_len;
@@ -116,7 +126,10 @@ struct bl_request {
     uint64_t try_start_us;             /* when tries[ntries - 1] began */
     struct bl_upstream_try tries[BL_LOG_TRIES]; /* $upstream_*: one per attempt; past
                                         * BL_LOG_TRIES the last entry is the latest attempt */
-    char request_id[64];               /* $request_id (not NUL-terminated) */
+    char request_id[BL_REQUEST_ID_MAX]; /* $request_id (not NUL-terminated) */
+    char trace_id[32];                 /* trace_state != BL_TRACE_NONE: the trace, */
+    char span_id[16];                  /* this hop's span (the parent-id sent upstream), */
+    char parent_id[16];                /* the client's span (BL_TRACE_CONTINUED) */
 };
 
 /* ---- proxy.c */
@@ -165,6 +178,9 @@ static inline void bl_request_var_ctx(const struct bl_request *r, struct bl_var_
     v->proxy_port = r->loc ? r->loc->proxy_port : NULL;
     v->request_id = r->request_id;
     v->request_id_len = r->request_id_len;
+    v->trace_id = r->trace_state ? r->trace_id : NULL;
+    v->span_id = r->trace_state ? r->span_id : NULL;
+    v->parent_id = r->trace_state == BL_TRACE_CONTINUED ? r->parent_id : NULL;
     v->raw_line = NULL;
     v->raw_line_len = 0;
     v->resp = NULL;

@@ -48,6 +48,9 @@ enum var_id {
     VAR_UPSTREAM_RESPONSE_TIME,
     VAR_UPSTREAM_CONNECT_TIME,
     VAR_UPSTREAM_HEADER_TIME,
+    VAR_TRACE_ID,
+    VAR_SPAN_ID,
+    VAR_PARENT_ID,
     VAR_HTTP_,       /* $http_NAME */
     VAR_ARG_,        /* $arg_NAME */
     VAR_COOKIE_,     /* $cookie_NAME */
@@ -94,6 +97,13 @@ static const struct {
     {"upstream_response_time", VAR_UPSTREAM_RESPONSE_TIME},
     {"upstream_connect_time", VAR_UPSTREAM_CONNECT_TIME},
     {"upstream_header_time", VAR_UPSTREAM_HEADER_TIME},
+    {"trace_id", VAR_TRACE_ID},
+    {"span_id", VAR_SPAN_ID},
+    {"parent_id", VAR_PARENT_ID},
+    /* the names nginx's OpenTelemetry module gives the same values */
+    {"otel_trace_id", VAR_TRACE_ID},
+    {"otel_span_id", VAR_SPAN_ID},
+    {"otel_parent_id", VAR_PARENT_ID},
 };
 
 struct part {
@@ -647,6 +657,21 @@ static int put_var(struct sink *s, const struct part *p, const struct bl_var_ctx
     case VAR_REQUEST_ID:
         if (ctx->request_id)
             put(s, ctx->request_id, ctx->request_id_len);
+        return 1;
+    case VAR_TRACE_ID:
+        if (!ctx->trace_id)
+            return 0;
+        raw(s, ctx->trace_id, 32);
+        return 1;
+    case VAR_SPAN_ID:
+        if (!ctx->span_id)
+            return 0;
+        raw(s, ctx->span_id, 16);
+        return 1;
+    case VAR_PARENT_ID:
+        if (!ctx->parent_id)
+            return 0;
+        raw(s, ctx->parent_id, 16);
         return 1;
     case VAR_STATUS:
         if (!ctx->resp)

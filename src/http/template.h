@@ -5,8 +5,9 @@
  * Request variables: $host $http_host $remote_addr $remote_port $remote_user
  * $proxy_add_x_forwarded_for $scheme $request_uri $uri $document_uri $args $query_string
  * $is_args $request_method $request $server_protocol $server_port $server_addr $hostname $pid
- * $msec $time_local $time_iso8601 $proxy_host $proxy_port $request_id $http_NAME $arg_NAME
- * $cookie_NAME.
+ * $msec $time_local $time_iso8601 $proxy_host $proxy_port $request_id $trace_id $span_id
+ * $parent_id (also as nginx's OpenTelemetry module names them: $otel_trace_id ...) $http_NAME
+ * $arg_NAME $cookie_NAME.
  * Known once the response is done (bl_var_ctx.resp; empty or "-" elsewhere): $status
  * $body_bytes_sent $bytes_sent $request_length $request_time $upstream_addr $upstream_status
  * $upstream_response_time $upstream_connect_time $upstream_header_time.
@@ -71,6 +72,9 @@ struct bl_var_ctx {
     const char *proxy_port;         /* nginx gives them ("app", "80"); NULL: empty */
     const char *request_id;         /* $request_id; NULL: empty */
     uint32_t request_id_len;
+    const char *trace_id;           /* $trace_id: 32 hex digits; NULL: not found */
+    const char *span_id;            /* $span_id: 16 hex digits; NULL: not found */
+    const char *parent_id;          /* $parent_id: the client's span, 16; NULL: not found */
     const char *raw_line;           /* $request when req->method is NULL: the bytes of the
                                      * first line as received (nginx logs those); NULL: none */
     uint32_t raw_line_len;

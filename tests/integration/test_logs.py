@@ -306,3 +306,127 @@ http {
     assert open(os.path.join(b.dir, "http.log"), "rb").read() == b"/inherit\n"
     assert not os.path.exists(os.path.join(b.dir, "never.log")) or \
         open(os.path.join(b.dir, "never.log"), "rb").read() == b""
+
+
+# --------------------------------------------------------------------------------------------
+# Request ids and W3C Trace Context
+# --------------------------------------------------------------------------------------------
+
+TP = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+IDS_LINE = "$request_id $trace_id $span_id $parent_id $otel_trace_id $http_x_request_id"
+HEX32 = re.compile(r"[0-9a-f]{32}")
+
+
+@pytest.fixture
+def traced(ballast, backend):
+    be = backend("app")
+    b = ballast("""
+http {
+    log_format ids '%s';
+    access_log @tmp@/ids.log ids;
+    upstream pair { server 127.0.0.1:@pdead@; server 127.0.0.1:@pb@; }
+    server {
+        listen 127.0.0.1:@port@;
+        location / { proxy_pass http://127.0.0.1:@pb@; }
+        location /off/ { trace_propagation off; request_id_header off;
+                         proxy_pass http://127.0.0.1:@pb@; }
+        location /named/ { request_id_header X-Correlation-ID; proxy_pass http://127.0.0.1:@pb@; }
+        location /set/ { proxy_set_header X-Request-ID "set-$request_id";
+                         proxy_set_header traceparent ""; proxy_pass http://127.0.0.1:@pb@; }
+        location /retry/ { proxy_pass http://pair; }
+    }
+}
+""" % IDS_LINE, pb=be.port, pdead=closed_port())
+    b.be = be
+    b.log = os.path.join(b.dir, "ids.log")
+    return b
+
+
+def sent(traced, path, headers=()):
+    """Sends GET path with the header lines given (repeats allowed) on a raw socket; returns
+    what the backend saw and the log line's fields."""
+    n = len(traced.be.requests)
+    head = "".join("%s: %s\r\n" % h for h in headers)
+    assert raw_exchange(traced.port, ("GET %s HTTP/1.1\r\nHost: localhost\r\n%s\r\n"
+                                      % (path, head)).encode()) == 200
+    assert traced.be.wait_requests(n + 1)
+    req = traced.be.requests[-1]
+    line = read_lines(traced.log, n + 1)[n].decode().split(" ")
+    return req, dict(zip(["id", "trace", "span", "parent", "otel", "client"], line))
+
+
+def test_request_id_and_trace_started(traced):
+    req, log = sent(traced, "/a")
+    ids = req.headers_all("x-request-id")
+    assert len(ids) == 1 and HEX32.fullmatch(ids[0]), req.headers
+    assert log["id"] == ids[0], log
+    tps = req.headers_all("traceparent")
+    assert len(tps) == 1, req.headers
+    v, trace, span, flags = tps[0].split("-")
+    # a trace started here: its id is the request id, sampled
+    assert (v, trace, flags) == ("00", ids[0], "01"), tps
+    assert re.fullmatch(r"[0-9a-f]{16}", span) and span != "0" * 16, tps
+    assert (log["trace"], log["span"], log["parent"], log["otel"]) == (trace, span, "-", trace)
+    req2, log2 = sent(traced, "/b")
+    assert log2["id"] != log["id"] and log2["span"] != log["span"], (log, log2)
+
+
+def test_valid_client_ids_are_kept(traced):
+    req, log = sent(traced, "/a", [("X-Request-ID", "Client-ID_1.2"), ("traceparent", TP),
+                                   ("tracestate", "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7")])
+    assert req.headers_all("x-request-id") == ["Client-ID_1.2"], req.headers
+    assert log["id"] == "Client-ID_1.2", log
+    v, trace, span, flags = req.header("traceparent").split("-")
+    assert (v, trace, flags) == ("00", "4bf92f3577b34da6a3ce929d0e0e4736", "01"), req.headers
+    assert span != "00f067aa0ba902b7", "the parent-id sent upstream is this hop's span"
+    assert (log["trace"], log["span"], log["parent"]) == (trace, span, "00f067aa0ba902b7"), log
+    assert req.headers_all("tracestate") == ["congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"]
+    assert len(req.headers_all("traceparent")) == 1, req.headers
+
+
+@pytest.mark.parametrize("headers", [
+    [("traceparent", TP.upper())],
+    [("traceparent", "00-00000000000000000000000000000000-00f067aa0ba902b7-01")],
+    [("traceparent", TP + "-")],
+    [("traceparent", TP), ("traceparent", TP)],
+])
+def test_invalid_traceparent_starts_a_trace(traced, headers):
+    req, log = sent(traced, "/a", headers + [("tracestate", "rojo=00f067aa0ba902b7"),
+                                             ("X-Request-ID", "bad id"),
+                                             ("X-Request-ID", "x" * 65)])
+    ids = req.headers_all("x-request-id")
+    assert len(ids) == 1 and HEX32.fullmatch(ids[0]), req.headers
+    tps = req.headers_all("traceparent")
+    assert len(tps) == 1 and tps[0].split("-")[1] == ids[0], req.headers
+    assert req.headers_all("tracestate") == [], "tracestate of a trace not continued"
+    assert log["parent"] == "-" and log["trace"] == ids[0], log
+
+
+def test_propagation_off_passes_headers_through(traced):
+    req, log = sent(traced, "/off/x", [("traceparent", TP.upper()), ("tracestate", "a=b"),
+                                       ("X-Request-ID", "bad id")])
+    assert req.headers_all("traceparent") == [TP.upper()], req.headers
+    assert req.headers_all("tracestate") == ["a=b"], req.headers
+    assert req.headers_all("x-request-id") == ["bad id"], req.headers
+    assert HEX32.fullmatch(log["id"]) and log["trace"] == "-" and log["span"] == "-", log
+    req, log = sent(traced, "/off/y")
+    assert req.header("traceparent") is None and req.header("x-request-id") is None, req.headers
+
+
+def test_named_and_set_request_id(traced):
+    req, log = sent(traced, "/named/x", [("X-Correlation-ID", "corr-7"),
+                                         ("X-Request-ID", "other")])
+    assert req.headers_all("x-correlation-id") == ["corr-7"], req.headers
+    assert req.headers_all("x-request-id") == ["other"], req.headers
+    assert log["id"] == "corr-7", log
+    req, log = sent(traced, "/set/x", [("X-Request-ID", "keep-me")])
+    assert req.headers_all("x-request-id") == ["set-keep-me"], req.headers
+    assert req.header("traceparent") is None, "proxy_set_header traceparent \"\" removes it"
+
+
+def test_retry_keeps_ids(traced):
+    """Both attempts of a retried request carry the same ids (one request, one span)."""
+    for i in range(2):
+        req, log = sent(traced, "/retry/%d" % i)
+        assert req.header("x-request-id") == log["id"], (req.headers, log)
+        assert req.header("traceparent") == "00-%s-%s-01" % (log["trace"], log["span"])
