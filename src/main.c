@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
@@ -23,7 +24,7 @@
 #include "core/status.h"
 #include "core/version.h"
 #include "ops.h"
-#include "upstream/health_check.h"
+#include "reload.h"
 #include "worker.h"
 
 #define DEFAULT_CONF "/etc/ballast/ballast.conf"
@@ -44,7 +45,8 @@ static void usage(FILE *out)
             "  -h         print this help and exit\n"
             "\n"
             "Signals: TERM, INT or QUIT stop gracefully (in-flight requests finish, up to\n"
-            "shutdown_timeout); USR1 reopens the log files; HUP reloads the configuration.\n");
+            "shutdown_timeout); USR1 reopens the log files; HUP reloads the configuration\n"
+            "(docs/operations.md).\n");
 }
 
 /* The pid file stays open and flock()ed while the process runs, so that a second instance
@@ -133,7 +135,6 @@ static void raise_nofile(const struct bl_config *cfg)
 struct control {
     struct bl_io sig;
     struct bl_loop *loop;
-    const struct bl_config *cfg;
     int stop_signal;
 };
 
@@ -144,11 +145,13 @@ static void on_signal(struct bl_io *io, uint32_t ev)
     struct signalfd_siginfo si;
     while (read(io->fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
         if (si.ssi_signo == SIGHUP) {
-            bl_log(BL_LOG_NOTICE, "SIGHUP: reload is not supported yet; still running");
+            char err[1024];
+            bl_log(BL_LOG_NOTICE, "SIGHUP received, reloading");
+            bl_reload(NULL, err, sizeof(err)); /* logs its outcome */
             continue;
         }
         if (si.ssi_signo == SIGUSR1) {
-            bl_ops_reopen_logs(ctl->cfg);
+            bl_ops_reopen_logs(bl_reload_current()->cfg); /* the generation serving now */
             continue;
         }
         if (si.ssi_signo == SIGUSR2) {
@@ -249,10 +252,10 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &set, NULL);
 
     bl_process_stats_start();
-    struct bl_stats_set *stats = bl_worker_stats_create(cfg);
-    struct bl_worker *ws = stats ? bl_workers_create(cfg, stats, err, sizeof(err)) : NULL;
-    if (!stats)
-        snprintf(err, sizeof(err), "out of memory for statistics");
+    /* Workers tell the control thread when they took or let go of a generation (reload.c). */
+    int notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    struct bl_generation *gen = bl_generation_create(cfg, cfg->workers, NULL, err, sizeof(err));
+    struct bl_worker *ws = gen ? bl_workers_create(gen, notify_fd, err, sizeof(err)) : NULL;
     if (!ws) {
         bl_log(BL_LOG_EMERG, "%s", err);
         if (cfg->error_log && strcmp(cfg->error_log, "stderr") != 0)
@@ -283,36 +286,40 @@ int main(int argc, char **argv)
     bl_log(BL_LOG_NOTICE, "ballast " BL_VERSION " started: %d workers, %u listening "
            "addresses", cfg->workers, cfg->nlistens);
 
-    struct control ctl = {.sig.handler = on_signal, .cfg = cfg};
+    struct control ctl = {.sig.handler = on_signal};
     ctl.loop = bl_loop_create(err, sizeof(err));
     ctl.sig.fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
     if (!ctl.loop || ctl.sig.fd < 0 || bl_loop_add_level(ctl.loop, &ctl.sig) != BL_OK) {
         bl_log(BL_LOG_EMERG, "control loop: %s", ctl.loop ? strerror(errno) : err);
         return 1;
     }
-    struct bl_health *health = bl_health_start(ctl.loop, cfg->groups, cfg->ngroups, err,
-                                               sizeof(err));
-    if (!health) {
+    if (bl_reload_init(ctl.loop, ws, cfg->workers, gen, notify_fd, err, sizeof(err)) != BL_OK) {
         bl_log(BL_LOG_EMERG, "health checks: %s", err);
         return 1;
     }
+    /* The pid file and the worker count stay the start's (a reload keeps them), but cfg
+     * itself goes with its generation after a reload. */
+    char *pid_file = cfg->pid_file ? strdup(cfg->pid_file) : NULL;
+    int nworkers = cfg->workers;
+    cfg = NULL;
     /* The listeners have been listening since bl_workers_create(): the kernel queues
      * connections before a worker polls, so this is the moment a client can connect. */
     bl_ops_sd_notify("READY=1\nSTATUS=serving");
     bl_loop_run(ctl.loop);
     bl_ops_sd_notify("STOPPING=1");
-    bl_workers_shutdown(ws, cfg->workers);
-    bl_workers_join(ws, cfg->workers);
-    bl_health_stop(health);
-    bl_loop_destroy(ctl.loop);
-    close(ctl.sig.fd);
+    bl_workers_shutdown(ws, nworkers);
+    bl_workers_join(ws, nworkers);
     bl_log(BL_LOG_NOTICE, "exit");
     if (pid_fd >= 0) {
-        unlink(cfg->pid_file); /* while still holding the lock */
+        if (pid_file)
+            unlink(pid_file); /* while still holding the lock */
         close(pid_fd);
     }
-    bl_conf_release(cfg);
-    bl_stats_free(stats);
+    free(pid_file);
+    bl_reload_shutdown(); /* frees cfg with its generation */
+    bl_loop_destroy(ctl.loop);
+    close(ctl.sig.fd);
+    close(notify_fd);
     bl_buf_drain();
     return 0;
 }

@@ -1,4 +1,4 @@
-/* Worker threads: loop, listeners, accept, drain and stop. */
+/* Worker threads: loop, listeners, accept, generation switches, drain and stop. */
 #include <errno.h>
 #include <malloc.h>
 #include <signal.h>
@@ -23,10 +23,26 @@
 
 #define ACCEPT_BATCH 64
 
+/* The generation workers switch to (bl_generation_publish). */
+static _Atomic(struct bl_generation *) published;
+
+static struct bl_worker_gen *wgen_of(struct bl_http_worker *hw)
+{
+    return (struct bl_worker_gen *)((char *)hw - offsetof(struct bl_worker_gen, http));
+}
+
+static uint32_t worker_nclients(const struct bl_worker *w)
+{
+    uint32_t n = w->cur->http.nclients;
+    for (const struct bl_worker_gen *o = w->old; o; o = o->next_old)
+        n += o->http.nclients;
+    return n;
+}
+
 static void listener_pause(struct bl_worker *w, int pause)
 {
-    for (uint32_t i = 0; i < w->nlisteners; i++) {
-        struct bl_listener *l = &w->listeners[i];
+    for (uint32_t i = 0; i < w->cur->nlisteners; i++) {
+        struct bl_listener *l = &w->cur->listeners[i];
         if (l->io.fd < 0 || l->paused == pause)
             continue;
         if (pause)
@@ -42,10 +58,10 @@ static void on_accept(struct bl_io *io, uint32_t ev)
     struct bl_listener *l = (struct bl_listener *)io;
     struct bl_worker *w = l->w;
     BL_UNUSED(ev);
+    int limit = w->cur->gen->cfg->worker_connections;
     for (int i = 0; i < ACCEPT_BATCH; i++) {
-        if (w->http.nclients >= (uint32_t)w->cfg->worker_connections) {
-            bl_log(BL_LOG_WARN, "%d worker_connections are not enough, not accepting",
-                   w->cfg->worker_connections);
+        if (worker_nclients(w) >= (uint32_t)limit) {
+            bl_log(BL_LOG_WARN, "%d worker_connections are not enough, not accepting", limit);
             listener_pause(w, 1);
             return;
         }
@@ -59,18 +75,68 @@ static void on_accept(struct bl_io *io, uint32_t ev)
             }
             return;
         }
-        bl_http_accept(&w->http, l->listen, fd, &peer.sa, len);
+        bl_http_accept(&w->cur->http, l->listen, fd, &peer.sa, len);
     }
 }
 
-/* A client connection closed: resume accepting, or stop a draining worker once none are
- * left. */
+static void notify_control(struct bl_worker *w)
+{
+    uint64_t one = 1;
+    if (w->notify_fd >= 0) {
+        ssize_t r = write(w->notify_fd, &one, sizeof(one));
+        (void)r;
+    }
+}
+
+/* Frees one worker's part of a generation: its proxy state, pools, log buffers (flushed),
+ * listeners still open. Worker thread (or after the join). */
+static void wgen_free(struct bl_worker_gen *wg, struct bl_loop *loop)
+{
+    bl_access_log_flush(&wg->http.logs);
+    bl_timer_cancel(loop, &wg->http.logs.timer);
+    bl_http_worker_free(&wg->http);
+    for (uint32_t k = 0; k < wg->nlisteners; k++)
+        if (wg->listeners[k].io.fd >= 0)
+            close(wg->listeners[k].io.fd);
+    free(wg->listeners);
+    free(wg);
+}
+
+static void on_wgen_free(struct bl_deferred *d)
+{
+    struct bl_worker_gen *wg =
+        (struct bl_worker_gen *)((char *)d - offsetof(struct bl_worker_gen, free_later));
+    struct bl_worker *w = wg->w;
+    struct bl_generation *g = wg->gen;
+    wgen_free(wg, w->loop);
+    atomic_fetch_sub_explicit(&g->users, 1, memory_order_release);
+    notify_control(w);
+}
+
+/* An old generation with no connection left goes (after this batch of events, whose
+ * handlers may still hold pointers into it). */
+static void old_check(struct bl_worker *w, struct bl_worker_gen *wg)
+{
+    if (wg == w->cur || wg->free_queued || wg->http.nclients)
+        return;
+    for (struct bl_worker_gen **pp = &w->old; *pp; pp = &(*pp)->next_old)
+        if (*pp == wg) {
+            *pp = wg->next_old;
+            break;
+        }
+    wg->free_queued = 1;
+    wg->free_later.run = on_wgen_free;
+    bl_loop_defer(w->loop, &wg->free_later);
+}
+
+/* A client connection closed or moved: resume accepting, free an old generation once unused,
+ * or stop a draining worker once none are left. */
 static void check_drained(struct bl_worker *w)
 {
-    if (w->listeners && w->http.nclients < (uint32_t)w->cfg->worker_connections &&
-        !w->http.draining)
+    uint32_t n = worker_nclients(w);
+    if (!w->draining && n < (uint32_t)w->cur->gen->cfg->worker_connections)
         listener_pause(w, 0);
-    if (w->http.draining && w->http.nclients == 0 && !w->stopped) {
+    if (w->draining && n == 0 && !w->stopped) {
         w->stopped = 1;
         bl_loop_stop(w->loop);
     }
@@ -78,18 +144,125 @@ static void check_drained(struct bl_worker *w)
 
 static void on_client_closed(struct bl_http_worker *hw)
 {
-    check_drained((struct bl_worker *)((char *)hw - offsetof(struct bl_worker, http)));
+    struct bl_worker_gen *wg = wgen_of(hw);
+    old_check(wg->w, wg);
+    check_drained(wg->w);
 }
 
 static void on_shutdown_timer(struct bl_timer *t)
 {
     struct bl_worker *w = (struct bl_worker *)((char *)t - offsetof(struct bl_worker,
                                                                     shutdown_timer));
-    if (w->http.nclients)
-        bl_log(BL_LOG_WARN, "shutdown_timeout: closing %u connections", w->http.nclients);
-    bl_http_close_all(&w->http);
+    uint32_t n = worker_nclients(w);
+    if (n)
+        bl_log(BL_LOG_WARN, "shutdown_timeout: closing %u connections", n);
+    for (struct bl_worker_gen *o = w->old; o; o = o->next_old)
+        bl_http_close_all(&o->http);
+    bl_http_close_all(&w->cur->http);
     w->stopped = 1;
     bl_loop_stop(w->loop);
+}
+
+static void worker_shutdown(struct bl_worker *w)
+{
+    if (w->draining)
+        return;
+    w->draining = 1;
+    for (uint32_t i = 0; i < w->cur->nlisteners; i++) {
+        struct bl_listener *l = &w->cur->listeners[i];
+        if (l->io.fd >= 0) {
+            if (!l->paused)
+                bl_loop_del(w->loop, &l->io);
+            close(l->io.fd);
+            l->io.fd = -1;
+        }
+    }
+    w->cur->http.draining = 1;
+    bl_conn_pool_drain(&w->cur->http.up.pool);
+    bl_http_drain(&w->cur->http);
+    for (struct bl_worker_gen *o = w->old; o; o = o->next_old) {
+        o->http.draining = 1;
+        bl_conn_pool_drain(&o->http.up.pool);
+        bl_http_drain(&o->http);
+    }
+    bl_timer_set(w->loop, &w->shutdown_timer,
+                 bl_clock_ms + w->cur->gen->cfg->shutdown_timeout + 1);
+    check_drained(w);
+}
+
+static int listener_start(struct bl_worker *w, struct bl_listener *l)
+{
+    l->paused = 0;
+    if (bl_loop_add_level(w->loop, &l->io) != BL_OK) {
+        bl_log(BL_LOG_ALERT, "epoll_ctl() failed for %s (%s)", l->listen->text,
+               strerror(errno));
+        return BL_ERR;
+    }
+    return BL_OK;
+}
+
+/* Switches to the published generation: listeners diffed by address (a kept address keeps
+ * its socket, so no connection attempt finds it closed), idle upstream connections to kept
+ * servers moved to the new pools, idle client connections moved; everything else of the old
+ * generation finishes there. */
+static void worker_switch(struct bl_worker *w)
+{
+    struct bl_generation *g = atomic_load_explicit(&published, memory_order_acquire);
+    struct bl_worker_gen *old = w->cur;
+    if (!g || g == old->gen || w->draining)
+        return;
+    int i = w->id - 1;
+    struct bl_worker_gen *nw = g->wgens[i];
+    g->wgens[i] = NULL;
+    atomic_fetch_add_explicit(&g->users, 1, memory_order_relaxed);
+
+    uint32_t n = g->cfg->nlistens;
+    for (uint32_t k = 0; k < n; k++) {
+        struct bl_listener *l = &nw->listeners[k];
+        int *slot = &g->fds[(size_t)i * n + k];
+        if (*slot >= 0) {
+            l->io.fd = *slot;
+            *slot = -1;
+        } else {
+            for (uint32_t j = 0; j < old->nlisteners; j++) {
+                struct bl_listener *o = &old->listeners[j];
+                if (o->io.fd < 0 || strcmp(o->listen->text, l->listen->text) != 0)
+                    continue;
+                if (!o->paused)
+                    bl_loop_del(w->loop, &o->io);
+                l->io.fd = o->io.fd;
+                o->io.fd = -1;
+                break;
+            }
+        }
+        if (l->io.fd >= 0)
+            listener_start(w, l);
+        else
+            bl_log(BL_LOG_ALERT, "no socket for %s in generation %llu", l->listen->text,
+                   (unsigned long long)g->number);
+    }
+    /* Addresses the new generation dropped: accepted connections go on on the old one. */
+    for (uint32_t j = 0; j < old->nlisteners; j++) {
+        struct bl_listener *o = &old->listeners[j];
+        if (o->io.fd < 0)
+            continue;
+        if (!o->paused)
+            bl_loop_del(w->loop, &o->io);
+        close(o->io.fd);
+        o->io.fd = -1;
+    }
+
+    bl_conn_pool_adopt(&nw->http.up.pool, &old->http.up.pool,
+                       g->prev_number == old->gen->number ? g->server_map : NULL);
+    w->cur = nw;
+    w->http_cur = &nw->http;
+    old->next_old = w->old;
+    w->old = old;
+    atomic_store_explicit(&w->seen, g->number, memory_order_release);
+    bl_http_adopt_idle(&old->http);
+    old_check(w, old);
+    notify_control(w);
+    check_drained(w);
 }
 
 static void on_wake(struct bl_io *io, uint32_t ev)
@@ -99,22 +272,10 @@ static void on_wake(struct bl_io *io, uint32_t ev)
     uint64_t v;
     if (read(io->fd, &v, sizeof(v)) != sizeof(v))
         return;
-    if (w->http.draining)
-        return;
-    w->http.draining = 1;
-    for (uint32_t i = 0; i < w->nlisteners; i++) {
-        struct bl_listener *l = &w->listeners[i];
-        if (l->io.fd >= 0) {
-            if (!l->paused)
-                bl_loop_del(w->loop, &l->io);
-            close(l->io.fd);
-            l->io.fd = -1;
-        }
-    }
-    bl_conn_pool_drain(&w->http.up.pool);
-    bl_http_drain(&w->http);
-    bl_timer_set(w->loop, &w->shutdown_timer, bl_clock_ms + w->cfg->shutdown_timeout + 1);
-    check_drained(w);
+    if (atomic_load_explicit(&w->stop_requested, memory_order_acquire))
+        worker_shutdown(w);
+    else
+        worker_switch(w);
 }
 
 /* After a burst the buffers beyond the cache sit free in malloc's heap and still count in
@@ -141,9 +302,14 @@ static void *worker_main(void *arg)
     bl_clock_update();
     bl_timer_set(w->loop, &w->trim_timer, bl_clock_ms + 1000);
     bl_loop_run(w->loop);
-    bl_access_log_flush(&w->http.logs);
-    bl_http_close_all(&w->http);
-    bl_conn_pool_drain(&w->http.up.pool);
+    for (struct bl_worker_gen *o = w->old; o; o = o->next_old) {
+        bl_access_log_flush(&o->http.logs);
+        bl_http_close_all(&o->http);
+        bl_conn_pool_drain(&o->http.up.pool);
+    }
+    bl_access_log_flush(&w->cur->http.logs);
+    bl_http_close_all(&w->cur->http);
+    bl_conn_pool_drain(&w->cur->http.up.pool);
     /* Run the deferred frees the closes queued. */
     bl_loop_stop(w->loop);
     bl_buf_drain();
@@ -156,10 +322,57 @@ struct bl_stats_set *bl_worker_stats_create(const struct bl_config *cfg)
                            cfg->nupstream_servers, cfg->nlistens);
 }
 
-struct bl_worker *bl_workers_create(const struct bl_config *cfg, struct bl_stats_set *stats,
-                                    char *err, unsigned long errlen)
+static const struct bl_listen *listen_in(const struct bl_config *cfg, const char *text)
 {
-    int n = cfg->workers;
+    for (uint32_t i = 0; cfg && i < cfg->nlistens; i++)
+        if (strcmp(cfg->listens[i].text, text) == 0)
+            return &cfg->listens[i];
+    return NULL;
+}
+
+/* Gives back what bl_generation_create took before it failed; cfg stays the caller's. */
+static void generation_undo(struct bl_generation *g)
+{
+    size_t nfds = (size_t)g->nworkers * g->cfg->nlistens;
+    for (size_t k = 0; g->fds && k < nfds; k++)
+        if (g->fds[k] >= 0)
+            close(g->fds[k]);
+    free(g->fds);
+    free(g->server_map);
+    bl_stats_free(g->stats);
+    free(g->wgens);
+    free(g);
+}
+
+struct bl_generation *bl_generation_create(struct bl_config *cfg, int nworkers,
+                                           const struct bl_generation *prev, char *err,
+                                           size_t errlen)
+{
+    struct bl_generation *g = calloc(1, sizeof(*g));
+    if (!g) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    g->number = prev ? prev->number + 1 : 1;
+    g->cfg = cfg;
+    g->nworkers = nworkers;
+    g->prev_number = prev ? prev->number : 0;
+    size_t nfds = (size_t)nworkers * cfg->nlistens;
+    g->fds = malloc((nfds + 1) * sizeof(*g->fds));
+    g->wgens = calloc((size_t)nworkers + 1, sizeof(*g->wgens));
+    g->stats = bl_stats_create((uint32_t)nworkers, cfg->nservers, cfg->nlocations,
+                               cfg->nupstream_servers, cfg->nlistens);
+    if (prev)
+        g->server_map = calloc(prev->cfg->nupstream_servers + 1, sizeof(*g->server_map));
+    if (!g->fds || !g->wgens || !g->stats || (prev && !g->server_map)) {
+        free(g->fds);
+        g->fds = NULL;
+        generation_undo(g);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    for (size_t k = 0; k < nfds; k++)
+        g->fds[k] = -1;
     /* Every worker has its own SO_REUSEPORT socket per address, so that the kernel spreads
      * connections over the workers. But SO_REUSEPORT does not tell our own sockets from
      * another process's: Linux lets any socket of the same effective UID join the group, so a
@@ -173,13 +386,117 @@ struct bl_worker *bl_workers_create(const struct bl_config *cfg, struct bl_stats
      * the first worker's bind() in which two instances started at the same instant could both
      * pass; a running instance is always found. One asymmetry with nginx follows: a newcomer
      * that says `reuseport` joins a running ballast that did not, since our sockets carry
-     * SO_REUSEPORT anyway (docs/configuration.md, listen). */
+     * SO_REUSEPORT anyway (docs/configuration.md, listen). A reload probes only the addresses
+     * it adds: the kept ones are ours. */
     for (uint32_t k = 0; k < cfg->nlistens; k++) {
         const struct bl_listen *ls = &cfg->listens[k];
-        if (!ls->reuseport && bl_sock_probe_exclusive((const struct sockaddr *)&ls->addr,
-                                                      ls->addrlen, err, errlen) != 0)
+        if (prev && listen_in(prev->cfg, ls->text))
+            continue;
+        int rc = ls->reuseport ? 0
+                               : bl_sock_probe_exclusive((const struct sockaddr *)&ls->addr,
+                                                         ls->addrlen, err, errlen);
+        for (int i = 0; rc == 0 && i < nworkers; i++) {
+            int fd = bl_sock_listen((const struct sockaddr *)&ls->addr, ls->addrlen,
+                                    ls->backlog, 1, err, errlen);
+            if (fd < 0)
+                rc = -1;
+            g->fds[(size_t)i * cfg->nlistens + k] = fd;
+        }
+        if (rc != 0) {
+            /* The process gave up root at start (`user`), as nginx's workers do, but unlike
+             * nginx no master kept it: a privileged port needs a restart. */
+            if (prev && ls->port < 1024 && geteuid() != 0) {
+                size_t len = strlen(err);
+                snprintf(err + len, errlen - len,
+                         "; ports below 1024 cannot be bound after privileges were dropped "
+                         "(\"user\"): restart ballast to listen on %s", ls->text);
+            }
+            generation_undo(g);
             return NULL;
+        }
     }
+    if (prev)
+        bl_upstream_carry(cfg->groups, cfg->ngroups, prev->cfg->groups, prev->cfg->ngroups,
+                          g->server_map);
+    return g;
+}
+
+int bl_generation_build(struct bl_generation *g, struct bl_worker *ws, char *err,
+                        size_t errlen)
+{
+    const struct bl_config *cfg = g->cfg;
+    for (int i = 0; i < g->nworkers; i++) {
+        struct bl_worker *w = &ws[i];
+        struct bl_worker_gen *wg = calloc(1, sizeof(*wg));
+        if (!wg)
+            goto oom;
+        g->wgens[i] = wg;
+        wg->gen = g;
+        wg->w = w;
+        wg->http.loop = w->loop;
+        wg->http.cfg = cfg;
+        wg->http.on_client_closed = on_client_closed;
+        wg->http.stats = g->stats->workers[i];
+        wg->http.current = &w->http_cur;
+        /* Balancer state is made here, not on the worker thread, so that running out of
+         * memory is a start-up (or reload) error rather than a dead worker. */
+        if (bl_upstream_worker_init(&wg->http.up, w->loop, cfg->groups, cfg->ngroups,
+                                    cfg->nupstream_servers, wg->http.stats->peers, err,
+                                    errlen) != BL_OK)
+            return BL_ERR;
+        wg->listeners = calloc(cfg->nlistens + 1, sizeof(*wg->listeners));
+        if (bl_access_logs_init(&wg->http.logs, w->loop, cfg) != BL_OK || !wg->listeners)
+            goto oom;
+        wg->nlisteners = cfg->nlistens;
+        for (uint32_t k = 0; k < cfg->nlistens; k++) {
+            struct bl_listener *l = &wg->listeners[k];
+            l->w = w;
+            l->listen = &cfg->listens[k];
+            l->io.handler = on_accept;
+            l->io.fd = -1;
+        }
+    }
+    return BL_OK;
+oom:
+    snprintf(err, errlen, "out of memory");
+    return BL_ERR;
+}
+
+void bl_generation_publish(struct bl_worker *ws, int n, struct bl_generation *g)
+{
+    atomic_store_explicit(&published, g, memory_order_release);
+    uint64_t one = 1;
+    for (int i = 0; i < n; i++) {
+        ssize_t r = write(ws[i].wake.fd, &one, sizeof(one));
+        (void)r;
+    }
+}
+
+void bl_generation_free(struct bl_generation *g)
+{
+    if (!g)
+        return;
+    struct bl_generation *p = g;
+    atomic_compare_exchange_strong(&published, &p, NULL);
+    for (int i = 0; i < g->nworkers; i++) {
+        struct bl_worker_gen *wg = g->wgens[i];
+        if (!wg)
+            continue;
+        /* Never taken: nothing ran on it, its loop holds nothing of it. */
+        bl_http_worker_free(&wg->http);
+        free(wg->listeners);
+        free(wg);
+        g->wgens[i] = NULL;
+    }
+    struct bl_config *cfg = g->cfg;
+    generation_undo(g);
+    bl_conf_release(cfg);
+}
+
+struct bl_worker *bl_workers_create(struct bl_generation *g, int notify_fd, char *err,
+                                    unsigned long errlen)
+{
+    int n = g->nworkers;
     struct bl_worker *ws = calloc((size_t)n, sizeof(*ws));
     if (!ws) {
         snprintf(err, errlen, "out of memory");
@@ -188,7 +505,7 @@ struct bl_worker *bl_workers_create(const struct bl_config *cfg, struct bl_stats
     for (int i = 0; i < n; i++) {
         struct bl_worker *w = &ws[i];
         w->id = i + 1;
-        w->cfg = cfg;
+        w->notify_fd = notify_fd;
         w->loop = bl_loop_create(err, errlen);
         if (!w->loop)
             return NULL;
@@ -200,38 +517,28 @@ struct bl_worker *bl_workers_create(const struct bl_config *cfg, struct bl_stats
         }
         w->shutdown_timer.handler = on_shutdown_timer;
         w->trim_timer.handler = on_trim_timer;
-        w->http.loop = w->loop;
-        w->http.cfg = cfg;
-        w->http.on_client_closed = on_client_closed;
-        w->http.stats = stats->workers[i];
-        /* Balancer state is made here, not on the worker thread, so that running out of
-         * memory is a start-up error rather than a dead worker. */
-        if (bl_upstream_worker_init(&w->http.up, w->loop, cfg->groups, cfg->ngroups,
-                                    cfg->nupstream_servers, w->http.stats->peers, err,
-                                    errlen) != BL_OK)
-            return NULL;
-        w->listeners = calloc(cfg->nlistens + 1, sizeof(*w->listeners));
-        if (bl_access_logs_init(&w->http.logs, w->loop, cfg) != BL_OK || !w->listeners) {
-            snprintf(err, errlen, "out of memory");
-            return NULL;
-        }
-        w->nlisteners = cfg->nlistens;
-        for (uint32_t k = 0; k < cfg->nlistens; k++) {
-            const struct bl_listen *ls = &cfg->listens[k];
-            struct bl_listener *l = &w->listeners[k];
-            l->w = w;
-            l->listen = ls;
-            l->io.handler = on_accept;
-            l->io.fd = bl_sock_listen((const struct sockaddr *)&ls->addr, ls->addrlen,
-                                      ls->backlog, 1, err, errlen);
-            if (l->io.fd < 0)
-                return NULL;
+    }
+    if (bl_generation_build(g, ws, err, errlen) != BL_OK)
+        return NULL;
+    uint32_t nl = g->cfg->nlistens;
+    for (int i = 0; i < n; i++) {
+        struct bl_worker *w = &ws[i];
+        w->cur = g->wgens[i];
+        g->wgens[i] = NULL;
+        w->http_cur = &w->cur->http;
+        for (uint32_t k = 0; k < nl; k++) {
+            struct bl_listener *l = &w->cur->listeners[k];
+            l->io.fd = g->fds[(size_t)i * nl + k];
+            g->fds[(size_t)i * nl + k] = -1;
             if (bl_loop_add_level(w->loop, &l->io) != BL_OK) {
                 snprintf(err, errlen, "epoll_ctl() failed (%s)", strerror(errno));
                 return NULL;
             }
         }
+        atomic_store(&w->seen, g->number);
     }
+    atomic_store(&g->users, n);
+    atomic_store_explicit(&published, g, memory_order_release);
     return ws;
 }
 
@@ -251,6 +558,7 @@ void bl_workers_shutdown(struct bl_worker *ws, int n)
 {
     uint64_t one = 1;
     for (int i = 0; i < n; i++) {
+        atomic_store_explicit(&ws[i].stop_requested, 1, memory_order_release);
         ssize_t r = write(ws[i].wake.fd, &one, sizeof(one));
         (void)r;
     }
@@ -262,12 +570,14 @@ void bl_workers_join(struct bl_worker *ws, int n)
         pthread_join(ws[i].thread, NULL);
     for (int i = 0; i < n; i++) {
         struct bl_worker *w = &ws[i];
-        for (uint32_t k = 0; k < w->nlisteners; k++)
-            if (w->listeners[k].io.fd >= 0)
-                close(w->listeners[k].io.fd);
-        bl_http_worker_free(&w->http);
+        while (w->old) {
+            struct bl_worker_gen *o = w->old;
+            w->old = o->next_old;
+            if (!o->free_queued)
+                wgen_free(o, w->loop);
+        }
+        wgen_free(w->cur, w->loop);
         close(w->wake.fd);
-        free(w->listeners);
         bl_loop_destroy(w->loop);
     }
     free(ws);

@@ -70,8 +70,11 @@ static int totals_sum(struct totals *t, const struct bl_stats_set *set)
     t->listens = calloc(set->nlistens * LISTEN_N + 1, sizeof(uint64_t));
     if (!t->servers || !t->locations || !t->peers || !t->listens)
         return BL_ERR;
-    for (uint32_t w = 0; w < set->nworkers; w++) {
-        const struct bl_stats_worker *b = set->workers[w];
+    /* The base holds what earlier configs counted for objects this one kept (reloads). */
+    for (uint32_t w = 0; w <= set->nworkers; w++) {
+        const struct bl_stats_worker *b = w < set->nworkers ? set->workers[w] : set->base;
+        if (!b)
+            continue;
         add_block(t->servers, b->servers, set->nservers, ZONE_N);
         add_block(t->locations, b->locations, set->nlocations, ZONE_N);
         add_block(t->peers, b->peers, set->npeers, PEER_N);

@@ -1930,6 +1930,7 @@ static int finish_groups(struct compiler *c)
         g->nprimary = 0;
         if (!(g->gstate = conf_calloc(1, sizeof(*g->gstate))))
             return oom_at(c, "upstream", g->file, g->line);
+        atomic_init(&g->gstate->refs, 1);
         for (uint32_t i = 0; i < g->nservers; i++) {
             struct bl_upstream_server *s = &g->servers[i];
             s->index = i;
@@ -1937,6 +1938,7 @@ static int finish_groups(struct compiler *c)
             s->group = g;
             if (!(s->state = conf_calloc(1, sizeof(*s->state))))
                 return oom_at(c, "upstream", g->file, g->line);
+            atomic_init(&s->state->refs, 1); /* a reload may share it (bl_upstream_carry) */
             if (!s->backup)
                 g->nprimary++;
         }
@@ -2158,10 +2160,10 @@ void bl_conf_release(struct bl_config *cfg)
             g->balancer->destroy(g);
         for (uint32_t k = 0; k < g->nservers; k++) {
             free(g->servers[k].name);
-            free(g->servers[k].state);
+            bl_server_state_put(g->servers[k].state);
         }
         free(g->servers);
-        free(g->gstate);
+        bl_group_state_put(g->gstate);
         bl_check_conf_free(g->check);
         bl_outlier_conf_free(g->outlier);
         free(g->name);

@@ -54,6 +54,10 @@ struct bl_stats_set *bl_stats_create(uint32_t nworkers, uint32_t nservers, uint3
         free(set);
         return NULL;
     }
+    if (!(set->base = worker_block(set))) {
+        bl_stats_free(set);
+        return NULL;
+    }
     for (uint32_t i = 0; i < nworkers; i++) {
         if (!(set->workers[i] = worker_block(set))) {
             bl_stats_free(set);
@@ -71,7 +75,79 @@ void bl_stats_free(struct bl_stats_set *set)
     for (uint32_t i = 0; i < set->nworkers; i++)
         free(set->workers[i]);
     free(set->workers);
+    free(set->base);
     free(set);
+}
+
+#define ZONE_N (sizeof(struct bl_stats_zone) / sizeof(bl_counter))
+#define PEER_N (sizeof(struct bl_stats_peer) / sizeof(bl_counter))
+#define LISTEN_N (sizeof(struct bl_stats_listen) / sizeof(bl_counter))
+_Static_assert(sizeof(struct bl_stats_zone) % sizeof(bl_counter) == 0, "zone: counters only");
+_Static_assert(sizeof(struct bl_stats_peer) % sizeof(bl_counter) == 0, "peer: counters only");
+_Static_assert(sizeof(struct bl_stats_listen) % sizeof(bl_counter) == 0, "listen: counters");
+
+size_t bl_stats_ncounters(const struct bl_stats_set *set)
+{
+    return ((size_t)set->nservers + set->nlocations) * ZONE_N + (size_t)set->npeers * PEER_N +
+           (size_t)set->nlistens * LISTEN_N;
+}
+
+/* The arrays of a block follow each other without gaps (worker_block), so the servers'
+ * first counter starts the flat array. */
+static void add_flat(uint64_t *dst, const struct bl_stats_worker *b, size_t n)
+{
+    const bl_counter *c = (const bl_counter *)(const void *)b->servers;
+    for (size_t i = 0; i < n; i++)
+        dst[i] += bl_stat_load(&c[i]);
+}
+
+uint64_t *bl_stats_sum(const struct bl_stats_set *set)
+{
+    size_t n = bl_stats_ncounters(set);
+    uint64_t *sum = calloc(n + 1, sizeof(*sum));
+    if (!sum)
+        return NULL;
+    add_flat(sum, set->base, n);
+    for (uint32_t w = 0; w < set->nworkers; w++)
+        add_flat(sum, set->workers[w], n);
+    return sum;
+}
+
+/* Adds count objects of width counters each, from flat position src_off (old) to dst (new
+ * block's array of the same kind). */
+static void carry_kind(bl_counter *dst, const uint64_t *sum, const uint64_t *minus,
+                       size_t src_off, uint32_t count, size_t width, const uint32_t *map,
+                       uint32_t dst_count)
+{
+    for (uint32_t i = 0; i < count; i++) {
+        if (!map || map[i] == UINT32_MAX || map[i] >= dst_count)
+            continue;
+        for (size_t k = 0; k < width; k++) {
+            size_t at = src_off + i * width + k;
+            uint64_t d = sum[at] - (minus ? minus[at] : 0);
+            bl_counter *c = &dst[(size_t)map[i] * width + k];
+            atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + d,
+                                  memory_order_relaxed);
+        }
+    }
+}
+
+void bl_stats_carry(struct bl_stats_set *to, const struct bl_stats_set *from,
+                    const uint64_t *sum, const uint64_t *minus, const struct bl_stats_map *map)
+{
+    struct bl_stats_worker *b = to->base;
+    size_t off = 0;
+    carry_kind((bl_counter *)(void *)b->servers, sum, minus, off, from->nservers, ZONE_N,
+               map->servers, to->nservers);
+    off += (size_t)from->nservers * ZONE_N;
+    carry_kind((bl_counter *)(void *)b->locations, sum, minus, off, from->nlocations, ZONE_N,
+               map->locations, to->nlocations);
+    off += (size_t)from->nlocations * ZONE_N;
+    carry_kind((bl_counter *)(void *)b->peers, sum, minus, off, from->npeers, PEER_N,
+               map->peers, to->npeers);
+    off += (size_t)from->npeers * PEER_N;
+    carry_kind((bl_counter *)(void *)b->listens, sum, minus, off, from->nlistens, LISTEN_N,
+               map->listens, to->nlistens);
 }
 
 static uint64_t clock_ms(clockid_t id)

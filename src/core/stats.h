@@ -89,6 +89,10 @@ struct bl_stats_worker {
 struct bl_stats_set {
     uint32_t nworkers, nservers, nlocations, npeers, nlistens;
     struct bl_stats_worker **workers;        /* [nworkers], each its own aligned allocation */
+    struct bl_stats_worker *base;            /* what earlier configs counted for the objects
+                                              * this one kept (a reload carries it over,
+                                              * bl_stats_carry); written by the control
+                                              * thread only, summed with the workers' */
 };
 
 /* A zeroed set. NULL when out of memory. Control thread. */
@@ -97,6 +101,31 @@ struct bl_stats_set *bl_stats_create(uint32_t nworkers, uint32_t nservers, uint3
 
 /* Frees the set once no worker writes to it. NULL is a no-op. */
 void bl_stats_free(struct bl_stats_set *set);
+
+/* ---- reloads: counters of the objects a new config keeps continue from the old config's.
+ * A block reads as one flat array of counters: servers, locations, peers, listens in that
+ * order (each struct above is made of bl_counter only). */
+
+/* Counters in one block of set. */
+size_t bl_stats_ncounters(const struct bl_stats_set *set);
+
+/* Every worker's block plus the base, summed into a new array of bl_stats_ncounters(set)
+ * numbers; NULL when out of memory. Any thread (relaxed loads). */
+uint64_t *bl_stats_sum(const struct bl_stats_set *set);
+
+/* Where each object of the old config went in the new one: per kind, indexed by the old
+ * config's number (server block index, location index, server id, listen position), the new
+ * number or UINT32_MAX for an object the new config does not have. */
+struct bl_stats_map {
+    const uint32_t *servers, *locations, *peers, *listens;
+};
+
+/* Adds sum - minus (minus may be NULL: nothing subtracted) of every kept object of `from`
+ * (the set sum and minus were taken of) into to->base, at the object's new number. Gauges
+ * carry as counters do (the difference may be negative, as a wrapped uint64). Control
+ * thread. */
+void bl_stats_carry(struct bl_stats_set *to, const struct bl_stats_set *from,
+                    const uint64_t *sum, const uint64_t *minus, const struct bl_stats_map *map);
 
 /* ---- the writer's side (the owning worker only) */
 

@@ -47,6 +47,13 @@ static void proxy_phase(struct bl_request *r, int state);
 static void proxy_run(struct bl_request *r);
 static int client_gone(struct bl_client *c);
 static void proxy_client_event(struct bl_request *r, uint32_t ev);
+static int client_migrate(struct bl_client *c);
+
+/* Whether c belongs to an older generation than the worker's current one (a reload). */
+static inline int client_outdated(const struct bl_client *c)
+{
+    return c->w->current && *c->w->current != c->w;
+}
 
 /* ------------------------------------------------------------ small helpers */
 
@@ -320,6 +327,9 @@ static void request_start(struct bl_client *c, uint32_t head_len)
     struct bl_h1_message *m = &r->msg;
     r->head_end = r->head_start + head_len;
     r->body_sent = r->body_end = r->head_end;
+    /* A request runs on the generation serving when it starts; a connection whose listening
+     * address a reload removed serves this request on its own and closes after it. */
+    int listen_gone = client_outdated(c) && client_migrate(c) != BL_OK;
     client_state(c, CS_REQUEST);
     c->nrequests++;
     bl_timer_cancel(c->w->loop, &c->timer);
@@ -336,7 +346,8 @@ static void request_start(struct bl_client *c, uint32_t head_len)
     }
 
     const struct bl_loc_conf *lc = &r->loc->conf;
-    r->keep_alive = m->keep_alive && !c->w->draining && c->nrequests < lc->keepalive_requests;
+    r->keep_alive = m->keep_alive && !c->w->draining && !listen_gone &&
+                    c->nrequests < lc->keepalive_requests;
     if (m->body == BL_H1_BODY_NONE || (m->body == BL_H1_BODY_LENGTH && m->content_length == 0)) {
         r->req_body_done = 1;
     } else if (m->body == BL_H1_BODY_LENGTH) {
@@ -1246,6 +1257,10 @@ static void request_finish(struct bl_request *r)
     }
     bl_buf_put(in);
     c->in = NULL;
+    if (client_outdated(c) && client_migrate(c) != BL_OK) {
+        client_close(c);
+        return;
+    }
     client_state(c, CS_IDLE);
     bl_arm(c->w, &c->timer, idle_ms);
     if (c->rready)
@@ -1518,6 +1533,61 @@ void bl_http_accept(struct bl_http_worker *w, const struct bl_listen *listen, in
     bl_stat_add(&c->stats->conns, 1);
     /* The request usually arrives with or right after the handshake: wait for the edge. */
     bl_arm(w, &c->timer, listen->servers[0]->conf.client_header_timeout);
+}
+
+/* The listening address of l in cfg, by address (a reload's listeners are diffed the same
+ * way, worker.c). */
+static const struct bl_listen *listen_find(const struct bl_config *cfg, const struct bl_listen *l)
+{
+    for (uint32_t i = 0; i < cfg->nlistens; i++)
+        if (strcmp(cfg->listens[i].text, l->text) == 0)
+            return &cfg->listens[i];
+    return NULL;
+}
+
+/* Moves c to the worker's current generation: its list, its statistics, its listening
+ * address there. BL_ERR when the new generation has no such address (c stays). */
+static int client_migrate(struct bl_client *c)
+{
+    struct bl_http_worker *from = c->w, *to = *c->w->current;
+    const struct bl_listen *ls = listen_find(to->cfg, c->listen);
+    if (!ls)
+        return BL_ERR;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        from->clients = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    from->nclients--;
+    bl_stat_sub(&c->stats->conns, 1);
+    if (c->state == CS_IDLE)
+        bl_stat_sub(&c->stats->conns_idle, 1);
+    c->w = to;
+    c->listen = ls;
+    c->stats = &to->stats->listens[ls - to->cfg->listens];
+    bl_stat_add(&c->stats->conns, 1);
+    if (c->state == CS_IDLE)
+        bl_stat_add(&c->stats->conns_idle, 1);
+    c->prev = NULL;
+    c->next = to->clients;
+    if (to->clients)
+        to->clients->prev = c;
+    to->clients = c;
+    to->nclients++;
+    from->on_client_closed(from);
+    return BL_OK;
+}
+
+void bl_http_adopt_idle(struct bl_http_worker *w)
+{
+    struct bl_client *c = w->clients;
+    while (c) {
+        struct bl_client *next = c->next;
+        if (c->state == CS_IDLE && client_outdated(c) && client_migrate(c) != BL_OK)
+            client_close(c);
+        c = next;
+    }
 }
 
 void bl_http_drain(struct bl_http_worker *w)

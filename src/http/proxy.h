@@ -31,9 +31,13 @@ struct bl_http_worker {
     uint32_t nrequest_cache;
     struct bl_request *request_cache[16]; /* finished requests kept for reuse, so that a request
                                            * costs no malloc in the steady state */
-    /* Called after a client connection closed (the worker resumes accepting, or stops once
-     * drained). */
+    /* Called after a client connection closed or moved to another generation (the worker
+     * resumes accepting, frees an old generation once unused, or stops once drained). */
     void (*on_client_closed)(struct bl_http_worker *hw);
+    /* Reloads: the worker's state of the generation new requests run on (worker.c switches
+     * it). A connection of an older generation moves there between requests: when its next
+     * request starts, and when it turns idle. NULL: no reloads (tests). */
+    struct bl_http_worker *const *current;
 };
 
 /* Takes a freshly accepted, non-blocking client socket from a listener of `listen`. Closes fd
@@ -44,6 +48,11 @@ void bl_http_accept(struct bl_http_worker *hw, const struct bl_listen *listen, i
 /* Shutdown: closes idle keep-alive connections and marks busy ones to close after their
  * current response. */
 void bl_http_drain(struct bl_http_worker *hw);
+
+/* Reload: moves hw's idle keep-alive connections to *hw->current (closing those whose
+ * listening address the new generation no longer has), so that an old generation is not held
+ * by connections that are only waiting. */
+void bl_http_adopt_idle(struct bl_http_worker *hw);
 
 /* Force-closes every connection (shutdown_timeout expired). */
 void bl_http_close_all(struct bl_http_worker *hw);

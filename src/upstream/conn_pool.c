@@ -29,6 +29,54 @@ void bl_conn_pool_drain(struct bl_conn_pool *p)
             bl_upconn_close(p->idle[i].head);
 }
 
+static void idle_push(struct bl_conn_pool *p, struct bl_upconn *u)
+{
+    struct bl_idle_list *l = &p->idle[u->server->id];
+    u->idle = 1;
+    u->prev = NULL;
+    u->next = l->head;
+    if (l->head)
+        l->head->prev = u;
+    l->head = u;
+    l->count++;
+    if (p->stats)
+        bl_stat_add(&p->stats[u->server->id].conns_idle, 1);
+}
+
+static void idle_unlink(struct bl_upconn *u);
+
+void bl_conn_pool_adopt(struct bl_conn_pool *to, struct bl_conn_pool *from,
+                        struct bl_upstream_server *const *map)
+{
+    from->draining = 1;
+    for (uint32_t i = 0; i < from->nservers; i++) {
+        struct bl_upstream_server *s = map ? map[i] : NULL;
+        /* Oldest last: keep the most recently used ones, in their order. */
+        struct bl_upconn *u = from->idle[i].head;
+        while (u && u->next)
+            u = u->next;
+        while (u) {
+            struct bl_upconn *prev = u->prev;
+            if (!s || s->group->keepalive == 0 || to->idle[s->id].count >= s->group->keepalive ||
+                s->id >= to->nservers) {
+                bl_upconn_close(u);
+            } else {
+                idle_unlink(u);
+                from->nconns--;
+                if (from->stats)
+                    bl_stat_sub(&from->stats[i].conns, 1);
+                u->pool = to;
+                u->server = s;
+                to->nconns++;
+                if (to->stats)
+                    bl_stat_add(&to->stats[s->id].conns, 1);
+                idle_push(to, u);
+            }
+            u = prev;
+        }
+    }
+}
+
 void bl_conn_pool_free(struct bl_conn_pool *p)
 {
     if (!p->idle)
@@ -179,15 +227,7 @@ void bl_upconn_release(struct bl_upconn *u, int reusable)
     }
     bl_buf_put(u->in);
     u->in = NULL;
-    u->idle = 1;
-    u->prev = NULL;
-    u->next = l->head;
-    if (l->head)
-        l->head->prev = u;
-    l->head = u;
-    l->count++;
-    if (p->stats)
-        bl_stat_add(&p->stats[u->server->id].conns_idle, 1);
+    idle_push(p, u);
     uint64_t ms = g->keepalive_timeout_ms;
     bl_timer_set(p->loop, &u->timer, bl_clock_ms + (ms ? ms : 1));
 }

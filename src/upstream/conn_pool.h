@@ -69,6 +69,14 @@ void bl_conn_pool_free(struct bl_conn_pool *p);
 /* Shutdown: closes the idle connections; from now on released ones are closed. */
 void bl_conn_pool_drain(struct bl_conn_pool *p);
 
+/* Reload: moves from's idle connections to the servers a new config kept into `to` (the new
+ * config's pool of the same worker): map[old server id] is the kept server or NULL (map has
+ * from->nservers entries; NULL map: nothing kept). Connections to servers that went away, or
+ * beyond the new group's `keepalive`, are closed; from then on `from` closes what is released
+ * into it (as bl_conn_pool_drain). Owner thread. */
+void bl_conn_pool_adopt(struct bl_conn_pool *to, struct bl_conn_pool *from,
+                        struct bl_upstream_server *const *map);
+
 /* A connection to s for owner: the most recently used idle one unless allow_pooled is 0,
  * else a new one whose connect is in progress (u->connecting). Returns NULL with errno set
  * (the connect failed at once, or ENOMEM). The handlers are the owner's until release or

@@ -1,4 +1,10 @@
-/* Server availability and passive health (max_fails / fail_timeout, nginx semantics). */
+/* Server availability and passive health (max_fails / fail_timeout, nginx semantics), and
+ * runtime state carried over a reload by server identity. */
+#include <stdlib.h>
+#include <string.h>
+#include <netinet/in.h>
+#include <sys/un.h>
+
 #include "upstream/upstream.h"
 #include "upstream/outlier.h"
 
@@ -45,5 +51,85 @@ void bl_server_report(struct bl_upstream_server *s, int failed, uint64_t now_ms)
                               memory_order_relaxed);
         atomic_store_explicit(&st->up_since_ms, now_ms + s->fail_timeout_ms,
                               memory_order_relaxed);
+    }
+}
+
+int bl_upstream_addr_equal(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+    if (a->ss_family != b->ss_family)
+        return 0;
+    if (a->ss_family == AF_INET) {
+        const struct sockaddr_in *x = (const struct sockaddr_in *)a;
+        const struct sockaddr_in *y = (const struct sockaddr_in *)b;
+        return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
+    }
+    if (a->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *x = (const struct sockaddr_in6 *)a;
+        const struct sockaddr_in6 *y = (const struct sockaddr_in6 *)b;
+        return x->sin6_port == y->sin6_port &&
+               memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0;
+    }
+    if (a->ss_family == AF_UNIX)
+        return strcmp(((const struct sockaddr_un *)a)->sun_path,
+                      ((const struct sockaddr_un *)b)->sun_path) == 0;
+    return memcmp(a, b, sizeof(*a)) == 0;
+}
+
+void bl_server_state_put(struct bl_server_state *st)
+{
+    if (st && atomic_fetch_sub_explicit(&st->refs, 1, memory_order_acq_rel) == 1)
+        free(st);
+}
+
+void bl_group_state_put(struct bl_group_state *gs)
+{
+    if (gs && atomic_fetch_sub_explicit(&gs->refs, 1, memory_order_acq_rel) == 1)
+        free(gs);
+}
+
+static struct bl_upstream_group *find_group(struct bl_upstream_group *const *groups, uint32_t n,
+                                            const char *name)
+{
+    for (uint32_t i = 0; i < n; i++)
+        if (strcmp(groups[i]->name, name) == 0)
+            return groups[i];
+    return NULL;
+}
+
+void bl_upstream_carry(struct bl_upstream_group *const *groups, uint32_t ngroups,
+                       struct bl_upstream_group *const *old, uint32_t nold,
+                       struct bl_upstream_server **map)
+{
+    for (uint32_t gi = 0; gi < nold; gi++)
+        for (uint32_t k = 0; k < old[gi]->nservers; k++)
+            map[old[gi]->servers[k].id] = NULL;
+    for (uint32_t gi = 0; gi < ngroups; gi++) {
+        struct bl_upstream_group *g = groups[gi];
+        struct bl_upstream_group *og = find_group(old, nold, g->name);
+        if (!og)
+            continue;
+        if (og->gstate != g->gstate) {
+            bl_group_state_put(g->gstate);
+            g->gstate = og->gstate;
+            atomic_fetch_add_explicit(&g->gstate->refs, 1, memory_order_relaxed);
+        }
+        /* The same address twice in one group (nginx allows it) pairs in order. */
+        for (uint32_t si = 0; si < g->nservers; si++) {
+            struct bl_upstream_server *s = &g->servers[si];
+            for (uint32_t k = 0; k < og->nservers; k++) {
+                struct bl_upstream_server *o = &og->servers[k];
+                if (map[o->id] || !bl_upstream_addr_equal(&s->addr, &o->addr))
+                    continue;
+                map[o->id] = s;
+                if (s->state != o->state) {
+                    bl_server_state_put(s->state);
+                    s->state = o->state;
+                    atomic_fetch_add_explicit(&s->state->refs, 1, memory_order_relaxed);
+                }
+                break;
+            }
+        }
+        if (g->outlier)
+            bl_outlier_recount(g);
     }
 }

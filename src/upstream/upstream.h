@@ -19,6 +19,8 @@ struct bl_outlier_conf;  /* outlier.h */
 /* Runtime state of one server, shared by every worker. Survives reloads for a server that keeps
  * its identity (group name + address). */
 struct bl_server_state {
+    _Atomic uint32_t refs;           /* configs that hold it (1 + one per reload that kept the
+                                      * server while an older config is still in use) */
     _Atomic int32_t active;          /* requests in flight on this server, all workers */
     _Atomic uint32_t fails;          /* failed attempts in the current fail_timeout window */
     _Atomic uint64_t fail_window_ms; /* start of the current failure-counting window */
@@ -45,6 +47,7 @@ struct bl_server_state {
 
 /* Runtime state of a group, shared by every worker. */
 struct bl_group_state {
+    _Atomic uint32_t refs;           /* configs that hold it, as bl_server_state.refs */
     _Atomic int32_t active;          /* requests in flight to any server of the group */
     _Atomic int32_t retries;         /* of those, retries (retry_budget) */
     _Atomic int32_t ejected;         /* servers currently ejected by outlier detection */
@@ -103,6 +106,24 @@ int bl_server_available(const struct bl_upstream_server *s, uint64_t now_ms);
 /* Feedback after an attempt: failed (per proxy_next_upstream rules) or not. Updates the
  * max_fails/fail_timeout window. Any worker thread. */
 void bl_server_report(struct bl_upstream_server *s, int failed, uint64_t now_ms);
+
+/* Reload: gives every server of groups[0..ngroups) that keeps its identity in
+ * old[0..nold) (same group name, same address) the old server's runtime state (health,
+ * passive failures, ejection, slow start, counters), and a kept group its group state; both
+ * are shared (refcounted) from then on, so requests still running on the old config update
+ * the same state. map[old server id] is set to the kept server of the new config, or NULL;
+ * map has room for the old config's server count. Recounts outlier ejections in each new
+ * group. Control thread, before the new config serves (and before its health checker starts). */
+void bl_upstream_carry(struct bl_upstream_group *const *groups, uint32_t ngroups,
+                       struct bl_upstream_group *const *old, uint32_t nold,
+                       struct bl_upstream_server **map);
+
+/* Drops one config's hold on a state (bl_conf_release); frees it with the last. */
+void bl_server_state_put(struct bl_server_state *st);
+void bl_group_state_put(struct bl_group_state *gs);
+
+/* Whether two server addresses are the same (family, address, port). */
+int bl_upstream_addr_equal(const struct sockaddr_storage *a, const struct sockaddr_storage *b);
 
 static inline void bl_server_acquire(struct bl_upstream_server *s)
 {
