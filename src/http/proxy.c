@@ -48,6 +48,8 @@ static void proxy_run(struct bl_request *r);
 static int client_gone(struct bl_client *c);
 static void proxy_client_event(struct bl_request *r, uint32_t ev);
 static int client_migrate(struct bl_client *c);
+static const struct bl_listen *listen_find(const struct bl_config *cfg,
+                                           const struct bl_listen *l);
 
 /* Whether c belongs to an older generation than the worker's current one (a reload). */
 static inline int client_outdated(const struct bl_client *c)
@@ -810,6 +812,11 @@ static int parse_response_head(struct bl_request *r)
             r->dechunking = 1;
             bl_dechunk_init(&r->dechunk);
         }
+        /* A reload removed the listening address while the request ran: say so now, the
+         * connection closes after this response. */
+        if (r->keep_alive && client_outdated(r->c) && !listen_find((*r->c->w->current)->cfg,
+                                                                   r->c->listen))
+            r->keep_alive = 0;
         if (r->resp.body == BL_H1_BODY_LENGTH)
             r->resp_left = r->resp.content_length;
         if (r->resp.body == BL_H1_BODY_CHUNKED)
