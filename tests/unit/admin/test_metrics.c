@@ -293,6 +293,19 @@ static void test_process_and_listens(void **state)
     expect_line(t, "ballast_config_reloads_total{result=\"failed\"} 1");
 }
 
+/* After a reload, what earlier configs counted for kept objects sits in the set's base and is
+ * added to the workers' counts: counters continue instead of starting over. */
+static void test_base_carried(void **state)
+{
+    struct fx *f = *state;
+    bl_stat_add(&f->set->base->servers[0].requests[bl_stats_class(200)], 40);
+    bl_stat_add(&f->set->workers[1]->servers[0].requests[bl_stats_class(200)], 2);
+    bl_stat_add(&f->set->base->listens[0].accepted, 9);
+    const char *t = render(f);
+    expect_line(t, "ballast_http_server_requests_total{server=\"example.com\",code=\"2xx\"} 42");
+    expect_line(t, "ballast_listen_connections_accepted_total{listen=\"127.0.0.1:18080\"} 9");
+}
+
 /* The format's structure: each family's HELP then TYPE, then only its samples (a histogram's
  * with _bucket/_sum/_count), and no family twice; counters end in _total. */
 static void test_structure(void **state)
@@ -375,6 +388,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_histogram, setup, teardown),
         cmocka_unit_test_setup_teardown(test_peers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_process_and_listens, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_base_carried, setup, teardown),
         cmocka_unit_test_setup_teardown(test_structure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mismatch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_alignment, setup, teardown),
