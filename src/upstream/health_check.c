@@ -816,8 +816,12 @@ struct bl_health *bl_health_start(struct bl_loop *loop, struct bl_upstream_group
                 p->down = cc->default_down;
                 atomic_store_explicit(&s->state->check_down, p->down, memory_order_relaxed);
             }
-            /* Spread first probes uniformly over the first interval. */
-            p->next_start_ms = now + rng_next(&h->rng) % cc->interval_ms;
+            /* Spread first probes uniformly over the first interval; a kept server goes on at
+             * its own pace (a reload must not probe every server at once). */
+            if (old && old->next_start_ms > now && old->next_start_ms <= now + cc->interval_ms)
+                p->next_start_ms = old->next_start_ms;
+            else
+                p->next_start_ms = now + rng_next(&h->rng) % cc->interval_ms;
             bl_timer_set(loop, &p->timer, p->next_start_ms);
         }
     }

@@ -326,4 +326,6 @@ def test_many_reloads_do_not_grow_memory(ballast, backend):
     rss1 = bl.rss_kb()
     keep.close()
     print("RSS %d KiB -> %d KiB over %d reloads" % (rss0, rss1, n))
+    if ASAN:
+        return  # ASan's quarantine keeps freed memory on purpose; it checks leaks instead
     assert rss1 - rss0 < 1024, "RSS grew by %d KiB over %d reloads" % (rss1 - rss0, n)
