@@ -46,11 +46,12 @@
 #define CTX_UPSTREAM 0x08u
 #define CTX_SERVER   0x10u
 #define CTX_LOCATION 0x20u
+#define CTX_ADMIN    0x40u
 #define CTX_HSL      (CTX_HTTP | CTX_SERVER | CTX_LOCATION)
-#define CTX_ANY      0x3fu
+#define CTX_ANY      0x7fu
 
 static const char *const ctx_names[] = {"main", "events", "http", "upstream", "server",
-                                        "location"};
+                                        "location", "admin"};
 
 #define ANY_ARGS 255
 
@@ -298,6 +299,81 @@ static int h_use(struct compiler *c, const struct bl_conf_node *n)
 {
     if (strcmp(n->args[0], "epoll") != 0)
         return invalid_value(c, n->args[0]);
+    return BL_OK;
+}
+
+/* ---- admin context ---- */
+
+static int h_admin(struct compiler *c, const struct bl_conf_node *n)
+{
+    struct bl_admin_conf *a = &c->cfg->admin;
+    if (a->enabled)
+        return fail(c, "\"admin\" directive is duplicate");
+    a->enabled = 1;
+    if (apply_defaults(c, CTX_ADMIN) != BL_OK)
+        return oom(c);
+    a->listen_set = 0; /* the default's line is no duplicate of the file's */
+    c->node = n;
+    return compile_block(c, n, CTX_ADMIN);
+}
+
+/* ADDRESS:PORT only: a bare port would be every address, and the API changes what ballast
+ * does, so where it listens beyond loopback is written out. */
+static int h_admin_listen(struct compiler *c, const struct bl_conf_node *n)
+{
+    struct bl_admin_conf *a = &c->cfg->admin;
+    if (a->listen_set++)
+        return fail(c, "\"listen\" directive is duplicate in \"admin\"");
+    if (!strchr(n->args[0], ':'))
+        return fail(c, "\"listen\" in \"admin\" needs ADDRESS:PORT (as 127.0.0.1:%s), not a "
+                       "bare port", n->args[0]);
+    char err[256];
+    if (bl_addr_parse(n->args[0], 0, 0, &a->addr, &a->addrlen, err, sizeof(err)) != 0)
+        return fail(c, "%s in \"listen\" directive", err);
+    bl_addr_format((struct sockaddr *)&a->addr, a->text, sizeof(a->text));
+    return BL_OK;
+}
+
+/* The token is read at load (so -t checks the file): its first line, without the line end and
+ * surrounding blanks; it must be a visible-ASCII word, as a Bearer token is. */
+static int h_admin_token_file(struct compiler *c, const struct bl_conf_node *n)
+{
+    struct bl_admin_conf *a = &c->cfg->admin;
+    if (a->token_set++)
+        return fail(c, "\"token_file\" directive is duplicate");
+    int fd = open(n->args[0], O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return fail(c, "open() \"%s\" failed (%d: %s) in \"token_file\" directive", n->args[0],
+                    errno, strerror(errno));
+    char buf[4097];
+    ssize_t r = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (r < 0)
+        return fail(c, "read() \"%s\" failed (%s)", n->args[0], strerror(errno));
+    buf[r] = '\0';
+    buf[strcspn(buf, "\r\n")] = '\0';
+    char *t = buf;
+    while (*t == ' ' || *t == '\t')
+        t++;
+    size_t len = strlen(t);
+    while (len && (t[len - 1] == ' ' || t[len - 1] == '\t'))
+        t[--len] = '\0';
+    if (len == 0)
+        return fail(c, "token file \"%s\" has no token on its first line", n->args[0]);
+    if (len > 1024)
+        return fail(c, "token in \"%s\" is longer than 1024 bytes", n->args[0]);
+    for (size_t i = 0; i < len; i++)
+        if (t[i] <= ' ' || t[i] >= 0x7f)
+            return fail(c, "token in \"%s\" has a blank or a non-ASCII byte", n->args[0]);
+    char *path = conf_strdup(n->args[0]), *tok = conf_strdup(t);
+    if (!path || !tok) {
+        free(path);
+        free(tok);
+        return oom(c);
+    }
+    a->token_file = path;
+    a->token = tok;
+    a->token_len = len;
     return BL_OK;
 }
 
@@ -1478,6 +1554,10 @@ static const struct directive directives[] = {
     DIRECTIVE("daemon", CTX_MAIN, 1, 1, 0, "on | off", "off", h_flag_ignore),
     DIRECTIVE("events", CTX_MAIN, 0, 0, DIR_BLOCK, "", NULL, h_events),
     DIRECTIVE("http", CTX_MAIN, 0, 0, DIR_BLOCK, "", NULL, h_http),
+    DIRECTIVE("admin", CTX_MAIN, 0, 0, DIR_BLOCK, "", NULL, h_admin),
+    /* admin */
+    DIRECTIVE("listen", CTX_ADMIN, 1, 1, 0, "ADDRESS:PORT", "127.0.0.1:9901", h_admin_listen),
+    DIRECTIVE("token_file", CTX_ADMIN, 1, 1, 0, "FILE", NULL, h_admin_token_file),
     /* events */
     DIRECTIVE("worker_connections", CTX_EVENTS, 1, 1, 0, "NUMBER", "10000", h_worker_connections),
     DIRECTIVE("use", CTX_EVENTS, 1, 1, 0, "epoll", "epoll", h_use),
@@ -2189,6 +2269,10 @@ void bl_conf_release(struct bl_config *cfg)
     free(cfg->pid_file);
     free(cfg->user);
     free(cfg->file);
+    free(cfg->admin.token_file);
+    if (cfg->admin.token)
+        memset(cfg->admin.token, 0, cfg->admin.token_len);
+    free(cfg->admin.token);
     bl_conf_free(cfg->tree);
     free(cfg);
 }

@@ -201,6 +201,18 @@ struct bl_access_log {
     uint8_t explicit_buffer;        /* buffer= or flush= was written */
 };
 
+/* admin { listen ADDRESS:PORT; token_file FILE; }: the admin API's listener (src/admin/). */
+struct bl_admin_conf {
+    uint8_t enabled;                /* an admin block exists: no block, no listener */
+    uint8_t listen_set, token_set;  /* while compiling: duplicate lines */
+    struct sockaddr_storage addr;   /* default 127.0.0.1:9901 */
+    socklen_t addrlen;
+    char text[BL_ADDR_STRLEN];      /* "127.0.0.1:9901" */
+    char *token_file;               /* NULL: no token asked */
+    char *token;                    /* the file's first line, read at load; NULL without */
+    size_t token_len;
+};
+
 struct bl_config {
     char *file;                     /* main config file */
     int workers;                    /* worker_processes (threads) */
@@ -231,6 +243,7 @@ struct bl_config {
     uint32_t nlog_formats;
     uint32_t max_head;              /* largest large_client_header_buffers total, bytes */
     struct bl_conf_node *tree;      /* the directive tree (file names live there) */
+    struct bl_admin_conf admin;
 };
 
 /* Reads, validates and compiles FILE. Returns the config, or NULL with err holding one line in

@@ -558,7 +558,9 @@ static struct bl_upstream_server *lc_pick(struct bl_pick *p)
 {
     struct bl_upstream_group *g = p->group;
     struct lc_tree *t = g->balancer_data;
-    struct bl_upstream_server *s = t ? lc_pick_tree(p, t) : NULL;
+    /* A group the admin API changed: the tree holds the config's weights and limits. */
+    struct bl_upstream_server *s =
+        t && bl_likely(!bl_group_admin_live(g)) ? lc_pick_tree(p, t) : NULL;
     /* Without the tree, and to make sure before falling back to the backups: the tree's "none"
      * may come from a race (O(n), but then no primary can take requests, or it was tried). */
     if (!s)

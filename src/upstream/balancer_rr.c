@@ -173,15 +173,33 @@ struct bl_rr_weights *bl_rr_weights_build(const struct bl_upstream_group *g)
     return wt;
 }
 
+/* A primary drawn in proportion to the weights in effect now, for groups the admin API
+ * changed (the alias table holds the config's weights). O(n). */
+static uint32_t rr_draw_live(const struct bl_upstream_group *g, uint64_t r)
+{
+    uint64_t total = 0;
+    for (uint32_t i = 0; i < g->nprimary; i++)
+        total += (uint64_t)bl_server_weight(&g->servers[i]);
+    uint64_t x = bl_lb_range(r, total);
+    for (uint32_t i = 0; i < g->nprimary; i++) {
+        uint64_t wi = (uint64_t)bl_server_weight(&g->servers[i]);
+        if (x < wi)
+            return i;
+        x -= wi;
+    }
+    return g->nprimary - 1; /* a weight changed between the two loops */
+}
+
 uint32_t bl_rr_draw(struct bl_pick *p, const struct bl_rr_weights *wt, uint32_t want,
                     struct bl_upstream_server **out, uint32_t *tries)
 {
     struct bl_upstream_group *g = p->group;
     struct bl_rr_worker *w = p->wstate;
     uint32_t found = 0;
+    int live = bl_group_admin_live(g);
     while (found < want) {
         uint64_t r1 = bl_lb_rand(&w->rng), r2 = bl_lb_rand(&w->rng);
-        uint32_t i = bl_rr_weights_draw(wt, r1, r2);
+        uint32_t i = bl_likely(!live) ? bl_rr_weights_draw(wt, r1, r2) : rr_draw_live(g, r1);
         struct bl_upstream_server *s = &g->servers[i];
         if (!(found && out[0] == s) && !bl_pick_tried(p, i) &&
             bl_server_available(s, p->now_ms)) {
@@ -283,7 +301,7 @@ static struct bl_upstream_server *rr_pick(struct bl_pick *p)
     struct bl_rr_worker *w = p->wstate;
     const struct rr_seq *seq = g->balancer_data;
     uint32_t skip = UINT32_MAX;
-    if (bl_likely(seq != NULL)) {
+    if (bl_likely(seq != NULL) && bl_likely(!bl_group_admin_live(g))) {
         uint32_t pos = w->seq_pos;
         w->seq_pos = pos + 1 == seq->len ? 0 : pos + 1;
         uint32_t i = seq->idx[pos];

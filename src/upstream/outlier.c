@@ -316,7 +316,8 @@ int bl_outlier_group_down(const struct bl_upstream_group *g, uint64_t now_ms)
 {
     for (uint32_t i = 0; i < g->nservers; i++) {
         const struct bl_upstream_server *s = &g->servers[i];
-        if (s->down || atomic_load_explicit(&s->state->check_down, memory_order_relaxed))
+        if (bl_server_down(s) || (bl_server_admin(s) & BL_ADMIN_DRAIN) ||
+            atomic_load_explicit(&s->state->check_down, memory_order_relaxed))
             continue;
         if (g->outlier && !bl_outlier_admit(s, now_ms))
             continue;

@@ -39,11 +39,12 @@ static inline uint32_t bl_slow_start_ramp(const struct bl_upstream_server *s, ui
     return r ? (uint32_t)r : 1;
 }
 
-/* s->weight in 1/BL_WEIGHT_UNIT units, scaled down while s ramps up. >= 1. */
+/* The weight in effect (bl_server_weight: the config's or the operator's) in 1/BL_WEIGHT_UNIT
+ * units, scaled down while s ramps up. >= 1. */
 static inline uint64_t bl_server_effective_weight(const struct bl_upstream_server *s,
                                                   uint64_t now_ms)
 {
-    return (uint64_t)s->weight * bl_slow_start_ramp(s, now_ms);
+    return (uint64_t)bl_server_weight(s) * bl_slow_start_ramp(s, now_ms);
 }
 
 /* Whether a key (or a random draw) h may go to s now: always once s has ramped up, else for

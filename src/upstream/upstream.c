@@ -5,21 +5,29 @@
 #include <netinet/in.h>
 #include <sys/un.h>
 
+#include "core/status.h"
 #include "upstream/upstream.h"
 #include "upstream/outlier.h"
 
 int bl_server_available(const struct bl_upstream_server *s, uint64_t now_ms)
 {
-    if (s->down)
+    uint32_t admin = atomic_load_explicit(&s->state->admin, memory_order_relaxed);
+    if (bl_likely(!admin)) {
+        if (s->down)
+            return 0;
+    } else if ((admin & (BL_ADMIN_DOWN | BL_ADMIN_DRAIN)) || (s->down && !(admin & BL_ADMIN_UP))) {
         return 0;
+    }
     /* Active health checks' verdict (health_check.c writes it). */
     if (atomic_load_explicit(&s->state->check_down, memory_order_relaxed))
         return 0;
     uint64_t until = atomic_load_explicit(&s->state->down_until_ms, memory_order_relaxed);
     if (until && now_ms < until)
         return 0;
-    if (s->max_conns &&
-        atomic_load_explicit(&s->state->active, memory_order_relaxed) >= s->max_conns)
+    int max_conns = bl_likely(!(admin & BL_ADMIN_MAX_CONNS))
+                        ? s->max_conns
+                        : atomic_load_explicit(&s->state->admin_max_conns, memory_order_relaxed);
+    if (max_conns && atomic_load_explicit(&s->state->active, memory_order_relaxed) >= max_conns)
         return 0;
     /* Last: the only check that may write (an ejection that just ended moves to probation). */
     if (s->group->outlier && !bl_outlier_admit(s, now_ms))

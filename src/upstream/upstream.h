@@ -43,7 +43,21 @@ struct bl_server_state {
     _Atomic int32_t probes;               /* half-open: requests in flight as probes */
     _Atomic uint64_t ejections_total;     /* times ejected since start, for statistics (the
                                            * multiplier above decays; this does not) */
+    /* The operator's changes through the admin API: the control thread writes, every worker
+     * reads them on its next pick (no message, no lock). They override the config's values
+     * (bl_server_weight() and friends below) until the operator changes them back. */
+    _Atomic uint32_t admin;               /* BL_ADMIN_* bits; 0: as configured */
+    _Atomic int32_t admin_weight;         /* with BL_ADMIN_WEIGHT: 1..BL_WEIGHT_MAX */
+    _Atomic int32_t admin_max_conns;      /* with BL_ADMIN_MAX_CONNS: 0 = unlimited */
 };
+
+/* bl_server_state.admin */
+#define BL_ADMIN_DOWN      0x01u  /* down: takes no request (overrides the config) */
+#define BL_ADMIN_UP        0x02u  /* in service although the config says `down` */
+#define BL_ADMIN_DRAIN     0x04u  /* draining: no new request, in-flight ones finish; hash
+                                   * keys move as if it were down */
+#define BL_ADMIN_WEIGHT    0x08u  /* admin_weight replaces weight= */
+#define BL_ADMIN_MAX_CONNS 0x10u  /* admin_max_conns replaces max_conns= */
 
 /* Runtime state of a group, shared by every worker. */
 struct bl_group_state {
@@ -52,6 +66,12 @@ struct bl_group_state {
     _Atomic int32_t retries;         /* of those, retries (retry_budget) */
     _Atomic int32_t ejected;         /* servers currently ejected by outlier detection */
     _Atomic uint64_t retry_warn_ms;  /* next time a refused retry may be logged */
+    /* Set (never cleared) once the admin API changed any server of the group: the balancers'
+     * precomputed structures (round robin's sequence, least_conn's tree, the weight tables of
+     * random and least_time) were built from the config's weights and `down` flags, so they
+     * step aside for nginx's O(n) loops, which read the live values on every pick. A reload
+     * builds them again. */
+    _Atomic uint8_t admin_live;
 };
 
 struct bl_upstream_server {
@@ -97,6 +117,42 @@ struct bl_upstream_group {
     uint32_t retry_budget_min;       /* retries always allowed in flight (default 3) */
     struct bl_group_state *gstate;
 };
+
+static inline uint32_t bl_server_admin(const struct bl_upstream_server *s)
+{
+    return atomic_load_explicit(&s->state->admin, memory_order_relaxed);
+}
+
+/* The weight in effect: the config's, or the operator's. Any thread. */
+static inline int bl_server_weight(const struct bl_upstream_server *s)
+{
+    if (__builtin_expect(bl_server_admin(s) & BL_ADMIN_WEIGHT, 0))
+        return atomic_load_explicit(&s->state->admin_weight, memory_order_relaxed);
+    return s->weight;
+}
+
+/* max_conns in effect (0 = unlimited). Any thread. */
+static inline int bl_server_max_conns(const struct bl_upstream_server *s)
+{
+    if (__builtin_expect(bl_server_admin(s) & BL_ADMIN_MAX_CONNS, 0))
+        return atomic_load_explicit(&s->state->admin_max_conns, memory_order_relaxed);
+    return s->max_conns;
+}
+
+/* Marked down, by the config or the operator (draining is not down). Any thread. */
+static inline int bl_server_down(const struct bl_upstream_server *s)
+{
+    uint32_t a = bl_server_admin(s);
+    if (a & BL_ADMIN_DOWN)
+        return 1;
+    return s->down && !(a & BL_ADMIN_UP);
+}
+
+/* Whether the group's precomputed balancing structures must be bypassed (see admin_live). */
+static inline int bl_group_admin_live(const struct bl_upstream_group *g)
+{
+    return atomic_load_explicit(&g->gstate->admin_live, memory_order_relaxed);
+}
 
 /* Whether server s may take a new request now: not down, not in a passive-failure window,
  * below max_conns, not failing active checks, not ejected by outlier detection (and, in
