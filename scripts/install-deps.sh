@@ -3,12 +3,13 @@
 # running, "test" for the tests and benchmarks too. apt-get runs only when something is missing.
 set -eu
 what=${1:-run}
-pkgs="gcc make libc6-dev"
+pkgs="gcc make libc6-dev libjansson-dev"
 if [ "$what" = test ]; then
     # systemd: `systemd-analyze verify` of the unit; groff-base: the man page renders cleanly;
-    # logrotate: examples/logrotate.ballast run as shipped.
+    # logrotate: examples/logrotate.ballast run as shipped; prometheus: promtool checks
+    # /metrics; chromium: the status page test.
     pkgs="$pkgs libcmocka-dev python3-pytest curl nginx-light haproxy wrk strace procps
-        systemd groff-base logrotate"
+        systemd groff-base logrotate prometheus chromium"
 fi
 missing=""
 for p in $pkgs; do

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "admin/admin.h"
 #include "conf/conf.h"
 #include "conf/conf_parse.h"
 #include "core/buf.h"
@@ -297,6 +298,11 @@ int main(int argc, char **argv)
         bl_log(BL_LOG_EMERG, "health checks: %s", err);
         return 1;
     }
+    struct bl_admin *admin = NULL;
+    if (cfg->admin.enabled && !(admin = bl_admin_start(ctl.loop, cfg, err, sizeof(err)))) {
+        bl_log(BL_LOG_EMERG, "admin: %s", err);
+        return 1;
+    }
     /* The pid file and the worker count stay the start's (a reload keeps them), but cfg
      * itself goes with its generation after a reload. */
     char *pid_file = cfg->pid_file ? strdup(cfg->pid_file) : NULL;
@@ -307,6 +313,7 @@ int main(int argc, char **argv)
     bl_ops_sd_notify("READY=1\nSTATUS=serving");
     bl_loop_run(ctl.loop);
     bl_ops_sd_notify("STOPPING=1");
+    bl_admin_stop(admin);
     bl_workers_shutdown(ws, nworkers);
     bl_workers_join(ws, nworkers);
     bl_log(BL_LOG_NOTICE, "exit");

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "admin/api.h"
 #include "admin/metrics.h"
 #include "conf/conf.h"
 #include "core/stats.h"
@@ -33,9 +34,6 @@ static const char *const fail_label[BL_SF_N] = {
     [BL_SF_INVALID] = "invalid_response",
 };
 
-/* Upstream server states, in the order a server is reported in: the first that holds. */
-enum server_state { ST_DOWN, ST_UNHEALTHY, ST_EJECTED, ST_UNAVAIL, ST_UP, ST_N };
-static const char *const state_label[ST_N] = {"down", "unhealthy", "ejected", "unavail", "up"};
 
 /* Scrape-time totals: every worker's block summed (same layout, plain numbers). */
 struct totals {
@@ -348,20 +346,6 @@ static void render_zones(struct bl_strbuf *out, const char *prefix, const char *
                  t[i * ZONE_N + SLOT(struct bl_stats_zone, bytes_out)]);
 }
 
-static enum server_state server_state(const struct bl_upstream_server *s, uint64_t now_ms)
-{
-    if (s->down)
-        return ST_DOWN;
-    if (!bl_server_check_ok(s))
-        return ST_UNHEALTHY;
-    if (s->group->outlier && bl_outlier_server_state(s, now_ms) == BL_OUTLIER_EJECTED)
-        return ST_EJECTED;
-    uint64_t until = atomic_load_explicit(&s->state->down_until_ms, memory_order_relaxed);
-    if (until && now_ms < until)
-        return ST_UNAVAIL;
-    return ST_UP;
-}
-
 /* One upstream server as the peer families read it. */
 struct peer_view {
     const struct bl_upstream_server *s;
@@ -476,22 +460,23 @@ static void render_peer_state(struct bl_strbuf *out, const struct peer_view *pv,
                                                              memory_order_relaxed));
     }
     family(out, "ballast_upstream_server_weight", "gauge",
-           "Configured weight of the upstream server.");
+           "Weight of the upstream server in effect: the config's, or the admin API's.");
     for (uint32_t i = 0; i < n; i++) {
         const struct bl_upstream_server *s = pv[i].s;
         const char *lab = pv[i].lab;
-        sample_u(out, "ballast_upstream_server_weight", lab, NULL, NULL, (uint64_t)s->weight);
+        sample_u(out, "ballast_upstream_server_weight", lab, NULL, NULL, (uint64_t)bl_server_weight(s));
     }
     family(out, "ballast_upstream_server_state", "gauge",
            "1 for the state the upstream server is in, 0 for the others: down (marked down in "
-           "the config), unhealthy (failing active checks), ejected (outlier detection), "
-           "unavail (max_fails within fail_timeout), up.");
+           "the config or the admin API), draining (admin API: no new requests), checking "
+           "(active checks have not yet let it in), unhealthy (failing active checks), ejected "
+           "(outlier detection), unavail (max_fails within fail_timeout), up.");
     for (uint32_t i = 0; i < n; i++) {
         const struct bl_upstream_server *s = pv[i].s;
         const char *lab = pv[i].lab;
-        enum server_state st = server_state(s, now_ms);
-        for (unsigned k = 0; k < ST_N; k++)
-            sample(out, "ballast_upstream_server_state", lab, "state", state_label[k],
+        enum bl_server_view_state st = bl_server_view(s, now_ms);
+        for (unsigned k = 0; k < BL_SV_N; k++)
+            sample(out, "ballast_upstream_server_state", lab, "state", bl_server_view_names[k],
                    k == (unsigned)st ? "1" : "0");
     }
     family(out, "ballast_upstream_server_checks_total", "counter",
