@@ -45,7 +45,7 @@ def test_whole_config_loads(tmp_path, text):
 
 SECTION = re.compile(r"^### `([a-z_0-9]+)`[^\n]*\n(.*?)(?=^##)", re.M | re.S)
 PARENT = {"events": "main", "http": "main", "upstream": "http", "server": "http",
-          "location": "server"}
+          "location": "server", "admin": "main"}
 GROUPS = ("app", "api", "backend")
 
 
@@ -73,6 +73,8 @@ def wrap(ctx, x):
         listen = "" if re.search(r"^\s*listen\b", x, re.M) else "listen 127.0.0.1:18081;\n"
         return "http {\n%sserver {\n%s%s\nlocation /__doc__ { return 200; }\n}\n}\n" % (
             groups, listen, x)
+    if ctx == "admin":
+        return "admin {\n%s\n}\n%s" % (x, wrap("http", ""))
     if ctx == "location":
         return ("http {\n%sserver {\nlisten 127.0.0.1:18081;\nlocation /__doc__ {\n%s\n}\n}\n}\n"
                 % (groups, x))
@@ -110,6 +112,10 @@ def test_directive_example_loads(tmp_path, name, contexts, snippet):
     enclosing block, as `upstream app { least_conn; ... }`) in one of their parents."""
     # Log files the examples name go to the test's directory: -t opens them, as nginx's does.
     snippet = snippet.replace("/var/log/ballast/", str(tmp_path) + "/")
+    # Token files too: -t reads them.
+    if "/etc/ballast/admin.token" in snippet:
+        (tmp_path / "admin.token").write_text("doc-example-token\n")
+        snippet = snippet.replace("/etc/ballast/admin.token", str(tmp_path / "admin.token"))
     tried = []
     for ctx in contexts + [PARENT[c] for c in contexts if c in PARENT]:
         conf = wrap(ctx, snippet)
