@@ -347,6 +347,9 @@ class Load:
                 r = c.request("GET", "/?k=%d-%d" % (id(c), k))
                 if r.status != 200:
                     self.errors.append(r.status)
+                if r.header("Connection", "").lower() == "close":  # keepalive_requests
+                    c.close()
+                    c = self.b.conn()
                 with self.lock:
                     self.done += 1
         except Exception as e:  # noqa: BLE001 - any failure is the test's failure
