@@ -121,6 +121,9 @@ void bl_upstream_carry(struct bl_upstream_group *const *groups, uint32_t ngroups
             g->gstate = og->gstate;
             atomic_fetch_add_explicit(&g->gstate->refs, 1, memory_order_relaxed);
         }
+        /* The new balancing structures are built from the file: bypassed again only if an
+         * operator's change is left after the carry below. */
+        atomic_store_explicit(&g->gstate->admin_live, 0, memory_order_relaxed);
         /* The same address twice in one group (nginx allows it) pairs in order. */
         for (uint32_t si = 0; si < g->nservers; si++) {
             struct bl_upstream_server *s = &g->servers[si];
@@ -134,10 +137,30 @@ void bl_upstream_carry(struct bl_upstream_group *const *groups, uint32_t ngroups
                     s->state = o->state;
                     atomic_fetch_add_explicit(&s->state->refs, 1, memory_order_relaxed);
                 }
+                bl_server_admin_carry(o, s);
                 break;
             }
         }
         if (g->outlier)
             bl_outlier_recount(g);
     }
+void bl_server_admin_carry(const struct bl_upstream_server *old_s,
+                           struct bl_upstream_server *new_s)
+{
+    uint32_t a = atomic_load_explicit(&new_s->state->admin, memory_order_relaxed);
+    if (old_s->weight != new_s->weight)
+        a &= ~BL_ADMIN_WEIGHT;
+    if (old_s->max_conns != new_s->max_conns)
+        a &= ~BL_ADMIN_MAX_CONNS;
+    if (old_s->down != new_s->down)
+        a &= ~(BL_ADMIN_DOWN | BL_ADMIN_UP);
+    else if (!new_s->down)
+        a &= ~BL_ADMIN_UP; /* "up although the config says down" means nothing now */
+    if ((a & BL_ADMIN_WEIGHT) &&
+        atomic_load_explicit(&new_s->state->admin_weight, memory_order_relaxed) ==
+            new_s->weight)
+        a &= ~BL_ADMIN_WEIGHT;
+    atomic_store_explicit(&new_s->state->admin, a, memory_order_release);
+    if (a)
+        atomic_store_explicit(&new_s->group->gstate->admin_live, 1, memory_order_release);
 }

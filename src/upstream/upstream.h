@@ -154,6 +154,14 @@ static inline int bl_group_admin_live(const struct bl_upstream_group *g)
     return atomic_load_explicit(&g->gstate->admin_live, memory_order_relaxed);
 }
 
+/* Reload: new_s (in the new generation) shares old_s's state (same upstream name and address).
+ * The operator's changes survive the reload except where the file itself changed that server:
+ * a weight=, max_conns= or down that differs between old_s and new_s drops the API's value for
+ * it. When any change is left, new_s's group is marked admin_live (its balancing structures
+ * were built from the file's values). Control thread, before the new generation serves. */
+void bl_server_admin_carry(const struct bl_upstream_server *old_s,
+                           struct bl_upstream_server *new_s);
+
 /* Whether server s may take a new request now: not down, not in a passive-failure window,
  * below max_conns, not failing active checks, not ejected by outlier detection (and, in
  * probation, with its probe slot free). now_ms: the caller's cached clock. */
