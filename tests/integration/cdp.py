@@ -185,11 +185,15 @@ class Browser:
         return r["result"].get("value")
 
     def wait(self, expr, timeout=10.0):
-        """Polls a JavaScript expression until it is truthy; returns its value."""
+        """Polls a JavaScript expression until it is truthy; returns its value. An expression
+        that throws (the page is still loading) counts as false until the deadline."""
         deadline = time.monotonic() + timeout * SLOW
         while True:
-            v = self.eval(expr)
-            if v:
+            try:
+                v = self.eval(expr)
+            except RuntimeError as e:  # the page is not there yet (null element)
+                v = e
+            if v and not isinstance(v, RuntimeError):
                 return v
             if time.monotonic() > deadline:
                 raise TimeoutError("waited %.0fs for %s (last %r)" % (timeout * SLOW, expr, v))
