@@ -144,6 +144,8 @@ void bl_upstream_carry(struct bl_upstream_group *const *groups, uint32_t ngroups
         if (g->outlier)
             bl_outlier_recount(g);
     }
+}
+
 void bl_server_admin_carry(const struct bl_upstream_server *old_s,
                            struct bl_upstream_server *new_s)
 {
