@@ -31,6 +31,7 @@
 #include "conf/hide_headers.h"
 #include "conf/unsupported.h"
 #include "core/log.h"
+#include "core/regex.h"
 #include "core/status.h"
 #include "core/units.h"
 #include "http/template.h"
@@ -47,11 +48,12 @@
 #define CTX_SERVER   0x10u
 #define CTX_LOCATION 0x20u
 #define CTX_ADMIN    0x40u
+#define CTX_IF       0x80u     /* inside `if (...) { }` of a server or location */
 #define CTX_HSL      (CTX_HTTP | CTX_SERVER | CTX_LOCATION)
 #define CTX_ANY      0x7fu
 
 static const char *const ctx_names[] = {"main", "events", "http", "upstream", "server",
-                                        "location", "admin"};
+                                        "location", "admin", "if"};
 
 #define ANY_ARGS 255
 
@@ -98,6 +100,8 @@ struct compiler {
     const struct directive *dir;         /* row of the directive being compiled */
     struct bl_conf_node *defaults;       /* the table's defaults, read as a config (see top) */
     int seen_http, seen_events;
+    struct bl_rw_op **ops;               /* where rewrite, return, set, if and break go: the */
+    uint32_t *nops;                      /* server's, the location's or the if's list */
     struct pending_pass {
         struct bl_location *loc;
         char *host;                      /* NAME or HOST:PORT, owned */
@@ -187,6 +191,16 @@ static int parse_num(const char *s, int64_t min, int64_t max, int64_t *out)
         return BL_ERR;
     *out = (int64_t)v;
     return BL_OK;
+}
+
+/* A template that may use the config's own variables ($1, set ones, named captures). */
+static struct bl_template *template_vars(struct compiler *c, const char *text)
+{
+    char err[256];
+    struct bl_template *t = bl_template_compile_vars(text, &c->cfg->vars, err, sizeof(err));
+    if (!t)
+        fail(c, "%s", err);
+    return t;
 }
 
 static uint64_t *lc_field(struct bl_loc_conf *lc, size_t offset)
@@ -659,13 +673,9 @@ static int h_proxy_set_header(struct compiler *c, const struct bl_conf_node *n)
     if (strcasecmp(name, "connection") == 0 || strcasecmp(name, "content-length") == 0 ||
         strcasecmp(name, "transfer-encoding") == 0)
         return fail(c, "\"proxy_set_header\" cannot change \"%s\"", name);
-    char err[256];
     struct bl_template *t = NULL;
-    if (n->args[1][0]) {
-        t = bl_template_compile(n->args[1], err, sizeof(err));
-        if (!t)
-            return fail(c, "%s", err);
-    }
+    if (n->args[1][0] && !(t = template_vars(c, n->args[1])))
+        return BL_ERR;
     struct bl_loc_conf *lc = c->lc;
     struct bl_header_set *hdrs = grow(lc->headers, lc->nheaders, sizeof(*hdrs));
     char *copy = hdrs ? conf_strdup(name) : NULL;
@@ -1026,8 +1036,12 @@ static int h_server(struct compiler *c, const struct bl_conf_node *n)
 
     c->srv = s;
     struct bl_loc_conf *saved = enter_level(c, &s->conf);
+    c->ops = &s->server_loc->ops;
+    c->nops = &s->server_loc->nops;
     int rc = compile_block(c, n, CTX_SERVER);
     c->srv = NULL;
+    c->ops = NULL;
+    c->nops = NULL;
     enter_level(c, saved);
     if (rc != BL_OK)
         return rc;
@@ -1137,52 +1151,140 @@ static int h_server_name(struct compiler *c, const struct bl_conf_node *n)
 
 /* ---- location ---- */
 
-static int h_location(struct compiler *c, const struct bl_conf_node *n)
+/* Appends loc to a location list; BL_ERR when out of memory. */
+static int loc_list_add(struct bl_location ***list, uint32_t *n, struct bl_location *loc)
 {
-    if (c->loc)
-        return fail(c, "nested locations are not supported");
-    const char *path;
-    int exact = 0;
+    struct bl_location **grown = grow(*list, *n, sizeof(**list));
+    if (!grown)
+        return BL_ERR;
+    *list = grown;
+    (*list)[(*n)++] = loc;
+    return BL_OK;
+}
+
+enum loc_type { LT_PREFIX, LT_EXACT, LT_NOREGEX, LT_REGEX, LT_REGEX_CASELESS, LT_NAMED };
+
+/* nginx's forms: `location [= | ^~ | ~ | ~*] PATH`, the modifier also glued to the path
+ * ("=/x", "~\.php$"), and `location @NAME`. */
+static int location_type(struct compiler *c, const struct bl_conf_node *n, enum loc_type *type,
+                         const char **path)
+{
+    static const struct {
+        const char *mod;
+        enum loc_type type;
+    } mods[] = {{"=", LT_EXACT}, {"^~", LT_NOREGEX}, {"~*", LT_REGEX_CASELESS}, {"~", LT_REGEX}};
+    const char *a = n->args[0];
     if (n->nargs == 2) {
-        if (strcmp(n->args[0], "=") == 0)
-            exact = 1;
-        else if (strcmp(n->args[0], "^~") == 0)
-            exact = 0;
-        else if (strcmp(n->args[0], "~") == 0 || strcmp(n->args[0], "~*") == 0)
-            return fail(c, "regular expression locations are not supported");
-        else
-            return invalid_value(c, n->args[0]);
-        path = n->args[1];
-    } else {
-        path = n->args[0];
-        if (path[0] == '~' || path[0] == '@')
-            return fail(c, "regular expression and named locations are not supported");
-        if (path[0] == '=') {
-            exact = 1;
-            path++;
+        for (size_t i = 0; i < BL_ARRAY_LEN(mods); i++)
+            if (strcmp(a, mods[i].mod) == 0) {
+                *type = mods[i].type;
+                *path = n->args[1];
+                return BL_OK;
+            }
+        return fail(c, "invalid location modifier \"%s\"", a);
+    }
+    *type = LT_PREFIX;
+    *path = a;
+    for (size_t i = 0; i < BL_ARRAY_LEN(mods); i++) {
+        size_t ml = strlen(mods[i].mod);
+        if (strncmp(a, mods[i].mod, ml) == 0) {
+            *type = mods[i].type;
+            *path = a + ml;
+            break;
         }
     }
-    struct bl_server_block *s = c->srv;
-    struct bl_location ***list = exact ? &s->exact : &s->prefix;
-    uint32_t *nlist = exact ? &s->nexact : &s->nprefix;
-    for (uint32_t i = 0; i < *nlist; i++)
-        if (strcmp((*list)[i]->path, path) == 0)
-            return fail(c, "duplicate location \"%s\"", path);
+    if (a[0] == '@')
+        *type = LT_NAMED;
+    if (!**path)
+        return fail(c, "invalid number of arguments in \"location\" directive");
+    return BL_OK;
+}
 
-    struct bl_location **grown = grow(*list, *nlist, sizeof(**list));
-    if (!grown)
-        return oom(c);
-    *list = grown;
+/* Where nginx allows a location (ngx_http_core_location): nothing inside an exact or named
+ * location, named ones only at the server level, and a nested prefix must extend its
+ * parent's prefix (a regex parent's pattern is compared as text, as nginx does). */
+static int location_check_nesting(struct compiler *c, const struct bl_location *parent,
+                                  enum loc_type type, const char *path)
+{
+    if (!parent)
+        return BL_OK;
+    if (parent->exact)
+        return fail(c, "location \"%s\" cannot be inside the exact location \"%s\"", path,
+                    parent->path);
+    if (parent->named)
+        return fail(c, "location \"%s\" cannot be inside the named location \"%s\"", path,
+                    parent->path);
+    if (type == LT_NAMED)
+        return fail(c, "named location \"%s\" can be on the server level only", path);
+    if (type != LT_REGEX && type != LT_REGEX_CASELESS &&
+        strncmp(path, parent->path, parent->path_len) != 0)
+        return fail(c, "location \"%s\" is outside location \"%s\"", path, parent->path);
+    return BL_OK;
+}
+
+static int h_location(struct compiler *c, const struct bl_conf_node *n)
+{
+    enum loc_type type = LT_PREFIX;
+    const char *path = NULL;
+    if (location_type(c, n, &type, &path) != BL_OK)
+        return BL_ERR;
+    struct bl_location *parent = c->loc;
+    if (location_check_nesting(c, parent, type, path) != BL_OK)
+        return BL_ERR;
+    struct bl_server_block *s = c->srv;
+    struct bl_loc_tree *tree = parent ? &parent->nested : &s->locs;
+    struct bl_location ***list;
+    uint32_t *nlist;
+    switch (type) {
+    case LT_EXACT:
+        list = &tree->exact, nlist = &tree->nexact;
+        break;
+    case LT_REGEX:
+    case LT_REGEX_CASELESS:
+        list = &tree->regex, nlist = &tree->nregex;
+        break;
+    case LT_NAMED:
+        list = &s->named, nlist = &s->nnamed;
+        break;
+    default:
+        list = &tree->prefix, nlist = &tree->nprefix;
+        break;
+    }
+    if (type != LT_REGEX && type != LT_REGEX_CASELESS)
+        for (uint32_t i = 0; i < *nlist; i++)
+            if (strcmp((*list)[i]->path, path) == 0)
+                return fail(c, "duplicate location \"%s\"", path);
+
     struct bl_location *loc = location_new(path, n);
     if (!loc)
         return oom(c);
-    loc->exact = (uint8_t)exact;
-    (*list)[(*nlist)++] = loc;
+    if (loc_list_add(&s->all, &s->nall, loc) != BL_OK) {
+        free(loc->path);
+        free(loc);
+        return oom(c);
+    }
+    if (loc_list_add(list, nlist, loc) != BL_OK)
+        return oom(c);
+    loc->exact = type == LT_EXACT;
+    loc->noregex = type == LT_NOREGEX;
+    loc->named = type == LT_NAMED;
+    loc->parent = parent;
+    if (type == LT_REGEX || type == LT_REGEX_CASELESS) {
+        char err[512];
+        if (!(loc->regex = bl_regex_compile(path, type == LT_REGEX_CASELESS, err, sizeof(err))))
+            return fail(c, "%s", err);
+    }
 
     c->loc = loc;
     struct bl_loc_conf *saved = enter_level(c, &loc->conf);
+    struct bl_rw_op **saved_ops = c->ops;
+    uint32_t *saved_nops = c->nops;
+    c->ops = &loc->ops;
+    c->nops = &loc->nops;
     int rc = compile_block(c, n, CTX_LOCATION);
-    c->loc = NULL;
+    c->loc = parent;
+    c->ops = saved_ops;
+    c->nops = saved_nops;
     enter_level(c, saved);
     return rc;
 }
@@ -1213,7 +1315,7 @@ static int h_proxy_pass(struct compiler *c, const struct bl_conf_node *n)
     struct bl_location *loc = c->loc;
     if (loc->kind == BL_LOC_STATIC)
         return fail(c, "\"root\" and \"proxy_pass\" in one location");
-    if (loc->kind != BL_LOC_NONE)
+    if (loc->kind == BL_LOC_PROXY)
         return fail(c, "\"proxy_pass\" directive is duplicate");
     const char *url = n->args[0];
     if (strncmp(url, "http://", 7) != 0) {
@@ -1226,15 +1328,21 @@ static int h_proxy_pass(struct compiler *c, const struct bl_conf_node *n)
     size_t hlen = slash ? (size_t)(slash - host) : strlen(host);
     if (hlen == 0)
         return fail(c, "no host in \"%s\"", url);
-    if (strchr(host, '$'))
-        return fail(c, "variables in \"proxy_pass\" are not supported");
+    if (memchr(host, '$', hlen))
+        return fail(c, "variables in the host of \"proxy_pass\" are not supported in this "
+                       "build (only in its URI)");
     if (set_proxy_vars(loc, host, hlen) != BL_OK)
         return oom(c);
+    if (slash && !strchr(slash, '$') && (loc->regex || loc->named || c->ctx == CTX_IF))
+        return fail(c, "\"proxy_pass\" cannot have URI part in location given by regular "
+                       "expression, or inside named location, or inside \"if\" statement");
     if (slash) {
         if (!(loc->proxy_uri = conf_strdup(slash)))
             return oom(c);
         loc->has_proxy_uri = 1;
         loc->proxy_uri_len = (uint32_t)strlen(slash);
+        if (strchr(slash, '$') && !(loc->proxy_uri_tpl = template_vars(c, slash)))
+            return BL_ERR;
     }
     struct pending_pass *pending = grow(c->pending, c->npending, sizeof(*pending));
     if (!pending)
@@ -1254,36 +1362,266 @@ static int h_proxy_pass(struct compiler *c, const struct bl_conf_node *n)
     return BL_OK;
 }
 
+/* ---- the rewrite module: rewrite, return, set, if, break ---- */
+
+/* A new op at the end of the current list (server, location or if body), or NULL. */
+static struct bl_rw_op *op_add(struct compiler *c, enum bl_rw_type type)
+{
+    struct bl_rw_op *ops = grow(*c->ops, *c->nops, sizeof(*ops));
+    if (!ops) {
+        oom(c);
+        return NULL;
+    }
+    *c->ops = ops;
+    struct bl_rw_op *op = &ops[(*c->nops)++];
+    op->type = (uint8_t)type;
+    op->file = c->node->file;
+    op->line = c->node->line;
+    return op;
+}
+
+static void rw_ops_free(struct bl_rw_op *ops, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        bl_regex_free(ops[i].re);
+        bl_template_free(ops[i].value);
+        bl_template_free(ops[i].arg);
+        rw_ops_free(ops[i].body, ops[i].nbody);
+    }
+    free(ops);
+}
+
 static int h_return(struct compiler *c, const struct bl_conf_node *n)
 {
-    struct bl_location *loc = c->loc ? c->loc : c->srv->server_loc;
-    if (loc->kind == BL_LOC_PROXY)
-        return fail(c, "\"return\" and \"proxy_pass\" in one location");
     int64_t code;
     const char *text = NULL;
     if (parse_num(n->args[0], 0, 999, &code) != BL_OK) {
         /* nginx: "return URL;" is a 302 redirect. */
         if (n->nargs == 1 && (strncmp(n->args[0], "http://", 7) == 0 ||
-                              strncmp(n->args[0], "https://", 8) == 0)) {
+                              strncmp(n->args[0], "https://", 8) == 0 ||
+                              strncmp(n->args[0], "$scheme", 7) == 0)) {
             code = 302;
             text = n->args[0];
         } else {
             return invalid_value(c, n->args[0]);
         }
     } else {
+        if (code > 999)
+            return invalid_value(c, n->args[0]);
         if (code < 100 || code > 599)
             return invalid_value(c, n->args[0]);
         if (n->nargs > 1)
             text = n->args[1];
     }
-    char err[256];
-    loc->kind = BL_LOC_RETURN;
-    loc->return_code = (int)code;
-    bl_template_free(loc->return_text);
-    loc->return_text = NULL;
-    if (text && !(loc->return_text = bl_template_compile(text, err, sizeof(err))))
-        return fail(c, "%s", err);
+    struct bl_template *t = NULL;
+    if (text && !(t = template_vars(c, text)))
+        return BL_ERR;
+    struct bl_rw_op *op = op_add(c, BL_RW_RETURN);
+    if (!op) {
+        bl_template_free(t);
+        return BL_ERR;
+    }
+    op->code = (int)code;
+    op->value = t;
+    if (c->ctx == CTX_IF)
+        return BL_OK;
+    /* A location's own return also makes it a return location, which error_page's internal
+     * redirects serve (local.c); the op above is what a request runs. */
+    struct bl_location *loc = c->loc ? c->loc : c->srv->server_loc;
+    if (loc->kind == BL_LOC_RETURN)
+        return BL_OK; /* the first return ends the location's directives, as in nginx */
+    if (loc->kind == BL_LOC_NONE) {
+        char err[256];
+        loc->kind = BL_LOC_RETURN;
+        loc->return_code = (int)code;
+        if (text && !(loc->return_text = bl_template_compile_vars(text, &c->cfg->vars, err,
+                                                                  sizeof(err))))
+            return fail(c, "%s", err);
+    }
     return BL_OK;
+}
+
+static int h_rewrite(struct compiler *c, const struct bl_conf_node *n)
+{
+    static const char *const flags[] = {"", "last", "break", "redirect", "permanent"};
+    int flag = BL_RWF_NONE;
+    if (n->nargs == 3) {
+        for (flag = 1; flag < (int)BL_ARRAY_LEN(flags); flag++)
+            if (strcmp(n->args[2], flags[flag]) == 0)
+                break;
+        if (flag == (int)BL_ARRAY_LEN(flags))
+            return fail(c, "invalid parameter \"%s\"", n->args[2]);
+    }
+    char err[512];
+    struct bl_regex *re = bl_regex_compile(n->args[0], 0, err, sizeof(err));
+    if (!re)
+        return fail(c, "%s", err);
+    const char *repl = n->args[1];
+    size_t len = strlen(repl);
+    int drop_args = len > 0 && repl[len - 1] == '?';
+    char *text = conf_strdup(repl);
+    if (!text) {
+        bl_regex_free(re);
+        return oom(c);
+    }
+    if (drop_args)
+        text[len - 1] = '\0';
+    struct bl_template *t = template_vars(c, text);
+    free(text);
+    struct bl_rw_op *op = t ? op_add(c, BL_RW_REWRITE) : NULL;
+    if (!op) {
+        bl_regex_free(re);
+        bl_template_free(t);
+        return BL_ERR;
+    }
+    op->re = re;
+    op->value = t;
+    op->flag = (uint8_t)flag;
+    op->drop_args = (uint8_t)drop_args;
+    op->absolute = strncmp(repl, "http://", 7) == 0 || strncmp(repl, "https://", 8) == 0 ||
+                   strncmp(repl, "$scheme", 7) == 0;
+    return BL_OK;
+}
+
+/* The index of variable name (without '$') in the config's list. */
+static int var_index(struct bl_config *cfg, const char *name)
+{
+    for (uint32_t i = 0; i < cfg->vars.n; i++)
+        if (strcmp(cfg->vars.names[i], name) == 0)
+            return (int)i;
+    return -1;
+}
+
+static int h_set(struct compiler *c, const struct bl_conf_node *n)
+{
+    const char *v = n->args[0];
+    if (v[0] != '$' || !v[1])
+        return fail(c, "invalid variable name \"%s\"", v);
+    int idx = var_index(c->cfg, v + 1);
+    if (idx < 0) /* a built-in variable: the names list holds only the config's own */
+        return fail(c, "the built-in variable \"%s\" cannot be set in this build", v);
+    struct bl_template *t = template_vars(c, n->args[1]);
+    struct bl_rw_op *op = t ? op_add(c, BL_RW_SET) : NULL;
+    if (!op) {
+        bl_template_free(t);
+        return BL_ERR;
+    }
+    op->var = (uint32_t)idx;
+    op->nvars = c->cfg->vars.n;
+    op->value = t;
+    return BL_OK;
+}
+
+static int h_break(struct compiler *c, const struct bl_conf_node *n)
+{
+    BL_UNUSED(n);
+    return op_add(c, BL_RW_BREAK) ? BL_OK : BL_ERR;
+}
+
+/* The condition of `if (...)`, parenthesis stripped, into op (ngx_http_rewrite_if_condition). */
+static int if_condition(struct compiler *c, const struct bl_conf_node *n, struct bl_rw_op *op)
+{
+    const char *a[3];
+    char *own[3] = {NULL, NULL, NULL};
+    int na = 0;
+    for (int i = 0; i < n->nargs && na <= 3; i++) {
+        const char *x = n->args[i];
+        size_t len = strlen(x);
+        int first = i == 0, last = i == n->nargs - 1;
+        if (first) {
+            if (x[0] != '(')
+                goto invalid;
+            x++, len--;
+        }
+        if (last) {
+            if (len == 0 || x[len - 1] != ')') {
+                if (!(len == 0 && strcmp(n->args[i], ")") == 0))
+                    goto invalid;
+            }
+            if (len)
+                len--;
+        }
+        if (len == 0 && (first || last))
+            continue;
+        if (na == 3)
+            goto invalid;
+        if (!(own[na] = conf_malloc(len + 1)))
+            return oom(c);
+        memcpy(own[na], x, len);
+        own[na][len] = '\0';
+        a[na] = own[na];
+        na++;
+    }
+    int rc = BL_ERR;
+    if (na == 1 && a[0][0] == '$') {
+        op->cond = BL_IF_TRUE;
+        op->value = template_vars(c, a[0]);
+        rc = op->value ? BL_OK : BL_ERR;
+    } else if (na == 2) {
+        static const struct {
+            const char *op;
+            enum bl_if_cond cond;
+        } tests[] = {{"-f", BL_IF_FILE}, {"-d", BL_IF_DIR}, {"-e", BL_IF_EXISTS},
+                     {"-x", BL_IF_EXEC}};
+        const char *t = a[0];
+        op->negate = t[0] == '!';
+        t += op->negate;
+        for (size_t i = 0; i < BL_ARRAY_LEN(tests); i++)
+            if (strcmp(t, tests[i].op) == 0)
+                op->cond = (uint8_t)tests[i].cond;
+        if (!op->cond) {
+            fail(c, "invalid condition \"%s\"", a[0]);
+        } else {
+            op->value = template_vars(c, a[1]);
+            rc = op->value ? BL_OK : BL_ERR;
+        }
+    } else if (na == 3 && a[0][0] == '$') {
+        const char *o = a[1];
+        op->negate = o[0] == '!';
+        o += op->negate;
+        if (!(op->value = template_vars(c, a[0]))) {
+            ;
+        } else if (strcmp(o, "=") == 0) {
+            op->cond = BL_IF_EQ;
+            op->arg = template_vars(c, a[2]);
+            rc = op->arg ? BL_OK : BL_ERR;
+        } else if (strcmp(o, "~") == 0 || strcmp(o, "~*") == 0) {
+            char err[512];
+            op->cond = BL_IF_MATCH;
+            if (!(op->re = bl_regex_compile(a[2], o[1] == '*', err, sizeof(err))))
+                fail(c, "%s", err);
+            else
+                rc = BL_OK;
+        } else {
+            fail(c, "unexpected \"%s\" in condition", a[1]);
+        }
+    } else {
+        fail(c, "invalid condition \"%s\"", n->args[0]);
+    }
+    for (int i = 0; i < 3; i++)
+        free(own[i]);
+    return rc;
+invalid:
+    for (int i = 0; i < 3; i++)
+        free(own[i]);
+    return fail(c, "invalid condition \"%s\"", n->args[0]);
+}
+
+static int h_if(struct compiler *c, const struct bl_conf_node *n)
+{
+    struct bl_rw_op *op = op_add(c, BL_RW_IF);
+    if (!op || if_condition(c, n, op) != BL_OK)
+        return BL_ERR;
+    struct bl_rw_op **saved_ops = c->ops;
+    uint32_t *saved_nops = c->nops;
+    unsigned saved_ctx = c->ctx;
+    c->ops = &op->body;
+    c->nops = &op->nbody;
+    int rc = compile_block(c, n, CTX_IF);
+    c->ops = saved_ops;
+    c->nops = saved_nops;
+    c->ctx = saved_ctx;
+    return rc;
 }
 
 static int h_proxy_next_upstream(struct compiler *c, const struct bl_conf_node *n)
@@ -1325,15 +1663,17 @@ static int h_error_page(struct compiler *c, const struct bl_conf_node *n)
     const char *last = n->args[n->nargs - 2];
     if (last[0] == '=') {
         int64_t v;
-        if (parse_num(last + 1, 100, 599, &v) != BL_OK)
+        if (!last[1])
+            v = -1; /* "=" alone: the status the page's location answers with */
+        else if (parse_num(last + 1, 100, 599, &v) != BL_OK)
             return invalid_value(c, last);
         overwrite = (int)v;
         ncodes--;
     }
     if (ncodes < 1)
         return fail(c, "invalid number of arguments in \"error_page\" directive");
-    if (uri[0] != '/')
-        return fail(c, "\"error_page\" URI must start with \"/\": \"%s\"", uri);
+    if (uri[0] != '/' && uri[0] != '@')
+        return fail(c, "\"error_page\" URI must start with \"/\" or \"@\": \"%s\"", uri);
     for (int i = 0; i < ncodes; i++) {
         int64_t code;
         if (parse_num(n->args[i], 300, 599, &code) != BL_OK)
@@ -1455,9 +1795,9 @@ static int h_types(struct compiler *c, const struct bl_conf_node *n)
     return BL_OK;
 }
 
-/* try_files as nginx's stock site writes it, for a root location: `$uri`, `$uri/`, then
- * `=CODE`. Other forms (named locations, other variables, a fallback URI) need internal
- * redirects that this build does not have. */
+/* try_files $uri [$uri/] FALLBACK, for a root location: the fallback is =CODE, a named
+ * location (@name) or a URI, both internal redirects. Other files than $uri and $uri/ are not
+ * supported in this build. */
 static int h_try_files(struct compiler *c, const struct bl_conf_node *n)
 {
     struct bl_location *loc = c->loc;
@@ -1467,7 +1807,8 @@ static int h_try_files(struct compiler *c, const struct bl_conf_node *n)
         return fail(c, "\"try_files\" serves files: not with \"proxy_pass\" or \"return\"");
     const char *last = n->args[n->nargs - 1];
     int64_t code = 0;
-    int ok = last[0] == '=' && parse_num(last + 1, 200, 599, &code) == BL_OK;
+    int ok = last[0] == '@' || last[0] == '/' ||
+             (last[0] == '=' && parse_num(last + 1, 200, 599, &code) == BL_OK);
     for (int i = 0; ok && i < n->nargs - 1; i++) {
         if (strcmp(n->args[i], "$uri/") == 0)
             loc->try_dir = 1;
@@ -1475,8 +1816,13 @@ static int h_try_files(struct compiler *c, const struct bl_conf_node *n)
             ok = 0;
     }
     if (!ok || strcmp(n->args[0], "$uri") != 0)
-        return fail(c, "try_files other than \"$uri [$uri/] =CODE\" is not supported in this "
-                       "build");
+        return fail(c, "try_files other than \"$uri [$uri/] =CODE | @NAME | URI\" is not "
+                       "supported in this build");
+    if (strchr(last, '$'))
+        return fail(c, "variables in the last argument of \"try_files\" are not supported in "
+                       "this build");
+    if (!code && !(loc->try_fallback = conf_strdup(last)))
+        return oom(c);
     loc->try_files = 1;
     loc->try_code = (int)code;
     return BL_OK;
@@ -1601,6 +1947,9 @@ static const struct directive directives[] = {
     DIRECTIVE("request_id_header", CTX_HSL, 1, 1, 0, "FIELD | off", "X-Request-ID",
               h_request_id_header),
     TYPED("trace_propagation", CTX_HSL, FT_FLAG, trace_propagation, "on"),
+    TYPED("absolute_redirect", CTX_HSL, FT_FLAG, absolute_redirect, "on"),
+    TYPED("server_name_in_redirect", CTX_HSL, FT_FLAG, server_name_in_redirect, "off"),
+    TYPED("port_in_redirect", CTX_HSL, FT_FLAG, port_in_redirect, "on"),
     DIRECTIVE("index", CTX_HSL, 1, ANY_ARGS, 0, "FILE ...", "index.html", h_index),
     DIRECTIVE("default_type", CTX_HSL, 1, 1, 0, "MIME-TYPE", "text/plain", h_default_type),
     DIRECTIVE("types", CTX_HSL, 0, 0, DIR_BLOCK, "", NULL, h_types),
@@ -1644,16 +1993,22 @@ static const struct directive directives[] = {
               "[ADDRESS:]PORT [default_server] [reuseport] [backlog=N]", NULL, h_listen),
     DIRECTIVE("server_name", CTX_SERVER, 1, ANY_ARGS, DIR_DEFAULT_DOC, "NAME ...", "\"\"",
               h_server_name),
-    DIRECTIVE("location", CTX_SERVER | CTX_LOCATION, 1, 2, DIR_BLOCK, "[ = | ^~ ] PATH", NULL,
+    DIRECTIVE("location", CTX_SERVER | CTX_LOCATION, 1, 2, DIR_BLOCK,
+              "[ = | ^~ | ~ | ~* ] PATH\n@NAME", NULL,
               h_location),
-    DIRECTIVE("return", CTX_SERVER | CTX_LOCATION, 1, 2, 0, "CODE [\"TEXT\"]\nCODE URL\nURL",
-              NULL, h_return),
+    DIRECTIVE("return", CTX_SERVER | CTX_LOCATION | CTX_IF, 1, 2, 0,
+              "CODE [\"TEXT\"]\nCODE URL\nURL", NULL, h_return),
+    DIRECTIVE("rewrite", CTX_SERVER | CTX_LOCATION | CTX_IF, 2, 3, 0,
+              "REGEX REPLACEMENT [last | break | redirect | permanent]", NULL, h_rewrite),
+    DIRECTIVE("set", CTX_SERVER | CTX_LOCATION | CTX_IF, 2, 2, 0, "$VARIABLE VALUE", NULL, h_set),
+    DIRECTIVE("if", CTX_SERVER | CTX_LOCATION, 1, ANY_ARGS, DIR_BLOCK, "(CONDITION)", NULL, h_if),
+    DIRECTIVE("break", CTX_SERVER | CTX_LOCATION | CTX_IF, 0, 0, 0, "", NULL, h_break),
     /* location */
     DIRECTIVE("proxy_pass", CTX_LOCATION, 1, 1, 0, "http://NAME[/URI]\nhttp://HOST:PORT[/URI]",
               NULL, h_proxy_pass),
     DIRECTIVE("root", CTX_HSL, 1, 1, 0, "DIRECTORY", NULL, h_root_any),
-    DIRECTIVE("try_files", CTX_LOCATION, 2, ANY_ARGS, 0, "$uri [$uri/] =CODE", NULL,
-              h_try_files),
+    DIRECTIVE("try_files", CTX_LOCATION, 2, ANY_ARGS, 0, "$uri [$uri/] =CODE | @NAME | URI",
+              NULL, h_try_files),
 };
 
 static int h_typed(struct compiler *c, const struct bl_conf_node *n)
@@ -1761,6 +2116,9 @@ static int compile_directive(struct compiler *c, const struct bl_conf_node *n)
         }
         return fail(c, "unknown directive \"%s\"", n->name);
     }
+    if (!d && c->ctx == CTX_IF)
+        return fail(c, "\"%s\" inside \"if\" is not supported in this build: only return, "
+                       "rewrite, set and break, the forms nginx documents as safe", n->name);
     if (!d)
         return fail(c, "\"%s\" directive is not allowed here", n->name);
     int block = (d->flags & DIR_BLOCK) != 0;
@@ -2054,11 +2412,14 @@ static int cmp_prefix_len(const void *a, const void *b)
 static void finish_location(struct bl_config *cfg, struct bl_server_block *s,
                             struct bl_location *loc)
 {
-    merge_loc_conf(&loc->conf, &s->conf);
-    if (loc->kind == BL_LOC_NONE && loc->conf.root && loc != s->server_loc) {
+    const struct bl_location *parent = loc->parent;
+    merge_loc_conf(&loc->conf, parent ? &parent->conf : &s->conf);
+    /* root is inherited by nested locations too, a location's own root included (nginx). */
+    char *root = parent && parent->root ? parent->root : loc->conf.root;
+    if (loc->kind == BL_LOC_NONE && root && loc != s->server_loc) {
         loc->kind = BL_LOC_STATIC;
         loc->root_inherited = 1;
-        loc->root = loc->conf.root;
+        loc->root = root;
     }
     loc->set_xff = loc->set_xrip = loc->set_xfp = 1;
     for (uint32_t i = 0; i < loc->conf.nheaders; i++) {
@@ -2075,6 +2436,12 @@ static void finish_location(struct bl_config *cfg, struct bl_server_block *s,
         cfg->max_head = (uint32_t)head;
 }
 
+static void sort_prefixes(struct bl_loc_tree *t)
+{
+    if (t->nprefix > 1)
+        qsort(t->prefix, t->nprefix, sizeof(t->prefix[0]), cmp_prefix_len);
+}
+
 static int finish(struct compiler *c)
 {
     struct bl_config *cfg = c->cfg;
@@ -2088,16 +2455,13 @@ static int finish(struct compiler *c)
         s->index = i;
         s->server_loc->index = UINT32_MAX;
         finish_location(cfg, s, s->server_loc);
-        for (uint32_t k = 0; k < s->nexact; k++) {
-            s->exact[k]->index = cfg->nlocations++;
-            finish_location(cfg, s, s->exact[k]);
+        /* Parents come before their children in s->all, so each merges a finished parent. */
+        for (uint32_t k = 0; k < s->nall; k++) {
+            s->all[k]->index = cfg->nlocations++;
+            finish_location(cfg, s, s->all[k]);
+            sort_prefixes(&s->all[k]->nested);
         }
-        for (uint32_t k = 0; k < s->nprefix; k++) {
-            s->prefix[k]->index = cfg->nlocations++;
-            finish_location(cfg, s, s->prefix[k]);
-        }
-        if (s->nprefix > 1)
-            qsort(s->prefix, s->nprefix, sizeof(s->prefix[0]), cmp_prefix_len);
+        sort_prefixes(&s->locs);
     }
     if (cfg->nservers == 0)
         cfg->max_head = (uint32_t)(cfg->http_conf.lchb_number * cfg->http_conf.lchb_size);
@@ -2110,6 +2474,66 @@ static int finish(struct compiler *c)
         }
     }
     return BL_OK;
+}
+
+/* Adds name[0..len) to the config's variables unless it is there. BL_ERR: out of memory. */
+static int var_add(struct bl_config *cfg, const char *name, size_t len)
+{
+    for (uint32_t i = 0; i < cfg->vars.n; i++)
+        if (strlen(cfg->vars.names[i]) == len && memcmp(cfg->vars.names[i], name, len) == 0)
+            return BL_OK;
+    char **names = grow(cfg->vars.names, cfg->vars.n, sizeof(*names));
+    if (!names)
+        return BL_ERR;
+    cfg->vars.names = names;
+    if (!(names[cfg->vars.n] = conf_malloc(len + 1)))
+        return BL_ERR;
+    memcpy(names[cfg->vars.n], name, len);
+    names[cfg->vars.n++][len] = '\0';
+    return BL_OK;
+}
+
+/* Named groups of a regex as written: (?<name>...), (?P<name>...), (?'name'...). */
+static int var_add_captures(struct bl_config *cfg, const char *re)
+{
+    for (const char *p = re; (p = strstr(p, "(?")); p += 2) {
+        const char *q = p + 2;
+        if (*q == 'P')
+            q++;
+        if (*q != '<' && *q != '\'')
+            continue;
+        if (q[1] == '=' || q[1] == '!')
+            continue; /* lookbehind */
+        char close = *q == '<' ? '>' : '\'';
+        const char *start = ++q;
+        while (*q && (isalnum((unsigned char)*q) || *q == '_'))
+            q++;
+        if (*q == close && q > start && var_add(cfg, start, (size_t)(q - start)) != BL_OK)
+            return BL_ERR;
+    }
+    return BL_OK;
+}
+
+/* nginx resolves variable names once the whole file is read, so a `set $x` or a named capture
+ * may come after a line that uses it: the names are gathered from the tree before compiling. */
+static int collect_vars(struct bl_config *cfg, const struct bl_conf_node *n)
+{
+    int rc = BL_OK;
+    if (strcmp(n->name, "set") == 0 && n->nargs >= 1 && n->args[0][0] == '$') {
+        char err[256];
+        struct bl_template *builtin = bl_template_compile(n->args[0], err, sizeof(err));
+        if (builtin)
+            bl_template_free(builtin); /* a built-in: h_set refuses it */
+        else
+            rc = var_add(cfg, n->args[0] + 1, strlen(n->args[0] + 1));
+    } else if (strcmp(n->name, "location") == 0 || strcmp(n->name, "rewrite") == 0 ||
+               strcmp(n->name, "if") == 0) {
+        for (int i = 0; rc == BL_OK && i < n->nargs; i++)
+            rc = var_add_captures(cfg, n->args[i]);
+    }
+    for (int i = 0; rc == BL_OK && i < n->nchildren; i++)
+        rc = collect_vars(cfg, &n->children[i]);
+    return rc;
 }
 
 static struct bl_config *compile_root(struct bl_conf_node *root, const char *file, char *err,
@@ -2142,6 +2566,10 @@ static struct bl_config *compile_root(struct bl_conf_node *root, const char *fil
     c.lc = NULL;
     if (rc != BL_OK && strncmp(err, "out of memory", 13) == 0)
         snprintf(err, errlen, "out of memory while loading %s", file);
+    if (rc == BL_OK && collect_vars(cfg, root) != BL_OK) {
+        snprintf(err, errlen, "out of memory while loading %s", file);
+        rc = BL_ERR;
+    }
     if (rc == BL_OK)
         rc = compile_block(&c, root, CTX_MAIN);
     if (rc == BL_OK && !c.seen_http) {
@@ -2205,7 +2633,14 @@ static void free_location(struct bl_location *loc)
     free(loc->proxy_uri);
     free(loc->proxy_host);
     free(loc->proxy_port);
+    free(loc->try_fallback);
+    bl_template_free(loc->proxy_uri_tpl);
     bl_template_free(loc->return_text);
+    bl_regex_free(loc->regex);
+    rw_ops_free(loc->ops, loc->nops);
+    free(loc->nested.exact);
+    free(loc->nested.prefix);
+    free(loc->nested.regex);
     free(loc);
 }
 
@@ -2215,10 +2650,11 @@ void bl_conf_release(struct bl_config *cfg)
         return;
     for (uint32_t i = 0; i < cfg->nservers; i++) {
         struct bl_server_block *s = cfg->servers[i];
-        for (uint32_t k = 0; k < s->nexact; k++)
-            free_location(s->exact[k]);
-        for (uint32_t k = 0; k < s->nprefix; k++)
-            free_location(s->prefix[k]);
+        for (uint32_t k = 0; k < s->nall; k++)
+            free_location(s->all[k]);
+        free(s->all);
+        free(s->regex);
+        free(s->named);
         free_location(s->server_loc);
         free_loc_conf(&s->conf);
         for (uint32_t k = 0; k < s->nnames; k++)
@@ -2273,6 +2709,9 @@ void bl_conf_release(struct bl_config *cfg)
     if (cfg->admin.token)
         memset(cfg->admin.token, 0, cfg->admin.token_len);
     free(cfg->admin.token);
+    for (uint32_t i = 0; i < cfg->vars.n; i++)
+        free(cfg->vars.names[i]);
+    free(cfg->vars.names);
     bl_conf_free(cfg->tree);
     free(cfg);
 }

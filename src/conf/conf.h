@@ -11,11 +11,27 @@
 #include <sys/types.h>
 
 #include "core/sock.h"
+#include "http/template.h"      /* struct bl_var_names */
 #include "upstream/attempt.h"     /* BL_NEXT_*: proxy_next_upstream conditions */
 #include "upstream/upstream.h"
 
 struct bl_template;
 struct bl_conf_node;
+struct bl_regex;
+struct bl_location;
+struct bl_rw_op;
+
+/* The locations one level holds (a server, or a location with nested ones), in the order
+ * nginx searches them (docs/routing.md): exact, then prefixes longest first, then regexes in
+ * config order. */
+struct bl_loc_tree {
+    struct bl_location **exact;     /* "=" locations */
+    uint32_t nexact;
+    struct bl_location **prefix;    /* prefix and "^~" locations, longest first */
+    uint32_t nprefix;
+    struct bl_location **regex;     /* "~" and "~*" locations, in config order */
+    uint32_t nregex;
+};
 
 
 /* A proxy_set_header line. */
@@ -62,6 +78,10 @@ struct bl_loc_conf {
     uint64_t next_upstream_timeout; /* ms; 0 = none */
     uint64_t server_tokens;         /* 1: Server: ballast/VERSION, 0: Server: ballast */
     uint64_t trace_propagation;     /* 1: traceparent continued or started upstream */
+    uint64_t absolute_redirect;     /* a Location of ballast's own starting with "/" is made
+                                     * absolute (http://HOST[:PORT]/...) */
+    uint64_t server_name_in_redirect; /* ... with the first server_name, not Host */
+    uint64_t port_in_redirect;      /* ... with the port unless it is 80 */
 
     /* Lists and references: a level that has any line of its own does not inherit the lines
      * above it (nginx's rule for proxy_set_header, error_page, access_log). */
@@ -114,6 +134,57 @@ struct bl_error_page {
     char *uri;
 };
 
+/* The rewrite module's directives, run in config order before the content (src/http/rewrite.h):
+ * a server's before its location is searched, a location's after. */
+enum bl_rw_type {
+    BL_RW_REWRITE = 1,
+    BL_RW_RETURN,
+    BL_RW_SET,
+    BL_RW_IF,
+    BL_RW_BREAK,
+};
+
+/* rewrite's flag */
+enum bl_rw_flag {
+    BL_RWF_NONE = 0,                /* go on with the next directive on the new URI */
+    BL_RWF_LAST,                    /* stop, search the location for the new URI */
+    BL_RWF_BREAK,                   /* stop, stay in this location */
+    BL_RWF_REDIRECT,                /* 302 to the replacement */
+    BL_RWF_PERMANENT,               /* 301 to the replacement */
+};
+
+/* if's condition */
+enum bl_if_cond {
+    BL_IF_TRUE = 1,                 /* ($var): not "" and not "0" */
+    BL_IF_EQ,                       /* = */
+    BL_IF_MATCH,                    /* ~ and ~* */
+    BL_IF_FILE,                     /* -f */
+    BL_IF_DIR,                      /* -d */
+    BL_IF_EXISTS,                   /* -e */
+    BL_IF_EXEC,                     /* -x */
+};
+
+struct bl_rw_op {
+    uint8_t type;                   /* enum bl_rw_type */
+    uint8_t flag;                   /* rewrite: enum bl_rw_flag */
+    uint8_t absolute;               /* rewrite: replacement starts with http://, https:// or
+                                     * $scheme: a redirect whatever the flag */
+    uint8_t drop_args;              /* rewrite: replacement ended with '?' */
+    uint8_t cond;                   /* if: enum bl_if_cond */
+    uint8_t negate;                 /* if: != !~ !-f ... */
+    int code;                       /* return: status */
+    uint32_t var;                   /* set: index in bl_config.vars */
+    uint32_t nvars;                 /* set: bl_config.vars.n (a request's variables array) */
+    struct bl_regex *re;            /* rewrite; if ~ */
+    struct bl_template *value;      /* rewrite's replacement, return's text or URL, set's value,
+                                     * if's left side (or the path of -f ...) */
+    struct bl_template *arg;        /* if =: the right side */
+    struct bl_rw_op *body;          /* if: the directives inside */
+    uint32_t nbody;
+    const char *file;
+    int line;
+};
+
 enum bl_loc_kind {
     BL_LOC_NONE = 0,                /* no handler: 404 */
     BL_LOC_PROXY,
@@ -122,9 +193,15 @@ enum bl_loc_kind {
 };
 
 struct bl_location {
-    char *path;
+    char *path;                     /* the prefix, the regex as written, or "@name" */
     uint32_t path_len;
     uint8_t exact;                  /* location = PATH */
+    uint8_t noregex;                /* location ^~ PATH: when it is the longest prefix, the
+                                     * regexes of its level are not tried */
+    uint8_t named;                  /* location @NAME: reached only by error_page/try_files */
+    struct bl_regex *regex;         /* location ~ / ~* REGEX */
+    struct bl_location *parent;     /* the location this one is nested in, or NULL */
+    struct bl_loc_tree nested;      /* locations nested in this one */
     uint8_t kind;                   /* enum bl_loc_kind */
     const char *file;
     int line;
@@ -139,9 +216,14 @@ struct bl_location {
     uint8_t set_xff, set_xrip, set_xfp; /* default X-Forwarded-For/X-Real-IP/-Proto still apply */
     char *root;                     /* BL_LOC_STATIC: directory files are served from */
     uint8_t root_inherited;         /* root is the server's or http's (not owned) */
-    uint8_t try_files;              /* try_files $uri [$uri/] =CODE */
+    uint8_t try_files;              /* try_files $uri [$uri/] =CODE | @NAME | URI */
     uint8_t try_dir;                /* ... with $uri/: a directory is served by its index */
-    int try_code;                   /* ... the =CODE when nothing matches */
+    int try_code;                   /* ... the =CODE when nothing matches, or 0 for: */
+    char *try_fallback;             /* ... the named location ("@x") or URI redirected to */
+    struct bl_template *proxy_uri_tpl; /* proxy_pass URI with variables (captures): sent as
+                                     * evaluated, without the request's arguments (nginx) */
+    struct bl_rw_op *ops;           /* rewrite, return, set, if: in config order (rewrite.h) */
+    uint32_t nops;
     uint32_t index;                 /* 0..nlocations-1 over the config (per-worker statistics
                                      * are indexed by it); UINT32_MAX for a server_loc */
     struct bl_loc_conf conf;        /* effective settings (inherited and own) */
@@ -152,10 +234,24 @@ struct bl_server_block {
     uint32_t nnames;
     const char *file;
     int line;
-    struct bl_location **exact;     /* "=" locations */
-    uint32_t nexact;
-    struct bl_location **prefix;    /* prefix locations, longest first */
-    uint32_t nprefix;
+    /* The server level's locations; the fields are also reachable by their own names
+     * (s->exact, s->nprefix) for code that only walks the top level. */
+    union {
+        struct bl_loc_tree locs;
+        struct {
+            struct bl_location **exact;
+            uint32_t nexact;
+            struct bl_location **prefix;
+            uint32_t nprefix;
+            struct bl_location **regex;
+            uint32_t nregex;
+        };
+    };
+    struct bl_location **named;     /* location @NAME */
+    uint32_t nnamed;
+    struct bl_location **all;       /* every location of the server, nested ones included,
+                                     * parents before their children (owns them) */
+    uint32_t nall;
     struct bl_location *server_loc; /* server-level settings, used before a location matches */
     uint8_t is_default;             /* listen ... default_server */
     uint32_t index;                 /* position in bl_config.servers */
@@ -244,6 +340,7 @@ struct bl_config {
     uint32_t max_head;              /* largest large_client_header_buffers total, bytes */
     struct bl_conf_node *tree;      /* the directive tree (file names live there) */
     struct bl_admin_conf admin;
+    struct bl_var_names vars;       /* variables the config defines: set, named captures */
 };
 
 /* Reads, validates and compiles FILE. Returns the config, or NULL with err holding one line in

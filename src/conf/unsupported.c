@@ -15,7 +15,7 @@ static const char GZIP[] = "compression is";
 static const char CACHE[] = "caching is";
 static const char LIMITS[] = "rate and connection limits are";
 static const char ACCESS[] = "access control is";
-static const char REWRITE[] = "rewrite, if and set are";
+static const char REWRITE[] = "logging rewrites is";
 static const char MAPS[] = "variables from map, geo and split_clients blocks are";
 static const char REALIP[] = "taking the client address from a header (real_ip) is";
 static const char STREAM[] = "L4 proxying (stream) is";
@@ -63,11 +63,8 @@ static const struct bl_unsupported directives[] = {
     {"auth_basic_*", E, ACCESS},
     {"auth_request", E, ACCESS},
     {"auth_request_*", E, ACCESS},
-    {"rewrite", E, REWRITE},
-    {"if", E, REWRITE},
-    {"set", E, REWRITE},
-    {"break", E, REWRITE},
     {"rewrite_log", W, REWRITE},
+    {"uninitialized_variable_warn", W, REWRITE},
     {"map", E, MAPS},
     {"geo", E, MAPS},
     {"split_clients", E, MAPS},

@@ -1,6 +1,7 @@
 /* Responses ballast makes itself: `return`, files under `root`, errors, and error_page's
  * internal redirects to either. They are produced into the request (head in r->out, a file's
  * body read chunk by chunk); the proxy's writer sends them. Nothing here sends or finishes. */
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -23,6 +24,48 @@ static int server_tokens(const struct bl_request *r)
     return (int)(r->loc ? r->loc : srv->server_loc)->conf.server_tokens;
 }
 
+/* nginx's header filter: a Location of ballast's own that starts with "/" is made absolute
+ * unless absolute_redirect is off: http://, the first server_name (server_name_in_redirect)
+ * or the Host without its port or the local address, ":PORT" unless it is 80 or
+ * port_in_redirect is off. Returns the length written to out (0: leave it as it is). */
+static size_t absolute_location(const struct bl_request *r, const char *location, size_t len,
+                                char *out, size_t cap)
+{
+    const struct bl_server_block *srv = r->srv ? r->srv : r->c->listen->servers[0];
+    const struct bl_loc_conf *lc = &(r->loc ? r->loc : srv->server_loc)->conf;
+    if (!len || location[0] != '/' || !lc->absolute_redirect)
+        return 0;
+    char host[256];
+    size_t hlen = 0;
+    if (lc->server_name_in_redirect) {
+        hlen = (size_t)snprintf(host, sizeof(host), "%s", srv->nnames ? srv->names[0] : "");
+    } else if (r->msg.host && r->msg.host_len) {
+        /* $host: lowercase, without the port and a trailing dot */
+        const char *h = r->msg.host;
+        const char *end = h[0] == '[' ? memchr(h, ']', r->msg.host_len)
+                                      : memchr(h, ':', r->msg.host_len);
+        size_t n = !end ? r->msg.host_len : (size_t)(end - h) + (h[0] == '[');
+        if (n && h[n - 1] == '.')
+            n--;
+        for (; hlen < n && hlen < sizeof(host) - 1; hlen++)
+            host[hlen] = (char)tolower((unsigned char)h[hlen]);
+    } else {
+        union bl_sockaddr sa;
+        socklen_t sl = sizeof(sa);
+        if (r->c->io.fd >= 0 && getsockname(r->c->io.fd, &sa.sa, &sl) == 0)
+            hlen = (size_t)bl_addr_format_ip(&sa.sa, host, sizeof(host));
+    }
+    if (hlen >= sizeof(host))
+        hlen = sizeof(host) - 1;
+    unsigned port = lc->port_in_redirect ? r->c->listen->port : 80;
+    char portbuf[16] = "";
+    if (port != 80)
+        snprintf(portbuf, sizeof(portbuf), ":%u", port);
+    int n = snprintf(out, cap, "http://%.*s%s%.*s", (int)hlen, host, portbuf, (int)len,
+                     location);
+    return n > 0 && (size_t)n < cap ? (size_t)n : 0;
+}
+
 /* Makes the head (and a small body) of a response in r->out. BL_OK, or BL_ERR when no
  * buffer could be had. */
 static int local_write(struct bl_request *r, int status, const char *body, size_t len,
@@ -30,6 +73,12 @@ static int local_write(struct bl_request *r, int status, const char *body, size_
 {
     if (!r->out && !(r->out = bl_buf_get()))
         return BL_ERR;
+    char abs[4096];
+    size_t alen = location ? absolute_location(r, location, location_len, abs, sizeof(abs)) : 0;
+    if (alen) {
+        location = abs;
+        location_len = alen;
+    }
     if (status >= 400 && !r->req_body_done)
         r->keep_alive = 0; /* the unread body would be taken for the next request */
     r->status = status;
@@ -153,6 +202,16 @@ static int path_safe(const char *p, size_t len)
     return 1;
 }
 
+/* Nothing to serve: try_files' fallback (an internal redirect the caller makes), or status. */
+static int try_fallback(struct bl_request *r, const struct bl_location *loc, int status)
+{
+    if (loc->try_fallback && !r->error_page_done) {
+        r->rw.fallback = loc->try_fallback;
+        return BL_LOCAL_REDIRECT;
+    }
+    return local_write(r, status, NULL, 0, NULL, 0);
+}
+
 /* Serves root + path with the given status. */
 static int static_serve(struct bl_request *r, const struct bl_location *loc, const char *path,
                          size_t len, int status)
@@ -176,8 +235,9 @@ static int static_serve(struct bl_request *r, const struct bl_location *loc, con
             int n = snprintf(full, sizeof(full), "%s%.*s", loc->root, (int)len, path);
             int dir = n > 0 && (size_t)n < sizeof(full) && stat(full, &dst) == 0 &&
                       S_ISDIR(dst.st_mode);
-            return local_write(r, dir && (!loc->try_files || loc->try_dir) ? 403 : missing,
-                               NULL, 0, NULL, 0);
+            if (dir && (!loc->try_files || loc->try_dir))
+                return local_write(r, 403, NULL, 0, NULL, 0);
+            return try_fallback(r, loc, missing);
         }
     } else {
         int n = snprintf(full, sizeof(full), "%s%.*s", loc->root, (int)len, path);
@@ -195,11 +255,13 @@ static int static_serve(struct bl_request *r, const struct bl_location *loc, con
         if (e != ENOENT && e != ENOTDIR)
             bl_log(BL_LOG_ERROR, "open() \"%s\" failed (%s), client %s", full, strerror(e),
                    r->c->ip);
-        return local_write(r, e == EACCES ? 403 : missing, NULL, 0, NULL, 0);
+        if (e == EACCES)
+            return local_write(r, 403, NULL, 0, NULL, 0);
+        return try_fallback(r, loc, missing);
     }
     if (S_ISDIR(st.st_mode) && loc->try_files && !loc->try_dir) {
         close(fd);
-        return local_write(r, missing, NULL, 0, NULL, 0);
+        return try_fallback(r, loc, missing);
     }
     if (S_ISDIR(st.st_mode)) {
         close(fd);
@@ -248,24 +310,46 @@ static int static_serve(struct bl_request *r, const struct bl_location *loc, con
     return BL_OK;
 }
 
-/* `return CODE TEXT` of loc, answered with status (the location's own code, or an error page's
- * status). */
-static int serve_return(struct bl_request *r, const struct bl_location *loc, int status)
+static int is_redirect(int code)
+{
+    return code == 301 || code == 302 || code == 303 || code == 307 || code == 308;
+}
+
+/* `return CODE [TEXT]` answered with status (the return's own code, or an error page's):
+ * the text is the body, or the Location of a redirect code (whose body is the status page).
+ * No text: an empty body, as nginx sends. */
+static int serve_text(struct bl_request *r, int code, const struct bl_template *t, int status)
 {
     char text[4096];
     size_t n = 0;
-    if (loc->return_text) {
+    if (t) {
         struct bl_var_ctx v;
         bl_request_var_ctx(r, &v);
-        n = bl_template_eval(loc->return_text, &v, text, sizeof(text));
+        n = bl_template_eval(t, &v, text, sizeof(text));
         if (n > sizeof(text))
             n = sizeof(text);
     }
-    int code = loc->return_code;
-    int redirect = code == 301 || code == 302 || code == 303 || code == 307 || code == 308;
-    if (redirect)
-        return local_write(r, code, NULL, 0, loc->return_text ? text : NULL, n);
-    return local_write(r, status, loc->return_text ? text : NULL, n, NULL, 0);
+    if (is_redirect(code))
+        return local_write(r, code, NULL, 0, t ? text : NULL, n);
+    return local_write(r, status, t ? text : "", n, NULL, 0);
+}
+
+static int serve_return(struct bl_request *r, const struct bl_location *loc, int status)
+{
+    return serve_text(r, loc->return_code, loc->return_text, status);
+}
+
+int bl_local_return(struct bl_request *r)
+{
+    if (!r->req_body_done)
+        r->keep_alive = 0; /* the unread body would be taken for the next request */
+    int code = r->rw.ret_code;
+    if (r->rw.redirect)
+        return local_write(r, code, NULL, 0, r->rw.redirect, r->rw.redirect_len);
+    /* An error code without text is an error like any other: error_page applies. */
+    if (code >= 400 && !r->rw.ret_text)
+        return bl_local_response(r, code, NULL, 0, NULL, 0);
+    return serve_text(r, code, r->rw.ret_text, code);
 }
 
 int bl_local_serve(struct bl_request *r)
@@ -297,13 +381,24 @@ int bl_local_response(struct bl_request *r, int status, const char *body, size_t
             /* nginx: an internal redirect to the page's location; the original status stays
              * unless the line says =CODE. One redirect only, so a page that fails is plain. */
             r->error_page_done = 1;
-            const struct bl_location *target = bl_route_location(r->srv, ep->uri,
-                                                                 strlen(ep->uri));
-            int st = ep->overwrite ? ep->overwrite : status;
+            /* A named location keeps the request's URI; a URI is the page's own. */
+            int named = ep->uri[0] == '@';
+            const struct bl_location *target =
+                named ? bl_route_named(r->srv, ep->uri, strlen(ep->uri))
+                      : bl_route_location(r->srv, ep->uri, strlen(ep->uri));
+            if (!target) {
+                bl_log(BL_LOG_ERROR, "could not find named location \"%s\", client %s",
+                       ep->uri, r->c->ip);
+                return local_write(r, 500, NULL, 0, NULL, 0);
+            }
+            /* "=CODE" replaces the status, a bare "=" takes the page's own */
+            int own = target->kind == BL_LOC_RETURN ? target->return_code : 200;
+            int st = ep->overwrite > 0 ? ep->overwrite : ep->overwrite < 0 ? own : status;
             if (target->kind == BL_LOC_RETURN && target->return_code < 400)
                 return serve_return(r, target, st);
             if (target->kind == BL_LOC_STATIC)
-                return static_serve(r, target, ep->uri, strlen(ep->uri), st);
+                return named ? static_serve(r, target, r->upath, r->upath_len, st)
+                             : static_serve(r, target, ep->uri, strlen(ep->uri), st);
             bl_log(BL_LOG_WARN, "error_page %d %s: no return or root location serves it",
                    status, ep->uri);
             break;

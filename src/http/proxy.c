@@ -311,17 +311,45 @@ static int request_route(struct bl_request *r, int *status)
             r->loc = r->srv->server_loc;
             return BL_ERR;
         }
+        r->rw.norm = buf;
         r->upath = buf;
         r->upath_len = (uint32_t)n;
     }
-    if (r->srv->server_loc->kind == BL_LOC_RETURN)
-        r->loc = r->srv->server_loc;
-    else
-        r->loc = bl_route_location(r->srv, r->upath, r->upath_len);
+    if (bl_rw_route(r, status) != BL_OK) {
+        if (!r->loc)
+            r->loc = r->srv->server_loc;
+        return BL_ERR;
+    }
     return BL_OK;
 }
 
 static void proxy_start(struct bl_request *r);
+
+/* The content phase: a return or redirect from the rewrite directives, the proxy, or a local
+ * response; try_files' fallback redirects internally and comes back here. */
+static void request_content(struct bl_request *r)
+{
+    for (;;) {
+        if (r->rw.ret_code) {
+            local_done(r, bl_local_return(r));
+            return;
+        }
+        if (r->loc->kind == BL_LOC_PROXY) {
+            proxy_start(r);
+            return;
+        }
+        int rc = bl_local_serve(r);
+        if (rc != BL_LOCAL_REDIRECT) {
+            local_done(r, rc);
+            return;
+        }
+        int status;
+        if (bl_rw_redirect(r, r->rw.fallback, strlen(r->rw.fallback), &status) != BL_OK) {
+            local_response(r, status);
+            return;
+        }
+    }
+}
 
 static void request_start(struct bl_client *c, uint32_t head_len)
 {
@@ -369,14 +397,7 @@ static void request_start(struct bl_client *c, uint32_t head_len)
         local_response(r, status);
         return;
     }
-    switch (r->loc->kind) {
-    case BL_LOC_PROXY:
-        proxy_start(r);
-        return;
-    default:
-        local_done(r, bl_local_serve(r));
-        return;
-    }
+    request_content(r);
 }
 
 /* The hash key of g evaluated for r into key[cap] (keys past it are hashed on their first cap
@@ -1210,8 +1231,7 @@ static void request_log(struct bl_request *r)
 
 static void request_free(struct bl_request *r)
 {
-    if (r->upath && r->upath != r->msg.path)
-        free((char *)r->upath); /* the path needed normalizing */
+    bl_rw_free(r); /* the normalized path, rewritten URIs, variables */
     if (r->file_fd >= 0)
         close(r->file_fd);
     bl_buf_put(r->out);

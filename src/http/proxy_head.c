@@ -106,19 +106,32 @@ static void head_request_line(struct out *o, const struct bl_request *r)
     const struct bl_location *loc = r->loc;
     out_put(o, m->method, m->method_len);
     out_put(o, " ", 1);
-    if (loc->has_proxy_uri) {
-        /* proxy_pass http://up/new/; location /old/ -> /old/x becomes /new/x (nginx) */
-        out_put(o, loc->proxy_uri, loc->proxy_uri_len);
-        size_t skip = loc->path_len <= r->upath_len ? loc->path_len : r->upath_len;
+    if (loc->proxy_uri_tpl) {
+        /* proxy_pass with variables ($1...): the URI as evaluated, nothing appended (nginx) */
+        struct bl_var_ctx v;
+        bl_request_var_ctx(r, &v);
+        out_template(o, loc->proxy_uri_tpl, &v);
+    } else if (loc->has_proxy_uri || r->rw.uri_changed) {
+        /* proxy_pass http://up/new/; location /old/ -> /old/x becomes /new/x (nginx); after
+         * `rewrite ... break` the whole changed URI goes, the URI part ignored */
+        size_t skip = 0;
+        if (loc->has_proxy_uri && !r->rw.loc_invalid) {
+            out_put(o, loc->proxy_uri, loc->proxy_uri_len);
+            skip = loc->path_len <= r->upath_len ? loc->path_len : r->upath_len;
+        }
         size_t room = o->cap - o->len;
         size_t n = bl_uri_escape(r->upath + skip, r->upath_len - skip, o->p + o->len, room);
         if (n > room)
             o->overflow = 1;
         else
             o->len += n;
-        if (m->query) {
+        const char *args = r->rw.args_set ? r->rw.args : m->query;
+        uint32_t alen = r->rw.args_set ? r->rw.args_len : m->query_len;
+        if (args && alen) {
             out_put(o, "?", 1);
-            out_put(o, m->query, m->query_len);
+            out_put(o, args, alen);
+        } else if (!r->rw.args_set && m->query) {
+            out_put(o, "?", 1);
         }
     } else if (m->flags & BL_H1_F_ABSOLUTE_FORM) {
         out_put(o, m->path, m->path_len);

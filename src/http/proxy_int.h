@@ -22,6 +22,7 @@
 #include "http/template.h"
 #include "http/trace.h"
 #include "http/proxy.h"
+#include "http/rewrite.h"
 #include "upstream/attempt.h"
 
 /* Client connection states. */
@@ -115,6 +116,8 @@ struct bl_request {
     uint32_t upath_len;
     int file_fd;                       /* static file being sent, or -1 */
     uint64_t file_left;
+    struct bl_rw_state rw;             /* captures, rewritten URI and arguments, set variables,
+                                        * return (rewrite.c) */
     struct bl_attempt a;               /* the upstream side: server, connection, retries */
     struct bl_h1_parser parser;
     struct bl_h1_chunked req_chunked, resp_chunked;
@@ -155,11 +158,31 @@ int bl_proxy_client_head(struct bl_request *r);
  * that an error_page names is redirected internally first. */
 int bl_local_response(struct bl_request *r, int status, const char *body, size_t len,
                       const char *location, size_t location_len);
-/* A location that does not proxy: return, root (files), or nothing (404). */
+/* A location that does not proxy: return, root (files), or nothing (404). BL_LOCAL_REDIRECT:
+ * try_files found nothing and names a fallback in r->rw.fallback, for bl_rw_redirect(). */
 int bl_local_serve(struct bl_request *r);
+#define BL_LOCAL_REDIRECT 1
+/* The return or redirect the rewrite directives chose (r->rw.ret_code). */
+int bl_local_return(struct bl_request *r);
 /* r->out is sent and r->file_left > 0: reads the file's next bytes into r->out. BL_OK, or
  * BL_ERR (read failed or the file shrank: logged, keep_alive cleared, the response is cut). */
 int bl_local_file_chunk(struct bl_request *r);
+
+/* ---- rewrite.c: nginx's rewrite phases and internal redirects */
+
+/* Server rewrites, the location search for r->upath, the location's rewrites, again after
+ * `rewrite ... last`. BL_OK: r->loc is set, and r->rw.ret_code when a return or redirect
+ * answers. BL_ERR: answer *status (500: a redirect cycle or a regex error, logged; 503: out of
+ * memory). */
+int bl_rw_route(struct bl_request *r, int *status);
+/* An internal redirect to uri ("/path[?args]", or "@name"): error_page, try_files. Same
+ * results as bl_rw_route(). */
+int bl_rw_redirect(struct bl_request *r, const char *uri, size_t len, int *status);
+/* The bl_var_ctx.user_var hook: set variables, then named captures. */
+const char *bl_rw_user_var(const struct bl_var_ctx *ctx, uint32_t idx, const char *name,
+                           size_t name_len, size_t *len);
+/* Frees what routing allocated for r. */
+void bl_rw_free(struct bl_request *r);
 
 /* ---- helpers */
 
@@ -184,6 +207,12 @@ static inline void bl_request_var_ctx(const struct bl_request *r, struct bl_var_
     v->raw_line = NULL;
     v->raw_line_len = 0;
     v->resp = NULL;
+    v->cap = &r->rw.cap;
+    v->user_var = bl_rw_user_var;
+    v->user_arg = r;
+    v->args = r->rw.args;
+    v->args_len = r->rw.args_len;
+    v->args_set = r->rw.args_set;
 }
 
 static inline void bl_arm(struct bl_http_worker *w, struct bl_timer *t, uint64_t ms)

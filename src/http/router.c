@@ -3,7 +3,10 @@
 #include <string.h>
 
 #include "conf/conf.h"
+#include "core/regex.h"
+#include "core/status.h"
 #include "http/router.h"
+#include "http/template.h"
 
 /* server_name forms: exact "a.example.com", leading wildcard "*.example.com", ".example.com"
  * (the domain and its subdomains), trailing wildcard "www.example.*". */
@@ -62,18 +65,85 @@ const struct bl_server_block *bl_route_server(const struct bl_listen *l, const c
     return l->servers[0];
 }
 
+/* What a search step found, as nginx's ngx_http_core_find_location() returns it. */
+enum find_rc {
+    FIND_DECLINED,                  /* nothing at this level */
+    FIND_PREFIX,                    /* a prefix matched; regexes may still win */
+    FIND_DONE,                      /* exact or regex match: the search is over */
+    FIND_ERROR,
+};
+
+/* One level: exact, longest prefix (then its nested locations), then the level's regexes
+ * unless the prefix found is "^~". *found keeps the last location chosen, as nginx's
+ * r->loc_conf does: a prefix stays chosen when nothing nested or regex beats it. */
+static enum find_rc find_location(const struct bl_loc_tree *t, const char *path, size_t len,
+                                  const struct bl_location **found, struct bl_captures *cap)
+{
+    for (uint32_t i = 0; i < t->nexact; i++) {
+        const struct bl_location *loc = t->exact[i];
+        if (loc->path_len == len && memcmp(loc->path, path, len) == 0) {
+            *found = loc;
+            return FIND_DONE;
+        }
+    }
+    enum find_rc rc = FIND_DECLINED;
+    int noregex = 0;
+    for (uint32_t i = 0; i < t->nprefix; i++) {
+        const struct bl_location *loc = t->prefix[i];
+        if (loc->path_len <= len && memcmp(loc->path, path, loc->path_len) == 0) {
+            *found = loc;
+            noregex = loc->noregex;
+            rc = find_location(&loc->nested, path, len, found, cap);
+            if (rc == FIND_DONE || rc == FIND_ERROR)
+                return rc;
+            break;
+        }
+    }
+    if (noregex)
+        return rc;
+    for (uint32_t i = 0; i < t->nregex; i++) {
+        const struct bl_location *loc = t->regex[i];
+        uint32_t ovec[2 * BL_REGEX_MAX_PAIRS];
+        int n = bl_regex_exec(loc->regex, path, len, ovec, BL_REGEX_MAX_PAIRS);
+        if (n == 0)
+            continue;
+        if (n < 0)
+            return FIND_ERROR;
+        if (cap) {
+            cap->re = loc->regex;
+            cap->subject = path;
+            cap->npairs = (uint32_t)n;
+            memcpy(cap->ovec, ovec, 2 * (size_t)n * sizeof(ovec[0]));
+        }
+        *found = loc;
+        return find_location(&loc->nested, path, len, found, cap) == FIND_ERROR ? FIND_ERROR
+                                                                               : FIND_DONE;
+    }
+    return rc;
+}
+
+const struct bl_location *bl_route_location_cap(const struct bl_server_block *s,
+                                                const char *path, size_t path_len,
+                                                struct bl_captures *cap)
+{
+    const struct bl_location *found = s->server_loc;
+    if (find_location(&s->locs, path, path_len, &found, cap) == FIND_ERROR)
+        return NULL;
+    return found;
+}
+
 const struct bl_location *bl_route_location(const struct bl_server_block *s, const char *path,
                                             size_t path_len)
 {
-    for (uint32_t i = 0; i < s->nexact; i++) {
-        const struct bl_location *loc = s->exact[i];
-        if (loc->path_len == path_len && memcmp(loc->path, path, path_len) == 0)
-            return loc;
-    }
-    for (uint32_t i = 0; i < s->nprefix; i++) {
-        const struct bl_location *loc = s->prefix[i];
-        if (loc->path_len <= path_len && memcmp(loc->path, path, loc->path_len) == 0)
-            return loc;
-    }
-    return s->server_loc;
+    const struct bl_location *loc = bl_route_location_cap(s, path, path_len, NULL);
+    return loc ? loc : s->server_loc;
+}
+
+const struct bl_location *bl_route_named(const struct bl_server_block *s, const char *name,
+                                         size_t len)
+{
+    for (uint32_t i = 0; i < s->nnamed; i++)
+        if (s->named[i]->path_len == len && memcmp(s->named[i]->path, name, len) == 0)
+            return s->named[i];
+    return NULL;
 }

@@ -54,6 +54,8 @@ enum var_id {
     VAR_HTTP_,       /* $http_NAME */
     VAR_ARG_,        /* $arg_NAME */
     VAR_COOKIE_,     /* $cookie_NAME */
+    VAR_CAPTURE,     /* $0..$9: len is the digit */
+    VAR_USER,        /* set variable or named capture: len is the index, text the name */
 };
 
 static const struct {
@@ -110,6 +112,7 @@ struct part {
     enum var_id id;
     const char *text;   /* literal text, or NAME of $http_NAME etc. */
     uint32_t len;
+    uint32_t name_len;  /* VAR_USER: the name's length */
 };
 
 struct bl_template {
@@ -123,6 +126,28 @@ struct bl_template {
 static int is_var_char(char c) { return isalnum((unsigned char)c) || c == '_'; }
 
 struct bl_template *bl_template_compile(const char *text, char *err, size_t errlen)
+{
+    return bl_template_compile_vars(text, NULL, err, errlen);
+}
+
+/* $0..$9 and the config's own names (routing); 0 when name is neither. */
+static int routing_var(const char *name, size_t nlen, const struct bl_var_names *names,
+                       struct part *p)
+{
+    if (nlen == 1 && isdigit((unsigned char)name[0])) {
+        *p = (struct part){VAR_CAPTURE, name, (uint32_t)(name[0] - '0'), 0};
+        return 1;
+    }
+    for (uint32_t i = 0; names && i < names->n; i++)
+        if (strlen(names->names[i]) == nlen && memcmp(names->names[i], name, nlen) == 0) {
+            *p = (struct part){VAR_USER, name, i, (uint32_t)nlen};
+            return 1;
+        }
+    return 0;
+}
+
+struct bl_template *bl_template_compile_vars(const char *text, const struct bl_var_names *names,
+                                             char *err, size_t errlen)
 {
     size_t len = strlen(text);
     /* At most one part per '$' and one literal between each: 2 * ($ count) + 1. */
@@ -144,7 +169,8 @@ struct bl_template *bl_template_compile(const char *text, char *err, size_t errl
             size_t start = i;
             while (i < len && s[i] != '$')
                 i++;
-            t->parts[t->nparts++] = (struct part){VAR_LITERAL, s + start, (uint32_t)(i - start)};
+            t->parts[t->nparts++] = (struct part){VAR_LITERAL, s + start, (uint32_t)(i - start),
+                                                  0};
             continue;
         }
         i++;
@@ -152,8 +178,11 @@ struct bl_template *bl_template_compile(const char *text, char *err, size_t errl
         if (braced)
             i++;
         size_t start = i;
-        while (i < len && is_var_char(s[i]))
-            i++;
+        if (!braced && i < len && isdigit((unsigned char)s[i]))
+            i++; /* "$1x" is capture 1 then "x", as in nginx */
+        else
+            while (i < len && is_var_char(s[i]))
+                i++;
         size_t nlen = i - start;
         if (braced) {
             if (i >= len || s[i] != '}') {
@@ -170,17 +199,21 @@ struct bl_template *bl_template_compile(const char *text, char *err, size_t errl
             return NULL;
         }
         const char *name = s + start;
-        struct part p = {VAR_LITERAL, NULL, 0};
+        struct part p = {VAR_LITERAL, NULL, 0, 0};
+        if (routing_var(name, nlen, names, &p)) {
+            t->parts[t->nparts++] = p;
+            continue;
+        }
         for (size_t k = 0; k < sizeof(known_vars) / sizeof(known_vars[0]); k++)
             if (strlen(known_vars[k].name) == nlen && memcmp(known_vars[k].name, name, nlen) == 0)
                 p.id = known_vars[k].id;
         if (p.id == VAR_LITERAL) {
             if (nlen > 5 && memcmp(name, "http_", 5) == 0)
-                p = (struct part){VAR_HTTP_, name + 5, (uint32_t)(nlen - 5)};
+                p = (struct part){VAR_HTTP_, name + 5, (uint32_t)(nlen - 5), 0};
             else if (nlen > 4 && memcmp(name, "arg_", 4) == 0)
-                p = (struct part){VAR_ARG_, name + 4, (uint32_t)(nlen - 4)};
+                p = (struct part){VAR_ARG_, name + 4, (uint32_t)(nlen - 4), 0};
             else if (nlen > 7 && memcmp(name, "cookie_", 7) == 0)
-                p = (struct part){VAR_COOKIE_, name + 7, (uint32_t)(nlen - 7)};
+                p = (struct part){VAR_COOKIE_, name + 7, (uint32_t)(nlen - 7), 0};
             else {
                 snprintf(err, errlen, "unknown \"%.*s\" variable", (int)nlen, name);
                 bl_template_free(t);
@@ -486,6 +519,25 @@ static int put_tries(struct sink *s, const struct bl_var_ctx *ctx, enum var_id i
 }
 
 /* Writes variable p's value; returns 0 when it is "not found" (nothing was written). */
+/* $0..$9 from the request's captures; set variables and named captures through its hook.
+ * 0 when not found (nginx logs "-"). */
+static int routing_value(struct sink *s, const struct part *p, const struct bl_var_ctx *ctx)
+{
+    if (p->id == VAR_CAPTURE) {
+        const struct bl_captures *c = ctx->cap;
+        if (!c || !c->re || p->len >= c->npairs || c->ovec[2 * p->len] == UINT32_MAX)
+            return 0;
+        put(s, c->subject + c->ovec[2 * p->len], c->ovec[2 * p->len + 1] - c->ovec[2 * p->len]);
+        return 1;
+    }
+    size_t n = 0;
+    const char *v = ctx->user_var ? ctx->user_var(ctx, p->len, p->text, p->name_len, &n) : NULL;
+    if (!v)
+        return 0;
+    put(s, v, n);
+    return 1;
+}
+
 static int put_var(struct sink *s, const struct part *p, const struct bl_var_ctx *ctx)
 {
     const struct bl_h1_message *m = ctx->req && ctx->req->method ? ctx->req : NULL;
@@ -585,12 +637,16 @@ static int put_var(struct sink *s, const struct part *p, const struct bl_var_ctx
             return 0;
         return 1;
     case VAR_ARGS:
+        if (ctx->args_set) { /* a rewrite changed them */
+            put(s, ctx->args, ctx->args_len);
+            return ctx->args_len != 0;
+        }
         if (!m || !m->query)
             return 0;
         put(s, m->query, m->query_len);
         return 1;
     case VAR_IS_ARGS:
-        if (m && m->query)
+        if (ctx->args_set ? ctx->args_len != 0 : m && m->query)
             put(s, "?", 1);
         return 1;
     case VAR_REQUEST_METHOD:
@@ -710,14 +766,17 @@ static int put_var(struct sink *s, const struct part *p, const struct bl_var_ctx
         }
         return 0;
     case VAR_ARG_: {
-        const char *v;
-        size_t vl;
-        if (m && m->query && find_pair(m->query, m->query_len, '&', p->text, p->len, &v, &vl)) {
+        const char *v, *q = ctx->args_set ? ctx->args : m ? m->query : NULL;
+        size_t vl, ql = ctx->args_set ? ctx->args_len : m ? m->query_len : 0;
+        if (q && find_pair(q, ql, '&', p->text, p->len, &v, &vl)) {
             put(s, v, vl);
             return 1;
         }
         return 0;
     }
+    case VAR_CAPTURE:
+    case VAR_USER:
+        return routing_value(s, p, ctx);
     case VAR_COOKIE_:
         for (uint32_t i = 0; m && i < m->nheaders; i++) {
             const char *v;

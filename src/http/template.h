@@ -16,6 +16,9 @@
  * A value may be "not found" as in nginx ($http_NAME without the header, $args without a
  * query, $upstream_* without an upstream, $remote_user without Basic credentials): empty when
  * evaluated as is, "-" in a log with escape=default, empty with escape=json or none.
+ * Regex captures $0..$9 (rewrite.h) come from bl_var_ctx.cap; other names compile only when
+ * the caller names them (bl_template_compile_vars: `set` variables, named captures) and are
+ * evaluated through bl_var_ctx.user_var.
  */
 #ifndef BL_HTTP_TEMPLATE_H
 #define BL_HTTP_TEMPLATE_H
@@ -23,7 +26,29 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/regex.h"
+
 struct bl_h1_message;
+struct bl_var_ctx;
+
+/* Regex captures of the request: the last regex that matched (a location's, rewrite's, if's),
+ * its subject and offsets. */
+struct bl_captures {
+    const struct bl_regex *re;      /* NULL: nothing matched yet */
+    const char *subject;
+    uint32_t npairs;
+    uint32_t ovec[2 * BL_REGEX_MAX_PAIRS];
+};
+
+/* Variables a config defines beyond the built-in ones: index i is names[i]. */
+struct bl_var_names {
+    char **names;
+    uint32_t n;
+};
+
+/* The value of user variable idx (its name given too); NULL for empty. */
+typedef const char *(*bl_user_var_fn)(const struct bl_var_ctx *ctx, uint32_t idx,
+                                      const char *name, size_t name_len, size_t *len);
 
 /* How values (not the literal text between them) are written. */
 enum bl_escape {
@@ -79,6 +104,13 @@ struct bl_var_ctx {
                                      * first line as received (nginx logs those); NULL: none */
     uint32_t raw_line_len;
     const struct bl_var_resp *resp; /* NULL before the log phase */
+    /* Routing (rewrite.h): all may be NULL/0 when a request has no captures or rewrites. */
+    const struct bl_captures *cap;  /* $0..$9 */
+    bl_user_var_fn user_var;        /* set variables and named captures */
+    const void *user_arg;           /* the request, for user_var */
+    const char *args;               /* $args after a rewrite changed them (args_set) */
+    uint32_t args_len;
+    uint8_t args_set;
 };
 
 struct bl_template;
@@ -86,6 +118,9 @@ struct bl_template;
 /* Compiles text. Returns NULL with err filled (`unknown "foo" variable`, `invalid variable
  * name`) or out of memory. Control thread. */
 struct bl_template *bl_template_compile(const char *text, char *err, size_t errlen);
+/* The same, also knowing the config's own variable names (names may be NULL). */
+struct bl_template *bl_template_compile_vars(const char *text, const struct bl_var_names *names,
+                                             char *err, size_t errlen);
 void bl_template_free(struct bl_template *t);
 
 /* 1 when the template has no variables (its text is constant). */

@@ -61,8 +61,30 @@ static void test_errors(void **state)
     expect_error("http {\n upstream u {\n server 127.0.0.1:1 weight=0;\n }\n}\n",
                  "invalid value \"weight=0\" in \"server\" directive in t.conf:3");
     expect_error("http {\n upstream u {\n }\n}\n", "no servers are inside upstream in t.conf:2");
-    expect_error("http {\n server {\n listen 127.0.0.1:18080;\n location ~ \\.php$ {\n }\n }\n}\n",
-                 "regular expression locations are not supported in t.conf:4");
+    expect_error("http {\n server {\n listen 127.0.0.1:18080;\n location ~ (a {\n }\n }\n}\n",
+                 "pcre2_compile() failed: missing closing parenthesis in \"(a\" at \"\" "
+                 "(offset 2) in t.conf:4");
+    /* nginx's nesting rules, with its messages */
+    expect_error("http { server { listen 127.0.0.1:18080;\n location /a {\n location /b { }\n"
+                 " } } }\n", "location \"/b\" is outside location \"/a\" in t.conf:3");
+    expect_error("http { server { listen 127.0.0.1:18080;\n location = /a {\n location /a/b { }\n"
+                 " } } }\n",
+                 "location \"/a/b\" cannot be inside the exact location \"/a\" in t.conf:3");
+    expect_error("http { server { listen 127.0.0.1:18080;\n location @x {\n location /a { }\n"
+                 " } } }\n",
+                 "location \"/a\" cannot be inside the named location \"@x\" in t.conf:3");
+    expect_error("http { server { listen 127.0.0.1:18080;\n location /a {\n location @x { }\n"
+                 " } } }\n", "named location \"@x\" can be on the server level only in t.conf:3");
+    expect_error("http { server { listen 127.0.0.1:18080;\n location ~ ^/a {\n"
+                 " proxy_pass http://127.0.0.1:1/x; } } }\n",
+                 "\"proxy_pass\" cannot have URI part in location given by regular expression, "
+                 "or inside named location, or inside \"if\" statement in t.conf:3");
+    expect_error("http { server { listen 127.0.0.1:18080;\n location / {\n"
+                 " if ($uri) { proxy_pass http://127.0.0.1:1; } } } }\n",
+                 "\"proxy_pass\" inside \"if\" is not supported in this build: only return, "
+                 "rewrite, set and break, the forms nginx documents as safe in t.conf:3");
+    expect_error("http { server { listen 127.0.0.1:18080;\n location / {\n"
+                 " rewrite ^ /x bogus; } } }\n", "invalid parameter \"bogus\" in t.conf:3");
     expect_error("http {\n server {\n listen 127.0.0.1:18080;\n location / {\n"
                  " return 200 \"$nosuchvar\";\n }\n }\n}\n",
                  "unknown \"nosuchvar\" variable in t.conf:5");
