@@ -77,8 +77,13 @@ struct bl_regex *bl_regex_compile(const char *pattern, int caseless, char *err, 
         PCRE2_UCHAR msg[256];
         if (pcre2_get_error_message(code, msg, sizeof(msg)) < 0)
             snprintf((char *)msg, sizeof(msg), "error %d", code);
-        snprintf(err, errlen, "pcre2_compile() failed: %s in \"%s\" at \"%s\" (offset %zu)",
-                 (char *)msg, pattern, pattern + off, (size_t)off);
+        /* nginx's words, and the offset */
+        if (off == strlen(pattern))
+            snprintf(err, errlen, "pcre2_compile() failed: %s in \"%s\" (offset %zu)",
+                     (char *)msg, pattern, (size_t)off);
+        else
+            snprintf(err, errlen, "pcre2_compile() failed: %s in \"%s\" at \"%s\" (offset %zu)",
+                     (char *)msg, pattern, pattern + off, (size_t)off);
         bl_regex_free(re);
         return NULL;
     }

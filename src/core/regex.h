@@ -13,7 +13,8 @@
 struct bl_regex;
 
 /* Compiles pattern (caseless for nginx's "~*"). Returns NULL with err filled in nginx's form:
- * `pcre2_compile() failed: missing closing parenthesis in "(a" at "" (offset 2)`, or
+ * `pcre2_compile() failed: missing closing parenthesis in "(a" (offset 2)` (with ` at "REST"`
+ * before the offset when it is not at the end), or
  * "out of memory". Control thread. */
 struct bl_regex *bl_regex_compile(const char *pattern, int caseless, char *err, size_t errlen);
 void bl_regex_free(struct bl_regex *re);

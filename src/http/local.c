@@ -352,6 +352,16 @@ int bl_local_return(struct bl_request *r)
     return serve_text(r, code, r->rw.ret_text, code);
 }
 
+int bl_local_serve_skipped_return(struct bl_request *r)
+{
+    const struct bl_location *loc = r->loc;
+    if (!r->req_body_done)
+        r->keep_alive = 0;
+    if (loc->root)
+        return static_serve(r, loc, r->upath, r->upath_len, 200);
+    return bl_local_response(r, 404, NULL, 0, NULL, 0);
+}
+
 int bl_local_serve(struct bl_request *r)
 {
     const struct bl_location *loc = r->loc;

@@ -338,7 +338,10 @@ static void request_content(struct bl_request *r)
             proxy_start(r);
             return;
         }
-        int rc = bl_local_serve(r);
+        /* A return location's return is one of its rewrite ops: reaching here without it
+         * answering means a break stopped them first. */
+        int rc = r->loc->kind == BL_LOC_RETURN ? bl_local_serve_skipped_return(r)
+                                                : bl_local_serve(r);
         if (rc != BL_LOCAL_REDIRECT) {
             local_done(r, rc);
             return;

@@ -162,6 +162,9 @@ int bl_local_response(struct bl_request *r, int status, const char *body, size_t
  * try_files found nothing and names a fallback in r->rw.fallback, for bl_rw_redirect(). */
 int bl_local_serve(struct bl_request *r);
 #define BL_LOCAL_REDIRECT 1
+/* A return location whose return did not run (a break came first): as nginx, its files under
+ * root, or 404. */
+int bl_local_serve_skipped_return(struct bl_request *r);
 /* The return or redirect the rewrite directives chose (r->rw.ret_code). */
 int bl_local_return(struct bl_request *r);
 /* r->out is sent and r->file_left > 0: reads the file's next bytes into r->out. BL_OK, or

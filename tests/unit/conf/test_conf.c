@@ -62,7 +62,7 @@ static void test_errors(void **state)
                  "invalid value \"weight=0\" in \"server\" directive in t.conf:3");
     expect_error("http {\n upstream u {\n }\n}\n", "no servers are inside upstream in t.conf:2");
     expect_error("http {\n server {\n listen 127.0.0.1:18080;\n location ~ (a {\n }\n }\n}\n",
-                 "pcre2_compile() failed: missing closing parenthesis in \"(a\" at \"\" "
+                 "pcre2_compile() failed: missing closing parenthesis in \"(a\" "
                  "(offset 2) in t.conf:4");
     /* nginx's nesting rules, with its messages */
     expect_error("http { server { listen 127.0.0.1:18080;\n location /a {\n location /b { }\n"
