@@ -1818,11 +1818,10 @@ static int h_try_files(struct compiler *c, const struct bl_conf_node *n)
     if (!ok || strcmp(n->args[0], "$uri") != 0)
         return fail(c, "try_files other than \"$uri [$uri/] =CODE | @NAME | URI\" is not "
                        "supported in this build");
-    if (strchr(last, '$'))
-        return fail(c, "variables in the last argument of \"try_files\" are not supported in "
-                       "this build");
     if (!code && !(loc->try_fallback = conf_strdup(last)))
         return oom(c);
+    if (!code && strchr(last, '$') && !(loc->try_fallback_tpl = template_vars(c, last)))
+        return BL_ERR;
     loc->try_files = 1;
     loc->try_code = (int)code;
     return BL_OK;
@@ -2634,6 +2633,7 @@ static void free_location(struct bl_location *loc)
     free(loc->proxy_host);
     free(loc->proxy_port);
     free(loc->try_fallback);
+    bl_template_free(loc->try_fallback_tpl);
     bl_template_free(loc->proxy_uri_tpl);
     bl_template_free(loc->return_text);
     bl_regex_free(loc->regex);

@@ -220,6 +220,7 @@ struct bl_location {
     uint8_t try_dir;                /* ... with $uri/: a directory is served by its index */
     int try_code;                   /* ... the =CODE when nothing matches, or 0 for: */
     char *try_fallback;             /* ... the named location ("@x") or URI redirected to */
+    struct bl_template *try_fallback_tpl; /* ... that URI when it has variables ($args) */
     struct bl_template *proxy_uri_tpl; /* proxy_pass URI with variables (captures): sent as
                                      * evaluated, without the request's arguments (nginx) */
     struct bl_rw_op *ops;           /* rewrite, return, set, if: in config order (rewrite.h) */

@@ -205,10 +205,8 @@ static int path_safe(const char *p, size_t len)
 /* Nothing to serve: try_files' fallback (an internal redirect the caller makes), or status. */
 static int try_fallback(struct bl_request *r, const struct bl_location *loc, int status)
 {
-    if (loc->try_fallback && !r->error_page_done) {
-        r->rw.fallback = loc->try_fallback;
+    if (loc->try_fallback && !r->error_page_done)
         return BL_LOCAL_REDIRECT;
-    }
     return local_write(r, status, NULL, 0, NULL, 0);
 }
 

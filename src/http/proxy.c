@@ -347,7 +347,20 @@ static void request_content(struct bl_request *r)
             return;
         }
         int status;
-        if (bl_rw_redirect(r, r->rw.fallback, strlen(r->rw.fallback), &status) != BL_OK) {
+        const char *to = r->loc->try_fallback;
+        size_t len = strlen(to);
+        char uri[4096];
+        if (r->loc->try_fallback_tpl) { /* "/index.php?$args" */
+            struct bl_var_ctx v;
+            bl_request_var_ctx(r, &v);
+            len = bl_template_eval(r->loc->try_fallback_tpl, &v, uri, sizeof(uri));
+            to = uri;
+            if (len > sizeof(uri)) {
+                local_response(r, 414);
+                return;
+            }
+        }
+        if (bl_rw_redirect(r, to, len, &status) != BL_OK) {
             local_response(r, status);
             return;
         }

@@ -159,7 +159,7 @@ int bl_proxy_client_head(struct bl_request *r);
 int bl_local_response(struct bl_request *r, int status, const char *body, size_t len,
                       const char *location, size_t location_len);
 /* A location that does not proxy: return, root (files), or nothing (404). BL_LOCAL_REDIRECT:
- * try_files found nothing and names a fallback in r->rw.fallback, for bl_rw_redirect(). */
+ * try_files found nothing and names a fallback (r->loc->try_fallback), for bl_rw_redirect(). */
 int bl_local_serve(struct bl_request *r);
 #define BL_LOCAL_REDIRECT 1
 /* A return location whose return did not run (a break came first): as nginx, its files under

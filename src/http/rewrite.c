@@ -370,7 +370,6 @@ int bl_rw_redirect(struct bl_request *r, const char *uri, size_t len, int *statu
 {
     *status = 0;
     r->rw.ret_code = 0;
-    r->rw.fallback = NULL;
     if (len && uri[0] == '@') {
         const struct bl_location *named = bl_route_named(r->srv, uri, len);
         if (!named) {

@@ -34,7 +34,6 @@ struct bl_rw_state {
     const struct bl_template *ret_text; /* return's text or URL */
     const char *redirect;           /* rewrite's redirect: the Location */
     uint32_t redirect_len;
-    const char *fallback;           /* try_files found nothing: "@name" or a URI */
     char *norm;                     /* the normalized client path (malloc), freed at the end */
     struct bl_rw_var *vars;         /* bl_config.vars.n entries, allocated on first set */
     struct bl_rw_mem *mem;          /* what the request allocated: freed at its end */

@@ -137,6 +137,8 @@ server {
     location /ep3/ { error_page 403 /ep-page; return 403; }
     location = /ep-page { return 200 "ep-page"; }
     location /ep4/ { error_page 404 =202 /ep-page; return 404; }
+    location /wp/ { try_files $uri $uri/ /index.php?$args; }
+    location = /index.php { return 200 "php $uri $args $request_uri"; }
 }
 """
 
@@ -259,6 +261,8 @@ CASES = [
     ("named", "/ep2/x", {}),
     ("named", "/ep3/x", {}),
     ("named", "/ep4/x", {}),
+    ("named", "/wp/post?p=7&x=y", {}),
+    ("named", "/wp/", {}),
     ("rewrite", "/srv-old/a?k=v", {}),
     ("rewrite", "/srv-perm/a?k=v", {}),
     ("rewrite", "/r/last/x?o=1", {}),

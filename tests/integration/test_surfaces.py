@@ -224,8 +224,9 @@ SERVER = "http {\n    server {\n        listen 127.0.0.1:18080%s;\n%s    }\n%s}\
      'caching is not supported in this build: "proxy_cache" directive'),
     (SERVER % ("", "        add_header X-Frame-Options DENY;\n", ""),
      'changing response headers and bodies is not supported in this build: "add_header"'),
-    (SERVER % ("", "        if ($http_x) { return 403; }\n", ""),
-     'rewrite, if and set are not supported in this build: "if" directive'),
+    (SERVER % ("", "        if ($http_x) { proxy_pass http://127.0.0.1:1; }\n", ""),
+     '"proxy_pass" inside "if" is not supported in this build: only return, rewrite, set and '
+     'break'),
     ("stream {\n    server { listen 12345; }\n}\n",
      'L4 proxying (stream) is not supported in this build: "stream" directive'),
 ])
@@ -579,11 +580,11 @@ def test_debian_default_site_serves_as_nginx(ballast, nginx, tmp_path):
 
 def test_try_files_forms_not_supported_are_named(tmp_path):
     text = ("http {\n    server {\n        listen 127.0.0.1:18080;\n        root /tmp;\n"
-            "        location / { try_files $uri /index.php?$args; }\n    }\n}\n")
+            "        location / { try_files $uri $uri.html =404; }\n    }\n}\n")
     path, r = check(tmp_path, text)
     assert r.returncode == 1, r
-    assert ('try_files other than "$uri [$uri/] =CODE" is not supported in this build in '
-            '%s:5' % path) in r.stderr, r.stderr
+    assert ('try_files other than "$uri [$uri/] =CODE | @NAME | URI" is not supported in this '
+            'build in %s:5' % path) in r.stderr, r.stderr
 
 
 def test_user_drops_privileges(ballast, tmp_path):

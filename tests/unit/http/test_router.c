@@ -1,8 +1,9 @@
 /* Routing as nginx does it: the server block by Host (exact names before wildcards, then the
  * default server, any case, without the port or a trailing dot), and the location by "="
- * exact match first, then the longest prefix, else the server-level pseudo location. The
- * config is compiled from text, so the compiler's ordering of prefixes is part of what is
- * tested. */
+ * exact match first, then the longest prefix, then (unless that prefix is "^~") the regexes in
+ * config order, nested locations searched inside the one found, else the server-level pseudo
+ * location. The config is compiled from text, so the compiler's ordering of prefixes is part
+ * of what is tested. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -130,7 +131,8 @@ static const char *location_of(const struct bl_server_block *s, const char *path
     assert_non_null(loc);
     if (loc == s->server_loc)
         return "(server)";
-    snprintf(out, sizeof(out), "%s%.*s", loc->exact ? "=" : "", (int)loc->path_len, loc->path);
+    snprintf(out, sizeof(out), "%s%.*s", loc->exact ? "=" : loc->regex ? "~" : "",
+             (int)loc->path_len, loc->path);
     return out;
 }
 
@@ -183,6 +185,95 @@ static void test_location_root_prefix_catches_all(void **state)
     bl_conf_release(c);
 }
 
+static void test_location_regex_order(void **state)
+{
+    (void)state;
+    struct bl_config *c = load("http { server {\n"
+                               "  listen 127.0.0.1:18005;\n"
+                               "  location = /x.png { return 200 exact; }\n"
+                               "  location ^~ /static/ { return 200 static; }\n"
+                               "  location /img/ { return 200 img; }\n"
+                               "  location ~ \\.(png|jpg)$ { return 200 image; }\n"
+                               "  location ~* \\.CSS$ { return 200 css; }\n"
+                               "  location ~ /first { return 200 first; }\n"
+                               "  location ~ /first/second { return 200 second; }\n"
+                               "  location / { return 200 root; }\n"
+                               "} }\n");
+    const struct bl_server_block *s = listen_on(c, 18005)->servers[0];
+    assert_location(s, "/x.png", "=/x.png");            /* exact ends the search */
+    assert_location(s, "/y.png", "~\\.(png|jpg)$");     /* a regex beats the prefix "/" */
+    assert_location(s, "/img/a.jpg", "~\\.(png|jpg)$"); /* ... and a longer prefix too */
+    assert_location(s, "/img/a.gif", "/img/");          /* no regex: the longest prefix */
+    assert_location(s, "/static/a.png", "/static/");    /* ^~ stops the regexes */
+    assert_location(s, "/A.css", "~\\.CSS$");           /* ~* ignores case */
+    assert_location(s, "/a.cSs", "~\\.CSS$");
+    assert_location(s, "/a.css.x", "/");
+    assert_location(s, "/first/second", "~/first");     /* the first in config order */
+    bl_conf_release(c);
+}
+
+static void test_location_nested(void **state)
+{
+    (void)state;
+    struct bl_config *c = load("http { server {\n"
+                               "  listen 127.0.0.1:18006;\n"
+                               "  location /nest/ {\n"
+                               "    location ~ \\.txt$ { return 200 nt; }\n"
+                               "    location /nest/deep/ {\n"
+                               "      location ~ \\.md$ { return 200 md; }\n"
+                               "    }\n"
+                               "    location = /nest/x { return 200 nx; }\n"
+                               "  }\n"
+                               "  location ^~ /nr/ { location ~ \\.txt$ { return 200 nr; } }\n"
+                               "  location ~ \\.(txt|png)$ { return 200 top; }\n"
+                               "  location ~ ^/re/ { location ~ \\.gif$ { return 200 g; } }\n"
+                               "  location @named { return 200 named; }\n"
+                               "} }\n");
+    const struct bl_server_block *s = listen_on(c, 18006)->servers[0];
+    assert_location(s, "/nest/a", "/nest/");
+    assert_location(s, "/nest/a.txt", "~\\.txt$");        /* the nested regex first */
+    assert_location(s, "/nest/deep/a.md", "~\\.md$");
+    assert_location(s, "/nest/deep/a.txt", "~\\.txt$");   /* the parent's regexes next */
+    assert_location(s, "/nest/deep/a", "/nest/deep/");
+    assert_location(s, "/nest/a.png", "~\\.(txt|png)$");  /* then the server's */
+    assert_location(s, "/nest/x", "=/nest/x");             /* nested exact */
+    assert_location(s, "/nr/a.txt", "~\\.txt$");          /* ^~ stops its level's only */
+    assert_location(s, "/nr/a.png", "/nr/");
+    assert_location(s, "/re/a.gif", "~\\.gif$");          /* nested in a regex */
+    assert_location(s, "/re/a.txt", "~\\.(txt|png)$");  /* config order: declared first */
+    assert_location(s, "/re/a.x", "~^/re/");
+    assert_location(s, "/@named", "(server)");            /* named: never by path */
+    const struct bl_location *n = bl_route_named(s, "@named", 6);
+    assert_non_null(n);
+    assert_true(n->named);
+    assert_null(bl_route_named(s, "@other", 6));
+    bl_conf_release(c);
+}
+
+static void test_location_captures(void **state)
+{
+    (void)state;
+    struct bl_config *c = load("http { server {\n"
+                               "  listen 127.0.0.1:18007;\n"
+                               "  location ~ ^/u/(\\d+)/(?<tab>\\w+)$ { return 200 u; }\n"
+                               "} }\n");
+    const struct bl_server_block *s = listen_on(c, 18007)->servers[0];
+    struct bl_captures cap = {0};
+    const char *path = "/u/42/posts";
+    const struct bl_location *loc = bl_route_location_cap(s, path, strlen(path), &cap);
+    assert_non_null(loc->regex);
+    assert_int_equal(cap.npairs, 3);
+    assert_ptr_equal(cap.subject, path);
+    assert_int_equal(cap.ovec[2], 3);
+    assert_int_equal(cap.ovec[3], 5);                     /* $1 = "42" */
+    assert_int_equal(bl_regex_group(cap.re, "tab", 3), 2);
+    /* no match leaves the captures alone */
+    struct bl_captures before = cap;
+    assert_ptr_equal(bl_route_location_cap(s, "/v", 2, &cap), s->server_loc);
+    assert_memory_equal(&before, &cap, sizeof(cap));
+    bl_conf_release(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -192,6 +283,9 @@ int main(void)
         cmocka_unit_test(test_server_long_host_is_safe),
         cmocka_unit_test(test_location_exact_then_longest_prefix),
         cmocka_unit_test(test_location_root_prefix_catches_all),
+        cmocka_unit_test(test_location_regex_order),
+        cmocka_unit_test(test_location_nested),
+        cmocka_unit_test(test_location_captures),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
