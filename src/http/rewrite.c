@@ -172,7 +172,7 @@ static enum rw_rc rw_rewrite(struct bl_request *r, const struct bl_rw_op *op, in
         len = (size_t)(q - val);
         *q = '\0';
     } else if (op->drop_args) {
-        r->rw.args = NULL;
+        r->rw.args = ""; /* never NULL: templates copy from it */
         r->rw.args_len = 0;
         r->rw.args_set = 1;
     }
