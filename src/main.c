@@ -148,7 +148,9 @@ static void on_signal(struct bl_io *io, uint32_t ev)
         if (si.ssi_signo == SIGHUP) {
             char err[1024];
             bl_log(BL_LOG_NOTICE, "SIGHUP received, reloading");
+            bl_ops_sd_notify_reloading();
             bl_reload(NULL, err, sizeof(err)); /* logs its outcome */
+            bl_ops_sd_notify("READY=1\nSTATUS=serving"); /* the new generation or the old */
             continue;
         }
         if (si.ssi_signo == SIGUSR1) {

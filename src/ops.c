@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "conf/conf.h"
@@ -88,4 +89,14 @@ void bl_ops_sd_notify(const char *state)
     if (bl_sd_notify(state) < 0)
         bl_log(BL_LOG_WARN, "sd_notify(\"%.*s\") to \"%s\" failed (%s)",
                (int)strcspn(state, "\n"), state, getenv("NOTIFY_SOCKET"), strerror(errno));
+}
+
+void bl_ops_sd_notify_reloading(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    char state[64];
+    snprintf(state, sizeof(state), "RELOADING=1\nMONOTONIC_USEC=%llu",
+             (unsigned long long)ts.tv_sec * 1000000ull + (unsigned long long)ts.tv_nsec / 1000);
+    bl_ops_sd_notify(state);
 }

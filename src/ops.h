@@ -25,4 +25,8 @@ void bl_ops_reopen_logs(const struct bl_config *cfg);
 /* sd_notify(state) to $NOTIFY_SOCKET; a failure is a warning in the error log, not a stop. */
 void bl_ops_sd_notify(const char *state);
 
+/* Before a reload: "RELOADING=1" with MONOTONIC_USEC, as systemd.service(5) asks (systemd then
+ * waits for the next READY=1, which the caller sends whether the reload took or was refused). */
+void bl_ops_sd_notify_reloading(void);
+
 #endif

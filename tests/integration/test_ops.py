@@ -407,7 +407,7 @@ http {
 # --------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("abstract", [False, True], ids=["path", "abstract"])
-def test_sd_notify_ready_after_listening_then_stopping(ballast, tmp_path, abstract):
+def test_sd_notify_ready_reloading_stopping(ballast, tmp_path, abstract):
     s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     try:
         if abstract:
@@ -424,6 +424,17 @@ def test_sd_notify_ready_after_listening_then_stopping(ballast, tmp_path, abstra
         # When READY=1 arrives, the port accepts and answers.
         with Conn(b.port, 5) as c:
             assert c.request("GET", "/").status == 200
+        # A reload is bracketed by RELOADING=1 (with the monotonic time systemd asks for) and
+        # READY=1, whether the config took or not.
+        for _ in range(2):
+            b.send_signal(signal.SIGHUP)
+            msg = s.recv(4096).decode().split("\n")
+            assert msg[0] == "RELOADING=1" and msg[1].startswith("MONOTONIC_USEC="), msg
+            assert int(msg[1].split("=")[1]) > 0
+            msg = s.recv(4096).decode()
+            assert "READY=1" in msg.split("\n"), msg
+            open(b.conf_path, "a").write("\nbroken;\n")
+        assert serves(b.port)
         b.send_signal(signal.SIGTERM)
         msg = s.recv(4096).decode()
         assert msg == "STOPPING=1", msg
