@@ -12,6 +12,7 @@
 #   make integration   integration tests only (pytest) against $(BALLAST_BIN)
 #   make bench         ballast, nginx and HAProxy side by side; writes bench/RESULTS.md
 #   make bench-balancers  nanoseconds per pick for every balancing algorithm
+#   make bench-logs    nanoseconds per request for a log line and for request/trace ids
 #   make install       install the binary, man page, systemd unit, docs and (unless present)
 #                      /etc/ballast/ballast.conf and mime.types; PREFIX, DESTDIR and the
 #                      *DIR switches below place them (docs/operations.md, "Installing")
@@ -68,7 +69,7 @@ SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
 SYSCONFDIR     ?= /etc
 
 .PHONY: install uninstall
-.PHONY: all asan run test unit check-layers integration integration-asan bench bench-balancers deps deps-test clean help
+.PHONY: all asan run test unit check-layers integration integration-asan bench bench-balancers bench-logs deps deps-test clean help
 
 all: ballast
 
@@ -150,6 +151,11 @@ bench-balancers: build/libballast.a
 	@mkdir -p build/bench
 	$(CC) $(CSTD) $(WARN) $(CFLAGS) $(CPPFLAGS) -o build/bench/balancers bench/balancers.c build/libballast.a $(LDLIBS)
 	build/bench/balancers
+
+bench-logs: build/libballast.a
+	@mkdir -p build/bench
+	$(CC) $(CSTD) $(WARN) $(CFLAGS) $(CPPFLAGS) -o build/bench/log_cost bench/log_cost.c build/libballast.a $(LDLIBS)
+	build/bench/log_cost
 
 # The unit and the man page get the installed paths; an existing ballast.conf or mime.types
 # is an operator's and stays as it is.

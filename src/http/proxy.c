@@ -156,11 +156,15 @@ static struct bl_request *request_new(struct bl_client *c)
     return r;
 }
 
-/* $request_id: 32 random hex digits (nginx's form), from the worker's generator. */
+/* $request_id: 32 random hex digits (nginx's form), from the worker's generator; never all
+ * zeros, so that it can serve as a trace-id. */
 static void request_make_id(struct bl_request *r)
 {
-    bl_rand_hex(r->request_id, 16);
+    do
+        bl_rand_hex(r->request_id, 16);
+    while (memcmp(r->request_id, "00000000000000000000000000000000", 32) == 0);
     r->request_id_len = 32;
+    r->request_id_made = 1;
 }
 
 /* The request's id (the client's valid request_id_header, else a new one) and its place in a
@@ -199,7 +203,7 @@ static void request_ids(struct bl_request *r)
         r->trace_flags = p.flags;
         r->trace_state = BL_TRACE_CONTINUED;
     } else {
-        if (bl_trace_id_valid(r->request_id, r->request_id_len))
+        if (r->request_id_made || bl_trace_id_valid(r->request_id, r->request_id_len))
             memcpy(r->trace_id, r->request_id, 32);
         else
             do

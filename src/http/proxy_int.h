@@ -109,6 +109,7 @@ struct bl_request {
     uint8_t error_page_done;           /* an error_page redirect happened: no second one */
     uint8_t ntries;                    /* entries in tries[] */
     uint8_t request_id_len;            /* 0: request_id not made yet */
+    uint8_t request_id_made;           /* request_id is ballast's (32 hex digits, not 0) */
     uint8_t trace_state;               /* enum bl_trace_state */
     uint8_t trace_flags;               /* traceparent flags sent upstream */
     const char *upath;                 /* path as matched: normalized (http/uri.h); allocated

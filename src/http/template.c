@@ -247,11 +247,14 @@ const char *bl_template_text(const struct bl_template *t, size_t *len)
 
 /* ------------------------------------------------------------ escaping */
 
-/* Bytes escape=default writes as \xHH: nginx's ngx_http_log_escape() table. */
-static inline int esc_default_byte(unsigned char ch)
-{
-    return ch < 0x20 || ch >= 0x7f || ch == '"' || ch == '\\';
-}
+/* Bytes each escape mode rewrites: escape=default as \xHH (nginx's ngx_http_log_escape()
+ * table), escape=json with a backslash (ngx_escape_json()). */
+static const uint8_t esc_default[256] = {
+    [0 ... 0x1f] = 1, ['"'] = 1, ['\\'] = 1, [0x7f ... 0xff] = 1,
+};
+static const uint8_t esc_json[256] = {
+    [0 ... 0x1f] = 1, ['"'] = 1, ['\\'] = 1,
+};
 
 static const char hex_upper[] = "0123456789ABCDEF";
 
@@ -301,11 +304,21 @@ static size_t escape_byte(uint8_t esc, unsigned char ch, char e[6])
     }
 }
 
-static inline int needs_escape(uint8_t esc, unsigned char ch)
+/* Eight bytes at a time: nonzero when some byte of w needs escaping in the mode (bit tricks of
+ * "Bit Twiddling Hacks": a byte below n, a byte equal to c). A nonzero answer always has a
+ * byte that needs it, so the byte loop after it stops within these eight. */
+#define ONES  0x0101010101010101ull
+#define HIGHS 0x8080808080808080ull
+
+static inline uint64_t has_below(uint64_t w, uint64_t n) { return (w - ONES * n) & ~w & HIGHS; }
+static inline uint64_t has_byte(uint64_t w, uint64_t c) { return has_below(w ^ (ONES * c), 1); }
+
+static inline uint64_t word_needs_escape(uint64_t w, int dflt)
 {
-    if (esc == BL_ESC_DEFAULT)
-        return esc_default_byte(ch);
-    return ch < 0x20 || ch == '"' || ch == '\\';
+    uint64_t m = has_below(w, 0x20) | has_byte(w, '"') | has_byte(w, '\\');
+    if (dflt)
+        m |= (w & HIGHS) | has_byte(w, 0x7f);
+    return m;
 }
 
 /* A value: escaped when the sink says so. Runs of plain bytes go in one copy. */
@@ -315,10 +328,15 @@ static void put(struct sink *s, const char *src, size_t n)
         raw(s, src, n);
         return;
     }
+    int dflt = s->esc == BL_ESC_DEFAULT;
+    const uint8_t *table = dflt ? esc_default : esc_json;
     size_t i = 0;
     while (i < n) {
         size_t start = i;
-        while (i < n && !needs_escape(s->esc, (unsigned char)src[i]))
+        uint64_t w;
+        while (i + 8 <= n && (memcpy(&w, src + i, 8), !word_needs_escape(w, dflt)))
+            i += 8;
+        while (i < n && !table[(unsigned char)src[i]])
             i++;
         if (i > start)
             raw(s, src + start, i - start);
@@ -339,15 +357,16 @@ size_t bl_escape(enum bl_escape esc, const char *str, size_t n, char *out, size_
 
 /* ------------------------------------------------------------ values */
 
+static inline char ascii_lower(char c) { return c >= 'A' && c <= 'Z' ? (char)(c | 0x20) : c; }
+
 /* $http_NAME: '_' in NAME matches '-' in the field name. */
 static int header_name_eq(const struct bl_h1_header *h, const char *name, uint32_t len)
 {
     if (h->name_len != len)
         return 0;
     for (uint32_t i = 0; i < len; i++) {
-        char a = (char)tolower((unsigned char)h->name[i]);
-        char b = name[i] == '_' ? '-' : (char)tolower((unsigned char)name[i]);
-        if (a != b)
+        char b = name[i] == '_' ? '-' : ascii_lower(name[i]);
+        if (ascii_lower(h->name[i]) != b)
             return 0;
     }
     return 1;
@@ -436,36 +455,36 @@ static long basic_user(const struct bl_h1_message *m, char *user, size_t cap)
     return -1; /* no ':' */
 }
 
-/* Wall-clock texts, formatted once per second per thread (thread-locals: docs/internals.md,
+/* Wall-clock time for the log, without a clock read per variable: the wall clock is read at
+ * most once per second per thread and advanced by the loop's cached monotonic clock in
+ * between; the texts are formatted once per second (thread-locals: docs/internals.md,
  * "Per-thread state"). */
 static _Thread_local char time_local_text[32];
 static _Thread_local char time_iso_text[32];
-static _Thread_local time_t time_text_sec = -1;
+static _Thread_local size_t time_local_len, time_iso_len;
+static _Thread_local uint64_t wall_base_us;     /* the wall clock at mono_base_us */
+static _Thread_local uint64_t mono_base_us;
+static _Thread_local uint64_t texts_until_us;   /* monotonic: the texts' second ends */
 
-static void time_texts(void)
+static uint64_t wall_now_us(void)
 {
-    time_t now = (time_t)(bl_wall_us() / 1000000);
-    if (now == time_text_sec)
-        return;
-    struct tm tm;
-    localtime_r(&now, &tm);
-    strftime(time_local_text, sizeof(time_local_text), "%d/%b/%Y:%H:%M:%S %z", &tm);
-    /* nginx's $time_iso8601 writes the offset as +01:00 */
-    char z[8];
-    strftime(time_iso_text, sizeof(time_iso_text), "%Y-%m-%dT%H:%M:%S", &tm);
-    strftime(z, sizeof(z), "%z", &tm);
-    size_t l = strlen(time_iso_text);
-    snprintf(time_iso_text + l, sizeof(time_iso_text) - l, "%.3s:%.2s", z, z + 3);
-    time_text_sec = now;
-}
-
-/* Seconds with milliseconds, as nginx's "%T.%03M". */
-static void put_seconds(struct sink *s, uint64_t us)
-{
-    char num[32];
-    int n = snprintf(num, sizeof(num), "%llu.%03llu", (unsigned long long)(us / 1000000),
-                     (unsigned long long)(us / 1000 % 1000));
-    raw(s, num, (size_t)n);
+    if (bl_clock_us < mono_base_us || bl_clock_us >= texts_until_us || !wall_base_us) {
+        wall_base_us = bl_wall_us();
+        mono_base_us = bl_clock_us;
+        time_t now = (time_t)(wall_base_us / 1000000);
+        struct tm tm;
+        localtime_r(&now, &tm);
+        time_local_len = strftime(time_local_text, sizeof(time_local_text),
+                                  "%d/%b/%Y:%H:%M:%S %z", &tm);
+        /* nginx's $time_iso8601 writes the offset as +01:00 */
+        char z[8];
+        size_t l = strftime(time_iso_text, sizeof(time_iso_text), "%Y-%m-%dT%H:%M:%S", &tm);
+        strftime(z, sizeof(z), "%z", &tm);
+        snprintf(time_iso_text + l, sizeof(time_iso_text) - l, "%.3s:%.2s", z, z + 3);
+        time_iso_len = strlen(time_iso_text);
+        texts_until_us = mono_base_us + (1000000 - wall_base_us % 1000000);
+    }
+    return wall_base_us + (bl_clock_us - mono_base_us);
 }
 
 static void put_uint(struct sink *s, uint64_t v)
@@ -477,6 +496,16 @@ static void put_uint(struct sink *s, uint64_t v)
         v /= 10;
     } while (v);
     raw(s, p, (size_t)(num + sizeof(num) - p));
+}
+
+/* Seconds with milliseconds, as nginx's "%T.%03M" (no printf on the log path). */
+static void put_seconds(struct sink *s, uint64_t us)
+{
+    uint64_t ms = us / 1000;
+    put_uint(s, ms / 1000);
+    char frac[4] = {'.', (char)('0' + ms / 100 % 10), (char)('0' + ms / 10 % 10),
+                    (char)('0' + ms % 10)};
+    raw(s, frac, 4);
 }
 
 /* One $upstream_* value per try, separated by ", " as nginx separates retries. */
@@ -700,15 +729,15 @@ static int put_var(struct sink *s, const struct part *p, const struct bl_var_ctx
         return 1;
     }
     case VAR_MSEC:
-        put_seconds(s, bl_wall_us());
+        put_seconds(s, wall_now_us());
         return 1;
     case VAR_TIME_LOCAL:
-        time_texts();
-        raw(s, time_local_text, strlen(time_local_text));
+        wall_now_us();
+        raw(s, time_local_text, time_local_len);
         return 1;
     case VAR_TIME_ISO8601:
-        time_texts();
-        raw(s, time_iso_text, strlen(time_iso_text));
+        wall_now_us();
+        raw(s, time_iso_text, time_iso_len);
         return 1;
     case VAR_REQUEST_ID:
         if (ctx->request_id)
