@@ -308,6 +308,32 @@ static void test_escape_every_byte(void **state)
     assert_int_equal(out[4], '#');
 }
 
+/* Values are scanned eight bytes at a time: each byte value at each place of a longer value,
+ * next to each other byte, gives what escaping byte by byte gives. */
+static void test_escape_long_values(void **state)
+{
+    (void)state;
+    const enum bl_escape modes[] = {BL_ESC_DEFAULT, BL_ESC_JSON};
+    for (size_t m = 0; m < 2; m++) {
+        for (int ch = 0; ch < 256; ch++) {
+            for (size_t at = 0; at < 19; at++) {
+                char in[19], want[19 * 6 + 1], got[19 * 6 + 1];
+                for (size_t k = 0; k < sizeof(in); k++)
+                    in[k] = (char)('a' + k);
+                in[at] = (char)ch;
+                in[(at + 9) % sizeof(in)] = (char)(0xff - ch); /* a second byte, a word on */
+                size_t wn = 0;
+                for (size_t k = 0; k < sizeof(in); k++)
+                    wn += bl_escape(modes[m], &in[k], 1, want + wn, sizeof(want) - wn);
+                size_t gn = bl_escape(modes[m], in, sizeof(in), got, sizeof(got));
+                if (gn != wn || memcmp(got, want, wn) != 0)
+                    fail_msg("mode %d, byte 0x%02x at %zu: want \"%.*s\", got \"%.*s\"",
+                             (int)modes[m], ch, at, (int)wn, want, (int)gn, got);
+            }
+        }
+    }
+}
+
 static const char *HOSTILE =
     "GET /p\"q\\r?a=%22&b=\xc3\xa9\xff HTTP/1.1\r\n"
     "Host: localhost\r\n"
@@ -433,6 +459,7 @@ int main(void)
         cmocka_unit_test(test_lengths_and_truncation),
         cmocka_unit_test(test_generated_values),
         cmocka_unit_test(test_escape_every_byte),
+        cmocka_unit_test(test_escape_long_values),
         cmocka_unit_test(test_log_escaping_of_values),
         cmocka_unit_test(test_not_found_values),
         cmocka_unit_test(test_response_variables),
