@@ -15,6 +15,7 @@
 
 #include "admin/admin.h"
 #include "conf/conf.h"
+#include "conf/overlay.h"
 #include "conf/conf_parse.h"
 #include "core/buf.h"
 #include "core/clock.h"
@@ -326,6 +327,7 @@ int main(int argc, char **argv)
     }
     free(pid_file);
     bl_reload_shutdown(); /* frees cfg with its generation */
+    bl_conf_overlay_clear();
     bl_loop_destroy(ctl.loop);
     close(ctl.sig.fd);
     close(notify_fd);

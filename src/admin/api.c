@@ -11,15 +11,20 @@
 #include "admin/metrics.h"
 #include "admin/status_page.h"
 #include "conf/conf.h"
+#include "conf/overlay.h"
 #include "core/log.h"
+#include "core/sock.h"
 #include "core/stats.h"
 #include "core/status.h"
+#include "core/units.h"
 #include "core/version.h"
 #include "http/h1_parser.h"
 #include "upstream/balancer.h"
 #include "upstream/health_check.h"
 #include "upstream/outlier.h"
 #include "upstream/upstream.h"
+#include "reload.h"
+#include "worker.h"
 
 #define JSON_CT "application/json"
 
@@ -427,6 +432,181 @@ static void route_metrics(const struct bl_api_ctx *ctx, struct bl_api_response *
     resp->content_type = BL_METRICS_CONTENT_TYPE;
 }
 
+/* ---------------------------------------------------------------- adding and removing */
+
+/* The body of a POST: {"server": "IP:PORT", "weight": N, "max_conns": N, "max_fails": N,
+ * "fail_timeout": "TIME", "slow_start": "TIME", "backup": B, "down": B} as the words of a
+ * `server` line (args, up to 8, each malloc'ed into buf). BL_OK, or BL_ERR with the answer. */
+static int add_parse(const struct bl_api_request *req, const struct bl_upstream_group *g,
+                     char args[8][96], int *nargs, struct bl_api_response *resp)
+{
+    json_error_t je;
+    json_t *j = json_loadb(req->body ? req->body : "", req->body_len, JSON_REJECT_DUPLICATES,
+                           &je);
+    if (!j) {
+        errorf(resp, 400, "invalid JSON: %s (line %d, column %d)", je.text, je.line,
+               je.column);
+        return BL_ERR;
+    }
+    int rc = BL_ERR, n = 1;
+    const char *key;
+    json_t *v;
+    if (!json_is_object(j) || !json_is_string(json_object_get(j, "server"))) {
+        errorf(resp, 400, "the body must be a JSON object with \"server\": \"IP:PORT\"");
+        goto out;
+    }
+    json_object_foreach(j, key, v) {
+        if (strcmp(key, "server") == 0) {
+            struct sockaddr_storage ss;
+            socklen_t sl;
+            char err[256];
+            const char *text = json_string_value(v);
+            if (strlen(text) >= 80 || bl_addr_parse(text, 0, 0, &ss, &sl, err, sizeof(err))) {
+                errorf(resp, 400, "server must be IP:PORT or [IPv6]:PORT (no host names: "
+                       "nothing is resolved at run time)");
+                goto out;
+            }
+            bl_addr_format((struct sockaddr *)&ss, args[0], 96);
+            for (uint32_t i = 0; i < g->nservers; i++)
+                if (bl_upstream_addr_equal(&g->servers[i].addr, &ss)) {
+                    errorf(resp, 400, "upstream \"%s\" has server %s already (id %u)",
+                           g->name, args[0], g->servers[i].index);
+                    goto out;
+                }
+        } else if (strcmp(key, "weight") == 0 || strcmp(key, "max_conns") == 0 ||
+                   strcmp(key, "max_fails") == 0) {
+            json_int_t lo = key[0] == 'w' ? 1 : 0;
+            json_int_t hi = key[0] == 'w' ? BL_WEIGHT_MAX : key[4] == 'c' ? 1000000000 : 1000000;
+            if (!json_is_integer(v) || json_integer_value(v) < lo ||
+                json_integer_value(v) > hi) {
+                errorf(resp, 400, "%s must be an integer from %lld to %lld", key,
+                       (long long)lo, (long long)hi);
+                goto out;
+            }
+            snprintf(args[n++], 96, "%s=%lld", key, (long long)json_integer_value(v));
+        } else if (strcmp(key, "fail_timeout") == 0 || strcmp(key, "slow_start") == 0) {
+            uint64_t ms;
+            const char *t = json_string_value(v);
+            if (!t || strlen(t) > 32 || bl_parse_time_ms(t, 1000, 30 * 86400000ull, &ms)) {
+                errorf(resp, 400, "%s must be a time such as \"10s\" or \"500ms\"", key);
+                goto out;
+            }
+            snprintf(args[n++], 96, "%s=%s", key, t);
+        } else if (strcmp(key, "backup") == 0 || strcmp(key, "down") == 0) {
+            if (!json_is_boolean(v)) {
+                errorf(resp, 400, "%s must be true or false", key);
+                goto out;
+            }
+            if (json_is_true(v))
+                snprintf(args[n++], 96, "%s", key);
+        } else {
+            errorf(resp, 400, "unknown field \"%s\" (server, weight, max_conns, max_fails, "
+                   "fail_timeout, slow_start, backup, down)", key);
+            goto out;
+        }
+    }
+    *nargs = n;
+    rc = BL_OK;
+out:
+    json_decref(j);
+    return rc;
+}
+
+/* The server at addr in the group called name of the generation serving now. */
+static const struct bl_upstream_server *current_server(const char *name, const char *addr,
+                                                       struct bl_api_ctx *now)
+{
+    const struct bl_generation *gen = bl_reload_current();
+    now->cfg = gen->cfg;
+    now->stats = gen->stats;
+    struct bl_upstream_group *g = find_group(gen->cfg, name);
+    struct sockaddr_storage ss;
+    socklen_t sl;
+    char err[128];
+    if (!g || bl_addr_parse(addr, 80, 0, &ss, &sl, err, sizeof(err)) != 0)
+        return NULL;
+    for (uint32_t i = 0; i < g->nservers; i++)
+        if (bl_upstream_addr_equal(&g->servers[i].addr, &ss))
+            return &g->servers[i];
+    return NULL;
+}
+
+static void route_add(const struct bl_api_ctx *ctx, const struct bl_api_request *req,
+                      const struct bl_upstream_group *g, struct bl_api_response *resp)
+{
+    char args[8][96];
+    char *argv[8];
+    int n = 0;
+    if (add_parse(req, g, args, &n, resp) != BL_OK)
+        return;
+    if (!bl_conf_overlay_has_upstream(ctx->cfg->tree, g->name)) {
+        errorf(resp, 400, "\"%s\" is a proxy_pass address, not an upstream block: servers can "
+               "be added to upstream blocks only", g->name);
+        return;
+    }
+    for (int i = 0; i < n; i++)
+        argv[i] = args[i];
+    char name[512], err[1024];
+    snprintf(name, sizeof(name), "%s", g->name);
+    void *h = bl_conf_overlay_add(name, argv, n);
+    if (!h) {
+        bl_api_error(resp, 500, "out of memory");
+        return;
+    }
+    if (bl_reload(NULL, err, sizeof(err)) != BL_OK) {
+        bl_conf_overlay_undo(h);
+        errorf(resp, 400, "the reload that adds the server was refused: %s", err);
+        return;
+    }
+    struct bl_api_ctx now = *ctx;
+    const struct bl_upstream_server *s = current_server(name, args[0], &now);
+    if (!s) {
+        bl_api_error(resp, 500, "the reload succeeded but the server is not in the new "
+                     "configuration");
+        return;
+    }
+    bl_log(BL_LOG_NOTICE, "admin: upstream \"%s\" server %s added (id %u)", name, args[0],
+           s->index);
+    reply_json(resp, 201, server_json(&now, s));
+}
+
+static void route_remove(const struct bl_api_ctx *ctx, const struct bl_upstream_group *g,
+                         const struct bl_upstream_server *s, struct bl_api_response *resp)
+{
+    if (g->nservers == 1 || (!s->backup && g->nprimary == 1)) {
+        errorf(resp, 400, "server %s is the last %sserver of upstream \"%s\": an upstream needs "
+               "one", s->name, g->nservers == 1 ? "" : "primary ", g->name);
+        return;
+    }
+    if (!bl_conf_overlay_has_upstream(ctx->cfg->tree, g->name)) {
+        errorf(resp, 400, "\"%s\" is a proxy_pass address, not an upstream block", g->name);
+        return;
+    }
+    char name[512], addr[128], err[1024];
+    snprintf(name, sizeof(name), "%s", g->name);
+    snprintf(addr, sizeof(addr), "%s", s->name);
+    int nline = 0;
+    char **line = bl_conf_overlay_line(ctx->cfg->tree, name, addr, &nline);
+    void *h = NULL;
+    int rc = bl_conf_overlay_remove(name, addr, line, nline, &h);
+    bl_conf_overlay_free_args(line, nline);
+    if (rc != BL_OK) {
+        bl_api_error(resp, 500, "out of memory");
+        return;
+    }
+    /* From here g and s belong to a generation that may go: only the copies above are used. */
+    if (bl_reload(NULL, err, sizeof(err)) != BL_OK) {
+        bl_conf_overlay_undo(h);
+        errorf(resp, 400, "the reload that removes the server was refused: %s", err);
+        return;
+    }
+    bl_log(BL_LOG_NOTICE, "admin: upstream \"%s\" server %s removed (requests in flight on it "
+           "finish)", name, addr);
+    reply_json(resp, 200, json_pack("{s:s, s:s, s:s, s:I}", "status", "removed", "upstream",
+                                    name, "server", addr, "generation",
+                                    (json_int_t)bl_reload_current()->number));
+}
+
 static void route_upstreams(const struct bl_api_ctx *ctx, const struct bl_api_request *req,
                             const char *p, const char *end, struct bl_api_response *resp)
 {
@@ -471,8 +651,11 @@ static void route_upstreams(const struct bl_api_ctx *ctx, const struct bl_api_re
     int code = req->method == BL_H1_M_GET || req->method == BL_H1_M_HEAD ? 404 : 400;
     if (!idp || !id[0]) {
         if (req->method == BL_H1_M_POST) {
-            bl_api_error(resp, 501, "adding a server needs in-process reload "
-                                "(config generations), which this build does not have yet");
+            if (!g) {
+                errorf(resp, 400, "no upstream \"%s\"", name);
+                return;
+            }
+            route_add(ctx, req, g, resp);
             return;
         }
         if (!get) {
@@ -505,8 +688,7 @@ static void route_upstreams(const struct bl_api_ctx *ctx, const struct bl_api_re
         return;
     }
     if (req->method == BL_H1_M_DELETE) {
-        bl_api_error(resp, 501, "removing a server needs in-process reload (config "
-                            "generations), which this build does not have yet");
+        route_remove(ctx, g, s, resp);
         return;
     }
     struct patch pt;
@@ -559,8 +741,14 @@ void bl_api_handle(const struct bl_api_ctx *ctx, const struct bl_api_request *re
             method_not_allowed(resp, "POST");
             return;
         }
-        bl_api_error(resp, 501, "reload through the API needs in-process reload (config "
-                            "generations), which this build does not have yet");
+        char err[1024];
+        if (bl_reload(NULL, err, sizeof(err)) != BL_OK) {
+            reply_json(resp, 400, json_pack("{s:s, s:s}", "error", err, "status",
+                                            "refused: the running configuration serves on"));
+            return;
+        }
+        reply_json(resp, 200, json_pack("{s:s, s:I}", "status", "ok", "generation",
+                                        (json_int_t)bl_reload_current()->number));
         return;
     }
     if (req->path_len >= 14 && memcmp(req->path, "/api/upstreams", 14) == 0 &&

@@ -9,13 +9,16 @@
  *   GET   /api/upstreams/NAME/servers/ID         one server
  *   PATCH /api/upstreams/NAME/servers/ID         {"weight": N, "down": B, "drain": B,
  *                                                 "max_conns": N}: all or nothing
- *   POST  /api/upstreams/NAME/servers, DELETE .../servers/ID, POST /api/reload: 501 until
- *                                                 in-process reload exists
+ *   POST  /api/upstreams/NAME/servers            {"server": "IP:PORT", "weight": N, ...}:
+ *                                                 added through a reload (conf/overlay.h)
+ *   DELETE /api/upstreams/NAME/servers/ID        removed through a reload
+ *   POST  /api/reload                            bl_reload(); its error as JSON
  * Bodies are JSON (Debian libjansson); errors are {"error": "REASON"} with 400 (bad call),
- * 404 (no such route, upstream or server), 405 (method; with Allow) or 501.
+ * 404 (no such route, upstream or server) or 405 (method; with Allow).
  * docs/operations.md, "Runtime API", is the reference.
  *
- * Threads: the control thread (it writes the servers' admin atomics, upstream.h).
+ * Threads: the control thread (it writes the servers' admin atomics, upstream.h, and calls
+ * bl_reload()).
  */
 #ifndef BL_ADMIN_API_H
 #define BL_ADMIN_API_H

@@ -29,6 +29,7 @@
 #include "conf/conf_alloc.h"
 #include "conf/conf_parse.h"
 #include "conf/hide_headers.h"
+#include "conf/overlay.h"
 #include "conf/unsupported.h"
 #include "core/log.h"
 #include "core/regex.h"
@@ -2611,6 +2612,11 @@ struct bl_config *bl_conf_load(const char *file, char *err, size_t errlen)
     struct bl_conf_node *root = bl_conf_read(file, err, errlen);
     if (!root)
         return NULL;
+    /* The admin API's added and removed servers, as if the file said so (overlay.h). */
+    if (bl_conf_overlay_apply(root, err, errlen) != BL_OK) {
+        bl_conf_free(root);
+        return NULL;
+    }
     return keep_tree(compile_root(root, file, err, errlen), root);
 }
 

@@ -140,7 +140,7 @@ static void test_listing(void **state)
     ASSERT_EQ(call(f, BL_H1_M_DELETE, "/metrics", NULL), 405);
     assert_string_equal(f->resp.allow, "GET, HEAD");
     ASSERT_EQ(call(f, BL_H1_M_GET, "/nothing", NULL), 404);
-    ASSERT_EQ(call(f, BL_H1_M_POST, "/api/reload", ""), 501);
+    ASSERT_EQ(call(f, BL_H1_M_GET, "/api/reload", NULL), 405);
 }
 
 /* A bad PATCH changes nothing; a good one changes all it names. */
