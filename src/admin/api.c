@@ -461,7 +461,8 @@ static int add_parse(const struct bl_api_request *req, const struct bl_upstream_
             socklen_t sl;
             char err[256];
             const char *text = json_string_value(v);
-            if (strlen(text) >= 80 || bl_addr_parse(text, 0, 0, &ss, &sl, err, sizeof(err))) {
+            if (strlen(text) >= 80 || !(text[0] == '[' || (text[0] >= '0' && text[0] <= '9')) ||
+                bl_addr_parse(text, 0, 0, &ss, &sl, err, sizeof(err))) {
                 errorf(resp, 400, "server must be IP:PORT or [IPv6]:PORT (no host names: "
                        "nothing is resolved at run time)");
                 goto out;

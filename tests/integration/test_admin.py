@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import threading
@@ -248,14 +249,6 @@ def test_bad_calls(ballast, backend, api_of):
         error_of(r)
         if status == 405:
             assert r.header("Allow"), r
-    # What needs in-process reload says so.
-    for method, path, body in (("POST", "/api/reload", b""),
-                               ("POST", "/api/upstreams/app/servers",
-                                b"{\"server\": \"127.0.0.1:1\"}"),
-                               ("DELETE", "/api/upstreams/app/servers/1", None)):
-        r = api.call(method, path, body)
-        assert r.status == 501, (method, path, r)
-        assert "reload" in error_of(r)
 
 
 def test_http_limits_and_keepalive(ballast, backend):
@@ -575,3 +568,172 @@ def test_metrics_promtool(ballast, backend, api_of, tmp_path):
     # HEAD: the head alone.
     r = api.call("HEAD", "/metrics")
     assert r.status == 200 and r.body == b""
+
+
+# --------------------------------------------------------------------------------------------
+# Adding and removing servers, reload through the API
+# --------------------------------------------------------------------------------------------
+
+
+def rewrite(b, servers, upstream=""):
+    """Writes b's config again with these servers in upstream app (the reload tests' edit)."""
+    text = b.conf_text
+    start_i = text.index("upstream app {")
+    end_i = text.index("}", start_i)
+    body = "\n".join(["        " + upstream] if upstream else []
+                     + ["        server %s;" % s for s in servers]
+                     + ["        keepalive 16;"])
+    text = text[:start_i] + "upstream app {\n" + body + "\n    " + text[end_i:]
+    with open(b.conf_path, "w") as f:
+        f.write(text)
+    b.conf_text = text
+
+
+def counts(backs):
+    return [len(x.requests) for x in backs]
+
+
+def test_api_reload(ballast, backend, api_of):
+    b1, b2 = backend("a"), backend("b")
+    b = start(ballast, [b1])
+    api = api_of(b)
+    rewrite(b, ["127.0.0.1:%d" % b1.port, "127.0.0.1:%d" % b2.port])
+    j = api.ok("POST", "/api/reload")
+    assert j == {"status": "ok", "generation": 2}, j
+    assert [s["server"] for s in api.ok("GET", "/api/upstreams/app")["servers"]] == [
+        "127.0.0.1:%d" % b1.port, "127.0.0.1:%d" % b2.port]
+    # A broken file: the error as -t words it, and the running config serves on.
+    with open(b.conf_path, "a") as f:
+        f.write("\nbogus_directive on;\n")
+    with Load(b, 2) as load:
+        load.wait_more(20)
+        r = api.call("POST", "/api/reload")
+        assert r.status == 400, r
+        err = error_of(r)
+        assert 'unknown directive "bogus_directive"' in err and "ballast.conf:" in err, err
+        load.wait_more(20)
+    assert not load.errors, load.errors[:5]
+    assert api.ok("GET", "/api/upstreams/app")["servers"][1]["server"] == "127.0.0.1:%d" % b2.port
+    m = api.call("GET", "/metrics").body.decode()
+    assert 'ballast_config_reloads_total{result="failed"} 1' in m
+    assert "ballast_config_generation 2" in m
+
+
+def test_add_and_remove_exact_counts(ballast, backend, api_of):
+    a, bb, c = backend("a"), backend("b"), backend("c")
+    b = start(ballast, [a, bb], error_log="notice")
+    api = api_of(b)
+    conn = b.conn()
+
+    def run(n):
+        global_conn = conn
+        for _ in range(n):
+            assert global_conn.request("GET", "/").status == 200
+
+    try:
+        run(100)
+        assert counts([a, bb, c]) == [50, 50, 0]
+        r = api.call("POST", "/api/upstreams/app/servers", {"server": "127.0.0.1:%d" % c.port})
+        assert r.status == 201, (r, r.body)
+        s = json.loads(r.body)
+        assert s["id"] == 2 and s["server"] == "127.0.0.1:%d" % c.port and s["state"] == "up"
+        # A new generation: round robin starts its sequence again, one worker: exact.
+        run(300)
+        assert counts([a, bb, c]) == [150, 150, 100]
+        # Drain b, then remove it.
+        api.patch("app", 1, {"drain": True})
+        run(100)
+        assert counts([a, bb, c]) == [200, 150, 150]
+        r = api.call("DELETE", "/api/upstreams/app/servers/1")
+        assert r.status == 200, (r, r.body)
+        assert json.loads(r.body)["status"] == "removed"
+        run(200)
+        assert counts([a, bb, c]) == [300, 150, 250]
+        assert [s["server"] for s in api.ok("GET", "/api/upstreams/app")["servers"]] == [
+            "127.0.0.1:%d" % a.port, "127.0.0.1:%d" % c.port]
+    finally:
+        conn.close()
+    log = open(os.path.join(b.dir, "error.log")).read()
+    assert "server 127.0.0.1:%d added" % c.port in log
+    assert "server 127.0.0.1:%d removed" % bb.port in log
+
+
+def test_add_and_remove_under_load(ballast, backend, api_of):
+    a, bb, c = backend("a"), backend("b"), backend("c")
+    b = start(ballast, [a, bb], workers=2)
+    api = api_of(b)
+    n = 100 if ASAN else 300
+    with Load(b, 4) as load:
+        load.wait_more(n)
+        r = api.call("POST", "/api/upstreams/app/servers",
+                     {"server": "127.0.0.1:%d" % c.port, "weight": 2})
+        assert r.status == 201, r
+        load.wait_more(n)
+        assert len(c.requests) > 0
+        api.patch("app", 1, {"drain": True})
+        assert wait_for(lambda: api.server("app", 1)["in_flight"] == 0, 10 * SLOW)
+        r = api.call("DELETE", "/api/upstreams/app/servers/1")
+        assert r.status == 200, r
+        load.wait_more(8)
+        settled = len(bb.requests)
+        load.wait_more(n)
+        assert len(bb.requests) == settled
+    assert not load.errors, load.errors[:5]
+
+
+def test_changes_survive_reload_until_the_file_changes(ballast, backend, api_of):
+    a, bb, c, d = backend("a"), backend("b"), backend("c"), backend("d")
+    b = start(ballast, [a, bb, c])
+    api = api_of(b)
+    A, B, C, D = ("127.0.0.1:%d" % x.port for x in (a, bb, c, d))
+    api.patch("app", 0, {"drain": True})
+    api.patch("app", 1, {"weight": 3})
+    assert api.call("POST", "/api/upstreams/app/servers", {"server": D}).status == 201
+    assert api.call("DELETE", "/api/upstreams/app/servers/2").status == 200   # c
+    # A reload of the same file (SIGHUP) keeps all four changes.
+    b.send_signal(signal.SIGHUP)
+    assert wait_for(lambda: "ballast_config_generation 4" in
+                    api.call("GET", "/metrics").body.decode(), 10 * SLOW)
+    servers = api.ok("GET", "/api/upstreams/app")["servers"]
+    assert [(s["server"], s["state"], s["weight"]) for s in servers] == [
+        (A, "draining", 1), (B, "up", 3), (D, "up", 1)], servers
+    # The file now speaks about b (weight=2), c (its line changed: it comes back) and d (named
+    # with weight=5): the file wins for those three; a stays drained.
+    rewrite(b, [A, B + " weight=2", C + " max_fails=2", D + " weight=5"])
+    assert api.ok("POST", "/api/reload")["status"] == "ok"
+    servers = api.ok("GET", "/api/upstreams/app")["servers"]
+    assert [(s["server"], s["state"], s["weight"]) for s in servers] == [
+        (A, "draining", 1), (B, "up", 2), (C, "up", 1), (D, "up", 5)], servers
+    # And another reload changes nothing more (the ended entries stay ended).
+    assert api.ok("POST", "/api/reload")["status"] == "ok"
+    servers2 = api.ok("GET", "/api/upstreams/app")["servers"]
+    assert [(s["server"], s["weight"]) for s in servers2] == [
+        (s["server"], s["weight"]) for s in servers]
+
+
+def test_add_remove_bad_calls(ballast, backend, api_of):
+    a = backend("a")
+    b = start(ballast, [a], http="upstream two { server 127.0.0.1:%d; server 127.0.0.1:%d "
+              "backup; }" % (a.port, a.port + 1))
+    api = api_of(b)
+    p = "/api/upstreams/app/servers"
+    for body, why in ((b"{", "invalid JSON"), (b"{}", "server"),
+                      ({"server": "localhost:80"}, "IP:PORT"),
+                      ({"server": "127.0.0.1"}, "IP:PORT"),
+                      ({"server": "127.0.0.1:%d" % a.port}, "already"),
+                      ({"server": "127.0.0.1:1", "weight": 0}, "weight"),
+                      ({"server": "127.0.0.1:1", "fail_timeout": "soon"}, "fail_timeout"),
+                      ({"server": "127.0.0.1:1", "backup": "yes"}, "backup"),
+                      ({"server": "127.0.0.1:1", "colour": 1}, "unknown field")):
+        r = api.call("POST", p, body)
+        assert r.status == 400, (body, r)
+        assert why in error_of(r), (body, r.body)
+    r = api.call("POST", "/api/upstreams/nope/servers", {"server": "127.0.0.1:1"})
+    assert r.status == 400 and "no upstream" in error_of(r)
+    # The last server, the last primary: refused.
+    r = api.call("DELETE", "/api/upstreams/app/servers/0")
+    assert r.status == 400 and "last server" in error_of(r), r.body
+    r = api.call("DELETE", "/api/upstreams/two/servers/0")
+    assert r.status == 400 and "last primary" in error_of(r), r.body
+    # Nothing was reloaded by any of them.
+    assert "ballast_config_generation 1" in api.call("GET", "/metrics").body.decode()
