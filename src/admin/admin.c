@@ -230,6 +230,12 @@ static void handle(struct admin_conn *c)
     const char *why = NULL;
     const struct bl_generation *gen = bl_reload_current();
     const struct bl_admin_conf *ac = &gen->cfg->admin;
+    if (!ac->enabled) {
+        /* A reload took the admin block out: the API is off (and would have no token). */
+        queue_error(c, 503, "the configuration serving now has no admin block: the API is "
+                    "off (restart to close this listener)", 1);
+        return;
+    }
     if (ac->token && !is_status_page(m) && !auth_ok(m, ac->token, ac->token_len, &why)) {
         queue_error(c, 401, why, 0);
         return;
