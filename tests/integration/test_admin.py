@@ -737,3 +737,22 @@ def test_add_remove_bad_calls(ballast, backend, api_of):
     assert r.status == 400 and "last primary" in error_of(r), r.body
     # Nothing was reloaded by any of them.
     assert "ballast_config_generation 1" in api.call("GET", "/metrics").body.decode()
+
+
+def test_reload_without_admin_block_turns_the_api_off(ballast, backend, api_of):
+    a = backend("a")
+    b = start(ballast, [a])
+    api = api_of(b)
+    assert api.call("GET", "/api/health").status == 200
+    text = b.conf_text
+    i = text.index("admin {")
+    j = text.index("}\n", i) + 2
+    with open(b.conf_path, "w") as f:
+        f.write(text[:i] + text[j:])
+    assert api.ok("POST", "/api/reload")["generation"] == 2
+    # No admin block, no API: not even without the token that is gone with it.
+    for tok in (TOKEN, ""):
+        r = api.call("GET", "/api/upstreams", token=tok)
+        assert r.status == 503, r
+        assert "no admin block" in error_of(r)
+    assert b.get("/").status == 200
