@@ -466,8 +466,10 @@ INSTALLED = [
 ]
 
 
-def make(*args, timeout=300):
-    return subprocess.run(["make", "--no-print-directory", "-C", REPO] + list(args),
+def make(*args, timeout=600):
+    """make in the repository; install builds ./ballast first when it is missing or stale
+    (integration-asan alone does not build it)."""
+    return subprocess.run(["make", "-j2", "--no-print-directory", "-C", REPO] + list(args),
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                           timeout=timeout)
 
