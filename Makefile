@@ -164,8 +164,8 @@ install: ballast
 	    $(DESTDIR)$(DOCDIR)/examples $(DESTDIR)$(SYSCONFDIR)/ballast
 	install -m 0755 ballast $(DESTDIR)$(SBINDIR)/ballast
 	sed 's,/usr/local/share/doc/ballast,$(DOCDIR),' man/ballast.8 >$(DESTDIR)$(MANDIR)/man8/ballast.8
-	sed -e 's,@SBINDIR@,$(SBINDIR),g' -e 's,@SYSCONFDIR@,$(SYSCONFDIR),g' dist/ballast.service.in \
-	    >$(DESTDIR)$(SYSTEMDUNITDIR)/ballast.service
+	sed -e 's,/usr/local/sbin/,$(SBINDIR)/,g' -e 's, /etc/ballast/, $(SYSCONFDIR)/ballast/,g' \
+	    dist/ballast.service >$(DESTDIR)$(SYSTEMDUNITDIR)/ballast.service
 	install -m 0644 README.md docs/*.md $(DESTDIR)$(DOCDIR)/
 	install -m 0644 examples/* $(DESTDIR)$(DOCDIR)/examples/
 	@for f in dist/ballast.conf conf/mime.types; do \
