@@ -159,6 +159,46 @@ static void test_reuse_most_recent(void **state)
     ASSERT_EQ(idle_count(0), 0);
 }
 
+/* Reload: idle connections to a kept server move to the new config's pool (most recent
+ * first, as they were), those to a server that went away close, and the old pool closes what
+ * is released into it afterwards. */
+static void test_adopt(void **state)
+{
+    (void)state;
+    struct bl_upconn *a = get(0, 1), *b = get(0, 1), *c = get(1, 1), *busy = get(0, 1);
+    a->nrequests = b->nrequests = c->nrequests = busy->nrequests = 1;
+    bl_upconn_release(a, 1);
+    bl_upconn_release(b, 1);
+    bl_upconn_release(c, 1);
+    ASSERT_EQ(fx->pool.nconns, 4);
+
+    /* The new config: server 0 kept as its server 1 (keepalive 4), server 1 gone. */
+    struct bl_conn_pool to;
+    assert_int_equal(bl_conn_pool_init(&to, fx->loop, 2), BL_OK);
+    struct bl_upstream_group g2 = fx->g;
+    struct bl_upstream_server s2 = fx->s[0];
+    s2.id = 1;
+    s2.group = &g2;
+    struct bl_upstream_server *map[2] = {&s2, NULL};
+    bl_conn_pool_adopt(&to, &fx->pool, map);
+    ASSERT_EQ(fx->pool.nconns, 1);           /* busy, still in use on the old config */
+    ASSERT_EQ(to.nconns, 2);
+    ASSERT_EQ(to.idle[1].count, 2);
+    assert_ptr_equal(to.idle[1].head, b);   /* most recently used first, still */
+    assert_ptr_equal(b->pool, &to);
+    assert_ptr_equal(b->server, &s2);
+    ASSERT_EQ(idle_count(0), 0);
+    ASSERT_EQ(idle_count(1), 0);
+    /* Released into the old pool after the switch: closed. */
+    bl_upconn_release(busy, 1);
+    ASSERT_EQ(fx->pool.nconns, 0);
+    struct bl_upconn *u = bl_upconn_get(&to, &s2, 1, fx, owner_io, owner_timeout);
+    assert_ptr_equal(u, b);
+    bl_upconn_close(u);
+    bl_conn_pool_free(&to);
+    ASSERT_EQ(to.nconns, 0);
+}
+
 static void test_limits(void **state)
 {
     (void)state;
@@ -233,6 +273,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_connect_and_owner_events, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reuse_most_recent, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_adopt, setup, teardown),
         cmocka_unit_test_setup_teardown(test_limits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idle_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idle_closed_by_server, setup, teardown),
