@@ -27,6 +27,7 @@
 #include "core/version.h"
 #include "ops.h"
 #include "reload.h"
+#include "upgrade.h"
 #include "worker.h"
 
 #define DEFAULT_CONF "/etc/ballast/ballast.conf"
@@ -159,7 +160,8 @@ static void on_signal(struct bl_io *io, uint32_t ev)
             continue;
         }
         if (si.ssi_signo == SIGUSR2) {
-            bl_log(BL_LOG_NOTICE, "SIGUSR2: binary upgrade is not supported yet; still running");
+            bl_log(BL_LOG_NOTICE, "SIGUSR2 received, upgrading the binary");
+            bl_upgrade_start(); /* logs its outcome; stops this loop once the new one serves */
             continue;
         }
         /* TERM and INT drain as QUIT does (nginx's TERM is a fast stop): systemd, docker and
@@ -217,8 +219,19 @@ int main(int argc, char **argv)
     char err[1024];
     if (signal_verb && !test_only)
         return bl_ops_signal_running(conf_file, signal_verb, signo);
+    /* Started by a binary upgrade: the old process's sockets and pid file are ours. */
+    int upgraded = 0, inherited_pid_fd = -1;
+    if (!test_only) {
+        bl_upgrade_init(argc, argv);
+        if ((inherited_pid_fd = bl_upgrade_inherit(&upgraded, err, sizeof(err))) == -2) {
+            fprintf(stderr, "ballast: %s\n", err);
+            bl_upgrade_failed(err);
+            return 1;
+        }
+    }
     struct bl_config *cfg = bl_conf_load(conf_file, err, sizeof(err));
     if (!cfg) {
+        bl_upgrade_failed(err);
         fprintf(stderr, "ballast: %s\n", err);
         if (test_only)
             fprintf(stderr, "ballast: configuration file %s test failed\n", conf_file);
@@ -260,7 +273,9 @@ int main(int argc, char **argv)
     int notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     struct bl_generation *gen = bl_generation_create(cfg, cfg->workers, NULL, err, sizeof(err));
     struct bl_worker *ws = gen ? bl_workers_create(gen, notify_fd, err, sizeof(err)) : NULL;
+    bl_generation_inherit_done();
     if (!ws) {
+        bl_upgrade_failed(err);
         bl_log(BL_LOG_EMERG, "%s", err);
         if (cfg->error_log && strcmp(cfg->error_log, "stderr") != 0)
             fprintf(stderr, "ballast: %s\n", err);
@@ -268,8 +283,10 @@ int main(int argc, char **argv)
     }
     /* After the listeners, so that a second instance on the same address is refused with
      * nginx's bind() message; before anything runs, so that it leaves the pid file alone. */
-    int pid_fd = -1;
-    if (cfg->pid_file && (pid_fd = pid_file_lock(cfg->pid_file, err, sizeof(err))) < 0) {
+    int pid_fd = inherited_pid_fd;
+    if (cfg->pid_file && pid_fd < 0 &&
+        (pid_fd = pid_file_lock(cfg->pid_file, err, sizeof(err))) < 0) {
+        bl_upgrade_failed(err);
         bl_log(BL_LOG_EMERG, "%s", err);
         if (cfg->error_log && strcmp(cfg->error_log, "stderr") != 0)
             fprintf(stderr, "ballast: %s\n", err);
@@ -313,16 +330,26 @@ int main(int argc, char **argv)
     cfg = NULL;
     /* The listeners have been listening since bl_workers_create(): the kernel queues
      * connections before a worker polls, so this is the moment a client can connect. */
-    bl_ops_sd_notify("READY=1\nSTATUS=serving");
+    bl_upgrade_setup(ctl.loop, ws, nworkers, pid_fd);
+    bl_upgrade_ready(pid_fd); /* started by an upgrade: the old process may go */
+    bl_ops_sd_notify(upgraded ? "READY=1\nSTATUS=serving (upgraded)" : "READY=1\nSTATUS=serving");
     bl_loop_run(ctl.loop);
-    bl_ops_sd_notify("STOPPING=1");
+    int handover = bl_upgrade_handed_over();
+    if (handover) {
+        char st[64];
+        snprintf(st, sizeof(st), "MAINPID=%d\nSTATUS=handed over", bl_upgrade_new_pid());
+        bl_ops_sd_notify(st);
+    } else {
+        bl_ops_sd_notify("STOPPING=1");
+    }
     bl_admin_stop(admin);
-    bl_workers_shutdown(ws, nworkers);
+    bl_workers_shutdown(ws, nworkers, handover);
     bl_workers_join(ws, nworkers);
     bl_log(BL_LOG_NOTICE, "exit");
     if (pid_fd >= 0) {
-        if (pid_file)
-            unlink(pid_file); /* while still holding the lock */
+        if (pid_file && !handover)
+            unlink(pid_file); /* while still holding the lock (after an upgrade: the new
+                               * process's, which holds it too) */
         close(pid_fd);
     }
     free(pid_file);

@@ -1,5 +1,6 @@
 /* Worker threads: loop, listeners, accept, generation switches, drain and stop. */
 #include <errno.h>
+#include <fcntl.h>
 #include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
@@ -163,7 +164,7 @@ static void on_shutdown_timer(struct bl_timer *t)
     bl_loop_stop(w->loop);
 }
 
-static void worker_shutdown(struct bl_worker *w)
+static void worker_shutdown(struct bl_worker *w, int handover)
 {
     if (w->draining)
         return;
@@ -177,13 +178,13 @@ static void worker_shutdown(struct bl_worker *w)
             l->io.fd = -1;
         }
     }
-    w->cur->http.draining = 1;
+    w->cur->http.draining = handover ? 2 : 1;
     bl_conn_pool_drain(&w->cur->http.up.pool);
-    bl_http_drain(&w->cur->http);
+    bl_http_drain(&w->cur->http, !handover);
     for (struct bl_worker_gen *o = w->old; o; o = o->next_old) {
-        o->http.draining = 1;
+        o->http.draining = handover ? 2 : 1;
         bl_conn_pool_drain(&o->http.up.pool);
-        bl_http_drain(&o->http);
+        bl_http_drain(&o->http, !handover);
     }
     bl_timer_set(w->loop, &w->shutdown_timer,
                  bl_clock_ms + w->cur->gen->cfg->shutdown_timeout + 1);
@@ -272,8 +273,9 @@ static void on_wake(struct bl_io *io, uint32_t ev)
     uint64_t v;
     if (read(io->fd, &v, sizeof(v)) != sizeof(v))
         return;
-    if (atomic_load_explicit(&w->stop_requested, memory_order_acquire))
-        worker_shutdown(w);
+    uint8_t stop = atomic_load_explicit(&w->stop_requested, memory_order_acquire);
+    if (stop)
+        worker_shutdown(w, stop == 2);
     else
         worker_switch(w);
 }
@@ -328,6 +330,99 @@ static const struct bl_listen *listen_in(const struct bl_config *cfg, const char
         if (strcmp(cfg->listens[i].text, text) == 0)
             return &cfg->listens[i];
     return NULL;
+}
+
+/* Sockets inherited from the process that started this one (binary upgrade). */
+struct inherited {
+    char addr[BL_ADDR_STRLEN + 8];
+    int fds[64];
+    int nfds;
+    int taken;
+};
+static struct inherited *inh;
+static int ninh;
+
+int bl_generation_inherit(const char *spec, char *err, size_t errlen)
+{
+    const char *p = spec;
+    while (*p) {
+        const char *eq = strchr(p, '=');
+        const char *end = strchr(p, ';');
+        if (!end)
+            end = p + strlen(p);
+        struct inherited *grown = realloc(inh, (size_t)(ninh + 1) * sizeof(*inh));
+        if (!eq || eq > end || (size_t)(eq - p) >= sizeof(inh->addr) || !grown) {
+            if (grown)
+                inh = grown;
+            snprintf(err, errlen, "malformed inherited sockets \"%.60s\"", p);
+            return BL_ERR;
+        }
+        inh = grown;
+        struct inherited *h = &inh[ninh++];
+        memset(h, 0, sizeof(*h));
+        memcpy(h->addr, p, (size_t)(eq - p));
+        for (const char *q = eq + 1; q < end && h->nfds < (int)BL_ARRAY_LEN(h->fds);) {
+            char *next;
+            long fd = strtol(q, &next, 10);
+            if (next == q || fd < 0) {
+                snprintf(err, errlen, "malformed inherited sockets \"%.60s\"", p);
+                return BL_ERR;
+            }
+            /* A later upgrade passes them on explicitly; nothing else may inherit them. */
+            fcntl((int)fd, F_SETFD, FD_CLOEXEC);
+            h->fds[h->nfds++] = (int)fd;
+            q = *next == ',' ? next + 1 : next;
+        }
+        p = *end ? end + 1 : end;
+    }
+    return BL_OK;
+}
+
+void bl_generation_inherit_done(void)
+{
+    for (int i = 0; i < ninh; i++)
+        for (int k = inh[i].taken; k < inh[i].nfds; k++)
+            close(inh[i].fds[k]);
+    free(inh);
+    inh = NULL;
+    ninh = 0;
+}
+
+static struct inherited *inherited_for(const char *addr)
+{
+    for (int i = 0; i < ninh; i++)
+        if (strcmp(inh[i].addr, addr) == 0)
+            return &inh[i];
+    return NULL;
+}
+
+int bl_workers_listen_fds(struct bl_worker *ws, int n, char *buf, size_t len, int *fds,
+                          int *nfds, int maxfds)
+{
+    size_t at = 0;
+    *nfds = 0;
+    buf[0] = '\0';
+    const struct bl_worker_gen *first = ws[0].cur;
+    for (uint32_t k = 0; k < first->nlisteners; k++) {
+        int w = snprintf(buf + at, len - at, "%s%s=", at ? ";" : "",
+                         first->listeners[k].listen->text);
+        if (w < 0 || (size_t)w >= len - at)
+            return BL_ERR;
+        at += (size_t)w;
+        for (int i = 0; i < n; i++) {
+            int fd = ws[i].cur->listeners[k].io.fd;
+            if (fd < 0)
+                continue;
+            if (*nfds >= maxfds)
+                return BL_ERR;
+            fds[(*nfds)++] = fd;
+            w = snprintf(buf + at, len - at, "%s%d", buf[at - 1] == '=' ? "" : ",", fd);
+            if (w < 0 || (size_t)w >= len - at)
+                return BL_ERR;
+            at += (size_t)w;
+        }
+    }
+    return BL_OK;
 }
 
 /* Gives back what bl_generation_create took before it failed; cfg stays the caller's. */
@@ -392,10 +487,16 @@ struct bl_generation *bl_generation_create(struct bl_config *cfg, int nworkers,
         const struct bl_listen *ls = &cfg->listens[k];
         if (prev && listen_in(prev->cfg, ls->text))
             continue;
-        int rc = ls->reuseport ? 0
+        /* Inherited sockets (an upgrade) are ours already: no probe, and as many as there are
+         * taken over as they are, accept queues included. */
+        struct inherited *h = prev ? NULL : inherited_for(ls->text);
+        int first_new = 0;
+        while (h && first_new < nworkers && h->taken < h->nfds)
+            g->fds[(size_t)first_new++ * cfg->nlistens + k] = h->fds[h->taken++];
+        int rc = ls->reuseport || h ? 0
                                : bl_sock_probe_exclusive((const struct sockaddr *)&ls->addr,
                                                          ls->addrlen, err, errlen);
-        for (int i = 0; rc == 0 && i < nworkers; i++) {
+        for (int i = first_new; rc == 0 && i < nworkers; i++) {
             int fd = bl_sock_listen((const struct sockaddr *)&ls->addr, ls->addrlen,
                                     ls->backlog, 1, err, errlen);
             if (fd < 0)
@@ -554,11 +655,11 @@ int bl_workers_start(struct bl_worker *ws, int n, char *err, unsigned long errle
     return BL_OK;
 }
 
-void bl_workers_shutdown(struct bl_worker *ws, int n)
+void bl_workers_shutdown(struct bl_worker *ws, int n, int handover)
 {
     uint64_t one = 1;
     for (int i = 0; i < n; i++) {
-        atomic_store_explicit(&ws[i].stop_requested, 1, memory_order_release);
+        atomic_store_explicit(&ws[i].stop_requested, handover ? 2 : 1, memory_order_release);
         ssize_t r = write(ws[i].wake.fd, &one, sizeof(one));
         (void)r;
     }

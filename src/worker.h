@@ -131,8 +131,29 @@ struct bl_stats_set *bl_worker_stats_create(const struct bl_config *cfg);
 /* Starts the threads. */
 int bl_workers_start(struct bl_worker *ws, int n, char *err, unsigned long errlen);
 
-/* Asks every worker to drain and stop (async-signal-unsafe; control thread). */
-void bl_workers_shutdown(struct bl_worker *ws, int n);
+/* Asks every worker to drain and stop (async-signal-unsafe; control thread). Listeners close
+ * at once, requests in flight finish. handover = 0 (a stop): idle keep-alive connections
+ * close now. handover = 1 (a binary upgrade, another process took the listeners): they stay
+ * until their next request, answered with Connection: close, or their keep-alive timeout, so
+ * that no client loses a request it sent on an idle connection as it closed. */
+void bl_workers_shutdown(struct bl_worker *ws, int n, int handover);
+
+/* ---- binary upgrade (control thread) */
+
+/* Writes the listening sockets of the generation every worker runs into buf as
+ * "ADDR=FD,FD,...;ADDR=..." (one FD per worker, ADDR as `listen` is printed) and their fds,
+ * cloexec to be cleared in the new process, into fds[*nfds]. BL_OK, or BL_ERR when buf or
+ * fds is too small. */
+int bl_workers_listen_fds(struct bl_worker *ws, int n, char *buf, size_t len, int *fds,
+                          int *nfds, int maxfds);
+
+/* In the new process of an upgrade, before the first bl_generation_create(): the sockets
+ * inherited in the form bl_workers_listen_fds() writes. The first generation takes them for
+ * its addresses (no probe, no bind: the accept queues go on as they are), opening more with
+ * SO_REUSEPORT when it has more workers; bl_generation_inherit_done() closes those it did not
+ * take. BL_OK, or BL_ERR with err filled (malformed). */
+int bl_generation_inherit(const char *spec, char *err, size_t errlen);
+void bl_generation_inherit_done(void);
 
 /* Waits for the threads and frees the workers and their parts of every generation (the
  * generations themselves stay the caller's). */

@@ -1273,7 +1273,7 @@ static void request_finish(struct bl_request *r)
     bl_attempt_release(&r->a, 0, r->up_reusable && r->req_body_done &&
                                      r->body_sent == r->body_end,
                        r->body_bytes_sent);
-    int keep = r->keep_alive && !c->w->draining;
+    int keep = r->keep_alive && c->w->draining != 1;
     uint32_t next = r->body_end; /* first byte after this request */
     uint64_t idle_ms = r->loc ? r->loc->conf.keepalive_timeout
                               : c->listen->servers[0]->conf.keepalive_timeout;
@@ -1637,8 +1637,10 @@ void bl_http_adopt_idle(struct bl_http_worker *w)
     }
 }
 
-void bl_http_drain(struct bl_http_worker *w)
+void bl_http_drain(struct bl_http_worker *w, int close_idle)
 {
+    if (!close_idle)
+        return; /* every next request is answered with Connection: close (w->draining) */
     struct bl_client *c = w->clients;
     while (c) {
         struct bl_client *next = c->next;

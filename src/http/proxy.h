@@ -27,7 +27,12 @@ struct bl_http_worker {
     struct bl_stats_worker *stats;     /* this worker's counters (core/stats.h); never NULL */
     struct bl_client *clients;         /* every open client connection (doubly linked) */
     uint32_t nclients;
-    uint8_t draining;                  /* shutting down: no keep-alive */
+    uint8_t draining;                  /* shutting down: no new keep-alive. 1: a stop, busy
+                                        * connections close after their response; 2: a
+                                        * hand-over (binary upgrade), a response announced as
+                                        * keep-alive keeps its connection for one more request,
+                                        * answered with Connection: close, so that a client
+                                        * never sends on a connection closing under it */
     uint32_t nrequest_cache;
     struct bl_request *request_cache[16]; /* finished requests kept for reuse, so that a request
                                            * costs no malloc in the steady state */
@@ -45,9 +50,10 @@ struct bl_http_worker {
 void bl_http_accept(struct bl_http_worker *hw, const struct bl_listen *listen, int fd,
                     const struct sockaddr *peer, socklen_t peerlen);
 
-/* Shutdown: closes idle keep-alive connections and marks busy ones to close after their
- * current response. */
-void bl_http_drain(struct bl_http_worker *hw);
+/* Shutdown (hw->draining set first): with close_idle (a stop), closes idle keep-alive
+ * connections and marks busy ones to close after their current response; without (a
+ * hand-over), leaves them be: each gets its next request answered with Connection: close. */
+void bl_http_drain(struct bl_http_worker *hw, int close_idle);
 
 /* Reload: moves hw's idle keep-alive connections to *hw->current (closing those whose
  * listening address the new generation no longer has), so that an old generation is not held

@@ -141,7 +141,7 @@ class Load:
                     c = None
             except (ConnectionClosed, IncompleteResponse, OSError, ValueError) as e:
                 with self.lock:
-                    self.failures.append(repr(e))
+                    self.failures.append(("keep " if keep else "fresh ") + repr(e))
                 if c:
                     c.close()
                 c = None
@@ -329,3 +329,78 @@ def test_many_reloads_do_not_grow_memory(ballast, backend):
     if ASAN:
         return  # ASan's quarantine keeps freed memory on purpose; it checks leaks instead
     assert rss1 - rss0 < 1024, "RSS grew by %d KiB over %d reloads" % (rss1 - rss0, n)
+
+
+# ------------------------------------------------------------------------------------------
+# Binary upgrade (SIGUSR2)
+# ------------------------------------------------------------------------------------------
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie is gone for our purposes
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def _stop_pid(pid):
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    if not wait_for(lambda: not _alive(pid), 15 * SLOW):
+        os.kill(pid, signal.SIGKILL)
+        pytest.fail("the upgraded process %d did not stop on SIGTERM" % pid)
+
+
+def test_upgrade_under_load_hands_over_without_a_failed_request(ballast, three):
+    a, b, _ = three
+    text = conf(["@a@", "@b@"]).replace("http {", "pid @tmp@/ballast.pid;\nhttp {", 1)
+    bl = start(ballast, text, workers=2, a=a.addr, b=b.addr)
+    pid_file = os.path.join(bl.dir, "ballast.pid")
+    assert wait_for(lambda: os.path.exists(pid_file) and open(pid_file).read().strip(),
+                    3 * SLOW)
+    assert int(open(pid_file).read()) == bl.pid
+    new_pid = None
+    try:
+        with Load(bl.port, keepalive=2, fresh=1) as load:
+            load.wait_ok(20)
+            bl.send_signal(signal.SIGUSR2)
+            # The old process hands over, drains and exits 0; the pid file names the new one.
+            assert bl.wait(15) == 0, "the old process did not exit after the upgrade"
+            new_pid = int(open(pid_file).read())
+            assert new_pid != bl.pid and _alive(new_pid)
+            load.wait_ok(50)
+            load.stop()
+        assert load.failures == [], load.failures[:10]
+        log = open(os.path.join(bl.dir, "error.log")).read()
+        assert "upgrade: new process %d serves" % new_pid in log, log[-2000:]
+        # The new process serves, and reloads and upgrades in its turn.
+        with Conn(bl.port) as cn:
+            assert cn.request("GET", "/?text=x").status == 200
+    finally:
+        if new_pid:
+            _stop_pid(new_pid)
+    assert not os.path.exists(pid_file), "the last process removes the pid file"
+
+
+def test_upgrade_with_a_broken_config_keeps_the_old_process(ballast, backend):
+    a = backend("a")
+    bl = start(ballast, conf(["@a@"]), a=a.addr)
+    with Load(bl.port) as load:
+        load.wait_ok(5)
+        with open(bl.conf_path, "a") as f:
+            f.write("bogus_directive;\n")
+        bl.send_signal(signal.SIGUSR2)
+        log = os.path.join(bl.dir, "error.log")
+        assert wait_for(lambda: "upgrade failed" in open(log).read(), 10 * SLOW)
+        load.wait_ok(10)
+        load.stop()
+    assert load.failures == [], load.failures[:10]
+    line = [ln for ln in open(log).read().split("\n") if "upgrade failed" in ln][0]
+    assert 'unknown directive "bogus_directive" in %s' % bl.conf_path in line, line
+    assert bl.proc.poll() is None
