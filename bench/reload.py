@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
-"""Reload time: from SIGHUP to the new configuration generation serving.
+"""Reload time: from SIGHUP to the new configuration generation serving; with --upgrades N,
+binary upgrade hand-over time too (SIGUSR2 to the new process serving).
 
     python3 bench/reload.py [--bin ./ballast] [--reloads 200] [--workers 2] [--servers 50]
+                            [--upgrades 0]
 
 Starts ballast with a config of one server block whose `location = /gen` returns the
 generation's tag and an upstream of --servers servers, then reloads --reloads times
@@ -9,6 +11,9 @@ alternating two configs (server weights and the tag differ). Two figures per rel
   internal  what ballast logs: reload begun on the control thread -> every worker switched
   external  os.kill(SIGHUP) -> the first request on a new connection answered with the new tag
             (polled as fast as Python can; includes the poll's own latency)
+Upgrades (after the reloads), each from the process the previous one started:
+  upgrade   what the old process logs: SIGUSR2 -> the new process reported ready
+  handover  os.kill(SIGUSR2) -> the pid file names the new process and it answers
 Prints median, p90, p99 and max of each, in milliseconds.
 """
 import argparse
@@ -23,6 +28,7 @@ import tempfile
 import time
 
 CONF = """worker_processes %(workers)d;
+pid %(dir)s/ballast.pid;
 error_log %(dir)s/error.log notice;
 http {
     access_log off;
@@ -70,6 +76,7 @@ def main():
     ap.add_argument("--reloads", type=int, default=200)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--servers", type=int, default=50)
+    ap.add_argument("--upgrades", type=int, default=0)
     a = ap.parse_args()
     d = tempfile.mkdtemp(prefix="ballast-reload-")
     port = free_port()
@@ -109,11 +116,39 @@ def main():
         time.sleep(0.2)
         internal = [float(m) for m in re.findall(
             r"serves on every worker, ([0-9.]+) ms after", open(log).read())]
+        pid_path = os.path.join(d, "ballast.pid")
+        pid = proc.pid
+        handover = []
+        for i in range(a.upgrades):
+            t0 = time.monotonic()
+            os.kill(pid, signal.SIGUSR2)
+            while True:
+                try:
+                    new = int(open(pid_path).read())
+                except ValueError:
+                    new = pid
+                if new != pid and get(port) == "t%d" % a.reloads:
+                    break
+                if time.monotonic() - t0 > 10:
+                    sys.exit("upgrade %d did not happen" % i)
+            handover.append((time.monotonic() - t0) * 1000)
+            pid = new
+            if i == 0:
+                proc.wait(10)
+        time.sleep(0.2)
+        upgrade = [float(m) for m in re.findall(
+            r"upgrade: new process \d+ serves, ([0-9.]+) ms after", open(log).read())]
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(10)
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except (ProcessLookupError, NameError):
+            proc.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
     print("reloads: %d, workers: %d, upstream servers: %d" % (a.reloads, a.workers, a.servers))
-    for name, xs in (("internal", internal), ("external", external)):
+    series = [("internal", internal), ("external", external)]
+    if a.upgrades:
+        series += [("upgrade", upgrade), ("handover", handover)]
+    for name, xs in series:
         print("%-9s ms: median %.3f  p90 %.3f  p99 %.3f  max %.3f  (n=%d)" % (
             name, statistics.median(xs), pct(xs, 90), pct(xs, 99), max(xs), len(xs)))
 

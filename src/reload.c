@@ -217,9 +217,9 @@ static int check_live(const struct bl_config *run, const struct bl_config *cfg, 
                       size_t errlen)
 {
     if (cfg->workers != run->workers) {
-        snprintf(err, errlen, "\"worker_processes\" changed from %d to %d in %s: restart "
-                 "ballast to apply it (a reload keeps the running workers)", run->workers,
-                 cfg->workers, cfg->file);
+        snprintf(err, errlen, "\"worker_processes\" changed from %d to %d in %s: a reload "
+                 "keeps the running workers; restart ballast or upgrade it in place "
+                 "(ballast -s upgrade) to apply it", run->workers, cfg->workers, cfg->file);
         return BL_ERR;
     }
     if ((run->user == NULL) != (cfg->user == NULL) ||
