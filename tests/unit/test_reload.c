@@ -162,6 +162,52 @@ static void test_bind_failure_refused(void **state)
     bl_generation_free(g1);
 }
 
+/* An upgrade's new process: inherited sockets are taken for their address as they are (no
+ * probe: the old process still listens there), a worker more gets a socket of its own, an
+ * address nobody inherited is bound; the malformed is refused. */
+static void test_inherited_sockets(void **state)
+{
+    (void)state;
+    char err[512] = "";
+    int pa = free_port(), pb = free_port();
+    struct bl_config *c0 = load(conf1, pa, pb);
+    struct bl_generation *old = bl_generation_create(c0, 1, NULL, err, sizeof(err));
+    assert_non_null(old);
+    int fa = old->fds[0];
+    char spec[128];
+    /* A copy: a generation that fails closes what it took. */
+    snprintf(spec, sizeof(spec), "127.0.0.1:%d=%d", pa, dup(fa));
+    ASSERT_EQ(bl_generation_inherit(spec, err, sizeof(err)), BL_OK);
+    struct bl_config *c1 = load(conf1, pa, pb);
+    /* pb is still listened on by `old` without an inherited socket: refused as in use. */
+    assert_null(bl_generation_create(c1, 2, NULL, err, sizeof(err)));
+    assert_non_null(strstr(err, "bind()"));
+    bl_generation_inherit_done();
+    bl_conf_release(c1);
+
+    snprintf(spec, sizeof(spec), "127.0.0.1:%d=%d;127.0.0.1:%d=%d", pa, fa, pb, old->fds[1]);
+    ASSERT_EQ(bl_generation_inherit(spec, err, sizeof(err)), BL_OK);
+    c1 = load(conf1, pa, pb);
+    struct bl_generation *g = bl_generation_create(c1, 2, NULL, err, sizeof(err));
+    if (!g)
+        fail_msg("%s", err);
+    bl_generation_inherit_done();
+    ASSERT_EQ(g->fds[0], fa);              /* worker 1, pa: the inherited socket */
+    ASSERT_EQ(g->fds[1], old->fds[1]);     /* worker 1, pb */
+    if (g->fds[2] < 0 || g->fds[2] == fa)
+        fail_msg("fds %d %d %d %d, fa %d", g->fds[0], g->fds[1], g->fds[2], g->fds[3], fa);
+    assert_true(g->fds[3] >= 0);
+    old->fds[0] = old->fds[1] = -1;        /* handed over: g owns them now */
+    bl_generation_free(g);
+    bl_generation_free(old);
+
+    ASSERT_EQ(bl_generation_inherit("127.0.0.1:1", err, sizeof(err)), BL_ERR);
+    bl_generation_inherit_done();
+    ASSERT_EQ(bl_generation_inherit("127.0.0.1:1=x", err, sizeof(err)), BL_ERR);
+    assert_non_null(strstr(err, "malformed"));
+    bl_generation_inherit_done();
+}
+
 static void test_live_checks(void **state)
 {
     (void)state;
@@ -188,6 +234,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_generation_diff),
         cmocka_unit_test(test_bind_failure_refused),
+        cmocka_unit_test(test_inherited_sockets),
         cmocka_unit_test(test_live_checks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
