@@ -273,7 +273,6 @@ int main(int argc, char **argv)
     int notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     struct bl_generation *gen = bl_generation_create(cfg, cfg->workers, NULL, err, sizeof(err));
     struct bl_worker *ws = gen ? bl_workers_create(gen, notify_fd, err, sizeof(err)) : NULL;
-    bl_generation_inherit_done();
     if (!ws) {
         bl_upgrade_failed(err);
         bl_log(BL_LOG_EMERG, "%s", err);
@@ -300,6 +299,10 @@ int main(int argc, char **argv)
             fprintf(stderr, "ballast: %s\n", err);
         return 1;
     }
+    if (bl_upgrade_launcher_start(err, sizeof(err)) != BL_OK) {
+        bl_log(BL_LOG_EMERG, "%s", err);
+        return 1;
+    }
     if (bl_workers_start(ws, cfg->workers, err, sizeof(err)) != BL_OK) {
         bl_log(BL_LOG_EMERG, "%s", err);
         return 1;
@@ -321,8 +324,12 @@ int main(int argc, char **argv)
     struct bl_admin *admin = NULL;
     if (cfg->admin.enabled && !(admin = bl_admin_start(ctl.loop, cfg, err, sizeof(err)))) {
         bl_log(BL_LOG_EMERG, "admin: %s", err);
+        bl_upgrade_failed(err);
         return 1;
     }
+    bl_generation_inherit_done(); /* an upgrade's sockets that nothing here listens on */
+    if (admin)
+        bl_upgrade_extra_socket(cfg->admin.text, bl_admin_listen_fd(admin));
     /* The pid file and the worker count stay the start's (a reload keeps them), but cfg
      * itself goes with its generation after a reload. */
     char *pid_file = cfg->pid_file ? strdup(cfg->pid_file) : NULL;

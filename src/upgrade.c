@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -46,6 +48,9 @@ static struct {
     pid_t new_pid;               /* the process that took over */
     int ready_fd;                /* in a new process: the write end, until ready */
     uint64_t start_us;
+    char extra_addr[4][80];      /* other listening sockets to hand over (the admin API's) */
+    int extra_fd[4];
+    int nextra;
 } U = {.pipe.fd = -1, .pid_fd = -1, .ready_fd = -1};
 
 static uint64_t mono_us(void)
@@ -156,22 +161,10 @@ static void child_done(void)
 /* The new process is gone without reporting ready: reap it and say why. */
 static void child_failed(const char *why)
 {
-    int status = 0;
-    pid_t r = 0;
-    for (int i = 0; i < 1000 && (r = waitpid(U.child, &status, WNOHANG)) == 0; i++) {
-        struct timespec ms = {0, 1000000};
-        nanosleep(&ms, NULL);
-    }
-    char how[64] = "still running";
-    if (r == U.child && WIFEXITED(status))
-        snprintf(how, sizeof(how), "exit status %d", WEXITSTATUS(status));
-    else if (r == U.child && WIFSIGNALED(status))
-        snprintf(how, sizeof(how), "killed by signal %d", WTERMSIG(status));
     U.msg[U.msglen] = '\0';
     U.msg[strcspn(U.msg, "\n")] = '\0';
     bl_log(BL_LOG_ERROR, "upgrade failed, this process (pid %d) serves on: new process %d (%s) "
-           "%s (%s)%s%s", (int)getpid(), (int)U.child, U.exe, why, how, U.msglen ? ": " : "",
-           U.msg);
+           "%s%s%s", (int)getpid(), (int)U.child, U.exe, why, U.msglen ? ": " : "", U.msg);
     child_done();
 }
 
@@ -212,14 +205,175 @@ static void on_timeout(struct bl_timer *t)
     child_failed("did not report ready within 30 s and was killed");
 }
 
-static int set_env(char **envp, int *k, const char *name, const char *value)
+/* ------------------------------------------------------------ the launcher
+ *
+ * Why a launcher: fork() copies every descriptor of the process, client sockets included, and
+ * a worker that closes a client socket while the copy exists (until the child's exec) keeps
+ * it registered in its epoll set, whose next event would then point at freed memory. So a
+ * small process is forked at start, before any thread or client exists, keeping nothing but
+ * its end of a socket pair; an upgrade sends it the sockets to hand over (SCM_RIGHTS) and it
+ * starts the new binary. It exits when this process goes (end of file on the pair). */
+
+#define MSG_MAX 65536
+
+static int launcher_fd = -1;
+
+/* Replaces "#N" in spec by the launcher's fd for the N-th descriptor received. */
+static int spec_resolve(const char *in, const int *fds, int nfds, char *out, size_t len)
 {
-    size_t len = strlen(name) + strlen(value) + 2;
-    char *e = malloc(len);
-    if (!e)
+    size_t at = 0;
+    for (const char *p = in; *p; p++) {
+        if (*p != '#') {
+            if (at + 1 >= len)
+                return -1;
+            out[at++] = *p;
+            continue;
+        }
+        char *end;
+        long k = strtol(p + 1, &end, 10);
+        if (end == p + 1 || k < 0 || k >= nfds)
+            return -1;
+        int w = snprintf(out + at, len - at, "%d", fds[k]);
+        if (w < 0 || (size_t)w >= len - at)
+            return -1;
+        at += (size_t)w;
+        p = end - 1;
+    }
+    out[at] = '\0';
+    return 0;
+}
+
+/* One request: payload "LISTEN\0READY\0PID\0" with "#N" for received descriptors. Starts the
+ * binary (a grandchild, so that nobody has to reap it) and answers with its pid (or -errno). */
+static void launch(int sp, const char *msg, size_t n, const int *fds, int nfds)
+{
+    static char listen_env[MSG_MAX + 64], ready_env[64], pid_env[64];
+    const char *parts[3] = {msg, NULL, NULL};
+    for (int i = 1; i < 3; i++) {
+        const char *z = memchr(parts[i - 1], '\0', n - (size_t)(parts[i - 1] - msg));
+        parts[i] = z && z + 1 < msg + n ? z + 1 : "";
+    }
+    strcpy(listen_env, ENV_LISTEN "=");
+    strcpy(ready_env, ENV_READY "=");
+    strcpy(pid_env, ENV_PID "=");
+    int32_t pid = -EINVAL;
+    if (spec_resolve(parts[0], fds, nfds, listen_env + strlen(listen_env),
+                     sizeof(listen_env) - strlen(listen_env)) == 0 &&
+        spec_resolve(parts[1], fds, nfds, ready_env + strlen(ready_env),
+                     sizeof(ready_env) - strlen(ready_env)) == 0 &&
+        spec_resolve(parts[2], fds, nfds, pid_env + strlen(pid_env),
+                     sizeof(pid_env) - strlen(pid_env)) == 0) {
+        size_t nenv = 0;
+        while (environ[nenv])
+            nenv++;
+        char **envp = calloc(nenv + 4, sizeof(char *));
+        if (!envp) {
+            pid = -ENOMEM;
+        } else {
+            int k = 0;
+            for (size_t i = 0; i < nenv; i++)
+                if (strncmp(environ[i], "BALLAST_", 8) != 0)
+                    envp[k++] = environ[i];
+            envp[k++] = listen_env;
+            envp[k++] = ready_env;
+            if (parts[2][0])
+                envp[k++] = pid_env;
+            int p[2];
+            if (pipe2(p, O_CLOEXEC) != 0) {
+                pid = -errno;
+            } else {
+                pid_t mid = fork();
+                if (mid == 0) {
+                    pid_t child = fork();
+                    if (child == 0) {
+                        execve(U.exe, U.argv, envp);
+                        int e = errno;
+                        int rfd = -1;
+                        sscanf(ready_env + strlen(ENV_READY "="), "%d", &rfd);
+                        dprintf(rfd, "execve() \"%s\" failed (%d: %s)", U.exe, e, strerror(e));
+                        _exit(127);
+                    }
+                    int32_t c = child > 0 ? child : -errno;
+                    ssize_t w = write(p[1], &c, sizeof(c));
+                    (void)w;
+                    _exit(0);
+                }
+                close(p[1]);
+                if (mid < 0 || read(p[0], &pid, sizeof(pid)) != (ssize_t)sizeof(pid))
+                    pid = mid < 0 ? -errno : -EIO;
+                close(p[0]);
+                if (mid > 0)
+                    waitpid(mid, NULL, 0);
+            }
+            free(envp);
+        }
+    }
+    ssize_t w = write(sp, &pid, sizeof(pid));
+    (void)w;
+}
+
+static void launcher_main(int sp)
+{
+    static char msg[MSG_MAX];
+    for (;;) {
+        int fds[MAX_FDS + 2];
+        char cbuf[CMSG_SPACE(sizeof(fds))];
+        struct iovec iov = {msg, sizeof(msg)};
+        struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
+                            .msg_controllen = sizeof(cbuf)};
+        ssize_t n = recvmsg(sp, &mh, MSG_CMSG_CLOEXEC);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            _exit(0);
+        int nfds = 0;
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
+            if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+                nfds = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+                memcpy(fds, CMSG_DATA(c), (size_t)nfds * sizeof(int));
+            }
+        /* The new process inherits them: exec keeps what has no close-on-exec flag. Only its
+         * grandchild execs; this process closes its copies right after. */
+        for (int i = 0; i < nfds; i++)
+            fcntl(fds[i], F_SETFD, 0);
+        launch(sp, msg, (size_t)n, fds, nfds);
+        for (int i = 0; i < nfds; i++)
+            close(fds[i]);
+    }
+}
+
+int bl_upgrade_launcher_start(char *err, size_t errlen)
+{
+    if (!U.exe[0])
+        return BL_OK; /* the binary is unknown: SIGUSR2 will say so */
+    int sp[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) != 0) {
+        snprintf(err, errlen, "socketpair() failed (%s)", strerror(errno));
         return BL_ERR;
-    snprintf(e, len, "%s=%s", name, value);
-    envp[(*k)++] = e;
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        snprintf(err, errlen, "fork() failed (%s)", strerror(errno));
+        close(sp[0]);
+        close(sp[1]);
+        return BL_ERR;
+    }
+    if (pid == 0) {
+        /* Keep stdio (the new process writes there too) and the pair, nothing else. */
+        int keep = sp[1];
+        if (keep != 3) {
+            if (dup3(keep, 3, O_CLOEXEC) < 0)
+                _exit(1);
+            keep = 3;
+        }
+        if (close_range(4, ~0U, 0) != 0)
+            for (int fd = 4; fd < 65536; fd++)
+                close(fd);
+        prctl(PR_SET_NAME, "ballast-launch");
+        launcher_main(keep);
+    }
+    close(sp[1]);
+    launcher_fd = sp[0];
     return BL_OK;
 }
 
@@ -232,19 +386,41 @@ void bl_upgrade_start(void)
     }
     if (U.handed_over)
         return;
-    if (!U.exe[0] || !U.argv) {
+    if (!U.exe[0] || !U.argv || launcher_fd < 0) {
         bl_log(BL_LOG_ERROR, "upgrade failed, this process serves on: the path of the running "
                "binary is unknown");
         return;
     }
     U.start_us = mono_us();
-    static char spec[65536];
+    static char msg[MSG_MAX];
     static int fds[MAX_FDS + 2];
     int nfds = 0;
-    if (bl_workers_listen_fds(U.ws, U.n, spec, sizeof(spec), fds, &nfds, MAX_FDS) != BL_OK) {
+    if (bl_workers_listen_fds(U.ws, U.n, msg, sizeof(msg) - 64, fds, &nfds, MAX_FDS) != BL_OK ||
+        nfds + 2 + U.nextra > MAX_FDS) {
         bl_log(BL_LOG_ERROR, "upgrade failed, this process serves on: too many listening "
                "sockets to hand over");
         return;
+    }
+    /* Descriptors travel as "#N" (the N-th one sent); the launcher puts its own numbers. */
+    size_t len = strlen(msg);
+    char spec[MSG_MAX];
+    size_t at = 0;
+    int k = 0;
+    for (size_t i = 0; i < len && at + 16 < sizeof(spec);) {
+        if (msg[i] >= '0' && msg[i] <= '9' && i > 0 && (msg[i - 1] == '=' || msg[i - 1] == ',')) {
+            char *end;
+            strtol(msg + i, &end, 10);
+            at += (size_t)snprintf(spec + at, sizeof(spec) - at, "#%d", k++);
+            i += (size_t)(end - (msg + i));
+            continue;
+        }
+        spec[at++] = msg[i++];
+    }
+    spec[at] = '\0';
+    for (int e = 0; e < U.nextra && at + 64 < sizeof(spec); e++) {
+        at += (size_t)snprintf(spec + at, sizeof(spec) - at, "%s%s=#%d", at ? ";" : "",
+                               U.extra_addr[e], nfds);
+        fds[nfds++] = U.extra_fd[e];
     }
     int p[2];
     if (pipe2(p, O_CLOEXEC | O_NONBLOCK) != 0) {
@@ -252,48 +428,38 @@ void bl_upgrade_start(void)
                strerror(errno));
         return;
     }
-    /* The write end must block in the child (it writes once); only ours is non-blocking. */
-    fcntl(p[1], F_SETFL, 0);
+    fcntl(p[1], F_SETFL, 0); /* blocking in the new process, which writes once */
+    int ready_idx = nfds;
     fds[nfds++] = p[1];
-    if (U.pid_fd >= 0)
+    int pid_idx = -1;
+    if (U.pid_fd >= 0) {
+        pid_idx = nfds;
         fds[nfds++] = U.pid_fd;
-
-    size_t nenv = 0;
-    while (environ[nenv])
-        nenv++;
-    char **envp = calloc(nenv + 4, sizeof(char *));
-    char num[16], pidnum[16];
-    snprintf(num, sizeof(num), "%d", p[1]);
-    snprintf(pidnum, sizeof(pidnum), "%d", U.pid_fd);
-    int k = 0;
-    int ok = envp != NULL;
-    for (size_t i = 0; ok && i < nenv; i++)
-        if (strncmp(environ[i], "BALLAST_", 8) != 0)
-            envp[k++] = environ[i];
-    int first_own = k;
-    ok = ok && set_env(envp, &k, ENV_LISTEN, spec) == BL_OK &&
-         set_env(envp, &k, ENV_READY, num) == BL_OK &&
-         (U.pid_fd < 0 || set_env(envp, &k, ENV_PID, pidnum) == BL_OK);
-    pid_t pid = ok ? fork() : -1;
-    if (pid == 0) {
-        /* Only async-signal-safe calls until exec: this process has threads. */
-        for (int i = 0; i < nfds; i++)
-            fcntl(fds[i], F_SETFD, 0);
-        execve(U.exe, U.argv, envp);
-        const char *m = "execve() of the new binary failed";
-        ssize_t w = write(p[1], m, strlen(m));
-        (void)w;
-        _exit(127);
     }
-    int e = errno;
+    size_t mlen = (size_t)snprintf(msg, sizeof(msg), "%s%c#%d%c", spec, 0, ready_idx, 0);
+    if (pid_idx >= 0)
+        mlen += (size_t)snprintf(msg + mlen, sizeof(msg) - mlen, "#%d", pid_idx);
+    msg[mlen++] = '\0';
+
+    char cbuf[CMSG_SPACE(sizeof(int) * (MAX_FDS + 2))];
+    memset(cbuf, 0, sizeof(cbuf));
+    struct iovec iov = {msg, mlen};
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
+                        .msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)nfds)};
+    struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)nfds);
+    memcpy(CMSG_DATA(c), fds, sizeof(int) * (size_t)nfds);
+    int32_t pid = -EIO;
+    if (sendmsg(launcher_fd, &mh, MSG_NOSIGNAL) < 0 ||
+        read(launcher_fd, &pid, sizeof(pid)) != (ssize_t)sizeof(pid))
+        pid = -errno;
     close(p[1]);
-    for (int i = first_own; envp && i < k; i++)
-        free(envp[i]);
-    free(envp);
-    if (pid < 0) {
+    if (pid <= 0) {
         close(p[0]);
-        bl_log(BL_LOG_ERROR, "upgrade failed, this process serves on: %s",
-               ok ? strerror(e) : "out of memory");
+        bl_log(BL_LOG_ERROR, "upgrade failed, this process serves on: starting %s failed (%s)",
+               U.exe, strerror(-pid));
         return;
     }
     U.child = pid;
@@ -308,5 +474,13 @@ void bl_upgrade_start(void)
     U.timeout.handler = on_timeout;
     bl_timer_set(U.loop, &U.timeout, bl_clock_update() + READY_TIMEOUT_MS);
     bl_log(BL_LOG_NOTICE, "upgrade: started %s as pid %d with %d listening sockets", U.exe,
-           (int)pid, nfds - 1 - (U.pid_fd >= 0));
+           (int)pid, ready_idx);
+}
+
+void bl_upgrade_extra_socket(const char *addr, int fd)
+{
+    if (U.nextra < (int)(sizeof(U.extra_fd) / sizeof(U.extra_fd[0])) && fd >= 0) {
+        snprintf(U.extra_addr[U.nextra], sizeof(U.extra_addr[0]), "%s", addr);
+        U.extra_fd[U.nextra++] = fd;
+    }
 }

@@ -37,6 +37,15 @@ void bl_upgrade_failed(const char *why);
 /* After start: what an upgrade hands over. pid_fd: the locked pid file, or -1. */
 void bl_upgrade_setup(struct bl_loop *loop, struct bl_worker *ws, int n, int pid_fd);
 
+/* At start, after privileges are dropped and before any thread or connection exists: forks
+ * the small process that will start the new binary (upgrade.c says why). BL_OK, or BL_ERR
+ * with err filled. */
+int bl_upgrade_launcher_start(char *err, size_t errlen);
+
+/* Another listening socket to hand over (the admin API's), under its address as `listen`
+ * prints it. */
+void bl_upgrade_extra_socket(const char *addr, int fd);
+
 /* SIGUSR2: starts the new process; the outcome comes later on the loop and is logged. When
  * it reports ready, this process's loop is stopped (the caller then shuts down with
  * bl_workers_shutdown(..., handover = 1)). */

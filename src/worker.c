@@ -396,6 +396,12 @@ static struct inherited *inherited_for(const char *addr)
     return NULL;
 }
 
+int bl_generation_take_inherited(const char *addr)
+{
+    struct inherited *h = inherited_for(addr);
+    return h && h->taken < h->nfds ? h->fds[h->taken++] : -1;
+}
+
 int bl_workers_listen_fds(struct bl_worker *ws, int n, char *buf, size_t len, int *fds,
                           int *nfds, int maxfds)
 {

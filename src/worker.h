@@ -155,6 +155,9 @@ int bl_workers_listen_fds(struct bl_worker *ws, int n, char *buf, size_t len, in
 int bl_generation_inherit(const char *spec, char *err, size_t errlen);
 void bl_generation_inherit_done(void);
 
+/* An inherited socket for addr that no generation takes (the admin API's), or -1. */
+int bl_generation_take_inherited(const char *addr);
+
 /* Waits for the threads and frees the workers and their parts of every generation (the
  * generations themselves stay the caller's). */
 void bl_workers_join(struct bl_worker *ws, int n);

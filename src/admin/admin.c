@@ -397,8 +397,11 @@ struct bl_admin *bl_admin_start(struct bl_loop *loop, const struct bl_config *cf
     }
     a->loop = loop;
     a->listener.handler = on_accept;
-    a->listener.fd = bl_sock_listen((const struct sockaddr *)&cfg->admin.addr,
-                                    cfg->admin.addrlen, 64, 0, err, errlen);
+    /* After a binary upgrade the old process's socket is ours (worker.h). */
+    a->listener.fd = bl_generation_take_inherited(cfg->admin.text);
+    if (a->listener.fd < 0)
+        a->listener.fd = bl_sock_listen((const struct sockaddr *)&cfg->admin.addr,
+                                        cfg->admin.addrlen, 64, 0, err, errlen);
     if (a->listener.fd < 0) {
         free(a);
         return NULL;
@@ -412,6 +415,11 @@ struct bl_admin *bl_admin_start(struct bl_loop *loop, const struct bl_config *cf
     bl_log(BL_LOG_NOTICE, "admin API on %s%s", cfg->admin.text,
            cfg->admin.token ? " (token required)" : "");
     return a;
+}
+
+int bl_admin_listen_fd(const struct bl_admin *a)
+{
+    return a->listener.fd;
 }
 
 void bl_admin_stop(struct bl_admin *a)

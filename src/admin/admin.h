@@ -30,6 +30,9 @@ struct bl_admin;
 struct bl_admin *bl_admin_start(struct bl_loop *loop, const struct bl_config *cfg, char *err,
                                 size_t errlen);
 
+/* The listening socket (a binary upgrade hands it over). */
+int bl_admin_listen_fd(const struct bl_admin *a);
+
 /* Closes the listener and every connection; their memory goes with the loop's deferred frees
  * (bl_loop_destroy runs them). NULL is a no-op. */
 void bl_admin_stop(struct bl_admin *a);

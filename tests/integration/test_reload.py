@@ -357,9 +357,50 @@ def _stop_pid(pid):
         pytest.fail("the upgraded process %d did not stop on SIGTERM" % pid)
 
 
+def _metric(port, line_start):
+    with Conn(port) as cn:
+        r = cn.request("GET", "/metrics")
+    assert r.status == 200, r
+    for ln in r.text.split("\n"):
+        if ln.startswith(line_start + " "):
+            return int(float(ln.rsplit(" ", 1)[1]))
+    pytest.fail("no %s in /metrics:\n%s" % (line_start, r.text[:3000]))
+
+
+ADMIN = "admin { listen 127.0.0.1:@portadmin@; }\nhttp {"
+
+
+def test_metrics_continue_across_reloads(ballast, three):
+    a, b, c = three
+    bl = start(ballast, conf(["@a@", "@b@"]).replace("http {", ADMIN, 1), a=a.addr, b=b.addr,
+               c=c.addr)
+    r = Reloader(bl)
+    adm = bl.values["portadmin"]
+    for _ in range(10):
+        with Conn(bl.port) as cn:
+            assert cn.request("GET", "/?text=x").status == 200
+    peer_a = 'ballast_upstream_server_responses_total{upstream="app",server="%s",code="2xx"}' \
+        % a.addr
+    listen = 'ballast_listen_connections_accepted_total{listen="127.0.0.1:%d"}' % bl.port
+    assert _metric(adm, peer_a) == 5
+    assert _metric(adm, listen) == 10
+    # a kept (with a new weight), b removed, c added: a's and the listener's counts go on.
+    r.reload(conf(["@a@ weight=2", "@c@"]).replace("http {", ADMIN, 1))
+    for _ in range(3):
+        with Conn(bl.port) as cn:
+            assert cn.request("GET", "/?text=x").status == 200
+    assert _metric(adm, peer_a) == 7
+    assert _metric(adm, listen) == 13
+    assert _metric(adm, "ballast_config_generation") == 2
+    r.reload(conf(["@a@", "@c@"]).replace("http {", ADMIN + "\nbogus;", 1), expect_ok=False)
+    assert _metric(adm, 'ballast_config_reloads_total{result="ok"}') == 1
+    assert _metric(adm, 'ballast_config_reloads_total{result="failed"}') == 1
+    assert _metric(adm, peer_a) == 7
+
+
 def test_upgrade_under_load_hands_over_without_a_failed_request(ballast, three):
     a, b, _ = three
-    text = conf(["@a@", "@b@"]).replace("http {", "pid @tmp@/ballast.pid;\nhttp {", 1)
+    text = conf(["@a@", "@b@"]).replace("http {", "pid @tmp@/ballast.pid;\n" + ADMIN, 1)
     bl = start(ballast, text, workers=2, a=a.addr, b=b.addr)
     pid_file = os.path.join(bl.dir, "ballast.pid")
     assert wait_for(lambda: os.path.exists(pid_file) and open(pid_file).read().strip(),
@@ -379,9 +420,10 @@ def test_upgrade_under_load_hands_over_without_a_failed_request(ballast, three):
         assert load.failures == [], load.failures[:10]
         log = open(os.path.join(bl.dir, "error.log")).read()
         assert "upgrade: new process %d serves" % new_pid in log, log[-2000:]
-        # The new process serves, and reloads and upgrades in its turn.
+        # The new process serves, its admin API on the socket it took over.
         with Conn(bl.port) as cn:
             assert cn.request("GET", "/?text=x").status == 200
+        assert _metric(bl.values["portadmin"], "ballast_config_generation") == 1
     finally:
         if new_pid:
             _stop_pid(new_pid)
