@@ -430,3 +430,46 @@ def test_retry_keeps_ids(traced):
         req, log = sent(traced, "/retry/%d" % i)
         assert req.header("x-request-id") == log["id"], (req.headers, log)
         assert req.header("traceparent") == "00-%s-%s-01" % (log["trace"], log["span"])
+
+
+@pytest.mark.skipif(not os.path.exists("/usr/sbin/nginx") and not shutil.which("nginx"),
+                    reason="nginx is not installed")
+def test_upstream_variables_as_nginx(ballast, backend, tmp_path):
+    """The same upstream block with a dead first server, nginx and ballast side by side: the
+    same $upstream_* lines (times masked), the retried request listing both attempts."""
+    be = backend("app")
+    dead = closed_port()
+    fmt = ("'$status|$upstream_addr|$upstream_status|$upstream_connect_time|"
+           "$upstream_header_time|$upstream_response_time|$request_length'")
+    got = {}
+    for server in ("nginx", "ballast"):
+        port = int(render("@port@", {}))
+        d = tmp_path / server
+        d.mkdir()
+        body = ("    log_format u %s;\n"
+                "    upstream pair { server 127.0.0.1:%d; server 127.0.0.1:%d; }\n"
+                "    server {\n        listen 127.0.0.1:%d;\n        access_log %s/u.log u;\n"
+                "        location / { proxy_pass http://pair; }\n"
+                "        location /none { return 204; }\n    }\n"
+                % (fmt, dead, be.port, port, d))
+        n = None
+        try:
+            if server == "nginx":
+                n = Nginx(str(d / "nginx"), body)
+                n.wait_listening(port)
+            else:
+                ballast("http {\n%s\n}\n" % body)
+            reqs = [b"GET /a HTTP/1.1\r\nHost: localhost\r\n\r\n",
+                    b"GET /b HTTP/1.1\r\nHost: localhost\r\n\r\n",
+                    b"GET /none HTTP/1.1\r\nHost: localhost\r\n\r\n"]
+            assert [raw_exchange(port, r) for r in reqs] == [200, 200, 204]
+            lines = read_lines(str(d / "u.log"), 3)
+        finally:
+            if n:
+                n.stop()
+        masked = [re.sub(rb"\d+\.\d{3}", b"T", l) for l in lines]
+        got[server] = sorted(masked[:2]) + masked[2:]
+    assert got["ballast"] == got["nginx"], got
+    retried = [l for l in got["nginx"] if b", " in l]
+    assert retried == [b"200|127.0.0.1:%d, 127.0.0.1:%d|502, 200|-, T|-, T|T, T|36"
+                       % (dead, be.port)], got
