@@ -451,6 +451,10 @@ static void proxy_start(struct bl_request *r)
     if (first_server(r) != BL_OK) {
         bl_log(BL_LOG_ERROR, "no live upstreams in \"%s\": every server is down, full or "
                "ejected, client %s", r->loc->upstream->name, r->c->ip);
+        /* nginx's $upstream_addr names the group when no server could be picked */
+        r->tries[0] = (struct bl_upstream_try){r->loc->upstream->name, BL_TRY_NONE, BL_TRY_NONE,
+                                               0, 0};
+        r->ntries = 1;
         request_abort(r, 503, "no live upstreams");
         return;
     }

@@ -192,9 +192,11 @@ http {
     log_format u escape=json '%s';
     upstream pair { server 127.0.0.1:@pdead@; server 127.0.0.1:@pb@; }
     upstream five { server 127.0.0.1:@pb@; server 127.0.0.1:@pb2@; }
+    upstream allgone { server 127.0.0.1:@pb@ down; }
     server {
         listen 127.0.0.1:@port@;
         access_log @tmp@/u.log u;
+        location /gone { proxy_pass http://allgone; }
         location / { proxy_pass http://pair; }
         location /five { proxy_pass http://five; proxy_next_upstream http_503; }
         location = /local { return 204; }
@@ -205,7 +207,8 @@ http {
     assert b.get("/b").status == 200
     assert b.get("/local").status == 204
     assert b.get("/five?status=503").status == 503
-    lines = json_lines(os.path.join(b.dir, "u.log"), 4)
+    assert b.get("/gone").status == 503
+    lines = json_lines(os.path.join(b.dir, "u.log"), 5)
     # round robin: one of the first two requests tries the dead server first
     retried = [l for l in lines[:2] if ", " in l["addr"]]
     straight = [l for l in lines[:2] if ", " not in l["addr"]]
@@ -227,6 +230,10 @@ http {
     five = lines[3]
     assert five["addr"] == "%s, %s" % (be.addr, be.addr) and five["ustatus"] == "503, 503", five
     assert five["status"] == 503, five
+    # no server to pick: nginx's $upstream_addr is the group's name
+    gone = lines[4]
+    assert (gone["status"], gone["addr"], gone["ustatus"], gone["connect"]) == \
+        (503, "allgone", "-", "-"), gone
 
 
 def test_flush_time_bounds_the_wait(ballast):
