@@ -444,7 +444,7 @@ static struct bl_log_format *format_add(struct compiler *c, const char *name, in
     }
     f->escape = (uint8_t)escape;
     f->builtin = (uint8_t)builtin;
-    if (!(f->line = bl_template_compile(line, err, sizeof(err)))) {
+    if (!(f->line = bl_template_compile_vars(line, &cfg->vars, err, sizeof(err)))) {
         free(f->name);
         free(f);
         fail(c, "%s", err);
@@ -564,6 +564,7 @@ static int h_access_log(struct compiler *c, const struct bl_conf_node *n)
     if (!fmt)
         return BL_ERR;
     uint64_t buffer = 0, flush = 0;
+    const char *cond = NULL;
     for (int i = 2; i < n->nargs; i++) {
         const char *a = n->args[i];
         if (strncmp(a, "buffer=", 7) == 0) {
@@ -573,9 +574,11 @@ static int h_access_log(struct compiler *c, const struct bl_conf_node *n)
         } else if (strncmp(a, "flush=", 6) == 0) {
             if (parse_time_ms(a + 6, &flush) != BL_OK || flush < 1)
                 return fail(c, "invalid flush time \"%s\"", a + 6);
-        } else if (strncmp(a, "gzip", 4) == 0 || strncmp(a, "if=", 3) == 0) {
+        } else if (strncmp(a, "if=", 3) == 0 && a[3]) {
+            cond = a + 3;
+        } else if (strncmp(a, "gzip", 4) == 0) {
             static const struct bl_unsupported u = {"access_log", BL_UNSUPPORTED_ERROR,
-                                                    "this access_log parameter is"};
+                                                    "compressed access logs are"};
             char what[160];
             snprintf(what, sizeof(what), "\"%.100s\"", a);
             return unsupported(c, &u, what);
@@ -583,24 +586,30 @@ static int h_access_log(struct compiler *c, const struct bl_conf_node *n)
             return invalid_value(c, a);
         }
     }
+    struct bl_template *t = NULL;
+    if (cond && !(t = template_vars(c, cond)))
+        return BL_ERR;
     struct bl_access_log *al = access_log_get(c, path, fmt);
-    struct bl_access_log **list = al ? grow(lc->access_logs, lc->naccess_logs,
-                                            sizeof(*list)) : NULL;
-    if (!list)
+    struct bl_log_line *list = al ? grow(lc->access_logs, lc->naccess_logs, sizeof(*list)) : NULL;
+    if (!list) {
+        bl_template_free(t);
         return oom(c);
+    }
     lc->access_logs = list;
     if (buffer || flush) {
         /* nginx: flush= alone means a 64k buffer; one file written with two buffer settings
          * is its error too. */
         uint32_t b = buffer ? (uint32_t)buffer : 64 * 1024;
         uint32_t f = flush ? (uint32_t)flush : BL_ACCESS_LOG_FLUSH_MS;
-        if (al->explicit_buffer && (al->buffer != b || al->flush_ms != f))
+        if (al->explicit_buffer && (al->buffer != b || al->flush_ms != f)) {
+            bl_template_free(t);
             return fail(c, "access_log \"%s\" already defined with conflicting parameters", path);
+        }
         al->buffer = b;
         al->flush_ms = f;
         al->explicit_buffer = 1;
     }
-    lc->access_logs[lc->naccess_logs++] = al;
+    lc->access_logs[lc->naccess_logs++] = (struct bl_log_line){al, t};
     lc->set |= BL_LC_ACCESS_LOG;
     return BL_OK;
 }
@@ -1915,7 +1924,8 @@ static const struct directive directives[] = {
     DIRECTIVE("log_format", CTX_HTTP, 2, ANY_ARGS, 0,
               "NAME [escape=default | json | none] STRING ...", NULL, h_log_format),
     DIRECTIVE("access_log", CTX_HSL, 1, 5, 0,
-              "FILE [FORMAT [buffer=SIZE] [flush=TIME]] | off", "off", h_access_log),
+              "FILE [FORMAT [buffer=SIZE] [flush=TIME] [if=CONDITION]] | off", "off",
+              h_access_log),
     TYPED("client_header_timeout", CTX_HTTP | CTX_SERVER, FT_TIME, client_header_timeout, "60s"),
     TYPED("client_body_timeout", CTX_HSL, FT_TIME, client_body_timeout, "60s"),
     {"keepalive_timeout", CTX_HSL, 1, 2, 0, FT_TIME, offsetof(struct bl_loc_conf,
@@ -2234,7 +2244,10 @@ static void merge_loc_conf(struct bl_loc_conf *child, const struct bl_loc_conf *
         child->access_logs = parent->access_logs;
         child->naccess_logs = parent->naccess_logs;
     } else if (child->set & BL_LC_ACCESS_OFF) {
-        child->naccess_logs = 0; /* the list stays owned by this level, to be freed */
+        /* the lines stay owned by this level, to be freed; none is used */
+        for (uint32_t i = 0; i < child->naccess_logs; i++)
+            bl_template_free(child->access_logs[i].cond);
+        child->naccess_logs = 0;
     }
     if (!(child->set & BL_LC_ERROR_PAGES)) {
         child->error_pages = parent->error_pages;
@@ -2282,8 +2295,11 @@ static void free_error_pages(struct bl_error_page *e, uint32_t n)
 /* Frees the lists this level set itself; inherited ones belong to the level above. */
 static void free_loc_conf(struct bl_loc_conf *lc)
 {
-    if (lc->set & BL_LC_ACCESS_LOG)
+    if (lc->set & BL_LC_ACCESS_LOG) {
+        for (uint32_t i = 0; i < lc->naccess_logs; i++)
+            bl_template_free(lc->access_logs[i].cond);
         free(lc->access_logs);
+    }
     if (lc->set & BL_LC_REQUEST_ID)
         free(lc->request_id_header);
     if (lc->set & BL_LC_HEADERS)

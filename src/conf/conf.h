@@ -44,6 +44,12 @@ struct bl_header_set {
 
 struct bl_error_page;
 struct bl_access_log;
+
+/* An access_log line of one level: the log, and its if= condition (NULL: every request). */
+struct bl_log_line {
+    struct bl_access_log *log;
+    struct bl_template *cond;       /* a request whose value is "" or "0" is not logged */
+};
 struct bl_mime_type;
 
 /* Settings that http, server and location may each hold, inherited downwards as nginx merges
@@ -89,7 +95,7 @@ struct bl_loc_conf {
     uint32_t nheaders;
     uint32_t nerror_pages;
     struct bl_error_page *error_pages;
-    struct bl_access_log **access_logs; /* access_log lines (the logs belong to
+    struct bl_log_line *access_logs;    /* access_log lines (their logs belong to
                                          * bl_config.access_logs); none: off */
     uint32_t naccess_logs;
     char *root;                     /* http/server root: locations without one inherit it */

@@ -480,3 +480,26 @@ def test_upstream_variables_as_nginx(ballast, backend, tmp_path):
     retried = [l for l in got["nginx"] if b", " in l]
     assert retried == [b"200|127.0.0.1:%d, 127.0.0.1:%d|502, 200|-, T|-, T|T, T|36"
                        % (dead, be.port)], got
+
+
+def test_if_condition(ballast):
+    """access_log ... if=: a request whose condition is empty or "0" is not logged by that
+    line; `set` variables work in conditions and in formats."""
+    b = ballast("""
+http {
+    log_format v '$uri $tag';
+    server {
+        listen 127.0.0.1:@port@;
+        set $tag none;
+        access_log @tmp@/arg.log v if=$arg_log;
+        access_log @tmp@/all.log v;
+        location /tagged { set $tag t1; return 204; }
+        location / { return 204; }
+    }
+}
+""")
+    for p in ("/a?log=1", "/b?log=0", "/c?log=", "/d", "/tagged?log=yes"):
+        assert b.get(p).status == 204
+    assert read_lines(os.path.join(b.dir, "all.log"), 5) == \
+        [b"/a none", b"/b none", b"/c none", b"/d none", b"/tagged t1"]
+    assert read_lines(os.path.join(b.dir, "arg.log"), 2) == [b"/a none", b"/tagged t1"]

@@ -381,8 +381,9 @@ def test_log_format_errors_name_the_line(tmp_path):
         ("access_log /tmp/x.log combined buffer=0;", 'invalid buffer size "0" in %s:2'),
         ("access_log syslog:server=127.0.0.1 combined;",
          'logging to syslog is not supported in this build: "access_log syslog:" in %s:2'),
-        ("access_log /tmp/x.log combined if=$arg_log;",
-         'this access_log parameter is not supported in this build: "if=$arg_log" in %s:2'),
+        ("access_log /tmp/x.log combined gzip=5;",
+         'compressed access logs are not supported in this build: "gzip=5" in %s:2'),
+        ("access_log /tmp/x.log combined if=$nosuch;", 'unknown "nosuch" variable in %s:2'),
         ("access_log /tmp/$host.log;", 'variables in "access_log" paths are not supported '
          'in %s:2'),
     ]:

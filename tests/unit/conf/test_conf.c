@@ -340,7 +340,7 @@ static void test_merge_three_levels(void **state)
     assert_int_equal(own->conf.nerror_pages, 1);
     assert_int_equal(own->conf.error_pages[0].code, 404);
     assert_int_equal(own->conf.naccess_logs, 1);
-    assert_ptr_not_equal(own->conf.access_logs[0], http->access_logs[0]);
+    assert_ptr_not_equal(own->conf.access_logs[0].log, http->access_logs[0].log);
 
     /* server 2 has no lines: http's values, down to its location */
     assert_int_equal(other->conf.proxy_read_timeout, 5000);
