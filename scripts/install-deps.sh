@@ -7,9 +7,10 @@ pkgs="gcc make libc6-dev libjansson-dev libpcre2-dev"
 if [ "$what" = test ]; then
     # systemd: `systemd-analyze verify` of the unit; groff-base: the man page renders cleanly;
     # logrotate: examples/logrotate.ballast run as shipped; prometheus: promtool checks
-    # /metrics; chromium: the status page test.
+    # /metrics; chromium: the status page test; jq: JSON access log lines parse
+    # (tests/integration/test_logs.py).
     pkgs="$pkgs libcmocka-dev python3-pytest curl nginx-light haproxy wrk strace procps
-        systemd groff-base logrotate prometheus chromium"
+        systemd groff-base logrotate prometheus chromium jq"
 fi
 missing=""
 for p in $pkgs; do
