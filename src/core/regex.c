@@ -44,6 +44,10 @@ static void block_free(void *p, void *data)
         free(p);
 }
 
+/* The thread's match data, made once in the thread's block and kept: a match allocates
+ * nothing and there is nothing to free when the thread ends. */
+static __thread pcre2_match_data *thread_md;
+
 static pcre2_general_context *match_context(void)
 {
     /* Created on first use at load (control thread) and never freed: a few bytes holding two
@@ -91,9 +95,11 @@ struct bl_regex *bl_regex_compile(const char *pattern, int caseless, char *err, 
     uint32_t n = 0;
     pcre2_pattern_info(re->code, PCRE2_INFO_CAPTURECOUNT, &n);
     re->ncaptures = n;
-    /* The match block must hold the largest ovector a pattern can ask for. */
-    pcre2_match_data *md = pcre2_match_data_create(BL_REGEX_MAX_PAIRS, match_context());
-    if (!md) {
+    /* The match block must hold the largest ovector a pattern can ask for (checked once per
+     * thread: afterwards the thread's match data holds the block). */
+    pcre2_match_data *md = thread_md ? NULL
+                                     : pcre2_match_data_create(BL_REGEX_MAX_PAIRS, match_context());
+    if (!thread_md && !md) {
         snprintf(err, errlen, "out of memory");
         bl_regex_free(re);
         return NULL;
@@ -143,29 +149,36 @@ void bl_regex_each_name(const struct bl_regex *re, void (*fn)(void *arg, const c
 int bl_regex_exec(const struct bl_regex *re, const char *subject, size_t len, uint32_t *ovec,
                   uint32_t npairs)
 {
-    /* Without JIT the interpreter wants heap frames from the block's allocator: that rare
+    /* Without JIT the interpreter wants heap frames from the match data's allocator: that rare
      * build gets an ordinary heap block per match instead. */
-    pcre2_match_data *md = pcre2_match_data_create(BL_REGEX_MAX_PAIRS,
-                                                   re->jit ? match_context() : NULL);
+    pcre2_match_data *md;
+    if (re->jit) {
+        if (!thread_md)
+            thread_md = pcre2_match_data_create(BL_REGEX_MAX_PAIRS, match_context());
+        md = thread_md;
+    } else {
+        md = pcre2_match_data_create(BL_REGEX_MAX_PAIRS, NULL);
+    }
     if (!md)
         return BL_ERR;
     int rc = re->jit ? pcre2_jit_match(re->code, (PCRE2_SPTR)subject, len, 0, 0, md, NULL)
                      : pcre2_match(re->code, (PCRE2_SPTR)subject, len, 0, 0, md, NULL);
+    int got = 0;
     if (rc == PCRE2_ERROR_NOMATCH) {
-        pcre2_match_data_free(md);
-        return 0;
+        got = 0;
+    } else if (rc < 0) {
+        got = BL_ERR;
+    } else {
+        /* rc 0: the ovector was too small for every group; it is full. */
+        uint32_t n = rc == 0 ? BL_REGEX_MAX_PAIRS : (uint32_t)rc;
+        if (n > npairs)
+            n = npairs;
+        const PCRE2_SIZE *v = pcre2_get_ovector_pointer(md);
+        for (uint32_t i = 0; i < 2 * n; i++)
+            ovec[i] = v[i] == PCRE2_UNSET ? UINT32_MAX : (uint32_t)v[i];
+        got = (int)n;
     }
-    if (rc < 0) {
+    if (md != thread_md)
         pcre2_match_data_free(md);
-        return BL_ERR;
-    }
-    /* rc 0: the ovector was too small for every group; it is full. */
-    uint32_t got = rc == 0 ? BL_REGEX_MAX_PAIRS : (uint32_t)rc;
-    if (got > npairs)
-        got = npairs;
-    const PCRE2_SIZE *v = pcre2_get_ovector_pointer(md);
-    for (uint32_t i = 0; i < 2 * got; i++)
-        ovec[i] = v[i] == PCRE2_UNSET ? UINT32_MAX : (uint32_t)v[i];
-    pcre2_match_data_free(md);
-    return (int)got;
+    return got;
 }
