@@ -25,7 +25,7 @@ cleanup() {
     sleep 0.3
     for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
-    rm -rf "$TMP"
+    [ "${BENCH_KEEP:-0}" = 1 ] || rm -rf "$TMP"
 }
 trap cleanup EXIT
 # A hang anywhere ends the run: 4 setups x ROUNDS runs plus start-up, generously.
@@ -41,8 +41,8 @@ BPORT=$(port)
 
 nginx_main() {   # $1: dir
     mkdir -p "$1"
-    printf '%s\nworker_processes 1;\ndaemon off;\npid %s/nginx.pid;\nerror_log %s/error.log warn;\npcre_jit on;\nevents { worker_connections 4096; }\n' \
-        "$USER_LINE" "$1" "$1" "$1"
+    printf '%s\nworker_processes 1;\ndaemon off;\nmaster_process off;\npid %s/nginx.pid;\nerror_log %s/error.log warn;\npcre_jit on;\nevents { worker_connections 4096; }\n' \
+        "$USER_LINE" "$1" "$1"
 }
 temp_paths() {
     for t in client_body proxy fastcgi uwsgi scgi; do printf '%s_temp_path %s/%s;\n' $t "$1" $t; done
@@ -140,5 +140,5 @@ p = sys.argv[1]
 text = open(p).read()
 i = text.find("\n## ")
 i = len(text) if i < 0 else i + 1
-open(p, "w").write(text[:i] + os.environ["SECTION"] + "\n" + text[i:])' "$RESULTS"
+open(p, "w").write(text[:i] + os.environ["SECTION"] + "\n\n" + text[i:])' "$RESULTS"
 fi
