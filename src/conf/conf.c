@@ -705,6 +705,37 @@ static int h_proxy_set_header(struct compiler *c, const struct bl_conf_node *n)
     return BL_OK;
 }
 
+/* add_header NAME VALUE [always]: fields added to responses to the client (proxy_head.c). */
+static int h_add_header(struct compiler *c, const struct bl_conf_node *n)
+{
+    const char *name = n->args[0];
+    if (!*name || strspn(name, "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyz"
+                               "ABCDEFGHIJKLMNOPQRSTUVWXYZ") != strlen(name))
+        return invalid_value(c, name);
+    if (n->nargs == 3 && strcmp(n->args[2], "always") != 0)
+        return invalid_value(c, n->args[2]);
+    struct bl_template *t = template_vars(c, n->args[1]);
+    if (!t)
+        return BL_ERR;
+    struct bl_loc_conf *lc = c->lc;
+    struct bl_add_header *hs = grow(lc->add_headers, lc->nadd_headers, sizeof(*hs));
+    char *copy = hs ? conf_strdup(name) : NULL;
+    if (hs) {
+        lc->add_headers = hs;
+        lc->set |= BL_LC_ADD_HEADERS;
+    }
+    if (!copy) {
+        bl_template_free(t);
+        return oom(c);
+    }
+    struct bl_add_header *h = &lc->add_headers[lc->nadd_headers++];
+    h->name = copy;
+    h->name_len = (uint32_t)strlen(name);
+    h->always = n->nargs == 3;
+    h->value = t;
+    return BL_OK;
+}
+
 /* proxy_pass_header lets one of the fields nginx hides by default through; proxy_hide_header
  * hides one more. Names are checked as field names; a pass of a field that is not hidden by
  * default is refused, since it would do nothing. */
@@ -1969,6 +2000,7 @@ static const struct directive directives[] = {
     DIRECTIVE("server_names_hash_bucket_size", CTX_HTTP, 1, 1, 0, "SIZE", "64",
               h_number_ignore),
     DIRECTIVE("proxy_pass_header", CTX_HSL, 1, 1, 0, "FIELD", NULL, h_proxy_pass_header),
+    DIRECTIVE("add_header", CTX_HSL, 2, 3, 0, "NAME VALUE [always]", NULL, h_add_header),
     DIRECTIVE("proxy_hide_header", CTX_HSL, 1, 1, 0, "FIELD", NULL, h_proxy_pass_header),
     /* upstream */
     DIRECTIVE("server", CTX_UPSTREAM, 1, ANY_ARGS, 0,
@@ -2269,6 +2301,10 @@ static void merge_loc_conf(struct bl_loc_conf *child, const struct bl_loc_conf *
         child->types = parent->types;
         child->ntypes = parent->ntypes;
     }
+    if (!(child->set & BL_LC_ADD_HEADERS)) {
+        child->add_headers = parent->add_headers;
+        child->nadd_headers = parent->nadd_headers;
+    }
     if (!(child->set & BL_LC_HIDE)) {
         child->pass_headers = parent->pass_headers;
         child->hide_headers = parent->hide_headers;
@@ -2321,6 +2357,13 @@ static void free_loc_conf(struct bl_loc_conf *lc)
             free(lc->types[i].type);
         }
         free(lc->types);
+    }
+    if (lc->set & BL_LC_ADD_HEADERS) {
+        for (uint32_t i = 0; i < lc->nadd_headers; i++) {
+            free(lc->add_headers[i].name);
+            bl_template_free(lc->add_headers[i].value);
+        }
+        free(lc->add_headers);
     }
     if (lc->set & BL_LC_HIDE) {
         for (uint32_t i = 0; i < lc->nhide_headers; i++)

@@ -34,6 +34,14 @@ struct bl_loc_tree {
 };
 
 
+/* An add_header line. */
+struct bl_add_header {
+    char *name;
+    uint32_t name_len;
+    uint8_t always;                 /* also on error statuses (nginx's list otherwise) */
+    struct bl_template *value;      /* an empty value adds nothing */
+};
+
 /* A proxy_set_header line. */
 struct bl_header_set {
     char *name;
@@ -110,6 +118,8 @@ struct bl_loc_conf {
     char *request_id_header;        /* request_id_header: kept from the client when valid and
                                      * sent upstream with $request_id; NULL: off */
     uint32_t request_id_header_len;
+    struct bl_add_header *add_headers; /* add_header lines */
+    uint32_t nadd_headers;
     uint32_t set;                   /* BL_LC_* bits: set at this level, which owns those lists */
 };
 
@@ -124,6 +134,7 @@ struct bl_loc_conf {
 #define BL_LC_INDEX       0x20u     /* index */
 #define BL_LC_DEFAULT_TYPE 0x40u    /* default_type */
 #define BL_LC_TYPES       0x80u     /* types */
+#define BL_LC_ADD_HEADERS 0x400u    /* add_header */
 #define BL_LC_HIDE        0x8u      /* proxy_pass_header or proxy_hide_header: as in nginx, a
                                      * level with either inherits neither */
 

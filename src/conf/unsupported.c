@@ -79,7 +79,6 @@ static const struct bl_unsupported directives[] = {
     {"scgi_*", E, OTHER_UPSTREAMS},
     {"grpc_*", E, OTHER_UPSTREAMS},
     {"memcached_*", E, OTHER_UPSTREAMS},
-    {"add_header", E, FILTERS},
     {"add_trailer", E, FILTERS},
     {"expires", E, FILTERS},
     {"sub_filter", E, FILTERS},

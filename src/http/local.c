@@ -66,6 +66,30 @@ static size_t absolute_location(const struct bl_request *r, const char *location
     return n > 0 && (size_t)n < cap ? (size_t)n : 0;
 }
 
+/* Puts the location's add_header lines at the end of the head made in r->out (before the empty
+ * line, the body moved after them). Lines that do not fit are left out, and logged. */
+static void insert_add_headers(struct bl_request *r, int status)
+{
+    const struct bl_location *loc = r->loc;
+    if (!loc || !loc->conf.nadd_headers)
+        return;
+    char lines[2048];
+    size_t n = bl_add_headers(r, status, lines, sizeof(lines));
+    if (!n)
+        return;
+    struct bl_buf *b = r->out;
+    char *end = memmem(b->data, b->end, "\r\n\r\n", 4);
+    if (n > sizeof(lines) || !end || b->end + n > b->cap) {
+        bl_log(BL_LOG_ERROR, "add_header fields do not fit in the response head, client %s",
+               r->c->ip);
+        return;
+    }
+    char *at = end + 2;
+    memmove(at + n, at, (size_t)(b->data + b->end - at));
+    memcpy(at, lines, n);
+    b->end += (uint32_t)n;
+}
+
 /* Makes the head (and a small body) of a response in r->out. BL_OK, or BL_ERR when no
  * buffer could be had. */
 static int local_write(struct bl_request *r, int status, const char *body, size_t len,
@@ -96,6 +120,7 @@ static int local_write(struct bl_request *r, int status, const char *body, size_
     r->out->end = (uint32_t)n;
     r->out_sent = 0;
     r->body_bytes_sent = body_bytes;
+    insert_add_headers(r, status);
     return BL_OK;
 }
 
@@ -299,6 +324,7 @@ static int static_serve(struct bl_request *r, const struct bl_location *loc, con
     r->out->end = (uint32_t)h;
     r->out_sent = 0;
     r->body_bytes_sent = 0;
+    insert_add_headers(r, status);
     if (head || st.st_size == 0) {
         close(fd);
     } else {

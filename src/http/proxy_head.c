@@ -305,6 +305,50 @@ int bl_proxy_upstream_head(struct bl_request *r)
 
 /* ------------------------------------------------------------ building the client head */
 
+/* nginx adds add_header fields to these statuses only, unless the line says `always`. */
+static int add_header_status(int status)
+{
+    switch (status) {
+    case 200: case 201: case 204: case 206:
+    case 301: case 302: case 303: case 304: case 307: case 308:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static void head_add_headers(struct out *o, const struct bl_request *r, int status)
+{
+    const struct bl_location *loc = r->loc;
+    if (!loc || !loc->conf.nadd_headers)
+        return;
+    int ok = add_header_status(status);
+    struct bl_var_ctx v;
+    bl_request_var_ctx(r, &v);
+    for (uint32_t i = 0; i < loc->conf.nadd_headers; i++) {
+        const struct bl_add_header *h = &loc->conf.add_headers[i];
+        if (!ok && !h->always)
+            continue;
+        size_t mark = o->len;
+        out_put(o, h->name, h->name_len);
+        out_put(o, ": ", 2);
+        size_t vstart = o->len;
+        out_template(o, h->value, &v);
+        if (!o->overflow && o->len == vstart) {
+            o->len = mark; /* an empty value adds nothing (nginx) */
+            continue;
+        }
+        out_put(o, "\r\n", 2);
+    }
+}
+
+size_t bl_add_headers(const struct bl_request *r, int status, char *buf, size_t cap)
+{
+    struct out o = {buf, 0, cap, 0};
+    head_add_headers(&o, r, status);
+    return o.overflow ? cap + 1 : o.len;
+}
+
 static int hidden_by_config(const struct bl_location *loc, const struct bl_h1_header *h)
 {
     for (uint32_t i = 0; i < loc->conf.nhide_headers; i++)
@@ -358,5 +402,6 @@ int bl_proxy_client_head(struct bl_request *r)
         out_str(&o, "Connection: close\r\n");
     else if (r->msg.minor_version == 0)
         out_str(&o, "Connection: keep-alive\r\n");
+    head_add_headers(&o, r, m->status);
     return out_finish_head(r, &o);
 }

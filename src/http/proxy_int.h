@@ -148,6 +148,9 @@ const char *bl_req_state_str(int state);
 int bl_proxy_upstream_head(struct bl_request *r);
 /* The client's head for the upstream's response head in r->resp. */
 int bl_proxy_client_head(struct bl_request *r);
+/* The location's add_header lines for a response with status, written to buf: the length,
+ * 0 for none, more than cap when they do not fit. */
+size_t bl_add_headers(const struct bl_request *r, int status, char *buf, size_t cap);
 
 /* ---- local.c: responses ballast makes itself, produced into r, never sent from there.
  * Each leaves the head in r->out (from out_sent 0) with a small body after it, or a file's

@@ -215,8 +215,38 @@ server {
 }
 """
 
+HEADERS = r"""
+upstream b1 { server 127.0.0.1:@b1@; }
+server {
+    listen 127.0.0.1:@port@;
+    add_header X-Srv srv;
+    add_header X-Srv-Always "always $uri" always;
+    location /inherit { return 200 "i"; }
+    location /own { add_header X-Own own; return 200 "o"; }
+    location /err { return 404; }
+    location /own-err {
+        add_header X-Own own;
+        add_header X-A "a $uri" always;
+        return 403;
+    }
+    location /redir { return 302 /x; }
+    location /proxy { proxy_pass http://b1; }
+    location /proxy-own { add_header X-P "p-$uri"; proxy_pass http://b1; }
+    location ~ ^/cap/(\w+) { add_header X-Cap $1; return 200 "c"; }
+    location /empty { add_header X-Empty ""; return 200 "e"; }
+    location /nested/ {
+        add_header X-Outer outer;
+        location /nested/in/ { return 200 "in"; }
+        location /nested/own/ { add_header X-Inner inner; return 200 "own"; }
+    }
+}
+"""
+
 CONFIGS = {"order": ORDER, "named": NAMED, "rewrite": REWRITE, "return": RETURN,
-           "ifset": IFSET}
+           "ifset": IFSET, "headers": HEADERS}
+# The added fields compared for the "headers" config.
+ADDED = ("X-Srv", "X-Srv-Always", "X-Own", "X-A", "X-P", "X-Cap", "X-Empty", "X-Outer",
+         "X-Inner")
 
 # (config, path, extra headers)
 CASES = [
@@ -300,6 +330,19 @@ CASES = [
     ("ifset", "/if/a", {"Cookie": "user=ann"}),
     ("ifset", "/s/", {}),
     ("ifset", "/s/?stop=1", {}),
+    ("headers", "/inherit", {}),
+    ("headers", "/own", {}),
+    ("headers", "/err", {}),
+    ("headers", "/own-err", {}),
+    ("headers", "/redir", {}),
+    ("headers", "/proxy", {}),
+    ("headers", "/proxy-own?q=1", {}),
+    ("headers", "/cap/zz", {}),
+    ("headers", "/empty", {}),
+    ("headers", "/nested/in/", {}),
+    ("headers", "/nested/own/", {}),
+    ("headers", "/nested/x", {}),
+    ("headers", "/none", {}),
 ]
 
 
@@ -358,7 +401,8 @@ def ask(port, path, headers):
         # Built-in pages are signed by each server: compare them by status only.
         if "<html>" in body:
             body = "(status page)"
-        return r.status, loc, body
+        added = tuple((h, r.getheader(h)) for h in ADDED if r.getheader(h) is not None)
+        return r.status, loc, body, added
     finally:
         c.close()
 

@@ -222,8 +222,8 @@ SERVER = "http {\n    server {\n        listen 127.0.0.1:18080%s;\n%s    }\n%s}\
      'access control is not supported in this build: "allow" directive'),
     (SERVER % ("", "        proxy_cache one;\n", ""),
      'caching is not supported in this build: "proxy_cache" directive'),
-    (SERVER % ("", "        add_header X-Frame-Options DENY;\n", ""),
-     'changing response headers and bodies is not supported in this build: "add_header"'),
+    (SERVER % ("", "        sub_filter a b;\n", ""),
+     'changing response headers and bodies is not supported in this build: "sub_filter"'),
     (SERVER % ("", "        if ($http_x) { proxy_pass http://127.0.0.1:1; }\n", ""),
      '"proxy_pass" inside "if" is not supported in this build: only return, rewrite, set and '
      'break'),
@@ -236,7 +236,7 @@ def test_missing_feature_is_named(tmp_path, text, needle):
     line = next(i for i, l in enumerate(text.split("\n"), 1)
                 if any(w in l for w in ("ssl", "http2", "proxy_protocol", "https", "map ",
                                         "Upgrade", "Connection", "limit_req", "allow",
-                                        "proxy_cache", "add_header", "if (", "stream")))
+                                        "proxy_cache", "sub_filter", "if (", "stream")))
     first = r.stderr.split("\n")[0]
     assert first.startswith("ballast: ") and needle in first, r.stderr
     assert first.endswith(" in %s:%d" % (path, line)), r.stderr

@@ -85,6 +85,9 @@ static void test_errors(void **state)
                  "rewrite, set and break, the forms nginx documents as safe in t.conf:3");
     expect_error("http { server { listen 127.0.0.1:18080;\n location / {\n"
                  " rewrite ^ /x bogus; } } }\n", "invalid parameter \"bogus\" in t.conf:3");
+    expect_error("http { server { listen 127.0.0.1:18080;\n location / {\n"
+                 " add_header X-A b sometimes; } } }\n",
+                 "invalid value \"sometimes\" in \"add_header\" directive in t.conf:3");
     expect_error("http {\n server {\n listen 127.0.0.1:18080;\n location / {\n"
                  " return 200 \"$nosuchvar\";\n }\n }\n}\n",
                  "unknown \"nosuchvar\" variable in t.conf:5");
