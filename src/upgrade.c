@@ -402,21 +402,8 @@ void bl_upgrade_start(void)
         return;
     }
     /* Descriptors travel as "#N" (the N-th one sent); the launcher puts its own numbers. */
-    size_t len = strlen(msg);
-    char spec[MSG_MAX];
-    size_t at = 0;
-    int k = 0;
-    for (size_t i = 0; i < len && at + 16 < sizeof(spec);) {
-        if (msg[i] >= '0' && msg[i] <= '9' && i > 0 && (msg[i - 1] == '=' || msg[i - 1] == ',')) {
-            char *end;
-            strtol(msg + i, &end, 10);
-            at += (size_t)snprintf(spec + at, sizeof(spec) - at, "#%d", k++);
-            i += (size_t)(end - (msg + i));
-            continue;
-        }
-        spec[at++] = msg[i++];
-    }
-    spec[at] = '\0';
+    static char spec[MSG_MAX];
+    size_t at = (size_t)snprintf(spec, sizeof(spec), "%s", msg);
     for (int e = 0; e < U.nextra && at + 64 < sizeof(spec); e++) {
         at += (size_t)snprintf(spec + at, sizeof(spec) - at, "%s%s=#%d", at ? ";" : "",
                                U.extra_addr[e], nfds);

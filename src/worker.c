@@ -421,8 +421,8 @@ int bl_workers_listen_fds(struct bl_worker *ws, int n, char *buf, size_t len, in
                 continue;
             if (*nfds >= maxfds)
                 return BL_ERR;
+            w = snprintf(buf + at, len - at, "%s#%d", buf[at - 1] == '=' ? "" : ",", *nfds);
             fds[(*nfds)++] = fd;
-            w = snprintf(buf + at, len - at, "%s%d", buf[at - 1] == '=' ? "" : ",", fd);
             if (w < 0 || (size_t)w >= len - at)
                 return BL_ERR;
             at += (size_t)w;

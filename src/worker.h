@@ -140,10 +140,11 @@ void bl_workers_shutdown(struct bl_worker *ws, int n, int handover);
 
 /* ---- binary upgrade (control thread) */
 
-/* Writes the listening sockets of the generation every worker runs into buf as
- * "ADDR=FD,FD,...;ADDR=..." (one FD per worker, ADDR as `listen` is printed) and their fds,
- * cloexec to be cleared in the new process, into fds[*nfds]. BL_OK, or BL_ERR when buf or
- * fds is too small. */
+/* Writes the listening sockets of the generation every worker runs into fds[*nfds] and
+ * describes them in buf as "ADDR=#I,#J,...;ADDR=..." (ADDR as `listen` prints it, one #index
+ * into fds per worker; whoever passes them on puts the descriptor numbers the new process
+ * will have in place of the indexes, the form bl_generation_inherit() reads). BL_OK, or BL_ERR
+ * when buf or fds is too small. */
 int bl_workers_listen_fds(struct bl_worker *ws, int n, char *buf, size_t len, int *fds,
                           int *nfds, int maxfds);
 
