@@ -57,8 +57,8 @@ void bl_conn_pool_adopt(struct bl_conn_pool *to, struct bl_conn_pool *from,
             u = u->next;
         while (u) {
             struct bl_upconn *prev = u->prev;
-            if (!s || s->group->keepalive == 0 || to->idle[s->id].count >= s->group->keepalive ||
-                s->id >= to->nservers) {
+            if (!s || s->id >= to->nservers || s->group->keepalive == 0 ||
+                to->idle[s->id].count >= s->group->keepalive) {
                 bl_upconn_close(u);
             } else {
                 idle_unlink(u);
