@@ -3,7 +3,7 @@
 # running, "test" for the tests and benchmarks too. apt-get runs only when something is missing.
 set -eu
 what=${1:-run}
-pkgs="gcc make libc6-dev libjansson-dev libpcre2-dev"
+pkgs="gcc make libc6-dev libjansson-dev libpcre2-dev libssl-dev openssl"
 if [ "$what" = test ]; then
     # systemd: `systemd-analyze verify` of the unit; groff-base: the man page renders cleanly;
     # logrotate: examples/logrotate.ballast run as shipped; prometheus: promtool checks

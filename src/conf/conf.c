@@ -1105,13 +1105,15 @@ static int h_listen(struct compiler *c, const struct bl_conf_node *n)
     socklen_t sl;
     if (bl_addr_parse(n->args[0], 80, 0, &ss, &sl, err, sizeof(err)) != 0)
         return fail(c, "%s in \"listen\" directive", err);
-    int def = 0, backlog = 511, reuseport = 0;
+    int def = 0, backlog = 511, reuseport = 0, ssl = 0;
     for (int i = 1; i < n->nargs; i++) {
         int64_t v;
         if (strcmp(n->args[i], "default_server") == 0 || strcmp(n->args[i], "default") == 0)
             def = 1;
         else if (strcmp(n->args[i], "reuseport") == 0)
             reuseport = 1;
+        else if (strcmp(n->args[i], "ssl") == 0)
+            ssl = 1;
         else if (strncmp(n->args[i], "backlog=", 8) == 0) {
             if (parse_num(n->args[i] + 8, 1, 65535, &v) != BL_OK)
                 return invalid_value(c, n->args[i]);
@@ -1148,6 +1150,7 @@ static int h_listen(struct compiler *c, const struct bl_conf_node *n)
         l->port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
     }
     l->reuseport |= (uint8_t)reuseport;
+    l->ssl |= (uint8_t)ssl; /* as in nginx, ssl on any line makes the address TLS */
     for (uint32_t k = 0; k < l->nservers; k++) {
         if (l->servers[k] == c->srv)
             return fail(c, "duplicate listen %s", text);
@@ -1166,6 +1169,17 @@ static int h_listen(struct compiler *c, const struct bl_conf_node *n)
         l->servers[l->nservers] = c->srv;
     }
     l->nservers++;
+    return BL_OK;
+}
+
+/* ssl_*: into the server block, or the http level that servers inherit from (conf/ssl.h). */
+static int h_ssl(struct compiler *c, const struct bl_conf_node *n)
+{
+    struct bl_ssl_conf *sc = c->srv ? &c->srv->ssl : &c->cfg->http_ssl;
+    char err[256];
+    if (bl_ssl_conf_set(sc, n->name, n->args, n->nargs, n->file, n->line, err, sizeof(err)) !=
+        BL_OK)
+        return fail(c, "%s", err);
     return BL_OK;
 }
 
@@ -2032,9 +2046,27 @@ static const struct directive directives[] = {
               h_upstream_keepalive_timeout),
     /* server */
     DIRECTIVE("listen", CTX_SERVER, 1, ANY_ARGS, 0,
-              "[ADDRESS:]PORT [default_server] [reuseport] [backlog=N]", NULL, h_listen),
+              "[ADDRESS:]PORT [default_server] [ssl] [reuseport] [backlog=N]", NULL, h_listen),
     DIRECTIVE("server_name", CTX_SERVER, 1, ANY_ARGS, DIR_DEFAULT_DOC, "NAME ...", "\"\"",
               h_server_name),
+    /* TLS to clients (conf/ssl.c); the defaults are applied by bl_ssl_conf_merge */
+    DIRECTIVE("ssl_certificate", CTX_HTTP | CTX_SERVER, 1, 1, 0, "FILE", NULL, h_ssl),
+    DIRECTIVE("ssl_certificate_key", CTX_HTTP | CTX_SERVER, 1, 1, 0, "FILE", NULL, h_ssl),
+    DIRECTIVE("ssl_protocols", CTX_HTTP | CTX_SERVER, 1, 4, DIR_DEFAULT_DOC,
+              "[TLSv1] [TLSv1.1] [TLSv1.2] [TLSv1.3]", "TLSv1.2 TLSv1.3", h_ssl),
+    DIRECTIVE("ssl_ciphers", CTX_HTTP | CTX_SERVER, 1, 1, DIR_DEFAULT_DOC, "CIPHERS",
+              "HIGH:!aNULL:!MD5", h_ssl),
+    DIRECTIVE("ssl_prefer_server_ciphers", CTX_HTTP | CTX_SERVER, 1, 1, DIR_DEFAULT_DOC,
+              "on | off", "off", h_ssl),
+    DIRECTIVE("ssl_session_cache", CTX_HTTP | CTX_SERVER, 1, 2, DIR_DEFAULT_DOC,
+              "off | none | [builtin[:SIZE]] [shared:NAME:SIZE]", "none", h_ssl),
+    DIRECTIVE("ssl_session_timeout", CTX_HTTP | CTX_SERVER, 1, 1, DIR_DEFAULT_DOC, "TIME", "5m",
+              h_ssl),
+    DIRECTIVE("ssl_session_tickets", CTX_HTTP | CTX_SERVER, 1, 1, DIR_DEFAULT_DOC, "on | off",
+              "on", h_ssl),
+    DIRECTIVE("ssl_ecdh_curve", CTX_HTTP | CTX_SERVER, 1, 1, DIR_DEFAULT_DOC, "CURVE[:CURVE...]",
+              "auto", h_ssl),
+    DIRECTIVE("ssl_dhparam", CTX_HTTP | CTX_SERVER, 1, 1, 0, "FILE", NULL, h_ssl),
     DIRECTIVE("location", CTX_SERVER | CTX_LOCATION, 1, 2, DIR_BLOCK,
               "[ = | ^~ | ~ | ~* ] PATH\n@NAME", NULL,
               h_location),
@@ -2511,6 +2543,7 @@ static int finish(struct compiler *c)
     for (uint32_t i = 0; i < cfg->nservers; i++) {
         struct bl_server_block *s = cfg->servers[i];
         merge_loc_conf(&s->conf, &cfg->http_conf);
+        bl_ssl_conf_merge(&s->ssl, &cfg->http_ssl);
         s->index = i;
         s->server_loc->index = UINT32_MAX;
         finish_location(cfg, s, s->server_loc);
@@ -2522,6 +2555,9 @@ static int finish(struct compiler *c)
         }
         sort_prefixes(&s->locs);
     }
+    if (bl_ssl_build(cfg->servers, cfg->nservers, cfg->listens, cfg->nlistens, c->err,
+                     c->errlen) != BL_OK)
+        return BL_ERR;
     if (cfg->nservers == 0)
         cfg->max_head = (uint32_t)(cfg->http_conf.lchb_number * cfg->http_conf.lchb_size);
     for (uint32_t i = 0; i < cfg->naccess_logs; i++) {
@@ -2722,6 +2758,8 @@ void bl_conf_release(struct bl_config *cfg)
         free(s->named);
         free_location(s->server_loc);
         free_loc_conf(&s->conf);
+        bl_ssl_conf_free(&s->ssl);
+        bl_ssl_ctx_free(s->ssl_ctx);
         for (uint32_t k = 0; k < s->nnames; k++)
             free(s->names[k]);
         free(s->names);
@@ -2731,6 +2769,7 @@ void bl_conf_release(struct bl_config *cfg)
     }
     free_loc_conf(&cfg->http_conf);
     free_loc_conf(&cfg->defaults);
+    bl_ssl_conf_free(&cfg->http_ssl);
     free(cfg->servers);
     for (uint32_t i = 0; i < cfg->nlistens; i++)
         free(cfg->listens[i].servers);

@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 
+#include "conf/ssl.h"
 #include "core/sock.h"
 #include "http/template.h"      /* struct bl_var_names */
 #include "upstream/attempt.h"     /* BL_NEXT_*: proxy_next_upstream conditions */
@@ -272,6 +273,8 @@ struct bl_server_block {
     uint32_t nall;
     struct bl_location *server_loc; /* server-level settings, used before a location matches */
     uint8_t is_default;             /* listen ... default_server */
+    struct bl_ssl_conf ssl;         /* ssl_* (merged with the http level's) */
+    void *ssl_ctx;                  /* SSL_CTX *: made when an ssl listener serves the block */
     uint32_t index;                 /* position in bl_config.servers */
     struct bl_loc_conf conf;        /* server-level settings (inherited and own) */
 };
@@ -283,6 +286,7 @@ struct bl_listen {
     uint16_t port;
     int backlog;
     uint8_t reuseport;              /* `listen ... reuseport`: other processes may share it */
+    uint8_t ssl;                    /* `listen ... ssl`: TLS (conf/ssl.h) */
     struct bl_server_block **servers; /* servers[0] is the default */
     uint32_t nservers;
 };
@@ -343,6 +347,7 @@ struct bl_config {
     struct bl_loc_conf defaults;    /* the directive table's defaults: http_conf's parent */
     struct bl_loc_conf http_conf;   /* http-level settings (inherited and own) */
 
+    struct bl_ssl_conf http_ssl;    /* ssl_* at the http level, servers inherit them */
     struct bl_listen *listens;
     uint32_t nlistens;
     struct bl_server_block **servers;

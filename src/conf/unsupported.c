@@ -8,6 +8,8 @@
 #define W BL_UNSUPPORTED_WARN
 
 static const char TLS[] = "TLS is";
+static const char MTLS[] = "client certificate verification is";
+static const char UPSTREAM_TLS[] = "TLS to upstreams is";
 static const char HTTP2[] = "HTTP/2 is";
 static const char HTTP3[] = "HTTP/3 is";
 static const char WEBSOCKET[] = "WebSocket proxying is";
@@ -29,9 +31,16 @@ static const char FILE_IO[] = "asynchronous and direct file I/O is";
 
 /* Grouped by feature; a name ending in '*' is a prefix. Read once per unknown name. */
 static const struct bl_unsupported directives[] = {
+    /* `ssl on;` is gone from nginx too (listen ... ssl); the verify family would leave a
+     * server open that the operator meant to close, so it is an error, not a warning. */
     {"ssl", E, TLS},
-    {"ssl_*", W, TLS},
-    {"proxy_ssl_*", W, TLS},
+    {"ssl_verify_client", E, MTLS},
+    {"ssl_client_certificate", E, MTLS},
+    {"ssl_trusted_certificate", E, MTLS},
+    {"ssl_verify_depth", E, MTLS},
+    {"ssl_crl", E, MTLS},
+    {"ssl_*", W, "this TLS setting is"},
+    {"proxy_ssl_*", W, UPSTREAM_TLS},
     {"http2", E, HTTP2},
     {"http2_*", W, HTTP2},
     {"http3", E, HTTP3},
@@ -99,7 +108,6 @@ static const struct bl_unsupported directives[] = {
 static const struct bl_unsupported websocket = {"map", E, WEBSOCKET};
 
 static const struct bl_unsupported listen_params[] = {
-    {"ssl", E, TLS},
     {"http2", E, HTTP2},
     {"quic", E, HTTP3},
     {"proxy_protocol", E, "the PROXY protocol is"},

@@ -57,12 +57,13 @@ static size_t absolute_location(const struct bl_request *r, const char *location
     }
     if (hlen >= sizeof(host))
         hlen = sizeof(host) - 1;
-    unsigned port = lc->port_in_redirect ? r->c->listen->port : 80;
+    unsigned dflt = r->c->tls ? 443 : 80;
+    unsigned port = lc->port_in_redirect ? r->c->listen->port : dflt;
     char portbuf[16] = "";
-    if (port != 80)
+    if (port != dflt)
         snprintf(portbuf, sizeof(portbuf), ":%u", port);
-    int n = snprintf(out, cap, "http://%.*s%s%.*s", (int)hlen, host, portbuf, (int)len,
-                     location);
+    int n = snprintf(out, cap, "%s://%.*s%s%.*s", r->c->tls ? "https" : "http", (int)hlen, host,
+                     portbuf, (int)len, location);
     return n > 0 && (size_t)n < cap ? (size_t)n : 0;
 }
 

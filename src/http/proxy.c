@@ -132,6 +132,39 @@ static ssize_t write_iov(int fd, struct iovec *iov, int n, uint8_t *ready)
     return BL_ERR;
 }
 
+/* ------------------------------------------------------------ transport
+ * The client side's seam: plain sockets go straight to recv/send (one predictable branch on
+ * c->tls, nothing else on the plain path); a TLS connection goes through http/tls.c. */
+
+static inline ssize_t client_read(struct bl_client *c, struct bl_buf *b)
+{
+    if (bl_likely(!c->tls))
+        return read_into(c->io.fd, b, &c->rready, c->hup);
+    ssize_t n = bl_tls_read(c->tls, b->data + b->end, bl_buf_room(b), &c->rready, &c->tls_want);
+    if (n > 0)
+        b->end += (uint32_t)n;
+    return n;
+}
+
+static inline ssize_t client_writev(struct bl_client *c, struct iovec *iov, int n)
+{
+    if (bl_likely(!c->tls))
+        return write_iov(c->io.fd, iov, n, &c->wready);
+    return bl_tls_writev(c->tls, iov, n, &c->wready, &c->tls_want);
+}
+
+/* A small best-effort write outside the request's flow (100 Continue, 1xx, an out-of-memory
+ * 503): bytes written, or -1. */
+static ssize_t client_send_small(struct bl_client *c, const char *p, size_t len)
+{
+    if (bl_likely(!c->tls))
+        return send(c->io.fd, p, len, MSG_NOSIGNAL);
+    struct iovec iov = {.iov_base = (void *)p, .iov_len = len};
+    uint8_t ready = 1;
+    ssize_t n = bl_tls_writev(c->tls, &iov, 1, &ready, &c->tls_want);
+    return n > 0 ? n : -1;
+}
+
 /* Request objects are recycled per worker (hw->request_cache): no malloc per request in the
  * steady state. */
 static struct bl_request *request_new(struct bl_client *c)
@@ -494,7 +527,7 @@ static void attempt_start(struct bl_request *r, int fresh)
         r->body_end == r->head_end && r->msg.minor_version == 1 && !r->continue_sent) {
         static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
         r->continue_sent = 1;
-        if (send(c->io.fd, cont, sizeof(cont) - 1, MSG_NOSIGNAL) != (ssize_t)sizeof(cont) - 1) {
+        if (client_send_small(c, cont, sizeof(cont) - 1) != (ssize_t)sizeof(cont) - 1) {
             request_abort(r, 0, "client closed while sending 100 Continue");
             return;
         }
@@ -651,7 +684,7 @@ static int send_head_and_body(struct bl_request *r, int fd, uint8_t *ready, cons
             return BL_OK;
         if (!*ready)
             return BL_AGAIN;
-        ssize_t w = write_iov(fd, iov, n, ready);
+        ssize_t w = fd == r->c->io.fd ? client_writev(r->c, iov, n) : write_iov(fd, iov, n, ready);
         if (w == BL_AGAIN)
             return BL_AGAIN;
         if (w < 0)
@@ -702,7 +735,7 @@ static int read_request_body(struct bl_request *r)
     if (!c->rready)
         return BL_AGAIN;
     uint32_t from = in->end;
-    ssize_t n = read_into(c->io.fd, in, &c->rready, c->hup);
+    ssize_t n = client_read(c, in);
     if (n == BL_AGAIN)
         return BL_AGAIN;
     if (n <= 0) {
@@ -823,7 +856,7 @@ static int parse_response_head(struct bl_request *r)
             /* Interim responses: 100 is ours to send (already sent or not needed); others
              * (103 Early Hints) go to HTTP/1.1 clients as they came. */
             if (r->resp.status != 100 && r->msg.minor_version == 1) {
-                ssize_t w = send(r->c->io.fd, b->data + b->start, (size_t)rc, MSG_NOSIGNAL);
+                ssize_t w = client_send_small(r->c, b->data + b->start, (size_t)rc);
                 (void)w; /* best effort: a lost 1xx is harmless */
             }
             b->start += (uint32_t)rc;
@@ -1126,7 +1159,7 @@ static const char oom_response[] = "HTTP/1.1 503 Service Unavailable\r\nContent-
 static void client_oom(struct bl_client *c)
 {
     bl_log(BL_LOG_ERROR, "out of memory, closing the connection of client %s", c->ip);
-    ssize_t n = send(c->io.fd, oom_response, sizeof(oom_response) - 1, MSG_NOSIGNAL);
+    ssize_t n = client_send_small(c, oom_response, sizeof(oom_response) - 1);
     (void)n;
     client_close(c);
 }
@@ -1137,7 +1170,7 @@ static void request_oom(struct bl_request *r)
 {
     bl_log(BL_LOG_ERROR, "out of memory, answering client %s with 503", r->c->ip);
     if (!r->resp_started) {
-        ssize_t n = send(r->c->io.fd, oom_response, sizeof(oom_response) - 1, MSG_NOSIGNAL);
+        ssize_t n = client_send_small(r->c, oom_response, sizeof(oom_response) - 1);
         (void)n;
         r->status = 503;
         r->body_bytes_sent = 0;
@@ -1296,6 +1329,8 @@ static void request_finish(struct bl_request *r)
     if (!keep) {
         /* Lingering close: stop sending, read and drop what the client still sends for a
          * moment, so the response is not lost to a reset caused by unread input. */
+        if (c->tls)
+            bl_tls_shutdown(c->tls);
         shutdown(c->io.fd, SHUT_WR);
         client_state(c, CS_LINGER);
         bl_arm(c->w, &c->timer, 2000);
@@ -1368,6 +1403,10 @@ static void client_close(struct bl_client *c)
     }
     client_state(c, CS_CLOSED);
     bl_timer_cancel(w->loop, &c->timer);
+    if (c->tls) {
+        bl_tls_free(c->tls);
+        c->tls = NULL;
+    }
     close(c->io.fd);
     c->io.fd = -1;
     c->io.handler = NULL;
@@ -1460,7 +1499,7 @@ static void client_read_head(struct bl_client *c)
             }
             return;
         }
-        ssize_t n = read_into(c->io.fd, c->in, &c->rready, c->hup);
+        ssize_t n = client_read(c, c->in);
         if (n == BL_AGAIN)
             continue;
         if (n <= 0) {
@@ -1499,9 +1538,23 @@ static int client_gone(struct bl_client *c)
     return n < 0 && errno != EAGAIN && errno != EWOULDBLOCK;
 }
 
+static void client_handshake(struct bl_client *c, uint32_t ev);
+
 static void client_on_event(struct bl_io *io, uint32_t ev)
 {
     struct bl_client *c = (struct bl_client *)io;
+    if (bl_unlikely(c->tls != NULL)) {
+        if (c->tls_handshake) {
+            client_handshake(c, ev);
+            return;
+        }
+        /* A TLS read that waited for the socket to be writable (or a write for readable) is
+         * retried on that edge, as if its own had come. */
+        if ((ev & BL_EV_WRITE) && (c->tls_want & BL_TLS_READ_WANTS_WRITE))
+            ev |= BL_EV_READ;
+        if ((ev & BL_EV_READ) && (c->tls_want & BL_TLS_WRITE_WANTS_READ))
+            ev |= BL_EV_WRITE;
+    }
     if (ev & BL_EV_READ)
         c->rready = 1;
     if (ev & BL_EV_HUP)
@@ -1522,6 +1575,52 @@ static void client_on_event(struct bl_io *io, uint32_t ev)
         break;
     default:
         break;
+    }
+}
+
+/* nginx's answer to plain HTTP on a TLS port. */
+static const char plain_http_response[] =
+    "HTTP/1.1 400 Bad Request\r\nServer: ballast\r\nContent-Type: text/html\r\n"
+    "Content-Length: 250\r\nConnection: close\r\n\r\n"
+    "<html>\r\n<head><title>400 The plain HTTP request was sent to HTTPS port</title></head>\r\n"
+    "<body>\r\n<center><h1>400 Bad Request</h1></center>\r\n"
+    "<center>The plain HTTP request was sent to HTTPS port</center>\r\n"
+    "<hr><center>ballast</center>\r\n</body>\r\n</html>\r\n";
+
+/* The TLS handshake, driven by the loop's edges. Its deadline is client_header_timeout, armed
+ * at accept: a client that stalls mid-handshake is closed by client_on_timer. */
+static void client_handshake(struct bl_client *c, uint32_t ev)
+{
+    if (ev & BL_EV_HUP)
+        c->hup = 1;
+    if ((ev & BL_EV_READ) || (ev & BL_EV_WRITE) || (ev & BL_EV_HUP)) {
+        int rc = bl_tls_handshake(c->tls, &c->tls_want, c->ip);
+        if (rc == BL_AGAIN)
+            return;
+        if (rc == BL_TLS_PLAIN_HTTP) {
+            bl_log(BL_LOG_INFO, "client %s sent plain HTTP request to HTTPS port", c->ip);
+            bl_tls_free(c->tls);
+            c->tls = NULL;
+            ssize_t n = send(c->io.fd, plain_http_response, sizeof(plain_http_response) - 1,
+                             MSG_NOSIGNAL);
+            (void)n;
+            shutdown(c->io.fd, SHUT_WR);
+            client_state(c, CS_LINGER);
+            bl_timer_cancel(c->w->loop, &c->timer);
+            bl_arm(c->w, &c->timer, 2000);
+            client_linger(c);
+            return;
+        }
+        if (rc != BL_OK) {
+            client_close(c);
+            return;
+        }
+        c->tls_handshake = 0;
+        c->tls_want = 0;
+        /* The request may have come with the handshake's last flight: read it now. */
+        c->rready = 1;
+        c->wready = 1;
+        client_read_head(c);
     }
 }
 
@@ -1577,9 +1676,20 @@ void bl_http_accept(struct bl_http_worker *w, const struct bl_listen *listen, in
     memcpy(&c->addr, peer, peerlen < sizeof(c->addr) ? peerlen : sizeof(c->addr));
     c->state = CS_READ_HEAD;
     c->ip_len = (uint8_t)bl_addr_format_ip(peer, c->ip, sizeof(c->ip));
+    if (listen->ssl) {
+        if (!(c->tls = bl_tls_new(listen, fd))) {
+            bl_log(BL_LOG_ERROR, "out of memory for a TLS session, client %s", c->ip);
+            close(fd);
+            free(c);
+            return;
+        }
+        c->tls_handshake = 1;
+    }
     c->port = ntohs(peer->sa_family == AF_INET ? ((const struct sockaddr_in *)peer)->sin_port
                                                : ((const struct sockaddr_in6 *)peer)->sin6_port);
     if (bl_loop_add(w->loop, &c->io) != BL_OK) {
+        if (c->tls)
+            bl_tls_free(c->tls);
         close(fd);
         free(c);
         return;

@@ -238,7 +238,7 @@ static void head_forwarded(struct out *o, const struct bl_request *r, int xff_se
         out_put(o, "\r\n", 2);
     }
     if (loc->set_xfp)
-        out_str(o, "X-Forwarded-Proto: http\r\n");
+        out_str(o, r->c->tls ? "X-Forwarded-Proto: https\r\n" : "X-Forwarded-Proto: http\r\n");
 }
 
 /* The request id and traceparent (request_ids() in proxy.c made them), unless a

@@ -20,6 +20,7 @@
 #include "http/dechunk.h"
 #include "http/h1_parser.h"
 #include "http/template.h"
+#include "http/tls.h"
 #include "http/trace.h"
 #include "http/proxy.h"
 #include "http/rewrite.h"
@@ -66,11 +67,14 @@ struct bl_client {
     struct bl_stats_listen *stats;     /* the listener's, in this worker's statistics */
     struct bl_buf *in;
     struct bl_request *req;
+    struct ssl_st *tls;                /* NULL: plain TCP (the transport seam, proxy.c) */
     struct bl_client *prev, *next;     /* worker's list */
     uint32_t nrequests;
     uint16_t port;
     uint8_t state;                     /* enum client_state */
     uint8_t rready, wready, hup;
+    uint8_t tls_want;                  /* BL_TLS_* bits (http/tls.h) */
+    uint8_t tls_handshake;             /* the TLS handshake is not done yet */
     uint8_t ip_len;
     char ip[46];
     union bl_sockaddr addr;            /* the peer, as accepted (ip_hash reads it) */
@@ -220,6 +224,13 @@ static inline void bl_request_var_ctx(const struct bl_request *r, struct bl_var_
     v->args = r->rw.args;
     v->args_len = r->rw.args_len;
     v->args_set = r->rw.args_set;
+    if (r->c->tls) {
+        v->ssl_protocol = bl_tls_protocol(r->c->tls);
+        v->ssl_cipher = bl_tls_cipher(r->c->tls);
+        v->ssl_server_name = bl_tls_server_name(r->c->tls);
+    } else {
+        v->ssl_protocol = v->ssl_cipher = v->ssl_server_name = NULL;
+    }
 }
 
 static inline void bl_arm(struct bl_http_worker *w, struct bl_timer *t, uint64_t ms)

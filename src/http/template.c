@@ -51,6 +51,10 @@ enum var_id {
     VAR_TRACE_ID,
     VAR_SPAN_ID,
     VAR_PARENT_ID,
+    VAR_SSL_PROTOCOL,
+    VAR_SSL_CIPHER,
+    VAR_SSL_SERVER_NAME,
+    VAR_HTTPS,
     VAR_HTTP_,       /* $http_NAME */
     VAR_ARG_,        /* $arg_NAME */
     VAR_COOKIE_,     /* $cookie_NAME */
@@ -106,6 +110,11 @@ static const struct {
     {"otel_trace_id", VAR_TRACE_ID},
     {"otel_span_id", VAR_SPAN_ID},
     {"otel_parent_id", VAR_PARENT_ID},
+    /* TLS to clients */
+    {"ssl_protocol", VAR_SSL_PROTOCOL},
+    {"ssl_cipher", VAR_SSL_CIPHER},
+    {"ssl_server_name", VAR_SSL_SERVER_NAME},
+    {"https", VAR_HTTPS},
 };
 
 struct part {
@@ -634,8 +643,26 @@ static int put_var(struct sink *s, const struct part *p, const struct bl_var_ctx
         return 1;
     }
     case VAR_SCHEME:
-        put(s, "http", 4);
+        if (ctx->ssl_protocol)
+            put(s, "https", 5);
+        else
+            put(s, "http", 4);
         return 1;
+    case VAR_HTTPS:
+        if (ctx->ssl_protocol)
+            put(s, "on", 2);
+        return 1;
+    case VAR_SSL_PROTOCOL:
+    case VAR_SSL_CIPHER:
+    case VAR_SSL_SERVER_NAME: {
+        const char *v = p->id == VAR_SSL_PROTOCOL ? ctx->ssl_protocol
+                        : p->id == VAR_SSL_CIPHER ? ctx->ssl_cipher
+                                               : ctx->ssl_server_name;
+        if (!v || !*v)
+            return 0;
+        put(s, v, strlen(v));
+        return 1;
+    }
     case VAR_PROXY_HOST:
         if (ctx->proxy_host)
             put(s, ctx->proxy_host, strlen(ctx->proxy_host));

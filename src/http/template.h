@@ -111,6 +111,10 @@ struct bl_var_ctx {
     const char *args;               /* $args after a rewrite changed them (args_set) */
     uint32_t args_len;
     uint8_t args_set;
+    /* TLS (http/tls.h): NULL on a plain connection, which makes $scheme "http" */
+    const char *ssl_protocol;       /* $ssl_protocol: "TLSv1.3" */
+    const char *ssl_cipher;         /* $ssl_cipher */
+    const char *ssl_server_name;    /* $ssl_server_name: the SNI name ("" without) */
 };
 
 struct bl_template;

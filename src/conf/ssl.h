@@ -1,0 +1,78 @@
+/* TLS settings of a server block (ssl_* directives) and the OpenSSL contexts made from them.
+ * The contexts belong to a config generation: built when the config is compiled (a reload
+ * reads the certificates again), freed with it. Only the ticket keys are process-wide, so that
+ * tickets issued before a reload still resume after it. Control thread, except where noted.
+ */
+#ifndef BL_CONF_SSL_H
+#define BL_CONF_SSL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct bl_listen;
+struct bl_server_block;
+
+/* bl_ssl_conf.protocols */
+#define BL_SSL_TLSV1   0x1u
+#define BL_SSL_TLSV1_1 0x2u
+#define BL_SSL_TLSV1_2 0x4u
+#define BL_SSL_TLSV1_3 0x8u
+
+/* bl_ssl_conf.cache */
+enum bl_ssl_cache {
+    BL_SSL_CACHE_UNSET = 0,
+    BL_SSL_CACHE_OFF,               /* off: clients are told sessions are not reused */
+    BL_SSL_CACHE_NONE,              /* none (nginx's default): nothing stored */
+    BL_SSL_CACHE_ON,                /* builtin and/or shared: OpenSSL's cache of the context */
+};
+
+/* One level's settings (http or server); a server inherits what it does not set. Strings are
+ * owned; 0 / NULL / UINT64_MAX mean unset. */
+struct bl_ssl_conf {
+    char **certs, **keys;           /* ssl_certificate / ssl_certificate_key, in order: the
+                                     * i-th key belongs to the i-th certificate */
+    const char **cert_files, **key_files; /* where each line is, for errors */
+    int *cert_lines, *key_lines;
+    uint32_t ncerts, nkeys;
+    uint32_t protocols;             /* BL_SSL_TLSV* bits */
+    char *ciphers;
+    char *ecdh_curve;
+    char *dhparam;
+    const char *dhparam_file;
+    int dhparam_line;
+    uint64_t session_timeout;       /* ms */
+    uint64_t cache_size;            /* sessions (0: OpenSSL's default) */
+    uint8_t cache;                  /* enum bl_ssl_cache */
+    uint8_t prefer_server_ciphers;  /* 0 unset, 1 off, 2 on */
+    uint8_t tickets;                /* 0 unset, 1 off, 2 on */
+};
+
+/* Sets one ssl_* directive from its arguments into sc. BL_OK, or BL_ERR with a message
+ * (without the file:line, which the caller adds) in err. file and line are the directive's. */
+int bl_ssl_conf_set(struct bl_ssl_conf *sc, const char *name, char *const *args, int nargs,
+                    const char *file, int line, char *err, size_t errlen);
+
+/* Fills what s does not set from parent (the http level), then the defaults. */
+void bl_ssl_conf_merge(struct bl_ssl_conf *s, const struct bl_ssl_conf *parent);
+
+/* Makes the context of each server block that an ssl listener serves (s->ssl_ctx), reading
+ * the certificates and keys: a missing file or a key that does not match its certificate is
+ * an error naming the directive's file:line; an expired certificate is a warning. BL_OK or
+ * BL_ERR with err set. */
+int bl_ssl_build(struct bl_server_block **servers, uint32_t nservers, struct bl_listen *listens,
+                 uint32_t nlistens, char *err, size_t errlen);
+
+void bl_ssl_conf_free(struct bl_ssl_conf *sc);
+/* Frees the context (an SSL_CTX *; NULL is fine). */
+void bl_ssl_ctx_free(void *ctx);
+
+/* Set once at start by the HTTP layer: picks the server block for an SNI name on a listener
+ * (the same rule as Host). Called by OpenSSL on a worker thread during a handshake. */
+extern const struct bl_server_block *(*bl_ssl_pick_server)(const struct bl_listen *l,
+                                                           const char *name, size_t len);
+
+/* The index of the SSL ex-data slot holding the connection's listener (struct bl_listen *),
+ * which the SNI callback reads. Valid after the first bl_ssl_build(). */
+extern int bl_ssl_listen_idx;
+
+#endif

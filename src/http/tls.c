@@ -1,0 +1,159 @@
+/* TLS on client connections (http/tls.h). */
+#include <errno.h>
+#include <string.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include "conf/conf.h"
+#include "conf/ssl.h"
+#include "core/log.h"
+#include "core/status.h"
+#include "http/router.h"
+#include "http/tls.h"
+
+SSL *bl_tls_new(const struct bl_listen *l, int fd)
+{
+    /* The SNI callback (conf/ssl.c) picks the server by the same rule as Host. */
+    __atomic_store_n(&bl_ssl_pick_server, bl_route_server, __ATOMIC_RELAXED);
+    SSL *s = SSL_new(l->servers[0]->ssl_ctx);
+    if (!s)
+        return NULL;
+    if (SSL_set_fd(s, fd) != 1 || SSL_set_ex_data(s, bl_ssl_listen_idx, (void *)l) != 1) {
+        SSL_free(s);
+        return NULL;
+    }
+    SSL_set_accept_state(s);
+    return s;
+}
+
+/* The reason of the last error, for the log; clears the thread's error queue. */
+static const char *reason(char *buf, size_t len)
+{
+    unsigned long e = ERR_peek_last_error();
+    if (!e) {
+        snprintf(buf, len, "%s", errno ? strerror(errno) : "connection closed by peer");
+        return buf;
+    }
+    const char *r = ERR_reason_error_string(e);
+    snprintf(buf, len, "%s", r ? r : "unknown error");
+    return buf;
+}
+
+int bl_tls_handshake(SSL *s, uint8_t *want, const char *ip)
+{
+    ERR_clear_error();
+    errno = 0;
+    int rc = SSL_do_handshake(s);
+    *want &= (uint8_t)~(BL_TLS_HS_READ | BL_TLS_HS_WRITE);
+    if (rc == 1)
+        return BL_OK;
+    int e = SSL_get_error(s, rc);
+    if (e == SSL_ERROR_WANT_READ) {
+        *want |= BL_TLS_HS_READ;
+        return BL_AGAIN;
+    }
+    if (e == SSL_ERROR_WANT_WRITE) {
+        *want |= BL_TLS_HS_WRITE;
+        return BL_AGAIN;
+    }
+    unsigned long last = ERR_peek_last_error();
+    if (ERR_GET_LIB(last) == ERR_LIB_SSL && ERR_GET_REASON(last) == SSL_R_HTTP_REQUEST) {
+        ERR_clear_error();
+        return BL_TLS_PLAIN_HTTP;
+    }
+    char buf[160];
+    bl_log(BL_LOG_INFO, "SSL_do_handshake() failed (%s) while SSL handshaking, client %s",
+           reason(buf, sizeof(buf)), ip);
+    ERR_clear_error();
+    return BL_ERR;
+}
+
+ssize_t bl_tls_read(SSL *s, char *buf, size_t len, uint8_t *ready, uint8_t *want)
+{
+    ERR_clear_error();
+    int n = SSL_read(s, buf, len > INT32_MAX ? INT32_MAX : (int)len);
+    *want &= (uint8_t)~BL_TLS_READ_WANTS_WRITE;
+    if (n > 0)
+        return n;
+    switch (SSL_get_error(s, n)) {
+    case SSL_ERROR_WANT_READ:
+        *ready = 0;
+        return BL_AGAIN;
+    case SSL_ERROR_WANT_WRITE:
+        /* A read that needs to write (a key update's answer): retried on the write edge. */
+        *want |= BL_TLS_READ_WANTS_WRITE;
+        *ready = 0;
+        return BL_AGAIN;
+    case SSL_ERROR_ZERO_RETURN:
+        return 0;
+    case SSL_ERROR_SYSCALL:
+        if (ERR_peek_last_error() == 0 && errno == 0)
+            return 0; /* EOF without close_notify: treated as a close, as nginx does */
+        return BL_ERR;
+    default:
+        ERR_clear_error();
+        return BL_ERR;
+    }
+}
+
+ssize_t bl_tls_writev(SSL *s, const struct iovec *iov, int n, uint8_t *ready, uint8_t *want)
+{
+    ssize_t total = 0;
+    *want &= (uint8_t)~BL_TLS_WRITE_WANTS_READ;
+    for (int i = 0; i < n; i++) {
+        size_t off = 0;
+        while (off < iov[i].iov_len) {
+            size_t chunk = iov[i].iov_len - off;
+            ERR_clear_error();
+            int w = SSL_write(s, (const char *)iov[i].iov_base + off,
+                              chunk > INT32_MAX ? INT32_MAX : (int)chunk);
+            if (w > 0) {
+                off += (size_t)w;
+                total += w;
+                continue;
+            }
+            int e = SSL_get_error(s, w);
+            if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
+                if (e == SSL_ERROR_WANT_READ)
+                    *want |= BL_TLS_WRITE_WANTS_READ;
+                *ready = 0;
+                return total ? total : BL_AGAIN;
+            }
+            ERR_clear_error();
+            if (total)
+                return total;
+            return BL_ERR;
+        }
+    }
+    return total ? total : BL_AGAIN;
+}
+
+void bl_tls_shutdown(SSL *s)
+{
+    ERR_clear_error();
+    SSL_set_quiet_shutdown(s, 0);
+    if (SSL_shutdown(s) < 0)
+        ERR_clear_error();
+}
+
+void bl_tls_free(SSL *s)
+{
+    SSL_free(s);
+}
+
+const char *bl_tls_protocol(const SSL *s)
+{
+    return s ? SSL_get_version(s) : "";
+}
+
+const char *bl_tls_cipher(const SSL *s)
+{
+    return s ? SSL_get_cipher_name(s) : "";
+}
+
+const char *bl_tls_server_name(const SSL *s)
+{
+    const char *n = s ? SSL_get_servername(s, TLSEXT_NAMETYPE_host_name) : NULL;
+    return n ? n : "";
+}
