@@ -8,6 +8,7 @@
 #define W BL_UNSUPPORTED_WARN
 
 static const char TLS[] = "TLS is";
+static const char TLS_TUNING[] = "this TLS setting is";
 static const char MTLS[] = "client certificate verification is";
 static const char UPSTREAM_TLS[] = "TLS to upstreams is";
 static const char HTTP2[] = "HTTP/2 is";
@@ -39,7 +40,15 @@ static const struct bl_unsupported directives[] = {
     {"ssl_trusted_certificate", E, MTLS},
     {"ssl_verify_depth", E, MTLS},
     {"ssl_crl", E, MTLS},
-    {"ssl_*", W, "this TLS setting is"},
+    {"ssl_reject_handshake", E, "rejecting TLS handshakes by name is"},
+    {"ssl_stapling*", W, "OCSP stapling is"},
+    {"ssl_ocsp*", W, "OCSP is"},
+    {"ssl_buffer_size", W, TLS_TUNING},
+    {"ssl_conf_command", W, TLS_TUNING},
+    {"ssl_early_data", W, "TLS 1.3 early data is"},
+    {"ssl_session_ticket_key", W, "ticket keys from files are"},
+    {"ssl_password_file", W, "encrypted certificate keys are"},
+    {"ssl_certificate_cache", W, TLS_TUNING},
     {"proxy_ssl_*", W, UPSTREAM_TLS},
     {"http2", E, HTTP2},
     {"http2_*", W, HTTP2},

@@ -14,14 +14,15 @@ static void test_lookup(void **state)
     (void)state;
     char *none[] = {NULL};
     assert_non_null(bl_unsupported_directive("gzip", none, 0));
-    assert_non_null(bl_unsupported_directive("ssl_certificate", none, 0));
+    assert_non_null(bl_unsupported_directive("ssl_stapling", none, 0));
+    assert_non_null(bl_unsupported_directive("ssl_verify_client", none, 0));
     assert_non_null(bl_unsupported_directive("limit_req_zone", none, 0));
     assert_null(bl_unsupported_directive("prox_pass", none, 0));
     char *ws[] = {"$http_upgrade", "$connection_upgrade"};
     assert_string_equal(bl_unsupported_directive("map", ws, 2)->feature, "WebSocket proxying is");
     char *other[] = {"$host", "$x"};
     assert_string_equal(bl_unsupported_directive("map", other, 2)->feature, MAPS);
-    assert_non_null(bl_unsupported_listen_param("ssl"));
+    assert_null(bl_unsupported_listen_param("ssl")); /* TLS is supported (conf/ssl.c) */
     assert_non_null(bl_unsupported_listen_param("so_keepalive=on"));
     assert_null(bl_unsupported_listen_param("ipv6only=on"));
     assert_null(bl_unsupported_listen_param("sslx"));
@@ -31,9 +32,9 @@ static void test_format(void **state)
 {
     (void)state;
     char buf[256];
-    bl_unsupported_format(bl_unsupported_listen_param("ssl"), "\"ssl\" parameter of \"listen\"",
-                          buf, sizeof(buf));
-    assert_string_equal(buf, "TLS is not supported in this build: \"ssl\" parameter of "
+    bl_unsupported_format(bl_unsupported_listen_param("http2"),
+                          "\"http2\" parameter of \"listen\"", buf, sizeof(buf));
+    assert_string_equal(buf, "HTTP/2 is not supported in this build: \"http2\" parameter of "
                              "\"listen\"");
     char *none[] = {NULL};
     bl_unsupported_format(bl_unsupported_directive("gzip", none, 0), "\"gzip\" directive", buf,
