@@ -446,3 +446,43 @@ def test_upgrade_with_a_broken_config_keeps_the_old_process(ballast, backend):
     line = [ln for ln in open(log).read().split("\n") if "upgrade failed" in ln][0]
     assert 'unknown directive "bogus_directive" in %s' % bl.conf_path in line, line
     assert bl.proc.poll() is None
+
+
+def test_privileged_port_after_user_dropped_root_is_refused(ballast, backend):
+    """As root with `user nobody`: the process gave up root before its workers started, so a
+    reload that adds a port below 1024 cannot bind it; it is refused with the address named and
+    the running config serves on. An unprivileged new port is fine."""
+    import pwd
+    import shutil
+    import tempfile
+    if os.geteuid() != 0:
+        pytest.skip("needs root to drop privileges")
+    try:
+        pwd.getpwnam("nobody")
+    except KeyError:
+        pytest.skip("no user nobody")
+    a = backend("a")
+    d = tempfile.mkdtemp(prefix="ballast-reload-")
+    try:
+        os.chmod(d, 0o777)  # nobody re-reads the config and writes the log
+        base = (conf(["@a@"]).replace("error_log @tmp@/error.log", "error_log %s/error.log" % d)
+                .replace("http {", "user nobody nogroup;\nhttp {\n    access_log off;", 1))
+        conf_path = os.path.join(d, "ballast.conf")
+        values = {"port": free_port(), "a": a.addr, "nworkers": 1, "level": "notice"}
+        with open(conf_path, "w") as f:
+            f.write(render(base, values))
+        os.chmod(conf_path, 0o644)
+        bl = ballast(render(base, values), workers=None, args=["-c", conf_path], **values)
+        bl.conf_path = conf_path
+        r = Reloader(bl)
+        r.log = os.path.join(d, "error.log")
+        low = 1000  # below 1024; the suite's ports are 20000-32000
+        line = r.reload(conf(["@a@"], listens=("127.0.0.1:@port@", "127.0.0.1:%d" % low))
+                        .replace("error_log @tmp@/error.log", "error_log %s/error.log" % d)
+                        .replace("http {", "user nobody nogroup;\nhttp {\n    access_log off;",
+                                 1), expect_ok=False)
+        assert "127.0.0.1:%d" % low in line and "restart" in line, line
+        with Conn(bl.port) as cn:
+            assert cn.request("GET", "/?text=x").status == 200
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
