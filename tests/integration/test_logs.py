@@ -503,3 +503,40 @@ http {
     assert read_lines(os.path.join(b.dir, "all.log"), 5) == \
         [b"/a none", b"/b none", b"/c none", b"/d none", b"/tagged t1"]
     assert read_lines(os.path.join(b.dir, "arg.log"), 2) == [b"/a none", b"/tagged t1"]
+
+
+def test_workers_never_mix_lines(ballast):
+    """Two workers, one file, small buffers: every line arrives whole (each flush is one
+    O_APPEND write of whole lines), none lost, none twice."""
+    import threading
+    b = ballast("""
+worker_processes 2;
+http {
+    log_format j escape=json '{"uri":"$request_uri","pad":"$http_x_pad"}';
+    server {
+        listen 127.0.0.1:@port@;
+        access_log @tmp@/j.log j buffer=1k flush=100ms;
+        location / { return 204; }
+    }
+}
+""", workers=None)
+    errors = []
+
+    def client(k):
+        try:
+            with Conn(b.port) as c:
+                for i in range(50):
+                    r = c.request("GET", "/%d/%d" % (k, i), headers={"X-Pad": "p" * (k * 37)})
+                    assert r.status == 204
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not errors, errors
+    lines = read_lines(os.path.join(b.dir, "j.log"), 400, timeout=5.0)
+    uris = sorted(json.loads(l)["uri"] for l in lines)
+    assert uris == sorted("/%d/%d" % (k, i) for k in range(8) for i in range(50))
