@@ -212,6 +212,8 @@ static inline void bl_request_var_ctx(const struct bl_request *r, struct bl_var_
     v->proxy_port = r->loc ? r->loc->proxy_port : NULL;
     v->request_id = r->request_id;
     v->request_id_len = r->request_id_len;
+    v->connection_requests = r->c->nrequests;
+    v->server_name = r->srv && r->srv->nnames ? r->srv->names[0] : NULL;
     v->trace_id = r->trace_state ? r->trace_id : NULL;
     v->span_id = r->trace_state ? r->span_id : NULL;
     v->parent_id = r->trace_state == BL_TRACE_CONTINUED ? r->parent_id : NULL;

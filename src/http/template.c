@@ -48,6 +48,8 @@ enum var_id {
     VAR_UPSTREAM_RESPONSE_TIME,
     VAR_UPSTREAM_CONNECT_TIME,
     VAR_UPSTREAM_HEADER_TIME,
+    VAR_CONNECTION_REQUESTS,
+    VAR_SERVER_NAME,
     VAR_TRACE_ID,
     VAR_SPAN_ID,
     VAR_PARENT_ID,
@@ -103,6 +105,8 @@ static const struct {
     {"upstream_response_time", VAR_UPSTREAM_RESPONSE_TIME},
     {"upstream_connect_time", VAR_UPSTREAM_CONNECT_TIME},
     {"upstream_header_time", VAR_UPSTREAM_HEADER_TIME},
+    {"connection_requests", VAR_CONNECTION_REQUESTS},
+    {"server_name", VAR_SERVER_NAME},
     {"trace_id", VAR_TRACE_ID},
     {"span_id", VAR_SPAN_ID},
     {"parent_id", VAR_PARENT_ID},
@@ -769,6 +773,13 @@ static int put_var(struct sink *s, const struct part *p, const struct bl_var_ctx
     case VAR_REQUEST_ID:
         if (ctx->request_id)
             put(s, ctx->request_id, ctx->request_id_len);
+        return 1;
+    case VAR_CONNECTION_REQUESTS:
+        put_uint(s, ctx->connection_requests);
+        return 1;
+    case VAR_SERVER_NAME:
+        if (ctx->server_name)
+            put(s, ctx->server_name, strlen(ctx->server_name));
         return 1;
     case VAR_TRACE_ID:
         if (!ctx->trace_id)

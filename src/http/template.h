@@ -5,7 +5,8 @@
  * Request variables: $host $http_host $remote_addr $remote_port $remote_user
  * $proxy_add_x_forwarded_for $scheme $request_uri $uri $document_uri $args $query_string
  * $is_args $request_method $request $server_protocol $server_port $server_addr $hostname $pid
- * $msec $time_local $time_iso8601 $proxy_host $proxy_port $request_id $trace_id $span_id
+ * $msec $time_local $time_iso8601 $proxy_host $proxy_port $connection_requests $server_name
+ * $request_id $trace_id $span_id
  * $parent_id (also as nginx's OpenTelemetry module names them: $otel_trace_id ...) $http_NAME
  * $arg_NAME $cookie_NAME.
  * Known once the response is done (bl_var_ctx.resp; empty or "-" elsewhere): $status
@@ -97,6 +98,8 @@ struct bl_var_ctx {
     const char *proxy_port;         /* nginx gives them ("app", "80"); NULL: empty */
     const char *request_id;         /* $request_id; NULL: empty */
     uint32_t request_id_len;
+    uint32_t connection_requests;   /* $connection_requests: this one included */
+    const char *server_name;        /* $server_name: the block's first name; NULL: empty */
     const char *trace_id;           /* $trace_id: 32 hex digits; NULL: not found */
     const char *span_id;            /* $span_id: 16 hex digits; NULL: not found */
     const char *parent_id;          /* $parent_id: the client's span, 16; NULL: not found */

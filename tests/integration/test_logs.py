@@ -540,3 +540,37 @@ http {
     lines = read_lines(os.path.join(b.dir, "j.log"), 400, timeout=5.0)
     uris = sorted(json.loads(l)["uri"] for l in lines)
     assert uris == sorted("/%d/%d" % (k, i) for k in range(8) for i in range(50))
+
+
+@pytest.mark.skipif(not os.path.exists("/usr/sbin/nginx") and not shutil.which("nginx"),
+                    reason="nginx is not installed")
+def test_connection_variables_as_nginx(ballast, tmp_path):
+    """$server_name and $connection_requests as nginx gives them: three requests on one
+    keep-alive connection to a block with two names, one to a block with none."""
+    got = {}
+    for server in ("nginx", "ballast"):
+        port = int(render("@port@", {}))
+        d = tmp_path / server
+        d.mkdir()
+        body = ("    log_format c '$server_name|$connection_requests|$host';\n"
+                "    server {\n        listen 127.0.0.1:%d;\n        server_name Www.Example.com"
+                " example.org;\n        access_log %s/c.log c;\n"
+                "        location / { return 204; }\n    }\n"
+                "    server {\n        listen 127.0.0.1:%d;\n        server_name other;\n"
+                "        access_log %s/c.log c;\n        location / { return 204; }\n    }\n"
+                % (port, d, port, d))
+        n = None
+        try:
+            if server == "nginx":
+                n = Nginx(str(d / "nginx"), body)
+                n.wait_listening(port)
+            else:
+                ballast("http {\n%s\n}\n" % body)
+            with Conn(port) as c:
+                for host in ("example.org", "www.example.com", "other"):
+                    assert c.request("GET", "/", host=host).status == 204
+            got[server] = read_lines(str(d / "c.log"), 3)
+        finally:
+            if n:
+                n.stop()
+    assert got["ballast"] == got["nginx"], got

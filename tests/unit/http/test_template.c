@@ -413,6 +413,9 @@ static void test_response_variables(void **state)
     assert_eval(&ctx, "$upstream_header_time", "-, -, 1.234");
     assert_eval(&ctx, "$upstream_response_time", "0.001, 60.000, 2.345");
     assert_eval(&ctx, "$request_id", "0123456789abcdef0123456789abcdef");
+    ctx.connection_requests = 3;
+    ctx.server_name = "www.example.com";
+    assert_eval(&ctx, "$connection_requests $server_name", "3 www.example.com");
     resp.ntries = 1;
     tries[0].status = 0;
     assert_esc(&ctx, BL_ESC_DEFAULT, "$upstream_status", "-");
