@@ -39,6 +39,7 @@ static int attempt_failed(struct bl_request *r, enum bl_attempt_error kind, int 
                           const char *why, int err);
 static void attempt_start(struct bl_request *r, int fresh);
 static void request_abort(struct bl_request *r, int status, const char *why);
+static void request_drop(struct bl_request *r);
 static void request_finish(struct bl_request *r);
 static int send_client(struct bl_request *r);
 static void local_response(struct bl_request *r, int status);
@@ -367,6 +368,10 @@ static void proxy_start(struct bl_request *r);
 static void request_content(struct bl_request *r)
 {
     for (;;) {
+        if (r->rw.ret_code == 444) {
+            request_drop(r);
+            return;
+        }
         if (r->rw.ret_code) {
             local_done(r, bl_local_return(r));
             return;
@@ -1376,6 +1381,18 @@ static void request_abort(struct bl_request *r, int status, const char *why)
     }
     if (!r->resp_started)
         r->status = 499;
+    request_log(r);
+    c->req = NULL;
+    request_free(r);
+    client_close(c);
+}
+
+/* `return 444`: nginx's way to answer nothing; the request is logged with 444 and the
+ * connection closed. */
+static void request_drop(struct bl_request *r)
+{
+    struct bl_client *c = r->c;
+    r->status = 444;
     request_log(r);
     c->req = NULL;
     request_free(r);

@@ -189,6 +189,7 @@ server {
     location /url { return https://example.com/x; }
     location /gone { return 410; }
     location /e { return 200; }
+    location /drop { return 444; }
 }
 """
 
@@ -322,6 +323,7 @@ CASES = [
     ("return", "/gone", {}),
     ("return", "/e", {}),
     ("return", "/rel", {"Host": "MAIN.test:999"}),
+    ("return", "/drop", {}),
     ("ifset", "/if/a?x=1", {}),
     ("ifset", "/if/a", {"X-Test": "YES"}),
     ("ifset", "/if/rw/zz", {}),
@@ -393,7 +395,10 @@ def ask(port, path, headers):
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=10 * SLOW)
     try:
         c.request("GET", path, headers=h)
-        r = c.getresponse()
+        try:
+            r = c.getresponse()
+        except http.client.RemoteDisconnected:
+            return ("closed without a response",)
         body = r.read().decode("utf-8", "replace")
         loc = r.getheader("Location")
         if loc:
