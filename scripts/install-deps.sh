@@ -8,8 +8,9 @@ if [ "$what" = test ]; then
     # systemd: `systemd-analyze verify` of the unit; groff-base: the man page renders cleanly;
     # logrotate: examples/logrotate.ballast run as shipped; prometheus: promtool checks
     # /metrics; chromium: the status page test; jq: JSON access log lines parse
-    # (tests/integration/test_logs.py).
-    pkgs="$pkgs libcmocka-dev python3-pytest curl nginx-light haproxy wrk strace procps
+    # (tests/integration/test_logs.py); python3-websockets: the WebSocket echo backend and
+    # client (tests/integration/test_websocket.py).
+    pkgs="$pkgs libcmocka-dev python3-pytest python3-websockets curl nginx-light haproxy wrk strace procps
         systemd groff-base logrotate prometheus chromium jq"
 fi
 missing=""

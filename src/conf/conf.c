@@ -1567,6 +1567,133 @@ static int h_set(struct compiler *c, const struct bl_conf_node *n)
     return BL_OK;
 }
 
+static void map_free(struct bl_map *m)
+{
+    if (!m)
+        return;
+    bl_template_free(m->source);
+    bl_template_free(m->deflt);
+    for (uint32_t i = 0; i < m->nkeys; i++) {
+        free(m->keys[i].key);
+        bl_template_free(m->keys[i].value);
+    }
+    free(m->keys);
+    for (uint32_t i = 0; i < m->nregexes; i++) {
+        bl_regex_free(m->regexes[i].re);
+        bl_template_free(m->regexes[i].value);
+    }
+    free(m->regexes);
+    free(m);
+}
+
+/* One "KEY VALUE;" line of a map block into m. */
+static int map_line(struct compiler *c, struct bl_map *m, const struct bl_conf_node *t)
+{
+    const char *key = t->name;
+    if (strcmp(key, "include") == 0)
+        return fail(c, "\"include\" inside \"map\" is not supported in this build");
+    if (strcmp(key, "default") == 0) {
+        if (m->deflt)
+            return fail(c, "duplicate default map parameter");
+        return (m->deflt = template_vars(c, t->args[0])) ? BL_OK : BL_ERR;
+    }
+    if (key[0] == '\\') /* nginx: "\default", "\~x" are plain strings */
+        key++;
+    else if (key[0] == '~') {
+        int caseless = key[1] == '*';
+        char err[512];
+        struct bl_map_key *r = grow(m->regexes, m->nregexes, sizeof(*r));
+        if (!r)
+            return oom(c);
+        m->regexes = r;
+        r = &m->regexes[m->nregexes];
+        if (!(r->re = bl_regex_compile(key + 1 + caseless, caseless, err, sizeof(err))))
+            return fail(c, "%s", err);
+        m->nregexes++;
+        return (r->value = template_vars(c, t->args[0])) ? BL_OK : BL_ERR;
+    }
+    uint8_t wild = BL_MAP_EXACT;
+    size_t len = strlen(key);
+    if (m->hostnames && len > 1) {
+        if (key[0] == '*' && key[1] == '.') {
+            wild = BL_MAP_HEAD;
+            key++;
+            len--;
+        } else if (key[0] == '.') {
+            wild = BL_MAP_DOT;
+        } else if (len > 2 && key[len - 1] == '*' && key[len - 2] == '.') {
+            wild = BL_MAP_TAIL;
+            len--;
+        }
+    }
+    for (uint32_t i = 0; i < m->nkeys; i++)
+        if (m->keys[i].wild == wild && m->keys[i].len == len &&
+            strncasecmp(m->keys[i].key, key, len) == 0)
+            return fail(c, "conflicting parameter \"%s\"", t->name);
+    struct bl_map_key *k = grow(m->keys, m->nkeys, sizeof(*k));
+    if (!k)
+        return oom(c);
+    m->keys = k;
+    k = &m->keys[m->nkeys];
+    if (!(k->key = conf_malloc(len + 1)))
+        return oom(c);
+    m->nkeys++;
+    /* nginx matches strings ignoring case (its map hash is lowercase). */
+    for (size_t i = 0; i < len; i++)
+        k->key[i] = (char)tolower((unsigned char)key[i]);
+    k->key[len] = '\0';
+    k->len = (uint32_t)len;
+    k->wild = wild;
+    return (k->value = template_vars(c, t->args[0])) ? BL_OK : BL_ERR;
+}
+
+/* map $source $target { default V; hostnames; volatile; KEY V; ~REGEX V; ~*REGEX V; } */
+static int h_map(struct compiler *c, const struct bl_conf_node *n)
+{
+    const char *target = n->args[1];
+    if (target[0] != '$' || !target[1])
+        return fail(c, "invalid variable name \"%s\"", target);
+    int idx = var_index(c->cfg, target + 1);
+    if (idx < 0)
+        return fail(c, "the built-in variable \"%s\" cannot be a map's target", target);
+    struct bl_config *cfg = c->cfg;
+    if (!cfg->var_maps && !(cfg->var_maps = conf_calloc(cfg->vars.n, sizeof(*cfg->var_maps))))
+        return oom(c);
+    if (cfg->var_maps[idx])
+        return fail(c, "duplicate \"%s\" variable", target);
+    struct bl_map *m = conf_calloc(1, sizeof(*m));
+    if (!m)
+        return oom(c);
+    m->var = (uint32_t)idx;
+    m->file = n->file;
+    m->line = n->line;
+    int rc = (m->source = template_vars(c, n->args[0])) ? BL_OK : BL_ERR;
+    /* hostnames may stand anywhere in the block and changes how every key reads. */
+    for (int i = 0; i < n->nchildren; i++)
+        if (n->children[i].nargs == 0 && strcmp(n->children[i].name, "hostnames") == 0)
+            m->hostnames = 1;
+    for (int i = 0; rc == BL_OK && i < n->nchildren; i++) {
+        const struct bl_conf_node *t = &n->children[i];
+        c->node = t;
+        if (t->is_block)
+            rc = fail(c, "unexpected \"{\"");
+        else if (t->nargs == 0 && (strcmp(t->name, "hostnames") == 0 ||
+                                   strcmp(t->name, "volatile") == 0))
+            continue; /* volatile: every request works the value out anyway */
+        else if (t->nargs != 1)
+            rc = fail(c, "invalid number of the map parameters");
+        else
+            rc = map_line(c, m, t);
+    }
+    c->node = n;
+    if (rc != BL_OK) {
+        map_free(m);
+        return rc;
+    }
+    cfg->var_maps[idx] = m;
+    return BL_OK;
+}
+
 static int h_break(struct compiler *c, const struct bl_conf_node *n)
 {
     BL_UNUSED(n);
@@ -1966,6 +2093,7 @@ static const struct directive directives[] = {
     /* http */
     DIRECTIVE("upstream", CTX_HTTP, 1, 1, DIR_BLOCK, "NAME", NULL, h_upstream),
     DIRECTIVE("server", CTX_HTTP, 0, 0, DIR_BLOCK, "", NULL, h_server),
+    DIRECTIVE("map", CTX_HTTP, 2, 2, DIR_BLOCK, "$SOURCE $VARIABLE", NULL, h_map),
     DIRECTIVE("log_format", CTX_HTTP, 2, ANY_ARGS, 0,
               "NAME [escape=default | json | none] STRING ...", NULL, h_log_format),
     DIRECTIVE("access_log", CTX_HSL, 1, 5, 0,
@@ -2625,6 +2753,15 @@ static int collect_vars(struct bl_config *cfg, const struct bl_conf_node *n)
                strcmp(n->name, "if") == 0) {
         for (int i = 0; rc == BL_OK && i < n->nargs; i++)
             rc = var_add_captures(cfg, n->args[i]);
+    } else if (strcmp(n->name, "map") == 0 && n->nargs == 2 && n->args[1][0] == '$' &&
+               n->args[1][1]) {
+        char err[256];
+        struct bl_template *builtin = bl_template_compile(n->args[1], err, sizeof(err));
+        if (builtin)
+            bl_template_free(builtin); /* a built-in: h_map refuses it */
+        else
+            rc = var_add(cfg, n->args[1] + 1, strlen(n->args[1] + 1));
+        return rc; /* the block's lines are keys, not directives */
     }
     for (int i = 0; rc == BL_OK && i < n->nchildren; i++)
         rc = collect_vars(cfg, &n->children[i]);
@@ -2813,6 +2950,9 @@ void bl_conf_release(struct bl_config *cfg)
     if (cfg->admin.token)
         memset(cfg->admin.token, 0, cfg->admin.token_len);
     free(cfg->admin.token);
+    for (uint32_t i = 0; cfg->var_maps && i < cfg->vars.n; i++)
+        map_free(cfg->var_maps[i]);
+    free(cfg->var_maps);
     for (uint32_t i = 0; i < cfg->vars.n; i++)
         free(cfg->vars.names[i]);
     free(cfg->vars.names);

@@ -331,6 +331,36 @@ struct bl_admin_conf {
     size_t token_len;
 };
 
+/* map $source $target { ... } (http context, nginx's ngx_http_map_module): $target's value is
+ * worked out on its first use in a request and kept for the rest of it (rewrite.c). */
+struct bl_map_key {
+    char *key;                      /* lowercase; hostnames wildcards without their '*' */
+    uint32_t len;
+    uint8_t wild;                   /* enum bl_map_wild */
+    struct bl_regex *re;            /* ~regex and ~*regex keys */
+    struct bl_template *value;
+};
+
+enum bl_map_wild {
+    BL_MAP_EXACT = 0,
+    BL_MAP_HEAD,                    /* "*.example.com": key ".example.com", a name ending so */
+    BL_MAP_DOT,                     /* ".example.com": the name itself or one ending so */
+    BL_MAP_TAIL,                    /* "www.example.*": key "www.example.", a name starting so */
+};
+
+struct bl_map {
+    struct bl_template *source;
+    uint32_t var;                   /* the target's index in bl_config.vars */
+    uint8_t hostnames;
+    struct bl_map_key *keys;        /* strings (and hostnames wildcards), in file order */
+    uint32_t nkeys;
+    struct bl_map_key *regexes;     /* tried in file order after the strings */
+    uint32_t nregexes;
+    struct bl_template *deflt;      /* NULL: empty */
+    const char *file;
+    int line;
+};
+
 struct bl_config {
     char *file;                     /* main config file */
     int workers;                    /* worker_processes (threads) */
@@ -363,7 +393,10 @@ struct bl_config {
     uint32_t max_head;              /* largest large_client_header_buffers total, bytes */
     struct bl_conf_node *tree;      /* the directive tree (file names live there) */
     struct bl_admin_conf admin;
-    struct bl_var_names vars;       /* variables the config defines: set, named captures */
+    struct bl_var_names vars;       /* variables the config defines: set, named captures,
+                                     * map targets */
+    struct bl_map **var_maps;       /* vars.n entries: the map that defines variable i, or
+                                     * NULL (NULL array: no maps) */
 };
 
 /* Reads, validates and compiles FILE. Returns the config, or NULL with err holding one line in

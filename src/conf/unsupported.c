@@ -13,13 +13,12 @@ static const char MTLS[] = "client certificate verification is";
 static const char UPSTREAM_TLS[] = "TLS to upstreams is";
 static const char HTTP2[] = "HTTP/2 is";
 static const char HTTP3[] = "HTTP/3 is";
-static const char WEBSOCKET[] = "WebSocket proxying is";
 static const char GZIP[] = "compression is";
 static const char CACHE[] = "caching is";
 static const char LIMITS[] = "rate and connection limits are";
 static const char ACCESS[] = "access control is";
 static const char REWRITE[] = "logging rewrites is";
-static const char MAPS[] = "variables from map, geo and split_clients blocks are";
+static const char MAPS[] = "variables from geo and split_clients blocks are";
 static const char REALIP[] = "taking the client address from a header (real_ip) is";
 static const char STREAM[] = "L4 proxying (stream) is";
 static const char MAIL[] = "mail proxying is";
@@ -83,10 +82,9 @@ static const struct bl_unsupported directives[] = {
     {"auth_request_*", E, ACCESS},
     {"rewrite_log", W, REWRITE},
     {"uninitialized_variable_warn", W, REWRITE},
-    {"map", E, MAPS},
     {"geo", E, MAPS},
     {"split_clients", E, MAPS},
-    {"map_hash_*", W, MAPS},
+    {"map_hash_*", W, "sizing map hashes is"},
     {"set_real_ip_from", E, REALIP},
     {"real_ip_header", E, REALIP},
     {"real_ip_recursive", E, REALIP},
@@ -113,8 +111,6 @@ static const struct bl_unsupported directives[] = {
     {"directio", W, FILE_IO},
     {"directio_alignment", W, FILE_IO},
 };
-
-static const struct bl_unsupported websocket = {"map", E, WEBSOCKET};
 
 static const struct bl_unsupported listen_params[] = {
     {"http2", E, HTTP2},
@@ -150,10 +146,8 @@ static const struct bl_unsupported *find(const struct bl_unsupported *t, size_t 
 const struct bl_unsupported *bl_unsupported_directive(const char *name, char *const *args,
                                                       int nargs)
 {
-    /* nginx's WebSocket recipe starts with `map $http_upgrade $connection_upgrade { ... }`:
-     * name the feature the operator is after, not the building block. */
-    if (strcmp(name, "map") == 0 && nargs >= 1 && strcmp(args[0], "$http_upgrade") == 0)
-        return &websocket;
+    (void)args;
+    (void)nargs;
     return find(directives, sizeof(directives) / sizeof(directives[0]), name);
 }
 

@@ -52,14 +52,118 @@ void bl_rw_free(struct bl_request *r)
     }
 }
 
+static char *rw_eval(struct bl_request *r, const struct bl_template *t, size_t *len);
+
+/* The key of m that name[0..len) (lowercase) matches, or NULL: the exact string, else (hostnames)
+ * the longest "*.x" or ".x" wildcard, else the longest "x.*" one, as nginx's combined hash. */
+static const struct bl_map_key *map_find(const struct bl_map *m, const char *name, size_t len)
+{
+    const struct bl_map_key *head = NULL, *tail = NULL;
+    for (uint32_t i = 0; i < m->nkeys; i++) {
+        const struct bl_map_key *k = &m->keys[i];
+        switch (k->wild) {
+        case BL_MAP_EXACT:
+            if (k->len == len && memcmp(k->key, name, len) == 0)
+                return k;
+            break;
+        case BL_MAP_DOT:
+            if (k->len - 1 == len && memcmp(k->key + 1, name, len) == 0 &&
+                (!head || head->len < k->len))
+                head = k;
+            __attribute__((fallthrough)); /* ".x" also matches what "*.x" does */
+        case BL_MAP_HEAD:
+            if (len > k->len && memcmp(name + len - k->len, k->key, k->len) == 0 &&
+                (!head || head->len < k->len))
+                head = k;
+            break;
+        case BL_MAP_TAIL:
+            if (len > k->len && memcmp(name, k->key, k->len) == 0 &&
+                (!tail || tail->len < k->len))
+                tail = k;
+            break;
+        }
+    }
+    return head ? head : tail;
+}
+
+/* Works out map m's value for r into r->rw.vars[m->var]. NULL: empty (or out of memory). */
+static const char *map_value(struct bl_request *r, const struct bl_map *m, uint32_t nvars,
+                             size_t *len)
+{
+    if (!r->rw.vars && !(r->rw.vars = calloc(nvars, sizeof(*r->rw.vars))))
+        return NULL;
+    struct bl_rw_var *var = &r->rw.vars[m->var];
+    var->set = 2; /* a map whose source reads itself, directly or not, gets "" */
+    size_t slen;
+    char *src = rw_eval(r, m->source, &slen);
+    if (!src)
+        return NULL;
+    const struct bl_template *value = m->deflt;
+    struct bl_captures cap = {0};
+    size_t n = slen;
+    if (m->hostnames && n && src[n - 1] == '.')
+        n--;
+    char *low = rw_alloc(r, n);
+    if (!low)
+        return NULL;
+    for (size_t i = 0; i < n; i++)
+        low[i] = src[i] >= 'A' && src[i] <= 'Z' ? (char)(src[i] | 0x20) : src[i];
+    const struct bl_map_key *k = map_find(m, low, n);
+    if (k) {
+        value = k->value;
+    } else {
+        for (uint32_t i = 0; i < m->nregexes; i++) {
+            int rc = bl_regex_exec(m->regexes[i].re, src, slen, cap.ovec, BL_REGEX_MAX_PAIRS);
+            if (rc < 0)
+                bl_log(BL_LOG_ERROR, "map in %s:%d: regex \"%s\" failed to match", m->file,
+                       m->line, bl_regex_pattern(m->regexes[i].re));
+            if (rc > 0) {
+                cap.re = m->regexes[i].re;
+                cap.subject = src;
+                cap.npairs = (uint32_t)rc;
+                value = m->regexes[i].value;
+                break;
+            }
+        }
+    }
+    const char *val = "";
+    size_t vlen = 0;
+    if (value && !cap.re) {
+        val = rw_eval(r, value, &vlen);
+    } else if (value) {
+        /* The value's $1..$9 are the map regex's captures (the request's stay as they are). */
+        struct bl_var_ctx v;
+        bl_request_var_ctx(r, &v);
+        v.cap = &cap;
+        char small[1024];
+        vlen = bl_template_eval(value, &v, small, sizeof(small));
+        char *p = rw_alloc(r, vlen);
+        if (p && vlen > sizeof(small))
+            bl_template_eval(value, &v, p, vlen + 1);
+        else if (p)
+            memcpy(p, small, vlen);
+        val = p;
+    }
+    if (!val)
+        return NULL;
+    *var = (struct bl_rw_var){val, (uint32_t)vlen, 1};
+    *len = vlen;
+    return val;
+}
+
 const char *bl_rw_user_var(const struct bl_var_ctx *ctx, uint32_t idx, const char *name,
                            size_t name_len, size_t *len)
 {
-    const struct bl_request *r = ctx->user_arg;
+    /* Not const: a map's value is kept in the request once worked out (nginx's lazy,
+     * once-per-request variables). */
+    struct bl_request *r = (struct bl_request *)ctx->user_arg;
     if (r->rw.vars && r->rw.vars[idx].set) {
         *len = r->rw.vars[idx].len;
-        return r->rw.vars[idx].val;
+        return r->rw.vars[idx].set == 1 ? r->rw.vars[idx].val : NULL;
     }
+    const struct bl_config *cfg = r->c->w->cfg;
+    if (cfg->var_maps && cfg->var_maps[idx])
+        return map_value(r, cfg->var_maps[idx], cfg->vars.n, len);
     /* A named group of the last match that has one by this name. */
     const struct bl_captures *c = &r->rw.cap;
     if (!c->re)

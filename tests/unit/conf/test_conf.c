@@ -512,6 +512,50 @@ static void test_docs_match_table(void **state)
     assert_int_equal(bad, 0);
 }
 
+/* map: keys lowercased and sorted by kind, hostnames wildcards, the target a config variable. */
+static void test_map_compiled(void **state)
+{
+    (void)state;
+    char err[512];
+    struct bl_config *cfg = load(
+        "http { map $host $site { hostnames; default d; Example.COM e; *.a.com h; .b.org dot;\n"
+        "  www.c.* t; ~^x(\\d) r$1; ~*^Y y; \\default esc; }\n"
+        "server { listen 127.0.0.1:8080; location / { return 200 $site; } } }", err,
+        sizeof(err));
+    assert_non_null(cfg);
+    assert_non_null(cfg->var_maps);
+    const struct bl_map *m = NULL;
+    for (uint32_t i = 0; i < cfg->vars.n; i++)
+        if (strcmp(cfg->vars.names[i], "site") == 0)
+            m = cfg->var_maps[i];
+    assert_non_null(m);
+    assert_int_equal(m->hostnames, 1);
+    assert_non_null(m->deflt);
+    assert_int_equal(m->nkeys, 5);
+    assert_string_equal(m->keys[0].key, "example.com");
+    assert_int_equal(m->keys[0].wild, BL_MAP_EXACT);
+    assert_string_equal(m->keys[1].key, ".a.com");
+    assert_int_equal(m->keys[1].wild, BL_MAP_HEAD);
+    assert_string_equal(m->keys[2].key, ".b.org");
+    assert_int_equal(m->keys[2].wild, BL_MAP_DOT);
+    assert_string_equal(m->keys[3].key, "www.c.");
+    assert_int_equal(m->keys[3].wild, BL_MAP_TAIL);
+    assert_string_equal(m->keys[4].key, "default");
+    assert_int_equal(m->nregexes, 2);
+    bl_conf_release(cfg);
+
+    expect_error("http { map $arg_a $b { a 1; A 2; } }",
+                 "conflicting parameter \"A\" in t.conf:1");
+    expect_error("http { map $arg_a $b { a 1 2; } }",
+                 "invalid number of the map parameters in t.conf:1");
+    expect_error("http { map $arg_a $b { default 1; default 2; } }",
+                 "duplicate default map parameter in t.conf:1");
+    expect_error("http { map $arg_a $b { a 1; } map $arg_c $b { c 1; } }",
+                 "duplicate \"$b\" variable in t.conf:1");
+    expect_error("http { server { map $arg_a $b { a 1; } } }",
+                 "\"map\" directive is not allowed here in t.conf:1");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -522,6 +566,7 @@ int main(void)
         cmocka_unit_test(test_defaults_from_table),
         cmocka_unit_test(test_merge_three_levels),
         cmocka_unit_test(test_docs_match_table),
+        cmocka_unit_test(test_map_compiled),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
