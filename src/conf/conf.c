@@ -671,16 +671,9 @@ static int h_proxy_set_header(struct compiler *c, const struct bl_conf_node *n)
      * `proxy_set_header Connection "";` that nginx needs is accepted and has no effect. */
     if (strcasecmp(name, "connection") == 0 && n->args[1][0] == '\0')
         return BL_OK;
-    /* nginx's WebSocket recipe: Upgrade from $http_upgrade, Connection "upgrade". */
-    if (strcasecmp(name, "upgrade") == 0 ||
-        (strcasecmp(name, "connection") == 0 && (strcasestr(n->args[1], "upgrade")))) {
-        static const struct bl_unsupported ws = {"proxy_set_header", BL_UNSUPPORTED_ERROR,
-                                                 "WebSocket proxying is"};
-        char what[160];
-        snprintf(what, sizeof(what), "\"proxy_set_header %s\"", name);
-        return unsupported(c, &ws, what);
-    }
-    if (strcasecmp(name, "connection") == 0 || strcasecmp(name, "content-length") == 0 ||
+    /* Other Connection values go as written (nginx's WebSocket recipe: Upgrade from
+     * $http_upgrade, Connection from $connection_upgrade), in place of ballast's own. */
+    if (strcasecmp(name, "content-length") == 0 ||
         strcasecmp(name, "transfer-encoding") == 0)
         return fail(c, "\"proxy_set_header\" cannot change \"%s\"", name);
     struct bl_template *t = NULL;

@@ -166,6 +166,31 @@ static ssize_t client_send_small(struct bl_client *c, const char *p, size_t len)
     return n > 0 ? n : -1;
 }
 
+ssize_t bl_fd_read(int fd, struct bl_buf *b, uint8_t *ready, uint8_t hup)
+{
+    return read_into(fd, b, ready, hup);
+}
+
+ssize_t bl_fd_writev(int fd, struct iovec *iov, int n, uint8_t *ready)
+{
+    return write_iov(fd, iov, n, ready);
+}
+
+ssize_t bl_client_read(struct bl_client *c, struct bl_buf *b)
+{
+    return client_read(c, b);
+}
+
+ssize_t bl_client_writev(struct bl_client *c, struct iovec *iov, int n)
+{
+    return client_writev(c, iov, n);
+}
+
+void bl_request_end(struct bl_request *r)
+{
+    request_finish(r);
+}
+
 /* Request objects are recycled per worker (hw->request_cache): no malloc per request in the
  * steady state. */
 static struct bl_request *request_new(struct bl_client *c)
@@ -644,6 +669,10 @@ static int attempt_failed(struct bl_request *r, enum bl_attempt_error kind, int 
 static void upstream_on_timeout(struct bl_upconn *u)
 {
     struct bl_request *r = u->owner;
+    if (r->tun.on) {
+        bl_tunnel_timeout(r);
+        return;
+    }
     const char *what = r->state == RS_CONNECT ? "upstream timed out while connecting"
                      : r->state == RS_SEND_HEAD || r->state == RS_BODY
                          ? "upstream timed out while sending the request"
@@ -851,13 +880,15 @@ static int parse_response_head(struct bl_request *r)
             attempt_failed(r, BL_AE_INVALID, 0, "upstream sent invalid header", 0);
             return BL_ERR;
         }
-        if (r->resp.status >= 100 && r->resp.status < 200) {
-            if (r->resp.status == 101) {
-                bl_log(BL_LOG_ERROR, "upstream %s switched protocols, which is not supported",
-                       u->server->name);
-                request_abort(r, 502, "upstream sent 101");
-                return BL_ERR;
-            }
+        if (r->resp.status == 101 && !bl_tunnel_wanted(r)) {
+            /* nginx relays a 101 only to a client that asked for an Upgrade */
+            bl_log(BL_LOG_ERROR, "upstream %s switched protocols without an Upgrade request, "
+                   "client %s", u->server->name, r->c->ip);
+            request_abort(r, 502, "upstream sent 101");
+            return BL_ERR;
+        }
+        /* 101 is a final head here: the tunnel follows it (tunnel.c). */
+        if (r->resp.status >= 100 && r->resp.status < 200 && r->resp.status != 101) {
             /* Interim responses: 100 is ours to send (already sent or not needed); others
              * (103 Early Hints) go to HTTP/1.1 clients as they came. */
             if (r->resp.status != 100 && r->msg.minor_version == 1) {
@@ -884,7 +915,8 @@ static int parse_response_head(struct bl_request *r)
         r->resp_head_done = 1;
         r->status = r->resp.status;
         r->up_reusable = r->resp.keep_alive;
-        if (r->resp.body == BL_H1_BODY_CLOSE) {
+        if (r->resp.body == BL_H1_BODY_CLOSE || r->resp.status == 101) {
+            /* 101: the connections become a tunnel (tunnel.c), neither is reused */
             r->keep_alive = 0;
             r->up_reusable = 0;
         }
@@ -909,6 +941,8 @@ static int parse_response_head(struct bl_request *r)
             return BL_ERR;
         }
         b->start += (uint32_t)rc;
+        if (r->resp.status == 101)
+            return BL_OK; /* what follows the head is the tunnel's */
         if (account_response_body(r, b->start) != BL_OK) {
             bl_log(BL_LOG_ERROR, "upstream %s sent invalid chunked response, client %s",
                    u->server->name, r->c->ip);
@@ -1003,6 +1037,19 @@ static int send_request(struct bl_request *r)
     return BL_OK;
 }
 
+/* After a 101 both connections' events run the tunnel (tunnel.c). */
+static int tunnel_response(struct bl_request *r)
+{
+    bl_tunnel_run(r);
+    return BL_ERR;
+}
+
+static void tunnel_client_event(struct bl_request *r, uint32_t ev)
+{
+    (void)ev;
+    bl_tunnel_run(r);
+}
+
 /* Reads and parses the response head; on the final head, moves to relaying. */
 static int recv_head(struct bl_request *r)
 {
@@ -1035,6 +1082,12 @@ static int recv_head(struct bl_request *r)
             }
         }
         r->state = RS_RESPONSE;
+        if (r->resp.status == 101) {
+            r->response_handler = tunnel_response;
+            r->client_handler = tunnel_client_event;
+            bl_tunnel_start(r);
+            return BL_ERR; /* the tunnel may have ended r */
+        }
         r->response_handler = recv_relay;
         return recv_relay(r);
     }

@@ -264,8 +264,11 @@ static void head_ids(struct out *o, const struct bl_request *r)
 }
 
 /* proxy_set_header lines, evaluated; an empty value sends nothing (nginx). */
-static void head_set_headers(struct out *o, const struct bl_request *r)
+/* Returns 1 when a configured Connection field was written (nginx's WebSocket recipe:
+ * `proxy_set_header Connection $connection_upgrade;`). */
+static int head_set_headers(struct out *o, const struct bl_request *r)
 {
+    int connection = 0;
     const struct bl_location *loc = r->loc;
     struct bl_var_ctx v;
     bl_request_var_ctx(r, &v);
@@ -283,7 +286,9 @@ static void head_set_headers(struct out *o, const struct bl_request *r)
             continue;
         }
         out_put(o, "\r\n", 2);
+        connection |= hs->name_len == 10 && strncasecmp(hs->name, "connection", 10) == 0;
     }
+    return connection;
 }
 
 /* Writes the request head for the upstream into r->out. BL_OK or BL_ERR (too large). */
@@ -297,8 +302,7 @@ int bl_proxy_upstream_head(struct bl_request *r)
         head_default_host(&o, r);
     head_forwarded(&o, r, xff_seen);
     head_ids(&o, r);
-    head_set_headers(&o, r);
-    if (r->a.server->group->keepalive == 0)
+    if (!head_set_headers(&o, r) && r->a.server->group->keepalive == 0)
         out_str(&o, "Connection: close\r\n");
     return out_finish_head(r, &o);
 }
@@ -391,14 +395,18 @@ int bl_proxy_client_head(struct bl_request *r)
     }
     for (uint32_t i = 0; i < m->nheaders; i++) {
         const struct bl_h1_header *h = &m->headers[i];
-        if (h->hop || (r->dechunking && h->id == BL_H1_HDR_TRANSFER_ENCODING))
+        /* A 101's Upgrade names the protocol switched to: the client needs it (nginx). */
+        if ((h->hop && !(m->status == 101 && h->id == BL_H1_HDR_UPGRADE)) ||
+            (r->dechunking && h->id == BL_H1_HDR_TRANSFER_ENCODING))
             continue;
         uint32_t hidden = bl_hidden_by_default(h->name, h->name_len);
         if ((hidden && !(hidden & pass)) || hidden_by_config(loc, h))
             continue;
         out_header(&o, h);
     }
-    if (!r->keep_alive)
+    if (m->status == 101)
+        out_str(&o, "Connection: upgrade\r\n");
+    else if (!r->keep_alive)
         out_str(&o, "Connection: close\r\n");
     else if (r->msg.minor_version == 0)
         out_str(&o, "Connection: keep-alive\r\n");

@@ -22,6 +22,7 @@
 #include "http/template.h"
 #include "http/tls.h"
 #include "http/trace.h"
+#include "http/tunnel.h"
 #include "http/proxy.h"
 #include "http/rewrite.h"
 #include "upstream/attempt.h"
@@ -124,6 +125,7 @@ struct bl_request {
     struct bl_rw_state rw;             /* captures, rewritten URI and arguments, set variables,
                                         * return (rewrite.c) */
     struct bl_attempt a;               /* the upstream side: server, connection, retries */
+    struct bl_tunnel tun;              /* after a 101: the byte tunnel (tunnel.c) */
     struct bl_h1_parser parser;
     struct bl_h1_chunked req_chunked, resp_chunked;
     struct bl_dechunk dechunk;         /* chunked response to an HTTP/1.0 client */
@@ -144,6 +146,17 @@ struct bl_request {
 
 /* "connect", "send_head", ... for logs. */
 const char *bl_req_state_str(int state);
+
+/* I/O on the request's connections, for tunnel.c: bytes (> 0), 0 at EOF (reads), BL_AGAIN, or
+ * BL_ERR with errno; a short read or write clears *ready. The client's go through its
+ * transport (plain or TLS). */
+ssize_t bl_fd_read(int fd, struct bl_buf *b, uint8_t *ready, uint8_t hup);
+ssize_t bl_fd_writev(int fd, struct iovec *iov, int n, uint8_t *ready);
+ssize_t bl_client_read(struct bl_client *c, struct bl_buf *b);
+ssize_t bl_client_writev(struct bl_client *c, struct iovec *iov, int n);
+/* Ends r as done: logged, its upstream connection closed unless reusable, the client
+ * connection kept or closed as r->keep_alive says. */
+void bl_request_end(struct bl_request *r);
 
 /* ---- proxy_head.c: the heads the proxy writes, into r->out (out_sent 0). BL_OK, or BL_ERR
  * when the head does not fit in the buffer. */

@@ -204,16 +204,9 @@ SERVER = "http {\n    server {\n        listen 127.0.0.1:18080%s;\n%s    }\n%s}\
     (SERVER % ("", "        ssl on;\n", ""), 'TLS is not supported in this build: "ssl" directive'),
     (SERVER % ("", "        location / { proxy_pass https://127.0.0.1:9; }\n", ""),
      'TLS is not supported in this build: "https://127.0.0.1:9" in "proxy_pass"'),
-    # nginx's WebSocket recipe, from its map to its headers.
-    ("http {\n    map $http_upgrade $connection_upgrade { default upgrade; '' close; }\n}\n",
-     'WebSocket proxying is not supported in this build: "map" directive'),
-    (SERVER % ("", "        location / { proxy_pass http://127.0.0.1:9;\n"
-               "            proxy_http_version 1.1;\n"
-               "            proxy_set_header Upgrade $http_upgrade; }\n", ""),
-     'WebSocket proxying is not supported in this build: "proxy_set_header Upgrade"'),
-    (SERVER % ("", "        location / { proxy_pass http://127.0.0.1:9;\n"
-               "            proxy_set_header Connection \"upgrade\"; }\n", ""),
-     'WebSocket proxying is not supported in this build: "proxy_set_header Connection"'),
+    # map is supported; its neighbours are not yet.
+    ("http {\n    geo $remote_addr $zone { default a; }\n}\n",
+     'variables from geo and split_clients blocks are not supported in this build: "geo"'),
     (SERVER % ("", "        limit_req zone=one burst=5;\n", ""),
      'rate and connection limits are not supported in this build: "limit_req" directive'),
     ("http {\n    limit_req_zone $binary_remote_addr zone=one:10m rate=1r/s;\n}\n",
