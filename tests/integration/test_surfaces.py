@@ -227,7 +227,7 @@ def test_missing_feature_is_named(tmp_path, text, needle):
     path, r = check(tmp_path, text)
     assert r.returncode == 1, r
     line = next(i for i, l in enumerate(text.split("\n"), 1)
-                if any(w in l for w in ("ssl", "http2", "proxy_protocol", "https", "map ",
+                if any(w in l for w in ("ssl", "http2", "proxy_protocol", "https", "geo ",
                                         "Upgrade", "Connection", "limit_req", "allow",
                                         "proxy_cache", "sub_filter", "if (", "stream")))
     first = r.stderr.split("\n")[0]
