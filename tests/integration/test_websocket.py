@@ -467,3 +467,28 @@ def test_many_sequential_tunnels_do_not_leak_connections(px):
                 assert await ws.recv() == "m%d" % i
     run(go())
     assert wait_for(lambda: sum(" 101 " in ln for ln in log_lines(px)) == 30, 10 * SLOW)
+
+
+def test_wss_through_tls_termination(ballast, echo, tmp_path):
+    """The tunnel reads and writes the client side through its transport: TLS works too."""
+    import ssl
+    from test_tls import make_cert
+    crt, key = make_cert(str(tmp_path), "ws", "ws.test")
+    text = conf(echo.port).replace("listen 127.0.0.1:@port@;",
+                                   "listen 127.0.0.1:@port@ ssl;\n        ssl_certificate %s;\n"
+                                   "        ssl_certificate_key %s;" % (crt, key))
+    b = ballast(text)
+    ctx = ssl.create_default_context(cafile=crt)
+    big = os.urandom(1 << 20)
+
+    async def go():
+        async with websockets.connect("wss://127.0.0.1:%d/tls" % b.port, ssl=ctx,
+                                      server_hostname="ws.test", max_size=None,
+                                      ping_interval=None, open_timeout=10 * SLOW) as ws:
+            await ws.send("over tls")
+            assert await ws.recv() == "over tls"
+            await ws.send(big)
+            assert await ws.recv() == big
+            await ws.close(code=4001)
+            assert ws.close_code == 4001
+    run(go())
