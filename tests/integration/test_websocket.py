@@ -492,3 +492,25 @@ def test_wss_through_tls_termination(ballast, echo, tmp_path):
             await ws.close(code=4001)
             assert ws.close_code == 4001
     run(go())
+
+
+def test_tunnel_survives_reload(ballast, echo):
+    """A reload leaves an open tunnel on the generation it started on: it keeps flowing, and
+    a new tunnel starts on the new generation."""
+    b = ballast(conf(echo.port, main="error_log stderr notice;"))
+
+    async def go():
+        async with connect(b.port, "/before") as ws:
+            await ws.send("one")
+            assert await ws.recv() == "one"
+            b.send_signal(signal.SIGHUP)
+            ok = "generation 2 serves on every worker"
+            assert await asyncio.get_running_loop().run_in_executor(
+                None, lambda: wait_for(lambda: ok in b.stderr_text(), 10 * SLOW)), \
+                b.stderr_text()[-2000:]
+            await ws.send("two")
+            assert await ws.recv() == "two"
+            async with connect(b.port, "/after") as ws2:
+                await ws2.send("three")
+                assert await ws2.recv() == "three"
+    run(go())
