@@ -1652,7 +1652,7 @@ static int h_map(struct compiler *c, const struct bl_conf_node *n)
     struct bl_config *cfg = c->cfg;
     if (!cfg->var_maps && !(cfg->var_maps = conf_calloc(cfg->vars.n, sizeof(*cfg->var_maps))))
         return oom(c);
-    if (cfg->var_maps[idx])
+    if (cfg->var_maps[idx] || (cfg->var_blocks && cfg->var_blocks[idx]))
         return fail(c, "duplicate \"%s\" variable", target);
     struct bl_map *m = conf_calloc(1, sizeof(*m));
     if (!m)
@@ -2030,6 +2030,196 @@ static int h_number_ignore(struct compiler *c, const struct bl_conf_node *n)
     return BL_OK;
 }
 
+/* ---- split_clients and geo (http/varblock.c works their values out) ---- */
+
+/* The block that defines variable text ("$name"), registered for it; NULL after an error. */
+static struct bl_varblock *varblock_new(struct compiler *c, const char *text, uint8_t kind)
+{
+    if (text[0] != '$' || !text[1]) {
+        fail(c, "invalid variable name \"%s\"", text);
+        return NULL;
+    }
+    int idx = var_index(c->cfg, text + 1);
+    if (idx < 0) {
+        fail(c, "the built-in variable \"%s\" cannot be defined by \"%s\"", text, c->node->name);
+        return NULL;
+    }
+    struct bl_config *cfg = c->cfg;
+    if (!cfg->var_blocks &&
+        !(cfg->var_blocks = conf_calloc(cfg->vars.n, sizeof(*cfg->var_blocks)))) {
+        oom(c);
+        return NULL;
+    }
+    if (cfg->var_blocks[idx] || (cfg->var_maps && cfg->var_maps[idx])) {
+        fail(c, "duplicate \"%s\" variable", text + 1);
+        return NULL;
+    }
+    struct bl_varblock *b = conf_calloc(1, sizeof(*b));
+    if (!b) {
+        oom(c);
+        return NULL;
+    }
+    b->kind = kind;
+    b->var = (uint32_t)idx;
+    cfg->var_blocks[idx] = b;
+    return b;
+}
+
+static void varblock_free(struct bl_varblock *b)
+{
+    if (!b)
+        return;
+    bl_template_free(b->source);
+    for (uint32_t i = 0; i < b->nparts; i++)
+        free(b->parts[i].value);
+    free(b->parts);
+    for (uint32_t i = 0; i < b->nnets; i++)
+        free(b->nets[i].value);
+    free(b->nets);
+    free(b->deflt);
+    free(b);
+}
+
+/* "10%", "0.5%": hundredths of a percent (nginx's ngx_atofp with two decimals); 0 invalid. */
+static uint32_t split_percent(const char *s)
+{
+    size_t len = strlen(s);
+    if (len < 2 || s[len - 1] != '%')
+        return 0;
+    uint64_t v = 0;
+    int dot = 0, decimals = 0;
+    for (size_t i = 0; i < len - 1; i++) {
+        if (s[i] == '.' && !dot) {
+            dot = 1;
+            continue;
+        }
+        if (s[i] < '0' || s[i] > '9' || (dot && ++decimals > 2) || v > 100000)
+            return 0;
+        v = v * 10 + (uint64_t)(s[i] - '0');
+    }
+    while (decimals++ < 2)
+        v *= 10;
+    return v > 10000 ? 10001 : (uint32_t)v;
+}
+
+/* split_clients STRING $VARIABLE { PERCENT VALUE; ... * VALUE; } */
+static int h_split_clients(struct compiler *c, const struct bl_conf_node *n)
+{
+    struct bl_varblock *b = varblock_new(c, n->args[1], BL_VB_SPLIT);
+    if (!b || !(b->source = template_vars(c, n->args[0])))
+        return BL_ERR;
+    uint32_t sum = 0, last = 0;
+    for (int i = 0; i < n->nchildren; i++) {
+        const struct bl_conf_node *t = &n->children[i];
+        c->node = t;
+        if (t->is_block || t->nargs != 1)
+            return fail(c, "invalid number of parameters in \"split_clients\" block");
+        uint32_t pct = 0;
+        if (strcmp(t->name, "*") != 0 && !(pct = split_percent(t->name)))
+            return fail(c, "invalid percent value \"%s\"", t->name);
+        sum = pct ? sum + pct : 10000;
+        if (sum > 10000)
+            return fail(c, "percent total is greater than 100%%");
+        struct bl_split_part *p = grow(b->parts, b->nparts, sizeof(*p));
+        if (!p)
+            return oom(c);
+        b->parts = p;
+        p = &b->parts[b->nparts];
+        if (!(p->value = conf_strdup(t->args[0])))
+            return oom(c);
+        b->nparts++;
+        if (pct) {
+            /* nginx's bucket bounds: each share of 2^32-1 added to a 32-bit running bound. */
+            last += (uint32_t)((uint64_t)pct * 0xffffffffu / 10000);
+            p->upto = last;
+        }
+    }
+    c->node = n;
+    return BL_OK;
+}
+
+/* One "NET VALUE;", "default VALUE;" or "delete NET;" line of a geo block into b. */
+static int geo_line(struct compiler *c, struct bl_varblock *b, const struct bl_conf_node *t)
+{
+    /* include is expanded by the parser: its lines arrive here as the block's own. */
+    static const char *const refused[] = {"proxy", "ranges", "proxy_recursive"};
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++)
+        if (strcmp(t->name, refused[i]) == 0)
+            return fail(c, "\"%s\" inside \"geo\" is not supported in this build", t->name);
+    if (t->is_block || t->nargs != 1)
+        return fail(c, "invalid number of the geo parameters");
+    if (strcmp(t->name, "default") == 0) {
+        free(b->deflt);
+        return (b->deflt = conf_strdup(t->args[0])) ? BL_OK : oom(c);
+    }
+    int del = strcmp(t->name, "delete") == 0;
+    const char *text = del ? t->args[0] : t->name;
+    struct bl_cidr net;
+    int rc = strcmp(text, "all") == 0 ? -1 : bl_cidr_parse(text, &net);
+    if (rc < 0)
+        return fail(c, "invalid network \"%s\"", text);
+    if (rc == 1) {
+        char msg[300];
+        snprintf(msg, sizeof(msg), "low address bits of %s are meaningless", text);
+        warn(c, msg);
+    }
+    for (uint32_t i = 0; i < b->nnets; i++) {
+        struct bl_geo_net *g = &b->nets[i];
+        if (g->net.bits != net.bits || memcmp(&g->net.addr, &net.addr, sizeof(net.addr)) != 0)
+            continue;
+        if (del) {
+            free(g->value);
+            b->nets[i] = b->nets[--b->nnets];
+            return BL_OK;
+        }
+        char msg[600];
+        snprintf(msg, sizeof(msg), "duplicate network \"%s\", value: \"%s\", old value: \"%s\"",
+                 text, t->args[0], g->value);
+        warn(c, msg);
+        char *v = conf_strdup(t->args[0]);
+        if (!v)
+            return oom(c);
+        free(g->value);
+        g->value = v;
+        return BL_OK;
+    }
+    if (del) {
+        char msg[300];
+        snprintf(msg, sizeof(msg), "no network \"%s\" to delete", text);
+        warn(c, msg);
+        return BL_OK;
+    }
+    struct bl_geo_net *g = grow(b->nets, b->nnets, sizeof(*g));
+    if (!g)
+        return oom(c);
+    b->nets = g;
+    g = &b->nets[b->nnets];
+    g->net = net;
+    if (!(g->value = conf_strdup(t->args[0])))
+        return oom(c);
+    b->nnets++;
+    return BL_OK;
+}
+
+/* geo [$ADDRESS] $VARIABLE { default V; CIDR V; ADDR V; delete CIDR; } */
+static int h_geo(struct compiler *c, const struct bl_conf_node *n)
+{
+    struct bl_varblock *b = varblock_new(c, n->args[n->nargs - 1], BL_VB_GEO);
+    if (!b)
+        return BL_ERR;
+    if (n->nargs == 2 && !(b->source = template_vars(c, n->args[0])))
+        return BL_ERR;
+    int rc = BL_OK;
+    for (int i = 0; rc == BL_OK && i < n->nchildren; i++) {
+        c->node = &n->children[i];
+        rc = geo_line(c, b, &n->children[i]);
+    }
+    c->node = n;
+    if (rc == BL_OK && !b->deflt && !(b->deflt = conf_strdup("")))
+        return oom(c);
+    return rc;
+}
+
 /* ---- typed settings ---- */
 
 static int h_typed(struct compiler *c, const struct bl_conf_node *n);
@@ -2087,6 +2277,9 @@ static const struct directive directives[] = {
     DIRECTIVE("upstream", CTX_HTTP, 1, 1, DIR_BLOCK, "NAME", NULL, h_upstream),
     DIRECTIVE("server", CTX_HTTP, 0, 0, DIR_BLOCK, "", NULL, h_server),
     DIRECTIVE("map", CTX_HTTP, 2, 2, DIR_BLOCK, "$SOURCE $VARIABLE", NULL, h_map),
+    DIRECTIVE("split_clients", CTX_HTTP, 2, 2, DIR_BLOCK, "STRING $VARIABLE", NULL,
+              h_split_clients),
+    DIRECTIVE("geo", CTX_HTTP, 1, 2, DIR_BLOCK, "[$ADDRESS] $VARIABLE", NULL, h_geo),
     DIRECTIVE("log_format", CTX_HTTP, 2, ANY_ARGS, 0,
               "NAME [escape=default | json | none] STRING ...", NULL, h_log_format),
     DIRECTIVE("access_log", CTX_HSL, 1, 5, 0,
@@ -2756,6 +2949,18 @@ static int collect_vars(struct bl_config *cfg, const struct bl_conf_node *n)
             rc = var_add(cfg, n->args[1] + 1, strlen(n->args[1] + 1));
         return rc; /* the block's lines are keys, not directives */
     }
+    /* split_clients and geo define their last argument; their lines are not directives. */
+    if ((strcmp(n->name, "split_clients") == 0 || strcmp(n->name, "geo") == 0) && n->nargs &&
+        n->args[n->nargs - 1][0] == '$' && n->args[n->nargs - 1][1]) {
+        const char *v = n->args[n->nargs - 1];
+        char err[256];
+        struct bl_template *builtin = bl_template_compile(v, err, sizeof(err));
+        if (builtin)
+            bl_template_free(builtin); /* a built-in: the handler refuses it */
+        else
+            rc = var_add(cfg, v + 1, strlen(v + 1));
+        return rc;
+    }
     for (int i = 0; rc == BL_OK && i < n->nchildren; i++)
         rc = collect_vars(cfg, &n->children[i]);
     return rc;
@@ -2946,6 +3151,9 @@ void bl_conf_release(struct bl_config *cfg)
     for (uint32_t i = 0; cfg->var_maps && i < cfg->vars.n; i++)
         map_free(cfg->var_maps[i]);
     free(cfg->var_maps);
+    for (uint32_t i = 0; cfg->var_blocks && i < cfg->vars.n; i++)
+        varblock_free(cfg->var_blocks[i]);
+    free(cfg->var_blocks);
     for (uint32_t i = 0; i < cfg->vars.n; i++)
         free(cfg->vars.names[i]);
     free(cfg->vars.names);

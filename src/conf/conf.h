@@ -11,6 +11,7 @@
 #include <sys/types.h>
 
 #include "conf/ssl.h"
+#include "core/cidr.h"
 #include "core/sock.h"
 #include "http/template.h"      /* struct bl_var_names */
 #include "upstream/attempt.h"     /* BL_NEXT_*: proxy_next_upstream conditions */
@@ -320,6 +321,31 @@ struct bl_access_log {
 };
 
 /* admin { listen ADDRESS:PORT; token_file FILE; }: the admin API's listener (src/admin/). */
+/* Variables defined by a block at the http level and worked out on their first use in a
+ * request, kept for the rest of it (http/varblock.c): split_clients and geo. */
+struct bl_split_part {
+    uint32_t upto;                  /* hashes below this take the value; 0: "*" (the rest) */
+    char *value;
+};
+
+struct bl_geo_net {
+    struct bl_cidr net;
+    char *value;
+};
+
+enum bl_varblock_kind { BL_VB_SPLIT = 1, BL_VB_GEO };
+
+struct bl_varblock {
+    uint8_t kind;                   /* enum bl_varblock_kind */
+    uint32_t var;                   /* the variable's index in bl_config.vars */
+    struct bl_template *source;     /* split: the key; geo: the address (NULL: $remote_addr) */
+    struct bl_split_part *parts;    /* split, in file order */
+    uint32_t nparts;
+    struct bl_geo_net *nets;        /* geo: the longest matching prefix wins */
+    uint32_t nnets;
+    char *deflt;                    /* geo's default ("" when not written) */
+};
+
 struct bl_admin_conf {
     uint8_t enabled;                /* an admin block exists: no block, no listener */
     uint8_t listen_set, token_set;  /* while compiling: duplicate lines */
@@ -391,6 +417,8 @@ struct bl_config {
     struct bl_log_format **log_formats;
     uint32_t nlog_formats;
     uint32_t max_head;              /* largest large_client_header_buffers total, bytes */
+    struct bl_varblock **var_blocks;/* vars.n entries: the split_clients or geo block that
+                                     * defines variable i, or NULL (NULL array: none) */
     struct bl_conf_node *tree;      /* the directive tree (file names live there) */
     struct bl_admin_conf admin;
     struct bl_var_names vars;       /* variables the config defines: set, named captures,

@@ -18,7 +18,6 @@ static const char CACHE[] = "caching is";
 static const char LIMITS[] = "rate and connection limits are";
 static const char ACCESS[] = "access control is";
 static const char REWRITE[] = "logging rewrites is";
-static const char MAPS[] = "variables from geo and split_clients blocks are";
 static const char REALIP[] = "taking the client address from a header (real_ip) is";
 static const char STREAM[] = "L4 proxying (stream) is";
 static const char MAIL[] = "mail proxying is";
@@ -82,8 +81,6 @@ static const struct bl_unsupported directives[] = {
     {"auth_request_*", E, ACCESS},
     {"rewrite_log", W, REWRITE},
     {"uninitialized_variable_warn", W, REWRITE},
-    {"geo", E, MAPS},
-    {"split_clients", E, MAPS},
     {"map_hash_*", W, "sizing map hashes is"},
     {"set_real_ip_from", E, REALIP},
     {"real_ip_header", E, REALIP},

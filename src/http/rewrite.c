@@ -12,6 +12,7 @@
 #include "core/regex.h"
 #include "http/proxy_int.h"
 #include "http/router.h"
+#include "http/varblock.h"
 
 /* nginx's NGX_HTTP_MAX_URI_CHANGES + 1: the 11th change is the error. */
 #define URI_CHANGES 11
@@ -154,8 +155,8 @@ static const char *map_value(struct bl_request *r, const struct bl_map *m, uint3
 const char *bl_rw_user_var(const struct bl_var_ctx *ctx, uint32_t idx, const char *name,
                            size_t name_len, size_t *len)
 {
-    /* Not const: a map's value is kept in the request once worked out (nginx's lazy,
-     * once-per-request variables). */
+    /* Not const: a map's, split_clients' or geo's value is kept in the request once worked
+     * out (nginx's lazy, once-per-request variables). */
     struct bl_request *r = (struct bl_request *)ctx->user_arg;
     if (r->rw.vars && r->rw.vars[idx].set) {
         *len = r->rw.vars[idx].len;
@@ -164,6 +165,8 @@ const char *bl_rw_user_var(const struct bl_var_ctx *ctx, uint32_t idx, const cha
     const struct bl_config *cfg = r->c->w->cfg;
     if (cfg->var_maps && cfg->var_maps[idx])
         return map_value(r, cfg->var_maps[idx], cfg->vars.n, len);
+    if (cfg->var_blocks && cfg->var_blocks[idx])
+        return bl_varblock_value(r, cfg->var_blocks[idx], cfg->vars.n, len);
     /* A named group of the last match that has one by this name. */
     const struct bl_captures *c = &r->rw.cap;
     if (!c->re)

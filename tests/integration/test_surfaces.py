@@ -204,9 +204,9 @@ SERVER = "http {\n    server {\n        listen 127.0.0.1:18080%s;\n%s    }\n%s}\
     (SERVER % ("", "        ssl on;\n", ""), 'TLS is not supported in this build: "ssl" directive'),
     (SERVER % ("", "        location / { proxy_pass https://127.0.0.1:9; }\n", ""),
      'TLS is not supported in this build: "https://127.0.0.1:9" in "proxy_pass"'),
-    # map is supported; its neighbours are not yet.
-    ("http {\n    geo $remote_addr $zone { default a; }\n}\n",
-     'variables from geo and split_clients blocks are not supported in this build: "geo"'),
+    # map, geo and split_clients are supported; geo's ranges are not yet.
+    ("http {\n    geo $remote_addr $zone { ranges; }\n}\n",
+     '"ranges" inside "geo" is not supported in this build'),
     (SERVER % ("", "        limit_req zone=one burst=5;\n", ""),
      'rate and connection limits are not supported in this build: "limit_req" directive'),
     ("http {\n    limit_req_zone $binary_remote_addr zone=one:10m rate=1r/s;\n}\n",
