@@ -1,7 +1,7 @@
 #!/bin/sh
 # Checks the include graph of src/ from its `#include "..."` lines:
-#   1. layers form a stack: core < leaves < upstream < conf < http < worker (reload, upgrade) <
-#      admin < ops < main, and no file includes a file of a higher layer. The leaves are the protocol
+#   1. layers form a stack: core < leaves < upstream < conf < http, stream (the two front ends) <
+#      worker (reload, upgrade) < admin < ops < main, and no file includes a file of a higher layer. The leaves are the protocol
 #      libraries any layer may use (HTTP/1 parser, URI normalizer, chunked decoder, variable
 #      templates, trace context); they may themselves use only core and each other. ops is
 #      what operating the process needs (-s, log reopening, sd_notify), kept out of main.c.
@@ -20,6 +20,7 @@ layer() {
     upstream/*) echo "2 upstream" ;;
     conf/*) echo "3 conf" ;;
     http/*) echo "4 http" ;;
+    stream/*) echo "4 stream" ;;
     worker.* | reload.* | upgrade.*) echo "5 worker" ;;
     admin/*) echo "6 admin" ;;
     ops.*) echo "7 ops" ;;
@@ -67,6 +68,6 @@ rm -f "$edges.err"
 
 if [ $status -eq 0 ]; then
     echo "check-layers: $nfiles files, $(grep -vc '^\(.*\) \1$' "$edges") includes:" \
-         "core < leaves < upstream < conf < http < worker (reload, upgrade) < admin < ops < main, no cycle"
+         "core < leaves < upstream < conf < http, stream < worker (reload, upgrade) < admin < ops < main, no cycle"
 fi
 exit $status

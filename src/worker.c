@@ -34,9 +34,9 @@ static struct bl_worker_gen *wgen_of(struct bl_http_worker *hw)
 
 static uint32_t worker_nclients(const struct bl_worker *w)
 {
-    uint32_t n = w->cur->http.nclients;
+    uint32_t n = w->cur->http.nclients + w->cur->stream.nsessions;
     for (const struct bl_worker_gen *o = w->old; o; o = o->next_old)
-        n += o->http.nclients;
+        n += o->http.nclients + o->stream.nsessions;
     return n;
 }
 
@@ -76,7 +76,10 @@ static void on_accept(struct bl_io *io, uint32_t ev)
             }
             return;
         }
-        bl_http_accept(&w->cur->http, l->listen, fd, &peer.sa, len);
+        if (l->listen->stream)
+            bl_stream_accept(&w->cur->stream, l->listen, fd, &peer.sa, len);
+        else
+            bl_http_accept(&w->cur->http, l->listen, fd, &peer.sa, len);
     }
 }
 
@@ -118,7 +121,7 @@ static void on_wgen_free(struct bl_deferred *d)
  * handlers may still hold pointers into it). */
 static void old_check(struct bl_worker *w, struct bl_worker_gen *wg)
 {
-    if (wg == w->cur || wg->free_queued || wg->http.nclients)
+    if (wg == w->cur || wg->free_queued || wg->http.nclients || wg->stream.nsessions)
         return;
     for (struct bl_worker_gen **pp = &w->old; *pp; pp = &(*pp)->next_old)
         if (*pp == wg) {
@@ -150,6 +153,14 @@ static void on_client_closed(struct bl_http_worker *hw)
     check_drained(wg->w);
 }
 
+static void on_session_closed(struct bl_stream_worker *sw)
+{
+    struct bl_worker_gen *wg =
+        (struct bl_worker_gen *)((char *)sw - offsetof(struct bl_worker_gen, stream));
+    old_check(wg->w, wg);
+    check_drained(wg->w);
+}
+
 static void on_shutdown_timer(struct bl_timer *t)
 {
     struct bl_worker *w = (struct bl_worker *)((char *)t - offsetof(struct bl_worker,
@@ -157,9 +168,12 @@ static void on_shutdown_timer(struct bl_timer *t)
     uint32_t n = worker_nclients(w);
     if (n)
         bl_log(BL_LOG_WARN, "shutdown_timeout: closing %u connections", n);
-    for (struct bl_worker_gen *o = w->old; o; o = o->next_old)
+    for (struct bl_worker_gen *o = w->old; o; o = o->next_old) {
         bl_http_close_all(&o->http);
+        bl_stream_close_all(&o->stream);
+    }
     bl_http_close_all(&w->cur->http);
+    bl_stream_close_all(&w->cur->stream);
     w->stopped = 1;
     bl_loop_stop(w->loop);
 }
@@ -307,10 +321,12 @@ static void *worker_main(void *arg)
     for (struct bl_worker_gen *o = w->old; o; o = o->next_old) {
         bl_access_log_flush(&o->http.logs);
         bl_http_close_all(&o->http);
+        bl_stream_close_all(&o->stream);
         bl_conn_pool_drain(&o->http.up.pool);
     }
     bl_access_log_flush(&w->cur->http.logs);
     bl_http_close_all(&w->cur->http);
+    bl_stream_close_all(&w->cur->stream);
     bl_conn_pool_drain(&w->cur->http.up.pool);
     /* Run the deferred frees the closes queued. */
     bl_loop_stop(w->loop);
@@ -545,6 +561,10 @@ int bl_generation_build(struct bl_generation *g, struct bl_worker *ws, char *err
         wg->http.on_client_closed = on_client_closed;
         wg->http.stats = g->stats->workers[i];
         wg->http.current = &w->http_cur;
+        wg->stream.loop = w->loop;
+        wg->stream.cfg = cfg;
+        wg->stream.up = &wg->http.up;
+        wg->stream.on_closed = on_session_closed;
         /* Balancer state is made here, not on the worker thread, so that running out of
          * memory is a start-up (or reload) error rather than a dead worker. */
         if (bl_upstream_worker_init(&wg->http.up, w->loop, cfg->groups, cfg->ngroups,

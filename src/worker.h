@@ -20,6 +20,7 @@
 
 #include "core/loop.h"
 #include "http/proxy.h"
+#include "stream/stream.h"
 
 struct bl_config;
 struct bl_listen;
@@ -39,6 +40,7 @@ struct bl_listener {
 struct bl_worker_gen {
     struct bl_http_worker http;   /* the proxy's per-worker state: clients, upstream pools and
                                    * balancer state, access log buffers */
+    struct bl_stream_worker stream; /* the L4 proxy's sessions (sharing http.up) */
     struct bl_generation *gen;
     struct bl_worker *w;
     struct bl_listener *listeners; /* by position in gen->cfg->listens; fds set at switch */

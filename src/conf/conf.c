@@ -50,11 +50,15 @@
 #define CTX_LOCATION 0x20u
 #define CTX_ADMIN    0x40u
 #define CTX_IF       0x80u     /* inside `if (...) { }` of a server or location */
+#define CTX_STREAM   0x100u    /* stream { } */
+#define CTX_SSERVER  0x200u    /* a server { } of stream */
 #define CTX_HSL      (CTX_HTTP | CTX_SERVER | CTX_LOCATION)
-#define CTX_ANY      0x7fu
+#define CTX_SS       (CTX_STREAM | CTX_SSERVER)
+#define CTX_ANY      0x37fu
 
 static const char *const ctx_names[] = {"main", "events", "http", "upstream", "server",
-                                        "location", "admin", "if"};
+                                        "location", "admin", "if", "stream",
+                                        "stream server"};
 
 #define ANY_ARGS 255
 
@@ -79,7 +83,7 @@ enum field_type {
 
 struct directive {
     const char *name;
-    uint8_t contexts;          /* CTX_* bits where it may stand */
+    uint16_t contexts;         /* CTX_* bits where it may stand */
     uint8_t min_args, max_args; /* max ANY_ARGS: no limit */
     uint8_t flags;             /* DIR_* */
     uint8_t type;              /* enum field_type; FT_NONE: handler only */
@@ -100,7 +104,11 @@ struct compiler {
     struct bl_loc_conf *lc;              /* the level (http, server, location) being compiled */
     const struct directive *dir;         /* row of the directive being compiled */
     struct bl_conf_node *defaults;       /* the table's defaults, read as a config (see top) */
-    int seen_http, seen_events;
+    int seen_http, seen_events, seen_stream;
+    struct bl_stream_server *ssrv;       /* the stream server being compiled */
+    struct bl_stream_conf *sc;           /* the stream level being compiled (defaults, stream,
+                                          * a stream server) */
+    uint8_t in_stream;                   /* inside stream { }: upstream blocks are stream's */
     struct bl_rw_op **ops;               /* where rewrite, return, set, if and break go: the */
     uint32_t *nops;                      /* server's, the location's or the if's list */
     struct pending_pass {
@@ -814,7 +822,8 @@ static struct bl_upstream_group *group_new(struct compiler *c, const char *name,
 static int h_upstream(struct compiler *c, const struct bl_conf_node *n)
 {
     if (group_find(c->cfg, n->args[0]))
-        return fail(c, "duplicate upstream \"%s\"", n->args[0]);
+        return fail(c, "duplicate upstream \"%s\"%s", n->args[0],
+                    c->in_stream ? " (http and stream share upstream names)" : "");
     c->grp = group_new(c, n->args[0], n);
     if (!c->grp)
         return BL_ERR;
@@ -1142,6 +1151,8 @@ static int h_listen(struct compiler *c, const struct bl_conf_node *n)
         snprintf(l->text, sizeof(l->text), "%s", text);
         l->port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
     }
+    if (l->stream)
+        return fail(c, "duplicate listen %s (a stream server listens there)", text);
     l->reuseport |= (uint8_t)reuseport;
     l->ssl |= (uint8_t)ssl; /* as in nginx, ssl on any line makes the address TLS */
     for (uint32_t k = 0; k < l->nservers; k++) {
@@ -2224,9 +2235,243 @@ static int h_geo(struct compiler *c, const struct bl_conf_node *n)
 
 static int h_typed(struct compiler *c, const struct bl_conf_node *n);
 
+/* ---------------------------------------------------------------- stream */
+
+static void stream_conf_init(struct bl_stream_conf *sc)
+{
+    uint64_t *f = (uint64_t *)sc;
+    for (size_t i = 0; i < sizeof(*sc) / sizeof(uint64_t); i++)
+        f[i] = UINT64_MAX;
+}
+
+static void stream_conf_merge(struct bl_stream_conf *child, const struct bl_stream_conf *parent)
+{
+    uint64_t *cf = (uint64_t *)child;
+    const uint64_t *pf = (const uint64_t *)parent;
+    for (size_t i = 0; i < sizeof(*child) / sizeof(uint64_t); i++)
+        if (cf[i] == UINT64_MAX)
+            cf[i] = pf[i];
+}
+
+static int h_stream(struct compiler *c, const struct bl_conf_node *n)
+{
+    if (c->seen_stream++)
+        return fail(c, "\"stream\" directive is duplicate");
+    c->in_stream = 1;
+    c->sc = &c->cfg->stream_conf;
+    int rc = compile_block(c, n, CTX_STREAM);
+    c->in_stream = 0;
+    c->sc = NULL;
+    return rc;
+}
+
+static int h_stream_server(struct compiler *c, const struct bl_conf_node *n)
+{
+    struct bl_config *cfg = c->cfg;
+    struct bl_stream_server **servers = grow(cfg->stream_servers, cfg->nstream_servers,
+                                             sizeof(*servers));
+    if (!servers)
+        return oom(c);
+    cfg->stream_servers = servers;
+    struct bl_stream_server *s = conf_calloc(1, sizeof(*s));
+    if (!s)
+        return oom(c);
+    s->file = n->file;
+    s->line = n->line;
+    stream_conf_init(&s->conf);
+    cfg->stream_servers[cfg->nstream_servers++] = s;
+    c->ssrv = s;
+    c->sc = &s->conf;
+    int rc = compile_block(c, n, CTX_SSERVER);
+    c->ssrv = NULL;
+    c->sc = &cfg->stream_conf;
+    if (rc != BL_OK)
+        return rc;
+    c->node = n;
+    int listening = 0;
+    for (uint32_t i = 0; i < cfg->nlistens; i++)
+        listening |= cfg->listens[i].stream == s;
+    if (!listening)
+        return fail(c, "stream server block has no \"listen\" directive");
+    if (!s->pass)
+        return fail(c, "stream server block has no \"proxy_pass\" directive");
+    return BL_OK;
+}
+
+/* listen in a stream server: TCP only; what this build lacks (udp, proxy_protocol, ssl) is
+ * refused by name. */
+static int h_stream_listen(struct compiler *c, const struct bl_conf_node *n)
+{
+    char err[256];
+    struct sockaddr_storage ss;
+    socklen_t sl;
+    if (bl_addr_parse(n->args[0], 0, 0, &ss, &sl, err, sizeof(err)) != 0)
+        return fail(c, "%s in \"listen\" directive", err);
+    int backlog = 511, reuseport = 0;
+    for (int i = 1; i < n->nargs; i++) {
+        const char *a = n->args[i];
+        int64_t v;
+        if (strcmp(a, "reuseport") == 0) {
+            reuseport = 1;
+        } else if (strncmp(a, "backlog=", 8) == 0) {
+            if (parse_num(a + 8, 1, 65535, &v) != BL_OK)
+                return invalid_value(c, a);
+            backlog = (int)v;
+        } else if (strcmp(a, "bind") == 0 || strcmp(a, "ipv6only=on") == 0) {
+            ;
+        } else if (strcmp(a, "udp") == 0) {
+            return fail(c, "UDP proxying (stream) is not supported in this build: \"udp\" "
+                           "parameter of \"listen\"");
+        } else if (strcmp(a, "ssl") == 0) {
+            return fail(c, "TLS in stream is not supported in this build: \"ssl\" parameter "
+                           "of \"listen\"");
+        } else {
+            const struct bl_unsupported *u = bl_unsupported_listen_param(a);
+            char what[160];
+            snprintf(what, sizeof(what), "\"%s\" parameter of \"listen\"", a);
+            if (!u)
+                return invalid_value(c, a);
+            if (unsupported(c, u, what) != BL_OK)
+                return BL_ERR;
+        }
+    }
+    char text[BL_ADDR_STRLEN];
+    bl_addr_format((struct sockaddr *)&ss, text, sizeof(text));
+    struct bl_config *cfg = c->cfg;
+    for (uint32_t i = 0; i < cfg->nlistens; i++)
+        if (strcmp(cfg->listens[i].text, text) == 0)
+            return fail(c, "duplicate listen %s", text);
+    struct bl_listen *listens = grow(cfg->listens, cfg->nlistens, sizeof(*listens));
+    if (!listens)
+        return oom(c);
+    cfg->listens = listens;
+    struct bl_listen *l = &cfg->listens[cfg->nlistens++];
+    l->addr = ss;
+    l->addrlen = sl;
+    l->backlog = backlog;
+    l->reuseport = (uint8_t)reuseport;
+    snprintf(l->text, sizeof(l->text), "%s", text);
+    l->port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    l->stream = c->ssrv;
+    return BL_OK;
+}
+
+static int h_stream_proxy_pass(struct compiler *c, const struct bl_conf_node *n)
+{
+    if (c->ssrv->pass)
+        return fail(c, "\"proxy_pass\" directive is duplicate");
+    if (!(c->ssrv->pass = conf_strdup(n->args[0])))
+        return oom(c);
+    c->ssrv->pass_line = n->line;
+    return BL_OK;
+}
+
+/* proxy_next_upstream on | off: stream retries connect failures only (nginx). */
+static int h_stream_flag(struct compiler *c, const struct bl_conf_node *n)
+{
+    uint64_t *f = (uint64_t *)((char *)c->sc + c->dir->offset);
+    uint64_t v;
+    if (strcmp(n->args[0], "on") == 0)
+        v = 1;
+    else if (strcmp(n->args[0], "off") == 0)
+        v = 0;
+    else
+        return invalid_value(c, n->args[0]);
+    if (*f != UINT64_MAX && c->sc != &c->cfg->stream_defaults)
+        return fail(c, "\"%s\" directive is duplicate", n->name);
+    *f = v;
+    return BL_OK;
+}
+
+static int h_stream_typed(struct compiler *c, const struct bl_conf_node *n)
+{
+    uint64_t *f = (uint64_t *)((char *)c->sc + c->dir->offset);
+    uint64_t v;
+    int64_t num;
+    if (c->dir->type == FT_TIME) {
+        if (parse_time_ms(n->args[0], &v) != BL_OK)
+            return invalid_value(c, n->args[0]);
+    } else if (c->dir->type == FT_SIZE) {
+        if (bl_parse_size(n->args[0], &v) != BL_OK || v < 1 || v > 16u * 1024 * 1024)
+            return invalid_value(c, n->args[0]);
+    } else {
+        if (parse_num(n->args[0], 0, 255, &num) != BL_OK)
+            return invalid_value(c, n->args[0]);
+        v = (uint64_t)num;
+    }
+    if (*f != UINT64_MAX && c->sc != &c->cfg->stream_defaults)
+        return fail(c, "\"%s\" directive is duplicate", n->name);
+    *f = v;
+    return BL_OK;
+}
+
+/* The variables a stream hash key may use: what a connection has before any byte. */
+static int stream_key_ok(const char *key)
+{
+    static const char *const vars[] = {"remote_addr", "remote_port", "server_port"};
+    for (const char *p = strchr(key, '$'); p; p = strchr(p + 1, '$')) {
+        const char *v = p + 1 + (p[1] == '{');
+        int ok = 0;
+        for (size_t i = 0; i < BL_ARRAY_LEN(vars); i++) {
+            size_t l = strlen(vars[i]);
+            if (strncmp(v, vars[i], l) == 0 && !(isalnum((unsigned char)v[l]) || v[l] == '_'))
+                ok = 1;
+        }
+        if (!ok)
+            return 0;
+    }
+    return 1;
+}
+
+/* Each stream server's proxy_pass: a group, or ADDR:PORT made a group of one (as http's). */
+static int finish_stream(struct compiler *c)
+{
+    struct bl_config *cfg = c->cfg;
+    stream_conf_merge(&cfg->stream_conf, &cfg->stream_defaults);
+    for (uint32_t i = 0; i < cfg->nstream_servers; i++) {
+        struct bl_stream_server *s = cfg->stream_servers[i];
+        stream_conf_merge(&s->conf, &cfg->stream_conf);
+        struct bl_upstream_group *g = group_find(cfg, s->pass);
+        if (!g) {
+            char err[256];
+            struct sockaddr_storage ss;
+            socklen_t sl;
+            if (!strchr(s->pass, ':') ||
+                bl_addr_parse(s->pass, 0, 1, &ss, &sl, err, sizeof(err)) != 0) {
+                snprintf(c->err, c->errlen, "host not found in upstream \"%s\" in %s:%d",
+                         s->pass, s->file, s->pass_line);
+                return BL_ERR;
+            }
+            struct bl_conf_node fake = {.name = (char *)"proxy_pass", .file = (char *)s->file,
+                                        .line = s->pass_line};
+            if (!(g = group_new(c, s->pass, &fake)))
+                return BL_ERR;
+            struct bl_upstream_server *us = group_add_server(g, s->pass);
+            if (!us)
+                return oom_at(c, "proxy_pass", s->file, s->pass_line);
+            us->addr = ss;
+            us->addrlen = sl;
+            us->max_fails = 0; /* nginx: a single server is never marked unavailable */
+        }
+        if (g->hash_key && !stream_key_ok(g->hash_key)) {
+            snprintf(c->err, c->errlen, "hash key \"%s\" of upstream \"%s\" uses a variable "
+                     "stream does not have (only $remote_addr, $remote_port, $server_port) in "
+                     "%s:%d", g->hash_key, g->name, g->file, g->line);
+            return BL_ERR;
+        }
+        s->upstream = g;
+    }
+    return BL_OK;
+}
+
 /* An http/server/location setting of one typed argument, kept in struct bl_loc_conf.FIELD. */
 #define TYPED(name, ctx, type, field, deflt) \
     {name, ctx, 1, 1, 0, type, offsetof(struct bl_loc_conf, field), NULL, deflt, h_typed}
+/* A stream-level setting: one uint64_t of struct bl_stream_conf. */
+#define STYPED(name, type, field, deflt) \
+    {name, CTX_SS, 1, 1, 0, type, offsetof(struct bl_stream_conf, field), NULL, deflt, \
+     h_stream_typed}
+
 /* Any other directive: its handler does the work. */
 #define DIRECTIVE(name, ctx, min, max, flags, syntax, deflt, handler) \
     {name, ctx, min, max, flags, FT_NONE, 0, syntax, deflt, handler}
@@ -2265,6 +2510,7 @@ static const struct directive directives[] = {
     DIRECTIVE("events", CTX_MAIN, 0, 0, DIR_BLOCK, "", NULL, h_events),
     DIRECTIVE("http", CTX_MAIN, 0, 0, DIR_BLOCK, "", NULL, h_http),
     DIRECTIVE("admin", CTX_MAIN, 0, 0, DIR_BLOCK, "", NULL, h_admin),
+    DIRECTIVE("stream", CTX_MAIN, 0, 0, DIR_BLOCK, "", NULL, h_stream),
     /* admin */
     DIRECTIVE("listen", CTX_ADMIN, 1, 1, 0, "ADDRESS:PORT", "127.0.0.1:9901", h_admin_listen),
     DIRECTIVE("token_file", CTX_ADMIN, 1, 1, 0, "FILE", NULL, h_admin_token_file),
@@ -2397,6 +2643,20 @@ static const struct directive directives[] = {
     DIRECTIVE("root", CTX_HSL, 1, 1, 0, "DIRECTORY", NULL, h_root_any),
     DIRECTIVE("try_files", CTX_LOCATION, 2, ANY_ARGS, 0, "$uri [$uri/] =CODE | @NAME | URI",
               NULL, h_try_files),
+    /* stream (src/stream/): upstream blocks are compiled as http's, into the same groups */
+    DIRECTIVE("upstream", CTX_STREAM, 1, 1, DIR_BLOCK, "NAME", NULL, h_upstream),
+    DIRECTIVE("server", CTX_STREAM, 0, 0, DIR_BLOCK, "", NULL, h_stream_server),
+    DIRECTIVE("listen", CTX_SSERVER, 1, ANY_ARGS, 0, "[ADDRESS:]PORT [reuseport] [backlog=N]",
+              NULL, h_stream_listen),
+    DIRECTIVE("proxy_pass", CTX_SSERVER, 1, 1, 0, "NAME\nADDRESS:PORT", NULL,
+              h_stream_proxy_pass),
+    STYPED("proxy_connect_timeout", FT_TIME, connect_timeout, "60s"),
+    STYPED("proxy_timeout", FT_TIME, timeout, "10m"),
+    {"proxy_next_upstream", CTX_SS, 1, 1, 0, FT_FLAG,
+     offsetof(struct bl_stream_conf, next_upstream), NULL, "on", h_stream_flag},
+    STYPED("proxy_next_upstream_tries", FT_NUM, next_upstream_tries, "0"),
+    STYPED("proxy_next_upstream_timeout", FT_TIME, next_upstream_timeout, "0"),
+    STYPED("proxy_buffer_size", FT_SIZE, buffer_size, "16k"),
 };
 
 static int h_typed(struct compiler *c, const struct bl_conf_node *n)
@@ -2851,7 +3111,8 @@ static int finish(struct compiler *c)
 {
     struct bl_config *cfg = c->cfg;
     c->node = NULL;
-    if (resolve_proxy_passes(c) != BL_OK || finish_groups(c) != BL_OK)
+    if (resolve_proxy_passes(c) != BL_OK || finish_stream(c) != BL_OK ||
+        finish_groups(c) != BL_OK)
         return BL_ERR;
     merge_loc_conf(&cfg->http_conf, &cfg->defaults);
     for (uint32_t i = 0; i < cfg->nservers; i++) {
@@ -2994,6 +3255,12 @@ static struct bl_config *compile_root(struct bl_conf_node *root, const char *fil
     if (rc == BL_OK)
         rc = apply_defaults(&c, CTX_LOCATION);
     c.lc = NULL;
+    stream_conf_init(&cfg->stream_defaults);
+    stream_conf_init(&cfg->stream_conf);
+    c.sc = &cfg->stream_defaults;
+    if (rc == BL_OK)
+        rc = apply_defaults(&c, CTX_STREAM);
+    c.sc = NULL;
     if (rc != BL_OK && strncmp(err, "out of memory", 13) == 0)
         snprintf(err, errlen, "out of memory while loading %s", file);
     if (rc == BL_OK && collect_vars(cfg, root) != BL_OK) {
@@ -3002,7 +3269,7 @@ static struct bl_config *compile_root(struct bl_conf_node *root, const char *fil
     }
     if (rc == BL_OK)
         rc = compile_block(&c, root, CTX_MAIN);
-    if (rc == BL_OK && !c.seen_http) {
+    if (rc == BL_OK && !c.seen_http && !c.seen_stream) {
         /* nginx's `no "events" section in configuration`: a config that cannot serve anything
          * (empty, or the wrong file) is refused rather than run without a listener. The line
          * is the last top-level directive's, where the block is missing from. */
@@ -3106,6 +3373,11 @@ void bl_conf_release(struct bl_config *cfg)
     free_loc_conf(&cfg->defaults);
     bl_ssl_conf_free(&cfg->http_ssl);
     free(cfg->servers);
+    for (uint32_t i = 0; i < cfg->nstream_servers; i++) {
+        free(cfg->stream_servers[i]->pass);
+        free(cfg->stream_servers[i]);
+    }
+    free(cfg->stream_servers);
     for (uint32_t i = 0; i < cfg->nlistens; i++)
         free(cfg->listens[i].servers);
     free(cfg->listens);

@@ -280,6 +280,28 @@ struct bl_server_block {
     struct bl_loc_conf conf;        /* server-level settings (inherited and own) */
 };
 
+/* stream { } (src/stream/): settings of the stream level and of each stream server, a server
+ * inheriting what it does not set (nginx's merge). Every field a uint64_t, UINT64_MAX while
+ * unset during the compile. Times in ms. */
+struct bl_stream_conf {
+    uint64_t connect_timeout;       /* proxy_connect_timeout */
+    uint64_t timeout;               /* proxy_timeout: idle time between two reads or writes */
+    uint64_t next_upstream;         /* proxy_next_upstream on | off (connect failures only) */
+    uint64_t next_upstream_tries;   /* 0 = as many as there are servers */
+    uint64_t next_upstream_timeout; /* 0 = none */
+    uint64_t buffer_size;           /* proxy_buffer_size: per direction, per session */
+};
+
+/* A stream server block: one listen, one proxy_pass. */
+struct bl_stream_server {
+    const char *file;
+    int line;
+    struct bl_upstream_group *upstream; /* proxy_pass NAME, or ADDR:PORT's implicit group */
+    char *pass;                     /* proxy_pass as written (resolved at the end) */
+    int pass_line;
+    struct bl_stream_conf conf;     /* effective settings */
+};
+
 struct bl_listen {
     struct sockaddr_storage addr;
     socklen_t addrlen;
@@ -290,6 +312,7 @@ struct bl_listen {
     uint8_t ssl;                    /* `listen ... ssl`: TLS (conf/ssl.h) */
     struct bl_server_block **servers; /* servers[0] is the default */
     uint32_t nservers;
+    struct bl_stream_server *stream; /* a stream server's listen (no http servers), or NULL */
 };
 
 /* A log_format (or the predefined combined, or ballast's upstream). */
@@ -409,8 +432,13 @@ struct bl_config {
     struct bl_server_block **servers;
     uint32_t nservers;
     uint32_t nlocations;            /* locations over all servers (bl_location.index) */
-    struct bl_upstream_group **groups;
+    struct bl_upstream_group **groups; /* http's and stream's: one name space, as one
+                                        * upstream layer serves both front ends */
     uint32_t ngroups;
+    struct bl_stream_conf stream_defaults; /* the table's stream defaults */
+    struct bl_stream_conf stream_conf;     /* stream-level settings */
+    struct bl_stream_server **stream_servers;
+    uint32_t nstream_servers;
     uint32_t nupstream_servers;     /* total servers over all groups (ids 0..n-1) */
     struct bl_access_log **access_logs;
     uint32_t naccess_logs;

@@ -19,7 +19,7 @@ static const char LIMITS[] = "rate and connection limits are";
 static const char ACCESS[] = "access control is";
 static const char REWRITE[] = "logging rewrites is";
 static const char REALIP[] = "taking the client address from a header (real_ip) is";
-static const char STREAM[] = "L4 proxying (stream) is";
+static const char STREAM[] = "this stream feature is";
 static const char MAIL[] = "mail proxying is";
 static const char OTHER_UPSTREAMS[] = "FastCGI, uwsgi, SCGI, gRPC and memcached upstreams are";
 static const char FILTERS[] = "changing response headers and bodies is";
@@ -85,8 +85,13 @@ static const struct bl_unsupported directives[] = {
     {"set_real_ip_from", E, REALIP},
     {"real_ip_header", E, REALIP},
     {"real_ip_recursive", E, REALIP},
-    {"stream", E, STREAM},
     {"mail", E, MAIL},
+    {"ssl_preread", E, STREAM},
+    {"proxy_protocol", E, STREAM},
+    {"proxy_protocol_version", E, STREAM},
+    {"proxy_upload_rate", E, STREAM},
+    {"proxy_download_rate", E, STREAM},
+    {"proxy_responses", E, STREAM},
     {"fastcgi_*", E, OTHER_UPSTREAMS},
     {"uwsgi_*", E, OTHER_UPSTREAMS},
     {"scgi_*", E, OTHER_UPSTREAMS},

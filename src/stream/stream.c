@@ -1,0 +1,368 @@
+/* The L4 proxy's sessions (stream.h): connect with failover, then a two-way relay. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "conf/conf.h"
+#include "core/clock.h"
+#include "core/log.h"
+#include "core/sock.h"
+#include "core/status.h"
+#include "stream/stream.h"
+
+/* Direction 0: client to upstream; 1: upstream to client. */
+struct dir {
+    char *buf;
+    uint32_t start, end;
+    uint8_t eof;                /* the source sent FIN */
+    uint8_t shut;               /* the FIN went on to the destination */
+    uint64_t bytes;
+};
+
+struct bl_stream_session {
+    struct bl_io io;            /* the client */
+    struct bl_timer timer;      /* proxy_timeout once connected */
+    struct bl_deferred free_later;
+    struct bl_stream_worker *w;
+    const struct bl_stream_server *srv;
+    struct bl_stream_session *next, *prev;
+    struct bl_attempt a;
+    union bl_sockaddr addr;
+    char ip[BL_ADDR_STRLEN];
+    char key[BL_ADDR_STRLEN + 16]; /* the hash key, for every pick of this session */
+    size_t key_len;
+    uint64_t start_us;
+    struct dir d[2];
+    uint8_t rready, wready, hup; /* the client's readiness (edge-triggered) */
+    uint8_t connected;
+    uint8_t closed;
+};
+
+static void session_run(struct bl_stream_session *s);
+static void connect_next(struct bl_stream_session *s);
+
+static void session_free(struct bl_deferred *d)
+{
+    struct bl_stream_session *s =
+        (struct bl_stream_session *)((char *)d - offsetof(struct bl_stream_session, free_later));
+    free(s->d[0].buf);
+    free(s->d[1].buf);
+    free(s);
+}
+
+static void session_close(struct bl_stream_session *s, int failed)
+{
+    if (s->closed)
+        return;
+    s->closed = 1;
+    struct bl_stream_worker *w = s->w;
+    bl_attempt_release(&s->a, failed, 0, s->d[1].bytes);
+    bl_timer_cancel(w->loop, &s->timer);
+    bl_loop_close(w->loop, &s->io);
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        w->sessions = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    w->nsessions--;
+    s->free_later.run = session_free;
+    bl_loop_defer(w->loop, &s->free_later);
+    if (w->on_closed)
+        w->on_closed(w);
+}
+
+/* The hash key: the group's key with $remote_addr, $remote_port and $server_port replaced
+ * (conf.c allows no other variable in a stream group's key). */
+static void make_key(struct bl_stream_session *s, const struct bl_listen *l)
+{
+    const struct bl_upstream_group *g = s->srv->upstream;
+    s->key_len = 0;
+    if (!g->hash_key)
+        return;
+    char port[8], sport[8];
+    snprintf(port, sizeof(port), "%u", (unsigned)ntohs(s->addr.in.sin_port));
+    snprintf(sport, sizeof(sport), "%u", (unsigned)l->port);
+    size_t n = 0, cap = sizeof(s->key) - 1;
+    for (const char *p = g->hash_key; *p && n < cap;) {
+        const char *val = NULL;
+        size_t skip = 0;
+        if (*p == '$') {
+            int brace = p[1] == '{';
+            const char *v = p + 1 + brace;
+            static const char *const names[] = {"remote_addr", "remote_port", "server_port"};
+            for (int i = 0; i < 3; i++) {
+                size_t ln = strlen(names[i]);
+                if (strncmp(v, names[i], ln) == 0) {
+                    val = i == 0 ? s->ip : i == 1 ? port : sport;
+                    skip = 1 + (size_t)brace + ln + (size_t)brace;
+                    break;
+                }
+            }
+        }
+        if (val) {
+            size_t vl = strlen(val);
+            if (vl > cap - n)
+                vl = cap - n;
+            memcpy(s->key + n, val, vl);
+            n += vl;
+            p += skip;
+        } else {
+            s->key[n++] = *p++;
+        }
+    }
+    s->key[n] = '\0';
+    s->key_len = n;
+}
+
+static const char *key_of(const struct bl_stream_session *s)
+{
+    return s->srv->upstream->hash_key ? s->key : NULL;
+}
+
+static void arm_idle(struct bl_stream_session *s)
+{
+    if (s->srv->conf.timeout)
+        bl_timer_set(s->w->loop, &s->timer, bl_clock_ms + s->srv->conf.timeout);
+}
+
+/* ------------------------------------------------------------ connecting and failover */
+
+/* The connect to s->a.server failed (kind): the next server when the policy allows, else the
+ * session ends (the client sees its connection closed, as nginx's stream does). */
+static void connect_failed(struct bl_stream_session *s, enum bl_attempt_error kind, int err)
+{
+    const struct bl_stream_conf *sc = &s->srv->conf;
+    struct bl_upstream_server *old = s->a.server;
+    bl_log(BL_LOG_ERROR, "connect() to upstream %s failed (%s) while connecting, client %s",
+           old->name, kind == BL_AE_TIMEOUT ? "timed out" : strerror(err), s->ip);
+    struct bl_retry_policy p = {
+        .next_upstream = sc->next_upstream ? (BL_NEXT_ERROR | BL_NEXT_TIMEOUT) : BL_NEXT_OFF,
+        .tries = sc->next_upstream_tries,
+        .timeout_ms = sc->next_upstream_timeout,
+        .start_us = s->start_us,
+    };
+    if (bl_attempt_failed(&s->a, s->w->up, &p, kind, 0, key_of(s), s->key_len, &s->addr.sa)
+        == BL_OK) {
+        bl_log(BL_LOG_WARN, "stream: trying upstream \"%s\" on %s after %s from %s",
+               old->group->name, s->a.server->name,
+               kind == BL_AE_TIMEOUT ? "a connect timeout" : "a connect error", old->name);
+        connect_next(s);
+        return;
+    }
+    session_close(s, 1);
+}
+
+static void upstream_on_io(struct bl_upconn *u)
+{
+    struct bl_stream_session *s = u->owner;
+    if (!s->connected) {
+        if (!u->wready && !u->rready && !u->hup)
+            return;
+        int err = 0;
+        socklen_t len = sizeof(err);
+        if (getsockopt(u->io.fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+            err = errno;
+        if (err) {
+            connect_failed(s, BL_AE_ERROR, err);
+            return;
+        }
+        u->connecting = 0;
+        s->connected = 1;
+        s->rready = s->wready = 1;
+        bl_timer_cancel(s->w->loop, &u->timer);
+        bl_attempt_answered(&s->a, 0);
+        bl_attempt_outcome(&s->a, 0, 0);
+        /* Only now is the client read: until here a retry could go elsewhere unseen. */
+        if (bl_loop_add(s->w->loop, &s->io) != BL_OK) {
+            session_close(s, 0);
+            return;
+        }
+        arm_idle(s);
+    }
+    session_run(s);
+}
+
+static void upstream_on_timeout(struct bl_upconn *u)
+{
+    struct bl_stream_session *s = u->owner;
+    if (!s->connected)
+        connect_failed(s, BL_AE_TIMEOUT, 0);
+}
+
+static void connect_next(struct bl_stream_session *s)
+{
+    if (bl_attempt_connect(&s->a, s->w->up, 1, s, upstream_on_io, upstream_on_timeout)
+        != BL_OK) {
+        if (errno == ENOMEM) {
+            session_close(s, 0);
+            return;
+        }
+        connect_failed(s, BL_AE_ERROR, errno);
+        return;
+    }
+    struct bl_upconn *u = s->a.conn;
+    if (s->srv->conf.connect_timeout)
+        bl_timer_set(s->w->loop, &u->timer, bl_clock_ms + s->srv->conf.connect_timeout);
+    if (!u->connecting)
+        upstream_on_io(u);
+}
+
+/* ------------------------------------------------------------ relay */
+
+/* Moves what it can in direction d from src to dst. Returns BL_OK, or BL_ERR after closing
+ * the session (a read or write error on either side). */
+static int pump(struct bl_stream_session *s, int d, int src, uint8_t *src_rready,
+                uint8_t src_hup, int dst, uint8_t *dst_wready, int *moved)
+{
+    struct dir *x = &s->d[d];
+    uint32_t size = (uint32_t)s->srv->conf.buffer_size;
+    for (;;) {
+        int progress = 0;
+        if (x->end > x->start && *dst_wready) {
+            ssize_t n = send(dst, x->buf + x->start, x->end - x->start, MSG_NOSIGNAL);
+            if (n >= 0) {
+                if ((uint32_t)n < x->end - x->start)
+                    *dst_wready = 0;
+                x->start += (uint32_t)n;
+                x->bytes += (uint64_t)n;
+                progress = n > 0;
+            } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                *dst_wready = 0;
+            } else if (errno != EINTR) {
+                bl_log(BL_LOG_INFO, "stream: send() to %s failed (%s), client %s",
+                       d ? "client" : s->a.server->name, strerror(errno), s->ip);
+                session_close(s, d == 0);
+                return BL_ERR;
+            }
+            if (x->start == x->end)
+                x->start = x->end = 0;
+        }
+        if (!x->eof && *src_rready && x->end < size) {
+            ssize_t n = recv(src, x->buf + x->end, size - x->end, 0);
+            if (n > 0) {
+                /* A short read drained the socket: wait for the next edge, unless the peer
+                 * closed (then read on until recv says so). */
+                if ((uint32_t)n < size - x->end && !src_hup)
+                    *src_rready = 0;
+                x->end += (uint32_t)n;
+                progress = 1;
+            } else if (n == 0) {
+                x->eof = 1;
+            } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                *src_rready = 0;
+            } else if (errno != EINTR) {
+                bl_log(BL_LOG_INFO, "stream: recv() from %s failed (%s), client %s",
+                       d ? s->a.server->name : "client", strerror(errno), s->ip);
+                session_close(s, d == 1);
+                return BL_ERR;
+            }
+        }
+        if (!progress)
+            break;
+        *moved = 1;
+    }
+    if (x->eof && !x->shut && x->end == x->start) {
+        /* Half-close passes through: the destination reads EOF, the other way stays open. */
+        shutdown(dst, SHUT_WR);
+        x->shut = 1;
+        *moved = 1;
+    }
+    return BL_OK;
+}
+
+static void session_run(struct bl_stream_session *s)
+{
+    if (!s->connected || s->closed)
+        return;
+    struct bl_upconn *u = s->a.conn;
+    int moved = 0;
+    if (pump(s, 0, s->io.fd, &s->rready, s->hup, u->io.fd, &u->wready, &moved) != BL_OK)
+        return;
+    if (pump(s, 1, u->io.fd, &u->rready, u->hup, s->io.fd, &s->wready, &moved) != BL_OK)
+        return;
+    if (s->d[0].shut && s->d[1].shut) {
+        session_close(s, 0);
+        return;
+    }
+    if (moved)
+        arm_idle(s);
+}
+
+static void client_on_io(struct bl_io *io, uint32_t ev)
+{
+    struct bl_stream_session *s = (struct bl_stream_session *)io;
+    if (ev & (BL_EV_READ | BL_EV_ERROR))
+        s->rready = 1;
+    if (ev & BL_EV_HUP)
+        s->hup = 1;
+    if (ev & (BL_EV_WRITE | BL_EV_ERROR))
+        s->wready = 1;
+    session_run(s);
+}
+
+static void on_idle_timeout(struct bl_timer *t)
+{
+    struct bl_stream_session *s =
+        (struct bl_stream_session *)((char *)t - offsetof(struct bl_stream_session, timer));
+    bl_log(BL_LOG_INFO, "stream: proxy_timeout (%llu ms) without data, closing client %s",
+           (unsigned long long)s->srv->conf.timeout, s->ip);
+    session_close(s, 0);
+}
+
+/* ------------------------------------------------------------ accept */
+
+void bl_stream_accept(struct bl_stream_worker *sw, const struct bl_listen *listen, int fd,
+                      const struct sockaddr *peer, socklen_t peerlen)
+{
+    const struct bl_stream_server *srv = listen->stream;
+    struct bl_stream_session *s = calloc(1, sizeof(*s));
+    uint32_t size = (uint32_t)srv->conf.buffer_size;
+    if (s) {
+        s->d[0].buf = malloc(size);
+        s->d[1].buf = malloc(size);
+    }
+    if (!s || !s->d[0].buf || !s->d[1].buf) {
+        bl_log(BL_LOG_ERROR, "stream: out of memory, closing a client of %s", listen->text);
+        if (s) {
+            free(s->d[0].buf);
+            free(s->d[1].buf);
+        }
+        free(s);
+        close(fd);
+        return;
+    }
+    s->io.fd = fd;
+    s->io.handler = client_on_io;
+    s->timer.handler = on_idle_timeout;
+    s->w = sw;
+    s->srv = srv;
+    s->start_us = bl_clock_us;
+    if (peerlen > sizeof(s->addr))
+        peerlen = sizeof(s->addr);
+    memcpy(&s->addr, peer, peerlen);
+    bl_addr_format_ip(peer, s->ip, sizeof(s->ip));
+    make_key(s, listen);
+    s->next = sw->sessions;
+    if (sw->sessions)
+        sw->sessions->prev = s;
+    sw->sessions = s;
+    sw->nsessions++;
+    if (bl_attempt_first(&s->a, sw->up, srv->upstream, key_of(s), s->key_len, &s->addr.sa)
+        != BL_OK) {
+        bl_log(BL_LOG_ERROR, "no live upstreams in \"%s\": every server is down, full or "
+               "ejected, client %s", srv->upstream->name, s->ip);
+        session_close(s, 0);
+        return;
+    }
+    connect_next(s);
+}
+
+void bl_stream_close_all(struct bl_stream_worker *sw)
+{
+    while (sw->sessions)
+        session_close(sw->sessions, 0);
+}
