@@ -45,7 +45,8 @@ def test_whole_config_loads(tmp_path, text):
 
 SECTION = re.compile(r"^### `([a-z_0-9]+)`[^\n]*\n(.*?)(?=^##)", re.M | re.S)
 PARENT = {"events": "main", "http": "main", "upstream": "http", "server": "http",
-          "location": "server", "admin": "main"}
+          "location": "server", "admin": "main", "stream": "main",
+          "stream server": "stream"}
 GROUPS = ("app", "api", "backend")
 
 
@@ -73,6 +74,14 @@ def wrap(ctx, x):
         listen = "" if re.search(r"^\s*listen\b", x, re.M) else "listen 127.0.0.1:18081;\n"
         return "http {\n%sserver {\n%s%s\nlocation /__doc__ { return 200; }\n}\n}\n" % (
             groups, listen, x)
+    if ctx == "stream":
+        server = ("server { listen 127.0.0.1:18082; proxy_pass app; }"
+                  if not re.search(r"^\s*server\s*\{", x, re.M) else "")
+        return "stream {\n%s%s\n%s\n}\n" % (groups, x, server)
+    if ctx == "stream server":
+        listen = "" if re.search(r"^\s*listen\b", x, re.M) else "listen 127.0.0.1:18082;\n"
+        pp = "" if re.search(r"^\s*proxy_pass\b", x, re.M) else "proxy_pass app;\n"
+        return "stream {\n%sserver {\n%s%s%s\n}\n}\n" % (groups, listen, pp, x)
     if ctx == "admin":
         return "admin {\n%s\n}\n%s" % (x, wrap("http", ""))
     if ctx == "location":

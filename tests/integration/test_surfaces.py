@@ -220,8 +220,8 @@ SERVER = "http {\n    server {\n        listen 127.0.0.1:18080%s;\n%s    }\n%s}\
     (SERVER % ("", "        if ($http_x) { proxy_pass http://127.0.0.1:1; }\n", ""),
      '"proxy_pass" inside "if" is not supported in this build: only return, rewrite, set and '
      'break'),
-    ("stream {\n    server { listen 12345; }\n}\n",
-     'L4 proxying (stream) is not supported in this build: "stream" directive'),
+    ("stream {\n    server { listen 12345 udp; proxy_pass 127.0.0.1:1; }\n}\n",
+     'UDP proxying (stream) is not supported in this build: "udp" parameter of "listen"'),
 ])
 def test_missing_feature_is_named(tmp_path, text, needle):
     path, r = check(tmp_path, text)
@@ -229,7 +229,7 @@ def test_missing_feature_is_named(tmp_path, text, needle):
     line = next(i for i, l in enumerate(text.split("\n"), 1)
                 if any(w in l for w in ("ssl", "http2", "proxy_protocol", "https", "geo ",
                                         "Upgrade", "Connection", "limit_req", "allow",
-                                        "proxy_cache", "sub_filter", "if (", "stream")))
+                                        "proxy_cache", "sub_filter", "if (", "udp")))
     first = r.stderr.split("\n")[0]
     assert first.startswith("ballast: ") and needle in first, r.stderr
     assert first.endswith(" in %s:%d" % (path, line)), r.stderr
