@@ -9,8 +9,10 @@ if [ "$what" = test ]; then
     # logrotate: examples/logrotate.ballast run as shipped; prometheus: promtool checks
     # /metrics; chromium: the status page test; jq: JSON access log lines parse
     # (tests/integration/test_logs.py); python3-websockets: the WebSocket echo backend and
-    # client (tests/integration/test_websocket.py).
-    pkgs="$pkgs libcmocka-dev python3-pytest python3-websockets curl nginx-light haproxy wrk strace procps
+    # client (tests/integration/test_websocket.py); libnginx-mod-stream: nginx's stream module
+    # (nginx-light builds it as a module) for the L4 rows of bench/stream.py.
+    pkgs="$pkgs libcmocka-dev python3-pytest python3-websockets curl nginx-light libnginx-mod-stream
+        haproxy wrk strace procps
         systemd groff-base logrotate prometheus chromium jq"
 fi
 missing=""
