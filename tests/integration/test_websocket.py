@@ -514,3 +514,57 @@ def test_tunnel_survives_reload(ballast, echo):
                 await ws2.send("three")
                 assert await ws2.recv() == "three"
     run(go())
+
+
+def test_upgrade_request_with_body(ballast):
+    """As nginx: the body goes upstream as the request's body; what follows the 101 is the
+    tunnel's, and the body is not sent twice."""
+    def after(c):
+        c.sendall(b"tunnel-up")
+        got = b""
+        while not got.endswith(b"END"):
+            chunk = c.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+        c.sendall(b"[" + got + b"]")
+        c.shutdown(socket.SHUT_WR)
+
+    class BodyUpstream(RawUpstream):
+        def _run(self):
+            # read head + 5-byte body before answering
+            c, _ = self.sock.accept()
+            with c:
+                c.settimeout(20 * SLOW)
+                data = b""
+                while not (b"\r\n\r\n" in data and len(data.split(b"\r\n\r\n", 1)[1]) >= 5):
+                    chunk = c.recv(4096)
+                    if not chunk:
+                        return
+                    data += chunk
+                head, body = data.split(b"\r\n\r\n", 1)
+                self.heads.append(head)
+                self.body = body
+                c.sendall(self.reply)
+                try:
+                    self.after(c)
+                except Exception as e:
+                    self.errors.append(repr(e))
+                self.done.set()
+
+    up = BodyUpstream(SWITCH, after)
+    try:
+        b = ballast(conf(up.port))
+        with socket.create_connection(("127.0.0.1", b.port), timeout=10 * SLOW) as s:
+            s.sendall(b"POST /b HTTP/1.1\r\nHost: x\r\nUpgrade: custom/1\r\nConnection: upgrade"
+                      b"\r\nContent-Length: 5\r\n\r\nhello")
+            data = read_until(s, b"tunnel-up")
+            assert data.startswith(b"HTTP/1.1 101 ") and data.endswith(b"tunnel-up"), data
+            s.sendall(b"frames END")
+            s.shutdown(socket.SHUT_WR)
+            assert recv_all(s) == b"[frames END]"
+        assert up.done.wait(10 * SLOW)
+        assert up.body == b"hello"
+        assert not up.errors, up.errors
+    finally:
+        up.close()
