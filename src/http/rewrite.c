@@ -10,6 +10,7 @@
 
 #include "core/log.h"
 #include "core/regex.h"
+#include "http/map.h"
 #include "http/proxy_int.h"
 #include "http/router.h"
 #include "http/varblock.h"
@@ -55,38 +56,6 @@ void bl_rw_free(struct bl_request *r)
 
 static char *rw_eval(struct bl_request *r, const struct bl_template *t, size_t *len);
 
-/* The key of m that name[0..len) (lowercase) matches, or NULL: the exact string, else (hostnames)
- * the longest "*.x" or ".x" wildcard, else the longest "x.*" one, as nginx's combined hash. */
-static const struct bl_map_key *map_find(const struct bl_map *m, const char *name, size_t len)
-{
-    const struct bl_map_key *head = NULL, *tail = NULL;
-    for (uint32_t i = 0; i < m->nkeys; i++) {
-        const struct bl_map_key *k = &m->keys[i];
-        switch (k->wild) {
-        case BL_MAP_EXACT:
-            if (k->len == len && memcmp(k->key, name, len) == 0)
-                return k;
-            break;
-        case BL_MAP_DOT:
-            if (k->len - 1 == len && memcmp(k->key + 1, name, len) == 0 &&
-                (!head || head->len < k->len))
-                head = k;
-            __attribute__((fallthrough)); /* ".x" also matches what "*.x" does */
-        case BL_MAP_HEAD:
-            if (len > k->len && memcmp(name + len - k->len, k->key, k->len) == 0 &&
-                (!head || head->len < k->len))
-                head = k;
-            break;
-        case BL_MAP_TAIL:
-            if (len > k->len && memcmp(name, k->key, k->len) == 0 &&
-                (!tail || tail->len < k->len))
-                tail = k;
-            break;
-        }
-    }
-    return head ? head : tail;
-}
-
 /* Works out map m's value for r into r->rw.vars[m->var]. NULL: empty (or out of memory). */
 static const char *map_value(struct bl_request *r, const struct bl_map *m, uint32_t nvars,
                              size_t *len)
@@ -109,7 +78,7 @@ static const char *map_value(struct bl_request *r, const struct bl_map *m, uint3
         return NULL;
     for (size_t i = 0; i < n; i++)
         low[i] = src[i] >= 'A' && src[i] <= 'Z' ? (char)(src[i] | 0x20) : src[i];
-    const struct bl_map_key *k = map_find(m, low, n);
+    const struct bl_map_key *k = bl_map_find(m, low, n);
     if (k) {
         value = k->value;
     } else {
