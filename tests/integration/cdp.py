@@ -11,6 +11,7 @@ and the few protocol calls the status page test needs. Used as
 Every wait is bounded; the browser and its profile directory are gone after the `with`.
 """
 import base64
+import http.client
 import json
 import os
 import shutil
@@ -140,7 +141,9 @@ class Browser:
                     pages = [t for t in json.load(r) if t.get("type") == "page"]
                 if pages:
                     url = pages[0]["webSocketDebuggerUrl"]
-            except OSError:
+            except (OSError, ValueError, http.client.HTTPException):
+                # While it starts, chromium's endpoint may refuse, drop the connection, or
+                # answer with an empty or partial body: all mean "not yet".
                 time.sleep(0.1)
         self.ws = WebSocket(url, self.timeout)
         self.call("Page.enable")
