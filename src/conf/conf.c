@@ -1387,11 +1387,31 @@ static int h_proxy_pass(struct compiler *c, const struct bl_conf_node *n)
     size_t hlen = slash ? (size_t)(slash - host) : strlen(host);
     if (hlen == 0)
         return fail(c, "no host in \"%s\"", url);
-    if (memchr(host, '$', hlen))
-        return fail(c, "variables in the host of \"proxy_pass\" are not supported in this "
-                       "build (only in its URI)");
     if (set_proxy_vars(loc, host, hlen) != BL_OK)
         return oom(c);
+    if (memchr(host, '$', hlen)) {
+        /* nginx: the value names an upstream group at request time (http/proxy.c), and a URI
+         * part, evaluated, is sent as it is, whatever the location. */
+        char *h = conf_malloc(hlen + 1);
+        if (!h)
+            return oom(c);
+        memcpy(h, host, hlen);
+        h[hlen] = '\0';
+        loc->proxy_host_tpl = template_vars(c, h);
+        free(h);
+        if (!loc->proxy_host_tpl)
+            return BL_ERR;
+        if (slash) {
+            if (!(loc->proxy_uri = conf_strdup(slash)))
+                return oom(c);
+            loc->has_proxy_uri = 1;
+            loc->proxy_uri_len = (uint32_t)strlen(slash);
+            if (!(loc->proxy_uri_tpl = template_vars(c, slash)))
+                return BL_ERR;
+        }
+        loc->kind = BL_LOC_PROXY;
+        return BL_OK;
+    }
     if (slash && !strchr(slash, '$') && (loc->regex || loc->named || c->ctx == CTX_IF))
         return fail(c, "\"proxy_pass\" cannot have URI part in location given by regular "
                        "expression, or inside named location, or inside \"if\" statement");
@@ -2041,6 +2061,61 @@ static int h_number_ignore(struct compiler *c, const struct bl_conf_node *n)
     return BL_OK;
 }
 
+/* ---- realip (http/realip.c) ---- */
+
+static int h_set_real_ip_from(struct compiler *c, const struct bl_conf_node *n)
+{
+    const char *text = n->args[0];
+    if (strncmp(text, "unix:", 5) == 0)
+        return fail(c, "\"set_real_ip_from unix:\" is not supported in this build: ballast "
+                       "does not listen on unix sockets");
+    struct bl_cidr net;
+    /* nginx 1.22 reads "all" as a host name and fails to resolve it */
+    int rc = strcmp(text, "all") == 0 ? -1 : bl_cidr_parse(text, &net);
+    if (rc < 0)
+        return fail(c, "invalid network or address \"%s\" (host names are not resolved in "
+                       "this build)", text);
+    if (rc == 1) {
+        char msg[300];
+        snprintf(msg, sizeof(msg), "low address bits of %s are meaningless", text);
+        warn(c, msg);
+    }
+    struct bl_loc_conf *lc = c->lc;
+    if (!(lc->set & BL_LC_REALIP_FROM)) {
+        lc->realip_from = NULL; /* the level above's list is not this level's to grow */
+        lc->nrealip_from = 0;
+        lc->set |= BL_LC_REALIP_FROM;
+    }
+    struct bl_cidr *list = grow(lc->realip_from, lc->nrealip_from, sizeof(*list));
+    if (!list)
+        return oom(c);
+    lc->realip_from = list;
+    list[lc->nrealip_from++] = net;
+    return BL_OK;
+}
+
+static int h_real_ip_header(struct compiler *c, const struct bl_conf_node *n)
+{
+    const char *name = n->args[0];
+    if (strcmp(name, "proxy_protocol") == 0)
+        return fail(c, "\"real_ip_header proxy_protocol\" is not supported in this build: the "
+                       "PROXY protocol is not built yet");
+    if (!*name)
+        return invalid_value(c, name);
+    struct bl_loc_conf *lc = c->lc;
+    if (lc->set & BL_LC_REALIP_HEADER) {
+        if (lc != &c->cfg->defaults)
+            return fail(c, "\"real_ip_header\" directive is duplicate");
+        free(lc->real_ip_header);
+    }
+    if (!(lc->real_ip_header = conf_strdup(name)))
+        return oom(c);
+    /* nginx compares the name as written: only "X-Forwarded-For" reads every line of it */
+    lc->real_ip_xff = strcmp(name, "X-Forwarded-For") == 0;
+    lc->set |= BL_LC_REALIP_HEADER;
+    return BL_OK;
+}
+
 /* ---- split_clients and geo (http/varblock.c works their values out) ---- */
 
 /* The block that defines variable text ("$name"), registered for it; NULL after an error. */
@@ -2576,6 +2651,11 @@ static const struct directive directives[] = {
     DIRECTIVE("proxy_pass_header", CTX_HSL, 1, 1, 0, "FIELD", NULL, h_proxy_pass_header),
     DIRECTIVE("add_header", CTX_HSL, 2, 3, 0, "NAME VALUE [always]", NULL, h_add_header),
     DIRECTIVE("proxy_hide_header", CTX_HSL, 1, 1, 0, "FIELD", NULL, h_proxy_pass_header),
+    DIRECTIVE("set_real_ip_from", CTX_HSL, 1, 1, 0, "ADDRESS | CIDR", NULL,
+              h_set_real_ip_from),
+    DIRECTIVE("real_ip_header", CTX_HSL, 1, 1, 0, "X-Real-IP | X-Forwarded-For | FIELD",
+              "X-Real-IP", h_real_ip_header),
+    TYPED("real_ip_recursive", CTX_HSL, FT_FLAG, real_ip_recursive, "off"),
     /* upstream */
     DIRECTIVE("server", CTX_UPSTREAM, 1, ANY_ARGS, 0,
               "ADDRESS [weight=N] [max_fails=N] [fail_timeout=TIME] [max_conns=N] "
@@ -2916,6 +2996,14 @@ static void merge_loc_conf(struct bl_loc_conf *child, const struct bl_loc_conf *
         child->hide_headers = parent->hide_headers;
         child->nhide_headers = parent->nhide_headers;
     }
+    if (!(child->set & BL_LC_REALIP_FROM)) {
+        child->realip_from = parent->realip_from;
+        child->nrealip_from = parent->nrealip_from;
+    }
+    if (!(child->set & BL_LC_REALIP_HEADER)) {
+        child->real_ip_header = parent->real_ip_header;
+        child->real_ip_xff = parent->real_ip_xff;
+    }
 }
 
 static void free_headers(struct bl_header_set *h, uint32_t n)
@@ -2976,6 +3064,10 @@ static void free_loc_conf(struct bl_loc_conf *lc)
             free(lc->hide_headers[i]);
         free(lc->hide_headers);
     }
+    if (lc->set & BL_LC_REALIP_FROM)
+        free(lc->realip_from);
+    if (lc->set & BL_LC_REALIP_HEADER)
+        free(lc->real_ip_header);
 }
 
 static int resolve_proxy_passes(struct compiler *c)
@@ -3338,6 +3430,7 @@ static void free_location(struct bl_location *loc)
     free(loc->try_fallback);
     bl_template_free(loc->try_fallback_tpl);
     bl_template_free(loc->proxy_uri_tpl);
+    bl_template_free(loc->proxy_host_tpl);
     bl_template_free(loc->return_text);
     bl_regex_free(loc->regex);
     rw_ops_free(loc->ops, loc->nops);

@@ -98,6 +98,7 @@ struct bl_loc_conf {
                                      * absolute (http://HOST[:PORT]/...) */
     uint64_t server_name_in_redirect; /* ... with the first server_name, not Host */
     uint64_t port_in_redirect;      /* ... with the port unless it is 80 */
+    uint64_t real_ip_recursive;     /* realip: the last untrusted address of the header */
 
     /* Lists and references: a level that has any line of its own does not inherit the lines
      * above it (nginx's rule for proxy_set_header, error_page, access_log). */
@@ -122,6 +123,10 @@ struct bl_loc_conf {
     uint32_t request_id_header_len;
     struct bl_add_header *add_headers; /* add_header lines */
     uint32_t nadd_headers;
+    struct bl_cidr *realip_from;    /* set_real_ip_from: the trusted peers (http/realip.h) */
+    uint32_t nrealip_from;
+    char *real_ip_header;           /* real_ip_header: the field the address is taken from */
+    uint8_t real_ip_xff;            /* ... it is X-Forwarded-For: every line of it counts */
     uint32_t set;                   /* BL_LC_* bits: set at this level, which owns those lists */
 };
 
@@ -137,6 +142,8 @@ struct bl_loc_conf {
 #define BL_LC_DEFAULT_TYPE 0x40u    /* default_type */
 #define BL_LC_TYPES       0x80u     /* types */
 #define BL_LC_ADD_HEADERS 0x400u    /* add_header */
+#define BL_LC_REALIP_FROM 0x800u    /* set_real_ip_from */
+#define BL_LC_REALIP_HEADER 0x1000u /* real_ip_header */
 #define BL_LC_HIDE        0x8u      /* proxy_pass_header or proxy_hide_header: as in nginx, a
                                      * level with either inherits neither */
 
@@ -242,6 +249,9 @@ struct bl_location {
     struct bl_template *try_fallback_tpl; /* ... that URI when it has variables ($args) */
     struct bl_template *proxy_uri_tpl; /* proxy_pass URI with variables (captures): sent as
                                      * evaluated, without the request's arguments (nginx) */
+    struct bl_template *proxy_host_tpl; /* proxy_pass http://$var...: the host (and port)
+                                     * evaluated per request names the upstream group; upstream
+                                     * is NULL then */
     struct bl_rw_op *ops;           /* rewrite, return, set, if: in config order (rewrite.h) */
     uint32_t nops;
     uint32_t index;                 /* 0..nlocations-1 over the config (per-worker statistics

@@ -18,7 +18,6 @@ static const char CACHE[] = "caching is";
 static const char LIMITS[] = "rate and connection limits are";
 static const char ACCESS[] = "access control is";
 static const char REWRITE[] = "logging rewrites is";
-static const char REALIP[] = "taking the client address from a header (real_ip) is";
 static const char STREAM[] = "this stream feature is";
 static const char MAIL[] = "mail proxying is";
 static const char OTHER_UPSTREAMS[] = "FastCGI, uwsgi, SCGI, gRPC and memcached upstreams are";
@@ -82,9 +81,6 @@ static const struct bl_unsupported directives[] = {
     {"rewrite_log", W, REWRITE},
     {"uninitialized_variable_warn", W, REWRITE},
     {"map_hash_*", W, "sizing map hashes is"},
-    {"set_real_ip_from", E, REALIP},
-    {"real_ip_header", E, REALIP},
-    {"real_ip_recursive", E, REALIP},
     {"mail", E, MAIL},
     {"ssl_preread", E, STREAM},
     {"proxy_protocol", E, STREAM},

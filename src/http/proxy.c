@@ -27,6 +27,7 @@
 #include "http/access_log.h"
 #include "http/proxy.h"
 #include "http/proxy_int.h"
+#include "http/realip.h"
 #include "http/response.h"
 #include "http/router.h"
 #include "http/uri.h"
@@ -378,11 +379,16 @@ static int request_route(struct bl_request *r, int *status)
         r->upath = buf;
         r->upath_len = (uint32_t)n;
     }
+    /* realip as nginx runs it: the server's settings before the rewrite directives, the
+     * location's after them when the server's did not apply */
+    bl_realip(r, &r->srv->server_loc->conf);
     if (bl_rw_route(r, status) != BL_OK) {
         if (!r->loc)
             r->loc = r->srv->server_loc;
         return BL_ERR;
     }
+    if (!r->rw.ret_code) /* a return or redirect answers before nginx's preaccess phase */
+        bl_realip(r, &r->loc->conf);
     return BL_OK;
 }
 
@@ -498,11 +504,50 @@ static const char *pick_key(const struct bl_request *r, const struct bl_upstream
     return key;
 }
 
+/* The group a proxy_pass with variables names for r: the evaluated "host[:port]" is looked
+ * up among the upstream groups as nginx does: an `upstream` block by its name (ignoring case,
+ * and only when the value has no port), a literal proxy_pass's implied group by its
+ * "host:port". Nothing is resolved or connected to directly: a value that names no group is
+ * answered 502 with nginx's log line (an address, which nginx would connect to, with a line
+ * saying this build does not), an empty one 500. NULL then, *status set. */
+static struct bl_upstream_group *group_by_name(const struct bl_request *r, int *status)
+{
+    struct bl_var_ctx v;
+    bl_request_var_ctx(r, &v);
+    char name[256];
+    size_t n = bl_template_eval(r->loc->proxy_host_tpl, &v, name, sizeof(name) - 1);
+    *status = 502;
+    if (n >= sizeof(name) - 1) {
+        bl_log(BL_LOG_ERROR, "upstream name too long in \"%s\", client %s",
+               bl_template_text(r->loc->proxy_host_tpl, NULL), r->c->ip);
+        return NULL;
+    }
+    name[n] = '\0';
+    if (n == 0) {
+        bl_log(BL_LOG_ERROR, "no host in upstream \"\", client %s", r->c->ip);
+        *status = 500;
+        return NULL;
+    }
+    const struct bl_config *cfg = r->c->w->cfg;
+    for (uint32_t i = 0; i < cfg->ngroups; i++)
+        if (strcasecmp(cfg->groups[i]->name, name) == 0)
+            return cfg->groups[i];
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    char err[128];
+    if (bl_addr_parse(name, 80, 0, &ss, &sl, err, sizeof(err)) == 0)
+        bl_log(BL_LOG_ERROR, "upstream address \"%s\" from a variable: only upstream group "
+               "names are supported in this build, client %s", name, r->c->ip);
+    else
+        bl_log(BL_LOG_ERROR, "no resolver defined to resolve %s, client %s", name, r->c->ip);
+    return NULL;
+}
+
 /* The first server for r, acquired. Kept out of proxy_start() so that the key's buffer is not
  * on the stack while the request runs. */
-static __attribute__((noinline)) int first_server(struct bl_request *r)
+static __attribute__((noinline)) int first_server(struct bl_request *r,
+                                                  struct bl_upstream_group *g)
 {
-    struct bl_upstream_group *g = r->loc->upstream;
     char key[1024];
     size_t len;
     const char *k = pick_key(r, g, key, sizeof(key), &len);
@@ -511,12 +556,17 @@ static __attribute__((noinline)) int first_server(struct bl_request *r)
 
 static void proxy_start(struct bl_request *r)
 {
-    if (first_server(r) != BL_OK) {
+    struct bl_upstream_group *g = r->loc->upstream;
+    int status = 0;
+    if (!g && !(g = group_by_name(r, &status))) {
+        request_abort(r, status, "no upstream group by that name");
+        return;
+    }
+    if (first_server(r, g) != BL_OK) {
         bl_log(BL_LOG_ERROR, "no live upstreams in \"%s\": every server is down, full or "
-               "ejected, client %s", r->loc->upstream->name, r->c->ip);
+               "ejected, client %s", g->name, r->c->ip);
         /* nginx's $upstream_addr names the group when no server could be picked */
-        r->tries[0] = (struct bl_upstream_try){r->loc->upstream->name, BL_TRY_NONE, BL_TRY_NONE,
-                                               0, 0};
+        r->tries[0] = (struct bl_upstream_try){g->name, BL_TRY_NONE, BL_TRY_NONE, 0, 0};
         r->ntries = 1;
         request_abort(r, 503, "no live upstreams");
         return;
@@ -1355,6 +1405,7 @@ static void request_log(struct bl_request *r)
 
 static void request_free(struct bl_request *r)
 {
+    bl_realip_restore(r); /* the next request on the connection starts from the peer */
     bl_rw_free(r); /* the normalized path, rewritten URIs, variables */
     if (r->file_fd >= 0)
         close(r->file_fd);

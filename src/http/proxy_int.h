@@ -117,6 +117,8 @@ struct bl_request {
     uint8_t request_id_made;           /* request_id is ballast's (32 hex digits, not 0) */
     uint8_t trace_state;               /* enum bl_trace_state */
     uint8_t trace_flags;               /* traceparent flags sent upstream */
+    uint8_t realip_done;               /* realip replaced c's address: realip_* hold the
+                                        * peer's, given back when the request ends */
     const char *upath;                 /* path as matched: normalized (http/uri.h); allocated
                                         * when it is not msg.path */
     uint32_t upath_len;
@@ -140,6 +142,10 @@ struct bl_request {
     char trace_id[32];                 /* trace_state != BL_TRACE_NONE: the trace, */
     char span_id[16];                  /* this hop's span (the parent-id sent upstream), */
     char parent_id[16];                /* the client's span (BL_TRACE_CONTINUED) */
+    char realip_ip[46];                /* realip_done: the connection's own address */
+    uint8_t realip_ip_len;
+    uint16_t realip_port;
+    union bl_sockaddr realip_addr;
 };
 
 /* ---- proxy.c */
@@ -219,9 +225,14 @@ static inline void bl_request_var_ctx(const struct bl_request *r, struct bl_var_
     v->client_ip = r->c->ip;
     v->client_ip_len = r->c->ip_len;
     v->client_port = r->c->port;
+    v->realip_remote_addr = r->realip_done ? r->realip_ip : r->c->ip;
+    v->realip_remote_addr_len = r->realip_done ? r->realip_ip_len : r->c->ip_len;
     v->server_port = r->c->listen->port;
     v->fd = r->c->io.fd;
-    v->proxy_host = r->loc ? r->loc->proxy_host : NULL;
+    /* proxy_pass http://$var: the group the value named, once a server is picked */
+    v->proxy_host = !r->loc                              ? NULL
+                    : r->loc->proxy_host_tpl && r->a.server ? r->a.server->group->name
+                                                           : r->loc->proxy_host;
     v->proxy_port = r->loc ? r->loc->proxy_port : NULL;
     v->request_id = r->request_id;
     v->request_id_len = r->request_id_len;

@@ -57,6 +57,7 @@ enum var_id {
     VAR_SSL_CIPHER,
     VAR_SSL_SERVER_NAME,
     VAR_HTTPS,
+    VAR_REALIP_REMOTE_ADDR,
     VAR_HTTP_,       /* $http_NAME */
     VAR_ARG_,        /* $arg_NAME */
     VAR_COOKIE_,     /* $cookie_NAME */
@@ -119,6 +120,8 @@ static const struct {
     {"ssl_cipher", VAR_SSL_CIPHER},
     {"ssl_server_name", VAR_SSL_SERVER_NAME},
     {"https", VAR_HTTPS},
+    /* realip (http/realip.h) */
+    {"realip_remote_addr", VAR_REALIP_REMOTE_ADDR},
 };
 
 struct part {
@@ -617,6 +620,12 @@ static int put_var(struct sink *s, const struct part *p, const struct bl_var_ctx
         return 0;
     case VAR_REMOTE_ADDR:
         put(s, ctx->client_ip, ctx->client_ip_len);
+        return 1;
+    case VAR_REALIP_REMOTE_ADDR:
+        if (ctx->realip_remote_addr)
+            put(s, ctx->realip_remote_addr, ctx->realip_remote_addr_len);
+        else
+            put(s, ctx->client_ip, ctx->client_ip_len);
         return 1;
     case VAR_REMOTE_PORT:
         put_uint(s, ctx->client_port);

@@ -6,7 +6,7 @@
  * $proxy_add_x_forwarded_for $scheme $request_uri $uri $document_uri $args $query_string
  * $is_args $request_method $request $server_protocol $server_port $server_addr $hostname $pid
  * $msec $time_local $time_iso8601 $proxy_host $proxy_port $connection_requests $server_name
- * $request_id $trace_id $span_id
+ * $request_id $trace_id $span_id $realip_remote_addr
  * $parent_id (also as nginx's OpenTelemetry module names them: $otel_trace_id ...) $http_NAME
  * $arg_NAME $cookie_NAME.
  * Known once the response is done (bl_var_ctx.resp; empty or "-" elsewhere): $status
@@ -92,6 +92,9 @@ struct bl_var_ctx {
     const char *client_ip;          /* "127.0.0.1" */
     uint32_t client_ip_len;
     uint16_t client_port;
+    const char *realip_remote_addr; /* $realip_remote_addr: the peer's address before realip
+                                     * (NULL: client_ip) */
+    uint32_t realip_remote_addr_len;
     uint16_t server_port;
     int fd;                         /* client socket, for $server_addr (-1: unknown) */
     const char *proxy_host;         /* $proxy_host, $proxy_port: the location's proxy_pass as */

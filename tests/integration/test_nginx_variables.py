@@ -3,11 +3,13 @@ text runs in both and every request must get the same answer. split_clients is c
 10 000 keys (every key in the same bucket as nginx, the shares within 1% of the percentages),
 geo over IPv4 and IPv6 networks, the longest prefix winning."""
 import http.client
+import os
+import socket
 
 import pytest
 
 from conftest import SLOW, Ballast, free_port, listening_ports, render, run_ballast, wait_for
-from test_nginx_routing import Nginx
+from test_nginx_routing import Nginx, _echo
 
 VARS = r"""
 split_clients "$http_x_key" $variant { 10% v2; 0.5% v3; * v1; }
@@ -150,3 +152,352 @@ def test_geo_include(tmp_path):
             == [(200, "ten1"), (200, "ten"), (200, "d")]
     finally:
         assert not b.finish()
+
+
+# ---- proxy_pass http://$variable: the value names an upstream group (grey releases)
+
+PROXY = r"""
+upstream v1 { server 127.0.0.1:@b1@; }
+upstream v2 { server 127.0.0.1:@b2@; }
+split_clients "$http_x_key" $variant { 20% v2; * v1; }
+server {
+    listen 127.0.0.1:@port@;
+    location /s/ { proxy_pass http://$variant; }
+    location /port/ { proxy_pass http://$variant:@b1@; }
+    location /u/ { proxy_pass http://$variant/fixed/$arg_x; }
+    location /to/ { proxy_pass http://$arg_to; }
+    location ~ ^/re/(\w+)/(.*)$ { proxy_pass http://$1/r/$2; }
+    location /lit/ { proxy_pass http://127.0.0.1:@b1@; }
+}
+"""
+
+PROXY_CASES = [
+    ("/s/a?q=1", {"X-Key": "k1"}),
+    ("/s/a?q=1", {"X-Key": "k2"}),
+    ("/s/a?q=1", {"X-Key": "k3"}),
+    ("/s/a", {"X-Key": "zzz"}),
+    ("/port/a", {"X-Key": "k1"}),
+    ("/u/a?x=7", {"X-Key": "k1"}),
+    ("/u/a", {"X-Key": "zzz"}),
+    ("/to/a?to=v1", {}),
+    ("/to/a?to=V2", {}),
+    ("/to/a?to=nosuch", {}),
+    ("/to/a?to=", {}),
+    ("/to/a", {}),
+    ("/re/v2/x/y?z=1", {}),
+    ("/re/v3/x", {}),
+]
+
+
+@pytest.fixture(scope="module")
+def proxy_pair(tmp_path_factory):
+    b1, b2 = _echo("b1"), _echo("b2")
+    base = tmp_path_factory.mktemp("proxyvar")
+    values = {"b1": b1.server_address[1], "b2": b2.server_address[1]}
+    nport = free_port()
+    n = Nginx(str(base / "nginx"), render(PROXY, dict(values, port=nport)))
+    b = None
+    try:
+        if not wait_for(lambda: n.proc.poll() is None and nport in listening_ports(), 5 * SLOW):
+            pytest.fail("nginx did not start: %s" % n.error_log())
+        b = Ballast(str(base / "ballast"), "http {\n%s\n}\n" % PROXY, values=dict(values))
+        b.start()
+        yield b, n, nport
+    finally:
+        n.stop()
+        b1.shutdown()
+        b2.shutdown()
+        problems = b.finish() if b else []
+        if problems:
+            pytest.fail("\n".join(problems), pytrace=False)
+
+
+@pytest.mark.parametrize("path,headers", PROXY_CASES,
+                         ids=["%s%s" % (p, "+" + h.get("X-Key", "")) for p, h in PROXY_CASES])
+def test_proxy_pass_variable_same_as_nginx(proxy_pair, path, headers):
+    b, _, nport = proxy_pair
+    want = answers(nport, [(path, headers)])
+    got = answers(b.port, [(path, headers)])
+    # nginx's error pages and ballast's are each signed: compare those by status only
+    norm = [(s, body if s == 200 else "") for s, body in got + want]
+    assert norm[0] == norm[1], "ballast %r, nginx %r" % (got, want)
+
+
+def test_proxy_pass_variable_errors_logged(proxy_pair):
+    b, n, nport = proxy_pair
+    assert answers(b.port, [("/to/a?to=nosuch", {})])[0][0] == 502
+    assert "no resolver defined to resolve nosuch" in n.error_log()
+    assert wait_for(lambda: "no resolver defined to resolve nosuch" in b.stderr_text(),
+                    3 * SLOW), b.stderr_text()[-2000:]
+    # an address nginx would connect to directly: refused here, saying why
+    assert answers(b.port, [("/to/a?to=127.0.0.1:1", {})])[0][0] == 502
+    assert wait_for(lambda: "only upstream group names are supported" in b.stderr_text(),
+                    3 * SLOW), b.stderr_text()[-2000:]
+
+
+def test_proxy_pass_variable_shares(proxy_pair):
+    b, _, _ = proxy_pair
+    got = answers(b.port, [("/s/x", {"X-Key": "key-%d" % i}) for i in range(2000)])
+    v2 = sum(1 for _, body in got if body.startswith("b2 "))
+    assert abs(v2 / 2000 - 0.20) < 0.03, v2
+
+
+GREY = r"""
+worker_processes 1;
+error_log @tmp@/error.log info;
+http {
+upstream stable { server 127.0.0.1:@b1@; }
+upstream canary { server 127.0.0.1:@b2@; }
+split_clients "$http_x_key" $pool { @pct@ canary; * stable; }
+server {
+    listen 127.0.0.1:@port@;
+    location / { proxy_pass http://$pool; }
+}
+}
+"""
+
+
+def test_grey_release_reload_moves_exactly_that_share(tmp_path):
+    """10% -> 25% canary by reload: every key that was on canary stays there, the keys that
+    move are stable -> canary only, and they are 15% of the keys (within 1%)."""
+    from test_reload import Reloader
+    b1, b2 = _echo("b1"), _echo("b2")
+    port = free_port()
+    values = {"b1": b1.server_address[1], "b2": b2.server_address[1], "port": port,
+              "pct": "10%"}
+    b = Ballast(str(tmp_path / "b"), GREY, values=values)
+    b.start()
+    try:
+        keys = ["user-%d" % i for i in range(4000)]
+        reqs = [("/", {"X-Key": k}) for k in keys]
+
+        def canary():
+            return {k for k, (s, body) in zip(keys, answers(port, reqs))
+                    if s == 200 and body.startswith("b2 ")}
+        before = canary()
+        assert abs(len(before) / len(keys) - 0.10) < 0.01, len(before)
+        b.values["pct"] = "25%"
+        reloader = Reloader(b)
+        reloader.reload(GREY)
+        after = canary()
+        assert before <= after, "keys left the canary: %r" % sorted(before - after)[:5]
+        assert abs(len(after - before) / len(keys) - 0.15) < 0.01, len(after - before)
+        # and back: exactly the same keys as before
+        b.values["pct"] = "10%"
+        reloader.reload(GREY)
+        assert canary() == before
+    finally:
+        b1.shutdown()
+        b2.shutdown()
+        assert not b.finish()
+
+
+# ---- realip: set_real_ip_from, real_ip_header, real_ip_recursive
+
+SHOW = 'return 200 "$remote_addr|$realip_remote_addr|$proxy_add_x_forwarded_for\\n";'
+REALIP = r"""
+server {
+    listen 127.0.0.1:@p1@;
+    set_real_ip_from 127.0.0.1;
+    set_real_ip_from 10.0.0.0/8;
+    real_ip_header X-Forwarded-For;
+    location / { SHOW }
+}
+server {
+    listen 127.0.0.1:@p2@;
+    set_real_ip_from 127.0.0.1;
+    set_real_ip_from 10.0.0.0/8;
+    set_real_ip_from 2001:db8::/32;
+    real_ip_header X-Forwarded-For;
+    real_ip_recursive on;
+    location / { SHOW }
+}
+server {
+    listen 127.0.0.1:@p3@;
+    set_real_ip_from 127.0.0.0/8;
+    location / { SHOW }
+}
+server {
+    listen 127.0.0.1:@p4@;
+    set_real_ip_from 0.0.0.0/0;
+    set_real_ip_from ::/0;
+    real_ip_header X-Client;
+    real_ip_recursive on;
+    location / { SHOW }
+}
+server {
+    listen 127.0.0.1:@p5@;
+    set_real_ip_from 10.0.0.0/8;
+    real_ip_header X-Forwarded-For;
+    location / { SHOW }
+}
+server {
+    listen 127.0.0.1:@p6@;
+    location / { SHOW }
+    location /loc/ {
+        set_real_ip_from 127.0.0.1;
+        real_ip_header X-Forwarded-For;
+        real_ip_recursive on;
+        set_real_ip_from 10.0.0.0/8;
+        location /loc/ret/ { SHOW }
+        proxy_set_header X-Cap "$remote_addr|$realip_remote_addr|$proxy_add_x_forwarded_for";
+        proxy_pass http://127.0.0.1:@b1@;
+    }
+}
+""".replace("SHOW", SHOW)
+
+REALIP_CASES = [
+    [],
+    ["X-Forwarded-For: 1.2.3.4"],
+    ["X-Forwarded-For: 1.2.3.4, 10.0.0.5"],
+    ["X-Forwarded-For: 1.2.3.4, 10.0.0.5, 10.0.0.6"],
+    ["X-Forwarded-For: 10.0.0.5, 10.0.0.6"],
+    ["X-Forwarded-For: 1.2.3.4,10.0.0.5"],
+    ["X-Forwarded-For: garbage"],
+    ["X-Forwarded-For: 1.2.3.4, garbage"],
+    ["X-Forwarded-For: garbage, 10.0.0.5"],
+    ["X-Forwarded-For: 1.2.3.4:8080"],
+    ["X-Forwarded-For: 1.2.3.4:0"],
+    ["X-Forwarded-For: [2001:db8::1]:443"],
+    ["X-Forwarded-For: 2001:db8::1"],
+    ["X-Forwarded-For: 3.3.3.3, 2001:db8::7"],
+    ["X-Forwarded-For: 1.2.3.4,,  "],
+    ["X-Forwarded-For: 255.255.255.255"],
+    ["X-Forwarded-For: 1..2.3"],
+    ["X-Forwarded-For: 001.002.003.004"],
+    ["X-Forwarded-For: 1.2.3.256"],
+    ["X-Forwarded-For: ::ffff:10.0.0.9"],
+    ["X-Forwarded-For: 1.1.1.1", "X-Forwarded-For: 10.0.0.7"],
+    ["X-Forwarded-For: 1.1.1.1, 10.0.0.8", "X-Forwarded-For: 10.0.0.7"],
+    ["X-Forwarded-For: 10.0.0.8", "X-Forwarded-For: garbage"],
+    ["X-Real-IP: 5.6.7.8"],
+    ["X-Real-IP: 5.6.7.8, 9.9.9.9"],
+    ["X-Real-IP: 5.6.7.8", "X-Real-IP: 9.9.9.9"],
+    ["X-Real-IP: bogus"],
+    ["X-Client: 7.7.7.7"],
+    ["X-Client: 7.7.7.7, 8.8.8.8"],
+    ["x-client: 7.7.7.7"],
+]
+REALIP_PATHS = [("p1", "/"), ("p2", "/"), ("p3", "/"), ("p4", "/"), ("p5", "/"), ("p6", "/"),
+                ("p6", "/loc/x"), ("p6", "/loc/ret/x")]
+
+
+def raw_answer(port, path, lines):
+    """Status line and body for a request with these header lines, as sent."""
+    req = ("GET %s HTTP/1.1\r\nHost: t\r\n%sConnection: close\r\n\r\n"
+           % (path, "".join(l + "\r\n" for l in lines))).encode()
+    with socket.create_connection(("127.0.0.1", port), timeout=10 * SLOW) as s:
+        s.sendall(req)
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return head.split(b"\r\n")[0].decode(), body.decode()
+
+
+@pytest.fixture(scope="module")
+def realip_pair(tmp_path_factory):
+    base = tmp_path_factory.mktemp("realip")
+    b1 = _echo("b1")
+    ports = {"p%d" % i: free_port() for i in range(1, 7)}
+    nports = {k: free_port() for k in ports}
+    ports["b1"] = nports["b1"] = b1.server_address[1]
+    n = Nginx(str(base / "nginx"), render(REALIP, nports))
+    b = None
+    try:
+        if not wait_for(lambda: n.proc.poll() is None and nports["p6"] in listening_ports(),
+                        5 * SLOW):
+            pytest.fail("nginx did not start: %s" % n.error_log())
+        b = Ballast(str(base / "ballast"), "http {\n%s\n}\n" % REALIP, values=dict(ports))
+        b.start()
+        yield b, ports, nports
+    finally:
+        n.stop()
+        b1.shutdown()
+        problems = b.finish() if b else []
+        if problems:
+            pytest.fail("\n".join(problems), pytrace=False)
+
+
+@pytest.mark.parametrize("lines", REALIP_CASES, ids=[" + ".join(c) or "none" for c in REALIP_CASES])
+def test_realip_same_as_nginx(realip_pair, lines):
+    _, ports, nports = realip_pair
+    for key, path in REALIP_PATHS:
+        got = raw_answer(ports[key], path, lines)
+        want = raw_answer(nports[key], path, lines)
+        assert got == want, "%s %s: ballast %r, nginx %r" % (key, path, got, want)
+
+
+def test_realip_per_request_on_one_connection(realip_pair):
+    """The address is the request's: the next request on the connection starts from the
+    peer's own."""
+    b, ports, _ = realip_pair
+    reqs = [("/", {"X-Forwarded-For": "1.2.3.4"}), ("/", {}), ("/", {"X-Forwarded-For": "5.5.5.5"})]
+    got = answers(ports["p1"], reqs)
+    assert [body.split("|")[0] for _, body in got] == ["1.2.3.4", "127.0.0.1", "5.5.5.5"]
+
+
+REALIP_LOG = r"""
+worker_processes 1;
+error_log @tmp@/error.log info;
+http {
+log_format addr "$remote_addr $realip_remote_addr $upstream_addr";
+upstream h { hash $remote_addr; server 127.0.0.1:@b1@; server 127.0.0.1:@b2@; }
+server {
+    listen 127.0.0.1:@port@;
+    set_real_ip_from 127.0.0.1;
+    real_ip_header X-Forwarded-For;
+    access_log @tmp@/access.log addr buffer=1k flush=100ms;
+    location / { proxy_pass http://h; }
+}
+}
+"""
+
+
+def test_realip_feeds_logs_and_hash_keys(tmp_path):
+    b1, b2 = _echo("b1"), _echo("b2")
+    port = free_port()
+    b = Ballast(str(tmp_path / "b"), REALIP_LOG,
+                values={"b1": b1.server_address[1], "b2": b2.server_address[1], "port": port})
+    b.start()
+    try:
+        ips = ["10.%d.%d.1" % (i, i * 7 % 256) for i in range(40)]
+        first = answers(port, [("/", {"X-Forwarded-For": ip}) for ip in ips])
+        again = answers(port, [("/", {"X-Forwarded-For": ip}) for ip in ips])
+        # the hash key is the real address: the same client always on the same backend, and
+        # the clients spread over both
+        assert [body.split()[0] for _, body in first] == [body.split()[0] for _, body in again]
+        assert {body.split()[0] for _, body in first} == {"b1", "b2"}
+        log = os.path.join(b.dir, "access.log")
+        assert wait_for(lambda: os.path.exists(log) and
+                        len(open(log).read().splitlines()) >= 80, 5 * SLOW)
+        lines = open(log).read().splitlines()
+        assert [l.split()[0] for l in lines[:40]] == ips
+        assert all(l.split()[1] == "127.0.0.1" for l in lines)
+    finally:
+        b1.shutdown()
+        b2.shutdown()
+        assert not b.finish()
+
+
+REALIP_BAD = [
+    ("real_ip_header proxy_protocol;", '"real_ip_header proxy_protocol" is not supported'),
+    ("set_real_ip_from 10.0.0.0/40;", 'invalid network or address "10.0.0.0/40"'),
+    ("set_real_ip_from example.com;", 'invalid network or address "example.com"'),
+    ("set_real_ip_from all;", 'invalid network or address "all"'),
+    ("set_real_ip_from unix:;", '"set_real_ip_from unix:" is not supported'),
+    ("real_ip_header X-A; real_ip_header X-B;", '"real_ip_header" directive is duplicate'),
+    ("real_ip_recursive maybe;", 'invalid value "maybe"'),
+]
+
+
+@pytest.mark.parametrize("text,msg", REALIP_BAD, ids=[m for _, m in REALIP_BAD])
+def test_realip_refused(tmp_path, text, msg):
+    conf = tmp_path / "b.conf"
+    conf.write_text("http {\nserver { listen 127.0.0.1:%d;\n%s\n}\n}\n" % (free_port(), text))
+    r = run_ballast(["-t", "-c", str(conf)])
+    assert r.returncode != 0
+    assert msg in r.stderr and "b.conf:3" in r.stderr, r.stderr

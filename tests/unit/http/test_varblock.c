@@ -12,6 +12,7 @@
 #include "conf/conf.h"
 #include "core/cidr.h"
 #include "core/murmur.h"
+#include "http/realip.h"
 #include "http/varblock.h"
 
 static void test_murmur2(void **state)
@@ -146,6 +147,39 @@ static void test_geo_longest_prefix(void **state)
     }
 }
 
+/* Forwarded addresses as nginx's ngx_parse_addr_port reads them, quirks included. */
+static void test_realip_parse(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *text;
+        const char *want; /* NULL: refused */
+    } cases[] = {
+        {"1.2.3.4", "1.2.3.4"},       {"1.2.3.4:80", "1.2.3.4"},
+        {"[2001:db8::1]:443", "2001:db8::1"}, {"2001:db8::1", "2001:db8::1"},
+        {"1..2.3", "1.0.2.3"},        {"001.002.003.004", "1.2.3.4"},
+        {"1.2.3.", "1.2.3.0"},        {"255.255.255.255", NULL},
+        {"1.2.3.256", NULL},          {"1.2.3.4:0", NULL},
+        {"1.2.3.4:65536", NULL},      {"1.2.3.4:", NULL},
+        {"[::1]", NULL},              {"[::1]x", NULL},
+        {"garbage", NULL},            {"", NULL},
+        {"1.2.3.4.5", NULL},          {" 1.2.3.4", NULL},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct bl_ipaddr a;
+        int rc = bl_realip_parse(cases[i].text, strlen(cases[i].text), &a);
+        if (!cases[i].want) {
+            if (rc == 0)
+                fail_msg("\"%s\" should be refused", cases[i].text);
+            continue;
+        }
+        assert_int_equal(rc, 0);
+        char buf[64];
+        assert_non_null(inet_ntop(a.family, a.a, buf, sizeof(buf)));
+        assert_string_equal(buf, cases[i].want);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -153,6 +187,7 @@ int main(void)
         cmocka_unit_test(test_split_bounds),
         cmocka_unit_test(test_cidr),
         cmocka_unit_test(test_geo_longest_prefix),
+        cmocka_unit_test(test_realip_parse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
