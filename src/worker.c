@@ -564,6 +564,7 @@ int bl_generation_build(struct bl_generation *g, struct bl_worker *ws, char *err
         wg->stream.loop = w->loop;
         wg->stream.cfg = cfg;
         wg->stream.up = &wg->http.up;
+        wg->stream.logs = &wg->http.logs;
         wg->stream.on_closed = on_session_closed;
         /* Balancer state is made here, not on the worker thread, so that running out of
          * memory is a start-up (or reload) error rather than a dead worker. */

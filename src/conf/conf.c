@@ -568,6 +568,9 @@ static int h_access_log(struct compiler *c, const struct bl_conf_node *n)
     }
     if (strchr(path, '$'))
         return fail(c, "variables in \"access_log\" paths are not supported");
+    if (c->in_stream && n->nargs < 2)
+        return fail(c, "\"access_log\" in stream needs a log_format name (stream has no "
+                       "default format)");
     const struct bl_log_format *fmt = format_find(c, n->nargs > 1 ? n->args[1] : "combined");
     if (!fmt)
         return BL_ERR;
@@ -2334,7 +2337,9 @@ static int h_stream(struct compiler *c, const struct bl_conf_node *n)
         return fail(c, "\"stream\" directive is duplicate");
     c->in_stream = 1;
     c->sc = &c->cfg->stream_conf;
+    struct bl_loc_conf *saved = enter_level(c, &c->cfg->stream_log);
     int rc = compile_block(c, n, CTX_STREAM);
+    enter_level(c, saved);
     c->in_stream = 0;
     c->sc = NULL;
     return rc;
@@ -2354,10 +2359,13 @@ static int h_stream_server(struct compiler *c, const struct bl_conf_node *n)
     s->file = n->file;
     s->line = n->line;
     stream_conf_init(&s->conf);
+    loc_conf_init(&s->log);
     cfg->stream_servers[cfg->nstream_servers++] = s;
     c->ssrv = s;
     c->sc = &s->conf;
+    struct bl_loc_conf *saved = enter_level(c, &s->log);
     int rc = compile_block(c, n, CTX_SSERVER);
+    enter_level(c, saved);
     c->ssrv = NULL;
     c->sc = &cfg->stream_conf;
     if (rc != BL_OK)
@@ -2498,14 +2506,18 @@ static int stream_key_ok(const char *key)
     return 1;
 }
 
+static void merge_loc_conf(struct bl_loc_conf *child, const struct bl_loc_conf *parent);
+
 /* Each stream server's proxy_pass: a group, or ADDR:PORT made a group of one (as http's). */
 static int finish_stream(struct compiler *c)
 {
     struct bl_config *cfg = c->cfg;
     stream_conf_merge(&cfg->stream_conf, &cfg->stream_defaults);
+    merge_loc_conf(&cfg->stream_log, &cfg->defaults);
     for (uint32_t i = 0; i < cfg->nstream_servers; i++) {
         struct bl_stream_server *s = cfg->stream_servers[i];
         stream_conf_merge(&s->conf, &cfg->stream_conf);
+        merge_loc_conf(&s->log, &cfg->stream_log);
         struct bl_upstream_group *g = group_find(cfg, s->pass);
         if (!g) {
             char err[256];
@@ -2601,7 +2613,7 @@ static const struct directive directives[] = {
     DIRECTIVE("split_clients", CTX_HTTP, 2, 2, DIR_BLOCK, "STRING $VARIABLE", NULL,
               h_split_clients),
     DIRECTIVE("geo", CTX_HTTP, 1, 2, DIR_BLOCK, "[$ADDRESS] $VARIABLE", NULL, h_geo),
-    DIRECTIVE("log_format", CTX_HTTP, 2, ANY_ARGS, 0,
+    DIRECTIVE("log_format", CTX_HTTP | CTX_STREAM, 2, ANY_ARGS, 0,
               "NAME [escape=default | json | none] STRING ...", NULL, h_log_format),
     DIRECTIVE("access_log", CTX_HSL, 1, 5, 0,
               "FILE [FORMAT [buffer=SIZE] [flush=TIME] [if=CONDITION]] | off", "off",
@@ -2737,6 +2749,8 @@ static const struct directive directives[] = {
     STYPED("proxy_next_upstream_tries", FT_NUM, next_upstream_tries, "0"),
     STYPED("proxy_next_upstream_timeout", FT_TIME, next_upstream_timeout, "0"),
     STYPED("proxy_buffer_size", FT_SIZE, buffer_size, "16k"),
+    DIRECTIVE("access_log", CTX_SS, 1, 5, 0,
+              "FILE FORMAT [buffer=SIZE] [flush=TIME] [if=CONDITION] | off", NULL, h_access_log),
 };
 
 static int h_typed(struct compiler *c, const struct bl_conf_node *n)
@@ -3330,6 +3344,7 @@ static struct bl_config *compile_root(struct bl_conf_node *root, const char *fil
     }
     loc_conf_init(&cfg->defaults);
     loc_conf_init(&cfg->http_conf);
+    loc_conf_init(&cfg->stream_log);
 
     struct compiler c = {.cfg = cfg, .err = err, .errlen = errlen};
     c.defaults = read_defaults(err, errlen);
@@ -3468,9 +3483,11 @@ void bl_conf_release(struct bl_config *cfg)
     free(cfg->servers);
     for (uint32_t i = 0; i < cfg->nstream_servers; i++) {
         free(cfg->stream_servers[i]->pass);
+        free_loc_conf(&cfg->stream_servers[i]->log);
         free(cfg->stream_servers[i]);
     }
     free(cfg->stream_servers);
+    free_loc_conf(&cfg->stream_log);
     for (uint32_t i = 0; i < cfg->nlistens; i++)
         free(cfg->listens[i].servers);
     free(cfg->listens);

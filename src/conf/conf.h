@@ -310,6 +310,8 @@ struct bl_stream_server {
     char *pass;                     /* proxy_pass as written (resolved at the end) */
     int pass_line;
     struct bl_stream_conf conf;     /* effective settings */
+    struct bl_loc_conf log;         /* access_log lines only (effective, as http merges
+                                     * them): the sessions' log */
 };
 
 struct bl_listen {
@@ -447,6 +449,7 @@ struct bl_config {
     uint32_t ngroups;
     struct bl_stream_conf stream_defaults; /* the table's stream defaults */
     struct bl_stream_conf stream_conf;     /* stream-level settings */
+    struct bl_loc_conf stream_log;         /* stream-level access_log lines */
     struct bl_stream_server **stream_servers;
     uint32_t nstream_servers;
     uint32_t nupstream_servers;     /* total servers over all groups (ids 0..n-1) */

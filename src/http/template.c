@@ -101,6 +101,8 @@ static const struct {
     {"bytes_sent", VAR_BYTES_SENT},
     {"request_length", VAR_REQUEST_LENGTH},
     {"request_time", VAR_REQUEST_TIME},
+    {"bytes_received", VAR_REQUEST_LENGTH},    /* stream's names for a session */
+    {"session_time", VAR_REQUEST_TIME},
     {"upstream_addr", VAR_UPSTREAM_ADDR},
     {"upstream_status", VAR_UPSTREAM_STATUS},
     {"upstream_response_time", VAR_UPSTREAM_RESPONSE_TIME},

@@ -11,6 +11,8 @@
 #include "core/log.h"
 #include "core/sock.h"
 #include "core/status.h"
+#include "http/access_log.h"
+#include "http/template.h"
 #include "stream/stream.h"
 
 /* Direction 0: client to upstream; 1: upstream to client. */
@@ -35,11 +37,51 @@ struct bl_stream_session {
     char key[BL_ADDR_STRLEN + 16]; /* the hash key, for every pick of this session */
     size_t key_len;
     uint64_t start_us;
+    uint16_t server_port;
     struct dir d[2];
     uint8_t rready, wready, hup; /* the client's readiness (edge-triggered) */
     uint8_t connected;
     uint8_t closed;
+    int status;                 /* $status: 200, 502, 503 */
+    struct bl_upstream_try tries[8]; /* $upstream_addr, $upstream_connect_time */
+    uint32_t ntries;
 };
+
+#define MAX_TRIES (sizeof(((struct bl_stream_session *)0)->tries) / sizeof(struct bl_upstream_try))
+
+static void session_log(struct bl_stream_session *s)
+{
+    const struct bl_loc_conf *lc = &s->srv->log;
+    if (!lc->naccess_logs || !s->w->logs)
+        return;
+    struct bl_var_resp resp = {
+        .status = s->status,
+        .body_bytes_sent = s->d[1].bytes,
+        .bytes_sent = s->d[1].bytes,
+        .request_length = s->d[0].bytes,
+        .request_time_us = bl_clock_us - s->start_us,
+        .tries = s->tries,
+        .ntries = s->ntries,
+    };
+    struct bl_var_ctx v = {
+        .client_ip = s->ip,
+        .client_ip_len = (uint32_t)strlen(s->ip),
+        .client_port = ntohs(s->addr.in.sin_port),
+        .server_port = s->server_port,
+        .fd = s->io.fd,
+        .resp = &resp,
+    };
+    for (uint32_t i = 0; i < lc->naccess_logs; i++) {
+        const struct bl_log_line *line = &lc->access_logs[i];
+        if (line->cond) {
+            char val[2];
+            size_t n = bl_template_eval(line->cond, &v, val, sizeof(val));
+            if (n == 0 || (n == 1 && val[0] == '0'))
+                continue;
+        }
+        bl_access_log_write(s->w->logs, line->log, &v);
+    }
+}
 
 static void session_run(struct bl_stream_session *s);
 static void connect_next(struct bl_stream_session *s);
@@ -59,6 +101,11 @@ static void session_close(struct bl_stream_session *s, int failed)
         return;
     s->closed = 1;
     struct bl_stream_worker *w = s->w;
+    if (!s->status)
+        s->status = s->connected ? 200 : 502;
+    if (s->ntries && s->tries[s->ntries - 1].connect_us == BL_TRY_NONE && s->connected)
+        s->tries[s->ntries - 1].connect_us = 0;
+    session_log(s);
     bl_attempt_release(&s->a, failed, 0, s->d[1].bytes);
     bl_timer_cancel(w->loop, &s->timer);
     bl_loop_close(w->loop, &s->io);
@@ -175,6 +222,10 @@ static void upstream_on_io(struct bl_upconn *u)
         s->rready = s->wready = 1;
         bl_timer_cancel(s->w->loop, &u->timer);
         bl_attempt_answered(&s->a, 0);
+        if (s->ntries) {
+            uint64_t us = bl_clock_us - s->a.start_us;
+            s->tries[s->ntries - 1].connect_us = us < BL_TRY_NONE ? (uint32_t)us : BL_TRY_NONE - 1;
+        }
         bl_attempt_outcome(&s->a, 0, 0);
         /* Only now is the client read: until here a retry could go elsewhere unseen. */
         if (bl_loop_add(s->w->loop, &s->io) != BL_OK) {
@@ -195,6 +246,9 @@ static void upstream_on_timeout(struct bl_upconn *u)
 
 static void connect_next(struct bl_stream_session *s)
 {
+    if (s->ntries < MAX_TRIES)
+        s->tries[s->ntries++] = (struct bl_upstream_try){s->a.server->name, BL_TRY_NONE,
+                                                         BL_TRY_NONE, BL_TRY_NONE, 0};
     if (bl_attempt_connect(&s->a, s->w->up, 1, s, upstream_on_io, upstream_on_timeout)
         != BL_OK) {
         if (errno == ENOMEM) {
@@ -345,6 +399,7 @@ void bl_stream_accept(struct bl_stream_worker *sw, const struct bl_listen *liste
         peerlen = sizeof(s->addr);
     memcpy(&s->addr, peer, peerlen);
     bl_addr_format_ip(peer, s->ip, sizeof(s->ip));
+    s->server_port = listen->port;
     make_key(s, listen);
     s->next = sw->sessions;
     if (sw->sessions)
@@ -355,6 +410,10 @@ void bl_stream_accept(struct bl_stream_worker *sw, const struct bl_listen *liste
         != BL_OK) {
         bl_log(BL_LOG_ERROR, "no live upstreams in \"%s\": every server is down, full or "
                "ejected, client %s", srv->upstream->name, s->ip);
+        s->status = 503;
+        s->tries[0] = (struct bl_upstream_try){srv->upstream->name, BL_TRY_NONE, BL_TRY_NONE,
+                                               BL_TRY_NONE, 0};
+        s->ntries = 1;
         session_close(s, 0);
         return;
     }

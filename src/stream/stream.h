@@ -11,6 +11,9 @@
  * _tries, _timeout) unseen by the client. After that, a failed upstream closes the client
  * (nginx's stream module does the same).
  *
+ * A session is logged when it ends (access_log in stream, http/access_log.h) with $status 200
+ * once connected, 502 when no connect succeeded, 503 when no server was live.
+ *
  * Every function runs on the worker thread that owns the sessions.
  */
 #ifndef BL_STREAM_STREAM_H
@@ -22,6 +25,7 @@
 #include "core/loop.h"
 #include "upstream/attempt.h"
 
+struct bl_access_logs;
 struct bl_config;
 struct bl_listen;
 struct bl_stream_session;
@@ -32,6 +36,7 @@ struct bl_stream_worker {
     const struct bl_config *cfg;
     struct bl_upstream_worker *up;          /* the worker's upstream state for this generation
                                              * (shared with http: one layer, two front ends) */
+    struct bl_access_logs *logs;            /* the worker's access log buffers (http's) */
     struct bl_stream_session *sessions;     /* open sessions (doubly linked) */
     uint32_t nsessions;
     /* Called after a session closed (the worker resumes accepting, frees an old generation

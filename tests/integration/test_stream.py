@@ -453,3 +453,40 @@ def test_config_errors(tmp_path):
         p.write_text(text % ({"p": port} if "%(p)" in text else (port,) * text.count("%d")))
         r = run_ballast(["-t", "-c", str(p)])
         assert r.returncode != 0 and want in r.stderr, (text, r.stderr)
+
+
+def test_access_log(ballast, tcp):
+    """One line per session when it ends: who, where to (every server tried), bytes each way,
+    time, status (200 connected, 502 no connect succeeded, 503 no live server)."""
+    a = tcp(name="a")
+    dead = closed_port()
+    bl = ballast("""
+error_log @tmp@/error.log info;
+stream {
+    log_format l4 '$remote_addr|$upstream_addr|$bytes_sent|$bytes_received|$session_time|$status';
+    access_log @tmp@/stream.log l4 buffer=1 flush=1ms;
+    upstream app { server 127.0.0.1:%d max_fails=0; server 127.0.0.1:%d; }
+    upstream gone { server 127.0.0.1:%d down; }
+    server { listen 127.0.0.1:@port@; proxy_pass app; }
+    server { listen 127.0.0.1:@port2@; proxy_pass 127.0.0.1:%d; }
+    server { listen 127.0.0.1:@port3@; proxy_pass gone; access_log off; }
+}
+""" % (dead, a.port, dead, dead))
+    assert talk(bl.port, b"12345") == b"a:12345"
+    assert talk(bl.values["port2"]) == b""
+    assert talk(bl.values["port3"]) == b""
+    path = os.path.join(bl.dir, "stream.log")
+    deadline = time.monotonic() + 5 * SLOW
+    while True:
+        lines = open(path).read().splitlines() if os.path.exists(path) else []
+        if len(lines) >= 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    assert len(lines) == 2, lines
+    f = lines[0].split("|")
+    assert f[0] == "127.0.0.1"
+    assert f[1] == "127.0.0.1:%d, 127.0.0.1:%d" % (dead, a.port)
+    assert f[2:4] == ["7", "5"]  # "a:12345" back, "12345" up
+    assert re.match(r"^\d+\.\d{3}$", f[4]) and f[5] == "200"
+    f = lines[1].split("|")
+    assert f[1] == "127.0.0.1:%d" % dead and f[2:4] == ["0", "0"] and f[5] == "502"
