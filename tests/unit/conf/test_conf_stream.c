@@ -119,6 +119,25 @@ static void test_errors(void **state)
     expect_error("stream {\n server {\n listen 127.0.0.1:6001;\n proxy_pass 127.0.0.1:1;\n"
                  " proxy_read_timeout 1s;\n }\n}\n",
                  "\"proxy_read_timeout\" directive is not allowed here in t.conf:5");
+    expect_error("stream {\n access_log /dev/null;\n server {\n listen 127.0.0.1:6001;\n"
+                 " proxy_pass 127.0.0.1:1;\n }\n}\n",
+                 "\"access_log\" in stream needs a log_format name (stream has no default "
+                 "format) in t.conf:2");
+}
+
+static void test_access_log_inherited(void **state)
+{
+    (void)state;
+    struct bl_config *c = load(
+        "stream {\n"
+        " log_format l4 '$remote_addr $status';\n"
+        " access_log /dev/null l4;\n"
+        " server { listen 127.0.0.1:6001; proxy_pass 127.0.0.1:5001; }\n"
+        " server { listen 127.0.0.1:6002; proxy_pass 127.0.0.1:5001; access_log off; }\n"
+        "}\n");
+    assert_int_equal(c->stream_servers[0]->log.naccess_logs, 1);
+    assert_int_equal(c->stream_servers[1]->log.naccess_logs, 0);
+    bl_conf_release(c);
 }
 
 int main(void)
@@ -127,6 +146,7 @@ int main(void)
         cmocka_unit_test(test_defaults_and_inheritance),
         cmocka_unit_test(test_beside_http),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_access_log_inherited),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
