@@ -490,3 +490,23 @@ stream {
     assert re.match(r"^\d+\.\d{3}$", f[4]) and f[5] == "200"
     f = lines[1].split("|")
     assert f[1] == "127.0.0.1:%d" % dead and f[2:4] == ["0", "0"] and f[5] == "502"
+
+
+def test_active_check_takes_dead_server_out(ballast, tcp):
+    """The http upstream layer's active checks serve stream groups unchanged: once a check
+    finds a server dead, sessions stop going there (proxy_next_upstream off: nothing hides a
+    pick of the dead server)."""
+    a = tcp(name="a")
+    dead = closed_port()
+    bl = start(ballast, [(dead, " max_fails=0"), (a.port, "")],
+               "check interval=100 rise=1 fall=1 timeout=500 type=tcp;",
+               server="proxy_next_upstream off;")
+    log = os.path.join(bl.dir, "error.log")
+    deadline = time.monotonic() + 5 * SLOW
+    while True:
+        got = [talk(bl.port) for _ in range(4)]
+        if all(g == b"a:hi" for g in got):
+            break
+        assert time.monotonic() < deadline, (got, open(log).read()[-2000:])
+        time.sleep(0.1)
+    assert all(talk(bl.port) == b"a:hi" for _ in range(10))
