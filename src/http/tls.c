@@ -97,33 +97,64 @@ ssize_t bl_tls_read(SSL *s, char *buf, size_t len, uint8_t *ready, uint8_t *want
     }
 }
 
+/* One SSL_write: bytes (> 0), or BL_AGAIN / BL_ERR with *ready and *want set. */
+static ssize_t write_one(SSL *s, const void *p, size_t len, uint8_t *ready, uint8_t *want)
+{
+    ERR_clear_error();
+    int w = SSL_write(s, p, len > INT32_MAX ? INT32_MAX : (int)len);
+    if (w > 0)
+        return w;
+    int e = SSL_get_error(s, w);
+    if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
+        if (e == SSL_ERROR_WANT_READ)
+            *want |= BL_TLS_WRITE_WANTS_READ;
+        *ready = 0;
+        return BL_AGAIN;
+    }
+    ERR_clear_error();
+    return BL_ERR;
+}
+
+/* A response head and the start of its body go out as one record, not two: half the
+ * encryptions and one write instead of two (nginx coalesces the same way). */
+#define COALESCE 16384
+
 ssize_t bl_tls_writev(SSL *s, const struct iovec *iov, int n, uint8_t *ready, uint8_t *want)
 {
     ssize_t total = 0;
+    size_t skip = 0; /* bytes of iov already sent by the coalesced write */
     *want &= (uint8_t)~BL_TLS_WRITE_WANTS_READ;
+    if (n > 1 && iov[0].iov_len < COALESCE) {
+        /* The same bytes are offered again after BL_AGAIN (the caller has not advanced), so
+         * a retried record is rebuilt identical, as OpenSSL requires. */
+        char tmp[COALESCE];
+        size_t k = 0;
+        for (int i = 0; i < n && k < sizeof(tmp); i++) {
+            size_t take = iov[i].iov_len < sizeof(tmp) - k ? iov[i].iov_len : sizeof(tmp) - k;
+            memcpy(tmp + k, iov[i].iov_base, take);
+            k += take;
+        }
+        ssize_t w = write_one(s, tmp, k, ready, want);
+        if (w < 0)
+            return w;
+        total = w;
+        if ((size_t)w < k)
+            return total;
+        skip = k;
+    }
     for (int i = 0; i < n; i++) {
         size_t off = 0;
+        if (skip) {
+            off = skip < iov[i].iov_len ? skip : iov[i].iov_len;
+            skip -= off;
+        }
         while (off < iov[i].iov_len) {
-            size_t chunk = iov[i].iov_len - off;
-            ERR_clear_error();
-            int w = SSL_write(s, (const char *)iov[i].iov_base + off,
-                              chunk > INT32_MAX ? INT32_MAX : (int)chunk);
-            if (w > 0) {
-                off += (size_t)w;
-                total += w;
-                continue;
-            }
-            int e = SSL_get_error(s, w);
-            if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
-                if (e == SSL_ERROR_WANT_READ)
-                    *want |= BL_TLS_WRITE_WANTS_READ;
-                *ready = 0;
-                return total ? total : BL_AGAIN;
-            }
-            ERR_clear_error();
-            if (total)
-                return total;
-            return BL_ERR;
+            ssize_t w = write_one(s, (const char *)iov[i].iov_base + off, iov[i].iov_len - off,
+                                  ready, want);
+            if (w < 0)
+                return total ? total : w;
+            off += (size_t)w;
+            total += w;
         }
     }
     return total ? total : BL_AGAIN;
