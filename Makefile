@@ -167,7 +167,7 @@ install: ballast
 	sed -e 's,/usr/local/sbin/,$(SBINDIR)/,g' -e 's, /etc/ballast/, $(SYSCONFDIR)/ballast/,g' \
 	    dist/ballast.service >$(DESTDIR)$(SYSTEMDUNITDIR)/ballast.service
 	install -m 0644 README.md docs/*.md $(DESTDIR)$(DOCDIR)/
-	install -m 0644 examples/* $(DESTDIR)$(DOCDIR)/examples/
+	install -m 0644 $(filter-out examples/certs,$(wildcard examples/*)) $(DESTDIR)$(DOCDIR)/examples/
 	@for f in dist/ballast.conf conf/mime.types; do \
 	    t=$(DESTDIR)$(SYSCONFDIR)/ballast/$${f##*/}; \
 	    if [ -e "$$t" ]; then echo "install: $$t exists, left as it is"; \
