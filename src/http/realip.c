@@ -59,8 +59,9 @@ static int parse_addr(const char *s, size_t len, struct bl_ipaddr *out)
     return 0;
 }
 
-int bl_realip_parse(const char *s, size_t len, struct bl_ipaddr *out)
+int bl_realip_parse(const char *s, size_t len, struct bl_ipaddr *out, uint16_t *port_out)
 {
+    *port_out = 0;
     if (parse_addr(s, len, out) == 0)
         return 0;
     const char *end = s + len, *p;
@@ -83,9 +84,10 @@ int bl_realip_parse(const char *s, size_t len, struct bl_ipaddr *out)
             return -1;
         port = port * 10 + (unsigned)(p[i] - '0');
     }
-    if (port < 1 || port > 65535)
+    if (port < 1 || port > 65535 || parse_addr(s, len - plen - 1, out) != 0)
         return -1;
-    return parse_addr(s, len - plen - 1, out);
+    *port_out = (uint16_t)port;
+    return 0;
 }
 
 static int trusted(const struct bl_loc_conf *lc, const struct bl_ipaddr *a)
@@ -99,8 +101,8 @@ static int trusted(const struct bl_loc_conf *lc, const struct bl_ipaddr *a)
 /* One header value: the last address in it when *a is trusted, and with recursive on the
  * addresses before it while each found is trusted too (nginx's
  * ngx_http_get_forwarded_addr_internal). */
-static int forwarded(const struct bl_loc_conf *lc, struct bl_ipaddr *a, const char *xff,
-                     size_t len, int recursive)
+static int forwarded(const struct bl_loc_conf *lc, struct bl_ipaddr *a, uint16_t *port,
+                     const char *xff, size_t len, int recursive)
 {
     if (!trusted(lc, a) || len == 0)
         return FWD_DECLINED;
@@ -114,11 +116,13 @@ static int forwarded(const struct bl_loc_conf *lc, struct bl_ipaddr *a, const ch
             break;
         }
     struct bl_ipaddr found;
-    if (bl_realip_parse(p, len - (size_t)(p - xff), &found) != 0)
+    uint16_t fport;
+    if (bl_realip_parse(p, len - (size_t)(p - xff), &found, &fport) != 0)
         return FWD_DECLINED;
     *a = found;
+    *port = fport;
     if (recursive && p > xff) {
-        int rc = forwarded(lc, a, xff, (size_t)(p - 1 - xff), 1);
+        int rc = forwarded(lc, a, port, xff, (size_t)(p - 1 - xff), 1);
         return rc == FWD_DECLINED ? FWD_DONE : rc;
     }
     return FWD_OK;
@@ -149,13 +153,14 @@ void bl_realip(struct bl_request *r, const struct bl_loc_conf *lc)
     const char *name = lc->real_ip_header ? lc->real_ip_header : "X-Real-IP";
     size_t nlen = strlen(name);
     int rc = FWD_DECLINED;
+    uint16_t port = 0;
     if (lc->real_ip_xff) {
         /* every X-Forwarded-For line, the last first (nginx) */
         int found = 0;
         for (uint32_t i = m->nheaders; i-- > 0;) {
             if (m->headers[i].id != BL_H1_HDR_X_FORWARDED_FOR)
                 continue;
-            rc = forwarded(lc, &a, m->headers[i].value, m->headers[i].value_len,
+            rc = forwarded(lc, &a, &port, m->headers[i].value, m->headers[i].value_len,
                            (int)lc->real_ip_recursive);
             if (!lc->real_ip_recursive)
                 break;
@@ -170,7 +175,7 @@ void bl_realip(struct bl_request *r, const struct bl_loc_conf *lc)
     } else {
         for (uint32_t i = 0; i < m->nheaders; i++)
             if (name_is(&m->headers[i], name, nlen)) {
-                rc = forwarded(lc, &a, m->headers[i].value, m->headers[i].value_len,
+                rc = forwarded(lc, &a, &port, m->headers[i].value, m->headers[i].value_len,
                                (int)lc->real_ip_recursive);
                 break;
             }
@@ -190,7 +195,7 @@ void bl_realip(struct bl_request *r, const struct bl_loc_conf *lc)
         c->addr.in6.sin6_family = AF_INET6;
         memcpy(&c->addr.in6.sin6_addr, a.a, 16);
     }
-    c->port = 0;
+    c->port = port; /* the header's ("1.2.3.4:5678"), else none: nginx 1.22 keeps it */
     c->ip_len = inet_ntop(a.family, a.a, c->ip, sizeof(c->ip)) ? (uint8_t)strlen(c->ip) : 0;
 }
 

@@ -7,6 +7,7 @@
 #define BL_HTTP_REALIP_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct bl_request;
 struct bl_loc_conf;
@@ -21,7 +22,7 @@ void bl_realip_restore(struct bl_request *r);
 
 /* nginx's ngx_parse_addr_port on a forwarded value: an IPv4 address as ngx_inet_addr reads
  * them (empty octets are 0, 255.255.255.255 is refused), an IPv6 one, either with a port
- * ("1.2.3.4:80", "[::1]:80"; the port is dropped). 0 ok, -1 not an address. */
-int bl_realip_parse(const char *s, size_t len, struct bl_ipaddr *out);
+ * ("1.2.3.4:80", "[::1]:80": *port, else 0). 0 ok, -1 not an address. */
+int bl_realip_parse(const char *s, size_t len, struct bl_ipaddr *out, uint16_t *port);
 
 #endif

@@ -630,7 +630,9 @@ static int put_var(struct sink *s, const struct part *p, const struct bl_var_ctx
             put(s, ctx->client_ip, ctx->client_ip_len);
         return 1;
     case VAR_REMOTE_PORT:
-        put_uint(s, ctx->client_port);
+        if (ctx->client_port) /* 0: realip took the address from a header without a port:
+                               * nginx's value is empty then */
+            put_uint(s, ctx->client_port);
         return 1;
     case VAR_REMOTE_USER: {
         char user[512];

@@ -302,6 +302,7 @@ server {
     set_real_ip_from 10.0.0.0/8;
     real_ip_header X-Forwarded-For;
     location / { SHOW }
+    location /port { return 200 "[$remote_port]"; }
 }
 server {
     listen 127.0.0.1:@p2@;
@@ -501,3 +502,16 @@ def test_realip_refused(tmp_path, text, msg):
     r = run_ballast(["-t", "-c", str(conf)])
     assert r.returncode != 0
     assert msg in r.stderr and "b.conf:3" in r.stderr, r.stderr
+
+
+def test_realip_remote_port_as_nginx(realip_pair):
+    """nginx 1.22 keeps the port a forwarded address carries, and has none without one."""
+    _, ports, nports = realip_pair
+    for lines, want in ((["X-Forwarded-For: 1.2.3.4:5678"], "[5678]"),
+                        (["X-Forwarded-For: [2001:db8::1]:443"], "[443]"),
+                        (["X-Forwarded-For: 1.2.3.4"], "[]")):
+        got = raw_answer(ports["p1"], "/port", lines)
+        assert got == raw_answer(nports["p1"], "/port", lines) == ("HTTP/1.1 200 OK", want)
+    # untouched without the header: the peer's port
+    status, body = raw_answer(ports["p1"], "/port", [])
+    assert status == "HTTP/1.1 200 OK" and body.strip("[]").isdigit(), body

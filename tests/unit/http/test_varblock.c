@@ -167,7 +167,8 @@ static void test_realip_parse(void **state)
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct bl_ipaddr a;
-        int rc = bl_realip_parse(cases[i].text, strlen(cases[i].text), &a);
+        uint16_t port;
+        int rc = bl_realip_parse(cases[i].text, strlen(cases[i].text), &a, &port);
         if (!cases[i].want) {
             if (rc == 0)
                 fail_msg("\"%s\" should be refused", cases[i].text);
@@ -178,6 +179,14 @@ static void test_realip_parse(void **state)
         assert_non_null(inet_ntop(a.family, a.a, buf, sizeof(buf)));
         assert_string_equal(buf, cases[i].want);
     }
+    struct bl_ipaddr a;
+    uint16_t port = 1;
+    assert_int_equal(bl_realip_parse("1.2.3.4:5678", 12, &a, &port), 0);
+    assert_int_equal(port, 5678);
+    assert_int_equal(bl_realip_parse("[::1]:443", 9, &a, &port), 0);
+    assert_int_equal(port, 443);
+    assert_int_equal(bl_realip_parse("1.2.3.4", 7, &a, &port), 0);
+    assert_int_equal(port, 0);
 }
 
 int main(void)
