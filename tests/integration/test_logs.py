@@ -14,7 +14,7 @@ import time
 import pytest
 
 from conftest import SLOW, Conn, closed_port, render, wait_for
-from test_surfaces import Nginx
+from nginx_ref import Nginx
 
 JQ = shutil.which("jq")
 

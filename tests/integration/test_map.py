@@ -7,8 +7,8 @@ import http.client
 
 import pytest
 
-from conftest import SLOW, Ballast, free_port, listening_ports, render, run_ballast, wait_for
-from test_nginx_routing import Nginx
+from conftest import SLOW, Ballast, free_port, render, run_ballast
+from nginx_ref import Nginx
 
 MAPS = r"""
 map $arg_k $plain {
@@ -76,11 +76,10 @@ CASES = [
 def pair(tmp_path_factory):
     base = tmp_path_factory.mktemp("map")
     nvals = {"port": free_port()}
-    n = Nginx(str(base / "nginx"), render(MAPS, nvals))
+    n = Nginx(str(base / "nginx"), render(MAPS, nvals), access_log_off=True)
     b = Ballast(str(base / "ballast"), "http {\n%s\n}\n" % MAPS, values={})
     try:
-        if not wait_for(lambda: n.proc.poll() is None and nvals["port"] in listening_ports(),
-                        5 * SLOW):
+        if not n.started(nvals["port"]):
             pytest.fail("nginx did not start: %s" % n.error_log())
         b.start()
         yield b.port, nvals["port"]

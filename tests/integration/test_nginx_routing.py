@@ -9,18 +9,15 @@ its 10-redirect limit, return with variables and absolute_redirect, server_name_
 port_in_redirect, and if / set."""
 import http.client
 import http.server
-import os
 import re
-import shutil
 import socketserver
-import subprocess
 import threading
 
 import pytest
 
-from conftest import SLOW, Ballast, free_port, listening_ports, render, wait_for
+from conftest import SLOW, Ballast, free_port, render, wait_for
 
-NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+from nginx_ref import Nginx
 
 
 class _Echo(http.server.BaseHTTPRequestHandler):
@@ -54,39 +51,6 @@ def _echo(name):
     s.name = name
     threading.Thread(target=s.serve_forever, daemon=True).start()
     return s
-
-
-class Nginx:
-    def __init__(self, workdir, http_body):
-        os.makedirs(workdir, exist_ok=True)
-        self.dir = workdir
-        temp = "".join("%s_temp_path %s/%s;\n" % (t, workdir, t)
-                       for t in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
-        conf = os.path.join(workdir, "nginx.conf")
-        with open(conf, "w") as f:
-            f.write("worker_processes 1;\n%sevents { worker_connections 64; }\n"
-                    "http {\naccess_log off;\n%s%s\n}\n"
-                    % ("user root;\n" if os.geteuid() == 0 else "", temp, http_body))
-        self.proc = subprocess.Popen(
-            [NGINX, "-p", workdir, "-e", workdir + "/error.log", "-c", conf, "-g",
-             "daemon off; master_process off; pid %s/nginx.pid;" % workdir],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            start_new_session=True)
-
-    def error_log(self):
-        try:
-            return open(self.dir + "/error.log").read()
-        except FileNotFoundError:
-            return ""
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
 
 
 ORDER = r"""
@@ -363,10 +327,9 @@ def pairs(tmp_path_factory):
             values = {"b1": b1.server_address[1], "b2": b2.server_address[1],
                       "docroot": str(docroot)}
             nvals = dict(values, port=free_port())
-            n = Nginx(str(base / ("nginx-" + name)), render(body, nvals))
+            n = Nginx(str(base / ("nginx-" + name)), render(body, nvals), access_log_off=True)
             started.append(n)
-            if not wait_for(lambda: n.proc.poll() is None and nvals["port"] in listening_ports(),
-                            5 * SLOW):
+            if not n.started(nvals["port"]):
                 pytest.fail("nginx did not start on %s: %s %s" % (
                     name, n.proc.stderr.read().decode() if n.proc.poll() is not None else "",
                     n.error_log()))

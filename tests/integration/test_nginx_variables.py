@@ -8,8 +8,9 @@ import socket
 
 import pytest
 
-from conftest import SLOW, Ballast, free_port, listening_ports, render, run_ballast, wait_for
-from test_nginx_routing import Nginx, _echo
+from conftest import SLOW, Ballast, free_port, render, run_ballast, wait_for
+from nginx_ref import Nginx
+from test_nginx_routing import _echo
 
 VARS = r"""
 split_clients "$http_x_key" $variant { 10% v2; 0.5% v3; * v1; }
@@ -52,10 +53,10 @@ GEO_IPS = ["10.1.2.3", "10.1.2.4", "10.9.9.9", "10.1.3.7", "10.1.4.1", "192.168.
 def pair(tmp_path_factory):
     base = tmp_path_factory.mktemp("variables")
     nport = free_port()
-    n = Nginx(str(base / "nginx"), render(VARS, {"port": nport}))
+    n = Nginx(str(base / "nginx"), render(VARS, {"port": nport}), access_log_off=True)
     b = None
     try:
-        if not wait_for(lambda: n.proc.poll() is None and nport in listening_ports(), 5 * SLOW):
+        if not n.started(nport):
             pytest.fail("nginx did not start: %s" % n.error_log())
         b = Ballast(str(base / "ballast"), "http {\n%s\n}\n" % VARS, values={})
         b.start()
@@ -195,10 +196,10 @@ def proxy_pair(tmp_path_factory):
     base = tmp_path_factory.mktemp("proxyvar")
     values = {"b1": b1.server_address[1], "b2": b2.server_address[1]}
     nport = free_port()
-    n = Nginx(str(base / "nginx"), render(PROXY, dict(values, port=nport)))
+    n = Nginx(str(base / "nginx"), render(PROXY, dict(values, port=nport)), access_log_off=True)
     b = None
     try:
-        if not wait_for(lambda: n.proc.poll() is None and nport in listening_ports(), 5 * SLOW):
+        if not n.started(nport):
             pytest.fail("nginx did not start: %s" % n.error_log())
         b = Ballast(str(base / "ballast"), "http {\n%s\n}\n" % PROXY, values=dict(values))
         b.start()
@@ -406,11 +407,10 @@ def realip_pair(tmp_path_factory):
     ports = {"p%d" % i: free_port() for i in range(1, 7)}
     nports = {k: free_port() for k in ports}
     ports["b1"] = nports["b1"] = b1.server_address[1]
-    n = Nginx(str(base / "nginx"), render(REALIP, nports))
+    n = Nginx(str(base / "nginx"), render(REALIP, nports), access_log_off=True)
     b = None
     try:
-        if not wait_for(lambda: n.proc.poll() is None and nports["p6"] in listening_ports(),
-                        5 * SLOW):
+        if not n.started(nports["p6"]):
             pytest.fail("nginx did not start: %s" % n.error_log())
         b = Ballast(str(base / "ballast"), "http {\n%s\n}\n" % REALIP, values=dict(ports))
         b.start()

@@ -10,44 +10,7 @@ import pytest
 from conftest import (BALLAST_BIN, SLOW, http_get, listening_ports, raw_route, render,
                       run_ballast, wait_for)
 
-NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
-
-
-class Nginx:
-    """nginx itself, on the same http { } text as ballast, to compare what each does."""
-
-    def __init__(self, workdir, http_body):
-        os.makedirs(workdir, exist_ok=True)
-        self.dir = workdir
-        temp = "".join("%s_temp_path %s/%s;\n" % (t, workdir, t)
-                       for t in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
-        self.conf = os.path.join(workdir, "nginx.conf")
-        with open(self.conf, "w") as f:
-            f.write("daemon off;\nmaster_process off;\nworker_processes 1;\n"
-                    "pid %s/nginx.pid;\nerror_log %s/error.log;\n%s"
-                    "events { worker_connections 64; }\nhttp {\n%s%s\n}\n"
-                    % (workdir, workdir, "user root;\n" if os.geteuid() == 0 else "",
-                       temp, http_body))
-        self.proc = subprocess.Popen([NGINX, "-p", workdir, "-e", workdir + "/error.log",
-                                      "-c", self.conf], stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     start_new_session=True)
-
-    def wait_listening(self, port):
-        ok = wait_for(lambda: self.proc.poll() is None and port in listening_ports(), 5 * SLOW)
-        if not ok:
-            self.stop()
-            pytest.fail("nginx did not start: %s %s" % (self.proc.stderr.read().decode(),
-                                                         open(self.dir + "/error.log").read()))
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+from nginx_ref import Nginx
 
 
 @pytest.fixture
