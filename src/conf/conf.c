@@ -2066,6 +2066,20 @@ static int h_number_ignore(struct compiler *c, const struct bl_conf_node *n)
 
 /* ---- realip (http/realip.c) ---- */
 
+/* ADDR or ADDR/BITS for set_real_ip_from and geo: BL_ERR when it is not one (the caller says
+ * why, in its directive's words); low address bits set beyond the prefix are warned about and
+ * masked, as nginx does. nginx 1.22 reads "all" as a host name and fails to resolve it. */
+static int conf_network(struct compiler *c, const char *text, struct bl_cidr *net)
+{
+    int rc = strcmp(text, "all") == 0 ? -1 : bl_cidr_parse(text, net);
+    if (rc == 1) {
+        char msg[300];
+        snprintf(msg, sizeof(msg), "low address bits of %s are meaningless", text);
+        warn(c, msg);
+    }
+    return rc < 0 ? BL_ERR : BL_OK;
+}
+
 static int h_set_real_ip_from(struct compiler *c, const struct bl_conf_node *n)
 {
     const char *text = n->args[0];
@@ -2073,16 +2087,9 @@ static int h_set_real_ip_from(struct compiler *c, const struct bl_conf_node *n)
         return fail(c, "\"set_real_ip_from unix:\" is not supported in this build: ballast "
                        "does not listen on unix sockets");
     struct bl_cidr net;
-    /* nginx 1.22 reads "all" as a host name and fails to resolve it */
-    int rc = strcmp(text, "all") == 0 ? -1 : bl_cidr_parse(text, &net);
-    if (rc < 0)
+    if (conf_network(c, text, &net) != BL_OK)
         return fail(c, "invalid network or address \"%s\" (host names are not resolved in "
                        "this build)", text);
-    if (rc == 1) {
-        char msg[300];
-        snprintf(msg, sizeof(msg), "low address bits of %s are meaningless", text);
-        warn(c, msg);
-    }
     struct bl_loc_conf *lc = c->lc;
     if (!(lc->set & BL_LC_REALIP_FROM)) {
         lc->realip_from = NULL; /* the level above's list is not this level's to grow */
@@ -2244,14 +2251,8 @@ static int geo_line(struct compiler *c, struct bl_varblock *b, const struct bl_c
     int del = strcmp(t->name, "delete") == 0;
     const char *text = del ? t->args[0] : t->name;
     struct bl_cidr net;
-    int rc = strcmp(text, "all") == 0 ? -1 : bl_cidr_parse(text, &net);
-    if (rc < 0)
+    if (conf_network(c, text, &net) != BL_OK)
         return fail(c, "invalid network \"%s\"", text);
-    if (rc == 1) {
-        char msg[300];
-        snprintf(msg, sizeof(msg), "low address bits of %s are meaningless", text);
-        warn(c, msg);
-    }
     for (uint32_t i = 0; i < b->nnets; i++) {
         struct bl_geo_net *g = &b->nets[i];
         if (g->net.bits != net.bits || memcmp(&g->net.addr, &net.addr, sizeof(net.addr)) != 0)
