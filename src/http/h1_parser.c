@@ -375,16 +375,24 @@ static inline bool h1_is_token(const char *s, const char *e)
     return true;
 }
 
-/* Content-Length: 1*DIGIT, or a list of equal such values (RFC 9110 8.6). */
-static const char *h1_content_length(const struct bl_h1_header *h, uint64_t *out)
+/* Content-Length: 1*DIGIT, or a list of equal such values (RFC 9110 8.6). A list is
+ * narrowed to its first element in place: section 8.6 lets a recipient accept such a list
+ * only by replacing it with the single value, and a backend that reads "1000,1000" its own
+ * way would frame the body differently from ballast. */
+static const char *h1_content_length(struct bl_h1_header *h, uint64_t *out)
 {
     const char *pos = h->value, *end = h->value + h->value_len, *s, *e;
+    const char *first_s = NULL, *first_e = NULL;
     bool any = false;
     uint64_t first = 0;
 
     while (h1_list_next(&pos, end, &s, &e)) {
         if (s == e)
             return "empty Content-Length";
+        if (!any) {
+            first_s = s;
+            first_e = e;
+        }
         uint64_t v = 0;
         for (; s < e; s++) {
             unsigned d = (unsigned char)*s - '0';
@@ -399,6 +407,8 @@ static const char *h1_content_length(const struct bl_h1_header *h, uint64_t *out
         first = v;
         any = true;
     }
+    h->value = first_s;
+    h->value_len = (uint32_t)(first_e - first_s);
     *out = first;
     return NULL;
 }
@@ -470,6 +480,52 @@ static const char *h1_connection(struct bl_h1_message *m, const struct bl_h1_hea
     return NULL;
 }
 
+/* The one Transfer-Encoding field's value is exactly "chunked" (the usual case, sent on
+ * as it is). */
+static bool h1_te_plain(const struct bl_h1_message *m)
+{
+    for (unsigned k = 0; k < m->nheaders; k++) {
+        const struct bl_h1_header *h = &m->headers[k];
+        if (h->id == BL_H1_HDR_TRANSFER_ENCODING)
+            return h->value_len == 7 && memcmp(h->value, "chunked", 7) == 0;
+    }
+    return false;
+}
+
+size_t bl_h1_te_format(const struct bl_h1_message *m, char *out, size_t cap)
+{
+    static const char name[] = "Transfer-Encoding: ";
+    size_t n = 0;
+    bool first = true;
+#define TE_PUT(src, len)                                                                     \
+    do {                                                                                     \
+        if (n + (len) <= cap)                                                                \
+            memcpy(out + n, (src), (len));                                                   \
+        n += (len);                                                                          \
+    } while (0)
+    TE_PUT(name, sizeof(name) - 1);
+    for (unsigned k = 0; k < m->nheaders; k++) {
+        const struct bl_h1_header *h = &m->headers[k];
+        if (h->id != BL_H1_HDR_TRANSFER_ENCODING)
+            continue;
+        const char *pos = h->value, *end = h->value + h->value_len, *s, *e;
+        while (h1_list_next(&pos, end, &s, &e)) {
+            if (s == e)
+                continue;
+            if (!first)
+                TE_PUT(", ", 2);
+            first = false;
+            if (e - s == 7 && h1_eq_lower(s, "chunked", 7))
+                TE_PUT("chunked", 7);
+            else
+                TE_PUT(s, (size_t)(e - s));
+        }
+    }
+    TE_PUT("\r\n", 2);
+#undef TE_PUT
+    return n;
+}
+
 /* The head is complete and syntactically valid: apply the field semantics (framing, Host,
  * Connection, Expect). Only the values of the fields concerned are read again. Returns 0 or
  * sets the error. */
@@ -509,6 +565,7 @@ static int h1_finish(struct bl_h1_parser *p, struct bl_h1_message *m)
                 why = "differing Content-Length values";
                 goto bad_400;
             }
+            h->hop = have_cl; /* a repeated equal field goes on once (RFC 9110 8.6) */
             have_cl = true;
             cl = v;
             break;
@@ -554,11 +611,14 @@ static int h1_finish(struct bl_h1_parser *p, struct bl_h1_message *m)
             why = "final transfer coding is not chunked";
             goto bad_400;
         }
-        if (te.other_before) {
-            p->error = 501;
-            p->reason = "unsupported transfer coding";
-            return BL_ERR;
-        }
+        /* Codings before the final chunked (gzip, chunked) are the end's business: a proxy
+         * frames by the final chunked and forwards them (RFC 9112 6.1), as HAProxy does.
+         * Anything but one field saying exactly "chunked" is sent on rewritten as one
+         * canonical list (bl_h1_te_format), so a backend cannot read the list its own way. */
+        if (te.other_before)
+            m->flags |= BL_H1_F_TE_CODINGS;
+        if (te_fields > 1 || te.codings > 1 || !h1_te_plain(m))
+            m->flags |= BL_H1_F_TE_REWRITE;
     }
 
     /* RFC 9112 6.3 */
@@ -598,10 +658,11 @@ static inline bool h1_version_byte(unsigned char c, size_t k)
     return c >= '0' && c <= '9';
 }
 
-static inline bool h1_version_ok(const unsigned char *v)
-{
-    return v[5] == '1' && (v[7] == '0' || v[7] == '1');
-}
+/* HTTP/1.x for any minor x: a higher minor version is processed as the highest this
+ * implementation supports, 1.1 (RFC 9110 2.5); other majors get 505. */
+static inline bool h1_version_ok(const unsigned char *v) { return v[5] == '1'; }
+
+static inline uint8_t h1_minor(const unsigned char *v) { return v[7] == '0' ? 0 : 1; }
 
 int bl_h1_parse(struct bl_h1_parser *p, const char *buf, size_t len, struct bl_h1_message *m)
 {
@@ -699,7 +760,7 @@ int bl_h1_parse(struct bl_h1_parser *p, const char *buf, size_t len, struct bl_h
                 return h1_too_long(p, st, i);
             if (!h1_version_ok(b + vs))
                 return h1_fail(p, st, i, ls, 505, "unsupported HTTP version");
-            m->minor_version = (uint8_t)(b[vs + 7] - '0');
+            m->minor_version = h1_minor(b + vs);
             st = H1_S_LINE_LF;
             i++;
             break;
@@ -716,7 +777,7 @@ int bl_h1_parse(struct bl_h1_parser *p, const char *buf, size_t len, struct bl_h
                     return h1_fail(p, st, i, ls, 400, "bad status line");
                 if (!h1_version_ok(b + ls))
                     return h1_fail(p, st, i, ls, 505, "unsupported HTTP version");
-                m->minor_version = (uint8_t)(b[ls + 7] - '0');
+                m->minor_version = h1_minor(b + ls);
             } else if (k < 12) {
                 if (c < '0' || c > '9' || (k == 9 && (c < '1' || c > '5')))
                     return h1_fail(p, st, i, ls, 400, "bad status code");

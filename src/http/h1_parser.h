@@ -59,8 +59,9 @@ struct bl_h1_header {
     uint32_t value_len;
     uint16_t name_len;
     uint8_t id;             /* enum bl_h1_hdr_id */
-    uint8_t hop;            /* 1: hop-by-hop (Connection, Keep-Alive, Proxy-Connection, TE,
-                             * Trailer, Upgrade, or named in Connection): not forwarded */
+    uint8_t hop;            /* 1: not forwarded: hop-by-hop (Connection, Keep-Alive,
+                             * Proxy-Connection, TE, Trailer, Upgrade, or named in
+                             * Connection), or a repeat of an equal Content-Length */
 };
 
 enum bl_h1_method {
@@ -90,6 +91,10 @@ enum bl_h1_body {
 #define BL_H1_F_UPGRADE         0x04u  /* "Connection: upgrade" seen */
 #define BL_H1_F_EXPECT_CONTINUE 0x08u  /* "Expect: 100-continue" (requests) */
 #define BL_H1_F_ABSOLUTE_FORM   0x10u  /* request-target was absolute-form (http://host/...) */
+#define BL_H1_F_TE_REWRITE      0x20u  /* Transfer-Encoding is not one plain "chunked" field:
+                                        * send bl_h1_te_format()'s line in its place */
+#define BL_H1_F_TE_CODINGS      0x40u  /* codings other than chunked came before it (gzip,
+                                        * chunked): removing chunked alone leaves them on */
 
 struct bl_h1_message {
     /* Request line (requests only). */
@@ -150,6 +155,11 @@ void bl_h1_parser_init_response(struct bl_h1_parser *p, uint32_t max_line, uint3
  * BL_ERR when the head is invalid (p->error, p->reason say why). Body framing (m->body,
  * m->content_length) follows RFC 9112 section 6.3. */
 int bl_h1_parse(struct bl_h1_parser *p, const char *buf, size_t len, struct bl_h1_message *m);
+
+/* The message's Transfer-Encoding fields as one canonical line, "Transfer-Encoding: gzip,
+ * chunked\r\n" (empty elements dropped, "chunked" lowercased), for a message parsed with
+ * BL_H1_F_TE_REWRITE. Returns the length; writes only when it fits in cap. */
+size_t bl_h1_te_format(const struct bl_h1_message *m, char *out, size_t cap);
 
 /* Name of the parser's current state, for logs. */
 const char *bl_h1_parser_state_str(const struct bl_h1_parser *p);

@@ -970,6 +970,13 @@ static int parse_response_head(struct bl_request *r)
             r->keep_alive = 0;
             r->up_reusable = 0;
         }
+        if (r->resp.body == BL_H1_BODY_CHUNKED && r->msg.minor_version == 0 &&
+            (r->resp.flags & BL_H1_F_TE_CODINGS)) {
+            /* gzip, chunked: without chunked the body would reach an HTTP/1.0 client still
+             * gzip-coded with nothing saying so, and 1.0 has no Transfer-Encoding. */
+            request_abort(r, 502, "transfer coding an HTTP/1.0 client cannot take");
+            return BL_ERR;
+        }
         if (r->resp.body == BL_H1_BODY_CHUNKED && r->msg.minor_version == 0) {
             /* An HTTP/1.0 client cannot read chunked framing: strip it and end the body by
              * closing the connection, as nginx does. */

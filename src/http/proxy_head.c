@@ -145,6 +145,25 @@ static void head_request_line(struct out *o, const struct bl_request *r)
     out_str(o, " HTTP/1.1\r\n");
 }
 
+/* With BL_H1_F_TE_REWRITE the message's Transfer-Encoding fields go as one canonical line,
+ * written in place of the first of them. True when h was such a field (not to be copied). */
+static int te_rewritten(struct out *o, const struct bl_h1_message *m,
+                        const struct bl_h1_header *h)
+{
+    if (!(m->flags & BL_H1_F_TE_REWRITE))
+        return 0;
+    for (const struct bl_h1_header *k = m->headers; k < h; k++)
+        if (k->id == BL_H1_HDR_TRANSFER_ENCODING)
+            return 1; /* the line went with the first field */
+    size_t room = o->cap - o->len;
+    size_t n = bl_h1_te_format(m, o->p + o->len, room);
+    if (n > room)
+        o->overflow = 1;
+    else
+        o->len += n;
+    return 1;
+}
+
 /* The client's headers that go upstream as they are: not hop-by-hop, not replaced below.
  * Says whether a Host went (or proxy_set_header replaces it) and whether X-Forwarded-For
  * lines were held back to be merged. */
@@ -160,6 +179,10 @@ static void head_client_headers(struct out *o, const struct bl_request *r, int *
         switch (h->id) {
         case BL_H1_HDR_EXPECT:
             continue; /* ballast answers 100-continue itself */
+        case BL_H1_HDR_TRANSFER_ENCODING:
+            if (te_rewritten(o, m, h))
+                continue;
+            break;
         case BL_H1_HDR_X_FORWARDED_FOR:
             if (loc->set_xff) {
                 *xff_seen = 1;
@@ -398,6 +421,8 @@ int bl_proxy_client_head(struct bl_request *r)
         /* A 101's Upgrade names the protocol switched to: the client needs it (nginx). */
         if ((h->hop && !(m->status == 101 && h->id == BL_H1_HDR_UPGRADE)) ||
             (r->dechunking && h->id == BL_H1_HDR_TRANSFER_ENCODING))
+            continue;
+        if (h->id == BL_H1_HDR_TRANSFER_ENCODING && te_rewritten(&o, m, h))
             continue;
         uint32_t hidden = bl_hidden_by_default(h->name, h->name_len);
         if ((hidden && !(hidden & pass)) || hidden_by_config(loc, h))
