@@ -2639,6 +2639,7 @@ static const struct directive directives[] = {
     TYPED("proxy_next_upstream_timeout", CTX_HSL, FT_TIME, next_upstream_timeout, "0"),
     DIRECTIVE("error_page", CTX_HSL, 2, ANY_ARGS, 0, "CODE ... [=RESPONSE] URI", NULL,
               h_error_page),
+    TYPED("proxy_intercept_errors", CTX_HSL, FT_FLAG, proxy_intercept_errors, "off"),
     TYPED("proxy_buffering", CTX_HSL, FT_FLAG, proxy_buffering, "on"),
     TYPED("proxy_request_buffering", CTX_HSL, FT_FLAG, proxy_request_buffering, "on"),
     DIRECTIVE("proxy_set_header", CTX_HSL, 2, 2, 0, "FIELD VALUE", NULL, h_proxy_set_header),

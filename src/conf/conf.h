@@ -99,6 +99,8 @@ struct bl_loc_conf {
     uint64_t server_name_in_redirect; /* ... with the first server_name, not Host */
     uint64_t port_in_redirect;      /* ... with the port unless it is 80 */
     uint64_t real_ip_recursive;     /* realip: the last untrusted address of the header */
+    uint64_t proxy_intercept_errors; /* 1: an upstream answer >= 300 that an error_page names
+                                     * is replaced by that page (nginx) */
 
     /* Lists and references: a level that has any line of its own does not inherit the lines
      * above it (nginx's rule for proxy_set_header, error_page, access_log). */

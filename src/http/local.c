@@ -429,8 +429,14 @@ int bl_local_response(struct bl_request *r, int status, const char *body, size_t
             /* "=CODE" replaces the status, a bare "=" takes the page's own */
             int own = target->kind == BL_LOC_RETURN ? target->return_code : 200;
             int st = ep->overwrite > 0 ? ep->overwrite : ep->overwrite < 0 ? own : status;
-            if (target->kind == BL_LOC_RETURN && target->return_code < 400)
+            /* A return with text answers that text with st ("return 503 sorry" behind
+             * "=503"); an error code without text is the plain page of st, as nginx, whose
+             * recursive_error_pages is off, sends it. */
+            if (target->kind == BL_LOC_RETURN &&
+                (target->return_code < 400 || target->return_text))
                 return serve_return(r, target, st);
+            if (target->kind == BL_LOC_RETURN)
+                return local_write(r, st, NULL, 0, NULL, 0);
             if (target->kind == BL_LOC_STATIC)
                 return named ? static_serve(r, target, r->upath, r->upath_len, st)
                              : static_serve(r, target, ep->uri, strlen(ep->uri), st);
@@ -443,4 +449,15 @@ int bl_local_response(struct bl_request *r, int status, const char *body, size_t
         loc->return_text)
         return serve_return(r, loc, status);
     return local_write(r, status, body, len, location, location_len);
+}
+
+int bl_local_error_page_for(const struct bl_request *r, int status)
+{
+    const struct bl_location *loc = r->loc;
+    if (!loc || !r->srv || r->error_page_done)
+        return 0;
+    for (uint32_t i = 0; i < loc->conf.nerror_pages; i++)
+        if (loc->conf.error_pages[i].code == status)
+            return 1;
+    return 0;
 }

@@ -563,12 +563,19 @@ static void proxy_start(struct bl_request *r)
         return;
     }
     if (first_server(r, g) != BL_OK) {
-        bl_log(BL_LOG_ERROR, "no live upstreams in \"%s\": every server is down, full or "
-               "ejected, client %s", g->name, r->c->ip);
+        /* Servers out for their own failures: nginx's "no live upstreams", 502, with no
+         * connect tried. Only down, checked out, full or ejected: 503 with Retry-After. */
+        int failed = bl_group_failed(g, bl_clock_ms);
+        if (failed)
+            bl_log(BL_LOG_ERROR, "no live upstreams while connecting to upstream \"%s\", "
+                   "client %s", g->name, r->c->ip);
+        else
+            bl_log(BL_LOG_ERROR, "no live upstreams in \"%s\": every server is down, full "
+                   "or ejected, client %s", g->name, r->c->ip);
         /* nginx's $upstream_addr names the group when no server could be picked */
         r->tries[0] = (struct bl_upstream_try){g->name, BL_TRY_NONE, BL_TRY_NONE, 0, 0};
         r->ntries = 1;
-        request_abort(r, 503, "no live upstreams");
+        request_abort(r, failed ? 502 : 503, "no live upstreams");
         return;
     }
     attempt_start(r, 0);
@@ -909,6 +916,18 @@ static int account_response_body(struct bl_request *r, uint32_t from)
     }
 }
 
+/* proxy_intercept_errors: the upstream's answer (its head parsed, its body unread) gives way
+ * to the error_page for its status, as nginx's ngx_http_upstream_intercept_errors(). The
+ * server answered, so it is released as a success; its connection is closed (the body is not
+ * read through). */
+static void intercept_error(struct bl_request *r)
+{
+    int status = r->resp.status;
+    bl_attempt_release(&r->a, 0, 0, 0);
+    r->keep_alive = r->keep_alive && r->req_body_done && r->body_sent == r->body_end;
+    local_response(r, status);
+}
+
 /* Parses the response head from u->in. BL_OK when the final head is parsed (and the client
  * head built), BL_AGAIN for more, BL_ERR after a failure was handled. */
 static int parse_response_head(struct bl_request *r)
@@ -962,6 +981,11 @@ static int parse_response_head(struct bl_request *r)
             attempt_failed(r, BL_AE_STATUS, r->resp.status, "status", 0))
             return BL_ERR;
         bl_attempt_outcome(&r->a, r->resp.status, 0);
+        if (r->loc->conf.proxy_intercept_errors && r->resp.status >= 300 &&
+            r->resp.status != 101 && bl_local_error_page_for(r, r->resp.status)) {
+            intercept_error(r);
+            return BL_ERR;
+        }
         r->resp_head_done = 1;
         r->status = r->resp.status;
         r->up_reusable = r->resp.keep_alive;

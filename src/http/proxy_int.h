@@ -185,6 +185,9 @@ size_t bl_add_headers(const struct bl_request *r, int status, char *buf, size_t 
  * that an error_page names is redirected internally first. */
 int bl_local_response(struct bl_request *r, int status, const char *body, size_t len,
                       const char *location, size_t location_len);
+/* Whether an error_page of r's location names status and none was followed yet
+ * (proxy_intercept_errors asks before it drops an upstream answer). */
+int bl_local_error_page_for(const struct bl_request *r, int status);
 /* A location that does not proxy: return, root (files), or nothing (404). BL_LOCAL_REDIRECT:
  * try_files found nothing and names a fallback (r->loc->try_fallback), for bl_rw_redirect(). */
 int bl_local_serve(struct bl_request *r);

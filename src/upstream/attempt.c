@@ -80,29 +80,14 @@ static struct bl_upstream_server *pick_admitted(struct bl_attempt *a,
     return s;
 }
 
-/* nginx: when every server is out only for its own failures (max_fails), forget the failures
- * and try again rather than fail the request. Servers that checks or outlier detection took
- * out stay out. Returns whether any failure was forgotten. */
-static int forget_failures(struct bl_upstream_group *g, uint64_t now_ms)
-{
-    int passive = 0;
-    for (uint32_t i = 0; i < g->nservers; i++)
-        passive |= atomic_load_explicit(&g->servers[i].state->down_until_ms,
-                                        memory_order_relaxed) > now_ms;
-    if (!passive)
-        return 0;
-    bl_log(BL_LOG_WARN, "no live upstreams in \"%s\", trying all servers", g->name);
-    for (uint32_t i = 0; i < g->nservers; i++)
-        atomic_store_explicit(&g->servers[i].state->down_until_ms, 0, memory_order_relaxed);
-    return 1;
-}
-
 /* The balancer's choice for the next attempt, not yet tried by this request; NULL when none.
- * first: the request's first pick, which may fall back as nginx does. */
+ * A group whose servers are all out for their own failures stays out until fail_timeout
+ * ends, as nginx 1.22's round robin keeps it ("no live upstreams"): nothing is retried on
+ * every request. */
 static struct bl_upstream_server *pick_server(struct bl_attempt *a, struct bl_upstream_worker *uw,
                                               struct bl_upstream_group *g, const char *key,
                                               size_t key_len, const struct sockaddr *client,
-                                              int first, uint32_t *probe)
+                                              uint32_t *probe)
 {
     a->pick.group = g;
     a->pick.wstate = uw->lb_state[g->index];
@@ -112,8 +97,6 @@ static struct bl_upstream_server *pick_server(struct bl_attempt *a, struct bl_up
     a->pick.key_len = key_len;
     a->pick.client_addr = client;
     struct bl_upstream_server *s = pick_admitted(a, g, probe);
-    if (!s && first && g->nservers && forget_failures(g, a->pick.now_ms))
-        s = pick_admitted(a, g, probe);
     a->pick.key = NULL; /* the key and the address are the caller's, for this call only */
     a->pick.client_addr = NULL;
     if (s)
@@ -137,11 +120,20 @@ int bl_attempt_first(struct bl_attempt *a, struct bl_upstream_worker *uw,
                      const struct sockaddr *client)
 {
     uint32_t probe;
-    struct bl_upstream_server *s = pick_server(a, uw, g, key, key_len, client, 1, &probe);
+    struct bl_upstream_server *s = pick_server(a, uw, g, key, key_len, client, &probe);
     if (!s)
         return BL_ERR;
     attempt_acquire(a, s, probe);
     return BL_OK;
+}
+
+int bl_group_failed(const struct bl_upstream_group *g, uint64_t now_ms)
+{
+    for (uint32_t i = 0; i < g->nservers; i++)
+        if (atomic_load_explicit(&g->servers[i].state->down_until_ms, memory_order_relaxed) >
+            now_ms)
+            return 1;
+    return 0;
 }
 
 /* ------------------------------------------------------------ connecting */
@@ -246,7 +238,7 @@ int bl_attempt_failed(struct bl_attempt *a, struct bl_upstream_worker *uw,
         return BL_ERR;
     }
     uint32_t probe;
-    struct bl_upstream_server *next = pick_server(a, uw, s->group, key, key_len, client, 0,
+    struct bl_upstream_server *next = pick_server(a, uw, s->group, key, key_len, client,
                                                   &probe);
     if (!next) {
         bl_retry_release(s->group);

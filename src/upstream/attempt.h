@@ -6,7 +6,7 @@
  * Life of one request's attempts (HAProxy's assign_server_and_queue() / h2o's socketpool: the
  * front end asks for a connected server and gets one, or a reason):
  *
- *   bl_attempt_first()        pick the first server (nginx's fallback when all are down) and
+ *   bl_attempt_first()        pick the first server and
  *                             acquire it; BL_ERR: no live server
  *   bl_attempt_connect()      a pooled or new connection to a->server, owned by the caller
  *     ... the front end sends, reads; on a response head: bl_attempt_answered()
@@ -108,12 +108,17 @@ void bl_upstream_worker_free(struct bl_upstream_worker *uw);
 
 /* The request's first server: the balancer's choice given the key (hash methods; NULL when
  * the method takes none) and the client's address (ip_hash; may be NULL), admitted by outlier
- * detection. When every server is out only for its own failures (max_fails), the failures
- * are forgotten and the pick made again, as nginx does. BL_OK: a->server is acquired;
- * BL_ERR: no live server (down, full or ejected). */
+ * detection. Servers out for their own failures (max_fails) stay out until fail_timeout ends,
+ * even when that leaves none (nginx 1.22). BL_OK: a->server is acquired; BL_ERR: no live
+ * server (down, failed, full or ejected). */
 int bl_attempt_first(struct bl_attempt *a, struct bl_upstream_worker *uw,
                      struct bl_upstream_group *g, const char *key, size_t key_len,
                      const struct sockaddr *client);
+
+/* Whether any server of g is out for its own failures (max_fails within fail_timeout) at
+ * now_ms: the front end then answers "no live upstreams" as nginx does (502) rather than
+ * as for a group that checks, the operator or outlier detection took out. O(servers). */
+int bl_group_failed(const struct bl_upstream_group *g, uint64_t now_ms);
 
 /* A connection to a->server for owner, which gets its events through on_io / on_timeout:
  * a pooled one unless fresh, else a new one (u->connecting). Starts the attempt's clock and

@@ -46,7 +46,9 @@ void bl_server_report(struct bl_upstream_server *s, int failed, uint64_t now_ms)
             atomic_store_explicit(&st->fails, 0, memory_order_relaxed);
         return;
     }
-    if (s->max_fails == 0)
+    /* nginx never marks a group's only server failed (round robin's peers->single, no
+     * backup): with nowhere else to go, each request tries it. */
+    if (s->max_fails == 0 || s->group->nservers == 1)
         return;
     uint64_t start = atomic_load_explicit(&st->fail_window_ms, memory_order_relaxed);
     if (now_ms >= start + s->fail_timeout_ms) {

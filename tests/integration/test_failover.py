@@ -137,9 +137,9 @@ def test_max_fails_refused_server_skipped_for_fail_timeout(ballast, backend):
     assert len(hits(revived, "/m3")) >= 1, "server not tried again after fail_timeout: %s" % got
 
 
-def test_no_live_upstreams_tries_anyway(ballast, backend):
-    """Every server unavailable only through max_fails: ballast logs "no live upstreams" and
-    tries them anyway (nginx), so a recovered group answers at once."""
+def test_no_live_upstreams_until_fail_timeout(ballast, backend):
+    """Every server out through max_fails: as nginx 1.22, later requests within fail_timeout
+    get 502 at once ("no live upstreams", no server tried); once it ends they are tried."""
     a, b = backend("a"), backend("b")
     failing = {"on": True}
 
@@ -150,18 +150,26 @@ def test_no_live_upstreams_tries_anyway(ballast, backend):
 
     a.route("/", maybe_reset)
     b.route("/", maybe_reset)
-    px = ballast(conf(["127.0.0.1:@pa@ max_fails=1 fail_timeout=30s",
-                       "127.0.0.1:@pb@ max_fails=1 fail_timeout=30s"]), pa=a.port, pb=b.port)
+    ft = 2.0 * SLOW
+    px = ballast(conf(["127.0.0.1:@pa@ max_fails=1 fail_timeout=%dms" % (ft * 1000),
+                       "127.0.0.1:@pb@ max_fails=1 fail_timeout=%dms" % (ft * 1000)]),
+                 pa=a.port, pb=b.port)
+    t0 = time.monotonic()
     r = px.get("/first")
     assert r.status == 502, r
     assert (len(hits(a)), len(hits(b))) == (1, 1), "attempts a=%d b=%d, want 1 and 1" % (
         len(hits(a)), len(hits(b)))
     failing["on"] = False
     r = px.get("/second")
+    if time.monotonic() - t0 < ft * 0.9:
+        assert r.status == 502, r
+        assert (len(hits(a)), len(hits(b))) == (1, 1), "a dead server was tried again"
+        log = ErrorLog(px)
+        assert log.wait("no live upstreams", timeout=3), "no 'no live upstreams' in the log:\n%s" \
+            % log.text()[-3000:]
+    time.sleep(max(0.0, t0 + ft + 0.3 - time.monotonic()))
+    r = px.get("/third")
     assert (r.status, r.body) == (200, b"fine"), r
-    log = ErrorLog(px)
-    assert log.wait("no live upstreams", timeout=3), "no 'no live upstreams' in the log:\n%s" \
-        % log.text()[-3000:]
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,0 +1,150 @@
+"""Degradation (issue 11): error_page for ballast's own 502/503/504 and, with
+proxy_intercept_errors, for upstream answers (side by side with nginx 1.22 on the same text);
+nginx's "no live upstreams" once every server is out for its own failures; the `disable`
+switch in the config and through the admin API."""
+import http.client
+import os
+import time
+
+import pytest
+
+from conftest import SLOW, Backend, Ballast, closed_port, free_port, render, wait_for
+from nginx_ref import Nginx
+
+# One http { } body that nginx and ballast both run. @pb@ is a backend whose answer the path
+# chooses (/icpt/404 answers 404, ...); @pd1@/@pd2@ refuse connections.
+HTTP = """
+upstream none { server 127.0.0.1:@pd1@; server 127.0.0.1:@pd2@; }
+server {
+    listen 127.0.0.1:@port@;
+    location /none { proxy_pass http://none; error_page 502 503 504 =503 /sorry; }
+    location /none-keep { proxy_pass http://none; error_page 502 /sorry; }
+    location = /sorry { return 503 "sorry"; }
+    location = /okpage { return 200 "ok page"; }
+    location @named { return 200 "named"; }
+    location /icpt/ {
+        proxy_pass http://127.0.0.1:@pb@;
+        proxy_intercept_errors on;
+        error_page 404 = /sorry;
+        error_page 500 =200 /okpage;
+        error_page 418 @named;
+        error_page 302 =201 /okpage;
+    }
+    location /plain/ {
+        proxy_pass http://127.0.0.1:@pb@;
+        error_page 404 500 /sorry;
+    }
+}
+"""
+
+CASES = ["/none", "/none-keep", "/icpt/404", "/icpt/500", "/icpt/418", "/icpt/403",
+         "/icpt/200", "/icpt/302", "/plain/404", "/plain/500"]
+
+
+def _backend_route(backend):
+    def fn(req, c):
+        code = int(req.path.rstrip("/").rsplit("/", 1)[-1])
+        body = b"backend says %d" % code
+        extra = b"Location: http://example.test/\r\n" if code == 302 else b""
+        c.send(b"HTTP/1.1 %d X\r\nContent-Length: %d\r\n%s\r\n%s"
+               % (code, len(body), extra, body))
+    backend.route("/", fn)
+
+
+def ask(port, path):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10 * SLOW)
+    try:
+        c.request("GET", path)
+        r = c.getresponse()
+        body = r.read().decode("utf-8", "replace")
+        if "<html>" in body:
+            body = "(status page)"  # each signs its own pages
+        return r.status, body
+    finally:
+        c.close()
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    be = Backend("codes")
+    _backend_route(be)
+    base = tmp_path_factory.mktemp("degrade")
+    values = {"pb": be.port, "pd1": closed_port(), "pd2": closed_port()}
+    nvals = dict(values, port=free_port())
+    n = Nginx(str(base / "nginx"), render(HTTP, nvals), access_log_off=True)
+    b = Ballast(str(base / "ballast"), "error_log @tmp@/error.log info;\nhttp {\n%s\n}\n" % HTTP,
+                values=dict(values))
+    try:
+        n.wait_listening(nvals["port"])
+        b.start()
+        yield b, n, nvals["port"]
+    finally:
+        problems = b.finish()
+        n.stop()
+        be.stop()
+        if problems:
+            pytest.fail("\n".join(problems), pytrace=False)
+
+
+@pytest.mark.parametrize("path", CASES)
+def test_error_page_as_nginx(pair, path):
+    b, _, nport = pair
+    want = ask(nport, path)
+    got = ask(b.port, path)
+    assert got == want, "%s: ballast %r, nginx %r" % (path, got, want)
+
+
+def test_issue_case(pair):
+    """The issue's words: every server refused, error_page 502 503 504 =503 /sorry."""
+    b, _, _ = pair
+    assert ask(b.port, "/none") == (503, "sorry")
+
+
+
+def _log(b):
+    try:
+        with open(os.path.join(b.dir, "error.log"), errors="replace") as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
+
+
+def _connect_failures(b):
+    return [ln for ln in _log(b).splitlines() if "connect() failed" in ln or
+            "Connection refused" in ln]
+
+
+def test_no_live_upstreams(ballast):
+    """Two dead servers marked failed by max_fails: the next 20 requests within fail_timeout
+    get 502 at once with nginx's log line, and no connect is tried (nginx 1.22 counts the
+    same: two refused connects, then "no live upstreams")."""
+    b = ballast("""
+error_log @tmp@/error.log info;
+http {
+    upstream none { server 127.0.0.1:@pd1@ max_fails=1 fail_timeout=60s;
+                    server 127.0.0.1:@pd2@ max_fails=1 fail_timeout=60s; }
+    server { listen 127.0.0.1:@port@;
+             location / { proxy_pass http://none; error_page 502 =503 /sorry; }
+             location = /sorry { return 503 "sorry"; } }
+}""", pd1=closed_port(), pd2=closed_port())
+    got = [ask(b.port, "/r%d" % i) for i in range(21)]
+    assert got == [(503, "sorry")] * 21, got
+    assert wait_for(lambda: "no live upstreams while connecting to upstream" in _log(b),
+                    3 * SLOW), _log(b)[-2000:]
+    fails = _connect_failures(b)
+    assert 1 <= len(fails) <= 2, "connect attempts logged: %d\n%s" % (len(fails),
+                                                                      "\n".join(fails))
+
+
+def test_single_server_always_tried(ballast):
+    """nginx never marks a lone server failed: each request tries it (and logs it)."""
+    b = ballast("""
+error_log @tmp@/error.log info;
+http {
+    upstream one { server 127.0.0.1:@pd@ max_fails=1 fail_timeout=60s; }
+    server { listen 127.0.0.1:@port@; location / { proxy_pass http://one; } }
+}""", pd=closed_port())
+    got = [ask(b.port, "/s%d" % i)[0] for i in range(3)]
+    assert got == [502] * 3, got
+    assert wait_for(lambda: len(_connect_failures(b)) >= 3, 3 * SLOW), _log(b)[-2000:]
+    assert "no live upstreams" not in _log(b)
