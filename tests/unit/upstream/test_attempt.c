@@ -183,16 +183,33 @@ static void test_first_pick_acquires(void **state)
     fx_free(f);
 }
 
-static void test_fallback_forgets_passive_failures(void **state)
+static void test_no_live_upstreams_keeps_passive_failures(void **state)
 {
     (void)state;
     struct fixture *f = fx_new(3);
+    ASSERT_EQ(bl_group_failed(&f->t->g, bl_clock_ms), 0);
     for (uint32_t i = 0; i < 3; i++)
         tg_mark_down(f->t, i);
-    bl_log_level = BL_LOG_EMERG; /* the fallback warns */
-    ASSERT_EQ(bl_attempt_first(&f->a, &f->uw, &f->t->g, NULL, 0, NULL), BL_OK);
+    /* nginx 1.22: no live upstreams until a window ends; nothing is forgotten */
+    ASSERT_EQ(bl_attempt_first(&f->a, &f->uw, &f->t->g, NULL, 0, NULL), BL_ERR);
+    assert_null(f->a.server);
+    ASSERT_EQ(bl_group_failed(&f->t->g, bl_clock_ms), 1);
     for (uint32_t i = 0; i < 3; i++)
-        ASSERT_EQ(atomic_load(&f->t->states[i].down_until_ms), 0);
+        assert_true(atomic_load(&f->t->states[i].down_until_ms) > bl_clock_ms);
+    fx_free(f);
+}
+
+static void test_single_server_never_marked(void **state)
+{
+    (void)state;
+    struct fixture *f = fx_new(1);
+    struct bl_upstream_server *s = &f->t->g.servers[0];
+    s->max_fails = 1;
+    s->fail_timeout_ms = 10000;
+    bl_server_report(s, 1, bl_clock_ms);
+    bl_server_report(s, 1, bl_clock_ms);
+    ASSERT_EQ(atomic_load(&f->t->states[0].down_until_ms), 0);
+    ASSERT_EQ(bl_attempt_first(&f->a, &f->uw, &f->t->g, NULL, 0, NULL), BL_OK);
     bl_attempt_release(&f->a, 0, 0, 0);
     fx_free(f);
 }
@@ -346,7 +363,8 @@ int main(void)
         cmocka_unit_test(test_non_idempotent_and_committed),
         cmocka_unit_test(test_counts_as_failure),
         cmocka_unit_test(test_first_pick_acquires),
-        cmocka_unit_test(test_fallback_forgets_passive_failures),
+        cmocka_unit_test(test_no_live_upstreams_keeps_passive_failures),
+        cmocka_unit_test(test_single_server_never_marked),
         cmocka_unit_test(test_no_fallback_for_config_down_or_retries),
         cmocka_unit_test(test_failed_retries_on_another_server),
         cmocka_unit_test(test_status_failure_not_listed_does_not_count),
