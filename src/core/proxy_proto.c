@@ -2,7 +2,9 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdio.h>
+#include <errno.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "core/proxy_proto.h"
 
@@ -193,6 +195,61 @@ int bl_pp_parse(const char *buf, size_t len, struct bl_pp_info *out, const char 
     if ((uint8_t)buf[0] == v2_sig[0])
         return parse_v2((const uint8_t *)buf, len, out, reason);
     return refuse(reason, "broken header");
+}
+
+static void excerpt(const char *b, size_t n, char *out, size_t cap)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t o = 0;
+    for (size_t i = 0; i < n && o + 5 < cap; i++) {
+        unsigned char c = (unsigned char)b[i];
+        if (c >= 0x20 && c < 0x7F && c != '"' && c != '\\') {
+            out[o++] = (char)c;
+        } else {
+            out[o++] = '\\';
+            out[o++] = 'x';
+            out[o++] = hex[c >> 4];
+            out[o++] = hex[c & 15];
+        }
+    }
+    if (cap)
+        out[o < cap ? o : cap - 1] = '\0';
+}
+
+int bl_pp_read(int fd, struct bl_pp_info *out, const char **reason, char *seen, size_t seen_cap)
+{
+    char buf[BL_PP_MAX_HEADER];
+    *reason = NULL;
+    if (seen_cap)
+        seen[0] = '\0';
+    ssize_t n;
+    do
+        n = recv(fd, buf, sizeof(buf), MSG_PEEK);
+    while (n < 0 && errno == EINTR);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        return PP_AGAIN;
+    if (n <= 0) {
+        if (n == 0)
+            errno = 0;
+        return 0;
+    }
+    int rc = bl_pp_parse(buf, (size_t)n, out, reason);
+    if (rc == PP_ERR) {
+        excerpt(buf, (size_t)n < 64 ? (size_t)n : 64, seen, seen_cap);
+        return PP_ERR;
+    }
+    if (rc == PP_AGAIN)
+        return PP_AGAIN;
+    /* The header's bytes are in the socket: this takes exactly those. */
+    do
+        n = recv(fd, buf, (size_t)rc, 0);
+    while (n < 0 && errno == EINTR);
+    if (n != rc) {
+        if (n >= 0)
+            errno = EIO;
+        return 0;
+    }
+    return 1;
 }
 
 /* ------------------------------------------------------------ writing */

@@ -40,6 +40,15 @@ struct bl_pp_info {
  * "unknown PROXY protocol version", ...). */
 int bl_pp_parse(const char *buf, size_t len, struct bl_pp_info *out, const char **reason);
 
+/* Reads the header at the start of socket fd without taking a byte past it: the received bytes
+ * are peeked, parsed, and only the header's are consumed, so what follows (an HTTP request, a
+ * TLS ClientHello) stays in the socket for whoever reads next. Returns 1 with *out filled; -2
+ * when the header is not complete yet (wait for the next read event: every arrival raises
+ * one); 0 when the peer closed or the socket failed (errno set, or 0 for EOF); -1 for a
+ * malformed header, with *reason set and seen[] (seen_cap bytes, may be 0) holding the first
+ * bytes received with unprintable ones as \xHH, for the log. */
+int bl_pp_read(int fd, struct bl_pp_info *out, const char **reason, char *seen, size_t seen_cap);
+
 /* Writes a header of version (1 or 2) saying that a connection came from src to dst into out
  * (cap >= BL_PP_WRITE_MAX). Returns its length, 0 when cap is too small. Addresses other than
  * IPv4/IPv6 give v1 "PROXY UNKNOWN" and v2 PROXY with family UNSPEC; an IPv4 address paired with an

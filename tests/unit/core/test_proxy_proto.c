@@ -7,6 +7,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -309,6 +311,36 @@ static void test_write_read_back(void **state)
     ASSERT_EQ(bl_pp_write(1, (struct sockaddr *)&s4, (struct sockaddr *)&d4, out, 10), 0);
 }
 
+/* bl_pp_read on a socket: a header in two pieces, then the client's bytes left in the socket;
+ * a malformed one with its bytes for the log; EOF. */
+static void test_read_socket(void **state)
+{
+    (void)state;
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+    struct bl_pp_info pi;
+    const char *reason;
+    char seen[80];
+    ASSERT_EQ(bl_pp_read(sv[1], &pi, &reason, seen, sizeof(seen)), PP_AGAIN);
+    ASSERT_EQ(write(sv[0], "PROXY TCP4 1.2.3.4 ", 19), 19);
+    ASSERT_EQ(bl_pp_read(sv[1], &pi, &reason, seen, sizeof(seen)), PP_AGAIN);
+    ASSERT_EQ(write(sv[0], "5.6.7.8 1 2\r\nGET /", 18), 18);
+    ASSERT_EQ(bl_pp_read(sv[1], &pi, &reason, seen, sizeof(seen)), 1);
+    assert_string_equal(pi.src_ip, "1.2.3.4");
+    char rest[16];
+    ASSERT_EQ(read(sv[1], rest, sizeof(rest)), 5);
+    assert_memory_equal(rest, "GET /", 5);
+    ASSERT_EQ(write(sv[0], "GET / HTTP/1.1\r\n\x01\"", 18), 18);
+    ASSERT_EQ(bl_pp_read(sv[1], &pi, &reason, seen, sizeof(seen)), PP_ERR);
+    assert_string_equal(seen, "GET / HTTP/1.1\\x0D\\x0A\\x01\\x22");
+    assert_string_equal(reason, "broken header");
+    close(sv[0]);
+    ASSERT_EQ(read(sv[1], rest, sizeof(rest)), 16);
+    ASSERT_EQ(read(sv[1], rest, sizeof(rest)), 2);
+    ASSERT_EQ(bl_pp_read(sv[1], &pi, &reason, seen, sizeof(seen)), 0);
+    close(sv[1]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -319,6 +351,7 @@ int main(void)
         cmocka_unit_test(test_v2_local_unspec_unix),
         cmocka_unit_test(test_v2_malformed),
         cmocka_unit_test(test_write_read_back),
+        cmocka_unit_test(test_read_socket),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
