@@ -1110,11 +1110,13 @@ static int h_listen(struct compiler *c, const struct bl_conf_node *n)
     socklen_t sl;
     if (bl_addr_parse(n->args[0], 80, 0, &ss, &sl, err, sizeof(err)) != 0)
         return fail(c, "%s in \"listen\" directive", err);
-    int def = 0, backlog = 511, reuseport = 0, ssl = 0;
+    int def = 0, backlog = 511, reuseport = 0, ssl = 0, pp = 0;
     for (int i = 1; i < n->nargs; i++) {
         int64_t v;
         if (strcmp(n->args[i], "default_server") == 0 || strcmp(n->args[i], "default") == 0)
             def = 1;
+        else if (strcmp(n->args[i], "proxy_protocol") == 0)
+            pp = 1;
         else if (strcmp(n->args[i], "reuseport") == 0)
             reuseport = 1;
         else if (strcmp(n->args[i], "ssl") == 0)
@@ -1158,6 +1160,7 @@ static int h_listen(struct compiler *c, const struct bl_conf_node *n)
         return fail(c, "duplicate listen %s (a stream server listens there)", text);
     l->reuseport |= (uint8_t)reuseport;
     l->ssl |= (uint8_t)ssl; /* as in nginx, ssl on any line makes the address TLS */
+    l->proxy_protocol |= (uint8_t)pp; /* and proxy_protocol the same way */
     for (uint32_t k = 0; k < l->nservers; k++) {
         if (l->servers[k] == c->srv)
             return fail(c, "duplicate listen %s", text);
@@ -2107,9 +2110,6 @@ static int h_set_real_ip_from(struct compiler *c, const struct bl_conf_node *n)
 static int h_real_ip_header(struct compiler *c, const struct bl_conf_node *n)
 {
     const char *name = n->args[0];
-    if (strcmp(name, "proxy_protocol") == 0)
-        return fail(c, "\"real_ip_header proxy_protocol\" is not supported in this build: the "
-                       "PROXY protocol is not built yet");
     if (!*name)
         return invalid_value(c, name);
     struct bl_loc_conf *lc = c->lc;
@@ -2122,6 +2122,7 @@ static int h_real_ip_header(struct compiler *c, const struct bl_conf_node *n)
         return oom(c);
     /* nginx compares the name as written: only "X-Forwarded-For" reads every line of it */
     lc->real_ip_xff = strcmp(name, "X-Forwarded-For") == 0;
+    lc->real_ip_pp = strcmp(name, "proxy_protocol") == 0;
     lc->set |= BL_LC_REALIP_HEADER;
     return BL_OK;
 }
@@ -2382,8 +2383,7 @@ static int h_stream_server(struct compiler *c, const struct bl_conf_node *n)
     return BL_OK;
 }
 
-/* listen in a stream server: TCP only; what this build lacks (udp, proxy_protocol, ssl) is
- * refused by name. */
+/* listen in a stream server: TCP only; what this build lacks (udp, ssl) is refused by name. */
 static int h_stream_listen(struct compiler *c, const struct bl_conf_node *n)
 {
     char err[256];
@@ -2391,12 +2391,14 @@ static int h_stream_listen(struct compiler *c, const struct bl_conf_node *n)
     socklen_t sl;
     if (bl_addr_parse(n->args[0], 0, 0, &ss, &sl, err, sizeof(err)) != 0)
         return fail(c, "%s in \"listen\" directive", err);
-    int backlog = 511, reuseport = 0;
+    int backlog = 511, reuseport = 0, pp = 0;
     for (int i = 1; i < n->nargs; i++) {
         const char *a = n->args[i];
         int64_t v;
         if (strcmp(a, "reuseport") == 0) {
             reuseport = 1;
+        } else if (strcmp(a, "proxy_protocol") == 0) {
+            pp = 1;
         } else if (strncmp(a, "backlog=", 8) == 0) {
             if (parse_num(a + 8, 1, 65535, &v) != BL_OK)
                 return invalid_value(c, a);
@@ -2434,6 +2436,7 @@ static int h_stream_listen(struct compiler *c, const struct bl_conf_node *n)
     l->addrlen = sl;
     l->backlog = backlog;
     l->reuseport = (uint8_t)reuseport;
+    l->proxy_protocol = (uint8_t)pp;
     snprintf(l->text, sizeof(l->text), "%s", text);
     l->port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
     l->stream = c->ssrv;
@@ -2492,7 +2495,10 @@ static int h_stream_typed(struct compiler *c, const struct bl_conf_node *n)
 /* The variables a stream hash key may use: what a connection has before any byte. */
 static int stream_key_ok(const char *key)
 {
-    static const char *const vars[] = {"remote_addr", "remote_port", "server_port"};
+    static const char *const vars[] = {"remote_addr", "remote_port", "server_port",
+                                       "proxy_protocol_addr", "proxy_protocol_port",
+                                       "proxy_protocol_server_addr",
+                                       "proxy_protocol_server_port"};
     for (const char *p = strchr(key, '$'); p; p = strchr(p + 1, '$')) {
         const char *v = p + 1 + (p[1] == '{');
         int ok = 0;
@@ -2543,7 +2549,8 @@ static int finish_stream(struct compiler *c)
         }
         if (g->hash_key && !stream_key_ok(g->hash_key)) {
             snprintf(c->err, c->errlen, "hash key \"%s\" of upstream \"%s\" uses a variable "
-                     "stream does not have (only $remote_addr, $remote_port, $server_port) in "
+                     "stream does not have (only $remote_addr, $remote_port, $server_port, "
+                     "$proxy_protocol_addr, $proxy_protocol_port and their _server_ forms) in "
                      "%s:%d", g->hash_key, g->name, g->file, g->line);
             return BL_ERR;
         }
@@ -2751,6 +2758,9 @@ static const struct directive directives[] = {
     STYPED("proxy_next_upstream_tries", FT_NUM, next_upstream_tries, "0"),
     STYPED("proxy_next_upstream_timeout", FT_TIME, next_upstream_timeout, "0"),
     STYPED("proxy_buffer_size", FT_SIZE, buffer_size, "16k"),
+    /* PROXY protocol in stream (stream/stream.c) */
+    STYPED("proxy_protocol_timeout", FT_TIME, pp_timeout, "30s"),
+    DIRECTIVE("set_real_ip_from", CTX_SS, 1, 1, 0, "ADDRESS | CIDR", NULL, h_set_real_ip_from),
     DIRECTIVE("access_log", CTX_SS, 1, 5, 0,
               "FILE FORMAT [buffer=SIZE] [flush=TIME] [if=CONDITION] | off", NULL, h_access_log),
 };
@@ -3019,6 +3029,7 @@ static void merge_loc_conf(struct bl_loc_conf *child, const struct bl_loc_conf *
     if (!(child->set & BL_LC_REALIP_HEADER)) {
         child->real_ip_header = parent->real_ip_header;
         child->real_ip_xff = parent->real_ip_xff;
+        child->real_ip_pp = parent->real_ip_pp;
     }
 }
 

@@ -129,6 +129,7 @@ struct bl_loc_conf {
     uint32_t nrealip_from;
     char *real_ip_header;           /* real_ip_header: the field the address is taken from */
     uint8_t real_ip_xff;            /* ... it is X-Forwarded-For: every line of it counts */
+    uint8_t real_ip_pp;             /* ... it is proxy_protocol: the PROXY header's address */
     uint32_t set;                   /* BL_LC_* bits: set at this level, which owns those lists */
 };
 
@@ -302,6 +303,8 @@ struct bl_stream_conf {
     uint64_t next_upstream_tries;   /* 0 = as many as there are servers */
     uint64_t next_upstream_timeout; /* 0 = none */
     uint64_t buffer_size;           /* proxy_buffer_size: per direction, per session */
+    /* PROXY protocol and rates (stream/stream.c) */
+    uint64_t pp_timeout;            /* proxy_protocol_timeout: for the client's PROXY header */
 };
 
 /* A stream server block: one listen, one proxy_pass. */
@@ -324,6 +327,8 @@ struct bl_listen {
     int backlog;
     uint8_t reuseport;              /* `listen ... reuseport`: other processes may share it */
     uint8_t ssl;                    /* `listen ... ssl`: TLS (conf/ssl.h) */
+    uint8_t proxy_protocol;         /* `listen ... proxy_protocol`: each connection starts
+                                     * with a PROXY protocol header (core/proxy_proto.h) */
     struct bl_server_block **servers; /* servers[0] is the default */
     uint32_t nservers;
     struct bl_stream_server *stream; /* a stream server's listen (no http servers), or NULL */

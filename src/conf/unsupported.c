@@ -113,7 +113,6 @@ static const struct bl_unsupported directives[] = {
 static const struct bl_unsupported listen_params[] = {
     {"http2", E, HTTP2},
     {"quic", E, HTTP3},
-    {"proxy_protocol", E, "the PROXY protocol is"},
     {"deferred", W, "TCP_DEFER_ACCEPT is"},
     {"fastopen=*", W, "TCP Fast Open is"},
     {"so_keepalive=*", W, "TCP keep-alive on client connections is"},

@@ -1539,6 +1539,7 @@ static void request_drop(struct bl_request *r)
 static void client_free(struct bl_deferred *d)
 {
     struct bl_client *c = (struct bl_client *)((char *)d - offsetof(struct bl_client, defer));
+    free(c->pp);
     free(c);
 }
 
@@ -1692,9 +1693,61 @@ static int client_gone(struct bl_client *c)
 
 static void client_handshake(struct bl_client *c, uint32_t ev);
 
+/* listen ... proxy_protocol: the header comes first, before TLS and the request, within
+ * client_header_timeout (armed at accept, as nginx). A malformed one closes the connection with
+ * nginx's "broken header" line; the bytes after it stay in the socket for what follows. */
+static void client_proxy_protocol(struct bl_client *c, uint32_t ev)
+{
+    const char *reason;
+    char seen[260];
+    int rc = bl_pp_read(c->io.fd, c->pp, &reason, seen, sizeof(seen));
+    if (rc == BL_AGAIN) {
+        if (!(ev & BL_EV_HUP))
+            return;
+        bl_log(BL_LOG_INFO, "client %s closed the connection in the PROXY protocol header",
+               c->ip);
+        client_close(c);
+        return;
+    }
+    if (rc == BL_ERR) {
+        bl_log(BL_LOG_ERROR, "%s: \"%s\" while reading PROXY protocol, client: %s, server: %s",
+               reason, seen, c->ip, c->listen->text);
+        client_close(c);
+        return;
+    }
+    if (rc == 0) {
+        if (errno)
+            bl_log(BL_LOG_INFO, "recv() failed (%s) while reading PROXY protocol, client: %s",
+                   strerror(errno), c->ip);
+        client_close(c);
+        return;
+    }
+    c->pp_wait = 0;
+    if (!c->pp->has_addr) { /* UNKNOWN, LOCAL: the connection's own addresses stand */
+        free(c->pp);
+        c->pp = NULL;
+    }
+    if (c->tls) {
+        client_handshake(c, BL_EV_READ);
+        return;
+    }
+    c->rready = 1;
+    client_read_head(c);
+}
+
 static void client_on_event(struct bl_io *io, uint32_t ev)
 {
     struct bl_client *c = (struct bl_client *)io;
+    if (bl_unlikely(c->pp_wait)) {
+        /* edges seen now are not seen again: the response will need this one */
+        if (ev & BL_EV_WRITE)
+            c->wready = 1;
+        if (ev & BL_EV_HUP)
+            c->hup = 1;
+        if (ev & (BL_EV_READ | BL_EV_HUP | BL_EV_ERROR))
+            client_proxy_protocol(c, ev);
+        return;
+    }
     if (bl_unlikely(c->tls != NULL)) {
         if (c->tls_handshake) {
             client_handshake(c, ev);
@@ -1781,6 +1834,12 @@ static void client_on_timer(struct bl_timer *t)
     struct bl_client *c = (struct bl_client *)((char *)t - offsetof(struct bl_client, timer));
     switch (c->state) {
     case CS_READ_HEAD:
+        if (c->pp_wait) {
+            bl_log(BL_LOG_INFO, "client %s timed out while sending the PROXY protocol header",
+                   c->ip);
+            client_close(c);
+            return;
+        }
         if (c->req && c->in && bl_buf_len(c->in)) {
             bl_log(BL_LOG_INFO, "client %s timed out while sending the request head", c->ip);
             c->req->msg.method = NULL;
@@ -1828,10 +1887,19 @@ void bl_http_accept(struct bl_http_worker *w, const struct bl_listen *listen, in
     memcpy(&c->addr, peer, peerlen < sizeof(c->addr) ? peerlen : sizeof(c->addr));
     c->state = CS_READ_HEAD;
     c->ip_len = (uint8_t)bl_addr_format_ip(peer, c->ip, sizeof(c->ip));
+    if (listen->proxy_protocol) {
+        if (!(c->pp = calloc(1, sizeof(*c->pp)))) {
+            close(fd);
+            free(c);
+            return;
+        }
+        c->pp_wait = 1;
+    }
     if (listen->ssl) {
         if (!(c->tls = bl_tls_new(listen, fd))) {
             bl_log(BL_LOG_ERROR, "out of memory for a TLS session, client %s", c->ip);
             close(fd);
+            free(c->pp);
             free(c);
             return;
         }
@@ -1843,6 +1911,7 @@ void bl_http_accept(struct bl_http_worker *w, const struct bl_listen *listen, in
         if (c->tls)
             bl_tls_free(c->tls);
         close(fd);
+        free(c->pp);
         free(c);
         return;
     }

@@ -15,6 +15,7 @@
 #include "core/buf.h"
 #include "core/clock.h"
 #include "core/loop.h"
+#include "core/proxy_proto.h"
 #include "core/sock.h"
 #include "core/status.h"
 #include "http/dechunk.h"
@@ -76,9 +77,13 @@ struct bl_client {
     uint8_t rready, wready, hup;
     uint8_t tls_want;                  /* BL_TLS_* bits (http/tls.h) */
     uint8_t tls_handshake;             /* the TLS handshake is not done yet */
+    uint8_t pp_wait;                   /* listen ... proxy_protocol: the header has not come
+                                        * yet (read before TLS and the request, proxy.c) */
     uint8_t ip_len;
     char ip[46];
     union bl_sockaddr addr;            /* the peer, as accepted (ip_hash reads it) */
+    struct bl_pp_info *pp;             /* the PROXY header's addresses; NULL: none came (or
+                                        * UNKNOWN / LOCAL) */
 };
 
 typedef int (*bl_req_handler)(struct bl_request *r);
@@ -260,6 +265,7 @@ static inline void bl_request_var_ctx(const struct bl_request *r, struct bl_var_
     } else {
         v->ssl_protocol = v->ssl_cipher = v->ssl_server_name = NULL;
     }
+    v->pp = r->c->pp;
 }
 
 static inline void bl_arm(struct bl_http_worker *w, struct bl_timer *t, uint64_t ms)

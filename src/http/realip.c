@@ -154,7 +154,16 @@ void bl_realip(struct bl_request *r, const struct bl_loc_conf *lc)
     size_t nlen = strlen(name);
     int rc = FWD_DECLINED;
     uint16_t port = 0;
-    if (lc->real_ip_xff) {
+    if (lc->real_ip_pp) {
+        /* the PROXY header's source, when the peer that sent it is trusted (nginx) */
+        if (!c->pp || !trusted(lc, &a))
+            return;
+        memset(&a, 0, sizeof(a));
+        a.family = c->pp->family;
+        memcpy(a.a, c->pp->src, c->pp->family == AF_INET ? 4 : 16);
+        port = c->pp->src_port;
+        rc = FWD_OK;
+    } else if (lc->real_ip_xff) {
         /* every X-Forwarded-For line, the last first (nginx) */
         int found = 0;
         for (uint32_t i = m->nheaders; i-- > 0;) {

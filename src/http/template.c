@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "core/clock.h"
+#include "core/proxy_proto.h"
 #include "core/sock.h"
 #include "http/h1_parser.h"
 #include "http/template.h"
@@ -58,6 +59,10 @@ enum var_id {
     VAR_SSL_SERVER_NAME,
     VAR_HTTPS,
     VAR_REALIP_REMOTE_ADDR,
+    VAR_PP_ADDR,
+    VAR_PP_PORT,
+    VAR_PP_SERVER_ADDR,
+    VAR_PP_SERVER_PORT,
     VAR_HTTP_,       /* $http_NAME */
     VAR_ARG_,        /* $arg_NAME */
     VAR_COOKIE_,     /* $cookie_NAME */
@@ -124,6 +129,11 @@ static const struct {
     {"https", VAR_HTTPS},
     /* realip (http/realip.h) */
     {"realip_remote_addr", VAR_REALIP_REMOTE_ADDR},
+    /* the PROXY protocol header the connection began with (core/proxy_proto.h) */
+    {"proxy_protocol_addr", VAR_PP_ADDR},
+    {"proxy_protocol_port", VAR_PP_PORT},
+    {"proxy_protocol_server_addr", VAR_PP_SERVER_ADDR},
+    {"proxy_protocol_server_port", VAR_PP_SERVER_PORT},
 };
 
 struct part {
@@ -628,6 +638,21 @@ static int put_var(struct sink *s, const struct part *p, const struct bl_var_ctx
             put(s, ctx->realip_remote_addr, ctx->realip_remote_addr_len);
         else
             put(s, ctx->client_ip, ctx->client_ip_len);
+        return 1;
+    case VAR_PP_ADDR:
+    case VAR_PP_SERVER_ADDR: {
+        /* not found without a header that named addresses (nginx: none, UNKNOWN, LOCAL) */
+        if (!ctx->pp || !ctx->pp->has_addr)
+            return 0;
+        const char *a = p->id == VAR_PP_ADDR ? ctx->pp->src_ip : ctx->pp->dst_ip;
+        put(s, a, strlen(a));
+        return 1;
+    }
+    case VAR_PP_PORT:
+    case VAR_PP_SERVER_PORT:
+        if (!ctx->pp || !ctx->pp->has_addr)
+            return 0;
+        put_uint(s, p->id == VAR_PP_PORT ? ctx->pp->src_port : ctx->pp->dst_port);
         return 1;
     case VAR_REMOTE_PORT:
         if (ctx->client_port) /* 0: realip took the address from a header without a port:

@@ -7,6 +7,8 @@
  * $is_args $request_method $request $server_protocol $server_port $server_addr $hostname $pid
  * $msec $time_local $time_iso8601 $proxy_host $proxy_port $connection_requests $server_name
  * $request_id $trace_id $span_id $realip_remote_addr
+ * $proxy_protocol_addr $proxy_protocol_port $proxy_protocol_server_addr
+ * $proxy_protocol_server_port (not found without a PROXY header naming addresses)
  * $parent_id (also as nginx's OpenTelemetry module names them: $otel_trace_id ...) $http_NAME
  * $arg_NAME $cookie_NAME.
  * Known once the response is done (bl_var_ctx.resp; empty or "-" elsewhere): $status
@@ -30,6 +32,7 @@
 #include "core/regex.h"
 
 struct bl_h1_message;
+struct bl_pp_info;
 struct bl_var_ctx;
 
 /* Regex captures of the request: the last regex that matched (a location's, rewrite's, if's),
@@ -121,6 +124,7 @@ struct bl_var_ctx {
     const char *ssl_protocol;       /* $ssl_protocol: "TLSv1.3" */
     const char *ssl_cipher;         /* $ssl_cipher */
     const char *ssl_server_name;    /* $ssl_server_name: the SNI name ("" without) */
+    const struct bl_pp_info *pp;    /* the connection's PROXY protocol header; NULL: none */
 };
 
 struct bl_template;

@@ -8,7 +8,9 @@
 
 #include "conf/conf.h"
 #include "core/clock.h"
+#include "core/cidr.h"
 #include "core/log.h"
+#include "core/proxy_proto.h"
 #include "core/sock.h"
 #include "core/status.h"
 #include "http/access_log.h"
@@ -42,12 +44,31 @@ struct bl_stream_session {
     uint8_t rready, wready, hup; /* the client's readiness (edge-triggered) */
     uint8_t connected;
     uint8_t closed;
+    uint8_t in_loop;            /* the client's io is in the loop (early with proxy_protocol) */
+    uint8_t pp_wait;            /* listen ... proxy_protocol: the header has not come yet */
+    struct bl_pp_info *pp;      /* its addresses (NULL: none, UNKNOWN or LOCAL) */
+    const struct bl_listen *listen;
+    char peer_ip[BL_ADDR_STRLEN]; /* $realip_remote_addr: the peer, when realip replaced it */
     int status;                 /* $status: 200, 502, 503 */
     struct bl_upstream_try tries[8]; /* $upstream_addr, $upstream_connect_time */
     uint32_t ntries;
 };
 
 #define MAX_TRIES (sizeof(((struct bl_stream_session *)0)->tries) / sizeof(struct bl_upstream_try))
+
+/* The variables of a session: its addresses, and the PROXY header's. */
+static void session_var_ctx(const struct bl_stream_session *s, struct bl_var_ctx *v)
+{
+    memset(v, 0, sizeof(*v));
+    v->client_ip = s->ip;
+    v->client_ip_len = (uint32_t)strlen(s->ip);
+    v->client_port = ntohs(s->addr.in.sin_port);
+    v->realip_remote_addr = s->peer_ip[0] ? s->peer_ip : s->ip;
+    v->realip_remote_addr_len = (uint32_t)strlen(v->realip_remote_addr);
+    v->server_port = s->server_port;
+    v->fd = s->io.fd;
+    v->pp = s->pp;
+}
 
 static void session_log(struct bl_stream_session *s)
 {
@@ -63,14 +84,9 @@ static void session_log(struct bl_stream_session *s)
         .tries = s->tries,
         .ntries = s->ntries,
     };
-    struct bl_var_ctx v = {
-        .client_ip = s->ip,
-        .client_ip_len = (uint32_t)strlen(s->ip),
-        .client_port = ntohs(s->addr.in.sin_port),
-        .server_port = s->server_port,
-        .fd = s->io.fd,
-        .resp = &resp,
-    };
+    struct bl_var_ctx v;
+    session_var_ctx(s, &v);
+    v.resp = &resp;
     for (uint32_t i = 0; i < lc->naccess_logs; i++) {
         const struct bl_log_line *line = &lc->access_logs[i];
         if (line->cond) {
@@ -92,6 +108,7 @@ static void session_free(struct bl_deferred *d)
         (struct bl_stream_session *)((char *)d - offsetof(struct bl_stream_session, free_later));
     free(s->d[0].buf);
     free(s->d[1].buf);
+    free(s->pp);
     free(s);
 }
 
@@ -122,47 +139,19 @@ static void session_close(struct bl_stream_session *s, int failed)
         w->on_closed(w);
 }
 
-/* The hash key: the group's key with $remote_addr, $remote_port and $server_port replaced
- * (conf.c allows no other variable in a stream group's key). */
-static void make_key(struct bl_stream_session *s, const struct bl_listen *l)
+/* The hash key: the group's key evaluated for the session (conf.c allows only the variables a
+ * connection has before its first byte: addresses, ports, the PROXY header's). */
+static void make_key(struct bl_stream_session *s)
 {
     const struct bl_upstream_group *g = s->srv->upstream;
     s->key_len = 0;
     if (!g->hash_key)
         return;
-    char port[8], sport[8];
-    snprintf(port, sizeof(port), "%u", (unsigned)ntohs(s->addr.in.sin_port));
-    snprintf(sport, sizeof(sport), "%u", (unsigned)l->port);
-    size_t n = 0, cap = sizeof(s->key) - 1;
-    for (const char *p = g->hash_key; *p && n < cap;) {
-        const char *val = NULL;
-        size_t skip = 0;
-        if (*p == '$') {
-            int brace = p[1] == '{';
-            const char *v = p + 1 + brace;
-            static const char *const names[] = {"remote_addr", "remote_port", "server_port"};
-            for (int i = 0; i < 3; i++) {
-                size_t ln = strlen(names[i]);
-                if (strncmp(v, names[i], ln) == 0) {
-                    val = i == 0 ? s->ip : i == 1 ? port : sport;
-                    skip = 1 + (size_t)brace + ln + (size_t)brace;
-                    break;
-                }
-            }
-        }
-        if (val) {
-            size_t vl = strlen(val);
-            if (vl > cap - n)
-                vl = cap - n;
-            memcpy(s->key + n, val, vl);
-            n += vl;
-            p += skip;
-        } else {
-            s->key[n++] = *p++;
-        }
-    }
-    s->key[n] = '\0';
-    s->key_len = n;
+    struct bl_var_ctx v;
+    session_var_ctx(s, &v);
+    size_t n = bl_template_eval(g->hash_key_compiled, &v, s->key, sizeof(s->key) - 1);
+    s->key_len = n < sizeof(s->key) - 1 ? n : sizeof(s->key) - 1;
+    s->key[s->key_len] = '\0';
 }
 
 static const char *key_of(const struct bl_stream_session *s)
@@ -227,11 +216,13 @@ static void upstream_on_io(struct bl_upconn *u)
             s->tries[s->ntries - 1].connect_us = us < BL_TRY_NONE ? (uint32_t)us : BL_TRY_NONE - 1;
         }
         bl_attempt_outcome(&s->a, 0, 0);
-        /* Only now is the client read: until here a retry could go elsewhere unseen. */
-        if (bl_loop_add(s->w->loop, &s->io) != BL_OK) {
+        /* Only now is the client read: until here a retry could go elsewhere unseen (a
+         * PROXY header was read before, and nothing after it). */
+        if (!s->in_loop && bl_loop_add(s->w->loop, &s->io) != BL_OK) {
             session_close(s, 0);
             return;
         }
+        s->in_loop = 1;
         arm_idle(s);
     }
     session_run(s);
@@ -346,9 +337,19 @@ static void session_run(struct bl_stream_session *s)
         arm_idle(s);
 }
 
+static void session_begin(struct bl_stream_session *s);
+static void read_proxy_protocol(struct bl_stream_session *s, uint32_t ev);
+
 static void client_on_io(struct bl_io *io, uint32_t ev)
 {
     struct bl_stream_session *s = (struct bl_stream_session *)io;
+    if (bl_unlikely(s->pp_wait)) {
+        if (ev & BL_EV_HUP)
+            s->hup = 1;
+        if (ev & (BL_EV_READ | BL_EV_HUP | BL_EV_ERROR))
+            read_proxy_protocol(s, ev);
+        return;
+    }
     if (ev & (BL_EV_READ | BL_EV_ERROR))
         s->rready = 1;
     if (ev & BL_EV_HUP)
@@ -362,12 +363,107 @@ static void on_idle_timeout(struct bl_timer *t)
 {
     struct bl_stream_session *s =
         (struct bl_stream_session *)((char *)t - offsetof(struct bl_stream_session, timer));
+    if (s->pp_wait) {
+        bl_log(BL_LOG_INFO, "stream: client %s timed out (proxy_protocol_timeout) while sending "
+               "the PROXY protocol header", s->ip);
+        s->status = 400;
+        session_close(s, 0);
+        return;
+    }
     bl_log(BL_LOG_INFO, "stream: proxy_timeout (%llu ms) without data, closing client %s",
            (unsigned long long)s->srv->conf.timeout, s->ip);
     session_close(s, 0);
 }
 
+/* ------------------------------------------------------------ PROXY protocol */
+
+/* nginx's stream realip: behind a trusted peer (set_real_ip_from), the header's source is the
+ * session's address for everything after it: logs, hash keys, the header sent upstream. */
+static void realip(struct bl_stream_session *s)
+{
+    const struct bl_loc_conf *lc = &s->srv->log;
+    if (!s->pp || !lc->nrealip_from)
+        return;
+    struct bl_ipaddr peer = {0};
+    if (s->addr.sa.sa_family == AF_INET) {
+        peer.family = AF_INET;
+        memcpy(peer.a, &s->addr.in.sin_addr, 4);
+    } else if (s->addr.sa.sa_family == AF_INET6) {
+        peer.family = AF_INET6;
+        memcpy(peer.a, &s->addr.in6.sin6_addr, 16);
+    } else {
+        return;
+    }
+    int trusted = 0;
+    for (uint32_t i = 0; i < lc->nrealip_from && !trusted; i++)
+        trusted = bl_cidr_match(&lc->realip_from[i], &peer);
+    if (!trusted)
+        return;
+    memcpy(s->peer_ip, s->ip, sizeof(s->peer_ip));
+    memset(&s->addr, 0, sizeof(s->addr));
+    if (s->pp->family == AF_INET) {
+        s->addr.in.sin_family = AF_INET;
+        memcpy(&s->addr.in.sin_addr, s->pp->src, 4);
+        s->addr.in.sin_port = htons(s->pp->src_port);
+    } else {
+        s->addr.in6.sin6_family = AF_INET6;
+        memcpy(&s->addr.in6.sin6_addr, s->pp->src, 16);
+        s->addr.in6.sin6_port = htons(s->pp->src_port);
+    }
+    snprintf(s->ip, sizeof(s->ip), "%s", s->pp->src_ip);
+}
+
+/* listen ... proxy_protocol: the header first, within proxy_protocol_timeout; nothing after it
+ * is read before the upstream is connected. A malformed header ends the session ($status 400)
+ * with nginx's "broken header" line. */
+static void read_proxy_protocol(struct bl_stream_session *s, uint32_t ev)
+{
+    const char *reason;
+    char seen[260];
+    int rc = bl_pp_read(s->io.fd, s->pp, &reason, seen, sizeof(seen));
+    if (rc == BL_AGAIN && !(ev & BL_EV_HUP))
+        return;
+    if (rc != 1) {
+        if (rc == BL_ERR)
+            bl_log(BL_LOG_ERROR, "stream: %s: \"%s\" while reading PROXY protocol, client: %s, "
+                   "server: %s", reason, seen, s->ip, s->listen->text);
+        else
+            bl_log(BL_LOG_INFO, "stream: client %s closed the connection before the end of the "
+                   "PROXY protocol header", s->ip);
+        s->status = 400;
+        session_close(s, 0);
+        return;
+    }
+    s->pp_wait = 0;
+    bl_timer_cancel(s->w->loop, &s->timer);
+    if (!s->pp->has_addr) { /* UNKNOWN, LOCAL: the connection's own addresses stand */
+        free(s->pp);
+        s->pp = NULL;
+    }
+    realip(s);
+    session_begin(s);
+}
+
 /* ------------------------------------------------------------ accept */
+
+/* Picks the first server and connects to it. */
+static void session_begin(struct bl_stream_session *s)
+{
+    const struct bl_stream_server *srv = s->srv;
+    make_key(s);
+    if (bl_attempt_first(&s->a, s->w->up, srv->upstream, key_of(s), s->key_len, &s->addr.sa)
+        != BL_OK) {
+        bl_log(BL_LOG_ERROR, "no live upstreams in \"%s\": every server is down, full or "
+               "ejected, client %s", srv->upstream->name, s->ip);
+        s->status = 503;
+        s->tries[0] = (struct bl_upstream_try){srv->upstream->name, BL_TRY_NONE, BL_TRY_NONE,
+                                               BL_TRY_NONE, 0};
+        s->ntries = 1;
+        session_close(s, 0);
+        return;
+    }
+    connect_next(s);
+}
 
 void bl_stream_accept(struct bl_stream_worker *sw, const struct bl_listen *listen, int fd,
                       const struct sockaddr *peer, socklen_t peerlen)
@@ -400,24 +496,27 @@ void bl_stream_accept(struct bl_stream_worker *sw, const struct bl_listen *liste
     memcpy(&s->addr, peer, peerlen);
     bl_addr_format_ip(peer, s->ip, sizeof(s->ip));
     s->server_port = listen->port;
-    make_key(s, listen);
+    s->listen = listen;
     s->next = sw->sessions;
     if (sw->sessions)
         sw->sessions->prev = s;
     sw->sessions = s;
     sw->nsessions++;
-    if (bl_attempt_first(&s->a, sw->up, srv->upstream, key_of(s), s->key_len, &s->addr.sa)
-        != BL_OK) {
-        bl_log(BL_LOG_ERROR, "no live upstreams in \"%s\": every server is down, full or "
-               "ejected, client %s", srv->upstream->name, s->ip);
-        s->status = 503;
-        s->tries[0] = (struct bl_upstream_try){srv->upstream->name, BL_TRY_NONE, BL_TRY_NONE,
-                                               BL_TRY_NONE, 0};
-        s->ntries = 1;
-        session_close(s, 0);
+    if (listen->proxy_protocol) {
+        /* Read before the upstream is picked: the header's address may be the key. */
+        s->pp = calloc(1, sizeof(*s->pp));
+        if (!s->pp || bl_loop_add(sw->loop, &s->io) != BL_OK) {
+            bl_log(BL_LOG_ERROR, "stream: out of memory, closing a client of %s", listen->text);
+            session_close(s, 0);
+            return;
+        }
+        s->in_loop = 1;
+        s->pp_wait = 1;
+        if (srv->conf.pp_timeout)
+            bl_timer_set(sw->loop, &s->timer, bl_clock_ms + srv->conf.pp_timeout);
         return;
     }
-    connect_next(s);
+    session_begin(s);
 }
 
 void bl_stream_close_all(struct bl_stream_worker *sw)

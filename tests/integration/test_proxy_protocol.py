@@ -1,0 +1,389 @@
+"""PROXY protocol v1 and v2 (HAProxy's proxy-protocol.txt): `listen ... proxy_protocol` on http
+and stream listeners with raw sockets sending the headers (whole and split across sends), the
+$proxy_protocol_* variables in headers, logs and hash keys, realip from the header, malformed,
+missing and late headers closed and logged."""
+import errno
+import json
+import os
+import socket
+import ssl
+import struct
+import subprocess
+import time
+
+import pytest
+
+from conftest import SLOW, proxy_conf, wait_for
+from test_stream import TcpServer, echo
+
+V2_SIG = b"\r\n\r\n\x00\r\nQUIT\n"
+
+
+def v1(src="192.0.2.7", dst="198.51.100.1", sport=56324, dport=443, fam="TCP4"):
+    return ("PROXY %s %s %s %d %d\r\n" % (fam, src, dst, sport, dport)).encode()
+
+
+def v2(src="192.0.2.7", dst="198.51.100.1", sport=56324, dport=443, cmd=1, tlvs=b""):
+    if ":" in src:
+        addr = (socket.inet_pton(socket.AF_INET6, src) + socket.inet_pton(socket.AF_INET6, dst)
+                + struct.pack("!HH", sport, dport))
+        fam = 0x21
+    else:
+        addr = socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack("!HH", sport, dport)
+        fam = 0x11
+    body = addr + tlvs
+    return V2_SIG + bytes([0x20 | cmd, fam]) + struct.pack("!H", len(body)) + body
+
+
+REQ = b"GET /x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+
+
+def exchange(port, pieces, timeout=5.0, pause=0.05):
+    """Sends pieces one by one (pausing between them so each is its own read), then reads
+    until EOF or reset. Returns the bytes received."""
+    c = socket.create_connection(("127.0.0.1", port), timeout=timeout * SLOW)
+    out = b""
+    try:
+        for i, p in enumerate(pieces):
+            if i:
+                time.sleep(pause)
+            c.sendall(p)
+        while True:
+            d = c.recv(65536)
+            if not d:
+                break
+            out += d
+    except ConnectionResetError:
+        pass
+    finally:
+        c.close()
+    return out
+
+
+def split(data, at):
+    return [data[:at], data[at:]]
+
+
+HTTP_FORMS = [
+    ("v1", [v1() + REQ], "192.0.2.7", 56324, "198.51.100.1", 443),
+    ("v1-split", split(v1(), 9) + [REQ], "192.0.2.7", 56324, "198.51.100.1", 443),
+    ("v1-split-crlf", split(v1() + REQ, len(v1()) - 1), "192.0.2.7", 56324, "198.51.100.1",
+     443),
+    ("v1-tcp6", [v1("2001:db8::7", "::1", 1000, 80, "TCP6") + REQ], "2001:db8::7", 1000, "::1",
+     80),
+    ("v2", [v2() + REQ], "192.0.2.7", 56324, "198.51.100.1", 443),
+    ("v2-split-sig", split(v2() + REQ, 5), "192.0.2.7", 56324, "198.51.100.1", 443),
+    ("v2-split-addr", split(v2(), 20) + [REQ], "192.0.2.7", 56324, "198.51.100.1", 443),
+    ("v2-tlv", [v2(tlvs=b"\x01\x00\x02h2\x04\x00\x00") + REQ], "192.0.2.7", 56324,
+     "198.51.100.1", 443),
+    ("v2-ipv6", [v2("2001:db8::9", "2001:db8::1", 7, 8) + REQ], "2001:db8::9", 7,
+     "2001:db8::1", 8),
+]
+
+
+@pytest.fixture
+def http_pp(ballast, backend):
+    be = backend()
+    bl = ballast(proxy_conf(
+        "127.0.0.1:%d" % be.port, listen="127.0.0.1:@port@ proxy_protocol", error_log="info",
+        http="log_format pp '$remote_addr|$proxy_protocol_addr|$proxy_protocol_port|"
+             "$proxy_protocol_server_addr|$proxy_protocol_server_port|$realip_remote_addr';\n"
+             "access_log @tmp@/access.log pp buffer=1 flush=10ms;",
+        location="proxy_set_header X-PP $proxy_protocol_addr:$proxy_protocol_port;\n"
+                 "proxy_set_header X-PPS $proxy_protocol_server_addr:"
+                 "$proxy_protocol_server_port;\n"
+                 "proxy_set_header X-RA $remote_addr;"))
+    return bl, be
+
+
+def log_lines(bl, name="access.log", n=1):
+    path = os.path.join(bl.dir, name)
+    wait_for(lambda: os.path.exists(path) and len(open(path).read().splitlines()) >= n,
+             timeout=5 * SLOW)
+    return open(path).read().splitlines()
+
+
+@pytest.mark.parametrize("name,pieces,src,sport,dst,dport", HTTP_FORMS,
+                         ids=[f[0] for f in HTTP_FORMS])
+def test_http_header_sets_variables(http_pp, name, pieces, src, sport, dst, dport):
+    bl, be = http_pp
+    out = exchange(bl.port, pieces)
+    assert out.startswith(b"HTTP/1.1 200 "), out[:200]
+    req = be.requests[-1]
+    assert req.header("X-PP") == "%s:%d" % (src, sport)
+    assert req.header("X-PPS") == "%s:%d" % (dst, dport)
+    assert req.header("X-RA") == "127.0.0.1"  # no realip: the peer stays $remote_addr
+    assert log_lines(bl)[-1] == "127.0.0.1|%s|%d|%s|%d|127.0.0.1" % (src, sport, dst, dport)
+
+
+def test_http_keepalive_after_header(http_pp):
+    """The header is read once; every request on the connection sees its addresses."""
+    bl, be = http_pp
+    keep = b"GET /a HTTP/1.1\r\nHost: t\r\n\r\n"
+    out = exchange(bl.port, [v1("10.9.8.7") + keep, keep, REQ])
+    assert out.count(b"HTTP/1.1 200 ") == 3, out
+    assert [r.header("X-PP") for r in be.requests[-3:]] == ["10.9.8.7:56324"] * 3
+
+
+def test_http_unknown_and_local_keep_the_peer(http_pp):
+    bl, be = http_pp
+    for hdr in (b"PROXY UNKNOWN\r\n", v2(cmd=0)):
+        out = exchange(bl.port, [hdr + REQ])
+        assert out.startswith(b"HTTP/1.1 200 "), out[:200]
+        assert be.requests[-1].header("X-PP") == ":"  # not found: empty in a header
+    assert log_lines(bl, n=2)[-1] == "127.0.0.1|-|-|-|-|127.0.0.1"
+
+
+BAD = [
+    ("missing", REQ),
+    ("lowercase", b"proxy TCP4 1.2.3.4 5.6.7.8 1 2\r\n" + REQ),
+    ("bad-address", b"PROXY TCP4 1.2.3.400 5.6.7.8 1 2\r\n" + REQ),
+    ("bad-port", b"PROXY TCP4 1.2.3.4 5.6.7.8 1 65536\r\n" + REQ),
+    ("lf-only", b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\n" + REQ),
+    ("too-long", b"PROXY TCP4 " + b"1" * 120 + b"\r\n"),
+    ("v2-version", V2_SIG + b"\x11\x11\x00\x0c" + b"\x00" * 12 + REQ),
+    ("v2-short-addr", V2_SIG + b"\x21\x11\x00\x04" + b"\x00" * 4 + REQ),
+    ("v2-bad-tlv", v2(tlvs=b"\x01\x00\x09h2") + REQ),
+    ("v2-too-large", V2_SIG + b"\x21\x11\xff\xff" + b"\x00" * 64),
+    ("tls-hello", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"),
+]
+
+
+@pytest.mark.parametrize("name,data", BAD, ids=[b[0] for b in BAD])
+def test_http_malformed_header_closes_and_logs(http_pp, name, data):
+    bl, be = http_pp
+    n = len(be.requests)
+    assert exchange(bl.port, [data]) == b""
+    assert len(be.requests) == n
+    wait_for(lambda: "while reading PROXY protocol" in open(
+        os.path.join(bl.dir, "error.log")).read(), timeout=5 * SLOW)
+    err = open(os.path.join(bl.dir, "error.log")).read()
+    assert "[error]" in err and "client: 127.0.0.1" in err, err[-2000:]
+    if name == "missing":
+        assert 'broken header: "GET /x HTTP/1.1\\x0D\\x0A' in err, err[-2000:]
+
+
+def test_http_header_timeout_and_eof(ballast, backend):
+    """No header within client_header_timeout: closed and logged at info; a client that
+    closes halfway through the header is closed too (no request reaches the backend)."""
+    be = backend()
+    bl = ballast(proxy_conf("127.0.0.1:%d" % be.port, listen="127.0.0.1:@port@ proxy_protocol",
+                            error_log="info", server="client_header_timeout 1s;"))
+    t0 = time.monotonic()
+    assert exchange(bl.port, [b"PROXY TCP4 1.2"], timeout=10) == b""
+    assert time.monotonic() - t0 < 8 * SLOW
+    c = socket.create_connection(("127.0.0.1", bl.port))
+    c.sendall(b"PROXY TCP4 1.2.3")
+    c.shutdown(socket.SHUT_WR)
+    c.settimeout(5 * SLOW)
+    try:
+        assert c.recv(100) == b""
+    except ConnectionResetError:
+        pass  # closed with the header's bytes unread: the kernel resets
+    c.close()
+    err = open(os.path.join(bl.dir, "error.log")).read()
+    assert "timed out while sending the PROXY protocol header" in err, err[-2000:]
+    assert "closed the connection in the PROXY protocol header" in err, err[-2000:]
+    assert be.requests == []
+
+
+def test_http_realip_from_header(ballast, backend):
+    """set_real_ip_from + real_ip_header proxy_protocol: $remote_addr and $remote_port become
+    the header's source (X-Forwarded-For, X-Real-IP follow), only from a trusted peer."""
+    be = backend()
+    conf = proxy_conf("127.0.0.1:%d" % be.port, listen="127.0.0.1:@port@ proxy_protocol",
+                      server="real_ip_header proxy_protocol;\n"
+                             "location /untrusted { set_real_ip_from 10.0.0.0/8;\n"
+                             "  proxy_pass http://127.0.0.1:%d; }" % be.port,
+                      location="set_real_ip_from 127.0.0.0/8;\n"
+                               "proxy_set_header X-RA $remote_addr:$remote_port;\n"
+                               "proxy_set_header X-Peer $realip_remote_addr;")
+    bl = ballast(conf)
+    out = exchange(bl.port, [v2("203.0.113.5", sport=4444) + REQ])
+    assert out.startswith(b"HTTP/1.1 200 "), out[:200]
+    r = be.requests[-1]
+    assert r.header("X-RA") == "203.0.113.5:4444"
+    assert r.header("X-Peer") == "127.0.0.1"
+    assert r.header("X-Forwarded-For") == "203.0.113.5"
+    assert r.header("X-Real-IP") == "203.0.113.5"
+    out = exchange(bl.port, [v1("203.0.113.6") + REQ.replace(b"/x", b"/untrusted")])
+    assert out.startswith(b"HTTP/1.1 200 "), out[:200]
+    assert be.requests[-1].header("X-Forwarded-For") == "127.0.0.1"
+
+
+def test_http_hash_on_header_address(ballast, backend):
+    """$proxy_protocol_addr as a hash key: one source address, one server."""
+    bes = [backend(name=n) for n in "abc"]
+    bl = ballast(proxy_conf(["127.0.0.1:%d" % b.port for b in bes],
+                            upstream="hash $proxy_protocol_addr consistent;",
+                            listen="127.0.0.1:@port@ proxy_protocol"))
+    for src in ("10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4"):
+        got = set()
+        for sport in range(3):
+            out = exchange(bl.port, [v1(src, sport=1000 + sport) + REQ])
+            got.add(json.loads(out.split(b"\r\n\r\n", 1)[1])["server"])
+        assert len(got) == 1, (src, got)
+
+
+def test_http_tls_after_header(ballast, backend, tmp_path):
+    """With ssl on the same listen, the header comes before the TLS handshake (the ClientHello
+    stays in the socket for TLS)."""
+    key, crt = str(tmp_path / "k.pem"), str(tmp_path / "c.pem")
+    subprocess.run(["openssl", "req", "-x509", "-nodes", "-days", "2", "-subj", "/CN=pp.test",
+                    "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-keyout", key,
+                    "-out", crt], check=True, capture_output=True, timeout=60)
+    be = backend()
+    bl = ballast(proxy_conf("127.0.0.1:%d" % be.port,
+                            listen="127.0.0.1:@port@ ssl proxy_protocol",
+                            server="ssl_certificate %s; ssl_certificate_key %s;" % (crt, key),
+                            location="proxy_set_header X-PP $proxy_protocol_addr;"))
+    raw = socket.create_connection(("127.0.0.1", bl.port), timeout=5 * SLOW)
+    raw.sendall(v2("198.18.0.1"))
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    with ctx.wrap_socket(raw, server_hostname="pp.test") as t:
+        t.sendall(REQ)
+        out = b""
+        while True:
+            d = t.recv(65536)
+            if not d:
+                break
+            out += d
+    assert out.startswith(b"HTTP/1.1 200 "), out[:200]
+    assert be.requests[-1].header("X-PP") == "198.18.0.1"
+
+
+# ------------------------------------------------------------------ stream
+
+STREAM_CONF = """
+error_log @tmp@/error.log info;
+stream {
+    log_format pp '$remote_addr|$proxy_protocol_addr|$proxy_protocol_port|'
+                  '$proxy_protocol_server_addr|$proxy_protocol_server_port|$status';
+    access_log @tmp@/access.log pp buffer=1 flush=10ms;
+    upstream app {
+        %(upstream)s
+    }
+    server {
+        listen 127.0.0.1:@port@ proxy_protocol;
+        proxy_pass app;
+        %(server)s
+    }
+}
+"""
+
+
+@pytest.fixture
+def tcp():
+    made = []
+
+    def make(handler=echo, name="s"):
+        s = TcpServer(handler, name)
+        made.append(s)
+        return s
+
+    yield make
+    for s in made:
+        s.stop()
+
+
+def stream_start(ballast, servers, upstream="", server=""):
+    up = "\n        ".join(["server 127.0.0.1:%d;" % s.port for s in servers] +
+                           ([upstream] if upstream else []))
+    return ballast(STREAM_CONF % {"upstream": up, "server": server})
+
+
+def stream_talk(port, pieces, pause=0.05):
+    """Sends pieces (pausing between them), half-closes, reads to EOF."""
+    c = socket.create_connection(("127.0.0.1", port), timeout=5 * SLOW)
+    out = b""
+    try:
+        for i, p in enumerate(pieces):
+            if i:
+                time.sleep(pause)
+            c.sendall(p)
+        c.shutdown(socket.SHUT_WR)
+        while True:
+            d = c.recv(65536)
+            if not d:
+                break
+            out += d
+    except (ConnectionResetError, BrokenPipeError):
+        pass  # ballast closed first, with the client's bytes unread
+    except OSError as e:
+        if e.errno != errno.ENOTCONN:
+            raise
+    finally:
+        c.close()
+    return out
+
+
+STREAM_FORMS = [
+    ("v1", [v1() + b"hello"]),
+    ("v1-split", split(v1(), 12) + [b"hello"]),
+    ("v1-split-data", split(v1() + b"hello", len(v1()) + 2)),
+    ("v2", [v2() + b"hello"]),
+    ("v2-split", split(v2(), 3) + [b"hello"]),
+    ("v2-header-only-then-data", [v2(), b"hello"]),
+]
+
+
+@pytest.mark.parametrize("name,pieces", STREAM_FORMS, ids=[f[0] for f in STREAM_FORMS])
+def test_stream_header_then_relay(ballast, tcp, name, pieces):
+    """The header is taken off; the bytes after it, and only those, reach the upstream."""
+    s = tcp(name="a")
+    bl = stream_start(ballast, [s])
+    out = stream_talk(bl.port, pieces)
+    assert out.startswith(b"a:") and out.replace(b"a:", b"") == b"hello", out
+    line = log_lines(bl)[-1]
+    assert line == "127.0.0.1|192.0.2.7|56324|198.51.100.1|443|200", line
+
+
+def test_stream_realip_and_hash(ballast, tcp):
+    """set_real_ip_from in stream: $remote_addr is the header's source for the log and for
+    `hash $remote_addr`; an untrusted peer keeps its own."""
+    servers = [tcp(name=n) for n in "abcd"]
+    bl = stream_start(ballast, servers, "hash $remote_addr consistent;",
+                      "set_real_ip_from 127.0.0.1;")
+    for src in ("10.1.0.1", "10.1.0.2", "10.1.0.3"):
+        got = {stream_talk(bl.port, [v1(src, sport=p) + b"x"]).split(b":")[0]
+               for p in (1, 2, 3)}
+        assert len(got) == 1, (src, got)
+    lines = log_lines(bl, n=9)
+    assert lines[-1].startswith("10.1.0.3|10.1.0.3|3|"), lines[-1]
+    bl.stop()
+    bl2 = stream_start(ballast, servers, "hash $proxy_protocol_addr;",
+                       "set_real_ip_from 10.0.0.0/8;")
+    assert stream_talk(bl2.port, [v1("10.2.0.1") + b"x"]).endswith(b":x")
+    assert log_lines(bl2)[-1].startswith("127.0.0.1|10.2.0.1|"), log_lines(bl2)[-1]
+
+
+@pytest.mark.parametrize("name,data", BAD, ids=[b[0] for b in BAD])
+def test_stream_malformed_header(ballast, tcp, name, data):
+    s = tcp()
+    bl = stream_start(ballast, [s])
+    assert stream_talk(bl.port, [data]) == b""
+    line = log_lines(bl)[-1]
+    assert line.endswith("|400"), line
+    err = open(os.path.join(bl.dir, "error.log")).read()
+    assert "while reading PROXY protocol, client: 127.0.0.1" in err, err[-2000:]
+    assert s.accepted == 0
+
+
+def test_stream_header_timeout(ballast, tcp):
+    s = tcp()
+    bl = stream_start(ballast, [s], server="proxy_protocol_timeout 500ms;")
+    c = socket.create_connection(("127.0.0.1", bl.port), timeout=10 * SLOW)
+    t0 = time.monotonic()
+    c.sendall(b"PROXY TCP4 ")
+    try:
+        assert c.recv(100) == b""
+    except ConnectionResetError:
+        pass
+    assert time.monotonic() - t0 < 5 * SLOW
+    c.close()
+    assert log_lines(bl)[-1].endswith("|400")
+    err = open(os.path.join(bl.dir, "error.log")).read()
+    assert "proxy_protocol_timeout" in err, err[-2000:]
+    assert s.accepted == 0
