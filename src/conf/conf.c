@@ -2674,8 +2674,9 @@ static const struct directive directives[] = {
     DIRECTIVE("proxy_hide_header", CTX_HSL, 1, 1, 0, "FIELD", NULL, h_proxy_pass_header),
     DIRECTIVE("set_real_ip_from", CTX_HSL, 1, 1, 0, "ADDRESS | CIDR", NULL,
               h_set_real_ip_from),
-    DIRECTIVE("real_ip_header", CTX_HSL, 1, 1, 0, "X-Real-IP | X-Forwarded-For | FIELD",
-              "X-Real-IP", h_real_ip_header),
+    DIRECTIVE("real_ip_header", CTX_HSL, 1, 1, 0,
+              "X-Real-IP | X-Forwarded-For | proxy_protocol | FIELD", "X-Real-IP",
+              h_real_ip_header),
     TYPED("real_ip_recursive", CTX_HSL, FT_FLAG, real_ip_recursive, "off"),
     /* upstream */
     DIRECTIVE("server", CTX_UPSTREAM, 1, ANY_ARGS, 0,
@@ -2707,7 +2708,8 @@ static const struct directive directives[] = {
               h_upstream_keepalive_timeout),
     /* server */
     DIRECTIVE("listen", CTX_SERVER, 1, ANY_ARGS, 0,
-              "[ADDRESS:]PORT [default_server] [ssl] [reuseport] [backlog=N]", NULL, h_listen),
+              "[ADDRESS:]PORT [default_server] [ssl] [proxy_protocol] [reuseport] [backlog=N]",
+              NULL, h_listen),
     DIRECTIVE("server_name", CTX_SERVER, 1, ANY_ARGS, DIR_DEFAULT_DOC, "NAME ...", "\"\"",
               h_server_name),
     /* TLS to clients (conf/ssl.c); the defaults are applied by bl_ssl_conf_merge */
@@ -2747,8 +2749,8 @@ static const struct directive directives[] = {
     /* stream (src/stream/): upstream blocks are compiled as http's, into the same groups */
     DIRECTIVE("upstream", CTX_STREAM, 1, 1, DIR_BLOCK, "NAME", NULL, h_upstream),
     DIRECTIVE("server", CTX_STREAM, 0, 0, DIR_BLOCK, "", NULL, h_stream_server),
-    DIRECTIVE("listen", CTX_SSERVER, 1, ANY_ARGS, 0, "[ADDRESS:]PORT [reuseport] [backlog=N]",
-              NULL, h_stream_listen),
+    DIRECTIVE("listen", CTX_SSERVER, 1, ANY_ARGS, 0,
+              "[ADDRESS:]PORT [proxy_protocol] [reuseport] [backlog=N]", NULL, h_stream_listen),
     DIRECTIVE("proxy_pass", CTX_SSERVER, 1, 1, 0, "NAME\nADDRESS:PORT", NULL,
               h_stream_proxy_pass),
     STYPED("proxy_connect_timeout", FT_TIME, connect_timeout, "60s"),

@@ -1,6 +1,7 @@
 /* nginx's realip module: behind trusted proxies (set_real_ip_from), the client address is taken
  * from a request header (real_ip_header: X-Real-IP, X-Forwarded-For or another field, the last
- * address of it, or with real_ip_recursive the last one not itself trusted). The connection's
+ * address of it, or with real_ip_recursive the last one not itself trusted), or with
+ * real_ip_header proxy_protocol from the connection's PROXY protocol header. The connection's
  * address is replaced for the request, so $remote_addr, logs, X-Forwarded-For, ip_hash and hash
  * keys all see it, and given back when the request ends; $realip_remote_addr keeps the peer's. */
 #ifndef BL_HTTP_REALIP_H

@@ -485,7 +485,6 @@ def test_realip_feeds_logs_and_hash_keys(tmp_path):
 
 
 REALIP_BAD = [
-    ("real_ip_header proxy_protocol;", '"real_ip_header proxy_protocol" is not supported'),
     ("set_real_ip_from 10.0.0.0/40;", 'invalid network or address "10.0.0.0/40"'),
     ("set_real_ip_from example.com;", 'invalid network or address "example.com"'),
     ("set_real_ip_from all;", 'invalid network or address "all"'),

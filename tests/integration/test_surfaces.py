@@ -162,8 +162,6 @@ SERVER = "http {\n    server {\n        listen 127.0.0.1:18080%s;\n%s    }\n%s}\
      'client certificate verification is not supported in this build: "ssl_verify_client"'),
     (SERVER % (" http2", "", ""),
      'HTTP/2 is not supported in this build: "http2" parameter of "listen"'),
-    (SERVER % (" proxy_protocol", "", ""),
-     'the PROXY protocol is not supported in this build: "proxy_protocol" parameter'),
     (SERVER % ("", "        ssl on;\n", ""), 'TLS is not supported in this build: "ssl" directive'),
     (SERVER % ("", "        location / { proxy_pass https://127.0.0.1:9; }\n", ""),
      'TLS is not supported in this build: "https://127.0.0.1:9" in "proxy_pass"'),
