@@ -2684,8 +2684,9 @@ static const struct directive directives[] = {
               "[slow_start=TIME] [backup] [down]", NULL, h_upstream_server),
     DIRECTIVE("keepalive", CTX_UPSTREAM, 1, 1, 0, "CONNECTIONS", NULL, h_upstream_keepalive),
     DIRECTIVE("check", CTX_UPSTREAM, 0, ANY_ARGS, 0,
-              "interval=MS rise=N fall=N timeout=MS type=tcp|http [default_down=true|false] "
-              "[port=N]", NULL, h_check),
+              "interval=MS rise=N fall=N timeout=MS type=tcp|http|redis|mysql "
+              "[default_down=true|false] [port=N] [role=master] [send=\"BYTES\"] "
+              "[expect=\"TEXT\"|\"~REGEX\"]", NULL, h_check),
     DIRECTIVE("check_http_send", CTX_UPSTREAM, 1, 1, DIR_DEFAULT_DOC, "\"REQUEST\"",
               "\"GET / HTTP/1.0\\r\\n\\r\\n\"", h_check),
     DIRECTIVE("check_http_expect_alive", CTX_UPSTREAM, 1, 5, DIR_DEFAULT_DOC,

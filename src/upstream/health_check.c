@@ -1,4 +1,5 @@
 /* Active health checks: the check* directives and the prober on the control thread's loop. */
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -10,6 +11,7 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/loop.h"
+#include "core/regex.h"
 #include "core/sock.h"
 #include "core/status.h"
 #include "core/units.h"
@@ -85,6 +87,70 @@ static int parse_uint(const char *s, uint32_t min, uint32_t max, uint32_t *out)
     return BL_OK;
 }
 
+/* send="..." / expect="...": the lexer keeps quotes inside a word and splits at blanks, so a
+ * value whose opening quote is not closed in this argument goes on over the next ones, joined
+ * with one space. Returns the value without its quotes (malloc'ed) and advances *i past the
+ * arguments used; NULL when the quote never closes (*bad set) or on out of memory. */
+static char *quoted_value(char *const *args, int nargs, int *i, const char *v, int *bad)
+{
+    char q = v[0];
+    if (q != '"' && q != '\'')
+        return strdup(v);
+    size_t cap = strlen(v) + 1, len = 0;
+    for (int k = *i + 1; k < nargs; k++)
+        cap += strlen(args[k]) + 1;
+    char *out = malloc(cap);
+    if (!out)
+        return NULL;
+    const char *part = v + 1;
+    for (int k = *i;; ) {
+        size_t pl = strlen(part);
+        if (pl && part[pl - 1] == q) {
+            memcpy(out + len, part, pl - 1);
+            out[len + pl - 1] = '\0';
+            *i = k;
+            return out;
+        }
+        memcpy(out + len, part, pl);
+        len += pl;
+        if (++k >= nargs)
+            break;
+        out[len++] = ' ';
+        part = args[k];
+    }
+    free(out);
+    *bad = 1;
+    return NULL;
+}
+
+/* Resolves \xHH (the config lexer already resolved \r \n \t \" \\ and keeps other escapes
+ * as written) and \0 in place; returns the new length. */
+static size_t hex_unescape(char *s)
+{
+    size_t r = 0, w = 0, n = strlen(s);
+    while (r < n) {
+        if (s[r] == '\\' && r + 3 < n && s[r + 1] == 'x' && isxdigit((unsigned char)s[r + 2]) && isxdigit((unsigned char)s[r + 3])) {
+            char hex[3] = {s[r + 2], s[r + 3], 0};
+            s[w++] = (char)strtoul(hex, NULL, 16);
+            r += 4;
+        } else if (s[r] == '\\' && r + 1 < n && s[r + 1] == '0') {
+            s[w++] = '\0';
+            r += 2;
+        } else {
+            s[w++] = s[r++];
+        }
+    }
+    s[w] = '\0';
+    return w;
+}
+
+static void tmp_free(struct bl_check_conf *t)
+{
+    free(t->tcp_send);
+    free(t->expect);
+    bl_regex_free(t->expect_re);
+}
+
 int bl_check_parse(struct bl_check_conf **cc, char *const *args, int nargs, char *err,
                    size_t errlen)
 {
@@ -93,12 +159,15 @@ int bl_check_parse(struct bl_check_conf **cc, char *const *args, int nargs, char
     /* Parse into a copy so a bad line leaves nothing half-set. */
     struct bl_check_conf tmp = {0};
     conf_defaults(&tmp);
+    int rc = BL_ERR;
 
     for (int i = 0; i < nargs; i++) {
         const char *a = args[i];
         const char *eq = strchr(a, '=');
-        if (!eq)
-            return check_fail(err, errlen, "invalid parameter \"%s\"", a);
+        if (!eq) {
+            check_fail(err, errlen, "invalid parameter \"%s\"", a);
+            goto out;
+        }
         size_t nlen = (size_t)(eq - a);
         const char *v = eq + 1;
         uint32_t n = 0;
@@ -128,8 +197,12 @@ int bl_check_parse(struct bl_check_conf **cc, char *const *args, int nargs, char
                 tmp.type = BL_CHECK_TCP;
             else if (strcmp(v, "http") == 0)
                 tmp.type = BL_CHECK_HTTP;
+            else if (strcmp(v, "redis") == 0)
+                tmp.type = BL_CHECK_REDIS;
+            else if (strcmp(v, "mysql") == 0)
+                tmp.type = BL_CHECK_MYSQL;
             else
-                bad = 1;              /* ssl_hello, mysql, ajp: not (yet) in ballast */
+                bad = 1;              /* ssl_hello, ajp: not (yet) in ballast */
         } else if (nlen == 12 && memcmp(a, "default_down", 12) == 0) {
             name = "default_down";
             if (strcmp(v, "true") == 0)
@@ -138,16 +211,75 @@ int bl_check_parse(struct bl_check_conf **cc, char *const *args, int nargs, char
                 tmp.default_down = 0;
             else
                 bad = 1;
+        } else if (nlen == 4 && memcmp(a, "role", 4) == 0) {
+            name = "role";
+            bad = strcmp(v, "master") != 0;
+            tmp.role_master = 1;
+        } else if ((nlen == 4 && memcmp(a, "send", 4) == 0) ||
+                   (nlen == 6 && memcmp(a, "expect", 6) == 0)) {
+            int is_send = nlen == 4;
+            name = is_send ? "send" : "expect";
+            if (is_send ? tmp.tcp_send != NULL : tmp.expect != NULL) {
+                check_fail(err, errlen, "duplicate parameter \"%s\"", name);
+                goto out;
+            }
+            char *val = quoted_value(args, nargs, &i, v, &bad);
+            if (!val && !bad) {
+                check_fail(err, errlen, "out of memory");
+                goto out;
+            }
+            if (val) {
+                size_t len = hex_unescape(val);
+                if (len == 0 || len > BL_CHECK_MAX_RESPONSE) {
+                    free(val);
+                    bad = 1;
+                } else if (is_send) {
+                    tmp.tcp_send = val;
+                    tmp.tcp_send_len = (uint32_t)len;
+                } else if (val[0] == '~' && len > 1) {
+                    char rerr[256];
+                    tmp.expect_re = bl_regex_compile(val + 1, 0, rerr, sizeof(rerr));
+                    if (!tmp.expect_re) {
+                        check_fail(err, errlen, "invalid \"expect\": %s", rerr);
+                        free(val);
+                        goto out;
+                    }
+                    tmp.expect = val;
+                    tmp.expect_len = (uint32_t)len;
+                } else {
+                    tmp.expect = val;
+                    tmp.expect_len = (uint32_t)len;
+                }
+            }
         } else {
-            return check_fail(err, errlen, "invalid parameter \"%s\"", a);
+            check_fail(err, errlen, "invalid parameter \"%s\"", a);
+            goto out;
         }
-        if (bad)
-            return check_fail(err, errlen, "invalid value \"%s\" for \"%s\"", v, name);
+        if (bad) {
+            check_fail(err, errlen, "invalid value \"%s\" for \"%s\"", v, name);
+            goto out;
+        }
+    }
+    if (tmp.role_master && tmp.type != BL_CHECK_REDIS) {
+        check_fail(err, errlen, "\"role=master\" requires \"type=redis\"");
+        goto out;
+    }
+    if ((tmp.tcp_send || tmp.expect) && tmp.type != BL_CHECK_TCP) {
+        check_fail(err, errlen, "\"%s\" requires \"type=tcp\"", tmp.tcp_send ? "send" : "expect");
+        goto out;
     }
 
     if (conf_get(cc, err, errlen) != BL_OK)
-        return BL_ERR;
+        goto out;
     struct bl_check_conf *c = *cc;
+    c->role_master = tmp.role_master;
+    c->tcp_send = tmp.tcp_send;
+    c->tcp_send_len = tmp.tcp_send_len;
+    c->expect = tmp.expect;
+    c->expect_len = tmp.expect_len;
+    c->expect_re = tmp.expect_re;
+    tmp.tcp_send = tmp.expect = NULL;
+    tmp.expect_re = NULL;
     c->interval_ms = tmp.interval_ms;
     c->timeout_ms = tmp.timeout_ms;
     c->rise = tmp.rise;
@@ -156,7 +288,10 @@ int bl_check_parse(struct bl_check_conf **cc, char *const *args, int nargs, char
     c->default_down = tmp.default_down;
     c->port = tmp.port;
     c->check_set = 1;
-    return BL_OK;
+    rc = BL_OK;
+out:
+    tmp_free(&tmp);
+    return rc;
 }
 
 static int one_string_arg(const char *directive, char *const *args, int nargs, char *err,
@@ -285,6 +420,9 @@ void bl_check_conf_free(struct bl_check_conf *cc)
         return;
     free(cc->http_send);
     free(cc->expect_body);
+    free(cc->tcp_send);
+    free(cc->expect);
+    bl_regex_free(cc->expect_re);
     free(cc);
 }
 
@@ -494,7 +632,9 @@ static void probe_start(struct probe *p)
         return;
     }
     p->io.fd = fd;
-    if (p->cc->type == BL_CHECK_HTTP) {
+    int reads = bl_check_reads(p->cc);
+    if (reads) {
+        /* http and the protocol probes share the answer buffer (the parser is http's only). */
         p->http = malloc(sizeof(*p->http));
         if (p->http) {
             p->http->len = p->http->head_len = p->http->raw = p->http->body_len = 0;
@@ -502,10 +642,10 @@ static void probe_start(struct probe *p)
                                        p->head_request);
         }
     }
-    if ((p->cc->type == BL_CHECK_HTTP && !p->http) || bl_loop_add(p->h->loop, &p->io) != BL_OK) {
+    if ((reads && !p->http) || bl_loop_add(p->h->loop, &p->io) != BL_OK) {
         bl_log(BL_LOG_WARN, "upstream \"%s\" server %s: check skipped: %s",
                p->srv->group ? p->srv->group->name : "?", server_label(p, abuf, sizeof(abuf)),
-               p->http || p->cc->type == BL_CHECK_TCP ? "epoll_ctl() failed" : "out of memory");
+               p->http || !reads ? "epoll_ctl() failed" : "out of memory");
         probe_close(p);
         probe_schedule(p);
         return;
@@ -666,6 +806,37 @@ static void response_read(struct probe *p)
     }
 }
 
+/* redis, mysql, tcp expect=: reads and lets check_proto.c judge after every read. */
+static void proto_read(struct probe *p)
+{
+    struct probe_http *b = p->http;
+    char why[sizeof(p->last)];
+    for (;;) {
+        ssize_t n = 0;
+        int eof = 0;
+        if (b->len < BL_CHECK_MAX_RESPONSE) {
+            n = recv(p->io.fd, b->data + b->len, BL_CHECK_MAX_RESPONSE - b->len, 0);
+            if (n < 0) {
+                if (errno == EINTR)
+                    continue;
+                if (errno != EAGAIN && errno != EWOULDBLOCK)
+                    probe_fail_errno(p, errno);
+                return;
+            }
+            eof = n == 0;
+            b->len += (uint32_t)n;
+        }
+        int full = b->len == BL_CHECK_MAX_RESPONSE;
+        int r = bl_check_proto_judge(p->cc, b->data, b->len, eof || full, why, sizeof(why));
+        if (r != BL_AGAIN) {
+            probe_done(p, r == BL_OK, "%s", why);
+            return;
+        }
+        if (eof || full)
+            return;                       /* judge answers at eof; not reached */
+    }
+}
+
 static void probe_io(struct bl_io *io, uint32_t events)
 {
     struct probe *p = probe_of_io(io);
@@ -683,17 +854,18 @@ static void probe_io(struct bl_io *io, uint32_t events)
             probe_fail_errno(p, e);
             return;
         }
-        if (p->cc->type == BL_CHECK_TCP) {
+        if (p->cc->type == BL_CHECK_TCP && !p->cc->tcp_send && !p->cc->expect) {
             probe_done(p, 1, "connected");
             return;
         }
         p->phase = PH_SEND;
     }
         /* fall through */
-    case PH_SEND:
-        while (p->sent < p->cc->http_send_len) {
-            ssize_t n = send(io->fd, p->cc->http_send + p->sent, p->cc->http_send_len - p->sent,
-                             MSG_NOSIGNAL);
+    case PH_SEND: {
+        uint32_t req_len;
+        const char *req = bl_check_request(p->cc, &req_len);
+        while (p->sent < req_len) {
+            ssize_t n = send(io->fd, req + p->sent, req_len - p->sent, MSG_NOSIGNAL);
             if (n >= 0) {
                 p->sent += (uint32_t)n;
                 continue;
@@ -704,10 +876,18 @@ static void probe_io(struct bl_io *io, uint32_t events)
                 probe_fail_errno(p, errno);
             return;                       /* wait for the next write edge */
         }
+        if (!bl_check_reads(p->cc)) {
+            probe_done(p, 1, "sent");
+            return;
+        }
         p->phase = PH_READ;
+    }
         /* fall through */
     case PH_READ:
-        response_read(p);
+        if (p->cc->type == BL_CHECK_HTTP)
+            response_read(p);
+        else
+            proto_read(p);
         return;
     default:
         return;

@@ -2,7 +2,8 @@
  * server of every group that has `check` from the control thread's loop.
  *
  * Directives (upstream block), as the module spells them:
- *   check interval=MS rise=N fall=N timeout=MS type=tcp|http [default_down=true|false] [port=N];
+ *   check interval=MS rise=N fall=N timeout=MS type=tcp|http|redis|mysql
+ *         [default_down=true|false] [port=N] [role=master] [send="BYTES"] [expect="TEXT|~RE"];
  *   check_http_send "RAW REQUEST";            default "GET / HTTP/1.0\r\n\r\n"
  *   check_http_expect_alive http_2xx ...;     http_1xx..http_5xx; default http_2xx http_3xx
  *   check_http_expect_body "SUBSTRING";       ballast's addition; default: body not checked
@@ -22,6 +23,20 @@
  * a body (within those 16 KiB; chunked framing removed) that contains the substring. The body
  * is read only when it is to be matched, up to Content-Length, the end of the chunked body,
  * the server's close, or the cap. The timeout covers the whole probe (connect, send, answer).
+ *
+ * Protocol probes (ballast's, for HAProxy's redis-check / mysql-check / tcp-check use cases;
+ * the answer is read into the same 16 KiB buffer and judged by bl_check_proto_judge()):
+ *   type=redis: sends "PING\r\n" (and "INFO replication\r\n" with role=master, pipelined);
+ *     success is "+PONG" and, with role=master, an INFO bulk reply containing "role:master".
+ *     "-NOAUTH" (a password is set) fails with the reason "redis requires AUTH".
+ *   type=mysql: reads the server's first packet; success is a handshake v10 packet (sequence
+ *     0, protocol byte 10, a NUL-terminated version, the filler byte 0); an error packet (0xff,
+ *     e.g. "Too many connections") fails with its message. Nothing is sent: the probe closes
+ *     before logging in (the server counts an aborted connect; see docs).
+ *   type=tcp with send= and/or expect=: sends the bytes after connect, then (with expect=)
+ *     reads until the answer contains expect (a substring, or a PCRE2 regex after "~"), the
+ *     server closes, the buffer is full or the timeout passes. send= without expect= passes
+ *     once everything is sent.
  */
 #ifndef BL_UPSTREAM_HEALTH_CHECK_H
 #define BL_UPSTREAM_HEALTH_CHECK_H
@@ -37,7 +52,11 @@ struct bl_loop;
 enum bl_check_type {
     BL_CHECK_TCP = 0,       /* connect only */
     BL_CHECK_HTTP = 1,      /* request, status class, optional body substring */
+    BL_CHECK_REDIS = 2,     /* PING -> +PONG; with role=master, INFO replication */
+    BL_CHECK_MYSQL = 3,     /* the server's greeting: protocol 10, then close */
 };
+
+struct bl_regex;
 
 /* bl_check_conf.expect_alive: one bit per accepted status class. */
 #define BL_CHECK_ALIVE_1XX 0x02u
@@ -65,6 +84,14 @@ struct bl_check_conf {
     uint32_t expect_alive;  /* BL_CHECK_ALIVE_* bits; default 2xx | 3xx */
     char *expect_body;      /* substring the body must contain; NULL = not checked */
     uint32_t expect_body_len;
+    /* type=redis role=master: INFO replication must say role:master. */
+    uint8_t role_master;
+    /* type=tcp send= / expect= (both optional; neither = connect only). */
+    char *tcp_send;         /* bytes sent after connect, escapes resolved; NULL = none */
+    uint32_t tcp_send_len;
+    char *expect;           /* substring the answer must contain; NULL = not checked */
+    uint32_t expect_len;
+    struct bl_regex *expect_re;   /* expect="~REGEX" instead of a substring */
     /* Which directives were given, for bl_check_validate() and duplicate detection. */
     uint8_t check_set;
     uint8_t http_send_set;
@@ -94,6 +121,20 @@ int bl_check_parse_expect_body(struct bl_check_conf **cc, char *const *args, int
 int bl_check_validate(const struct bl_check_conf *cc, char *err, size_t errlen);
 
 void bl_check_conf_free(struct bl_check_conf *cc);
+
+/* The bytes a probe of this conf sends after connect (http: check_http_send; redis: PING and
+ * INFO; tcp: send=), with *len; NULL/0 when it sends nothing. */
+const char *bl_check_request(const struct bl_check_conf *cc, uint32_t *len);
+
+/* Whether the probe reads an answer (http, redis, mysql, tcp with expect=). */
+int bl_check_reads(const struct bl_check_conf *cc);
+
+/* Judges the answer received so far for redis, mysql and tcp expect= probes: BL_OK passed,
+ * BL_ERR failed, BL_AGAIN needs more bytes. eof: the server closed (or the buffer is full: the
+ * answer will not grow). why gets the outcome in words ("+PONG role:master", "redis requires
+ * AUTH (-NOAUTH Authentication required.)"). Pure function, any thread. */
+int bl_check_proto_judge(const struct bl_check_conf *cc, const char *data, size_t len, int eof,
+                         char *why, size_t whylen);
 
 /* The checker. */
 struct bl_health;
