@@ -30,6 +30,7 @@
 #include "conf/conf_parse.h"
 #include "conf/hide_headers.h"
 #include "conf/overlay.h"
+#include "conf/proxy_ssl.h"
 #include "conf/unsupported.h"
 #include "core/log.h"
 #include "core/regex.h"
@@ -114,6 +115,7 @@ struct compiler {
     struct pending_pass {
         struct bl_location *loc;
         char *host;                      /* NAME or HOST:PORT, owned */
+        int tls;                         /* https://: a bare address's port is 443 */
         const char *file;
         int line;
     } *pending;
@@ -1193,6 +1195,32 @@ static int h_ssl(struct compiler *c, const struct bl_conf_node *n)
     return BL_OK;
 }
 
+/* proxy_ssl_*: into the level's own settings, made on its first such line (conf/proxy_ssl.h);
+ * finish_location merges them with the levels above. */
+static int h_proxy_ssl(struct compiler *c, const struct bl_conf_node *n)
+{
+    struct bl_loc_conf *lc = c->lc;
+    if (!(lc->set & BL_LC_PROXY_SSL)) {
+        if (!(lc->proxy_ssl = calloc(1, sizeof(*lc->proxy_ssl))))
+            return oom(c);
+        lc->set |= BL_LC_PROXY_SSL;
+    }
+    struct bl_proxy_ssl *ps = lc->proxy_ssl;
+    if (strcmp(n->name, "proxy_ssl_name") == 0) {
+        if (ps->name)
+            return fail(c, "\"proxy_ssl_name\" directive is duplicate");
+        if (!(ps->name = strdup(n->args[0])))
+            return oom(c);
+        ps->name_owned = 1;
+        return (ps->name_tpl = template_vars(c, n->args[0])) ? BL_OK : BL_ERR;
+    }
+    char err[256];
+    if (bl_proxy_ssl_set(ps, n->name, n->args, n->nargs, n->file, n->line, err, sizeof(err)) !=
+        BL_OK)
+        return fail(c, "%s", err);
+    return BL_OK;
+}
+
 static int h_server_name(struct compiler *c, const struct bl_conf_node *n)
 {
     struct bl_server_block *s = c->srv;
@@ -1355,17 +1383,19 @@ static int h_location(struct compiler *c, const struct bl_conf_node *n)
 }
 
 /* $proxy_host and $proxy_port as nginx sets them (ngx_http_proxy_set_vars): the host as
- * proxy_pass writes it, with the port unless it is 80; the port, "80" when not written. For
- * a group, the group's name and "80", whatever its servers' ports. */
+ * proxy_pass writes it, with the port unless it is the scheme's (80, 443 for https); the
+ * port, the scheme's when not written. For a group, the group's name and the scheme's port,
+ * whatever its servers' ports. */
 static int set_proxy_vars(struct bl_location *loc, const char *host, size_t hlen)
 {
     const char *close = host[0] == '[' ? memchr(host, ']', hlen) : NULL;
     const char *from = close ? close : host; /* an IPv6 address's colons are not the port's */
     const char *colon = memrchr(from, ':', hlen - (size_t)(from - host));
     size_t name_len = colon ? (size_t)(colon - host) : hlen;
-    const char *port = colon ? colon + 1 : "80";
-    size_t port_len = colon ? hlen - name_len - 1 : 2;
-    int default_port = port_len == 2 && memcmp(port, "80", 2) == 0;
+    const char *dport = loc->proxy_tls ? "443" : "80";
+    const char *port = colon ? colon + 1 : dport;
+    size_t port_len = colon ? hlen - name_len - 1 : strlen(dport);
+    int default_port = port_len == strlen(dport) && memcmp(port, dport, port_len) == 0;
     loc->proxy_host = conf_calloc(1, hlen + 1);
     loc->proxy_port = conf_calloc(1, port_len + 1);
     if (!loc->proxy_host || !loc->proxy_port)
@@ -1383,12 +1413,15 @@ static int h_proxy_pass(struct compiler *c, const struct bl_conf_node *n)
     if (loc->kind == BL_LOC_PROXY)
         return fail(c, "\"proxy_pass\" directive is duplicate");
     const char *url = n->args[0];
-    if (strncmp(url, "http://", 7) != 0) {
-        if (strncmp(url, "https://", 8) == 0)
-            return fail(c, "TLS is not supported in this build: \"%s\" in \"proxy_pass\"", url);
+    const char *host;
+    if (strncmp(url, "http://", 7) == 0) {
+        host = url + 7;
+    } else if (strncmp(url, "https://", 8) == 0) {
+        host = url + 8;
+        loc->proxy_tls = 1;
+    } else {
         return fail(c, "invalid URL prefix in \"%s\"", url);
     }
-    const char *host = url + 7;
     const char *slash = strchr(host, '/');
     size_t hlen = slash ? (size_t)(slash - host) : strlen(host);
     if (hlen == 0)
@@ -1442,6 +1475,7 @@ static int h_proxy_pass(struct compiler *c, const struct bl_conf_node *n)
     struct pending_pass *p = &c->pending[c->npending++];
     p->loc = loc;
     p->host = h;
+    p->tls = loc->proxy_tls;
     p->file = n->file;
     p->line = n->line;
     return BL_OK;
@@ -2742,8 +2776,26 @@ static const struct directive directives[] = {
     DIRECTIVE("if", CTX_SERVER | CTX_LOCATION, 1, ANY_ARGS, DIR_BLOCK, "(CONDITION)", NULL, h_if),
     DIRECTIVE("break", CTX_SERVER | CTX_LOCATION | CTX_IF, 0, 0, 0, "", NULL, h_break),
     /* location */
-    DIRECTIVE("proxy_pass", CTX_LOCATION, 1, 1, 0, "http://NAME[/URI]\nhttp://HOST:PORT[/URI]",
-              NULL, h_proxy_pass),
+    DIRECTIVE("proxy_pass", CTX_LOCATION, 1, 1, 0,
+              "http[s]://NAME[/URI]\nhttp[s]://HOST:PORT[/URI]", NULL, h_proxy_pass),
+    /* TLS to upstreams (conf/proxy_ssl.c); the defaults are applied when the context is made */
+    DIRECTIVE("proxy_ssl_server_name", CTX_HSL, 1, 1, DIR_DEFAULT_DOC, "on | off", "off",
+              h_proxy_ssl),
+    DIRECTIVE("proxy_ssl_name", CTX_HSL, 1, 1, DIR_DEFAULT_DOC, "NAME", "$proxy_host",
+              h_proxy_ssl),
+    DIRECTIVE("proxy_ssl_verify", CTX_HSL, 1, 1, DIR_DEFAULT_DOC, "on | off", "off",
+              h_proxy_ssl),
+    DIRECTIVE("proxy_ssl_verify_depth", CTX_HSL, 1, 1, DIR_DEFAULT_DOC, "NUMBER", "1",
+              h_proxy_ssl),
+    DIRECTIVE("proxy_ssl_trusted_certificate", CTX_HSL, 1, 1, 0, "FILE", NULL, h_proxy_ssl),
+    DIRECTIVE("proxy_ssl_certificate", CTX_HSL, 1, 1, 0, "FILE", NULL, h_proxy_ssl),
+    DIRECTIVE("proxy_ssl_certificate_key", CTX_HSL, 1, 1, 0, "FILE", NULL, h_proxy_ssl),
+    DIRECTIVE("proxy_ssl_protocols", CTX_HSL, 1, 4, DIR_DEFAULT_DOC,
+              "[TLSv1] [TLSv1.1] [TLSv1.2] [TLSv1.3]", "TLSv1.2 TLSv1.3", h_proxy_ssl),
+    DIRECTIVE("proxy_ssl_ciphers", CTX_HSL, 1, 1, DIR_DEFAULT_DOC, "CIPHERS", "DEFAULT",
+              h_proxy_ssl),
+    DIRECTIVE("proxy_ssl_session_reuse", CTX_HSL, 1, 1, DIR_DEFAULT_DOC, "on | off", "on",
+              h_proxy_ssl),
     DIRECTIVE("root", CTX_HSL, 1, 1, 0, "DIRECTORY", NULL, h_root_any),
     DIRECTIVE("try_files", CTX_LOCATION, 2, ANY_ARGS, 0, "$uri [$uri/] =CODE | @NAME | URI",
               NULL, h_try_files),
@@ -3034,6 +3086,10 @@ static void merge_loc_conf(struct bl_loc_conf *child, const struct bl_loc_conf *
         child->real_ip_xff = parent->real_ip_xff;
         child->real_ip_pp = parent->real_ip_pp;
     }
+    if (child->set & BL_LC_PROXY_SSL)
+        bl_proxy_ssl_merge(child->proxy_ssl, parent->proxy_ssl);
+    else
+        child->proxy_ssl = parent->proxy_ssl;
 }
 
 static void free_headers(struct bl_header_set *h, uint32_t n)
@@ -3098,6 +3154,8 @@ static void free_loc_conf(struct bl_loc_conf *lc)
         free(lc->realip_from);
     if (lc->set & BL_LC_REALIP_HEADER)
         free(lc->real_ip_header);
+    if (lc->set & BL_LC_PROXY_SSL)
+        bl_proxy_ssl_free(lc->proxy_ssl);
 }
 
 static int resolve_proxy_passes(struct compiler *c)
@@ -3112,7 +3170,8 @@ static int resolve_proxy_passes(struct compiler *c)
             struct sockaddr_storage ss;
             socklen_t sl;
             int has_port = strchr(p->host, ':') && p->host[0] != '[';
-            int ok = bl_addr_parse(p->host, 80, has_port || strcmp(p->host, "localhost") == 0,
+            int ok = bl_addr_parse(p->host, p->tls ? 443 : 80,
+                                   has_port || strcmp(p->host, "localhost") == 0,
                                    &ss, &sl, err, sizeof(err)) == 0;
             if (!ok) {
                 snprintf(c->err, c->errlen, "host not found in upstream \"%s\" in %s:%d",
@@ -3196,6 +3255,26 @@ static int cmp_prefix_len(const void *a, const void *b)
     return (int)y->path_len - (int)x->path_len;
 }
 
+/* proxy_pass https://: the client context of the location's proxy_ssl_* settings. */
+static int finish_proxy_tls(struct compiler *c, struct bl_location *loc)
+{
+    struct bl_config *cfg = c->cfg;
+    struct bl_proxy_ssl *ps = loc->conf.proxy_ssl;
+    if (!ps) {
+        if (!cfg->proxy_ssl_default &&
+            !(cfg->proxy_ssl_default = calloc(1, sizeof(*cfg->proxy_ssl_default))))
+            return oom_at(c, "proxy_pass", loc->file, loc->line);
+        ps = loc->conf.proxy_ssl = cfg->proxy_ssl_default;
+    }
+    char err[512];
+    if (bl_proxy_ssl_build(ps, err, sizeof(err)) != BL_OK) {
+        snprintf(c->err, c->errlen, "%s (for the location in %s:%d)", err, loc->file,
+                 loc->line);
+        return BL_ERR;
+    }
+    return BL_OK;
+}
+
 static void finish_location(struct bl_config *cfg, struct bl_server_block *s,
                             struct bl_location *loc)
 {
@@ -3248,6 +3327,8 @@ static int finish(struct compiler *c)
         for (uint32_t k = 0; k < s->nall; k++) {
             s->all[k]->index = cfg->nlocations++;
             finish_location(cfg, s, s->all[k]);
+            if (s->all[k]->proxy_tls && finish_proxy_tls(c, s->all[k]) != BL_OK)
+                return BL_ERR;
             sort_prefixes(&s->all[k]->nested);
         }
         sort_prefixes(&s->locs);
@@ -3496,6 +3577,7 @@ void bl_conf_release(struct bl_config *cfg)
     free_loc_conf(&cfg->http_conf);
     free_loc_conf(&cfg->defaults);
     bl_ssl_conf_free(&cfg->http_ssl);
+    bl_proxy_ssl_free(cfg->proxy_ssl_default);
     free(cfg->servers);
     for (uint32_t i = 0; i < cfg->nstream_servers; i++) {
         free(cfg->stream_servers[i]->pass);

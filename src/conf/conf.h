@@ -22,6 +22,7 @@ struct bl_conf_node;
 struct bl_regex;
 struct bl_location;
 struct bl_rw_op;
+struct bl_proxy_ssl;
 
 /* The locations one level holds (a server, or a location with nested ones), in the order
  * nginx searches them (docs/routing.md): exact, then prefixes longest first, then regexes in
@@ -130,6 +131,8 @@ struct bl_loc_conf {
     char *real_ip_header;           /* real_ip_header: the field the address is taken from */
     uint8_t real_ip_xff;            /* ... it is X-Forwarded-For: every line of it counts */
     uint8_t real_ip_pp;             /* ... it is proxy_protocol: the PROXY header's address */
+    struct bl_proxy_ssl *proxy_ssl; /* proxy_ssl_*: owned by the level with BL_LC_PROXY_SSL,
+                                     * shared below it (conf/proxy_ssl.h); NULL: none set */
     uint32_t set;                   /* BL_LC_* bits: set at this level, which owns those lists */
 };
 
@@ -147,6 +150,7 @@ struct bl_loc_conf {
 #define BL_LC_ADD_HEADERS 0x400u    /* add_header */
 #define BL_LC_REALIP_FROM 0x800u    /* set_real_ip_from */
 #define BL_LC_REALIP_HEADER 0x1000u /* real_ip_header */
+#define BL_LC_PROXY_SSL   0x2000u   /* proxy_ssl_* (merged with the level above) */
 #define BL_LC_HIDE        0x8u      /* proxy_pass_header or proxy_hide_header: as in nginx, a
                                      * level with either inherits neither */
 
@@ -240,6 +244,8 @@ struct bl_location {
     uint8_t has_proxy_uri;
     char *proxy_host;               /* $proxy_host: proxy_pass's host[:port], nginx's value */
     char *proxy_port;               /* $proxy_port: its port, "80" when not written */
+    uint8_t proxy_tls;              /* proxy_pass https://: TLS to the upstream with
+                                     * conf.proxy_ssl's context (or the config's default) */
     int return_code;                /* BL_LOC_RETURN */
     struct bl_template *return_text;/* body, or Location for 301/302/303/307/308 */
     uint8_t set_xff, set_xrip, set_xfp; /* default X-Forwarded-For/X-Real-IP/-Proto still apply */
@@ -446,6 +452,8 @@ struct bl_config {
     struct bl_loc_conf http_conf;   /* http-level settings (inherited and own) */
 
     struct bl_ssl_conf http_ssl;    /* ssl_* at the http level, servers inherit them */
+    struct bl_proxy_ssl *proxy_ssl_default; /* proxy_pass https:// where no level sets any
+                                     * proxy_ssl_*: nginx's defaults (owned) */
     struct bl_listen *listens;
     uint32_t nlistens;
     struct bl_server_block **servers;

@@ -10,7 +10,6 @@
 static const char TLS[] = "TLS is";
 static const char TLS_TUNING[] = "this TLS setting is";
 static const char MTLS[] = "client certificate verification is";
-static const char UPSTREAM_TLS[] = "TLS to upstreams is";
 static const char HTTP2[] = "HTTP/2 is";
 static const char HTTP3[] = "HTTP/3 is";
 static const char GZIP[] = "compression is";
@@ -46,7 +45,6 @@ static const struct bl_unsupported directives[] = {
     {"ssl_session_ticket_key", W, "ticket keys from files are"},
     {"ssl_password_file", W, "encrypted certificate keys are"},
     {"ssl_certificate_cache", W, TLS_TUNING},
-    {"proxy_ssl_*", W, UPSTREAM_TLS},
     {"http2", E, HTTP2},
     {"http2_*", W, HTTP2},
     {"http3", E, HTTP3},

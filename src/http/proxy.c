@@ -31,6 +31,8 @@
 #include "http/response.h"
 #include "http/router.h"
 #include "http/uri.h"
+#include "conf/proxy_ssl.h"
+#include "upstream/uptls.h"
 #include "upstream/outlier.h"
 #include "upstream/retry_budget.h"
 
@@ -165,6 +167,45 @@ static ssize_t client_send_small(struct bl_client *c, const char *p, size_t len)
     uint8_t ready = 1;
     ssize_t n = bl_tls_writev(c->tls, &iov, 1, &ready, &c->tls_want);
     return n > 0 ? n : -1;
+}
+
+/* The upstream side's seam, the same shape: one predictable branch on u->tls. */
+_Static_assert(BL_UPCONN_READ_WANTS_WRITE == BL_TLS_READ_WANTS_WRITE &&
+                   BL_UPCONN_WRITE_WANTS_READ == BL_TLS_WRITE_WANTS_READ,
+               "the pool and http/tls.c read the same want bits");
+
+static inline ssize_t upstream_read_into(struct bl_upconn *u, struct bl_buf *b)
+{
+    if (bl_likely(!u->tls))
+        return read_into(u->io.fd, b, &u->rready, u->hup);
+    errno = 0;
+    ssize_t n = bl_tls_read(u->tls, b->data + b->end, bl_buf_room(b), &u->rready, &u->tls_want);
+    if (n > 0)
+        b->end += (uint32_t)n;
+    else if (n == BL_ERR && errno == 0)
+        errno = EPROTO; /* a TLS error, not a socket one: the log says "Protocol error" */
+    return n;
+}
+
+static inline ssize_t upstream_writev(struct bl_upconn *u, struct iovec *iov, int n)
+{
+    if (bl_likely(!u->tls))
+        return write_iov(u->io.fd, iov, n, &u->wready);
+    errno = 0;
+    ssize_t w = bl_tls_writev(u->tls, iov, n, &u->wready, &u->tls_want);
+    if (w == BL_ERR && errno == 0)
+        errno = EPROTO;
+    return w;
+}
+
+ssize_t bl_upstream_read(struct bl_upconn *u, struct bl_buf *b)
+{
+    return upstream_read_into(u, b);
+}
+
+ssize_t bl_upstream_writev(struct bl_upconn *u, struct iovec *iov, int n)
+{
+    return upstream_writev(u, iov, n);
 }
 
 ssize_t bl_fd_read(int fd, struct bl_buf *b, uint8_t *ready, uint8_t hup)
@@ -587,6 +628,7 @@ static void upstream_on_io(struct bl_upconn *u)
 }
 
 static void upstream_on_timeout(struct bl_upconn *u);
+static int upstream_tls_start(struct bl_request *r);
 
 /* Sends the request to r->a.server: a pooled connection unless fresh, else a new one. */
 static void attempt_start(struct bl_request *r, int fresh)
@@ -621,6 +663,7 @@ static void attempt_start(struct bl_request *r, int fresh)
     }
 
     try_begin(r, fresh);
+    r->a.tls_key = r->loc->proxy_tls ? r->loc->conf.proxy_ssl->ctx : NULL;
     if (bl_attempt_connect(&r->a, &w->up, fresh, r, upstream_on_io, upstream_on_timeout)
         != BL_OK) {
         if (errno == ENOMEM)
@@ -630,6 +673,10 @@ static void attempt_start(struct bl_request *r, int fresh)
         return;
     }
     struct bl_upconn *u = r->a.conn;
+    if (r->a.tls_key && !u->tls && upstream_tls_start(r) != BL_OK) {
+        request_abort(r, 503, "out of memory");
+        return;
+    }
     bl_h1_parser_init_response(&r->parser, bl_buf_size() / 2, bl_buf_size() - 1024,
                                r->msg.method_id == BL_H1_M_HEAD);
     r->resp.nheaders = 0;
@@ -643,6 +690,50 @@ static void attempt_start(struct bl_request *r, int fresh)
         u->wready = 1; /* an idle keep-alive connection has room in its send buffer */
     }
     proxy_run(r);
+}
+
+/* proxy_ssl_name's value, or $proxy_host's (the group or address proxy_pass names), without
+ * a port, into buf. */
+static const char *upstream_ssl_name(struct bl_request *r, char *buf, size_t len)
+{
+    const struct bl_proxy_ssl *ps = r->loc->conf.proxy_ssl;
+    struct bl_var_ctx v;
+    bl_request_var_ctx(r, &v);
+    size_t n;
+    if (ps->name_tpl) {
+        n = bl_template_eval(ps->name_tpl, &v, buf, len - 1);
+        if (n > len - 1)
+            n = len - 1;
+    } else {
+        n = (size_t)snprintf(buf, len, "%s", v.proxy_host ? v.proxy_host : "");
+        if (n > len - 1)
+            n = len - 1;
+    }
+    buf[n] = '\0';
+    if (buf[0] == '[') {
+        /* [v6]:port: the address without brackets */
+        char *close = strchr(buf, ']');
+        if (close) {
+            *close = '\0';
+            memmove(buf, buf + 1, strlen(buf + 1) + 1);
+        }
+    } else {
+        char *colon = strchr(buf, ':');
+        if (colon && !strchr(colon + 1, ':'))
+            *colon = '\0';
+    }
+    return buf;
+}
+
+/* A new connection to an https:// upstream: its TLS session, the handshake to come once the
+ * connect is done (send_connect). BL_OK or BL_ERR (out of memory). */
+static int upstream_tls_start(struct bl_request *r)
+{
+    const struct bl_proxy_ssl *ps = r->loc->conf.proxy_ssl;
+    char name[256];
+    upstream_ssl_name(r, name, sizeof(name));
+    return bl_uptls_start(r->a.conn, ps->ctx, bl_proxy_ssl_sni(ps) ? name : NULL, name,
+                          bl_proxy_ssl_verify(ps), bl_proxy_ssl_reuse(ps));
 }
 
 /* ------------------------------------------------------------ failures and retries */
@@ -676,6 +767,9 @@ static __attribute__((noinline)) int retry_next(struct bl_request *r,
     return bl_attempt_failed(&r->a, &r->c->w->up, &p, kind, status, k, len, &r->c->addr.sa);
 }
 
+/* attempt_failed()'s err for a TLS handshake or verification failure: why says it all. */
+#define BL_AE_ERR_TLS (-1)
+
 /* An attempt failed before any response byte reached the client. Returns 1 when it is
  * handled (retried elsewhere, or the request answered/aborted), 0 when the caller should go on
  * passing the response through (a status failure with no retry left). */
@@ -705,7 +799,10 @@ static int attempt_failed(struct bl_request *r, enum bl_attempt_error kind, int 
          * (a refused non-blocking connect shows up on the first send). */
         count_failure(r, !r->a.conn || (r->a.conn->nrequests == 1 && !r->a.sent_any)
                              ? BL_SF_CONNECT_ERROR : BL_SF_ERROR);
-    if (kind != BL_AE_STATUS)
+    if (err == BL_AE_ERR_TLS)
+        bl_log(BL_LOG_ERROR, "%s while SSL handshaking to upstream %s, client %s", why,
+               s->name, r->c->ip);
+    else if (kind != BL_AE_STATUS)
         bl_log(BL_LOG_ERROR, "%s (%s) while talking to upstream %s, client %s", why,
                err ? strerror(err) : kind == BL_AE_TIMEOUT ? "timed out" : "closed", s->name,
                r->c->ip);
@@ -775,7 +872,8 @@ static int send_head_and_body(struct bl_request *r, int fd, uint8_t *ready, cons
             return BL_OK;
         if (!*ready)
             return BL_AGAIN;
-        ssize_t w = fd == r->c->io.fd ? client_writev(r->c, iov, n) : write_iov(fd, iov, n, ready);
+        ssize_t w = fd == r->c->io.fd ? client_writev(r->c, iov, n)
+                                      : upstream_writev(r->a.conn, iov, n);
         if (w == BL_AGAIN)
             return BL_AGAIN;
         if (w < 0)
@@ -1049,7 +1147,7 @@ static ssize_t upstream_read(struct bl_request *r)
         u->in->start = u->in->end = 0;
     if (bl_buf_room(u->in) == 0)
         return BL_AGAIN;
-    ssize_t n = read_into(u->io.fd, u->in, &u->rready, u->hup);
+    ssize_t n = upstream_read_into(u, u->in);
     if (n > 0)
         bl_stat_add(&peer_stats(r)->bytes_in, (uint64_t)n);
     return n;
@@ -1092,6 +1190,21 @@ static int send_connect(struct bl_request *r)
     struct bl_upconn *u = r->a.conn;
     if (!u->wready && !u->rready)
         return BL_AGAIN;
+    if (u->tls_handshake) {
+        /* proxy_connect_timeout covers the handshake too, as in nginx */
+        char why[320];
+        int rc = bl_uptls_handshake(u, bl_proxy_ssl_verify(r->loc->conf.proxy_ssl), why,
+                                    sizeof(why));
+        if (rc == BL_AGAIN)
+            return BL_AGAIN;
+        if (rc == BL_ERR) {
+            if (why[0])
+                attempt_failed(r, BL_AE_ERROR, 0, why, BL_AE_ERR_TLS);
+            else
+                upstream_failed(r, "connect() failed", errno);
+            return BL_ERR;
+        }
+    }
     u->connecting = 0;
     r->tries[r->ntries - 1].connect_us = try_elapsed(r);
     proxy_phase(r, RS_SEND_HEAD);

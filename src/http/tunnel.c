@@ -36,7 +36,7 @@ static int pump_up(struct bl_request *r, int *moved)
     for (;;) {
         if (bl_buf_len(b) && u->wready) {
             struct iovec iov = {b->data + b->start, bl_buf_len(b)};
-            ssize_t w = bl_fd_writev(u->io.fd, &iov, 1, &u->wready);
+            ssize_t w = bl_upstream_writev(u, &iov, 1);
             if (w == BL_ERR)
                 return BL_ERR;
             if (w > 0) {
@@ -58,6 +58,8 @@ static int pump_up(struct bl_request *r, int *moved)
             t->up_eof = 1;
     }
     if (t->up_eof && bl_buf_len(b) == 0 && !t->up_shut) {
+        if (u->tls)
+            bl_tls_shutdown(u->tls);
         shutdown(u->io.fd, SHUT_WR);
         t->up_shut = 1;
     }
@@ -88,7 +90,7 @@ static int pump_down(struct bl_request *r, int *moved)
             b->start = b->end = 0;
         if (t->down_eof || !u->rready || bl_buf_room(b) == 0 || bl_buf_len(b))
             break;
-        ssize_t n = bl_fd_read(u->io.fd, b, &u->rready, u->hup);
+        ssize_t n = bl_upstream_read(u, b);
         if (n == BL_AGAIN)
             break;
         if (n < 0)

@@ -67,8 +67,10 @@ struct bl_retry_policy {
 };
 
 /* One request's attempts. The front end reads server, conn, status and time_us, sets sent_any
- * when it writes request bytes, and leaves the rest alone. */
+ * when it writes request bytes and tls_key before connecting, and leaves the rest alone. */
 struct bl_attempt {
+    const void *tls_key;               /* the TLS context the front end speaks to upstreams
+                                        * with (pooled connections must match); NULL: plain */
     struct bl_upstream_server *server; /* current (or last) attempt's server; NULL before */
     struct bl_upconn *conn;            /* its connection, NULL when none */
     struct bl_pick pick;               /* the balancer's place in this request */

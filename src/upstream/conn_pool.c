@@ -4,6 +4,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/ssl.h>
+
 #include "core/buf.h"
 #include "core/clock.h"
 #include "core/sock.h"
@@ -27,6 +29,20 @@ void bl_conn_pool_drain(struct bl_conn_pool *p)
     for (uint32_t i = 0; i < p->nservers; i++)
         while (p->idle[i].head)
             bl_upconn_close(p->idle[i].head);
+}
+
+struct ssl_session_st *bl_upconn_tls_session(const struct bl_upconn *u)
+{
+    const struct bl_idle_list *l = &u->pool->idle[u->server->id];
+    return l->tls_session_key == u->tls_key ? l->tls_session : NULL;
+}
+
+void bl_upconn_tls_session_set(struct bl_upconn *u, struct ssl_session_st *sess)
+{
+    struct bl_idle_list *l = &u->pool->idle[u->server->id];
+    SSL_SESSION_free(l->tls_session);
+    l->tls_session = sess;
+    l->tls_session_key = sess ? u->tls_key : NULL;
 }
 
 static void idle_push(struct bl_conn_pool *p, struct bl_upconn *u)
@@ -57,7 +73,8 @@ void bl_conn_pool_adopt(struct bl_conn_pool *to, struct bl_conn_pool *from,
             u = u->next;
         while (u) {
             struct bl_upconn *prev = u->prev;
-            if (!s || s->id >= to->nservers || s->group->keepalive == 0 ||
+            /* A TLS connection belongs to its generation's context: not carried over. */
+            if (!s || u->tls || s->id >= to->nservers || s->group->keepalive == 0 ||
                 to->idle[s->id].count >= s->group->keepalive) {
                 bl_upconn_close(u);
             } else {
@@ -82,6 +99,8 @@ void bl_conn_pool_free(struct bl_conn_pool *p)
     if (!p->idle)
         return;
     bl_conn_pool_drain(p);
+    for (uint32_t i = 0; i < p->nservers; i++)
+        SSL_SESSION_free(p->idle[i].tls_session);
     free(p->idle);
     p->idle = NULL;
 }
@@ -114,6 +133,14 @@ void bl_upconn_close(struct bl_upconn *u)
     if (u->idle)
         idle_unlink(u);
     bl_timer_cancel(p->loop, &u->timer);
+    if (u->tls) {
+        /* No close_notify: the socket closes now and the peer reads the FIN. Marked as shut
+         * down all the same, else OpenSSL takes the session for a bad one and makes it
+         * unresumable, and proxy_ssl_session_reuse keeps it. */
+        SSL_set_shutdown(u->tls, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+        SSL_free(u->tls);
+        u->tls = NULL;
+    }
     if (u->io.fd >= 0)
         close(u->io.fd);
     u->io.fd = -1;
@@ -148,6 +175,12 @@ static void upconn_on_event(struct bl_io *io, uint32_t ev)
         u->hup = 1;
     if (ev & BL_EV_WRITE)
         u->wready = 1;
+    if (bl_unlikely(u->tls_want)) {
+        if ((ev & BL_EV_WRITE) && (u->tls_want & BL_UPCONN_READ_WANTS_WRITE))
+            u->rready = 1;
+        if ((ev & BL_EV_READ) && (u->tls_want & BL_UPCONN_WRITE_WANTS_READ))
+            u->wready = 1;
+    }
     if (u->idle) {
         upconn_idle_event(u, ev);
         return;
@@ -196,17 +229,22 @@ static struct bl_upconn *upconn_connect(struct bl_conn_pool *p, struct bl_upstre
 }
 
 struct bl_upconn *bl_upconn_get(struct bl_conn_pool *p, struct bl_upstream_server *s,
-                                int allow_pooled, void *owner, bl_upconn_handler on_io,
-                                bl_upconn_handler on_timeout)
+                                const void *tls_key, int allow_pooled, void *owner,
+                                bl_upconn_handler on_io, bl_upconn_handler on_timeout)
 {
     struct bl_idle_list *l = &p->idle[s->id];
-    struct bl_upconn *u;
-    if (allow_pooled && l->head) {
-        u = l->head;
+    struct bl_upconn *u = allow_pooled ? l->head : NULL;
+    /* A server reached both plainly and over TLS (two locations) keeps both kinds idle: the
+     * list is at most `keepalive` long. */
+    while (u && u->tls_key != tls_key)
+        u = u->next;
+    if (u) {
         idle_unlink(u);
         bl_timer_cancel(p->loop, &u->timer);
     } else if (!(u = upconn_connect(p, s))) {
         return NULL;
+    } else {
+        u->tls_key = tls_key;
     }
     u->owner = owner;
     u->on_io = on_io;
@@ -221,7 +259,8 @@ void bl_upconn_release(struct bl_upconn *u, int reusable)
     struct bl_idle_list *l = &p->idle[u->server->id];
     u->owner = NULL;
     if (!reusable || g->keepalive == 0 || l->count >= g->keepalive || p->draining ||
-        u->nrequests >= g->keepalive_requests || (u->in && bl_buf_len(u->in))) {
+        u->nrequests >= g->keepalive_requests || (u->in && bl_buf_len(u->in)) ||
+        (u->tls && (u->tls_handshake || SSL_pending(u->tls)))) {
         bl_upconn_close(u);
         return;
     }

@@ -22,6 +22,14 @@
 
 struct bl_buf;
 struct bl_upconn;
+struct ssl_st;
+struct ssl_session_st;
+
+/* bl_upconn.tls_want: a direction of a TLS connection waiting on the other one (the same
+ * values as http/tls.h's BL_TLS_READ_WANTS_WRITE / BL_TLS_WRITE_WANTS_READ): the pool turns a
+ * write edge into read readiness and the reverse while such a bit is set. */
+#define BL_UPCONN_READ_WANTS_WRITE 0x1u
+#define BL_UPCONN_WRITE_WANTS_READ 0x2u
 
 typedef void (*bl_upconn_handler)(struct bl_upconn *u);
 
@@ -36,8 +44,15 @@ struct bl_upconn {
     bl_upconn_handler on_timeout;      /* owner's: u->timer fired */
     struct bl_buf *in;                 /* owner's input buffer; must be empty to be pooled */
     struct bl_upconn *next, *prev;     /* idle list links */
+    struct ssl_st *tls;                /* NULL: plain TCP; else the owner's TLS session, freed
+                                        * with the connection and kept while it is pooled */
+    const void *tls_key;               /* the TLS context the connection was made for (the
+                                        * pool hands it only to owners asking the same); NULL:
+                                        * plain */
     uint32_t nrequests;                /* uses so far, counted by the owner */
     uint8_t rready, wready, hup;       /* edge-triggered readiness, cleared by short I/O */
+    uint8_t tls_want;                  /* BL_UPCONN_*_WANTS_* */
+    uint8_t tls_handshake;             /* tls is set and its handshake is not done */
     uint8_t connecting;                /* connect() in progress: the owner clears it */
     uint8_t idle;                      /* in the pool */
 };
@@ -46,6 +61,9 @@ struct bl_upconn {
 struct bl_idle_list {
     struct bl_upconn *head;
     uint32_t count;
+    struct ssl_session_st *tls_session; /* the last TLS session the server gave this worker
+                                         * (proxy_ssl_session_reuse), for tls_session_key */
+    const void *tls_session_key;
 };
 
 struct bl_conn_pool {
@@ -77,14 +95,21 @@ void bl_conn_pool_drain(struct bl_conn_pool *p);
 void bl_conn_pool_adopt(struct bl_conn_pool *to, struct bl_conn_pool *from,
                         struct bl_upstream_server *const *map);
 
-/* A connection to s for owner: the most recently used idle one unless allow_pooled is 0,
- * else a new one whose connect is in progress (u->connecting). Returns NULL with errno set
- * (the connect failed at once, or ENOMEM). The handlers are the owner's until release or
- * close. A reused connection's timer is disarmed and its flags say what the kernel said last:
- * the owner sets wready (an idle connection has room to send). */
+/* A connection to s for owner: the most recently used idle one made for tls_key (NULL: a
+ * plain one) unless allow_pooled is 0, else a new one whose connect is in progress
+ * (u->connecting, u->tls NULL: the owner starts TLS). Returns NULL with errno set (the
+ * connect failed at once, or ENOMEM). The handlers are the owner's until release or close. A
+ * reused connection's timer is disarmed and its flags say what the kernel said last: the owner
+ * sets wready (an idle connection has room to send). */
 struct bl_upconn *bl_upconn_get(struct bl_conn_pool *p, struct bl_upstream_server *s,
-                                int allow_pooled, void *owner, bl_upconn_handler on_io,
-                                bl_upconn_handler on_timeout);
+                                const void *tls_key, int allow_pooled, void *owner,
+                                bl_upconn_handler on_io, bl_upconn_handler on_timeout);
+
+/* proxy_ssl_session_reuse: the session kept for u's server and TLS context in this worker
+ * (NULL: none; the pool keeps its reference), and storing a new one (the pool takes sess's
+ * reference and drops the one it had). Owner thread. */
+struct ssl_session_st *bl_upconn_tls_session(const struct bl_upconn *u);
+void bl_upconn_tls_session_set(struct bl_upconn *u, struct ssl_session_st *sess);
 
 /* The owner is done with u: back to the pool when reusable, the group keeps idle connections,
  * there is room, it has not served keepalive_requests and no unread input is left; closed
