@@ -101,13 +101,37 @@ static void owner_timeout(struct bl_upconn *u)
 
 static struct bl_upconn *get(int server, int pooled)
 {
-    return bl_upconn_get(&fx->pool, &fx->s[server], pooled, fx, owner_io, owner_timeout);
+    return bl_upconn_get(&fx->pool, &fx->s[server], NULL, pooled, fx, owner_io, owner_timeout);
 }
 
 static uint32_t idle_count(int server)
 {
     return fx->pool.idle[server].count;
 }
+
+/* Pooled connections are handed out only to owners asking for the same TLS context. */
+static void test_tls_key_separates(void **state)
+{
+    (void)state;
+    static const int ctx_a = 1;
+    struct bl_upconn *plain = get(0, 1);
+    struct bl_upconn *tls = bl_upconn_get(&fx->pool, &fx->s[0], &ctx_a, 1, fx, owner_io,
+                                          owner_timeout);
+    assert_ptr_equal(tls->tls_key, &ctx_a);
+    assert_null(plain->tls_key);
+    plain->nrequests = tls->nrequests = 1;
+    bl_upconn_release(plain, 1);
+    bl_upconn_release(tls, 1); /* most recent: first in the list */
+    ASSERT_EQ(idle_count(0), 2);
+    assert_ptr_equal(get(0, 1), plain); /* skips the TLS one */
+    assert_ptr_equal(bl_upconn_get(&fx->pool, &fx->s[0], &ctx_a, 1, fx, owner_io,
+                                   owner_timeout), tls);
+    ASSERT_EQ(idle_count(0), 0);
+    bl_upconn_close(plain);
+    bl_upconn_close(tls);
+    ASSERT_EQ(fx->pool.nconns, 0);
+}
+
 
 static void test_connect_and_owner_events(void **state)
 {
@@ -192,7 +216,7 @@ static void test_adopt(void **state)
     /* Released into the old pool after the switch: closed. */
     bl_upconn_release(busy, 1);
     ASSERT_EQ(fx->pool.nconns, 0);
-    struct bl_upconn *u = bl_upconn_get(&to, &s2, 1, fx, owner_io, owner_timeout);
+    struct bl_upconn *u = bl_upconn_get(&to, &s2, NULL, 1, fx, owner_io, owner_timeout);
     assert_ptr_equal(u, b);
     bl_upconn_close(u);
     bl_conn_pool_free(&to);
@@ -273,6 +297,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_connect_and_owner_events, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reuse_most_recent, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tls_key_separates, setup, teardown),
         cmocka_unit_test_setup_teardown(test_adopt, setup, teardown),
         cmocka_unit_test_setup_teardown(test_limits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idle_timeout, setup, teardown),
