@@ -163,8 +163,6 @@ SERVER = "http {\n    server {\n        listen 127.0.0.1:18080%s;\n%s    }\n%s}\
     (SERVER % (" http2", "", ""),
      'HTTP/2 is not supported in this build: "http2" parameter of "listen"'),
     (SERVER % ("", "        ssl on;\n", ""), 'TLS is not supported in this build: "ssl" directive'),
-    (SERVER % ("", "        location / { proxy_pass https://127.0.0.1:9; }\n", ""),
-     'TLS is not supported in this build: "https://127.0.0.1:9" in "proxy_pass"'),
     # map, geo and split_clients are supported; geo's ranges are not yet.
     ("http {\n    geo $remote_addr $zone { ranges; }\n}\n",
      '"ranges" inside "geo" is not supported in this build'),
