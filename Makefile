@@ -10,6 +10,10 @@
 #   make unit          the include-layer check, then the unit tests (cmocka)
 #   make check-layers  the include graph is a stack with no cycle (scripts/check-layers.sh)
 #   make integration   integration tests only (pytest) against $(BALLAST_BIN)
+#   make fuzz          build the libFuzzer targets (clang) and run each for FUZZ_SECONDS
+#                      (tests/fuzz/README.md); new inputs go to build/fuzz/corpus/TARGET
+#   make fuzz-replay   replay every seed and crash reproducer in tests/fuzz/ through each
+#                      target built with cc and make asan's sanitizers (part of make test)
 #   make bench         ballast, nginx and HAProxy side by side; writes bench/RESULTS.md
 #   make bench-balancers  nanoseconds per pick for every balancing algorithm
 #   make bench-logs    nanoseconds per request for a log line and for request/trace ids
@@ -24,6 +28,7 @@
 #   NO_POOL=1          bypass the buffer pools (implied by asan) so ASan sees every buffer
 #   NO_STATS=1         compile the per-worker statistics counters away (they stay 0), to
 #                      measure what they cost (bench/RESULTS.md, "Metrics")
+#   FUZZ_SECONDS=60    seconds per target for make fuzz; FUZZ_TARGETS=... picks targets
 #   PYTEST_ARGS=...    extra pytest arguments, e.g. PYTEST_ARGS="-k smuggling -x"
 #   PREFIX=/usr/local  install prefix; SBINDIR=$(PREFIX)/sbin, MANDIR=$(PREFIX)/share/man,
 #                      DOCDIR=$(PREFIX)/share/doc/ballast,
@@ -69,6 +74,7 @@ SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
 SYSCONFDIR     ?= /etc
 
 .PHONY: install uninstall
+.PHONY: fuzz fuzz-build fuzz-replay
 .PHONY: all asan run test unit check-layers integration integration-asan bench bench-balancers bench-logs deps deps-test clean help
 
 all: ballast
@@ -101,6 +107,56 @@ build/asan/%.o: %.c
 build/unit/%: tests/unit/%.c build/libballast.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CSTD) $(WARN) $(CFLAGS) $(CPPFLAGS) -Itests/unit -MMD -MP -MF $@.d -MT $@ -o $@ $< build/libballast.a -lcmocka $(LDLIBS)
+
+# Fuzzing (tests/fuzz/README.md). The library is built a third time with clang's coverage
+# instrumentation; the replay build reuses make asan's objects.
+FUZZ_TARGETS ?= $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_SECONDS ?= 60
+FUZZ_CC      := clang
+FUZZ_FLAGS   := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_OBJS    := $(LIB_SRCS:%.c=build/fuzz/obj/%.o)
+FUZZ_BINS    := $(FUZZ_TARGETS:%=build/fuzz/%)
+REPLAY_BINS  := $(FUZZ_TARGETS:%=build/fuzz-replay/%)
+
+build/fuzz/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(CSTD) $(WARN) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link $(CPPFLAGS) -DBL_NO_POOL -MMD -MP -c -o $@ $<
+
+build/fuzz/libballast.a: $(FUZZ_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+build/fuzz/%: tests/fuzz/fuzz_%.c build/fuzz/libballast.a
+	$(FUZZ_CC) $(CSTD) $(WARN) $(FUZZ_FLAGS) -fsanitize=fuzzer $(CPPFLAGS) -Itests/fuzz -MMD -MP -MF $@.d -MT $@ -o $@ $< build/fuzz/libballast.a $(LDLIBS)
+
+fuzz-build: $(FUZZ_BINS)
+
+fuzz: $(FUZZ_BINS)
+	@for t in $(FUZZ_TARGETS); do \
+	    mkdir -p build/fuzz/corpus/$$t build/fuzz/artifacts/$$t; \
+	    dict=$$(case $$t in conf) echo tests/fuzz/conf.dict;; admin) echo tests/fuzz/json.dict;; *) echo tests/fuzz/http.dict;; esac); \
+	    regs=; [ -d tests/fuzz/regressions/$$t ] && regs=tests/fuzz/regressions/$$t; \
+	    echo "make fuzz: $$t for $(FUZZ_SECONDS)s"; \
+	    build/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -dict=$$dict \
+	        -artifact_prefix=build/fuzz/artifacts/$$t/ build/fuzz/corpus/$$t \
+	        tests/fuzz/corpus/$$t $$regs >build/fuzz/$$t.log 2>&1; rc=$$?; \
+	    grep -E '^#[0-9]+ +DONE|^stat::(number_of_executed_units|average_exec_per_sec|new_units_added)' build/fuzz/$$t.log; \
+	    if [ $$rc -ne 0 ]; then tail -40 build/fuzz/$$t.log; \
+	        echo "make fuzz: $$t failed; the input is in build/fuzz/artifacts/$$t/"; exit 1; fi; \
+	done
+
+build/asan/libballast.a: $(filter-out build/asan/src/main.o,$(ASAN_OBJS))
+	@rm -f $@
+	ar rcs $@ $^
+
+build/fuzz-replay/%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c build/asan/libballast.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CSTD) $(WARN) $(ASAN_FLAGS) $(CPPFLAGS) -DBL_NO_POOL -Itests/fuzz -MMD -MP -MF $@.d -MT $@ -o $@ $< tests/fuzz/replay.c build/asan/libballast.a $(LDLIBS)
+
+fuzz-replay: $(REPLAY_BINS)
+	@for t in $(FUZZ_TARGETS); do \
+	    build/fuzz-replay/$$t tests/fuzz/corpus/$$t tests/fuzz/regressions/$$t || exit 1; \
+	done
 
 deps:
 	@scripts/install-deps.sh run
@@ -184,4 +240,4 @@ clean:
 	rm -rf build ballast
 
 # Headers (and the .c files unit tests include) each object and unit test was built from.
--include $(OBJS:.o=.d) $(ASAN_OBJS:.o=.d) $(UNIT_DEPS)
+-include $(OBJS:.o=.d) $(ASAN_OBJS:.o=.d) $(UNIT_DEPS) $(FUZZ_OBJS:.o=.d) $(FUZZ_BINS:=.d) $(REPLAY_BINS:=.d)

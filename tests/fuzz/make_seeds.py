@@ -1,0 +1,133 @@
+#!/usr/bin/env python3
+"""Writes the seed corpora under tests/fuzz/corpus/ from the unit tests' cases and the shipped
+configs, so the fuzzers start from inputs that reach deep into each parser. Run from the
+repository root after adding cases; the files are checked in (make fuzz-replay replays them).
+"""
+import ast
+import glob
+import hashlib
+import os
+import re
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CORPUS = os.path.join(ROOT, "tests", "fuzz", "corpus")
+LIT = re.compile(r'"((?:[^"\\\n]|\\.)*)"')
+
+
+def c_string(body):
+    """The bytes of a C string literal's body (escapes as C reads them)."""
+    out = bytearray()
+    i = 0
+    while i < len(body):
+        ch = body[i]
+        if ch != "\\":
+            out += ch.encode("latin-1")
+            i += 1
+            continue
+        nxt = body[i + 1]
+        if nxt == "x":
+            m = re.match(r"[0-9a-fA-F]+", body[i + 2:])
+            out.append(int(m.group(0), 16) & 0xFF)
+            i += 2 + len(m.group(0))
+        elif nxt in "01234567":
+            m = re.match(r"[0-7]{1,3}", body[i + 1:])
+            out.append(int(m.group(0), 8) & 0xFF)
+            i += 1 + len(m.group(0))
+        else:
+            out += {"r": b"\r", "n": b"\n", "t": b"\t", "0": b"\0", "\\": b"\\",
+                    '"': b'"', "'": b"'", "a": b"\a"}.get(nxt, nxt.encode())
+            i += 2
+    return bytes(out)
+
+
+def literals_after(text, start):
+    """Adjacent string literals from text[start:] until the first non-literal token."""
+    out = b""
+    i = start
+    while True:
+        while i < len(text) and text[i] in " \t\n":
+            i += 1
+        m = LIT.match(text, i)
+        if not m:
+            return out
+        out += c_string(m.group(1))
+        i = m.end()
+
+
+def put(target, data):
+    d = os.path.join(CORPUS, target)
+    os.makedirs(d, exist_ok=True)
+    name = hashlib.sha1(data).hexdigest()[:16]
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data)
+
+
+def h1_cases():
+    text = open(os.path.join(ROOT, "tests/unit/http/test_h1_parser.c"), encoding="latin-1").read()
+    ck_at = text.index("ck_cases[]")
+    for m in re.finditer(r"\{\.name = ", text):
+        end = text.find("\n    {.name", m.end())
+        case = text[m.start(): end if end > 0 else len(text)]
+        mm = case.find("MSG(")
+        if mm < 0:
+            continue
+        msg = literals_after(case, mm + 4)
+        tm = case.find(".tail = ")
+        tail = literals_after(case, tm + 8) if tm >= 0 else b""
+        if m.start() > ck_at:
+            put("chunked", msg + tail)
+        elif ".response = 1" in case:
+            # first byte of a response input: bit 0 = answer to HEAD (fuzz_response.c)
+            put("response", (b"\x01" if ".head_request = 1" in case else b"\x00") + msg + tail)
+            put("split", b"\x01\x00" + msg + tail)
+        else:
+            put("request", msg + tail)
+            put("split", b"\x00\x00" + msg + tail)
+
+
+def uri_cases():
+    text = open(os.path.join(ROOT, "tests/unit/http/test_uri.c"), encoding="latin-1").read()
+    for m in re.finditer(r'expect_\w+\(\s*"((?:[^"\\]|\\.)*)"', text):
+        put("uri", c_string(m.group(1)))
+
+
+def conf_files():
+    files = glob.glob(os.path.join(ROOT, "examples/*.conf")) + [os.path.join(ROOT, "dist/ballast.conf")]
+    for f in files:
+        put("conf", open(f, "rb").read())
+    # The docs' examples: every ```nginx block (the docs check runs them too).
+    for f in glob.glob(os.path.join(ROOT, "docs/*.md")):
+        text = open(f, encoding="utf-8").read()
+        for block in re.findall(r"```nginx\n(.*?)```", text, re.S):
+            put("conf", block.encode())
+    # The unit tests' inline configs (adjacent literals that look like config text).
+    for f in glob.glob(os.path.join(ROOT, "tests/unit/conf/test_conf*.c")):
+        text = open(f, encoding="latin-1").read()
+        for m in re.finditer(r'(?:\(|=)\s*(?="[a-z_]+[ {])', text):
+            data = literals_after(text, m.end())
+            if b";" in data or b"{" in data:
+                put("conf", data)
+
+
+def admin_bodies():
+    text = open(os.path.join(ROOT, "tests/unit/admin/test_api.c"), encoding="latin-1").read()
+    for m in re.finditer(r'"(\{(?:[^"\\]|\\.)*\}|\[(?:[^"\\]|\\.)*\])"', text):
+        body = c_string(m.group(1))
+        put("admin", b"\x00" + body)  # PATCH
+        put("admin", b"\x01" + body)  # POST
+    for body in (b'{"server": "127.0.0.1:9999", "weight": 2, "max_conns": 3, "max_fails": 1, '
+                 b'"fail_timeout": "10s", "slow_start": "30s", "backup": false, "down": true}',
+                 b'{"weight": 5, "down": false, "drain": true, "max_conns": 0}'):
+        put("admin", b"\x00" + body)
+        put("admin", b"\x01" + body)
+
+
+if __name__ == "__main__":
+    os.chdir(ROOT)
+    h1_cases()
+    uri_cases()
+    conf_files()
+    admin_bodies()
+    for t in sorted(os.listdir(CORPUS)):
+        print(t, len(os.listdir(os.path.join(CORPUS, t))), file=sys.stderr)
