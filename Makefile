@@ -4,7 +4,8 @@
 #   make               build ./ballast (-O2 -g, warnings are errors)
 #   make asan          build build/asan/ballast with AddressSanitizer + UBSan (pools bypassed)
 #   make run           install missing packages, build (-j$(nproc)), run examples/quickstart.conf
-#   make test          install missing packages, build (-j$(nproc)), run unit tests, then the
+#   make test          install missing packages, build (-j$(nproc)), run unit tests and the
+#                      fuzz corpora (fuzz-replay), then the
 #                      integration suite against ./ballast and against the ASan build; says
 #                      how long it takes and prints a line as each suite starts
 #   make unit          the include-layer check, then the unit tests (cmocka)
@@ -140,7 +141,7 @@ fuzz: $(FUZZ_BINS)
 	    build/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -dict=$$dict \
 	        -artifact_prefix=build/fuzz/artifacts/$$t/ build/fuzz/corpus/$$t \
 	        tests/fuzz/corpus/$$t $$regs >build/fuzz/$$t.log 2>&1; rc=$$?; \
-	    grep -E '^#[0-9]+ +DONE|^stat::(number_of_executed_units|average_exec_per_sec|new_units_added)' build/fuzz/$$t.log; \
+	    grep -E '^#[0-9]+[[:space:]]+DONE|^stat::(number_of_executed_units|average_exec_per_sec|new_units_added)' build/fuzz/$$t.log; \
 	    if [ $$rc -ne 0 ]; then tail -40 build/fuzz/$$t.log; \
 	        echo "make fuzz: $$t failed; the input is in build/fuzz/artifacts/$$t/"; exit 1; fi; \
 	done
@@ -192,8 +193,9 @@ test: deps-test
 	      "about $(TEST_MINUTES) minutes on 2 cores"
 	@echo "make test: [1/4] building ./ballast and build/asan/ballast (-j$(NPROC))"
 	@$(MAKE) --no-print-directory -j$(NPROC) all asan
-	@echo "make test: [2/4] unit tests"
+	@echo "make test: [2/4] unit tests, then the fuzz corpora replayed (tests/fuzz/)"
 	@$(MAKE) --no-print-directory -j$(NPROC) unit
+	@$(MAKE) --no-print-directory -j$(NPROC) fuzz-replay
 	@echo "make test: [3/4] integration tests against ./ballast"
 	@$(MAKE) --no-print-directory integration
 	@echo "make test: [4/4] integration tests against build/asan/ballast"

@@ -74,7 +74,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     default: {
         char *nl = memchr(body, '\n', len);
-        if (!nl || len < 1)
+        if (!nl || nl == body)
             break;
         rq.method = methods[(unsigned char)body[0] % 4];
         rq.path = body + 1;
