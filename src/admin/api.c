@@ -758,6 +758,11 @@ void bl_api_handle(const struct bl_api_ctx *ctx, const struct bl_api_request *re
             route_upstreams(ctx, req, req->path + 14, end, resp);
             return;
         }
+    if (req->path_len >= 14 && memcmp(req->path, "/api/locations", 14) == 0 &&
+        (req->path_len == 14 || req->path[14] == '/')) {
+        bl_api_locations(ctx, req, req->path + 14, end, resp);
+        return;
+    }
     errorf(resp, 404, "no such resource: %.*s (see /api/upstreams, /api/health, /metrics, "
            "/status)", (int)(req->path_len > 200 ? 200 : req->path_len), req->path);
 }

@@ -13,6 +13,8 @@
  *                                                 added through a reload (conf/overlay.h)
  *   DELETE /api/upstreams/NAME/servers/ID        removed through a reload
  *   POST  /api/reload                            bl_reload(); its error as JSON
+ *   GET   /api/locations[/ID]                    locations and their `disable` switch
+ *   PATCH /api/locations/ID                      {"disabled": B | null} (api_locations.c)
  * Bodies are JSON (Debian libjansson); errors are {"error": "REASON"} with 400 (bad call),
  * 404 (no such route, upstream or server) or 405 (method; with Allow).
  * docs/operations.md, "Runtime API", is the reference.
@@ -59,6 +61,10 @@ struct bl_api_response {
  * with a short body. */
 void bl_api_handle(const struct bl_api_ctx *ctx, const struct bl_api_request *req,
                    struct bl_api_response *resp);
+
+/* /api/locations, [p, end) the path after it (api_locations.c). */
+void bl_api_locations(const struct bl_api_ctx *ctx, const struct bl_api_request *req,
+                      const char *p, const char *end, struct bl_api_response *resp);
 
 /* Fills resp with {"error": reason} and status. */
 void bl_api_error(struct bl_api_response *resp, int status, const char *reason);

@@ -2044,6 +2044,34 @@ static int h_types(struct compiler *c, const struct bl_conf_node *n)
 /* try_files $uri [$uri/] FALLBACK, for a root location: the fallback is =CODE, a named
  * location (@name) or a URI, both internal redirects. Other files than $uri and $uri/ are not
  * supported in this build. */
+/* disable [CODE] [TEXT | URI]: ballast's switch (docs/protection.md). */
+static int h_disable(struct compiler *c, const struct bl_conf_node *n)
+{
+    struct bl_location *loc = c->loc;
+    if (loc->disable_conf)
+        return fail(c, "\"disable\" directive is duplicate");
+    int64_t code = 503;
+    int i = 0;
+    if (n->nargs > i && n->args[i][0] >= '0' && n->args[i][0] <= '9') {
+        if (parse_num(n->args[i], 200, 599, &code) != BL_OK)
+            return fail(c, "\"disable\" code must be between 200 and 599: \"%s\"",
+                        n->args[i]);
+        i++;
+    }
+    if (n->nargs > i) {
+        const char *a = n->args[i];
+        char **to = a[0] == '/' || a[0] == '@' ? &loc->disable_uri : &loc->disable_text;
+        if (!(*to = conf_strdup(a)))
+            return oom(c);
+        i++;
+    }
+    if (n->nargs > i)
+        return fail(c, "invalid arguments in \"disable\": want [CODE] [TEXT | URI]");
+    loc->disable_code = (int)code;
+    loc->disable_conf = 1;
+    return BL_OK;
+}
+
 static int h_try_files(struct compiler *c, const struct bl_conf_node *n)
 {
     struct bl_location *loc = c->loc;
@@ -2797,6 +2825,7 @@ static const struct directive directives[] = {
     DIRECTIVE("proxy_ssl_session_reuse", CTX_HSL, 1, 1, DIR_DEFAULT_DOC, "on | off", "on",
               h_proxy_ssl),
     DIRECTIVE("root", CTX_HSL, 1, 1, 0, "DIRECTORY", NULL, h_root_any),
+    DIRECTIVE("disable", CTX_LOCATION, 0, 2, 0, "[CODE] [TEXT | URI]", NULL, h_disable),
     DIRECTIVE("try_files", CTX_LOCATION, 2, ANY_ARGS, 0, "$uri [$uri/] =CODE | @NAME | URI",
               NULL, h_try_files),
     /* stream (src/stream/): upstream blocks are compiled as http's, into the same groups */
@@ -3540,6 +3569,8 @@ static void free_location(struct bl_location *loc)
     free(loc->proxy_host);
     free(loc->proxy_port);
     free(loc->try_fallback);
+    free(loc->disable_text);
+    free(loc->disable_uri);
     bl_template_free(loc->try_fallback_tpl);
     bl_template_free(loc->proxy_uri_tpl);
     bl_template_free(loc->proxy_host_tpl);

@@ -6,6 +6,7 @@
 #define BL_CONF_CONF_H
 
 #include <stddef.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <sys/socket.h>
 #include <sys/types.h>
@@ -265,8 +266,29 @@ struct bl_location {
     uint32_t nops;
     uint32_t index;                 /* 0..nlocations-1 over the config (per-worker statistics
                                      * are indexed by it); UINT32_MAX for a server_loc */
+    /* `disable [CODE] [TEXT | URI]` (ballast's switch, docs/protection.md): the location
+     * answers at once without its content handler. */
+    int disable_code;               /* the answer's status (503 when not written) */
+    char *disable_text;             /* its body, or NULL */
+    char *disable_uri;              /* or the page served as error_page serves one, or NULL */
+    uint8_t disable_conf;           /* the config disables it */
+    /* The admin API's switch, any thread: BL_DISABLE_* (the control thread writes, workers
+     * read it per request; a reload starts again from the file). */
+    _Atomic uint8_t disable_live;
     struct bl_loc_conf conf;        /* effective settings (inherited and own) */
 };
+
+#define BL_DISABLE_AS_CONF 0        /* disable_live: as the config says */
+#define BL_DISABLE_ON      1        /* disabled by the API */
+#define BL_DISABLE_OFF     2        /* enabled by the API (over a config `disable`) */
+
+/* Whether loc answers with its disable answer now. Any thread. */
+static inline int bl_location_disabled(const struct bl_location *loc)
+{
+    uint8_t v = atomic_load_explicit(&((struct bl_location *)loc)->disable_live,
+                                     memory_order_relaxed);
+    return v == BL_DISABLE_AS_CONF ? loc->disable_conf : v == BL_DISABLE_ON;
+}
 
 struct bl_server_block {
     char **names;                   /* server_name values, lowercased */

@@ -404,6 +404,41 @@ int bl_local_serve(struct bl_request *r)
     }
 }
 
+/* Serves the page at uri ("/path" or "@name") for status as error_page does: the original
+ * status unless overwrite says (> 0: that code, < 0: the page's own). BL_AGAIN when the
+ * page's location cannot be served this way (it proxies): the caller sends the plain page. */
+static int serve_page(struct bl_request *r, int status, const char *uri, int overwrite)
+{
+    /* nginx: an internal redirect to the page's location. One redirect only, so a page that
+     * fails is plain. */
+    r->error_page_done = 1;
+    /* A named location keeps the request's URI; a URI is the page's own. */
+    int named = uri[0] == '@';
+    const struct bl_location *target = named ? bl_route_named(r->srv, uri, strlen(uri))
+                                             : bl_route_location(r->srv, uri, strlen(uri));
+    if (!target) {
+        bl_log(BL_LOG_ERROR, "could not find named location \"%s\", client %s", uri,
+               r->c->ip);
+        return local_write(r, 500, NULL, 0, NULL, 0);
+    }
+    /* "=CODE" replaces the status, a bare "=" takes the page's own */
+    int own = target->kind == BL_LOC_RETURN ? target->return_code : 200;
+    int st = overwrite > 0 ? overwrite : overwrite < 0 ? own : status;
+    /* A return with text answers that text with st ("return 503 sorry" behind "=503"); an
+     * error code without text is the plain page of st, as nginx, whose recursive_error_pages
+     * is off, sends it. */
+    if (target->kind == BL_LOC_RETURN && (target->return_code < 400 || target->return_text))
+        return serve_return(r, target, st);
+    if (target->kind == BL_LOC_RETURN)
+        return local_write(r, st, NULL, 0, NULL, 0);
+    if (target->kind == BL_LOC_STATIC)
+        return named ? static_serve(r, target, r->upath, r->upath_len, st)
+                     : static_serve(r, target, uri, strlen(uri), st);
+    bl_log(BL_LOG_WARN, "error page %s for %d: no return or root location serves it", uri,
+           status);
+    return BL_AGAIN;
+}
+
 int bl_local_response(struct bl_request *r, int status, const char *body, size_t len,
                       const char *location, size_t location_len)
 {
@@ -413,35 +448,9 @@ int bl_local_response(struct bl_request *r, int status, const char *body, size_t
             const struct bl_error_page *ep = &loc->conf.error_pages[i];
             if (ep->code != status)
                 continue;
-            /* nginx: an internal redirect to the page's location; the original status stays
-             * unless the line says =CODE. One redirect only, so a page that fails is plain. */
-            r->error_page_done = 1;
-            /* A named location keeps the request's URI; a URI is the page's own. */
-            int named = ep->uri[0] == '@';
-            const struct bl_location *target =
-                named ? bl_route_named(r->srv, ep->uri, strlen(ep->uri))
-                      : bl_route_location(r->srv, ep->uri, strlen(ep->uri));
-            if (!target) {
-                bl_log(BL_LOG_ERROR, "could not find named location \"%s\", client %s",
-                       ep->uri, r->c->ip);
-                return local_write(r, 500, NULL, 0, NULL, 0);
-            }
-            /* "=CODE" replaces the status, a bare "=" takes the page's own */
-            int own = target->kind == BL_LOC_RETURN ? target->return_code : 200;
-            int st = ep->overwrite > 0 ? ep->overwrite : ep->overwrite < 0 ? own : status;
-            /* A return with text answers that text with st ("return 503 sorry" behind
-             * "=503"); an error code without text is the plain page of st, as nginx, whose
-             * recursive_error_pages is off, sends it. */
-            if (target->kind == BL_LOC_RETURN &&
-                (target->return_code < 400 || target->return_text))
-                return serve_return(r, target, st);
-            if (target->kind == BL_LOC_RETURN)
-                return local_write(r, st, NULL, 0, NULL, 0);
-            if (target->kind == BL_LOC_STATIC)
-                return named ? static_serve(r, target, r->upath, r->upath_len, st)
-                             : static_serve(r, target, ep->uri, strlen(ep->uri), st);
-            bl_log(BL_LOG_WARN, "error_page %d %s: no return or root location serves it",
-                   status, ep->uri);
+            int rc = serve_page(r, status, ep->uri, ep->overwrite);
+            if (rc != BL_AGAIN)
+                return rc;
             break;
         }
     }
@@ -449,6 +458,25 @@ int bl_local_response(struct bl_request *r, int status, const char *body, size_t
         loc->return_text)
         return serve_return(r, loc, status);
     return local_write(r, status, body, len, location, location_len);
+}
+
+int bl_local_disabled(struct bl_request *r)
+{
+    const struct bl_location *loc = r->loc;
+    if (!r->req_body_done)
+        r->keep_alive = 0;
+    /* A location the API disabled without a `disable` line answers 503. */
+    int code = loc->disable_code ? loc->disable_code : 503;
+    if (loc->disable_text)
+        return local_write(r, code, loc->disable_text, strlen(loc->disable_text), NULL, 0);
+    if (loc->disable_uri && r->srv && !r->error_page_done) {
+        int rc = serve_page(r, code, loc->disable_uri, code);
+        if (rc != BL_AGAIN)
+            return rc;
+        return local_write(r, code, NULL, 0, NULL, 0);
+    }
+    /* No page of its own: the status, through error_page like any of ballast's errors. */
+    return bl_local_response(r, code, NULL, 0, NULL, 0);
 }
 
 int bl_local_error_page_for(const struct bl_request *r, int status)

@@ -439,6 +439,10 @@ static void proxy_start(struct bl_request *r);
  * response; try_files' fallback redirects internally and comes back here. */
 static void request_content(struct bl_request *r)
 {
+    if (__builtin_expect(bl_location_disabled(r->loc), 0)) {
+        local_done(r, bl_local_disabled(r));
+        return;
+    }
     for (;;) {
         if (r->rw.ret_code == 444) {
             request_drop(r);

@@ -192,6 +192,9 @@ size_t bl_add_headers(const struct bl_request *r, int status, char *buf, size_t 
  * that an error_page names is redirected internally first. */
 int bl_local_response(struct bl_request *r, int status, const char *body, size_t len,
                       const char *location, size_t location_len);
+/* The answer of a disabled location (`disable`, or the admin API's switch): its text, its
+ * page, or its status through error_page. */
+int bl_local_disabled(struct bl_request *r);
 /* Whether an error_page of r's location names status and none was followed yet
  * (proxy_intercept_errors asks before it drops an upstream answer). */
 int bl_local_error_page_for(const struct bl_request *r, int status);

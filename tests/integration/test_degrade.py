@@ -3,6 +3,7 @@ proxy_intercept_errors, for upstream answers (side by side with nginx 1.22 on th
 nginx's "no live upstreams" once every server is out for its own failures; the `disable`
 switch in the config and through the admin API."""
 import http.client
+import json
 import os
 import time
 
@@ -148,3 +149,74 @@ http {
     assert got == [502] * 3, got
     assert wait_for(lambda: len(_connect_failures(b)) >= 3, 3 * SLOW), _log(b)[-2000:]
     assert "no live upstreams" not in _log(b)
+
+
+def api(b, method, path, body=None):
+    c = http.client.HTTPConnection("127.0.0.1", b.values["port_admin"], timeout=10 * SLOW)
+    try:
+        c.request(method, path, body=json.dumps(body) if body is not None else None,
+                  headers={"Content-Type": "application/json"})
+        r = c.getresponse()
+        return r.status, json.loads(r.read() or b"null")
+    finally:
+        c.close()
+
+
+DISABLE = """
+error_log @tmp@/error.log info;
+admin { listen 127.0.0.1:@port_admin@; }
+http {
+    server { listen 127.0.0.1:@port@;
+        location /off { disable; proxy_pass http://127.0.0.1:@pb@; }
+        location /text { disable 410 "gone for now"; proxy_pass http://127.0.0.1:@pb@; }
+        location /page { disable 503 /maint; proxy_pass http://127.0.0.1:@pb@; }
+        location /styled { disable; proxy_pass http://127.0.0.1:@pb@; error_page 503 /maint; }
+        location = /maint { return 200 "maintenance"; }
+        location /live { proxy_pass http://127.0.0.1:@pb@; }
+    }
+}"""
+
+
+def test_disable_in_config(ballast, backend):
+    be = backend("b")
+    b = ballast(DISABLE, pb=be.port)
+    c = http.client.HTTPConnection("127.0.0.1", b.port, timeout=10 * SLOW)
+    c.request("GET", "/off")
+    r = c.getresponse()
+    r.read()
+    assert (r.status, r.getheader("Retry-After")) == (503, "1")
+    assert ask(b.port, "/text") == (410, "gone for now")
+    assert ask(b.port, "/page") == (503, "maintenance")
+    assert ask(b.port, "/styled") == (503, "maintenance")
+    assert ask(b.port, "/live")[0] == 200
+    assert [r.path for r in be.requests] == ["/live"], "a disabled location reached the backend"
+
+
+def test_disable_through_api(ballast, backend):
+    be = backend("b")
+    b = ballast(DISABLE, pb=be.port)
+    st, j = api(b, "GET", "/api/locations")
+    assert st == 200, j
+    live = [l for l in j["locations"] if l["location"] == "/live"][0]
+    assert live["disabled"] is False and live["switch"] == "config", live
+    assert ask(b.port, "/live/1")[0] == 200
+    st, j = api(b, "PATCH", "/api/locations/%d" % live["id"], {"disabled": True})
+    assert (st, j["disabled"], j["switch"]) == (200, True, "api: disabled"), j
+    assert ask(b.port, "/live/2")[0] == 503
+    # by path, URL-encoded: a config-disabled location enabled over its `disable` line
+    st, j = api(b, "PATCH", "/api/locations/%2Foff", {"disabled": False})
+    assert (st, j["disabled"]) == (200, False), j
+    assert ask(b.port, "/off/3")[0] == 200
+    st, j = api(b, "PATCH", "/api/locations/%2Foff", {"disabled": None})
+    assert (st, j["disabled"], j["switch"]) == (200, True, "config"), j
+    assert ask(b.port, "/off/4")[0] == 503
+    st, j = api(b, "GET", "/api/locations/%d" % live["id"])
+    assert (st, j["disabled"]) == (200, True), j
+    assert api(b, "PATCH", "/api/locations/%d" % live["id"], {"disabled": "yes"})[0] == 400
+    assert api(b, "PATCH", "/api/locations/9999", {"disabled": True})[0] == 400
+    assert api(b, "GET", "/api/locations/9999")[0] == 404
+    assert api(b, "PATCH", "/api/locations/%d" % live["id"], {"disabled": False})[0] == 200
+    assert ask(b.port, "/live/5")[0] == 200
+    assert [r.path for r in be.requests] == ["/live/1", "/off/3", "/live/5"], \
+        [r.path for r in be.requests]
+    assert wait_for(lambda: 'admin: location "/live"' in _log(b), 3 * SLOW), _log(b)[-2000:]
