@@ -40,6 +40,7 @@
 #include "upstream/balancer.h"
 #include "upstream/health_check.h"
 #include "upstream/outlier.h"
+#include "upstream/queue.h"
 #include "upstream/retry_budget.h"
 
 /* Contexts, as bits, outermost first: a default applies in a row's outermost context. */
@@ -1010,6 +1011,13 @@ static int h_outlier(struct compiler *c, const struct bl_conf_node *n)
     char err[256] = "";
     return check_result(c, bl_outlier_parse(&c->grp->outlier, n->args, n->nargs, err,
                                              sizeof(err)), err);
+}
+
+static int h_queue(struct compiler *c, const struct bl_conf_node *n)
+{
+    char err[256];
+    return check_result(c, bl_queue_parse(&c->grp->queue, n->args, n->nargs, err, sizeof(err)),
+                        err);
 }
 
 static int h_retry_budget(struct compiler *c, const struct bl_conf_node *n)
@@ -2758,6 +2766,7 @@ static const struct directive directives[] = {
     DIRECTIVE("outlier", CTX_UPSTREAM, 0, ANY_ARGS, 0,
               "[consecutive_5xx=N] [consecutive_gateway=N] [interval=TIME] [base_ejection=TIME] "
               "[max_ejection=PERCENT] [max_ejection_time=TIME]", NULL, h_outlier),
+    DIRECTIVE("queue", CTX_UPSTREAM, 1, 2, 0, "NUMBER [timeout=TIME]", NULL, h_queue),
     DIRECTIVE("retry_budget", CTX_UPSTREAM, 1, 2, 0, "PERCENT [min=N]", NULL, h_retry_budget),
     DIRECTIVE("least_conn", CTX_UPSTREAM, 0, 0, 0, "", NULL, h_lb_simple),
     DIRECTIVE("ip_hash", CTX_UPSTREAM, 0, 0, 0, "", NULL, h_lb_simple),
@@ -3632,6 +3641,7 @@ void bl_conf_release(struct bl_config *cfg)
         bl_group_state_put(g->gstate);
         bl_check_conf_free(g->check);
         bl_outlier_conf_free(g->outlier);
+        bl_queue_free(g->queue);
         free(g->name);
         free(g->hash_key);
         bl_template_free(g->hash_key_compiled);

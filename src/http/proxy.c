@@ -599,6 +599,51 @@ static __attribute__((noinline)) int first_server(struct bl_request *r,
     return bl_attempt_first(&r->a, &r->c->w->up, g, k, len, &r->c->addr.sa);
 }
 
+/* A queued request's client: only its going away matters (the request body, if any, is read
+ * once a server is found). */
+static void queued_client_event(struct bl_request *r, uint32_t ev)
+{
+    struct bl_client *c = r->c;
+    if ((ev & BL_EV_READ) && r->req_body_done && client_gone(c)) {
+        bl_log(BL_LOG_INFO, "client %s closed the connection while queued", c->ip);
+        request_abort(r, 0, "client closed while queued");
+    }
+}
+
+/* The queue woke r (ok: a server may have room) or its deadline passed. */
+static void queued_ready(struct bl_queue_waiter *w, int ok)
+{
+    struct bl_request *r = (struct bl_request *)((char *)w - offsetof(struct bl_request, qwait));
+    struct bl_upstream_group *g = r->a.pick.group;
+    if (ok && first_server(r, g) == BL_OK) {
+        r->client_handler = proxy_client_event;
+        attempt_start(r, 0);
+        return;
+    }
+    if (ok && bl_queue_requeue(w) == BL_OK)
+        return;
+    bl_log(BL_LOG_ERROR, "upstream queue of \"%s\": no server free within its timeout, "
+           "client %s", g->name, r->c->ip);
+    r->tries[0] = (struct bl_upstream_try){g->name, BL_TRY_NONE, BL_TRY_NONE, 0, 0};
+    r->ntries = 1;
+    r->client_handler = proxy_client_event;
+    request_abort(r, 503, "queue timeout");
+}
+
+/* Every server of g is full: r waits in g's queue (BL_OK), or the queue is full (BL_ERR). */
+static int queue_request(struct bl_request *r, struct bl_upstream_group *g)
+{
+    if (bl_queue_wait(g->queue, &r->qwait, &r->c->w->up.queue, queued_ready) != BL_OK)
+        return BL_ERR;
+    r->state = RS_QUEUED;
+    r->client_handler = queued_client_event;
+    r->request_handler = r->response_handler = NULL;
+    /* A slot freed between the failed pick and the enqueue woke nobody: look again. */
+    if (bl_group_has_room(g, bl_clock_ms))
+        bl_queue_wake_one(g->queue);
+    return BL_OK;
+}
+
 static void proxy_start(struct bl_request *r)
 {
     struct bl_upstream_group *g = r->loc->upstream;
@@ -608,6 +653,16 @@ static void proxy_start(struct bl_request *r)
         return;
     }
     if (first_server(r, g) != BL_OK) {
+        if (g->queue && bl_group_full(g)) {
+            if (queue_request(r, g) == BL_OK)
+                return;
+            bl_log(BL_LOG_ERROR, "upstream queue of \"%s\" is full (%u), client %s", g->name,
+                   g->queue->max, r->c->ip);
+            r->tries[0] = (struct bl_upstream_try){g->name, BL_TRY_NONE, BL_TRY_NONE, 0, 0};
+            r->ntries = 1;
+            request_abort(r, 503, "queue full");
+            return;
+        }
         /* Servers out for their own failures: nginx's "no live upstreams", 502, with no
          * connect tried. Only down, checked out, full or ejected: 503 with Retry-After. */
         int failed = bl_group_failed(g, bl_clock_ms);
@@ -1553,6 +1608,8 @@ static void request_log(struct bl_request *r)
 
 static void request_free(struct bl_request *r)
 {
+    if (r->qwait.q)
+        bl_queue_cancel(&r->qwait);
     bl_realip_restore(r); /* the next request on the connection starts from the peer */
     bl_rw_free(r); /* the normalized path, rewritten URIs, variables */
     if (r->file_fd >= 0)
@@ -2130,6 +2187,6 @@ void bl_http_worker_free(struct bl_http_worker *w)
 const char *bl_req_state_str(int state)
 {
     static const char *const names[] = {"connect", "send_head", "body", "wait_head", "response",
-                                        "local"};
+                                        "local", "queued"};
     return state >= 0 && state < (int)BL_ARRAY_LEN(names) ? names[state] : "?";
 }

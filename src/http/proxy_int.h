@@ -46,6 +46,7 @@ enum req_state {
     RS_WAIT_HEAD,     /* request sent, waiting for the response head */
     RS_RESPONSE,      /* streaming the response body to the client */
     RS_LOCAL,         /* writing a response made by ballast itself */
+    RS_QUEUED,        /* waiting in the upstream group's queue for a free server */
 };
 
 /* What a request does with W3C Trace Context (trace_propagation). */
@@ -132,6 +133,7 @@ struct bl_request {
     struct bl_rw_state rw;             /* captures, rewritten URI and arguments, set variables,
                                         * return (rewrite.c) */
     struct bl_attempt a;               /* the upstream side: server, connection, retries */
+    struct bl_queue_waiter qwait;      /* RS_QUEUED: its place in the group's queue */
     struct bl_tunnel tun;              /* after a 101: the byte tunnel (tunnel.c) */
     struct bl_h1_parser parser;
     struct bl_h1_chunked req_chunked, resp_chunked;

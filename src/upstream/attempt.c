@@ -26,6 +26,15 @@ int bl_upstream_worker_init(struct bl_upstream_worker *uw, struct bl_loop *loop,
     if (!uw->lb_state || bl_conn_pool_init(&uw->pool, loop, nservers) != BL_OK)
         goto oom;
     uw->pool.stats = stats;
+    for (uint32_t i = 0; i < ngroups; i++)
+        if (groups[i]->queue) {
+            if (bl_queue_worker_init(&uw->queue, loop) != BL_OK) {
+                snprintf(err, errlen, "eventfd() for upstream queues failed");
+                bl_upstream_worker_free(uw);
+                return BL_ERR;
+            }
+            break;
+        }
     for (uint32_t i = 0; i < ngroups; i++) {
         struct bl_upstream_group *g = groups[i];
         size_t size = g->balancer->worker_size ? g->balancer->worker_size(g) : 0;
@@ -50,6 +59,7 @@ void bl_upstream_worker_free(struct bl_upstream_worker *uw)
             free(uw->lb_state[i]);
     free(uw->lb_state);
     uw->lb_state = NULL;
+    bl_queue_worker_free(&uw->queue);
     bl_conn_pool_free(&uw->pool);
 }
 
@@ -125,6 +135,25 @@ int bl_attempt_first(struct bl_attempt *a, struct bl_upstream_worker *uw,
         return BL_ERR;
     attempt_acquire(a, s, probe);
     return BL_OK;
+}
+
+int bl_group_full(const struct bl_upstream_group *g)
+{
+    for (uint32_t i = 0; i < g->nservers; i++) {
+        const struct bl_upstream_server *s = &g->servers[i];
+        int max = bl_server_max_conns(s);
+        if (max && atomic_load_explicit(&s->state->active, memory_order_relaxed) >= max)
+            return 1;
+    }
+    return 0;
+}
+
+int bl_group_has_room(const struct bl_upstream_group *g, uint64_t now_ms)
+{
+    for (uint32_t i = 0; i < g->nservers; i++)
+        if (bl_server_available(&g->servers[i], now_ms))
+            return 1;
+    return 0;
 }
 
 int bl_group_failed(const struct bl_upstream_group *g, uint64_t now_ms)
@@ -270,6 +299,12 @@ void bl_attempt_release(struct bl_attempt *a, int failed, int reusable, uint64_t
         return;
     a->released = 1;
     bl_server_release(s);
+    if (s->group->queue) {
+        /* the release above before the queue's count: a waiter that enqueued meanwhile
+         * either sees the room or is seen here (queue.h) */
+        atomic_thread_fence(memory_order_seq_cst);
+        bl_queue_released(s->group->queue);
+    }
     if (s->group->outlier) {
         bl_outlier_end(s, a->probe);
         a->probe = 0;

@@ -30,6 +30,7 @@
 #include "core/stats.h"
 #include "upstream/balancer.h"
 #include "upstream/conn_pool.h"
+#include "upstream/queue.h"
 #include "upstream/upstream.h"
 
 /* proxy_next_upstream conditions (bl_retry_policy.next_upstream, the location's conf). */
@@ -94,6 +95,8 @@ struct bl_upstream_worker {
     uint32_t ngroups;
     struct bl_stats_peer *stats;       /* this worker's per-server counters, indexed by
                                         * server id (core/stats.h); NULL: not counted */
+    struct bl_queue_worker queue;      /* upstream queues' wake-ups (loop NULL when no group
+                                        * has a queue) */
 };
 
 /* Sets up uw for groups[0..ngroups) with nservers servers in all: pools, and each balancer's
@@ -116,6 +119,12 @@ void bl_upstream_worker_free(struct bl_upstream_worker *uw);
 int bl_attempt_first(struct bl_attempt *a, struct bl_upstream_worker *uw,
                      struct bl_upstream_group *g, const char *key, size_t key_len,
                      const struct sockaddr *client);
+
+/* Whether g's first pick failed for lack of room: some server is at its max_conns (the case
+ * `queue` waits for). Any thread. */
+int bl_group_full(const struct bl_upstream_group *g);
+/* Whether some server of g could take a request now. Any thread. */
+int bl_group_has_room(const struct bl_upstream_group *g, uint64_t now_ms);
 
 /* Whether any server of g is out for its own failures (max_fails within fail_timeout) at
  * now_ms: the front end then answers "no live upstreams" as nginx does (502) rather than
