@@ -1020,6 +1020,13 @@ static int h_queue(struct compiler *c, const struct bl_conf_node *n)
                         err);
 }
 
+static int h_adaptive_concurrency(struct compiler *c, const struct bl_conf_node *n)
+{
+    char err[256];
+    return check_result(c, bl_adaptive_parse(&c->grp->adaptive, c->grp->name, n->args,
+                                             n->nargs, err, sizeof(err)), err);
+}
+
 static int h_retry_budget(struct compiler *c, const struct bl_conf_node *n)
 {
     char err[256] = "";
@@ -2767,6 +2774,8 @@ static const struct directive directives[] = {
               "[consecutive_5xx=N] [consecutive_gateway=N] [interval=TIME] [base_ejection=TIME] "
               "[max_ejection=PERCENT] [max_ejection_time=TIME]", NULL, h_outlier),
     DIRECTIVE("queue", CTX_UPSTREAM, 1, 2, 0, "NUMBER [timeout=TIME]", NULL, h_queue),
+    DIRECTIVE("adaptive_concurrency", CTX_UPSTREAM, 0, 3, 0,
+              "[min=N] [max=N] [latency_target=TIME]", NULL, h_adaptive_concurrency),
     DIRECTIVE("retry_budget", CTX_UPSTREAM, 1, 2, 0, "PERCENT [min=N]", NULL, h_retry_budget),
     DIRECTIVE("least_conn", CTX_UPSTREAM, 0, 0, 0, "", NULL, h_lb_simple),
     DIRECTIVE("ip_hash", CTX_UPSTREAM, 0, 0, 0, "", NULL, h_lb_simple),
@@ -3642,6 +3651,7 @@ void bl_conf_release(struct bl_config *cfg)
         bl_check_conf_free(g->check);
         bl_outlier_conf_free(g->outlier);
         bl_queue_free(g->queue);
+        bl_adaptive_free(g->adaptive);
         free(g->name);
         free(g->hash_key);
         bl_template_free(g->hash_key_compiled);

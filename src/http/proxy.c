@@ -652,6 +652,17 @@ static void proxy_start(struct bl_request *r)
         request_abort(r, status, "no upstream group by that name");
         return;
     }
+    if (g->adaptive &&
+        !bl_adaptive_admit(g->adaptive, atomic_load_explicit(&g->gstate->active,
+                                                             memory_order_relaxed))) {
+        bl_log(BL_LOG_INFO, "adaptive_concurrency of upstream \"%s\": over its limit of %u, "
+               "client %s", g->name, atomic_load_explicit(&g->adaptive->limit,
+                                                          memory_order_relaxed), r->c->ip);
+        r->tries[0] = (struct bl_upstream_try){g->name, BL_TRY_NONE, BL_TRY_NONE, 0, 0};
+        r->ntries = 1;
+        request_abort(r, 503, "adaptive concurrency limit");
+        return;
+    }
     if (first_server(r, g) != BL_OK) {
         if (g->queue && bl_group_full(g)) {
             if (queue_request(r, g) == BL_OK)

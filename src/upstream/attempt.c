@@ -315,6 +315,10 @@ void bl_attempt_release(struct bl_attempt *a, int failed, int reusable, uint64_t
     }
     if (!failed)
         bl_server_report(s, 0, bl_clock_ms);
+    if (s->group->adaptive && !failed && a->status)
+        bl_adaptive_sample(s->group->adaptive, a->time_us,
+                           atomic_load_explicit(&s->group->gstate->active, memory_order_relaxed),
+                           bl_clock_ms);
     if (s->group->balancer->release) {
         a->pick.now_ms = bl_clock_ms;
         struct bl_pick_feedback fb = {.status = a->status,

@@ -30,6 +30,7 @@
 #include "core/stats.h"
 #include "upstream/balancer.h"
 #include "upstream/conn_pool.h"
+#include "upstream/adaptive.h"
 #include "upstream/queue.h"
 #include "upstream/upstream.h"
 

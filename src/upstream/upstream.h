@@ -16,6 +16,7 @@ struct bl_balancer_ops;
 struct bl_check_conf;    /* health_check.h */
 struct bl_outlier_conf;  /* outlier.h */
 struct bl_queue;         /* queue.h */
+struct bl_adaptive;      /* adaptive.h */
 
 /* Runtime state of one server, shared by every worker. Survives reloads for a server that keeps
  * its identity (group name + address). */
@@ -114,6 +115,8 @@ struct bl_upstream_group {
     struct bl_check_conf *check;     /* `check ...;` active health checks, or NULL */
     struct bl_outlier_conf *outlier; /* `outlier ...;` outlier detection, or NULL */
     struct bl_queue *queue;          /* `queue N [timeout=T];`: requests wait for a slot, or
+                                      * NULL */
+    struct bl_adaptive *adaptive;    /* `adaptive_concurrency ...;`: the learned limit, or
                                       * NULL */
     uint8_t retry_budget_set;        /* `retry_budget P [min=N];` given (P may be 0) */
     uint32_t retry_budget_percent;
