@@ -98,7 +98,7 @@ static void update(struct bl_adaptive *ac, double mean_us, int32_t inflight, uin
             gradient = 1.0;
         /* Within the target the limit probes upwards by its square root (the queue
          * allowance); above it, it shrinks by the gradient alone, so that it can reach min. */
-        double next = gradient < 1.0 ? ac->est * gradient : ac->est + sqrt(ac->est);
+        double next = gradient < 1.0 ? ac->est * gradient : ac->est + sqrt(ac->est) / 2;
         if (next > ac->est && inflight < ac->est / 2)
             next = ac->est; /* not loaded enough to learn about a higher limit */
         ac->est = next < ac->min ? ac->min : next > ac->max ? ac->max : next;

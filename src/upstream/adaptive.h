@@ -8,7 +8,7 @@
  *     sample   = the window's mean response-head latency
  *     target   = latency_target, or 1.5 x min_rtt
  *     gradient = clamp(target / sample, 0.5, 1.0)
- *     limit    = clamp(gradient < 1 ? limit x gradient : limit + sqrt(limit), min, max)
+ *     limit    = clamp(gradient < 1 ? limit x gradient : limit + sqrt(limit) / 2, min, max)
  * and the limit does not grow while fewer than half of it are in flight (nothing was learned
  * about a higher one). Without latency_target, min_rtt is measured as Envoy does: at start and
  * every 30 s the limit is pinned to `min` until 20 answers came, and their mean is min_rtt.
