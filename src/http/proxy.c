@@ -638,7 +638,9 @@ static int queue_request(struct bl_request *r, struct bl_upstream_group *g)
     r->state = RS_QUEUED;
     r->client_handler = queued_client_event;
     r->request_handler = r->response_handler = NULL;
-    /* A slot freed between the failed pick and the enqueue woke nobody: look again. */
+    /* A slot freed between the failed pick and the enqueue woke nobody: look again (the
+     * fence pairs with the one in bl_attempt_release(): one of the two sees the other). */
+    atomic_thread_fence(memory_order_seq_cst);
     if (bl_group_has_room(g, bl_clock_ms))
         bl_queue_wake_one(g->queue);
     return BL_OK;
