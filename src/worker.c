@@ -19,6 +19,7 @@
 #include "core/status.h"
 #include "http/access_log.h"
 #include "http/proxy.h"
+#include "stream/udp.h"
 #include "upstream/attempt.h"
 #include "worker.h"
 
@@ -44,7 +45,8 @@ static void listener_pause(struct bl_worker *w, int pause)
 {
     for (uint32_t i = 0; i < w->cur->nlisteners; i++) {
         struct bl_listener *l = &w->cur->listeners[i];
-        if (l->io.fd < 0 || l->paused == pause)
+        /* UDP: the socket carries the datagrams of open sessions too (udp.h caps new ones). */
+        if (l->io.fd < 0 || l->paused == pause || l->listen->udp)
             continue;
         if (pause)
             bl_loop_del(w->loop, &l->io);
@@ -60,6 +62,12 @@ static void on_accept(struct bl_io *io, uint32_t ev)
     struct bl_worker *w = l->w;
     BL_UNUSED(ev);
     int limit = w->cur->gen->cfg->worker_connections;
+    if (l->listen->udp) {
+        uint32_t n = worker_nclients(w);
+        bl_stream_udp_read(&w->cur->stream, l->listen, io->fd,
+                           n < (uint32_t)limit ? (uint32_t)limit - n : 0);
+        return;
+    }
     for (int i = 0; i < ACCEPT_BATCH; i++) {
         if (worker_nclients(w) >= (uint32_t)limit) {
             bl_log(BL_LOG_WARN, "%d worker_connections are not enough, not accepting", limit);
@@ -99,6 +107,7 @@ static void wgen_free(struct bl_worker_gen *wg, struct bl_loop *loop)
     bl_access_log_flush(&wg->http.logs);
     bl_timer_cancel(loop, &wg->http.logs.timer);
     bl_http_worker_free(&wg->http);
+    bl_stream_udp_free(&wg->stream);
     for (uint32_t k = 0; k < wg->nlisteners; k++)
         if (wg->listeners[k].io.fd >= 0)
             close(wg->listeners[k].io.fd);
@@ -195,7 +204,10 @@ static void worker_shutdown(struct bl_worker *w, int handover)
     w->cur->http.draining = handover ? 2 : 1;
     bl_conn_pool_drain(&w->cur->http.up.pool);
     bl_http_drain(&w->cur->http, !handover);
+    /* No client datagram can reach a UDP session once its listener is closed. */
+    bl_stream_udp_close_all(&w->cur->stream);
     for (struct bl_worker_gen *o = w->old; o; o = o->next_old) {
+        bl_stream_udp_close_all(&o->stream);
         o->http.draining = handover ? 2 : 1;
         bl_conn_pool_drain(&o->http.up.pool);
         bl_http_drain(&o->http, !handover);
@@ -515,12 +527,13 @@ struct bl_generation *bl_generation_create(struct bl_config *cfg, int nworkers,
         int first_new = 0;
         while (h && first_new < nworkers && h->taken < h->nfds)
             g->fds[(size_t)first_new++ * cfg->nlistens + k] = h->fds[h->taken++];
+        const struct sockaddr *sa = (const struct sockaddr *)&ls->addr;
         int rc = ls->reuseport || h ? 0
-                               : bl_sock_probe_exclusive((const struct sockaddr *)&ls->addr,
-                                                         ls->addrlen, err, errlen);
+                 : ls->udp ? bl_sock_probe_exclusive_udp(sa, ls->addrlen, err, errlen)
+                           : bl_sock_probe_exclusive(sa, ls->addrlen, err, errlen);
         for (int i = first_new; rc == 0 && i < nworkers; i++) {
-            int fd = bl_sock_listen((const struct sockaddr *)&ls->addr, ls->addrlen,
-                                    ls->backlog, 1, err, errlen);
+            int fd = ls->udp ? bl_sock_udp(sa, ls->addrlen, err, errlen)
+                             : bl_sock_listen(sa, ls->addrlen, ls->backlog, 1, err, errlen);
             if (fd < 0)
                 rc = -1;
             g->fds[(size_t)i * cfg->nlistens + k] = fd;

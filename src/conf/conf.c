@@ -2460,7 +2460,8 @@ static int h_stream_server(struct compiler *c, const struct bl_conf_node *n)
     return BL_OK;
 }
 
-/* listen in a stream server: TCP only; what this build lacks (udp, ssl) is refused by name. */
+/* listen in a stream server: TCP, or UDP with `udp`; what this build lacks (ssl) is refused by
+ * name. */
 static int h_stream_listen(struct compiler *c, const struct bl_conf_node *n)
 {
     char err[256];
@@ -2468,11 +2469,13 @@ static int h_stream_listen(struct compiler *c, const struct bl_conf_node *n)
     socklen_t sl;
     if (bl_addr_parse(n->args[0], 0, 0, &ss, &sl, err, sizeof(err)) != 0)
         return fail(c, "%s in \"listen\" directive", err);
-    int backlog = 511, reuseport = 0, pp = 0;
+    int backlog = 511, reuseport = 0, pp = 0, udp = 0;
     for (int i = 1; i < n->nargs; i++) {
         const char *a = n->args[i];
         int64_t v;
-        if (strcmp(a, "reuseport") == 0) {
+        if (strcmp(a, "udp") == 0) {
+            udp = 1;
+        } else if (strcmp(a, "reuseport") == 0) {
             reuseport = 1;
         } else if (strcmp(a, "proxy_protocol") == 0) {
             pp = 1;
@@ -2482,9 +2485,6 @@ static int h_stream_listen(struct compiler *c, const struct bl_conf_node *n)
             backlog = (int)v;
         } else if (strcmp(a, "bind") == 0 || strcmp(a, "ipv6only=on") == 0) {
             ;
-        } else if (strcmp(a, "udp") == 0) {
-            return fail(c, "UDP proxying (stream) is not supported in this build: \"udp\" "
-                           "parameter of \"listen\"");
         } else if (strcmp(a, "ssl") == 0) {
             return fail(c, "TLS in stream is not supported in this build: \"ssl\" parameter "
                            "of \"listen\"");
@@ -2498,8 +2498,13 @@ static int h_stream_listen(struct compiler *c, const struct bl_conf_node *n)
                 return BL_ERR;
         }
     }
-    char text[BL_ADDR_STRLEN];
-    bl_addr_format((struct sockaddr *)&ss, text, sizeof(text));
+    if (udp && pp)
+        return fail(c, "the PROXY protocol over UDP is not supported in this build: "
+                       "\"proxy_protocol\" with \"udp\" in \"listen\"");
+    char text[BL_ADDR_STRLEN + 4];
+    int tl = bl_addr_format((struct sockaddr *)&ss, text, BL_ADDR_STRLEN);
+    if (udp && tl > 0 && (size_t)tl + 4 < sizeof(text))
+        memcpy(text + tl, " udp", 5);   /* a TCP and a UDP listener may share a port */
     struct bl_config *cfg = c->cfg;
     for (uint32_t i = 0; i < cfg->nlistens; i++)
         if (strcmp(cfg->listens[i].text, text) == 0)
@@ -2514,6 +2519,7 @@ static int h_stream_listen(struct compiler *c, const struct bl_conf_node *n)
     l->backlog = backlog;
     l->reuseport = (uint8_t)reuseport;
     l->proxy_protocol = (uint8_t)pp;
+    l->udp = (uint8_t)udp;
     snprintf(l->text, sizeof(l->text), "%s", text);
     l->port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
     l->stream = c->ssrv;
@@ -2566,6 +2572,19 @@ static int h_stream_typed(struct compiler *c, const struct bl_conf_node *n)
     if (*f != UINT64_MAX && c->sc != &c->cfg->stream_defaults)
         return fail(c, "\"%s\" directive is duplicate", n->name);
     *f = v;
+    return BL_OK;
+}
+
+/* proxy_responses / proxy_requests N (UDP): a count, 0 allowed. */
+static int h_stream_count(struct compiler *c, const struct bl_conf_node *n)
+{
+    uint64_t *f = (uint64_t *)((char *)c->sc + c->dir->offset);
+    int64_t num;
+    if (parse_num(n->args[0], 0, 1000000000, &num) != BL_OK)
+        return invalid_value(c, n->args[0]);
+    if (*f != UINT64_MAX && c->sc != &c->cfg->stream_defaults)
+        return fail(c, "\"%s\" directive is duplicate", n->name);
+    *f = (uint64_t)num;
     return BL_OK;
 }
 
@@ -2850,7 +2869,8 @@ static const struct directive directives[] = {
     DIRECTIVE("upstream", CTX_STREAM, 1, 1, DIR_BLOCK, "NAME", NULL, h_upstream),
     DIRECTIVE("server", CTX_STREAM, 0, 0, DIR_BLOCK, "", NULL, h_stream_server),
     DIRECTIVE("listen", CTX_SSERVER, 1, ANY_ARGS, 0,
-              "[ADDRESS:]PORT [proxy_protocol] [reuseport] [backlog=N]", NULL, h_stream_listen),
+              "[ADDRESS:]PORT [udp] [proxy_protocol] [reuseport] [backlog=N]", NULL,
+              h_stream_listen),
     DIRECTIVE("proxy_pass", CTX_SSERVER, 1, 1, 0, "NAME\nADDRESS:PORT", NULL,
               h_stream_proxy_pass),
     STYPED("proxy_connect_timeout", FT_TIME, connect_timeout, "60s"),
@@ -2863,6 +2883,10 @@ static const struct directive directives[] = {
     /* PROXY protocol in stream (stream/stream.c) */
     STYPED("proxy_protocol_timeout", FT_TIME, pp_timeout, "30s"),
     DIRECTIVE("set_real_ip_from", CTX_SS, 1, 1, 0, "ADDRESS | CIDR", NULL, h_set_real_ip_from),
+    {"proxy_responses", CTX_SS, 1, 1, 0, FT_NUM, offsetof(struct bl_stream_conf, responses),
+     "NUMBER", NULL, h_stream_count},
+    {"proxy_requests", CTX_SS, 1, 1, 0, FT_NUM, offsetof(struct bl_stream_conf, requests),
+     "NUMBER", "0", h_stream_count},
     DIRECTIVE("access_log", CTX_SS, 1, 5, 0,
               "FILE FORMAT [buffer=SIZE] [flush=TIME] [if=CONDITION] | off", NULL, h_access_log),
 };

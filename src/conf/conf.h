@@ -333,7 +333,13 @@ struct bl_stream_conf {
     uint64_t buffer_size;           /* proxy_buffer_size: per direction, per session */
     /* PROXY protocol and rates (stream/stream.c) */
     uint64_t pp_timeout;            /* proxy_protocol_timeout: for the client's PROXY header */
+    /* UDP (stream/udp.h) */
+    uint64_t responses;             /* proxy_responses; BL_UDP_RESPONSES_ANY when unset */
+    uint64_t requests;              /* proxy_requests; 0 = no limit */
 };
+
+/* proxy_responses not set: a UDP session awaits any number of answers. */
+#define BL_UDP_RESPONSES_ANY UINT64_MAX
 
 /* A stream server block: one listen, one proxy_pass. */
 struct bl_stream_server {
@@ -350,13 +356,14 @@ struct bl_stream_server {
 struct bl_listen {
     struct sockaddr_storage addr;
     socklen_t addrlen;
-    char text[BL_ADDR_STRLEN];      /* "127.0.0.1:8080" */
+    char text[BL_ADDR_STRLEN + 4];  /* "127.0.0.1:8080", "127.0.0.1:53 udp" */
     uint16_t port;
     int backlog;
     uint8_t reuseport;              /* `listen ... reuseport`: other processes may share it */
     uint8_t ssl;                    /* `listen ... ssl`: TLS (conf/ssl.h) */
     uint8_t proxy_protocol;         /* `listen ... proxy_protocol`: each connection starts
                                      * with a PROXY protocol header (core/proxy_proto.h) */
+    uint8_t udp;                    /* `listen ... udp` (stream): datagrams, stream/udp.h */
     struct bl_server_block **servers; /* servers[0] is the default */
     uint32_t nservers;
     struct bl_stream_server *stream; /* a stream server's listen (no http servers), or NULL */

@@ -85,7 +85,6 @@ static const struct bl_unsupported directives[] = {
     {"proxy_protocol_version", E, STREAM},
     {"proxy_upload_rate", E, STREAM},
     {"proxy_download_rate", E, STREAM},
-    {"proxy_responses", E, STREAM},
     {"fastcgi_*", E, OTHER_UPSTREAMS},
     {"uwsgi_*", E, OTHER_UPSTREAMS},
     {"scgi_*", E, OTHER_UPSTREAMS},

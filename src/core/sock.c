@@ -151,9 +151,10 @@ static void bind_failed(const struct sockaddr *sa, int e, char *err, size_t errl
     snprintf(err, errlen, "bind() to %s failed (%d: %s)", name, e, strerror(e));
 }
 
-int bl_sock_probe_exclusive(const struct sockaddr *sa, socklen_t len, char *err, size_t errlen)
+static int probe_exclusive(int type, const struct sockaddr *sa, socklen_t len, char *err,
+                           size_t errlen)
 {
-    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int fd = socket(sa->sa_family, type | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         snprintf(err, errlen, "socket() failed (%d: %s)", errno, strerror(errno));
         return -1;
@@ -172,6 +173,38 @@ int bl_sock_probe_exclusive(const struct sockaddr *sa, socklen_t len, char *err,
         return -1;
     }
     return 0;
+}
+
+int bl_sock_probe_exclusive(const struct sockaddr *sa, socklen_t len, char *err, size_t errlen)
+{
+    return probe_exclusive(SOCK_STREAM, sa, len, err, errlen);
+}
+
+int bl_sock_probe_exclusive_udp(const struct sockaddr *sa, socklen_t len, char *err,
+                                size_t errlen)
+{
+    return probe_exclusive(SOCK_DGRAM, sa, len, err, errlen);
+}
+
+int bl_sock_udp(const struct sockaddr *sa, socklen_t len, char *err, size_t errlen)
+{
+    int fd = socket(sa->sa_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "socket() failed (%d: %s)", errno, strerror(errno));
+        return -1;
+    }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+    if (sa->sa_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    if (bind(fd, sa, len) != 0) {
+        int e = errno;
+        bind_failed(sa, e, err, errlen);
+        close(fd);
+        return -1;
+    }
+    return fd;
 }
 
 int bl_sock_listen(const struct sockaddr *sa, socklen_t len, int backlog, int reuseport,

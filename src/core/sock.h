@@ -39,6 +39,13 @@ int bl_sock_probe_exclusive(const struct sockaddr *sa, socklen_t len, char *err,
 int bl_sock_listen(const struct sockaddr *sa, socklen_t len, int backlog, int reuseport,
                    char *err, size_t errlen);
 
+/* UDP counterparts (stream `listen ... udp`): the probe binds a datagram socket without
+ * SO_REUSEPORT; bl_sock_udp returns a bound, non-blocking datagram socket with SO_REUSEPORT
+ * (every worker has its own) or -1 with err filled. */
+int bl_sock_probe_exclusive_udp(const struct sockaddr *sa, socklen_t len, char *err,
+                                size_t errlen);
+int bl_sock_udp(const struct sockaddr *sa, socklen_t len, char *err, size_t errlen);
+
 /* Starts a non-blocking connect. Returns the fd (connecting or connected) or -1 with errno. */
 int bl_sock_connect(const struct sockaddr *sa, socklen_t len);
 

@@ -16,6 +16,7 @@
 #include "http/access_log.h"
 #include "http/template.h"
 #include "stream/stream.h"
+#include "stream/udp.h"
 
 /* Direction 0: client to upstream; 1: upstream to client. */
 struct dir {
@@ -521,6 +522,7 @@ void bl_stream_accept(struct bl_stream_worker *sw, const struct bl_listen *liste
 
 void bl_stream_close_all(struct bl_stream_worker *sw)
 {
+    bl_stream_udp_close_all(sw);
     while (sw->sessions)
         session_close(sw->sessions, 0);
 }

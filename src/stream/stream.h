@@ -29,6 +29,7 @@ struct bl_access_logs;
 struct bl_config;
 struct bl_listen;
 struct bl_stream_session;
+struct bl_udp_table;
 
 /* What the stream proxy keeps per worker and generation. The worker embeds and sets it up. */
 struct bl_stream_worker {
@@ -38,7 +39,8 @@ struct bl_stream_worker {
                                              * (shared with http: one layer, two front ends) */
     struct bl_access_logs *logs;            /* the worker's access log buffers (http's) */
     struct bl_stream_session *sessions;     /* open sessions (doubly linked) */
-    uint32_t nsessions;
+    uint32_t nsessions;                     /* TCP and UDP (stream/udp.h) sessions */
+    struct bl_udp_table *udp;               /* UDP sessions by client; NULL before the first */
     /* Called after a session closed (the worker resumes accepting, frees an old generation
      * once unused, or stops once drained). */
     void (*on_closed)(struct bl_stream_worker *sw);

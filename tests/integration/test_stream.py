@@ -420,7 +420,6 @@ def test_reload_session_stays_on_its_generation(ballast, tcp):
 
 
 @pytest.mark.parametrize("line,what", [
-    ("listen 127.0.0.1:1 udp;", "UDP proxying (stream) is not supported"),
     ("proxy_protocol on;", "stream feature is not supported"),
     ("ssl_preread on;", "stream feature is not supported"),
     ("allow 127.0.0.1;", "access control is not supported"),

@@ -179,8 +179,6 @@ SERVER = "http {\n    server {\n        listen 127.0.0.1:18080%s;\n%s    }\n%s}\
     (SERVER % ("", "        if ($http_x) { proxy_pass http://127.0.0.1:1; }\n", ""),
      '"proxy_pass" inside "if" is not supported in this build: only return, rewrite, set and '
      'break'),
-    ("stream {\n    server { listen 12345 udp; proxy_pass 127.0.0.1:1; }\n}\n",
-     'UDP proxying (stream) is not supported in this build: "udp" parameter of "listen"'),
 ])
 def test_missing_feature_is_named(tmp_path, text, needle):
     path, r = check(tmp_path, text)

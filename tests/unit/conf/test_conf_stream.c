@@ -94,9 +94,6 @@ static void test_errors(void **state)
     (void)state;
     expect_error("stream {\n server {\n listen 127.0.0.1:6001;\n }\n}\n",
                  "stream server block has no \"proxy_pass\" directive in t.conf:2");
-    expect_error("stream {\n server {\n listen 127.0.0.1:6001 udp;\n proxy_pass 127.0.0.1:1;\n"
-                 " }\n}\n", "UDP proxying (stream) is not supported in this build: \"udp\" "
-                 "parameter of \"listen\" in t.conf:3");
     expect_error("stream {\n server {\n listen 127.0.0.1:6001;\n proxy_pass 127.0.0.1:1;\n"
                  " proxy_protocol on;\n }\n}\n", "\"proxy_protocol\" directive in t.conf:5");
     expect_error("stream {\n server {\n listen 127.0.0.1:6001;\n proxy_pass 127.0.0.1:1;\n"
