@@ -1127,13 +1127,15 @@ static int h_listen(struct compiler *c, const struct bl_conf_node *n)
     socklen_t sl;
     if (bl_addr_parse(n->args[0], 80, 0, &ss, &sl, err, sizeof(err)) != 0)
         return fail(c, "%s in \"listen\" directive", err);
-    int def = 0, backlog = 511, reuseport = 0, ssl = 0, pp = 0;
+    int def = 0, backlog = 511, reuseport = 0, ssl = 0, pp = 0, http2 = 0;
     for (int i = 1; i < n->nargs; i++) {
         int64_t v;
         if (strcmp(n->args[i], "default_server") == 0 || strcmp(n->args[i], "default") == 0)
             def = 1;
         else if (strcmp(n->args[i], "proxy_protocol") == 0)
             pp = 1;
+        else if (strcmp(n->args[i], "http2") == 0)
+            http2 = 1;
         else if (strcmp(n->args[i], "reuseport") == 0)
             reuseport = 1;
         else if (strcmp(n->args[i], "ssl") == 0)
@@ -1178,6 +1180,7 @@ static int h_listen(struct compiler *c, const struct bl_conf_node *n)
     l->reuseport |= (uint8_t)reuseport;
     l->ssl |= (uint8_t)ssl; /* as in nginx, ssl on any line makes the address TLS */
     l->proxy_protocol |= (uint8_t)pp; /* and proxy_protocol the same way */
+    l->http2 |= (uint8_t)http2; /* likewise http2 (nginx before 1.25's `http2 on`) */
     for (uint32_t k = 0; k < l->nservers; k++) {
         if (l->servers[k] == c->srv)
             return fail(c, "duplicate listen %s", text);
@@ -2774,6 +2777,12 @@ static const struct directive directives[] = {
               "X-Real-IP | X-Forwarded-For | proxy_protocol | FIELD", "X-Real-IP",
               h_real_ip_header),
     TYPED("real_ip_recursive", CTX_HSL, FT_FLAG, real_ip_recursive, "off"),
+    /* HTTP/2 to clients (http/h2.c) */
+    TYPED("http2", CTX_HTTP | CTX_SERVER, FT_FLAG, http2, "off"),
+    TYPED("http2_max_concurrent_streams", CTX_HTTP | CTX_SERVER, FT_NUM,
+          http2_max_concurrent_streams, "128"),
+    TYPED("http2_recv_buffer_size", CTX_HTTP, FT_SIZE, http2_recv_buffer_size, "256k"),
+    TYPED("http2_idle_timeout", CTX_HTTP | CTX_SERVER, FT_TIME, http2_idle_timeout, "0"),
     /* upstream */
     DIRECTIVE("server", CTX_UPSTREAM, 1, ANY_ARGS, 0,
               "ADDRESS [weight=N] [max_fails=N] [fail_timeout=TIME] [max_conns=N] "
@@ -2808,8 +2817,8 @@ static const struct directive directives[] = {
               h_upstream_keepalive_timeout),
     /* server */
     DIRECTIVE("listen", CTX_SERVER, 1, ANY_ARGS, 0,
-              "[ADDRESS:]PORT [default_server] [ssl] [proxy_protocol] [reuseport] [backlog=N]",
-              NULL, h_listen),
+              "[ADDRESS:]PORT [default_server] [ssl] [http2] [proxy_protocol] [reuseport] "
+              "[backlog=N]", NULL, h_listen),
     DIRECTIVE("server_name", CTX_SERVER, 1, ANY_ARGS, DIR_DEFAULT_DOC, "NAME ...", "\"\"",
               h_server_name),
     /* TLS to clients (conf/ssl.c); the defaults are applied by bl_ssl_conf_merge */

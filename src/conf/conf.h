@@ -103,6 +103,11 @@ struct bl_loc_conf {
     uint64_t real_ip_recursive;     /* realip: the last untrusted address of the header */
     uint64_t proxy_intercept_errors; /* 1: an upstream answer >= 300 that an error_page names
                                      * is replaced by that page (nginx) */
+    /* HTTP/2 to clients (http/h2.h): read from the address's default server */
+    uint64_t http2;                 /* http2 on: h2c with prior knowledge, h2 by ALPN */
+    uint64_t http2_max_concurrent_streams;
+    uint64_t http2_recv_buffer_size; /* bytes read per recv on an h2 connection (http level) */
+    uint64_t http2_idle_timeout;    /* ms; 0: keepalive_timeout */
 
     /* Lists and references: a level that has any line of its own does not inherit the lines
      * above it (nginx's rule for proxy_set_header, error_page, access_log). */
@@ -364,10 +369,19 @@ struct bl_listen {
     uint8_t proxy_protocol;         /* `listen ... proxy_protocol`: each connection starts
                                      * with a PROXY protocol header (core/proxy_proto.h) */
     uint8_t udp;                    /* `listen ... udp` (stream): datagrams, stream/udp.h */
+    uint8_t http2;                  /* `listen ... http2` (or the default server's http2 on:
+                                     * bl_listen_http2()) */
     struct bl_server_block **servers; /* servers[0] is the default */
     uint32_t nservers;
     struct bl_stream_server *stream; /* a stream server's listen (no http servers), or NULL */
 };
+
+/* Whether HTTP/2 is offered on l: `listen ... http2`, or `http2 on` in its default server
+ * (nginx decides h2c and ALPN by the address's default server too). */
+static inline int bl_listen_http2(const struct bl_listen *l)
+{
+    return l->http2 || (l->nservers && l->servers[0]->conf.http2);
+}
 
 /* A log_format (or the predefined combined, or ballast's upstream). */
 struct bl_log_format {

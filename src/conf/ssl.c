@@ -387,6 +387,25 @@ static int sni_cb(SSL *s, int *alert, void *arg)
     return SSL_TLSEXT_ERR_OK;
 }
 
+/* ALPN: h2 first where the address offers HTTP/2 (the server's preference decides, as in
+ * nginx), else http/1.1; a client that names neither goes on without ALPN, as HTTP/1.1. */
+static int alpn_cb(SSL *s, const unsigned char **out, unsigned char *outlen,
+                   const unsigned char *in, unsigned int inlen, void *arg)
+{
+    (void)arg;
+    static const unsigned char h2[] = "\x02h2\x08http/1.1";
+    static const unsigned char h1[] = "\x08http/1.1";
+    const struct bl_listen *l = SSL_get_ex_data(s, bl_ssl_listen_idx);
+    int http2 = l && bl_listen_http2(l);
+    const unsigned char *srv = http2 ? h2 : h1;
+    unsigned int srvlen = http2 ? sizeof(h2) - 1 : sizeof(h1) - 1;
+    unsigned char *sel;
+    if (SSL_select_next_proto(&sel, outlen, srv, srvlen, in, inlen) != OPENSSL_NPN_NEGOTIATED)
+        return SSL_TLSEXT_ERR_NOACK;
+    *out = sel;
+    return SSL_TLSEXT_ERR_OK;
+}
+
 static const char *ssl_reason(void)
 {
     static __thread char buf[256];
@@ -497,6 +516,7 @@ static int build_one(struct bl_server_block *s, char *err, size_t errlen)
     if (sc->tickets == 2)
         SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, ticket_cb);
     SSL_CTX_set_tlsext_servername_callback(ctx, sni_cb);
+    SSL_CTX_set_alpn_select_cb(ctx, alpn_cb, NULL);
     return BL_OK;
 }
 

@@ -10,7 +10,6 @@
 static const char TLS[] = "TLS is";
 static const char TLS_TUNING[] = "this TLS setting is";
 static const char MTLS[] = "client certificate verification is";
-static const char HTTP2[] = "HTTP/2 is";
 static const char HTTP3[] = "HTTP/3 is";
 static const char GZIP[] = "compression is";
 static const char CACHE[] = "caching is";
@@ -45,8 +44,7 @@ static const struct bl_unsupported directives[] = {
     {"ssl_session_ticket_key", W, "ticket keys from files are"},
     {"ssl_password_file", W, "encrypted certificate keys are"},
     {"ssl_certificate_cache", W, TLS_TUNING},
-    {"http2", E, HTTP2},
-    {"http2_*", W, HTTP2},
+    {"http2_*", W, "this HTTP/2 setting is"},
     {"http3", E, HTTP3},
     {"http3_*", W, HTTP3},
     {"quic_*", W, HTTP3},
@@ -108,7 +106,6 @@ static const struct bl_unsupported directives[] = {
 };
 
 static const struct bl_unsupported listen_params[] = {
-    {"http2", E, HTTP2},
     {"quic", E, HTTP3},
     {"deferred", W, "TCP_DEFER_ACCEPT is"},
     {"fastopen=*", W, "TCP Fast Open is"},

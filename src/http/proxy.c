@@ -25,6 +25,7 @@
 #include "core/sock.h"
 #include "core/rand.h"
 #include "http/access_log.h"
+#include "http/h2.h"
 #include "http/proxy.h"
 #include "http/proxy_int.h"
 #include "http/realip.h"
@@ -37,6 +38,7 @@
 #include "upstream/retry_budget.h"
 
 static void client_close(struct bl_client *c);
+static void stream_client_close(struct bl_client *c, int complete);
 static void client_read_head(struct bl_client *c);
 static int attempt_failed(struct bl_request *r, enum bl_attempt_error kind, int status,
                           const char *why, int err);
@@ -137,13 +139,16 @@ static ssize_t write_iov(int fd, struct iovec *iov, int n, uint8_t *ready)
 }
 
 /* ------------------------------------------------------------ transport
- * The client side's seam: plain sockets go straight to recv/send (one predictable branch on
- * c->tls, nothing else on the plain path); a TLS connection goes through http/tls.c. */
+ * The client side's seam: plain sockets go straight to recv/send (one predictable branch,
+ * nothing else on the plain path); a TLS connection goes through http/tls.c, an HTTP/2
+ * stream client through http/h2.c. */
 
 static inline ssize_t client_read(struct bl_client *c, struct bl_buf *b)
 {
-    if (bl_likely(!c->tls))
+    if (bl_likely(!c->tls && !c->h2))
         return read_into(c->io.fd, b, &c->rready, c->hup);
+    if (c->h2)
+        return bl_h2_stream_read(c, b);
     ssize_t n = bl_tls_read(c->tls, b->data + b->end, bl_buf_room(b), &c->rready, &c->tls_want);
     if (n > 0)
         b->end += (uint32_t)n;
@@ -152,8 +157,10 @@ static inline ssize_t client_read(struct bl_client *c, struct bl_buf *b)
 
 static inline ssize_t client_writev(struct bl_client *c, struct iovec *iov, int n)
 {
-    if (bl_likely(!c->tls))
+    if (bl_likely(!c->tls && !c->h2))
         return write_iov(c->io.fd, iov, n, &c->wready);
+    if (c->h2)
+        return bl_h2_stream_writev(c, iov, n);
     return bl_tls_writev(c->tls, iov, n, &c->wready, &c->tls_want);
 }
 
@@ -161,6 +168,8 @@ static inline ssize_t client_writev(struct bl_client *c, struct iovec *iov, int 
  * 503): bytes written, or -1. */
 static ssize_t client_send_small(struct bl_client *c, const char *p, size_t len)
 {
+    if (c->h2)
+        return -1; /* interim responses are not relayed over HTTP/2 */
     if (bl_likely(!c->tls))
         return send(c->io.fd, p, len, MSG_NOSIGNAL);
     struct iovec iov = {.iov_base = (void *)p, .iov_len = len};
@@ -493,7 +502,7 @@ static void request_start(struct bl_client *c, uint32_t head_len)
     r->body_sent = r->body_end = r->head_end;
     /* A request runs on the generation serving when it starts; a connection whose listening
      * address a reload removed serves this request on its own and closes after it. */
-    int listen_gone = client_outdated(c) && client_migrate(c) != BL_OK;
+    int listen_gone = !c->h2 && client_outdated(c) && client_migrate(c) != BL_OK;
     client_state(c, CS_REQUEST);
     c->nrequests++;
     bl_timer_cancel(c->w->loop, &c->timer);
@@ -1164,16 +1173,18 @@ static int parse_response_head(struct bl_request *r)
             r->keep_alive = 0;
             r->up_reusable = 0;
         }
-        if (r->resp.body == BL_H1_BODY_CHUNKED && r->msg.minor_version == 0 &&
+        if (r->resp.body == BL_H1_BODY_CHUNKED && (r->msg.minor_version == 0 || r->c->h2) &&
             (r->resp.flags & BL_H1_F_TE_CODINGS)) {
             /* gzip, chunked: without chunked the body would reach an HTTP/1.0 client still
-             * gzip-coded with nothing saying so, and 1.0 has no Transfer-Encoding. */
+             * gzip-coded with nothing saying so, and 1.0 has no Transfer-Encoding (nor has
+             * HTTP/2). */
             request_abort(r, 502, "transfer coding an HTTP/1.0 client cannot take");
             return BL_ERR;
         }
-        if (r->resp.body == BL_H1_BODY_CHUNKED && r->msg.minor_version == 0) {
+        if (r->resp.body == BL_H1_BODY_CHUNKED && (r->msg.minor_version == 0 || r->c->h2)) {
             /* An HTTP/1.0 client cannot read chunked framing: strip it and end the body by
-             * closing the connection, as nginx does. */
+             * closing the connection, as nginx does. HTTP/2 frames the body itself: the
+             * stream ends when the request does. */
             r->keep_alive = 0;
             r->dechunking = 1;
             bl_dechunk_init(&r->dechunk);
@@ -1652,6 +1663,10 @@ static void request_finish(struct bl_request *r)
                               : c->listen->servers[0]->conf.keepalive_timeout;
     c->req = NULL;
     request_free(r);
+    if (c->h2) {
+        stream_client_close(c, 1);
+        return;
+    }
     bl_timer_cancel(c->w->loop, &c->timer);
     if (!keep) {
         /* Lingering close: stop sending, read and drop what the client still sends for a
@@ -1730,17 +1745,41 @@ static void client_free(struct bl_deferred *d)
     free(c);
 }
 
-static void client_close(struct bl_client *c)
+/* A stream client ends (http/h2.h): complete, its response went whole. */
+static void stream_client_close(struct bl_client *c, int complete)
 {
-    struct bl_http_worker *w = c->w;
-    if (c->state == CS_CLOSED)
-        return;
     if (c->req) {
         struct bl_request *r = c->req;
         c->req = NULL;
         bl_attempt_release(&r->a, 1, 0, r->body_bytes_sent);
         request_free(r);
     }
+    c->state = CS_CLOSED;
+    bl_timer_cancel(c->w->loop, &c->timer);
+    bl_buf_put(c->in);
+    c->in = NULL;
+    bl_h2_stream_detach(c, complete);
+    c->io.handler = NULL;
+    bl_loop_defer(c->w->loop, &c->defer);
+}
+
+static void client_close(struct bl_client *c)
+{
+    struct bl_http_worker *w = c->w;
+    if (c->state == CS_CLOSED)
+        return;
+    if (c->h2) {
+        stream_client_close(c, 0);
+        return;
+    }
+    if (c->req) {
+        struct bl_request *r = c->req;
+        c->req = NULL;
+        bl_attempt_release(&r->a, 1, 0, r->body_bytes_sent);
+        request_free(r);
+    }
+    if (c->h2c)
+        bl_h2_conn_free(c);
     client_state(c, CS_CLOSED);
     bl_timer_cancel(w->loop, &c->timer);
     if (c->tls) {
@@ -1782,6 +1821,37 @@ static void client_bad_request(struct bl_client *c, int status, const char *reas
     local_response(r, status);
 }
 
+/* The h2c client preface: 1 whole, 0 a prefix of it so far, -1 not it. */
+static int h2_preface(const char *p, uint32_t len)
+{
+    uint32_t n = len < BL_H2_PREFACE_LEN ? len : BL_H2_PREFACE_LEN;
+    if (memcmp(p, BL_H2_PREFACE, n) != 0)
+        return -1;
+    return n == BL_H2_PREFACE_LEN;
+}
+
+/* The connection turns HTTP/2 (h2c prior knowledge, or ALPN h2 with nothing read yet). */
+static void client_start_h2(struct bl_client *c)
+{
+    const char *data = NULL;
+    size_t len = 0;
+    if (c->req) {
+        request_free(c->req);
+        c->req = NULL;
+    }
+    if (c->in) {
+        data = c->in->data + c->in->start;
+        len = bl_buf_len(c->in);
+    }
+    client_state(c, CS_H2);
+    bl_timer_cancel(c->w->loop, &c->timer);
+    int rc = bl_h2_start(c, data, len);
+    bl_buf_put(c->in);
+    c->in = NULL;
+    if (rc != BL_OK)
+        client_close(c);
+}
+
 static void client_read_head(struct bl_client *c)
 {
     const struct bl_server_block *def = c->listen->servers[0];
@@ -1805,6 +1875,29 @@ static void client_read_head(struct bl_client *c)
         }
         struct bl_request *r = c->req;
         if (bl_buf_len(c->in)) {
+            if (bl_unlikely(c->nrequests == 0 && !c->tls && !c->h2 && r->head_start == 0 &&
+                            c->in->data[0] == 'P' && bl_listen_http2(c->listen))) {
+                int p = h2_preface(c->in->data, c->in->end);
+                if (p == 1) {
+                    client_start_h2(c);
+                    return;
+                }
+                if (p == 0) {
+                    if (!c->rready) {
+                        if (!bl_timer_armed(&c->timer))
+                            bl_arm(c->w, &c->timer, def->conf.client_header_timeout);
+                        return;
+                    }
+                    ssize_t n = client_read(c, c->in);
+                    if (n == BL_AGAIN)
+                        continue;
+                    if (n <= 0) {
+                        client_close(c);
+                        return;
+                    }
+                    continue;
+                }
+            }
             int rc = bl_h1_parse(&r->parser, c->in->data + r->head_start,
                                  c->in->end - r->head_start, &r->msg);
             if (rc > 0) {
@@ -1871,6 +1964,8 @@ static void client_linger(struct bl_client *c)
  * after its last bytes. */
 static int client_gone(struct bl_client *c)
 {
+    if (c->h2)
+        return 0; /* a reset stream is told by http/h2.c */
     char b;
     ssize_t n = recv(c->io.fd, &b, 1, MSG_PEEK);
     if (n == 0)
@@ -1965,6 +2060,9 @@ static void client_on_event(struct bl_io *io, uint32_t ev)
         if (ev & BL_EV_READ)
             client_linger(c);
         break;
+    case CS_H2:
+        bl_h2_conn_event(c, ev);
+        break;
     default:
         break;
     }
@@ -2012,6 +2110,10 @@ static void client_handshake(struct bl_client *c, uint32_t ev)
         /* The request may have come with the handshake's last flight: read it now. */
         c->rready = 1;
         c->wready = 1;
+        if (bl_tls_alpn_h2(c->tls)) {
+            client_start_h2(c);
+            return;
+        }
         client_read_head(c);
     }
 }
@@ -2034,6 +2136,9 @@ static void client_on_timer(struct bl_timer *t)
             return;
         }
         client_close(c);
+        return;
+    case CS_H2:
+        bl_h2_conn_timer(c);
         return;
     case CS_REQUEST: {
         struct bl_request *r = c->req;
@@ -2164,12 +2269,17 @@ void bl_http_adopt_idle(struct bl_http_worker *w)
         struct bl_client *next = c->next;
         if (c->state == CS_IDLE && client_outdated(c) && client_migrate(c) != BL_OK)
             client_close(c);
+        else if (c->state == CS_H2 && client_outdated(c))
+            bl_h2_goaway(c); /* its clients open their next streams on a new connection */
         c = next;
     }
 }
 
 void bl_http_drain(struct bl_http_worker *w, int close_idle)
 {
+    for (struct bl_client *c = w->clients; c; c = c->next)
+        if (c->state == CS_H2)
+            bl_h2_goaway(c); /* closes once its streams are done (a deferred run) */
     if (!close_idle)
         return; /* every next request is answered with Connection: close (w->draining) */
     struct bl_client *c = w->clients;
@@ -2193,8 +2303,50 @@ void bl_http_worker_free(struct bl_http_worker *w)
 {
     while (w->nrequest_cache)
         free(w->request_cache[--w->nrequest_cache]);
+    free(w->h2_rbuf);
+    w->h2_rbuf = NULL;
     bl_access_logs_free(&w->logs);
     bl_upstream_worker_free(&w->up);
+}
+
+struct bl_client *bl_client_new_stream(struct bl_client *p, struct bl_h2_stream *st,
+                                       struct bl_buf *head)
+{
+    struct bl_client *c = calloc(1, sizeof(*c));
+    if (!c)
+        return NULL;
+    /* The connection's fd: $server_addr reads it, and it tells the client side from the
+     * upstream one in send_head_and_body(); nothing closes or reads it through c. */
+    c->io.fd = p->io.fd;
+    c->io.handler = client_on_event;
+    c->timer.handler = client_on_timer;
+    c->defer.run = client_free;
+    c->w = p->w;
+    c->listen = p->listen;
+    c->stats = p->stats;
+    c->in = head;
+    c->h2 = st;
+    c->parent = p;
+    c->state = CS_READ_HEAD;
+    c->rready = c->wready = 1;
+    c->port = p->port;
+    c->ip_len = p->ip_len;
+    memcpy(c->ip, p->ip, sizeof(c->ip));
+    c->addr = p->addr;
+    return c;
+}
+
+void bl_client_stream_abort(struct bl_client *c, const char *why)
+{
+    if (c->req)
+        request_abort(c->req, 0, why);
+    else
+        client_close(c);
+}
+
+void bl_client_close(struct bl_client *c)
+{
+    client_close(c);
 }
 
 const char *bl_req_state_str(int state)

@@ -12,6 +12,7 @@
 #include "http/access_log.h"
 #include "upstream/attempt.h"
 
+struct bl_buf;
 struct bl_client;
 struct bl_request;
 struct bl_config;
@@ -36,6 +37,8 @@ struct bl_http_worker {
     uint32_t nrequest_cache;
     struct bl_request *request_cache[16]; /* finished requests kept for reuse, so that a request
                                            * costs no malloc in the steady state */
+    struct bl_buf *h2_rbuf;            /* HTTP/2 connections read into it (http2_recv_buffer_size):
+                                        * nghttp2 takes each read whole, so one per worker */
     /* Called after a client connection closed or moved to another generation (the worker
      * resumes accepting, frees an old generation once unused, or stops once drained). */
     void (*on_client_closed)(struct bl_http_worker *hw);

@@ -34,6 +34,7 @@ enum client_state {
     CS_READ_HEAD,     /* reading a request head */
     CS_REQUEST,       /* a request is being served */
     CS_LINGER,        /* response sent, write side shut: draining input before close */
+    CS_H2,            /* an HTTP/2 connection: its streams are stream clients (http/h2.h) */
     CS_CLOSED,
 };
 
@@ -71,6 +72,10 @@ struct bl_client {
     struct bl_buf *in;
     struct bl_request *req;
     struct ssl_st *tls;                /* NULL: plain TCP (the transport seam, proxy.c) */
+    struct bl_h2_stream *h2;           /* a stream client: its transport is this HTTP/2
+                                        * stream of parent (http/h2.h); NULL otherwise */
+    struct bl_client *parent;          /* a stream client's connection */
+    struct bl_h2_conn *h2c;            /* CS_H2: the connection's session */
     struct bl_client *prev, *next;     /* worker's list */
     uint32_t nrequests;
     uint16_t port;
@@ -173,6 +178,17 @@ ssize_t bl_client_writev(struct bl_client *c, struct iovec *iov, int n);
  * connection kept or closed as r->keep_alive says. */
 void bl_request_end(struct bl_request *r);
 
+/* For http/h2.c. A stream client of connection p for stream st, its request head in head
+ * (taken; freed with the client); it starts when its handler gets an event. NULL when out of
+ * memory (head is then the caller's). */
+struct bl_client *bl_client_new_stream(struct bl_client *p, struct bl_h2_stream *st,
+                                       struct bl_buf *head);
+/* The client reset stream client c's stream, or its connection is going: the request ends
+ * (logged 499 when nothing was answered) and c is freed. */
+void bl_client_stream_abort(struct bl_client *c, const char *why);
+/* Closes a connection (client_close). */
+void bl_client_close(struct bl_client *c);
+
 /* ---- proxy_head.c: the heads the proxy writes, into r->out (out_sent 0). BL_OK, or BL_ERR
  * when the head does not fit in the buffer. */
 
@@ -265,10 +281,12 @@ static inline void bl_request_var_ctx(const struct bl_request *r, struct bl_var_
     v->args = r->rw.args;
     v->args_len = r->rw.args_len;
     v->args_set = r->rw.args_set;
-    if (r->c->tls) {
-        v->ssl_protocol = bl_tls_protocol(r->c->tls);
-        v->ssl_cipher = bl_tls_cipher(r->c->tls);
-        v->ssl_server_name = bl_tls_server_name(r->c->tls);
+    const struct ssl_st *tls = r->c->h2 ? r->c->parent->tls : r->c->tls;
+    v->http2 = r->c->h2 ? (tls ? "h2" : "h2c") : NULL;
+    if (tls) {
+        v->ssl_protocol = bl_tls_protocol(tls);
+        v->ssl_cipher = bl_tls_cipher(tls);
+        v->ssl_server_name = bl_tls_server_name(tls);
     } else {
         v->ssl_protocol = v->ssl_cipher = v->ssl_server_name = NULL;
     }

@@ -28,6 +28,7 @@ enum var_id {
     VAR_REQUEST_METHOD,
     VAR_REQUEST,
     VAR_SERVER_PROTOCOL,
+    VAR_HTTP2,
     VAR_SERVER_PORT,
     VAR_SERVER_ADDR,
     VAR_HOSTNAME,
@@ -90,6 +91,7 @@ static const struct {
     {"request_method", VAR_REQUEST_METHOD},
     {"request", VAR_REQUEST},
     {"server_protocol", VAR_SERVER_PROTOCOL},
+    {"http2", VAR_HTTP2},
     {"server_port", VAR_SERVER_PORT},
     {"server_addr", VAR_SERVER_ADDR},
     {"hostname", VAR_HOSTNAME},
@@ -757,7 +759,10 @@ static int put_var(struct sink *s, const struct part *p, const struct bl_var_ctx
             put(s, m->method, m->method_len);
             put(s, " ", 1);
             put(s, m->target, m->target_len);
-            put(s, m->minor_version ? " HTTP/1.1" : " HTTP/1.0", 9);
+            if (ctx->http2)
+                put(s, " HTTP/2.0", 9);
+            else
+                put(s, m->minor_version ? " HTTP/1.1" : " HTTP/1.0", 9);
             return 1;
         }
         if (ctx->raw_line) {
@@ -768,7 +773,15 @@ static int put_var(struct sink *s, const struct part *p, const struct bl_var_ctx
     case VAR_SERVER_PROTOCOL:
         if (!m)
             return 0;
-        put(s, m->minor_version ? "HTTP/1.1" : "HTTP/1.0", 8);
+        if (ctx->http2)
+            put(s, "HTTP/2.0", 8);
+        else
+            put(s, m->minor_version ? "HTTP/1.1" : "HTTP/1.0", 8);
+        return 1;
+    case VAR_HTTP2:
+        if (!ctx->http2)
+            return 0;
+        put(s, ctx->http2, strlen(ctx->http2));
         return 1;
     case VAR_SERVER_PORT:
         put_uint(s, ctx->server_port);

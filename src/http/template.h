@@ -125,6 +125,8 @@ struct bl_var_ctx {
     const char *ssl_cipher;         /* $ssl_cipher */
     const char *ssl_server_name;    /* $ssl_server_name: the SNI name ("" without) */
     const struct bl_pp_info *pp;    /* the connection's PROXY protocol header; NULL: none */
+    const char *http2;              /* $http2: "h2" (TLS), "h2c"; NULL: not HTTP/2, which
+                                     * $request and $server_protocol show as HTTP/1.x */
 };
 
 struct bl_template;

@@ -188,3 +188,11 @@ const char *bl_tls_server_name(const SSL *s)
     const char *n = s ? SSL_get_servername(s, TLSEXT_NAMETYPE_host_name) : NULL;
     return n ? n : "";
 }
+
+int bl_tls_alpn_h2(const SSL *s)
+{
+    const unsigned char *p;
+    unsigned int len;
+    SSL_get0_alpn_selected(s, &p, &len);
+    return len == 2 && p[0] == 'h' && p[1] == '2';
+}

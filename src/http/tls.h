@@ -44,6 +44,9 @@ ssize_t bl_tls_writev(struct ssl_st *s, const struct iovec *iov, int n, uint8_t 
 void bl_tls_shutdown(struct ssl_st *s);
 void bl_tls_free(struct ssl_st *s);
 
+/* Whether the handshake chose HTTP/2 by ALPN (conf/ssl.c offers it where bl_listen_http2()). */
+int bl_tls_alpn_h2(const struct ssl_st *s);
+
 /* $ssl_protocol, $ssl_cipher, $ssl_server_name ("" when none). */
 const char *bl_tls_protocol(const struct ssl_st *s);
 const char *bl_tls_cipher(const struct ssl_st *s);
