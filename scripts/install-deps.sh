@@ -3,7 +3,7 @@
 # running, "test" for the tests and benchmarks too. apt-get runs only when something is missing.
 set -eu
 what=${1:-run}
-pkgs="gcc make libc6-dev libjansson-dev libpcre2-dev libssl-dev openssl"
+pkgs="gcc make libc6-dev libjansson-dev libpcre2-dev libssl-dev libnghttp2-dev openssl"
 if [ "$what" = test ]; then
     # systemd: `systemd-analyze verify` of the unit; groff-base: the man page renders cleanly;
     # logrotate: examples/logrotate.ballast run as shipped; prometheus: promtool checks
@@ -11,7 +11,7 @@ if [ "$what" = test ]; then
     # (tests/integration/test_logs.py); python3-websockets: the WebSocket echo backend and
     # client (tests/integration/test_websocket.py); libnginx-mod-stream: nginx's stream module
     # (nginx-light builds it as a module) for the L4 rows of bench/stream.py.
-    pkgs="$pkgs libcmocka-dev python3-pytest python3-websockets curl nginx-light libnginx-mod-stream
+    pkgs="$pkgs libcmocka-dev python3-pytest python3-websockets curl nghttp2-client nginx-light libnginx-mod-stream
         haproxy wrk strace procps
         systemd groff-base logrotate prometheus chromium jq"
 fi

@@ -11,6 +11,8 @@ static const char TLS[] = "TLS is";
 static const char TLS_TUNING[] = "this TLS setting is";
 static const char MTLS[] = "client certificate verification is";
 static const char HTTP3[] = "HTTP/3 is";
+/* nginx tunes these; ballast has fixed bounds (http/h2.h) or large_client_header_buffers */
+static const char H2_TUNING[] = "this HTTP/2 setting is";
 static const char GZIP[] = "compression is";
 static const char CACHE[] = "caching is";
 static const char LIMITS[] = "rate and connection limits are";
@@ -44,7 +46,14 @@ static const struct bl_unsupported directives[] = {
     {"ssl_session_ticket_key", W, "ticket keys from files are"},
     {"ssl_password_file", W, "encrypted certificate keys are"},
     {"ssl_certificate_cache", W, TLS_TUNING},
-    {"http2_*", W, "this HTTP/2 setting is"},
+    {"http2_chunk_size", W, H2_TUNING},
+    {"http2_body_preread_size", W, H2_TUNING},
+    {"http2_streams_index_size", W, H2_TUNING},
+    {"http2_max_requests", W, H2_TUNING},
+    {"http2_max_field_size", W, H2_TUNING},
+    {"http2_max_header_size", W, H2_TUNING},
+    {"http2_push", W, "HTTP/2 server push is"},
+    {"http2_push_preload", W, "HTTP/2 server push is"},
     {"http3", E, HTTP3},
     {"http3_*", W, HTTP3},
     {"quic_*", W, HTTP3},

@@ -32,9 +32,9 @@ static void test_format(void **state)
 {
     (void)state;
     char buf[256];
-    bl_unsupported_format(bl_unsupported_listen_param("http2"),
-                          "\"http2\" parameter of \"listen\"", buf, sizeof(buf));
-    assert_string_equal(buf, "HTTP/2 is not supported in this build: \"http2\" parameter of "
+    bl_unsupported_format(bl_unsupported_listen_param("quic"),
+                          "\"quic\" parameter of \"listen\"", buf, sizeof(buf));
+    assert_string_equal(buf, "HTTP/3 is not supported in this build: \"quic\" parameter of "
                              "\"listen\"");
     char *none[] = {NULL};
     bl_unsupported_format(bl_unsupported_directive("gzip", none, 0), "\"gzip\" directive", buf,
