@@ -417,10 +417,13 @@ static int on_stream_close(nghttp2_session *s, int32_t id, uint32_t error, void 
     struct bl_h2_stream *st = nghttp2_session_get_stream_user_data(s, id);
     if (!st)
         return 0;
+    (void)error;
     st->closed = 1;
-    if (st->vc) {
-        (void)error;
-        post(st, H2_EV_ABORT); /* the client reset it, or the connection is ending */
+    /* A response without a body (HEAD, 204, 304) is complete once its HEADERS went, even if
+     * its client has not ended yet; otherwise the client reset the stream or the connection
+     * is ending. */
+    if (st->vc && !(st->head_sent && st->tx_eof)) {
+        post(st, H2_EV_ABORT);
         return 0;
     }
     stream_maybe_free(st);
@@ -520,6 +523,12 @@ ssize_t bl_h2_stream_writev(struct bl_client *c, const struct iovec *iov, int n)
 {
     struct bl_h2_stream *st = c->h2;
     if (st->closed) {
+        if (st->head_sent && st->tx_eof) { /* a bodiless response that went whole */
+            size_t all = 0;
+            for (int i = 0; i < n; i++)
+                all += iov[i].iov_len;
+            return all ? (ssize_t)all : BL_AGAIN;
+        }
         errno = EPIPE;
         return BL_ERR;
     }

@@ -62,7 +62,9 @@ def curl(px, path, *args, tls=False, timeout=15):
 @pytest.fixture
 def px(ballast, backend, cert):
     be = backend("b")
-    return ballast(h2_conf(cert), pb=be.port)
+    b = ballast(h2_conf(cert), pb=be.port)
+    b.be = be
+    return b
 
 
 # -------------------------------------------------------------------------------- basics
@@ -372,3 +374,39 @@ def test_stalled_handshake_does_not_block_others(px):
     finally:
         for s in stalled:
             s.close()
+
+
+def test_goaway_on_reload(ballast, backend, cert):
+    be = backend("b")
+    b = ballast(h2_conf(cert), pb=be.port)
+    c = H2Raw(b.port)
+    c.send(frame(HEADERS, END_HEADERS | END_STREAM, 1, request_block("/x?text=one")))
+    fr, eof = c.frames(lambda fr: any(f[0] == DATA and f[1] & END_STREAM for f in fr))
+    assert not eof, fr
+    b.send_signal(signal.SIGHUP)
+    fr, eof = c.frames(lambda fr: goaway_code(fr) is not None, timeout=10)
+    c.close()
+    assert goaway_code(fr) == 0, fr
+    rc, code, ver, body, err = curl(b, "/x?text=new", "--http2-prior-knowledge")
+    assert (rc, code, body) == (0, 200, b"new"), err
+
+
+def test_slow_stream_does_not_stall_the_others(px, backend):
+    """Stream 1 downloads 64 MB and never opens its window; stream 3 on the same connection is
+    served, and the upstream of stream 1 is held back (ballast does not buffer its body)."""
+    c = H2Raw(px.port)
+    # a large connection window, so that only stream 1's own window holds it back
+    c.send(frame(8, 0, 0, struct.pack(">I", (1 << 31) - 1 - 65535)))
+    size = 64 << 20
+    c.send(frame(HEADERS, END_HEADERS | END_STREAM, 1, request_block("/big?size=%d" % size)))
+    fr, eof = c.frames(lambda fr: sum(len(f[3]) for f in fr if f[0] == DATA and f[2] == 1)
+                       >= 65535, timeout=10)
+    assert not eof, fr
+    c.send(frame(HEADERS, END_HEADERS | END_STREAM, 3, request_block("/x?text=other")))
+    fr, eof = c.frames(lambda fr: any(f[0] == DATA and f[2] == 3 and f[1] & END_STREAM
+                                      for f in fr), timeout=10)
+    assert not eof, fr
+    assert b"other" in b"".join(f[3] for f in fr if f[0] == DATA and f[2] == 3), fr
+    time.sleep(0.5 * SLOW)
+    assert px.be.body_bytes_sent < size // 2, px.be.body_bytes_sent
+    c.close()
