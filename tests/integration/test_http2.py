@@ -410,3 +410,21 @@ def test_slow_stream_does_not_stall_the_others(px, backend):
     time.sleep(0.5 * SLOW)
     assert px.be.body_bytes_sent < size // 2, px.be.body_bytes_sent
     c.close()
+
+
+def test_continuation_flood_closes_the_connection(px):
+    """CVE-2024-27316 class: a header block that never ends, in many CONTINUATION frames."""
+    c = H2Raw(px.port)
+    data = frame(HEADERS, END_STREAM, 1, request_block("/x?text=flood"))
+    for i in range(2000):
+        data += frame(CONTINUATION, 0, 1, hpack_lit("x-c%d" % i, "v" * 20))
+    try:
+        c.send(data)
+    except OSError:
+        pass
+    fr, eof = c.frames(timeout=10)
+    c.close()
+    assert eof, fr
+    assert not any(f[0] == DATA and f[2] == 1 for f in fr), fr
+    rc, code, ver, body, err = curl(px, "/x?text=alive", "--http2-prior-knowledge")
+    assert (rc, code, body) == (0, 200, b"alive"), err
