@@ -1758,6 +1758,7 @@ static void stream_client_close(struct bl_client *c, int complete)
     bl_timer_cancel(c->w->loop, &c->timer);
     bl_buf_put(c->in);
     c->in = NULL;
+    c->pp = NULL; /* the connection's */
     bl_h2_stream_detach(c, complete);
     c->io.handler = NULL;
     bl_loop_defer(c->w->loop, &c->defer);
@@ -2333,6 +2334,7 @@ struct bl_client *bl_client_new_stream(struct bl_client *p, struct bl_h2_stream 
     c->ip_len = p->ip_len;
     memcpy(c->ip, p->ip, sizeof(c->ip));
     c->addr = p->addr;
+    c->pp = p->pp; /* borrowed: $proxy_protocol_addr, realip from the PROXY header */
     return c;
 }
 

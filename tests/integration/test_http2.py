@@ -428,3 +428,20 @@ def test_continuation_flood_closes_the_connection(px):
     assert not any(f[0] == DATA and f[2] == 1 for f in fr), fr
     rc, code, ver, body, err = curl(px, "/x?text=alive", "--http2-prior-knowledge")
     assert (rc, code, body) == (0, 200, b"alive"), err
+
+
+def test_h2c_after_a_proxy_protocol_header(ballast, backend, cert):
+    be = backend("b")
+    b = ballast(h2_conf(cert, listen_extra="http2 proxy_protocol",
+                        server='location /pp { return 200 "$proxy_protocol_addr $http2"; }'),
+                pb=be.port)
+    s = socket.create_connection(("127.0.0.1", b.port), timeout=10 * SLOW)
+    s.sendall(b"PROXY TCP4 192.0.2.7 127.0.0.1 4711 80\r\n")
+    c = H2Raw.__new__(H2Raw)
+    c.s, c.buf = s, b""
+    c.send(PREFACE + frame(SETTINGS, 0, 0) +
+           frame(HEADERS, END_HEADERS | END_STREAM, 1, request_block("/pp")))
+    fr, eof = c.frames(lambda fr: any(f[0] == DATA and f[2] == 1 and f[1] & END_STREAM
+                                      for f in fr))
+    c.close()
+    assert b"".join(f[3] for f in fr if f[0] == DATA and f[2] == 1) == b"192.0.2.7 h2c", fr
