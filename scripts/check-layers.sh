@@ -1,6 +1,6 @@
 #!/bin/sh
 # Checks the include graph of src/ from its `#include "..."` lines:
-#   1. layers form a stack: core < leaves < upstream < conf < http, stream (the two front ends) <
+#   1. layers form a stack: core < leaves < upstream, policy (limits, allow/deny) < conf < http, stream (the two front ends) <
 #      worker (reload, upgrade) < admin < ops < main, and no file includes a file of a higher layer. The leaves are the protocol
 #      libraries any layer may use (HTTP/1 parser, URI normalizer, chunked decoder, variable
 #      templates, trace context); they may themselves use only core and each other. ops is
@@ -18,6 +18,7 @@ layer() {
     http/h1_parser.* | http/uri.* | http/dechunk.* | http/template.* | http/trace.*)
         echo "1 leaf" ;;
     upstream/*) echo "2 upstream" ;;
+    policy/*) echo "2 policy" ;;
     conf/*) echo "3 conf" ;;
     http/*) echo "4 http" ;;
     stream/*) echo "4 stream" ;;
@@ -68,6 +69,6 @@ rm -f "$edges.err"
 
 if [ $status -eq 0 ]; then
     echo "check-layers: $nfiles files, $(grep -vc '^\(.*\) \1$' "$edges") includes:" \
-         "core < leaves < upstream < conf < http, stream < worker (reload, upgrade) < admin < ops < main, no cycle"
+         "core < leaves < upstream, policy < conf < http, stream < worker (reload, upgrade) < admin < ops < main, no cycle"
 fi
 exit $status

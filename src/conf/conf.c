@@ -2393,6 +2393,135 @@ static int h_geo(struct compiler *c, const struct bl_conf_node *n)
 
 /* ---- typed settings ---- */
 
+
+/* ---------------------------------------------------------------- limits, allow, deny
+ * (src/policy/: the parsing is there, these hand it the level being compiled) */
+
+static int stream_key_ok(const char *key);
+
+/* The variables a stream limit_conn_zone key may use: what a connection has before any
+ * byte. */
+static int stream_limit_key_ok(const char *key)
+{
+    if (strstr(key, "$binary_remote_addr") || strstr(key, "${binary_remote_addr}")) {
+        char *copy = strdup(key), *p;
+        if (!copy)
+            return 0;
+        while ((p = strstr(copy, "binary_remote_addr")))
+            memmove(p, p + 7, strlen(p + 7) + 1); /* "binary_" dropped */
+        int ok = stream_key_ok(copy);
+        free(copy);
+        return ok;
+    }
+    return stream_key_ok(key);
+}
+
+static int h_limit_zone(struct compiler *c, const struct bl_conf_node *n)
+{
+    int req = strcmp(n->name, "limit_req_zone") == 0;
+    struct bl_limit_zones *z = &c->cfg->limits;
+    if (c->in_stream && !stream_limit_key_ok(n->args[0]))
+        return fail(c, "key \"%s\" of \"limit_conn_zone\" uses a variable stream does not "
+                       "have (only $binary_remote_addr, $remote_addr, $remote_port, "
+                       "$server_port)", n->args[0]);
+    struct bl_template *key = template_vars(c, n->args[0]);
+    if (!key)
+        return BL_ERR;
+    char err[256];
+    int rc = bl_limit_zone_parse(req ? &z->req : c->in_stream ? &z->stream_conn : &z->conn,
+                                 req ? &z->nreq : c->in_stream ? &z->nstream_conn : &z->nconn,
+                                 req, n->name, key, n->args[0], n->args + 1, n->nargs - 1,
+                                 n->file, n->line, err, sizeof(err));
+    if (rc != BL_OK) {
+        bl_template_free(key);
+        return fail(c, "%s", err);
+    }
+    return BL_OK;
+}
+
+static int h_limit_req(struct compiler *c, const struct bl_conf_node *n)
+{
+    struct bl_loc_conf *lc = c->lc;
+    if (!(lc->set & BL_LC_LIMIT_REQ)) {
+        lc->limit_reqs = NULL; /* nginx: a level's lines replace every inherited one */
+        lc->nlimit_reqs = 0;
+        lc->set |= BL_LC_LIMIT_REQ;
+    }
+    char err[256];
+    if (bl_limit_req_parse(&c->cfg->limits, &lc->limit_reqs, &lc->nlimit_reqs, n->args,
+                           n->nargs, n->file, n->line, err, sizeof(err)) != BL_OK)
+        return fail(c, "%s", err);
+    return BL_OK;
+}
+
+static int h_limit_conn(struct compiler *c, const struct bl_conf_node *n)
+{
+    struct bl_loc_conf *lc = c->lc;
+    if (!(lc->set & BL_LC_LIMIT_CONN)) {
+        lc->limit_conns = NULL;
+        lc->nlimit_conns = 0;
+        lc->set |= BL_LC_LIMIT_CONN;
+    }
+    char err[256];
+    if (bl_limit_conn_parse(&c->cfg->limits, c->in_stream, &lc->limit_conns, &lc->nlimit_conns,
+                            n->args, n->file, n->line, err, sizeof(err)) != BL_OK)
+        return fail(c, "%s", err);
+    return BL_OK;
+}
+
+/* limit_req_status, limit_conn_status: the row's field, 400..599 as nginx. */
+static int h_limit_status(struct compiler *c, const struct bl_conf_node *n)
+{
+    uint64_t *f = lc_field(c->lc, c->dir->offset);
+    int64_t v;
+    if (parse_num(n->args[0], 0, 999, &v) != BL_OK || v < 400 || v > 599)
+        return fail(c, "value must be between 400 and 599");
+    if (*f != UINT64_MAX)
+        return fail(c, "\"%s\" directive is duplicate", n->name);
+    *f = (uint64_t)v;
+    return BL_OK;
+}
+
+/* limit_req_log_level, limit_conn_log_level: info | notice | warn | error. */
+static int h_limit_log_level(struct compiler *c, const struct bl_conf_node *n)
+{
+    uint64_t *f = lc_field(c->lc, c->dir->offset);
+    int v = bl_log_level_parse(n->args[0]);
+    if (v < BL_LOG_INFO || v > BL_LOG_ERROR)
+        return invalid_value(c, n->args[0]);
+    if (*f != UINT64_MAX)
+        return fail(c, "\"%s\" directive is duplicate", n->name);
+    *f = (uint64_t)v;
+    return BL_OK;
+}
+
+static int h_access_rule(struct compiler *c, const struct bl_conf_node *n)
+{
+    struct bl_access_rule rule;
+    char err[256];
+    int warned;
+    if (bl_access_parse(n->args[0], n->name[0] == 'd', &rule, &warned, err, sizeof(err))
+        != BL_OK)
+        return fail(c, "%s", err);
+    if (warned) {
+        char msg[320];
+        snprintf(msg, sizeof(msg), "low address bits of %s are meaningless", n->args[0]);
+        warn(c, msg);
+    }
+    struct bl_loc_conf *lc = c->lc;
+    if (!(lc->set & BL_LC_ACCESS_RULES)) {
+        lc->access_rules = NULL;
+        lc->naccess_rules = 0;
+        lc->set |= BL_LC_ACCESS_RULES;
+    }
+    struct bl_access_rule *list = grow(lc->access_rules, lc->naccess_rules, sizeof(*list));
+    if (!list)
+        return oom(c);
+    lc->access_rules = list;
+    list[lc->naccess_rules++] = rule;
+    return BL_OK;
+}
+
 static int h_typed(struct compiler *c, const struct bl_conf_node *n);
 
 /* ---------------------------------------------------------------- stream */
@@ -2760,6 +2889,26 @@ static const struct directive directives[] = {
     TYPED("absolute_redirect", CTX_HSL, FT_FLAG, absolute_redirect, "on"),
     TYPED("server_name_in_redirect", CTX_HSL, FT_FLAG, server_name_in_redirect, "off"),
     TYPED("port_in_redirect", CTX_HSL, FT_FLAG, port_in_redirect, "on"),
+    /* limits and access control (src/policy/, docs/protection.md) */
+    DIRECTIVE("limit_req_zone", CTX_HTTP, 2, 4, 0, "KEY zone=NAME:SIZE rate=RATE", NULL,
+              h_limit_zone),
+    DIRECTIVE("limit_req", CTX_HSL, 1, 3, 0, "zone=NAME [burst=NUMBER] [nodelay | delay=NUMBER]",
+              NULL, h_limit_req),
+    {"limit_req_status", CTX_HSL, 1, 1, 0, FT_NONE, offsetof(struct bl_loc_conf,
+     limit_req_status), "CODE", "503", h_limit_status},
+    {"limit_req_log_level", CTX_HSL, 1, 1, 0, FT_NONE, offsetof(struct bl_loc_conf,
+     limit_req_log_level), "info | notice | warn | error", "error", h_limit_log_level},
+    TYPED("limit_req_dry_run", CTX_HSL, FT_FLAG, limit_req_dry_run, "off"),
+    DIRECTIVE("limit_conn_zone", CTX_HTTP, 2, 2, 0, "KEY zone=NAME:SIZE", NULL, h_limit_zone),
+    DIRECTIVE("limit_conn", CTX_HSL, 2, 2, 0, "ZONE NUMBER", NULL, h_limit_conn),
+    {"limit_conn_status", CTX_HSL, 1, 1, 0, FT_NONE, offsetof(struct bl_loc_conf,
+     limit_conn_status), "CODE", "503", h_limit_status},
+    {"limit_conn_log_level", CTX_HSL, 1, 1, 0, FT_NONE, offsetof(struct bl_loc_conf,
+     limit_conn_log_level), "info | notice | warn | error", "error", h_limit_log_level},
+    TYPED("limit_conn_dry_run", CTX_HSL, FT_FLAG, limit_conn_dry_run, "off"),
+    DIRECTIVE("allow", CTX_HSL, 1, 1, 0, "ADDRESS | CIDR | all", NULL, h_access_rule),
+    DIRECTIVE("deny", CTX_HSL, 1, 1, 0, "ADDRESS | CIDR | all", NULL, h_access_rule),
+    TYPED("max_inflight", CTX_HSL, FT_NUM, max_inflight, "0"),
     DIRECTIVE("index", CTX_HSL, 1, ANY_ARGS, 0, "FILE ...", "index.html", h_index),
     DIRECTIVE("default_type", CTX_HSL, 1, 1, 0, "MIME-TYPE", "text/plain", h_default_type),
     DIRECTIVE("types", CTX_HSL, 0, 0, DIR_BLOCK, "", NULL, h_types),
@@ -2898,6 +3047,10 @@ static const struct directive directives[] = {
      "NUMBER", "0", h_stream_count},
     DIRECTIVE("access_log", CTX_SS, 1, 5, 0,
               "FILE FORMAT [buffer=SIZE] [flush=TIME] [if=CONDITION] | off", NULL, h_access_log),
+    DIRECTIVE("limit_conn_zone", CTX_STREAM, 2, 2, 0, "KEY zone=NAME:SIZE", NULL, h_limit_zone),
+    DIRECTIVE("limit_conn", CTX_SS, 2, 2, 0, "ZONE NUMBER", NULL, h_limit_conn),
+    DIRECTIVE("allow", CTX_SS, 1, 1, 0, "ADDRESS | CIDR | all", NULL, h_access_rule),
+    DIRECTIVE("deny", CTX_SS, 1, 1, 0, "ADDRESS | CIDR | all", NULL, h_access_rule),
 };
 
 static int h_typed(struct compiler *c, const struct bl_conf_node *n)
@@ -3170,6 +3323,18 @@ static void merge_loc_conf(struct bl_loc_conf *child, const struct bl_loc_conf *
         bl_proxy_ssl_merge(child->proxy_ssl, parent->proxy_ssl);
     else
         child->proxy_ssl = parent->proxy_ssl;
+    if (!(child->set & BL_LC_LIMIT_REQ)) {
+        child->limit_reqs = parent->limit_reqs;
+        child->nlimit_reqs = parent->nlimit_reqs;
+    }
+    if (!(child->set & BL_LC_LIMIT_CONN)) {
+        child->limit_conns = parent->limit_conns;
+        child->nlimit_conns = parent->nlimit_conns;
+    }
+    if (!(child->set & BL_LC_ACCESS_RULES)) {
+        child->access_rules = parent->access_rules;
+        child->naccess_rules = parent->naccess_rules;
+    }
 }
 
 static void free_headers(struct bl_header_set *h, uint32_t n)
@@ -3236,6 +3401,12 @@ static void free_loc_conf(struct bl_loc_conf *lc)
         free(lc->real_ip_header);
     if (lc->set & BL_LC_PROXY_SSL)
         bl_proxy_ssl_free(lc->proxy_ssl);
+    if (lc->set & BL_LC_LIMIT_REQ)
+        free(lc->limit_reqs);
+    if (lc->set & BL_LC_LIMIT_CONN)
+        free(lc->limit_conns);
+    if (lc->set & BL_LC_ACCESS_RULES)
+        free(lc->access_rules);
 }
 
 static int resolve_proxy_passes(struct compiler *c)
@@ -3413,6 +3584,14 @@ static int finish(struct compiler *c)
         }
         sort_prefixes(&s->locs);
     }
+    if (bl_limit_zones_finish(&cfg->limits, c->err, c->errlen) != BL_OK)
+        return BL_ERR;
+    for (uint32_t i = 0; i < cfg->nservers; i++)
+        for (uint32_t k = 0; k < cfg->servers[i]->nall; k++) {
+            struct bl_location *loc = cfg->servers[i]->all[k];
+            if (loc->conf.max_inflight && !(loc->inflight = conf_calloc(1, sizeof(uint32_t))))
+                return oom_at(c, "max_inflight", loc->file, loc->line);
+        }
     if (bl_ssl_build(cfg->servers, cfg->nservers, cfg->listens, cfg->nlistens, c->err,
                      c->errlen) != BL_OK)
         return BL_ERR;
@@ -3631,6 +3810,7 @@ static void free_location(struct bl_location *loc)
     free(loc->nested.exact);
     free(loc->nested.prefix);
     free(loc->nested.regex);
+    free(loc->inflight);
     free(loc);
 }
 
@@ -3721,6 +3901,7 @@ void bl_conf_release(struct bl_config *cfg)
     for (uint32_t i = 0; i < cfg->vars.n; i++)
         free(cfg->vars.names[i]);
     free(cfg->vars.names);
+    bl_limit_zones_free(&cfg->limits);
     bl_conf_free(cfg->tree);
     free(cfg);
 }

@@ -15,6 +15,8 @@
 #include "core/cidr.h"
 #include "core/sock.h"
 #include "http/template.h"      /* struct bl_var_names */
+#include "policy/access.h"
+#include "policy/limits.h"
 #include "upstream/attempt.h"     /* BL_NEXT_*: proxy_next_upstream conditions */
 #include "upstream/upstream.h"
 
@@ -108,6 +110,14 @@ struct bl_loc_conf {
     uint64_t http2_max_concurrent_streams;
     uint64_t http2_recv_buffer_size; /* bytes read per recv on an h2 connection (http level) */
     uint64_t http2_idle_timeout;    /* ms; 0: keepalive_timeout */
+    /* limits (src/policy/, docs/protection.md) */
+    uint64_t limit_req_status;      /* answered when limit_req rejects */
+    uint64_t limit_req_log_level;   /* enum bl_log_level of "limiting requests" */
+    uint64_t limit_req_dry_run;
+    uint64_t limit_conn_status;
+    uint64_t limit_conn_log_level;
+    uint64_t limit_conn_dry_run;
+    uint64_t max_inflight;          /* requests in flight in a location; 0: no limit */
 
     /* Lists and references: a level that has any line of its own does not inherit the lines
      * above it (nginx's rule for proxy_set_header, error_page, access_log). */
@@ -139,6 +149,12 @@ struct bl_loc_conf {
     uint8_t real_ip_pp;             /* ... it is proxy_protocol: the PROXY header's address */
     struct bl_proxy_ssl *proxy_ssl; /* proxy_ssl_*: owned by the level with BL_LC_PROXY_SSL,
                                      * shared below it (conf/proxy_ssl.h); NULL: none set */
+    struct bl_limit_req *limit_reqs;   /* limit_req lines: all apply (policy/limits.h) */
+    uint32_t nlimit_reqs;
+    struct bl_limit_conn *limit_conns; /* limit_conn lines (http's or stream's zones) */
+    uint32_t nlimit_conns;
+    struct bl_access_rule *access_rules; /* allow / deny, first match wins */
+    uint32_t naccess_rules;
     uint32_t set;                   /* BL_LC_* bits: set at this level, which owns those lists */
 };
 
@@ -157,6 +173,9 @@ struct bl_loc_conf {
 #define BL_LC_REALIP_FROM 0x800u    /* set_real_ip_from */
 #define BL_LC_REALIP_HEADER 0x1000u /* real_ip_header */
 #define BL_LC_PROXY_SSL   0x2000u   /* proxy_ssl_* (merged with the level above) */
+#define BL_LC_LIMIT_REQ   0x10000u  /* limit_req */
+#define BL_LC_LIMIT_CONN  0x20000u  /* limit_conn */
+#define BL_LC_ACCESS_RULES 0x40000u /* allow, deny */
 #define BL_LC_HIDE        0x8u      /* proxy_pass_header or proxy_hide_header: as in nginx, a
                                      * level with either inherits neither */
 
@@ -281,6 +300,8 @@ struct bl_location {
      * read it per request; a reload starts again from the file). */
     _Atomic uint8_t disable_live;
     struct bl_loc_conf conf;        /* effective settings (inherited and own) */
+    uint32_t *inflight;             /* max_inflight: requests in flight here, every worker's
+                                     * (atomic); NULL without a limit */
 };
 
 #define BL_DISABLE_AS_CONF 0        /* disable_live: as the config says */
@@ -354,8 +375,8 @@ struct bl_stream_server {
     char *pass;                     /* proxy_pass as written (resolved at the end) */
     int pass_line;
     struct bl_stream_conf conf;     /* effective settings */
-    struct bl_loc_conf log;         /* access_log lines only (effective, as http merges
-                                     * them): the sessions' log */
+    struct bl_loc_conf log;         /* access_log, limit_conn, allow and deny lines only
+                                     * (effective, as http merges them) */
 };
 
 struct bl_listen {
@@ -507,7 +528,8 @@ struct bl_config {
     uint32_t ngroups;
     struct bl_stream_conf stream_defaults; /* the table's stream defaults */
     struct bl_stream_conf stream_conf;     /* stream-level settings */
-    struct bl_loc_conf stream_log;         /* stream-level access_log lines */
+    struct bl_loc_conf stream_log;         /* stream-level access_log, limit_conn, allow and
+                                            * deny lines */
     struct bl_stream_server **stream_servers;
     uint32_t nstream_servers;
     uint32_t nupstream_servers;     /* total servers over all groups (ids 0..n-1) */
@@ -524,6 +546,7 @@ struct bl_config {
                                      * map targets */
     struct bl_map **var_maps;       /* vars.n entries: the map that defines variable i, or
                                      * NULL (NULL array: no maps) */
+    struct bl_limit_zones limits;   /* limit_req_zone, limit_conn_zone lines */
 };
 
 /* Reads, validates and compiles FILE. Returns the config, or NULL with err holding one line in

@@ -15,7 +15,7 @@ static const char HTTP3[] = "HTTP/3 is";
 static const char H2_TUNING[] = "this HTTP/2 setting is";
 static const char GZIP[] = "compression is";
 static const char CACHE[] = "caching is";
-static const char LIMITS[] = "rate and connection limits are";
+static const char LIMITS[] = "bandwidth limits are";
 static const char ACCESS[] = "access control is";
 static const char REWRITE[] = "logging rewrites is";
 static const char STREAM[] = "this stream feature is";
@@ -69,15 +69,9 @@ static const struct bl_unsupported directives[] = {
     {"proxy_store_*", E, CACHE},
     {"open_file_cache", W, CACHE},
     {"open_file_cache_*", W, CACHE},
-    {"limit_req", E, LIMITS},
-    {"limit_req_*", E, LIMITS},
-    {"limit_conn", E, LIMITS},
-    {"limit_conn_*", E, LIMITS},
     {"limit_rate", E, LIMITS},
     {"limit_rate_*", E, LIMITS},
     {"limit_except", E, ACCESS},
-    {"allow", E, ACCESS},
-    {"deny", E, ACCESS},
     {"satisfy", E, ACCESS},
     {"auth_basic", E, ACCESS},
     {"auth_basic_*", E, ACCESS},

@@ -443,6 +443,7 @@ static int request_route(struct bl_request *r, int *status)
 }
 
 static void proxy_start(struct bl_request *r);
+static void request_access(struct bl_request *r);
 
 /* The content phase: a return or redirect from the rewrite directives, the proxy, or a local
  * response; try_files' fallback redirects internally and comes back here. */
@@ -539,6 +540,41 @@ static void request_start(struct bl_client *c, uint32_t head_len)
         r->keep_alive = 0;
         local_response(r, status);
         return;
+    }
+    request_access(r);
+}
+
+/* limit_req holds the request: the client's events wait (its readiness flags stay set). */
+static void limit_delay_client_event(struct bl_request *r, uint32_t ev)
+{
+    (void)r;
+    (void)ev;
+}
+
+static void limit_delay_done(struct bl_timer *t)
+{
+    request_access((struct bl_request *)((char *)t - offsetof(struct bl_request, limit_timer)));
+}
+
+/* nginx's preaccess and access phases (preaccess.c), then the content; a return or redirect
+ * of the rewrite directives answers before them, as in nginx. */
+static void request_access(struct bl_request *r)
+{
+    r->client_handler = proxy_client_event;
+    if (!r->rw.ret_code) {
+        int status = 0;
+        uint64_t delay_ms = 0;
+        int rc = bl_http_preaccess(r, &status, &delay_ms);
+        if (rc == BL_AGAIN) {
+            r->client_handler = limit_delay_client_event;
+            r->limit_timer.handler = limit_delay_done;
+            bl_arm(r->c->w, &r->limit_timer, delay_ms);
+            return;
+        }
+        if (rc == BL_ERR) {
+            local_response(r, status);
+            return;
+        }
     }
     request_content(r);
 }
@@ -1634,6 +1670,7 @@ static void request_free(struct bl_request *r)
 {
     if (r->qwait.q)
         bl_queue_cancel(&r->qwait);
+    bl_http_preaccess_end(r); /* limit_conn and max_inflight counts, limit_req's timer */
     bl_realip_restore(r); /* the next request on the connection starts from the peer */
     bl_rw_free(r); /* the normalized path, rewritten URIs, variables */
     if (r->file_fd >= 0)

@@ -24,6 +24,7 @@
 #include "http/tls.h"
 #include "http/trace.h"
 #include "http/tunnel.h"
+#include "policy/limits.h"
 #include "http/proxy.h"
 #include "http/rewrite.h"
 #include "upstream/attempt.h"
@@ -130,6 +131,12 @@ struct bl_request {
     uint8_t trace_flags;               /* traceparent flags sent upstream */
     uint8_t realip_done;               /* realip replaced c's address: realip_* hold the
                                         * peer's, given back when the request ends */
+    uint8_t limit_req_done;            /* limit_req ran (once per request, as nginx) */
+    uint8_t limit_req_status;          /* $limit_req_status: enum bl_limit_status */
+    uint8_t limit_conn_status;         /* $limit_conn_status */
+    uint32_t *inflight;                /* the max_inflight count entered, left at the end */
+    struct bl_limit_held limit_held;   /* limit_conn counts, released at the end */
+    struct bl_timer limit_timer;       /* limit_req's delay */
     const char *upath;                 /* path as matched: normalized (http/uri.h); allocated
                                         * when it is not msg.path */
     uint32_t upath_len;
@@ -245,6 +252,14 @@ const char *bl_rw_user_var(const struct bl_var_ctx *ctx, uint32_t idx, const cha
 /* Frees what routing allocated for r. */
 void bl_rw_free(struct bl_request *r);
 
+/* ---- preaccess.c: limit_req, limit_conn, allow/deny, max_inflight */
+
+/* Runs them for r (whose routing is done) in nginx's order, each once per request. BL_OK: go
+ * on; BL_AGAIN: limit_req delays r by *delay_ms, call again then; BL_ERR: answer *status. */
+int bl_http_preaccess(struct bl_request *r, int *status, uint64_t *delay_ms);
+/* Gives back what r holds (connection counts, in-flight count, the delay timer). */
+void bl_http_preaccess_end(struct bl_request *r);
+
 /* ---- helpers */
 
 /* Variables of r for templates. */
@@ -281,6 +296,8 @@ static inline void bl_request_var_ctx(const struct bl_request *r, struct bl_var_
     v->args = r->rw.args;
     v->args_len = r->rw.args_len;
     v->args_set = r->rw.args_set;
+    v->limit_req_status = bl_limit_status_str(r->limit_req_status);
+    v->limit_conn_status = bl_limit_status_str(r->limit_conn_status);
     const struct ssl_st *tls = r->c->h2 ? r->c->parent->tls : r->c->tls;
     v->http2 = r->c->h2 ? (tls ? "h2" : "h2c") : NULL;
     if (tls) {

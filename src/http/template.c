@@ -64,6 +64,8 @@ enum var_id {
     VAR_PP_PORT,
     VAR_PP_SERVER_ADDR,
     VAR_PP_SERVER_PORT,
+    VAR_LIMIT_REQ_STATUS,
+    VAR_LIMIT_CONN_STATUS,
     VAR_HTTP_,       /* $http_NAME */
     VAR_ARG_,        /* $arg_NAME */
     VAR_COOKIE_,     /* $cookie_NAME */
@@ -136,6 +138,9 @@ static const struct {
     {"proxy_protocol_port", VAR_PP_PORT},
     {"proxy_protocol_server_addr", VAR_PP_SERVER_ADDR},
     {"proxy_protocol_server_port", VAR_PP_SERVER_PORT},
+    /* limits (src/policy/) */
+    {"limit_req_status", VAR_LIMIT_REQ_STATUS},
+    {"limit_conn_status", VAR_LIMIT_CONN_STATUS},
 };
 
 struct part {
@@ -703,6 +708,15 @@ static int put_var(struct sink *s, const struct part *p, const struct bl_var_ctx
                         : p->id == VAR_SSL_CIPHER ? ctx->ssl_cipher
                                                : ctx->ssl_server_name;
         if (!v || !*v)
+            return 0;
+        put(s, v, strlen(v));
+        return 1;
+    }
+    case VAR_LIMIT_REQ_STATUS:
+    case VAR_LIMIT_CONN_STATUS: {
+        const char *v = p->id == VAR_LIMIT_REQ_STATUS ? ctx->limit_req_status
+                                                      : ctx->limit_conn_status;
+        if (!v)
             return 0;
         put(s, v, strlen(v));
         return 1;

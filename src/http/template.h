@@ -9,6 +9,7 @@
  * $request_id $trace_id $span_id $realip_remote_addr
  * $proxy_protocol_addr $proxy_protocol_port $proxy_protocol_server_addr
  * $proxy_protocol_server_port (not found without a PROXY header naming addresses)
+ * $limit_req_status $limit_conn_status
  * $parent_id (also as nginx's OpenTelemetry module names them: $otel_trace_id ...) $http_NAME
  * $arg_NAME $cookie_NAME.
  * Known once the response is done (bl_var_ctx.resp; empty or "-" elsewhere): $status
@@ -127,6 +128,9 @@ struct bl_var_ctx {
     const struct bl_pp_info *pp;    /* the connection's PROXY protocol header; NULL: none */
     const char *http2;              /* $http2: "h2" (TLS), "h2c"; NULL: not HTTP/2, which
                                      * $request and $server_protocol show as HTTP/1.x */
+    /* limits (src/policy/): "PASSED" ...; NULL: the module did not run (not found) */
+    const char *limit_req_status;   /* $limit_req_status */
+    const char *limit_conn_status;  /* $limit_conn_status */
 };
 
 struct bl_template;
