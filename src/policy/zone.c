@@ -65,9 +65,9 @@ uint64_t bl_leaky_excess(uint64_t prev, uint64_t rate, int64_t ms)
     /* rate * ms must not overflow: past a day every bucket has drained anyway */
     if (ms > 86400000)
         ms = 86400000;
-    uint64_t drained = rate * (uint64_t)ms / 1000;
-    uint64_t e = prev > drained ? prev - drained : 0;
-    return e + 1000;
+    /* nginx clamps at 0 after adding this request: a key idle long enough leaves 0 */
+    uint64_t drained = rate * (uint64_t)ms / 1000, e = prev + 1000;
+    return e > drained ? e - drained : 0;
 }
 
 /* ------------------------------------------------------------ hashing */

@@ -73,8 +73,8 @@ int bl_zone_conn_acquire(struct bl_zone *z, const char *key, size_t len, uint32_
                          uint32_t *ref);
 void bl_zone_conn_release(struct bl_zone *z, uint32_t ref);
 
-/* The bucket's arithmetic (nginx's, in milli-requests): the excess left from prev after ms
- * elapsed at rate, plus this request; never below 0. */
+/* The bucket's arithmetic (nginx's, in milli-requests): prev plus this request, less what ms
+ * at rate drained; never below 0. */
 uint64_t bl_leaky_excess(uint64_t prev, uint64_t rate, int64_t ms);
 
 #endif

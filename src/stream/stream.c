@@ -15,6 +15,7 @@
 #include "core/status.h"
 #include "http/access_log.h"
 #include "http/template.h"
+#include "stream/preaccess.h"
 #include "stream/stream.h"
 #include "stream/udp.h"
 
@@ -52,6 +53,7 @@ struct bl_stream_session {
     char peer_ip[BL_ADDR_STRLEN]; /* $realip_remote_addr: the peer, when realip replaced it */
     int status;                 /* $status: 200, 502, 503 */
     struct bl_upstream_try tries[8]; /* $upstream_addr, $upstream_connect_time */
+    struct bl_limit_held held;  /* limit_conn counts (stream/preaccess.h) */
     uint32_t ntries;
 };
 
@@ -124,6 +126,7 @@ static void session_close(struct bl_stream_session *s, int failed)
     if (s->ntries && s->tries[s->ntries - 1].connect_us == BL_TRY_NONE && s->connected)
         s->tries[s->ntries - 1].connect_us = 0;
     session_log(s);
+    bl_limit_conn_release(&s->held);
     bl_attempt_release(&s->a, failed, 0, s->d[1].bytes);
     bl_timer_cancel(w->loop, &s->timer);
     bl_loop_close(w->loop, &s->io);
@@ -451,6 +454,12 @@ static void read_proxy_protocol(struct bl_stream_session *s, uint32_t ev)
 static void session_begin(struct bl_stream_session *s)
 {
     const struct bl_stream_server *srv = s->srv;
+    /* nginx's preaccess and access phases, after realip (stream/preaccess.h) */
+    if (bl_stream_preaccess(srv, &s->addr, s->ip, s->server_port, &s->held, &s->status)
+        != BL_OK) {
+        session_close(s, 0);
+        return;
+    }
     make_key(s);
     if (bl_attempt_first(&s->a, s->w->up, srv->upstream, key_of(s), s->key_len, &s->addr.sa)
         != BL_OK) {
