@@ -164,12 +164,10 @@ SERVER = "http {\n    server {\n        listen 127.0.0.1:18080%s;\n%s    }\n%s}\
     # map, geo and split_clients are supported; geo's ranges are not yet.
     ("http {\n    geo $remote_addr $zone { ranges; }\n}\n",
      '"ranges" inside "geo" is not supported in this build'),
-    (SERVER % ("", "        limit_req zone=one burst=5;\n", ""),
-     'rate and connection limits are not supported in this build: "limit_req" directive'),
-    ("http {\n    limit_req_zone $binary_remote_addr zone=one:10m rate=1r/s;\n}\n",
-     'rate and connection limits are not supported in this build: "limit_req_zone"'),
-    (SERVER % ("", "        allow 10.0.0.0/8;\n", ""),
-     'access control is not supported in this build: "allow" directive'),
+    (SERVER % ("", "        limit_rate 10k;\n", ""),
+     'bandwidth limits are not supported in this build: "limit_rate" directive'),
+    (SERVER % ("", "        auth_basic x;\n", ""),
+     'access control is not supported in this build: "auth_basic" directive'),
     (SERVER % ("", "        proxy_cache one;\n", ""),
      'caching is not supported in this build: "proxy_cache" directive'),
     (SERVER % ("", "        sub_filter a b;\n", ""),
@@ -183,7 +181,7 @@ def test_missing_feature_is_named(tmp_path, text, needle):
     assert r.returncode == 1, r
     line = next(i for i, l in enumerate(text.split("\n"), 1)
                 if any(w in l for w in ("ssl", "http2", "proxy_protocol", "https", "geo ",
-                                        "Upgrade", "Connection", "limit_req", "allow",
+                                        "Upgrade", "Connection", "limit_rate", "auth_basic",
                                         "proxy_cache", "sub_filter", "if (", "udp")))
     first = r.stderr.split("\n")[0]
     assert first.startswith("ballast: ") and needle in first, r.stderr

@@ -16,7 +16,8 @@ static void test_lookup(void **state)
     assert_non_null(bl_unsupported_directive("gzip", none, 0));
     assert_non_null(bl_unsupported_directive("ssl_stapling", none, 0));
     assert_non_null(bl_unsupported_directive("ssl_verify_client", none, 0));
-    assert_non_null(bl_unsupported_directive("limit_req_zone", none, 0));
+    assert_non_null(bl_unsupported_directive("limit_rate", none, 0));
+    assert_null(bl_unsupported_directive("limit_req_zone", none, 0)); /* src/policy/ */
     assert_null(bl_unsupported_directive("prox_pass", none, 0));
     char *ws[] = {"$http_upgrade", "$connection_upgrade"};
     assert_null(bl_unsupported_directive("map", ws, 2)); /* map is supported */
