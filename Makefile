@@ -18,6 +18,7 @@
 #   make bench         ballast, nginx and HAProxy side by side; writes bench/RESULTS.md
 #   make bench-balancers  nanoseconds per pick for every balancing algorithm
 #   make bench-logs    nanoseconds per request for a log line and for request/trace ids
+#   make bench-limits  nanoseconds per limit_req check with 1M keys in the zone
 #   make install       install the binary, man page, systemd unit, docs and (unless present)
 #                      /etc/ballast/ballast.conf and mime.types; PREFIX, DESTDIR and the
 #                      *DIR switches below place them (docs/operations.md, "Installing")
@@ -76,7 +77,7 @@ SYSCONFDIR     ?= /etc
 
 .PHONY: install uninstall
 .PHONY: fuzz fuzz-build fuzz-replay
-.PHONY: all asan run test unit check-layers integration integration-asan bench bench-balancers bench-logs deps deps-test clean help
+.PHONY: all asan run test unit check-layers integration integration-asan bench bench-balancers bench-logs bench-limits deps deps-test clean help
 
 all: ballast
 
@@ -214,6 +215,11 @@ bench-logs: build/libballast.a
 	@mkdir -p build/bench
 	$(CC) $(CSTD) $(WARN) $(CFLAGS) $(CPPFLAGS) -o build/bench/log_cost bench/log_cost.c build/libballast.a $(LDLIBS)
 	build/bench/log_cost
+
+bench-limits: build/libballast.a
+	@mkdir -p build/bench
+	$(CC) $(CSTD) $(WARN) $(CFLAGS) $(CPPFLAGS) -o build/bench/limit_req bench/limit_req.c build/libballast.a $(LDLIBS)
+	build/bench/limit_req
 
 # The unit and the man page get the installed paths; an existing ballast.conf or mime.types
 # is an operator's and stays as it is.

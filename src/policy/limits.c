@@ -345,9 +345,9 @@ int bl_limit_req_check(const struct bl_limit_req *lines, uint32_t n, const struc
                    "client: %s", log->dry_run ? ", dry run" : "",
                    (unsigned long long)(excess / 1000), (unsigned long long)(excess % 1000),
                    limit->z->name, log->client);
-        else if (rc == BL_ZONE_FULL)
-            bl_log(BL_LOG_ALERT, "could not allocate node in limit_req zone \"%s\"",
-                   limit->z->name);
+        else if (rc == BL_ZONE_FULL && bl_zone_log_due(limit->z->zone))
+            bl_log(BL_LOG_ALERT, "limit_req zone \"%s\" is full and every key in use: "
+                   "refusing new keys", limit->z->name);
         while (i--)
             if (pinned[i])
                 bl_zone_req_unpin(lines[i].z->zone, pins[i]);
@@ -441,9 +441,9 @@ int bl_limit_conn_acquire(const struct bl_limit_conn *lines, uint32_t n,
         if (rc == BL_ZONE_BUSY && bl_log_enabled(log->level))
             bl_log(log->level, "limiting connections%s by zone \"%s\", client: %s",
                    log->dry_run ? ", dry run" : "", l->z->name, log->client);
-        else if (rc == BL_ZONE_FULL)
-            bl_log(BL_LOG_ALERT, "could not allocate node in limit_conn zone \"%s\"",
-                   l->z->name);
+        else if (rc == BL_ZONE_FULL && bl_zone_log_due(l->z->zone))
+            bl_log(BL_LOG_ALERT, "limit_conn zone \"%s\" is full: refusing new keys "
+                   "(logged at most once a minute)", l->z->name);
         bl_limit_conn_release(held);
         if (log->dry_run) {
             *status = BL_LIMIT_REJECTED_DRY_RUN;

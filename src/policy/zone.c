@@ -204,6 +204,13 @@ uint32_t bl_zone_count(struct bl_zone *z)
     return n;
 }
 
+int bl_zone_log_due(struct bl_zone *z)
+{
+    uint64_t now = bl_clock_ms, last = atomic_load(&z->evict_logged_ms);
+    return (last == 0 || now - last >= 60000) &&
+           atomic_compare_exchange_strong(&z->evict_logged_ms, &last, now ? now : 1);
+}
+
 /* ------------------------------------------------------------ a shard's table */
 
 static inline struct shard *shard_of(struct bl_zone *z, uint64_t hash)
@@ -286,9 +293,7 @@ static uint32_t node_new(struct bl_zone *z, struct shard *s, uint64_t hash, cons
         if (!i || N(s, i)->count)
             return 0;
         node_remove(s, i);
-        uint64_t now = bl_clock_ms, last = atomic_load(&z->evict_logged_ms);
-        if ((last == 0 || now - last >= 60000) &&
-            atomic_compare_exchange_strong(&z->evict_logged_ms, &last, now ? now : 1))
+        if (bl_zone_log_due(z))
             bl_log(BL_LOG_WARN, "limit_req zone \"%s\" is full (%u keys): evicting the least "
                    "recently used keys", z->name, bl_zone_capacity(z));
     }

@@ -53,6 +53,9 @@ uint32_t bl_zone_capacity(const struct bl_zone *z);
 /* Keys in the zone now (locks each shard in turn; tests and metrics). */
 uint32_t bl_zone_count(struct bl_zone *z);
 
+/* 1 at most once a minute per zone: whether a "zone is full" line is due now. Any thread. */
+int bl_zone_log_due(struct bl_zone *z);
+
 /* limit_req's lookup (nginx's ngx_http_limit_req_lookup): the key's excess after this request
  * into *excess (milli-requests). rate in milli-requests per second, burst in milli-requests.
  * BL_ZONE_BUSY: excess > burst, nothing changed. With account: the node takes the new excess
