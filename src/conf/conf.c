@@ -3589,6 +3589,8 @@ static int finish(struct compiler *c)
     for (uint32_t i = 0; i < cfg->nservers; i++)
         for (uint32_t k = 0; k < cfg->servers[i]->nall; k++) {
             struct bl_location *loc = cfg->servers[i]->all[k];
+            if (loc->conf.max_inflight > UINT32_MAX - 1)
+                loc->conf.max_inflight = UINT32_MAX - 1;
             if (loc->conf.max_inflight && !(loc->inflight = conf_calloc(1, sizeof(uint32_t))))
                 return oom_at(c, "max_inflight", loc->file, loc->line);
         }

@@ -180,6 +180,11 @@ int bl_limit_req_parse(struct bl_limit_zones *zones, struct bl_limit_req **lines
             snprintf(err, errlen, "\"limit_req\" directive is duplicate");
             return BL_ERR;
         }
+    if (*n >= BL_LIMIT_REQ_MAX) {
+        snprintf(err, errlen, "more than %d \"limit_req\" lines at one level",
+                 BL_LIMIT_REQ_MAX);
+        return BL_ERR;
+    }
     struct bl_limit_req *grown = realloc(*lines, (*n + 1) * sizeof(*grown));
     if (!grown) {
         snprintf(err, errlen, "out of memory");
@@ -307,16 +312,14 @@ int bl_limit_req_check(const struct bl_limit_req *lines, uint32_t n, const struc
                        uint64_t now_ms, const struct bl_limit_log *log,
                        struct bl_limit_req_result *res)
 {
-    uint32_t pins[64];
-    uint8_t pinned[64] = {0};
+    uint32_t pins[BL_LIMIT_REQ_MAX];
+    uint8_t pinned[BL_LIMIT_REQ_MAX] = {0};
     uint64_t excess = 0;
     int rc = -1;                    /* -1: every key empty so far (nginx's DECLINED) */
     uint32_t i;
     const struct bl_limit_req *limit = NULL;
     res->status = BL_LIMIT_NONE;
     res->delay_ms = 0;
-    if (n > 64)
-        n = 64;
     for (i = 0; i < n; i++) {
         limit = &lines[i];
         struct key k;

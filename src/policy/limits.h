@@ -31,6 +31,7 @@ struct bl_limit_req {
     uint64_t delay;                 /* milli-requests served without delay; BL_LIMIT_NODELAY */
 };
 #define BL_LIMIT_NODELAY (UINT64_MAX / 4)
+#define BL_LIMIT_REQ_MAX 32         /* limit_req lines at one level */
 
 /* A limit_conn line. */
 struct bl_limit_conn {
