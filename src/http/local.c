@@ -434,8 +434,19 @@ static int serve_page(struct bl_request *r, int status, const char *uri, int ove
     if (target->kind == BL_LOC_STATIC)
         return named ? static_serve(r, target, r->upath, r->upath_len, st)
                      : static_serve(r, target, uri, strlen(uri), st);
-    bl_log(BL_LOG_WARN, "error page %s for %d: no return or root location serves it", uri,
-           status);
+    /* A page that proxies: the caller redirects (a URI page goes as a GET, as in nginx); a
+     * request whose body is gone or still coming cannot be sent again. */
+    int bodyless = r->msg.body == BL_H1_BODY_NONE ||
+                   (r->msg.body == BL_H1_BODY_LENGTH && r->msg.content_length == 0);
+    if (target->kind == BL_LOC_PROXY && bodyless) {
+        r->page_uri = uri;
+        r->err_status = overwrite > 0 ? overwrite : overwrite < 0 ? 0 : status;
+        return BL_LOCAL_PROXY;
+    }
+    bl_log(BL_LOG_WARN, "error page %s for %d: %s", uri, status,
+           target->kind == BL_LOC_PROXY ? "the request has a body, which an error page that "
+                                          "proxies cannot send again (the status page is sent)"
+                                        : "no return, root or proxy_pass location serves it");
     return BL_AGAIN;
 }
 

@@ -1196,6 +1196,13 @@ static int parse_response_head(struct bl_request *r)
             attempt_failed(r, BL_AE_STATUS, r->resp.status, "status", 0))
             return BL_ERR;
         bl_attempt_outcome(&r->a, r->resp.status, 0);
+        if (r->err_status && r->resp.status != 101) {
+            /* an error page that proxies: the client gets the original error's status */
+            const char *reason = bl_http_reason(r->err_status);
+            r->resp.status = r->err_status;
+            r->resp.reason = reason;
+            r->resp.reason_len = (uint32_t)strlen(reason);
+        }
         if (r->loc->conf.proxy_intercept_errors && r->resp.status >= 300 &&
             r->resp.status != 101 && bl_local_error_page_for(r, r->resp.status)) {
             intercept_error(r);
@@ -1577,9 +1584,38 @@ static void local_client_event(struct bl_request *r, uint32_t ev)
         local_send(r);
 }
 
+static void request_content(struct bl_request *r);
+
+/* error_page names a location that proxies: an internal redirect to it through a new attempt,
+ * the request sent as a GET to a URI page (HEAD stays HEAD), as it came to a named one, as
+ * nginx's ngx_http_send_error_page() does; its answer goes to the client with
+ * r->err_status when set. The last attempt was released before the error was answered. */
+static void error_page_proxy(struct bl_request *r)
+{
+    static const char get[] = "GET";
+    int status;
+    const char *uri = r->page_uri;
+    if (bl_rw_redirect(r, uri, strlen(uri), &status) != BL_OK) {
+        local_done(r, bl_local_response(r, status, NULL, 0, NULL, 0));
+        return;
+    }
+    if (uri[0] == '/' && r->msg.method_id != BL_H1_M_HEAD) {
+        r->msg.method = get;
+        r->msg.method_len = 3;
+        r->msg.method_id = BL_H1_M_GET;
+    }
+    memset(&r->a, 0, sizeof(r->a));
+    r->keep_alive = 0;
+    request_content(r);
+}
+
 /* local.c produced a response into r (rc BL_OK) or ran out of memory: send it. */
 static void local_done(struct bl_request *r, int rc)
 {
+    if (rc == BL_LOCAL_PROXY) {
+        error_page_proxy(r);
+        return;
+    }
     if (rc != BL_OK) {
         request_oom(r);
         return;

@@ -124,6 +124,9 @@ struct bl_request {
     uint8_t continue_sent;
     uint8_t body_rewound;              /* body bytes already sent were overwritten in c->in */
     uint8_t error_page_done;           /* an error_page redirect happened: no second one */
+    int err_status;                    /* an error page being proxied: the status the client
+                                        * gets instead of the upstream's (0: the upstream's) */
+    const char *page_uri;              /* BL_LOCAL_PROXY: the page to redirect to (config) */
     uint8_t ntries;                    /* entries in tries[] */
     uint8_t request_id_len;            /* 0: request_id not made yet */
     uint8_t request_id_made;           /* request_id is ballast's (32 hex digits, not 0) */
@@ -227,6 +230,10 @@ int bl_local_error_page_for(const struct bl_request *r, int status);
  * try_files found nothing and names a fallback (r->loc->try_fallback), for bl_rw_redirect(). */
 int bl_local_serve(struct bl_request *r);
 #define BL_LOCAL_REDIRECT 1
+/* From bl_local_response() (and the functions that call it): the error page's location
+ * proxies; the caller redirects to r->page_uri and proxies it as a GET, the client's status
+ * becoming r->err_status unless that is 0. */
+#define BL_LOCAL_PROXY 2
 /* A return location whose return did not run (a break came first): as nginx, its files under
  * root, or 404. */
 int bl_local_serve_skipped_return(struct bl_request *r);

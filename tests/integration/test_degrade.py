@@ -31,6 +31,18 @@ server {
         error_page 418 @named;
         error_page 302 =201 /okpage;
     }
+    location /none-named { proxy_pass http://none; error_page 502 @fallback; }
+    location /none-named-own { proxy_pass http://none; error_page 502 = @fallback; }
+    location /none-uri { proxy_pass http://none; error_page 502 =200 /fb/201; }
+    location /none-uri-own { proxy_pass http://none; error_page 502 = /fb/201; }
+    location /fb/ { proxy_pass http://127.0.0.1:@pb@; }
+    location @fallback { proxy_pass http://127.0.0.1:@pb@; }
+    location /icpt-proxy/ {
+        proxy_pass http://127.0.0.1:@pb@;
+        proxy_intercept_errors on;
+        error_page 500 503 = /fb/202;
+        error_page 404 @fallback;
+    }
     location /plain/ {
         proxy_pass http://127.0.0.1:@pb@;
         error_page 404 500 /sorry;
@@ -39,23 +51,26 @@ server {
 """
 
 CASES = ["/none", "/none-keep", "/icpt/404", "/icpt/500", "/icpt/418", "/icpt/403",
-         "/icpt/200", "/icpt/302", "/plain/404", "/plain/500"]
+         "/icpt/200", "/icpt/302", "/plain/404", "/plain/500",
+         "/none-named", "/none-named-own", "/none-uri", "/none-uri-own", "/icpt-proxy/500",
+         "/icpt-proxy/503", "/icpt-proxy/404", "/icpt-proxy/200"]
 
 
 def _backend_route(backend):
     def fn(req, c):
-        code = int(req.path.rstrip("/").rsplit("/", 1)[-1])
-        body = b"backend says %d" % code
+        last = req.path.rstrip("/").rsplit("/", 1)[-1]
+        code = int(last) if last.isdigit() else 200
+        body = b"backend says %d to %s %s" % (code, req.method.encode(), req.path.encode())
         extra = b"Location: http://example.test/\r\n" if code == 302 else b""
         c.send(b"HTTP/1.1 %d X\r\nContent-Length: %d\r\n%s\r\n%s"
                % (code, len(body), extra, body))
     backend.route("/", fn)
 
 
-def ask(port, path):
+def ask(port, path, method="GET"):
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=10 * SLOW)
     try:
-        c.request("GET", path)
+        c.request(method, path)
         r = c.getresponse()
         body = r.read().decode("utf-8", "replace")
         if "<html>" in body:
@@ -93,6 +108,17 @@ def test_error_page_as_nginx(pair, path):
     want = ask(nport, path)
     got = ask(b.port, path)
     assert got == want, "%s: ballast %r, nginx %r" % (path, got, want)
+
+
+@pytest.mark.parametrize("method", ["DELETE", "HEAD"])
+def test_error_page_proxied_method_as_nginx(pair, method):
+    """An error page that proxies goes as a GET to a URI (HEAD stays HEAD), with the request's
+    method to a named location, as nginx sends it."""
+    b, _, nport = pair
+    for path in ("/none-named", "/icpt-proxy/404", "/none-uri", "/icpt-proxy/500"):
+        want = ask(nport, path, method)
+        got = ask(b.port, path, method)
+        assert got == want, "%s %s: ballast %r, nginx %r" % (method, path, got, want)
 
 
 def test_issue_case(pair):
@@ -220,3 +246,17 @@ def test_disable_through_api(ballast, backend):
     assert [r.path for r in be.requests] == ["/live/1", "/off/3", "/live/5"], \
         [r.path for r in be.requests]
     assert wait_for(lambda: 'admin: location "/live"' in _log(b), 3 * SLOW), _log(b)[-2000:]
+
+
+def test_error_page_proxy_with_body_is_plain(pair):
+    """A request with a body cannot be sent again to an error page that proxies: the plain
+    status page, and a warning (nginx, which buffers bodies, sends it)."""
+    b, _, _ = pair
+    c = http.client.HTTPConnection("127.0.0.1", b.port, timeout=10 * SLOW)
+    try:
+        c.request("POST", "/none-named", body=b"x" * 10)
+        r = c.getresponse()
+        assert r.status == 502 and b"<html>" in r.read()
+    finally:
+        c.close()
+    assert wait_for(lambda: "cannot send again" in _log(b), 3 * SLOW), _log(b)[-2000:]
