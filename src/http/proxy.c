@@ -43,6 +43,7 @@ static void client_read_head(struct bl_client *c);
 static int attempt_failed(struct bl_request *r, enum bl_attempt_error kind, int status,
                           const char *why, int err);
 static void attempt_start(struct bl_request *r, int fresh);
+static int queue_request(struct bl_request *r, struct bl_upstream_group *g);
 static void request_abort(struct bl_request *r, int status, const char *why);
 static void request_drop(struct bl_request *r);
 static void request_finish(struct bl_request *r);
@@ -923,7 +924,18 @@ static int attempt_failed(struct bl_request *r, enum bl_attempt_error kind, int 
         bl_log(BL_LOG_ERROR, "%s (%s) while talking to upstream %s, client %s", why,
                err ? strerror(err) : kind == BL_AE_TIMEOUT ? "timed out" : "closed", s->name,
                r->c->ip);
-    if (retry_next(r, kind, status) == BL_OK) {
+    int next = retry_next(r, kind, status);
+    if (next == BL_AGAIN) {
+        /* every other server is full: the retry waits in the group's queue */
+        struct bl_upstream_group *g = s->group;
+        if (queue_request(r, g) == BL_OK)
+            return 1;
+        bl_log(BL_LOG_ERROR, "upstream queue of \"%s\" is full (%u), client %s", g->name,
+               g->queue->max, r->c->ip);
+        request_abort(r, kind == BL_AE_TIMEOUT ? 504 : 502, why);
+        return 1;
+    }
+    if (next == BL_OK) {
         bl_log(BL_LOG_WARN, "retrying request to upstream \"%s\" on %s after %s from %s",
                s->group->name, r->a.server->name,
                kind == BL_AE_STATUS ? "a listed status" : kind == BL_AE_TIMEOUT ? "a timeout" : why,

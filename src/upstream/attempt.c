@@ -271,6 +271,11 @@ int bl_attempt_failed(struct bl_attempt *a, struct bl_upstream_worker *uw,
                                                   &probe);
     if (!next) {
         bl_retry_release(s->group);
+        if (kind != BL_AE_STATUS && s->group->queue && bl_group_full(s->group)) {
+            /* the retry may wait in the group's queue for a server not yet tried */
+            bl_attempt_release(a, failed, 0, 0);
+            return BL_AGAIN;
+        }
         return BL_ERR;
     }
     /* The next server is picked while the old one still counts as busy, then the old one is

@@ -157,7 +157,10 @@ int bl_attempt_resend_stale(struct bl_attempt *a, enum bl_attempt_error kind, in
  * p allows it, the retry budget admits it and the balancer has a server not yet tried (key and
  * client as for bl_attempt_first). BL_OK: the old connection is closed, the old server
  * released, a->server is the next one, acquired, with a->conn NULL: call bl_attempt_connect.
- * BL_ERR: no retry; a->server and a->conn are untouched. */
+ * BL_AGAIN: a retry is allowed but every other server is full and the group has a queue: the
+ * old connection is closed and the old server released; the caller may queue the request
+ * and pick again with bl_attempt_first() (servers tried stay excluded). BL_ERR: no retry;
+ * a->server and a->conn are untouched. */
 int bl_attempt_failed(struct bl_attempt *a, struct bl_upstream_worker *uw,
                       const struct bl_retry_policy *p, enum bl_attempt_error kind, int status,
                       const char *key, size_t key_len, const struct sockaddr *client);

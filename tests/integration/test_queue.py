@@ -119,3 +119,25 @@ def test_queue_config_errors(ballast):
         r = subprocess.run([BALLAST_BIN, "-t", "-c", f.name], capture_output=True, text=True,
                            timeout=30)
         assert r.returncode != 0 and want in r.stderr, (text, r.stderr)
+
+
+def test_retry_waits_in_queue(ballast, backend):
+    """A retry that finds every other server full waits in the queue too: the dead server
+    refuses, the busy one serves the request once its slot frees."""
+    from conftest import closed_port
+    be = backend("b")
+    be.route("/", slow_route(0.5 * SLOW))
+    b = ballast("""
+error_log @tmp@/error.log info;
+http {
+    upstream q { server 127.0.0.1:@pd@ max_fails=0; server 127.0.0.1:@pb@ max_conns=1;
+                 queue 4 timeout=20s; }
+    server { listen 127.0.0.1:@port@; location / { proxy_pass http://q; } }
+}""", workers=1, pb=be.port, pd=closed_port())
+    out = {}
+    t1 = start_at(b.port, "/first", out, 1)
+    assert be.wait_requests(1, 5 * SLOW)
+    get(b.port, "/second", out, 2)
+    t1.join(30 * SLOW)
+    assert out[1][:2] == (200, b"ok") and out[2][:2] == (200, b"ok"), out
+    assert [r.path for r in be.requests] == ["/first", "/second"]
