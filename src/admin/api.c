@@ -215,10 +215,11 @@ static json_t *upstream_json(const struct bl_api_ctx *ctx, const struct bl_upstr
     json_t *servers = servers_json(ctx, g);
     if (!servers)
         return NULL;
-    return json_pack("{s:s, s:s, s:b, s:I, s:I, s:o}", "name", g->name, "method",
-                     g->balancer->name, "weights_fixed", weight_is_fixed(g), "available",
-                     (json_int_t)avail, "in_flight", (json_int_t)(active > 0 ? active : 0),
-                     "servers", servers);
+    json_t *j = json_pack("{s:s, s:s, s:b, s:I, s:I, s:o}", "name", g->name, "method",
+                          g->balancer->name, "weights_fixed", weight_is_fixed(g), "available",
+                          (json_int_t)avail, "in_flight", (json_int_t)(active > 0 ? active : 0),
+                          "servers", servers);
+    return bl_api_protection_json(g, j);
 }
 
 /* ---------------------------------------------------------------- paths */

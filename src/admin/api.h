@@ -62,6 +62,12 @@ struct bl_api_response {
 void bl_api_handle(const struct bl_api_ctx *ctx, const struct bl_api_request *req,
                    struct bl_api_response *resp);
 
+/* Adds the group's `queue` and `adaptive_concurrency` state to its JSON j (consumed; NULL
+ * on failure) (api_locations.c). */
+struct bl_upstream_group;
+struct json_t;
+struct json_t *bl_api_protection_json(const struct bl_upstream_group *g, struct json_t *j);
+
 /* /api/locations, [p, end) the path after it (api_locations.c). */
 void bl_api_locations(const struct bl_api_ctx *ctx, const struct bl_api_request *req,
                       const char *p, const char *end, struct bl_api_response *resp);

@@ -10,6 +10,9 @@
 #include "conf/conf.h"
 #include "core/log.h"
 #include "http/h1_parser.h"
+#include "upstream/adaptive.h"
+#include "upstream/queue.h"
+#include "upstream/upstream.h"
 
 static void reply(struct bl_api_response *resp, int status, json_t *j)
 {
@@ -26,6 +29,35 @@ static void reply(struct bl_api_response *resp, int status, json_t *j)
     free(text);
     if (resp->body.failed)
         bl_api_error(resp, 500, "out of memory");
+}
+
+struct json_t *bl_api_protection_json(const struct bl_upstream_group *g, struct json_t *j)
+{
+    if (!j)
+        return NULL;
+    int bad = 0;
+    if (g->queue) {
+        struct bl_queue *q = g->queue;
+        bad |= json_object_set_new(j, "queue", json_pack(
+            "{s:I, s:I, s:I, s:I, s:I}", "waiting",
+            (json_int_t)atomic_load_explicit(&q->waiting, memory_order_relaxed), "size",
+            (json_int_t)q->max, "timeout_ms", (json_int_t)q->timeout_ms, "timeouts",
+            (json_int_t)atomic_load_explicit(&q->timeouts, memory_order_relaxed), "overflows",
+            (json_int_t)atomic_load_explicit(&q->overflows, memory_order_relaxed)));
+    }
+    if (g->adaptive) {
+        struct bl_adaptive *a = g->adaptive;
+        bad |= json_object_set_new(j, "adaptive_concurrency", json_pack(
+            "{s:I, s:I, s:I, s:I}", "limit",
+            (json_int_t)atomic_load_explicit(&a->limit, memory_order_relaxed), "min",
+            (json_int_t)a->min, "max", (json_int_t)a->max, "shed",
+            (json_int_t)atomic_load_explicit(&a->shed, memory_order_relaxed)));
+    }
+    if (bad) {
+        json_decref(j);
+        return NULL;
+    }
+    return j;
 }
 
 /* "= /x", "^~ /x", "~ re", "/x", "@name": the location as written. */

@@ -1,6 +1,7 @@
 """adaptive_concurrency (issue 11, "Overload protection"): with a backend that slows down, the
 learned limit comes down and the excess gets 503 at once; a fast backend is not limited."""
 import http.client
+import json
 import threading
 import time
 
@@ -8,6 +9,7 @@ from conftest import SLOW
 
 CONF = """
 error_log @tmp@/error.log info;
+admin { listen 127.0.0.1:@port_admin@; }
 http {
     upstream a { server 127.0.0.1:@pb@; adaptive_concurrency min=2 max=40 latency_target=50ms; }
     server { listen 127.0.0.1:@port@; location / { proxy_pass http://a; } }
@@ -70,6 +72,12 @@ def test_sheds_when_backend_slows(ballast, backend):
     assert set(slow) <= {200, 503}, slow
     log = open(b.dir + "/error.log").read()
     assert "adaptive_concurrency of upstream \"a\": limit" in log, log[-2000:]
+    c = http.client.HTTPConnection("127.0.0.1", b.values["port_admin"], timeout=10 * SLOW)
+    c.request("GET", "/api/upstreams/a")
+    j = json.loads(c.getresponse().read())
+    c.close()
+    ac = j["adaptive_concurrency"]
+    assert 2 <= ac["limit"] <= 40 and ac["shed"] >= slow.count(503), j
 
 
 def test_config_errors(ballast):

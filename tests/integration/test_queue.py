@@ -3,6 +3,7 @@ request that finds every server full waits in a FIFO shared by the workers and i
 a slot frees; past the queue's length it gets 503 at once, past the timeout 503 with
 Retry-After. Behaviour only: the bounds are generous, the timings go nowhere."""
 import http.client
+import json
 import threading
 import time
 
@@ -21,6 +22,7 @@ def slow_route(seconds):
 
 CONF = """
 error_log @tmp@/error.log info;
+admin { listen 127.0.0.1:@port_admin@; }
 http {
     upstream q { server 127.0.0.1:@pb@ max_conns=1; queue 2 timeout=%s; }
     server { listen 127.0.0.1:@port@;
@@ -67,6 +69,11 @@ def test_queue_waits_then_overflows(ballast, backend):
         assert out[i][:2] == (200, b"ok"), (i, out)
     assert sorted(r.path for r in be.requests) == ["/r1", "/r2", "/r3"]
     assert out[4][3] < out[3][3], "the overflowing request waited: %r" % out
+    c = http.client.HTTPConnection("127.0.0.1", b.values["port_admin"], timeout=10 * SLOW)
+    c.request("GET", "/api/upstreams/q")
+    q = json.loads(c.getresponse().read())["queue"]
+    c.close()
+    assert (q["waiting"], q["size"], q["overflows"]) == (0, 2, 1), q
 
 
 def test_queue_timeout(ballast, backend):
