@@ -1016,6 +1016,8 @@ static int h_outlier(struct compiler *c, const struct bl_conf_node *n)
 static int h_queue(struct compiler *c, const struct bl_conf_node *n)
 {
     char err[256];
+    if (c->in_stream)
+        return fail(c, "\"queue\" is not supported in a stream upstream in this build");
     return check_result(c, bl_queue_parse(&c->grp->queue, n->args, n->nargs, err, sizeof(err)),
                         err);
 }
@@ -1023,6 +1025,9 @@ static int h_queue(struct compiler *c, const struct bl_conf_node *n)
 static int h_adaptive_concurrency(struct compiler *c, const struct bl_conf_node *n)
 {
     char err[256];
+    if (c->in_stream)
+        return fail(c, "\"adaptive_concurrency\" is not supported in a stream upstream in "
+                       "this build");
     return check_result(c, bl_adaptive_parse(&c->grp->adaptive, c->grp->name, n->args,
                                              n->nargs, err, sizeof(err)), err);
 }

@@ -118,11 +118,16 @@ def test_queue_config_errors(ballast):
     import tempfile
     for text, want in [("queue 0;", "invalid queue length"), ("queue 2 timeout=x;",
                                                                "invalid parameter"),
-                       ("queue 2; queue 3;", "duplicate")]:
+                       ("queue 2; queue 3;", "duplicate"),
+                       ("stream", "not supported in a stream upstream")]:
         with tempfile.NamedTemporaryFile("w", suffix=".conf", delete=False) as f:
-            f.write("http { upstream q { server 127.0.0.1:1 max_conns=1; %s } "
-                    "server { listen 127.0.0.1:1; location / { proxy_pass http://q; } } }\n"
-                    % text)
+            if text == "stream":
+                f.write("stream { upstream q { server 127.0.0.1:1; queue 2; } "
+                        "server { listen 127.0.0.1:1; proxy_pass q; } }\n")
+            else:
+                f.write("http { upstream q { server 127.0.0.1:1 max_conns=1; %s } "
+                        "server { listen 127.0.0.1:1; location / { proxy_pass http://q; } } }\n"
+                        % text)
         r = subprocess.run([BALLAST_BIN, "-t", "-c", f.name], capture_output=True, text=True,
                            timeout=30)
         assert r.returncode != 0 and want in r.stderr, (text, r.stderr)
