@@ -1207,13 +1207,52 @@ static int h_listen(struct compiler *c, const struct bl_conf_node *n)
     return BL_OK;
 }
 
+/* A certificate, key or CA file named by a TLS directive: a relative path is taken from the
+ * main config file's directory, as nginx takes it from its conf prefix (the directory of
+ * nginx.conf), so a config finds its files wherever ballast is started from. Returns a
+ * malloc'd path, or NULL (out of memory). */
+static char *conf_file_path(const struct compiler *c, const char *arg)
+{
+    const char *main = c->cfg->file;
+    const char *slash = main ? strrchr(main, '/') : NULL;
+    if (arg[0] == '/' || !slash)
+        return strdup(arg);
+    size_t dlen = (size_t)(slash - main) + 1, alen = strlen(arg);
+    char *p = malloc(dlen + alen + 1);
+    if (p) {
+        memcpy(p, main, dlen);
+        memcpy(p + dlen, arg, alen + 1);
+    }
+    return p;
+}
+
+/* Whether the directive's one argument names a file (conf_file_path applies). */
+static int names_tls_file(const char *name)
+{
+    static const char *const files[] = {
+        "ssl_certificate", "ssl_certificate_key", "ssl_dhparam", "ssl_client_certificate",
+        "ssl_trusted_certificate", "proxy_ssl_trusted_certificate", "proxy_ssl_certificate",
+        "proxy_ssl_certificate_key",
+    };
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++)
+        if (strcmp(name, files[i]) == 0)
+            return 1;
+    return 0;
+}
+
 /* ssl_*: into the server block, or the http level that servers inherit from (conf/ssl.h). */
 static int h_ssl(struct compiler *c, const struct bl_conf_node *n)
 {
     struct bl_ssl_conf *sc = c->srv ? &c->srv->ssl : &c->cfg->http_ssl;
     char err[256];
-    if (bl_ssl_conf_set(sc, n->name, n->args, n->nargs, n->file, n->line, err, sizeof(err)) !=
-        BL_OK)
+    char *path = names_tls_file(n->name) ? conf_file_path(c, n->args[0]) : NULL;
+    if (names_tls_file(n->name) && !path)
+        return oom(c);
+    char *const one[] = {path};
+    int rc = bl_ssl_conf_set(sc, n->name, path ? one : n->args, n->nargs, n->file, n->line, err,
+                             sizeof(err));
+    free(path);
+    if (rc != BL_OK)
         return fail(c, "%s", err);
     return BL_OK;
 }
@@ -1238,8 +1277,14 @@ static int h_proxy_ssl(struct compiler *c, const struct bl_conf_node *n)
         return (ps->name_tpl = template_vars(c, n->args[0])) ? BL_OK : BL_ERR;
     }
     char err[256];
-    if (bl_proxy_ssl_set(ps, n->name, n->args, n->nargs, n->file, n->line, err, sizeof(err)) !=
-        BL_OK)
+    char *path = names_tls_file(n->name) ? conf_file_path(c, n->args[0]) : NULL;
+    if (names_tls_file(n->name) && !path)
+        return oom(c);
+    char *const one[] = {path};
+    int rc = bl_proxy_ssl_set(ps, n->name, path ? one : n->args, n->nargs, n->file, n->line, err,
+                              sizeof(err));
+    free(path);
+    if (rc != BL_OK)
         return fail(c, "%s", err);
     return BL_OK;
 }
@@ -2945,7 +2990,7 @@ static const struct directive directives[] = {
     DIRECTIVE("check", CTX_UPSTREAM, 0, ANY_ARGS, 0,
               "interval=MS rise=N fall=N timeout=MS type=tcp|http|redis|mysql "
               "[default_down=true|false] [port=N] [role=master] [send=\"BYTES\"] "
-              "[expect=\"TEXT\"|\"~REGEX\"]", NULL, h_check),
+              "[expect=\"TEXT\"|\"~REGEX\"] [ssl]", NULL, h_check),
     DIRECTIVE("check_http_send", CTX_UPSTREAM, 1, 1, DIR_DEFAULT_DOC, "\"REQUEST\"",
               "\"GET / HTTP/1.0\\r\\n\\r\\n\"", h_check),
     DIRECTIVE("check_http_expect_alive", CTX_UPSTREAM, 1, 5, DIR_DEFAULT_DOC,
@@ -2993,6 +3038,12 @@ static const struct directive directives[] = {
     DIRECTIVE("ssl_ecdh_curve", CTX_HTTP | CTX_SERVER, 1, 1, DIR_DEFAULT_DOC, "CURVE[:CURVE...]",
               "auto", h_ssl),
     DIRECTIVE("ssl_dhparam", CTX_HTTP | CTX_SERVER, 1, 1, 0, "FILE", NULL, h_ssl),
+    DIRECTIVE("ssl_verify_client", CTX_HTTP | CTX_SERVER, 1, 1, DIR_DEFAULT_DOC,
+              "on | off | optional | optional_no_ca", "off", h_ssl),
+    DIRECTIVE("ssl_client_certificate", CTX_HTTP | CTX_SERVER, 1, 1, 0, "FILE", NULL, h_ssl),
+    DIRECTIVE("ssl_trusted_certificate", CTX_HTTP | CTX_SERVER, 1, 1, 0, "FILE", NULL, h_ssl),
+    DIRECTIVE("ssl_verify_depth", CTX_HTTP | CTX_SERVER, 1, 1, DIR_DEFAULT_DOC, "NUMBER", "1",
+              h_ssl),
     DIRECTIVE("location", CTX_SERVER | CTX_LOCATION, 1, 2, DIR_BLOCK,
               "[ = | ^~ | ~ | ~* ] PATH\n@NAME", NULL,
               h_location),

@@ -218,6 +218,36 @@ int bl_ssl_conf_set(struct bl_ssl_conf *sc, const char *name, char *const *args,
         sc->cache_size = size;
         return BL_OK;
     }
+    if (strcmp(name, "ssl_verify_client") == 0) {
+        static const char *const modes[] = {"off", "on", "optional", "optional_no_ca"};
+        for (int i = 0; i < 4; i++)
+            if (strcmp(args[0], modes[i]) == 0) {
+                sc->verify_client = (uint8_t)(BL_SSL_VERIFY_OFF + i);
+                sc->verify_file = file;
+                sc->verify_line = line;
+                return BL_OK;
+            }
+        return BAD("invalid value \"%s\" in \"ssl_verify_client\" directive, it must be "
+                   "\"on\", \"off\", \"optional\" or \"optional_no_ca\"", args[0]);
+    }
+    if (strcmp(name, "ssl_verify_depth") == 0) {
+        char *end;
+        long d = strtol(args[0], &end, 10);
+        if (*end || end == args[0] || d < 0 || d > 100)
+            return BAD("invalid value \"%s\" in \"ssl_verify_depth\" directive", args[0]);
+        sc->verify_depth = (uint32_t)d + 1;
+        return BL_OK;
+    }
+    if (strcmp(name, "ssl_client_certificate") == 0) {
+        sc->client_cert_file = file;
+        sc->client_cert_line = line;
+        return set_str(&sc->client_cert, args[0]) == BL_OK ? BL_OK : OOM();
+    }
+    if (strcmp(name, "ssl_trusted_certificate") == 0) {
+        sc->trusted_cert_file = file;
+        sc->trusted_cert_line = line;
+        return set_str(&sc->trusted_cert, args[0]) == BL_OK ? BL_OK : OOM();
+    }
     return BAD("unknown directive \"%s\"", name);
 #undef OOM
 #undef BAD
@@ -279,6 +309,23 @@ void bl_ssl_conf_merge(struct bl_ssl_conf *s, const struct bl_ssl_conf *p)
         s->prefer_server_ciphers = p->prefer_server_ciphers ? p->prefer_server_ciphers : 1;
     if (!s->tickets)
         s->tickets = p->tickets ? p->tickets : 2;
+    if (!s->verify_client) {
+        s->verify_client = p->verify_client ? p->verify_client : BL_SSL_VERIFY_OFF;
+        s->verify_file = p->verify_file;
+        s->verify_line = p->verify_line;
+    }
+    if (!s->verify_depth)
+        s->verify_depth = p->verify_depth ? p->verify_depth : 2;
+    if (!s->client_cert && p->client_cert) {
+        s->client_cert = strdup(p->client_cert);
+        s->client_cert_file = p->client_cert_file;
+        s->client_cert_line = p->client_cert_line;
+    }
+    if (!s->trusted_cert && p->trusted_cert) {
+        s->trusted_cert = strdup(p->trusted_cert);
+        s->trusted_cert_file = p->trusted_cert_file;
+        s->trusted_cert_line = p->trusted_cert_line;
+    }
 }
 
 void bl_ssl_conf_free(struct bl_ssl_conf *sc)
@@ -291,6 +338,7 @@ void bl_ssl_conf_free(struct bl_ssl_conf *sc)
     free(sc->cert_files), free(sc->key_files);
     free(sc->cert_lines), free(sc->key_lines);
     free(sc->ciphers), free(sc->ecdh_curve), free(sc->dhparam);
+    free(sc->client_cert), free(sc->trusted_cert);
     memset(sc, 0, sizeof(*sc));
 }
 
@@ -383,6 +431,9 @@ static int sni_cb(SSL *s, int *alert, void *arg)
         /* SSL_set_SSL_CTX takes the certificates; the options are added as nginx does. */
         SSL_set_SSL_CTX(s, ctx);
         SSL_set_options(s, SSL_CTX_get_options(ctx));
+        /* ... and ssl_verify_client: SSL_set_SSL_CTX leaves the verify mode as it was. */
+        SSL_set_verify(s, SSL_CTX_get_verify_mode(ctx), SSL_CTX_get_verify_callback(ctx));
+        SSL_set_verify_depth(s, SSL_CTX_get_verify_depth(ctx));
     }
     return SSL_TLSEXT_ERR_OK;
 }
@@ -415,6 +466,46 @@ static const char *ssl_reason(void)
     ERR_error_string_n(e, buf, sizeof(buf));
     ERR_clear_error();
     return buf;
+}
+
+/* The verdict on a client certificate is read per request (http/tls.c), as nginx does, so
+ * that a missing or bad one gets its 400 page and a log line rather than a failed handshake. */
+static int verify_accept(int ok, X509_STORE_CTX *x)
+{
+    (void)ok, (void)x;
+    return 1;
+}
+
+/* ssl_verify_client and the certificates it trusts. */
+static int client_verify(struct bl_server_block *s, SSL_CTX *ctx, char *err, size_t errlen)
+{
+    struct bl_ssl_conf *sc = &s->ssl;
+    if (sc->verify_client == BL_SSL_VERIFY_OFF)
+        return BL_OK;
+    if (!sc->client_cert && !sc->trusted_cert &&
+        sc->verify_client != BL_SSL_VERIFY_OPTIONAL_NO_CA) {
+        snprintf(err, errlen, "no ssl_client_certificate for ssl_verify_client in %s:%d",
+                 sc->verify_file, sc->verify_line);
+        return BL_ERR;
+    }
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, verify_accept);
+    SSL_CTX_set_verify_depth(ctx, (int)sc->verify_depth - 1);
+    if (sc->client_cert) {
+        STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(sc->client_cert);
+        if (!names || SSL_CTX_load_verify_locations(ctx, sc->client_cert, NULL) != 1) {
+            sk_X509_NAME_pop_free(names, X509_NAME_free);
+            snprintf(err, errlen, "cannot load client certificates \"%s\" (%s) in %s:%d",
+                     sc->client_cert, ssl_reason(), sc->client_cert_file, sc->client_cert_line);
+            return BL_ERR;
+        }
+        SSL_CTX_set_client_CA_list(ctx, names);
+    }
+    if (sc->trusted_cert && SSL_CTX_load_verify_locations(ctx, sc->trusted_cert, NULL) != 1) {
+        snprintf(err, errlen, "cannot load trusted certificates \"%s\" (%s) in %s:%d",
+                 sc->trusted_cert, ssl_reason(), sc->trusted_cert_file, sc->trusted_cert_line);
+        return BL_ERR;
+    }
+    return BL_OK;
 }
 
 static int build_one(struct bl_server_block *s, char *err, size_t errlen)
@@ -503,8 +594,15 @@ static int build_one(struct bl_server_block *s, char *err, size_t errlen)
     } else {
         SSL_CTX_set_dh_auto(ctx, 1);
     }
-    static const unsigned char sid_ctx[] = "ballast";
-    SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof(sid_ctx) - 1);
+    if (client_verify(s, ctx, err, errlen) != BL_OK)
+        return BL_ERR;
+    /* A session made where no certificate was asked for must not resume where one is: a
+     * server block that verifies has a session context of its own. */
+    char sid_ctx[32];
+    int sid_len = sc->verify_client == BL_SSL_VERIFY_OFF
+                      ? snprintf(sid_ctx, sizeof(sid_ctx), "ballast")
+                      : snprintf(sid_ctx, sizeof(sid_ctx), "ballast-v%u", s->index);
+    SSL_CTX_set_session_id_context(ctx, (const unsigned char *)sid_ctx, (unsigned)sid_len);
     SSL_CTX_set_timeout(ctx, (long)(sc->session_timeout / 1000));
     if (sc->cache == BL_SSL_CACHE_ON) {
         SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);

@@ -45,6 +45,23 @@ struct bl_ssl_conf {
     uint8_t cache;                  /* enum bl_ssl_cache */
     uint8_t prefer_server_ciphers;  /* 0 unset, 1 off, 2 on */
     uint8_t tickets;                /* 0 unset, 1 off, 2 on */
+    /* Client certificates (mTLS to clients) */
+    uint8_t verify_client;          /* enum bl_ssl_verify: 0 unset */
+    uint32_t verify_depth;          /* ssl_verify_depth + 1; 0 unset (default 1) */
+    char *client_cert;              /* ssl_client_certificate: trusted and sent as the list
+                                     * of acceptable CAs */
+    char *trusted_cert;             /* ssl_trusted_certificate: trusted, not sent */
+    const char *client_cert_file, *trusted_cert_file, *verify_file;
+    int client_cert_line, trusted_cert_line, verify_line;
+};
+
+/* bl_ssl_conf.verify_client: ssl_verify_client's value */
+enum bl_ssl_verify {
+    BL_SSL_VERIFY_UNSET = 0,
+    BL_SSL_VERIFY_OFF,              /* no certificate asked for (the default) */
+    BL_SSL_VERIFY_ON,               /* a valid certificate is required: 400 otherwise */
+    BL_SSL_VERIFY_OPTIONAL,         /* asked for; none is fine, an invalid one is not */
+    BL_SSL_VERIFY_OPTIONAL_NO_CA,   /* asked for; an unknown CA is fine too */
 };
 
 /* Sets one ssl_* directive from its arguments into sc. BL_OK, or BL_ERR with a message

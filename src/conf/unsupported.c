@@ -9,7 +9,7 @@
 
 static const char TLS[] = "TLS is";
 static const char TLS_TUNING[] = "this TLS setting is";
-static const char MTLS[] = "client certificate verification is";
+static const char MTLS[] = "client certificate revocation lists are";
 static const char HTTP3[] = "HTTP/3 is";
 /* nginx tunes these; ballast has fixed bounds (http/h2.h) or large_client_header_buffers */
 static const char H2_TUNING[] = "this HTTP/2 setting is";
@@ -29,13 +29,9 @@ static const char FILE_IO[] = "asynchronous and direct file I/O is";
 
 /* Grouped by feature; a name ending in '*' is a prefix. Read once per unknown name. */
 static const struct bl_unsupported directives[] = {
-    /* `ssl on;` is gone from nginx too (listen ... ssl); the verify family would leave a
-     * server open that the operator meant to close, so it is an error, not a warning. */
+    /* `ssl on;` is gone from nginx too (listen ... ssl); CRLs would leave a server open to
+     * certificates the operator meant to refuse, so it is an error, not a warning. */
     {"ssl", E, TLS},
-    {"ssl_verify_client", E, MTLS},
-    {"ssl_client_certificate", E, MTLS},
-    {"ssl_trusted_certificate", E, MTLS},
-    {"ssl_verify_depth", E, MTLS},
     {"ssl_crl", E, MTLS},
     {"ssl_reject_handshake", E, "rejecting TLS handshakes by name is"},
     {"ssl_stapling*", W, "OCSP stapling is"},

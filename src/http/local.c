@@ -106,7 +106,8 @@ static int local_write(struct bl_request *r, int status, const char *body, size_
     }
     if (status >= 400 && !r->req_body_done)
         r->keep_alive = 0; /* the unread body would be taken for the next request */
-    r->status = status;
+    /* 495 and 496 are nginx's names for two 400s (response.h); the log says 400 */
+    r->status = status == BL_HTTP_SSL_CERT_ERROR || status == BL_HTTP_SSL_NO_CERT ? 400 : status;
     int head = r->msg.method_id == BL_H1_M_HEAD;
     int tokens = server_tokens(r);
     size_t body_bytes;

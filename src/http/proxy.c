@@ -519,6 +519,16 @@ static void request_start(struct bl_client *c, uint32_t head_len)
         local_response(r, status);
         return;
     }
+    const struct ssl_st *tls = bl_unlikely(c->h2 != NULL) ? c->parent->tls : c->tls;
+    if (bl_unlikely(tls != NULL) &&
+        (status = bl_tls_verify_client(tls, r->srv->ssl.verify_client, c->ip))) {
+        /* ssl_verify_client: nginx answers before reading the body and closes (an HTTP/2
+         * stream's answer ends that stream) */
+        r->keep_alive = 0;
+        r->req_body_done = 1;
+        local_response(r, status);
+        return;
+    }
 
     const struct bl_loc_conf *lc = &r->loc->conf;
     r->keep_alive = m->keep_alive && !c->w->draining && !listen_gone &&

@@ -311,8 +311,12 @@ static inline void bl_request_var_ctx(const struct bl_request *r, struct bl_var_
         v->ssl_protocol = bl_tls_protocol(tls);
         v->ssl_cipher = bl_tls_cipher(tls);
         v->ssl_server_name = bl_tls_server_name(tls);
+        v->ssl_client_var = bl_tls_client_var;
+        v->tls = tls;
     } else {
         v->ssl_protocol = v->ssl_cipher = v->ssl_server_name = NULL;
+        v->ssl_client_var = NULL;
+        v->tls = NULL;
     }
     v->pp = r->c->pp;
 }

@@ -83,6 +83,21 @@ size_t bl_http_build_response(char *out, size_t cap, int status, const char *bod
     const char *server = bl_http_server_name(server_tokens);
     if (body_bytes)
         *body_bytes = 0;
+    if (status == BL_HTTP_SSL_CERT_ERROR || status == BL_HTTP_SSL_NO_CERT) {
+        /* nginx's 495 and 496 go out as 400 with a page that says which */
+        const char *what = status == BL_HTTP_SSL_NO_CERT ? "No required SSL certificate was sent"
+                                                         : "The SSL certificate error";
+        status = 400;
+        if (!body) {
+            body_len = (size_t)snprintf(page, sizeof(page),
+                                        "<html>\r\n<head><title>400 %s</title></head>\r\n"
+                                        "<body>\r\n<center><h1>400 Bad Request</h1></center>\r\n"
+                                        "<center>%s</center>\r\n<hr><center>%s</center>\r\n"
+                                        "</body>\r\n</html>\r\n", what, what, server);
+            body = page;
+            type = "text/html";
+        }
+    }
     if (!body) {
         body_len = (size_t)snprintf(page, sizeof(page),
                                     "<html>\r\n<head><title>%d %s</title></head>\r\n<body>\r\n"

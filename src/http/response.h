@@ -20,6 +20,10 @@ const char *bl_http_server_name(int server_tokens);
  * (omitted for HEAD, and 1xx/204/304). body NULL: an nginx-style HTML page naming the status,
  * signed like Server. Returns the length, or 0 if it does not fit; *body_bytes (may be NULL)
  * gets the body's length as sent (0 for HEAD), for the access log. */
+/* nginx's internal statuses for ssl_verify_client: sent as 400 with their own page. */
+#define BL_HTTP_SSL_CERT_ERROR 495
+#define BL_HTTP_SSL_NO_CERT    496
+
 size_t bl_http_build_response(char *out, size_t cap, int status, const char *body,
                               size_t body_len, const char *location, size_t location_len,
                               int keep_alive, int http10, int head, int retry_after,

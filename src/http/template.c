@@ -58,6 +58,11 @@ enum var_id {
     VAR_SSL_PROTOCOL,
     VAR_SSL_CIPHER,
     VAR_SSL_SERVER_NAME,
+    VAR_SSL_CLIENT_VERIFY,          /* the five in BL_VAR_SSL_CLIENT_* order */
+    VAR_SSL_CLIENT_S_DN,
+    VAR_SSL_CLIENT_I_DN,
+    VAR_SSL_CLIENT_SERIAL,
+    VAR_SSL_CLIENT_FINGERPRINT,
     VAR_HTTPS,
     VAR_REALIP_REMOTE_ADDR,
     VAR_PP_ADDR,
@@ -130,6 +135,11 @@ static const struct {
     {"ssl_protocol", VAR_SSL_PROTOCOL},
     {"ssl_cipher", VAR_SSL_CIPHER},
     {"ssl_server_name", VAR_SSL_SERVER_NAME},
+    {"ssl_client_verify", VAR_SSL_CLIENT_VERIFY},
+    {"ssl_client_s_dn", VAR_SSL_CLIENT_S_DN},
+    {"ssl_client_i_dn", VAR_SSL_CLIENT_I_DN},
+    {"ssl_client_serial", VAR_SSL_CLIENT_SERIAL},
+    {"ssl_client_fingerprint", VAR_SSL_CLIENT_FINGERPRINT},
     {"https", VAR_HTTPS},
     /* realip (http/realip.h) */
     {"realip_remote_addr", VAR_REALIP_REMOTE_ADDR},
@@ -719,6 +729,21 @@ static int put_var(struct sink *s, const struct part *p, const struct bl_var_ctx
         if (!v)
             return 0;
         put(s, v, strlen(v));
+        return 1;
+    }
+    case VAR_SSL_CLIENT_VERIFY:
+    case VAR_SSL_CLIENT_S_DN:
+    case VAR_SSL_CLIENT_I_DN:
+    case VAR_SSL_CLIENT_SERIAL:
+    case VAR_SSL_CLIENT_FINGERPRINT: {
+        char buf[1024];
+        int n = ctx->ssl_client_var && ctx->tls
+                    ? ctx->ssl_client_var(ctx->tls, (int)(p->id - VAR_SSL_CLIENT_VERIFY), buf,
+                                          sizeof(buf))
+                    : -1;
+        if (n <= 0)
+            return 0;
+        put(s, buf, (size_t)n);
         return 1;
     }
     case VAR_PROXY_HOST:

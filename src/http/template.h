@@ -131,7 +131,18 @@ struct bl_var_ctx {
     /* limits (src/policy/): "PASSED" ...; NULL: the module did not run (not found) */
     const char *limit_req_status;   /* $limit_req_status */
     const char *limit_conn_status;  /* $limit_conn_status */
+    /* $ssl_client_*: written on demand by ssl_client_var(tls, BL_VAR_SSL_CLIENT_*, out, cap),
+     * which returns the length or -1 for empty; NULL: empty */
+    int (*ssl_client_var)(const void *tls, int which, char *out, size_t cap);
+    const void *tls;
 };
+
+/* bl_var_ctx.ssl_client_var's which */
+#define BL_VAR_SSL_CLIENT_VERIFY      0
+#define BL_VAR_SSL_CLIENT_S_DN        1
+#define BL_VAR_SSL_CLIENT_I_DN        2
+#define BL_VAR_SSL_CLIENT_SERIAL      3
+#define BL_VAR_SSL_CLIENT_FINGERPRINT 4
 
 struct bl_template;
 

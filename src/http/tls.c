@@ -4,12 +4,14 @@
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 #include "conf/conf.h"
 #include "conf/ssl.h"
 #include "core/log.h"
 #include "core/status.h"
 #include "http/router.h"
+#include "http/template.h"
 #include "http/tls.h"
 
 SSL *bl_tls_new(const struct bl_listen *l, int fd)
@@ -195,4 +197,108 @@ int bl_tls_alpn_h2(const SSL *s)
     unsigned int len;
     SSL_get0_alpn_selected(s, &p, &len);
     return len == 2 && p[0] == 'h' && p[1] == '2';
+}
+
+/* The verify errors optional_no_ca lets through: the certificate is fine but its CA unknown
+ * (nginx's ngx_ssl_verify_error_optional). */
+static int error_is_unknown_ca(long v)
+{
+    return v == X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT ||
+           v == X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN ||
+           v == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT ||
+           v == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY ||
+           v == X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE;
+}
+
+int bl_tls_verify_client(const SSL *s, int mode, const char *ip)
+{
+    if (mode == BL_SSL_VERIFY_OFF || mode == BL_SSL_VERIFY_UNSET)
+        return 0;
+    if (!SSL_get0_peer_certificate(s)) {
+        if (mode != BL_SSL_VERIFY_ON)
+            return 0;
+        bl_log(BL_LOG_INFO, "client sent no required SSL certificate while reading client "
+               "request headers, client %s", ip);
+        return 496;
+    }
+    long v = SSL_get_verify_result(s);
+    if (v == X509_V_OK || (mode == BL_SSL_VERIFY_OPTIONAL_NO_CA && error_is_unknown_ca(v)))
+        return 0;
+    bl_log(BL_LOG_INFO, "client SSL certificate verify error: (%ld:%s) while reading client "
+           "request headers, client %s", v, X509_verify_cert_error_string(v), ip);
+    return 495;
+}
+
+static int name_var(const X509_NAME *name, char *out, size_t cap)
+{
+    BIO *b = BIO_new(BIO_s_mem());
+    if (!b)
+        return -1;
+    /* RFC 2253, as nginx writes $ssl_client_s_dn since 1.11.6 */
+    int rc = X509_NAME_print_ex(b, name, 0, XN_FLAG_RFC2253);
+    char *p;
+    long n = BIO_get_mem_data(b, &p);
+    if (rc < 0 || n <= 0) {
+        BIO_free(b);
+        return -1;
+    }
+    size_t len = (size_t)n < cap ? (size_t)n : cap;
+    memcpy(out, p, len);
+    BIO_free(b);
+    return (int)len;
+}
+
+int bl_tls_client_var(const void *ssl, int which, char *out, size_t cap)
+{
+    const SSL *s = ssl;
+    X509 *x = s ? SSL_get0_peer_certificate(s) : NULL;
+    if (which == BL_VAR_SSL_CLIENT_VERIFY) {
+        if (!s)
+            return -1;
+        const char *v = "NONE";
+        char buf[160];
+        if (x) {
+            long r = SSL_get_verify_result(s);
+            if (r == X509_V_OK) {
+                v = "SUCCESS";
+            } else {
+                snprintf(buf, sizeof(buf), "FAILED:%s", X509_verify_cert_error_string(r));
+                v = buf;
+            }
+        }
+        size_t n = strlen(v) < cap ? strlen(v) : cap;
+        memcpy(out, v, n);
+        return (int)n;
+    }
+    if (!x)
+        return -1;
+    switch (which) {
+    case BL_VAR_SSL_CLIENT_S_DN:
+        return name_var(X509_get_subject_name(x), out, cap);
+    case BL_VAR_SSL_CLIENT_I_DN:
+        return name_var(X509_get_issuer_name(x), out, cap);
+    case BL_VAR_SSL_CLIENT_SERIAL: {
+        BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(x), NULL);
+        char *hex = bn ? BN_bn2hex(bn) : NULL;
+        BN_free(bn);
+        if (!hex)
+            return -1;
+        size_t n = strlen(hex) < cap ? strlen(hex) : cap;
+        memcpy(out, hex, n);
+        OPENSSL_free(hex);
+        return (int)n;
+    }
+    case BL_VAR_SSL_CLIENT_FINGERPRINT: {
+        unsigned char md[EVP_MAX_MD_SIZE];
+        unsigned int mdlen = 0;
+        if (X509_digest(x, EVP_sha1(), md, &mdlen) != 1)
+            return -1;
+        size_t n = 0;
+        for (unsigned int i = 0; i < mdlen && n + 2 <= cap; i++, n += 2)
+            snprintf(out + n, 3, "%02x", md[i]);
+        return (int)n;
+    }
+    default:
+        return -1;
+    }
 }

@@ -52,4 +52,15 @@ const char *bl_tls_protocol(const struct ssl_st *s);
 const char *bl_tls_cipher(const struct ssl_st *s);
 const char *bl_tls_server_name(const struct ssl_st *s);
 
+/* ssl_verify_client's verdict on a request of s, for mode (enum bl_ssl_verify): 0 when the
+ * request may go on, else nginx's 496 (no certificate where one is required) or 495 (a
+ * certificate that did not verify), answered as 400 with nginx's page; both logged at info
+ * with the client's address. */
+int bl_tls_verify_client(const struct ssl_st *s, int mode, const char *ip);
+
+/* $ssl_client_verify, _s_dn, _i_dn, _serial, _fingerprint (BL_VAR_SSL_CLIENT_*, template.h)
+ * of s into out (cap bytes): the length, or -1 for an empty value (no certificate). The
+ * bl_var_ctx.ssl_client_var hook. */
+int bl_tls_client_var(const void *s, int which, char *out, size_t cap);
+
 #endif

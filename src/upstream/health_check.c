@@ -8,6 +8,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/loop.h"
@@ -163,6 +166,10 @@ int bl_check_parse(struct bl_check_conf **cc, char *const *args, int nargs, char
 
     for (int i = 0; i < nargs; i++) {
         const char *a = args[i];
+        if (strcmp(a, "ssl") == 0) {
+            tmp.ssl = 1;
+            continue;
+        }
         const char *eq = strchr(a, '=');
         if (!eq) {
             check_fail(err, errlen, "invalid parameter \"%s\"", a);
@@ -287,6 +294,7 @@ int bl_check_parse(struct bl_check_conf **cc, char *const *args, int nargs, char
     c->type = tmp.type;
     c->default_down = tmp.default_down;
     c->port = tmp.port;
+    c->ssl = tmp.ssl;
     c->check_set = 1;
     rc = BL_OK;
 out:
@@ -432,6 +440,7 @@ void bl_check_conf_free(struct bl_check_conf *cc)
 enum probe_phase {
     PH_IDLE = 0,       /* waiting for its next start; the timer holds that start */
     PH_CONNECT,        /* non-blocking connect in progress; the timer holds the deadline */
+    PH_HANDSHAKE,      /* ssl: the TLS handshake */
     PH_SEND,           /* http: writing check_http_send */
     PH_READ,           /* http: reading the response */
 };
@@ -441,6 +450,7 @@ static const char *probe_phase_str(unsigned ph)
     switch (ph) {
     case PH_IDLE: return "idle";
     case PH_CONNECT: return "connect";
+    case PH_HANDSHAKE: return "handshake";
     case PH_SEND: return "send";
     case PH_READ: return "read";
     }
@@ -477,6 +487,7 @@ struct probe {
     uint8_t down;                    /* the verdict as published in state->check_down */
     uint8_t head_request;            /* check_http_send is a HEAD: the answer has no body */
     struct probe_http *http;
+    SSL *tls;                        /* ssl: the probe's TLS session, NULL between probes */
     char last[128];                  /* outcome of the last probe ("status 200", "timeout") */
 };
 
@@ -522,6 +533,11 @@ static const char *server_label(const struct probe *p, char *buf, size_t len)
 
 static void probe_close(struct probe *p)
 {
+    if (p->tls) {
+        SSL_set_shutdown(p->tls, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+        SSL_free(p->tls);
+        p->tls = NULL;
+    }
     bl_loop_close(p->h->loop, &p->io);
     free(p->http);
     p->http = NULL;
@@ -663,8 +679,7 @@ static void probe_timer(struct bl_timer *t)
     if (p->phase == PH_IDLE)
         probe_start(p);
     else
-        probe_done(p, 0, "%s timeout", p->phase == PH_CONNECT ? "connect" : p->phase == PH_SEND
-                                                                        ? "send" : "read");
+        probe_done(p, 0, "%s timeout", probe_phase_str(p->phase));
 }
 
 /* Feeds the body bytes received so far. Returns BL_OK when the body is complete (or the cap is
@@ -779,6 +794,88 @@ static int response_check(struct probe *p, int eof, int full)
     return BL_AGAIN;
 }
 
+/* The checker's TLS client context: no verification, no session reuse (a probe asks whether
+ * the server completes a handshake and answers, not who it is). Made on first use; the
+ * control thread only. */
+static SSL_CTX *check_ssl_ctx(void)
+{
+    static SSL_CTX *ctx;
+    if (!ctx && (ctx = SSL_CTX_new(TLS_client_method()))) {
+        SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+        SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+        SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+        SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE);
+    }
+    return ctx;
+}
+
+/* A TLS probe's read (send 0) or write (send 1): bytes (> 0), 0 at the server's close, or -1
+ * with errno EAGAIN (wait for any edge), or BL_TLS_FAILED after probe_done. */
+#define BL_TLS_FAILED (-10)
+static ssize_t tls_io(struct probe *p, char *buf, size_t len, int send)
+{
+    ERR_clear_error();
+    errno = 0;
+    int n = send ? SSL_write(p->tls, buf, (int)len) : SSL_read(p->tls, buf, (int)len);
+    if (n > 0)
+        return n;
+    int e = SSL_get_error(p->tls, n);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        errno = EAGAIN;
+        return -1;
+    }
+    if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && !ERR_peek_last_error() &&
+                                       !errno && !send))
+        return 0;
+    if (e == SSL_ERROR_SYSCALL && errno) {
+        int err = errno;
+        ERR_clear_error();
+        probe_fail_errno(p, err);
+        return BL_TLS_FAILED;
+    }
+    char why[160];
+    ERR_error_string_n(ERR_peek_last_error(), why, sizeof(why));
+    ERR_clear_error();
+    probe_done(p, 0, "TLS %s failed (%s)", send ? "write" : "read", why);
+    return BL_TLS_FAILED;
+}
+
+/* Drives the handshake: BL_OK done, BL_AGAIN waiting, BL_ERR after probe_done. */
+static int tls_handshake(struct probe *p)
+{
+    if (!p->tls) {
+        SSL_CTX *ctx = check_ssl_ctx();
+        if (!ctx || !(p->tls = SSL_new(ctx)) || SSL_set_fd(p->tls, p->io.fd) != 1) {
+            ERR_clear_error();
+            probe_done(p, 0, "TLS setup failed (out of memory)");
+            return BL_ERR;
+        }
+        SSL_set_connect_state(p->tls);
+    }
+    ERR_clear_error();
+    errno = 0;
+    int rc = SSL_do_handshake(p->tls);
+    if (rc == 1)
+        return BL_OK;
+    int e = SSL_get_error(p->tls, rc);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+        return BL_AGAIN;
+    unsigned long last = ERR_peek_last_error();
+    if (e == SSL_ERROR_SYSCALL && !last) {
+        int err = errno;
+        if (err)
+            probe_fail_errno(p, err);
+        else
+            probe_done(p, 0, "TLS handshake failed (closed by the server)");
+        return BL_ERR;
+    }
+    char why[160];
+    ERR_error_string_n(last, why, sizeof(why));
+    ERR_clear_error();
+    probe_done(p, 0, "TLS handshake failed (%s)", why);
+    return BL_ERR;
+}
+
 static void response_read(struct probe *p)
 {
     struct probe_http *b = p->http;
@@ -787,7 +884,10 @@ static void response_read(struct probe *p)
             response_check(p, 0, 1);
             return;
         }
-        ssize_t n = recv(p->io.fd, b->data + b->len, BL_CHECK_MAX_RESPONSE - b->len, 0);
+        ssize_t n = p->tls ? tls_io(p, b->data + b->len, BL_CHECK_MAX_RESPONSE - b->len, 0)
+                           : recv(p->io.fd, b->data + b->len, BL_CHECK_MAX_RESPONSE - b->len, 0);
+        if (n == BL_TLS_FAILED)
+            return;
         if (n > 0) {
             b->len += (uint32_t)n;
             if (response_check(p, 0, b->len == BL_CHECK_MAX_RESPONSE) == BL_OK)
@@ -815,7 +915,10 @@ static void proto_read(struct probe *p)
         ssize_t n = 0;
         int eof = 0;
         if (b->len < BL_CHECK_MAX_RESPONSE) {
-            n = recv(p->io.fd, b->data + b->len, BL_CHECK_MAX_RESPONSE - b->len, 0);
+            n = p->tls ? tls_io(p, b->data + b->len, BL_CHECK_MAX_RESPONSE - b->len, 0)
+                       : recv(p->io.fd, b->data + b->len, BL_CHECK_MAX_RESPONSE - b->len, 0);
+            if (n == BL_TLS_FAILED)
+                return;
             if (n < 0) {
                 if (errno == EINTR)
                     continue;
@@ -854,18 +957,38 @@ static void probe_io(struct bl_io *io, uint32_t events)
             probe_fail_errno(p, e);
             return;
         }
+        if (p->cc->ssl) {
+            p->phase = PH_HANDSHAKE;
+            goto handshake;
+        }
         if (p->cc->type == BL_CHECK_TCP && !p->cc->tcp_send && !p->cc->expect) {
             probe_done(p, 1, "connected");
             return;
         }
         p->phase = PH_SEND;
+        goto send;
+    }
+    case PH_HANDSHAKE:
+    handshake: {
+        int rc = tls_handshake(p);
+        if (rc != BL_OK)
+            return;
+        if (p->cc->type == BL_CHECK_TCP && !p->cc->tcp_send && !p->cc->expect) {
+            probe_done(p, 1, "TLS handshake done");
+            return;
+        }
+        p->phase = PH_SEND;
     }
         /* fall through */
-    case PH_SEND: {
+    case PH_SEND:
+    send: {
         uint32_t req_len;
         const char *req = bl_check_request(p->cc, &req_len);
         while (p->sent < req_len) {
-            ssize_t n = send(io->fd, req + p->sent, req_len - p->sent, MSG_NOSIGNAL);
+            ssize_t n = p->tls ? tls_io(p, (char *)req + p->sent, req_len - p->sent, 1)
+                               : send(io->fd, req + p->sent, req_len - p->sent, MSG_NOSIGNAL);
+            if (n == BL_TLS_FAILED)
+                return;
             if (n >= 0) {
                 p->sent += (uint32_t)n;
                 continue;

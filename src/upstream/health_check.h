@@ -3,7 +3,8 @@
  *
  * Directives (upstream block), as the module spells them:
  *   check interval=MS rise=N fall=N timeout=MS type=tcp|http|redis|mysql
- *         [default_down=true|false] [port=N] [role=master] [send="BYTES"] [expect="TEXT|~RE"];
+ *         [default_down=true|false] [port=N] [role=master] [send="BYTES"] [expect="TEXT|~RE"]
+ *         [ssl];
  *   check_http_send "RAW REQUEST";            default "GET / HTTP/1.0\r\n\r\n"
  *   check_http_expect_alive http_2xx ...;     http_1xx..http_5xx; default http_2xx http_3xx
  *   check_http_expect_body "SUBSTRING";       ballast's addition; default: body not checked
@@ -37,6 +38,10 @@
  *     reads until the answer contains expect (a substring, or a PCRE2 regex after "~"), the
  *     server closes, the buffer is full or the timeout passes. send= without expect= passes
  *     once everything is sent.
+ *
+ * ssl (ballast's addition, as nginx Plus's health checks of an https upstream): a TLS
+ * handshake follows the connect (no SNI, the certificate not verified), and the http exchange
+ * goes over it; a failed handshake is a failed check with OpenSSL's reason.
  */
 #ifndef BL_UPSTREAM_HEALTH_CHECK_H
 #define BL_UPSTREAM_HEALTH_CHECK_H
@@ -79,6 +84,8 @@ struct bl_check_conf {
     uint8_t type;           /* enum bl_check_type; default tcp */
     uint8_t default_down;   /* servers start down until `rise` successes; default 0 */
     uint16_t port;          /* probe this port instead of the server's; 0 = the server's */
+    uint8_t ssl;            /* `ssl`: the probe speaks TLS after the connect (no certificate
+                             * check); type=tcp succeeds on a completed handshake */
     char *http_send;        /* request sent as is (NUL-terminated copy); default set */
     uint32_t http_send_len;
     uint32_t expect_alive;  /* BL_CHECK_ALIVE_* bits; default 2xx | 3xx */

@@ -158,8 +158,8 @@ SERVER = "http {\n    server {\n        listen 127.0.0.1:18080%s;\n%s    }\n%s}\
 
 @pytest.mark.parametrize("text,needle", [
     # The line's place is given by a marker: the directive on the line that holds it.
-    (SERVER % ("", "        ssl_verify_client on;\n", ""),
-     'client certificate verification is not supported in this build: "ssl_verify_client"'),
+    (SERVER % ("", "        ssl_crl crl.pem;\n", ""),
+     'client certificate revocation lists are not supported in this build: "ssl_crl"'),
     (SERVER % ("", "        ssl on;\n", ""), 'TLS is not supported in this build: "ssl" directive'),
     # map, geo and split_clients are supported; geo's ranges are not yet.
     ("http {\n    geo $remote_addr $zone { ranges; }\n}\n",

@@ -257,3 +257,41 @@ def test_https_default_port_is_443(tmp_path):
                  "https://127.0.0.1; return 200 \"$proxy_port\"; } } }\n")
     r = run_ballast(["-t", "-c", str(p)])
     assert r.returncode == 0, r.stderr
+
+
+# ---- active checks over TLS (check ... ssl) ------------------------------------------------
+
+def test_http_check_over_tls(ballast, tls_backend, backend):
+    a, good = tls_backend("a", status=503), tls_backend("good")
+    plain = backend("plain")
+    b = ballast(https_conf(["127.0.0.1:%d max_fails=0" % a.port,
+                            "127.0.0.1:%d max_fails=0" % good.port,
+                            "127.0.0.1:%d max_fails=0" % plain.port],
+                           upstream="check interval=100 rise=2 fall=1 timeout=1000 type=http ssl;"
+                                    '\n        check_http_send "GET /health HTTP/1.0\\r\\n\\r\\n";'))
+    assert wait_for(lambda: re.search(r"server 127.0.0.1:%d is down: status 503" % a.port,
+                                      error_log(b)) and
+                    # a plain server waits for a request head: the handshake times out
+                    re.search(r"server 127.0.0.1:%d is down: (handshake timeout|TLS handshake "
+                              r"failed \(.*\))" % plain.port, error_log(b)), timeout=10), \
+        error_log(b)
+    assert not re.search(r"127.0.0.1:%d is down" % good.port, error_log(b))
+    for i in range(6):
+        assert b.get("/t%d" % i).header("x-backend") == "good"
+    a.status = 200
+    assert wait_for(lambda: re.search(r"server 127.0.0.1:%d is up: status 200" % a.port,
+                                      error_log(b)), timeout=10), error_log(b)
+    assert a.handshakes >= 3  # each probe is a TLS connection of its own
+
+
+def test_tcp_check_over_tls(ballast, tls_backend, backend):
+    good = tls_backend("good")
+    plain = backend("plain")
+    b = ballast(https_conf(["127.0.0.1:%d" % good.port, "127.0.0.1:%d" % plain.port],
+                           upstream="check interval=100 rise=1 fall=1 timeout=1000 type=tcp ssl "
+                                    "default_down=true;"))
+    assert wait_for(lambda: re.search(r"server 127.0.0.1:%d is up: TLS handshake done"
+                                      % good.port, error_log(b)), timeout=10), error_log(b)
+    assert not re.search(r"127.0.0.1:%d is up" % plain.port, error_log(b))
+    for i in range(4):
+        assert b.get("/").header("x-backend") == "good"

@@ -15,7 +15,9 @@ static void test_lookup(void **state)
     char *none[] = {NULL};
     assert_non_null(bl_unsupported_directive("gzip", none, 0));
     assert_non_null(bl_unsupported_directive("ssl_stapling", none, 0));
-    assert_non_null(bl_unsupported_directive("ssl_verify_client", none, 0));
+    assert_non_null(bl_unsupported_directive("ssl_crl", none, 0));
+    assert_null(bl_unsupported_directive("ssl_verify_client", none, 0)); /* conf/ssl.c */
+    assert_null(bl_unsupported_directive("proxy_ssl_verify", none, 0));  /* conf/proxy_ssl.c */
     assert_non_null(bl_unsupported_directive("limit_rate", none, 0));
     assert_null(bl_unsupported_directive("limit_req_zone", none, 0)); /* src/policy/ */
     assert_null(bl_unsupported_directive("prox_pass", none, 0));

@@ -127,6 +127,22 @@ static void test_parse_check_units_and_options(void **state)
         assert_int_equal(cc->port, ok[i].port);
         assert_int_equal(cc->type, ok[i].type);
         assert_int_equal(cc->default_down, ok[i].default_down);
+        assert_int_equal(cc->ssl, 0);
+        assert_int_equal(bl_check_validate(cc, err, sizeof(err)), BL_OK);
+        bl_check_conf_free(cc);
+    }
+}
+
+/* ssl: a bare word, with either type. */
+static void test_parse_check_ssl(void **state)
+{
+    (void)state;
+    static const char *const lines[] = {"type=http ssl", "ssl type=tcp interval=1s"};
+    for (size_t i = 0; i < BL_ARRAY_LEN(lines); i++) {
+        struct bl_check_conf *cc = NULL;
+        char err[256] = "";
+        assert_int_equal(parse_check(&cc, lines[i], err, sizeof(err)), BL_OK);
+        assert_int_equal(cc->ssl, 1);
         assert_int_equal(bl_check_validate(cc, err, sizeof(err)), BL_OK);
         bl_check_conf_free(cc);
     }
@@ -1088,6 +1104,7 @@ int main(void)
         cmocka_unit_test(test_parse_check_defaults),
         cmocka_unit_test(test_parse_check_seed),
         cmocka_unit_test(test_parse_check_units_and_options),
+        cmocka_unit_test(test_parse_check_ssl),
         cmocka_unit_test(test_parse_check_errors),
         cmocka_unit_test(test_parse_http_send),
         cmocka_unit_test(test_parse_expect_alive),
