@@ -12,6 +12,8 @@
 #include <cmocka.h>
 
 #include "conf/conf.h"
+#include "conf/proxy_ssl.h"
+#include "conf/ssl.h"
 #include "core/status.h"
 #include "upstream/health_check.h"
 
@@ -149,6 +151,62 @@ static void test_inheritance_and_defaults(void **state)
     assert_int_equal(b->conf.nheaders, 1); /* own lines replace inherited ones */
     assert_string_equal(b->conf.headers[0].name, "X-B");
     bl_conf_release(c);
+}
+
+/* proxy_ssl_*: each directive inherited on its own, one context per set of settings, only for
+ * https:// locations; https's default port is 443. */
+static void test_proxy_ssl_inheritance(void **state)
+{
+    (void)state;
+    char err[512];
+    struct bl_config *c = load("http {\n proxy_ssl_server_name on;\n proxy_ssl_protocols TLSv1.3;\n"
+                               " server { listen 127.0.0.1:18080;\n  proxy_ssl_name s.test;\n"
+                               "  location /a { proxy_pass https://127.0.0.1; }\n"
+                               "  location /b { proxy_ssl_server_name off;"
+                               " proxy_pass https://127.0.0.1:2; }\n"
+                               "  location /c { proxy_pass http://127.0.0.1:3; }\n }\n}\n",
+                               err, sizeof(err));
+    if (!c)
+        fail_msg("%s", err);
+    const struct bl_location *a = NULL, *b = NULL, *cl = NULL;
+    for (uint32_t i = 0; i < c->servers[0]->nprefix; i++) {
+        const struct bl_location *l = c->servers[0]->prefix[i];
+        *(l->path[1] == 'a' ? &a : l->path[1] == 'b' ? &b : &cl) = l;
+    }
+    assert_true(a && b && cl);
+    assert_int_equal(a->proxy_tls, 1);
+    assert_int_equal(cl->proxy_tls, 0);
+    assert_string_equal(a->proxy_port, "443");
+    assert_int_equal(bl_proxy_ssl_sni(a->conf.proxy_ssl), 1);
+    assert_int_equal(bl_proxy_ssl_sni(b->conf.proxy_ssl), 0);
+    assert_string_equal(a->conf.proxy_ssl->name, "s.test");
+    assert_string_equal(b->conf.proxy_ssl->name, "s.test");
+    assert_int_equal(b->conf.proxy_ssl->protocols, BL_SSL_TLSV1_3);
+    assert_int_equal(bl_proxy_ssl_verify(a->conf.proxy_ssl), 0);
+    assert_int_equal(bl_proxy_ssl_reuse(a->conf.proxy_ssl), 1);
+    assert_non_null(a->conf.proxy_ssl->ctx);
+    assert_non_null(b->conf.proxy_ssl->ctx);
+    assert_ptr_not_equal(a->conf.proxy_ssl->ctx, b->conf.proxy_ssl->ctx);
+    bl_conf_release(c);
+}
+
+/* A relative certificate, key or CA path is the main config file's directory's. */
+static void test_tls_paths_relative_to_config(void **state)
+{
+    (void)state;
+    char err[512];
+    struct bl_config *c = bl_conf_load_string(
+        "http { server { listen 127.0.0.1:18080; location / { proxy_ssl_verify on;\n"
+        " proxy_ssl_trusted_certificate ca.pem; proxy_pass https://127.0.0.1:1; } } }\n",
+        "/nonexistent-dir/conf/t.conf", err, sizeof(err));
+    assert_null(c);
+    assert_non_null(strstr(err, "cannot load trusted certificates "
+                                "\"/nonexistent-dir/conf/ca.pem\""));
+    c = bl_conf_load_string("http { ssl_certificate /abs/c.pem; ssl_certificate_key k.pem;\n"
+                            " server { listen 127.0.0.1:18080 ssl; } }\n",
+                            "/nonexistent-dir/conf/t.conf", err, sizeof(err));
+    assert_null(c);
+    assert_non_null(strstr(err, "\"/abs/c.pem\""));
 }
 
 static void test_upstream_servers(void **state)
@@ -565,6 +623,8 @@ int main(void)
         cmocka_unit_test(test_upstream_servers),
         cmocka_unit_test(test_defaults_from_table),
         cmocka_unit_test(test_merge_three_levels),
+        cmocka_unit_test(test_proxy_ssl_inheritance),
+        cmocka_unit_test(test_tls_paths_relative_to_config),
         cmocka_unit_test(test_docs_match_table),
         cmocka_unit_test(test_map_compiled),
     };
