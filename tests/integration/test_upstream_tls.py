@@ -259,6 +259,25 @@ def test_https_default_port_is_443(tmp_path):
     assert r.returncode == 0, r.stderr
 
 
+def test_upgrade_tunnel_over_tls(ballast, tls_backend):
+    be = tls_backend()
+    b = ballast(https_conf("127.0.0.1:%d" % be.port, location="""
+        proxy_set_header Upgrade $http_upgrade;
+        proxy_set_header Connection "upgrade";"""))
+    with b.conn() as c:
+        c.send(b"GET /upgrade HTTP/1.1\r\nHost: x\r\nUpgrade: echo\r\nConnection: upgrade\r\n\r\n")
+        r = c.read_head()
+        assert r.status == 101
+        payload = b"x" * 100000
+        c.send(payload)
+        got, c.buf = c.buf, b""
+        while len(got) < len(payload):
+            chunk = c.sock.recv(65536)
+            assert chunk, "tunnel closed after %d bytes" % len(got)
+            got += chunk
+        assert got == payload
+
+
 # ---- active checks over TLS (check ... ssl) ------------------------------------------------
 
 def test_http_check_over_tls(ballast, tls_backend, backend):

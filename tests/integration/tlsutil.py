@@ -158,6 +158,15 @@ class TLSBackend:
                 buf = buf[clen:]
                 with self.lock:
                     self.requests += 1
+                if path == "/upgrade":
+                    # 101, then echo every byte back until the peer closes
+                    s.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\n"
+                              b"Connection: Upgrade\r\n\r\n" + buf)
+                    while True:
+                        chunk = s.recv(65536)
+                        if not chunk:
+                            return
+                        s.sendall(chunk)
                 body = ("%s %s\n" % (self.name, path)).encode()
                 resp = ("HTTP/1.1 %d OK\r\nContent-Length: %d\r\nX-Backend: %s\r\n"
                         "X-SNI: %s\r\nX-Reused: %d\r\nX-Peer: %s\r\n\r\n"
