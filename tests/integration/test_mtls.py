@@ -178,3 +178,12 @@ def test_load_errors(tmp_path, pki):
         p.write_text(base % line)
         r = run_ballast(["-t", "-c", str(p)])
         assert r.returncode == 0, (line, r.stderr)
+
+
+def test_http2_streams_are_checked(ballast, pki):
+    b = ballast(mtls_conf(pki, extra="http2 on;"))
+    code, body, err = tcurl(b, pki, "client", "/", "--http2", "-v")
+    assert code == 200 and body.startswith("SUCCESS|CN=client one"), (code, body)
+    assert "using HTTP/2" in err or "HTTP/2 200" in err, err
+    code, body, _ = tcurl(b, pki, None, "/", "--http2")
+    assert code == 400 and "No required SSL certificate was sent" in body, (code, body)
