@@ -286,7 +286,8 @@ int bl_template_is_constant(const struct bl_template *t) { return t->constant; }
 
 const char *bl_template_text(const struct bl_template *t, size_t *len)
 {
-    *len = t->source_len;
+    if (len)
+        *len = t->source_len;
     return t->source;
 }
 

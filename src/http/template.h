@@ -156,7 +156,8 @@ void bl_template_free(struct bl_template *t);
 
 /* 1 when the template has no variables (its text is constant). */
 int bl_template_is_constant(const struct bl_template *t);
-/* The text as written (constant templates: the value). */
+/* The text as written (constant templates: the value), NUL-terminated; its length goes to
+ * *len unless len is NULL. */
 const char *bl_template_text(const struct bl_template *t, size_t *len);
 
 /* Writes the value into out (up to cap bytes) and returns its full length, which may exceed
