@@ -19,6 +19,7 @@
 #include "conf/conf_parse.h"
 #include "core/buf.h"
 #include "core/clock.h"
+#include "core/crash.h"
 #include "core/log.h"
 #include "core/loop.h"
 #include "core/pid_file.h"
@@ -131,6 +132,77 @@ static void raise_nofile(const struct bl_config *cfg)
         rl.rlim_cur = want < rl.rlim_max ? want : rl.rlim_max;
         setrlimit(RLIMIT_NOFILE, &rl);
     }
+    /* What the limit is now, after worker_rlimit_nofile or the raise (capped by the hard
+     * limit): a worker that runs out of descriptors fails accepts and upstream connects. */
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
+        return;
+    unsigned long long need = (unsigned long long)cfg->worker_connections *
+                              (unsigned long long)cfg->workers * 2;
+    if (need > rl.rlim_cur)
+        bl_log(BL_LOG_WARN, "%d worker_connections x %d workers x 2 = %llu exceeds the open "
+               "file limit %llu (RLIMIT_NOFILE%s): raise worker_rlimit_nofile or the hard limit "
+               "(LimitNOFILE= in the unit, ulimit -Hn)", cfg->worker_connections, cfg->workers,
+               need, (unsigned long long)rl.rlim_cur,
+               cfg->rlimit_nofile ? ", from worker_rlimit_nofile" : ", the hard limit");
+}
+
+/* `daemon on`: the parent forks and waits until the child serves (or fails), so that its exit
+ * code says whether the start worked and errors still reach the terminal; the child makes its
+ * own session. Called once the listeners are open and before any thread starts or the pid
+ * file is written (it must hold the child's pid). Returns, in the child, the pipe end that
+ * daemon_ready() writes; -1 with err filled on failure. The parent never returns. */
+static int daemonize(char *err, size_t errlen)
+{
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) != 0) {
+        snprintf(err, errlen, "pipe2() failed (%d: %s)", errno, strerror(errno));
+        return -1;
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        snprintf(err, errlen, "fork() failed (%d: %s)", errno, strerror(errno));
+        return -1;
+    }
+    if (pid > 0) {
+        close(p[1]);
+        char c;
+        ssize_t r;
+        do
+            r = read(p[0], &c, 1);
+        while (r < 0 && errno == EINTR);
+        _exit(r == 1 ? 0 : 1); /* the child said so, or died before it could */
+    }
+    close(p[0]);
+    if (setsid() < 0) {
+        snprintf(err, errlen, "setsid() failed (%d: %s)", errno, strerror(errno));
+        close(p[1]);
+        return -1;
+    }
+    return p[1];
+}
+
+/* The terminal is let go before the upgrade launcher forks (it would keep the parent's pipes
+ * open, and a caller reading them would wait forever); what fails from here on is in the error
+ * log only. */
+static void daemon_stdio(void)
+{
+    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null < 0)
+        return;
+    dup2(null, STDIN_FILENO);
+    dup2(null, STDOUT_FILENO);
+    dup2(null, STDERR_FILENO);
+    close(null);
+}
+
+/* The child serves: the parent may exit 0. */
+static void daemon_ready(int fd)
+{
+    if (fd < 0)
+        return;
+    ssize_t w = write(fd, "", 1);
+    (void)w; /* the parent reads EOF and exits 1 if this failed: nothing better to do */
+    close(fd);
 }
 
 /* The control thread's loop: signals arrive through a signalfd; active health checks run
@@ -253,6 +325,7 @@ int main(int argc, char **argv)
         bl_conf_release(cfg);
         return 1;
     }
+    bl_crash_handlers_install();
     bl_buf_set_size(cfg->max_head + 1024);   /* a whole head fits one buffer, with slack */
     raise_nofile(cfg);
 
@@ -280,6 +353,14 @@ int main(int argc, char **argv)
             fprintf(stderr, "ballast: %s\n", err);
         return 1;
     }
+    /* After the listeners, so that a port that is taken fails the start in the foreground;
+     * before the pid file, which names the child. An upgrade's new binary is started by the
+     * old process, already detached. */
+    int daemon_fd = -1;
+    if (cfg->daemon && !upgraded && (daemon_fd = daemonize(err, sizeof(err))) < 0) {
+        bl_log(BL_LOG_EMERG, "%s", err);
+        return 1;
+    }
     /* After the listeners, so that a second instance on the same address is refused with
      * nginx's bind() message; before anything runs, so that it leaves the pid file alone. */
     int pid_fd = inherited_pid_fd;
@@ -299,6 +380,8 @@ int main(int argc, char **argv)
             fprintf(stderr, "ballast: %s\n", err);
         return 1;
     }
+    if (daemon_fd >= 0)
+        daemon_stdio();
     if (bl_upgrade_launcher_start(err, sizeof(err)) != BL_OK) {
         bl_log(BL_LOG_EMERG, "%s", err);
         return 1;
@@ -340,6 +423,7 @@ int main(int argc, char **argv)
     bl_upgrade_setup(ctl.loop, ws, nworkers, pid_fd);
     bl_upgrade_ready(pid_fd); /* started by an upgrade: the old process may go */
     bl_ops_sd_notify(upgraded ? "READY=1\nSTATUS=serving (upgraded)" : "READY=1\nSTATUS=serving");
+    daemon_ready(daemon_fd);
     bl_loop_run(ctl.loop);
     int handover = bl_upgrade_handed_over();
     if (handover) {

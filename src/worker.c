@@ -56,6 +56,24 @@ static void listener_pause(struct bl_worker *w, int pause)
     }
 }
 
+/* The "not enough worker_connections" warning, once a minute for the whole process: a full
+ * worker pauses and resumes its listeners as connections come and go, and every pause would
+ * otherwise write a line. Monotonic ms of the last warning; 0: never. */
+static _Atomic uint64_t full_warned_ms;
+#define FULL_WARN_INTERVAL_MS 60000
+
+static void warn_full(int limit)
+{
+    uint64_t now = bl_now_ms(), last = atomic_load_explicit(&full_warned_ms, memory_order_relaxed);
+    if (last && now - last < FULL_WARN_INTERVAL_MS)
+        return;
+    if (!atomic_compare_exchange_strong_explicit(&full_warned_ms, &last, now ? now : 1,
+                                                 memory_order_relaxed, memory_order_relaxed))
+        return; /* another worker warned just now */
+    bl_log(BL_LOG_WARN, "%d worker_connections are not enough, not accepting (said once a "
+           "minute)", limit);
+}
+
 static void on_accept(struct bl_io *io, uint32_t ev)
 {
     struct bl_listener *l = (struct bl_listener *)io;
@@ -70,7 +88,7 @@ static void on_accept(struct bl_io *io, uint32_t ev)
     }
     for (int i = 0; i < ACCEPT_BATCH; i++) {
         if (worker_nclients(w) >= (uint32_t)limit) {
-            bl_log(BL_LOG_WARN, "%d worker_connections are not enough, not accepting", limit);
+            warn_full(limit);
             listener_pause(w, 1);
             return;
         }

@@ -298,6 +298,14 @@ static int h_flag_ignore(struct compiler *c, const struct bl_conf_node *n)
     return BL_OK;
 }
 
+static int h_daemon(struct compiler *c, const struct bl_conf_node *n)
+{
+    if (strcmp(n->args[0], "on") != 0 && strcmp(n->args[0], "off") != 0)
+        return invalid_value(c, n->args[0]);
+    c->cfg->daemon = strcmp(n->args[0], "on") == 0;
+    return BL_OK;
+}
+
 /* The reader expands include before the table sees the tree; the row exists for the docs. */
 static int h_include(struct compiler *c, const struct bl_conf_node *n)
 {
@@ -2879,7 +2887,7 @@ static const struct directive directives[] = {
     DIRECTIVE("shutdown_timeout", CTX_MAIN, 1, 1, 0, "TIME", "10s", h_shutdown_timeout),
     DIRECTIVE("worker_rlimit_nofile", CTX_MAIN, 1, 1, 0, "NUMBER", NULL, h_worker_rlimit_nofile),
     DIRECTIVE("user", CTX_MAIN, 1, 2, 0, "USER [GROUP]", NULL, h_user),
-    DIRECTIVE("daemon", CTX_MAIN, 1, 1, 0, "on | off", "off", h_flag_ignore),
+    DIRECTIVE("daemon", CTX_MAIN, 1, 1, 0, "on | off", "off", h_daemon),
     DIRECTIVE("events", CTX_MAIN, 0, 0, DIR_BLOCK, "", NULL, h_events),
     DIRECTIVE("http", CTX_MAIN, 0, 0, DIR_BLOCK, "", NULL, h_http),
     DIRECTIVE("admin", CTX_MAIN, 0, 0, DIR_BLOCK, "", NULL, h_admin),

@@ -509,6 +509,7 @@ struct bl_config {
     uint64_t shutdown_timeout;      /* ms */
     int rlimit_nofile;              /* worker_rlimit_nofile, 0 = derive */
     char *user;                     /* user USER [GROUP]: NULL for none */
+    int daemon;                     /* daemon on: detach at start (main.c) */
     uid_t uid;                      /* resolved at load */
     gid_t gid;
 

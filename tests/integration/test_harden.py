@@ -45,6 +45,198 @@ def status_field(pid, name):
     return []
 
 
+# ---- crash notice
+
+
+@pytest.mark.parametrize("sig", [signal.SIGSEGV, signal.SIGABRT, signal.SIGBUS, signal.SIGFPE])
+def test_crash_logs_one_line_then_dies_by_the_signal(tmp_path, sig):
+    port = free_port()
+    conf = tmp_path / "b.conf"
+    log = tmp_path / "error.log"
+    conf.write_text("worker_processes 2;\nerror_log %s notice;\nhttp { server { listen "
+                    "127.0.0.1:%d; location / { return 200 \"ok\"; } } }\n" % (log, port))
+    env = dict(os.environ)
+    # ASan's own SEGV/BUS/FPE handler would report and exit 1: let the default action show
+    env["ASAN_OPTIONS"] = "handle_segv=0:handle_sigbus=0:handle_sigfpe=0:detect_leaks=0"
+    p = subprocess.Popen([BALLAST_BIN, "-c", str(conf)], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL, env=env)
+    try:
+        assert wait_for(lambda: connects(port), 5 * SLOW)
+        os.kill(p.pid, sig)
+        rc = p.wait(10 * SLOW)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert rc == -sig, rc
+    lines = [l for l in read(log).splitlines() if "crashed" in l]
+    assert len(lines) == 1, read(log)
+    name = signal.Signals(sig).name
+    assert "[alert] %d#" % p.pid in lines[0], lines[0]
+    assert ("crashed: signal %d (%s), exiting" % (sig, name)) in lines[0], lines[0]
+    assert "worker " in lines[0] or "the control thread" in lines[0], lines[0]
+
+
+# ---- daemon on
+
+
+DAEMON_CONF = """
+daemon on;
+worker_processes 1;
+pid @tmp@/b.pid;
+error_log @tmp@/error.log notice;
+http { server { listen 127.0.0.1:@port@; location / { return 200 "daemon\\n"; } } }
+"""
+
+
+def run_daemon(tmp_path, port, pid_name="b.pid"):
+    conf = tmp_path / "b.conf"
+    conf.write_text(render(DAEMON_CONF, {"tmp": str(tmp_path), "port": port})
+                    .replace("b.pid", pid_name))
+    return run_ballast(["-c", str(conf)], timeout=10)
+
+
+def stop_daemon(pid):
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    assert wait_for(lambda: not alive(pid), 10 * SLOW), "daemon %d did not stop" % pid
+
+
+def test_daemon_on_detaches_after_the_listeners_and_pid_file(tmp_path):
+    port = free_port()
+    r = run_daemon(tmp_path, port)
+    # the parent returns once the child serves: the port answers and the pid file is there
+    assert r.returncode == 0, r.stderr
+    pid = int(read(tmp_path / "b.pid"))
+    try:
+        assert alive(pid)
+        assert os.getsid(pid) == pid            # its own session, no controlling terminal
+        for fd in (0, 1, 2):
+            assert os.readlink("/proc/%d/fd/%d" % (pid, fd)) == "/dev/null"
+        with Conn(port) as c:
+            resp = c.request("GET", "/")
+            assert resp.status == 200 and resp.body == b"daemon\n"
+    finally:
+        stop_daemon(pid)
+    assert not os.path.exists(tmp_path / "b.pid")   # removed at exit, as in the foreground
+
+
+def test_daemon_on_failing_start_is_the_parents_exit_code(tmp_path):
+    port = free_port()
+    r = run_daemon(tmp_path, port)
+    assert r.returncode == 0, r.stderr
+    pid = int(read(tmp_path / "b.pid"))
+    try:
+        # the same pid file: the second one forks, then fails on the lock; its parent says so
+        second = tmp_path / "second"
+        second.mkdir()
+        conf = second / "b.conf"
+        conf.write_text(render(DAEMON_CONF, {"tmp": str(tmp_path), "port": free_port()}))
+        r2 = run_ballast(["-c", str(conf)], timeout=10)
+        assert r2.returncode == 1
+        assert "is locked by a running ballast (pid %d)" % pid in r2.stderr, r2.stderr
+        # a port that is taken fails before the fork, as in the foreground
+        r3 = run_daemon(tmp_path, port, pid_name="c.pid")
+        assert r3.returncode == 1 and "bind()" in r3.stderr, r3.stderr
+        assert alive(pid)
+    finally:
+        stop_daemon(pid)
+
+
+# ---- limits
+
+
+def test_open_file_limit_too_low_is_warned_at_start(tmp_path):
+    """A hard limit of 512 descriptors cannot hold 1000 connections x 2 workers x 2: said at
+    start, with the numbers, and ballast runs on."""
+    import resource
+    port = free_port()
+    conf = tmp_path / "b.conf"
+    log = tmp_path / "error.log"
+    conf.write_text("worker_processes 2;\nerror_log %s notice;\n"
+                    "events { worker_connections 1000; }\n"
+                    "http { server { listen 127.0.0.1:%d; location / { return 200; } } }\n"
+                    % (log, port))
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (512, 512))
+    p = subprocess.Popen([BALLAST_BIN, "-c", str(conf)], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL, preexec_fn=limit)
+    try:
+        assert wait_for(lambda: connects(port), 5 * SLOW)
+        line = [l for l in read(log).splitlines() if "exceeds the open file limit" in l]
+        assert line, read(log)
+        assert "[warn]" in line[0], line
+        assert "1000 worker_connections x 2 workers x 2 = 4000" in line[0], line
+        assert "limit 512 (RLIMIT_NOFILE, the hard limit)" in line[0], line
+    finally:
+        p.terminate()
+        assert p.wait(15 * SLOW) == 0
+
+
+def test_worker_connections_full_warning_once_a_minute(ballast):
+    b = ballast("error_log @tmp@/error.log notice;\nevents { worker_connections 2; }\n"
+                "http { server { listen 127.0.0.1:@port@; keepalive_timeout 60s;\n"
+                "    location / { return 200 \"ok\"; } } }\n")
+    log = os.path.join(b.dir, "error.log")
+    word = "worker_connections are not enough"
+    for _ in range(4):
+        conns = [Conn(b.port) for _ in range(2)]
+        for c in conns:
+            assert c.request("GET", "/").status == 200
+        extra = socket.create_connection(("127.0.0.1", b.port), 2)  # queued, not accepted
+        assert wait_for(lambda: word in read(log), 5)
+        for c in conns:
+            c.close()
+        # the paused listener resumes and takes the queued one
+        extra.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        extra.settimeout(5 * SLOW)
+        assert extra.recv(100).startswith(b"HTTP/1.1 200")
+        extra.close()
+    assert read(log).count(word) == 1, read(log)
+
+
+# ---- privileges
+
+
+def test_user_nobody_drops_root_and_keeps_a_privileged_port(ballast):
+    if os.geteuid() != 0:
+        pytest.skip("needs root to drop privileges")
+    import grp
+    import pwd
+    try:
+        uid = pwd.getpwnam("nobody").pw_uid
+        gid = grp.getgrnam("nogroup").gr_gid
+    except KeyError:
+        pytest.skip("no user nobody or group nogroup")
+    low = 81
+    if connects(low):
+        pytest.skip("port 81 is in use")
+    try:
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", low))
+        s.close()
+    except OSError:
+        pytest.skip("port 81 cannot be bound here")
+    b = ballast("user nobody nogroup;\n"
+                "http { access_log off; server { listen 127.0.0.1:@port@; listen 127.0.0.1:%d;\n"
+                "    location / { return 200 \"low\"; } } }\n" % low)
+    pid = b.proc.pid
+    assert status_field(pid, "Uid") == [str(uid)] * 4
+    assert status_field(pid, "Gid") == [str(gid)] * 4
+    assert "0" not in status_field(pid, "Groups")
+    assert int(status_field(pid, "CapEff")[0], 16) == 0
+    for task in os.listdir("/proc/%d/task" % pid):   # every thread, not only the first
+        with open("/proc/%d/task/%s/status" % (pid, task)) as f:
+            assert "Uid:\t%d\t%d\t%d\t%d" % ((uid,) * 4) in f.read()
+    with Conn(low) as c:
+        resp = c.request("GET", "/")
+        assert resp.status == 200 and resp.body == b"low"
+
+
 # ---- found by lint and fuzzing
 
 
