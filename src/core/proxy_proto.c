@@ -46,6 +46,13 @@ static int parse_ip(int family, const char *s, size_t n, uint8_t *out, char *tex
     return inet_pton(family, text, out) == 1 ? 0 : -1;
 }
 
+/* The bytes a v1 line may hold after "PROXY ": protocol names, addresses, ports, spaces. */
+static int v1_char(char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'f') ||
+           c == '.' || c == ':' || c == ' ';
+}
+
 /* "PROXY TCP4 SRC DST SPORT DPORT\r\n", "PROXY TCP6 ...", "PROXY UNKNOWN[ anything]\r\n". */
 static int parse_v1(const char *buf, size_t len, struct bl_pp_info *out, const char **reason)
 {
@@ -56,12 +63,9 @@ static int parse_v1(const char *buf, size_t len, struct bl_pp_info *out, const c
     const char *nl = memchr(buf, '\n', lim);
     if (!nl) {
         /* Nothing a v1 line holds is outside these: refuse garbage before the line ends. */
-        for (size_t i = n; i < lim; i++) {
-            char c = buf[i];
-            if (!((c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'f') ||
-                  c == '.' || c == ':' || c == ' ' || (c == '\r' && i == lim - 1)))
+        for (size_t i = n; i < lim; i++)
+            if (!v1_char(buf[i]) && !(buf[i] == '\r' && i == lim - 1))
                 return refuse(reason, "broken header");
-        }
         return len >= BL_PP_V1_MAX ? refuse(reason, "header is too long") : PP_AGAIN;
     }
     size_t line = (size_t)(nl - buf); /* without "\n" */
@@ -71,6 +75,12 @@ static int parse_v1(const char *buf, size_t len, struct bl_pp_info *out, const c
     memset(out, 0, sizeof(*out));
     out->version = 1;
     const char *p = buf + 6, *end = buf + line;
+    /* The whole line is held to the bytes a partial one is: a header must not be refused or
+     * accepted depending on how the network cut it, and a NUL must not end an address early
+     * ("10.1.2.3\0junk"): found by tests/fuzz/fuzz_proxy.c. */
+    for (const char *q = p; q < end; q++)
+        if (!v1_char(*q))
+            return refuse(reason, "broken header");
     if ((size_t)(end - p) >= 7 && memcmp(p, "UNKNOWN", 7) == 0 &&
         (end - p == 7 || p[7] == ' ')) {
         /* The receiver ignores what follows UNKNOWN up to the CRLF (the spec). */

@@ -123,11 +123,26 @@ def admin_bodies():
         put("admin", b"\x01" + body)
 
 
+def proxy_cases():
+    text = open(os.path.join(ROOT, "tests/unit/core/test_proxy_proto.c"), encoding="latin-1").read()
+    for m in re.finditer(r'(?:=|\(|,|\{)\s*(?="(?:PROXY|\\r\\n\\r\\n\\0|\\x0d))', text):
+        data = literals_after(text, m.end())
+        if data:
+            put("proxy", data)
+    v2sig = b"\r\n\r\n\x00\r\nQUIT\n"
+    put("proxy", v2sig + b"\x21\x11\x00\x0c" + bytes([192, 0, 2, 7, 198, 51, 100, 1, 0xdc, 0x04, 1, 0xbb]))
+    put("proxy", v2sig + b"\x21\x21\x00\x24" + bytes(15) + b"\x01" + bytes(15) + b"\x02" + b"\x00\x50\x01\xbb")
+    put("proxy", v2sig + b"\x20\x00\x00\x00")
+    put("proxy", b"PROXY UNKNOWN\r\n")
+    put("proxy", b"PROXY TCP6 ::1 ::1 1 2\r\nGET / HTTP/1.1\r\n\r\n")
+
+
 if __name__ == "__main__":
     os.chdir(ROOT)
     h1_cases()
     uri_cases()
     conf_files()
     admin_bodies()
+    proxy_cases()
     for t in sorted(os.listdir(CORPUS)):
         print(t, len(os.listdir(os.path.join(CORPUS, t))), file=sys.stderr)
