@@ -25,9 +25,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 
 ASAN = os.environ.get("BALLAST_ASAN") == "1"
-# Everything is slower under ASan: scale waits (never assertions on ballast's own timeouts'
-# lower bounds).
-SLOW = 4.0 if ASAN else 1.0
+TSAN = os.environ.get("BALLAST_TSAN") == "1"   # make integration-tsan
+# Everything is slower under ASan and TSan: scale waits (never assertions on ballast's own
+# timeouts' lower bounds).
+SLOW = 4.0 if ASAN or TSAN else 1.0
 
 
 def _resolve_bin():
@@ -41,7 +42,7 @@ def _resolve_bin():
 
 BALLAST_BIN = _resolve_bin()
 
-SANITIZER_MARKERS = ("AddressSanitizer", "runtime error:", "LeakSanitizer")
+SANITIZER_MARKERS = ("AddressSanitizer", "runtime error:", "LeakSanitizer", "ThreadSanitizer")
 
 
 # --------------------------------------------------------------------------------------------
