@@ -2778,6 +2778,24 @@ static int h_stream_count(struct compiler *c, const struct bl_conf_node *n)
     return BL_OK;
 }
 
+/* proxy_protocol_version 1 | 2, in http (c->lc) or stream (c->sc) */
+static int h_proxy_protocol_version(struct compiler *c, const struct bl_conf_node *n)
+{
+    uint64_t v;
+    if (strcmp(n->args[0], "1") == 0)
+        v = 1;
+    else if (strcmp(n->args[0], "2") == 0)
+        v = 2;
+    else
+        return invalid_value(c, n->args[0]);
+    uint64_t *f = c->dir->contexts & CTX_SS ? &c->sc->pp_version : &c->lc->proxy_protocol_version;
+    if (*f != UINT64_MAX && (c->dir->contexts & CTX_SS ? c->sc != &c->cfg->stream_defaults
+                                                 : c->lc != &c->cfg->defaults))
+        return fail(c, "\"%s\" directive is duplicate", n->name);
+    *f = v;
+    return BL_OK;
+}
+
 /* The variables a stream hash key may use: what a connection has before any byte. */
 static int stream_key_ok(const char *key)
 {
@@ -2801,6 +2819,22 @@ static int stream_key_ok(const char *key)
 
 static void merge_loc_conf(struct bl_loc_conf *child, const struct bl_loc_conf *parent);
 
+/* What only TCP sessions do (stream.c), refused for a UDP server (stream/udp.c has none of
+ * it) rather than ignored. */
+static int stream_tcp_only(struct compiler *c, const struct bl_stream_server *s)
+{
+    const char *what = s->conf.pp_send ? "proxy_protocol on" : NULL;
+    if (!what)
+        return BL_OK;
+    for (uint32_t i = 0; i < c->cfg->nlistens; i++)
+        if (c->cfg->listens[i].stream == s && c->cfg->listens[i].udp) {
+            snprintf(c->err, c->errlen, "\"%s\" is not supported for UDP (\"listen ... udp\") "
+                     "in this build, in the stream server in %s:%d", what, s->file, s->line);
+            return BL_ERR;
+        }
+    return BL_OK;
+}
+
 /* Each stream server's proxy_pass: a group, or ADDR:PORT made a group of one (as http's). */
 static int finish_stream(struct compiler *c)
 {
@@ -2811,6 +2845,8 @@ static int finish_stream(struct compiler *c)
         struct bl_stream_server *s = cfg->stream_servers[i];
         stream_conf_merge(&s->conf, &cfg->stream_conf);
         merge_loc_conf(&s->log, &cfg->stream_log);
+        if (stream_tcp_only(c, s) != BL_OK)
+            return BL_ERR;
         struct bl_upstream_group *g = group_find(cfg, s->pass);
         if (!g) {
             char err[256];
@@ -2990,6 +3026,11 @@ static const struct directive directives[] = {
           http2_max_concurrent_streams, "128"),
     TYPED("http2_recv_buffer_size", CTX_HTTP, FT_SIZE, http2_recv_buffer_size, "256k"),
     TYPED("http2_idle_timeout", CTX_HTTP | CTX_SERVER, FT_TIME, http2_idle_timeout, "0"),
+    /* PROXY protocol to upstreams (http/proxy_head.c): HAProxy's send-proxy, not in nginx */
+    TYPED("proxy_protocol", CTX_HSL, FT_FLAG, proxy_protocol, "off"),
+    {"proxy_protocol_version", CTX_HSL, 1, 1, 0, FT_NUM,
+     offsetof(struct bl_loc_conf, proxy_protocol_version), "1 | 2", "1",
+     h_proxy_protocol_version},
     /* upstream */
     DIRECTIVE("server", CTX_UPSTREAM, 1, ANY_ARGS, 0,
               "ADDRESS [weight=N] [max_fails=N] [fail_timeout=TIME] [max_conns=N] "
@@ -3104,6 +3145,10 @@ static const struct directive directives[] = {
     STYPED("proxy_buffer_size", FT_SIZE, buffer_size, "16k"),
     /* PROXY protocol in stream (stream/stream.c) */
     STYPED("proxy_protocol_timeout", FT_TIME, pp_timeout, "30s"),
+    {"proxy_protocol", CTX_SS, 1, 1, 0, FT_FLAG, offsetof(struct bl_stream_conf, pp_send), NULL,
+     "off", h_stream_flag},
+    {"proxy_protocol_version", CTX_SS, 1, 1, 0, FT_NUM, offsetof(struct bl_stream_conf,
+     pp_version), "1 | 2", "1", h_proxy_protocol_version},
     DIRECTIVE("set_real_ip_from", CTX_SS, 1, 1, 0, "ADDRESS | CIDR", NULL, h_set_real_ip_from),
     {"proxy_responses", CTX_SS, 1, 1, 0, FT_NUM, offsetof(struct bl_stream_conf, responses),
      "NUMBER", NULL, h_stream_count},
@@ -3575,6 +3620,13 @@ static int finish_proxy_tls(struct compiler *c, struct bl_location *loc)
 {
     struct bl_config *cfg = c->cfg;
     struct bl_proxy_ssl *ps = loc->conf.proxy_ssl;
+    if (loc->conf.proxy_protocol) {
+        /* the header would have to go out in clear before the handshake (proxy_head.c puts it
+         * in the request head) */
+        snprintf(c->err, c->errlen, "\"proxy_protocol on\" with \"proxy_pass https://\" is not "
+                 "supported in this build (for the location in %s:%d)", loc->file, loc->line);
+        return BL_ERR;
+    }
     if (!ps) {
         if (!cfg->proxy_ssl_default &&
             !(cfg->proxy_ssl_default = calloc(1, sizeof(*cfg->proxy_ssl_default))))

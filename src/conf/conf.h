@@ -103,6 +103,9 @@ struct bl_loc_conf {
     uint64_t server_name_in_redirect; /* ... with the first server_name, not Host */
     uint64_t port_in_redirect;      /* ... with the port unless it is 80 */
     uint64_t real_ip_recursive;     /* realip: the last untrusted address of the header */
+    uint64_t proxy_protocol;        /* proxy_protocol on: a PROXY header starts each upstream
+                                     * connection, never pooled then (http/proxy_head.c) */
+    uint64_t proxy_protocol_version; /* ... version 1 or 2 */
     uint64_t proxy_intercept_errors; /* 1: an upstream answer >= 300 that an error_page names
                                      * is replaced by that page (nginx) */
     /* HTTP/2 to clients (http/h2.h): read from the address's default server */
@@ -362,6 +365,8 @@ struct bl_stream_conf {
     /* UDP (stream/udp.h) */
     uint64_t responses;             /* proxy_responses; BL_UDP_RESPONSES_ANY when unset */
     uint64_t requests;              /* proxy_requests; 0 = no limit */
+    uint64_t pp_send;               /* proxy_protocol on: a PROXY header to the upstream */
+    uint64_t pp_version;            /* proxy_protocol_version 1 | 2 */
 };
 
 /* proxy_responses not set: a UDP session awaits any number of answers. */

@@ -792,7 +792,9 @@ static void attempt_start(struct bl_request *r, int fresh)
 
     try_begin(r, fresh);
     r->a.tls_key = r->loc->proxy_tls ? r->loc->conf.proxy_ssl->ctx : NULL;
-    if (bl_attempt_connect(&r->a, &w->up, fresh, r, upstream_on_io, upstream_on_timeout)
+    /* A connection that began with a PROXY header speaks for one client: never a pooled one */
+    if (bl_attempt_connect(&r->a, &w->up, fresh || r->loc->conf.proxy_protocol, r,
+                           upstream_on_io, upstream_on_timeout)
         != BL_OK) {
         if (errno == ENOMEM)
             request_abort(r, 503, "out of memory");
@@ -1232,7 +1234,7 @@ static int parse_response_head(struct bl_request *r)
         }
         r->resp_head_done = 1;
         r->status = r->resp.status;
-        r->up_reusable = r->resp.keep_alive;
+        r->up_reusable = r->resp.keep_alive && !r->loc->conf.proxy_protocol;
         if (r->resp.body == BL_H1_BODY_CLOSE || r->resp.status == 101) {
             /* 101: the connections become a tunnel (tunnel.c), neither is reused */
             r->keep_alive = 0;

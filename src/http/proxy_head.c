@@ -315,17 +315,39 @@ static int head_set_headers(struct out *o, const struct bl_request *r)
 }
 
 /* Writes the request head for the upstream into r->out. BL_OK or BL_ERR (too large). */
+/* proxy_protocol on: the PROXY header first, naming the client (as realip made it) and the
+ * address it connected to. Only on a connection of its own (proxy.c never pools these). */
+static void head_proxy_protocol(struct out *o, const struct bl_request *r)
+{
+    const struct bl_client *c = r->c;
+    union bl_sockaddr src = c->addr, dst;
+    if (src.sa.sa_family == AF_INET)
+        src.in.sin_port = htons(c->port);
+    else if (src.sa.sa_family == AF_INET6)
+        src.in6.sin6_port = htons(c->port);
+    socklen_t len = sizeof(dst);
+    if (getsockname(c->io.fd, &dst.sa, &len) != 0)
+        dst.sa.sa_family = AF_UNSPEC;
+    char h[BL_PP_WRITE_MAX];
+    size_t n = bl_pp_write((int)r->loc->conf.proxy_protocol_version, &src.sa, &dst.sa, h,
+                           sizeof(h));
+    out_put(o, h, n);
+}
+
 int bl_proxy_upstream_head(struct bl_request *r)
 {
     struct out o = {r->out->data, 0, r->out->cap, 0};
     int have_host = 0, xff_seen = 0;
+    if (bl_unlikely(r->loc->conf.proxy_protocol))
+        head_proxy_protocol(&o, r);
     head_request_line(&o, r);
     head_client_headers(&o, r, &have_host, &xff_seen);
     if (!have_host)
         head_default_host(&o, r);
     head_forwarded(&o, r, xff_seen);
     head_ids(&o, r);
-    if (!head_set_headers(&o, r) && r->a.server->group->keepalive == 0)
+    if (!head_set_headers(&o, r) &&
+        (r->a.server->group->keepalive == 0 || r->loc->conf.proxy_protocol))
         out_str(&o, "Connection: close\r\n");
     return out_finish_head(r, &o);
 }

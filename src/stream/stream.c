@@ -47,6 +47,8 @@ struct bl_stream_session {
     uint8_t connected;
     uint8_t closed;
     uint8_t in_loop;            /* the client's io is in the loop (early with proxy_protocol) */
+    uint8_t pp_sent;            /* proxy_protocol on: the header's length (not the client's
+                                 * bytes, so not in $bytes_received) */
     uint8_t pp_wait;            /* listen ... proxy_protocol: the header has not come yet */
     struct bl_pp_info *pp;      /* its addresses (NULL: none, UNKNOWN or LOCAL) */
     const struct bl_listen *listen;
@@ -82,7 +84,7 @@ static void session_log(struct bl_stream_session *s)
         .status = s->status,
         .body_bytes_sent = s->d[1].bytes,
         .bytes_sent = s->d[1].bytes,
-        .request_length = s->d[0].bytes,
+        .request_length = s->d[0].bytes > s->pp_sent ? s->d[0].bytes - s->pp_sent : 0,
         .request_time_us = bl_clock_us - s->start_us,
         .tries = s->tries,
         .ntries = s->ntries,
@@ -196,6 +198,22 @@ static void connect_failed(struct bl_stream_session *s, enum bl_attempt_error ki
     session_close(s, 1);
 }
 
+/* proxy_protocol on: the header goes first on the new upstream connection, ahead of the
+ * client's bytes in the client-to-upstream buffer (empty until now: nothing is read from the
+ * client before the connect, and the buffer has room for a header, bl_stream_accept). */
+static void proxy_protocol_header(struct bl_stream_session *s)
+{
+    union bl_sockaddr dst;
+    socklen_t len = sizeof(dst);
+    if (getsockname(s->io.fd, &dst.sa, &len) != 0)
+        dst.sa.sa_family = AF_UNSPEC;
+    struct dir *x = &s->d[0];
+    size_t n = bl_pp_write((int)s->srv->conf.pp_version, &s->addr.sa, &dst.sa,
+                           x->buf + x->end, BL_PP_WRITE_MAX);
+    x->end += (uint32_t)n;
+    s->pp_sent = (uint8_t)n;
+}
+
 static void upstream_on_io(struct bl_upconn *u)
 {
     struct bl_stream_session *s = u->owner;
@@ -220,6 +238,8 @@ static void upstream_on_io(struct bl_upconn *u)
             s->tries[s->ntries - 1].connect_us = us < BL_TRY_NONE ? (uint32_t)us : BL_TRY_NONE - 1;
         }
         bl_attempt_outcome(&s->a, 0, 0);
+        if (s->srv->conf.pp_send)
+            proxy_protocol_header(s);
         /* Only now is the client read: until here a retry could go elsewhere unseen (a
          * PROXY header was read before, and nothing after it). */
         if (!s->in_loop && bl_loop_add(s->w->loop, &s->io) != BL_OK) {
@@ -482,7 +502,8 @@ void bl_stream_accept(struct bl_stream_worker *sw, const struct bl_listen *liste
     struct bl_stream_session *s = calloc(1, sizeof(*s));
     uint32_t size = (uint32_t)srv->conf.buffer_size;
     if (s) {
-        s->d[0].buf = malloc(size);
+        /* room for a PROXY header to the upstream whatever proxy_buffer_size is */
+        s->d[0].buf = malloc(size > BL_PP_WRITE_MAX ? size : BL_PP_WRITE_MAX);
         s->d[1].buf = malloc(size);
     }
     if (!s || !s->d[0].buf || !s->d[1].buf) {

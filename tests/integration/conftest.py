@@ -942,7 +942,7 @@ def render(text, values):
     return _PLACEHOLDER.sub(sub, text)
 
 
-_LISTEN = re.compile(r"(?<![\w$])listen\s+(?:\[?([0-9A-Za-z.:*]+?)\]?:)?(\d+)\b")
+_LISTEN = re.compile(r"(?<![\w$])listen\s+(?:(\[[0-9A-Fa-f:.]+\]|[0-9A-Za-z.*]+):)?(\d+)\b")
 
 
 class Ballast:

@@ -387,3 +387,194 @@ def test_stream_header_timeout(ballast, tcp):
     err = open(os.path.join(bl.dir, "error.log")).read()
     assert "proxy_protocol_timeout" in err, err[-2000:]
     assert s.accepted == 0
+
+
+# ------------------------------------------------------------------ sending
+
+
+class Recorder:
+    """A TCP server that keeps the bytes each connection sent (first `upto` of them) and then
+    answers: echo for stream, one HTTP response for http."""
+
+    def __init__(self, tcp, http=False):
+        self.conns = []
+        self.http = http
+
+        def handler(c, srv):
+            data = b""
+            while True:
+                d = c.recv(65536)
+                if not d:
+                    break
+                data += d
+                if self.http and b"\r\n\r\n" in data:
+                    body = b"ok"
+                    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n" + body)
+                    break
+                if not self.http:
+                    c.sendall(d)
+            srv.note(data)
+            if not self.http:
+                c.shutdown(socket.SHUT_WR)
+
+        self.srv = tcp(handler)
+        self.port = self.srv.port
+
+    def received(self, n=1):
+        wait_for(lambda: len(self.srv.events) >= n, timeout=5 * SLOW)
+        return self.srv.events
+
+
+SEND_CONF = """
+error_log @tmp@/error.log info;
+stream {
+    server {
+        listen %(listen)s;
+        proxy_pass %(to)s;
+        proxy_protocol on;
+        %(extra)s
+    }
+}
+"""
+
+
+def client_talk(family, port, data):
+    host = "::1" if family == socket.AF_INET6 else "127.0.0.1"
+    c = socket.socket(family)
+    c.settimeout(5 * SLOW)
+    c.connect((host, port))
+    cport = c.getsockname()[1]
+    c.sendall(data)
+    c.shutdown(socket.SHUT_WR)
+    out = b""
+    while True:
+        d = c.recv(65536)
+        if not d:
+            break
+        out += d
+    c.close()
+    return cport, out
+
+
+def ipv6_ok():
+    try:
+        s = socket.socket(socket.AF_INET6)
+        s.bind(("::1", 0))
+        s.close()
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_stream_sends_header_byte_for_byte(ballast, tcp, version):
+    rec = Recorder(tcp)
+    bl = ballast(SEND_CONF % {"listen": "127.0.0.1:@port@", "to": "127.0.0.1:%d" % rec.port,
+                              "extra": "proxy_protocol_version %d;" % version})
+    cport, out = client_talk(socket.AF_INET, bl.port, b"payload")
+    assert out.endswith(b"payload")  # the recorder echoes all it got, header included
+    got = rec.received()[0]
+    if version == 1:
+        want = b"PROXY TCP4 127.0.0.1 127.0.0.1 %d %d\r\n" % (cport, bl.port)
+    else:
+        want = (V2_SIG + b"\x21\x11\x00\x0c" + socket.inet_aton("127.0.0.1") * 2 +
+                struct.pack("!HH", cport, bl.port))
+    assert got == want + b"payload", got
+
+
+@pytest.mark.skipif(not ipv6_ok(), reason="no IPv6 loopback")
+@pytest.mark.parametrize("version", [1, 2])
+def test_stream_sends_ipv6_header(ballast, tcp, version):
+    rec = Recorder(tcp)
+    bl = ballast(SEND_CONF % {"listen": "[::1]:@port@", "to": "127.0.0.1:%d" % rec.port,
+                              "extra": "proxy_protocol_version %d;" % version})
+    cport, out = client_talk(socket.AF_INET6, bl.port, b"six")
+    assert out.endswith(b"six")
+    got = rec.received()[0]
+    if version == 1:
+        want = b"PROXY TCP6 ::1 ::1 %d %d\r\n" % (cport, bl.port)
+    else:
+        one = socket.inet_pton(socket.AF_INET6, "::1")
+        want = V2_SIG + b"\x21\x21\x00\x24" + one + one + struct.pack("!HH", cport, bl.port)
+    assert got == want + b"six", got
+
+
+def test_stream_sends_realip_address(ballast, tcp):
+    """Behind a trusted balancer, the header sent on names the client the first header named."""
+    rec = Recorder(tcp)
+    bl = ballast(SEND_CONF % {"listen": "127.0.0.1:@port@ proxy_protocol",
+                              "to": "127.0.0.1:%d" % rec.port,
+                              "extra": "set_real_ip_from 127.0.0.1;"})
+    _, out = client_talk(socket.AF_INET, bl.port, v1("192.0.2.9", "198.51.100.2", 1234, 99) +
+                         b"data")
+    assert out.endswith(b"data")
+    assert rec.received()[0] == b"PROXY TCP4 192.0.2.9 127.0.0.1 1234 %d\r\ndata" % bl.port
+
+
+def test_stream_chain_v2_into_proxy_protocol_listener(ballast, tcp):
+    """ballast (proxy_protocol on, version 2) -> ballast (listen ... proxy_protocol): the
+    second one logs the first one's client."""
+    s = tcp(name="e")
+    back = ballast(STREAM_CONF % {"upstream": "server 127.0.0.1:%d;" % s.port, "server": ""})
+    front = ballast(SEND_CONF % {"listen": "127.0.0.1:@port@", "to": "127.0.0.1:%d" % back.port,
+                                 "extra": "proxy_protocol_version 2;"})
+    cport, out = client_talk(socket.AF_INET, front.port, b"hop")
+    assert out == b"e:hop"
+    line = log_lines(back)[-1]
+    assert line == "127.0.0.1|127.0.0.1|%d|127.0.0.1|%d|200" % (cport, front.port), line
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_http_sends_header_per_connection(ballast, tcp, version):
+    """proxy_protocol on in a location: each upstream connection starts with the header of its
+    own client; with keepalive in the group the connections are still not pooled."""
+    rec = Recorder(tcp, http=True)
+    bl = ballast(proxy_conf(["127.0.0.1:%d" % rec.port], keepalive=4,
+                            location="proxy_protocol on;\nproxy_protocol_version %d;" % version))
+    ports = []
+    for _ in range(3):
+        c = socket.create_connection(("127.0.0.1", bl.port), timeout=5 * SLOW)
+        ports.append(c.getsockname()[1])
+        c.sendall(b"GET /p HTTP/1.1\r\nHost: t\r\n\r\n")
+        data = b""
+        while not data.endswith(b"ok"):
+            d = c.recv(65536)
+            assert d, data
+            data += d
+        c.close()
+    got = rec.received(3)
+    assert rec.srv.accepted == 3
+    for cport, raw in zip(ports, got):
+        if version == 1:
+            hdr = b"PROXY TCP4 127.0.0.1 127.0.0.1 %d %d\r\n" % (cport, bl.port)
+        else:
+            hdr = (V2_SIG + b"\x21\x11\x00\x0c" + socket.inet_aton("127.0.0.1") * 2 +
+                   struct.pack("!HH", cport, bl.port))
+        assert raw.startswith(hdr + b"GET /p HTTP/1.1\r\n"), raw
+        assert b"\r\nConnection: close\r\n" in raw, raw
+
+
+def test_http_chain_v2_realip(ballast, backend):
+    """ballast (http, proxy_protocol on, v2) -> ballast (listen ... proxy_protocol,
+    real_ip_header proxy_protocol) -> backend: the backend sees the first hop's client."""
+    be = backend()
+    back = ballast(proxy_conf("127.0.0.1:%d" % be.port, listen="127.0.0.1:@port@ proxy_protocol",
+                              server="set_real_ip_from 127.0.0.1; real_ip_header proxy_protocol;",
+                              location="proxy_set_header X-PP $proxy_protocol_addr:"
+                                       "$proxy_protocol_port;"))
+    front = ballast(proxy_conf("127.0.0.1:%d" % back.port,
+                               location="proxy_protocol on; proxy_protocol_version 2;"))
+    c = socket.create_connection(("127.0.0.1", front.port), timeout=5 * SLOW)
+    cport = c.getsockname()[1]
+    c.sendall(REQ)
+    out = b""
+    while True:
+        d = c.recv(65536)
+        if not d:
+            break
+        out += d
+    c.close()
+    assert out.startswith(b"HTTP/1.1 200 "), out[:300]
+    r = be.requests[-1]
+    assert r.header("X-PP") == "127.0.0.1:%d" % cport
+    assert r.header("X-Real-IP") == "127.0.0.1"

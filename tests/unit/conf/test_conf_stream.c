@@ -95,7 +95,7 @@ static void test_errors(void **state)
     expect_error("stream {\n server {\n listen 127.0.0.1:6001;\n }\n}\n",
                  "stream server block has no \"proxy_pass\" directive in t.conf:2");
     expect_error("stream {\n server {\n listen 127.0.0.1:6001;\n proxy_pass 127.0.0.1:1;\n"
-                 " proxy_protocol on;\n }\n}\n", "\"proxy_protocol\" directive in t.conf:5");
+                 " ssl_preread on;\n }\n}\n", "\"ssl_preread\" directive in t.conf:5");
     expect_error("stream {\n server {\n listen 127.0.0.1:6001;\n proxy_pass 127.0.0.1:1;\n"
                  " proxy_timeout 1s;\n proxy_timeout 2s;\n }\n}\n",
                  "\"proxy_timeout\" directive is duplicate in t.conf:6");
