@@ -2796,6 +2796,20 @@ static int h_proxy_protocol_version(struct compiler *c, const struct bl_conf_nod
     return BL_OK;
 }
 
+/* proxy_upload_rate / proxy_download_rate: bytes per second with nginx's size suffixes, 0 for
+ * no limit. */
+static int h_stream_rate(struct compiler *c, const struct bl_conf_node *n)
+{
+    uint64_t *f = (uint64_t *)((char *)c->sc + c->dir->offset);
+    uint64_t v;
+    if (bl_parse_size(n->args[0], &v) != BL_OK || v > (uint64_t)1 << 40)
+        return invalid_value(c, n->args[0]);
+    if (*f != UINT64_MAX && c->sc != &c->cfg->stream_defaults)
+        return fail(c, "\"%s\" directive is duplicate", n->name);
+    *f = v;
+    return BL_OK;
+}
+
 /* The variables a stream hash key may use: what a connection has before any byte. */
 static int stream_key_ok(const char *key)
 {
@@ -2823,7 +2837,10 @@ static void merge_loc_conf(struct bl_loc_conf *child, const struct bl_loc_conf *
  * it) rather than ignored. */
 static int stream_tcp_only(struct compiler *c, const struct bl_stream_server *s)
 {
-    const char *what = s->conf.pp_send ? "proxy_protocol on" : NULL;
+    const char *what = s->conf.pp_send         ? "proxy_protocol on"
+                       : s->conf.upload_rate   ? "proxy_upload_rate"
+                       : s->conf.download_rate ? "proxy_download_rate"
+                                               : NULL;
     if (!what)
         return BL_OK;
     for (uint32_t i = 0; i < c->cfg->nlistens; i++)
@@ -3149,6 +3166,10 @@ static const struct directive directives[] = {
      "off", h_stream_flag},
     {"proxy_protocol_version", CTX_SS, 1, 1, 0, FT_NUM, offsetof(struct bl_stream_conf,
      pp_version), "1 | 2", "1", h_proxy_protocol_version},
+    {"proxy_upload_rate", CTX_SS, 1, 1, 0, FT_SIZE, offsetof(struct bl_stream_conf, upload_rate),
+     "RATE", "0", h_stream_rate},
+    {"proxy_download_rate", CTX_SS, 1, 1, 0, FT_SIZE,
+     offsetof(struct bl_stream_conf, download_rate), "RATE", "0", h_stream_rate},
     DIRECTIVE("set_real_ip_from", CTX_SS, 1, 1, 0, "ADDRESS | CIDR", NULL, h_set_real_ip_from),
     {"proxy_responses", CTX_SS, 1, 1, 0, FT_NUM, offsetof(struct bl_stream_conf, responses),
      "NUMBER", NULL, h_stream_count},

@@ -367,6 +367,8 @@ struct bl_stream_conf {
     uint64_t requests;              /* proxy_requests; 0 = no limit */
     uint64_t pp_send;               /* proxy_protocol on: a PROXY header to the upstream */
     uint64_t pp_version;            /* proxy_protocol_version 1 | 2 */
+    uint64_t upload_rate;           /* proxy_upload_rate: bytes/s read from the client, 0 off */
+    uint64_t download_rate;         /* proxy_download_rate: bytes/s read from the upstream */
 };
 
 /* proxy_responses not set: a UDP session awaits any number of answers. */

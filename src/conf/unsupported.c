@@ -78,8 +78,6 @@ static const struct bl_unsupported directives[] = {
     {"map_hash_*", W, "sizing map hashes is"},
     {"mail", E, MAIL},
     {"ssl_preread", E, STREAM},
-    {"proxy_upload_rate", E, STREAM},
-    {"proxy_download_rate", E, STREAM},
     {"fastcgi_*", E, OTHER_UPSTREAMS},
     {"uwsgi_*", E, OTHER_UPSTREAMS},
     {"scgi_*", E, OTHER_UPSTREAMS},

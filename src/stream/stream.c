@@ -25,7 +25,12 @@ struct dir {
     uint32_t start, end;
     uint8_t eof;                /* the source sent FIN */
     uint8_t shut;               /* the FIN went on to the destination */
+    uint8_t delayed;            /* proxy_upload_rate / _download_rate: reading the source
+                                 * waits for rate_timer */
     uint64_t bytes;
+    uint64_t received;          /* bytes read from the source (the rate's count) */
+    struct bl_timer rate_timer;
+    struct bl_stream_session *s;
 };
 
 struct bl_stream_session {
@@ -41,6 +46,7 @@ struct bl_stream_session {
     char key[BL_ADDR_STRLEN + 16]; /* the hash key, for every pick of this session */
     size_t key_len;
     uint64_t start_us;
+    uint64_t connected_ms;      /* the rates count from here */
     uint16_t server_port;
     struct dir d[2];
     uint8_t rready, wready, hup; /* the client's readiness (edge-triggered) */
@@ -131,6 +137,8 @@ static void session_close(struct bl_stream_session *s, int failed)
     bl_limit_conn_release(&s->held);
     bl_attempt_release(&s->a, failed, 0, s->d[1].bytes);
     bl_timer_cancel(w->loop, &s->timer);
+    bl_timer_cancel(w->loop, &s->d[0].rate_timer);
+    bl_timer_cancel(w->loop, &s->d[1].rate_timer);
     bl_loop_close(w->loop, &s->io);
     if (s->prev)
         s->prev->next = s->next;
@@ -230,6 +238,7 @@ static void upstream_on_io(struct bl_upconn *u)
         }
         u->connecting = 0;
         s->connected = 1;
+        s->connected_ms = bl_clock_ms;
         s->rready = s->wready = 1;
         bl_timer_cancel(s->w->loop, &u->timer);
         bl_attempt_answered(&s->a, 0);
@@ -282,6 +291,43 @@ static void connect_next(struct bl_stream_session *s)
 
 /* ------------------------------------------------------------ relay */
 
+/* proxy_upload_rate (d 0) / proxy_download_rate (d 1) as nginx's stream proxy counts them:
+ * since the connect, at most rate bytes per second plus one second's worth. How much x's
+ * source may be read now (room when unlimited); 0 after pausing the reading until the
+ * rate allows more (x->delayed, rate_timer). */
+static size_t rate_allows(struct bl_stream_session *s, struct dir *x, uint64_t rate, size_t room)
+{
+    if (!rate)
+        return room;
+    uint64_t allowed = rate * (bl_clock_ms - s->connected_ms + 1000) / 1000;
+    if (allowed > x->received) {
+        uint64_t left = allowed - x->received;
+        return left < room ? (size_t)left : room;
+    }
+    x->delayed = 1;
+    bl_timer_set(s->w->loop, &x->rate_timer,
+                 bl_clock_ms + (x->received - allowed) * 1000 / rate + 1);
+    return 0;
+}
+
+/* After n bytes were read at a limited rate, the reading pauses n / rate seconds (nginx), so
+ * the source is read in buffer-sized pieces rather than a trickle of small ones. */
+static void rate_after_read(struct bl_stream_session *s, struct dir *x, uint64_t rate, size_t n)
+{
+    uint64_t ms = (uint64_t)n * 1000 / rate;
+    if (!ms)
+        return;
+    x->delayed = 1;
+    bl_timer_set(s->w->loop, &x->rate_timer, bl_clock_ms + ms);
+}
+
+static void on_rate_timer(struct bl_timer *t)
+{
+    struct dir *x = (struct dir *)((char *)t - offsetof(struct dir, rate_timer));
+    x->delayed = 0;
+    session_run(x->s);
+}
+
 /* Moves what it can in direction d from src to dst. Returns BL_OK, or BL_ERR after closing
  * the session (a read or write error on either side). */
 static int pump(struct bl_stream_session *s, int d, int src, uint8_t *src_rready,
@@ -289,6 +335,7 @@ static int pump(struct bl_stream_session *s, int d, int src, uint8_t *src_rready
 {
     struct dir *x = &s->d[d];
     uint32_t size = (uint32_t)s->srv->conf.buffer_size;
+    uint64_t rate = d ? s->srv->conf.download_rate : s->srv->conf.upload_rate;
     for (;;) {
         int progress = 0;
         if (x->end > x->start && *dst_wready) {
@@ -310,14 +357,19 @@ static int pump(struct bl_stream_session *s, int d, int src, uint8_t *src_rready
             if (x->start == x->end)
                 x->start = x->end = 0;
         }
-        if (!x->eof && *src_rready && x->end < size) {
-            ssize_t n = recv(src, x->buf + x->end, size - x->end, 0);
+        size_t want;
+        if (!x->eof && *src_rready && x->end < size && !x->delayed &&
+            (want = rate_allows(s, x, rate, size - x->end)) > 0) {
+            ssize_t n = recv(src, x->buf + x->end, want, 0);
             if (n > 0) {
                 /* A short read drained the socket: wait for the next edge, unless the peer
                  * closed (then read on until recv says so). */
-                if ((uint32_t)n < size - x->end && !src_hup)
+                if ((size_t)n < want && !src_hup)
                     *src_rready = 0;
                 x->end += (uint32_t)n;
+                x->received += (uint64_t)n;
+                if (rate)
+                    rate_after_read(s, x, rate, (size_t)n);
                 progress = 1;
             } else if (n == 0) {
                 x->eof = 1;
@@ -519,6 +571,10 @@ void bl_stream_accept(struct bl_stream_worker *sw, const struct bl_listen *liste
     s->io.fd = fd;
     s->io.handler = client_on_io;
     s->timer.handler = on_idle_timeout;
+    for (int i = 0; i < 2; i++) {
+        s->d[i].rate_timer.handler = on_rate_timer;
+        s->d[i].s = s;
+    }
     s->w = sw;
     s->srv = srv;
     s->start_us = bl_clock_us;

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import SLOW, proxy_conf, wait_for
+from conftest import SLOW, proxy_conf, run_ballast, wait_for
 from test_stream import TcpServer, echo
 
 V2_SIG = b"\r\n\r\n\x00\r\nQUIT\n"
@@ -578,3 +578,93 @@ def test_http_chain_v2_realip(ballast, backend):
     r = be.requests[-1]
     assert r.header("X-PP") == "127.0.0.1:%d" % cport
     assert r.header("X-Real-IP") == "127.0.0.1"
+
+
+# ------------------------------------------------------------------ rates
+
+RATE_CONF = """
+error_log @tmp@/error.log info;
+stream {
+    server {
+        listen 127.0.0.1:@port@;
+        proxy_pass 127.0.0.1:%(to)d;
+        %(extra)s
+    }
+}
+"""
+
+
+def test_download_rate_paces_a_megabyte(ballast, tcp):
+    """proxy_download_rate 200k: 1 MB from the upstream takes about 4-5 s (one second's worth
+    may go at once, as in nginx), intact; the client's own bytes are not slowed."""
+    mb = bytes(range(256)) * 4096
+
+    def sender(c, srv):
+        c.recv(100)
+        c.sendall(mb)
+        c.shutdown(socket.SHUT_WR)
+        c.recv(100)
+
+    s = tcp(sender)
+    bl = ballast(RATE_CONF % {"to": s.port, "extra": "proxy_download_rate 200k;"})
+    c = socket.create_connection(("127.0.0.1", bl.port), timeout=20 * SLOW)
+    t0 = time.monotonic()
+    c.sendall(b"go")
+    got = bytearray()
+    while True:
+        d = c.recv(65536)
+        if not d:
+            break
+        got += d
+    elapsed = time.monotonic() - t0
+    c.close()
+    assert bytes(got) == mb
+    assert elapsed > 3.0, elapsed
+
+
+def test_upload_rate_paces_the_client(ballast, tcp):
+    """proxy_upload_rate 100k: 300 KB from the client take at least 1.5 s to reach the
+    upstream; proxy_upload_rate 0 (nginx's "no limit") does not hold them."""
+    data = b"u" * 300000
+
+    def counter(c, srv):
+        n = 0
+        while True:
+            d = c.recv(65536)
+            if not d:
+                break
+            n += len(d)
+        c.sendall(b"%d" % n)
+        c.shutdown(socket.SHUT_WR)
+
+    s = tcp(counter)
+    for extra, slow in (("proxy_upload_rate 100k;", True), ("proxy_upload_rate 0;", False)):
+        bl = ballast(RATE_CONF % {"to": s.port, "extra": extra})
+        t0 = time.monotonic()
+        _, out = client_talk(socket.AF_INET, bl.port, data)
+        elapsed = time.monotonic() - t0
+        assert out == b"300000"
+        if slow:
+            assert elapsed > 1.5, elapsed
+        bl.stop()
+
+
+def test_rate_refused_values(tmp_path):
+    for bad in ("proxy_upload_rate -1;", "proxy_download_rate fast;",
+                "proxy_download_rate 1k; proxy_download_rate 2k;"):
+        p = tmp_path / "r.conf"
+        p.write_text("stream { server { listen 127.0.0.1:1; proxy_pass 127.0.0.1:2; %s } }\n"
+                     % bad)
+        r = run_ballast(["-t", "-c", str(p)])
+        assert r.returncode != 0 and "r.conf:1" in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("line", ["proxy_protocol on;", "proxy_upload_rate 1k;",
+                                  "proxy_download_rate 1k;"])
+def test_tcp_only_settings_refused_for_udp(tmp_path, line):
+    p = tmp_path / "u.conf"
+    p.write_text("stream {\n server { listen 127.0.0.1:1 udp; proxy_pass 127.0.0.1:2;\n %s\n"
+                 " }\n}\n" % line)
+    r = run_ballast(["-t", "-c", str(p)])
+    assert r.returncode != 0
+    assert "is not supported for UDP" in r.stderr and "u.conf:2" in r.stderr, r.stderr
