@@ -668,3 +668,11 @@ def test_tcp_only_settings_refused_for_udp(tmp_path, line):
     r = run_ballast(["-t", "-c", str(p)])
     assert r.returncode != 0
     assert "is not supported for UDP" in r.stderr and "u.conf:2" in r.stderr, r.stderr
+def test_http_sender_refused_with_tls_upstream(tmp_path):
+    p = tmp_path / "t.conf"
+    p.write_text("http { server { listen 127.0.0.1:1;\n location / { proxy_protocol on;\n"
+                 " proxy_pass https://127.0.0.1:2; } } }\n")
+    r = run_ballast(["-t", "-c", str(p)])
+    assert r.returncode != 0
+    assert '"proxy_protocol on" with "proxy_pass https://" is not supported' in r.stderr
+    assert "t.conf:2" in r.stderr, r.stderr
