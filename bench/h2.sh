@@ -46,7 +46,7 @@ cat > "$TMP/nginx.conf" <<NGX
 daemon off; master_process off; worker_processes 1; pid $TMP/nx.pidf; error_log $TMP/nx.err;
 $ROOT
 events { worker_connections 4096; }
-http { access_log off; keepalive_requests 1000000; http2_max_requests 1000000; $TEMPS
+http { access_log off; keepalive_requests 1000000; $TEMPS
   upstream be { server 127.0.0.1:$BE; keepalive 256; }
   server { listen 127.0.0.1:$PN ssl http2; ssl_certificate $TMP/crt.pem;
            ssl_certificate_key $TMP/key.pem;
