@@ -63,6 +63,7 @@ struct bl_h2_conn {
     struct bl_deferred kick;           /* a service run after this batch of events */
     uint32_t nstreams;                 /* stream records alive */
     uint32_t opened, resets;           /* streams the client opened, and reset */
+    uint32_t requests;                 /* streams that became requests */
     uint32_t max_head;                 /* the request head's bound (large_client_header_buffers) */
     uint32_t lchb_size;
     uint8_t kick_queued, servicing, again;
@@ -323,6 +324,10 @@ static int request_ready(struct bl_h2_conn *h, struct bl_h2_stream *st, int end_
     st->vc = vc;
     st->started = 1;
     post(st, BL_EV_READ | BL_EV_WRITE);
+    /* keepalive_requests bounds the streams of a connection, as in nginx since 1.19.7: this
+     * one is served, the client opens the next ones on a new connection. */
+    if (++h->requests >= h->c->listen->servers[0]->conf.keepalive_requests)
+        bl_h2_goaway(h->c);
     return 0;
 }
 
@@ -849,7 +854,7 @@ void bl_h2_conn_event(struct bl_client *c, uint32_t ev)
         }
         struct bl_buf *b = w->h2_rbuf;
         /* A bounded number of reads per event, so one client cannot hold the worker; the
-         * rest is read on the next turn (the deferred run comes back here). */
+         * rest is read on the next turn (a 1 ms timer, below: no new edge will come). */
         for (int i = 0; i < 16 && c->rready && !h->kill; i++) {
             b->start = b->end = 0;
             ssize_t n = bl_client_read(c, b);
@@ -868,15 +873,20 @@ void bl_h2_conn_event(struct bl_client *c, uint32_t ev)
                 return;
             }
         }
-        if (c->rready && !h->kill)
-            kick(h);
     }
+    int more = c->rready && !h->kill;
     service(h);
+    if (more && c->h2c == h) /* still open */
+        bl_arm(c->w, &c->timer, 1);
 }
 
 void bl_h2_conn_timer(struct bl_client *c)
 {
     struct bl_h2_conn *h = c->h2c;
+    if (c->rready && !h->kill) { /* input left by the read budget */
+        bl_h2_conn_event(c, 0);
+        return;
+    }
     if (h->nstreams == 0) {
         /* idle: say goodbye, best effort, then close */
         nghttp2_submit_goaway(h->s, NGHTTP2_FLAG_NONE,

@@ -37,7 +37,8 @@ def h2_conf(cert, listen_extra="http2", server="", http="", main="", error_log="
         listen="127.0.0.1:@port@ %s;\n        listen 127.0.0.1:@ports@ ssl %s" % (
             listen_extra, listen_extra),
         location=location,
-        http="client_max_body_size 0;\n    log_format h2 '$request|$server_protocol|$http2|"
+        # the smallest read buffer, so that bursts run into the per-event read budget
+        http="client_max_body_size 0;\n    http2_recv_buffer_size 16k;\n    log_format h2 '$request|$server_protocol|$http2|"
              "$status';\n    access_log @tmp@/access.log h2;\n    " + http,
         server="ssl_certificate %s;\n        ssl_certificate_key %s;\n        "
                "location /vars { return 200 \"$server_protocol|$http2|$scheme|$request\\n\"; }\n"
@@ -445,3 +446,17 @@ def test_h2c_after_a_proxy_protocol_header(ballast, backend, cert):
                                       for f in fr))
     c.close()
     assert b"".join(f[3] for f in fr if f[0] == DATA and f[2] == 1) == b"192.0.2.7 h2c", fr
+
+
+def test_keepalive_requests_bounds_the_streams(ballast, backend, cert):
+    be = backend("b")
+    b = ballast(h2_conf(cert, http="keepalive_requests 3;"), pb=be.port)
+    c = H2Raw(b.port)
+    for sid in (1, 3, 5):
+        c.send(frame(HEADERS, END_HEADERS | END_STREAM, sid, request_block("/x?text=%d" % sid)))
+    fr, eof = c.frames(timeout=10)
+    c.close()
+    assert goaway_code(fr) == 0, fr
+    for sid in (1, 3, 5):
+        assert b"".join(f[3] for f in fr if f[0] == DATA and f[2] == sid) == b"%d" % sid, fr
+    assert eof, fr
