@@ -762,6 +762,8 @@ static void service(struct bl_h2_conn *h)
             break;
     }
     h->servicing = 0;
+    if ((h->ready || h->again) && rc == BL_OK && !h->kill)
+        kick(h); /* the round limit stopped it: go on after this batch (the socket bounds it) */
     const struct bl_loc_conf *conf = &c->listen->servers[0]->conf;
     if (rc == BL_ERR || (h->kill && rc == BL_OK) ||
         (!nghttp2_session_want_read(h->s) && !nghttp2_session_want_write(h->s) && rc == BL_OK) ||

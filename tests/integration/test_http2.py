@@ -54,7 +54,7 @@ def curl(px, path, *args, tls=False, timeout=15):
         pre = []
     r = subprocess.run(["curl", "-sS", "--max-time", str(int(timeout * SLOW)), "-w",
                         "\n%{http_code} %{http_version}"] + pre + list(args) + [url],
-                       capture_output=True, timeout=30 * SLOW)
+                       capture_output=True, timeout=(timeout + 15) * SLOW)
     body, _, tail = r.stdout.rpartition(b"\n")
     code, _, ver = tail.decode().partition(" ")
     return r.returncode, int(code or 0), ver, body, r.stderr.decode()
