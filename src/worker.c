@@ -597,6 +597,7 @@ int bl_generation_build(struct bl_generation *g, struct bl_worker *ws, char *err
         wg->stream.up = &wg->http.up;
         wg->stream.logs = &wg->http.logs;
         wg->stream.on_closed = on_session_closed;
+        wg->stream.stats = g->stats->workers[i];
         /* Balancer state is made here, not on the worker thread, so that running out of
          * memory is a start-up (or reload) error rather than a dead worker. */
         if (bl_upstream_worker_init(&wg->http.up, w->loop, cfg->groups, cfg->ngroups,

@@ -122,6 +122,7 @@ static void method_not_allowed(struct bl_api_response *resp, const char *allow)
 /* A server's counters summed over the workers. */
 struct peer_sum {
     uint64_t responses[BL_STATS_NCLASSES];
+    uint64_t bytes_out, bytes_in;   /* to and from the server */
     uint64_t failures;
     uint64_t timed;            /* answered attempts with a response time */
     uint64_t time_us;          /* their sum */
@@ -138,6 +139,8 @@ static void peer_sum(const struct bl_stats_set *set, uint32_t id, struct peer_su
             out->responses[k] += bl_stat_load(&p->responses[k]);
         for (unsigned k = 0; k < BL_SF_N; k++)
             out->failures += bl_stat_load(&p->failures[k]);
+        out->bytes_out += bl_stat_load(&p->bytes_out);
+        out->bytes_in += bl_stat_load(&p->bytes_in);
         for (unsigned k = 0; k <= BL_STATS_NBUCKETS; k++)
             out->timed += bl_stat_load(&p->header_time.buckets[k]);
         out->time_us += bl_stat_load(&p->header_time.sum_us);
@@ -186,6 +189,8 @@ static json_t *server_json(const struct bl_api_ctx *ctx, const struct bl_upstrea
                       (json_int_t)atomic_load_explicit(&s->state->checks_failed,
                                                        memory_order_relaxed)));
     }
+    json_object_set_new(j, "sent_bytes", json_integer((json_int_t)ps.bytes_out));
+    json_object_set_new(j, "received_bytes", json_integer((json_int_t)ps.bytes_in));
     if (s->group->outlier)
         json_object_set_new(j, "ejections",
                             json_integer((json_int_t)atomic_load_explicit(
@@ -220,6 +225,50 @@ static json_t *upstream_json(const struct bl_api_ctx *ctx, const struct bl_upstr
                           (json_int_t)avail, "in_flight", (json_int_t)(active > 0 ? active : 0),
                           "servers", servers);
     return bl_api_protection_json(g, j);
+}
+
+/* Stream servers (one entry per stream listen): sessions begun, open, ended by $status, and
+ * client bytes, summed over the workers. */
+static json_t *stream_json(const struct bl_api_ctx *ctx)
+{
+    static const int codes[BL_STATS_NSTREAM - 1] = BL_STATS_STREAM_STATUSES;
+    const struct bl_config *cfg = ctx->cfg;
+    const struct bl_stats_set *set = ctx->stats;
+    json_t *arr = json_array();
+    for (uint32_t i = 0; arr && i < cfg->nlistens; i++) {
+        const struct bl_listen *ls = &cfg->listens[i];
+        if (!ls->stream)
+            continue;
+        uint64_t c[sizeof(struct bl_stats_listen) / sizeof(bl_counter)] = {0};
+        for (uint32_t w = 0; set && i < set->nlistens && w <= set->nworkers; w++) {
+            const struct bl_stats_worker *b = w < set->nworkers ? set->workers[w] : set->base;
+            const bl_counter *src = b ? (const bl_counter *)(const void *)&b->listens[i] : NULL;
+            for (size_t k = 0; src && k < sizeof(c) / sizeof(c[0]); k++)
+                c[k] += bl_stat_load(&src[k]);
+        }
+#define LS(field) (offsetof(struct bl_stats_listen, field) / sizeof(bl_counter))
+        json_t *by = json_object();
+        for (unsigned k = 0; by && k < BL_STATS_NSTREAM; k++) {
+            char code[16];
+            snprintf(code, sizeof(code), "%d", k < BL_STATS_NSTREAM - 1 ? codes[k] : 0);
+            json_object_set_new(by, k < BL_STATS_NSTREAM - 1 ? code : "other",
+                                json_integer((json_int_t)c[LS(sessions) + k]));
+        }
+        json_t *e = json_pack("{s:s, s:s, s:s, s:I, s:I, s:o, s:I, s:I}", "listen", ls->text,
+                              "protocol", ls->udp ? "udp" : "tcp", "upstream",
+                              ls->stream->upstream ? ls->stream->upstream->name : "",
+                              "sessions_started", (json_int_t)c[LS(accepted)], "active",
+                              (json_int_t)(int64_t)c[LS(conns)], "sessions",
+                              by ? by : json_null(), "received_bytes",
+                              (json_int_t)c[LS(bytes_in)], "sent_bytes",
+                              (json_int_t)c[LS(bytes_out)]);
+#undef LS
+        if (!e || json_array_append_new(arr, e) != 0) {
+            json_decref(arr);
+            return NULL;
+        }
+    }
+    return arr ? json_pack("{s:o}", "servers", arr) : NULL;
 }
 
 /* ---------------------------------------------------------------- paths */
@@ -753,6 +802,14 @@ void bl_api_handle(const struct bl_api_ctx *ctx, const struct bl_api_request *re
                                         (json_int_t)bl_reload_current()->number));
         return;
     }
+    if (path_is(req, "/api/stream")) {
+        if (!get) {
+            method_not_allowed(resp, "GET, HEAD");
+            return;
+        }
+        reply_json(resp, 200, stream_json(ctx));
+        return;
+    }
     if (req->path_len >= 14 && memcmp(req->path, "/api/upstreams", 14) == 0 &&
         (req->path_len == 14 || req->path[14] == '/'))
         {
@@ -764,6 +821,6 @@ void bl_api_handle(const struct bl_api_ctx *ctx, const struct bl_api_request *re
         bl_api_locations(ctx, req, req->path + 14, end, resp);
         return;
     }
-    errorf(resp, 404, "no such resource: %.*s (see /api/upstreams, /api/health, /metrics, "
-           "/status)", (int)(req->path_len > 200 ? 200 : req->path_len), req->path);
+    errorf(resp, 404, "no such resource: %.*s (see /api/upstreams, /api/stream, /api/health, "
+           "/metrics, /status)", (int)(req->path_len > 200 ? 200 : req->path_len), req->path);
 }

@@ -315,6 +315,66 @@ static void render_listens(struct bl_strbuf *out, const struct totals *t, const 
     }
 }
 
+/* Stream servers, one sample set per stream listen (TCP and UDP). Connections begun and open
+ * are in the ballast_listen_* families above; upstream traffic in ballast_upstream_server_*. */
+static void render_stream(struct bl_strbuf *out, const struct bl_config *cfg,
+                          const struct totals *t)
+{
+    static const int codes[BL_STATS_NSTREAM - 1] = BL_STATS_STREAM_STATUSES;
+    char **lab = calloc(cfg->nlistens + 1, sizeof(char *));
+    if (!lab) {
+        out->failed = 1;
+        return;
+    }
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < cfg->nlistens; i++) {
+        const struct bl_listen *ls = &cfg->listens[i];
+        if (!ls->stream)
+            continue;
+        n++;
+        if (!(lab[i] = label_text("listen", ls->text, "upstream",
+                                  ls->stream->upstream ? ls->stream->upstream->name : "")))
+            out->failed = 1;
+    }
+    if (n && !out->failed) {
+        family(out, "ballast_stream_server_sessions_total", "counter",
+               "Stream sessions (TCP connections, UDP client sessions) that ended, by $status: "
+               "200 (relayed), 400 (bad PROXY header), 403 (denied), 502 (no server answered or "
+               "connected), 503 (no live server), other.");
+        for (uint32_t i = 0; i < cfg->nlistens; i++)
+            for (unsigned k = 0; lab[i] && k < BL_STATS_NSTREAM; k++) {
+                char code[16];
+                snprintf(code, sizeof(code), "%d", k < BL_STATS_NSTREAM - 1 ? codes[k] : 0);
+                sample_u(out, "ballast_stream_server_sessions_total", lab[i], "status",
+                         k < BL_STATS_NSTREAM - 1 ? code : "other",
+                         t->listens[i * LISTEN_N + SLOT(struct bl_stats_listen, sessions) + k]);
+            }
+        family(out, "ballast_stream_server_received_bytes_total", "counter",
+               "Bytes (payload) the stream server received from clients, counted when a "
+               "session ends.");
+        for (uint32_t i = 0; i < cfg->nlistens; i++)
+            if (lab[i])
+                sample_u(out, "ballast_stream_server_received_bytes_total", lab[i], NULL, NULL,
+                         t->listens[i * LISTEN_N + SLOT(struct bl_stats_listen, bytes_in)]);
+        family(out, "ballast_stream_server_sent_bytes_total", "counter",
+               "Bytes (payload) the stream server sent to clients, counted when a session "
+               "ends.");
+        for (uint32_t i = 0; i < cfg->nlistens; i++)
+            if (lab[i])
+                sample_u(out, "ballast_stream_server_sent_bytes_total", lab[i], NULL, NULL,
+                         t->listens[i * LISTEN_N + SLOT(struct bl_stats_listen, bytes_out)]);
+        family(out, "ballast_stream_server_sessions", "gauge",
+               "Open stream sessions of the stream server.");
+        for (uint32_t i = 0; i < cfg->nlistens; i++)
+            if (lab[i])
+                sample_gauge(out, "ballast_stream_server_sessions", lab[i], NULL, NULL,
+                             t->listens[i * LISTEN_N + SLOT(struct bl_stats_listen, conns)]);
+    }
+    for (uint32_t i = 0; i < cfg->nlistens; i++)
+        free(lab[i]);
+    free(lab);
+}
+
 /* The three families of server blocks (prefix "ballast_http_server") or locations. */
 static void render_zones(struct bl_strbuf *out, const char *prefix, const char *what,
                          const uint64_t *t, char *const *labels, uint32_t n)
@@ -521,6 +581,7 @@ int bl_metrics_render(struct bl_strbuf *out, const struct bl_metrics_source *src
     render_zones(out, "ballast_http_server", "server block", t.servers, l.server, l.nserver);
     render_zones(out, "ballast_http_location", "location", t.locations, l.location,
                  l.nlocation);
+    render_stream(out, cfg, &t);
     pv = calloc(cfg->nupstream_servers + 1, sizeof(*pv));
     if (!pv)
         goto done;

@@ -70,11 +70,19 @@ struct bl_stats_peer {
     struct bl_stats_hist header_time;        /* connect start to response head */
 };
 
-/* A listening address. */
+/* Stream session outcomes counted apart, by $status (nginx's stream codes); the last slot
+ * takes any other. */
+#define BL_STATS_NSTREAM 7
+#define BL_STATS_STREAM_STATUSES {200, 400, 403, 500, 502, 503}
+
+/* A listening address. Stream listens (TCP and UDP) count a session as a connection. */
 struct bl_stats_listen {
-    bl_counter accepted;                     /* connections accepted */
+    bl_counter accepted;                     /* connections accepted (UDP: sessions begun) */
     bl_counter conns;                        /* gauge: open client connections */
     bl_counter conns_idle;                   /* gauge: of those, idle between requests */
+    bl_counter sessions[BL_STATS_NSTREAM];   /* stream: ended sessions by $status */
+    bl_counter bytes_in;                     /* stream: bytes (payload) from clients */
+    bl_counter bytes_out;                    /* stream: bytes (payload) to clients */
 };
 
 /* One worker's block. */
@@ -150,6 +158,15 @@ static inline unsigned bl_stats_class(int status)
 {
     unsigned k = (unsigned)(status / 100 - 1);
     return status >= 100 && k < 5 ? k : 5;
+}
+
+static inline unsigned bl_stats_stream_slot(int status)
+{
+    static const int codes[BL_STATS_NSTREAM - 1] = BL_STATS_STREAM_STATUSES;
+    unsigned k = 0;
+    while (k < BL_STATS_NSTREAM - 1 && codes[k] != status)
+        k++;
+    return k;
 }
 
 static inline void bl_stat_observe(struct bl_stats_hist *h, uint64_t us)

@@ -17,6 +17,7 @@
 #include "http/template.h"
 #include "stream/preaccess.h"
 #include "stream/stream.h"
+#include "stream/stream_stats.h"
 #include "stream/udp.h"
 
 /* Direction 0: client to upstream; 1: upstream to client. */
@@ -134,6 +135,8 @@ static void session_close(struct bl_stream_session *s, int failed)
     if (s->ntries && s->tries[s->ntries - 1].connect_us == BL_TRY_NONE && s->connected)
         s->tries[s->ntries - 1].connect_us = 0;
     session_log(s);
+    bl_stream_stats_close(w, s->listen, s->status, s->d[0].bytes, s->d[1].bytes, s->a.server,
+                          s->d[0].bytes, s->d[1].bytes);
     bl_limit_conn_release(&s->held);
     bl_attempt_release(&s->a, failed, 0, s->d[1].bytes);
     bl_timer_cancel(w->loop, &s->timer);
@@ -584,6 +587,7 @@ void bl_stream_accept(struct bl_stream_worker *sw, const struct bl_listen *liste
     bl_addr_format_ip(peer, s->ip, sizeof(s->ip));
     s->server_port = listen->port;
     s->listen = listen;
+    bl_stream_stats_open(sw, listen);
     s->next = sw->sessions;
     if (sw->sessions)
         sw->sessions->prev = s;

@@ -30,6 +30,7 @@ struct bl_config;
 struct bl_listen;
 struct bl_stream_session;
 struct bl_udp_table;
+struct bl_stats_worker;
 
 /* What the stream proxy keeps per worker and generation. The worker embeds and sets it up. */
 struct bl_stream_worker {
@@ -41,6 +42,8 @@ struct bl_stream_worker {
     struct bl_stream_session *sessions;     /* open sessions (doubly linked) */
     uint32_t nsessions;                     /* TCP and UDP (stream/udp.h) sessions */
     struct bl_udp_table *udp;               /* UDP sessions by client; NULL before the first */
+    struct bl_stats_worker *stats;          /* the worker's counters (stream_stats.h); NULL:
+                                             * not counted */
     /* Called after a session closed (the worker resumes accepting, frees an old generation
      * once unused, or stops once drained). */
     void (*on_closed)(struct bl_stream_worker *sw);

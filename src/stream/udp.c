@@ -16,6 +16,7 @@
 #include "http/access_log.h"
 #include "http/template.h"
 #include "stream/stream.h"
+#include "stream/stream_stats.h"
 #include "stream/udp.h"
 
 #define UDP_BUCKETS    4096u           /* per worker; chains stay short at worker_connections */
@@ -42,6 +43,7 @@ struct udp_session {
     size_t key_len;
     uint64_t start_us;
     uint64_t bytes_in, bytes_out;     /* from the client, to the client */
+    uint64_t up_sent;                 /* to the server(s) */
     uint64_t requests, responses;     /* datagrams each way */
     char *held;                       /* last datagram until the first answer (resend) */
     uint32_t held_len;
@@ -150,6 +152,8 @@ static void session_free(struct bl_deferred *d)
     free(s);
 }
 
+static void upstream_close(struct udp_session *s);
+
 /* Ends the session: status as given (0: 200), failed tells passive health. */
 static void session_close(struct udp_session *s, int status, int failed)
 {
@@ -159,11 +163,12 @@ static void session_close(struct udp_session *s, int status, int failed)
     struct bl_stream_worker *w = s->w;
     s->status = status ? status : 200;
     session_log(s);
+    bl_stream_stats_close(w, s->listen, s->status, s->bytes_in, s->bytes_out, s->a.server,
+                          s->up_sent, s->bytes_out);
     if (s->a.server)
         bl_attempt_release(&s->a, failed, 0, s->bytes_out);
     bl_timer_cancel(w->loop, &s->timer);
-    if (s->up.fd >= 0)
-        bl_loop_close(w->loop, &s->up);
+    upstream_close(s);
     if (s->lfd >= 0)
         close(s->lfd);
     s->lfd = -1;
@@ -265,6 +270,8 @@ static int upstream_open(struct udp_session *s)
     }
     s->up.fd = fd;
     s->up.handler = upstream_on_io;
+    if (s->w->up && s->w->up->stats)
+        bl_stat_add(&s->w->up->stats[srv->id].conns, 1);
     if (bl_loop_add(s->w->loop, &s->up) != BL_OK) {
         int e = errno;
         close(fd);
@@ -277,8 +284,11 @@ static int upstream_open(struct udp_session *s)
 
 static void upstream_close(struct udp_session *s)
 {
-    if (s->up.fd >= 0)
+    if (s->up.fd >= 0) {
         bl_loop_close(s->w->loop, &s->up);
+        if (s->w->up && s->w->up->stats && s->a.server)
+            bl_stat_sub(&s->w->up->stats[s->a.server->id].conns, 1);
+    }
     s->up.fd = -1;
 }
 
@@ -324,8 +334,10 @@ static int upstream_send(struct udp_session *s, const char *data, size_t len)
 {
     for (;;) {
         ssize_t n = send(s->up.fd, data, len, MSG_NOSIGNAL);
-        if (n >= 0)
+        if (n >= 0) {
+            s->up_sent += (uint64_t)n;
             return BL_OK;
+        }
         if (errno == EINTR)
             continue;
         if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)
@@ -422,6 +434,7 @@ static struct udp_session *session_new(struct bl_stream_worker *sw, const struct
     t->all = s;
     t->n++;
     sw->nsessions++;
+    bl_stream_stats_open(sw, l);
     return s;
 }
 
