@@ -292,7 +292,23 @@ static void upstream_close(struct udp_session *s)
     s->up.fd = -1;
 }
 
-static int upstream_send(struct udp_session *s, const char *data, size_t len);
+/* Sends one datagram to the server: 0, or the errno of a failure that blames the server. A
+ * full socket buffer drops the datagram, as any UDP hop may. */
+static int upstream_send_raw(struct udp_session *s, const char *data, size_t len)
+{
+    for (;;) {
+        ssize_t n = send(s->up.fd, data, len, MSG_NOSIGNAL);
+        if (n >= 0) {
+            s->up_sent += (uint64_t)n;
+            return 0;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)
+            return 0;
+        return errno;
+    }
+}
 
 /* The server failed (ICMP error, or a local error sending to it): before the first answer the
  * held datagram goes to the next server when the policy allows; else the session ends. */
@@ -314,10 +330,12 @@ static void upstream_failed(struct udp_session *s, int err)
                                  &s->addr.sa) == BL_OK) {
             bl_log(BL_LOG_WARN, "udp: trying upstream \"%s\" on %s after an error from %s",
                    old->group->name, s->a.server->name, old->name);
-            if (upstream_open(s) == BL_OK && upstream_send(s, s->held, s->held_len) == BL_OK)
+            int e = upstream_open(s) == BL_OK ? upstream_send_raw(s, s->held, s->held_len)
+                                              : errno;
+            if (!e)
                 return;
-            if (s->closed)
-                return;
+            bl_log(BL_LOG_ERROR, "udp: upstream %s failed (%s), client %s", s->a.server->name,
+                   strerror(e), s->ip);
             old = s->a.server;
             upstream_close(s);
         }
@@ -327,24 +345,15 @@ static void upstream_failed(struct udp_session *s, int err)
     session_close(s, 502, 1);
 }
 
-/* Sends one datagram to the server. BL_OK; BL_ERR after handling the failure (the session
- * may have moved to another server, or be closed). A full socket buffer drops the datagram,
- * as any UDP hop may. */
+/* upstream_send_raw, handling a failure. BL_OK; BL_ERR after handling it (the session may
+ * have moved to another server, or be closed). */
 static int upstream_send(struct udp_session *s, const char *data, size_t len)
 {
-    for (;;) {
-        ssize_t n = send(s->up.fd, data, len, MSG_NOSIGNAL);
-        if (n >= 0) {
-            s->up_sent += (uint64_t)n;
-            return BL_OK;
-        }
-        if (errno == EINTR)
-            continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)
-            return BL_OK;
-        upstream_failed(s, errno);
-        return BL_ERR;
-    }
+    int e = upstream_send_raw(s, data, len);
+    if (!e)
+        return BL_OK;
+    upstream_failed(s, e);
+    return BL_ERR;
 }
 
 static void upstream_on_io(struct bl_io *io, uint32_t ev)
