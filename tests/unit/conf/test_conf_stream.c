@@ -89,6 +89,43 @@ static void test_beside_http(void **state)
     bl_conf_release(c);
 }
 
+static void test_udp(void **state)
+{
+    (void)state;
+    struct bl_config *c = load(
+        "stream { proxy_responses 2;\n"
+        " server { listen 127.0.0.1:6053 udp; listen 127.0.0.1:6053; proxy_pass 127.0.0.1:53; }\n"
+        " server { listen 127.0.0.1:6054 udp reuseport; proxy_pass 127.0.0.1:53;\n"
+        "  proxy_responses 0; proxy_requests 3; } }\n");
+    assert_int_equal(c->nlistens, 3);
+    assert_string_equal(c->listens[0].text, "127.0.0.1:6053 udp");
+    assert_int_equal(c->listens[0].udp, 1);
+    assert_string_equal(c->listens[1].text, "127.0.0.1:6053");
+    assert_int_equal(c->listens[1].udp, 0);
+    assert_int_equal(c->listens[2].reuseport, 1);
+    assert_int_equal(c->stream_servers[0]->conf.responses, 2);      /* inherited */
+    assert_int_equal(c->stream_servers[0]->conf.requests, 0);       /* default */
+    assert_int_equal(c->stream_servers[1]->conf.responses, 0);
+    assert_int_equal(c->stream_servers[1]->conf.requests, 3);
+    bl_conf_release(c);
+
+    c = load("stream { server { listen 127.0.0.1:6053 udp; proxy_pass 127.0.0.1:53; } }\n");
+    assert_true(c->stream_servers[0]->conf.responses == BL_UDP_RESPONSES_ANY);
+    bl_conf_release(c);
+
+    expect_error("stream {\n server {\n listen 127.0.0.1:6001 udp;\n listen 127.0.0.1:6001 udp;\n"
+                 " proxy_pass 127.0.0.1:1;\n }\n}\n",
+                 "duplicate listen 127.0.0.1:6001 udp in t.conf:4");
+    expect_error("stream {\n server {\n listen 127.0.0.1:6001 udp proxy_protocol;\n"
+                 " proxy_pass 127.0.0.1:1;\n }\n}\n",
+                 "the PROXY protocol over UDP is not supported in this build");
+    expect_error("stream {\n server {\n listen 127.0.0.1:6001 udp;\n proxy_pass 127.0.0.1:1;\n"
+                 " proxy_responses -1;\n }\n}\n", "invalid value \"-1\"");
+    expect_error("stream {\n server {\n listen 127.0.0.1:6001 udp;\n proxy_pass 127.0.0.1:1;\n"
+                 " proxy_responses 1;\n proxy_responses 2;\n }\n}\n",
+                 "\"proxy_responses\" directive is duplicate in t.conf:6");
+}
+
 static void test_errors(void **state)
 {
     (void)state;
@@ -143,6 +180,7 @@ int main(void)
         cmocka_unit_test(test_defaults_and_inheritance),
         cmocka_unit_test(test_beside_http),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_udp),
         cmocka_unit_test(test_access_log_inherited),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
