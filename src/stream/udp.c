@@ -361,7 +361,8 @@ static void upstream_on_io(struct bl_io *io, uint32_t ev)
     struct udp_session *s = (struct udp_session *)io;
     BL_UNUSED(ev);
     char *buf = s->w->udp->buf;
-    for (int i = 0; i < UDP_READ_BATCH && !s->closed; i++) {
+    /* Edge-triggered: read until EAGAIN (bounded by the socket's receive buffer). */
+    while (!s->closed) {
         ssize_t n = recv(io->fd, buf, UDP_MAX_DGRAM, 0);
         if (n < 0) {
             if (errno == EINTR)

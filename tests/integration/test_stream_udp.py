@@ -42,8 +42,8 @@ def dns_query(name="example.test", qid=0x1234):
 class Responder:
     """Answers every DNS query with one A record (ip); answer=False: stays silent."""
 
-    def __init__(self, ip, answer=True):
-        self.ip, self.answer = ip, answer
+    def __init__(self, ip, answer=True, burst=1):
+        self.ip, self.answer, self.burst = ip, answer, burst
         self.port = udp_free_port()
         self.queries = 0
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -73,7 +73,8 @@ class Responder:
                    socket.inet_aton(self.ip))
             head = struct.pack(">HHHHHH", qid, 0x8180, 1, 1, 0, 0)
             try:
-                self.sock.sendto(head + question + ans, peer)
+                for _ in range(self.burst):
+                    self.sock.sendto(head + question + ans, peer)
             except OSError:
                 pass
 
@@ -275,3 +276,23 @@ stream {
 """ % (port, port, a.port))
     assert wait_for(lambda: udp_bound(port), 5 * SLOW)
     assert ask(port) == "10.0.0.1"
+
+
+def test_answer_burst_all_relayed(ballast, responder):
+    """A server answering one datagram with 100 (more than one read batch) gets every one
+    relayed: the upstream socket is read until it is empty."""
+    r = responder("10.0.0.7", burst=100)
+    bl = start(ballast, [(r.port, "")], server="proxy_timeout 2s;")
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+    s.settimeout(3 * SLOW)
+    s.sendto(dns_query(), ("127.0.0.1", bl.udp_port))
+    got = 0
+    try:
+        while got < 100:
+            s.recvfrom(65535)
+            got += 1
+    except socket.timeout:
+        pass
+    s.close()
+    assert got == 100, got
