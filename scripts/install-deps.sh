@@ -10,10 +10,13 @@ if [ "$what" = test ]; then
     # /metrics; chromium: the status page test; jq: JSON access log lines parse
     # (tests/integration/test_logs.py); python3-websockets: the WebSocket echo backend and
     # client (tests/integration/test_websocket.py); libnginx-mod-stream: nginx's stream module
-    # (nginx-light builds it as a module) for the L4 rows of bench/stream.py.
+    # (nginx-light builds it as a module) for the L4 rows of bench/stream.py; redis-server: the
+    # primary/replica swap behind check type=redis (tests/integration/test_checks_proto.py);
+    # dnsutils: dig through the UDP proxy (tests/integration/test_stream_udp.py).
     pkgs="$pkgs libcmocka-dev python3-pytest python3-websockets curl nghttp2-client nginx-light libnginx-mod-stream
         haproxy wrk strace procps
-        systemd groff-base logrotate prometheus chromium jq"
+        systemd groff-base logrotate prometheus chromium jq
+        redis-server dnsutils"
 fi
 missing=""
 for p in $pkgs; do
