@@ -15,6 +15,7 @@
 #include "core/status.h"
 #include "http/access_log.h"
 #include "http/template.h"
+#include "stream/preaccess.h"
 #include "stream/stream.h"
 #include "stream/stream_stats.h"
 #include "stream/udp.h"
@@ -45,6 +46,7 @@ struct udp_session {
     uint64_t bytes_in, bytes_out;     /* from the client, to the client */
     uint64_t up_sent;                 /* to the server(s) */
     uint64_t requests, responses;     /* datagrams each way */
+    struct bl_limit_held limits;      /* limit_conn counts (stream/preaccess.h) */
     char *held;                       /* last datagram until the first answer (resend) */
     uint32_t held_len;
     uint8_t linked, closed;
@@ -165,6 +167,7 @@ static void session_close(struct udp_session *s, int status, int failed)
     session_log(s);
     bl_stream_stats_close(w, s->listen, s->status, s->bytes_in, s->bytes_out, s->a.server,
                           s->up_sent, s->bytes_out);
+    bl_limit_conn_release(&s->limits);
     if (s->a.server)
         bl_attempt_release(&s->a, failed, 0, s->bytes_out);
     bl_timer_cancel(w->loop, &s->timer);
@@ -466,6 +469,13 @@ static void session_datagram(struct udp_session *s, const char *data, size_t len
         }
     }
     if (fresh) {
+        /* nginx's preaccess and access phases: limit_conn counts UDP sessions, allow/deny. */
+        int st = 0;
+        if (bl_stream_preaccess(s->srv, &s->addr, s->ip, s->listen->port, &s->limits, &st)
+            != BL_OK) {
+            session_close(s, st, 0);
+            return;
+        }
         if (bl_attempt_first(&s->a, s->w->up, s->srv->upstream, key_of(s), s->key_len,
                              &s->addr.sa) != BL_OK) {
             bl_log(BL_LOG_ERROR, "no live upstreams in \"%s\": every server is down, full or "

@@ -296,3 +296,14 @@ def test_answer_burst_all_relayed(ballast, responder):
         pass
     s.close()
     assert got == 100, got
+
+
+def test_deny_and_limit_conn_apply_to_udp(ballast, responder):
+    """allow/deny and limit_conn run for a UDP session's first datagram as for a TCP
+    connection: a denied client gets no answer and the session is logged 403."""
+    a = responder("10.0.0.1")
+    bl = start(ballast, [(a.port, "")], server="deny 127.0.0.1; proxy_responses 1;")
+    assert ask(bl.udp_port, timeout=0.5) is None
+    assert a.queries == 0
+    assert wait_for(lambda: len(log_lines(bl)) == 1, 3 * SLOW), log_lines(bl)
+    assert log_lines(bl)[0].endswith(" 403"), log_lines(bl)
