@@ -37,11 +37,12 @@ struct json_t *bl_api_protection_json(const struct bl_upstream_group *g, struct 
         return NULL;
     int bad = 0;
     if (g->queue) {
-        struct bl_queue *q = g->queue;
+        struct bl_queue *q = &g->gstate->queue;
         bad |= json_object_set_new(j, "queue", json_pack(
             "{s:I, s:I, s:I, s:I, s:I}", "waiting",
             (json_int_t)atomic_load_explicit(&q->waiting, memory_order_relaxed), "size",
-            (json_int_t)q->max, "timeout_ms", (json_int_t)q->timeout_ms, "timeouts",
+            (json_int_t)g->queue->max, "timeout_ms", (json_int_t)g->queue->timeout_ms,
+            "timeouts",
             (json_int_t)atomic_load_explicit(&q->timeouts, memory_order_relaxed), "overflows",
             (json_int_t)atomic_load_explicit(&q->overflows, memory_order_relaxed)));
     }

@@ -3596,6 +3596,7 @@ static int finish_groups(struct compiler *c)
         if (!(g->gstate = conf_calloc(1, sizeof(*g->gstate))))
             return oom_at(c, "upstream", g->file, g->line);
         atomic_init(&g->gstate->refs, 1);
+        bl_queue_init(&g->gstate->queue);
         for (uint32_t i = 0; i < g->nservers; i++) {
             struct bl_upstream_server *s = &g->servers[i];
             s->index = i;
@@ -4002,7 +4003,7 @@ void bl_conf_release(struct bl_config *cfg)
         bl_group_state_put(g->gstate);
         bl_check_conf_free(g->check);
         bl_outlier_conf_free(g->outlier);
-        bl_queue_free(g->queue);
+        bl_queue_conf_free(g->queue);
         bl_adaptive_free(g->adaptive);
         free(g->name);
         free(g->hash_key);

@@ -689,7 +689,8 @@ static void queued_ready(struct bl_queue_waiter *w, int ok)
 /* Every server of g is full: r waits in g's queue (BL_OK), or the queue is full (BL_ERR). */
 static int queue_request(struct bl_request *r, struct bl_upstream_group *g)
 {
-    if (bl_queue_wait(g->queue, &r->qwait, &r->c->w->up.queue, queued_ready) != BL_OK)
+    if (bl_queue_wait(&g->gstate->queue, g->queue, &r->qwait, &r->c->w->up.queue,
+                      queued_ready) != BL_OK)
         return BL_ERR;
     r->state = RS_QUEUED;
     r->client_handler = queued_client_event;
@@ -698,7 +699,7 @@ static int queue_request(struct bl_request *r, struct bl_upstream_group *g)
      * fence pairs with the one in bl_attempt_release(): one of the two sees the other). */
     atomic_thread_fence(memory_order_seq_cst);
     if (bl_group_has_room(g, bl_clock_ms))
-        bl_queue_wake_one(g->queue);
+        bl_queue_wake_one(&g->gstate->queue);
     return BL_OK;
 }
 

@@ -308,7 +308,11 @@ void bl_attempt_release(struct bl_attempt *a, int failed, int reusable, uint64_t
         /* the release above before the queue's count: a waiter that enqueued meanwhile
          * either sees the room or is seen here (queue.h) */
         atomic_thread_fence(memory_order_seq_cst);
-        bl_queue_released(s->group->queue);
+        bl_queue_released(&s->group->gstate->queue);
+    } else if (__builtin_expect(atomic_load_explicit(&s->group->gstate->queue.waiting,
+                                                     memory_order_relaxed), 0)) {
+        /* a reload gave the group a queue: requests of this generation free slots too */
+        bl_queue_wake_one(&s->group->gstate->queue);
     }
     if (s->group->outlier) {
         bl_outlier_end(s, a->probe);

@@ -12,7 +12,7 @@
 #include "core/units.h"
 #include "upstream/queue.h"
 
-int bl_queue_parse(struct bl_queue **q, char *const *args, int nargs, char *err,
+int bl_queue_parse(struct bl_queue_conf **q, char *const *args, int nargs, char *err,
                    size_t errlen)
 {
     if (*q) {
@@ -34,24 +34,31 @@ int bl_queue_parse(struct bl_queue **q, char *const *args, int nargs, char *err,
             return BL_ERR;
         }
     }
-    struct bl_queue *nq = calloc(1, sizeof(*nq));
+    struct bl_queue_conf *nq = calloc(1, sizeof(*nq));
     if (!nq) {
         snprintf(err, errlen, "out of memory");
         return BL_ERR;
     }
-    pthread_mutex_init(&nq->lock, NULL);
     nq->max = (uint32_t)n;
     nq->timeout_ms = timeout;
     *q = nq;
     return BL_OK;
 }
 
-void bl_queue_free(struct bl_queue *q)
+void bl_queue_conf_free(struct bl_queue_conf *qc)
 {
-    if (!q)
-        return;
+    free(qc);
+}
+
+void bl_queue_init(struct bl_queue *q)
+{
+    memset(q, 0, sizeof(*q));
+    pthread_mutex_init(&q->lock, NULL);
+}
+
+void bl_queue_destroy(struct bl_queue *q)
+{
     pthread_mutex_destroy(&q->lock);
-    free(q);
 }
 
 /* ------------------------------------------------------------ the worker's side */
@@ -145,11 +152,12 @@ static void on_timeout(struct bl_timer *t)
     }
 }
 
-int bl_queue_wait(struct bl_queue *q, struct bl_queue_waiter *w, struct bl_queue_worker *qw,
+int bl_queue_wait(struct bl_queue *q, const struct bl_queue_conf *qc,
+                  struct bl_queue_waiter *w, struct bl_queue_worker *qw,
                   bl_queue_ready on_ready)
 {
     pthread_mutex_lock(&q->lock);
-    if (q->len >= q->max) {
+    if (q->len >= qc->max) {
         pthread_mutex_unlock(&q->lock);
         atomic_fetch_add_explicit(&q->overflows, 1, memory_order_relaxed);
         return BL_ERR;
@@ -157,7 +165,7 @@ int bl_queue_wait(struct bl_queue *q, struct bl_queue_waiter *w, struct bl_queue
     w->q = q;
     w->qw = qw;
     w->on_ready = on_ready;
-    w->deadline_ms = bl_clock_ms + q->timeout_ms;
+    w->deadline_ms = bl_clock_ms + qc->timeout_ms;
     w->next = NULL;
     w->prev = q->tail;
     if (q->tail)

@@ -9,6 +9,11 @@
  * original deadline. A waiter whose deadline passes gets on_ready(w, 0). The fast path (no
  * waiter) costs one relaxed atomic load per release.
  *
+ * The queue itself lives in the group's shared state (bl_group_state.queue), which a reload
+ * carries to the new generation: requests queued under the old configuration and the new one
+ * wait in one FIFO, and a release in either wakes the oldest. Its length and timeout are the
+ * configuration's (struct bl_queue_conf, bl_upstream_group.queue).
+ *
  * Lock order: the queue's lock, then a worker's ready-list lock. Every waiter callback runs on
  * the waiter's own worker thread.
  */
@@ -44,13 +49,17 @@ struct bl_queue_waiter {
     uint8_t state;                     /* BL_QW_*: written under q->lock */
 };
 
-/* A group's queue (conf: `queue N [timeout=T];`). */
+/* `queue N [timeout=T];` */
+struct bl_queue_conf {
+    uint32_t max;                      /* N */
+    uint64_t timeout_ms;               /* T, default 60 s */
+};
+
+/* A group's queue: in its shared state (upstream.h), set up by bl_queue_init(). */
 struct bl_queue {
     pthread_mutex_t lock;
     struct bl_queue_waiter *head, *tail;
     uint32_t len;                      /* waiters QUEUED */
-    uint32_t max;                      /* N */
-    uint64_t timeout_ms;               /* T, default 60 s */
     _Atomic uint32_t waiting;          /* len, readable without the lock */
     _Atomic uint64_t timeouts, overflows; /* statistics */
 };
@@ -63,21 +72,26 @@ struct bl_queue_worker {
     struct bl_queue_waiter *ready;     /* woken waiters (singly linked through next) */
 };
 
-/* Parses `queue N [timeout=T]` into a new queue (*q). BL_OK, or BL_ERR with err filled.
- * Control thread. */
-int bl_queue_parse(struct bl_queue **q, char *const *args, int nargs, char *err,
+/* Parses `queue N [timeout=T]` into a new *qc. BL_OK, or BL_ERR with err filled. Control
+ * thread. */
+int bl_queue_parse(struct bl_queue_conf **qc, char *const *args, int nargs, char *err,
                    size_t errlen);
-/* Frees q (NULL: nothing); no waiter may remain. */
-void bl_queue_free(struct bl_queue *q);
+/* Frees qc (NULL: nothing). */
+void bl_queue_conf_free(struct bl_queue_conf *qc);
+/* Sets up an empty queue / tears one down (no waiter may remain). */
+void bl_queue_init(struct bl_queue *q);
+void bl_queue_destroy(struct bl_queue *q);
 
 /* Sets up qw on loop (an eventfd). BL_OK or BL_ERR (errno). Before the worker runs. */
 int bl_queue_worker_init(struct bl_queue_worker *qw, struct bl_loop *loop);
 /* Closes it; woken waiters left get nothing (their owners are gone with the loop). */
 void bl_queue_worker_free(struct bl_queue_worker *qw);
 
-/* Puts w at the tail of q with deadline now + q->timeout_ms, on_ready to be called on qw's
- * thread. BL_OK, or BL_ERR when q is full (w untouched). Caller's thread is qw's. */
-int bl_queue_wait(struct bl_queue *q, struct bl_queue_waiter *w, struct bl_queue_worker *qw,
+/* Puts w at the tail of q with deadline now + qc->timeout_ms, on_ready to be called on qw's
+ * thread. BL_OK, or BL_ERR when q holds qc->max already (w untouched). Caller's thread is
+ * qw's. */
+int bl_queue_wait(struct bl_queue *q, const struct bl_queue_conf *qc,
+                  struct bl_queue_waiter *w, struct bl_queue_worker *qw,
                   bl_queue_ready on_ready);
 /* A woken waiter found no slot: back to the head of q, same deadline. BL_OK, or BL_ERR when
  * its deadline has passed (the caller answers as for a timeout). */
@@ -88,10 +102,10 @@ void bl_queue_cancel(struct bl_queue_waiter *w);
 /* A slot of q's group may be free: wakes the oldest waiter, if any. Any worker thread. */
 void bl_queue_wake_one(struct bl_queue *q);
 
-/* After a release: wakes one waiter when q (may be NULL) has any. Any worker thread. */
+/* After a release: wakes one waiter when q has any. Any worker thread. */
 static inline void bl_queue_released(struct bl_queue *q)
 {
-    if (q && atomic_load_explicit(&q->waiting, memory_order_seq_cst))
+    if (atomic_load_explicit(&q->waiting, memory_order_seq_cst))
         bl_queue_wake_one(q);
 }
 

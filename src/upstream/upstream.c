@@ -93,8 +93,10 @@ void bl_server_state_put(struct bl_server_state *st)
 
 void bl_group_state_put(struct bl_group_state *gs)
 {
-    if (gs && atomic_fetch_sub_explicit(&gs->refs, 1, memory_order_acq_rel) == 1)
+    if (gs && atomic_fetch_sub_explicit(&gs->refs, 1, memory_order_acq_rel) == 1) {
+        bl_queue_destroy(&gs->queue);
         free(gs);
+    }
 }
 
 static struct bl_upstream_group *find_group(struct bl_upstream_group *const *groups, uint32_t n,

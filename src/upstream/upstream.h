@@ -12,10 +12,12 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "upstream/queue.h"
+
 struct bl_balancer_ops;
 struct bl_check_conf;    /* health_check.h */
 struct bl_outlier_conf;  /* outlier.h */
-struct bl_queue;         /* queue.h */
+struct bl_queue_conf;    /* queue.h */
 struct bl_adaptive;      /* adaptive.h */
 
 /* Runtime state of one server, shared by every worker. Survives reloads for a server that keeps
@@ -74,6 +76,8 @@ struct bl_group_state {
      * step aside for nginx's O(n) loops, which read the live values on every pick. A reload
      * builds them again. */
     _Atomic uint8_t admin_live;
+    /* `queue`: the waiting requests of every generation that shares this state (queue.h). */
+    struct bl_queue queue;
 };
 
 struct bl_upstream_server {
@@ -114,8 +118,8 @@ struct bl_upstream_group {
     uint32_t index;                  /* position in the config's group list */
     struct bl_check_conf *check;     /* `check ...;` active health checks, or NULL */
     struct bl_outlier_conf *outlier; /* `outlier ...;` outlier detection, or NULL */
-    struct bl_queue *queue;          /* `queue N [timeout=T];`: requests wait for a slot, or
-                                      * NULL */
+    struct bl_queue_conf *queue;     /* `queue N [timeout=T];`: requests wait for a slot
+                                      * (in gstate->queue), or NULL */
     struct bl_adaptive *adaptive;    /* `adaptive_concurrency ...;`: the learned limit, or
                                       * NULL */
     uint8_t retry_budget_set;        /* `retry_budget P [min=N];` given (P may be 0) */

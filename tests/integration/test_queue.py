@@ -153,3 +153,24 @@ http {
     t1.join(30 * SLOW)
     assert out[1][:2] == (200, b"ok") and out[2][:2] == (200, b"ok"), out
     assert [r.path for r in be.requests] == ["/first", "/second"]
+
+
+def test_queue_across_reload(ballast, backend):
+    """A reload carries the queue: requests queued under either configuration wait in one
+    FIFO, and a slot freed by either generation's requests serves the oldest."""
+    import signal
+    be = backend("b")
+    be.route("/", slow_route(0.6 * SLOW))
+    b = ballast(CONF % "20s", workers=2, pb=be.port)
+    out = {}
+    ts = [start_at(b.port, "/old1", out, 1)]
+    assert be.wait_requests(1, 5 * SLOW)
+    ts.append(start_at(b.port, "/old2", out, 2))
+    time.sleep(0.1 * SLOW)
+    b.send_signal(signal.SIGHUP)
+    time.sleep(0.3 * SLOW)
+    ts.append(start_at(b.port, "/new3", out, 3))
+    for t in ts:
+        t.join(40 * SLOW)
+    assert [out[i][0] for i in (1, 2, 3)] == [200, 200, 200], out
+    assert sorted(r.path for r in be.requests) == ["/new3", "/old1", "/old2"]

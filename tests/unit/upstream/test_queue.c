@@ -36,6 +36,8 @@ static void on_ready_num(struct bl_queue_waiter *w, int ok)
 struct fx {
     struct bl_loop *loop;
     struct bl_queue_worker qw;
+    struct bl_queue_conf *qc;
+    struct bl_queue queue;
     struct bl_queue *q;
 };
 
@@ -47,7 +49,9 @@ static struct fx *fx_new(const char *len, const char *timeout)
     assert_non_null(f->loop);
     ASSERT_EQ(bl_queue_worker_init(&f->qw, f->loop), BL_OK);
     char *args[2] = {(char *)len, (char *)timeout};
-    ASSERT_EQ(bl_queue_parse(&f->q, args, timeout ? 2 : 1, err, sizeof(err)), BL_OK);
+    ASSERT_EQ(bl_queue_parse(&f->qc, args, timeout ? 2 : 1, err, sizeof(err)), BL_OK);
+    bl_queue_init(&f->queue);
+    f->q = &f->queue;
     memset(ws, 0, sizeof(ws));
     norder = timeouts = 0;
     bl_clock_ms = 1000000;
@@ -57,7 +61,8 @@ static struct fx *fx_new(const char *len, const char *timeout)
 static void fx_free(struct fx *f)
 {
     ASSERT_EQ(f->q->len, 0);
-    bl_queue_free(f->q);
+    bl_queue_destroy(f->q);
+    bl_queue_conf_free(f->qc);
     bl_queue_worker_free(&f->qw);
     bl_loop_destroy(f->loop);
     free(f);
@@ -72,18 +77,18 @@ static void deliver(struct fx *f)
 static void test_parse(void **state)
 {
     (void)state;
-    struct bl_queue *q = NULL;
+    struct bl_queue_conf *q = NULL;
     char err[256];
     char *ok[] = {"5", "timeout=2s"};
     ASSERT_EQ(bl_queue_parse(&q, ok, 2, err, sizeof(err)), BL_OK);
     ASSERT_EQ(q->max, 5);
     ASSERT_EQ(q->timeout_ms, 2000);
     ASSERT_EQ(bl_queue_parse(&q, ok, 1, err, sizeof(err)), BL_ERR); /* duplicate */
-    bl_queue_free(q);
+    bl_queue_conf_free(q);
     q = NULL;
     ASSERT_EQ(bl_queue_parse(&q, ok, 1, err, sizeof(err)), BL_OK);
     ASSERT_EQ(q->timeout_ms, 60000); /* nginx Plus's default */
-    bl_queue_free(q);
+    bl_queue_conf_free(q);
     const char *bad[][2] = {{"0", NULL}, {"x", NULL}, {"3", "timeout=0"}, {"3", "wait=1s"},
                             {"-1", NULL}};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -99,8 +104,8 @@ static void test_fifo_and_overflow(void **state)
     (void)state;
     struct fx *f = fx_new("3", NULL);
     for (int i = 0; i < 3; i++)
-        ASSERT_EQ(bl_queue_wait(f->q, &ws[i], &f->qw, on_ready_num), BL_OK);
-    ASSERT_EQ(bl_queue_wait(f->q, &ws[3], &f->qw, on_ready_num), BL_ERR);
+        ASSERT_EQ(bl_queue_wait(f->q, f->qc, &ws[i], &f->qw, on_ready_num), BL_OK);
+    ASSERT_EQ(bl_queue_wait(f->q, f->qc, &ws[3], &f->qw, on_ready_num), BL_ERR);
     ASSERT_EQ(atomic_load(&f->q->overflows), 1);
     ASSERT_EQ(atomic_load(&f->q->waiting), 3);
     bl_queue_wake_one(f->q);
@@ -129,7 +134,7 @@ static void test_cancel_passes_wake_on(void **state)
     (void)state;
     struct fx *f = fx_new("4", NULL);
     for (int i = 0; i < 3; i++)
-        ASSERT_EQ(bl_queue_wait(f->q, &ws[i], &f->qw, on_ready_num), BL_OK);
+        ASSERT_EQ(bl_queue_wait(f->q, f->qc, &ws[i], &f->qw, on_ready_num), BL_OK);
     bl_queue_cancel(&ws[1]); /* queued: just leaves */
     ASSERT_EQ(f->q->len, 2);
     bl_queue_wake_one(f->q); /* 0 woken ... */
@@ -147,14 +152,14 @@ static void test_timeout(void **state)
 {
     (void)state;
     struct fx *f = fx_new("2", "timeout=1s");
-    ASSERT_EQ(bl_queue_wait(f->q, &ws[0], &f->qw, on_ready_num), BL_OK);
+    ASSERT_EQ(bl_queue_wait(f->q, f->qc, &ws[0], &f->qw, on_ready_num), BL_OK);
     ASSERT_EQ(ws[0].deadline_ms, bl_clock_ms + 1000);
     ws[0].timer.handler(&ws[0].timer); /* the deadline's timer fires */
     ASSERT_EQ(timeouts, 1);
     ASSERT_EQ(f->q->len, 0);
     ASSERT_EQ(atomic_load(&f->q->timeouts), 1);
     /* woken, but by the time it picks again the deadline has passed: no requeue */
-    ASSERT_EQ(bl_queue_wait(f->q, &ws[1], &f->qw, on_ready_num), BL_OK);
+    ASSERT_EQ(bl_queue_wait(f->q, f->qc, &ws[1], &f->qw, on_ready_num), BL_OK);
     bl_queue_wake_one(f->q);
     ws[1].timer.handler(&ws[1].timer); /* fires while the wake is on its way: ignored */
     ASSERT_EQ(timeouts, 1);
@@ -191,7 +196,7 @@ static void test_threads(void **state)
     static struct bl_queue_waiter many[1000];
     memset(many, 0, sizeof(many));
     for (int i = 0; i < 1000; i++)
-        ASSERT_EQ(bl_queue_wait(f->q, &many[i], &f->qw, on_ready_count), BL_OK);
+        ASSERT_EQ(bl_queue_wait(f->q, f->qc, &many[i], &f->qw, on_ready_count), BL_OK);
     pthread_t t[2];
     for (int i = 0; i < 2; i++)
         pthread_create(&t[i], NULL, waker, NULL);
