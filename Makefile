@@ -122,7 +122,8 @@ TSAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=thread -Wno-tsan
 TSAN_OBJS  := $(SRCS:%.c=build/tsan/%.o)
 TSAN_TESTS ?= tests/integration/test_reload.py tests/integration/test_admin.py \
               tests/integration/test_balancing.py tests/integration/test_failover.py \
-              tests/integration/test_upstream.py tests/integration/test_shutdown.py
+              tests/integration/test_upstream.py tests/integration/test_shutdown.py \
+              tests/integration/test_queue.py tests/integration/test_adaptive.py
 
 tsan: build/tsan/ballast
 
