@@ -3179,6 +3179,12 @@ static const struct directive directives[] = {
               "FILE FORMAT [buffer=SIZE] [flush=TIME] [if=CONDITION] | off", NULL, h_access_log),
     DIRECTIVE("limit_conn_zone", CTX_STREAM, 2, 2, 0, "KEY zone=NAME:SIZE", NULL, h_limit_zone),
     DIRECTIVE("limit_conn", CTX_SS, 2, 2, 0, "ZONE NUMBER", NULL, h_limit_conn),
+    /* defaults documented, not compiled: stream levels inherit http's built-in ones */
+    {"limit_conn_log_level", CTX_SS, 1, 1, DIR_DEFAULT_DOC, FT_NONE,
+     offsetof(struct bl_loc_conf, limit_conn_log_level), "info | notice | warn | error",
+     "error", h_limit_log_level},
+    {"limit_conn_dry_run", CTX_SS, 1, 1, DIR_DEFAULT_DOC, FT_FLAG,
+     offsetof(struct bl_loc_conf, limit_conn_dry_run), NULL, "off", h_typed},
     DIRECTIVE("allow", CTX_SS, 1, 1, 0, "ADDRESS | CIDR | all", NULL, h_access_rule),
     DIRECTIVE("deny", CTX_SS, 1, 1, 0, "ADDRESS | CIDR | all", NULL, h_access_rule),
 };

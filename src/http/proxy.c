@@ -555,11 +555,15 @@ static void request_start(struct bl_client *c, uint32_t head_len)
     request_access(r);
 }
 
-/* limit_req holds the request: the client's events wait (its readiness flags stay set). */
+/* limit_req holds the request: the client's events wait (its readiness flags stay set),
+ * except a close, which ends the request at once as nginx's ngx_http_test_reading does. */
 static void limit_delay_client_event(struct bl_request *r, uint32_t ev)
 {
-    (void)r;
-    (void)ev;
+    if ((ev & (BL_EV_READ | BL_EV_HUP | BL_EV_ERROR)) && !r->c->h2 && client_gone(r->c)) {
+        bl_log(BL_LOG_INFO, "client %s prematurely closed connection while delayed by "
+               "limit_req", r->c->ip);
+        request_abort(r, 0, "client closed during the limit_req delay");
+    }
 }
 
 static void limit_delay_done(struct bl_timer *t)

@@ -9,7 +9,7 @@
 
 int bl_stream_preaccess(const struct bl_stream_server *srv, const union bl_sockaddr *peer,
                         const char *ip, uint16_t server_port, struct bl_limit_held *held,
-                        int *status)
+                        uint8_t *conn_status, int *status)
 {
     const struct bl_loc_conf *lc = &srv->log;
     if (lc->nlimit_conns) {
@@ -20,10 +20,12 @@ int bl_stream_preaccess(const struct bl_stream_server *srv, const union bl_socka
             .server_port = server_port,
             .fd = -1,
         };
-        struct bl_limit_log log = {BL_LOG_ERROR, 0, ip};
+        struct bl_limit_log log = {(int)lc->limit_conn_log_level, (int)lc->limit_conn_dry_run,
+                                   ip};
         int st;
-        if (bl_limit_conn_acquire(lc->limit_conns, lc->nlimit_conns, &v, &log, held, &st)
-            != BL_OK) {
+        int rc = bl_limit_conn_acquire(lc->limit_conns, lc->nlimit_conns, &v, &log, held, &st);
+        *conn_status = (uint8_t)st;
+        if (rc != BL_OK) {
             *status = 503;
             return BL_ERR;
         }

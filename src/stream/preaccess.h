@@ -9,9 +9,10 @@
 
 /* For a session of srv from peer (ip its text): BL_OK, or BL_ERR with the status to log (503:
  * limit_conn, 403: denied) and the session to close. The counts taken go into held, to give
- * back with bl_limit_conn_release() when the session ends. Worker thread. */
+ * back with bl_limit_conn_release() when the session ends; *conn_status is
+ * $limit_conn_status (enum bl_limit_status). Worker thread. */
 int bl_stream_preaccess(const struct bl_stream_server *srv, const union bl_sockaddr *peer,
                         const char *ip, uint16_t server_port, struct bl_limit_held *held,
-                        int *status);
+                        uint8_t *conn_status, int *status);
 
 #endif

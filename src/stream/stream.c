@@ -63,6 +63,7 @@ struct bl_stream_session {
     int status;                 /* $status: 200, 502, 503 */
     struct bl_upstream_try tries[8]; /* $upstream_addr, $upstream_connect_time */
     struct bl_limit_held held;  /* limit_conn counts (stream/preaccess.h) */
+    uint8_t limit_conn_status;  /* $limit_conn_status */
     uint32_t ntries;
 };
 
@@ -80,6 +81,7 @@ static void session_var_ctx(const struct bl_stream_session *s, struct bl_var_ctx
     v->server_port = s->server_port;
     v->fd = s->io.fd;
     v->pp = s->pp;
+    v->limit_conn_status = bl_limit_status_str(s->limit_conn_status);
 }
 
 static void session_log(struct bl_stream_session *s)
@@ -530,8 +532,8 @@ static void session_begin(struct bl_stream_session *s)
 {
     const struct bl_stream_server *srv = s->srv;
     /* nginx's preaccess and access phases, after realip (stream/preaccess.h) */
-    if (bl_stream_preaccess(srv, &s->addr, s->ip, s->server_port, &s->held, &s->status)
-        != BL_OK) {
+    if (bl_stream_preaccess(srv, &s->addr, s->ip, s->server_port, &s->held,
+                            &s->limit_conn_status, &s->status) != BL_OK) {
         session_close(s, 0);
         return;
     }

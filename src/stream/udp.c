@@ -47,6 +47,7 @@ struct udp_session {
     uint64_t up_sent;                 /* to the server(s) */
     uint64_t requests, responses;     /* datagrams each way */
     struct bl_limit_held limits;      /* limit_conn counts (stream/preaccess.h) */
+    uint8_t limit_conn_status;        /* $limit_conn_status */
     char *held;                       /* last datagram until the first answer (resend) */
     uint32_t held_len;
     uint8_t linked, closed;
@@ -133,6 +134,7 @@ static void session_log(struct udp_session *s)
         .server_port = s->listen->port,
         .fd = s->lfd,
         .resp = &resp,
+        .limit_conn_status = bl_limit_status_str(s->limit_conn_status),
     };
     for (uint32_t i = 0; i < lc->naccess_logs; i++) {
         const struct bl_log_line *line = &lc->access_logs[i];
@@ -471,8 +473,8 @@ static void session_datagram(struct udp_session *s, const char *data, size_t len
     if (fresh) {
         /* nginx's preaccess and access phases: limit_conn counts UDP sessions, allow/deny. */
         int st = 0;
-        if (bl_stream_preaccess(s->srv, &s->addr, s->ip, s->listen->port, &s->limits, &st)
-            != BL_OK) {
+        if (bl_stream_preaccess(s->srv, &s->addr, s->ip, s->listen->port, &s->limits,
+                                &s->limit_conn_status, &st) != BL_OK) {
             session_close(s, st, 0);
             return;
         }

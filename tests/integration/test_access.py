@@ -256,13 +256,21 @@ def test_stream_limit_conn(ballast, greeter):
     b = ballast("""
 stream {
     limit_conn_zone $binary_remote_addr zone=tcp:1m;
+    log_format l4 '$status $limit_conn_status';
+    access_log @tmp@/s.log l4 flush=100ms;
     server {
         listen 127.0.0.1:@port@;
         limit_conn tcp 2;
         proxy_pass %s;
     }
+    server {
+        listen 127.0.0.1:@port2@;
+        limit_conn tcp 1;
+        limit_conn_dry_run on;
+        proxy_pass %s;
+    }
 }
-""" % be.addr, workers=2)
+""" % (be.addr, be.addr), workers=2)
     held = [socket.create_connection(("127.0.0.1", b.port), timeout=5 * SLOW) for _ in range(2)]
     try:
         # both held sessions are counted once they are accepted
@@ -274,3 +282,86 @@ stream {
         for s in held:
             s.close()
     assert wait_for(lambda: stream_answers(b.port, timeout=0.5).startswith("hi"), 3)
+
+    # dry run: nothing refused, the log says where it would have been
+    held = [socket.create_connection(("127.0.0.1", b.values["port2"]), timeout=5 * SLOW)
+            for _ in range(2)]
+    try:
+        for s in held:
+            assert s.recv(10) == b"hi\n"
+    finally:
+        for s in held:
+            s.close()
+    log = os.path.join(b.dir, "s.log")
+    assert wait_for(lambda: os.path.exists(log) and "REJECTED_DRY_RUN" in open(log).read(), 5)
+    text = open(log).read()
+    assert "503 REJECTED" in text and "200 PASSED" in text, text
+
+
+class UdpEcho:
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.addr = "127.0.0.1:%d" % self.sock.getsockname()[1]
+        self.got = 0
+        self.stop_ev = threading.Event()
+        self.t = threading.Thread(target=self._run, daemon=True)
+        self.t.start()
+
+    def _run(self):
+        while not self.stop_ev.is_set():
+            try:
+                data, peer = self.sock.recvfrom(2048)
+            except (socket.timeout, OSError):
+                continue
+            self.got += 1
+            self.sock.sendto(b"echo:" + data, peer)
+
+    def stop(self):
+        self.stop_ev.set()
+        self.t.join(5)
+        self.sock.close()
+
+
+def udp_ask(port, data=b"x", timeout=0.5):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(timeout * SLOW)
+    try:
+        s.sendto(data, ("127.0.0.1", port))
+        return s.recvfrom(2048)[0]
+    except socket.timeout:
+        return None
+    finally:
+        s.close()
+
+
+def test_udp_allow_deny_and_limit_conn(ballast):
+    """UDP sessions pass the same phases: a denied client's datagram goes nowhere."""
+    echo = UdpEcho()
+    try:
+        b = ballast("""
+stream {
+    limit_conn_zone $binary_remote_addr zone=u:1m;
+    server {
+        listen 127.0.0.1:@port@ udp;
+        proxy_responses 1;
+        deny 127.0.0.1;
+        proxy_pass %s;
+    }
+    server {
+        listen 127.0.0.1:@port2@ udp;
+        proxy_responses 1;
+        allow 127.0.0.1;
+        deny all;
+        limit_conn u 5;
+        proxy_pass %s;
+    }
+}
+""" % (echo.addr, echo.addr), wait=False)
+        time.sleep(0.5 * SLOW)
+        assert udp_ask(b.values["port2"], b"a") == b"echo:a"
+        assert udp_ask(b.port, b"b") is None
+        assert echo.got == 1
+    finally:
+        echo.stop()

@@ -6,6 +6,7 @@ import collections
 import concurrent.futures
 import os
 import signal
+import socket
 import threading
 import time
 
@@ -352,3 +353,29 @@ http {
     assert results["/slow"] == {200: 3, 503: 5}, results
     assert other == {200: 2}
     assert hold(b.port, "/slow", 3) == {200: 3}
+
+
+def test_client_closing_during_delay_ends_the_request(ballast, backend):
+    """A client that goes away while limit_req delays it is not proxied afterwards: the request
+    ends at once with 499, as nginx's ngx_http_test_reading ends it."""
+    be = backend("a")
+    b = ballast("""
+http {
+    limit_req_zone $binary_remote_addr zone=one:1m rate=1r/m;
+    log_format st '$status $limit_req_status';
+    server {
+        listen 127.0.0.1:@port@;
+        access_log @tmp@/access.log st flush=100ms;
+        location / { limit_req zone=one burst=5; proxy_pass http://%s; }
+    }
+}
+""" % be.addr)
+    assert get_status(b.port, "/") == 200
+    c = socket.create_connection(("127.0.0.1", b.port), timeout=5)
+    c.sendall(b"GET /delayed HTTP/1.1\r\nHost: x\r\n\r\n")
+    time.sleep(0.3 * SLOW)
+    c.close()
+    log = os.path.join(b.dir, "access.log")
+    assert wait_for(lambda: os.path.exists(log) and "499 DELAYED" in open(log).read(), 5), \
+        open(log).read() if os.path.exists(log) else "no log"
+    assert len(be.requests) == 1
