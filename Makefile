@@ -123,7 +123,8 @@ TSAN_OBJS  := $(SRCS:%.c=build/tsan/%.o)
 TSAN_TESTS ?= tests/integration/test_reload.py tests/integration/test_admin.py \
               tests/integration/test_balancing.py tests/integration/test_failover.py \
               tests/integration/test_upstream.py tests/integration/test_shutdown.py \
-              tests/integration/test_queue.py tests/integration/test_adaptive.py
+              tests/integration/test_queue.py tests/integration/test_adaptive.py \
+              tests/integration/test_limits.py tests/integration/test_access.py
 
 tsan: build/tsan/ballast
 
