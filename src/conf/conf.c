@@ -2723,6 +2723,9 @@ static int h_stream_proxy_pass(struct compiler *c, const struct bl_conf_node *n)
     if (!(c->ssrv->pass = conf_strdup(n->args[0])))
         return oom(c);
     c->ssrv->pass_line = n->line;
+    /* proxy_pass $var (nginx): the value names an upstream group per session (stream.c) */
+    if (strchr(n->args[0], '$') && !(c->ssrv->pass_tpl = template_vars(c, n->args[0])))
+        return BL_ERR;
     return BL_OK;
 }
 
@@ -2816,7 +2819,8 @@ static int stream_key_ok(const char *key)
     static const char *const vars[] = {"remote_addr", "remote_port", "server_port",
                                        "proxy_protocol_addr", "proxy_protocol_port",
                                        "proxy_protocol_server_addr",
-                                       "proxy_protocol_server_port"};
+                                       "proxy_protocol_server_port", "ssl_preread_server_name",
+                                       "ssl_preread_alpn_protocols", "ssl_preread_protocol"};
     for (const char *p = strchr(key, '$'); p; p = strchr(p + 1, '$')) {
         const char *v = p + 1 + (p[1] == '{');
         int ok = 0;
@@ -2840,6 +2844,8 @@ static int stream_tcp_only(struct compiler *c, const struct bl_stream_server *s)
     const char *what = s->conf.pp_send         ? "proxy_protocol on"
                        : s->conf.upload_rate   ? "proxy_upload_rate"
                        : s->conf.download_rate ? "proxy_download_rate"
+                       : s->conf.ssl_preread   ? "ssl_preread on"
+                       : s->pass_tpl           ? "proxy_pass with variables"
                                                : NULL;
     if (!what)
         return BL_OK;
@@ -2864,6 +2870,8 @@ static int finish_stream(struct compiler *c)
         merge_loc_conf(&s->log, &cfg->stream_log);
         if (stream_tcp_only(c, s) != BL_OK)
             return BL_ERR;
+        if (s->pass_tpl)
+            continue;
         struct bl_upstream_group *g = group_find(cfg, s->pass);
         if (!g) {
             char err[256];
@@ -2889,7 +2897,8 @@ static int finish_stream(struct compiler *c)
         if (g->hash_key && !stream_key_ok(g->hash_key)) {
             snprintf(c->err, c->errlen, "hash key \"%s\" of upstream \"%s\" uses a variable "
                      "stream does not have (only $remote_addr, $remote_port, $server_port, "
-                     "$proxy_protocol_addr, $proxy_protocol_port and their _server_ forms) in "
+                     "$proxy_protocol_addr, $proxy_protocol_port and their _server_ forms, "
+                     "$ssl_preread_*) in "
                      "%s:%d", g->hash_key, g->name, g->file, g->line);
             return BL_ERR;
         }
@@ -3151,7 +3160,7 @@ static const struct directive directives[] = {
     DIRECTIVE("listen", CTX_SSERVER, 1, ANY_ARGS, 0,
               "[ADDRESS:]PORT [udp] [proxy_protocol] [reuseport] [backlog=N]", NULL,
               h_stream_listen),
-    DIRECTIVE("proxy_pass", CTX_SSERVER, 1, 1, 0, "NAME\nADDRESS:PORT", NULL,
+    DIRECTIVE("proxy_pass", CTX_SSERVER, 1, 1, 0, "NAME\nADDRESS:PORT\n$VARIABLE", NULL,
               h_stream_proxy_pass),
     STYPED("proxy_connect_timeout", FT_TIME, connect_timeout, "60s"),
     STYPED("proxy_timeout", FT_TIME, timeout, "10m"),
@@ -3166,6 +3175,10 @@ static const struct directive directives[] = {
      "off", h_stream_flag},
     {"proxy_protocol_version", CTX_SS, 1, 1, 0, FT_NUM, offsetof(struct bl_stream_conf,
      pp_version), "1 | 2", "1", h_proxy_protocol_version},
+    {"ssl_preread", CTX_SS, 1, 1, 0, FT_FLAG, offsetof(struct bl_stream_conf, ssl_preread), NULL,
+     "off", h_stream_flag},
+    STYPED("preread_timeout", FT_TIME, preread_timeout, "30s"),
+    DIRECTIVE("map", CTX_STREAM, 2, 2, DIR_BLOCK, "$SOURCE $VARIABLE", NULL, h_map),
     {"proxy_upload_rate", CTX_SS, 1, 1, 0, FT_SIZE, offsetof(struct bl_stream_conf, upload_rate),
      "RATE", "0", h_stream_rate},
     {"proxy_download_rate", CTX_SS, 1, 1, 0, FT_SIZE,
@@ -3989,6 +4002,7 @@ void bl_conf_release(struct bl_config *cfg)
     free(cfg->servers);
     for (uint32_t i = 0; i < cfg->nstream_servers; i++) {
         free(cfg->stream_servers[i]->pass);
+        bl_template_free(cfg->stream_servers[i]->pass_tpl);
         free_loc_conf(&cfg->stream_servers[i]->log);
         free(cfg->stream_servers[i]);
     }

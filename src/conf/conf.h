@@ -369,6 +369,8 @@ struct bl_stream_conf {
     uint64_t pp_version;            /* proxy_protocol_version 1 | 2 */
     uint64_t upload_rate;           /* proxy_upload_rate: bytes/s read from the client, 0 off */
     uint64_t download_rate;         /* proxy_download_rate: bytes/s read from the upstream */
+    uint64_t ssl_preread;           /* ssl_preread on: read the ClientHello's SNI and ALPN */
+    uint64_t preread_timeout;       /* preread_timeout: for that ClientHello */
 };
 
 /* proxy_responses not set: a UDP session awaits any number of answers. */
@@ -380,6 +382,8 @@ struct bl_stream_server {
     int line;
     struct bl_upstream_group *upstream; /* proxy_pass NAME, or ADDR:PORT's implicit group */
     char *pass;                     /* proxy_pass as written (resolved at the end) */
+    struct bl_template *pass_tpl;   /* proxy_pass $var: names a group per session (upstream
+                                     * is NULL then) */
     int pass_line;
     struct bl_stream_conf conf;     /* effective settings */
     struct bl_loc_conf log;         /* access_log, limit_conn, allow and deny lines only

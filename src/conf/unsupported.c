@@ -18,7 +18,6 @@ static const char CACHE[] = "caching is";
 static const char LIMITS[] = "bandwidth limits are";
 static const char ACCESS[] = "access control is";
 static const char REWRITE[] = "logging rewrites is";
-static const char STREAM[] = "this stream feature is";
 static const char MAIL[] = "mail proxying is";
 static const char OTHER_UPSTREAMS[] = "FastCGI, uwsgi, SCGI, gRPC and memcached upstreams are";
 static const char FILTERS[] = "changing response headers and bodies is";
@@ -77,7 +76,6 @@ static const struct bl_unsupported directives[] = {
     {"uninitialized_variable_warn", W, REWRITE},
     {"map_hash_*", W, "sizing map hashes is"},
     {"mail", E, MAIL},
-    {"ssl_preread", E, STREAM},
     {"fastcgi_*", E, OTHER_UPSTREAMS},
     {"uwsgi_*", E, OTHER_UPSTREAMS},
     {"scgi_*", E, OTHER_UPSTREAMS},

@@ -9,6 +9,7 @@
 
 #include "core/clock.h"
 #include "core/proxy_proto.h"
+#include "core/tls_hello.h"
 #include "core/sock.h"
 #include "http/h1_parser.h"
 #include "http/template.h"
@@ -69,6 +70,9 @@ enum var_id {
     VAR_PP_PORT,
     VAR_PP_SERVER_ADDR,
     VAR_PP_SERVER_PORT,
+    VAR_PREREAD_SERVER_NAME,
+    VAR_PREREAD_ALPN,
+    VAR_PREREAD_PROTOCOL,
     VAR_LIMIT_REQ_STATUS,
     VAR_LIMIT_CONN_STATUS,
     VAR_HTTP_,       /* $http_NAME */
@@ -148,6 +152,10 @@ static const struct {
     {"proxy_protocol_port", VAR_PP_PORT},
     {"proxy_protocol_server_addr", VAR_PP_SERVER_ADDR},
     {"proxy_protocol_server_port", VAR_PP_SERVER_PORT},
+    /* stream ssl_preread (core/tls_hello.h) */
+    {"ssl_preread_server_name", VAR_PREREAD_SERVER_NAME},
+    {"ssl_preread_alpn_protocols", VAR_PREREAD_ALPN},
+    {"ssl_preread_protocol", VAR_PREREAD_PROTOCOL},
     /* limits (src/policy/) */
     {"limit_req_status", VAR_LIMIT_REQ_STATUS},
     {"limit_conn_status", VAR_LIMIT_CONN_STATUS},
@@ -664,6 +672,18 @@ static int put_var(struct sink *s, const struct part *p, const struct bl_var_ctx
             return 0;
         const char *a = p->id == VAR_PP_ADDR ? ctx->pp->src_ip : ctx->pp->dst_ip;
         put(s, a, strlen(a));
+        return 1;
+    }
+    case VAR_PREREAD_SERVER_NAME:
+    case VAR_PREREAD_ALPN:
+    case VAR_PREREAD_PROTOCOL: {
+        /* nginx: empty (not "not found") without a ClientHello or the field */
+        if (!ctx->hello)
+            return 1;
+        const char *v = p->id == VAR_PREREAD_SERVER_NAME ? ctx->hello->server_name
+                        : p->id == VAR_PREREAD_ALPN      ? ctx->hello->alpn
+                                                         : ctx->hello->protocol;
+        put(s, v, strlen(v));
         return 1;
     }
     case VAR_PP_PORT:

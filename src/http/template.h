@@ -9,6 +9,7 @@
  * $request_id $trace_id $span_id $realip_remote_addr
  * $proxy_protocol_addr $proxy_protocol_port $proxy_protocol_server_addr
  * $proxy_protocol_server_port (not found without a PROXY header naming addresses)
+ * $ssl_preread_server_name $ssl_preread_alpn_protocols $ssl_preread_protocol (stream)
  * $limit_req_status $limit_conn_status
  * $parent_id (also as nginx's OpenTelemetry module names them: $otel_trace_id ...) $http_NAME
  * $arg_NAME $cookie_NAME.
@@ -34,6 +35,7 @@
 
 struct bl_h1_message;
 struct bl_pp_info;
+struct bl_tls_hello;
 struct bl_var_ctx;
 
 /* Regex captures of the request: the last regex that matched (a location's, rewrite's, if's),
@@ -126,6 +128,7 @@ struct bl_var_ctx {
     const char *ssl_cipher;         /* $ssl_cipher */
     const char *ssl_server_name;    /* $ssl_server_name: the SNI name ("" without) */
     const struct bl_pp_info *pp;    /* the connection's PROXY protocol header; NULL: none */
+    const struct bl_tls_hello *hello; /* stream ssl_preread's ClientHello; NULL: none */
     const char *http2;              /* $http2: "h2" (TLS), "h2c"; NULL: not HTTP/2, which
                                      * $request and $server_protocol show as HTTP/1.x */
     /* limits (src/policy/): "PASSED" ...; NULL: the module did not run (not found) */

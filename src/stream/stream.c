@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -11,6 +12,7 @@
 #include "core/cidr.h"
 #include "core/log.h"
 #include "core/proxy_proto.h"
+#include "core/tls_hello.h"
 #include "core/sock.h"
 #include "core/status.h"
 #include "http/access_log.h"
@@ -18,6 +20,7 @@
 #include "stream/preaccess.h"
 #include "stream/stream.h"
 #include "stream/stream_stats.h"
+#include "stream/stream_map.h"
 #include "stream/udp.h"
 
 /* Direction 0: client to upstream; 1: upstream to client. */
@@ -54,6 +57,11 @@ struct bl_stream_session {
     uint8_t connected;
     uint8_t closed;
     uint8_t in_loop;            /* the client's io is in the loop (early with proxy_protocol) */
+    uint8_t preread_wait;       /* ssl_preread on: the ClientHello has not come yet */
+    uint8_t var_depth;          /* maps being worked out (one inside another's source) */
+    struct bl_tls_hello *hello; /* ssl_preread's findings (NULL: off) */
+    struct bl_upstream_group *group; /* proxy_pass's group (a variable's: per session) */
+    char var_buf[4][256];       /* map values while a template is evaluated */
     uint8_t pp_sent;            /* proxy_protocol on: the header's length (not the client's
                                  * bytes, so not in $bytes_received) */
     uint8_t pp_wait;            /* listen ... proxy_protocol: the header has not come yet */
@@ -69,6 +77,23 @@ struct bl_stream_session {
 
 #define MAX_TRIES (sizeof(((struct bl_stream_session *)0)->tries) / sizeof(struct bl_upstream_try))
 
+/* map targets (stream_map.h); other config variables (set, geo ...) have no value in stream. */
+static const char *session_user_var(const struct bl_var_ctx *ctx, uint32_t idx,
+                                    const char *name, size_t name_len, size_t *len)
+{
+    (void)name;
+    (void)name_len;
+    struct bl_stream_session *s = (struct bl_stream_session *)ctx->user_arg;
+    const struct bl_config *cfg = s->w->cfg;
+    /* a map whose source reads itself, directly or not, gets nothing past this depth */
+    if (!cfg->var_maps || !cfg->var_maps[idx] || s->var_depth >= BL_ARRAY_LEN(s->var_buf))
+        return NULL;
+    char *buf = s->var_buf[s->var_depth++];
+    const char *v = bl_stream_map_value(cfg->var_maps[idx], ctx, buf, sizeof(s->var_buf[0]), len);
+    s->var_depth--;
+    return v;
+}
+
 /* The variables of a session: its addresses, and the PROXY header's. */
 static void session_var_ctx(const struct bl_stream_session *s, struct bl_var_ctx *v)
 {
@@ -82,6 +107,9 @@ static void session_var_ctx(const struct bl_stream_session *s, struct bl_var_ctx
     v->fd = s->io.fd;
     v->pp = s->pp;
     v->limit_conn_status = bl_limit_status_str(s->limit_conn_status);
+    v->hello = s->hello;
+    v->user_var = session_user_var;
+    v->user_arg = s;
 }
 
 static void session_log(struct bl_stream_session *s)
@@ -123,6 +151,7 @@ static void session_free(struct bl_deferred *d)
     free(s->d[0].buf);
     free(s->d[1].buf);
     free(s->pp);
+    free(s->hello);
     free(s);
 }
 
@@ -162,7 +191,7 @@ static void session_close(struct bl_stream_session *s, int failed)
  * connection has before its first byte: addresses, ports, the PROXY header's). */
 static void make_key(struct bl_stream_session *s)
 {
-    const struct bl_upstream_group *g = s->srv->upstream;
+    const struct bl_upstream_group *g = s->group;
     s->key_len = 0;
     if (!g->hash_key)
         return;
@@ -175,7 +204,7 @@ static void make_key(struct bl_stream_session *s)
 
 static const char *key_of(const struct bl_stream_session *s)
 {
-    return s->srv->upstream->hash_key ? s->key : NULL;
+    return s->group->hash_key ? s->key : NULL;
 }
 
 static void arm_idle(struct bl_stream_session *s)
@@ -420,15 +449,21 @@ static void session_run(struct bl_stream_session *s)
 
 static void session_begin(struct bl_stream_session *s);
 static void read_proxy_protocol(struct bl_stream_session *s, uint32_t ev);
+static void preread(struct bl_stream_session *s, uint32_t ev);
+static void session_pick(struct bl_stream_session *s);
 
 static void client_on_io(struct bl_io *io, uint32_t ev)
 {
     struct bl_stream_session *s = (struct bl_stream_session *)io;
-    if (bl_unlikely(s->pp_wait)) {
+    if (bl_unlikely(s->pp_wait || s->preread_wait)) {
         if (ev & BL_EV_HUP)
             s->hup = 1;
-        if (ev & (BL_EV_READ | BL_EV_HUP | BL_EV_ERROR))
+        if (!(ev & (BL_EV_READ | BL_EV_HUP | BL_EV_ERROR)))
+            return;
+        if (s->pp_wait)
             read_proxy_protocol(s, ev);
+        else
+            preread(s, ev);
         return;
     }
     if (ev & (BL_EV_READ | BL_EV_ERROR))
@@ -444,6 +479,13 @@ static void on_idle_timeout(struct bl_timer *t)
 {
     struct bl_stream_session *s =
         (struct bl_stream_session *)((char *)t - offsetof(struct bl_stream_session, timer));
+    if (s->preread_wait) {
+        bl_log(BL_LOG_INFO, "stream: client %s timed out (preread_timeout) while sending its "
+               "TLS ClientHello", s->ip);
+        s->status = 400;
+        session_close(s, 0);
+        return;
+    }
     if (s->pp_wait) {
         bl_log(BL_LOG_INFO, "stream: client %s timed out (proxy_protocol_timeout) while sending "
                "the PROXY protocol header", s->ip);
@@ -527,7 +569,58 @@ static void read_proxy_protocol(struct bl_stream_session *s, uint32_t ev)
 
 /* ------------------------------------------------------------ accept */
 
-/* Picks the first server and connects to it. */
+/* ssl_preread: the ClientHello is peeked at, never taken, so the bytes reach the upstream as
+ * they came. Bytes that are not a ClientHello leave the variables empty (nginx); a client that
+ * closes before the hello is complete is served with what came. */
+static void preread(struct bl_stream_session *s, uint32_t ev)
+{
+    uint8_t buf[BL_TLS_HELLO_MAX];
+    ssize_t n;
+    do
+        n = recv(s->io.fd, buf, sizeof(buf), MSG_PEEK);
+    while (n < 0 && errno == EINTR);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        return;
+    if (n <= 0) {
+        if (n < 0)
+            bl_log(BL_LOG_INFO, "stream: recv() failed (%s) while prereading, client %s",
+                   strerror(errno), s->ip);
+        s->status = 400;
+        session_close(s, 0);
+        return;
+    }
+    if (bl_tls_hello_parse(buf, (size_t)n, s->hello) == -2 && !(ev & BL_EV_HUP))
+        return;
+    s->preread_wait = 0;
+    bl_timer_cancel(s->w->loop, &s->timer);
+    session_pick(s);
+}
+
+/* The group proxy_pass names: its own, or the value of its variables naming one by its name
+ * (an upstream block, or a "HOST:PORT" proxy_pass's implied group), ignoring case as nginx. */
+static struct bl_upstream_group *session_group(struct bl_stream_session *s)
+{
+    const struct bl_stream_server *srv = s->srv;
+    if (srv->upstream)
+        return srv->upstream;
+    struct bl_var_ctx v;
+    session_var_ctx(s, &v);
+    char name[256];
+    size_t n = bl_template_eval(srv->pass_tpl, &v, name, sizeof(name));
+    if (n >= sizeof(name))
+        n = 0;
+    name[n] = '\0';
+    const struct bl_config *cfg = s->w->cfg;
+    for (uint32_t i = 0; n && i < cfg->ngroups; i++)
+        if (strcasecmp(cfg->groups[i]->name, name) == 0)
+            return cfg->groups[i];
+    bl_log(BL_LOG_ERROR, "stream: no upstream \"%s\" (proxy_pass %s in %s:%d), client %s",
+           name, srv->pass, srv->file, srv->pass_line, s->ip);
+    return NULL;
+}
+
+/* After the access checks: ssl_preread when asked (nginx's preread phase comes after them),
+ * then the upstream. */
 static void session_begin(struct bl_stream_session *s)
 {
     const struct bl_stream_server *srv = s->srv;
@@ -537,13 +630,38 @@ static void session_begin(struct bl_stream_session *s)
         session_close(s, 0);
         return;
     }
+    if (srv->conf.ssl_preread) {
+        s->hello = calloc(1, sizeof(*s->hello));
+        if (!s->hello || (!s->in_loop && bl_loop_add(s->w->loop, &s->io) != BL_OK)) {
+            bl_log(BL_LOG_ERROR, "stream: out of memory, closing client %s", s->ip);
+            session_close(s, 0);
+            return;
+        }
+        s->in_loop = 1;
+        s->preread_wait = 1;
+        if (srv->conf.preread_timeout)
+            bl_timer_set(s->w->loop, &s->timer, bl_clock_ms + srv->conf.preread_timeout);
+        preread(s, 0);
+        return;
+    }
+    session_pick(s);
+}
+
+/* Picks the first server (of proxy_pass's group) and connects to it. */
+static void session_pick(struct bl_stream_session *s)
+{
+    if (!(s->group = session_group(s))) {
+        s->status = 502;
+        session_close(s, 0);
+        return;
+    }
     make_key(s);
-    if (bl_attempt_first(&s->a, s->w->up, srv->upstream, key_of(s), s->key_len, &s->addr.sa)
+    if (bl_attempt_first(&s->a, s->w->up, s->group, key_of(s), s->key_len, &s->addr.sa)
         != BL_OK) {
         bl_log(BL_LOG_ERROR, "no live upstreams in \"%s\": every server is down, full or "
-               "ejected, client %s", srv->upstream->name, s->ip);
+               "ejected, client %s", s->group->name, s->ip);
         s->status = 503;
-        s->tries[0] = (struct bl_upstream_try){srv->upstream->name, BL_TRY_NONE, BL_TRY_NONE,
+        s->tries[0] = (struct bl_upstream_try){s->group->name, BL_TRY_NONE, BL_TRY_NONE,
                                                BL_TRY_NONE, 0};
         s->ntries = 1;
         session_close(s, 0);

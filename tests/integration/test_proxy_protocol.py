@@ -9,6 +9,7 @@ import socket
 import ssl
 import struct
 import subprocess
+import threading
 import time
 
 import pytest
@@ -676,3 +677,122 @@ def test_http_sender_refused_with_tls_upstream(tmp_path):
     assert r.returncode != 0
     assert '"proxy_protocol on" with "proxy_pass https://" is not supported' in r.stderr
     assert "t.conf:2" in r.stderr, r.stderr
+
+
+# ------------------------------------------------------------------ ssl_preread
+
+
+def client_hello(sni, alpn=None):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    if alpn:
+        ctx.set_alpn_protocols(alpn)
+    i, o = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(i, o, server_hostname=sni)
+    try:
+        obj.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    return o.read()
+
+
+PREREAD_CONF = """
+error_log @tmp@/error.log info;
+stream {
+    log_format sni '$ssl_preread_server_name|$ssl_preread_alpn_protocols|'
+                   '$ssl_preread_protocol|$upstream_addr|$status';
+    access_log @tmp@/access.log sni buffer=1 flush=10ms;
+    upstream a { server 127.0.0.1:%(a)d; }
+    upstream b { server 127.0.0.1:%(b)d; }
+    map $ssl_preread_server_name $backend {
+        hostnames;
+        a.example      a;
+        *.a.example    a;
+        default        b;
+    }
+    server {
+        listen 127.0.0.1:@port@;
+        ssl_preread on;
+        proxy_pass $backend;
+        %(extra)s
+    }
+}
+"""
+
+
+def test_ssl_preread_routes_by_sni(ballast, tcp):
+    """map $ssl_preread_server_name + proxy_pass $backend: the ClientHello picks the group and
+    reaches it byte for byte (the TLS is not terminated); bytes that are not TLS go to the
+    default."""
+    a, b = tcp(name="a"), tcp(name="b")
+    bl = ballast(PREREAD_CONF % {"a": a.port, "b": b.port, "extra": ""})
+    for sni, want in (("a.example", b"a"), ("x.A.example", b"a"), ("other.example", b"b"),
+                      (None, b"b")):
+        hello = client_hello(sni, ["h2", "http/1.1"])
+        pieces = split(hello, 40)  # the hello in two reads
+        out = stream_talk(bl.port, pieces)
+        assert out.split(b":")[0] == want, (sni, out[:20])
+        assert out.replace(want + b":", b"") == hello
+    out = stream_talk(bl.port, [b"GET / HTTP/1.0\r\n\r\n"])
+    assert out == b"b:GET / HTTP/1.0\r\n\r\n"
+    lines = log_lines(bl, n=5)
+    assert lines[0] == "a.example|h2,http/1.1|TLSv1.3|127.0.0.1:%d|200" % a.port, lines
+    assert lines[1].startswith("x.a.example|"), lines
+    assert lines[3] == "|h2,http/1.1|TLSv1.3|127.0.0.1:%d|200" % b.port, lines
+    assert lines[4] == "|||127.0.0.1:%d|200" % b.port, lines
+
+
+def test_ssl_preread_full_handshake_passes_through(ballast, tmp_path):
+    """A real TLS session through ssl_preread: the backend's certificate and data come back."""
+    key, crt = str(tmp_path / "k.pem"), str(tmp_path / "c.pem")
+    subprocess.run(["openssl", "req", "-x509", "-nodes", "-days", "2", "-subj", "/CN=a.example",
+                    "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-keyout", key,
+                    "-out", crt], check=True, capture_output=True, timeout=60)
+    sctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    sctx.load_cert_chain(crt, key)
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(4)
+    port = lsock.getsockname()[1]
+
+    def serve():
+        try:
+            c, _ = lsock.accept()
+            with sctx.wrap_socket(c, server_side=True) as t:
+                t.sendall(b"tls:" + t.recv(100))
+        except OSError:
+            pass
+
+    th = threading.Thread(target=serve, daemon=True)
+    th.start()
+    bl = ballast(PREREAD_CONF % {"a": port, "b": 1, "extra": ""})
+    cctx = ssl.create_default_context(cafile=crt)
+    with socket.create_connection(("127.0.0.1", bl.port), timeout=5 * SLOW) as raw:
+        with cctx.wrap_socket(raw, server_hostname="a.example") as t:
+            t.sendall(b"ping")
+            assert t.recv(100) == b"tls:ping"
+            assert t.getpeercert()["subject"][0][0][1] == "a.example"
+    th.join(5)
+    lsock.close()
+
+
+def test_ssl_preread_timeout_and_unknown_group(ballast, tcp):
+    a = tcp(name="a")
+    conf = PREREAD_CONF.replace("default        b;", "default        nowhere;")
+    bl = ballast(conf % {"a": a.port, "b": a.port, "extra": "preread_timeout 500ms;"})
+    # half a hello, then silence: closed after preread_timeout
+    hello = client_hello("a.example")
+    c = socket.create_connection(("127.0.0.1", bl.port), timeout=10 * SLOW)
+    c.sendall(hello[:30])
+    try:
+        assert c.recv(100) == b""
+    except ConnectionResetError:
+        pass
+    c.close()
+    # a name the map sends to a group that does not exist: closed, logged
+    assert stream_talk(bl.port, [client_hello("zzz.example")]) == b""
+    err = open(os.path.join(bl.dir, "error.log")).read()
+    assert "preread_timeout" in err, err[-2000:]
+    assert 'no upstream "nowhere"' in err, err[-2000:]
+    assert a.accepted == 0

@@ -420,7 +420,6 @@ def test_reload_session_stays_on_its_generation(ballast, tcp):
 
 
 @pytest.mark.parametrize("line,what", [
-    ("ssl_preread on;", "stream feature is not supported"),
 ])
 def test_unbuilt_parts_refused(tmp_path, line, what):
     p = tmp_path / "s.conf"

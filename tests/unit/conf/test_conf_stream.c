@@ -73,6 +73,66 @@ static void test_defaults_and_inheritance(void **state)
     bl_conf_release(c);
 }
 
+/* PROXY protocol, rates, ssl_preread: defaults, the stream level inherited, http's sender. */
+static void test_proxy_protocol_and_rates(void **state)
+{
+    (void)state;
+    struct bl_config *c = load(
+        "stream {\n"
+        " proxy_protocol on; proxy_download_rate 200k;\n"
+        " upstream a { server 127.0.0.1:5001; }\n"
+        " map $ssl_preread_server_name $backend { default a; }\n"
+        " server { listen 127.0.0.1:6001 proxy_protocol; proxy_pass a;\n"
+        "          proxy_protocol_version 2; proxy_upload_rate 1m; set_real_ip_from 10.0.0.0/8;\n"
+        "          proxy_protocol_timeout 5s; }\n"
+        " server { listen 127.0.0.1:6002; proxy_pass $backend; ssl_preread on;\n"
+        "          proxy_download_rate 0; }\n"
+        "}\n"
+        "http { server { listen 127.0.0.1:6003 proxy_protocol; real_ip_header proxy_protocol;\n"
+        "  location / { proxy_protocol on; proxy_protocol_version 2;\n"
+        "               proxy_pass http://127.0.0.1:5002; }\n"
+        "  location /b { proxy_pass http://127.0.0.1:5002; } } }\n");
+    const struct bl_stream_server *a = c->stream_servers[0], *b = c->stream_servers[1];
+    assert_int_equal(c->listens[0].proxy_protocol, 1);
+    assert_int_equal(c->listens[1].proxy_protocol, 0);
+    assert_int_equal(c->listens[2].proxy_protocol, 1);
+    assert_int_equal(a->conf.pp_send, 1);
+    assert_int_equal(a->conf.pp_version, 2);
+    assert_int_equal(a->conf.pp_timeout, 5000);
+    assert_int_equal(a->conf.upload_rate, 1 << 20);
+    assert_int_equal(a->conf.download_rate, 200 << 10);
+    assert_int_equal(a->conf.ssl_preread, 0);
+    assert_int_equal(a->log.nrealip_from, 1);
+    assert_int_equal(b->conf.pp_send, 1);          /* the stream level's */
+    assert_int_equal(b->conf.pp_version, 1);       /* the default */
+    assert_int_equal(b->conf.pp_timeout, 30000);
+    assert_int_equal(b->conf.preread_timeout, 30000);
+    assert_int_equal(b->conf.upload_rate, 0);
+    assert_int_equal(b->conf.download_rate, 0);
+    assert_int_equal(b->conf.ssl_preread, 1);
+    assert_null(b->upstream);                      /* proxy_pass $backend: per session */
+    assert_non_null(b->pass_tpl);
+    const struct bl_server_block *h = c->servers[0];
+    assert_int_equal(h->conf.real_ip_pp, 1);
+    assert_int_equal(h->prefix[0]->conf.proxy_protocol + h->prefix[1]->conf.proxy_protocol, 1);
+    for (uint32_t i = 0; i < h->nprefix; i++)
+        if (h->prefix[i]->conf.proxy_protocol)
+            assert_int_equal(h->prefix[i]->conf.proxy_protocol_version, 2);
+        else
+            assert_int_equal(h->prefix[i]->conf.proxy_protocol_version, 1);
+    bl_conf_release(c);
+    expect_error("stream {\n server {\n listen 127.0.0.1:6001;\n proxy_pass 127.0.0.1:1;\n"
+                 " proxy_protocol_version 3;\n }\n}\n", "invalid value \"3\"");
+    expect_error("stream {\n server {\n listen 127.0.0.1:6001;\n proxy_pass 127.0.0.1:1;\n"
+                 " proxy_upload_rate 1k;\n proxy_upload_rate 2k;\n }\n}\n",
+                 "\"proxy_upload_rate\" directive is duplicate in t.conf:6");
+    expect_error("http { server { listen 127.0.0.1:6001; location / {\n"
+                 " proxy_protocol_version 1; proxy_protocol_version 2; } } }\n",
+                 "\"proxy_protocol_version\" directive is duplicate in t.conf:2");
+    expect_error("stream {\n server {\n listen 127.0.0.1:6001;\n proxy_pass $nothing;\n }\n}\n",
+                 "unknown \"nothing\" variable");
+}
+
 static void test_beside_http(void **state)
 {
     (void)state;
@@ -132,7 +192,7 @@ static void test_errors(void **state)
     expect_error("stream {\n server {\n listen 127.0.0.1:6001;\n }\n}\n",
                  "stream server block has no \"proxy_pass\" directive in t.conf:2");
     expect_error("stream {\n server {\n listen 127.0.0.1:6001;\n proxy_pass 127.0.0.1:1;\n"
-                 " ssl_preread on;\n }\n}\n", "\"ssl_preread\" directive in t.conf:5");
+                 " fastcgi_pass x;\n }\n}\n", "\"fastcgi_pass\" directive in t.conf:5");
     expect_error("stream {\n server {\n listen 127.0.0.1:6001;\n proxy_pass 127.0.0.1:1;\n"
                  " proxy_timeout 1s;\n proxy_timeout 2s;\n }\n}\n",
                  "\"proxy_timeout\" directive is duplicate in t.conf:6");
@@ -179,6 +239,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults_and_inheritance),
         cmocka_unit_test(test_beside_http),
+        cmocka_unit_test(test_proxy_protocol_and_rates),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_udp),
         cmocka_unit_test(test_access_log_inherited),
