@@ -62,6 +62,9 @@ int bl_proxy_ssl_set(struct bl_proxy_ssl *ps, const char *name, char *const *arg
         ps->verify_depth = (uint32_t)d + 1;
         return BL_OK;
     }
+    if (strcmp(name, "proxy_ssl_conf_command") == 0)
+        return bl_ssl_cmds_add(&ps->cmds, args[0], args[1], file, line) == BL_OK ? BL_OK
+                                                                                 : OOM();
     if (strcmp(name, "proxy_ssl_ciphers") == 0)
         return set_str(&ps->ciphers, args[0]) == BL_OK ? BL_OK : OOM();
     if (strcmp(name, "proxy_ssl_trusted_certificate") == 0) {
@@ -142,6 +145,7 @@ void bl_proxy_ssl_merge(struct bl_proxy_ssl *ps, const struct bl_proxy_ssl *p)
     }
     if (!ps->session_reuse)
         ps->session_reuse = p->session_reuse;
+    bl_ssl_cmds_inherit(&ps->cmds, &p->cmds);
 }
 
 static const char *ssl_reason(char *buf, size_t len)
@@ -250,7 +254,7 @@ int bl_proxy_ssl_build(struct bl_proxy_ssl *ps, char *err, size_t errlen)
         SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
         SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
     }
-    return BL_OK;
+    return bl_ssl_cmds_apply(&ps->cmds, ctx, 0, err, errlen);
 }
 
 void bl_proxy_ssl_free(struct bl_proxy_ssl *ps)
@@ -261,6 +265,7 @@ void bl_proxy_ssl_free(struct bl_proxy_ssl *ps)
     if (ps->name_owned)
         bl_template_free(ps->name_tpl);
     free(ps->trusted), free(ps->cert), free(ps->key), free(ps->ciphers);
+    bl_ssl_cmds_free(&ps->cmds);
     SSL_CTX_free(ps->ctx);
     free(ps);
 }

@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "conf/ssl.h"
+
 struct bl_template;
 
 /* One level's settings; a level that sets any proxy_ssl_* directive has its own (owning its
@@ -28,6 +30,7 @@ struct bl_proxy_ssl {
     uint8_t server_name;            /* proxy_ssl_server_name: 0 unset, 1 off, 2 on */
     uint8_t verify;                 /* proxy_ssl_verify: 0 unset, 1 off, 2 on */
     uint8_t session_reuse;          /* proxy_ssl_session_reuse: 0 unset, 1 off, 2 on */
+    struct bl_ssl_cmds cmds;        /* proxy_ssl_conf_command lines */
     void *ctx;                      /* SSL_CTX *, once built */
 };
 

@@ -218,6 +218,9 @@ int bl_ssl_conf_set(struct bl_ssl_conf *sc, const char *name, char *const *args,
         sc->cache_size = size;
         return BL_OK;
     }
+    if (strcmp(name, "ssl_conf_command") == 0)
+        return bl_ssl_cmds_add(&sc->cmds, args[0], args[1], file, line) == BL_OK ? BL_OK
+                                                                                 : OOM();
     if (strcmp(name, "ssl_verify_client") == 0) {
         static const char *const modes[] = {"off", "on", "optional", "optional_no_ca"};
         for (int i = 0; i < 4; i++)
@@ -316,6 +319,7 @@ void bl_ssl_conf_merge(struct bl_ssl_conf *s, const struct bl_ssl_conf *p)
     }
     if (!s->verify_depth)
         s->verify_depth = p->verify_depth ? p->verify_depth : 2;
+    bl_ssl_cmds_inherit(&s->cmds, &p->cmds);
     if (!s->client_cert && p->client_cert) {
         s->client_cert = strdup(p->client_cert);
         s->client_cert_file = p->client_cert_file;
@@ -326,6 +330,75 @@ void bl_ssl_conf_merge(struct bl_ssl_conf *s, const struct bl_ssl_conf *p)
         s->trusted_cert_file = p->trusted_cert_file;
         s->trusted_cert_line = p->trusted_cert_line;
     }
+}
+
+static const char *ssl_reason(void);
+
+int bl_ssl_cmds_add(struct bl_ssl_cmds *c, const char *name, const char *value,
+                    const char *file, int line)
+{
+    char **a = realloc(c->args, (c->n + 1) * 2 * sizeof(*a));
+    if (!a)
+        return BL_ERR;
+    c->args = a;
+    a[c->n * 2] = strdup(name);
+    a[c->n * 2 + 1] = strdup(value);
+    if (!c->n) {
+        c->file = file;
+        c->line = line;
+    }
+    c->n++;
+    return a[c->n * 2 - 2] && a[c->n * 2 - 1] ? BL_OK : BL_ERR;
+}
+
+void bl_ssl_cmds_inherit(struct bl_ssl_cmds *c, const struct bl_ssl_cmds *from)
+{
+    if (c->n || !from)
+        return;
+    for (uint32_t i = 0; i < from->n; i++)
+        if (bl_ssl_cmds_add(c, from->args[2 * i], from->args[2 * i + 1], from->file,
+                            from->line) != BL_OK)
+            return; /* out of memory: fewer commands, as with any inherited string */
+}
+
+int bl_ssl_cmds_apply(const struct bl_ssl_cmds *c, void *ctx, int server, char *err,
+                      size_t errlen)
+{
+    if (!c->n)
+        return BL_OK;
+    SSL_CONF_CTX *cc = SSL_CONF_CTX_new();
+    if (!cc) {
+        snprintf(err, errlen, "SSL_CONF_CTX_new() failed");
+        return BL_ERR;
+    }
+    SSL_CONF_CTX_set_flags(cc, SSL_CONF_FLAG_FILE | SSL_CONF_FLAG_CERTIFICATE |
+                                   SSL_CONF_FLAG_SHOW_ERRORS |
+                                   (server ? SSL_CONF_FLAG_SERVER : SSL_CONF_FLAG_CLIENT));
+    SSL_CONF_CTX_set_ssl_ctx(cc, ctx);
+    int rc = BL_OK;
+    for (uint32_t i = 0; i < c->n && rc == BL_OK; i++) {
+        ERR_clear_error();
+        if (SSL_CONF_cmd(cc, c->args[2 * i], c->args[2 * i + 1]) <= 0) {
+            snprintf(err, errlen, "SSL_CONF_cmd(\"%s\", \"%s\") failed (%s) in %s:%d",
+                     c->args[2 * i], c->args[2 * i + 1], ssl_reason(), c->file, c->line);
+            rc = BL_ERR;
+        }
+    }
+    if (rc == BL_OK && SSL_CONF_CTX_finish(cc) != 1) {
+        snprintf(err, errlen, "SSL_CONF_CTX_finish() failed (%s) in %s:%d", ssl_reason(),
+                 c->file, c->line);
+        rc = BL_ERR;
+    }
+    SSL_CONF_CTX_free(cc);
+    return rc;
+}
+
+void bl_ssl_cmds_free(struct bl_ssl_cmds *c)
+{
+    for (uint32_t i = 0; i < c->n * 2; i++)
+        free(c->args[i]);
+    free(c->args);
+    memset(c, 0, sizeof(*c));
 }
 
 void bl_ssl_conf_free(struct bl_ssl_conf *sc)
@@ -339,6 +412,7 @@ void bl_ssl_conf_free(struct bl_ssl_conf *sc)
     free(sc->cert_lines), free(sc->key_lines);
     free(sc->ciphers), free(sc->ecdh_curve), free(sc->dhparam);
     free(sc->client_cert), free(sc->trusted_cert);
+    bl_ssl_cmds_free(&sc->cmds);
     memset(sc, 0, sizeof(*sc));
 }
 
@@ -615,7 +689,7 @@ static int build_one(struct bl_server_block *s, char *err, size_t errlen)
         SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, ticket_cb);
     SSL_CTX_set_tlsext_servername_callback(ctx, sni_cb);
     SSL_CTX_set_alpn_select_cb(ctx, alpn_cb, NULL);
-    return BL_OK;
+    return bl_ssl_cmds_apply(&sc->cmds, ctx, 1, err, errlen);
 }
 
 int bl_ssl_build(struct bl_server_block **servers, uint32_t nservers, struct bl_listen *listens,

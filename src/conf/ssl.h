@@ -26,6 +26,28 @@ enum bl_ssl_cache {
     BL_SSL_CACHE_ON,                /* builtin and/or shared: OpenSSL's cache of the context */
 };
 
+/* ssl_conf_command / proxy_ssl_conf_command lines: OpenSSL configuration commands applied
+ * to a context after every other setting (nginx's order). A level with lines of its own does
+ * not inherit the lines above it. */
+struct bl_ssl_cmds {
+    char **args;                    /* NAME, VALUE, NAME, VALUE, ... (owned) */
+    uint32_t n;                     /* commands (args holds 2n strings) */
+    const char *file;               /* the first line, for errors */
+    int line;
+};
+
+/* Adds one NAME VALUE. BL_OK or BL_ERR (out of memory). */
+int bl_ssl_cmds_add(struct bl_ssl_cmds *c, const char *name, const char *value,
+                    const char *file, int line);
+/* Copies from into c when c has none. */
+void bl_ssl_cmds_inherit(struct bl_ssl_cmds *c, const struct bl_ssl_cmds *from);
+/* Applies the commands to ctx (an SSL_CTX *; server: a server context, else a client one).
+ * BL_OK, or BL_ERR with err naming the command and the line (an unknown command or a bad
+ * value: OpenSSL's reason). */
+int bl_ssl_cmds_apply(const struct bl_ssl_cmds *c, void *ctx, int server, char *err,
+                      size_t errlen);
+void bl_ssl_cmds_free(struct bl_ssl_cmds *c);
+
 /* One level's settings (http or server); a server inherits what it does not set. Strings are
  * owned; 0 / NULL / UINT64_MAX mean unset. */
 struct bl_ssl_conf {
@@ -53,6 +75,7 @@ struct bl_ssl_conf {
     char *trusted_cert;             /* ssl_trusted_certificate: trusted, not sent */
     const char *client_cert_file, *trusted_cert_file, *verify_file;
     int client_cert_line, trusted_cert_line, verify_line;
+    struct bl_ssl_cmds cmds;        /* ssl_conf_command lines */
 };
 
 /* bl_ssl_conf.verify_client: ssl_verify_client's value */

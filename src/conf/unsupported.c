@@ -36,7 +36,6 @@ static const struct bl_unsupported directives[] = {
     {"ssl_stapling*", W, "OCSP stapling is"},
     {"ssl_ocsp*", W, "OCSP is"},
     {"ssl_buffer_size", W, TLS_TUNING},
-    {"ssl_conf_command", W, TLS_TUNING},
     {"ssl_early_data", W, "TLS 1.3 early data is"},
     {"ssl_session_ticket_key", W, "ticket keys from files are"},
     {"ssl_password_file", W, "encrypted certificate keys are"},

@@ -187,3 +187,19 @@ def test_http2_streams_are_checked(ballast, pki):
     assert "using HTTP/2" in err or "HTTP/2 200" in err, err
     code, body, _ = tcurl(b, pki, None, "/", "--http2")
     assert code == 400 and "No required SSL certificate was sent" in body, (code, body)
+
+
+def test_ssl_conf_command(ballast, pki):
+    b = ballast(mtls_conf(pki, "off", extra="""
+        ssl_conf_command Ciphersuites TLS_AES_128_GCM_SHA256;
+        ssl_conf_command Options KTLS;
+        location /c { return 200 "$ssl_cipher\\n"; }"""))
+    code, body, err = tcurl(b, pki, None, "/c")
+    assert code == 200, err
+    assert body.strip() == "TLS_AES_128_GCM_SHA256"
+    p = os.path.join(b.dir, "bad.conf")
+    with open(p, "w") as f:
+        f.write(open(b.conf_path).read().replace("Options KTLS", "Options NoSuchOption"))
+    r = run_ballast(["-t", "-c", p])
+    assert r.returncode != 0
+    assert re.search(r'SSL_CONF_cmd\("Options", "NoSuchOption"\) failed', r.stderr), r.stderr

@@ -229,6 +229,16 @@ def test_http_and_https_to_one_group_keep_separate_pools(ballast, tls_backend):
     assert be.handshakes == 1
 
 
+def test_proxy_ssl_conf_command(ballast, tls_backend):
+    be = tls_backend()
+    b = ballast(https_conf("127.0.0.1:%d" % be.port, location="""
+        proxy_ssl_conf_command Ciphersuites TLS_CHACHA20_POLY1305_SHA256;
+        proxy_ssl_conf_command Options KTLS;"""))
+    r = b.get("/")
+    assert r.status == 200, error_log(b)
+    assert r.header("x-cipher") == "TLS_CHACHA20_POLY1305_SHA256"
+
+
 def test_config_errors(tmp_path, pki):
     cases = [
         ("proxy_ssl_verify on;", r"no proxy_ssl_trusted_certificate for proxy_ssl_verify in "
@@ -241,6 +251,8 @@ def test_config_errors(tmp_path, pki):
          % (pki["client"][0], pki["server"][1]), r"does not match certificate|key values mismatch"),
         ("proxy_ssl_verify maybe;", r'invalid value "maybe" in "proxy_ssl_verify"'),
         ("proxy_ssl_protocols SSLv3;", r'"SSLv3" is not supported'),
+        ("proxy_ssl_conf_command NoSuchCommand x;",
+         r'SSL_CONF_cmd\("NoSuchCommand", "x"\) failed .* in .*\.conf:1'),
     ]
     for i, (line, want) in enumerate(cases):
         p = tmp_path / ("c%d.conf" % i)

@@ -169,9 +169,9 @@ class TLSBackend:
                         s.sendall(chunk)
                 body = ("%s %s\n" % (self.name, path)).encode()
                 resp = ("HTTP/1.1 %d OK\r\nContent-Length: %d\r\nX-Backend: %s\r\n"
-                        "X-SNI: %s\r\nX-Reused: %d\r\nX-Peer: %s\r\n\r\n"
+                        "X-SNI: %s\r\nX-Reused: %d\r\nX-Peer: %s\r\nX-Cipher: %s\r\n\r\n"
                         % (self.status, len(body), self.name, sni or "-",
-                           int(s.session_reused), subj or "-")).encode() + body
+                           int(s.session_reused), subj or "-", s.cipher()[0])).encode() + body
                 s.sendall(resp)
         except (ssl.SSLError, OSError):
             return
