@@ -274,7 +274,7 @@ int bl_reload(const char *file, char *err, size_t errlen)
         bl_conf_release(cfg);
         return refuse(err, errlen);
     }
-    if (cfg->pid_file && (!cur->cfg->pid_file || strcmp(cfg->pid_file, cur->cfg->pid_file)))
+    if (cfg->pid_file && (!cur->cfg->pid_file || strcmp(cfg->pid_file, cur->cfg->pid_file) != 0))
         bl_log(BL_LOG_WARN, "reload: \"pid\" changed; the pid file stays %s until a restart",
                cur->cfg->pid_file ? cur->cfg->pid_file : "off");
     if (strcmp(cfg->error_log ? cfg->error_log : "", cur->cfg->error_log ? cur->cfg->error_log

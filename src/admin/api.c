@@ -442,8 +442,8 @@ static void patch_apply(const struct bl_api_ctx *ctx, struct bl_upstream_server 
         n += (size_t)snprintf(what + n, sizeof(what) - n, ", down %s", p->down ? "on" : "off");
     if (p->drain >= 0 && n < sizeof(what))
         snprintf(what + n, sizeof(what) - n, ", drain %s", p->drain ? "on" : "off");
-    bl_log(BL_LOG_NOTICE, "admin: upstream \"%s\" server %s (id %u)%s%s", s->group->name,
-           s->name, s->index, what[0] ? what : ": no change", what[0] ? "" : "");
+    bl_log(BL_LOG_NOTICE, "admin: upstream \"%s\" server %s (id %u)%s", s->group->name,
+           s->name, s->index, what[0] ? what : ": no change");
 }
 
 /* ---------------------------------------------------------------- routes */

@@ -114,6 +114,8 @@ static void family(struct bl_strbuf *out, const char *name, const char *type, co
 static void sample(struct bl_strbuf *out, const char *name, const char *labels,
                    const char *extra, const char *extra_value, const char *value)
 {
+    if (!labels)
+        labels = ""; /* a label slot nothing filled (clang-tidy): no labels rather than a crash */
     bl_strbuf_puts(out, name);
     if (labels[0] || extra) {
         bl_strbuf_puts(out, "{");

@@ -1867,8 +1867,11 @@ static int if_condition(struct compiler *c, const struct bl_conf_node *n, struct
             continue;
         if (na == 3)
             goto invalid;
-        if (!(own[na] = conf_malloc(len + 1)))
+        if (!(own[na] = conf_malloc(len + 1))) {
+            for (int k = 0; k < na; k++)
+                free(own[k]); /* the words copied so far (clang-tidy: leaked on OOM) */
             return oom(c);
+        }
         memcpy(own[na], x, len);
         own[na][len] = '\0';
         a[na] = own[na];
@@ -1910,6 +1913,8 @@ static int if_condition(struct compiler *c, const struct bl_conf_node *n, struct
         } else if (strcmp(o, "~") == 0 || strcmp(o, "~*") == 0) {
             char err[512];
             op->cond = BL_IF_MATCH;
+            /* o is "~" or "~*" here, so o[1] is in bounds */
+            /* NOLINTNEXTLINE(clang-analyzer-core.UndefinedBinaryOperatorResult) */
             if (!(op->re = bl_regex_compile(a[2], o[1] == '*', err, sizeof(err))))
                 fail(c, "%s", err);
             else

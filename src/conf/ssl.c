@@ -458,9 +458,7 @@ static int ticket_cb(SSL *s, unsigned char name[16], unsigned char *iv, EVP_CIPH
         pthread_mutex_unlock(&ticket_lock);
         return -1;
     }
-    if (enc) {
-        k = ticket_keys[0];
-    } else if (memcmp(name, ticket_keys[0].name, 16) == 0) {
+    if (enc || memcmp(name, ticket_keys[0].name, 16) == 0) {
         k = ticket_keys[0];
     } else if (memcmp(name, ticket_keys[1].name, 16) == 0) {
         k = ticket_keys[1];

@@ -3,8 +3,8 @@
 #define BL_CORE_STATUS_H
 
 #define BL_OK     0   /* done */
-#define BL_ERR   -1   /* failed or invalid; see the module's error report */
-#define BL_AGAIN -2   /* incomplete: call again with more input or when the fd is ready */
+#define BL_ERR   (-1) /* failed or invalid; see the module's error report */
+#define BL_AGAIN (-2) /* incomplete: call again with more input or when the fd is ready */
 
 /* I/O results: one convention for every helper that reads or writes a socket.
  *

@@ -310,7 +310,7 @@ static uint32_t lc_search(const struct lc_tree *t, const struct bl_pick *p, uint
     /* tried, or a copy torn by a race (a padding leaf's index with a real key): below */
     if (k >= t->nleaves)
         return LC_NONE;
-    uint64_t lk, lt, rk, rt;
+    uint64_t lk = 0, lt = 0, rk = 0, rt = 0; /* unset when lc_search finds none */
     uint32_t l = lc_search(t, p, 2 * k, &lk, &lt), r = lc_search(t, p, 2 * k + 1, &rk, &rt);
     if (l == LC_NONE || (r != LC_NONE && lc_before(rk, rt, lk, lt))) {
         l = r;
