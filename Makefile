@@ -6,6 +6,8 @@
 #   make tsan          build build/tsan/ballast with ThreadSanitizer (pools bypassed)
 #   make integration-tsan  the multi-threaded integration tests (TSAN_TESTS) against it;
 #                      a data race fails the test (suppressions: tests/tsan.supp)
+#   make lint          cppcheck and clang-tidy (.clang-tidy) on src/: no finding, or a
+#                      suppression at its line with the reason (tests/cppcheck.supp)
 #   make run           install missing packages, build (-j$(nproc)), run examples/quickstart.conf
 #   make test          install missing packages, build (-j$(nproc)), run unit tests and the
 #                      fuzz corpora (fuzz-replay), then the
@@ -80,7 +82,7 @@ SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
 SYSCONFDIR     ?= /etc
 
 .PHONY: install uninstall
-.PHONY: fuzz fuzz-build fuzz-replay tsan integration-tsan
+.PHONY: fuzz fuzz-build fuzz-replay tsan integration-tsan lint lint-cppcheck deps-lint
 .PHONY: all asan run test unit check-layers integration integration-asan bench bench-balancers bench-logs bench-limits bench-h2 deps deps-test clean help
 
 all: ballast
@@ -140,6 +142,26 @@ integration-tsan: build/tsan/ballast
 	BALLAST_BIN=build/tsan/ballast BALLAST_TSAN=1 \
 	TSAN_OPTIONS="suppressions=$(CURDIR)/tests/tsan.supp second_deadlock_stack=1 history_size=4" \
 	    pytest -q $(TSAN_TESTS) $(PYTEST_ARGS)
+
+# Static analysis. clang-tidy runs per file (make -j2 lint) and leaves a stamp, so a second
+# run looks only at what changed (a header change looks at everything again).
+LINT_STAMPS := $(SRCS:%.c=build/lint/%.ok)
+LINT_HDRS   := $(shell find src -name '*.h')
+
+deps-lint:
+	@scripts/install-deps.sh lint
+
+lint: lint-cppcheck $(LINT_STAMPS)
+	@echo "make lint: cppcheck and clang-tidy found nothing"
+
+lint-cppcheck: deps-lint
+	cppcheck -q --std=c11 --enable=warning,portability,performance --inline-suppr \
+	    --suppressions-list=tests/cppcheck.supp -Isrc -D_GNU_SOURCE -D__linux__ \
+	    --error-exitcode=1 --template='{file}:{line}: {severity}: {id}: {message}' src
+
+build/lint/%.ok: %.c .clang-tidy $(LINT_HDRS) | deps-lint
+	@mkdir -p $(dir $@)
+	clang-tidy --quiet $< -- $(CSTD) $(CPPFLAGS) && touch $@
 
 # Fuzzing (tests/fuzz/README.md). The library is built a third time with clang's coverage
 # instrumentation; the replay build reuses make asan's objects.

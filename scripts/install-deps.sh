@@ -1,6 +1,7 @@
 #!/bin/sh
 # Installs the Debian packages ballast needs, only those missing: "run" for building and
-# running, "test" for the tests and benchmarks too. apt-get runs only when something is missing.
+# running, "test" for the tests and benchmarks too, "lint" for make lint and make fuzz (clang
+# brings clang-tidy's own headers and libFuzzer). apt-get runs only when something is missing.
 set -eu
 what=${1:-run}
 pkgs="gcc make libc6-dev libjansson-dev libpcre2-dev libssl-dev libnghttp2-dev openssl"
@@ -17,6 +18,9 @@ if [ "$what" = test ]; then
         haproxy wrk strace procps
         systemd groff-base logrotate prometheus chromium jq
         redis-server dnsutils"
+fi
+if [ "$what" = lint ]; then
+    pkgs="$pkgs cppcheck clang-tidy clang"
 fi
 missing=""
 for p in $pkgs; do

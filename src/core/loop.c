@@ -16,7 +16,8 @@
 #ifdef BL_LOOP_BACKEND
 #include BL_LOOP_BACKEND
 #else
-#include "core/loop_epoll.c"
+#include "core/loop_epoll.c" /* NOLINT(bugprone-suspicious-include): the backend seam, one
+                             * translation unit (DESIGN.md) */
 #endif
 
 struct bl_loop {

@@ -279,6 +279,8 @@ int bl_check_parse(struct bl_check_conf **cc, char *const *args, int nargs, char
     if (conf_get(cc, err, errlen) != BL_OK)
         goto out;
     struct bl_check_conf *c = *cc;
+    /* conf_get() set *cc on BL_OK: the analyzer does not follow it */
+    /* NOLINTNEXTLINE(clang-analyzer-core.NullDereference) */
     c->role_master = tmp.role_master;
     c->tcp_send = tmp.tcp_send;
     c->tcp_send_len = tmp.tcp_send_len;
@@ -329,6 +331,8 @@ int bl_check_parse_http_send(struct bl_check_conf **cc, char *const *args, int n
         free(send);
         return check_fail(err, errlen, "out of memory");
     }
+    /* conf_get() set *cc on BL_OK: the analyzer does not follow it */
+    /* NOLINTNEXTLINE(clang-analyzer-core.NullDereference) */
     free((*cc)->http_send);
     (*cc)->http_send = send;
     (*cc)->http_send_len = (uint32_t)len;
@@ -356,6 +360,8 @@ int bl_check_parse_expect_alive(struct bl_check_conf **cc, char *const *args, in
     }
     if (conf_get(cc, err, errlen) != BL_OK)
         return BL_ERR;
+    /* conf_get() set *cc on BL_OK: the analyzer does not follow it */
+    /* NOLINTNEXTLINE(clang-analyzer-core.NullDereference) */
     (*cc)->expect_alive = bits;
     (*cc)->expect_alive_set = 1;
     return BL_OK;
@@ -378,6 +384,8 @@ int bl_check_parse_expect_body(struct bl_check_conf **cc, char *const *args, int
         free(body);
         return check_fail(err, errlen, "out of memory");
     }
+    /* conf_get() set *cc on BL_OK: the analyzer does not follow it */
+    /* NOLINTNEXTLINE(clang-analyzer-core.NullDereference) */
     (*cc)->expect_body = body;
     (*cc)->expect_body_len = (uint32_t)len;
     (*cc)->expect_body_set = 1;
@@ -1073,6 +1081,7 @@ struct bl_health *bl_health_start(struct bl_loop *loop, struct bl_upstream_group
     size_t k = 0;
     for (struct bl_health *o = running; o; o = o->next)
         for (uint32_t i = 0; i < o->nprobes; i++)
+            /* NOLINTNEXTLINE(clang-analyzer-core.NullDereference): ncarry counted these */
             carry[k++] = (struct carry){o->probes[i].srv->state, &o->probes[i]};
     if (ncarry)
         qsort(carry, ncarry, sizeof(*carry), carry_cmp);
