@@ -2081,6 +2081,121 @@ static int h_index(struct compiler *c, const struct bl_conf_node *n)
     return BL_OK;
 }
 
+/* ---- gzip (http/gzip.h) */
+
+static int h_gzip_comp_level(struct compiler *c, const struct bl_conf_node *n)
+{
+    int64_t v;
+    if (parse_num(n->args[0], 1, 9, &v) != BL_OK)
+        return fail(c, "\"gzip_comp_level\" must be 1..9, not \"%s\"", n->args[0]);
+    if (c->lc->gzip_comp_level != UINT64_MAX)
+        return fail(c, "\"gzip_comp_level\" directive is duplicate");
+    c->lc->gzip_comp_level = (uint64_t)v;
+    return BL_OK;
+}
+
+static int h_gzip_http_version(struct compiler *c, const struct bl_conf_node *n)
+{
+    uint64_t minor;
+    if (strcmp(n->args[0], "1.0") == 0)
+        minor = 0;
+    else if (strcmp(n->args[0], "1.1") == 0)
+        minor = 1;
+    else
+        return invalid_value(c, n->args[0]);
+    if (c->lc->gzip_http_version != UINT64_MAX)
+        return fail(c, "\"gzip_http_version\" directive is duplicate");
+    c->lc->gzip_http_version = minor;
+    return BL_OK;
+}
+
+static int h_gzip_proxied(struct compiler *c, const struct bl_conf_node *n)
+{
+    static const struct {
+        const char *name;
+        uint64_t bit;
+    } words[] = {
+        {"off", 0}, {"expired", BL_GZIP_PROXIED_EXPIRED}, {"no-cache", BL_GZIP_PROXIED_NO_CACHE},
+        {"no-store", BL_GZIP_PROXIED_NO_STORE}, {"private", BL_GZIP_PROXIED_PRIVATE},
+        {"no_last_modified", BL_GZIP_PROXIED_NO_LM}, {"no_etag", BL_GZIP_PROXIED_NO_ETAG},
+        {"auth", BL_GZIP_PROXIED_AUTH}, {"any", BL_GZIP_PROXIED_ANY},
+    };
+    uint64_t bits = 0;
+    for (int i = 0; i < n->nargs; i++) {
+        size_t k = 0;
+        while (k < BL_ARRAY_LEN(words) && strcmp(words[k].name, n->args[i]) != 0)
+            k++;
+        if (k == BL_ARRAY_LEN(words))
+            return invalid_value(c, n->args[i]);
+        if (k == 0 && n->nargs > 1)
+            return fail(c, "\"gzip_proxied off\" takes no other value");
+        bits |= words[k].bit;
+    }
+    if (c->lc->gzip_proxied != UINT64_MAX)
+        return fail(c, "\"gzip_proxied\" directive is duplicate");
+    c->lc->gzip_proxied = bits;
+    return BL_OK;
+}
+
+/* gzip_types: text/html is always compressed (nginx), so it is added to every list. */
+static int h_gzip_types(struct compiler *c, const struct bl_conf_node *n)
+{
+    struct bl_loc_conf *lc = c->lc;
+    if (lc->set & BL_LC_GZIP_TYPES)
+        return fail(c, "\"gzip_types\" directive is duplicate");
+    char **types = conf_calloc((size_t)n->nargs + 1, sizeof(*types));
+    if (!types)
+        return oom(c);
+    lc->gzip_types = types;
+    lc->set |= BL_LC_GZIP_TYPES;
+    if (!(types[lc->ngzip_types] = conf_strdup("text/html")))
+        return oom(c);
+    lc->ngzip_types++;
+    for (int i = 0; i < n->nargs; i++) {
+        if (!n->args[i][0] || strchr(n->args[i], '$'))
+            return invalid_value(c, n->args[i]);
+        if (!(types[lc->ngzip_types] = conf_strdup(n->args[i])))
+            return oom(c);
+        lc->ngzip_types++;
+    }
+    return BL_OK;
+}
+
+/* gzip_disable: case-insensitive regexes against User-Agent (nginx compiles them caseless). */
+static int h_gzip_disable(struct compiler *c, const struct bl_conf_node *n)
+{
+    struct bl_loc_conf *lc = c->lc;
+    if (lc->set & BL_LC_GZIP_DISABLE)
+        return fail(c, "\"gzip_disable\" directive is duplicate");
+    struct bl_regex **res = conf_calloc((size_t)n->nargs, sizeof(*res));
+    if (!res)
+        return oom(c);
+    lc->gzip_disable = res;
+    lc->set |= BL_LC_GZIP_DISABLE;
+    for (int i = 0; i < n->nargs; i++) {
+        /* nginx's "msie6" is a fast check for MSIE 4-6; the regex says the same */
+        const char *pat = strcmp(n->args[i], "msie6") == 0 ? "MSIE [4-6]\\." : n->args[i];
+        char err[160];
+        if (!(res[i] = bl_regex_compile(pat, 1, err, sizeof(err))))
+            return fail(c, "invalid gzip_disable regex \"%s\": %s", n->args[i], err);
+        lc->ngzip_disable++;
+    }
+    return BL_OK;
+}
+
+/* gzip_buffers NUMBER SIZE: accepted and checked; ballast's compressor needs no buffers beyond
+ * one output buffer per response (docs/compression.md). */
+static int h_gzip_buffers(struct compiler *c, const struct bl_conf_node *n)
+{
+    int64_t num;
+    uint64_t size;
+    if (parse_num(n->args[0], 1, 1 << 20, &num) != BL_OK)
+        return invalid_value(c, n->args[0]);
+    if (bl_parse_size(n->args[1], &size) != BL_OK || size < 1)
+        return invalid_value(c, n->args[1]);
+    return BL_OK;
+}
+
 static int h_default_type(struct compiler *c, const struct bl_conf_node *n)
 {
     struct bl_loc_conf *lc = c->lc;
@@ -3033,6 +3148,18 @@ static const struct directive directives[] = {
     TYPED("limit_conn_dry_run", CTX_HSL, FT_FLAG, limit_conn_dry_run, "off"),
     DIRECTIVE("allow", CTX_HSL, 1, 1, 0, "ADDRESS | CIDR | all", NULL, h_access_rule),
     DIRECTIVE("deny", CTX_HSL, 1, 1, 0, "ADDRESS | CIDR | all", NULL, h_access_rule),
+    TYPED("gzip", CTX_HSL, FT_FLAG, gzip, "off"),
+    {"gzip_comp_level", CTX_HSL, 1, 1, 0, FT_NUM, offsetof(struct bl_loc_conf, gzip_comp_level),
+     NULL, "1", h_gzip_comp_level},
+    TYPED("gzip_min_length", CTX_HSL, FT_SIZE, gzip_min_length, "20"),
+    TYPED("gzip_vary", CTX_HSL, FT_FLAG, gzip_vary, "off"),
+    DIRECTIVE("gzip_http_version", CTX_HSL, 1, 1, 0, "1.0 | 1.1", "1.1", h_gzip_http_version),
+    DIRECTIVE("gzip_proxied", CTX_HSL, 1, ANY_ARGS, 0,
+              "off | expired | no-cache | no-store | private | no_last_modified | no_etag | "
+              "auth | any ...", "off", h_gzip_proxied),
+    DIRECTIVE("gzip_types", CTX_HSL, 1, ANY_ARGS, 0, "MIME-TYPE ...", "text/html", h_gzip_types),
+    DIRECTIVE("gzip_disable", CTX_HSL, 1, ANY_ARGS, 0, "REGEX ...", NULL, h_gzip_disable),
+    DIRECTIVE("gzip_buffers", CTX_HSL, 2, 2, 0, "NUMBER SIZE", "32 4k", h_gzip_buffers),
     TYPED("max_inflight", CTX_HSL, FT_NUM, max_inflight, "0"),
     DIRECTIVE("index", CTX_HSL, 1, ANY_ARGS, 0, "FILE ...", "index.html", h_index),
     DIRECTIVE("default_type", CTX_HSL, 1, 1, 0, "MIME-TYPE", "text/plain", h_default_type),
@@ -3453,6 +3580,14 @@ static void merge_loc_conf(struct bl_loc_conf *child, const struct bl_loc_conf *
     }
     if (!(child->set & BL_LC_DEFAULT_TYPE))
         child->default_type = parent->default_type;
+    if (!(child->set & BL_LC_GZIP_TYPES)) {
+        child->gzip_types = parent->gzip_types;
+        child->ngzip_types = parent->ngzip_types;
+    }
+    if (!(child->set & BL_LC_GZIP_DISABLE)) {
+        child->gzip_disable = parent->gzip_disable;
+        child->ngzip_disable = parent->ngzip_disable;
+    }
     if (!(child->set & BL_LC_TYPES)) {
         child->types = parent->types;
         child->ntypes = parent->ntypes;
@@ -3532,6 +3667,16 @@ static void free_loc_conf(struct bl_loc_conf *lc)
     }
     if (lc->set & BL_LC_DEFAULT_TYPE)
         free(lc->default_type);
+    if (lc->set & BL_LC_GZIP_TYPES) {
+        for (uint32_t i = 0; i < lc->ngzip_types; i++)
+            free(lc->gzip_types[i]);
+        free(lc->gzip_types);
+    }
+    if (lc->set & BL_LC_GZIP_DISABLE) {
+        for (uint32_t i = 0; i < lc->ngzip_disable; i++)
+            bl_regex_free(lc->gzip_disable[i]);
+        free(lc->gzip_disable);
+    }
     if (lc->set & BL_LC_TYPES) {
         for (uint32_t i = 0; i < lc->ntypes; i++) {
             free(lc->types[i].ext);

@@ -121,6 +121,13 @@ struct bl_loc_conf {
     uint64_t limit_conn_log_level;
     uint64_t limit_conn_dry_run;
     uint64_t max_inflight;          /* requests in flight in a location; 0: no limit */
+    /* gzip (http/gzip.h, docs/compression.md) */
+    uint64_t gzip;                  /* gzip on: responses compressed for clients that accept */
+    uint64_t gzip_comp_level;       /* 1..9 */
+    uint64_t gzip_min_length;       /* bytes, by Content-Length when the response has one */
+    uint64_t gzip_vary;             /* Vary: Accept-Encoding on responses gzip applies to */
+    uint64_t gzip_http_version;     /* the lowest request minor version compressed (0, 1) */
+    uint64_t gzip_proxied;          /* BL_GZIP_PROXIED_* bits: requests with Via compressed */
 
     /* Lists and references: a level that has any line of its own does not inherit the lines
      * above it (nginx's rule for proxy_set_header, error_page, access_log). */
@@ -158,6 +165,10 @@ struct bl_loc_conf {
     uint32_t nlimit_conns;
     struct bl_access_rule *access_rules; /* allow / deny, first match wins */
     uint32_t naccess_rules;
+    char **gzip_types;              /* gzip_types: MIME types compressed ("*": any) */
+    uint32_t ngzip_types;
+    uint32_t ngzip_disable;
+    struct bl_regex **gzip_disable; /* gzip_disable: User-Agent patterns never compressed */
     uint32_t set;                   /* BL_LC_* bits: set at this level, which owns those lists */
 };
 
@@ -179,6 +190,18 @@ struct bl_loc_conf {
 #define BL_LC_LIMIT_REQ   0x10000u  /* limit_req */
 #define BL_LC_LIMIT_CONN  0x20000u  /* limit_conn */
 #define BL_LC_ACCESS_RULES 0x40000u /* allow, deny */
+#define BL_LC_GZIP_TYPES  0x100000u /* gzip_types */
+#define BL_LC_GZIP_DISABLE 0x200000u /* gzip_disable */
+
+/* bl_loc_conf.gzip_proxied: the answers to a request with Via that are compressed (nginx) */
+#define BL_GZIP_PROXIED_EXPIRED     0x01u /* with an Expires field */
+#define BL_GZIP_PROXIED_NO_CACHE    0x02u /* Cache-Control: no-cache */
+#define BL_GZIP_PROXIED_NO_STORE    0x04u /* Cache-Control: no-store */
+#define BL_GZIP_PROXIED_PRIVATE     0x08u /* Cache-Control: private */
+#define BL_GZIP_PROXIED_NO_LM       0x10u /* without Last-Modified */
+#define BL_GZIP_PROXIED_NO_ETAG     0x20u /* without ETag */
+#define BL_GZIP_PROXIED_AUTH        0x40u /* the request has Authorization */
+#define BL_GZIP_PROXIED_ANY         0x80u /* all of them */
 #define BL_LC_HIDE        0x8u      /* proxy_pass_header or proxy_hide_header: as in nginx, a
                                      * level with either inherits neither */
 

@@ -13,7 +13,7 @@ static const char MTLS[] = "client certificate revocation lists are";
 static const char HTTP3[] = "HTTP/3 is";
 /* nginx tunes these; ballast has fixed bounds (http/h2.h) or large_client_header_buffers */
 static const char H2_TUNING[] = "this HTTP/2 setting is";
-static const char GZIP[] = "compression is";
+static const char GZIP[] = "this compression is";
 static const char CACHE[] = "caching is";
 static const char LIMITS[] = "bandwidth limits are";
 static const char ACCESS[] = "access control is";
@@ -51,8 +51,7 @@ static const struct bl_unsupported directives[] = {
     {"http3", E, HTTP3},
     {"http3_*", W, HTTP3},
     {"quic_*", W, HTTP3},
-    {"gzip", W, GZIP},
-    {"gzip_*", W, GZIP},
+    {"gzip_static", W, GZIP},
     {"gunzip", W, GZIP},
     {"gunzip_*", W, GZIP},
     {"brotli", W, GZIP},

@@ -27,6 +27,7 @@
 #include "http/access_log.h"
 #include "http/h2.h"
 #include "http/proxy.h"
+#include "http/gzip.h"
 #include "http/proxy_int.h"
 #include "http/realip.h"
 #include "http/response.h"
@@ -1172,6 +1173,27 @@ static void intercept_error(struct bl_request *r)
     local_response(r, status);
 }
 
+/* gzip: whether r's response is compressed; if so the upstream's body is read unframed (the
+ * compressor frames its own output) and the client gets chunks, or for HTTP/1.0 a body that
+ * ends at close. BL_ERR when out of memory. */
+static int gzip_start(struct bl_request *r)
+{
+    int d = r->status == 101 ? BL_GZIP_NO : bl_gzip_decide(r);
+    r->gz_vary = d != BL_GZIP_NO;
+    if (d != BL_GZIP_YES)
+        return BL_OK;
+    int chunked = !r->c->h2 && r->msg.minor_version == 1;
+    if (!(r->gz = bl_gzip_new((int)r->loc->conf.gzip_comp_level, chunked)))
+        return BL_ERR;
+    if (!chunked && !r->c->h2)
+        r->keep_alive = 0;
+    if (r->resp.body == BL_H1_BODY_CHUNKED && !r->dechunking) {
+        r->dechunking = 1;
+        bl_dechunk_init(&r->dechunk);
+    }
+    return BL_OK;
+}
+
 /* Parses the response head from u->in. BL_OK when the final head is parsed (and the client
  * head built), BL_AGAIN for more, BL_ERR after a failure was handled. */
 static int parse_response_head(struct bl_request *r)
@@ -1261,6 +1283,10 @@ static int parse_response_head(struct bl_request *r)
             r->dechunking = 1;
             bl_dechunk_init(&r->dechunk);
         }
+        if (gzip_start(r) != BL_OK) {
+            request_abort(r, 503, "out of memory for gzip");
+            return BL_ERR;
+        }
         /* A reload removed the listening address while the request ran: say so now, the
          * connection closes after this response. */
         if (r->keep_alive && client_outdated(r->c) && !listen_find((*r->c->w->current)->cfg,
@@ -1310,8 +1336,12 @@ static ssize_t upstream_read(struct bl_request *r)
 
 /* Sends the client head (r->out) and response body bytes in u->in to the client. BL_OK when
  * all pending bytes went, BL_AGAIN when the client is blocked, BL_ERR when it failed. */
+static int send_client_gzip(struct bl_request *r);
+
 static int send_client(struct bl_request *r)
 {
+    if (r->gz)
+        return send_client_gzip(r);
     struct bl_buf *b = r->a.conn ? r->a.conn->in : NULL;
     uint32_t body_written;
     int rc = send_head_and_body(r, r->c->io.fd, &r->c->wready, b ? b->data + b->start : NULL,
@@ -1320,6 +1350,34 @@ static int send_client(struct bl_request *r)
         b->start += body_written;
     r->body_bytes_sent += body_written;
     return rc;
+}
+
+/* send_client() for a compressed response: the upstream's body bytes go through the
+ * compressor, one output buffer at a time, and leave it only as the client takes them. */
+static int send_client_gzip(struct bl_request *r)
+{
+    struct bl_buf *in = r->a.conn ? r->a.conn->in : NULL;
+    for (;;) {
+        struct bl_buf *o = bl_gzip_out(r->gz);
+        uint32_t written;
+        int rc = send_head_and_body(r, r->c->io.fd, &r->c->wready, o->data + o->start,
+                                    bl_buf_len(o), &written);
+        o->start += written;
+        r->body_bytes_sent += written;
+        if (rc != BL_OK)
+            return rc;
+        uint32_t avail = in ? bl_buf_len(in) : 0;
+        if (bl_gzip_done(r->gz) || (!avail && !r->resp_done))
+            return BL_OK;
+        uint32_t used = 0;
+        if (bl_gzip_feed(r->gz, in ? in->data + in->start : "", avail, r->resp_done, &used) !=
+            BL_OK) {
+            bl_log(BL_LOG_ERROR, "gzip failed, client %s", r->c->ip);
+            return BL_ERR;
+        }
+        if (in)
+            in->start += used;
+    }
 }
 
 /* ------------------------------------------------------------ request phases
@@ -1738,6 +1796,8 @@ static void request_free(struct bl_request *r)
     bl_http_preaccess_end(r); /* limit_conn and max_inflight counts, limit_req's timer */
     bl_realip_restore(r); /* the next request on the connection starts from the peer */
     bl_rw_free(r); /* the normalized path, rewritten URIs, variables */
+    bl_gzip_free(r->gz);
+    r->gz = NULL;
     if (r->file_fd >= 0)
         close(r->file_fd);
     bl_buf_put(r->out);

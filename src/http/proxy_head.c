@@ -444,13 +444,31 @@ int bl_proxy_client_head(struct bl_request *r)
         if ((h->hop && !(m->status == 101 && h->id == BL_H1_HDR_UPGRADE)) ||
             (r->dechunking && h->id == BL_H1_HDR_TRANSFER_ENCODING))
             continue;
+        if (r->gz && (h->id == BL_H1_HDR_CONTENT_LENGTH ||
+                      h->id == BL_H1_HDR_TRANSFER_ENCODING))
+            continue; /* the compressor frames the body */
         if (h->id == BL_H1_HDR_TRANSFER_ENCODING && te_rewritten(&o, m, h))
             continue;
         uint32_t hidden = bl_hidden_by_default(h->name, h->name_len);
         if ((hidden && !(hidden & pass)) || hidden_by_config(loc, h))
             continue;
+        if (r->gz && h->name_len == 4 && strncasecmp(h->name, "ETag", 4) == 0 &&
+            h->value_len && h->value[0] == '"') {
+            /* the compressed bytes differ: a strong validator becomes weak (nginx) */
+            out_str(&o, "ETag: W/");
+            out_put(&o, h->value, h->value_len);
+            out_put(&o, "\r\n", 2);
+            continue;
+        }
         out_header(&o, h);
     }
+    if (r->gz) {
+        out_str(&o, "Content-Encoding: gzip\r\n");
+        if (!r->c->h2 && r->msg.minor_version == 1)
+            out_str(&o, "Transfer-Encoding: chunked\r\n");
+    }
+    if (r->gz_vary)
+        out_str(&o, "Vary: Accept-Encoding\r\n");
     if (m->status == 101)
         out_str(&o, "Connection: upgrade\r\n");
     else if (!r->keep_alive)

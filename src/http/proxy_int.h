@@ -154,6 +154,8 @@ struct bl_request {
     struct bl_h1_chunked req_chunked, resp_chunked;
     struct bl_dechunk dechunk;         /* chunked response to an HTTP/1.0 client */
     uint8_t dechunking;
+    uint8_t gz_vary;                   /* gzip_vary: the client head gets Vary: Accept-Encoding */
+    struct bl_gzip *gz;                /* the response body is compressed (http/gzip.h) */
     struct bl_h1_message msg;
     struct bl_h1_message resp;
     /* Not cleared when a request starts: valid up to ntries / request_id_len. */
