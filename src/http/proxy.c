@@ -1179,7 +1179,7 @@ static void intercept_error(struct bl_request *r)
 static int gzip_start(struct bl_request *r)
 {
     int d = r->status == 101 ? BL_GZIP_NO : bl_gzip_decide(r);
-    r->gz_vary = d != BL_GZIP_NO;
+    r->gz_vary = d != BL_GZIP_NO && r->loc->conf.gzip_vary;
     if (d != BL_GZIP_YES)
         return BL_OK;
     int chunked = !r->c->h2 && r->msg.minor_version == 1;

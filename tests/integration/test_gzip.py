@@ -149,7 +149,7 @@ def test_left_alone(ballast, be, case):
         "br" if case == "encoded" else None), r
     if method != "HEAD":
         assert r.body == body
-    still_serving(px.port)
+    still_serving(px.port, status=status)
 
 
 def test_304_untouched(ballast, be):
@@ -248,3 +248,18 @@ def test_headers_match_nginx(tmp_path, backend):
         problems = b.finish()
         if problems:
             pytest.fail("\n".join(problems), pytrace=False)
+
+
+def test_http2_client(ballast, be, tmp_path):
+    """HTTP/2 frames the compressed body itself: no chunked framing inside the DATA frames."""
+    body = text_body(1024 * 1024)
+    be.route("/", answer(200, [("Content-Type", "text/plain")], body, "chunked", keep=True))
+    px = start(ballast, be, GZ + "http2 on;\n")
+    raw = tmp_path / "raw.gz"
+    hdr = tmp_path / "h.txt"
+    p = curl("-sS", "--http2-prior-knowledge", "-H", "Accept-Encoding: gzip", "-D", str(hdr),
+             "-o", str(raw), px.url("/h2"), timeout=60)
+    assert p.returncode == 0, p.stderr
+    heads = hdr.read_text().lower()
+    assert heads.startswith("http/2 200") and "content-encoding: gzip" in heads, heads
+    assert gzip.decompress(raw.read_bytes()) == body

@@ -13,7 +13,8 @@ static void test_lookup(void **state)
 {
     (void)state;
     char *none[] = {NULL};
-    assert_non_null(bl_unsupported_directive("gzip", none, 0));
+    assert_non_null(bl_unsupported_directive("gzip_static", none, 0));
+    assert_null(bl_unsupported_directive("gzip", none, 0)); /* http/gzip.c */
     assert_non_null(bl_unsupported_directive("ssl_stapling", none, 0));
     assert_non_null(bl_unsupported_directive("ssl_crl", none, 0));
     assert_null(bl_unsupported_directive("ssl_verify_client", none, 0)); /* conf/ssl.c */
@@ -40,10 +41,10 @@ static void test_format(void **state)
     assert_string_equal(buf, "HTTP/3 is not supported in this build: \"quic\" parameter of "
                              "\"listen\"");
     char *none[] = {NULL};
-    bl_unsupported_format(bl_unsupported_directive("gzip", none, 0), "\"gzip\" directive", buf,
-                          sizeof(buf));
-    assert_string_equal(buf, "compression is not supported in this build, \"gzip\" directive "
-                             "ignored");
+    bl_unsupported_format(bl_unsupported_directive("gunzip", none, 0), "\"gunzip\" directive",
+                          buf, sizeof(buf));
+    assert_string_equal(buf, "this compression is not supported in this build, \"gunzip\" "
+                             "directive ignored");
 }
 
 /* A feature that lands takes its lines off the list: an entry that matches a directive of the
