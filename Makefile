@@ -25,6 +25,7 @@
 #   make bench-logs    nanoseconds per request for a log line and for request/trace ids
 #   make bench-limits  nanoseconds per limit_req check with 1M keys in the zone
 #   make bench-h2      HTTP/2 over TLS against nginx (h2load): req/s, CPU per request
+#   make bench-gzip    gzip MB/s at levels 1 and 6 against nginx
 #   make install       install the binary, man page, systemd unit, docs and (unless present)
 #                      /etc/ballast/ballast.conf and mime.types; PREFIX, DESTDIR and the
 #                      *DIR switches below place them (docs/operations.md, "Installing")
@@ -83,7 +84,7 @@ SYSCONFDIR     ?= /etc
 
 .PHONY: install uninstall
 .PHONY: fuzz fuzz-build fuzz-replay tsan integration-tsan lint lint-cppcheck deps-lint
-.PHONY: all asan run test unit check-layers integration integration-asan bench bench-balancers bench-logs bench-limits bench-h2 deps deps-test clean help
+.PHONY: all asan run test unit check-layers integration integration-asan bench bench-balancers bench-logs bench-limits bench-h2 bench-gzip deps deps-test clean help
 
 all: ballast
 
@@ -276,6 +277,9 @@ bench-limits: build/libballast.a
 
 bench-h2: deps-test ballast
 	bench/h2.sh
+
+bench-gzip: deps-test ballast
+	bench/gzip.sh
 
 # The unit and the man page get the installed paths; an existing ballast.conf or mime.types
 # is an operator's and stays as it is.
