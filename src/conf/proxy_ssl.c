@@ -24,24 +24,13 @@ static int set_str(char **dst, const char *v)
     return BL_OK;
 }
 
-static int flag(const char *v, uint8_t *out)
-{
-    if (strcmp(v, "on") == 0)
-        *out = 2;
-    else if (strcmp(v, "off") == 0)
-        *out = 1;
-    else
-        return BL_ERR;
-    return BL_OK;
-}
-
 int bl_proxy_ssl_set(struct bl_proxy_ssl *ps, const char *name, char *const *args, int nargs,
                      const char *file, int line, char *err, size_t errlen)
 {
 #define BAD(...) (snprintf(err, errlen, __VA_ARGS__), BL_ERR)
 #define OOM() BAD("out of memory")
 #define FLAG(field)                                                                          \
-    (flag(args[0], &ps->field) == BL_OK                                                      \
+    (bl_ssl_flag(args[0], &ps->field) == BL_OK                                                      \
          ? BL_OK                                                                             \
          : BAD("invalid value \"%s\" in \"%s\" directive, it must be \"on\" or \"off\"",      \
                args[0], name))

@@ -117,7 +117,7 @@ static int push(struct bl_ssl_conf *sc, int key, const char *v, const char *file
     return BL_OK;
 }
 
-static int flag(const char *v, uint8_t *out)
+int bl_ssl_flag(const char *v, uint8_t *out)
 {
     if (strcmp(v, "on") == 0)
         *out = 2;
@@ -167,12 +167,12 @@ int bl_ssl_conf_set(struct bl_ssl_conf *sc, const char *name, char *const *args,
         return set_str(&sc->dhparam, args[0]) == BL_OK ? BL_OK : OOM();
     }
     if (strcmp(name, "ssl_prefer_server_ciphers") == 0)
-        return flag(args[0], &sc->prefer_server_ciphers) == BL_OK
+        return bl_ssl_flag(args[0], &sc->prefer_server_ciphers) == BL_OK
                    ? BL_OK
                    : BAD("invalid value \"%s\" in \"%s\" directive, it must be \"on\" or \"off\"",
                          args[0], name);
     if (strcmp(name, "ssl_session_tickets") == 0)
-        return flag(args[0], &sc->tickets) == BL_OK
+        return bl_ssl_flag(args[0], &sc->tickets) == BL_OK
                    ? BL_OK
                    : BAD("invalid value \"%s\" in \"%s\" directive, it must be \"on\" or \"off\"",
                          args[0], name);

@@ -87,6 +87,10 @@ enum bl_ssl_verify {
     BL_SSL_VERIFY_OPTIONAL_NO_CA,   /* asked for; an unknown CA is fine too */
 };
 
+/* "on" -> 2, "off" -> 1 into *out (0 stays "not set here", for inheritance); BL_ERR for any
+ * other word. Shared by the ssl_* and proxy_ssl_* flags. */
+int bl_ssl_flag(const char *v, uint8_t *out);
+
 /* Sets one ssl_* directive from its arguments into sc. BL_OK, or BL_ERR with a message
  * (without the file:line, which the caller adds) in err. file and line are the directive's. */
 int bl_ssl_conf_set(struct bl_ssl_conf *sc, const char *name, char *const *args, int nargs,

@@ -169,3 +169,18 @@ int bl_access_logs_reopen(const struct bl_config *cfg, char *err, unsigned long 
     }
     return rc;
 }
+
+void bl_access_log_lines(struct bl_access_logs *al, const struct bl_log_line *lines, uint32_t n,
+                         const struct bl_var_ctx *ctx)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        const struct bl_log_line *line = &lines[i];
+        if (line->cond) {
+            char val[2];
+            size_t len = bl_template_eval(line->cond, ctx, val, sizeof(val));
+            if (len == 0 || (len == 1 && val[0] == '0'))
+                continue;
+        }
+        bl_access_log_write(al, line->log, ctx);
+    }
+}

@@ -47,6 +47,12 @@ void bl_access_logs_free(struct bl_access_logs *al);
 void bl_access_log_write(struct bl_access_logs *al, const struct bl_access_log *log,
                          const struct bl_var_ctx *ctx);
 
+/* Writes ctx's line to every log of lines[0..n) whose if= condition holds (not "" or "0",
+ * as nginx): the access_log lines of an http location or a stream server. */
+struct bl_log_line;
+void bl_access_log_lines(struct bl_access_logs *al, const struct bl_log_line *lines, uint32_t n,
+                         const struct bl_var_ctx *ctx);
+
 /* Writes every pending line of this worker (the timer, and at exit). Worker thread. */
 void bl_access_log_flush(struct bl_access_logs *al);
 

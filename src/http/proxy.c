@@ -1776,17 +1776,7 @@ static void request_log(struct bl_request *r)
         v.raw_line = p;
         v.raw_line_len = n;
     }
-    for (uint32_t i = 0; i < loc->conf.naccess_logs; i++) {
-        const struct bl_log_line *line = &loc->conf.access_logs[i];
-        if (line->cond) {
-            /* if=: not logged when the value is empty or "0" (nginx) */
-            char val[2];
-            size_t n = bl_template_eval(line->cond, &v, val, sizeof(val));
-            if (n == 0 || (n == 1 && val[0] == '0'))
-                continue;
-        }
-        bl_access_log_write(&r->c->w->logs, line->log, &v);
-    }
+    bl_access_log_lines(&r->c->w->logs, loc->conf.access_logs, loc->conf.naccess_logs, &v);
 }
 
 static void request_free(struct bl_request *r)

@@ -129,16 +129,7 @@ static void session_log(struct bl_stream_session *s)
     struct bl_var_ctx v;
     session_var_ctx(s, &v);
     v.resp = &resp;
-    for (uint32_t i = 0; i < lc->naccess_logs; i++) {
-        const struct bl_log_line *line = &lc->access_logs[i];
-        if (line->cond) {
-            char val[2];
-            size_t n = bl_template_eval(line->cond, &v, val, sizeof(val));
-            if (n == 0 || (n == 1 && val[0] == '0'))
-                continue;
-        }
-        bl_access_log_write(s->w->logs, line->log, &v);
-    }
+    bl_access_log_lines(s->w->logs, lc->access_logs, lc->naccess_logs, &v);
 }
 
 static void session_run(struct bl_stream_session *s);

@@ -138,16 +138,7 @@ static void session_log(struct udp_session *s)
         .resp = &resp,
         .limit_conn_status = bl_limit_status_str(s->limit_conn_status),
     };
-    for (uint32_t i = 0; i < lc->naccess_logs; i++) {
-        const struct bl_log_line *line = &lc->access_logs[i];
-        if (line->cond) {
-            char val[2];
-            size_t n = bl_template_eval(line->cond, &v, val, sizeof(val));
-            if (n == 0 || (n == 1 && val[0] == '0'))
-                continue;
-        }
-        bl_access_log_write(s->w->logs, line->log, &v);
-    }
+    bl_access_log_lines(s->w->logs, lc->access_logs, lc->naccess_logs, &v);
 }
 
 static void session_free(struct bl_deferred *d)
