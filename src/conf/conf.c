@@ -1248,21 +1248,32 @@ static int names_tls_file(const char *name)
     return 0;
 }
 
-/* ssl_*: into the server block, or the http level that servers inherit from (conf/ssl.h). */
-static int h_ssl(struct compiler *c, const struct bl_conf_node *n)
+/* Sets an ssl_* line into sc or a proxy_ssl_* line into ps from n's arguments, a certificate,
+ * key or CA file's path first taken from the main config file's directory (as nginx takes it
+ * from its prefix). */
+static int tls_set(struct compiler *c, const struct bl_conf_node *n, struct bl_ssl_conf *sc,
+                   struct bl_proxy_ssl *ps)
 {
-    struct bl_ssl_conf *sc = c->srv ? &c->srv->ssl : &c->cfg->http_ssl;
     char err[256];
     char *path = names_tls_file(n->name) ? conf_file_path(c, n->args[0]) : NULL;
     if (names_tls_file(n->name) && !path)
         return oom(c);
     char *const one[] = {path};
-    int rc = bl_ssl_conf_set(sc, n->name, path ? one : n->args, n->nargs, n->file, n->line, err,
-                             sizeof(err));
+    char *const *args = path ? one : n->args;
+    int rc = sc ? bl_ssl_conf_set(sc, n->name, args, n->nargs, n->file, n->line, err, sizeof(err))
+                : bl_proxy_ssl_set(ps, n->name, args, n->nargs, n->file, n->line, err,
+                                   sizeof(err));
     free(path);
     if (rc != BL_OK)
         return fail(c, "%s", err);
     return BL_OK;
+}
+
+/* ssl_*: into the server block, or the http level that servers inherit from (conf/ssl.h). */
+static int h_ssl(struct compiler *c, const struct bl_conf_node *n)
+{
+    struct bl_ssl_conf *sc = c->srv ? &c->srv->ssl : &c->cfg->http_ssl;
+    return tls_set(c, n, sc, NULL);
 }
 
 /* proxy_ssl_*: into the level's own settings, made on its first such line (conf/proxy_ssl.h);
@@ -1284,17 +1295,7 @@ static int h_proxy_ssl(struct compiler *c, const struct bl_conf_node *n)
         ps->name_owned = 1;
         return (ps->name_tpl = template_vars(c, n->args[0])) ? BL_OK : BL_ERR;
     }
-    char err[256];
-    char *path = names_tls_file(n->name) ? conf_file_path(c, n->args[0]) : NULL;
-    if (names_tls_file(n->name) && !path)
-        return oom(c);
-    char *const one[] = {path};
-    int rc = bl_proxy_ssl_set(ps, n->name, path ? one : n->args, n->nargs, n->file, n->line, err,
-                              sizeof(err));
-    free(path);
-    if (rc != BL_OK)
-        return fail(c, "%s", err);
-    return BL_OK;
+    return tls_set(c, n, NULL, ps);
 }
 
 static int h_server_name(struct compiler *c, const struct bl_conf_node *n)

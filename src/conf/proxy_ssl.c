@@ -68,26 +68,8 @@ int bl_proxy_ssl_set(struct bl_proxy_ssl *ps, const char *name, char *const *arg
         ps->key_file = file, ps->key_line = line;
         return set_str(&ps->key, args[0]) == BL_OK ? BL_OK : OOM();
     }
-    if (strcmp(name, "proxy_ssl_protocols") == 0) {
-        uint32_t p = 0;
-        for (int i = 0; i < nargs; i++) {
-            if (strcmp(args[i], "TLSv1") == 0)
-                p |= BL_SSL_TLSV1;
-            else if (strcmp(args[i], "TLSv1.1") == 0)
-                p |= BL_SSL_TLSV1_1;
-            else if (strcmp(args[i], "TLSv1.2") == 0)
-                p |= BL_SSL_TLSV1_2;
-            else if (strcmp(args[i], "TLSv1.3") == 0)
-                p |= BL_SSL_TLSV1_3;
-            else if (strcmp(args[i], "SSLv2") == 0 || strcmp(args[i], "SSLv3") == 0)
-                return BAD("\"%s\" is not supported (insecure) in \"%s\" directive", args[i],
-                           name);
-            else
-                return BAD("invalid value \"%s\" in \"%s\" directive", args[i], name);
-        }
-        ps->protocols = p;
-        return BL_OK;
-    }
+    if (strcmp(name, "proxy_ssl_protocols") == 0)
+        return bl_ssl_protocols(name, args, nargs, &ps->protocols, err, errlen);
     return BAD("unknown directive \"%s\"", name);
 #undef FLAG
 #undef OOM

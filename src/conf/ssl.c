@@ -128,6 +128,32 @@ int bl_ssl_flag(const char *v, uint8_t *out)
     return BL_OK;
 }
 
+int bl_ssl_protocols(const char *name, char *const *args, int nargs, uint32_t *out, char *err,
+                     size_t errlen)
+{
+    uint32_t p = 0;
+    for (int i = 0; i < nargs; i++) {
+        if (strcmp(args[i], "TLSv1") == 0)
+            p |= BL_SSL_TLSV1;
+        else if (strcmp(args[i], "TLSv1.1") == 0)
+            p |= BL_SSL_TLSV1_1;
+        else if (strcmp(args[i], "TLSv1.2") == 0)
+            p |= BL_SSL_TLSV1_2;
+        else if (strcmp(args[i], "TLSv1.3") == 0)
+            p |= BL_SSL_TLSV1_3;
+        else if (strcmp(args[i], "SSLv2") == 0 || strcmp(args[i], "SSLv3") == 0)
+            return snprintf(err, errlen, "\"%s\" is not supported (insecure) in \"%s\" directive",
+                            args[i], name),
+                   BL_ERR;
+        else
+            return snprintf(err, errlen, "invalid value \"%s\" in \"%s\" directive", args[i],
+                            name),
+                   BL_ERR;
+    }
+    *out = p;
+    return BL_OK;
+}
+
 int bl_ssl_conf_set(struct bl_ssl_conf *sc, const char *name, char *const *args, int nargs,
                     const char *file, int line, char *err, size_t errlen)
 {
@@ -137,26 +163,8 @@ int bl_ssl_conf_set(struct bl_ssl_conf *sc, const char *name, char *const *args,
         return push(sc, 0, args[0], file, line) == BL_OK ? BL_OK : OOM();
     if (strcmp(name, "ssl_certificate_key") == 0)
         return push(sc, 1, args[0], file, line) == BL_OK ? BL_OK : OOM();
-    if (strcmp(name, "ssl_protocols") == 0) {
-        uint32_t p = 0;
-        for (int i = 0; i < nargs; i++) {
-            if (strcmp(args[i], "TLSv1") == 0)
-                p |= BL_SSL_TLSV1;
-            else if (strcmp(args[i], "TLSv1.1") == 0)
-                p |= BL_SSL_TLSV1_1;
-            else if (strcmp(args[i], "TLSv1.2") == 0)
-                p |= BL_SSL_TLSV1_2;
-            else if (strcmp(args[i], "TLSv1.3") == 0)
-                p |= BL_SSL_TLSV1_3;
-            else if (strcmp(args[i], "SSLv2") == 0 || strcmp(args[i], "SSLv3") == 0)
-                return BAD("\"%s\" is not supported (insecure) in \"ssl_protocols\" directive",
-                           args[i]);
-            else
-                return BAD("invalid value \"%s\" in \"ssl_protocols\" directive", args[i]);
-        }
-        sc->protocols = p;
-        return BL_OK;
-    }
+    if (strcmp(name, "ssl_protocols") == 0)
+        return bl_ssl_protocols(name, args, nargs, &sc->protocols, err, errlen);
     if (strcmp(name, "ssl_ciphers") == 0)
         return set_str(&sc->ciphers, args[0]) == BL_OK ? BL_OK : OOM();
     if (strcmp(name, "ssl_ecdh_curve") == 0)

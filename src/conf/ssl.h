@@ -91,6 +91,11 @@ enum bl_ssl_verify {
  * other word. Shared by the ssl_* and proxy_ssl_* flags. */
 int bl_ssl_flag(const char *v, uint8_t *out);
 
+/* ssl_protocols / proxy_ssl_protocols: the BL_SSL_TLSV* bits of args into *out; BL_ERR with
+ * a message naming the directive `name` for SSLv2/SSLv3 (refused, insecure) or a bad word. */
+int bl_ssl_protocols(const char *name, char *const *args, int nargs, uint32_t *out, char *err,
+                     size_t errlen);
+
 /* Sets one ssl_* directive from its arguments into sc. BL_OK, or BL_ERR with a message
  * (without the file:line, which the caller adds) in err. file and line are the directive's. */
 int bl_ssl_conf_set(struct bl_ssl_conf *sc, const char *name, char *const *args, int nargs,
