@@ -224,6 +224,11 @@ def test_user_nobody_drops_root_and_keeps_a_privileged_port(ballast):
     b = ballast("user nobody nogroup;\n"
                 "http { access_log off; server { listen 127.0.0.1:@port@; listen 127.0.0.1:%d;\n"
                 "    location / { return 200 \"low\"; } } }\n" % low)
+    # The listeners accept (into the kernel's backlog) before the drop; a served request
+    # proves the worker threads run, and they start only after it.
+    with Conn(low) as c:
+        resp = c.request("GET", "/")
+        assert resp.status == 200 and resp.body == b"low"
     pid = b.proc.pid
     assert status_field(pid, "Uid") == [str(uid)] * 4
     assert status_field(pid, "Gid") == [str(gid)] * 4
@@ -232,9 +237,6 @@ def test_user_nobody_drops_root_and_keeps_a_privileged_port(ballast):
     for task in os.listdir("/proc/%d/task" % pid):   # every thread, not only the first
         with open("/proc/%d/task/%s/status" % (pid, task)) as f:
             assert "Uid:\t%d\t%d\t%d\t%d" % ((uid,) * 4) in f.read()
-    with Conn(low) as c:
-        resp = c.request("GET", "/")
-        assert resp.status == 200 and resp.body == b"low"
 
 
 # ---- found by lint and fuzzing
