@@ -20,6 +20,9 @@
 #                      (tests/fuzz/README.md); new inputs go to build/fuzz/corpus/TARGET
 #   make fuzz-replay   replay every seed and crash reproducer in tests/fuzz/ through each
 #                      target built with cc and make asan's sanitizers (part of make test)
+#   make test-multinode  a keepalived pair of ballast nodes in network namespaces, failed
+#                      over under a steady client: one line per case (tests/multinode/run.sh;
+#                      needs root, ip netns and keepalived, says why when skipped)
 #   make bench         ballast, nginx and HAProxy side by side; writes bench/RESULTS.md
 #   make bench-balancers  nanoseconds per pick for every balancing algorithm
 #   make bench-logs    nanoseconds per request for a log line and for request/trace ids
@@ -82,7 +85,7 @@ DOCDIR         ?= $(PREFIX)/share/doc/ballast
 SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
 SYSCONFDIR     ?= /etc
 
-.PHONY: install uninstall
+.PHONY: install uninstall test-multinode
 .PHONY: fuzz fuzz-build fuzz-replay tsan integration-tsan lint lint-cppcheck deps-lint
 .PHONY: all asan run test unit check-layers integration integration-asan bench bench-balancers bench-logs bench-limits bench-h2 bench-gzip deps deps-test clean help
 
@@ -255,7 +258,14 @@ test: deps-test
 	@$(MAKE) --no-print-directory integration
 	@echo "make test: [4/4] integration tests against build/asan/ballast"
 	@$(MAKE) --no-print-directory integration-asan
+	@echo "make test: then the keepalived pair in network namespaces (tests/multinode/)"
+	@$(MAKE) --no-print-directory test-multinode
 	@echo "make test: all suites passed"
+
+# Exit 77 from the script: the machine cannot run it (not root, no netns, no keepalived); it
+# says why and the target passes. Bounded: the script gives up after 150 s, timeout after 300.
+test-multinode: ballast
+	@timeout 300 tests/multinode/run.sh ./ballast; rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 77 ]
 
 bench: deps-test ballast
 	bench/run.sh
@@ -291,7 +301,9 @@ install: ballast
 	sed -e 's,/usr/local/sbin/,$(SBINDIR)/,g' -e 's, /etc/ballast/, $(SYSCONFDIR)/ballast/,g' \
 	    dist/ballast.service >$(DESTDIR)$(SYSTEMDUNITDIR)/ballast.service
 	install -m 0644 README.md docs/*.md $(DESTDIR)$(DOCDIR)/
-	install -m 0644 $(filter-out examples/certs,$(wildcard examples/*)) $(DESTDIR)$(DOCDIR)/examples/
+	install -m 0644 $(filter-out examples/certs examples/keepalived,$(wildcard examples/*)) $(DESTDIR)$(DOCDIR)/examples/
+	install -d $(DESTDIR)$(DOCDIR)/examples/keepalived
+	install -m 0644 $(wildcard examples/keepalived/*) $(DESTDIR)$(DOCDIR)/examples/keepalived/
 	@for f in dist/ballast.conf conf/mime.types; do \
 	    t=$(DESTDIR)$(SYSCONFDIR)/ballast/$${f##*/}; \
 	    if [ -e "$$t" ]; then echo "install: $$t exists, left as it is"; \

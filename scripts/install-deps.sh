@@ -14,10 +14,12 @@ if [ "$what" = test ]; then
     # (nginx-light builds it as a module) for the L4 rows of bench/stream.py; redis-server: the
     # primary/replica swap behind check type=redis (tests/integration/test_checks_proto.py);
     # dnsutils: dig through the UDP proxy (tests/integration/test_stream_udp.py).
+    # keepalived, iproute2: the VRRP pair in network namespaces (tests/multinode/run.sh).
     pkgs="$pkgs libcmocka-dev python3-pytest python3-websockets curl nghttp2-client nginx-light libnginx-mod-stream
         haproxy wrk strace procps
         systemd groff-base logrotate prometheus chromium jq
-        redis-server dnsutils"
+        redis-server dnsutils
+        keepalived iproute2"
 fi
 if [ "$what" = lint ]; then
     pkgs="$pkgs cppcheck clang-tidy clang"
