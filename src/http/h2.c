@@ -719,8 +719,10 @@ static int flush(struct bl_h2_conn *h)
         if (o->start == o->end)
             o->start = o->end = 0;
         size_t from_pend = (size_t)w - from_out;
-        h->pend += from_pend;
-        h->pend_len -= from_pend;
+        if (from_pend) { /* pend may be NULL: NULL + 0 is undefined (fuzz_h2, UBSan) */
+            h->pend += from_pend;
+            h->pend_len -= from_pend;
+        }
         if ((size_t)w < olen + (h->pend_len + from_pend))
             return BL_AGAIN;
     }

@@ -137,6 +137,78 @@ def proxy_cases():
     put("proxy", b"PROXY TCP6 ::1 ::1 1 2\r\nGET / HTTP/1.1\r\n\r\n")
 
 
+def h2_frame(ftype, flags, sid, payload=b""):
+    return len(payload).to_bytes(3, "big") + bytes([ftype, flags]) + sid.to_bytes(4, "big") + payload
+
+
+def hpack_int(v, prefix, first):
+    """An HPACK integer (RFC 7541 5.1) with `prefix` bits, `first` the pattern bits above it."""
+    top = (1 << prefix) - 1
+    if v < top:
+        return bytes([first | v])
+    out = bytearray([first | top])
+    v -= top
+    while v >= 128:
+        out.append(v % 128 + 128)
+        v //= 128
+    out.append(v)
+    return bytes(out)
+
+
+def hpack(fields, index=False):
+    """Literal fields (without indexing, or with incremental indexing), no Huffman."""
+    out = b""
+    for k, v in fields:
+        if isinstance(k, int):  # a static table index
+            out += hpack_int(k, 7, 0x80)
+            continue
+        out += (b"\x40" if index else b"\x00") + hpack_int(len(k), 7, 0) + k
+        out += hpack_int(len(v), 7, 0) + v
+    return out
+
+
+def h2_cases():
+    """HTTP/2 client bytes after the preface, behind fuzz_h2.c's three control bytes."""
+    settings = h2_frame(4, 0, 0, b"\x00\x03\x00\x00\x00\x64\x00\x04\x00\x00\xff\xff")
+    ack = h2_frame(4, 1, 0)
+    get = [(2, None), (6, None), (4, None), (b":authority", b"example.com")]
+    post = [(3, None), (6, None), (b":path", b"/upload?x=1"), (b":authority", b"h")]
+    EH, ES = 4, 1
+    seeds = {
+        "get": settings + h2_frame(1, EH | ES, 1, hpack(get)) + ack,
+        "post_length": settings + h2_frame(1, EH, 1, hpack(post + [(b"content-length", b"10")]))
+        + h2_frame(0, 0, 1, b"01234") + h2_frame(0, ES, 1, b"56789"),
+        "post_chunked": settings + h2_frame(1, EH, 1, hpack(post)) + h2_frame(0, 0, 1, b"a" * 300)
+        + h2_frame(0, ES, 1, b"b" * 40),
+        "continuation": settings + h2_frame(1, 0, 1, hpack(get[:2])) + h2_frame(9, 0, 1, hpack(get[2:3]))
+        + h2_frame(9, EH, 1, hpack(get[3:] + [(b"x-a", b"b")])),
+        "streams_reset": settings + b"".join(h2_frame(1, EH | ES, i, hpack(get)) for i in (1, 3, 5))
+        + h2_frame(3, 0, 3, b"\x00\x00\x00\x08"),
+        "big_header": settings + h2_frame(1, EH | ES, 1, hpack(get + [(b"x-big", b"v" * 9000)])),
+        "cookies_host_te": settings + h2_frame(1, EH | ES, 1, hpack(
+            get + [(b"cookie", b"a=1"), (b"cookie", b"b=2"), (b"host", b"other"), (b"te", b"trailers"),
+                   (b"expect", b"100-continue"), (b"user-agent", b"fuzz")])),
+        "control": settings + h2_frame(6, 0, 0, b"12345678") + h2_frame(8, 0, 0, b"\x00\x01\x00\x00")
+        + h2_frame(2, 0, 1, b"\x00\x00\x00\x00\x10") + h2_frame(1, EH | ES, 1, hpack(get))
+        + h2_frame(7, 0, 0, b"\x00\x00\x00\x01\x00\x00\x00\x00"),
+        "trailers": settings + h2_frame(1, EH, 1, hpack(post)) + h2_frame(0, 0, 1, b"data")
+        + h2_frame(1, EH | ES, 1, hpack([(b"x-trailer", b"t")])),
+        "head": settings + h2_frame(1, EH | ES, 1, hpack([(b":method", b"HEAD")] + get[1:])),
+        "rapid_reset": settings + b"".join(h2_frame(1, EH | ES, i, hpack(get))
+                                           + h2_frame(3, 0, i, b"\x00\x00\x00\x08")
+                                           for i in range(1, 160, 2)),
+        "indexed": settings + h2_frame(1, EH | ES, 1, hpack(get + [(b"x-dyn", b"value")], index=True))
+        + h2_frame(1, EH | ES, 3, hpack(get) + hpack_int(62, 7, 0x80) + b"\x20"),
+        "window": settings + h2_frame(1, EH, 1, hpack(post)) + h2_frame(8, 0, 1, b"\x00\x10\x00\x00")
+        + h2_frame(0, ES, 1, b"x" * 1000) + h2_frame(8, 0, 0, b"\x00\x10\x00\x00"),
+        "bad_pseudo": settings + h2_frame(1, EH | ES, 1, hpack([(b":path", b"/"), (b"x", b"y"),
+                                                                (b":method", b"GET")])),
+    }
+    for name, body in sorted(seeds.items()):
+        for ctl in (b"\x00\x00\x00", b"\x91\x85\x01", b"\x26\x00\x00", b"\x31\x00\x01"):
+            put("h2", ctl + body)
+
+
 if __name__ == "__main__":
     os.chdir(ROOT)
     h1_cases()
@@ -144,5 +216,6 @@ if __name__ == "__main__":
     conf_files()
     admin_bodies()
     proxy_cases()
+    h2_cases()
     for t in sorted(os.listdir(CORPUS)):
         print(t, len(os.listdir(os.path.join(CORPUS, t))), file=sys.stderr)
