@@ -121,6 +121,12 @@ def admin_bodies():
                  b'{"weight": 5, "down": false, "drain": true, "max_conns": 0}'):
         put("admin", b"\x00" + body)
         put("admin", b"\x01" + body)
+    # byte 0 = 2: "M PATH\n BODY", M's code mod 4 picks GET (`), HEAD (a), PATCH (b), PUT (c)
+    for line in (b"`/api/locations\n", b"a/api/locations/1\n", b"`/api/locations/%2F\n",
+                 b"b/api/locations/1\n{\"disabled\": true}", b"b/api/locations/1\n{\"disabled\": null}",
+                 b"b/api/locations/%2F\n{\"disabled\": false}", b"c/api/locations/1\n{}",
+                 b"`/api/upstreams/app/servers\n", b"b/api/upstreams/app/servers/2\n{\"weight\": 4}"):
+        put("admin", b"\x02" + line)
 
 
 def proxy_cases():
