@@ -974,6 +974,12 @@ static void upstream_on_timeout(struct bl_upconn *u)
         bl_tunnel_timeout(r);
         return;
     }
+    if (r->state == RS_SEND_HEAD || r->state == RS_BODY) {
+        /* The server stopped reading: a FIN would wait behind the unsent bytes, and the kernel
+         * would keep them and the socket for minutes; a reset frees both and tells the server. */
+        struct linger lg = {.l_onoff = 1, .l_linger = 0};
+        (void)setsockopt(u->io.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    }
     const char *what = r->state == RS_CONNECT ? "upstream timed out while connecting"
                      : r->state == RS_SEND_HEAD || r->state == RS_BODY
                          ? "upstream timed out while sending the request"
@@ -1134,6 +1140,9 @@ static int account_response_body(struct bl_request *r, uint32_t from)
         uint32_t take = avail < r->resp_left ? avail : (uint32_t)r->resp_left;
         r->resp_left -= take;
         if (take < avail) {
+            /* the rest may be a second response: dropped, and the connection with it */
+            bl_log(BL_LOG_WARN, "upstream %s sent more data than specified in "
+                   "\"Content-Length\" header, client %s", r->a.conn->server->name, r->c->ip);
             b->end = from + take;
             r->up_reusable = 0;
         }
