@@ -29,6 +29,8 @@
 #   make bench-limits  nanoseconds per limit_req check with 1M keys in the zone
 #   make bench-h2      HTTP/2 over TLS against nginx (h2load): req/s, CPU per request
 #   make bench-gzip    gzip MB/s at levels 1 and 6 against nginx
+#   make bench-hostile p99 of normal clients under slowloris, slow POST, slow and non-readers
+#                      and 5000 idle connections, against nginx (bench/hostile.py)
 #   make install       install the binary, man page, systemd unit, docs and (unless present)
 #                      /etc/ballast/ballast.conf and mime.types; PREFIX, DESTDIR and the
 #                      *DIR switches below place them (docs/operations.md, "Installing")
@@ -87,7 +89,7 @@ SYSCONFDIR     ?= /etc
 
 .PHONY: install uninstall test-multinode
 .PHONY: fuzz fuzz-build fuzz-replay tsan integration-tsan lint lint-cppcheck deps-lint
-.PHONY: all asan run test unit check-layers integration integration-asan bench bench-balancers bench-logs bench-limits bench-h2 bench-gzip deps deps-test clean help
+.PHONY: all asan run test unit check-layers integration integration-asan bench bench-balancers bench-logs bench-limits bench-h2 bench-gzip bench-hostile deps deps-test clean help
 
 all: ballast
 
@@ -290,6 +292,9 @@ bench-h2: deps-test ballast
 
 bench-gzip: deps-test ballast
 	bench/gzip.sh
+
+bench-hostile: deps-test ballast
+	bench/hostile.py
 
 # The unit and the man page get the installed paths; an existing ballast.conf or mime.types
 # is an operator's and stays as it is.
