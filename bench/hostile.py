@@ -4,8 +4,8 @@
 
 One nginx backend serves /ok (2 bytes) and /big (100 MB). ballast and nginx proxy to it, one
 worker each, the same timeouts (client_header_timeout, client_body_timeout and send_timeout
-60s, nginx's defaults, so the attackers are not simply cut off), worker_connections 10000.
-For each proxy, in turn: wrk -t1 -c10 --latency against /ok alone (the baseline), then during
+60s, nginx's defaults, so the attackers are not simply cut off), worker_connections 10000;
+nginx with proxy_max_temp_file_size 0 (no spooling of answers to disk, as ballast). For each proxy, in turn: wrk -t1 -c10 --latency against /ok alone (the baseline), then during
 each attack:
 
   slowloris    slowhttptest -H: 1000 connections sending a header field every 10 s
@@ -250,7 +250,11 @@ def main():
                  "server { listen 127.0.0.1:%%d; %s\n"
                  "  location / { proxy_pass http://be; proxy_http_version 1.1;\n"
                  "               proxy_set_header Connection \"\"; } }" % (be, TIMEOUTS))
-        pn = Proc(["nginx", "-p", tmp, "-c", nginx_conf(tmp, "nginx", proxy % ports["nginx"])])
+        # nginx would spool each never-read 100 MB answer to a temp file (20 GB for 200
+        # readers); ballast keeps none: both hold only their memory buffers here
+        nproxy = (proxy % ports["nginx"]).replace("proxy_pass http://be;",
+                                                  "proxy_pass http://be; proxy_max_temp_file_size 0;")
+        pn = Proc(["nginx", "-p", tmp, "-c", nginx_conf(tmp, "nginx", nproxy)])
         procs.append(pn)
         bconf = os.path.join(tmp, "ballast.conf")
         with open(bconf, "w") as f:
