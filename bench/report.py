@@ -32,7 +32,7 @@ Newest first. Only ratios within one section mean anything: the machines are sha
 
 
 def load(path):
-    meta, wrk, strace, idle, skip, fail = {}, [], {}, {}, {}, []
+    meta, wrk, strace, idle, skip, fail, ops = {}, [], {}, {}, {}, [], []
     with open(path) as f:
         for line in f:
             r = line.rstrip("\n").split("\t")
@@ -59,7 +59,11 @@ def load(path):
                 skip[r[1]] = r[2]
             elif kind == "fail":
                 fail.append((r[1], r[2], r[3] if len(r) > 3 else ""))
-    return meta, wrk, strace, idle, skip, fail
+            elif kind == "ops":
+                row, name, rnd, n, wall, pt, err = r[1:8]
+                ops.append(dict(row=row, proxy=name, round=int(rnd), ops=int(n), wall=float(wall),
+                                proxy_ticks=int(pt), errors=int(err)))
+    return meta, wrk, strace, idle, skip, fail, ops
 
 
 def fmt(v, spec, none="-"):
@@ -86,18 +90,13 @@ def table(headers, rows, align):
     return "\n".join([line(headers), sep] + [line(r) for r in cells[1:]])
 
 
-def build(meta, wrk, strace, idle, skip, fail):
-    tick_us = 1e6 / int(meta.get("clk_tck", "100"))
-    selected = meta.get("selected", "").split()
-    order = [p for p in PROXIES if p in selected]
-    levels = [int(c) for c in meta.get("conns", "").split()]
-    rounds = meta.get("rounds", "?")
-
-    # Per proxy and connection count: medians over the interleaved rounds.
+def wrk_medians(wrk, order, levels, tick_us, prefix=""):
+    """Per proxy and connection count: medians over the interleaved rounds. prefix picks a row
+    group's processes ("tls/"); the keys are the bare proxy names."""
     agg = {}
     for p in order:
         for c in levels:
-            runs = [w for w in wrk if w["proxy"] == p and w["conns"] == c and w["reqs"] > 0]
+            runs = [w for w in wrk if w["proxy"] == prefix + p and w["conns"] == c and w["reqs"] > 0]
             if not runs:
                 continue
             agg[(p, c)] = dict(
@@ -109,24 +108,29 @@ def build(meta, wrk, strace, idle, skip, fail):
                 reqs=sum(w["reqs"] for w in runs),
                 n=len(runs),
             )
+    return agg
 
+
+def missing_cell(skip, fail, prefix=""):
     def missing(p):   # short, for a table cell; the notes under the tables say why
-        if p in skip:
+        if prefix + p in skip:
             return "skipped, see notes"
-        if any(q == p for q, _, _ in fail):
+        if any(q == prefix + p for q, _, _ in fail):
             return "dropped, see notes"
         return "no data"
+    return missing
 
+
+def vs_base(p, value, base_value):   # the "vs base" cell of ballast's and the base's rows
+    if p not in ("ballast", BASE):
+        return ""
+    r = ratio(value, base_value)
+    return fmt(r, ".2f") + "x" if r else "-"
+
+
+def throughput_table(agg, order, levels, rounds, missing):
+    """conns | proxy | req/s | p99 | CPU us/req | vs nginx | [vs base] | backend | errors | notes"""
     has_base = BASE in order
-
-    def vs_base(p, value, base_value):   # the "vs base" cell of ballast's and the base's rows
-        if p not in ("ballast", BASE):
-            return ""
-        r = ratio(value, base_value)
-        return fmt(r, ".2f") + "x" if r else "-"
-
-    out = []
-    # --- throughput, latency, CPU
     rows = []
     for c in levels:
         ref = agg.get(("nginx", c))
@@ -151,12 +155,156 @@ def build(meta, wrk, strace, idle, skip, fail):
                          fmt(ratio(a["cpu"], ref and ref["cpu"]), ".2f") + "x" if ref else "-"] +
                         ([vs_base(p, a["cpu"], base and base["cpu"])] if has_base else []) +
                         [fmt(a["backend"], ".1f"), a["errors"], note])
-    out.append("### Throughput, latency, CPU per request\n")
-    out.append(table(["conns", "proxy", "req/s", "p99 ms", "CPU us/req", "CPU vs nginx"] +
-                     (["CPU vs base"] if has_base else []) +
-                     ["backend us/req", "errors", "notes"], rows,
-                     ["r", "l", "r", "r", "r", "r"] + (["r"] if has_base else []) +
-                     ["r", "r", "l"]))
+    return table(["conns", "proxy", "req/s", "p99 ms", "CPU us/req", "CPU vs nginx"] +
+                 (["CPU vs base"] if has_base else []) +
+                 ["backend us/req", "errors", "notes"], rows,
+                 ["r", "l", "r", "r", "r", "r"] + (["r"] if has_base else []) +
+                 ["r", "r", "l"])
+
+
+def build(meta, wrk, strace, idle, skip, fail, ops):
+    tick_us = 1e6 / int(meta.get("clk_tck", "100"))
+    selected = meta.get("selected", "").split()
+    order = [p for p in PROXIES if p in selected]
+    levels = [int(c) for c in meta.get("conns", "").split()]
+    rounds = meta.get("rounds", "?")
+    row_sel = meta.get("rows", "http").split()   # records from before BENCH_ROWS: http only
+    agg = wrk_medians(wrk, order, levels, tick_us)
+    missing = missing_cell(skip, fail)
+
+    out = []
+    if "http" in row_sel:
+        out += http_tables(meta, agg, strace, idle, order, levels, rounds, missing)
+    edge_tables, edge_targets = row_tables(meta, wrk, ops, skip, fail, order, tick_us, rounds,
+                                           row_sel)
+    out += edge_tables
+    out += targets_table(meta, agg, strace, idle, order, levels, row_sel, edge_targets)
+
+    notes = []
+    for p in sorted(skip, key=lambda k: (k.count("/"), k)):
+        if p.split("/")[-1] in order:
+            notes.append(f"- {p} skipped: {skip[p]}")
+    for p, ph, r in fail:
+        notes.append(f"- {p} dropped at {ph}: {r}")
+    if notes:
+        out.append("\n" + "\n".join(notes))
+    return "\n".join(out) + "\n"
+
+
+# The edge and L4 rows (bench/rows.sh): per row, how to turn an "ops" record into a rate and a
+# CPU cost, and the column names. CPU is utime + stime of the proxy's processes over the run.
+OPS_ROWS = {
+    "hs": dict(title="New TLS 1.3 handshakes (ECDSA P-256), one per connection, never resumed",
+               rate="handshakes/s", rate_scale=1, cpu="CPU us/handshake", cpu_scale=1e6,
+               per_core="handshakes per CPU second"),
+    "h2": dict(title="HTTP/2 over TLS (h2load), each stream proxied as HTTP/1.1",
+               rate="req/s", rate_scale=1, cpu="CPU us/req", cpu_scale=1e6),
+    "bulk": dict(title="L4 (TCP): one transfer backend -> proxy -> client",
+                 rate="MB/s", rate_scale=1e-6, cpu="CPU s/GiB", cpu_scale=1 << 30),
+    "short": dict(title="L4 (TCP): short connections, one at a time (connect, 100 bytes each way, "
+                        "close)", rate="conn/s", rate_scale=1, cpu="CPU us/conn", cpu_scale=1e6),
+}
+
+
+def ops_medians(ops, row, order, tick_us, prefix):
+    agg = {}
+    for p in order + ["direct"]:
+        name = p if p == "direct" else prefix + p
+        runs = [o for o in ops if o["row"] == row and o["proxy"] == name and o["ops"] > 0
+                and o["wall"] > 0]
+        if runs:
+            agg[p] = dict(rate=statistics.median(o["ops"] / o["wall"] for o in runs),
+                          cpu=statistics.median(o["proxy_ticks"] * tick_us / 1e6 / o["ops"]
+                                                for o in runs),
+                          errors=sum(o["errors"] for o in runs), ops=sum(o["ops"] for o in runs),
+                          n=len(runs))
+    return agg
+
+
+def ops_table(row, agg, order, rounds, missing):
+    """proxy | rate | [x direct] | rate vs nginx | CPU per op | CPU vs nginx | [vs base] | ..."""
+    spec = OPS_ROWS[row]
+    has_base = BASE in order
+    direct = agg.get("direct")
+    ref, base = agg.get("nginx"), agg.get(BASE)
+    rows = []
+    for p in order:
+        a = agg.get(p)
+        if a is None:
+            rows.append([p, "-"] + (["-"] if direct else []) + ["-", "-", "-"] +
+                        (["-"] if "per_core" in spec else []) + (["-"] if has_base else []) +
+                        ["-", ("not yet measured" if p == "ballast" else "") + " (" + missing(p) + ")"])
+            continue
+        note = []
+        if a["errors"]:
+            note.append(f"{a['errors']} errors")
+        if str(rounds).isdigit() and a["n"] < int(rounds):
+            note.append(f"{a['n']} of {rounds} rounds")
+        cpu = a["cpu"] * spec["cpu_scale"]
+        rows.append([p, fmt(a["rate"] * spec["rate_scale"], ",.0f")] +
+                    ([fmt(ratio(a["rate"], direct["rate"]), ".2f") + "x"] if direct else []) +
+                    [fmt(ratio(a["rate"], ref and ref["rate"]), ".2f") + "x" if ref else "-",
+                     fmt(cpu, ".2f" if cpu < 10 else ".1f")] +
+                    ([fmt(1 / a["cpu"] if a["cpu"] else None, ",.0f")] if "per_core" in spec else []) +
+                    [fmt(ratio(a["cpu"], ref and ref["cpu"]), ".2f") + "x" if ref else "-"] +
+                    ([vs_base(p, a["cpu"], base and base["cpu"])] if has_base else []) +
+                    [a["errors"], "; ".join(note)])
+    headers = (["proxy", spec["rate"]] + (["vs direct"] if direct else []) +
+               [spec["rate"] + " vs nginx", spec["cpu"]] +
+               ([spec["per_core"]] if "per_core" in spec else []) + ["CPU vs nginx"] +
+               (["CPU vs base"] if has_base else []) + ["errors", "notes"])
+    out = "\n### " + spec["title"] + "\n\n"
+    if direct:
+        out += (f"Direct loopback without a proxy, same client and backend: "
+                f"{direct['rate'] * spec['rate_scale']:,.0f} {spec['rate']}.\n\n")
+    return out + table(headers, rows, ["l"] + ["r"] * (len(headers) - 2) + ["l"])
+
+
+def row_tables(meta, wrk, ops, skip, fail, order, tick_us, rounds, row_sel):
+    """The tls, h2 and stream tables, and their lines of the targets table."""
+    out, targets = [], []
+    has_base = BASE in order
+
+    def cpu_target(what, b, n, base):
+        r = ratio(b and b["cpu"], n and n["cpu"])
+        targets.append([f"{what}: CPU <= nginx's", fmt(r, ".2f") + "x" if r else "-",
+                        "-" if r is None else ("PASS" if r <= 1.0 else "FAIL")])
+        if has_base:
+            r = ratio(b and b["cpu"], base and base["cpu"])
+            targets.append([f"{what}: CPU within {100 * (BASE_CPU_TOLERANCE - 1):.0f}% of {BASE}'s",
+                            fmt(r, ".2f") + "x" if r else "-",
+                            "-" if r is None else ("PASS" if r <= BASE_CPU_TOLERANCE else "FAIL")])
+
+    if "tls" in row_sel:
+        conns = int(meta.get("tls_conns", "50"))
+        agg = wrk_medians(wrk, order, [conns], tick_us, "tls/")
+        out += ["\n### Keep-alive TLS (HTTP/1.1 over TLS 1.3, ECDSA P-256)\n",
+                throughput_table(agg, order, [conns], rounds, missing_cell(skip, fail, "tls/"))]
+        cpu_target(f"TLS keep-alive at {conns} conns", agg.get(("ballast", conns)),
+                   agg.get(("nginx", conns)), agg.get((BASE, conns)))
+    for row, prefix, sel in (("hs", "tls/", "tls"), ("h2", "tls/", "h2"),
+                             ("bulk", "l4/", "stream"), ("short", "l4/", "stream")):
+        if sel not in row_sel:
+            continue
+        agg = ops_medians(ops, row, order, tick_us, prefix)
+        out.append(ops_table(row, agg, order, rounds, missing_cell(skip, fail, prefix)))
+        b, n, h = agg.get("ballast"), agg.get("nginx"), agg.get("haproxy")
+        if row in ("hs", "h2"):
+            cpu_target("new TLS 1.3 handshakes" if row == "hs" else "HTTP/2 (h2load) per request",
+                       b, n, agg.get(BASE))
+        elif row == "bulk":
+            for ref_name, ref in (("nginx", n), ("HAProxy", h)):
+                r = ratio(b and b["rate"], ref and ref["rate"])
+                targets.append([f"L4 one-transfer throughput >= {ref_name}'s",
+                                fmt(r, ".2f") + "x" if r else "-",
+                                "-" if r is None else ("PASS" if r >= 1.0 else "FAIL")])
+    return out, targets
+
+
+def http_tables(meta, agg, strace, idle, order, levels, rounds, missing):
+    has_base = BASE in order
+    out = ["### Throughput, latency, CPU per request\n",
+           throughput_table(agg, order, levels, rounds, missing)]
 
     # --- syscalls and memory
     rows = []
@@ -164,11 +312,7 @@ def build(meta, wrk, strace, idle, skip, fail):
     sref_v = sref["total"] / sref["reqs"] if sref and sref["reqs"] else None
     sbase = strace.get(BASE)
     sbase_v = sbase["total"] / sbase["reqs"] if sbase and sbase["reqs"] else None
-    # nginx's idle cost per connection = its RSS delta + the slot it preallocated at start.
-    slot = int(meta["nginx_slot_bytes"]) if meta.get("nginx_slot_bytes", "").lstrip("-").isdigit() else None
-    iref = idle.get("nginx", {}).get("per_conn_bytes")
-    if iref is not None and slot is not None and slot > 0:
-        iref += slot
+    iref = nginx_idle_bytes(meta, idle)
     for p in order:
         s, i = strace.get(p), idle.get(p, {})
         spr = s["total"] / s["reqs"] if s and s["reqs"] else None
@@ -199,10 +343,23 @@ def build(meta, wrk, strace, idle, skip, fail):
     out.append(table(["proxy", "syscalls/req", "vs nginx"] + (["vs base"] if has_base else []) +
                      ["top syscalls per req", "idle conn bytes", "vs nginx", "RSS before -> after"],
                      rows, ["l", "r", "r"] + (["r"] if has_base else []) + ["l", "r", "r", "l"]))
+    return out
 
-    # --- targets
+
+def nginx_idle_bytes(meta, idle):
+    """nginx's idle cost per connection: its RSS delta + the slot it preallocated at start."""
+    slot = int(meta["nginx_slot_bytes"]) if meta.get("nginx_slot_bytes", "").lstrip("-").isdigit() else None
+    iref = idle.get("nginx", {}).get("per_conn_bytes")
+    if iref is not None and slot is not None and slot > 0:
+        iref += slot
+    return iref
+
+
+def targets_table(meta, agg, strace, idle, order, levels, row_sel, edge_targets):
+    has_base = BASE in order
+    iref = nginx_idle_bytes(meta, idle)
     rows = []
-    if "ballast" in order:
+    if "ballast" in order and "http" in row_sel:
         b_measured = (any(p == "ballast" for p, _ in agg) or "ballast" in strace
                       or idle.get("ballast", {}).get("per_conn_bytes") is not None)
         for c in levels:
@@ -235,20 +392,12 @@ def build(meta, wrk, strace, idle, skip, fail):
             rows = [[t, "-", "not yet measured"] for t, _, _ in rows]
         else:
             rows = [[t, v, "not measured" if st == "-" else st] for t, v, st in rows]
+    if "ballast" in order:
+        rows += [[t, v, "not measured" if st == "-" else st] for t, v, st in edge_targets]
     else:
         rows.append(["(ballast not selected)", "-", "-"])
-    out.append("\n### Targets for ballast (from the issue)\n")
-    out.append(table(["target", "ballast", "status"], rows, ["l", "r", "l"]))
-
-    notes = []
-    for p in order:
-        if p in skip:
-            notes.append(f"- {p} skipped: {skip[p]}")
-    for p, ph, r in fail:
-        notes.append(f"- {p} dropped at {ph}: {r}")
-    if notes:
-        out.append("\n" + "\n".join(notes))
-    return "\n".join(out) + "\n"
+    return ["\n### Targets for ballast (from the issues)\n",
+            table(["target", "ballast", "status"], rows, ["l", "r", "l"])]
 
 
 def busy_warning(m):
@@ -307,8 +456,8 @@ def main():
     ap.add_argument("records")
     ap.add_argument("--results")
     args = ap.parse_args()
-    meta, wrk, strace, idle, skip, fail = load(args.records)
-    tables = build(meta, wrk, strace, idle, skip, fail)
+    meta, wrk, strace, idle, skip, fail, ops = load(args.records)
+    tables = build(meta, wrk, strace, idle, skip, fail, ops)
     section = header_block(meta) + "\n" + tables
     print()
     print(section)

@@ -3,6 +3,10 @@
 # See bench/README.md for what is measured and how to read it.
 #
 # Environment:
+#   BENCH_ROWS=http,tls,h2,stream  which rows (default all): http (plain HTTP/1.1 keep-alive,
+#                                syscalls, idle memory), tls (keep-alive TLS, new TLS 1.3
+#                                handshakes), h2 (h2load over TLS), stream (L4: 1 GiB transfer,
+#                                short connections); bench/rows.sh has the knobs of the last three
 #   BENCH_ONLY=nginx,haproxy     which proxies (default: nginx,haproxy,ballast, and
 #                                ballast-base when BALLAST_BASELINE_BIN is set)
 #   BENCH_DURATION=10s           each measured wrk run
@@ -26,6 +30,7 @@ PY=/usr/bin/python3
 MAIN_PID=$$
 
 BALLAST_BASELINE_BIN=${BALLAST_BASELINE_BIN:-}
+BENCH_ROWS=${BENCH_ROWS:-http,tls,h2,stream}
 BENCH_ONLY=${BENCH_ONLY:-nginx,haproxy,ballast${BALLAST_BASELINE_BIN:+,ballast-base}}
 BENCH_DURATION=${BENCH_DURATION:-10s}
 BENCH_CONNS=${BENCH_CONNS:-50,200}
@@ -71,6 +76,11 @@ if [ -n "$BALLAST_BASELINE_BIN" ]; then
     [ -x "$BALLAST_BASELINE_BIN" ] || die "BALLAST_BASELINE_BIN: $BALLAST_BASELINE_BIN is not an executable"
     [[ " ${SELECTED[*]} " == *" ballast-base "* ]] || SELECTED+=(ballast-base)
 fi
+IFS=', ' read -r -a ROWS <<<"$BENCH_ROWS"
+for r in "${ROWS[@]}"; do
+    case $r in http|tls|h2|stream) ;; *) die "BENCH_ROWS: unknown row '$r' (http, tls, h2, stream)" ;; esac
+done
+row_on() { [[ " ${ROWS[*]} " == *" $1 "* ]]; }
 IFS=', ' read -r -a CONNS_LIST <<<"$BENCH_CONNS"
 for c in "${CONNS_LIST[@]}"; do [[ $c =~ ^[0-9]+$ ]] || die "BENCH_CONNS: bad count '$c'"; done
 [[ $BENCH_ROUNDS =~ ^[1-9][0-9]*$ ]] || die "BENCH_ROUNDS must be a positive integer"
@@ -112,7 +122,10 @@ trap 'log "interrupted"; exit 130' INT TERM
 
 # Hard cap on the whole run, in case something hangs despite the per-command timeouts.
 NLEVELS=${#CONNS_LIST[@]}
-BUDGET=${BENCH_BUDGET:-$(( 120 + ${#SELECTED[@]} * (2 * START_TIMEOUT + 100 + 5 + STRACE_S + 20 + NLEVELS * BENCH_ROUNDS * (DUR_S + 10)) ))}
+source "$BENCH_DIR/rows.sh"
+HTTP_BUDGET=0
+row_on http && HTTP_BUDGET=$(( ${#SELECTED[@]} * (2 * START_TIMEOUT + 100 + 5 + STRACE_S + 20 + NLEVELS * BENCH_ROUNDS * (DUR_S + 10)) ))
+BUDGET=${BENCH_BUDGET:-$(( 120 + HTTP_BUDGET + $(rows_budget) ))}
 (
     trap 'kill "$sp" 2>/dev/null; wait "$sp" 2>/dev/null; exit 0' TERM
     sleep "$BUDGET" & sp=$!
@@ -148,19 +161,29 @@ print(" ".join(str(s.getsockname()[1]) for s in socks))
 EOF
 }
 
-render() {   # template out port [extra sed args]
+# Placeholders a row group does not fill (RENDER_EXTRA: sed expressions, say the TLS lines)
+# are left empty.
+RENDER_EXTRA=()
+render() {   # template out port dir
     local tpl=$1 out=$2 port=$3 dir=$4 user_line=""
     [ "$(id -u)" = 0 ] && user_line="user root;"
     sed -e "s|@DIR@|$dir|g" -e "s|@PORT@|$port|g" -e "s|@BACKEND_PORT@|$BACKEND_PORT|g" \
-        -e "s|@USER_LINE@|$user_line|g" "$tpl" >"$out"
+        -e "s|@USER_LINE@|$user_line|g" "${RENDER_EXTRA[@]}" -e 's|@[A-Z0-9_]*@||g' "$tpl" >"$out"
 }
 
-answers() {   # port: does it proxy the backend's answer, within START_TIMEOUT seconds?
+# How a row group's proxies are reached: http, https (both must proxy the backend's answer)
+# or tcp (L4: listening is enough, a connection would be a request).
+SCHEME=http
+answers() {   # port pid: does it answer, within START_TIMEOUT seconds?
     local port=$1 pid=$2 i body
     for i in $(seq $(( START_TIMEOUT * 10 ))); do
         alive "$pid" || return 1
-        body=$(curl -s --max-time 1 "http://127.0.0.1:$port/" 2>/dev/null || true)
-        [ "$body" = "hello from the backend" ] && return 0
+        if [ "$SCHEME" = tcp ]; then
+            "$PY" "$BENCH_DIR/stream.py" listening "$port" && return 0
+        else
+            body=$(curl -sk --max-time 1 "$SCHEME://127.0.0.1:$port/" 2>/dev/null || true)
+            [ "$body" = "hello from the backend" ] && return 0
+        fi
         sleep 0.1
     done
     return 1
@@ -184,21 +207,21 @@ start_nginx() {   # name template port -> sets PIDS_<name>; nginx master + its w
     [ -n "$worker" ] && answers "$port" "$master"
 }
 
-start_haproxy() {
-    local port=$1 dir=$TMP/haproxy pid
+start_haproxy() {   # name template port
+    local name=$1 port=$3 dir=$TMP/$1 pid
     mkdir -p "$dir"
-    render "$BENCH_DIR/conf/haproxy.cfg.in" "$dir/haproxy.cfg" "$port" "$dir"
+    render "$2" "$dir/haproxy.cfg" "$port" "$dir"
     haproxy -db -f "$dir/haproxy.cfg" >"$dir/haproxy.log" 2>&1 &
     pid=$!
     STARTED+=("$pid")
-    PIDS[haproxy]=$pid
+    PIDS[$name]=$pid
     answers "$port" "$pid"
 }
 
-start_ballast() {   # name port binary: ballast and ballast-base run the same config
-    local name=$1 port=$2 bin=$3 dir=$TMP/$1 pid
+start_ballast() {   # name template port binary: ballast and ballast-base run the same config
+    local name=$1 port=$3 bin=$4 dir=$TMP/$1 pid
     mkdir -p "$dir"
-    render "$BENCH_DIR/conf/ballast.conf.in" "$dir/ballast.conf" "$port" "$dir"
+    render "$2" "$dir/ballast.conf" "$port" "$dir"
     if [ ! -x "$bin" ]; then
         echo "binary $bin not built" >"$dir/ballast.log"
         return 1
@@ -210,10 +233,10 @@ start_ballast() {   # name port binary: ballast and ballast-base run the same co
     answers "$port" "$pid"
 }
 
-proxy_log() {
-    case $1 in
-        nginx) cat "$TMP/nginx/error.log" "$TMP/nginx/stdout.log" 2>/dev/null ;;
-        haproxy) cat "$TMP/haproxy/haproxy.log" 2>/dev/null ;;
+proxy_log() {   # name, with its row group's prefix (tls/nginx)
+    case ${1##*/} in
+        nginx) cat "$TMP/$1/error.log" "$TMP/$1/stdout.log" 2>/dev/null ;;
+        haproxy) cat "$TMP/$1/haproxy.log" 2>/dev/null ;;
         ballast|ballast-base) cat "$TMP/$1/ballast.log" 2>/dev/null ;;
     esac
 }
@@ -253,13 +276,13 @@ parse_wrk() {   # wrk output file -> "reqs rps p99_ms errors"
     ' "$1"
 }
 
-url() { echo "http://127.0.0.1:${PORTS[$1]}/"; }
+url() { echo "$SCHEME://127.0.0.1:${PORTS[$1]}/"; }
 
-run_wrk() {   # name conns round
-    local name=$1 conns=$2 round=$3 out=$TMP/wrk-$1-c$2-r$3.txt t0 t1 b0 b1 reqs rps p99 err
+run_wrk() {   # name conns round [seconds]
+    local name=$1 conns=$2 round=$3 dur=${4:-$DUR_S} out=$TMP/wrk-${1//\//-}-c$2-r$3.txt t0 t1 b0 b1 reqs rps p99 err
     check_alive "$name" "wrk -c$conns round $round" || return 0
     b0=$(cpu_ticks ${PIDS[backend]}); t0=$(cpu_ticks ${PIDS[$name]})
-    timeout $(( DUR_S + 30 )) wrk -t1 -c"$conns" -d"${DUR_S}s" --latency "$(url "$name")" >"$out" 2>&1 || true
+    timeout $(( dur + 30 )) wrk -t1 -c"$conns" -d"${dur}s" --latency "$(url "$name")" >"$out" 2>&1 || true
     t1=$(cpu_ticks ${PIDS[$name]}); b1=$(cpu_ticks ${PIDS[backend]})
     read -r reqs rps p99 err < <(parse_wrk "$out")
     record wrk "$name" "$conns" "$round" "$reqs" "$rps" "$p99" "$err" $(( t1 - t0 )) $(( b1 - b0 ))
@@ -317,13 +340,10 @@ proc_stat_cpu() { awk '$1 == "cpu" { print $2+$3+$4+$5+$6+$7+$8+$9, $9 }' /proc/
 
 # ---------------------------------------------------------------- start everything
 declare -A PIDS PORTS
-read -r -a FREE <<<"$(free_ports 5)"
-BACKEND_PORT=${FREE[0]}
-PORTS[nginx]=${FREE[1]}; PORTS[haproxy]=${FREE[2]}; PORTS[ballast]=${FREE[3]}
-PORTS[ballast-base]=${FREE[4]}
+BACKEND_PORT=$(free_ports 1)
 
 if [ -n "${MAKELEVEL:-}" ]; then CMD="make bench"; else CMD="bench/run.sh"; fi
-for v in BENCH_ONLY BENCH_DURATION BENCH_CONNS BENCH_ROUNDS BENCH_STRACE_DURATION BENCH_STRACE_CONNS BENCH_IDLE_CONNS BALLAST_BASELINE_BIN; do
+for v in BENCH_ROWS $ROWS_KNOBS BENCH_ONLY BENCH_DURATION BENCH_CONNS BENCH_ROUNDS BENCH_STRACE_DURATION BENCH_STRACE_CONNS BENCH_IDLE_CONNS BALLAST_BASELINE_BIN; do
     [ -n "$(printenv "$v" || true)" ] && CMD="$v=$(printenv "$v") $CMD"
 done
 COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
@@ -348,6 +368,7 @@ record meta strace_duration "$STRACE_S"
 record meta strace_conns "$BENCH_STRACE_CONNS"
 record meta idle_conns "$BENCH_IDLE_CONNS"
 record meta selected "${SELECTED[*]}"
+record meta rows "${ROWS[*]}"
 if [ -n "$BALLAST_BASELINE_BIN" ]; then
     record meta baseline "$BALLAST_BASELINE_BIN ($(sha256sum "$BALLAST_BASELINE_BIN" | cut -c1-12), $(date -u -r "$BALLAST_BASELINE_BIN" '+%Y-%m-%d %H:%M UTC'))"
 fi
@@ -357,26 +378,47 @@ log "temp dir $TMP; backend on :$BACKEND_PORT; time budget ${BUDGET}s"
 start_nginx backend "$BENCH_DIR/conf/backend.nginx.conf.in" "$BACKEND_PORT" \
     || { cat "$TMP/backend/error.log" "$TMP/backend/stdout.log" >&2 2>/dev/null || true; die "the backend nginx did not start"; }
 
-ACTIVE=()
-for name in "${SELECTED[@]}"; do
-    ok=0
-    case $name in
-        nginx) start_nginx nginx "$BENCH_DIR/conf/nginx.conf.in" "${PORTS[nginx]}" && ok=1 ;;
-        haproxy) start_haproxy "${PORTS[haproxy]}" && ok=1 ;;
-        ballast) start_ballast ballast "${PORTS[ballast]}" "$BALLAST_BIN" && ok=1 ;;
-        ballast-base) start_ballast ballast-base "${PORTS[ballast-base]}" "$BALLAST_BASELINE_BIN" && ok=1 ;;
-    esac
-    if (( ok )); then
-        ACTIVE+=("$name")
-        log "$name up on :${PORTS[$name]} (pids ${PIDS[$name]})"
-    else
-        why=$(proxy_log "$name" | tail -3 | oneline)
-        log "SKIPPING $name: did not start or answer curl within ${START_TIMEOUT}s: ${why:-no output}"
-        record skip "$name" "did not start or answer within ${START_TIMEOUT}s: ${why:-no output}"
-        for p in ${PIDS[$name]:-}; do kill -TERM "$p" 2>/dev/null || true; done
-    fi
-done
-(( ${#ACTIVE[@]} )) || die "no proxy is running; nothing to measure"
+# A row group runs its own processes (so that each one's CPU is its own group's), named
+# PREFIX/NAME (tls/nginx); the http rows' have no prefix. conf/NAME-SUFFIX.* are the templates.
+start_group() {   # prefix template-suffix: starts every selected proxy, fills ACTIVE
+    local prefix=$1 sfx=$2 name key ok why i=0 ports
+    read -r -a ports <<<"$(free_ports ${#SELECTED[@]})"
+    ACTIVE=()
+    for name in "${SELECTED[@]}"; do
+        key=$prefix$name
+        PORTS[$key]=${ports[$i]}
+        i=$(( i + 1 ))
+        ok=0
+        case $name in
+            nginx) start_nginx "$key" "$BENCH_DIR/conf/nginx$sfx.conf.in" "${PORTS[$key]}" && ok=1 ;;
+            haproxy) start_haproxy "$key" "$BENCH_DIR/conf/haproxy$sfx.cfg.in" "${PORTS[$key]}" && ok=1 ;;
+            ballast) start_ballast "$key" "$BENCH_DIR/conf/ballast$sfx.conf.in" "${PORTS[$key]}" "$BALLAST_BIN" && ok=1 ;;
+            ballast-base) start_ballast "$key" "$BENCH_DIR/conf/ballast$sfx.conf.in" "${PORTS[$key]}" "$BALLAST_BASELINE_BIN" && ok=1 ;;
+        esac
+        if (( ok )); then
+            ACTIVE+=("$key")
+            log "$key up on :${PORTS[$key]} (pids ${PIDS[$key]})"
+        else
+            why=$(proxy_log "$key" | tail -3 | oneline)
+            log "SKIPPING $key: did not start or answer within ${START_TIMEOUT}s: ${why:-no output}"
+            record skip "$key" "did not start or answer within ${START_TIMEOUT}s: ${why:-no output}"
+            for p in ${PIDS[$key]:-}; do kill -TERM "$p" 2>/dev/null || true; done
+        fi
+    done
+    (( ${#ACTIVE[@]} )) || log "no proxy of the ${prefix:-http/} group is running; its rows are empty"
+}
+
+stop_group() {   # stops ACTIVE's processes before the next group starts (CPU, ports, memory)
+    local name p i left
+    for name in "${ACTIVE[@]}"; do for p in ${PIDS[$name]}; do kill -TERM "$p" 2>/dev/null || true; done; done
+    for i in $(seq 50); do
+        left=0
+        for name in "${ACTIVE[@]}"; do for p in ${PIDS[$name]}; do alive "$p" && left=1; done; done
+        (( left )) || break
+        sleep 0.1
+    done
+    ACTIVE=()
+}
 
 rotated() {   # k: ACTIVE rotated left by k
     local n=${#ACTIVE[@]} i
@@ -413,29 +455,38 @@ nginx_slot_bytes() {
     kill -TERM "$master" 2>/dev/null || true
 }
 
-# ---------------------------------------------------------------- measure
-if [[ " ${ACTIVE[*]} " == *" nginx "* ]]; then nginx_slot_bytes; fi
-
-# Idle connections first, on processes that have served almost nothing yet.
-log "idle keep-alive connections: $BENCH_IDLE_CONNS per proxy"
-for name in "${ACTIVE[@]}"; do run_idle "$name"; done
-
-log "warm-up: ${WARMUP} per proxy"
-for name in "${ACTIVE[@]}"; do
-    check_alive "$name" warm-up && timeout 30 wrk -t1 -c50 -d"$WARMUP" "$(url "$name")" >/dev/null 2>&1 || true
-done
-
-k=0
-for conns in "${CONNS_LIST[@]}"; do
-    for (( round = 1; round <= BENCH_ROUNDS; round++ )); do
-        log "throughput: $conns connections, round $round/$BENCH_ROUNDS"
-        for name in $(rotated $k); do run_wrk "$name" "$conns" "$round"; done
-        k=$(( k + 1 ))
+warm_up() {   # wrk -c50 for WARMUP on each ACTIVE proxy
+    log "warm-up: ${WARMUP} per proxy"
+    for name in "${ACTIVE[@]}"; do
+        check_alive "$name" warm-up && timeout 30 wrk -t1 -c50 -d"$WARMUP" "$(url "$name")" >/dev/null 2>&1 || true
     done
-done
+}
 
-log "syscalls: strace -c over ${STRACE_S}s at $BENCH_STRACE_CONNS connections per proxy"
-for name in "${ACTIVE[@]}"; do run_strace "$name"; done
+# ---------------------------------------------------------------- measure
+if row_on http; then
+    start_group "" ""
+    if [[ " ${ACTIVE[*]} " == *" nginx "* ]]; then nginx_slot_bytes; fi
+
+    # Idle connections first, on processes that have served almost nothing yet.
+    log "idle keep-alive connections: $BENCH_IDLE_CONNS per proxy"
+    for name in "${ACTIVE[@]}"; do run_idle "$name"; done
+
+    warm_up
+    k=0
+    for conns in "${CONNS_LIST[@]}"; do
+        for (( round = 1; round <= BENCH_ROUNDS; round++ )); do
+            log "throughput: $conns connections, round $round/$BENCH_ROUNDS"
+            for name in $(rotated $k); do run_wrk "$name" "$conns" "$round"; done
+            k=$(( k + 1 ))
+        done
+    done
+
+    log "syscalls: strace -c over ${STRACE_S}s at $BENCH_STRACE_CONNS connections per proxy"
+    for name in "${ACTIVE[@]}"; do run_strace "$name"; done
+    stop_group
+fi
+rows_edge     # tls, h2 (bench/rows.sh)
+rows_stream   # stream
 
 read -r CPU_ALL1 CPU_STEAL1 < <(proc_stat_cpu)
 record meta steal_pct "$(awk -v a=$(( CPU_ALL1 - CPU_ALL0 )) -v s=$(( CPU_STEAL1 - CPU_STEAL0 )) 'BEGIN { printf "%.1f", a ? 100 * s / a : 0 }')"
