@@ -23,11 +23,13 @@
 #   make test-multinode  a keepalived pair of ballast nodes in network namespaces, failed
 #                      over under a steady client: one line per case (tests/multinode/run.sh;
 #                      needs root, ip netns and keepalived, says why when skipped)
-#   make bench         ballast, nginx and HAProxy side by side; writes bench/RESULTS.md
+#   make bench         ballast, nginx and HAProxy side by side (plain HTTP/1.1, TLS, HTTP/2
+#                      and L4 rows; BENCH_ROWS=http,tls,h2,stream picks); writes
+#                      bench/RESULTS.md (bench/README.md)
 #   make bench-balancers  nanoseconds per pick for every balancing algorithm
 #   make bench-logs    nanoseconds per request for a log line and for request/trace ids
 #   make bench-limits  nanoseconds per limit_req check with 1M keys in the zone
-#   make bench-h2      HTTP/2 over TLS against nginx (h2load): req/s, CPU per request
+#   make bench-h2      make bench's HTTP/2 rows only (BENCH_ROWS=h2)
 #   make bench-gzip    gzip MB/s at levels 1 and 6 against nginx
 #   make bench-hostile p99 of normal clients under slowloris, slow POST, slow and non-readers
 #                      and 5000 idle connections, against nginx (bench/hostile.py)
@@ -288,7 +290,7 @@ bench-limits: build/libballast.a
 	build/bench/limit_req
 
 bench-h2: deps-test ballast
-	bench/h2.sh
+	BENCH_ROWS=h2 bench/run.sh
 
 bench-gzip: deps-test ballast
 	bench/gzip.sh

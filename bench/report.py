@@ -413,6 +413,7 @@ def busy_warning(m):
 
 def header_block(meta):
     m = meta
+    rows = m.get("rows", "http").split()
     lines = [
         f"## {m.get('date', '?')} — ballast {m.get('commit', '?')}",
         f"<!-- bench-key: {m.get('date', '?')[:10]} {m.get('commit', '?')} {m.get('command', '')} -->",
@@ -426,11 +427,17 @@ def header_block(meta):
         *busy_warning(m),
         *([f"- Baseline (`{BASE}`): {m['baseline']}, same config as ballast"]
           if m.get("baseline") else []),
-        f"- Runs: `wrk -t1 -c<conns> -d{m.get('duration', '?')}s --latency`, conns "
-        f"{', '.join(m.get('conns', '').split())}, {m.get('rounds', '?')} interleaved rounds in rotating "
-        f"order (medians); syscalls: `strace -c -f` over {m.get('strace_duration', '?')}s at "
-        f"{m.get('strace_conns', '?')} conns; memory: {m.get('idle_conns', '?')} idle keep-alive "
-        f"connections; one worker per proxy, upstream keep-alive to one nginx backend",
+        f"- Rows: {', '.join(rows)}; {m.get('rounds', '?')} interleaved rounds in rotating order "
+        f"(medians); one worker per proxy, each row group in its own processes",
+        *([f"- http: `wrk -t1 -c<conns> -d{m.get('duration', '?')}s --latency`, conns "
+           f"{', '.join(m.get('conns', '').split())}; syscalls: `strace -c -f` over "
+           f"{m.get('strace_duration', '?')}s at {m.get('strace_conns', '?')} conns; memory: "
+           f"{m.get('idle_conns', '?')} idle keep-alive connections; upstream keep-alive to one "
+           f"nginx backend"] if "http" in rows else []),
+        *([f"- tls, h2: one `ssl http2` listener per proxy (ECDSA P-256, TLSv1.2 TLSv1.3) in front "
+           f"of the same nginx backend: {m['tls']}"] if m.get("tls") else []),
+        *([f"- stream: ballast `stream`, nginx `stream`, HAProxy `mode tcp` in front of "
+           f"bench/stream.py's backend: {m['stream']}"] if m.get("stream") else []),
         "",
     ]
     return "\n".join(lines)

@@ -115,6 +115,7 @@ rows_edge() {   # tls and h2
         -pkeyopt ec_paramgen_curve:P-256 -keyout "$d/key.pem" -out "$d/crt.pem" 2>/dev/null \
         || die "openssl req could not make the benchmark certificate"
     cat "$d/crt.pem" "$d/key.pem" >"$d/haproxy.pem"
+    record meta tls_conns "$BENCH_TLS_CONNS"
     record meta tls "wrk -t1 -c$BENCH_TLS_CONNS -d${TLS_S}s over HTTPS; $BENCH_HS_CLIENTS x openssl s_time -new -time $HS_S; h2load -n $BENCH_H2_REQUESTS -c $BENCH_H2_CONNS -m $BENCH_H2_STREAMS"
     RENDER_EXTRA=(-e "s|@LISTEN_TLS@|ssl http2|"
         -e "s|@TLS_LINES@|ssl_protocols TLSv1.2 TLSv1.3; ssl_certificate $d/crt.pem; ssl_certificate_key $d/key.pem;|"
