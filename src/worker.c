@@ -666,9 +666,12 @@ struct bl_worker *bl_workers_create(struct bl_generation *g, int notify_fd, char
         struct bl_worker *w = &ws[i];
         w->id = i + 1;
         w->notify_fd = notify_fd;
-        w->loop = bl_loop_create(err, errlen);
+        w->loop = bl_loop_create_method((enum bl_loop_method)g->cfg->events_use, err, errlen);
         if (!w->loop)
             return NULL; /* NOLINT(clang-analyzer-unix.Malloc): start-up fails, main exits */
+        if (i == 0 && bl_loop_fallback(w->loop))
+            bl_log(BL_LOG_WARN, "\"use io_uring\" is not possible here: %s; using epoll",
+                   bl_loop_fallback(w->loop));
         w->wake.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
         w->wake.handler = on_wake;
         if (w->wake.fd < 0 || bl_loop_add_level(w->loop, &w->wake) != BL_OK) {

@@ -33,6 +33,7 @@
 #include "conf/proxy_ssl.h"
 #include "conf/unsupported.h"
 #include "core/log.h"
+#include "core/loop.h"
 #include "core/regex.h"
 #include "core/status.h"
 #include "core/units.h"
@@ -329,9 +330,14 @@ static int h_worker_connections(struct compiler *c, const struct bl_conf_node *n
     return BL_OK;
 }
 
+/* The loop backend: read once at start (workers keep their loop across reloads). */
 static int h_use(struct compiler *c, const struct bl_conf_node *n)
 {
-    if (strcmp(n->args[0], "epoll") != 0)
+    if (strcmp(n->args[0], "epoll") == 0)
+        c->cfg->events_use = BL_LOOP_EPOLL;
+    else if (strcmp(n->args[0], "io_uring") == 0)
+        c->cfg->events_use = BL_LOOP_IO_URING;
+    else
         return invalid_value(c, n->args[0]);
     return BL_OK;
 }
@@ -3080,7 +3086,7 @@ static const struct directive directives[] = {
     DIRECTIVE("token_file", CTX_ADMIN, 1, 1, 0, "FILE", NULL, h_admin_token_file),
     /* events */
     DIRECTIVE("worker_connections", CTX_EVENTS, 1, 1, 0, "NUMBER", "10000", h_worker_connections),
-    DIRECTIVE("use", CTX_EVENTS, 1, 1, 0, "epoll", "epoll", h_use),
+    DIRECTIVE("use", CTX_EVENTS, 1, 1, 0, "epoll | io_uring", "epoll", h_use),
     DIRECTIVE("multi_accept", CTX_EVENTS, 1, 1, 0, "on | off", "off", h_flag_ignore),
     DIRECTIVE("accept_mutex", CTX_EVENTS, 1, 1, 0, "on | off", "off", h_flag_ignore),
     /* http */

@@ -537,6 +537,7 @@ struct bl_config {
     char *file;                     /* main config file */
     int workers;                    /* worker_processes (threads) */
     int worker_connections;         /* per worker */
+    int events_use;                 /* `use`: enum bl_loop_method (core/loop.h) */
     char *error_log;                /* "stderr" or a path */
     int error_log_level;
     char *pid_file;                 /* NULL: none */

@@ -1,5 +1,6 @@
 /* Event loop, the generic part: run loop, lazy timer heap, deferred frees. The readiness
- * backend is #included below and chosen at compile time (docs/internals.md, "Event loop"). */
+ * backends are #included below; each loop runs one, chosen when it is created
+ * (docs/internals.md, "Event loop"). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,36 +11,87 @@
 #include "core/loop.h"
 #include "core/status.h"
 
-/* Defines struct loop_backend and the static loop_backend_* functions. Included, not linked,
- * so the compiler inlines them into bl_loop_run: no indirect call per event. A unit test may
- * define BL_LOOP_BACKEND as another file to drive the generic part with scripted events. */
+/* The backends define struct loop_epoll / loop_uring and static loop_epoll_* / loop_uring_*
+ * functions. Included, not linked, so the compiler inlines them into bl_loop_run: no indirect
+ * call per event. A unit test may define BL_LOOP_BACKEND as another file (struct
+ * loop_backend, loop_backend_*) to drive the generic part with scripted events; it then
+ * stands in for every method. */
 #ifdef BL_LOOP_BACKEND
 #include BL_LOOP_BACKEND
 #else
 #include "core/loop_epoll.c" /* NOLINT(bugprone-suspicious-include): the backend seam, one
                              * translation unit (DESIGN.md) */
+#include "core/loop_uring.c" /* NOLINT(bugprone-suspicious-include): the same */
 #endif
 
 struct bl_loop {
     int running;
+    enum bl_loop_method method;
     struct bl_timer **heap;          /* min-heap on heap_when */
     uint32_t nheap, heap_cap;
     struct bl_deferred *deferred;
-    struct loop_backend backend;
+    char fallback[160];              /* why io_uring was refused; "" if it was not */
+    union {
+#ifdef BL_LOOP_BACKEND
+        struct loop_backend fake;
+#else
+        struct loop_epoll ep;
+        struct loop_uring ur;
+#endif
+    } b;
 };
 
-struct bl_loop *bl_loop_create(char *err, unsigned long errlen)
+/* Per-call dispatch: one predictable branch on the method. The run loop below is stamped
+ * out once per method, so the per-event path has none. */
+#ifdef BL_LOOP_BACKEND
+#define BE(l, op, ...) loop_backend_##op(&(l)->b.fake, ##__VA_ARGS__)
+#define BE_RUN(l, uring, op, ...) loop_backend_##op(&(l)->b.fake, ##__VA_ARGS__)
+#else
+#define BE(l, op, ...)                                                                       \
+    ((l)->method == BL_LOOP_IO_URING ? loop_uring_##op(&(l)->b.ur, ##__VA_ARGS__)            \
+                                     : loop_epoll_##op(&(l)->b.ep, ##__VA_ARGS__))
+#define BE_RUN(l, uring, op, ...)                                                            \
+    ((uring) ? loop_uring_##op(&(l)->b.ur, ##__VA_ARGS__)                                    \
+             : loop_epoll_##op(&(l)->b.ep, ##__VA_ARGS__))
+#endif
+
+struct bl_loop *bl_loop_create_method(enum bl_loop_method m, char *err, unsigned long errlen)
 {
     struct bl_loop *l = calloc(1, sizeof(*l));
     if (!l) {
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    if (loop_backend_init(&l->backend, err, errlen) != BL_OK) {
+#ifndef BL_LOOP_BACKEND
+    if (m == BL_LOOP_IO_URING) {
+        char why[sizeof(l->fallback)];
+        if (loop_uring_init(&l->b.ur, why, sizeof(why)) == BL_OK) {
+            l->method = BL_LOOP_IO_URING;
+            return l;
+        }
+        snprintf(l->fallback, sizeof(l->fallback), "%s", why);
+    }
+#else
+    (void)m;
+#endif
+    l->method = BL_LOOP_EPOLL;
+    if (BE(l, init, err, errlen) != BL_OK) {
         free(l);
         return NULL;
     }
     return l;
+}
+
+struct bl_loop *bl_loop_create(char *err, unsigned long errlen)
+{
+    return bl_loop_create_method(BL_LOOP_EPOLL, err, errlen);
+}
+
+enum bl_loop_method bl_loop_method(const struct bl_loop *l) { return l->method; }
+
+const char *bl_loop_fallback(const struct bl_loop *l)
+{
+    return l->fallback[0] ? l->fallback : NULL;
 }
 
 static void run_deferred(struct bl_loop *l);
@@ -49,31 +101,31 @@ void bl_loop_destroy(struct bl_loop *l)
     if (!l)
         return;
     run_deferred(l);
-    loop_backend_free(&l->backend);
+    BE(l, free);
     free(l->heap);
     free(l);
 }
 
 int bl_loop_add(struct bl_loop *l, struct bl_io *io)
 {
-    return loop_backend_add(&l->backend, io, 1);
+    return BE(l, add, io, 1);
 }
 
 int bl_loop_add_level(struct bl_loop *l, struct bl_io *io)
 {
-    return loop_backend_add(&l->backend, io, 0);
+    return BE(l, add, io, 0);
 }
 
 void bl_loop_del(struct bl_loop *l, struct bl_io *io)
 {
-    loop_backend_del(&l->backend, io);
+    BE(l, del, io);
 }
 
 void bl_loop_close(struct bl_loop *l, struct bl_io *io)
 {
     if (io->fd < 0)
         return;
-    loop_backend_close(&l->backend, io);
+    BE(l, close, io);
     io->fd = -1;
 }
 
@@ -217,21 +269,31 @@ static void run_deferred(struct bl_loop *l)
 
 void bl_loop_stop(struct bl_loop *l) { l->running = 0; }
 
-void bl_loop_run(struct bl_loop *l)
+/* The run loop, stamped out per backend (uring is a constant at each call site). An event
+ * may come back without an io: io_uring drops a stale one (its fd was closed in this batch). */
+static inline __attribute__((always_inline)) void run_with(struct bl_loop *l, const int uring)
 {
     l->running = 1;
     uint64_t now = bl_clock_update();
     while (l->running) {
-        int n = loop_backend_poll(&l->backend, next_timeout(l, now));
+        int n = BE_RUN(l, uring, poll, next_timeout(l, now));
         now = bl_clock_update();
         for (int i = 0; i < n; i++) {
-            uint32_t ev;
-            struct bl_io *io = loop_backend_event(&l->backend, i, &ev);
-            if (io->handler)
+            uint32_t ev = 0;
+            struct bl_io *io = BE_RUN(l, uring, event, i, &ev);
+            if (io && io->handler)
                 io->handler(io, ev);
         }
         run_deferred(l);
         run_timers(l, now);
         run_deferred(l);
     }
+}
+
+void bl_loop_run(struct bl_loop *l)
+{
+    if (l->method == BL_LOOP_IO_URING)
+        run_with(l, 1);
+    else
+        run_with(l, 0);
 }

@@ -5,8 +5,30 @@
  * no epoll_ctl per request. Timers are lazy: moving a deadline later costs nothing until the
  * timer reaches the top of the heap. Owned and used by one thread only.
  *
- * The readiness backend (epoll today) is chosen at compile time behind this API; see
- * docs/internals.md, "Event loop", for the seam and what a second backend must provide.
+ * Two readiness backends sit behind this API, chosen per loop when it is created (the config's
+ * `events { use epoll | io_uring; }`): epoll, the default, and io_uring. Both are compiled into
+ * loop.c and inlined into its run loop; see docs/internals.md, "Event loop".
+ *
+ * io_uring, the plan and where it stands (issue 14). The seam is readiness-based: the loop says
+ * "readable"/"writable" and the owner calls recv()/send()/accept() itself, keeping its own
+ * ready flags. The target is a completion design (multishot accept, multishot recv into
+ * provided buffers, batched sends, one io_uring_enter per turn), which changes who does the
+ * I/O, so it comes in steps that each pass every test under both backends:
+ *   Step 1 (this): a readiness backend on io_uring. A connection is one multishot
+ *     IORING_OP_POLL_ADD (edge-like: one CQE per wake-up, re-armed when the kernel ends it);
+ *     a level fd (listener, eventfd) a one-shot poll re-armed each time it fires, which is
+ *     level semantics. Registrations, cancels and re-arms are SQEs queued during the turn and
+ *     submitted with the wait in one io_uring_enter (the wait's timeout rides on it: timers
+ *     need no SQE). Syscalls: epoll's epoll_ctl per connection goes into the batch; recv/send
+ *     stay the owners'. Every registered fd must be closed with bl_loop_close(): an armed poll
+ *     holds a reference to the file, so a plain close() would keep the socket open.
+ *   Step 2 (next): completion ops for the hot paths, each measured against step 1 and epoll
+ *     in the same run before it stays: multishot accept on listeners (worker.c's accept
+ *     loop becomes a CQE consumer), then recv into a provided-buffer ring and send with
+ *     batched IORING_OP_SEND (not SEND_ZC: small writes) for the HTTP/1 client and upstream
+ *     sides. That needs a second, completion-style seam (bl_loop_recv/bl_loop_send with a
+ *     completion handler) next to this one; callers that are not moved keep readiness.
+ * Until step 2 wins everywhere, epoll stays the default.
  */
 #ifndef BL_CORE_LOOP_H
 #define BL_CORE_LOOP_H
@@ -25,6 +47,7 @@ typedef void (*bl_io_handler)(struct bl_io *io, uint32_t events);
 struct bl_io {
     int fd;
     bl_io_handler handler;   /* called with BL_EV_* bits */
+    uint64_t loop_slot;      /* the backend's handle while registered (io_uring); 0 = none */
 };
 
 struct bl_timer;
@@ -44,11 +67,28 @@ struct bl_deferred {
 
 struct bl_loop;
 
-/* Creates a loop; NULL with err filled on failure. */
+enum bl_loop_method {
+    BL_LOOP_EPOLL = 0,       /* `use epoll;`, the default */
+    BL_LOOP_IO_URING = 1,    /* `use io_uring;` */
+};
+
+/* Creates an epoll loop; NULL with err filled on failure. */
 struct bl_loop *bl_loop_create(char *err, unsigned long errlen);
+/* Creates a loop with method m. When the kernel refuses io_uring (ENOSYS, EPERM from
+ * kernel.io_uring_disabled or a seccomp filter, ...), the loop falls back to epoll and
+ * bl_loop_fallback() says why; the caller warns. NULL with err filled on failure. */
+struct bl_loop *bl_loop_create_method(enum bl_loop_method m, char *err, unsigned long errlen);
+/* The method the loop runs. */
+enum bl_loop_method bl_loop_method(const struct bl_loop *l);
+/* Why an io_uring loop fell back to epoll ("Operation not permitted ..."), or NULL. */
+const char *bl_loop_fallback(const struct bl_loop *l);
 void bl_loop_destroy(struct bl_loop *l);
 
-/* Registers io->fd for edge-triggered read and write readiness. BL_OK or BL_ERR (errno). */
+/* Registers io->fd for edge-triggered read and write readiness. BL_OK or BL_ERR (errno).
+ * The loop's own thread registers and closes; another thread may register and unregister
+ * too (a reload builds a generation's eventfds on the control thread): io_uring queues those
+ * for the owner's next turn. With io_uring an invalid fd is reported as BL_EV_ERROR on the
+ * next turn rather than as BL_ERR here. */
 int bl_loop_add(struct bl_loop *l, struct bl_io *io);
 /* Registers io->fd for level-triggered reads only (listeners, eventfd). */
 int bl_loop_add_level(struct bl_loop *l, struct bl_io *io);

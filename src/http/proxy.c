@@ -1948,8 +1948,7 @@ static void client_close(struct bl_client *c)
         bl_tls_free(c->tls);
         c->tls = NULL;
     }
-    close(c->io.fd);
-    c->io.fd = -1;
+    bl_loop_close(w->loop, &c->io); /* io_uring: cancels the fd's poll, which holds the socket */
     c->io.handler = NULL;
     bl_buf_put(c->in);
     c->in = NULL;

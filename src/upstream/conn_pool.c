@@ -141,9 +141,7 @@ void bl_upconn_close(struct bl_upconn *u)
         SSL_free(u->tls);
         u->tls = NULL;
     }
-    if (u->io.fd >= 0)
-        close(u->io.fd);
-    u->io.fd = -1;
+    bl_loop_close(p->loop, &u->io); /* io_uring: cancels the fd's poll, which holds the socket */
     u->io.handler = NULL;
     u->owner = NULL;
     bl_buf_put(u->in);

@@ -42,6 +42,61 @@ def _resolve_bin():
 
 BALLAST_BIN = _resolve_bin()
 
+# make integration-uring: every ballast the fixtures start runs its workers on this event loop
+# backend (`use METHOD;` put into the config's events block, see with_events_use).
+EVENTS_USE = os.environ.get("BALLAST_EVENTS_USE") or None
+
+
+def io_uring_refused():
+    """Why this kernel refuses io_uring (a sentence), or None when it allows it. Asks the
+    kernel directly, the way ballast's start-up does (io_uring_setup with 4 entries)."""
+    import ctypes
+    try:
+        with open("/proc/sys/kernel/io_uring_disabled") as f:
+            if f.read().strip() == "2":
+                return "kernel.io_uring_disabled is 2"
+    except OSError:
+        pass
+    libc = ctypes.CDLL(None, use_errno=True)
+    params = ctypes.create_string_buffer(120)     # struct io_uring_params, zeroed
+    nr = 425                                       # io_uring_setup on every architecture
+    fd = libc.syscall(nr, 4, params)
+    if fd < 0:
+        e = ctypes.get_errno()
+        return "io_uring_setup() failed (%s)" % os.strerror(e)
+    os.close(fd)
+    return None
+
+
+def with_events_use(text, method):
+    """The config text with `use METHOD;` in its events block (replacing a `use` that is
+    there, adding an events block at the end when there is none). Lines keep their numbers:
+    tests read file:line in ballast's messages."""
+    out, n = re.subn(r"(?m)(^|[{;])(\s*)use\s+[A-Za-z_]+\s*;", r"\1\2use %s;" % method, text)
+    if n:
+        return out
+    out, n = re.subn(r"(?<![\w$@\"'])events\s*\{", "events { use %s;" % method, text, count=1)
+    if n:
+        return out
+    return text + "\nevents { use %s; }\n" % method
+
+
+def pytest_collection_modifyitems(config, items):
+    """make integration-uring on a kernel that refuses io_uring: every test is skipped with
+    the reason, said once on the terminal (ballast itself would warn and fall back to epoll,
+    so the run would only repeat `make integration`)."""
+    if EVENTS_USE != "io_uring":
+        return
+    why = io_uring_refused()
+    if not why:
+        return
+    msg = "io_uring refused by this kernel (%s): the io_uring run is skipped" % why
+    print("\n" + msg)
+    mark = pytest.mark.skip(reason=msg)
+    for item in items:
+        item.add_marker(mark)
+
+
 SANITIZER_MARKERS = ("AddressSanitizer", "runtime error:", "LeakSanitizer", "ThreadSanitizer")
 
 
@@ -966,6 +1021,8 @@ class Ballast:
         # and pools are per worker.
         if workers is not None and not re.search(r"^\s*worker_processes\b", text, re.M):
             text = "worker_processes %s;\n" % workers + text
+        if EVENTS_USE:
+            text = with_events_use(text, EVENTS_USE)
         self.conf_text = text
         self.conf_path = os.path.join(workdir, "ballast.conf")
         with open(self.conf_path, "w") as f:

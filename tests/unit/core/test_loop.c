@@ -2,7 +2,9 @@
  * later (lazy) or earlier; cancelled timers never fire; edge-triggered fds report read and
  * hang-up; level-triggered fds report until drained or unregistered; kernel errors reach the
  * handler as BL_EV_ERROR with both directions; deferred work runs after the batch.
- * test_loop_seam.c drives the generic part with a scripted backend. */
+ * test_loop_seam.c drives the generic part with a scripted backend; test_loop_uring.c
+ * includes this file to run the same tests on the io_uring backend (TEST_LOOP_METHOD), and
+ * adds its own (TEST_LOOP_EXTRA). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,6 +18,10 @@
 #include <cmocka.h>
 
 #include "core/loop.c"
+
+#ifndef TEST_LOOP_METHOD
+#define TEST_LOOP_METHOD BL_LOOP_EPOLL
+#endif
 
 struct tt {
     struct bl_timer t;
@@ -41,8 +47,14 @@ static void on_last(struct bl_timer *t)
 static struct bl_loop *make_loop(void)
 {
     char err[128];
-    struct bl_loop *l = bl_loop_create(err, sizeof(err));
+    struct bl_loop *l = bl_loop_create_method(TEST_LOOP_METHOD, err, sizeof(err));
     assert_non_null(l);
+    if (bl_loop_fallback(l)) {
+        print_message("io_uring refused by this kernel (%s): skipped\n", bl_loop_fallback(l));
+        bl_loop_destroy(l);
+        skip();
+    }
+    assert_int_equal(bl_loop_method(l), TEST_LOOP_METHOD);
     loop_under_test = l;
     nfired = 0;
     return l;
@@ -259,6 +271,9 @@ int main(void)
         cmocka_unit_test(test_level_triggered_until_del),
         cmocka_unit_test(test_error_reports_both_directions),
         cmocka_unit_test(test_close_registered_fd),
+#ifdef TEST_LOOP_EXTRA
+        TEST_LOOP_EXTRA
+#endif
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

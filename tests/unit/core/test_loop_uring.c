@@ -1,0 +1,255 @@
+/* The event loop on its io_uring backend: every test of test_loop.c (timers, edge and level
+ * triggering, error bits, close) plus what is io_uring's own: a closed socket's peer reads
+ * EOF (the cancelled poll let go of the file), an event for an fd closed earlier in the same
+ * batch is dropped, registrations from another thread reach the running loop, more fds than
+ * the submission ring holds register in one turn, and a kernel that refuses io_uring gives an
+ * epoll loop that says why. Skipped where the kernel refuses io_uring. */
+#include <errno.h>
+#include <pthread.h>
+#include <sys/eventfd.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+
+#include <liburing.h>
+
+/* Lets a test make io_uring_setup fail the way a kernel that refuses it does. */
+static int fake_setup_errno;
+static int fake_setup(unsigned entries, struct io_uring *ring, struct io_uring_params *p)
+{
+    if (fake_setup_errno)
+        return -fake_setup_errno;
+    return io_uring_queue_init_params(entries, ring, p);
+}
+#define LOOP_URING_SETUP fake_setup
+
+#define TEST_LOOP_METHOD BL_LOOP_IO_URING
+#define TEST_LOOP_EXTRA                                                                      \
+    cmocka_unit_test(test_close_sends_fin), cmocka_unit_test(test_stale_event_dropped),      \
+        cmocka_unit_test(test_remote_registration), cmocka_unit_test(test_many_fds_one_turn),  \
+        cmocka_unit_test(test_refused_falls_back_to_epoll),
+
+static void test_close_sends_fin(void **state);
+static void test_stale_event_dropped(void **state);
+static void test_remote_registration(void **state);
+static void test_many_fds_one_turn(void **state);
+static void test_refused_falls_back_to_epoll(void **state);
+
+#include "test_loop.c"
+
+static void on_stop_io(struct bl_io *io, uint32_t ev) { bl_loop_stop(loop_under_test); }
+
+/* One turn of the loop: a timer stops it. */
+static void one_turn(struct bl_loop *l, int ms)
+{
+    struct bl_timer t = {.handler = on_stop_timer};
+    bl_timer_set(l, &t, bl_clock_update() + (uint64_t)ms);
+    bl_loop_run(l);
+    bl_timer_cancel(l, &t);
+}
+
+static void test_close_sends_fin(void **state)
+{
+    (void)state;
+    struct bl_loop *l = make_loop();
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+    struct bl_io io = {.fd = sv[0], .handler = on_stop_io};
+    assert_int_equal(bl_loop_add(l, &io), BL_OK);
+    one_turn(l, 20); /* armed: the poll holds a reference to the socket now */
+    bl_loop_close(l, &io);
+    one_turn(l, 5);  /* the cancel goes out with this turn's submit */
+    char b;
+    assert_int_equal(read(sv[1], &b, 1), 0); /* EOF, not EAGAIN: the socket is closed */
+    close(sv[1]);
+    bl_loop_destroy(l);
+}
+
+struct pair_io {
+    struct bl_io io;
+    struct pair_io *other;
+    int calls;
+};
+
+static void on_pair(struct bl_io *io, uint32_t ev)
+{
+    struct pair_io *p = (struct pair_io *)io;
+    p->calls++;
+    bl_loop_close(loop_under_test, &p->other->io);
+    bl_loop_close(loop_under_test, io);
+    bl_loop_stop(loop_under_test);
+}
+
+static void test_stale_event_dropped(void **state)
+{
+    (void)state;
+    struct bl_loop *l = make_loop();
+    int a[2], b[2];
+    assert_int_equal(pipe2(a, O_NONBLOCK), 0);
+    assert_int_equal(pipe2(b, O_NONBLOCK), 0);
+    struct pair_io pa = {.io = {.fd = a[0], .handler = on_pair}};
+    struct pair_io pb = {.io = {.fd = b[0], .handler = on_pair}};
+    pa.other = &pb;
+    pb.other = &pa;
+    assert_int_equal(write(a[1], "x", 1), 1);
+    assert_int_equal(write(b[1], "x", 1), 1);
+    assert_int_equal(bl_loop_add(l, &pa.io), BL_OK);
+    assert_int_equal(bl_loop_add(l, &pb.io), BL_OK);
+    bl_loop_run(l); /* both ready in one batch: the first handler closes both */
+    one_turn(l, 10);
+    assert_int_equal(pa.calls + pb.calls, 1);
+    close(a[1]);
+    close(b[1]);
+    bl_loop_destroy(l);
+}
+
+static int remote_calls;
+
+static void on_remote(struct bl_io *io, uint32_t ev)
+{
+    uint64_t v;
+    while (read(io->fd, &v, sizeof(v)) > 0)
+        ;
+    remote_calls++;
+    bl_loop_stop(loop_under_test);
+}
+
+static void on_tick(struct bl_timer *t)
+{
+    bl_timer_set(loop_under_test, t, bl_clock_ms + 2); /* keeps the loop turning */
+}
+
+static void *run_thread(void *arg)
+{
+    bl_loop_run(arg);
+    return NULL;
+}
+
+static void test_remote_registration(void **state)
+{
+    (void)state;
+    struct bl_loop *l = make_loop();
+    struct bl_timer tick = {.handler = on_tick};
+    bl_timer_set(l, &tick, bl_clock_update() + 2);
+    remote_calls = 0;
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, run_thread, l), 0);
+    for (int i = 0; i < 500 && !atomic_load(&l->b.ur.started); i++)
+        usleep(2000);
+    assert_true(atomic_load(&l->b.ur.started));
+    /* An add and a del of one fd before the loop sees either: nothing is left of it. */
+    struct bl_io gone = {.fd = eventfd(1, EFD_NONBLOCK), .handler = on_remote};
+    assert_int_equal(bl_loop_add_level(l, &gone), BL_OK);
+    bl_loop_del(l, &gone);
+    struct bl_io io = {.fd = eventfd(0, EFD_NONBLOCK), .handler = on_remote};
+    assert_int_equal(bl_loop_add_level(l, &io), BL_OK);
+    uint64_t one = 1;
+    assert_int_equal(write(io.fd, &one, sizeof(one)), sizeof(one));
+    pthread_join(th, NULL);
+    assert_int_equal(remote_calls, 1);
+    /* From this thread: queued for a turn that never comes; the ring's exit cancels it. */
+    bl_loop_close(l, &io);
+    close(gone.fd);
+    bl_timer_cancel(l, &tick);
+    bl_loop_destroy(l);
+}
+
+enum { MANY = 1500 };
+static int many_calls;
+
+static void on_many(struct bl_io *io, uint32_t ev)
+{
+    if (ev & BL_EV_READ) {
+        char b[4];
+        if (read(io->fd, b, sizeof(b)) == 1 && ++many_calls == MANY)
+            bl_loop_stop(loop_under_test);
+    }
+}
+
+struct many_state {
+    struct bl_io io[MANY];
+    int peer[MANY];
+    struct bl_timer t;
+};
+static struct many_state *many;
+
+static void add_many(struct bl_timer *t)
+{
+    for (int i = 0; i < MANY; i++) {
+        assert_int_equal(bl_loop_add(loop_under_test, &many->io[i]), BL_OK);
+        assert_int_equal(write(many->peer[i], "y", 1), 1);
+    }
+}
+
+static void test_many_fds_one_turn(void **state)
+{
+    (void)state;
+    struct rlimit rl;
+    getrlimit(RLIMIT_NOFILE, &rl);
+    if (rl.rlim_cur < 2 * MANY + 64) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+        if (rl.rlim_cur < 2 * MANY + 64)
+            skip();
+    }
+    struct bl_loop *l = make_loop();
+    many = calloc(1, sizeof(*many));
+    assert_non_null(many);
+    for (int i = 0; i < MANY; i++) {
+        int sv[2];
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+        many->io[i] = (struct bl_io){.fd = sv[0], .handler = on_many};
+        many->peer[i] = sv[1];
+    }
+    many_calls = 0;
+    /* Registered inside a turn: more SQEs than the submission ring holds (1024). */
+    many->t.handler = add_many;
+    bl_timer_set(l, &many->t, bl_clock_update() + 1);
+    struct bl_timer guard = {.handler = on_stop_timer};
+    bl_timer_set(l, &guard, bl_clock_update() + 5000);
+    bl_loop_run(l);
+    bl_timer_cancel(l, &guard);
+    assert_int_equal(many_calls, MANY);
+    for (int i = 0; i < MANY; i++) {
+        bl_loop_close(l, &many->io[i]);
+        close(many->peer[i]);
+    }
+    free(many);
+    bl_loop_destroy(l);
+}
+
+static void test_refused_falls_back_to_epoll(void **state)
+{
+    (void)state;
+    char err[128];
+    fake_setup_errno = EPERM;
+    struct bl_loop *l = bl_loop_create_method(BL_LOOP_IO_URING, err, sizeof(err));
+    fake_setup_errno = 0;
+    assert_non_null(l);
+    assert_int_equal(bl_loop_method(l), BL_LOOP_EPOLL);
+    assert_non_null(bl_loop_fallback(l));
+    assert_non_null(strstr(bl_loop_fallback(l), "Operation not permitted"));
+    assert_non_null(strstr(bl_loop_fallback(l), "io_uring_disabled"));
+    /* and it works */
+    loop_under_test = l;
+    int fds[2];
+    assert_int_equal(pipe2(fds, O_NONBLOCK), 0);
+    struct bl_io io = {.fd = fds[0], .handler = on_stop_io};
+    assert_int_equal(bl_loop_add(l, &io), BL_OK);
+    assert_int_equal(write(fds[1], "x", 1), 1);
+    bl_loop_run(l);
+    bl_loop_close(l, &io);
+    close(fds[1]);
+    bl_loop_destroy(l);
+
+    fake_setup_errno = ENOSYS;
+    l = bl_loop_create_method(BL_LOOP_IO_URING, err, sizeof(err));
+    fake_setup_errno = 0;
+    assert_non_null(l);
+    assert_int_equal(bl_loop_method(l), BL_LOOP_EPOLL);
+    assert_non_null(strstr(bl_loop_fallback(l), "Function not implemented"));
+    bl_loop_destroy(l);
+    /* epoll asked for: nothing to fall back from */
+    l = bl_loop_create(err, sizeof(err));
+    assert_null(bl_loop_fallback(l));
+    bl_loop_destroy(l);
+}
