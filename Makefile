@@ -28,6 +28,7 @@
 #   make bench         ballast, nginx and HAProxy side by side (plain HTTP/1.1, TLS, HTTP/2
 #                      and L4 rows; BENCH_ROWS=http,tls,h2,stream picks); writes
 #                      bench/RESULTS.md (bench/README.md)
+#   make bench-uring   ballast's epoll and io_uring backends side by side (bench/uring.sh)
 #   make bench-balancers  nanoseconds per pick for every balancing algorithm
 #   make bench-logs    nanoseconds per request for a log line and for request/trace ids
 #   make bench-limits  nanoseconds per limit_req check with 1M keys in the zone
@@ -94,7 +95,7 @@ SYSCONFDIR     ?= /etc
 .PHONY: install uninstall test-multinode
 .PHONY: fuzz fuzz-build fuzz-replay tsan integration-tsan lint lint-cppcheck deps-lint
 .PHONY: all asan run test unit check-layers integration integration-asan bench bench-balancers bench-logs bench-limits bench-h2 bench-gzip bench-hostile deps deps-test clean help
-.PHONY: integration-uring
+.PHONY: integration-uring bench-uring
 
 all: ballast
 
@@ -259,16 +260,18 @@ integration-uring: ballast
 # 2026-12-07 (build, unit, integration 833 tests 3m38s, the same under ASan 4m26s).
 TEST_MINUTES := 9
 test: deps-test
-	@echo "make test: build, unit tests, integration tests, integration tests under ASan;" \
+	@echo "make test: build, unit tests, integration tests (epoll, io_uring), under ASan;" \
 	      "about $(TEST_MINUTES) minutes on 2 cores"
-	@echo "make test: [1/4] building ./ballast and build/asan/ballast (-j$(NPROC))"
+	@echo "make test: [1/5] building ./ballast and build/asan/ballast (-j$(NPROC))"
 	@$(MAKE) --no-print-directory -j$(NPROC) all asan
-	@echo "make test: [2/4] unit tests, then the fuzz corpora replayed (tests/fuzz/)"
+	@echo "make test: [2/5] unit tests, then the fuzz corpora replayed (tests/fuzz/)"
 	@$(MAKE) --no-print-directory -j$(NPROC) unit
 	@$(MAKE) --no-print-directory -j$(NPROC) fuzz-replay
-	@echo "make test: [3/4] integration tests against ./ballast"
+	@echo "make test: [3/5] integration tests against ./ballast"
 	@$(MAKE) --no-print-directory integration
-	@echo "make test: [4/4] integration tests against build/asan/ballast"
+	@echo "make test: [4/5] integration tests against ./ballast on the io_uring loop (use io_uring)"
+	@$(MAKE) --no-print-directory integration-uring
+	@echo "make test: [5/5] integration tests against build/asan/ballast"
 	@$(MAKE) --no-print-directory integration-asan
 	@echo "make test: then the keepalived pair in network namespaces (tests/multinode/)"
 	@$(MAKE) --no-print-directory test-multinode
@@ -281,6 +284,11 @@ test-multinode: ballast
 
 bench: deps-test ballast
 	bench/run.sh
+
+# ballast's epoll and io_uring loop backends side by side at 50, 200, 2000 connections
+# (bench/uring.sh); appends to bench/RESULTS.md, "io_uring backend".
+bench-uring: deps-test ballast
+	bench/uring.sh
 
 bench-balancers: build/libballast.a
 	@mkdir -p build/bench

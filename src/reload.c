@@ -281,6 +281,9 @@ int bl_reload(const char *file, char *err, size_t errlen)
                                                                           : "") != 0 ||
         cfg->error_log_level != cur->cfg->error_log_level)
         bl_log(BL_LOG_WARN, "reload: \"error_log\" changed; it applies at the next restart");
+    if (cfg->events_use != cur->cfg->events_use)
+        bl_log(BL_LOG_WARN, "reload: \"use\" changed; the workers keep their event loop until a "
+               "restart or binary upgrade");
 
     struct bl_generation *g = bl_generation_create(cfg, R.n, cur, err, errlen);
     if (!g) {

@@ -69,12 +69,11 @@ def io_uring_refused():
 
 
 def with_events_use(text, method):
-    """The config text with `use METHOD;` in its events block (replacing a `use` that is
-    there, adding an events block at the end when there is none). Lines keep their numbers:
-    tests read file:line in ballast's messages."""
-    out, n = re.subn(r"(?m)(^|[{;])(\s*)use\s+[A-Za-z_]+\s*;", r"\1\2use %s;" % method, text)
-    if n:
-        return out
+    """The config text with `use METHOD;` in its events block, adding an events block at the
+    end when there is none. A config that names its method itself keeps it (the tests of
+    `use` do). Lines keep their numbers: tests read file:line in ballast's messages."""
+    if re.search(r"(?m)(^|[{;])\s*use\s+[A-Za-z_]+\s*;", text):
+        return text
     out, n = re.subn(r"(?<![\w$@\"'])events\s*\{", "events { use %s;" % method, text, count=1)
     if n:
         return out

@@ -1,0 +1,181 @@
+#!/usr/bin/env bash
+# ballast on its two loop backends side by side, in one run: `use epoll;` against
+# `use io_uring;`, the same binary, one worker each, the same nginx backend (12-byte-ish body,
+# upstream keep-alive). Interleaved rounds at each connection count; per backend and count:
+# requests/s, CPU per request (the process's utime+stime over the run), p99, and syscalls per
+# request (strace -c over a separate short run). Only ratios within one run mean anything on
+# a shared machine. `make bench-uring`.
+#
+# Environment:
+#   URING_CONNS=50,200,2000   connection counts
+#   URING_DURATION=8          seconds per measured wrk run
+#   URING_ROUNDS=2            interleaved rounds per count (the median is reported)
+#   URING_STRACE=3            seconds of the strace run per backend and count (0: none)
+#   BALLAST_BIN=./ballast
+#   BENCH_RESULTS=bench/RESULTS.md   the section is appended there; BENCH_NO_RESULTS=1: not
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CONNS=${URING_CONNS:-50,200,2000}
+DUR=${URING_DURATION:-8}
+ROUNDS=${URING_ROUNDS:-2}
+STRACE_S=${URING_STRACE:-3}
+BALLAST_BIN=${BALLAST_BIN:-./ballast}
+RESULTS=${BENCH_RESULTS:-bench/RESULTS.md}
+CLK_TCK=$(getconf CLK_TCK)
+
+log() { printf 'bench-uring: %s\n' "$*" >&2; }
+for tool in nginx wrk strace curl; do
+    command -v "$tool" >/dev/null || { log "$tool not found; run: scripts/install-deps.sh test"; exit 1; }
+done
+[ -x "$BALLAST_BIN" ] || { log "$BALLAST_BIN not built (make ballast)"; exit 1; }
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+TMP=$(mktemp -d /tmp/ballast-bench-uring.XXXXXX)
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+BPORT=$(free_port)
+USER_LINE=""
+[ "$(id -u)" = 0 ] && USER_LINE="user root;"
+mkdir -p "$TMP/nginx"
+sed -e "s|@USER_LINE@|$USER_LINE|" -e "s|@DIR@|$TMP/nginx|g" -e "s|@BACKEND_PORT@|$BPORT|g" \
+    bench/conf/backend.nginx.conf.in >"$TMP/nginx/nginx.conf"
+nginx -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" -e "$TMP/nginx/error.log" &
+PIDS+=($!)
+
+declare -A PORT PID
+for m in epoll io_uring; do
+    PORT[$m]=$(free_port)
+    sed -e "s|@BACKEND_PORT@|$BPORT|g" -e "s|@PORT@|${PORT[$m]}|g" \
+        -e "s|worker_connections 20000;|worker_connections 20000;\n    use $m;|" \
+        bench/conf/ballast.conf.in >"$TMP/ballast-$m.conf"
+    "$BALLAST_BIN" -c "$TMP/ballast-$m.conf" 2>"$TMP/ballast-$m.err" &
+    PID[$m]=$!
+    PIDS+=($!)
+done
+for m in epoll io_uring; do
+    for _ in $(seq 50); do curl -sf "http://127.0.0.1:${PORT[$m]}/" >/dev/null && break; sleep 0.1; done
+    curl -sf "http://127.0.0.1:${PORT[$m]}/" >/dev/null || { log "ballast ($m) does not answer"; cat "$TMP/ballast-$m.err"; exit 1; }
+done
+if grep -q "using epoll" "$TMP/ballast-io_uring.err"; then
+    log "io_uring refused here: $(grep 'using epoll' "$TMP/ballast-io_uring.err")"
+    log "nothing to compare; no results written"
+    exit 0
+fi
+
+ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+# wrk output -> "requests rps p99_ms"
+parse_wrk() {
+    awk '/requests in/ { r = $1 } /^Requests\/sec/ { s = $2 }
+         /^ +99%/ { v = $2; if (v ~ /us$/) { sub(/us/, "", v); v /= 1000 }
+                    else if (v ~ /ms$/) { sub(/ms/, "", v) } else if (v ~ /s$/) { sub(/s/, "", v); v *= 1000 }
+                    p = v }
+         END { printf "%d %.0f %.2f\n", r, s, p }' "$1"
+}
+
+ROWS=$TMP/rows
+: >"$ROWS"
+log "warm-up"
+for m in epoll io_uring; do wrk -t1 -c50 -d2s "http://127.0.0.1:${PORT[$m]}/" >/dev/null 2>&1 || true; done
+IFS=, read -r -a CL <<<"$CONNS"
+for c in "${CL[@]}"; do
+    for r in $(seq "$ROUNDS"); do
+        order="epoll io_uring"
+        (( r % 2 == 0 )) && order="io_uring epoll"
+        for m in $order; do
+            t0=$(ticks "${PID[$m]}")
+            wrk -t1 -c"$c" -d"${DUR}s" --latency "http://127.0.0.1:${PORT[$m]}/" >"$TMP/wrk" 2>&1 || true
+            t1=$(ticks "${PID[$m]}")
+            read -r reqs rps p99 < <(parse_wrk "$TMP/wrk")
+            echo "wrk $m $c $reqs $rps $p99 $((t1 - t0))" >>"$ROWS"
+            log "c=$c round $r $m: $rps req/s, p99 ${p99} ms, $((t1 - t0)) ticks"
+        done
+    done
+    if [ "$STRACE_S" != 0 ]; then
+        for m in epoll io_uring; do
+            tids=$(ls "/proc/${PID[$m]}/task" | sed 's/^/-p /' | tr '\n' ' ')
+            # shellcheck disable=SC2086
+            strace -c -f -o "$TMP/strace" $tids 2>/dev/null &
+            sp=$!
+            sleep 0.5
+            wrk -t1 -c"$c" -d"${STRACE_S}s" "http://127.0.0.1:${PORT[$m]}/" >"$TMP/wrk" 2>&1 || true
+            kill -INT "$sp" 2>/dev/null || true
+            wait "$sp" 2>/dev/null || true
+            read -r reqs _ _ < <(parse_wrk "$TMP/wrk")
+            total=$(awk '$NF == "total" { print $(NF-1) ~ /^[0-9]+$/ ? $(NF-1) : $(NF-2) }' "$TMP/strace")
+            top=$(awk 'NR > 2 && $1 ~ /^[0-9.]+$/ && $NF != "total" { printf "%s%s %s", sep, $NF, $4; sep = ", " } ' "$TMP/strace" | cut -c1-120)
+            echo "strace $m $c $reqs ${total:-0} $top" >>"$ROWS"
+            log "c=$c $m: ${total:-0} syscalls for $reqs requests under strace ($top)"
+        done
+    fi
+done
+
+REPORT=$TMP/report.md
+/usr/bin/python3 - "$ROWS" "$CLK_TCK" "$DUR" "$ROUNDS" "$(nproc)" >"$REPORT" <<'EOF'
+import statistics, sys
+rows, tck, dur, rounds, ncpu = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+wrk, st = {}, {}
+for ln in open(rows):
+    f = ln.split()
+    if f[0] == "wrk":
+        reqs, rps, p99, t = int(f[3]), float(f[4]), float(f[5]), int(f[6])
+        wrk.setdefault((f[1], int(f[2])), []).append((rps, t * 1e6 / tck / max(reqs, 1), p99))
+    else:
+        reqs, total = int(f[3]), int(f[4])
+        st[(f[1], int(f[2]))] = (total / max(reqs, 1), " ".join(f[5:]))
+conns = sorted({c for _, c in wrk})
+print("| conns | backend | req/s | CPU us/req | p99 ms | syscalls/req (strace) | io_uring/epoll: rps, CPU/req |")
+print("|---|---|---|---|---|---|---|")
+for c in conns:
+    med = {}
+    for m in ("epoll", "io_uring"):
+        v = wrk.get((m, c))
+        if not v:
+            continue
+        med[m] = tuple(statistics.median(x[i] for x in v) for i in range(3))
+    for m in ("epoll", "io_uring"):
+        if m not in med:
+            continue
+        rps, cpu, p99 = med[m]
+        sc = st.get((m, c))
+        ratio = ""
+        if m == "io_uring" and "epoll" in med:
+            ratio = "%.2fx, %.2fx" % (rps / med["epoll"][0], cpu / med["epoll"][1])
+        print("| %d | %s | %.0f | %.1f | %.2f | %s | %s |" % (
+            c, m, rps, cpu, p99, "%.2f" % sc[0] if sc else "-", ratio))
+print()
+print("Medians of %s interleaved rounds of %ss (wrk -t1, keep-alive), one ballast worker each, "
+      "%s CPUs shared with the backend and wrk. Syscalls by name (strace -c, all threads):" % (rounds, dur, ncpu))
+for (m, c), (per, top) in sorted(st.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+    print("- %s, %d conns: %s" % (m, c, top))
+EOF
+cat "$REPORT"
+if [ -z "${BENCH_NO_RESULTS:-}" ]; then
+    # Into this benchmark's own section of RESULTS.md (made when missing), after its last run.
+    /usr/bin/python3 - "$RESULTS" "$REPORT" "$(date -u '+%Y-%m-%d %H:%M UTC')" \
+        "$(git rev-parse --short HEAD 2>/dev/null || echo '?')" <<'EOF'
+import os, sys
+path, report, when, rev = sys.argv[1:5]
+head = "## io_uring backend (make bench-uring)"
+text = open(path).read() if os.path.exists(path) else ""
+run = "\n### %s (%s)\n\n%s" % (when, rev, open(report).read())
+if head not in text:
+    text = (text.rstrip("\n") + "\n\n" + head + "\n\nballast with `use epoll;` against "
+            "`use io_uring;` (bench/uring.sh): the same binary in the same run, one worker each.\n"
+            + run)
+else:
+    i = text.index(head) + len(head)
+    j = text.find("\n## ", i)
+    j = len(text) if j < 0 else j
+    text = text[:j].rstrip("\n") + "\n" + run + text[j:]
+open(path, "w").write(text)
+EOF
+    log "written to $RESULTS"
+fi

@@ -1,0 +1,121 @@
+"""`events { use epoll | io_uring; }`: the worker loop backend. io_uring serves HTTP and
+stream traffic and closes what it closes (the clients read EOF); a kernel that refuses
+io_uring gets a warning and epoll; an unknown method is a config error with file:line.
+(`make integration-uring` runs the whole suite on io_uring; this file checks the directive.)"""
+import os
+import socket
+
+import pytest
+
+from conftest import io_uring_refused, proxy_conf, run_ballast, wait_for
+
+REFUSED = io_uring_refused()
+
+
+def ring_fds(pid):
+    """How many io_uring instances the process holds (one per io_uring worker loop)."""
+    n = 0
+    d = "/proc/%d/fd" % pid
+    for f in os.listdir(d):
+        try:
+            if os.readlink(os.path.join(d, f)) == "anon_inode:[io_uring]":
+                n += 1
+        except OSError:
+            pass
+    return n
+
+
+def test_io_uring_serves_and_closes(ballast, backend):
+    be = backend()
+    b = ballast(proxy_conf(be.addr, main="events { use io_uring; worker_connections 512; }",
+                           server="location /local { return 200 \"local\\n\"; }"), workers=2)
+    if REFUSED:
+        assert "using epoll" in b.stderr_text()
+        assert ring_fds(b.pid) == 0
+    else:
+        assert ring_fds(b.pid) == 2, "one ring per worker"
+        assert "using epoll" not in b.stderr_text()
+    for i in range(20):
+        assert b.get("/x%d" % i).status == 200
+    assert b.get("/local").body == b"local\n"
+    # keep-alive over several requests, then ballast closes: the client reads EOF, which an
+    # armed poll request would hold back if the close did not cancel it
+    with b.conn() as c:
+        for _ in range(3):
+            assert c.request("GET", "/k").status == 200
+        r = c.request("GET", "/k", headers={"Connection": "close"})
+        assert r.status == 200
+        assert c.closed(), "ballast closed the connection: the client must read EOF"
+
+
+def test_io_uring_stream(ballast):
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    port = srv.getsockname()[1]
+    b = ballast("""
+events { use io_uring; }
+stream {
+    server {
+        listen 127.0.0.1:@port@;
+        proxy_pass 127.0.0.1:%d;
+    }
+}
+""" % port)
+    try:
+        c = socket.create_connection(("127.0.0.1", b.port), timeout=5)
+        srv.settimeout(5)
+        s, _ = srv.accept()
+        c.sendall(b"ping")
+        assert s.recv(16) == b"ping"
+        s.sendall(b"pong")
+        assert c.recv(16) == b"pong"
+        s.close()  # the upstream closes: ballast closes the client
+        c.settimeout(5)
+        assert c.recv(16) == b""
+        c.close()
+    finally:
+        srv.close()
+
+
+def test_epoll_explicit_has_no_ring(ballast, backend):
+    be = backend()
+    b = ballast(proxy_conf(be.addr, main="events { use epoll; }"))
+    assert b.get("/").status == 200
+    assert ring_fds(b.pid) == 0
+
+
+def test_unknown_method_is_a_config_error(tmp_path):
+    p = tmp_path / "b.conf"
+    p.write_text("events {\n    use kqueue;\n}\nhttp {\n    server {\n"
+                 "        listen 127.0.0.1:1;\n    }\n}\n")
+    r = run_ballast(["-t", "-c", str(p)])
+    assert r.returncode != 0
+    assert 'invalid value "kqueue" in "use" directive in %s:2' % p in r.stderr
+
+
+def test_use_needs_one_argument(tmp_path):
+    p = tmp_path / "b.conf"
+    p.write_text("events {\n    use;\n}\n")
+    r = run_ballast(["-t", "-c", str(p)])
+    assert r.returncode != 0
+    assert "%s:2" % p in r.stderr and '"use"' in r.stderr
+
+
+@pytest.mark.skipif(REFUSED is not None, reason="io_uring refused here: %s" % REFUSED)
+def test_reload_keeps_the_running_loop(ballast, backend):
+    """A reload that changes `use` keeps serving on the loop the workers run."""
+    be = backend()
+    b = ballast(proxy_conf(be.addr, main="events { use io_uring; }", error_log="notice"))
+    assert ring_fds(b.pid) == 1
+    log = os.path.join(b.dir, "error.log")
+    with open(b.conf_path) as f:
+        text = f.read()
+    with open(b.conf_path, "w") as f:
+        f.write(text.replace("use io_uring;", "use epoll;"))
+    b.send_signal(1)
+    assert wait_for(lambda: "serves on every worker" in open(log).read(), 5)
+    assert '"use" changed; the workers keep their event loop' in open(log).read()
+    for i in range(5):
+        assert b.get("/r%d" % i).status == 200
+    assert ring_fds(b.pid) == 1
