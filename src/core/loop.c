@@ -288,6 +288,7 @@ static inline __attribute__((always_inline)) void run_with(struct bl_loop *l, co
         run_timers(l, now);
         run_deferred(l);
     }
+    BE_RUN(l, uring, flush);
 }
 
 void bl_loop_run(struct bl_loop *l)

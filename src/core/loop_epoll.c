@@ -50,6 +50,9 @@ static void loop_epoll_del(struct loop_epoll *b, struct bl_io *io)
 
 static void loop_epoll_close(struct loop_epoll *b, struct bl_io *io) { close(io->fd); }
 
+/* The loop stops: nothing is queued. */
+static void loop_epoll_flush(struct loop_epoll *b) { (void)b; }
+
 /* Waits up to timeout_ms; returns how many events are ready (0 on timeout or a signal). */
 static int loop_epoll_poll(struct loop_epoll *b, int timeout_ms)
 {

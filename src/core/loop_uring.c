@@ -281,7 +281,8 @@ static int loop_uring_add(struct loop_uring *b, struct bl_io *io, int edge)
     return uring_add_local(b, io, edge);
 }
 
-static void loop_uring_del(struct loop_uring *b, struct bl_io *io)
+/* Unregisters io; the cancel goes out with the turn's submit. */
+static void uring_del_queued(struct loop_uring *b, struct bl_io *io)
 {
     if (uring_foreign(b)) {
         /* A queued add is dropped; a registration the owner made is cancelled there. */
@@ -295,10 +296,34 @@ static void loop_uring_del(struct loop_uring *b, struct bl_io *io)
     io->loop_slot = 0;
 }
 
+/* bl_loop_del: the caller may close the fd right after (a listener at shutdown or when a
+ * reload drops its address), and until the cancel has run the poll keeps the socket alive,
+ * in its SO_REUSEPORT group, taking connections that nobody will accept. So the cancel is
+ * submitted now, and its completion run (DEFER_TASKRUN runs it in an enter that gets events):
+ * a syscall, on a rare path. */
+static void loop_uring_del(struct loop_uring *b, struct bl_io *io)
+{
+    int had = io->loop_slot != 0;
+    uring_del_queued(b, io);
+    if (had && b->enabled && !uring_foreign(b))
+        io_uring_submit_and_get_events(&b->ring);
+}
+
+/* bl_loop_close, per connection: the cancel rides on the turn's submit (no extra syscall);
+ * the socket closes (FIN) when it has run, at the end of this turn at the latest, or in
+ * loop_uring_flush when the loop stops. */
 static void loop_uring_close(struct loop_uring *b, struct bl_io *io)
 {
-    loop_uring_del(b, io);
+    uring_del_queued(b, io);
     close(io->fd);
+}
+
+/* The loop stops: what is queued (cancels of closed fds) goes out now, not when the ring is
+ * freed, so that closed sockets close. */
+static void loop_uring_flush(struct loop_uring *b)
+{
+    if (b->enabled && io_uring_sq_ready(&b->ring))
+        io_uring_submit_and_get_events(&b->ring);
 }
 
 static int loop_uring_poll(struct loop_uring *b, int timeout_ms)

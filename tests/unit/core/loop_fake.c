@@ -45,6 +45,8 @@ static void loop_backend_del(struct loop_backend *b, struct bl_io *io) { b->ndel
 
 static void loop_backend_close(struct loop_backend *b, struct bl_io *io) { b->nclosed++; }
 
+static void loop_backend_flush(struct loop_backend *b) { (void)b; }
+
 /* Queues an event for the next poll. */
 static void fake_queue(struct bl_io *io, uint32_t ev)
 {

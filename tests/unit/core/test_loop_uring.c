@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <sys/eventfd.h>
 #include <sys/resource.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 
 #include <liburing.h>
@@ -26,13 +27,14 @@ static int fake_setup(unsigned entries, struct io_uring *ring, struct io_uring_p
 #define TEST_LOOP_EXTRA                                                                      \
     cmocka_unit_test(test_close_sends_fin), cmocka_unit_test(test_stale_event_dropped),      \
         cmocka_unit_test(test_remote_registration), cmocka_unit_test(test_many_fds_one_turn),  \
-        cmocka_unit_test(test_refused_falls_back_to_epoll),
+        cmocka_unit_test(test_refused_falls_back_to_epoll), cmocka_unit_test(test_del_releases_listener),
 
 static void test_close_sends_fin(void **state);
 static void test_stale_event_dropped(void **state);
 static void test_remote_registration(void **state);
 static void test_many_fds_one_turn(void **state);
 static void test_refused_falls_back_to_epoll(void **state);
+static void test_del_releases_listener(void **state);
 
 #include "test_loop.c"
 
@@ -251,5 +253,30 @@ static void test_refused_falls_back_to_epoll(void **state)
     /* epoll asked for: nothing to fall back from */
     l = bl_loop_create(err, sizeof(err));
     assert_null(bl_loop_fallback(l));
+    bl_loop_destroy(l);
+}
+
+/* A listener unregistered and closed (shutdown, a reload that drops its address) is closed at
+ * once, not when the loop turns again: a connection is refused rather than queued on a
+ * socket that the cancelled poll still held. */
+static void test_del_releases_listener(void **state)
+{
+    (void)state;
+    struct bl_loop *l = make_loop();
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof(a);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(fd, 16), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &alen), 0);
+    struct bl_io io = {.fd = fd, .handler = on_stop_io};
+    assert_int_equal(bl_loop_add_level(l, &io), BL_OK);
+    one_turn(l, 10); /* armed */
+    bl_loop_del(l, &io);
+    close(fd);
+    int c = socket(AF_INET, SOCK_STREAM, 0);
+    assert_int_equal(connect(c, (struct sockaddr *)&a, sizeof(a)), -1);
+    assert_int_equal(errno, ECONNREFUSED);
+    close(c);
     bl_loop_destroy(l);
 }
