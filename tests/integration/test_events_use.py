@@ -3,11 +3,15 @@ stream traffic and closes what it closes (the clients read EOF); a kernel that r
 io_uring gets a warning and epoll; an unknown method is a config error with file:line.
 (`make integration-uring` runs the whole suite on io_uring; this file checks the directive.)"""
 import os
+import shutil
+import signal
 import socket
+import subprocess
 
 import pytest
 
-from conftest import io_uring_refused, proxy_conf, run_ballast, wait_for
+from conftest import (ASAN, BALLAST_BIN, SLOW, free_port, http_get, io_uring_refused,
+                      listening_ports, proxy_conf, run_ballast, wait_for)
 
 REFUSED = io_uring_refused()
 
@@ -119,3 +123,47 @@ def test_reload_keeps_the_running_loop(ballast, backend):
     for i in range(5):
         assert b.get("/r%d" % i).status == 200
     assert ring_fds(b.pid) == 1
+
+
+@pytest.mark.parametrize("errno_name,text", [
+    ("EPERM", "(Operation not permitted); see /proc/sys/kernel/io_uring_disabled"),
+    ("ENOSYS", "(Function not implemented)"),
+])
+@pytest.mark.skipif(not shutil.which("strace"), reason="strace is not installed")
+def test_refused_io_uring_falls_back_to_epoll(tmp_path, errno_name, text):
+    """The kernel refuses io_uring_setup (strace injects the error, as io_uring_disabled, a
+    seccomp filter or an old kernel would): a warning that says why, then epoll serves."""
+    port = free_port()
+    conf = tmp_path / "b.conf"
+    conf.write_text("worker_processes 2;\nworker_rlimit_nofile 4096;\nerror_log stderr warn;\n"
+                    "events { use io_uring; worker_connections 512; }\n"
+                    "http {\n    server {\n"
+                    "        listen 127.0.0.1:%d;\n        location / { return 200 \"ok\\n\"; }\n"
+                    "    }\n}\n" % port)
+    env = dict(os.environ)
+    if ASAN:
+        env["ASAN_OPTIONS"] = "detect_leaks=1:abort_on_error=0"
+    err = tmp_path / "stderr"
+    with open(err, "wb") as ef:
+        p = subprocess.Popen(["strace", "-f", "-o", "/dev/null", "-e", "trace=io_uring_setup",
+                              "-e", "inject=io_uring_setup:error=%s" % errno_name,
+                              BALLAST_BIN, "-c", str(conf)],
+                             stdout=subprocess.DEVNULL, stderr=ef, env=env,
+                             start_new_session=True)
+    try:
+        assert wait_for(lambda: port in listening_ports() or p.poll() is not None, 10 * SLOW)
+        assert p.poll() is None, err.read_text()
+        r = http_get(port, "/")
+        assert r.status == 200 and r.body == b"ok\n"
+        log = err.read_text()
+        assert ('"use io_uring" is not possible here: io_uring_setup() failed %s; using epoll'
+                % text) in log, log
+        assert log.count("is not possible here") == 1, "said once, not per worker"
+        assert ring_fds(p.pid) == 0
+    finally:
+        os.killpg(p.pid, signal.SIGTERM)
+        try:
+            p.wait(15 * SLOW)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait(10)
