@@ -109,7 +109,8 @@ for c in "${CL[@]}"; do
             kill -INT "$sp" 2>/dev/null || true
             wait "$sp" 2>/dev/null || true
             read -r reqs _ _ < <(parse_wrk "$TMP/wrk")
-            total=$(awk '$NF == "total" { print $(NF-1) ~ /^[0-9]+$/ ? $(NF-1) : $(NF-2) }' "$TMP/strace")
+            # strace -c rows: % time, seconds, usecs/call, calls, [errors], syscall
+            total=$(awk '$NF == "total" { print $4 }' "$TMP/strace")
             top=$(awk 'NR > 2 && $1 ~ /^[0-9.]+$/ && $NF != "total" { printf "%s%s %s", sep, $NF, $4; sep = ", " } ' "$TMP/strace" | cut -c1-120)
             echo "strace $m $c $reqs ${total:-0} $top" >>"$ROWS"
             log "c=$c $m: ${total:-0} syscalls for $reqs requests under strace ($top)"
@@ -158,23 +159,18 @@ for (m, c), (per, top) in sorted(st.items(), key=lambda kv: (kv[0][1], kv[0][0])
 EOF
 cat "$REPORT"
 if [ -z "${BENCH_NO_RESULTS:-}" ]; then
-    # Into this benchmark's own section of RESULTS.md (made when missing), after its last run.
+    # A dated section of its own, newest first like the others (above the first "## ").
     /usr/bin/python3 - "$RESULTS" "$REPORT" "$(date -u '+%Y-%m-%d %H:%M UTC')" \
         "$(git rev-parse --short HEAD 2>/dev/null || echo '?')" <<'EOF'
 import os, sys
 path, report, when, rev = sys.argv[1:5]
-head = "## io_uring backend (make bench-uring)"
-text = open(path).read() if os.path.exists(path) else ""
-run = "\n### %s (%s)\n\n%s" % (when, rev, open(report).read())
-if head not in text:
-    text = (text.rstrip("\n") + "\n\n" + head + "\n\nballast with `use epoll;` against "
-            "`use io_uring;` (bench/uring.sh): the same binary in the same run, one worker each.\n"
-            + run)
-else:
-    i = text.index(head) + len(head)
-    j = text.find("\n## ", i)
-    j = len(text) if j < 0 else j
-    text = text[:j].rstrip("\n") + "\n" + run + text[j:]
+text = open(path).read() if os.path.exists(path) else "# ballast benchmark results\n"
+sec = ("## %s — io_uring backend: ballast %s, `use epoll;` vs `use io_uring;` (make bench-uring)\n\n"
+       "The same binary twice, one worker each, behind them one nginx backend, in one run "
+       "(bench/uring.sh). The machine is shared and noisy: only the ratios within this run "
+       "mean anything.\n\n%s\n" % (when, rev, open(report).read()))
+i = text.find("\n## ")
+text = text + "\n" + sec if i < 0 else text[:i + 1] + sec + text[i + 1:]
 open(path, "w").write(text)
 EOF
     log "written to $RESULTS"
