@@ -36,6 +36,7 @@
 #   make bench-gzip    gzip MB/s at levels 1 and 6 against nginx
 #   make bench-hostile p99 of normal clients under slowloris, slow POST, slow and non-readers
 #                      and 5000 idle connections, against nginx (bench/hostile.py)
+#   make bench-cache   cache hits/s and CPU per hit against nginx's proxy_cache
 #   make install       install the binary, man page, systemd unit, docs and (unless present)
 #                      /etc/ballast/ballast.conf and mime.types; PREFIX, DESTDIR and the
 #                      *DIR switches below place them (docs/operations.md, "Installing")
@@ -96,6 +97,7 @@ SYSCONFDIR     ?= /etc
 .PHONY: fuzz fuzz-build fuzz-replay tsan integration-tsan lint lint-cppcheck deps-lint
 .PHONY: all asan run test unit check-layers integration integration-asan bench bench-balancers bench-logs bench-limits bench-h2 bench-gzip bench-hostile deps deps-test clean help
 .PHONY: integration-uring bench-uring
+.PHONY: bench-cache
 
 all: ballast
 
@@ -315,6 +317,9 @@ bench-gzip: deps-test ballast
 
 bench-hostile: deps-test ballast
 	bench/hostile.py
+
+bench-cache: deps-test ballast
+	bench/cache.sh
 
 # The unit and the man page get the installed paths; an existing ballast.conf or mime.types
 # is an operator's and stays as it is.

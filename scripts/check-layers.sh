@@ -1,6 +1,6 @@
 #!/bin/sh
 # Checks the include graph of src/ from its `#include "..."` lines:
-#   1. layers form a stack: core < leaves < upstream, policy (limits, allow/deny) < conf < http, stream (the two front ends) <
+#   1. layers form a stack: core < leaves < upstream, policy (limits, allow/deny), cache (the response cache's store) < conf < http, stream (the two front ends) <
 #      worker (reload, upgrade) < admin < ops < main, and no file includes a file of a higher layer. The leaves are the protocol
 #      libraries any layer may use (HTTP/1 parser, URI normalizer, chunked decoder, variable
 #      templates, trace context); they may themselves use only core and each other. ops is
@@ -19,6 +19,7 @@ layer() {
         echo "1 leaf" ;;
     upstream/*) echo "2 upstream" ;;
     policy/*) echo "2 policy" ;;
+    cache/*) echo "2 cache" ;;
     conf/*) echo "3 conf" ;;
     http/*) echo "4 http" ;;
     stream/*) echo "4 stream" ;;

@@ -3034,6 +3034,32 @@ static int finish_stream(struct compiler *c)
     return BL_OK;
 }
 
+/* proxy_cache_path (conf/cache_conf.c). */
+static int h_proxy_cache_path(struct compiler *c, const struct bl_conf_node *n)
+{
+    char err[512];
+    if (bl_cache_path_add(&c->cfg->caches, n->args, n->nargs, n->file, n->line, err,
+                          sizeof(err)) != BL_OK)
+        return fail(c, "%s", err);
+    return BL_OK;
+}
+
+/* proxy_cache and the proxy_cache_* lines: into the level's own settings, made on its first
+ * such line and merged with the level above (conf/cache_conf.h). */
+static int h_proxy_cache(struct compiler *c, const struct bl_conf_node *n)
+{
+    struct bl_loc_conf *lc = c->lc;
+    if (!(lc->set & BL_LC_CACHE)) {
+        lc->cache = NULL;
+        lc->set |= BL_LC_CACHE;
+    }
+    char err[512];
+    if (bl_cache_conf_set(&c->cfg->caches, &lc->cache, &c->cfg->vars, n->name, n->args,
+                          n->nargs, n->file, n->line, err, sizeof(err)) != BL_OK)
+        return fail(c, "%s", err);
+    return BL_OK;
+}
+
 /* An http/server/location setting of one typed argument, kept in struct bl_loc_conf.FIELD. */
 #define TYPED(name, ctx, type, field, deflt) \
     {name, ctx, 1, 1, 0, type, offsetof(struct bl_loc_conf, field), NULL, deflt, h_typed}
@@ -3155,6 +3181,39 @@ static const struct directive directives[] = {
     TYPED("limit_conn_dry_run", CTX_HSL, FT_FLAG, limit_conn_dry_run, "off"),
     DIRECTIVE("allow", CTX_HSL, 1, 1, 0, "ADDRESS | CIDR | all", NULL, h_access_rule),
     DIRECTIVE("deny", CTX_HSL, 1, 1, 0, "ADDRESS | CIDR | all", NULL, h_access_rule),
+    /* response cache (conf/cache_conf.h, http/proxy_cache.c, docs/cache.md) */
+    DIRECTIVE("proxy_cache_path", CTX_HTTP, 2, 7, 0,
+              "PATH keys_zone=NAME:SIZE [levels=LEVELS] [max_size=SIZE] [inactive=TIME] "
+              "[use_temp_path=on | off]", NULL, h_proxy_cache_path),
+    DIRECTIVE("proxy_cache", CTX_HSL, 1, 1, DIR_DEFAULT_DOC, "ZONE | off", "off",
+              h_proxy_cache),
+    DIRECTIVE("proxy_cache_key", CTX_HSL, 1, 1, DIR_DEFAULT_DOC, "STRING",
+              "$scheme$proxy_host$request_uri", h_proxy_cache),
+    DIRECTIVE("proxy_cache_valid", CTX_HSL, 1, 17, 0, "[CODE ...] TIME", NULL, h_proxy_cache),
+    DIRECTIVE("proxy_cache_methods", CTX_HSL, 1, 3, DIR_DEFAULT_DOC, "GET | HEAD ...",
+              "GET HEAD", h_proxy_cache),
+    DIRECTIVE("proxy_cache_min_uses", CTX_HSL, 1, 1, DIR_DEFAULT_DOC, "NUMBER", "1",
+              h_proxy_cache),
+    DIRECTIVE("proxy_cache_bypass", CTX_HSL, 1, ANY_ARGS, 0, "STRING ...", NULL, h_proxy_cache),
+    DIRECTIVE("proxy_no_cache", CTX_HSL, 1, ANY_ARGS, 0, "STRING ...", NULL, h_proxy_cache),
+    DIRECTIVE("proxy_ignore_headers", CTX_HSL, 1, ANY_ARGS, 0, "FIELD ...", NULL,
+              h_proxy_cache),
+    DIRECTIVE("proxy_cache_revalidate", CTX_HSL, 1, 1, DIR_DEFAULT_DOC, "on | off", "off",
+              h_proxy_cache),
+    DIRECTIVE("proxy_cache_lock", CTX_HSL, 1, 1, DIR_DEFAULT_DOC, "on | off", "off",
+              h_proxy_cache),
+    DIRECTIVE("proxy_cache_lock_timeout", CTX_HSL, 1, 1, DIR_DEFAULT_DOC, "TIME", "5s",
+              h_proxy_cache),
+    DIRECTIVE("proxy_cache_lock_age", CTX_HSL, 1, 1, DIR_DEFAULT_DOC, "TIME", "5s",
+              h_proxy_cache),
+    DIRECTIVE("proxy_cache_use_stale", CTX_HSL, 1, 11, DIR_DEFAULT_DOC,
+              "error | timeout | invalid_header | updating | http_500 | http_502 | http_503 | "
+              "http_504 | http_403 | http_404 | http_429 ... | off", "off", h_proxy_cache),
+    DIRECTIVE("proxy_cache_background_update", CTX_HSL, 1, 1, DIR_DEFAULT_DOC, "on | off",
+              "off", h_proxy_cache),
+    DIRECTIVE("proxy_cache_valid_jitter", CTX_HSL, 1, 1, DIR_DEFAULT_DOC, "PERCENT", "0",
+              h_proxy_cache),
+    DIRECTIVE("proxy_cache_purge", CTX_HSL, 1, 1, 0, "STRING", NULL, h_proxy_cache),
     TYPED("gzip", CTX_HSL, FT_FLAG, gzip, "off"),
     {"gzip_comp_level", CTX_HSL, 1, 1, 0, FT_NUM, offsetof(struct bl_loc_conf, gzip_comp_level),
      NULL, "1", h_gzip_comp_level},
@@ -3633,6 +3692,10 @@ static void merge_loc_conf(struct bl_loc_conf *child, const struct bl_loc_conf *
         child->access_rules = parent->access_rules;
         child->naccess_rules = parent->naccess_rules;
     }
+    if (child->set & BL_LC_CACHE)
+        bl_cache_conf_merge(child->cache, parent->cache);
+    else
+        child->cache = parent->cache;
 }
 
 static void free_headers(struct bl_header_set *h, uint32_t n)
@@ -3901,6 +3964,8 @@ static int finish(struct compiler *c)
         sort_prefixes(&s->locs);
     }
     if (bl_limit_zones_finish(&cfg->limits, c->err, c->errlen) != BL_OK)
+        return BL_ERR;
+    if (bl_cache_conf_finish(&cfg->caches, c->err, c->errlen) != BL_OK)
         return BL_ERR;
     for (uint32_t i = 0; i < cfg->nservers; i++)
         for (uint32_t k = 0; k < cfg->servers[i]->nall; k++) {
@@ -4221,6 +4286,7 @@ void bl_conf_release(struct bl_config *cfg)
         free(cfg->vars.names[i]);
     free(cfg->vars.names);
     bl_limit_zones_free(&cfg->limits);
+    bl_cache_paths_free(&cfg->caches);
     bl_conf_free(cfg->tree);
     free(cfg);
 }

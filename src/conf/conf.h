@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 
+#include "conf/cache_conf.h"
 #include "conf/ssl.h"
 #include "core/cidr.h"
 #include "core/sock.h"
@@ -169,6 +170,8 @@ struct bl_loc_conf {
     uint32_t ngzip_types;
     uint32_t ngzip_disable;
     struct bl_regex **gzip_disable; /* gzip_disable: User-Agent patterns never compressed */
+    struct bl_cache_conf *cache;    /* proxy_cache* lines (conf/cache_conf.h): this level's own
+                                     * (BL_LC_CACHE) or the level above's; NULL: none anywhere */
     uint32_t set;                   /* BL_LC_* bits: set at this level, which owns those lists */
 };
 
@@ -192,6 +195,7 @@ struct bl_loc_conf {
 #define BL_LC_ACCESS_RULES 0x40000u /* allow, deny */
 #define BL_LC_GZIP_TYPES  0x100000u /* gzip_types */
 #define BL_LC_GZIP_DISABLE 0x200000u /* gzip_disable */
+#define BL_LC_CACHE       0x800000u /* proxy_cache* (merged with the level above) */
 
 /* bl_loc_conf.gzip_proxied: the answers to a request with Via that are compressed (nginx) */
 #define BL_GZIP_PROXIED_EXPIRED     0x01u /* with an Expires field */
@@ -583,6 +587,7 @@ struct bl_config {
     struct bl_map **var_maps;       /* vars.n entries: the map that defines variable i, or
                                      * NULL (NULL array: no maps) */
     struct bl_limit_zones limits;   /* limit_req_zone, limit_conn_zone lines */
+    struct bl_cache_paths caches;   /* proxy_cache_path lines (conf/cache_conf.h) */
 };
 
 /* Reads, validates and compiles FILE. Returns the config, or NULL with err holding one line in

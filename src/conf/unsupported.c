@@ -15,6 +15,7 @@ static const char HTTP3[] = "HTTP/3 is";
 static const char H2_TUNING[] = "this HTTP/2 setting is";
 static const char GZIP[] = "this compression is";
 static const char CACHE[] = "caching is";
+static const char CACHE_TUNING[] = "this cache setting is";
 static const char LIMITS[] = "bandwidth limits are";
 static const char ACCESS[] = "access control is";
 static const char REWRITE[] = "logging rewrites is";
@@ -56,8 +57,8 @@ static const struct bl_unsupported directives[] = {
     {"gunzip_*", W, GZIP},
     {"brotli", W, GZIP},
     {"brotli_*", W, GZIP},
-    {"proxy_cache", E, CACHE},
-    {"proxy_cache_*", E, CACHE},
+    {"proxy_cache_convert_head", E, CACHE_TUNING},
+    {"proxy_cache_max_range_offset", E, CACHE_TUNING},
     {"proxy_store", E, CACHE},
     {"proxy_store_*", E, CACHE},
     {"open_file_cache", W, CACHE},

@@ -53,6 +53,7 @@ static void local_response(struct bl_request *r, int status);
 static void local_done(struct bl_request *r, int rc);
 static void proxy_phase(struct bl_request *r, int state);
 static void proxy_run(struct bl_request *r);
+static void proxy_start(struct bl_request *r);
 static int client_gone(struct bl_client *c);
 static void proxy_client_event(struct bl_request *r, uint32_t ev);
 static int client_migrate(struct bl_client *c);
@@ -242,6 +243,32 @@ ssize_t bl_client_writev(struct bl_client *c, struct iovec *iov, int n)
 void bl_request_end(struct bl_request *r)
 {
     request_finish(r);
+}
+
+void bl_request_local_done(struct bl_request *r, int rc)
+{
+    local_done(r, rc);
+}
+
+void bl_request_abort(struct bl_request *r, int status, const char *why)
+{
+    request_abort(r, status, why);
+}
+
+void bl_request_proxy(struct bl_request *r)
+{
+    r->client_handler = proxy_client_event;
+    proxy_start(r);
+}
+
+/* A request waiting for something other than its client (a cache fill): only the client's
+ * going away matters. */
+void bl_request_wait_client(struct bl_request *r, uint32_t ev)
+{
+    if ((ev & BL_EV_READ) && r->req_body_done && client_gone(r->c)) {
+        bl_log(BL_LOG_INFO, "client %s closed the connection while waiting", r->c->ip);
+        request_abort(r, 0, "client closed while waiting");
+    }
 }
 
 /* Request objects are recycled per worker (hw->request_cache): no malloc per request in the
@@ -465,6 +492,8 @@ static void request_content(struct bl_request *r)
             return;
         }
         if (r->loc->kind == BL_LOC_PROXY) {
+            if (r->loc->conf.cache && bl_proxy_cache_start(r) == BL_OK)
+                return;
             proxy_start(r);
             return;
         }
@@ -1268,6 +1297,8 @@ static int parse_response_head(struct bl_request *r)
             intercept_error(r);
             return BL_ERR;
         }
+        if (r->cache && r->resp.status != 101 && bl_proxy_cache_response(r) != BL_OK)
+            return BL_ERR;
         r->resp_head_done = 1;
         r->status = r->resp.status;
         r->up_reusable = r->resp.keep_alive && !r->loc->conf.proxy_protocol;
@@ -1319,6 +1350,8 @@ static int parse_response_head(struct bl_request *r)
             request_abort(r, 502, "bad chunked response");
             return BL_ERR;
         }
+        if (r->cache)
+            bl_proxy_cache_body(r, b->start);
         return BL_OK;
     }
 }
@@ -1349,6 +1382,14 @@ static int send_client_gzip(struct bl_request *r);
 
 static int send_client(struct bl_request *r)
 {
+    if (bl_unlikely(r->cache_sink)) {
+        /* a background cache update: the body went to the fill, the client has its answer */
+        if (r->out)
+            r->out_sent = r->out->end;
+        if (r->a.conn && r->a.conn->in)
+            r->a.conn->in->start = r->a.conn->in->end;
+        return BL_OK;
+    }
     if (r->gz)
         return send_client_gzip(r);
     struct bl_buf *b = r->a.conn ? r->a.conn->in : NULL;
@@ -1550,13 +1591,16 @@ static int relay_read(struct bl_request *r)
         request_abort(r, 0, "upstream read error");
         return BL_ERR;
     }
-    if (account_response_body(r, u->in->end - (uint32_t)n) != BL_OK) {
+    uint32_t from = u->in->end - (uint32_t)n;
+    if (account_response_body(r, from) != BL_OK) {
         bl_log(BL_LOG_ERROR, "upstream %s sent invalid chunked body, client %s",
                u->server->name, c->ip);
         count_failure(r, BL_SF_INVALID);
         request_abort(r, 0, "bad chunked response body");
         return BL_ERR;
     }
+    if (r->cache)
+        bl_proxy_cache_body(r, from);
     return BL_OK;
 }
 
@@ -1615,7 +1659,9 @@ static void proxy_run(struct bl_request *r)
 static void proxy_client_event(struct bl_request *r, uint32_t ev)
 {
     struct bl_client *c = r->c;
-    if ((ev & BL_EV_READ) && r->req_body_done && !r->resp_done && client_gone(c)) {
+    /* a background cache update goes on without its client, which has its answer */
+    if ((ev & BL_EV_READ) && r->req_body_done && !r->resp_done && !r->cache_sink &&
+        client_gone(c)) {
         bl_log(BL_LOG_INFO, "client %s prematurely closed connection", c->ip);
         request_abort(r, 0, "client closed");
         return;
@@ -1671,6 +1717,8 @@ static void local_send(struct bl_request *r)
         if (r->file_fd < 0 || r->file_left == 0 || bl_local_file_chunk(r) != BL_OK)
             break;
     }
+    if (r->cache && bl_proxy_cache_answered(r))
+        return;
     request_finish(r);
 }
 
@@ -1793,6 +1841,7 @@ static void request_free(struct bl_request *r)
     if (r->qwait.q)
         bl_queue_cancel(&r->qwait);
     bl_http_preaccess_end(r); /* limit_conn and max_inflight counts, limit_req's timer */
+    bl_proxy_cache_end(r); /* the fill committed or dropped */
     bl_realip_restore(r); /* the next request on the connection starts from the peer */
     bl_rw_free(r); /* the normalized path, rewritten URIs, variables */
     bl_gzip_free(r->gz);
@@ -1872,6 +1921,9 @@ static void request_abort(struct bl_request *r, int status, const char *why)
     struct bl_client *c = r->c;
     bl_log(BL_LOG_DEBUG, "request from %s ends early: %s", c->ip, why);
     bl_attempt_release(&r->a, 1, 0, r->body_bytes_sent);
+    if (status >= 500 && r->cache && (!r->resp_started || r->cache_sink) &&
+        bl_proxy_cache_error(r, status) == BL_OK)
+        return;
     if (status && !r->resp_started) {
         r->keep_alive = 0;
         local_response(r, status);

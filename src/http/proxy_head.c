@@ -203,7 +203,7 @@ static void head_client_headers(struct out *o, const struct bl_request *r, int *
             *have_host = 1;
             break;
         default:
-            if (replaced_by_ids(r, h))
+            if (replaced_by_ids(r, h) || (r->cache && bl_proxy_cache_drops(r, h)))
                 continue;
             break;
         }
@@ -346,6 +346,13 @@ int bl_proxy_upstream_head(struct bl_request *r)
         head_default_host(&o, r);
     head_forwarded(&o, r, xff_seen);
     head_ids(&o, r);
+    if (r->cache) {
+        size_t n = bl_proxy_cache_upstream_fields(r, o.p + o.len, o.cap - o.len);
+        if (n > o.cap - o.len)
+            o.overflow = 1;
+        else
+            o.len += n;
+    }
     if (!head_set_headers(&o, r) &&
         (r->a.server->group->keepalive == 0 || r->loc->conf.proxy_protocol))
         out_str(&o, "Connection: close\r\n");

@@ -20,6 +20,7 @@
 #include "core/status.h"
 #include "http/dechunk.h"
 #include "http/h1_parser.h"
+#include "http/proxy_cache.h"
 #include "http/template.h"
 #include "http/tls.h"
 #include "http/trace.h"
@@ -138,6 +139,11 @@ struct bl_request {
     uint8_t limit_req_status;          /* $limit_req_status: enum bl_limit_status */
     uint8_t limit_conn_status;         /* $limit_conn_status */
     uint32_t *inflight;                /* the max_inflight count entered, left at the end */
+    struct bl_cache_req *cache;        /* proxy_cache: what the cache does for r
+                                        * (http/proxy_cache.c); NULL without */
+    uint8_t cache_status;              /* $upstream_cache_status: enum bl_cache_status */
+    uint8_t cache_sink;                /* a background cache update: the upstream's answer
+                                        * only fills the cache, the client was answered */
     struct bl_limit_held limit_held;   /* limit_conn counts, released at the end */
     struct bl_timer limit_timer;       /* limit_req's delay */
     const char *upath;                 /* path as matched: normalized (http/uri.h); allocated
@@ -189,6 +195,14 @@ ssize_t bl_client_writev(struct bl_client *c, struct iovec *iov, int n);
 /* Ends r as done: logged, its upstream connection closed unless reusable, the client
  * connection kept or closed as r->keep_alive says. */
 void bl_request_end(struct bl_request *r);
+
+/* For http/proxy_cache.c: r is answered with what local.c (or the cache) put in r->out and
+ * r->file_fd (rc as bl_local_response() returns); r goes upstream (its content phase's proxy
+ * step); r ends early with status (0: closed); the client handler of a request that waits. */
+void bl_request_local_done(struct bl_request *r, int rc);
+void bl_request_proxy(struct bl_request *r);
+void bl_request_abort(struct bl_request *r, int status, const char *why);
+void bl_request_wait_client(struct bl_request *r, uint32_t ev);
 
 /* For http/h2.c. A stream client of connection p for stream st, its request head in head
  * (taken; freed with the client); it starts when its handler gets an event. NULL when out of
@@ -307,6 +321,7 @@ static inline void bl_request_var_ctx(const struct bl_request *r, struct bl_var_
     v->args_set = r->rw.args_set;
     v->limit_req_status = bl_limit_status_str(r->limit_req_status);
     v->limit_conn_status = bl_limit_status_str(r->limit_conn_status);
+    v->upstream_cache_status = bl_cache_status_str(r->cache_status);
     const struct ssl_st *tls = r->c->h2 ? r->c->parent->tls : r->c->tls;
     v->http2 = r->c->h2 ? (tls ? "h2" : "h2c") : NULL;
     if (tls) {

@@ -75,6 +75,7 @@ enum var_id {
     VAR_PREREAD_PROTOCOL,
     VAR_LIMIT_REQ_STATUS,
     VAR_LIMIT_CONN_STATUS,
+    VAR_UPSTREAM_CACHE_STATUS,
     VAR_HTTP_,       /* $http_NAME */
     VAR_ARG_,        /* $arg_NAME */
     VAR_COOKIE_,     /* $cookie_NAME */
@@ -159,6 +160,8 @@ static const struct {
     /* limits (src/policy/) */
     {"limit_req_status", VAR_LIMIT_REQ_STATUS},
     {"limit_conn_status", VAR_LIMIT_CONN_STATUS},
+    /* the response cache (http/proxy_cache.c) */
+    {"upstream_cache_status", VAR_UPSTREAM_CACHE_STATUS},
 };
 
 struct part {
@@ -744,9 +747,11 @@ static int put_var(struct sink *s, const struct part *p, const struct bl_var_ctx
         return 1;
     }
     case VAR_LIMIT_REQ_STATUS:
-    case VAR_LIMIT_CONN_STATUS: {
-        const char *v = p->id == VAR_LIMIT_REQ_STATUS ? ctx->limit_req_status
-                                                      : ctx->limit_conn_status;
+    case VAR_LIMIT_CONN_STATUS:
+    case VAR_UPSTREAM_CACHE_STATUS: {
+        const char *v = p->id == VAR_LIMIT_REQ_STATUS    ? ctx->limit_req_status
+                        : p->id == VAR_LIMIT_CONN_STATUS ? ctx->limit_conn_status
+                                                         : ctx->upstream_cache_status;
         if (!v)
             return 0;
         put(s, v, strlen(v));

@@ -10,7 +10,7 @@
  * $proxy_protocol_addr $proxy_protocol_port $proxy_protocol_server_addr
  * $proxy_protocol_server_port (not found without a PROXY header naming addresses)
  * $ssl_preread_server_name $ssl_preread_alpn_protocols $ssl_preread_protocol (stream)
- * $limit_req_status $limit_conn_status
+ * $limit_req_status $limit_conn_status $upstream_cache_status
  * $parent_id (also as nginx's OpenTelemetry module names them: $otel_trace_id ...) $http_NAME
  * $arg_NAME $cookie_NAME.
  * Known once the response is done (bl_var_ctx.resp; empty or "-" elsewhere): $status
@@ -134,6 +134,8 @@ struct bl_var_ctx {
     /* limits (src/policy/): "PASSED" ...; NULL: the module did not run (not found) */
     const char *limit_req_status;   /* $limit_req_status */
     const char *limit_conn_status;  /* $limit_conn_status */
+    const char *upstream_cache_status; /* "HIT", "MISS" ... (http/proxy_cache.h); NULL: the
+                                     * cache did not run (not found) */
     /* $ssl_client_*: written on demand by ssl_client_var(tls, BL_VAR_SSL_CLIENT_*, out, cap),
      * which returns the length or -1 for empty; NULL: empty */
     int (*ssl_client_var)(const void *tls, int which, char *out, size_t cap);

@@ -258,3 +258,29 @@ void bl_queue_wake_one(struct bl_queue *q)
     ssize_t n = write(qw->wake.fd, &one, sizeof(one));
     (void)n; /* an eventfd write fails only when the counter would overflow: already awake */
 }
+
+void bl_queue_wake_all(struct bl_queue *q)
+{
+    pthread_mutex_lock(&q->lock);
+    while (q->head) {
+        struct bl_queue_waiter *w = q->head;
+        unlink_locked(q, w);
+        struct bl_queue_worker *qw = w->qw;
+        pthread_mutex_lock(&qw->lock);
+        w->state = BL_QW_WOKEN;
+        /* appended in queue order (the owner may pop between two of these, so no tail
+         * pointer is kept across them) */
+        struct bl_queue_waiter **p = &qw->ready;
+        while (*p)
+            p = &(*p)->next;
+        *p = w;
+        pthread_mutex_unlock(&qw->lock);
+        /* one eventfd write per run of waiters of the same worker */
+        if (!q->head || q->head->qw != qw) {
+            uint64_t one = 1;
+            ssize_t n = write(qw->wake.fd, &one, sizeof(one));
+            (void)n;
+        }
+    }
+    pthread_mutex_unlock(&q->lock);
+}

@@ -102,6 +102,10 @@ void bl_queue_cancel(struct bl_queue_waiter *w);
 /* A slot of q's group may be free: wakes the oldest waiter, if any. Any worker thread. */
 void bl_queue_wake_one(struct bl_queue *q);
 
+/* Wakes every waiter of q (the response cache: a fill ended, each waiter looks its key up
+ * again and may wait again with bl_queue_requeue()). Any worker thread. */
+void bl_queue_wake_all(struct bl_queue *q);
+
 /* After a release: wakes one waiter when q has any. Any worker thread. */
 static inline void bl_queue_released(struct bl_queue *q)
 {

@@ -215,6 +215,17 @@ def h2_cases():
             put("h2", ctl + body)
 
 
+def cache_control_cases():
+    """Byte 0: even Cache-Control, odd date; byte 1: where the field is cut in two."""
+    for v in [b"max-age=60, s-maxage=30, public", b"no-store", b"no-cache=\"Set-Cookie, X\"",
+              b"private=\"a,b\",max-age=\"7\"", b"stale-while-revalidate=30, stale-if-error=600",
+              b"max-age=99999999999999999999", b" , ,max-age = 3 ,, x=\"q,\\\"r\", must-revalidate"]:
+        put("cache_control", b"\x00" + bytes([len(v) // 2]) + v)
+    for d in [b"Sun, 06 Nov 1994 08:49:37 GMT", b"Sunday, 06-Nov-94 08:49:37 GMT",
+              b"Sun Nov  6 08:49:37 1994", b"Thu, 01 Jan 1970 00:00:00 GMT", b"42"]:
+        put("cache_control", b"\x01\x00" + d)
+
+
 if __name__ == "__main__":
     os.chdir(ROOT)
     h1_cases()
@@ -223,5 +234,6 @@ if __name__ == "__main__":
     admin_bodies()
     proxy_cases()
     h2_cases()
+    cache_control_cases()
     for t in sorted(os.listdir(CORPUS)):
         print(t, len(os.listdir(os.path.join(CORPUS, t))), file=sys.stderr)

@@ -168,8 +168,8 @@ SERVER = "http {\n    server {\n        listen 127.0.0.1:18080%s;\n%s    }\n%s}\
      'bandwidth limits are not supported in this build: "limit_rate" directive'),
     (SERVER % ("", "        auth_basic x;\n", ""),
      'access control is not supported in this build: "auth_basic" directive'),
-    (SERVER % ("", "        proxy_cache one;\n", ""),
-     'caching is not supported in this build: "proxy_cache" directive'),
+    (SERVER % ("", "        proxy_store on;\n", ""),
+     'caching is not supported in this build: "proxy_store" directive'),
     (SERVER % ("", "        sub_filter a b;\n", ""),
      'changing response headers and bodies is not supported in this build: "sub_filter"'),
     (SERVER % ("", "        if ($http_x) { proxy_pass http://127.0.0.1:1; }\n", ""),
@@ -182,7 +182,7 @@ def test_missing_feature_is_named(tmp_path, text, needle):
     line = next(i for i, l in enumerate(text.split("\n"), 1)
                 if any(w in l for w in ("ssl", "http2", "proxy_protocol", "https", "geo ",
                                         "Upgrade", "Connection", "limit_rate", "auth_basic",
-                                        "proxy_cache", "sub_filter", "if (", "udp")))
+                                        "proxy_store", "sub_filter", "if (", "udp")))
     first = r.stderr.split("\n")[0]
     assert first.startswith("ballast: ") and needle in first, r.stderr
     assert first.endswith(" in %s:%d" % (path, line)), r.stderr
