@@ -1,5 +1,6 @@
 /* The L4 proxy's sessions (stream.h): connect with failover, then a two-way relay. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,10 +24,32 @@
 #include "stream/stream_map.h"
 #include "stream/udp.h"
 
+/* A direction that has carried STREAM_SPLICE_AFTER bytes through its buffer is a bulk transfer:
+ * from then on it moves socket -> pipe -> socket with splice(2), which spares the two copies
+ * through user space (bench/RESULTS.md, "L4 splice", has the measurements behind both numbers).
+ * Short sessions never reach it, so they pay no pipe. -DSTREAM_SPLICE=0 builds without it
+ * (to measure against). */
+#ifndef STREAM_SPLICE
+#define STREAM_SPLICE 1
+#endif
+#define STREAM_SPLICE_AFTER (64 * 1024)
+/* Asked of F_SETPIPE_SZ (kernel memory, held only while the destination lags): 256 KiB moved
+ * more per second than 64 KiB here and as much as 1 MiB, of which an unprivileged user gets
+ * only 64 (pipe-user-pages-soft). Where the system refuses, the pipe's own size if that is
+ * 64 KiB, else no splicing. */
+#ifndef STREAM_PIPE_SIZE
+#define STREAM_PIPE_SIZE (256 * 1024)
+#endif
+
 /* Direction 0: client to upstream; 1: upstream to client. */
 struct dir {
     char *buf;
     uint32_t start, end;
+    int pipe[2];                /* splice's pipe; valid while piping is set */
+    uint32_t piped;             /* bytes in the pipe */
+    uint32_t pipe_size;
+    uint8_t piping;             /* this direction splices (see STREAM_SPLICE_AFTER) */
+    uint8_t no_splice;          /* splice was refused here (EINVAL): copy through buf */
     uint8_t eof;                /* the source sent FIN */
     uint8_t shut;               /* the FIN went on to the destination */
     uint8_t delayed;            /* proxy_upload_rate / _download_rate: reading the source
@@ -135,6 +158,13 @@ static void session_log(struct bl_stream_session *s)
 static void session_run(struct bl_stream_session *s);
 static void connect_next(struct bl_stream_session *s);
 
+static void unpipe(struct dir *x)
+{
+    close(x->pipe[0]);
+    close(x->pipe[1]);
+    x->piping = 0;
+}
+
 static void session_free(struct bl_deferred *d)
 {
     struct bl_stream_session *s =
@@ -164,6 +194,9 @@ static void session_close(struct bl_stream_session *s, int failed)
     bl_timer_cancel(w->loop, &s->timer);
     bl_timer_cancel(w->loop, &s->d[0].rate_timer);
     bl_timer_cancel(w->loop, &s->d[1].rate_timer);
+    for (int i = 0; i < 2; i++)
+        if (s->d[i].piping)
+            unpipe(&s->d[i]);
     bl_loop_close(w->loop, &s->io);
     if (s->prev)
         s->prev->next = s->next;
@@ -353,6 +386,97 @@ static void on_rate_timer(struct bl_timer *t)
     session_run(x->s);
 }
 
+/* Switches x to splicing once it has proved a bulk transfer, its buffer is empty (so the
+ * order of bytes holds) and no rate limit needs to see each read. */
+static void maybe_pipe(struct dir *x, uint64_t rate)
+{
+    if (!STREAM_SPLICE || x->no_splice || rate || x->eof || x->start != x->end ||
+        x->received < STREAM_SPLICE_AFTER)
+        return;
+    if (pipe2(x->pipe, O_NONBLOCK | O_CLOEXEC) != 0) {
+        x->no_splice = 1;   /* out of fds: the buffer still works */
+        return;
+    }
+    int got = fcntl(x->pipe[1], F_SETPIPE_SZ, STREAM_PIPE_SIZE);
+    if (got < 0)
+        got = fcntl(x->pipe[1], F_GETPIPE_SZ);
+    x->piping = 1;
+    if (got < 65536) {
+        /* Past pipe-user-pages-soft a pipe gets two pages: slower than the buffer. */
+        unpipe(x);
+        x->no_splice = 1;
+        return;
+    }
+    x->pipe_size = (uint32_t)got;
+    x->piped = 0;
+}
+
+/* Half-close passes through: once the source sent FIN and all its bytes went on, the
+ * destination reads EOF; the other way stays open. */
+static void pass_fin(struct dir *x, int dst, int *moved)
+{
+    if (x->eof && !x->shut && x->end == x->start && !x->piped) {
+        shutdown(dst, SHUT_WR);
+        x->shut = 1;
+        *moved = 1;
+    }
+}
+
+/* pump()'s splice half: src -> x's pipe -> dst. EAGAIN from the read splice is either an
+ * empty socket or a full pipe (the pipe counts slots, not bytes); only with an empty pipe does
+ * it mean the socket's edge is spent, as HAProxy reads it. */
+static int pump_pipe(struct bl_stream_session *s, int d, int src, uint8_t *src_rready, int dst,
+                     uint8_t *dst_wready, int *moved)
+{
+    struct dir *x = &s->d[d];
+    const unsigned flags = SPLICE_F_MOVE | SPLICE_F_NONBLOCK;
+    for (;;) {
+        int progress = 0;
+        if (x->piped && *dst_wready) {
+            ssize_t n = splice(x->pipe[0], NULL, dst, NULL, x->piped, flags);
+            if (n > 0) {
+                if ((uint32_t)n < x->piped)
+                    *dst_wready = 0;
+                x->piped -= (uint32_t)n;
+                x->bytes += (uint64_t)n;
+                progress = 1;
+            } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+                *dst_wready = 0;
+            } else if (n < 0 && errno != EINTR) {
+                bl_log(BL_LOG_INFO, "stream: splice() to %s failed (%s), client %s",
+                       d ? "client" : s->a.server->name, strerror(errno), s->ip);
+                session_close(s, d == 0);
+                return BL_ERR;
+            }
+        }
+        if (!x->eof && *src_rready && x->piped < x->pipe_size) {
+            ssize_t n = splice(src, NULL, x->pipe[1], NULL, x->pipe_size - x->piped, flags);
+            if (n > 0) {
+                x->piped += (uint32_t)n;
+                x->received += (uint64_t)n;
+                progress = 1;
+            } else if (n == 0) {
+                x->eof = 1;
+            } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                if (!x->piped)
+                    *src_rready = 0;
+            } else if (errno == EINVAL && !x->piped) {
+                unpipe(x);      /* a source splice cannot read: copy through buf */
+                x->no_splice = 1;
+                return BL_OK;
+            } else if (errno != EINTR) {
+                bl_log(BL_LOG_INFO, "stream: splice() from %s failed (%s), client %s",
+                       d ? s->a.server->name : "client", strerror(errno), s->ip);
+                session_close(s, d == 1);
+                return BL_ERR;
+            }
+        }
+        if (!progress)
+            return BL_OK;
+        *moved = 1;
+    }
+}
+
 /* Moves what it can in direction d from src to dst. Returns BL_OK, or BL_ERR after closing
  * the session (a read or write error on either side). */
 static int pump(struct bl_stream_session *s, int d, int src, uint8_t *src_rready,
@@ -361,6 +485,16 @@ static int pump(struct bl_stream_session *s, int d, int src, uint8_t *src_rready
     struct dir *x = &s->d[d];
     uint32_t size = (uint32_t)s->srv->conf.buffer_size;
     uint64_t rate = d ? s->srv->conf.download_rate : s->srv->conf.upload_rate;
+    if (!x->piping)
+        maybe_pipe(x, rate);
+    if (x->piping) {
+        if (pump_pipe(s, d, src, src_rready, dst, dst_wready, moved) != BL_OK)
+            return BL_ERR;
+        if (x->piping) {
+            pass_fin(x, dst, moved);
+            return BL_OK;
+        }
+    }
     for (;;) {
         int progress = 0;
         if (x->end > x->start && *dst_wready) {
@@ -411,12 +545,7 @@ static int pump(struct bl_stream_session *s, int d, int src, uint8_t *src_rready
             break;
         *moved = 1;
     }
-    if (x->eof && !x->shut && x->end == x->start) {
-        /* Half-close passes through: the destination reads EOF, the other way stays open. */
-        shutdown(dst, SHUT_WR);
-        x->shut = 1;
-        *moved = 1;
-    }
+    pass_fin(x, dst, moved);
     return BL_OK;
 }
 

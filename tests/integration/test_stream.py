@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import SLOW, RssSampler, free_port, closed_port, render, run_ballast
+from conftest import SLOW, RssSampler, free_port, closed_port, render, run_ballast, wait_for
 
 
 class TcpServer:
@@ -290,6 +290,69 @@ def test_large_upload_intact(ballast, tcp):
         out += d
     c.close()
     assert out.decode() == "%d %s" % (size, pattern_sha(size))
+
+
+def pipes(pid):
+    """Pipes open in pid and its descendants (splice's, while a direction splices)."""
+    n = 0
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            n += sum(os.readlink("/proc/%d/fd/%s" % (p, fd)).startswith("pipe:")
+                     for fd in os.listdir("/proc/%d/fd" % p))
+            for t in os.listdir("/proc/%d/task" % p):
+                with open("/proc/%d/task/%s/children" % (p, t)) as f:
+                    todo += [int(c) for c in f.read().split()]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return n
+
+
+def test_bulk_both_ways_spliced_half_close_passes(ballast, tcp):
+    """Past 64 KiB a direction moves through a pipe with splice(2): the bytes arrive intact
+    both ways, the server's FIN reaches the client while the client still uploads, and the
+    pipes exist while the download is stalled and are closed with the session."""
+    size = 8 * 1024 * 1024
+
+    def server(c, srv):
+        for piece in pattern(size):
+            c.sendall(piece)
+        c.shutdown(socket.SHUT_WR)
+        h = hashlib.sha256()
+        n = 0
+        while True:
+            d = c.recv(1 << 20)
+            if not d:
+                break
+            h.update(d)
+            n += len(d)
+        srv.note((n, h.hexdigest()))
+
+    s = tcp(server)
+    bl = start(ballast, [(s.port, "")])
+    before = pipes(bl.pid)
+    c = socket.create_connection(("127.0.0.1", bl.port), timeout=30 * SLOW)
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    # nothing read yet: the download stalls in ballast's pipe, not in its memory
+    assert wait_for(lambda: pipes(bl.pid) >= before + 2, 5), (before, pipes(bl.pid))
+    h = hashlib.sha256()
+    n = 0
+    while True:
+        d = c.recv(1 << 20)
+        if not d:
+            break
+        h.update(d)
+        n += len(d)
+    assert (n, h.hexdigest()) == (size, pattern_sha(size))
+    for piece in pattern(size):
+        c.sendall(piece)
+    c.shutdown(socket.SHUT_WR)
+    assert wait_for(lambda: s.events, 10)
+    assert s.events == [(size, pattern_sha(size))]
+    assert c.recv(10) == b""
+    c.close()
+    assert wait_for(lambda: pipes(bl.pid) == before, 5), (before, pipes(bl.pid))
 
 
 def test_next_upstream_on_connect_refused(ballast, tcp):
