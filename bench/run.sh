@@ -45,19 +45,8 @@ START_TIMEOUT=5   # seconds a proxy gets to start and answer curl, else it is sk
 
 log() { printf 'bench: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
+. "$BENCH_DIR/lib.sh"
 
-secs() {   # "10s" / "500ms" / "2m" / "10" -> whole seconds (at least 1)
-    local v=$1
-    case $v in
-        *ms) v=$(( ${v%ms} / 1000 )) ;;
-        *s)  v=${v%s} ;;
-        *m)  v=$(( ${v%m} * 60 )) ;;
-        *h)  v=$(( ${v%h} * 3600 )) ;;
-    esac
-    [[ $v =~ ^[0-9]+$ ]] || die "bad duration: $1"
-    (( v < 1 )) && v=1
-    echo "$v"
-}
 
 for tool in nginx haproxy wrk strace curl getconf; do
     command -v "$tool" >/dev/null || die "$tool not found; run: scripts/install-deps.sh test"
@@ -93,12 +82,6 @@ STARTED=()        # every pid this script started (or whose parent it started), 
 WATCHDOG=""
 TMP=$(mktemp -d /tmp/ballast-bench.XXXXXX)
 
-alive() {   # a pid that exists and is not a zombie
-    local s
-    s=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
-    s=${s##*) }
-    [ "${s%% *}" != Z ]
-}
 
 cleanup() {
     local rc=$? p left i
@@ -141,25 +124,7 @@ RECORDS=$TMP/records.tsv
 record() { local IFS=$'\t'; printf '%s\n' "$*" >>"$RECORDS"; }
 oneline() { tr '\t\n' '  ' | sed 's/ *$//' | cut -c1-300; }
 
-cpu_ticks() {   # utime+stime (clock ticks) summed over the given pids, all threads included
-    local p s f t=0
-    for p in "$@"; do
-        s=$(cat "/proc/$p/stat" 2>/dev/null) || continue
-        read -r -a f <<<"${s##*) }"
-        t=$(( t + f[11] + f[12] ))   # fields 14 and 15 of stat; f[0] is field 3
-    done
-    echo "$t"
-}
 
-free_ports() {   # n distinct free ports on 127.0.0.1
-    "$PY" - "$1" <<'EOF'
-import socket, sys
-socks = []
-for _ in range(int(sys.argv[1])):
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-EOF
-}
 
 # Placeholders a row group does not fill (RENDER_EXTRA: sed expressions, say the TLS lines)
 # are left empty.
@@ -336,7 +301,6 @@ run_idle() {   # name: RSS per idle keep-alive client connection
     fi
 }
 
-proc_stat_cpu() { awk '$1 == "cpu" { print $2+$3+$4+$5+$6+$7+$8+$9, $9 }' /proc/stat; }
 
 # ---------------------------------------------------------------- start everything
 declare -A PIDS PORTS

@@ -227,6 +227,27 @@ static json_t *upstream_json(const struct bl_api_ctx *ctx, const struct bl_upstr
     return bl_api_protection_json(g, j);
 }
 
+/* Each worker's share of the traffic (bl_stats_worker_totals): the spread over workers. */
+static json_t *workers_json(const struct bl_api_ctx *ctx)
+{
+    const struct bl_stats_set *set = ctx->stats;
+    json_t *arr = json_array();
+    for (uint32_t w = 0; arr && set && w < set->nworkers; w++) {
+        struct bl_stats_worker_totals t;
+        bl_stats_worker_totals(set, w, &t);
+        json_t *e = json_pack("{s:I, s:I, s:I, s:I, s:I}", "id", (json_int_t)(w + 1),
+                              "requests", (json_int_t)t.requests, "connections_accepted",
+                              (json_int_t)t.accepted, "connections_active",
+                              (json_int_t)(t.conns - t.conns_idle), "connections_idle",
+                              (json_int_t)t.conns_idle);
+        if (!e || json_array_append_new(arr, e) != 0) {
+            json_decref(arr);
+            return NULL;
+        }
+    }
+    return arr ? json_pack("{s:o}", "workers", arr) : NULL;
+}
+
 /* Stream servers (one entry per stream listen): sessions begun, open, ended by $status, and
  * client bytes, summed over the workers. */
 static json_t *stream_json(const struct bl_api_ctx *ctx)
@@ -802,6 +823,14 @@ void bl_api_handle(const struct bl_api_ctx *ctx, const struct bl_api_request *re
                                         (json_int_t)bl_reload_current()->number));
         return;
     }
+    if (path_is(req, "/api/workers")) {
+        if (!get) {
+            method_not_allowed(resp, "GET, HEAD");
+            return;
+        }
+        reply_json(resp, 200, workers_json(ctx));
+        return;
+    }
     if (path_is(req, "/api/stream")) {
         if (!get) {
             method_not_allowed(resp, "GET, HEAD");
@@ -821,6 +850,6 @@ void bl_api_handle(const struct bl_api_ctx *ctx, const struct bl_api_request *re
         bl_api_locations(ctx, req, req->path + 14, end, resp);
         return;
     }
-    errorf(resp, 404, "no such resource: %.*s (see /api/upstreams, /api/stream, /api/health, "
-           "/metrics, /status)", (int)(req->path_len > 200 ? 200 : req->path_len), req->path);
+    errorf(resp, 404, "no such resource: %.*s (see /api/upstreams, /api/stream, /api/workers, "
+           "/api/health, /metrics, /status)", (int)(req->path_len > 200 ? 200 : req->path_len), req->path);
 }

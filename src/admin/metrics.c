@@ -297,6 +297,49 @@ static void render_process(struct bl_strbuf *out, const struct bl_metrics_source
              atomic_load_explicit(&p->reloads_failed, memory_order_relaxed));
 }
 
+/* The spread of the traffic over the workers (SO_REUSEPORT hashing, a hot worker), from each
+ * worker's own block; since the generation began (bl_stats_worker_totals). */
+static void render_workers(struct bl_strbuf *out, const struct bl_stats_set *set)
+{
+    static const struct {
+        const char *name, *type, *help;
+    } fam[] = {
+        {"ballast_worker_requests_total", "counter",
+         "HTTP requests answered by the worker since the configuration generation began."},
+        {"ballast_worker_connections_accepted_total", "counter",
+         "Client connections (and UDP sessions) the worker accepted since the configuration "
+         "generation began."},
+        {"ballast_worker_connections", "gauge",
+         "Open client connections of the worker: active or idle (keep-alive)."},
+    };
+    struct bl_stats_worker_totals *wt = calloc(set->nworkers + 1, sizeof(*wt));
+    if (!wt) {
+        out->failed = 1;
+        return;
+    }
+    for (uint32_t w = 0; w < set->nworkers; w++)
+        bl_stats_worker_totals(set, w, &wt[w]);
+    for (unsigned f = 0; f < sizeof(fam) / sizeof(fam[0]); f++) {
+        family(out, fam[f].name, fam[f].type, fam[f].help);
+        for (uint32_t w = 0; w < set->nworkers; w++) {
+            char id[16];
+            snprintf(id, sizeof(id), "%u", w + 1);
+            if (f == 0)
+                sample_u(out, fam[f].name, "", "worker", id, wt[w].requests);
+            else if (f == 1)
+                sample_u(out, fam[f].name, "", "worker", id, wt[w].accepted);
+            else {
+                char lab[32];
+                snprintf(lab, sizeof(lab), "worker=\"%u\"", w + 1);
+                sample_gauge(out, fam[f].name, lab, "state", "active",
+                             (uint64_t)(wt[w].conns - wt[w].conns_idle));
+                sample_gauge(out, fam[f].name, lab, "state", "idle", (uint64_t)wt[w].conns_idle);
+            }
+        }
+    }
+    free(wt);
+}
+
 static void render_listens(struct bl_strbuf *out, const struct totals *t, const struct labels *l)
 {
     family(out, "ballast_listen_connections_accepted_total", "counter",
@@ -579,6 +622,7 @@ int bl_metrics_render(struct bl_strbuf *out, const struct bl_metrics_source *src
     if (totals_sum(&t, set) != BL_OK || labels_build(&l, cfg) != BL_OK)
         goto done;
     render_process(out, src);
+    render_workers(out, set);
     render_listens(out, &t, &l);
     render_zones(out, "ballast_http_server", "server block", t.servers, l.server, l.nserver);
     render_zones(out, "ballast_http_location", "location", t.locations, l.location,

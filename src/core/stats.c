@@ -113,6 +113,28 @@ uint64_t *bl_stats_sum(const struct bl_stats_set *set)
     return sum;
 }
 
+void bl_stats_worker_totals(const struct bl_stats_set *set, uint32_t worker,
+                            struct bl_stats_worker_totals *out)
+{
+    *out = (struct bl_stats_worker_totals){0};
+    const struct bl_stats_worker *b = worker < set->nworkers ? set->workers[worker] : NULL;
+    if (!b)
+        return;
+    for (uint32_t i = 0; i < set->nservers; i++)
+        for (unsigned k = 0; k < BL_STATS_NCLASSES; k++)
+            out->requests += bl_stat_load(&b->servers[i].requests[k]);
+    uint64_t conns = 0, idle = 0;
+    for (uint32_t i = 0; i < set->nlistens; i++) {
+        out->accepted += bl_stat_load(&b->listens[i].accepted);
+        conns += bl_stat_load(&b->listens[i].conns);
+        idle += bl_stat_load(&b->listens[i].conns_idle);
+    }
+    /* Gauges wrap below zero per listen while a connection that moved to this generation
+     * (a reload) closes here; summed as uint64 and read as signed they come out right. */
+    out->conns = (int64_t)conns;
+    out->conns_idle = (int64_t)idle;
+}
+
 /* Adds count objects of width counters each, from flat position src_off (old) to dst (new
  * block's array of the same kind). */
 static void carry_kind(bl_counter *dst, const uint64_t *sum, const uint64_t *minus,

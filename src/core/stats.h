@@ -135,6 +135,18 @@ struct bl_stats_map {
 void bl_stats_carry(struct bl_stats_set *to, const struct bl_stats_set *from,
                     const uint64_t *sum, const uint64_t *minus, const struct bl_stats_map *map);
 
+/* One worker's share of the traffic, read from its own block (nothing more is counted on the
+ * request path for it): HTTP requests answered (every server block's requests, any status),
+ * client connections accepted (TCP and UDP sessions too) and open now, of those idle. The
+ * block is the set's, so the figures start at 0 with each configuration generation (a reload
+ * resets them; requests finishing on an older generation count there). Any thread. */
+struct bl_stats_worker_totals {
+    uint64_t requests, accepted;
+    int64_t conns, conns_idle;
+};
+void bl_stats_worker_totals(const struct bl_stats_set *set, uint32_t worker,
+                            struct bl_stats_worker_totals *out);
+
 /* ---- the writer's side (the owning worker only) */
 
 static inline void bl_stat_add(bl_counter *c, uint64_t n)
