@@ -37,6 +37,8 @@
 #   make bench-hostile p99 of normal clients under slowloris, slow POST, slow and non-readers
 #                      and 5000 idle connections, against nginx (bench/hostile.py)
 #   make bench-cache   cache hits/s and CPU per hit against nginx's proxy_cache
+#   make bench-scale   1/2/4/8 workers against nginx and HAProxy, pinned where the cores are
+#   make bench-callgrind  instructions per proxied request by function, idle connection bytes
 #   make install       install the binary, man page, systemd unit, docs and (unless present)
 #                      /etc/ballast/ballast.conf and mime.types; PREFIX, DESTDIR and the
 #                      *DIR switches below place them (docs/operations.md, "Installing")
@@ -98,6 +100,7 @@ SYSCONFDIR     ?= /etc
 .PHONY: all asan run test unit check-layers integration integration-asan bench bench-balancers bench-logs bench-limits bench-h2 bench-gzip bench-hostile deps deps-test clean help
 .PHONY: integration-uring bench-uring
 .PHONY: bench-cache
+.PHONY: bench-scale bench-callgrind
 
 all: ballast
 
@@ -320,6 +323,12 @@ bench-hostile: deps-test ballast
 
 bench-cache: deps-test ballast
 	bench/cache.sh
+
+bench-scale: deps-test ballast
+	bench/scale.sh
+
+bench-callgrind: deps-test ballast
+	bench/callgrind.py
 
 # The unit and the man page get the installed paths; an existing ballast.conf or mime.types
 # is an operator's and stays as it is.

@@ -15,11 +15,13 @@ if [ "$what" = test ]; then
     # primary/replica swap behind check type=redis (tests/integration/test_checks_proto.py);
     # dnsutils: dig through the UDP proxy (tests/integration/test_stream_udp.py).
     # keepalived, iproute2: the VRRP pair in network namespaces (tests/multinode/run.sh).
+    # valgrind and gdb: make bench-callgrind (bench/callgrind.py); util-linux: taskset
+    # (bench/scale.sh).
     pkgs="$pkgs libcmocka-dev python3-pytest python3-websockets curl nghttp2-client nginx-light libnginx-mod-stream
         haproxy wrk strace procps
         systemd groff-base logrotate prometheus chromium jq
         redis-server dnsutils
-        keepalived iproute2"
+        keepalived iproute2 valgrind gdb util-linux"
 fi
 if [ "$what" = lint ]; then
     pkgs="$pkgs cppcheck clang-tidy clang"
