@@ -56,15 +56,35 @@ uint64_t bl_rand64(void)
     return result;
 }
 
+/* 32 bits as 8 hex digits, all at once: each nibble spread into its own byte, then '0'..'9'
+ * or 'a'..'f' added per byte (SWAR). The digit order differs from the usual printing order,
+ * which random bits do not care about. About a fifth of the instructions of a byte loop with a
+ * table (bench/README.md, "Profile"). */
+static inline uint64_t hex8(uint32_t x)
+{
+    uint64_t v = x;
+    v = (v | v << 16) & 0x0000ffff0000ffffull;
+    v = (v | v << 8) & 0x00ff00ff00ff00ffull;
+    v = (v | v << 4) & 0x0f0f0f0f0f0f0f0full;
+    uint64_t letters = ((v + 0x0606060606060606ull) >> 4) & 0x0101010101010101ull;
+    return v + 0x3030303030303030ull + letters * ('a' - '0' - 10);
+}
+
 void bl_rand_hex(char *out, size_t n)
 {
-    static const char hex[] = "0123456789abcdef";
-    uint64_t r = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (i % 8 == 0)
-            r = bl_rand64();
-        out[2 * i] = hex[r >> 4 & 0xf];
-        out[2 * i + 1] = hex[r & 0xf];
-        r >>= 8;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t r = bl_rand64();
+        uint64_t a = hex8((uint32_t)r), b = hex8((uint32_t)(r >> 32));
+        memcpy(out + 2 * i, &a, 8);
+        memcpy(out + 2 * i + 8, &b, 8);
+    }
+    if (i < n) {
+        uint64_t r = bl_rand64();
+        char tail[16];
+        uint64_t a = hex8((uint32_t)r), b = hex8((uint32_t)(r >> 32));
+        memcpy(tail, &a, 8);
+        memcpy(tail + 8, &b, 8);
+        memcpy(out + 2 * i, tail, 2 * (n - i));
     }
 }

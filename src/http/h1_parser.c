@@ -100,8 +100,26 @@ static inline unsigned char h1_lower(unsigned char c)
 /* a[0..n) equals lower[0..n) ignoring case; lower holds lower-case letters, digits and '-'.
  * OR-ing 0x20 folds only letters here because a and b come from tokens or field values, where
  * the control bytes that would also fold (CR to '-', 0x10 to '0') cannot occur. */
+static inline uint64_t h1_load8(const char *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
 static inline bool h1_eq_lower(const char *a, const char *lower, size_t n)
 {
+    /* The same byte test eight bytes at a time (the last word overlapping the one before),
+     * for the field names and tokens of 8 bytes or more: every header name of every message
+     * goes through h1_header_id (bench/README.md, "Profile"). */
+    if (n >= 8) {
+        const uint64_t fold = 0x2020202020202020ull;
+        size_t k = 0;
+        for (; k + 8 <= n; k += 8)
+            if ((h1_load8(a + k) | fold) != h1_load8(lower + k))
+                return false;
+        return k == n || (h1_load8(a + n - 8) | fold) == h1_load8(lower + n - 8);
+    }
     for (size_t k = 0; k < n; k++)
         if (((unsigned char)a[k] | 0x20) != (unsigned char)lower[k])
             return false;
@@ -748,6 +766,10 @@ int bl_h1_parse(struct bl_h1_parser *p, const char *buf, size_t len, struct bl_h
         case H1_S_VERSION: {
             size_t vs = (size_t)(m->target + m->target_len + 1 - buf);
             size_t k = i - vs;
+            if (k == 0 && end - i >= 8 && h1_load8((const char *)b + i) == h1_load8("HTTP/1.1")) {
+                i += 8; /* the usual version in one step: the bytes the loop below accepts */
+                break;
+            }
             if (k < 8) {
                 if (!h1_version_byte(b[i], k))
                     return h1_fail(p, st, i, ls, 400, "bad HTTP version");
@@ -769,6 +791,10 @@ int bl_h1_parse(struct bl_h1_parser *p, const char *buf, size_t len, struct bl_h
         case H1_S_STATUS: {
             size_t k = i - ls;
             unsigned char c = b[i];
+            if (k == 0 && end - i >= 8 && h1_load8((const char *)b + i) == h1_load8("HTTP/1.1")) {
+                i += 8; /* as in H1_S_VERSION */
+                break;
+            }
             if (k < 8) {
                 if (!h1_version_byte(c, k))
                     return h1_fail(p, st, i, ls, 400, "bad HTTP version");
