@@ -635,6 +635,11 @@ ssize_t bl_h2_stream_read(struct bl_client *c, struct bl_buf *b)
     return BL_AGAIN;
 }
 
+struct bl_client *bl_h2_stream_conn(const struct bl_client *c)
+{
+    return c->h2->h->c;
+}
+
 void bl_h2_stream_detach(struct bl_client *c, int complete)
 {
     struct bl_h2_stream *st = c->h2;

@@ -1,18 +1,18 @@
 /* HTTP/2 to clients (RFC 9113), on Debian's libnghttp2: framing, HPACK and flow-control
  * bookkeeping are nghttp2's; this module maps streams onto ballast's HTTP/1.1 request path.
  *
- * Design (why it looks like this). Each stream gets a *stream client*: a struct bl_client of
- * its own, whose transport is the stream instead of a socket (c->h2 set, c->parent the
+ * Design (why it looks like this). Each stream gets a *stream client*: a struct bl_client of its
+ * own, whose transport is the stream instead of a socket (c->h2 set; bl_h2_stream_conn() gives the
  * connection). The HEADERS frame is turned into an HTTP/1.1 request head (request line from
- * :method and :path, Host from :authority, cookies joined, a chunked body when the client gave
- * no content-length) placed in the stream client's input buffer; from there the existing path
- * runs unchanged: the h1 parser, routing, rewrites, realip, balancing, retries, failover,
- * local responses, error_page and the access log. bl_client_read() on a stream client gives
- * the DATA bytes; bl_client_writev() takes the HTTP/1.1 response the proxy writes, whose head
- * becomes a HEADERS frame (hop-by-hop fields dropped, names lowercased) and whose body (the
- * proxy strips chunked framing for stream clients) goes out as DATA through nghttp2's data
- * provider. The HTTP/1.1 path pays one extra test of c->h2 in its transport seam, nothing
- * else. The price of the design is one re-parse of a head ballast built itself, per stream.
+ * :method and :path, Host from :authority, cookies joined, a chunked body when the client gave no
+ * content-length) placed in the stream client's input buffer; from there the existing path runs
+ * unchanged: the h1 parser, routing, rewrites, realip, balancing, retries, failover, local
+ * responses, error_page and the access log. bl_client_read() on a stream client gives the DATA
+ * bytes; bl_client_writev() takes the HTTP/1.1 response the proxy writes, whose head becomes a
+ * HEADERS frame (hop-by-hop fields dropped, names lowercased) and whose body (the proxy strips
+ * chunked framing for stream clients) goes out as DATA through nghttp2's data provider. The
+ * HTTP/1.1 path pays one extra test of c->h2 in its transport seam, nothing else. The price of the
+ * design is one re-parse of a head ballast built itself, per stream.
  *
  * Flow control is back-pressure, both ways, with bounded memory per stream:
  *   - request bodies: automatic WINDOW_UPDATE is off; a stream's window is 64 KiB (one
@@ -72,6 +72,8 @@ ssize_t bl_h2_stream_read(struct bl_client *c, struct bl_buf *b);
 /* Response bytes (an HTTP/1.1 head, then the body): bytes taken (> 0), BL_AGAIN (the stream's
  * buffer is full; c->wready cleared) or BL_ERR (the stream is gone). */
 ssize_t bl_h2_stream_writev(struct bl_client *c, const struct iovec *iov, int n);
+/* The connection client whose stream c (a stream client: c->h2 set) is. */
+struct bl_client *bl_h2_stream_conn(const struct bl_client *c);
 /* The stream client is done: complete, the response ended (END_STREAM after its bytes);
  * otherwise the stream is reset. c->h2 is cleared. */
 void bl_h2_stream_detach(struct bl_client *c, int complete);

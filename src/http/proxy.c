@@ -68,14 +68,21 @@ static inline int client_outdated(const struct bl_client *c)
 
 /* ------------------------------------------------------------ small helpers */
 
+/* c's listener's counters in its worker's block, worked out rather than kept in every
+ * connection (8 bytes of each idle connection; bench/README.md, "Idle connection memory"). */
+static inline struct bl_stats_listen *client_stats(const struct bl_client *c)
+{
+    return &c->w->stats->listens[c->listen - c->w->cfg->listens];
+}
+
 /* Changes c's state, keeping its listener's idle-connection gauge (core/stats.h). */
 static inline void client_state(struct bl_client *c, uint8_t state)
 {
     if ((c->state == CS_IDLE) != (state == CS_IDLE)) {
         if (state == CS_IDLE)
-            bl_stat_add(&c->stats->conns_idle, 1);
+            bl_stat_add(&client_stats(c)->conns_idle, 1);
         else
-            bl_stat_sub(&c->stats->conns_idle, 1);
+            bl_stat_sub(&client_stats(c)->conns_idle, 1);
     }
     c->state = state;
 }
@@ -549,7 +556,7 @@ static void request_start(struct bl_client *c, uint32_t head_len)
         local_response(r, status);
         return;
     }
-    const struct ssl_st *tls = bl_unlikely(c->h2 != NULL) ? c->parent->tls : c->tls;
+    const struct ssl_st *tls = bl_unlikely(c->h2 != NULL) ? bl_h2_stream_conn(c)->tls : c->tls;
     if (bl_unlikely(tls != NULL) &&
         (status = bl_tls_verify_client(tls, r->srv->ssl.verify_client, c->ip))) {
         /* ssl_verify_client: nginx answers before reading the body and closes (an HTTP/2
@@ -2011,7 +2018,7 @@ static void client_close(struct bl_client *c)
     if (c->next)
         c->next->prev = c->prev;
     w->nclients--;
-    bl_stat_sub(&c->stats->conns, 1);
+    bl_stat_sub(&client_stats(c)->conns, 1);
     bl_loop_defer(w->loop, &c->defer);
     w->on_client_closed(w);
 }
@@ -2388,7 +2395,6 @@ void bl_http_accept(struct bl_http_worker *w, const struct bl_listen *listen, in
     c->defer.run = client_free;
     c->w = w;
     c->listen = listen;
-    c->stats = &w->stats->listens[listen - w->cfg->listens];
     memcpy(&c->addr, peer, peerlen < sizeof(c->addr) ? peerlen : sizeof(c->addr));
     c->state = CS_READ_HEAD;
     c->ip_len = (uint8_t)bl_addr_format_ip(peer, c->ip, sizeof(c->ip));
@@ -2425,8 +2431,8 @@ void bl_http_accept(struct bl_http_worker *w, const struct bl_listen *listen, in
         w->clients->prev = c;
     w->clients = c;
     w->nclients++;
-    bl_stat_add(&c->stats->accepted, 1);
-    bl_stat_add(&c->stats->conns, 1);
+    bl_stat_add(&client_stats(c)->accepted, 1);
+    bl_stat_add(&client_stats(c)->conns, 1);
     /* The request usually arrives with or right after the handshake: wait for the edge. */
     bl_arm(w, &c->timer, listen->servers[0]->conf.client_header_timeout);
 }
@@ -2456,15 +2462,14 @@ static int client_migrate(struct bl_client *c)
     if (c->next)
         c->next->prev = c->prev;
     from->nclients--;
-    bl_stat_sub(&c->stats->conns, 1);
+    bl_stat_sub(&client_stats(c)->conns, 1);
     if (c->state == CS_IDLE)
-        bl_stat_sub(&c->stats->conns_idle, 1);
+        bl_stat_sub(&client_stats(c)->conns_idle, 1);
     c->w = to;
     c->listen = ls;
-    c->stats = &to->stats->listens[ls - to->cfg->listens];
-    bl_stat_add(&c->stats->conns, 1);
+    bl_stat_add(&client_stats(c)->conns, 1);
     if (c->state == CS_IDLE)
-        bl_stat_add(&c->stats->conns_idle, 1);
+        bl_stat_add(&client_stats(c)->conns_idle, 1);
     c->prev = NULL;
     c->next = to->clients;
     if (to->clients)
@@ -2536,10 +2541,8 @@ struct bl_client *bl_client_new_stream(struct bl_client *p, struct bl_h2_stream 
     c->defer.run = client_free;
     c->w = p->w;
     c->listen = p->listen;
-    c->stats = p->stats;
     c->in = head;
     c->h2 = st;
-    c->parent = p;
     c->state = CS_READ_HEAD;
     c->rready = c->wready = 1;
     c->port = p->port;

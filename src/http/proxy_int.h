@@ -20,6 +20,7 @@
 #include "core/status.h"
 #include "http/dechunk.h"
 #include "http/h1_parser.h"
+#include "http/h2.h"
 #include "http/proxy_cache.h"
 #include "http/template.h"
 #include "http/tls.h"
@@ -70,13 +71,12 @@ struct bl_client {
     struct bl_deferred defer;
     struct bl_http_worker *w;
     const struct bl_listen *listen;
-    struct bl_stats_listen *stats;     /* the listener's, in this worker's statistics */
     struct bl_buf *in;
     struct bl_request *req;
     struct ssl_st *tls;                /* NULL: plain TCP (the transport seam, proxy.c) */
     struct bl_h2_stream *h2;           /* a stream client: its transport is this HTTP/2
-                                        * stream of parent (http/h2.h); NULL otherwise */
-    struct bl_client *parent;          /* a stream client's connection */
+                                        * stream of its connection (bl_h2_stream_conn);
+                                        * NULL otherwise */
     struct bl_h2_conn *h2c;            /* CS_H2: the connection's session */
     struct bl_client *prev, *next;     /* worker's list */
     uint32_t nrequests;
@@ -322,7 +322,7 @@ static inline void bl_request_var_ctx(const struct bl_request *r, struct bl_var_
     v->limit_req_status = bl_limit_status_str(r->limit_req_status);
     v->limit_conn_status = bl_limit_status_str(r->limit_conn_status);
     v->upstream_cache_status = bl_cache_status_str(r->cache_status);
-    const struct ssl_st *tls = r->c->h2 ? r->c->parent->tls : r->c->tls;
+    const struct ssl_st *tls = r->c->h2 ? bl_h2_stream_conn(r->c)->tls : r->c->tls;
     v->http2 = r->c->h2 ? (tls ? "h2" : "h2c") : NULL;
     if (tls) {
         v->ssl_protocol = bl_tls_protocol(tls);
