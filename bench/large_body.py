@@ -1,0 +1,239 @@
+#!/usr/bin/python3
+"""Large bodies through ballast against the same transfer straight to the backend (issue 14,
+"Large bodies"): a --size response (download) and a --size request body (upload), each timed
+with curl directly against the backend nginx and through ballast, in alternating order, with
+ballast's RSS sampled every 20 ms during its transfers.
+
+  bench/large_body.py [--size 1g] [--rounds 3] [--bin ./ballast] [--conf-extra 'LINES']
+
+Downloads come from nginx (bench/conf/backend.nginx.conf.in plus a location serving a sparse
+file of --size bytes with sendfile); uploads go to a Python sink that reads every body whole
+(recv_into 1 MiB) before it answers; ballast proxies both with bench/conf/ballast.conf.in plus
+`client_max_body_size 0;` (and --conf-extra). Throughput is --size / curl's total time.
+Prints a table; the ratio column is through-ballast over direct, medians over the rounds.
+Only ratios measured in the same run mean anything on the shared machines.
+"""
+import argparse
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# The upload sink: reads each request body whole before answering (nginx's `return` answers
+# first and discards the rest, which a proxy may rightly stop relaying once the answer went).
+SINK = r"""
+import socket, sys, threading
+def serve(c):
+    buf = bytearray(1 << 20)
+    view = memoryview(buf)
+    with c:
+        head = b""
+        while True:
+            while b"\r\n\r\n" not in head:
+                d = c.recv(65536)
+                if not d:
+                    return
+                head += d
+            h, _, rest = head.partition(b"\r\n\r\n")
+            n = 0
+            for line in h.split(b"\r\n")[1:]:
+                k, _, v = line.partition(b":")
+                if k.strip().lower() == b"content-length":
+                    n = int(v)
+                if k.strip().lower() == b"expect":
+                    c.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+            n -= len(rest)
+            while n > 0:
+                got = c.recv_into(view, min(n, len(buf)))
+                if not got:
+                    return
+                n -= got
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n")
+            head = b""
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1])))
+s.listen(64)
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+"""
+
+
+def size_arg(s):
+    mult = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    s = s.lower()
+    return int(s[:-1]) * mult[s[-1]] if s[-1] in mult else int(s)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def render(tpl, port, backend_port, d):
+    text = open(os.path.join(ROOT, "bench/conf", tpl)).read()
+    user = "user root;" if os.getuid() == 0 else ""
+    return (text.replace("@DIR@", d).replace("@PORT@", str(port))
+            .replace("@BACKEND_PORT@", str(backend_port)).replace("@USER_LINE@", user))
+
+
+def rss_kb(pid):
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+class Sampler(threading.Thread):
+    def __init__(self, pid):
+        super().__init__(daemon=True)
+        self.pid, self.peak, self.stop_ = pid, 0, threading.Event()
+
+    def run(self):
+        while not self.stop_.is_set():
+            self.peak = max(self.peak, rss_kb(self.pid))
+            time.sleep(0.02)
+
+    def stop(self):
+        self.stop_.set()
+        self.join()
+        return self.peak
+
+
+def curl(args, timeout):
+    out = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code} %{time_total} "
+                          "%{size_download} %{size_upload}"] + args,
+                         capture_output=True, text=True, timeout=timeout)
+    code, t, down, up = out.stdout.split()
+    return int(code), float(t), int(float(down)), int(float(up))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--size", type=size_arg, default=1 << 30)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--bin", default="./ballast")
+    ap.add_argument("--conf-extra", default="")
+    ap.add_argument("--budget", type=int, default=900)
+    args = ap.parse_args()
+    os.chdir(ROOT)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.alarm(args.budget)
+    tmp = tempfile.mkdtemp(prefix="ballast-large.")
+    procs = []
+    try:
+        big = os.path.join(tmp, "big")
+        with open(big, "wb") as f:
+            f.truncate(args.size)
+        bport, port, sink_port = free_port(), free_port(), free_port()
+        procs.append(subprocess.Popen([sys.executable, "-c", SINK, str(sink_port)]))
+        bd = os.path.join(tmp, "backend")
+        for sub in ("", "client_body", "proxy", "fastcgi", "uwsgi", "scgi", "www"):
+            os.makedirs(os.path.join(bd, sub), exist_ok=True)
+        os.link(big, os.path.join(bd, "www", "big"))
+        conf = render("backend.nginx.conf.in", 0, bport, bd).replace(
+            '        location / {\n            return 200 "hello from the backend\\n";\n        }',
+            '        location / {\n            return 200 "hello from the backend\\n";\n        }\n'
+            '        location /big { root %s/www; sendfile on; }' % bd)
+        assert "location /big" in conf, "backend template changed"
+        open(os.path.join(bd, "nginx.conf"), "w").write(conf)
+        procs.append(subprocess.Popen(["nginx", "-p", bd, "-e", os.path.join(bd, "error.log"),
+                                       "-c", os.path.join(bd, "nginx.conf")],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        d = os.path.join(tmp, "ballast")
+        os.makedirs(d)
+        bconf = render("ballast.conf.in", port, bport, d).replace(
+            "    access_log off;", "    access_log off;\n    client_max_body_size 0;\n    %s"
+            % args.conf_extra, 1).replace(
+            "        location / {", "        location /upload {\n"
+            "            proxy_pass http://127.0.0.1:%d;\n        }\n        location / {" % sink_port, 1)
+        assert "location /upload" in bconf, "ballast template changed"
+        open(os.path.join(d, "ballast.conf"), "w").write(bconf)
+        blog = open(os.path.join(d, "ballast.log"), "w")
+        b = subprocess.Popen([args.bin, "-c", os.path.join(d, "ballast.conf")], stdout=blog,
+                             stderr=subprocess.STDOUT)
+        procs.append(b)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                if curl(["http://127.0.0.1:%d/" % port], 5)[0] == 200:
+                    break
+            except (subprocess.SubprocessError, ValueError):
+                pass
+            if time.monotonic() > deadline or b.poll() is not None:
+                sys.exit("large_body.py: ballast did not start: " +
+                         open(os.path.join(d, "ballast.log")).read()[-500:])
+            time.sleep(0.1)
+        idle_rss = rss_kb(b.pid)
+        res = {}
+        tmo = 600
+        for rnd in range(args.rounds):
+            for kind in ("download", "upload"):
+                order = [("direct", bport if kind == "download" else sink_port), ("ballast", port)]
+                if rnd % 2:
+                    order.reverse()
+                for name, p in order:
+                    url = "http://127.0.0.1:%d/%s" % (p, "big" if kind == "download" else "upload")
+                    extra = [] if kind == "download" else ["--data-binary", "@" + big, "-H",
+                                                          "Content-Type: application/octet-stream"]
+                    s = Sampler(b.pid) if name == "ballast" else None
+                    if s:
+                        s.start()
+                    code, t, down, up = curl(extra + [url], tmo)
+                    peak = s.stop() if s else None
+                    moved = down if kind == "download" else up
+                    ok = code == 200 and moved == args.size
+                    res.setdefault((kind, name), []).append(
+                        (args.size / t / 1e6 if ok else 0.0, peak, ok))
+        print("%s bodies, %d rounds (alternating order), curl on loopback, one ballast worker; "
+              "ballast RSS idle %d KiB" % (fmt_size(args.size), args.rounds, idle_rss))
+        print("| transfer | direct MB/s | through ballast MB/s | ratio | ballast peak RSS KiB "
+              "(idle %d) | failed |" % idle_rss)
+        print("|---|---:|---:|---:|---:|---:|")
+        for kind in ("download", "upload"):
+            dr = res[(kind, "direct")]
+            br = res[(kind, "ballast")]
+            dm = statistics.median(x[0] for x in dr)
+            bm = statistics.median(x[0] for x in br)
+            print("| %s | %.0f | %.0f | %.2fx | %d | %d |" % (
+                kind, dm, bm, bm / dm if dm else 0, max(x[1] for x in br),
+                sum(1 for x in dr + br if not x[2])))
+    finally:
+        for p in reversed(procs):
+            if p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+        if os.environ.get("BENCH_KEEP") == "1":
+            print("kept " + tmp)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def fmt_size(n):
+    for unit, m in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= m and n % m == 0:
+            return "%d %s" % (n // m, unit)
+    return "%d B" % n
+
+
+if __name__ == "__main__":
+    main()
