@@ -235,7 +235,7 @@ static json_t *workers_json(const struct bl_api_ctx *ctx)
     for (uint32_t w = 0; arr && set && w < set->nworkers; w++) {
         struct bl_stats_worker_totals t;
         bl_stats_worker_totals(set, w, &t);
-        json_t *e = json_pack("{s:I, s:I, s:I, s:I, s:I}", "id", (json_int_t)(w + 1),
+        json_t *e = json_pack("{s:I, s:I, s:I, s:I, s:I}", "id", (json_int_t)w + 1,
                               "requests", (json_int_t)t.requests, "connections_accepted",
                               (json_int_t)t.accepted, "connections_active",
                               (json_int_t)(t.conns - t.conns_idle), "connections_idle",
