@@ -57,6 +57,7 @@ def render(tpl, out, port, backend_port, d):
     user = "user root;" if os.getuid() == 0 else ""
     text = (text.replace("@DIR@", d).replace("@PORT@", str(port))
             .replace("@BACKEND_PORT@", str(backend_port)).replace("@USER_LINE@", user))
+    text = re.sub(r"@[A-Z0-9_]*@", "", text)  # the TLS rows' slots (bench/run.sh) left empty
     with open(out, "w") as f:
         f.write(text)
 
@@ -157,8 +158,9 @@ def measure_ir(args, binary, tmp, procs, backend_port):
     port = free_ports(1)[0]
     render("ballast.conf.in", os.path.join(d, "ballast.conf"), port, backend_port, d)
     # One client connection for all the requests: nginx's default of 1000 would close it.
-    conf = open(os.path.join(d, "ballast.conf")).read().replace(
-        "access_log off;", "access_log off;\n    keepalive_requests 100000000;", 1)
+    conf = open(os.path.join(d, "ballast.conf")).read()
+    if "keepalive_requests" not in conf:
+        conf = conf.replace("access_log off;", "access_log off;\n    keepalive_requests 100000000;", 1)
     with open(os.path.join(d, "ballast.conf"), "w") as f:
         f.write(conf)
     out = os.path.join(d, "cg.out")

@@ -15,6 +15,7 @@ Only ratios measured in the same run mean anything on the shared machines.
 """
 import argparse
 import os
+import re
 import shutil
 import signal
 import socket
@@ -85,8 +86,16 @@ def free_port():
 def render(tpl, port, backend_port, d):
     text = open(os.path.join(ROOT, "bench/conf", tpl)).read()
     user = "user root;" if os.getuid() == 0 else ""
-    return (text.replace("@DIR@", d).replace("@PORT@", str(port))
+    text = (text.replace("@DIR@", d).replace("@PORT@", str(port))
             .replace("@BACKEND_PORT@", str(backend_port)).replace("@USER_LINE@", user))
+    return re.sub(r"@[A-Z0-9_]*@", "", text)  # the TLS rows' slots (bench/run.sh) left empty
+
+
+def cpu_s(pid):
+    """utime + stime of the process (all threads), seconds."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_kb(pid):
@@ -180,6 +189,9 @@ def main():
                 sys.exit("large_body.py: ballast did not start: " +
                          open(os.path.join(d, "ballast.log")).read()[-500:])
             time.sleep(0.1)
+        # The file's first read fills the page cache (several times slower than the next ones):
+        # one untimed download first, so every timed one reads cached pages.
+        curl(["http://127.0.0.1:%d/big" % bport], 600)
         idle_rss = rss_kb(b.pid)
         res = {}
         tmo = 600
@@ -190,29 +202,32 @@ def main():
                     order.reverse()
                 for name, p in order:
                     url = "http://127.0.0.1:%d/%s" % (p, "big" if kind == "download" else "upload")
-                    extra = [] if kind == "download" else ["--data-binary", "@" + big, "-H",
+                    extra = [] if kind == "download" else ["-T", big, "-H",
                                                           "Content-Type: application/octet-stream"]
                     s = Sampler(b.pid) if name == "ballast" else None
                     if s:
                         s.start()
+                    c0 = cpu_s(b.pid)
                     code, t, down, up = curl(extra + [url], tmo)
+                    cpu = (cpu_s(b.pid) - c0) / (args.size / (1 << 30)) if s else None
                     peak = s.stop() if s else None
                     moved = down if kind == "download" else up
                     ok = code == 200 and moved == args.size
                     res.setdefault((kind, name), []).append(
-                        (args.size / t / 1e6 if ok else 0.0, peak, ok))
+                        (args.size / t / 1e6 if ok else 0.0, peak, ok, cpu))
         print("%s bodies, %d rounds (alternating order), curl on loopback, one ballast worker; "
               "ballast RSS idle %d KiB" % (fmt_size(args.size), args.rounds, idle_rss))
-        print("| transfer | direct MB/s | through ballast MB/s | ratio | ballast peak RSS KiB "
-              "(idle %d) | failed |" % idle_rss)
-        print("|---|---:|---:|---:|---:|---:|")
+        print("| transfer | direct MB/s | through ballast MB/s | ratio | ballast CPU s per GiB "
+              "| ballast peak RSS KiB (idle %d) | failed |" % idle_rss)
+        print("|---|---:|---:|---:|---:|---:|---:|")
         for kind in ("download", "upload"):
             dr = res[(kind, "direct")]
             br = res[(kind, "ballast")]
             dm = statistics.median(x[0] for x in dr)
             bm = statistics.median(x[0] for x in br)
-            print("| %s | %.0f | %.0f | %.2fx | %d | %d |" % (
-                kind, dm, bm, bm / dm if dm else 0, max(x[1] for x in br),
+            print("| %s | %.0f | %.0f | %.2fx | %.2f | %d | %d |" % (
+                kind, dm, bm, bm / dm if dm else 0, statistics.median(x[3] for x in br),
+                max(x[1] for x in br),
                 sum(1 for x in dr + br if not x[2])))
     finally:
         for p in reversed(procs):

@@ -121,7 +121,7 @@ USER_LINE=""; [ "$(id -u)" = 0 ] && USER_LINE="user root;"
 
 render() {   # template out port dir workers
     sed -e "s|@DIR@|$4|g" -e "s|@PORT@|$3|g" -e "s|@BACKEND_PORT@|$BACKEND_PORT|g" \
-        -e "s|@USER_LINE@|$USER_LINE|g" "$1" >"$2"
+        -e "s|@USER_LINE@|$USER_LINE|g" -e 's|@[A-Z0-9_]*@||g' "$1" >"$2"   # TLS rows' slots left empty
 }
 
 descendants() {   # pid -> every process below it
@@ -242,4 +242,4 @@ results=""; [ "${BENCH_NO_RESULTS:-0}" = 1 ] || results=$BENCH_RESULTS
 "$PY" "$BENCH_DIR/scale_report.py" "$RECORDS" "$results" \
     "$(date -u '+%Y-%m-%d %H:%M UTC')" "$COMMIT" "$NCPU" "$CLK_TCK" "$NOTE" \
     "wrk -t$SCALE_WRK_THREADS -c$SCALE_CONNS -d${DUR_S}s --latency, $SCALE_ROUNDS round(s) per worker count in rotating order (medians); load average $LOAD0 at start, $LOAD1 at end" \
-    "$(nginx -v 2>&1 | sed 's|.*nginx/||'), HAProxy $(haproxy -v | awk 'NR == 1 { print $3 }'), $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
+    "nginx $(nginx -v 2>&1 | sed 's|.*nginx/||'), HAProxy $(haproxy -v | awk 'NR == 1 { print $3 }'), $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
