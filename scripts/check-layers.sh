@@ -1,6 +1,6 @@
 #!/bin/sh
 # Checks the include graph of src/ from its `#include "..."` lines:
-#   1. layers form a stack: core < leaves < upstream, policy (limits, allow/deny), cache (the response cache's store) < conf < http, stream (the two front ends) <
+#   1. layers form a stack: core < leaves < upstream, policy (limits, allow/deny), cache (the response cache's store) < conf < http, stream, dns (the front ends) <
 #      worker (reload, upgrade) < admin < ops < main, and no file includes a file of a higher layer. The leaves are the protocol
 #      libraries any layer may use (HTTP/1 parser, URI normalizer, chunked decoder, variable
 #      templates, trace context); they may themselves use only core and each other. ops is
@@ -15,7 +15,7 @@ cd "$src"
 layer() {
     case "$1" in
     core/*) echo "0 core" ;;
-    http/h1_parser.* | http/uri.* | http/dechunk.* | http/template.* | http/trace.*)
+    http/h1_parser.* | http/uri.* | http/dechunk.* | http/template.* | http/trace.* | dns/dns_msg.*)
         echo "1 leaf" ;;
     upstream/*) echo "2 upstream" ;;
     policy/*) echo "2 policy" ;;
@@ -23,6 +23,7 @@ layer() {
     conf/*) echo "3 conf" ;;
     http/*) echo "4 http" ;;
     stream/*) echo "4 stream" ;;
+    dns/*) echo "4 dns" ;;
     worker.* | reload.* | upgrade.*) echo "5 worker" ;;
     admin/*) echo "6 admin" ;;
     ops.*) echo "7 ops" ;;
@@ -70,6 +71,6 @@ rm -f "$edges.err"
 
 if [ $status -eq 0 ]; then
     echo "check-layers: $nfiles files, $(grep -vc '^\(.*\) \1$' "$edges") includes:" \
-         "core < leaves < upstream, policy < conf < http, stream < worker (reload, upgrade) < admin < ops < main, no cycle"
+         "core < leaves < upstream, policy < conf < http, stream, dns < worker (reload, upgrade) < admin < ops < main, no cycle"
 fi
 exit $status

@@ -17,6 +17,7 @@
 #include "core/sock.h"
 #include "core/stats.h"
 #include "core/status.h"
+#include "dns/dns.h"
 #include "http/access_log.h"
 #include "http/proxy.h"
 #include "stream/udp.h"
@@ -80,6 +81,10 @@ static void on_accept(struct bl_io *io, uint32_t ev)
     struct bl_worker *w = l->w;
     BL_UNUSED(ev);
     int limit = w->cur->gen->cfg->worker_connections;
+    if (l->listen->dns) {
+        bl_dns_read(l->listen->dns, io->fd, bl_now_ms());
+        return;
+    }
     if (l->listen->udp) {
         uint32_t n = worker_nclients(w);
         bl_stream_udp_read(&w->cur->stream, l->listen, io->fd,

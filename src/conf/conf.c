@@ -38,6 +38,7 @@
 #include "core/status.h"
 #include "core/units.h"
 #include "http/template.h"
+#include "conf/dns_conf.h"
 #include "upstream/balancer.h"
 #include "upstream/health_check.h"
 #include "upstream/outlier.h"
@@ -55,13 +56,14 @@
 #define CTX_IF       0x80u     /* inside `if (...) { }` of a server or location */
 #define CTX_STREAM   0x100u    /* stream { } */
 #define CTX_SSERVER  0x200u    /* a server { } of stream */
+#define CTX_DNS      0x400u    /* dns { } (conf/dns_conf.h) */
 #define CTX_HSL      (CTX_HTTP | CTX_SERVER | CTX_LOCATION)
 #define CTX_SS       (CTX_STREAM | CTX_SSERVER)
-#define CTX_ANY      0x37fu
+#define CTX_ANY      0x77fu
 
 static const char *const ctx_names[] = {"main", "events", "http", "upstream", "server",
                                         "location", "admin", "if", "stream",
-                                        "stream server"};
+                                        "stream server", "dns"};
 
 #define ANY_ARGS 255
 
@@ -339,6 +341,71 @@ static int h_use(struct compiler *c, const struct bl_conf_node *n)
         c->cfg->events_use = BL_LOOP_IO_URING;
     else
         return invalid_value(c, n->args[0]);
+    return BL_OK;
+}
+
+/* ---- dns context (conf/dns_conf.h; the front end is dns/dns.h) ---- */
+
+static int h_stream_listen(struct compiler *c, const struct bl_conf_node *n);
+
+static int h_dns(struct compiler *c, const struct bl_conf_node *n)
+{
+    struct bl_config *cfg = c->cfg;
+    if (cfg->dns)
+        return fail(c, "\"dns\" directive is duplicate");
+    if (!(cfg->dns = conf_calloc(1, sizeof(*cfg->dns))))
+        return oom(c);
+    uint32_t first_listen = cfg->nlistens;
+    if (compile_block(c, n, CTX_DNS) != BL_OK)
+        return BL_ERR;
+    c->node = n;
+    if (!cfg->dns->zone_len)
+        return fail(c, "\"dns\" block has no \"zone\"");
+    if (cfg->nlistens == first_listen)
+        return fail(c, "\"dns\" block has no \"listen\"");
+    return BL_OK;
+}
+
+/* stream's listen, then: UDP only, and the listener answers DNS. */
+static int h_dns_listen(struct compiler *c, const struct bl_conf_node *n)
+{
+    if (h_stream_listen(c, n) != BL_OK)
+        return BL_ERR;
+    struct bl_listen *l = &c->cfg->listens[c->cfg->nlistens - 1];
+    if (!l->udp)
+        return fail(c, "DNS over TCP is not supported in this build: \"listen\" in \"dns\" "
+                       "needs \"udp\"");
+    l->dns = c->cfg->dns;
+    return BL_OK;
+}
+
+static int h_dns_zone(struct compiler *c, const struct bl_conf_node *n)
+{
+    char err[256];
+    if (bl_dns_conf_zone(c->cfg->dns, n->args[0], err, sizeof(err)) != BL_OK)
+        return fail(c, "%s", err);
+    return BL_OK;
+}
+
+static int h_dns_ttl(struct compiler *c, const struct bl_conf_node *n)
+{
+    struct bl_dns_conf *d = c->cfg->dns;
+    uint64_t ms;
+    if (d->ttl_set++)
+        return fail(c, "\"ttl\" directive is duplicate");
+    /* RFC 2181: TTLs are whole seconds; a day is already far beyond health-aware answers. */
+    if (bl_parse_time_ms(n->args[0], 1000, 86400000ull, &ms) != BL_OK || ms % 1000)
+        return fail(c, "invalid value \"%s\" in \"ttl\" directive (whole seconds, 0 to 1d)",
+                    n->args[0]);
+    d->ttl_s = (uint32_t)(ms / 1000);
+    return BL_OK;
+}
+
+static int h_dns_record(struct compiler *c, const struct bl_conf_node *n)
+{
+    char err[256];
+    if (bl_dns_conf_record(c->cfg->dns, n->args, n->file, n->line, err, sizeof(err)) != BL_OK)
+        return fail(c, "%s", err);
     return BL_OK;
 }
 
@@ -3107,6 +3174,12 @@ static const struct directive directives[] = {
     DIRECTIVE("http", CTX_MAIN, 0, 0, DIR_BLOCK, "", NULL, h_http),
     DIRECTIVE("admin", CTX_MAIN, 0, 0, DIR_BLOCK, "", NULL, h_admin),
     DIRECTIVE("stream", CTX_MAIN, 0, 0, DIR_BLOCK, "", NULL, h_stream),
+    /* dns (conf/dns_conf.h) */
+    DIRECTIVE("dns", CTX_MAIN, 0, 0, DIR_BLOCK, "", NULL, h_dns),
+    DIRECTIVE("listen", CTX_DNS, 1, 3, 0, "ADDRESS:PORT udp [reuseport]", NULL, h_dns_listen),
+    DIRECTIVE("zone", CTX_DNS, 1, 1, 0, "NAME", NULL, h_dns_zone),
+    DIRECTIVE("ttl", CTX_DNS, 1, 1, DIR_DEFAULT_DOC, "TIME", "5s", h_dns_ttl),
+    DIRECTIVE("record", CTX_DNS, 3, 3, 0, "NAME A | AAAA upstream=NAME", NULL, h_dns_record),
     /* admin */
     DIRECTIVE("listen", CTX_ADMIN, 1, 1, 0, "ADDRESS:PORT", "127.0.0.1:9901", h_admin_listen),
     DIRECTIVE("token_file", CTX_ADMIN, 1, 1, 0, "FILE", NULL, h_admin_token_file),
@@ -3945,6 +4018,9 @@ static int finish(struct compiler *c)
     if (resolve_proxy_passes(c) != BL_OK || finish_stream(c) != BL_OK ||
         finish_groups(c) != BL_OK)
         return BL_ERR;
+    if (cfg->dns && bl_dns_conf_finish(cfg->dns, cfg->groups, cfg->ngroups, c->err,
+                                       c->errlen) != BL_OK)
+        return BL_ERR;
     merge_loc_conf(&cfg->http_conf, &cfg->defaults);
     for (uint32_t i = 0; i < cfg->nservers; i++) {
         struct bl_server_block *s = cfg->servers[i];
@@ -4235,6 +4311,7 @@ void bl_conf_release(struct bl_config *cfg)
     for (uint32_t i = 0; i < cfg->nlistens; i++)
         free(cfg->listens[i].servers);
     free(cfg->listens);
+    bl_dns_conf_free(cfg->dns);
     for (uint32_t i = 0; i < cfg->ngroups; i++) {
         struct bl_upstream_group *g = cfg->groups[i];
         if (g->balancer && g->balancer->destroy)

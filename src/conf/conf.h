@@ -27,6 +27,7 @@ struct bl_regex;
 struct bl_location;
 struct bl_rw_op;
 struct bl_proxy_ssl;
+struct bl_dns_conf;
 
 /* The locations one level holds (a server, or a location with nested ones), in the order
  * nginx searches them (docs/routing.md): exact, then prefixes longest first, then regexes in
@@ -433,6 +434,7 @@ struct bl_listen {
     struct bl_server_block **servers; /* servers[0] is the default */
     uint32_t nservers;
     struct bl_stream_server *stream; /* a stream server's listen (no http servers), or NULL */
+    const struct bl_dns_conf *dns;  /* a `dns` block's listen (udp; dns/dns.h), or NULL */
 };
 
 /* Whether HTTP/2 is offered on l: `listen ... http2`, or `http2 on` in its default server
@@ -588,6 +590,7 @@ struct bl_config {
                                      * NULL (NULL array: no maps) */
     struct bl_limit_zones limits;   /* limit_req_zone, limit_conn_zone lines */
     struct bl_cache_paths caches;   /* proxy_cache_path lines (conf/cache_conf.h) */
+    struct bl_dns_conf *dns;        /* the `dns` block (conf/dns_conf.h), or NULL */
 };
 
 /* Reads, validates and compiles FILE. Returns the config, or NULL with err holding one line in
