@@ -54,7 +54,7 @@ def test_whole_config_loads(tmp_path, text):
 SECTION = re.compile(r"^### `([a-z_0-9]+)`[^\n]*\n(.*?)(?=^##)", re.M | re.S)
 PARENT = {"events": "main", "http": "main", "upstream": "http", "server": "http",
           "location": "server", "admin": "main", "stream": "main",
-          "stream server": "stream"}
+          "stream server": "stream", "dns": "main"}
 GROUPS = ("app", "api", "backend")
 
 
@@ -92,6 +92,10 @@ def wrap(ctx, x):
         return "stream {\n%sserver {\n%s%s%s\n}\n}\n" % (groups, listen, pp, x)
     if ctx == "admin":
         return "admin {\n%s\n}\n%s" % (x, wrap("http", ""))
+    if ctx == "dns":
+        listen = "" if re.search(r"^\s*listen\b", x, re.M) else "listen 127.0.0.1:18083 udp;\n"
+        zone = "" if re.search(r"^\s*zone\b", x, re.M) else "zone example.test;\n"
+        return "dns {\n%s%s%s\n}\n%s" % (listen, zone, x, wrap("http", ""))
     if ctx == "location":
         return ("http {\n%sserver {\nlisten 127.0.0.1:18081;\nlocation /__doc__ {\n%s\n}\n}\n}\n"
                 % (groups, x))
