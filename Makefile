@@ -206,7 +206,7 @@ fuzz-build: $(FUZZ_BINS)
 fuzz: $(FUZZ_BINS)
 	@for t in $(FUZZ_TARGETS); do \
 	    mkdir -p build/fuzz/corpus/$$t build/fuzz/artifacts/$$t; \
-	    dict=$$(case $$t in conf) echo tests/fuzz/conf.dict;; admin) echo tests/fuzz/json.dict;; h2) echo tests/fuzz/h2.dict;; *) echo tests/fuzz/http.dict;; esac); \
+	    dict=$$(case $$t in conf) echo tests/fuzz/conf.dict;; admin) echo tests/fuzz/json.dict;; h2) echo tests/fuzz/h2.dict;; dns) echo tests/fuzz/dns.dict;; *) echo tests/fuzz/http.dict;; esac); \
 	    regs=; [ -d tests/fuzz/regressions/$$t ] && regs=tests/fuzz/regressions/$$t; \
 	    echo "make fuzz: $$t for $(FUZZ_SECONDS)s"; \
 	    build/fuzz/$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -dict=$$dict \

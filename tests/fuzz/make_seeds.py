@@ -8,6 +8,7 @@ import glob
 import hashlib
 import os
 import re
+import struct
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -226,6 +227,26 @@ def cache_control_cases():
         put("cache_control", b"\x01\x00" + d)
 
 
+def dns_cases():
+    """Queries for fuzz_dns's zone (example.test): answered, NXDOMAIN, NODATA, refused, EDNS,
+    and a few malformed ones."""
+    def q(name, qtype=1, flags=0x0100, qd=1, tail=b"", ar=0, qclass=1):
+        wire = b"".join(bytes([len(p)]) + p.encode() for p in name.split(".") if p) + b"\x00"
+        return (struct.pack(">HHHHHH", 0x1234, flags, qd, 0, 0, ar) + wire +
+                struct.pack(">HH", qtype, qclass) + tail)
+    opt = b"\x00\x00\x29\x04\xd0\x00\x00\x00\x00\x00\x00"
+    for name in ("www.example.test", "WWW.Example.TEST", "nope.example.test", "eu.example.test",
+                 "api.eu.example.test", "example.test", "www.example.com", "test", ""):
+        for qtype in (1, 28, 6, 255, 15):
+            put("dns", q(name, qtype))
+    put("dns", q("www.example.test", 28, tail=opt, ar=1))
+    put("dns", q("www.example.test", 1, tail=opt[:6] + b"\x01" + opt[7:], ar=1))
+    put("dns", q("www.example.test", 1, qclass=3))
+    put("dns", q("www.example.test", 1, flags=0x1000))
+    put("dns", q("www.example.test", 1, qd=2))
+    put("dns", q("www.example.test")[:12] + b"\xc0\x0c\x00\x01\x00\x01")
+
+
 if __name__ == "__main__":
     os.chdir(ROOT)
     h1_cases()
@@ -235,5 +256,6 @@ if __name__ == "__main__":
     proxy_cases()
     h2_cases()
     cache_control_cases()
+    dns_cases()
     for t in sorted(os.listdir(CORPUS)):
         print(t, len(os.listdir(os.path.join(CORPUS, t))), file=sys.stderr)
