@@ -139,6 +139,7 @@ void bl_dns_read(const struct bl_dns_conf *d, int fd, uint64_t now_ms)
     uint8_t in[DNS_IN_MAX], out[BL_DNS_UDP_MAX];
     for (int i = 0; i < DNS_READ_BATCH; i++) {
         struct sockaddr_storage peer;
+        memset(&peer, 0, sizeof(peer));     /* the analyzer cannot see recvfrom fill it */
         socklen_t plen = sizeof(peer);
         ssize_t r = recvfrom(fd, in, sizeof(in), MSG_TRUNC, (struct sockaddr *)&peer, &plen);
         if (r < 0) {
@@ -149,9 +150,11 @@ void bl_dns_read(const struct bl_dns_conf *d, int fd, uint64_t now_ms)
         if ((size_t)r > sizeof(in))
             continue;
         /* Port 0 cannot be answered; it is also what a spoofed reflection would carry. */
-        uint16_t port = peer.ss_family == AF_INET
-                            ? ((struct sockaddr_in *)&peer)->sin_port
-                            : ((struct sockaddr_in6 *)&peer)->sin6_port;
+        uint16_t port = 0;
+        if (peer.ss_family == AF_INET)
+            port = ((const struct sockaddr_in *)&peer)->sin_port;
+        else if (peer.ss_family == AF_INET6)
+            port = ((const struct sockaddr_in6 *)&peer)->sin6_port;
         if (port == 0)
             continue;
         size_t n = bl_dns_respond(d, in, (size_t)r, out, sizeof(out), now_ms);
