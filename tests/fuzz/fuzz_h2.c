@@ -236,7 +236,6 @@ struct bl_client *bl_client_new_stream(struct bl_client *p, struct bl_h2_stream 
     fs->c.listen = p->listen;
     fs->c.in = head;
     fs->c.h2 = st;
-    fs->c.parent = p;
     fs->c.rready = fs->c.wready = 1;
     fs->next = F.streams;
     F.streams = fs;
