@@ -1,7 +1,7 @@
 #!/bin/sh
 # Checks the include graph of src/ from its `#include "..."` lines:
 #   1. layers form a stack: core < leaves < upstream, policy (limits, allow/deny), cache (the response cache's store) < conf < http, stream, dns (the front ends) <
-#      worker (reload, upgrade) < admin < ops < main, and no file includes a file of a higher layer. The leaves are the protocol
+#      worker (reload, upgrade) < admin, discover < ops < main, and no file includes a file of a higher layer. The leaves are the protocol
 #      libraries any layer may use (HTTP/1 parser, URI normalizer, chunked decoder, variable
 #      templates, trace context); they may themselves use only core and each other. ops is
 #      what operating the process needs (-s, log reopening, sd_notify), kept out of main.c.
@@ -26,6 +26,7 @@ layer() {
     dns/*) echo "4 dns" ;;
     worker.* | reload.* | upgrade.*) echo "5 worker" ;;
     admin/*) echo "6 admin" ;;
+    discover/*) echo "6 discover" ;;
     ops.*) echo "7 ops" ;;
     main.c) echo "8 main" ;;
     *) echo "? unknown" ;;
@@ -71,6 +72,6 @@ rm -f "$edges.err"
 
 if [ $status -eq 0 ]; then
     echo "check-layers: $nfiles files, $(grep -vc '^\(.*\) \1$' "$edges") includes:" \
-         "core < leaves < upstream, policy < conf < http, stream, dns < worker (reload, upgrade) < admin < ops < main, no cycle"
+         "core < leaves < upstream, policy < conf < http, stream, dns < worker (reload, upgrade) < admin, discover < ops < main, no cycle"
 fi
 exit $status

@@ -16,12 +16,14 @@ if [ "$what" = test ]; then
     # dnsutils: dig through the UDP proxy (tests/integration/test_stream_udp.py).
     # keepalived, iproute2: the VRRP pair in network namespaces (tests/multinode/run.sh).
     # valgrind and gdb: make bench-callgrind (bench/callgrind.py); util-linux: taskset
-    # (bench/scale.sh).
+    # (bench/scale.sh);
+    # etcd-server etcd-client: `discover etcd` (tests/integration/test_discover_etcd.py).
     pkgs="$pkgs libcmocka-dev python3-pytest python3-websockets curl nghttp2-client nginx-light libnginx-mod-stream
         haproxy wrk strace procps
         systemd groff-base logrotate prometheus chromium jq
         redis-server dnsutils
-        keepalived iproute2 valgrind gdb util-linux"
+        keepalived iproute2 valgrind gdb util-linux
+        etcd-server etcd-client"
 fi
 if [ "$what" = lint ]; then
     pkgs="$pkgs cppcheck clang-tidy clang"

@@ -26,6 +26,7 @@
 #include "core/stats.h"
 #include "core/status.h"
 #include "core/version.h"
+#include "discover/discover.h"
 #include "ops.h"
 #include "reload.h"
 #include "upgrade.h"
@@ -404,6 +405,7 @@ int main(int argc, char **argv)
         bl_log(BL_LOG_EMERG, "health checks: %s", err);
         return 1;
     }
+    bl_discover_start(ctl.loop);
     struct bl_admin *admin = NULL;
     if (cfg->admin.enabled && !(admin = bl_admin_start(ctl.loop, cfg, err, sizeof(err)))) {
         bl_log(BL_LOG_EMERG, "admin: %s", err);
@@ -444,6 +446,7 @@ int main(int argc, char **argv)
         close(pid_fd);
     }
     free(pid_file);
+    bl_discover_stop();
     bl_reload_shutdown(); /* frees cfg with its generation */
     bl_conf_overlay_clear();
     bl_loop_destroy(ctl.loop);

@@ -28,6 +28,7 @@
 #include "conf/conf.h"
 #include "conf/conf_alloc.h"
 #include "conf/conf_parse.h"
+#include "conf/discovered.h"
 #include "conf/hide_headers.h"
 #include "conf/overlay.h"
 #include "conf/proxy_ssl.h"
@@ -127,6 +128,11 @@ struct compiler {
     char *err;
     size_t errlen;
     const struct bl_conf_node *node;     /* directive being compiled, for errors */
+    uint8_t discovered;                  /* the upstream being compiled takes its servers
+                                          * from discovery (discovered.h): the file's server
+                                          * lines are skipped */
+    const struct bl_conf_node *resolve_node; /* a `server ... resolve` line, for the check
+                                          * that a resolver exists */
 };
 
 /* ---------------------------------------------------------------- helpers */
@@ -906,6 +912,9 @@ static struct bl_upstream_group *group_new(struct compiler *c, const char *name,
     return g;
 }
 
+static int compile_discovered_line(struct compiler *c, const struct bl_conf_node *disc,
+                                   const char *item);
+
 static int h_upstream(struct compiler *c, const struct bl_conf_node *n)
 {
     if (group_find(c->cfg, n->args[0]))
@@ -914,7 +923,18 @@ static int h_upstream(struct compiler *c, const struct bl_conf_node *n)
     c->grp = group_new(c, n->args[0], n);
     if (!c->grp)
         return BL_ERR;
+    /* `discover etcd`: once the watcher has a set, it replaces the file's server lines (the
+     * file's serve until etcd answers). */
+    const struct bl_conf_node *disc = NULL;
+    for (int i = 0; i < n->nchildren; i++)
+        if (strcmp(n->children[i].name, "discover") == 0)
+            disc = &n->children[i];
+    const struct bl_discovered *set = disc ? bl_conf_discovered_get(n->args[0], NULL) : NULL;
+    c->discovered = set != NULL;
     int rc = compile_block(c, n, CTX_UPSTREAM);
+    c->discovered = 0;
+    for (uint32_t i = 0; rc == BL_OK && set && i < set->nitems; i++)
+        rc = compile_discovered_line(c, disc, set->items[i]);
     if (rc == BL_OK && c->grp->nservers == 0) {
         c->node = n;
         rc = fail(c, "no servers are inside upstream");
@@ -949,19 +969,10 @@ static struct bl_upstream_server *group_add_server(struct bl_upstream_group *g, 
     return s;
 }
 
-static int h_upstream_server(struct compiler *c, const struct bl_conf_node *n)
+/* The parameters of server line n (after the address) into s. */
+static int server_params(struct compiler *c, const struct bl_conf_node *n,
+                         struct bl_upstream_server *s)
 {
-    struct bl_upstream_group *g = c->grp;
-    char err[256];
-    struct sockaddr_storage ss;
-    socklen_t sl;
-    if (bl_addr_parse(n->args[0], 80, 1, &ss, &sl, err, sizeof(err)) != 0)
-        return fail(c, "%s in upstream \"%s\"", err, g->name);
-    struct bl_upstream_server *s = group_add_server(g, n->args[0]);
-    if (!s)
-        return oom(c);
-    s->addr = ss;
-    s->addrlen = sl;
     for (int i = 1; i < n->nargs; i++) {
         const char *a = n->args[i];
         int64_t v;
@@ -990,10 +1001,200 @@ static int h_upstream_server(struct compiler *c, const struct bl_conf_node *n)
             s->backup = 1;
         } else if (strcmp(a, "down") == 0) {
             s->down = 1;
-        } else {
+        } else if (strcmp(a, "resolve") != 0) {
             return invalid_value(c, a);
         }
     }
+    return BL_OK;
+}
+
+static int has_arg(const struct bl_conf_node *n, const char *word)
+{
+    for (int i = 1; i < n->nargs; i++)
+        if (strcmp(n->args[i], word) == 0)
+            return 1;
+    return 0;
+}
+
+#ifdef BL_RESOLVE
+/* `server NAME:PORT ... resolve`: one server per address the resolver found (discovered.h);
+ * before its first answer, the address the system resolver gives at load, as for any name. */
+static int server_resolve(struct compiler *c, const struct bl_conf_node *n)
+{
+    struct bl_upstream_group *g = c->grp;
+    char **names = grow(g->resolve_names, g->nresolve, sizeof(*names));
+    if (!names)
+        return oom(c);
+    g->resolve_names = names;
+    if (!(names[g->nresolve] = conf_strdup(n->args[0])))
+        return oom(c);
+    g->nresolve++;
+    c->resolve_node = n;
+    const struct bl_discovered *set = bl_conf_discovered_get(g->name, n->args[0]);
+    if (!set)
+        return 1; /* not yet: the plain path below */
+    /* NAME:PORT, [V6]:PORT never (a literal needs no resolving), or NAME (port 80) */
+    const char *colon = strrchr(n->args[0], ':');
+    const char *port = colon ? colon + 1 : "80";
+    for (uint32_t i = 0; i < set->nitems; i++) {
+        char text[128], err[256];
+        snprintf(text, sizeof(text), strchr(set->items[i], ':') ? "[%s]:%s" : "%s:%s",
+                 set->items[i], port);
+        struct sockaddr_storage ss;
+        socklen_t sl;
+        if (bl_addr_parse(text, 80, 0, &ss, &sl, err, sizeof(err)) != 0)
+            return fail(c, "%s in upstream \"%s\"", err, g->name);
+        struct bl_upstream_server *s = group_add_server(g, text);
+        if (!s)
+            return oom(c);
+        s->addr = ss;
+        s->addrlen = sl;
+        if (server_params(c, n, s) != BL_OK)
+            return BL_ERR;
+    }
+    return BL_OK;
+}
+#endif
+
+static int server_line(struct compiler *c, const struct bl_conf_node *n)
+{
+    struct bl_upstream_group *g = c->grp;
+    char err[256];
+    struct sockaddr_storage ss;
+    socklen_t sl;
+    if (has_arg(n, "resolve")) {
+#ifdef BL_RESOLVE
+        int rc = server_resolve(c, n);
+        if (rc != 1)
+            return rc;
+#else
+        return fail(c, "\"resolve\" in \"server\" is not supported yet: write the address, "
+                    "or let \"discover etcd\" publish the servers");
+#endif
+    }
+    if (bl_addr_parse(n->args[0], 80, 1, &ss, &sl, err, sizeof(err)) != 0)
+        return fail(c, "%s in upstream \"%s\"", err, g->name);
+    struct bl_upstream_server *s = group_add_server(g, n->args[0]);
+    if (!s)
+        return oom(c);
+    s->addr = ss;
+    s->addrlen = sl;
+    return server_params(c, n, s);
+}
+
+static int h_upstream_server(struct compiler *c, const struct bl_conf_node *n)
+{
+    if (c->discovered)
+        return BL_OK; /* `discover` has a set: the file's lines serve again if it goes */
+    return server_line(c, n);
+}
+
+/* One server line found by `discover` (disc), checked by the watcher with
+ * bl_conf_check_server_line() before it was published. */
+static int compile_discovered_line(struct compiler *c, const struct bl_conf_node *disc,
+                                   const char *item)
+{
+    char buf[512];
+    char *args[16];
+    int nargs = 0;
+    snprintf(buf, sizeof(buf), "%s", item);
+    for (char *save = NULL, *t = strtok_r(buf, " \t", &save); t && nargs < 16;
+         t = strtok_r(NULL, " \t", &save))
+        args[nargs++] = t;
+    if (nargs == 0)
+        return BL_OK;
+    struct bl_conf_node line = {.name = (char *)"server", .args = args, .nargs = nargs,
+                                .file = disc->file, .line = disc->line};
+    const struct bl_conf_node *saved = c->node;
+    c->node = &line;
+    int rc = server_line(c, &line);
+    c->node = saved;
+    return rc;
+}
+
+/* `discover etcd URL [prefix=P];` (src/discover/etcd.c watches; docs/discovery.md) */
+static int h_discover(struct compiler *c, const struct bl_conf_node *n)
+{
+    struct bl_upstream_group *g = c->grp;
+    if (g->discover_url)
+        return fail(c, "\"discover\" directive is duplicate");
+    if (strcmp(n->args[0], "etcd") != 0)
+        return fail(c, "unknown discovery \"%s\" in upstream \"%s\" (etcd is supported; "
+                    "DNS names use \"server NAME resolve\")", n->args[0], g->name);
+    if (n->nargs < 2)
+        return fail(c, "\"discover etcd\" needs the URL of etcd's v3 JSON gateway "
+                    "(http://127.0.0.1:2379)");
+    const char *url = n->args[1];
+    if (strncmp(url, "https://", 8) == 0)
+        return fail(c, "\"discover etcd\" speaks plain http:// only: point it at a local etcd "
+                    "or gateway (TLS to etcd is not supported)");
+    if (strncmp(url, "http://", 7) != 0)
+        return invalid_value(c, url);
+    char host[256], err[256];
+    snprintf(host, sizeof(host), "%s", url + 7);
+    size_t hl = strlen(host);
+    if (hl && host[hl - 1] == '/')
+        host[--hl] = 0;
+    if (!hl || strchr(host, '/') ||
+        bl_addr_parse(host, 2379, 1, &g->discover_addr, &g->discover_addrlen, err,
+                      sizeof(err)) != 0)
+        return fail(c, "invalid etcd URL \"%s\" in upstream \"%s\"", url, g->name);
+    char prefix[512];
+    snprintf(prefix, sizeof(prefix), "/services/%s/", g->name);
+    for (int i = 2; i < n->nargs; i++) {
+        if (strncmp(n->args[i], "prefix=", 7) != 0 || !n->args[i][7])
+            return invalid_value(c, n->args[i]);
+        snprintf(prefix, sizeof(prefix), "%s", n->args[i] + 7);
+    }
+    if (!(g->discover_url = conf_strdup(url)) || !(g->discover_prefix = conf_strdup(prefix)))
+        return oom(c);
+    return BL_OK;
+}
+
+/* `resolver ADDRESS ... [valid=TIME] [ipv4=on|off] [ipv6=on|off];` (nginx), http level */
+static int h_resolver(struct compiler *c, const struct bl_conf_node *n)
+{
+    struct bl_config *cfg = c->cfg;
+    if (cfg->nresolvers)
+        return fail(c, "\"resolver\" directive is duplicate");
+    cfg->resolver_ipv4 = cfg->resolver_ipv6 = 1;
+    for (int i = 0; i < n->nargs; i++) {
+        const char *a = n->args[i];
+        uint64_t t;
+        if (strncmp(a, "valid=", 6) == 0) {
+            if (parse_time_ms(a + 6, &t) != BL_OK || t == 0)
+                return invalid_value(c, a);
+            cfg->resolver_valid_ms = t;
+        } else if (strncmp(a, "ipv4=", 5) == 0 || strncmp(a, "ipv6=", 5) == 0) {
+            int on = strcmp(a + 5, "on") == 0;
+            if (!on && strcmp(a + 5, "off") != 0)
+                return invalid_value(c, a);
+            *(a[3] == '4' ? &cfg->resolver_ipv4 : &cfg->resolver_ipv6) = (uint8_t)on;
+        } else if (strncmp(a, "status_zone=", 12) == 0) {
+            continue; /* nginx Plus's counters: the metrics carry nothing per resolver */
+        } else {
+            char err[256];
+            if (cfg->nresolvers == 4)
+                return fail(c, "more than 4 addresses in \"resolver\"");
+            if (bl_addr_parse(a, 53, 0, &cfg->resolvers[cfg->nresolvers],
+                              &cfg->resolver_lens[cfg->nresolvers], err, sizeof(err)) != 0)
+                return fail(c, "%s in \"resolver\" (an IP address, optionally with a port)", err);
+            cfg->nresolvers++;
+        }
+    }
+    if (!cfg->nresolvers)
+        return fail(c, "\"resolver\" needs an address");
+    if (!cfg->resolver_ipv4 && !cfg->resolver_ipv6)
+        return fail(c, "\"ipv4=off\" and \"ipv6=off\" together in \"resolver\"");
+    return BL_OK;
+}
+
+static int h_resolver_timeout(struct compiler *c, const struct bl_conf_node *n)
+{
+    uint64_t t;
+    if (parse_time_ms(n->args[0], &t) != BL_OK || t == 0)
+        return invalid_value(c, n->args[0]);
+    c->cfg->resolver_timeout_ms = t;
     return BL_OK;
 }
 
@@ -3190,6 +3391,10 @@ static const struct directive directives[] = {
     DIRECTIVE("accept_mutex", CTX_EVENTS, 1, 1, 0, "on | off", "off", h_flag_ignore),
     /* http */
     DIRECTIVE("upstream", CTX_HTTP, 1, 1, DIR_BLOCK, "NAME", NULL, h_upstream),
+    DIRECTIVE("resolver", CTX_HTTP, 1, ANY_ARGS, 0,
+              "ADDRESS ... [valid=TIME] [ipv4=on|off] [ipv6=on|off]", NULL, h_resolver),
+    DIRECTIVE("resolver_timeout", CTX_HTTP, 1, 1, DIR_DEFAULT_DOC, "TIME", "30s",
+              h_resolver_timeout),
     DIRECTIVE("server", CTX_HTTP, 0, 0, DIR_BLOCK, "", NULL, h_server),
     DIRECTIVE("map", CTX_HTTP, 2, 2, DIR_BLOCK, "$SOURCE $VARIABLE", NULL, h_map),
     DIRECTIVE("split_clients", CTX_HTTP, 2, 2, DIR_BLOCK, "STRING $VARIABLE", NULL,
@@ -3358,6 +3563,8 @@ static const struct directive directives[] = {
     DIRECTIVE("random", CTX_UPSTREAM, 0, 2, 0, "[two [least_conn]]", NULL, h_lb_random),
     DIRECTIVE("keepalive_requests", CTX_UPSTREAM, 1, 1, 0, "NUMBER", "1000",
               h_upstream_keepalive_requests),
+    /* run-time discovery (src/discover/, docs/discovery.md) */
+    DIRECTIVE("discover", CTX_UPSTREAM, 2, 3, 0, "etcd URL [prefix=PREFIX]", NULL, h_discover),
     DIRECTIVE("keepalive_timeout", CTX_UPSTREAM, 1, 1, 0, "TIME", "60s",
               h_upstream_keepalive_timeout),
     /* server */
@@ -4021,6 +4228,13 @@ static int finish(struct compiler *c)
     if (cfg->dns && bl_dns_conf_finish(cfg->dns, cfg->groups, cfg->ngroups, c->err,
                                        c->errlen) != BL_OK)
         return BL_ERR;
+    if (c->resolve_node && !cfg->nresolvers) {
+        c->node = c->resolve_node;
+        return fail(c, "no resolver defined to resolve \"%s\" (add \"resolver ADDRESS;\" "
+                    "to http)", c->resolve_node->args[0]);
+    }
+    if (!cfg->resolver_timeout_ms)
+        cfg->resolver_timeout_ms = 30000;
     merge_loc_conf(&cfg->http_conf, &cfg->defaults);
     for (uint32_t i = 0; i < cfg->nservers; i++) {
         struct bl_server_block *s = cfg->servers[i];
@@ -4239,6 +4453,31 @@ struct bl_config *bl_conf_load(const char *file, char *err, size_t errlen)
     return keep_tree(compile_root(root, file, err, errlen), root);
 }
 
+int bl_conf_check_server_line(const char *line, char *err, size_t errlen)
+{
+    if (strpbrk(line, ";{}\"'#\\$\r\n") || strlen(line) > 400) {
+        snprintf(err, errlen, "not a server line (one of ;{}\"'#\\$ or a line break, or "
+                 "over 400 bytes)");
+        return BL_ERR;
+    }
+    if (!line[strspn(line, " \t")]) {
+        snprintf(err, errlen, "empty server line");
+        return BL_ERR;
+    }
+    /* The same compiler as the file's lines: one upstream holding just this line. */
+    char text[512];
+    snprintf(text, sizeof(text), "http { upstream check { server %s; } }\n", line);
+    struct bl_config *cfg = bl_conf_load_string(text, "value", err, errlen);
+    if (!cfg) {
+        char *at = strstr(err, " in value:1");
+        if (at)
+            *at = 0;
+        return BL_ERR;
+    }
+    bl_conf_release(cfg);
+    return BL_OK;
+}
+
 struct bl_config *bl_conf_load_string(const char *text, const char *name, char *err,
                                       size_t errlen)
 {
@@ -4329,6 +4568,11 @@ void bl_conf_release(struct bl_config *cfg)
         free(g->name);
         free(g->hash_key);
         bl_template_free(g->hash_key_compiled);
+        free(g->discover_url);
+        free(g->discover_prefix);
+        for (uint32_t k = 0; k < g->nresolve; k++)
+            free(g->resolve_names[k]);
+        free(g->resolve_names);
         free(g);
     }
     free(cfg->groups);

@@ -568,6 +568,14 @@ struct bl_config {
     struct bl_upstream_group **groups; /* http's and stream's: one name space, as one
                                         * upstream layer serves both front ends */
     uint32_t ngroups;
+    /* `resolver` (http level): the DNS servers that `server NAME resolve` asks, from the
+     * control thread (src/discover/resolve.c) */
+    struct sockaddr_storage resolvers[4];
+    socklen_t resolver_lens[4];
+    uint32_t nresolvers;            /* 0: no resolver */
+    uint64_t resolver_valid_ms;     /* valid=: re-resolve after this; 0: the records' TTL */
+    uint64_t resolver_timeout_ms;   /* resolver_timeout (default 30 s, nginx's) */
+    uint8_t resolver_ipv4, resolver_ipv6; /* record types asked: A, AAAA */
     struct bl_stream_conf stream_defaults; /* the table's stream defaults */
     struct bl_stream_conf stream_conf;     /* stream-level settings */
     struct bl_loc_conf stream_log;         /* stream-level access_log, limit_conn, allow and
@@ -598,6 +606,10 @@ struct bl_config {
  * is such an error too (`out of memory in "proxy_set_header" directive in conf/a.conf:9`),
  * never an exit, so a failed reload leaves the running config alone. Control thread. */
 struct bl_config *bl_conf_load(const char *file, char *err, size_t errlen);
+
+/* Whether line ("IP:PORT weight=2") compiles as an upstream's server line, with the code
+ * the file's lines go through; BL_ERR with err filled (without file:line). Control thread. */
+int bl_conf_check_server_line(const char *line, char *err, size_t errlen);
 
 /* Same from text (tests); name stands for the file name in errors. */
 struct bl_config *bl_conf_load_string(const char *text, const char *name, char *err,

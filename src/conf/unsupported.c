@@ -23,7 +23,6 @@ static const char MAIL[] = "mail proxying is";
 static const char OTHER_UPSTREAMS[] = "FastCGI, uwsgi, SCGI, gRPC and memcached upstreams are";
 static const char FILTERS[] = "changing response headers and bodies is";
 static const char MODULES[] = "loading modules is";
-static const char RESOLVER[] = "re-resolving names at run time is";
 static const char AUTOINDEX[] = "directory listings are";
 static const char FILE_IO[] = "asynchronous and direct file I/O is";
 
@@ -87,8 +86,6 @@ static const struct bl_unsupported directives[] = {
     {"ssi", E, FILTERS},
     {"ssi_*", E, FILTERS},
     {"load_module", W, MODULES},
-    {"resolver", W, RESOLVER},
-    {"resolver_timeout", W, RESOLVER},
     {"autoindex", E, AUTOINDEX},
     {"autoindex_*", E, AUTOINDEX},
     {"aio", W, FILE_IO},

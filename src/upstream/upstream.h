@@ -126,6 +126,14 @@ struct bl_upstream_group {
     uint32_t retry_budget_percent;
     uint32_t retry_budget_min;       /* retries always allowed in flight (default 3) */
     struct bl_group_state *gstate;
+    /* Run-time discovery (src/discover/, docs/discovery.md): the control thread reads these
+     * from the serving config and publishes what it finds as a new generation. */
+    char *discover_url;              /* `discover etcd URL`: "http://HOST:PORT", or NULL */
+    char *discover_prefix;           /* its prefix= (default "/services/NAME/") */
+    struct sockaddr_storage discover_addr; /* URL's address, resolved when compiled */
+    socklen_t discover_addrlen;
+    char **resolve_names;            /* `server NAME resolve`: each NAME as written */
+    uint32_t nresolve;
 };
 
 static inline uint32_t bl_server_admin(const struct bl_upstream_server *s)
