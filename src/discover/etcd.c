@@ -191,7 +191,8 @@ static int kv_put(struct bl_etcd *w, const char *key, const char *value)
 /* Publishes the valid values in key order; a changed set schedules a reload. */
 static void publish(struct bl_etcd *w)
 {
-    qsort(w->kvs, w->nkvs, sizeof(*w->kvs), cmp_kv);
+    if (w->nkvs > 1)
+        qsort(w->kvs, w->nkvs, sizeof(*w->kvs), cmp_kv);
     char **items = calloc(w->nkvs + 1, sizeof(*items));
     if (!items) {
         bl_log(BL_LOG_ERROR, "discover: out of memory publishing upstream \"%s\"", w->group);
