@@ -1016,7 +1016,6 @@ static int has_arg(const struct bl_conf_node *n, const char *word)
     return 0;
 }
 
-#ifdef BL_RESOLVE
 /* `server NAME:PORT ... resolve`: one server per address the resolver found (discovered.h);
  * before its first answer, the address the system resolver gives at load, as for any name. */
 static int server_resolve(struct compiler *c, const struct bl_conf_node *n)
@@ -1054,7 +1053,6 @@ static int server_resolve(struct compiler *c, const struct bl_conf_node *n)
     }
     return BL_OK;
 }
-#endif
 
 static int server_line(struct compiler *c, const struct bl_conf_node *n)
 {
@@ -1063,14 +1061,9 @@ static int server_line(struct compiler *c, const struct bl_conf_node *n)
     struct sockaddr_storage ss;
     socklen_t sl;
     if (has_arg(n, "resolve")) {
-#ifdef BL_RESOLVE
         int rc = server_resolve(c, n);
         if (rc != 1)
             return rc;
-#else
-        return fail(c, "\"resolve\" in \"server\" is not supported yet: write the address, "
-                    "or let \"discover etcd\" publish the servers");
-#endif
     }
     if (bl_addr_parse(n->args[0], 80, 1, &ss, &sl, err, sizeof(err)) != 0)
         return fail(c, "%s in upstream \"%s\"", err, g->name);
@@ -3536,7 +3529,7 @@ static const struct directive directives[] = {
     /* upstream */
     DIRECTIVE("server", CTX_UPSTREAM, 1, ANY_ARGS, 0,
               "ADDRESS [weight=N] [max_fails=N] [fail_timeout=TIME] [max_conns=N] "
-              "[slow_start=TIME] [backup] [down]", NULL, h_upstream_server),
+              "[slow_start=TIME] [backup] [down] [resolve]", NULL, h_upstream_server),
     DIRECTIVE("keepalive", CTX_UPSTREAM, 1, 1, 0, "CONNECTIONS", NULL, h_upstream_keepalive),
     DIRECTIVE("check", CTX_UPSTREAM, 0, ANY_ARGS, 0,
               "interval=MS rise=N fall=N timeout=MS type=tcp|http|redis|mysql "

@@ -10,6 +10,7 @@
 #include "core/status.h"
 #include "discover/discover.h"
 #include "discover/etcd.h"
+#include "discover/resolve.h"
 #include "reload.h"
 #include "worker.h"
 
@@ -23,11 +24,60 @@ static struct {
     struct bl_loop *loop;
     struct bl_etcd **etcd;      /* one per upstream with `discover etcd` */
     uint32_t netcd;
+    struct bl_resolve **dns;    /* one per upstream and `server NAME resolve` */
+    uint32_t ndns;
     struct bl_timer reload;
     uint64_t generation;        /* the generation the watchers follow */
     struct bl_timer follow;     /* notices reloads made by others (SIGHUP, the API) */
     int started;
 } D;
+
+static void sync_resolvers(const struct bl_config *cfg)
+{
+    uint32_t want = 0;
+    for (uint32_t g = 0; g < cfg->ngroups; g++)
+        want += cfg->groups[g]->nresolve;
+    struct bl_resolve **keep = calloc(want + 1, sizeof(*keep));
+    if (!keep) {
+        bl_log(BL_LOG_ERROR, "discover: out of memory; resolvers unchanged");
+        return;
+    }
+    uint32_t nkeep = 0;
+    for (uint32_t g = 0; g < cfg->ngroups; g++) {
+        const struct bl_upstream_group *grp = cfg->groups[g];
+        for (uint32_t r = 0; r < grp->nresolve; r++) {
+            const char *name = grp->resolve_names[r];
+            struct bl_resolve *w = NULL;
+            for (uint32_t i = 0; i < D.ndns && !w; i++)
+                if (D.dns[i] && bl_resolve_same(D.dns[i], grp->name, name)) {
+                    w = D.dns[i];
+                    D.dns[i] = NULL;
+                }
+            for (uint32_t i = 0; i < nkeep && !w; i++)
+                if (bl_resolve_same(keep[i], grp->name, name))
+                    w = keep[i]; /* the same name twice in one upstream: one watcher */
+            if (w) {
+                bl_resolve_update(w, cfg);
+                int listed = 0;
+                for (uint32_t i = 0; i < nkeep && !listed; i++)
+                    listed = keep[i] == w;
+                if (!listed)
+                    keep[nkeep++] = w;
+                continue;
+            }
+            if (!(w = bl_resolve_start(D.loop, cfg, grp->name, name)))
+                bl_log(BL_LOG_ERROR, "discover: out of memory starting the resolver of \"%s\"",
+                       name);
+            else
+                keep[nkeep++] = w;
+        }
+    }
+    for (uint32_t i = 0; i < D.ndns; i++)
+        bl_resolve_stop(D.dns[i], 1);
+    free(D.dns);
+    D.dns = keep;
+    D.ndns = nkeep;
+}
 
 /* Starts, keeps or stops watchers so they match cfg. */
 static void sync_watchers(const struct bl_config *cfg)
@@ -59,6 +109,7 @@ static void sync_watchers(const struct bl_config *cfg)
     free(D.etcd);
     D.etcd = keep;
     D.netcd = nkeep;
+    sync_resolvers(cfg);
 }
 
 static void follow(void)
@@ -118,6 +169,11 @@ void bl_discover_stop(void)
     free(D.etcd);
     D.etcd = NULL;
     D.netcd = 0;
+    for (uint32_t i = 0; i < D.ndns; i++)
+        bl_resolve_stop(D.dns[i], 1);
+    free(D.dns);
+    D.dns = NULL;
+    D.ndns = 0;
     bl_conf_discovered_clear();
     D.started = 0;
 }

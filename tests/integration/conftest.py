@@ -722,8 +722,10 @@ class Backend:
     responses.
     """
 
-    def __init__(self, name="b", port=None, close_after=None, io_timeout=30.0):
+    def __init__(self, name="b", port=None, close_after=None, io_timeout=30.0,
+                 host="127.0.0.1"):
         self.name = name
+        self.host = host      # another loopback address (127.0.0.2) for DNS-named servers
         self.port = port or free_port()
         self.close_after = close_after
         self.io_timeout = io_timeout * SLOW
@@ -738,7 +740,7 @@ class Backend:
         self.threads = []
         self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.lsock.bind(("127.0.0.1", self.port))
+        self.lsock.bind((host, self.port))
         self.lsock.listen(512)
         self.lsock.settimeout(0.1)
         self.thread = threading.Thread(target=self._accept_loop, daemon=True,
@@ -747,7 +749,7 @@ class Backend:
 
     @property
     def addr(self):
-        return "127.0.0.1:%d" % self.port
+        return "%s:%d" % (self.host, self.port)
 
     def route(self, prefix, fn):
         self.routes.insert(0, (prefix, fn))
