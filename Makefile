@@ -63,7 +63,7 @@ CSTD     := -std=gnu17
 WARN     := -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes -Wno-unused-parameter
 CFLAGS   ?= -O2 -g
 CPPFLAGS += -Isrc -D_GNU_SOURCE
-LDLIBS   += -ljansson -lssl -lcrypto -lpthread -lm -lpcre2-8 -lnghttp2 -lz -luring
+LDLIBS   += -ljansson -lssl -lcrypto -lpthread -lm -lpcre2-8 -lnghttp2 -lz -luring -lhiredis
 
 ifeq ($(NO_POOL),1)
 CPPFLAGS += -DBL_NO_POOL

@@ -4,7 +4,8 @@
 # brings clang-tidy's own headers and libFuzzer). apt-get runs only when something is missing.
 set -eu
 what=${1:-run}
-pkgs="gcc make libc6-dev libjansson-dev libpcre2-dev libssl-dev libnghttp2-dev zlib1g-dev liburing-dev openssl"
+pkgs="gcc make libc6-dev libjansson-dev libpcre2-dev libssl-dev libnghttp2-dev zlib1g-dev liburing-dev openssl
+    libhiredis-dev"
 if [ "$what" = test ]; then
     # systemd: `systemd-analyze verify` of the unit; groff-base: the man page renders cleanly;
     # logrotate: examples/logrotate.ballast run as shipped; prometheus: promtool checks

@@ -28,6 +28,7 @@
 #include "core/version.h"
 #include "discover/discover.h"
 #include "ops.h"
+#include "policy/cluster.h"
 #include "reload.h"
 #include "upgrade.h"
 #include "worker.h"
@@ -447,6 +448,7 @@ int main(int argc, char **argv)
     }
     free(pid_file);
     bl_discover_stop();
+    bl_cluster_shutdown(); /* the Redis sync thread, before the zones go with the configs */
     bl_reload_shutdown(); /* frees cfg with its generation */
     bl_conf_overlay_clear();
     bl_loop_destroy(ctl.loop);

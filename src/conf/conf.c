@@ -3434,7 +3434,8 @@ static const struct directive directives[] = {
     TYPED("server_name_in_redirect", CTX_HSL, FT_FLAG, server_name_in_redirect, "off"),
     TYPED("port_in_redirect", CTX_HSL, FT_FLAG, port_in_redirect, "on"),
     /* limits and access control (src/policy/, docs/protection.md) */
-    DIRECTIVE("limit_req_zone", CTX_HTTP, 2, 4, 0, "KEY zone=NAME:SIZE rate=RATE", NULL,
+    DIRECTIVE("limit_req_zone", CTX_HTTP, 2, 6, 0,
+              "KEY zone=NAME:SIZE rate=RATE [sync=redis://HOST:PORT] [sync_interval=TIME]", NULL,
               h_limit_zone),
     DIRECTIVE("limit_req", CTX_HSL, 1, 3, 0, "zone=NAME [burst=NUMBER] [nodelay | delay=NUMBER]",
               NULL, h_limit_req),

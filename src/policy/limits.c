@@ -1,5 +1,6 @@
 /* limit_req, limit_conn: configuration and the per-request checks, as nginx's
  * ngx_http_limit_req_module and ngx_http_limit_conn_module behave (limits.h). */
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +43,35 @@ struct bl_limit_zone *bl_limit_zone_ref(struct bl_limit_zone ***list, uint32_t *
 }
 
 /* "100r/s", "30r/m" after "rate=": milli-requests per second. */
+/* "redis://HOST[:PORT]": HOST an IPv4 address or localhost (the sync thread connects without
+ * DNS); PORT 6379 by default. */
+static int parse_sync_url(const char *s, char *host, size_t cap, int *port)
+{
+    if (strncmp(s, "redis://", 8) != 0)
+        return BL_ERR;
+    s += 8;
+    const char *colon = strchr(s, ':');
+    size_t hl = colon ? (size_t)(colon - s) : strlen(s);
+    if (hl == 0 || hl >= cap || strchr(s, '/'))
+        return BL_ERR;
+    memcpy(host, s, hl);
+    host[hl] = 0;
+    if (strcmp(host, "localhost") == 0)
+        snprintf(host, cap, "127.0.0.1");
+    struct in_addr ia;
+    if (inet_pton(AF_INET, host, &ia) != 1)
+        return BL_ERR;
+    *port = 6379;
+    if (colon) {
+        char *end;
+        long p = strtol(colon + 1, &end, 10);
+        if (*end || end == colon + 1 || p < 1 || p > 65535)
+            return BL_ERR;
+        *port = (int)p;
+    }
+    return BL_OK;
+}
+
 static int parse_rate(const char *s, uint64_t *out)
 {
     size_t len = strlen(s);
@@ -77,7 +107,9 @@ int bl_limit_zone_parse(struct bl_limit_zone ***list, uint32_t *n, int req, cons
 {
     const char *name = NULL;
     size_t name_len = 0;
-    uint64_t size = 0, rate = 1000;
+    uint64_t size = 0, rate = 1000, sync_interval = 0;
+    char sync_host[64] = "";
+    int sync_port = 0;
     for (int i = 0; i < nargs; i++) {
         const char *a = args[i];
         if (strncmp(a, "zone=", 5) == 0) {
@@ -106,9 +138,25 @@ int bl_limit_zone_parse(struct bl_limit_zone ***list, uint32_t *n, int req, cons
             continue;
         }
         if (req && strcmp(a, "sync") == 0) {
-            snprintf(err, errlen, "\"sync\" is not supported: a zone is shared by the workers "
-                     "of one ballast, not across instances");
+            snprintf(err, errlen, "\"sync\" (nginx Plus's zone_sync) is not supported: share "
+                     "the zone through Redis with sync=redis://HOST:PORT");
             return BL_ERR;
+        }
+        if (req && strncmp(a, "sync=", 5) == 0) {
+            if (parse_sync_url(a + 5, sync_host, sizeof(sync_host), &sync_port) != BL_OK) {
+                snprintf(err, errlen, "invalid sync \"%s\" (redis://HOST:PORT, HOST an IP "
+                         "address or localhost)", a);
+                return BL_ERR;
+            }
+            continue;
+        }
+        if (req && strncmp(a, "sync_interval=", 14) == 0) {
+            if (bl_parse_time_ms(a + 14, 1000, 60000, &sync_interval) != BL_OK || sync_interval < 10 ||
+                sync_interval > 60000) {
+                snprintf(err, errlen, "invalid sync_interval \"%s\" (10ms to 60s)", a);
+                return BL_ERR;
+            }
+            continue;
         }
         snprintf(err, errlen, "invalid parameter \"%s\"", a);
         return BL_ERR;
@@ -117,23 +165,39 @@ int bl_limit_zone_parse(struct bl_limit_zone ***list, uint32_t *n, int req, cons
         snprintf(err, errlen, "\"%s\" must have \"zone\" parameter", dname);
         return BL_ERR;
     }
+    if (sync_interval && !sync_host[0]) {
+        snprintf(err, errlen, "\"sync_interval\" needs \"sync=redis://HOST:PORT\"");
+        return BL_ERR;
+    }
+    /* copied before the zone takes the key: every failure below this leaves nothing bound */
+    char *host_copy = sync_host[0] ? strdup(sync_host) : NULL;
+    if (sync_host[0] && !host_copy) {
+        snprintf(err, errlen, "out of memory");
+        return BL_ERR;
+    }
     struct bl_limit_zone *z = bl_limit_zone_ref(list, n, name, name_len, file, line);
     if (!z) {
+        free(host_copy);
         snprintf(err, errlen, "out of memory");
         return BL_ERR;
     }
     if (z->key) {
+        free(host_copy);
         snprintf(err, errlen, "%s \"%s\" is already bound to key \"%s\"", dname, z->name,
                  z->key_text);
         return BL_ERR;
     }
     if (!(z->key_text = strdup(key_text))) {
+        free(host_copy);
         snprintf(err, errlen, "out of memory");
         return BL_ERR;
     }
     z->key = key;
     z->size = size;
     z->rate = rate;
+    z->sync_host = host_copy;
+    z->sync_port = sync_port;
+    z->sync_interval_ms = sync_interval ? sync_interval : 100;
     return BL_OK;
 }
 
@@ -245,6 +309,10 @@ static int finish_list(struct bl_limit_zone **list, uint32_t n, int kind, const 
         }
         if (!(z->zone = bl_zone_get(z->name, kind, z->size, z->key_text, err, errlen)))
             return BL_ERR;
+        if (z->sync_host && !(z->sync = bl_cluster_table_get(z->zone, z->sync_host,
+                                                             z->sync_port, z->sync_interval_ms,
+                                                             z->rate, err, errlen)))
+            return BL_ERR;
     }
     return BL_OK;
 }
@@ -262,6 +330,8 @@ int bl_limit_zones_finish(struct bl_limit_zones *zones, char *err, size_t errlen
 static void free_list(struct bl_limit_zone **list, uint32_t n)
 {
     for (uint32_t i = 0; i < n; i++) {
+        bl_cluster_table_put(list[i]->sync);
+        free(list[i]->sync_host);
         bl_zone_put(list[i]->zone);
         bl_template_free(list[i]->key);
         free(list[i]->key_text);
@@ -307,6 +377,19 @@ static void key_done(struct key *k)
 }
 
 /* ------------------------------------------------------------ limit_req */
+
+/* The request passed: the synced zones count it for the cluster (cluster.h). */
+static void note_cluster(const struct bl_limit_req *lines, uint32_t n, const struct bl_var_ctx *v)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        if (!lines[i].z->sync)
+            continue;
+        struct key k;
+        if (key_eval(lines[i].z->key, v, &k) == BL_OK && k.len)
+            bl_cluster_note(lines[i].z->sync, k.p, k.len);
+        key_done(&k);
+    }
+}
 
 int bl_limit_req_check(const struct bl_limit_req *lines, uint32_t n, const struct bl_var_ctx *v,
                        uint64_t now_ms, const struct bl_limit_log *log,
@@ -381,6 +464,7 @@ int bl_limit_req_check(const struct bl_limit_req *lines, uint32_t n, const struc
             limit = l;
         }
     }
+    note_cluster(lines, n, v);
     if (!max_delay) {
         res->status = BL_LIMIT_PASSED;
         return BL_OK;

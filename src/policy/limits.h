@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "http/template.h"
+#include "policy/cluster.h"
 #include "policy/zone.h"
 
 /* A limit_req_zone or limit_conn_zone line (or a name a limit_* line used before the zone
@@ -20,6 +21,11 @@ struct bl_limit_zone {
     uint64_t size;
     uint64_t rate;                  /* limit_req: milli-requests per second */
     struct bl_zone *zone;           /* made at the end of the load */
+    /* sync=redis://HOST:PORT (limit_req_zone): counts shared with other nodes (cluster.h) */
+    char *sync_host;                /* NULL: this node only */
+    int sync_port;
+    uint64_t sync_interval_ms;      /* sync_interval= (default 100 ms) */
+    struct bl_cluster_table *sync;  /* made at the end of the load */
     const char *file;               /* where the zone was first named, for "unknown zone" */
     int line;
 };

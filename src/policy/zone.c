@@ -189,6 +189,11 @@ void bl_zone_put(struct bl_zone *z)
     pthread_mutex_unlock(&registry_lock);
 }
 
+void bl_zone_hold(struct bl_zone *z)
+{
+    atomic_fetch_add(&z->refs, 1);
+}
+
 const char *bl_zone_name(const struct bl_zone *z) { return z->name; }
 
 uint32_t bl_zone_capacity(const struct bl_zone *z) { return z->per_shard * z->nshards; }
@@ -389,6 +394,36 @@ uint64_t bl_zone_req_account(struct bl_zone *z, uint32_t pin, uint64_t now_ms, u
     n->count--;
     pthread_mutex_unlock(&s->lock);
     return e;
+}
+
+void bl_zone_req_add(struct bl_zone *z, const char *key, size_t len, uint64_t now_ms,
+                     uint64_t rate, uint64_t milli)
+{
+    uint64_t hash = key_hash(key, len);
+    struct shard *s = shard_of(z, hash);
+    pthread_mutex_lock(&s->lock);
+    uint32_t i = find(s, hash, key, len);
+    if (!i) {
+        i = node_new(z, s, hash, key, len);
+        if (!i) {
+            pthread_mutex_unlock(&s->lock);
+            return;
+        }
+        N(s, i)->excess = 0;
+        N(s, i)->last_ms = now_ms;
+    }
+    struct node *n = N(s, i);
+    /* the workers' clocks and this thread's differ by a loop turn: never drain backwards */
+    int64_t ms = (int64_t)(now_ms - n->last_ms);
+    if (ms < 0)
+        ms = 0;
+    if (ms > 86400000)
+        ms = 86400000;
+    uint64_t drained = rate * (uint64_t)ms / 1000;
+    n->excess = (n->excess > drained ? n->excess - drained : 0) + milli;
+    if (ms > 0)
+        n->last_ms = now_ms;
+    pthread_mutex_unlock(&s->lock);
 }
 
 void bl_zone_req_unpin(struct bl_zone *z, uint32_t pin)

@@ -44,6 +44,8 @@ struct bl_zone;
  * memory). Control thread. */
 struct bl_zone *bl_zone_get(const char *name, int kind, uint64_t size, const char *key_text,
                             char *err, size_t errlen);
+/* One more reference on z (the caller holds one). Any thread. */
+void bl_zone_hold(struct bl_zone *z);
 /* Drops a configuration's reference; the last one frees the zone. Any thread. */
 void bl_zone_put(struct bl_zone *z);
 
@@ -69,6 +71,12 @@ int bl_zone_req_lookup(struct bl_zone *z, const char *key, size_t len, uint64_t 
 uint64_t bl_zone_req_account(struct bl_zone *z, uint32_t pin, uint64_t now_ms, uint64_t rate);
 /* Releases a pinned node without accounting (a later limit rejected the request). */
 void bl_zone_req_unpin(struct bl_zone *z, uint32_t pin);
+
+/* Cluster sync (cluster.h): milli more milli-requests for key, admitted by other nodes; the
+ * bucket drains to now first. A key not in the zone is added (nothing when the zone is full).
+ * Any thread. */
+void bl_zone_req_add(struct bl_zone *z, const char *key, size_t len, uint64_t now_ms,
+                     uint64_t rate, uint64_t milli);
 
 /* limit_conn: counts one more connection of key unless it has limit already (BL_ZONE_BUSY) or
  * the zone is full (BL_ZONE_FULL); *ref names the count for bl_zone_conn_release(). */
