@@ -407,6 +407,10 @@ int main(int argc, char **argv)
         return 1;
     }
     bl_discover_start(ctl.loop);
+    if (bl_cluster_start(err, sizeof(err)) != BL_OK) {
+        bl_log(BL_LOG_EMERG, "limit_req sync: %s", err);
+        return 1;
+    }
     struct bl_admin *admin = NULL;
     if (cfg->admin.enabled && !(admin = bl_admin_start(ctl.loop, cfg, err, sizeof(err)))) {
         bl_log(BL_LOG_EMERG, "admin: %s", err);

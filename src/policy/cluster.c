@@ -65,6 +65,7 @@ static struct {
     struct bl_cluster_table *tables;
     pthread_t thread;
     int started, stop;
+    int enabled;                     /* bl_cluster_start() was called: a serving process */
 } S = {.lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER};
 
 static uint64_t key_hash(const char *k, size_t n)
@@ -330,6 +331,34 @@ static void *sync_main(void *arg)
     }
 }
 
+/* With S.lock held. */
+static int start_thread(char *err, size_t errlen)
+{
+    if (S.started)
+        return BL_OK;
+    /* Signals belong to the control thread's signalfd, whatever the caller's mask is. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    int rc = pthread_create(&S.thread, NULL, sync_main, NULL);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot start the cluster sync thread (%s)", strerror(rc));
+        return BL_ERR;
+    }
+    S.started = 1;
+    return BL_OK;
+}
+
+int bl_cluster_start(char *err, size_t errlen)
+{
+    pthread_mutex_lock(&S.lock);
+    S.enabled = 1;
+    int rc = S.tables ? start_thread(err, errlen) : BL_OK;
+    pthread_mutex_unlock(&S.lock);
+    return rc;
+}
+
 struct bl_cluster_table *bl_cluster_table_get(struct bl_zone *zone, const char *host, int port,
                                               uint64_t interval_ms, uint64_t rate, char *err,
                                               size_t errlen)
@@ -357,21 +386,10 @@ struct bl_cluster_table *bl_cluster_table_get(struct bl_zone *zone, const char *
     t->rate = rate;
     bl_zone_hold(zone);
     t->zone = zone;
-    if (!S.started) {
-        /* Signals belong to the control thread's signalfd, whatever the caller's mask is now
-         * (the first config is loaded before the mask is set). */
-        sigset_t all, old;
-        sigfillset(&all);
-        pthread_sigmask(SIG_BLOCK, &all, &old);
-        int rc = pthread_create(&S.thread, NULL, sync_main, NULL);
-        pthread_sigmask(SIG_SETMASK, &old, NULL);
-        if (rc != 0) {
-            pthread_mutex_unlock(&S.lock);
-            table_free(t);
-            snprintf(err, errlen, "cannot start the cluster sync thread (%s)", strerror(rc));
-            return NULL;
-        }
-        S.started = 1;
+    if (S.enabled && start_thread(err, errlen) != BL_OK) {
+        pthread_mutex_unlock(&S.lock);
+        table_free(t);
+        return NULL;
     }
     t->next = S.tables;
     S.tables = t;

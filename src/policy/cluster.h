@@ -25,12 +25,16 @@ struct bl_zone;
 struct bl_cluster_table;
 
 /* The sync table of zone for a config (kept across reloads when zone, address, interval and
- * rate are the same; a reference is taken). Starts the sync thread on first use. NULL with
- * err filled (out of memory, no thread). */
+ * rate are the same; a reference is taken). Once bl_cluster_start() was called, starts the
+ * sync thread on first use. NULL with err filled (out of memory, no thread). */
 struct bl_cluster_table *bl_cluster_table_get(struct bl_zone *zone, const char *host, int port,
                                               uint64_t interval_ms, uint64_t rate, char *err,
                                               size_t errlen);
 void bl_cluster_table_put(struct bl_cluster_table *t);
+
+/* The process serves (not `ballast -t`, not a test): the sync thread runs from now on while
+ * a synced zone exists. BL_OK, or BL_ERR with err filled (no thread). Control thread. */
+int bl_cluster_start(char *err, size_t errlen);
 
 /* One request of key admitted here. Never blocks on the network. */
 void bl_cluster_note(struct bl_cluster_table *t, const char *key, size_t len);
