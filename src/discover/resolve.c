@@ -93,7 +93,7 @@ static void finish_round(struct bl_resolve *w)
                w->host, w->group);
     w->empty = 0;
     char text[MAX_ADDRS][INET6_ADDRSTRLEN];
-    char *items[MAX_ADDRS];
+    char *items[MAX_ADDRS] = {0};
     uint32_t n = 0;
     for (uint32_t i = 0; i < w->naddrs; i++) {
         if (!inet_ntop(w->addrs[i].family, w->addrs[i].addr, text[n], sizeof(text[n])))
@@ -107,7 +107,7 @@ static void finish_round(struct bl_resolve *w)
         }
     }
     qsort(items, n, sizeof(items[0]), cmp_str);
-    int rc = bl_conf_discovered_set(w->group, w->name, items, n);
+    int rc = n ? bl_conf_discovered_set(w->group, w->name, items, n) : 0;
     if (rc == BL_ERR) {
         bl_log(BL_LOG_ERROR, "resolve: out of memory publishing \"%s\"", w->host);
     } else if (rc == 1) {
