@@ -15,7 +15,7 @@ cd "$src"
 layer() {
     case "$1" in
     core/*) echo "0 core" ;;
-    http/h1_parser.* | http/uri.* | http/dechunk.* | http/template.* | http/trace.* | dns/dns_msg.*)
+    http/h1_parser.* | http/uri.* | http/dechunk.* | http/template.* | http/trace.* | dns/dns_msg.* | http/range.*)
         echo "1 leaf" ;;
     upstream/*) echo "2 upstream" ;;
     policy/*) echo "2 policy" ;;

@@ -2295,6 +2295,9 @@ static int h_root(struct compiler *c, const struct bl_conf_node *n)
     struct bl_location *loc = c->loc;
     if (loc->root)
         return fail(c, "\"root\" directive is duplicate");
+    if (loc->alias)
+        return fail(c, "\"root\" directive is duplicate, \"alias\" directive was specified "
+                       "earlier");
     if (loc->kind == BL_LOC_PROXY)
         return fail(c, "\"root\" and \"proxy_pass\" in one location");
     if (!(loc->root = conf_strdup(n->args[0])))
@@ -2502,6 +2505,135 @@ static int h_types(struct compiler *c, const struct bl_conf_node *n)
         }
     }
     c->node = n;
+    return BL_OK;
+}
+
+/* ---- static files (http/static.c, docs/static.md) ---- */
+
+/* alias PATH: the location's prefix of the URI replaced by PATH; in a regex location PATH is
+ * the whole file path, usually with the regex's captures (nginx). */
+static int h_alias(struct compiler *c, const struct bl_conf_node *n)
+{
+    struct bl_location *loc = c->loc;
+    if (loc->alias)
+        return fail(c, "\"alias\" directive is duplicate");
+    if (loc->root)
+        return fail(c, "\"alias\" directive is duplicate, \"root\" directive was specified "
+                       "earlier");
+    if (loc->named)
+        return fail(c, "\"alias\" directive cannot be used inside the named location");
+    if (loc->kind == BL_LOC_PROXY)
+        return fail(c, "\"alias\" and \"proxy_pass\" in one location");
+    if (!(loc->alias = conf_strdup(n->args[0])))
+        return oom(c);
+    if ((loc->regex || strchr(n->args[0], '$')) &&
+        !(loc->alias_tpl = template_vars(c, n->args[0])))
+        return BL_ERR;
+    if (loc->kind == BL_LOC_NONE)
+        loc->kind = BL_LOC_STATIC;
+    return BL_OK;
+}
+
+/* A count of seconds with nginx's expires units: those of every time ("30s", "1h", "1d",
+ * "1w"), and "M" (30 days) and "y" (365 days) alone. BL_OK or BL_ERR. */
+static int expires_seconds(const char *a, int64_t *out)
+{
+    int neg = a[0] == '-';
+    const char *p = a + (neg || a[0] == '+');
+    size_t len = strlen(p);
+    uint64_t v;
+    if (len > 1 && (p[len - 1] == 'y' || p[len - 1] == 'M')) {
+        char num[24];
+        int64_t k;
+        if (len - 1 >= sizeof(num))
+            return BL_ERR;
+        memcpy(num, p, len - 1);
+        num[len - 1] = '\0';
+        if (parse_num(num, 0, 1000, &k) != BL_OK)
+            return BL_ERR;
+        v = (uint64_t)k * (p[len - 1] == 'y' ? 365 : 30) * 86400;
+    } else {
+        if (bl_parse_time_ms(p, 1000, 100ull * 365 * 86400000ull, &v) != BL_OK)
+            return BL_ERR;
+        v /= 1000;
+    }
+    *out = neg ? -(int64_t)v : (int64_t)v;
+    return BL_OK;
+}
+
+/* expires [modified] TIME | epoch | max | off */
+static int h_expires(struct compiler *c, const struct bl_conf_node *n)
+{
+    struct bl_loc_conf *lc = c->lc;
+    if (lc->expires != UINT64_MAX)
+        return fail(c, "\"expires\" directive is duplicate");
+    const char *a = n->args[n->nargs - 1];
+    uint64_t mode = BL_EXPIRES_TIME;
+    int64_t t = 0;
+    if (n->nargs == 2) {
+        if (strcmp(n->args[0], "modified") != 0)
+            return invalid_value(c, n->args[0]);
+        mode = BL_EXPIRES_MODIFIED;
+    }
+    if (n->nargs == 1 && strcmp(a, "off") == 0)
+        mode = BL_EXPIRES_OFF;
+    else if (n->nargs == 1 && strcmp(a, "epoch") == 0)
+        mode = BL_EXPIRES_EPOCH;
+    else if (n->nargs == 1 && strcmp(a, "max") == 0)
+        mode = BL_EXPIRES_MAX;
+    else if (a[0] == '@')
+        return fail(c, "\"expires @TIME\" (a time of day) is not supported in this build");
+    else if (strchr(a, '$'))
+        return fail(c, "\"expires\" with variables is not supported in this build");
+    else if (expires_seconds(a, &t) != BL_OK)
+        return invalid_value(c, a);
+    lc->expires = mode;
+    lc->expires_time = (uint64_t)t;
+    return BL_OK;
+}
+
+/* disable_symlinks off | on | if_not_owner [from=$document_root] */
+static int h_disable_symlinks(struct compiler *c, const struct bl_conf_node *n)
+{
+    struct bl_loc_conf *lc = c->lc;
+    if (lc->disable_symlinks != UINT64_MAX)
+        return fail(c, "\"disable_symlinks\" directive is duplicate");
+    const char *a = n->args[0];
+    if (strcmp(a, "off") == 0)
+        lc->disable_symlinks = BL_SYMLINKS_FOLLOW;
+    else if (strcmp(a, "on") == 0)
+        lc->disable_symlinks = BL_SYMLINKS_REFUSE;
+    else if (strcmp(a, "if_not_owner") == 0)
+        lc->disable_symlinks = BL_SYMLINKS_IF_NOT_OWNER;
+    else
+        return invalid_value(c, a);
+    lc->disable_symlinks_from_root = 0;
+    if (n->nargs == 2) {
+        if (lc->disable_symlinks == BL_SYMLINKS_FOLLOW)
+            return fail(c, "\"from=\" cannot be used with \"off\"");
+        if (strcmp(n->args[1], "from=$document_root") != 0)
+            return fail(c, "\"disable_symlinks\" %s: only \"from=$document_root\" is supported "
+                           "in this build", n->args[1]);
+        lc->disable_symlinks_from_root = 1;
+    }
+    return BL_OK;
+}
+
+/* gzip_static on | off | always */
+static int h_gzip_static(struct compiler *c, const struct bl_conf_node *n)
+{
+    struct bl_loc_conf *lc = c->lc;
+    if (lc->gzip_static != UINT64_MAX)
+        return fail(c, "\"gzip_static\" directive is duplicate");
+    const char *a = n->args[0];
+    if (strcmp(a, "off") == 0)
+        lc->gzip_static = BL_GZIP_STATIC_OFF;
+    else if (strcmp(a, "on") == 0)
+        lc->gzip_static = BL_GZIP_STATIC_ON;
+    else if (strcmp(a, "always") == 0)
+        lc->gzip_static = BL_GZIP_STATIC_ALWAYS;
+    else
+        return invalid_value(c, a);
     return BL_OK;
 }
 
@@ -3423,7 +3555,6 @@ static const struct directive directives[] = {
     TYPED("proxy_request_buffering", CTX_HSL, FT_FLAG, proxy_request_buffering, "on"),
     DIRECTIVE("proxy_set_header", CTX_HSL, 2, 2, 0, "FIELD VALUE", NULL, h_proxy_set_header),
     DIRECTIVE("proxy_http_version", CTX_HSL, 1, 1, 0, "1.0 | 1.1", "1.1", h_ignore),
-    DIRECTIVE("sendfile", CTX_HSL, 1, 1, 0, "on | off", "off", h_flag_ignore),
     DIRECTIVE("tcp_nopush", CTX_HSL, 1, 1, 0, "on | off", "off", h_flag_ignore),
     DIRECTIVE("tcp_nodelay", CTX_HSL, 1, 1, 0, "on | off", "on", h_flag_ignore),
     TYPED("server_tokens", CTX_HSL, FT_FLAG, server_tokens, "on"),
@@ -3628,6 +3759,18 @@ static const struct directive directives[] = {
     DIRECTIVE("disable", CTX_LOCATION, 0, 2, 0, "[CODE] [TEXT | URI]", NULL, h_disable),
     DIRECTIVE("try_files", CTX_LOCATION, 2, ANY_ARGS, 0, "$uri [$uri/] =CODE | @NAME | URI",
               NULL, h_try_files),
+    /* static files (http/static.c, docs/static.md) */
+    DIRECTIVE("alias", CTX_LOCATION, 1, 1, 0, "PATH", NULL, h_alias),
+    TYPED("sendfile", CTX_HSL, FT_FLAG, sendfile, "off"),
+    TYPED("etag", CTX_HSL, FT_FLAG, etag, "on"),
+    TYPED("log_not_found", CTX_HSL, FT_FLAG, log_not_found, "on"),
+    {"expires", CTX_HSL, 1, 2, 0, FT_NONE, offsetof(struct bl_loc_conf, expires),
+     "[modified] TIME | epoch | max | off", "off", h_expires},
+    {"disable_symlinks", CTX_HSL, 1, 2, 0, FT_NONE, offsetof(struct bl_loc_conf,
+     disable_symlinks), "off | on | if_not_owner [from=$document_root]", "off",
+     h_disable_symlinks},
+    {"gzip_static", CTX_HSL, 1, 1, 0, FT_NONE, offsetof(struct bl_loc_conf, gzip_static),
+     "on | off | always", "off", h_gzip_static},
     /* stream (src/stream/): upstream blocks are compiled as http's, into the same groups */
     DIRECTIVE("upstream", CTX_STREAM, 1, 1, DIR_BLOCK, "NAME", NULL, h_upstream),
     DIRECTIVE("server", CTX_STREAM, 0, 0, DIR_BLOCK, "", NULL, h_stream_server),
@@ -4186,7 +4329,7 @@ static void finish_location(struct bl_config *cfg, struct bl_server_block *s,
     merge_loc_conf(&loc->conf, parent ? &parent->conf : &s->conf);
     /* root is inherited by nested locations too, a location's own root included (nginx). */
     char *root = parent && parent->root ? parent->root : loc->conf.root;
-    if (loc->kind == BL_LOC_NONE && root && loc != s->server_loc) {
+    if (loc->kind == BL_LOC_NONE && root) { /* the server too: what no location matches */
         loc->kind = BL_LOC_STATIC;
         loc->root_inherited = 1;
         loc->root = root;
@@ -4486,6 +4629,8 @@ static void free_location(struct bl_location *loc)
     free_loc_conf(&loc->conf);
     if (!loc->root_inherited)
         free(loc->root);
+    free(loc->alias);
+    bl_template_free(loc->alias_tpl);
     free(loc->path);
     free(loc->proxy_uri);
     free(loc->proxy_host);

@@ -130,6 +130,16 @@ struct bl_loc_conf {
     uint64_t gzip_vary;             /* Vary: Accept-Encoding on responses gzip applies to */
     uint64_t gzip_http_version;     /* the lowest request minor version compressed (0, 1) */
     uint64_t gzip_proxied;          /* BL_GZIP_PROXIED_* bits: requests with Via compressed */
+    /* static files (http/static.c, docs/static.md) */
+    uint64_t sendfile;              /* file bodies go by sendfile(2) on plain connections */
+    uint64_t etag;                  /* ETag on files */
+    uint64_t expires;               /* enum bl_expires */
+    uint64_t expires_time;          /* ... its seconds (an int64_t: negative is no-cache) */
+    uint64_t disable_symlinks;      /* enum bl_symlinks */
+    uint64_t disable_symlinks_from_root; /* ... from=$document_root: root's own path is not
+                                     * checked */
+    uint64_t gzip_static;           /* enum bl_gzip_static */
+    uint64_t log_not_found;         /* a missing file is logged at error */
 
     /* Lists and references: a level that has any line of its own does not inherit the lines
      * above it (nginx's rule for proxy_set_header, error_page, access_log). */
@@ -209,6 +219,29 @@ struct bl_loc_conf {
 #define BL_GZIP_PROXIED_ANY         0x80u /* all of them */
 #define BL_LC_HIDE        0x8u      /* proxy_pass_header or proxy_hide_header: as in nginx, a
                                      * level with either inherits neither */
+
+/* bl_loc_conf.expires */
+enum bl_expires {
+    BL_EXPIRES_OFF = 0,
+    BL_EXPIRES_TIME,                /* now + expires_time */
+    BL_EXPIRES_MODIFIED,            /* the file's mtime + expires_time */
+    BL_EXPIRES_EPOCH,               /* 1 Jan 1970, no-cache */
+    BL_EXPIRES_MAX,                 /* 31 Dec 2037, ten years' max-age */
+};
+
+/* bl_loc_conf.disable_symlinks */
+enum bl_symlinks {
+    BL_SYMLINKS_FOLLOW = 0,         /* off: followed wherever they lead (nginx's default) */
+    BL_SYMLINKS_REFUSE,             /* on: a path with any symlink component is refused */
+    BL_SYMLINKS_IF_NOT_OWNER,       /* ... unless the link and its target have one owner */
+};
+
+/* bl_loc_conf.gzip_static */
+enum bl_gzip_static {
+    BL_GZIP_STATIC_OFF = 0,
+    BL_GZIP_STATIC_ON,              /* FILE.gz for clients that accept gzip */
+    BL_GZIP_STATIC_ALWAYS,          /* FILE.gz for every client */
+};
 
 /* One extension of a types { } block: "html" -> "text/html". */
 struct bl_mime_type {
@@ -306,6 +339,10 @@ struct bl_location {
     struct bl_template *return_text;/* body, or Location for 301/302/303/307/308 */
     uint8_t set_xff, set_xrip, set_xfp; /* default X-Forwarded-For/X-Real-IP/-Proto still apply */
     char *root;                     /* BL_LOC_STATIC: directory files are served from */
+    char *alias;                    /* BL_LOC_STATIC: alias DIR: the location's prefix of the
+                                     * URI is replaced by it (root is NULL then) */
+    struct bl_template *alias_tpl;  /* ... with variables (a regex location's captures): the
+                                     * whole path */
     uint8_t root_inherited;         /* root is the server's or http's (not owned) */
     uint8_t try_files;              /* try_files $uri [$uri/] =CODE | @NAME | URI */
     uint8_t try_dir;                /* ... with $uri/: a directory is served by its index */

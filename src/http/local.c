@@ -1,5 +1,5 @@
-/* Responses ballast makes itself: `return`, files under `root`, errors, and error_page's
- * internal redirects to either. They are produced into the request (head in r->out, a file's
+/* Responses ballast makes itself: `return`, errors, and error_page's
+ * internal redirects to them or to files (static.c). They are produced into the request (head in r->out, a file's
  * body read chunk by chunk); the proxy's writer sends them. Nothing here sends or finishes. */
 #include <ctype.h>
 #include <errno.h>
@@ -72,7 +72,7 @@ static size_t absolute_location(const struct bl_request *r, const char *location
 static void insert_add_headers(struct bl_request *r, int status)
 {
     const struct bl_location *loc = r->loc;
-    if (!loc || !loc->conf.nadd_headers)
+    if (!loc || (!loc->conf.nadd_headers && !loc->conf.expires))
         return;
     char lines[2048];
     size_t n = bl_add_headers(r, status, lines, sizeof(lines));
@@ -126,216 +126,6 @@ static int local_write(struct bl_request *r, int status, const char *body, size_
     return BL_OK;
 }
 
-int bl_local_file_chunk(struct bl_request *r)
-{
-    /* Files stream through the head buffer, one buffer at a time, paced by the client. */
-    size_t want = r->file_left < r->out->cap ? (size_t)r->file_left : r->out->cap;
-    ssize_t n = read(r->file_fd, r->out->data, want);
-    if (n <= 0) {
-        bl_log(BL_LOG_ERROR, "read() of a file failed or it shrank while being sent (%s)",
-               n < 0 ? strerror(errno) : "end of file");
-        r->keep_alive = 0;
-        return BL_ERR;
-    }
-    r->out->start = 0;
-    r->out->end = (uint32_t)n;
-    r->out_sent = 0;
-    r->file_left -= (uint64_t)n;
-    r->body_bytes_sent += (uint64_t)n;
-    return BL_OK;
-}
-
-/* The type of a file from its extension: the location's `types` when it has some (any case,
- * as nginx matches them), else the built-in list below; `default_type` when neither knows it. */
-static const char *content_type(const struct bl_location *loc, const char *path, size_t len)
-{
-    static const struct {
-        const char *ext, *type;
-    } types[] = {
-        {"html", "text/html"},       {"htm", "text/html"},
-        {"css", "text/css"},         {"js", "application/javascript"},
-        {"json", "application/json"}, {"txt", "text/plain"},
-        {"xml", "text/xml"},         {"png", "image/png"},
-        {"jpg", "image/jpeg"},       {"jpeg", "image/jpeg"},
-        {"gif", "image/gif"},        {"svg", "image/svg+xml"},
-        {"ico", "image/x-icon"},     {"webp", "image/webp"},
-        {"pdf", "application/pdf"},  {"wasm", "application/wasm"},
-    };
-    const char *dot = NULL;
-    for (size_t i = len; i > 0; i--) {
-        if (path[i - 1] == '/')
-            break;
-        if (path[i - 1] == '.') {
-            dot = path + i;
-            break;
-        }
-    }
-    if (dot) {
-        size_t elen = (size_t)(path + len - dot);
-        if (loc->conf.types) {
-            for (uint32_t i = 0; i < loc->conf.ntypes; i++)
-                if (strlen(loc->conf.types[i].ext) == elen &&
-                    strncasecmp(loc->conf.types[i].ext, dot, elen) == 0)
-                    return loc->conf.types[i].type;
-        } else {
-            for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
-                if (strlen(types[i].ext) == elen && strncasecmp(types[i].ext, dot, elen) == 0)
-                    return types[i].type;
-        }
-    }
-    return loc->conf.default_type ? loc->conf.default_type : "text/plain";
-}
-
-/* Opens root + path + the first `index` name that exists (path ends in "/"). Returns the fd,
- * or -1 with errno: ENOENT when none exists, EISDIR-like 403 is the caller's (the directory
- * exists but has no index). */
-static int open_index(const struct bl_location *loc, const char *path, size_t len, char *full,
-                      size_t cap)
-{
-    int e = ENOENT;
-    for (uint32_t i = 0; i < loc->conf.nindex; i++) {
-        int n = snprintf(full, cap, "%s%.*s%s", loc->root, (int)len, path, loc->conf.index[i]);
-        if (n < 0 || (size_t)n >= cap) {
-            errno = ENAMETOOLONG;
-            return -1;
-        }
-        int fd = open(full, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-        if (fd >= 0)
-            return fd;
-        if (errno != ENOENT)
-            e = errno;
-    }
-    errno = e;
-    return -1;
-}
-
-/* A request path may not climb out of root: no "." or ".." segment, no NUL. The path is taken
- * as sent (not percent-decoded), so "%2e%2e" is a plain file name. */
-static int path_safe(const char *p, size_t len)
-{
-    if (len == 0 || p[0] != '/')
-        return 0;
-    for (size_t i = 0; i < len; i++) {
-        if (p[i] == '\0')
-            return 0;
-        if (p[i] == '/' && i + 1 < len && p[i + 1] == '.') {
-            size_t k = i + 2;
-            if (k == len || p[k] == '/')
-                return 0; /* "/." */
-            if (p[k] == '.' && (k + 1 == len || p[k + 1] == '/'))
-                return 0; /* "/.." */
-        }
-    }
-    return 1;
-}
-
-/* Nothing to serve: try_files' fallback (an internal redirect the caller makes), or status. */
-static int try_fallback(struct bl_request *r, const struct bl_location *loc, int status)
-{
-    if (loc->try_fallback && !r->error_page_done)
-        return BL_LOCAL_REDIRECT;
-    return local_write(r, status, NULL, 0, NULL, 0);
-}
-
-/* Serves root + path with the given status. */
-static int static_serve(struct bl_request *r, const struct bl_location *loc, const char *path,
-                         size_t len, int status)
-{
-    const struct bl_h1_message *m = &r->msg;
-    if (m->method_id != BL_H1_M_GET && m->method_id != BL_H1_M_HEAD) {
-        return local_write(r, 405, NULL, 0, NULL, 0);
-    }
-    if (!path_safe(path, len)) {
-        return local_write(r, 404, NULL, 0, NULL, 0);
-    }
-    /* try_files $uri [$uri/] =CODE answers CODE where a plain root answers 404. */
-    int missing = loc->try_files ? loc->try_code : 404;
-    char full[PATH_MAX];
-    int fd;
-    if (path[len - 1] == '/') {
-        fd = open_index(loc, path, len, full, sizeof(full));
-        if (fd < 0 && errno == ENOENT) {
-            /* nginx: a directory without an index file is forbidden, not missing. */
-            struct stat dst;
-            int n = snprintf(full, sizeof(full), "%s%.*s", loc->root, (int)len, path);
-            int dir = n > 0 && (size_t)n < sizeof(full) && stat(full, &dst) == 0 &&
-                      S_ISDIR(dst.st_mode);
-            if (dir && (!loc->try_files || loc->try_dir))
-                return local_write(r, 403, NULL, 0, NULL, 0);
-            return try_fallback(r, loc, missing);
-        }
-    } else {
-        int n = snprintf(full, sizeof(full), "%s%.*s", loc->root, (int)len, path);
-        if (n < 0 || (size_t)n >= sizeof(full))
-            return local_write(r, 414, NULL, 0, NULL, 0);
-        fd = open(full, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-    }
-    struct stat st;
-    if (fd < 0 || fstat(fd, &st) != 0) {
-        int e = errno;
-        if (fd >= 0)
-            close(fd);
-        if (e == ENAMETOOLONG)
-            return local_write(r, 414, NULL, 0, NULL, 0);
-        if (e != ENOENT && e != ENOTDIR)
-            bl_log(BL_LOG_ERROR, "open() \"%s\" failed (%s), client %s", full, strerror(e),
-                   r->c->ip);
-        if (e == EACCES)
-            return local_write(r, 403, NULL, 0, NULL, 0);
-        return try_fallback(r, loc, missing);
-    }
-    if (S_ISDIR(st.st_mode) && loc->try_files && !loc->try_dir) {
-        close(fd);
-        return try_fallback(r, loc, missing);
-    }
-    if (S_ISDIR(st.st_mode)) {
-        close(fd);
-        /* nginx: a directory without the slash is redirected to the slash */
-        char loc_uri[PATH_MAX];
-        int k = snprintf(loc_uri, sizeof(loc_uri), "%.*s/", (int)len, path);
-        return local_write(r, 301, NULL, 0, loc_uri, (size_t)k);
-    }
-    if (!S_ISREG(st.st_mode)) {
-        close(fd);
-        return local_write(r, 403, NULL, 0, NULL, 0);
-    }
-    if (!r->out && !(r->out = bl_buf_get())) {
-        close(fd);
-        return BL_ERR;
-    }
-    if (!r->req_body_done)
-        r->keep_alive = 0;
-    int head = m->method_id == BL_H1_M_HEAD;
-    size_t dlen;
-    const char *date = bl_http_date_header(&dlen);
-    char mtime[64];
-    struct tm tm;
-    gmtime_r(&st.st_mtime, &tm);
-    strftime(mtime, sizeof(mtime), "%a, %d %b %Y %H:%M:%S GMT", &tm);
-    const char *conn = r->keep_alive ? (m->minor_version == 0 ? "Connection: keep-alive\r\n" : "")
-                                     : "Connection: close\r\n";
-    int h = snprintf(r->out->data, r->out->cap,
-                     "HTTP/1.1 %d %s\r\nServer: %s\r\n%.*sContent-Type: %s\r\n"
-                     "Content-Length: %lld\r\nLast-Modified: %s\r\n%s\r\n",
-                     status, bl_http_reason(status), bl_http_server_name(server_tokens(r)),
-                     (int)dlen, date,
-                     content_type(loc, full, strlen(full)), (long long)st.st_size, mtime,
-                     conn);
-    r->status = status;
-    r->out->start = 0;
-    r->out->end = (uint32_t)h;
-    r->out_sent = 0;
-    r->body_bytes_sent = 0;
-    insert_add_headers(r, status);
-    if (head || st.st_size == 0) {
-        close(fd);
-    } else {
-        r->file_fd = fd;
-        r->file_left = (uint64_t)st.st_size;
-    }
-    return BL_OK;
-}
-
 static int is_redirect(int code)
 {
     return code == 301 || code == 302 || code == 303 || code == 307 || code == 308;
@@ -384,7 +174,7 @@ int bl_local_serve_skipped_return(struct bl_request *r)
     if (!r->req_body_done)
         r->keep_alive = 0;
     if (loc->root)
-        return static_serve(r, loc, r->upath, r->upath_len, 200);
+        return bl_static_serve(r, loc, r->upath, r->upath_len, 200);
     return bl_local_response(r, 404, NULL, 0, NULL, 0);
 }
 
@@ -399,7 +189,7 @@ int bl_local_serve(struct bl_request *r)
             return bl_local_response(r, loc->return_code, NULL, 0, NULL, 0);
         return serve_return(r, loc, loc->return_code);
     case BL_LOC_STATIC:
-        return static_serve(r, loc, r->upath, r->upath_len, 200);
+        return bl_static_serve(r, loc, r->upath, r->upath_len, 200);
     default:
         return bl_local_response(r, 404, NULL, 0, NULL, 0);
     }
@@ -433,8 +223,8 @@ static int serve_page(struct bl_request *r, int status, const char *uri, int ove
     if (target->kind == BL_LOC_RETURN)
         return local_write(r, st, NULL, 0, NULL, 0);
     if (target->kind == BL_LOC_STATIC)
-        return named ? static_serve(r, target, r->upath, r->upath_len, st)
-                     : static_serve(r, target, uri, strlen(uri), st);
+        return named ? bl_static_serve(r, target, r->upath, r->upath_len, st)
+                     : bl_static_serve(r, target, uri, strlen(uri), st);
     /* A page that proxies: the caller redirects (a URI page goes as a GET, as in nginx); a
      * request whose body is gone or still coming cannot be sent again. */
     int bodyless = r->msg.body == BL_H1_BODY_NONE ||

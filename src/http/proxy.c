@@ -1706,10 +1706,23 @@ static void request_oom(struct bl_request *r)
     request_finish(r);
 }
 
-/* Writes the response local.c produced in r: the head, then a file's body chunk by chunk,
- * paced by the client. */
+/* A file sends at most this much per call before the other connections have their turn (a
+ * fast client on a large file would otherwise keep the worker to itself). */
+#define FILE_TURN_BYTES (4u << 20)
+
+static void local_send(struct bl_request *r);
+
+static void local_file_resume(struct bl_timer *t)
+{
+    local_send((struct bl_request *)((char *)t - offsetof(struct bl_request, file_timer)));
+}
+
+/* Writes the response local.c produced in r: the head, then a file's body (static.c), paced
+ * by the client. */
 static void local_send(struct bl_request *r)
 {
+    uint64_t start = r->body_bytes_sent;
+    bl_timer_cancel(r->c->w->loop, &r->file_timer);
     for (;;) {
         int rc = send_client(r);
         if (rc == BL_ERR) {
@@ -1721,8 +1734,21 @@ static void local_send(struct bl_request *r)
             bl_arm(r->c->w, &r->c->timer, r->loc ? r->loc->conf.send_timeout : 60000);
             return;
         }
-        if (r->file_fd < 0 || r->file_left == 0 || bl_local_file_chunk(r) != BL_OK)
+        if (r->file_fd < 0)
             break;
+        if (r->body_bytes_sent - start >= FILE_TURN_BYTES) {
+            bl_timer_cancel(r->c->w->loop, &r->c->timer); /* not waiting on the client */
+            r->file_timer.handler = local_file_resume;
+            bl_timer_set(r->c->w->loop, &r->file_timer, bl_clock_ms);
+            return;
+        }
+        rc = bl_static_next(r);
+        if (rc == BL_AGAIN) {
+            bl_arm(r->c->w, &r->c->timer, r->loc ? r->loc->conf.send_timeout : 60000);
+            return;
+        }
+        if (rc != BL_OK)
+            break; /* the whole body, or a file that failed (keep_alive cleared) */
     }
     if (r->cache && bl_proxy_cache_answered(r))
         return;
@@ -1855,6 +1881,8 @@ static void request_free(struct bl_request *r)
     r->gz = NULL;
     if (r->file_fd >= 0)
         close(r->file_fd);
+    bl_timer_cancel(r->c->w->loop, &r->file_timer);
+    bl_static_free(r);
     bl_buf_put(r->out);
 #ifndef BL_NO_POOL
     struct bl_http_worker *hw = r->c->w;

@@ -378,7 +378,14 @@ static int add_header_status(int status)
 static void head_add_headers(struct out *o, const struct bl_request *r, int status)
 {
     const struct bl_location *loc = r->loc;
-    if (!loc || !loc->conf.nadd_headers)
+    if (!loc)
+        return;
+    if (loc->conf.expires) {
+        char lines[256];
+        size_t n = bl_static_expires(r, status, lines, sizeof(lines));
+        out_put(o, lines, n);
+    }
+    if (!loc->conf.nadd_headers)
         return;
     int ok = add_header_status(status);
     struct bl_var_ctx v;
@@ -447,8 +454,14 @@ int bl_proxy_client_head(struct bl_request *r)
         const char *date = bl_http_date_header(&dlen);
         out_put(&o, date, dlen);
     }
+    /* expires replaces the upstream's Expires and Cache-Control (nginx's headers filter) */
+    char exp[256];
+    int own_expires = loc->conf.expires && bl_static_expires(r, m->status, exp, sizeof(exp));
     for (uint32_t i = 0; i < m->nheaders; i++) {
         const struct bl_h1_header *h = &m->headers[i];
+        if (own_expires && ((h->name_len == 7 && strncasecmp(h->name, "Expires", 7) == 0) ||
+                            (h->name_len == 13 && strncasecmp(h->name, "Cache-Control", 13) == 0)))
+            continue;
         /* A 101's Upgrade names the protocol switched to: the client needs it (nginx). */
         if ((h->hop && !(m->status == 101 && h->id == BL_H1_HDR_UPGRADE)) ||
             (r->dechunking && h->id == BL_H1_HDR_TRANSFER_ENCODING))

@@ -150,7 +150,11 @@ struct bl_request {
                                         * when it is not msg.path */
     uint32_t upath_len;
     int file_fd;                       /* static file being sent, or -1 */
-    uint64_t file_left;
+    uint64_t file_left;                /* bytes of the file (or of this part) still to send */
+    uint64_t file_off;                 /* the next byte of the file to send */
+    int64_t file_mtime;                /* the file's (expires modified); 0: no file */
+    struct bl_static_parts *parts;     /* multipart/byteranges being sent (static.c), or NULL */
+    struct bl_timer file_timer;        /* a long file yields to the other connections */
     struct bl_rw_state rw;             /* captures, rewritten URI and arguments, set variables,
                                         * return (rewrite.c) */
     struct bl_attempt a;               /* the upstream side: server, connection, retries */
@@ -255,9 +259,27 @@ int bl_local_serve(struct bl_request *r);
 int bl_local_serve_skipped_return(struct bl_request *r);
 /* The return or redirect the rewrite directives chose (r->rw.ret_code). */
 int bl_local_return(struct bl_request *r);
-/* r->out is sent and r->file_left > 0: reads the file's next bytes into r->out. BL_OK, or
- * BL_ERR (read failed or the file shrank: logged, keep_alive cleared, the response is cut). */
-int bl_local_file_chunk(struct bl_request *r);
+
+/* ---- static.c: files under root or alias (docs/static.md) */
+
+struct bl_static_parts;
+
+/* Answers r with the file that loc maps path to, with status (200, or an error page's): its
+ * head in r->out and its body to come through bl_static_next(), or the error, redirect or 304
+ * nginx's static, index, range and not_modified modules answer. Same results as
+ * bl_local_serve() (BL_LOCAL_REDIRECT: try_files' fallback). */
+int bl_static_serve(struct bl_request *r, const struct bl_location *loc, const char *path,
+                    size_t len, int status);
+/* r->out is sent and r->file_fd is open: moves the body on. BL_OK: more went or waits in
+ * r->out; BL_STATIC_DONE: the body is complete; BL_AGAIN: the client socket is full (sendfile);
+ * BL_ERR: the file failed or shrank (logged, keep_alive cleared: the response is cut). */
+int bl_static_next(struct bl_request *r);
+#define BL_STATIC_DONE 1
+/* Frees what a file response holds beyond file_fd (multipart state). */
+void bl_static_free(struct bl_request *r);
+/* The expires lines (Expires, Cache-Control) of r's location for a response with status,
+ * written to buf: the length, 0 for none (expires off, or a status it does not apply to). */
+size_t bl_static_expires(const struct bl_request *r, int status, char *buf, size_t cap);
 
 /* ---- rewrite.c: nginx's rewrite phases and internal redirects */
 
