@@ -340,9 +340,10 @@ install: ballast
 	sed -e 's,/usr/local/sbin/,$(SBINDIR)/,g' -e 's, /etc/ballast/, $(SYSCONFDIR)/ballast/,g' \
 	    dist/ballast.service >$(DESTDIR)$(SYSTEMDUNITDIR)/ballast.service
 	install -m 0644 README.md docs/*.md $(DESTDIR)$(DOCDIR)/
-	install -m 0644 $(filter-out examples/certs examples/keepalived,$(wildcard examples/*)) $(DESTDIR)$(DOCDIR)/examples/
-	install -d $(DESTDIR)$(DOCDIR)/examples/keepalived
+	install -m 0644 $(filter-out examples/certs examples/keepalived examples/html,$(wildcard examples/*)) $(DESTDIR)$(DOCDIR)/examples/
+	install -d $(DESTDIR)$(DOCDIR)/examples/keepalived $(DESTDIR)$(DOCDIR)/examples/html
 	install -m 0644 $(wildcard examples/keepalived/*) $(DESTDIR)$(DOCDIR)/examples/keepalived/
+	install -m 0644 examples/html/* $(DESTDIR)$(DOCDIR)/examples/html/
 	@for f in dist/ballast.conf conf/mime.types; do \
 	    t=$(DESTDIR)$(SYSCONFDIR)/ballast/$${f##*/}; \
 	    if [ -e "$$t" ]; then echo "install: $$t exists, left as it is"; \

@@ -192,13 +192,13 @@ def test_missing_feature_is_named(tmp_path, text, needle):
 def test_harmless_missing_feature_loads_with_a_warning(tmp_path):
     """Lines that only tune what this build does not do load, as in Debian's stock nginx.conf,
     with one warning each that says what is ignored."""
-    text = ("http {\n    gunzip on;\n    gzip_static on;\n    ssl_stapling on;\n"
+    text = ("http {\n    gunzip on;\n    brotli on;\n    ssl_stapling on;\n"
             "    server { listen 127.0.0.1:18080 deferred; location / { return 200; } }\n}\n")
     path, r = check(tmp_path, text)
     assert r.returncode == 0, r
     for needle, line in (('compression is not supported in this build, "gunzip" directive '
                           'ignored', 2),
-                         ('"gzip_static" directive ignored', 3),
+                         ('"brotli" directive ignored', 3),
                          ('OCSP stapling is not supported in this build, "ssl_stapling" '
                           'directive ignored', 4),
                          ('"deferred" parameter of "listen" ignored', 5)):

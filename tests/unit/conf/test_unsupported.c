@@ -13,7 +13,9 @@ static void test_lookup(void **state)
 {
     (void)state;
     char *none[] = {NULL};
-    assert_non_null(bl_unsupported_directive("gzip_static", none, 0));
+    assert_non_null(bl_unsupported_directive("gunzip", none, 0));
+    assert_null(bl_unsupported_directive("gzip_static", none, 0)); /* http/static.c */
+    assert_null(bl_unsupported_directive("expires", none, 0));
     assert_null(bl_unsupported_directive("gzip", none, 0)); /* http/gzip.c */
     assert_non_null(bl_unsupported_directive("ssl_stapling", none, 0));
     assert_non_null(bl_unsupported_directive("ssl_crl", none, 0));
