@@ -39,6 +39,7 @@
 #   make bench-cache   cache hits/s and CPU per hit against nginx's proxy_cache
 #   make bench-scale   1/2/4/8 workers against nginx and HAProxy, pinned where the cores are
 #   make bench-callgrind  instructions per proxied request by function, idle connection bytes
+#   make bench-static  static small-file requests/s and CPU per request against nginx
 #   make install       install the binary, man page, systemd unit, docs and (unless present)
 #                      /etc/ballast/ballast.conf and mime.types; PREFIX, DESTDIR and the
 #                      *DIR switches below place them (docs/operations.md, "Installing")
@@ -97,7 +98,7 @@ SYSCONFDIR     ?= /etc
 
 .PHONY: install uninstall test-multinode
 .PHONY: fuzz fuzz-build fuzz-replay tsan integration-tsan lint lint-cppcheck deps-lint
-.PHONY: all asan run test unit check-layers integration integration-asan bench bench-balancers bench-logs bench-limits bench-h2 bench-gzip bench-hostile deps deps-test clean help
+.PHONY: all asan run test unit check-layers integration integration-asan bench bench-balancers bench-logs bench-limits bench-h2 bench-gzip bench-hostile bench-static deps deps-test clean help
 .PHONY: integration-uring bench-uring
 .PHONY: bench-cache
 .PHONY: bench-scale bench-callgrind
@@ -329,6 +330,9 @@ bench-scale: deps-test ballast
 
 bench-callgrind: deps-test ballast
 	bench/callgrind.py
+
+bench-static: deps-test ballast
+	bench/static.sh
 
 # The unit and the man page get the installed paths; an existing ballast.conf or mime.types
 # is an operator's and stays as it is.

@@ -1,4 +1,5 @@
-/* gzip compression of proxied responses: the decision (nginx's rules) and the deflate stream. */
+/* gzip compression of responses, proxied or ballast's own: the decision (nginx's rules) and
+ * the deflate stream. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,16 +103,16 @@ static int has_token(const struct bl_h1_header *h, const char *tok)
     return 0;
 }
 
-static int type_listed(const struct bl_loc_conf *lc, const struct bl_h1_header *ct)
+static int type_listed(const struct bl_loc_conf *lc, const char *type, size_t type_len)
 {
-    if (!ct)
+    if (!type)
         return 0;
-    uint32_t len = 0;
-    while (len < ct->value_len && ct->value[len] != ';' && !is_ows(ct->value[len]))
+    size_t len = 0;
+    while (len < type_len && type[len] != ';' && !is_ows(type[len]))
         len++;
     for (uint32_t i = 0; i < lc->ngzip_types; i++) {
         const char *t = lc->gzip_types[i];
-        if ((t[0] == '*' && !t[1]) || (strlen(t) == len && strncasecmp(t, ct->value, len) == 0))
+        if ((t[0] == '*' && !t[1]) || (strlen(t) == len && strncasecmp(t, type, len) == 0))
             return 1;
     }
     return 0;
@@ -139,21 +140,33 @@ static int proxied_ok(const struct bl_request *r, uint64_t bits)
     return 0;
 }
 
-int bl_gzip_decide(const struct bl_request *r)
+/* The facts about a response the decision reads, proxied or made here. */
+struct gz_resp {
+    int status;
+    const char *type;                  /* Content-Type value, NULL when none */
+    size_t type_len;
+    int has_body;                      /* a body follows the head */
+    int encoded;                       /* it has a Content-Encoding or other codings */
+    int has_len;                       /* its length is known ... */
+    uint64_t len;                      /* ... and is this */
+};
+
+/* nginx's rules, in its order; via_ok: gzip_proxied lets an answer to a proxied request
+ * (Via) be compressed. */
+static int decide(const struct bl_request *r, const struct gz_resp *g,
+                  int (*via_ok)(const struct bl_request *r, uint64_t bits))
 {
     const struct bl_loc_conf *lc = &r->loc->conf;
-    const struct bl_h1_message *m = &r->resp;
     /* nginx compresses 200, 403 and 404 only; a body must follow, in no coding yet */
-    if (!lc->gzip || (m->status != 200 && m->status != 403 && m->status != 404) ||
-        m->body == BL_H1_BODY_NONE || (m->flags & BL_H1_F_TE_CODINGS) ||
-        field(m, "Content-Encoding") || !type_listed(lc, field(m, "Content-Type")) ||
-        (m->body == BL_H1_BODY_LENGTH && m->content_length < lc->gzip_min_length))
+    if (!lc->gzip || (g->status != 200 && g->status != 403 && g->status != 404) ||
+        !g->has_body || g->encoded || !type_listed(lc, g->type, g->type_len) ||
+        (g->has_len && g->len < lc->gzip_min_length))
         return BL_GZIP_NO;
     int vary = lc->gzip_vary ? BL_GZIP_VARY : BL_GZIP_NO;
     const struct bl_h1_header *ae = field(&r->msg, "Accept-Encoding");
     if (!ae || !bl_gzip_accepted(ae->value, ae->value_len) ||
         r->msg.minor_version < lc->gzip_http_version || field(&r->msg, "Range") ||
-        (field(&r->msg, "Via") && !proxied_ok(r, lc->gzip_proxied)))
+        (field(&r->msg, "Via") && !via_ok(r, lc->gzip_proxied)))
         return vary;
     const struct bl_h1_header *ua = field(&r->msg, "User-Agent");
     for (uint32_t i = 0; ua && i < lc->ngzip_disable; i++) {
@@ -162,6 +175,73 @@ int bl_gzip_decide(const struct bl_request *r)
             return vary;
     }
     return BL_GZIP_YES;
+}
+
+int bl_gzip_decide(const struct bl_request *r)
+{
+    const struct bl_h1_message *m = &r->resp;
+    const struct bl_h1_header *ct = field(m, "Content-Type");
+    struct gz_resp g = {
+        .status = m->status,
+        .type = ct ? ct->value : NULL,
+        .type_len = ct ? ct->value_len : 0,
+        .has_body = m->body != BL_H1_BODY_NONE,
+        .encoded = (m->flags & BL_H1_F_TE_CODINGS) || field(m, "Content-Encoding"),
+        .has_len = m->body == BL_H1_BODY_LENGTH,
+        .len = m->content_length,
+    };
+    return decide(r, &g, proxied_ok);
+}
+
+/* gzip_proxied for what ballast makes: files have Last-Modified and ETag (etag on); `expires`
+ * gives Expires and Cache-Control. */
+static int local_proxied_ok(const struct bl_request *r, uint64_t bits)
+{
+    const struct bl_loc_conf *lc = &r->loc->conf;
+    int file = r->file_mtime != 0;
+    if ((bits & BL_GZIP_PROXIED_ANY) ||
+        ((bits & BL_GZIP_PROXIED_AUTH) && field(&r->msg, "Authorization")))
+        return 1;
+    if ((bits & BL_GZIP_PROXIED_EXPIRED) && lc->expires)
+        return 1;
+    if ((bits & BL_GZIP_PROXIED_NO_CACHE) && lc->expires &&
+        (lc->expires == BL_EXPIRES_EPOCH || (int64_t)lc->expires_time < 0))
+        return 1;
+    if ((bits & BL_GZIP_PROXIED_NO_LM) && !file)
+        return 1;
+    if ((bits & BL_GZIP_PROXIED_NO_ETAG) && (!file || !lc->etag))
+        return 1;
+    return 0;
+}
+
+int bl_gzip_decide_local(const struct bl_request *r, int status, const char *type,
+                         uint64_t len)
+{
+    struct gz_resp g = {
+        .status = status,
+        .type = type,
+        .type_len = type ? strlen(type) : 0,
+        .has_body = r->msg.method_id != BL_H1_M_HEAD && len > 0,
+        .has_len = 1,
+        .len = len,
+    };
+    return decide(r, &g, local_proxied_ok);
+}
+
+size_t bl_gzip_compress(int level, const char *in, size_t len, char *out, size_t cap)
+{
+    z_stream z;
+    memset(&z, 0, sizeof(z));
+    if (deflateInit2(&z, level, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+        return 0;
+    z.next_in = (Bytef *)(uintptr_t)in;
+    z.avail_in = (uInt)len;
+    z.next_out = (Bytef *)out;
+    z.avail_out = (uInt)cap;
+    int rc = deflate(&z, Z_FINISH);
+    size_t n = cap - z.avail_out;
+    deflateEnd(&z);
+    return rc == Z_STREAM_END ? n : 0;
 }
 
 struct bl_gzip *bl_gzip_new(int level, int chunked)

@@ -1,4 +1,4 @@
-/* gzip compression of proxied responses (nginx's ngx_http_gzip_filter_module): which responses
+/* gzip compression of responses (nginx's ngx_http_gzip_filter_module): which responses
  * are compressed, and the streaming deflate that frames its output for the client.
  *
  * Memory is bounded whatever the body size: one zlib stream (about 256 KiB at the default
@@ -30,6 +30,16 @@ int bl_gzip_accepted(const char *v, size_t len);
 /* What gzip does for r, its response head parsed in r->resp and the location's gzip settings
  * in r->loc->conf: BL_GZIP_*. Reads only. */
 int bl_gzip_decide(const struct bl_request *r);
+
+/* The same for a response ballast makes itself (a file, a `return`, an error page) with
+ * status, Content-Type type (NULL: none) and a body of len bytes: r->msg is the request,
+ * r->file_mtime says whether it is a file (its validators count for gzip_proxied). */
+int bl_gzip_decide_local(const struct bl_request *r, int status, const char *type,
+                         uint64_t len);
+
+/* Compresses in[0..len) whole into out (a gzip member): its length, or 0 when it does not fit
+ * in cap bytes or zlib fails. For small bodies made at once (pages, `return` texts). */
+size_t bl_gzip_compress(int level, const char *in, size_t len, char *out, size_t cap);
 
 /* A compressor at level (1..9) framing its output as HTTP/1.1 chunks when chunked, else raw
  * (HTTP/1.0 until close, or an HTTP/2 stream). NULL when out of memory. */

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "http/gzip.h"
 #include "http/proxy_int.h"
 #include "http/response.h"
 #include "http/router.h"
@@ -91,6 +92,69 @@ static void insert_add_headers(struct bl_request *r, int status)
     b->end += (uint32_t)n;
 }
 
+/* gzip on for a response made here (a page, a `return` text), its head and whole body in
+ * r->out: the body compressed at once and the head told so (Content-Encoding, the new
+ * Content-Length, Vary with gzip_vary), as nginx's gzip filter treats its own pages. Left as
+ * it is when gzip does not apply or the result would not fit. */
+static void local_gzip(struct bl_request *r, int status)
+{
+    struct bl_buf *b = r->out;
+    char *end = memmem(b->data, b->end, "\r\n\r\n", 4);
+    if (!end || !r->loc || !r->loc->conf.gzip)
+        return;
+    char *body = end + 4;
+    size_t blen = (size_t)(b->data + b->end - body);
+    char type[128] = "";
+    const char *ct = memmem(b->data, (size_t)(end - b->data), "\r\nContent-Type: ", 16);
+    if (ct) {
+        ct += 16;
+        const char *eol = memchr(ct, '\r', (size_t)(end + 2 - ct));
+        size_t tl = eol ? (size_t)(eol - ct) : 0;
+        if (tl < sizeof(type)) {
+            memcpy(type, ct, tl);
+            type[tl] = '\0';
+        }
+    }
+    int d = bl_gzip_decide_local(r, status, ct ? type : NULL, blen);
+    if (d == BL_GZIP_NO)
+        return;
+    char z[4096], head[256];
+    size_t zlen = 0;
+    if (d == BL_GZIP_YES &&
+        !(zlen = bl_gzip_compress((int)r->loc->conf.gzip_comp_level, body, blen, z, sizeof(z))))
+        return;
+    int hn = snprintf(head, sizeof(head), "%s%s", d == BL_GZIP_YES ? "Content-Encoding: gzip\r\n" : "",
+                      r->loc->conf.gzip_vary ? "Vary: Accept-Encoding\r\n" : "");
+    if (d != BL_GZIP_YES) {
+        /* only Vary: the body stays */
+        if (hn <= 0 || b->end + (uint32_t)hn > b->cap)
+            return;
+        memmove(end + 2 + hn, end + 2, (size_t)(b->data + b->end - (end + 2)));
+        memcpy(end + 2, head, (size_t)hn);
+        b->end += (uint32_t)hn;
+        return;
+    }
+    /* the head again, its Content-Length replaced, then the new fields and the body */
+    char *cl = memmem(b->data, (size_t)(end - b->data), "\r\nContent-Length: ", 18);
+    if (!cl)
+        return;
+    cl += 2;
+    char *cl_end = memchr(cl, '\r', (size_t)(end + 2 - cl));
+    if (!cl_end)
+        return;
+    cl_end += 2;
+    char out[8192];
+    size_t pre = (size_t)(cl - b->data), mid = (size_t)(end + 2 - cl_end);
+    int n = snprintf(out, sizeof(out), "%.*sContent-Length: %zu\r\n%.*s%s\r\n", (int)pre,
+                     b->data, zlen, (int)mid, cl_end, head);
+    if (n < 0 || (size_t)n >= sizeof(out) || (size_t)n + zlen > b->cap)
+        return;
+    memcpy(b->data, out, (size_t)n);
+    memcpy(b->data + n, z, zlen);
+    b->end = (uint32_t)((size_t)n + zlen);
+    r->body_bytes_sent = zlen;
+}
+
 /* Makes the head (and a small body) of a response in r->out. BL_OK, or BL_ERR when no
  * buffer could be had. */
 static int local_write(struct bl_request *r, int status, const char *body, size_t len,
@@ -122,6 +186,7 @@ static int local_write(struct bl_request *r, int status, const char *body, size_
     r->out->end = (uint32_t)n;
     r->out_sent = 0;
     r->body_bytes_sent = body_bytes;
+    local_gzip(r, status);
     insert_add_headers(r, status);
     return BL_OK;
 }

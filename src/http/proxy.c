@@ -1409,11 +1409,11 @@ static int send_client(struct bl_request *r)
     return rc;
 }
 
-/* send_client() for a compressed response: the upstream's body bytes go through the
+/* send_client() for a compressed response: the upstream's (or a file's) body bytes go through the
  * compressor, one output buffer at a time, and leave it only as the client takes them. */
 static int send_client_gzip(struct bl_request *r)
 {
-    struct bl_buf *in = r->a.conn ? r->a.conn->in : NULL;
+    struct bl_buf *in = r->a.conn ? r->a.conn->in : r->file_in; /* a file's: static.c */
     for (;;) {
         struct bl_buf *o = bl_gzip_out(r->gz);
         uint32_t written;

@@ -154,6 +154,7 @@ struct bl_request {
     uint64_t file_off;                 /* the next byte of the file to send */
     int64_t file_mtime;                /* the file's (expires modified); 0: no file */
     struct bl_static_parts *parts;     /* multipart/byteranges being sent (static.c), or NULL */
+    struct bl_buf *file_in;            /* a compressed file's bytes on their way to r->gz */
     struct bl_timer file_timer;        /* a long file yields to the other connections */
     struct bl_rw_state rw;             /* captures, rewritten URI and arguments, set variables,
                                         * return (rewrite.c) */
@@ -275,7 +276,7 @@ int bl_static_serve(struct bl_request *r, const struct bl_location *loc, const c
  * BL_ERR: the file failed or shrank (logged, keep_alive cleared: the response is cut). */
 int bl_static_next(struct bl_request *r);
 #define BL_STATIC_DONE 1
-/* Frees what a file response holds beyond file_fd (multipart state). */
+/* Frees what a file response holds beyond file_fd (multipart state, gzip's input). */
 void bl_static_free(struct bl_request *r);
 /* The expires lines (Expires, Cache-Control) of r's location for a response with status,
  * written to buf: the length, 0 for none (expires off, or a status it does not apply to). */

@@ -677,6 +677,19 @@ int bl_static_serve(struct bl_request *r, const struct bl_location *loc, const c
         }
     }
 
+    /* gzip on: the file compressed as it is read (nginx's gzip filter), for 200 and error
+     * pages; never with ranges (decided above: a Range field rules it out). */
+    int gzd = gz ? BL_GZIP_NO : bl_gzip_decide_local(r, status, type, size);
+    int chunked = !r->c->h2 && m->minor_version == 1;
+    if (gzd == BL_GZIP_YES && !head_only) {
+        if (!(r->gz = bl_gzip_new((int)loc->conf.gzip_comp_level, chunked)) ||
+            !(r->file_in = bl_buf_get())) {
+            close(fd);
+            return BL_ERR;
+        }
+        if (!chunked && !r->c->h2)
+            r->keep_alive = 0; /* HTTP/1.0: the body ends at close */
+    }
     struct head h = {r->out->data, 0, r->out->cap, 0};
     head_start(r, &h, nranges ? 206 : status);
     uint64_t body_len = size;
@@ -707,14 +720,22 @@ int bl_static_serve(struct bl_request *r, const struct bl_location *loc, const c
         body_len += strlen(parts->boundary) + 8; /* "\r\n--B--\r\n" */
         put(&h, "Content-Type: multipart/byteranges; boundary=%s\r\nContent-Length: %llu\r\n",
             parts->boundary, (unsigned long long)body_len);
+    } else if (r->gz) {
+        put(&h, "Content-Type: %s\r\n", type);
     } else {
         put(&h, "Content-Type: %s\r\nContent-Length: %llu\r\n", type, (unsigned long long)size);
     }
     if (status == 200 || nranges)
         put(&h, "Last-Modified: %s\r\n", lm);
-    if (elen && (status == 200 || nranges)) {
-        put(&h, "ETag: %s\r\n", etag);
+    if (elen && (status == 200 || nranges)) /* compressed: the same bytes no more (nginx) */
+        put(&h, "ETag: %s%s\r\n", r->gz ? "W/" : "", etag);
+    if (r->gz) {
+        put(&h, "Content-Encoding: gzip\r\n");
+        if (chunked)
+            put(&h, "Transfer-Encoding: chunked\r\n");
     }
+    if (gzd != BL_GZIP_NO && loc->conf.gzip_vary)
+        put(&h, "Vary: Accept-Encoding\r\n");
     if (nranges == 1)
         put(&h, "Content-Range: bytes %llu-%llu/%llu\r\n", (unsigned long long)ranges[0].first,
             (unsigned long long)ranges[0].last, (unsigned long long)size);
@@ -723,7 +744,7 @@ int bl_static_serve(struct bl_request *r, const struct bl_location *loc, const c
         if (loc->conf.gzip_vary)
             put(&h, "Vary: Accept-Encoding\r\n");
     }
-    if (status == 200 && !nranges)
+    if (status == 200 && !nranges && !r->gz)
         put(&h, "Accept-Ranges: bytes\r\n");
     if (head_finish(r, &h, nranges ? 206 : status) != BL_OK) {
         close(fd);
@@ -749,10 +770,43 @@ int bl_static_serve(struct bl_request *r, const struct bl_location *loc, const c
     return BL_OK;
 }
 
+static void file_shrank(struct bl_request *r, ssize_t n);
+
 void bl_static_free(struct bl_request *r)
 {
     free(r->parts);
     r->parts = NULL;
+    bl_buf_put(r->file_in);
+    r->file_in = NULL;
+}
+
+/* bl_static_next() for a compressed file: the next bytes into r->file_in, which the proxy's
+ * writer feeds to r->gz (it returned with the input used up). */
+static int next_gzip(struct bl_request *r)
+{
+    if (bl_gzip_done(r->gz))
+        return BL_STATIC_DONE;
+    if (r->file_left == 0) {
+        r->resp_done = 1; /* the compressor writes its trailer */
+        return BL_OK;
+    }
+    struct bl_buf *in = r->file_in;
+    size_t want = r->file_left < in->cap ? (size_t)r->file_left : in->cap;
+    ssize_t n;
+    do
+        n = pread(r->file_fd, in->data, want, (off_t)r->file_off);
+    while (n < 0 && errno == EINTR);
+    if (n <= 0) {
+        file_shrank(r, n);
+        return BL_ERR;
+    }
+    in->start = 0;
+    in->end = (uint32_t)n;
+    r->file_off += (uint64_t)n;
+    r->file_left -= (uint64_t)n;
+    if (r->file_left == 0)
+        r->resp_done = 1;
+    return BL_OK;
 }
 
 /* The next part's header (or the closing boundary) into r->out. */
@@ -788,6 +842,8 @@ static void file_shrank(struct bl_request *r, ssize_t n)
 
 int bl_static_next(struct bl_request *r)
 {
+    if (r->gz)
+        return next_gzip(r);
     if (r->file_left == 0) {
         if (!r->parts || r->parts->closed)
             return BL_STATIC_DONE;

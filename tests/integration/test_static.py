@@ -473,3 +473,86 @@ def test_config_errors(tmp_path):
                            stderr=subprocess.PIPE)
         err = r.stderr.decode()
         assert r.returncode == 1 and want in err and ":1" in err, (loc, err)
+
+
+def test_gzip_on_compresses_files_and_pages(ballast, tmp_path):
+    """gzip on: files (streamed through the compressor, any size, memory bounded), `return`
+    texts and error pages are compressed by gzip_types, as nginx's gzip filter does for every
+    response; ranges, HEAD and clients that do not accept gzip get the plain bytes."""
+    px, www = serve(ballast, tmp_path, """
+gzip on;
+gzip_types text/plain application/javascript text/javascript;
+gzip_vary on;
+server {
+    listen 127.0.0.1:@port@;
+    root @www@;
+    location = /text { return 200 "a text that is long enough to be compressed by gzip\\n"; }
+}
+""")
+    big = os.path.join(www, "big.txt")
+    plain = b"".join(b"line %d of a text file\n" % i for i in range(300000))  # ~7 MB
+    with open(big, "wb") as f:
+        f.write(plain)
+    r = get(px.port, "/big.txt", {"Accept-Encoding": "gzip"})
+    assert r.status == 200 and r.header("Content-Encoding") == "gzip", r
+    assert r.framing == "chunked" and r.header("Vary") == "Accept-Encoding", r
+    assert r.header("ETag").startswith('W/"') and r.header("Accept-Ranges") is None, r
+    assert gzip.decompress(r.body) == plain
+    p = curl("--compressed", px.url("/big.txt"))
+    assert p.stdout == plain
+    raw = str(tmp_path / "big.gz")
+    assert curl("-H", "Accept-Encoding: gzip", "-o", raw, px.url("/big.txt")).returncode == 0
+    assert subprocess.run(["gunzip", "-t", raw]).returncode == 0
+    # HTTP/1.0: no chunks, the body ends at close
+    p = curl("--http1.0", "--compressed", px.url("/big.txt"))
+    assert p.stdout == plain
+    # what is not compressed
+    r = get(px.port, "/big.txt")
+    assert r.header("Content-Encoding") is None and r.body == plain, r
+    assert r.header("Vary") == "Accept-Encoding"
+    r = get(px.port, "/big.txt", {"Accept-Encoding": "gzip", "Range": "bytes=0-3"})
+    assert (r.status, r.body, r.header("Content-Encoding")) == (206, b"line", None), r
+    r = get(px.port, "/big.txt", {"Accept-Encoding": "gzip"}, "HEAD")
+    assert r.status == 200 and r.body == b"", r
+    r = get(px.port, "/img/logo.png", {"Accept-Encoding": "gzip"})
+    assert r.header("Content-Encoding") is None, r  # not in gzip_types
+    # pages and texts made by ballast
+    r = get(px.port, "/text", {"Accept-Encoding": "gzip"})
+    assert r.header("Content-Encoding") == "gzip", r
+    assert gzip.decompress(r.body) == b"a text that is long enough to be compressed by gzip\n"
+    r = get(px.port, "/missing", {"Accept-Encoding": "gzip"})
+    assert r.status == 404 and r.header("Content-Encoding") == "gzip", r
+    assert b"404 Not Found" in gzip.decompress(r.body)
+    # memory stays flat while a large file is compressed for a reader
+    with open(os.path.join(www, "huge.txt"), "wb") as f:
+        f.truncate((64 if ASAN else 512) * 1024 * 1024)
+    base = px.rss_kb()
+    with RssSampler(px.pid) as s:
+        p = curl("-H", "Accept-Encoding: gzip", "-o", str(tmp_path / "huge.gz"),
+                 px.url("/huge.txt"), timeout=120)
+    assert p.returncode == 0, p
+    assert s.max - base < 64 * 1024, "RSS grew by %d KB" % (s.max - base)
+    assert subprocess.run(["gunzip", "-t", str(tmp_path / "huge.gz")]).returncode == 0
+
+
+def test_static_over_tls_with_sendfile_on(ballast, tmp_path):
+    """TLS connections read the file and write it through TLS whatever sendfile says."""
+    from tlsutil import make_pki
+    os.makedirs(str(tmp_path / "pki"))
+    pki = make_pki(str(tmp_path / "pki"))
+    px, www = serve(ballast, tmp_path, """
+server {
+    listen 127.0.0.1:@port@ ssl;
+    ssl_certificate %s;
+    ssl_certificate_key %s;
+    root @www@;
+    sendfile on;
+}
+""" % pki["server"])
+    data = os.urandom(2 * 1024 * 1024 + 5)
+    with open(os.path.join(www, "r.bin"), "wb") as f:
+        f.write(data)
+    p = curl("-k", "https://127.0.0.1:%d/r.bin" % px.port)
+    assert p.stdout == data, p.stderr
+    p = curl("-k", "-r", "100-199", "https://127.0.0.1:%d/r.bin" % px.port)
+    assert p.stdout == data[100:200]

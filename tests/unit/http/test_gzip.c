@@ -107,11 +107,39 @@ static void test_round_trip(void **state)
     round_trip(1, 1 << 20, 1 << 20);
 }
 
+/* One-shot compression (pages and texts ballast makes): inflates back; too small an output
+ * is refused rather than cut. */
+static void test_compress_whole(void **state)
+{
+    (void)state;
+    char in[3000], z[4096], back[4096];
+    for (size_t i = 0; i < sizeof(in); i++)
+        in[i] = (char)('a' + i % 7);
+    size_t n = bl_gzip_compress(1, in, sizeof(in), z, sizeof(z));
+    assert_true(n > 18 && n < sizeof(in));
+    assert_int_equal((unsigned char)z[0], 0x1f); /* a gzip member */
+    assert_int_equal((unsigned char)z[1], 0x8b);
+    z_stream s;
+    memset(&s, 0, sizeof(s));
+    assert_int_equal(inflateInit2(&s, 15 + 16), Z_OK);
+    s.next_in = (Bytef *)z;
+    s.avail_in = (uInt)n;
+    s.next_out = (Bytef *)back;
+    s.avail_out = sizeof(back);
+    assert_int_equal(inflate(&s, Z_FINISH), Z_STREAM_END);
+    assert_int_equal(s.total_out, sizeof(in));
+    inflateEnd(&s);
+    assert_memory_equal(back, in, sizeof(in));
+    assert_int_equal(bl_gzip_compress(6, in, sizeof(in), z, 10), 0);
+    assert_true(bl_gzip_compress(9, "", 0, z, sizeof(z)) > 0); /* an empty member */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_accepted),
         cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_compress_whole),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
