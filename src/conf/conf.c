@@ -2637,9 +2637,6 @@ static int h_gzip_static(struct compiler *c, const struct bl_conf_node *n)
     return BL_OK;
 }
 
-/* try_files $uri [$uri/] FALLBACK, for a root location: the fallback is =CODE, a named
- * location (@name) or a URI, both internal redirects. Other files than $uri and $uri/ are not
- * supported in this build. */
 /* disable [CODE] [TEXT | URI]: ballast's switch (docs/protection.md). */
 static int h_disable(struct compiler *c, const struct bl_conf_node *n)
 {
@@ -2677,17 +2674,24 @@ static int h_try_files(struct compiler *c, const struct bl_conf_node *n)
         return fail(c, "\"try_files\" serves files: not with \"proxy_pass\" or \"return\"");
     const char *last = n->args[n->nargs - 1];
     int64_t code = 0;
-    int ok = last[0] == '@' || last[0] == '/' ||
-             (last[0] == '=' && parse_num(last + 1, 200, 599, &code) == BL_OK);
-    for (int i = 0; ok && i < n->nargs - 1; i++) {
-        if (strcmp(n->args[i], "$uri/") == 0)
-            loc->try_dir = 1;
-        else if (strcmp(n->args[i], "$uri") != 0)
-            ok = 0;
+    if (last[0] == '=' && parse_num(last + 1, 200, 599, &code) != BL_OK)
+        return fail(c, "invalid code \"%s\" in \"try_files\"", last);
+    if (last[0] != '=' && last[0] != '@' && last[0] != '/' && last[0] != '$')
+        return fail(c, "the last \"try_files\" argument must be =CODE, @NAME or a URI, not "
+                       "\"%s\"", last);
+    if (!(loc->try_list = conf_calloc((size_t)n->nargs - 1, sizeof(*loc->try_list))))
+        return oom(c);
+    for (int i = 0; i < n->nargs - 1; i++) {
+        const char *a = n->args[i];
+        if (a[0] != '/' && a[0] != '$')
+            return fail(c, "\"try_files\" file \"%s\" must start with \"/\" or a variable",
+                        a);
+        struct bl_try_file *t = &loc->try_list[loc->ntry];
+        if (!(t->path = template_vars(c, a)))
+            return BL_ERR;
+        t->dir = a[strlen(a) - 1] == '/';
+        loc->ntry++;
     }
-    if (!ok || strcmp(n->args[0], "$uri") != 0)
-        return fail(c, "try_files other than \"$uri [$uri/] =CODE | @NAME | URI\" is not "
-                       "supported in this build");
     if (!code && !(loc->try_fallback = conf_strdup(last)))
         return oom(c);
     if (!code && strchr(last, '$') && !(loc->try_fallback_tpl = template_vars(c, last)))
@@ -3757,7 +3761,7 @@ static const struct directive directives[] = {
     DIRECTIVE("proxy_ssl_conf_command", CTX_HSL, 2, 2, 0, "NAME VALUE", NULL, h_proxy_ssl),
     DIRECTIVE("root", CTX_HSL, 1, 1, 0, "DIRECTORY", NULL, h_root_any),
     DIRECTIVE("disable", CTX_LOCATION, 0, 2, 0, "[CODE] [TEXT | URI]", NULL, h_disable),
-    DIRECTIVE("try_files", CTX_LOCATION, 2, ANY_ARGS, 0, "$uri [$uri/] =CODE | @NAME | URI",
+    DIRECTIVE("try_files", CTX_LOCATION, 2, ANY_ARGS, 0, "FILE ... =CODE | @NAME | URI",
               NULL, h_try_files),
     /* static files (http/static.c, docs/static.md) */
     DIRECTIVE("alias", CTX_LOCATION, 1, 1, 0, "PATH", NULL, h_alias),
@@ -4636,6 +4640,9 @@ static void free_location(struct bl_location *loc)
     free(loc->proxy_host);
     free(loc->proxy_port);
     free(loc->try_fallback);
+    for (uint32_t i = 0; i < loc->ntry; i++)
+        bl_template_free(loc->try_list[i].path);
+    free(loc->try_list);
     free(loc->disable_text);
     free(loc->disable_uri);
     bl_template_free(loc->try_fallback_tpl);

@@ -249,6 +249,13 @@ struct bl_mime_type {
     char *type;
 };
 
+/* One FILE of try_files: a path in URI space (variables allowed); one ending in "/" names a
+ * directory, served by its index. */
+struct bl_try_file {
+    struct bl_template *path;
+    uint8_t dir;
+};
+
 /* An error_page line: codes -> URI, optionally with the status replaced. */
 struct bl_error_page {
     int code;
@@ -344,8 +351,9 @@ struct bl_location {
     struct bl_template *alias_tpl;  /* ... with variables (a regex location's captures): the
                                      * whole path */
     uint8_t root_inherited;         /* root is the server's or http's (not owned) */
-    uint8_t try_files;              /* try_files $uri [$uri/] =CODE | @NAME | URI */
-    uint8_t try_dir;                /* ... with $uri/: a directory is served by its index */
+    uint8_t try_files;              /* try_files FILE ... =CODE | @NAME | URI */
+    uint32_t ntry;                  /* ... its FILEs, tried in order */
+    struct bl_try_file *try_list;
     int try_code;                   /* ... the =CODE when nothing matches, or 0 for: */
     char *try_fallback;             /* ... the named location ("@x") or URI redirected to */
     struct bl_template *try_fallback_tpl; /* ... that URI when it has variables ($args) */

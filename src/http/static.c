@@ -495,9 +495,9 @@ static int open_failed(struct bl_request *r, const struct bl_location *loc, cons
                        int e, int missing)
 {
     if (e == ENOENT || e == ENOTDIR || e == ENAMETOOLONG) {
-        if (loc->conf.log_not_found && !loc->try_files)
+        if (loc->conf.log_not_found)
             log_file(r, BL_LOG_ERROR, e, "open() \"%s\" failed", full);
-        return try_fallback(r, loc, missing);
+        return bl_local_response(r, missing, NULL, 0, NULL, 0);
     }
     if (e == EACCES || e == ELOOP || e == EMLINK) {
         log_file(r, BL_LOG_ERROR, e, "open() \"%s\" failed", full);
@@ -505,6 +505,40 @@ static int open_failed(struct bl_request *r, const struct bl_location *loc, cons
     }
     log_file(r, BL_LOG_CRIT, e, "open() \"%s\" failed", full);
     return bl_local_response(r, 500, NULL, 0, NULL, 0);
+}
+
+/* try_files: the first FILE that exists (a regular file, or a directory for one ending in
+ * "/"), its URI path in out. 1, or 0 when none does. */
+static int try_files(struct bl_request *r, const struct bl_location *loc, char *out, size_t cap,
+                     size_t *olen)
+{
+    struct bl_var_ctx v;
+    bl_request_var_ctx(r, &v);
+    for (uint32_t i = 0; i < loc->ntry; i++) {
+        const struct bl_try_file *t = &loc->try_list[i];
+        size_t n = bl_template_eval(t->path, &v, out, cap - 1);
+        if (n == 0 || n >= cap - 1 || out[0] != '/')
+            continue;
+        out[n] = '\0';
+        char full[PATH_MAX];
+        size_t from;
+        if (map_path(r, loc, out, n, full, sizeof(full), &from) != BL_OK)
+            continue;
+        int fd = open_file(loc, full, from);
+        if (fd < 0)
+            continue;
+        struct stat st;
+        int ok = fstat(fd, &st) == 0 && (t->dir ? S_ISDIR(st.st_mode) : S_ISREG(st.st_mode));
+        close(fd);
+        if (ok) {
+            /* a directory is tested with its slash and served without (nginx): "/dir"
+             * is redirected to "/dir/", "/dir/" gets its index */
+            *olen = t->dir && n > 1 ? n - 1 : n;
+            out[*olen] = '\0';
+            return 1;
+        }
+    }
+    return 0;
 }
 
 /* gzip_static: FILE.gz instead of FILE when the client accepts gzip (or always). The .gz fd
@@ -544,8 +578,16 @@ int bl_static_serve(struct bl_request *r, const struct bl_location *loc, const c
         return bl_local_response(r, 405, NULL, 0, NULL, 0);
     if (!len || path[0] != '/')
         return bl_local_response(r, 404, NULL, 0, NULL, 0);
-    /* try_files $uri [$uri/] =CODE answers CODE where a plain root answers 404. */
-    int missing = loc->try_files && loc->try_code ? loc->try_code : 404;
+    /* try_files: the first of its files that exists is served here; none: its fallback */
+    char tried[PATH_MAX];
+    if (loc->try_files) {
+        size_t tlen;
+        if (!try_files(r, loc, tried, sizeof(tried), &tlen))
+            return try_fallback(r, loc, loc->try_code ? loc->try_code : 404);
+        path = tried;
+        len = tlen;
+    }
+    int missing = 404;
     char full[PATH_MAX];
     size_t from;
     if (map_path(r, loc, path, len, full, sizeof(full), &from) != BL_OK) {
@@ -554,7 +596,7 @@ int bl_static_serve(struct bl_request *r, const struct bl_location *loc, const c
                      (int)len, path);
             return bl_local_response(r, 403, NULL, 0, NULL, 0);
         }
-        return try_fallback(r, loc, missing);
+        return bl_local_response(r, 404, NULL, 0, NULL, 0);
     }
     size_t flen = strlen(full);
     int fd;
@@ -564,13 +606,13 @@ int bl_static_serve(struct bl_request *r, const struct bl_location *loc, const c
             /* nginx: a directory without an index file is forbidden, not missing. */
             struct stat dst;
             int dir = stat(full, &dst) == 0 && S_ISDIR(dst.st_mode);
-            if (dir && (!loc->try_files || loc->try_dir)) {
+            if (dir) {
                 log_file(r, BL_LOG_ERROR, 0, "directory index of \"%s\" is forbidden", full);
                 return bl_local_response(r, 403, NULL, 0, NULL, 0);
             }
-            if (!dir && loc->conf.log_not_found && !loc->try_files)
+            if (loc->conf.log_not_found)
                 log_file(r, BL_LOG_ERROR, ENOENT, "\"%s\" is not found", full);
-            return try_fallback(r, loc, missing);
+            return bl_local_response(r, missing, NULL, 0, NULL, 0);
         }
     } else {
         fd = open_file(loc, full, from);
@@ -584,8 +626,6 @@ int bl_static_serve(struct bl_request *r, const struct bl_location *loc, const c
     }
     if (S_ISDIR(st.st_mode)) {
         close(fd);
-        if (loc->try_files && !loc->try_dir)
-            return try_fallback(r, loc, missing);
         /* nginx: a directory without the slash is redirected to the slash, arguments kept */
         char to[PATH_MAX + 8];
         int k = snprintf(to, sizeof(to), "%.*s/%s%.*s", (int)len, path, m->query ? "?" : "",
@@ -597,7 +637,7 @@ int bl_static_serve(struct bl_request *r, const struct bl_location *loc, const c
     if (!S_ISREG(st.st_mode)) {
         close(fd);
         log_file(r, BL_LOG_CRIT, 0, "\"%s\" is not a regular file", full);
-        return try_fallback(r, loc, 404);
+        return bl_local_response(r, 404, NULL, 0, NULL, 0);
     }
     if (!page && m->method_id == BL_H1_M_POST) {
         close(fd);

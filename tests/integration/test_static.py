@@ -383,6 +383,43 @@ server {
     assert get(px.port, "/code/x").status == 418
 
 
+def test_try_files_side_by_side_with_nginx(tmp_path, backend):
+    """Several files, directories, =CODE and a named location that proxies, in nginx and
+    ballast: the same answers."""
+    be = backend()
+    www = make_tree(str(tmp_path / "site" / "www"))
+    body = ("""
+upstream app { server 127.0.0.1:%d; }
+server {
+    listen 127.0.0.1:@port@;
+    root %s;
+    location / { try_files $uri $uri/ =404; }
+    location /m/ { try_files /maintenance.html $uri $uri.txt $uri/index.html @app; }
+    location /c/ { try_files /nope /a.txt; }
+    location @app { proxy_pass http://app; }
+}
+""" % (be.port, www))
+    nvals = {}
+    n = Nginx(str(tmp_path / "nginx"), render(body, nvals), access_log_off=True)
+    b = Ballast(str(tmp_path / "ballast"), "http {\n%s\n}\n" % body)
+    try:
+        n.wait_listening(nvals["port"])
+        b.start()
+        for path in ["/a.txt", "/dir", "/dir/", "/empty/", "/empty", "/missing", "/",
+                     "/m/x?text=app", "/c/anything"]:
+            rb, rn = get(b.port, path), get(nvals["port"], path)
+            assert rb.status == rn.status, (path, rb, rn)
+            if rb.status < 300:
+                assert rb.body == rn.body, (path, rb, rn)
+            if rb.status == 301:
+                assert rb.header("Location").split("/", 3)[3] == \
+                    rn.header("Location").split("/", 3)[3], (path, rb, rn)
+    finally:
+        n.stop()
+        for p in b.finish():
+            pytest.fail(p)
+
+
 def test_regex_location_and_alias_captures(ballast, tmp_path):
     px, www = serve(ballast, tmp_path, """
 server {

@@ -525,13 +525,18 @@ def test_debian_default_site_serves_as_nginx(ballast, nginx, tmp_path):
             assert got.header("Location").endswith(path + "/"), got
 
 
-def test_try_files_forms_not_supported_are_named(tmp_path):
+def test_try_files_forms(tmp_path):
+    """Any files load (http/static.c tries them); a last argument that is no fallback is
+    named with its line."""
     text = ("http {\n    server {\n        listen 127.0.0.1:18080;\n        root /tmp;\n"
-            "        location / { try_files $uri $uri.html =404; }\n    }\n}\n")
+            "        location / { try_files $uri $uri.html /index.html =404; }\n    }\n}\n")
+    path, r = check(tmp_path, text)
+    assert r.returncode == 0, r
+    text = text.replace("=404", "fallback")
     path, r = check(tmp_path, text)
     assert r.returncode == 1, r
-    assert ('try_files other than "$uri [$uri/] =CODE | @NAME | URI" is not supported in this '
-            'build in %s:5' % path) in r.stderr, r.stderr
+    assert ('the last "try_files" argument must be =CODE, @NAME or a URI, not "fallback" in '
+            '%s:5' % path) in r.stderr, r.stderr
 
 
 def test_user_drops_privileges(ballast, tmp_path):
