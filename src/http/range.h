@@ -1,6 +1,6 @@
 /* What static files answer conditional and range requests with (RFC 9110 sections 8.8, 13
- * and 14, as nginx's not_modified and range filters read them): entity tags, HTTP dates, and
- * the Range field. Pure functions; any thread. */
+ * and 14, as nginx's not_modified and range filters read them): entity tags and the Range
+ * field (HTTP dates: cache/cache_control.h). Pure functions; any thread. */
 #ifndef BL_HTTP_RANGE_H
 #define BL_HTTP_RANGE_H
 
@@ -25,10 +25,6 @@ struct bl_range {
  * (BL_RANGE_IGNORE), so a client cannot make one small file cost many times its size. */
 int bl_range_parse(const char *v, size_t len, uint64_t size, struct bl_range *out, int max,
                    int *n);
-
-/* The Unix time of an HTTP date (IMF-fixdate, RFC 850 or asctime; RFC 9110 5.6.7), or -1
- * when v is not one. */
-int64_t bl_http_date_parse(const char *v, size_t len);
 
 /* nginx's strong entity tag for a file: "MTIME-SIZE" in hex, quotes included. Writes at most
  * cap bytes (40 is enough) and returns the length. */

@@ -20,6 +20,7 @@
 #include <linux/openat2.h>
 #endif
 
+#include "cache/cache_control.h"
 #include "core/log.h"
 #include "http/gzip.h"
 #include "http/proxy_int.h"
