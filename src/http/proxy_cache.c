@@ -337,9 +337,9 @@ static int entry_serve(struct bl_request *r, int cache_status)
     o->end += (uint32_t)n - 2;
     r->body_bytes_sent = 0;
     if (body && len) {
-        if (lseek(cr->efd, (off_t)(bl_cache_body_offset(m) + start), SEEK_SET) < 0)
-            return BL_ERR;
+        /* the body goes out by sendfile or pread from file_off (http/static.c) */
         r->file_fd = cr->efd;
+        r->file_off = bl_cache_body_offset(m) + start;
         r->file_left = len;
         cr->efd = -1;
     }
