@@ -3,14 +3,16 @@
 # `use io_uring;`, the same binary, one worker each, the same nginx backend (12-byte-ish body,
 # upstream keep-alive). Interleaved rounds at each connection count; per backend and count:
 # requests/s, CPU per request (the process's utime+stime over the run), p99, and syscalls per
-# request (strace -c over a separate short run). Only ratios within one run mean anything on
+# request (perf stat's count over the same runs; strace -c over a short run names them). Only ratios within one run mean anything on
 # a shared machine. `make bench-uring`.
 #
 # Environment:
 #   URING_CONNS=50,200,2000   connection counts
 #   URING_DURATION=8          seconds per measured wrk run
 #   URING_ROUNDS=2            interleaved rounds per count (the median is reported)
-#   URING_STRACE=3            seconds of the strace run per backend and count (0: none)
+#   URING_STRACE=3            seconds of the strace run per backend and count, which names the
+#                             syscalls (0: none); the counts per request come from perf stat
+#                             over the measured runs where perf can count them
 #   BALLAST_BIN=./ballast
 #   BENCH_RESULTS=bench/RESULTS.md   the section is appended there; BENCH_NO_RESULTS=1: not
 set -euo pipefail
@@ -53,9 +55,30 @@ PIDS+=($!)
 declare -A PORT PID
 for m in epoll io_uring; do
     PORT[$m]=$(free_port)
-    sed -e "s|@BACKEND_PORT@|$BPORT|g" -e "s|@PORT@|${PORT[$m]}|g" \
-        -e "s|worker_connections 20000;|worker_connections 20000;\n    use $m;|" \
-        bench/conf/ballast.conf.in >"$TMP/ballast-$m.conf"
+    # make bench's plain HTTP/1.1 config (bench/conf/ballast.conf.in) with the method.
+    cat >"$TMP/ballast-$m.conf" <<EOF
+worker_processes 1;
+error_log stderr warn;
+events {
+    worker_connections 20000;
+    use $m;
+}
+http {
+    access_log off;
+    keepalive_requests 100000;
+    keepalive_timeout 300s;
+    upstream b {
+        server 127.0.0.1:$BPORT;
+        keepalive 256;
+    }
+    server {
+        listen 127.0.0.1:${PORT[$m]};
+        location / {
+            proxy_pass http://b;
+        }
+    }
+}
+EOF
     "$BALLAST_BIN" -c "$TMP/ballast-$m.conf" 2>"$TMP/ballast-$m.err" &
     PID[$m]=$!
     PIDS+=($!)
@@ -81,6 +104,14 @@ parse_wrk() {
 }
 
 ROWS=$TMP/rows
+# Syscalls per request: perf counts them (a tracepoint, all threads) over the measured runs
+# at no cost worth the name; strace -c, slow, only names them.
+PERF=""
+if command -v perf >/dev/null && perf stat -e raw_syscalls:sys_enter -- true >/dev/null 2>&1; then
+    PERF=1
+else
+    log "perf cannot count syscalls here: syscalls per request come from strace alone"
+fi
 : >"$ROWS"
 log "warm-up"
 for m in epoll io_uring; do wrk -t1 -c50 -d2s "http://127.0.0.1:${PORT[$m]}/" >/dev/null 2>&1 || true; done
@@ -90,12 +121,25 @@ for c in "${CL[@]}"; do
         order="epoll io_uring"
         (( r % 2 == 0 )) && order="io_uring epoll"
         for m in $order; do
+            pp=""
+            if [ -n "$PERF" ]; then
+                perf stat -e raw_syscalls:sys_enter -x, -o "$TMP/perf" -p "${PID[$m]}" 2>/dev/null &
+                pp=$!
+                sleep 0.2
+            fi
             t0=$(ticks "${PID[$m]}")
             wrk -t1 -c"$c" -d"${DUR}s" --latency "http://127.0.0.1:${PORT[$m]}/" >"$TMP/wrk" 2>&1 || true
             t1=$(ticks "${PID[$m]}")
+            sc=-1
+            if [ -n "$pp" ]; then
+                kill -INT "$pp" 2>/dev/null || true
+                wait "$pp" 2>/dev/null || true
+                sc=$(awk -F, '/raw_syscalls/ { print $1 }' "$TMP/perf")
+                [[ $sc =~ ^[0-9]+$ ]] || sc=-1
+            fi
             read -r reqs rps p99 < <(parse_wrk "$TMP/wrk")
-            echo "wrk $m $c $reqs $rps $p99 $((t1 - t0))" >>"$ROWS"
-            log "c=$c round $r $m: $rps req/s, p99 ${p99} ms, $((t1 - t0)) ticks"
+            echo "wrk $m $c $reqs $rps $p99 $((t1 - t0)) $sc" >>"$ROWS"
+            log "c=$c round $r $m: $rps req/s, p99 ${p99} ms, $((t1 - t0)) ticks, $sc syscalls"
         done
     done
     if [ "$STRACE_S" != 0 ]; then
@@ -126,13 +170,14 @@ wrk, st = {}, {}
 for ln in open(rows):
     f = ln.split()
     if f[0] == "wrk":
-        reqs, rps, p99, t = int(f[3]), float(f[4]), float(f[5]), int(f[6])
-        wrk.setdefault((f[1], int(f[2])), []).append((rps, t * 1e6 / tck / max(reqs, 1), p99))
+        reqs, rps, p99, t, sc = int(f[3]), float(f[4]), float(f[5]), int(f[6]), int(f[7])
+        wrk.setdefault((f[1], int(f[2])), []).append(
+            (rps, t * 1e6 / tck / max(reqs, 1), p99, sc / max(reqs, 1) if sc >= 0 else -1))
     else:
         reqs, total = int(f[3]), int(f[4])
         st[(f[1], int(f[2]))] = (total / max(reqs, 1), " ".join(f[5:]))
 conns = sorted({c for _, c in wrk})
-print("| conns | backend | req/s | CPU us/req | p99 ms | syscalls/req (strace) | io_uring/epoll: rps, CPU/req |")
+print("| conns | backend | req/s | CPU us/req | p99 ms | syscalls/req | io_uring/epoll: rps, CPU/req, syscalls/req |")
 print("|---|---|---|---|---|---|---|")
 for c in conns:
     med = {}
@@ -140,20 +185,25 @@ for c in conns:
         v = wrk.get((m, c))
         if not v:
             continue
-        med[m] = tuple(statistics.median(x[i] for x in v) for i in range(3))
+        med[m] = tuple(statistics.median(x[i] for x in v) for i in range(4))
     for m in ("epoll", "io_uring"):
         if m not in med:
             continue
-        rps, cpu, p99 = med[m]
-        sc = st.get((m, c))
+        rps, cpu, p99, sc = med[m]
+        if sc < 0 and (m, c) in st:
+            sc = st[(m, c)][0]  # no perf: strace's count (its short run includes set-up)
         ratio = ""
         if m == "io_uring" and "epoll" in med:
-            ratio = "%.2fx, %.2fx" % (rps / med["epoll"][0], cpu / med["epoll"][1])
+            e = med["epoll"]
+            ratio = "%.2fx, %.2fx, %s" % (rps / e[0], cpu / e[1],
+                                         "%.2fx" % (sc / e[3]) if sc >= 0 and e[3] > 0 else "-")
         print("| %d | %s | %.0f | %.1f | %.2f | %s | %s |" % (
-            c, m, rps, cpu, p99, "%.2f" % sc[0] if sc else "-", ratio))
+            c, m, rps, cpu, p99, "%.2f" % sc if sc >= 0 else "-", ratio))
 print()
 print("Medians of %s interleaved rounds of %ss (wrk -t1, keep-alive), one ballast worker each, "
-      "%s CPUs shared with the backend and wrk. Syscalls by name (strace -c, all threads):" % (rounds, dur, ncpu))
+      "%s CPUs shared with the backend and wrk; syscalls per request counted by perf stat "
+      "(raw_syscalls:sys_enter, all threads) over the same runs. Syscalls by name over a short "
+      "run under strace -c (its start includes the connections' set-up):" % (rounds, dur, ncpu))
 for (m, c), (per, top) in sorted(st.items(), key=lambda kv: (kv[0][1], kv[0][0])):
     print("- %s, %d conns: %s" % (m, c, top))
 EOF
