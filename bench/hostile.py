@@ -9,9 +9,15 @@ nginx with proxy_max_temp_file_size 0 (no spooling of answers to disk, as ballas
 each attack:
 
   slowloris    slowhttptest -H: 1000 connections sending a header field every 10 s
-  slow_post    slowhttptest -B: 1000 uploads sending a body piece every 10 s
-  slow_read    slowhttptest -X: 500 connections reading /big a few bytes at a time
-  never_read   200 connections (our own) asking for /big and reading nothing
+  slow_post    slowhttptest -B: 1000 uploads sending a body piece every 10 s, to /post, whose
+               backend (ours) reads the whole body before it answers
+  slow_read    slowhttptest -X: 100 connections reading /big a few bytes at a time
+  never_read   50 connections (our own) asking for /big and reading nothing
+
+The readers are kept to 100 and 50: each holds about 7.5 MB of kernel socket memory along the
+chain (the backend's send buffer, the proxy's receive and send buffers), so 200 of them already
+reach this VM's tcp_mem pressure threshold (1.5 GB) and 500 its limit, where every TCP socket
+on the machine stalls, whichever proxy is in the middle (see bench/RESULTS.md).
   idle         5000 connections (our own) that connect and send nothing
 
 The attack starts, ramps for --ramp seconds, then wrk runs --duration seconds beside it. Peak
@@ -27,6 +33,7 @@ import argparse
 import os
 import re
 import resource
+import selectors
 import shutil
 import signal
 import socket
@@ -139,6 +146,71 @@ def wrk(port, duration):
     return p99, rps, errs
 
 
+class BodyBackend(threading.Thread):
+    """/post's backend: reads a request's whole Content-Length body, then answers 200, as an
+    application does (nginx's own static handler answers a POST at once with 405, so the slow
+    body would never be waited for). One thread, selectors: it holds a thousand slow uploads."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.ls = socket.socket()
+        self.ls.bind(("127.0.0.1", 0))
+        self.ls.listen(4096)
+        self.ls.setblocking(False)
+        self.port = self.ls.getsockname()[1]
+        self.stop = threading.Event()
+
+    def run(self):
+        sel = selectors.DefaultSelector()
+        sel.register(self.ls, selectors.EVENT_READ, None)
+        state = {}
+        while not self.stop.is_set():
+            for key, _ in sel.select(0.2):
+                if key.data is None:
+                    try:
+                        s, _ = self.ls.accept()
+                    except OSError:
+                        continue
+                    s.setblocking(False)
+                    state[s] = [b"", None]
+                    sel.register(s, selectors.EVENT_READ, 1)
+                    continue
+                s = key.fileobj
+                st = state[s]
+                try:
+                    d = s.recv(65536)
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    d = b""
+                if not d:
+                    sel.unregister(s)
+                    s.close()
+                    del state[s]
+                    continue
+                st[0] += d
+                while True:
+                    if st[1] is None:
+                        i = st[0].find(b"\r\n\r\n")
+                        if i < 0:
+                            break
+                        m = re.search(rb"(?i)\r\ncontent-length:\s*(\d+)", st[0][:i])
+                        st[1] = int(m.group(1)) if m else 0
+                        st[0] = st[0][i + 4:]
+                    if len(st[0]) < st[1]:
+                        break
+                    st[0], st[1] = st[0][st[1]:], None
+                    try:
+                        s.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                    except OSError:
+                        break
+
+    def end(self):
+        self.stop.set()
+        self.join(5)
+        self.ls.close()
+
+
 class OwnAttack(threading.Thread):
     """never_read: n connections that ask for /big and never read; idle: n that send nothing.
     Connections the proxy closes are opened again, so the pressure holds."""
@@ -203,11 +275,11 @@ def start_attack(kind, port, duration):
         return Proc(["slowhttptest", "-H", "-c", "1000", "-i", "10", "-x", "1", "-u", url] + common)
     if kind == "slow_post":
         return Proc(["slowhttptest", "-B", "-c", "1000", "-i", "10", "-s", "1000000", "-x", "1",
-                     "-u", url + "ok"] + common)
+                     "-u", url + "post"] + common)
     if kind == "slow_read":
-        return Proc(["slowhttptest", "-X", "-c", "500", "-k", "1", "-n", "1", "-w", "10", "-y", "20",
+        return Proc(["slowhttptest", "-X", "-c", "100", "-k", "1", "-n", "1", "-w", "10", "-y", "20",
                      "-z", "32", "-u", url + "big"] + common)
-    a = OwnAttack(port, kind, 200 if kind == "never_read" else 5000)
+    a = OwnAttack(port, kind, 50 if kind == "never_read" else 5000)
     a.start()
     return a
 
@@ -245,11 +317,15 @@ def main():
         p = Proc(["nginx", "-p", tmp, "-c", nginx_conf(
             tmp, "backend", "server { listen 127.0.0.1:%d; root %s; }" % (be, www))])
         procs.append(p)
+        body_be = BodyBackend()
+        body_be.start()
+        procs.append(body_be)
         ports = {"ballast": free_port(), "nginx": free_port()}
         proxy = ("upstream be { server 127.0.0.1:%d; keepalive 64; }\n"
                  "server { listen 127.0.0.1:%%d; %s\n"
+                 "  location /post { proxy_pass http://127.0.0.1:%d; }\n"
                  "  location / { proxy_pass http://be; proxy_http_version 1.1;\n"
-                 "               proxy_set_header Connection \"\"; } }" % (be, TIMEOUTS))
+                 "               proxy_set_header Connection \"\"; } }" % (be, TIMEOUTS, body_be.port))
         # nginx would spool each never-read 100 MB answer to a temp file (20 GB for 200
         # readers); ballast keeps none: both hold only their memory buffers here
         nproxy = (proxy % ports["nginx"]).replace("proxy_pass http://be;",
@@ -301,7 +377,7 @@ def main():
                      rss / 1024, fds))
     finally:
         for p in reversed(procs):
-            p.stop()
+            p.end() if isinstance(p, BodyBackend) else p.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
