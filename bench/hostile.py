@@ -5,8 +5,8 @@
 One nginx backend serves /ok (2 bytes) and /big (100 MB). ballast and nginx proxy to it, one
 worker each, the same timeouts (client_header_timeout, client_body_timeout and send_timeout
 60s, nginx's defaults, so the attackers are not simply cut off), worker_connections 10000;
-nginx with proxy_max_temp_file_size 0 (no spooling of answers to disk, as ballast). For each proxy, in turn: wrk -t1 -c10 --latency against /ok alone (the baseline), then during
-each attack:
+nginx with proxy_max_temp_file_size 0 (no spooling of answers to disk, as ballast). For each proxy and attack, --rounds times: wrk -t1 -c10 --latency against /ok alone (the
+baseline), then the same during the attack:
 
   slowloris    slowhttptest -H: 1000 connections sending a header field every 10 s
   slow_post    slowhttptest -B: 1000 uploads sending a body piece every 10 s, to /post, whose
@@ -23,11 +23,13 @@ on the machine stalls, whichever proxy is in the middle (see bench/RESULTS.md).
 The attack starts, ramps for --ramp seconds, then wrk runs --duration seconds beside it. Peak
 RSS (KB) and descriptors of the proxy during the attack are sampled every 0.2 s.
 
-Prints a markdown table: p99 baseline, p99 under attack, their ratio, wrk's request rate and
-errors, peak RSS and fds, for each proxy and attack. The machine is shared and noisy: compare
+Prints a markdown table: the medians of p99 baseline, p99 under attack and of the ratios of
+each pair (every ratio listed), wrk's request rate and errors, peak RSS and fds, for each proxy
+and attack. The machine is shared and noisy: compare
 ballast with nginx within one run; the absolute figures move from run to run.
 
-    bench/hostile.py [--duration 10] [--ramp 3] [--attacks slowloris,idle] [--ballast ./ballast]
+    bench/hostile.py [--duration 5] [--ramp 3] [--rounds 3] [--attacks slowloris,idle]
+                     [--ballast ./ballast]     (BENCH_DURATION, BENCH_ROUNDS)
 """
 import argparse
 import os
@@ -293,8 +295,9 @@ def stop_attack(a):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--duration", type=int, default=int(os.environ.get("BENCH_DURATION", "10")))
+    ap.add_argument("--duration", type=int, default=int(os.environ.get("BENCH_DURATION", "5")))
     ap.add_argument("--ramp", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=int(os.environ.get("BENCH_ROUNDS", "3")))
     ap.add_argument("--attacks", default=",".join(ATTACKS))
     ap.add_argument("--ballast", default=os.environ.get("BALLAST_BIN", os.path.join(ROOT, "ballast")))
     args = ap.parse_args()
@@ -348,33 +351,44 @@ def main():
               % (args.duration, args.ramp, time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())),
               file=sys.stderr)
         rows = []
+        med = lambda v: sorted(v)[len(v) // 2] if v else None
         for who in ("ballast", "nginx"):
             port, pid = ports[who], pids[who]
             wrk(port, 2)  # warm-up: upstream keep-alive connections
-            base, base_rps, base_err = wrk(port, args.duration)
-            rows.append((who, "none", base, base, base_rps, base_err, status_kb(pid, "VmRSS"),
-                         nfds(pid)))
             for kind in attacks:
+                # rounds of (baseline, attack) pairs, so that each ratio compares two
+                # measurements taken seconds apart on this noisy machine; medians reported
+                bases, p99s, ratios, rpss, errs = [], [], [], [], 0
                 s = Sampler(pid)
                 s.start()
-                a = start_attack(kind, port, args.ramp + args.duration + 5)
-                time.sleep(args.ramp)
-                p99, rps, err = wrk(port, args.duration)
-                stop_attack(a)
+                for _ in range(args.rounds):
+                    base, _, e0 = wrk(port, args.duration)
+                    a = start_attack(kind, port, args.ramp + args.duration + 5)
+                    time.sleep(args.ramp)
+                    p99, rps, e1 = wrk(port, args.duration)
+                    stop_attack(a)
+                    time.sleep(2)  # let the proxy close what the attack left
+                    errs += e0 + e1
+                    if base and p99:
+                        bases.append(base)
+                        p99s.append(p99)
+                        ratios.append(p99 / base)
+                        rpss.append(rps)
                 s.stop.set()
                 s.join()
-                rows.append((who, kind, base, p99, rps, err, s.rss, s.fds))
-                print("  %s %s: p99 %.2f ms (base %.2f), %.0f req/s, %d errors, RSS %d KB, %d fds"
-                      % (who, kind, p99 or -1, base or -1, rps, err, s.rss, s.fds),
-                      file=sys.stderr)
-                time.sleep(2)  # let the proxy close what the attack left
-        print("| proxy | attack | p99 base (ms) | p99 attack (ms) | ratio | req/s | errors | peak RSS (MB) | peak fds |")
-        print("|-------|--------|--------------:|----------------:|------:|------:|-------:|--------------:|---------:|")
-        for who, kind, base, p99, rps, err, rss, fds in rows:
-            ratio = "%.2f" % (p99 / base) if p99 and base else "-"
-            print("| %s | %s | %.2f | %s | %s | %.0f | %d | %.1f | %d |"
-                  % (who, kind, base or -1, "%.2f" % p99 if p99 else "-", ratio, rps, err,
-                     rss / 1024, fds))
+                rows.append((who, kind, med(bases), med(p99s), med(ratios), med(rpss) or 0, errs,
+                             s.rss, s.fds, ratios))
+                print("  %s %s: ratios %s, RSS %d KB, %d fds" % (
+                    who, kind, " ".join("%.2f" % r for r in ratios), s.rss, s.fds), file=sys.stderr)
+        print("| proxy | attack | p99 base (ms) | p99 attack (ms) | ratio (median) | ratios | "
+              "req/s | errors | peak RSS (MB) | peak fds |")
+        print("|-------|--------|--------------:|----------------:|------:|------|------:|"
+              "-------:|--------------:|---------:|")
+        for who, kind, base, p99, ratio, rps, err, rss, fds, ratios in rows:
+            print("| %s | %s | %s | %s | %s | %s | %.0f | %d | %.1f | %d |"
+                  % (who, kind, "%.2f" % base if base else "-", "%.2f" % p99 if p99 else "-",
+                     "%.2f" % ratio if ratio else "-", " ".join("%.2f" % r for r in ratios),
+                     rps, err, rss / 1024, fds))
     finally:
         for p in reversed(procs):
             p.end() if isinstance(p, BodyBackend) else p.stop()
