@@ -27,6 +27,45 @@ uint32_t bl_buf_size(void) { return buf_size; }
 static _Thread_local struct bl_buf *free_list;
 static _Thread_local uint32_t nfree;
 static _Thread_local uint32_t overflow_freed, overflow_allocated;
+static _Thread_local struct bl_buf *large_list;
+static _Thread_local uint32_t nlarge;
+
+uint32_t bl_buf_large_size(void)
+{
+    return buf_size > BL_BUF_LARGE_SIZE ? buf_size : BL_BUF_LARGE_SIZE;
+}
+
+/* A large buffer is one whose capacity is BL_BUF_LARGE_SIZE while ordinary ones are smaller
+ * (with ordinary buffers of that size or more, large ones are ordinary ones). */
+static inline int is_large(const struct bl_buf *b)
+{
+    return buf_size < BL_BUF_LARGE_SIZE && b->cap == BL_BUF_LARGE_SIZE;
+}
+
+struct bl_buf *bl_buf_get_large(void)
+{
+    if (buf_size >= BL_BUF_LARGE_SIZE)
+        return bl_buf_get();
+    struct bl_buf *b;
+#ifndef BL_NO_POOL
+    if (large_list) {
+        b = large_list;
+        large_list = b->next;
+        nlarge--;
+        b->start = b->end = 0;
+        b->next = NULL;
+        return b;
+    }
+#endif
+    b = malloc(sizeof(*b) + BL_BUF_LARGE_SIZE);
+    if (!b)
+        return NULL;
+    overflow_allocated++;
+    b->start = b->end = 0;
+    b->cap = BL_BUF_LARGE_SIZE;
+    b->next = NULL;
+    return b;
+}
 
 struct bl_buf *bl_buf_get(void)
 {
@@ -57,6 +96,19 @@ void bl_buf_put(struct bl_buf *b)
 {
     if (!b)
         return;
+    if (is_large(b)) {
+#ifndef BL_NO_POOL
+        if (nlarge < BL_BUF_LARGE_CACHE) {
+            b->next = large_list;
+            large_list = b;
+            nlarge++;
+            return;
+        }
+#endif
+        overflow_freed++;
+        free(b);
+        return;
+    }
 #ifndef BL_NO_POOL
     if (nfree < BL_BUF_CACHE) {
         b->next = free_list;
@@ -84,4 +136,10 @@ void bl_buf_drain(void)
         free(b);
     }
     nfree = 0;
+    while (large_list) {
+        struct bl_buf *b = large_list;
+        large_list = b->next;
+        free(b);
+    }
+    nlarge = 0;
 }

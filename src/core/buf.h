@@ -39,7 +39,19 @@ uint32_t bl_buf_size(void);
  * list is the calling thread's. */
 struct bl_buf *bl_buf_get(void);
 
-/* Gives b back (NULL is fine). */
+/* Large buffers, for a body that streams through: BL_BUF_LARGE_SIZE bytes (or bl_buf_size()
+ * when that is larger), from a second, smaller per-thread free list (BL_BUF_LARGE_CACHE). A
+ * 1 GiB response relayed through 256 KiB instead of 32 KiB takes an eighth of the recv and
+ * send calls (bench/RESULTS.md, "Large bodies"); memory stays one buffer per direction. Any
+ * thread; give it back with bl_buf_put(). NULL when out of memory. */
+#define BL_BUF_LARGE_SIZE (256 * 1024)
+#define BL_BUF_LARGE_CACHE 4
+struct bl_buf *bl_buf_get_large(void);
+
+/* Capacity of a large buffer. Any thread. */
+uint32_t bl_buf_large_size(void);
+
+/* Gives b back (NULL is fine); a large buffer goes back to its own list. */
 void bl_buf_put(struct bl_buf *b);
 
 /* Frees this thread's cached buffers (at thread exit). */

@@ -1,6 +1,6 @@
 /* Buffers: the size is set once, before the first buffer, rounded up to 4 KiB and never below
  * the minimum; every buffer has that capacity; the per-thread free list reuses buffers up to
- * BL_BUF_CACHE and counts what it hands back to malloc. */
+ * BL_BUF_CACHE and counts what it hands back to malloc; large buffers keep to their own list. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -80,6 +80,57 @@ static void test_free_list_reuse_and_overflow(void **state)
     assert_int_equal(nfree, 0);
 }
 
+/* Large buffers: their own capacity and free list; a put goes back to the list of its kind;
+ * with ordinary buffers of the large size or more, a large one is an ordinary one. */
+static void test_large_buffers(void **state)
+{
+    (void)state;
+    uint32_t freed, allocated;
+    bl_buf_overflow(&freed, &allocated);
+    enum { N = BL_BUF_LARGE_CACHE + 2 };
+    struct bl_buf *l[N];
+    for (int i = 0; i < N; i++) {
+        l[i] = bl_buf_get_large();
+        assert_non_null(l[i]);
+        assert_int_equal(l[i]->cap, BL_BUF_LARGE_SIZE);
+        assert_int_equal(bl_buf_room(l[i]), BL_BUF_LARGE_SIZE);
+        l[i]->end = 7;
+    }
+    assert_int_equal(bl_buf_large_size(), BL_BUF_LARGE_SIZE);
+    for (int i = 0; i < N; i++)
+        bl_buf_put(l[i]);
+    bl_buf_overflow(&freed, &allocated);
+    assert_int_equal(allocated, N);
+#ifndef BL_NO_POOL
+    assert_int_equal(freed, N - BL_BUF_LARGE_CACHE);
+    assert_int_equal(nlarge, BL_BUF_LARGE_CACHE);
+    assert_int_equal(nfree, 0);                 /* none went to the ordinary list */
+    struct bl_buf *again = bl_buf_get_large();  /* cached: empty, no malloc */
+    assert_int_equal(again->cap, BL_BUF_LARGE_SIZE);
+    assert_int_equal(bl_buf_len(again), 0);
+    struct bl_buf *small = bl_buf_get();        /* not one of the large ones */
+    assert_int_equal(small->cap, bl_buf_size());
+    bl_buf_overflow(&freed, &allocated);
+    assert_int_equal(allocated, 1);
+    bl_buf_put(small);
+    bl_buf_put(again);
+    assert_int_equal(nfree, 1);
+#else
+    assert_int_equal(freed, N);
+#endif
+    bl_buf_drain();
+    assert_null(large_list);
+    assert_int_equal(nlarge, 0);
+    /* ordinary buffers as large: large ones are ordinary */
+    buf_size = 512 * 1024;
+    struct bl_buf *b = bl_buf_get_large();
+    assert_int_equal(b->cap, 512 * 1024);
+    assert_int_equal(bl_buf_large_size(), 512 * 1024);
+    bl_buf_put(b);
+    bl_buf_drain();
+    buf_size = BL_BUF_MIN_SIZE;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -87,6 +138,7 @@ int main(void)
         cmocka_unit_test(test_size_floor),
         cmocka_unit_test(test_no_size_change_after_first_buffer),
         cmocka_unit_test(test_free_list_reuse_and_overflow),
+        cmocka_unit_test(test_large_buffers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
