@@ -138,15 +138,19 @@ static int entry_open(struct bl_request *r, const char *name)
         return BL_ERR;
     struct bl_buf *b = bl_buf_get();
     struct bl_cache_meta m;
-    if (!b || pread(fd, &m, sizeof(m), 0) != (ssize_t)sizeof(m) || m.magic != BL_CACHE_MAGIC ||
-        m.key_len != cr->key_len || bl_cache_body_offset(&m) > b->cap)
+    /* one read: the metadata, key and head, and a small body whole (a hit then costs open,
+     * pread, close and one write to the client) */
+    ssize_t n = b ? pread(fd, b->data, b->cap, 0) : -1;
+    if (n < (ssize_t)sizeof(m))
         goto fail;
-    uint32_t off = (uint32_t)bl_cache_body_offset(&m);
-    if (pread(fd, b->data, off, 0) != (ssize_t)off ||
+    memcpy(&m, b->data, sizeof(m));
+    if (m.magic != BL_CACHE_MAGIC || m.key_len != cr->key_len ||
+        bl_cache_body_offset(&m) > (uint64_t)n ||
         memcmp(b->data + sizeof(m), cr->key, cr->key_len) != 0)
         goto fail;
+    uint32_t off = (uint32_t)bl_cache_body_offset(&m);
     b->start = 0;
-    b->end = off;
+    b->end = (uint32_t)n;
     cr->efd = fd;
     cr->hbuf = b;
     cr->m = m;
@@ -336,10 +340,16 @@ static int entry_serve(struct bl_request *r, int cache_status)
     memcpy(o->data + o->end - 2, extra, (size_t)n);
     o->end += (uint32_t)n - 2;
     r->body_bytes_sent = 0;
-    if (body && len) {
+    uint64_t from = bl_cache_body_offset(m) + start;
+    if (body && len && o->end + len <= o->cap && from + len <= b->end) {
+        /* read with the head: sent in the same write */
+        memcpy(o->data + o->end, b->data + from, (size_t)len);
+        o->end += (uint32_t)len;
+        r->body_bytes_sent = len;
+    } else if (body && len) {
         /* the body goes out by sendfile or pread from file_off (http/static.c) */
         r->file_fd = cr->efd;
-        r->file_off = bl_cache_body_offset(m) + start;
+        r->file_off = from;
         r->file_left = len;
         cr->efd = -1;
     }
