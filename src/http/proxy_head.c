@@ -363,17 +363,6 @@ int bl_proxy_upstream_head(struct bl_request *r)
 
 /* ------------------------------------------------------------ building the client head */
 
-/* nginx adds add_header fields to these statuses only, unless the line says `always`. */
-static int add_header_status(int status)
-{
-    switch (status) {
-    case 200: case 201: case 204: case 206:
-    case 301: case 302: case 303: case 304: case 307: case 308:
-        return 1;
-    default:
-        return 0;
-    }
-}
 
 static void head_add_headers(struct out *o, const struct bl_request *r, int status)
 {
@@ -387,7 +376,7 @@ static void head_add_headers(struct out *o, const struct bl_request *r, int stat
     }
     if (!loc->conf.nadd_headers)
         return;
-    int ok = add_header_status(status);
+    int ok = bl_http_status_takes_added_fields(status);
     struct bl_var_ctx v;
     bl_request_var_ctx(r, &v);
     for (uint32_t i = 0; i < loc->conf.nadd_headers; i++) {

@@ -7,6 +7,17 @@
 #include "core/version.h"
 #include "http/response.h"
 
+int bl_http_status_takes_added_fields(int status)
+{
+    switch (status) {
+    case 200: case 201: case 204: case 206:
+    case 301: case 302: case 303: case 304: case 307: case 308:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
 const char *bl_http_reason(int status)
 {
     switch (status) {

@@ -8,6 +8,10 @@
 /* "Not Found" for 404, "Unknown" for codes it does not know. */
 const char *bl_http_reason(int status);
 
+/* Whether add_header (without `always`) and expires apply to a response of this status:
+ * nginx's list, shared by both filters. */
+int bl_http_status_takes_added_fields(int status);
+
 /* "Date: Sun, 22 Nov 2026 01:30:00 GMT\r\n", cached per thread per second. */
 const char *bl_http_date_header(size_t *len);
 

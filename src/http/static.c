@@ -324,21 +324,11 @@ static void http_date(char *out, size_t cap, int64_t t)
     strftime(out, cap, "%a, %d %b %Y %H:%M:%S GMT", &tm);
 }
 
-static int expires_status(int status)
-{
-    switch (status) {
-    case 200: case 201: case 204: case 206:
-    case 301: case 302: case 303: case 304: case 307: case 308:
-        return 1;
-    default:
-        return 0;
-    }
-}
 
 size_t bl_static_expires(const struct bl_request *r, int status, char *buf, size_t cap)
 {
     const struct bl_location *loc = r->loc;
-    if (!loc || loc->conf.expires == BL_EXPIRES_OFF || !expires_status(status))
+    if (!loc || loc->conf.expires == BL_EXPIRES_OFF || !bl_http_status_takes_added_fields(status))
         return 0;
     struct head h = {buf, 0, cap, 0};
     int64_t t = (int64_t)loc->conf.expires_time;

@@ -235,52 +235,51 @@ void bl_queue_cancel(struct bl_queue_waiter *w)
         bl_queue_wake_one(q);
 }
 
-void bl_queue_wake_one(struct bl_queue *q)
+/* Moves the queue's head waiter (q->lock held) to the end of its worker's ready list, so that
+ * list keeps the queue's order (the owner may pop between two calls, so no tail pointer is
+ * kept across them); returns that worker. */
+static struct bl_queue_worker *hand_over_head_locked(struct bl_queue *q)
 {
-    pthread_mutex_lock(&q->lock);
     struct bl_queue_waiter *w = q->head;
-    if (!w) {
-        pthread_mutex_unlock(&q->lock);
-        return;
-    }
     unlink_locked(q, w);
     struct bl_queue_worker *qw = w->qw;
     pthread_mutex_lock(&qw->lock);
     w->state = BL_QW_WOKEN;
-    /* appended, so that the ready list keeps the queue's order */
     struct bl_queue_waiter **p = &qw->ready;
     while (*p)
         p = &(*p)->next;
     *p = w;
     pthread_mutex_unlock(&qw->lock);
-    pthread_mutex_unlock(&q->lock);
+    return qw;
+}
+
+static void poke(struct bl_queue_worker *qw)
+{
     uint64_t one = 1;
     ssize_t n = write(qw->wake.fd, &one, sizeof(one));
     (void)n; /* an eventfd write fails only when the counter would overflow: already awake */
+}
+
+void bl_queue_wake_one(struct bl_queue *q)
+{
+    pthread_mutex_lock(&q->lock);
+    if (!q->head) {
+        pthread_mutex_unlock(&q->lock);
+        return;
+    }
+    struct bl_queue_worker *qw = hand_over_head_locked(q);
+    pthread_mutex_unlock(&q->lock);
+    poke(qw);
 }
 
 void bl_queue_wake_all(struct bl_queue *q)
 {
     pthread_mutex_lock(&q->lock);
     while (q->head) {
-        struct bl_queue_waiter *w = q->head;
-        unlink_locked(q, w);
-        struct bl_queue_worker *qw = w->qw;
-        pthread_mutex_lock(&qw->lock);
-        w->state = BL_QW_WOKEN;
-        /* appended in queue order (the owner may pop between two of these, so no tail
-         * pointer is kept across them) */
-        struct bl_queue_waiter **p = &qw->ready;
-        while (*p)
-            p = &(*p)->next;
-        *p = w;
-        pthread_mutex_unlock(&qw->lock);
+        struct bl_queue_worker *qw = hand_over_head_locked(q);
         /* one eventfd write per run of waiters of the same worker */
-        if (!q->head || q->head->qw != qw) {
-            uint64_t one = 1;
-            ssize_t n = write(qw->wake.fd, &one, sizeof(one));
-            (void)n;
-        }
+        if (!q->head || q->head->qw != qw)
+            poke(qw);
     }
     pthread_mutex_unlock(&q->lock);
 }
