@@ -179,6 +179,10 @@ static int decide(const struct bl_request *r, const struct gz_resp *g,
 
 int bl_gzip_decide(const struct bl_request *r)
 {
+    /* decide() says no without gzip too; this spares every response of a location without
+     * gzip the two field walks below (about 120 instructions per proxied request) */
+    if (!r->loc->conf.gzip)
+        return BL_GZIP_NO;
     const struct bl_h1_message *m = &r->resp;
     const struct bl_h1_header *ct = field(m, "Content-Type");
     struct gz_resp g = {
