@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from conftest import SLOW, Conn, free_port, wait_for
+from conftest import SLOW, Conn, ConnectionClosed, free_port, wait_for
 
 ETCD = shutil.which("etcd") or "/usr/bin/etcd"
 ETCDCTL = shutil.which("etcdctl") or "/usr/bin/etcdctl"
@@ -208,7 +208,14 @@ def who(b, n=20):
     seen = {}
     with Conn(b.port, timeout=5 * SLOW) as c:
         for _ in range(n):
-            r = c.request("GET", "/")
+            try:
+                r = c.request("GET", "/")
+            except ConnectionClosed:
+                # Seen once in CI under ASan while the first etcd set was applied (a reload):
+                # the keep-alive connection closed with no answer. Counted, so the wait goes
+                # on; why it closed is an open question (see the session note).
+                seen["closed"] = seen.get("closed", 0) + 1
+                break
             # a status in place of a name: a 502 before etcd answered fails a comparison,
             # not the wait for it
             name = r.header("X-Backend") if r.status == 200 else str(r.status)
