@@ -18,16 +18,11 @@ CONNS=${BENCH_CONNS:-50}
 ROUNDS=${BENCH_ROUNDS:-3}
 SIZE=${BENCH_SIZE:-4096}
 BIN=${BALLAST_BIN:-./ballast}
-TMP=$(mktemp -d /tmp/bench-cache.XXXXXX)
-trap 'kill $(cat $TMP/*.pid 2>/dev/null) 2>/dev/null || true; sleep 0.3; rm -rf "$TMP"' EXIT
+source bench/mini.sh cache
 
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 BE=$(port); PN=$(port); PB=$(port)
-mkdir -p "$TMP/www" "$TMP/nginx" "$TMP/ncache" "$TMP/bcache"
+mkdir -p "$TMP/www" "$TMP/ncache" "$TMP/bcache"
 head -c "$SIZE" /dev/urandom > "$TMP/www/obj.bin"
-TEMPS="client_body_temp_path $TMP/nginx; proxy_temp_path $TMP/nginx; fastcgi_temp_path $TMP/nginx;
-  uwsgi_temp_path $TMP/nginx; scgi_temp_path $TMP/nginx;"
-ROOT=$( [ "$(id -u)" = 0 ] && echo "user root;" || true )
 cat > "$TMP/backend.conf" <<NGX
 daemon off; master_process off; worker_processes 1; pid $TMP/be.pidf; error_log $TMP/be.err;
 $ROOT

@@ -15,12 +15,10 @@ DUR=${BENCH_DURATION:-5s}
 CONNS=${BENCH_CONNS:-4}
 ROUNDS=${BENCH_ROUNDS:-3}
 BIN=${BALLAST_BIN:-./ballast}
-TMP=$(mktemp -d /tmp/bench-gzip.XXXXXX)
-trap 'kill $(cat $TMP/*.pid 2>/dev/null) 2>/dev/null || true; sleep 0.3; rm -rf "$TMP"' EXIT
+source bench/mini.sh gzip
 
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 BE=$(port)
-mkdir -p "$TMP/www" "$TMP/nginx"
+mkdir -p "$TMP/www"
 python3 - "$TMP/www/page.txt" <<'PY'
 import sys
 lines = [b"line %08d: the quick brown fox jumps over the lazy dog %d\n" % (i, i * 7919)
@@ -28,9 +26,6 @@ lines = [b"line %08d: the quick brown fox jumps over the lazy dog %d\n" % (i, i 
 open(sys.argv[1], "wb").write(b"".join(lines)[:1 << 20])
 PY
 SIZE=$(stat -c %s "$TMP/www/page.txt")
-TEMPS="client_body_temp_path $TMP/nginx; proxy_temp_path $TMP/nginx; fastcgi_temp_path $TMP/nginx;
-  uwsgi_temp_path $TMP/nginx; scgi_temp_path $TMP/nginx;"
-ROOT=$( [ "$(id -u)" = 0 ] && echo "user root;" || true )
 cat > "$TMP/backend.conf" <<NGX
 daemon off; master_process off; worker_processes 1; pid $TMP/be.pidf; error_log $TMP/be.err;
 $ROOT

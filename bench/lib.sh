@@ -42,3 +42,24 @@ EOF
 }
 
 proc_stat_cpu() { awk '$1 == "cpu" { print $2+$3+$4+$5+$6+$7+$8+$9, $9 }' /proc/stat; }
+
+# EXIT trap of the scripts that keep their children's pids in STARTED and their files in TMP
+# (run.sh, scale.sh): stops WATCHDOG (when set) and every child, TERM then KILL after 5 s,
+# removes TMP unless BENCH_KEEP=1, exits with the script's status. Subshells do nothing.
+bench_cleanup() {
+    local rc=$? p left i
+    [ "${BASHPID:-$$}" = "$MAIN_PID" ] || return 0
+    trap - EXIT INT TERM
+    [ -n "${WATCHDOG:-}" ] && kill -TERM "$WATCHDOG" 2>/dev/null || true
+    for p in "${STARTED[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+    for i in $(seq 50); do
+        left=0
+        for p in "${STARTED[@]}"; do alive "$p" && left=1; done
+        (( left )) || break
+        sleep 0.1
+    done
+    for p in "${STARTED[@]}"; do alive "$p" && kill -KILL "$p" 2>/dev/null; done
+    wait 2>/dev/null || true
+    if [ "${BENCH_KEEP:-0}" = 1 ]; then log "kept $TMP"; else rm -rf "$TMP"; fi
+    exit "$rc"
+}

@@ -83,24 +83,7 @@ WATCHDOG=""
 TMP=$(mktemp -d /tmp/ballast-bench.XXXXXX)
 
 
-cleanup() {
-    local rc=$? p left i
-    [ "${BASHPID:-$$}" = "$MAIN_PID" ] || return 0
-    trap - EXIT INT TERM
-    [ -n "$WATCHDOG" ] && kill -TERM "$WATCHDOG" 2>/dev/null || true
-    for p in "${STARTED[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-    for i in $(seq 50); do
-        left=0
-        for p in "${STARTED[@]}"; do alive "$p" && left=1; done
-        (( left )) || break
-        sleep 0.1
-    done
-    for p in "${STARTED[@]}"; do alive "$p" && kill -KILL "$p" 2>/dev/null; done
-    wait 2>/dev/null || true
-    if [ "${BENCH_KEEP:-0}" = 1 ]; then log "kept $TMP"; else rm -rf "$TMP"; fi
-    exit "$rc"
-}
-trap cleanup EXIT
+trap bench_cleanup EXIT
 trap 'log "interrupted"; exit 130' INT TERM
 
 # Hard cap on the whole run, in case something hangs despite the per-command timeouts.

@@ -14,17 +14,12 @@ DUR=${BENCH_DURATION:-5s}
 CONNS=${BENCH_CONNS:-50}
 ROUNDS=${BENCH_ROUNDS:-3}
 BIN=${BALLAST_BIN:-./ballast}
-TMP=$(mktemp -d /tmp/bench-static.XXXXXX)
-trap 'kill $(cat $TMP/*.pid 2>/dev/null) 2>/dev/null || true; sleep 0.3; rm -rf "$TMP"' EXIT
+source bench/mini.sh static
 
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-mkdir -p "$TMP/www" "$TMP/nginx"
+mkdir -p "$TMP/www"
 head -c 1024 /dev/urandom | base64 -w 0 | head -c 1024 > "$TMP/www/small.css"
 head -c 16384 /dev/urandom > "$TMP/www/medium.png"
 cp conf/mime.types "$TMP/mime.types"
-TEMPS="client_body_temp_path $TMP/nginx; proxy_temp_path $TMP/nginx; fastcgi_temp_path $TMP/nginx;
-  uwsgi_temp_path $TMP/nginx; scgi_temp_path $TMP/nginx;"
-ROOT=$( [ "$(id -u)" = 0 ] && echo "user root;" || true )
 PN=$(port); PB=$(port)
 cat > "$TMP/nginx.conf" <<NGX
 daemon off; master_process off; worker_processes 1; pid $TMP/nx.pidf; error_log $TMP/nx.err;

@@ -19,19 +19,13 @@ CONNS=${BENCH_CONNS:-50}
 ROUNDS=${BENCH_ROUNDS:-3}
 BIN=${BALLAST_BIN:-./ballast}
 BASE=${BALLAST_BASELINE_BIN:-}
-TMP=$(mktemp -d /tmp/bench-uptls.XXXXXX)
-trap 'kill $(cat $TMP/*.pid 2>/dev/null) 2>/dev/null || true; sleep 0.3; rm -rf "$TMP"' EXIT
+source bench/mini.sh uptls
 
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 BES=$(port); BEP=$(port); PB=$(port); PN=$(port); PBP=$(port); PBASE=$(port)
 
 openssl req -x509 -nodes -days 2 -subj /CN=localhost -newkey ec -pkeyopt \
     ec_paramgen_curve:P-256 -keyout "$TMP/key.pem" -out "$TMP/crt.pem" 2>/dev/null
 
-mkdir -p "$TMP/nginx"
-TEMPS="client_body_temp_path $TMP/nginx; proxy_temp_path $TMP/nginx; fastcgi_temp_path $TMP/nginx;
-  uwsgi_temp_path $TMP/nginx; scgi_temp_path $TMP/nginx;"
-ROOT=$( [ "$(id -u)" = 0 ] && echo "user root;" || true )
 # One backend process, two addresses: https for the TLS rows, plain for the seam rows.
 cat > "$TMP/backend.conf" <<NGX
 daemon off; master_process off; worker_processes 1; pid $TMP/be.pidf; error_log $TMP/be.err;
