@@ -14,6 +14,7 @@
 
 #include "cache/cache.h"
 #include "core/clock.h"
+#include "core/fnv.h"
 #include "core/log.h"
 #include "core/status.h"
 
@@ -77,14 +78,6 @@ void bl_cache_name(const char *s, size_t len, char out[33])
         out[2 * i + 1] = hex[md[i] & 15];
     }
     out[32] = 0;
-}
-
-static uint64_t key_hash(const char *k, size_t len)
-{
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ (unsigned char)k[i]) * 1099511628211ULL;
-    return h;
 }
 
 /* ------------------------------------------------------------ index (zone lock held) */
@@ -217,7 +210,7 @@ static uint32_t fill_take(struct bl_cache_zone *z, struct entry *e, int64_t now)
 
 int bl_cache_lookup(struct bl_cache_zone *z, struct bl_cache_lookup *lk)
 {
-    uint64_t h = key_hash(lk->key, lk->key_len);
+    uint64_t h = bl_fnv1a64(lk->key, lk->key_len);
     struct doomed gone = {.n = 0};
     int rc;
     lk->fill_id = 0;
@@ -341,7 +334,7 @@ static void wake(struct bl_cache_zone *z)
 static void set_vary(struct bl_cache_zone *z, const char *key, uint32_t len, const char *vary,
                      int64_t now, struct doomed *gone)
 {
-    uint64_t h = key_hash(key, len);
+    uint64_t h = bl_fnv1a64(key, len);
     struct entry *e = find(z, key, len, h);
     if (e && e->fill_id && !e->is_vary)
         return; /* a fill of the primary key runs: its answer decides */
@@ -366,7 +359,7 @@ void bl_cache_commit(struct bl_cache_zone *z, const char *key, uint32_t key_len,
                      uint32_t fill_id, const char *store_key, uint32_t store_len,
                      const struct bl_cache_meta *m, const char *vary, const char *tmp_path)
 {
-    uint64_t h = key_hash(key, key_len), sh = key_hash(store_key, store_len);
+    uint64_t h = bl_fnv1a64(key, key_len), sh = bl_fnv1a64(store_key, store_len);
     char name[33], path[PATH_MAX];
     bl_cache_name(store_key, store_len, name);
     bl_cache_file_path(z, name, path, sizeof(path));
@@ -418,7 +411,7 @@ void bl_cache_commit(struct bl_cache_zone *z, const char *key, uint32_t key_len,
 void bl_cache_abort(struct bl_cache_zone *z, const char *key, uint32_t key_len,
                     uint32_t fill_id, int pass_mark)
 {
-    uint64_t h = key_hash(key, key_len);
+    uint64_t h = bl_fnv1a64(key, key_len);
     int64_t now = (int64_t)(bl_wall_us() / 1000);
     pthread_mutex_lock(&z->lock);
     struct entry *e = find(z, key, key_len, h);
@@ -434,7 +427,7 @@ void bl_cache_abort(struct bl_cache_zone *z, const char *key, uint32_t key_len,
 void bl_cache_freshen(struct bl_cache_zone *z, const char *key, uint32_t key_len,
                       uint32_t fill_id, const struct bl_cache_meta *m)
 {
-    uint64_t h = key_hash(key, key_len);
+    uint64_t h = bl_fnv1a64(key, key_len);
     char name[33], path[PATH_MAX];
     bl_cache_name(key, key_len, name);
     bl_cache_file_path(z, name, path, sizeof(path));
@@ -540,7 +533,7 @@ static void load_file(struct bl_cache_zone *z, const char *path, const char *nam
     bl_cache_name(kv, m.key_len, check);
     if (strcmp(check, name) != 0)
         goto done;
-    uint64_t h = key_hash(kv, m.key_len);
+    uint64_t h = bl_fnv1a64(kv, m.key_len);
     pthread_mutex_lock(&z->lock);
     struct entry *e = find(z, kv, m.key_len, h);
     if (!e && z->nentries < z->max_entries)

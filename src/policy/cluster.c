@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "core/clock.h"
+#include "core/fnv.h"
 #include "core/log.h"
 #include "core/status.h"
 #include "policy/cluster.h"
@@ -68,16 +69,6 @@ static struct {
     int enabled;                     /* bl_cluster_start() was called: a serving process */
 } S = {.lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER};
 
-static uint64_t key_hash(const char *k, size_t n)
-{
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (size_t i = 0; i < n; i++) {
-        h ^= (unsigned char)k[i];
-        h *= 0x100000001b3ull;
-    }
-    return h ^ (h >> 29);
-}
-
 /* ------------------------------------------------------------ the worker side */
 
 void bl_cluster_note(struct bl_cluster_table *t, const char *key, size_t len)
@@ -88,7 +79,7 @@ void bl_cluster_note(struct bl_cluster_table *t, const char *key, size_t len)
                    "node only", bl_zone_name(t->zone), KEY_MAX);
         return;
     }
-    uint64_t h = key_hash(key, len);
+    uint64_t h = bl_fnv1a64(key, len);
     struct tshard *s = &t->shards[h % SHARDS];
     pthread_mutex_lock(&s->lock);
     struct entry *free_slot = NULL;

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/clock.h"
+#include "core/fnv.h"
 #include "core/log.h"
 #include "core/status.h"
 #include "policy/zone.h"
@@ -71,20 +72,6 @@ uint64_t bl_leaky_excess(uint64_t prev, uint64_t rate, int64_t ms)
 }
 
 /* ------------------------------------------------------------ hashing */
-
-/* FNV-1a 64 with a final mix: keys are short (an address), so a simple hash is the fast one. */
-static uint64_t key_hash(const char *k, size_t n)
-{
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (size_t i = 0; i < n; i++) {
-        h ^= (unsigned char)k[i];
-        h *= 0x100000001b3ull;
-    }
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdull;
-    h ^= h >> 33;
-    return h;
-}
 
 /* ------------------------------------------------------------ making and finding zones */
 
@@ -338,7 +325,7 @@ int bl_zone_req_lookup(struct bl_zone *z, const char *key, size_t len, uint64_t 
                        uint64_t rate, uint64_t burst, int account, uint64_t *excess,
                        uint32_t *pin)
 {
-    uint64_t hash = key_hash(key, len);
+    uint64_t hash = bl_fnv1a64(key, len);
     struct shard *s = shard_of(z, hash);
     pthread_mutex_lock(&s->lock);
     uint32_t i = find(s, hash, key, len);
@@ -399,7 +386,7 @@ uint64_t bl_zone_req_account(struct bl_zone *z, uint32_t pin, uint64_t now_ms, u
 void bl_zone_req_add(struct bl_zone *z, const char *key, size_t len, uint64_t now_ms,
                      uint64_t rate, uint64_t milli)
 {
-    uint64_t hash = key_hash(key, len);
+    uint64_t hash = bl_fnv1a64(key, len);
     struct shard *s = shard_of(z, hash);
     pthread_mutex_lock(&s->lock);
     uint32_t i = find(s, hash, key, len);
@@ -440,7 +427,7 @@ void bl_zone_req_unpin(struct bl_zone *z, uint32_t pin)
 int bl_zone_conn_acquire(struct bl_zone *z, const char *key, size_t len, uint32_t limit,
                          uint32_t *ref)
 {
-    uint64_t hash = key_hash(key, len);
+    uint64_t hash = bl_fnv1a64(key, len);
     struct shard *s = shard_of(z, hash);
     pthread_mutex_lock(&s->lock);
     uint32_t i = find(s, hash, key, len);
