@@ -251,6 +251,65 @@ static int listener_start(struct bl_worker *w, struct bl_listener *l)
     return BL_OK;
 }
 
+/* Whether a reload must give the address new sockets: a kept socket takes a changed size or
+ * backlog in place (listen_tune), but the kernel cannot unset SO_SNDBUF/SO_RCVBUF, so a size
+ * the new config drops (back to autotuning) needs a fresh socket. */
+static int listen_rebuilt(const struct bl_listen *was, const struct bl_listen *now)
+{
+    return (was->sndbuf && !now->sndbuf) || (was->rcvbuf && !now->rcvbuf);
+}
+
+/* Applies ls's socket settings to fd (a new, inherited or kept socket), only those that
+ * differ from was's when was is given. A size the kernel capped is warned about when warn.
+ * Returns 0, or -1 with err filled. Any thread (the socket is the only state touched). */
+static int listen_tune(int fd, const struct bl_listen *ls, const struct bl_listen *was,
+                       int warn, char *err, size_t errlen)
+{
+    if (fd < 0)
+        return 0;
+    unsigned snd = !was || was->sndbuf != ls->sndbuf ? ls->sndbuf : 0;
+    unsigned rcv = !was || was->rcvbuf != ls->rcvbuf ? ls->rcvbuf : 0;
+    int rc = bl_sock_set_bufs(fd, snd, rcv, err, errlen);
+    if (rc < 0)
+        return -1;
+    if (rc > 0 && warn)
+        bl_log(BL_LOG_WARN, "listen %s: %s", ls->text, err);
+    /* listen() again on a listening socket changes only its backlog (as nginx's reload). */
+    if (!ls->udp && !ls->dns && (!was || was->backlog != ls->backlog) &&
+        listen(fd, ls->backlog) != 0) {
+        snprintf(err, errlen, "listen() on %s failed (%d: %s)", ls->text, errno,
+                 strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* A dropped socket of an address the new generation rebuilt (listen_rebuilt): the
+ * connections the kernel queued on it are accepted into the new generation before it closes,
+ * so that a rebuild refuses none. Bounded by the backlog and worker_connections. */
+static void take_queue(struct bl_worker *w, struct bl_listener *o, struct bl_worker_gen *nw)
+{
+    const struct bl_listen *ls = NULL;
+    for (uint32_t k = 0; k < nw->nlisteners && !ls; k++)
+        if (strcmp(nw->listeners[k].listen->text, o->listen->text) == 0)
+            ls = nw->listeners[k].listen;
+    if (!ls || ls->udp || ls->dns)
+        return;
+    int limit = nw->gen->cfg->worker_connections;
+    for (int i = 0; i < 65536 && worker_nclients(w) + nw->http.nclients +
+                                         nw->stream.nsessions < (uint32_t)limit; i++) {
+        union bl_sockaddr peer;
+        socklen_t len = sizeof(peer);
+        int fd = accept4(o->io.fd, &peer.sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0)
+            return;
+        if (ls->stream)
+            bl_stream_accept(&nw->stream, ls, fd, &peer.sa, len);
+        else
+            bl_http_accept(&nw->http, ls, fd, &peer.sa, len);
+    }
+}
+
 /* Switches to the published generation: listeners diffed by address (a kept address keeps
  * its socket, so no connection attempt finds it closed), idle upstream connections to kept
  * servers moved to the new pools, idle client connections moved; everything else of the old
@@ -282,6 +341,10 @@ static void worker_switch(struct bl_worker *w)
                     bl_loop_del(w->loop, &o->io);
                 l->io.fd = o->io.fd;
                 o->io.fd = -1;
+                char err[256];
+                if (listen_tune(l->io.fd, l->listen, o->listen, w->id == 1, err,
+                                sizeof(err)) != 0)
+                    bl_log(BL_LOG_WARN, "reload: %s", err);
                 break;
             }
         }
@@ -298,6 +361,7 @@ static void worker_switch(struct bl_worker *w)
             continue;
         if (!o->paused)
             bl_loop_del(w->loop, &o->io);
+        take_queue(w, o, nw);
         close(o->io.fd);
         o->io.fd = -1;
     }
@@ -542,7 +606,8 @@ struct bl_generation *bl_generation_create(struct bl_config *cfg, int nworkers,
      * it adds: the kept ones are ours. */
     for (uint32_t k = 0; k < cfg->nlistens; k++) {
         const struct bl_listen *ls = &cfg->listens[k];
-        if (prev && listen_in(prev->cfg, ls->text))
+        const struct bl_listen *kept = prev ? listen_in(prev->cfg, ls->text) : NULL;
+        if (kept && !listen_rebuilt(kept, ls))
             continue;
         /* Inherited sockets (an upgrade) are ours already: no probe, and as many as there are
          * taken over as they are, accept queues included. */
@@ -551,16 +616,22 @@ struct bl_generation *bl_generation_create(struct bl_config *cfg, int nworkers,
         while (h && first_new < nworkers && h->taken < h->nfds)
             g->fds[(size_t)first_new++ * cfg->nlistens + k] = h->fds[h->taken++];
         const struct sockaddr *sa = (const struct sockaddr *)&ls->addr;
-        int rc = ls->reuseport || h ? 0
+        int rc = ls->reuseport || h || kept ? 0
                  : ls->udp ? bl_sock_probe_exclusive_udp(sa, ls->addrlen, err, errlen)
                            : bl_sock_probe_exclusive(sa, ls->addrlen, err, errlen);
         for (int i = first_new; rc == 0 && i < nworkers; i++) {
             int fd = ls->udp ? bl_sock_udp(sa, ls->addrlen, err, errlen)
-                             : bl_sock_listen(sa, ls->addrlen, ls->backlog, 1, err, errlen);
+                             : bl_sock_listen(sa, ls->addrlen, ls->backlog, 1, ls->sndbuf,
+                                              ls->rcvbuf, err, errlen);
             if (fd < 0)
                 rc = -1;
             g->fds[(size_t)i * cfg->nlistens + k] = fd;
         }
+        /* Inherited sockets carry the old process's settings: this config's apply (a size
+         * the new config drops stays, docs/configuration.md, listen). */
+        for (int i = 0; rc == 0 && i < nworkers; i++)
+            rc = listen_tune(g->fds[(size_t)i * cfg->nlistens + k], ls, NULL, i == 0, err,
+                             errlen);
         if (rc != 0) {
             /* The process gave up root at start (`user`), as nginx's workers do, but unlike
              * nginx no master kept it: a privileged port needs a restart. */

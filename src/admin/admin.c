@@ -401,7 +401,7 @@ struct bl_admin *bl_admin_start(struct bl_loop *loop, const struct bl_config *cf
     a->listener.fd = bl_generation_take_inherited(cfg->admin.text);
     if (a->listener.fd < 0)
         a->listener.fd = bl_sock_listen((const struct sockaddr *)&cfg->admin.addr,
-                                        cfg->admin.addrlen, 64, 0, err, errlen);
+                                        cfg->admin.addrlen, 64, 0, 0, 0, err, errlen);
     if (a->listener.fd < 0) {
         free(a);
         return NULL;

@@ -1400,6 +1400,63 @@ static int h_server(struct compiler *c, const struct bl_conf_node *n)
     return BL_OK;
 }
 
+/* The parameters of `listen` that belong to the address's socket rather than to one server
+ * (nginx's backlog=, sndbuf=, rcvbuf=); 0 where a line does not give one. */
+struct listen_sock {
+    int backlog;
+    uint32_t sndbuf, rcvbuf;
+};
+
+/* Reads arg into ls when it is a socket parameter: returns 1, 0 when it is none, BL_ERR
+ * (reported) when its value is invalid. Sizes from 1k to 1g; the kernel doubles what it is
+ * given and caps it at net.core.wmem_max / rmem_max (docs/configuration.md, listen). */
+static int listen_sock_param(struct compiler *c, const char *arg, struct listen_sock *ls)
+{
+    int64_t v;
+    uint64_t size;
+    uint32_t *buf = strncmp(arg, "sndbuf=", 7) == 0   ? &ls->sndbuf
+                    : strncmp(arg, "rcvbuf=", 7) == 0 ? &ls->rcvbuf
+                                                      : NULL;
+    if (strncmp(arg, "backlog=", 8) == 0) {
+        if (parse_num(arg + 8, 1, 65535, &v) != BL_OK)
+            return fail(c, "invalid value \"%s\" in \"listen\" directive (a number from 1 "
+                           "to 65535)", arg);
+        ls->backlog = (int)v;
+        return 1;
+    }
+    if (!buf)
+        return 0;
+    if (bl_parse_size(arg + 7, &size) != BL_OK || size < 1024 || size > (1u << 30))
+        return fail(c, "invalid value \"%s\" in \"listen\" directive (a size from 1k to 1g)",
+                    arg);
+    *buf = (uint32_t)size;
+    return 1;
+}
+
+/* Sets ls's socket parameters into l, the address they belong to. Several http servers may
+ * share an address; as for nginx, the socket is one, so two lines may not disagree about it. */
+static int listen_sock_merge(struct compiler *c, struct bl_listen *l,
+                             const struct listen_sock *ls)
+{
+    const char *bad = NULL;
+    if (ls->backlog && l->backlog != 511 && l->backlog != ls->backlog)
+        bad = "backlog";
+    else if (ls->sndbuf && l->sndbuf && l->sndbuf != ls->sndbuf)
+        bad = "sndbuf";
+    else if (ls->rcvbuf && l->rcvbuf && l->rcvbuf != ls->rcvbuf)
+        bad = "rcvbuf";
+    if (bad)
+        return fail(c, "\"%s\" for %s differs from an earlier \"listen\" of the address "
+                       "(one socket, one value)", bad, l->text);
+    if (ls->backlog)
+        l->backlog = ls->backlog;
+    if (ls->sndbuf)
+        l->sndbuf = ls->sndbuf;
+    if (ls->rcvbuf)
+        l->rcvbuf = ls->rcvbuf;
+    return BL_OK;
+}
+
 static int h_listen(struct compiler *c, const struct bl_conf_node *n)
 {
     char err[256];
@@ -1407,9 +1464,13 @@ static int h_listen(struct compiler *c, const struct bl_conf_node *n)
     socklen_t sl;
     if (bl_addr_parse(n->args[0], 80, 0, &ss, &sl, err, sizeof(err)) != 0)
         return fail(c, "%s in \"listen\" directive", err);
-    int def = 0, backlog = 511, reuseport = 0, ssl = 0, pp = 0, http2 = 0;
+    int def = 0, reuseport = 0, ssl = 0, pp = 0, http2 = 0, rc;
+    struct listen_sock sock = {0};
     for (int i = 1; i < n->nargs; i++) {
-        int64_t v;
+        if ((rc = listen_sock_param(c, n->args[i], &sock)) < 0)
+            return BL_ERR;
+        if (rc)
+            continue;
         if (strcmp(n->args[i], "default_server") == 0 || strcmp(n->args[i], "default") == 0)
             def = 1;
         else if (strcmp(n->args[i], "proxy_protocol") == 0)
@@ -1420,11 +1481,7 @@ static int h_listen(struct compiler *c, const struct bl_conf_node *n)
             reuseport = 1;
         else if (strcmp(n->args[i], "ssl") == 0)
             ssl = 1;
-        else if (strncmp(n->args[i], "backlog=", 8) == 0) {
-            if (parse_num(n->args[i] + 8, 1, 65535, &v) != BL_OK)
-                return invalid_value(c, n->args[i]);
-            backlog = (int)v;
-        } else if (strcmp(n->args[i], "bind") == 0 || strcmp(n->args[i], "ipv6only=on") == 0) {
+        else if (strcmp(n->args[i], "bind") == 0 || strcmp(n->args[i], "ipv6only=on") == 0) {
             ; /* what ballast always does: each address has its own socket, IPv6 ones V6ONLY */
         } else {
             const struct bl_unsupported *u = bl_unsupported_listen_param(n->args[i]);
@@ -1451,12 +1508,14 @@ static int h_listen(struct compiler *c, const struct bl_conf_node *n)
         l = &cfg->listens[cfg->nlistens++];
         l->addr = ss;
         l->addrlen = sl;
-        l->backlog = backlog;
+        l->backlog = 511;
         snprintf(l->text, sizeof(l->text), "%s", text);
         l->port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
     }
     if (l->stream)
         return fail(c, "duplicate listen %s (a stream server listens there)", text);
+    if (listen_sock_merge(c, l, &sock) != BL_OK)
+        return BL_ERR;
     l->reuseport |= (uint8_t)reuseport;
     l->ssl |= (uint8_t)ssl; /* as in nginx, ssl on any line makes the address TLS */
     l->proxy_protocol |= (uint8_t)pp; /* and proxy_protocol the same way */
@@ -3183,20 +3242,20 @@ static int h_stream_listen(struct compiler *c, const struct bl_conf_node *n)
     socklen_t sl;
     if (bl_addr_parse(n->args[0], 0, 0, &ss, &sl, err, sizeof(err)) != 0)
         return fail(c, "%s in \"listen\" directive", err);
-    int backlog = 511, reuseport = 0, pp = 0, udp = 0;
+    int reuseport = 0, pp = 0, udp = 0, rc;
+    struct listen_sock sock = {.backlog = 511};
     for (int i = 1; i < n->nargs; i++) {
         const char *a = n->args[i];
-        int64_t v;
+        if ((rc = listen_sock_param(c, a, &sock)) < 0)
+            return BL_ERR;
+        if (rc)
+            continue;
         if (strcmp(a, "udp") == 0) {
             udp = 1;
         } else if (strcmp(a, "reuseport") == 0) {
             reuseport = 1;
         } else if (strcmp(a, "proxy_protocol") == 0) {
             pp = 1;
-        } else if (strncmp(a, "backlog=", 8) == 0) {
-            if (parse_num(a + 8, 1, 65535, &v) != BL_OK)
-                return invalid_value(c, a);
-            backlog = (int)v;
         } else if (strcmp(a, "bind") == 0 || strcmp(a, "ipv6only=on") == 0) {
             ;
         } else if (strcmp(a, "ssl") == 0) {
@@ -3230,7 +3289,9 @@ static int h_stream_listen(struct compiler *c, const struct bl_conf_node *n)
     struct bl_listen *l = &cfg->listens[cfg->nlistens++];
     l->addr = ss;
     l->addrlen = sl;
-    l->backlog = backlog;
+    l->backlog = sock.backlog;
+    l->sndbuf = sock.sndbuf;
+    l->rcvbuf = sock.rcvbuf;
     l->reuseport = (uint8_t)reuseport;
     l->proxy_protocol = (uint8_t)pp;
     l->udp = (uint8_t)udp;
@@ -3699,7 +3760,7 @@ static const struct directive directives[] = {
     /* server */
     DIRECTIVE("listen", CTX_SERVER, 1, ANY_ARGS, 0,
               "[ADDRESS:]PORT [default_server] [ssl] [http2] [proxy_protocol] [reuseport] "
-              "[backlog=N]", NULL, h_listen),
+              "[backlog=N] [sndbuf=SIZE] [rcvbuf=SIZE]", NULL, h_listen),
     DIRECTIVE("server_name", CTX_SERVER, 1, ANY_ARGS, DIR_DEFAULT_DOC, "NAME ...", "\"\"",
               h_server_name),
     /* TLS to clients (conf/ssl.c); the defaults are applied by bl_ssl_conf_merge */
@@ -3779,8 +3840,8 @@ static const struct directive directives[] = {
     DIRECTIVE("upstream", CTX_STREAM, 1, 1, DIR_BLOCK, "NAME", NULL, h_upstream),
     DIRECTIVE("server", CTX_STREAM, 0, 0, DIR_BLOCK, "", NULL, h_stream_server),
     DIRECTIVE("listen", CTX_SSERVER, 1, ANY_ARGS, 0,
-              "[ADDRESS:]PORT [udp] [proxy_protocol] [reuseport] [backlog=N]", NULL,
-              h_stream_listen),
+              "[ADDRESS:]PORT [udp] [proxy_protocol] [reuseport] [backlog=N] [sndbuf=SIZE] "
+              "[rcvbuf=SIZE]", NULL, h_stream_listen),
     DIRECTIVE("proxy_pass", CTX_SSERVER, 1, 1, 0, "NAME\nADDRESS:PORT\n$VARIABLE", NULL,
               h_stream_proxy_pass),
     STYPED("proxy_connect_timeout", FT_TIME, connect_timeout, "60s"),

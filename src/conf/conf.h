@@ -469,6 +469,9 @@ struct bl_listen {
     char text[BL_ADDR_STRLEN + 4];  /* "127.0.0.1:8080", "127.0.0.1:53 udp" */
     uint16_t port;
     int backlog;
+    uint32_t sndbuf;                /* `listen ... sndbuf=SIZE`: SO_SNDBUF, 0 the kernel's own
+                                     * (autotuned); accepted sockets inherit it */
+    uint32_t rcvbuf;                /* `listen ... rcvbuf=SIZE`: SO_RCVBUF, likewise */
     uint8_t reuseport;              /* `listen ... reuseport`: other processes may share it */
     uint8_t ssl;                    /* `listen ... ssl`: TLS (conf/ssl.h) */
     uint8_t proxy_protocol;         /* `listen ... proxy_protocol`: each connection starts

@@ -98,8 +98,6 @@ static const struct bl_unsupported listen_params[] = {
     {"fastopen=*", W, "TCP Fast Open is"},
     {"so_keepalive=*", W, "TCP keep-alive on client connections is"},
     {"ipv6only=off", E, "dual-stack IPv6 sockets (ipv6only=off) are"},
-    {"rcvbuf=*", W, "setting socket buffer sizes is"},
-    {"sndbuf=*", W, "setting socket buffer sizes is"},
     {"setfib=*", E, "FreeBSD's setfib is"},
     {"accept_filter=*", E, "FreeBSD's accept filters are"},
 };

@@ -208,7 +208,7 @@ int bl_sock_udp(const struct sockaddr *sa, socklen_t len, char *err, size_t errl
 }
 
 int bl_sock_listen(const struct sockaddr *sa, socklen_t len, int backlog, int reuseport,
-                   char *err, size_t errlen)
+                   unsigned sndbuf, unsigned rcvbuf, char *err, size_t errlen)
 {
     int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
@@ -221,6 +221,12 @@ int bl_sock_listen(const struct sockaddr *sa, socklen_t len, int backlog, int re
         setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
     if (sa->sa_family == AF_INET6)
         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    /* Before listen(): the first connection accepted must already get them (and rcvbuf sets
+     * the window scale each handshake offers). A cap is the caller's to report. */
+    if (bl_sock_set_bufs(fd, sndbuf, rcvbuf, err, errlen) < 0) {
+        close(fd);
+        return -1;
+    }
     if (bind(fd, sa, len) != 0 || listen(fd, backlog) != 0) {
         int e = errno;
         bind_failed(sa, e, err, errlen);
@@ -228,6 +234,46 @@ int bl_sock_listen(const struct sockaddr *sa, socklen_t len, int backlog, int re
         return -1;
     }
     return fd;
+}
+
+/* One buffer: Linux stores twice what it is given (the other half is its bookkeeping), so a
+ * read-back below 2 * size means the sysctl cap cut it. */
+static int set_buf(int fd, int opt, const char *name, unsigned size, char *err, size_t errlen)
+{
+    int v = (int)size, got = 0;
+    socklen_t len = sizeof(got);
+    if (setsockopt(fd, SOL_SOCKET, opt, &v, sizeof(v)) != 0) {
+        snprintf(err, errlen, "setsockopt(%s, %u) failed (%d: %s)", name, size, errno,
+                 strerror(errno));
+        return -1;
+    }
+    if (getsockopt(fd, SOL_SOCKET, opt, &got, &len) == 0 && got / 2 < v) {
+        snprintf(err, errlen, "%s=%u is capped by the kernel to %d (net.core.%s)",
+                 opt == SO_SNDBUF ? "sndbuf" : "rcvbuf", size, got / 2,
+                 opt == SO_SNDBUF ? "wmem_max" : "rmem_max");
+        return 1;
+    }
+    return 0;
+}
+
+int bl_sock_set_bufs(int fd, unsigned sndbuf, unsigned rcvbuf, char *err, size_t errlen)
+{
+    int rc = 0, r;
+    if (sndbuf && (r = set_buf(fd, SO_SNDBUF, "SO_SNDBUF", sndbuf, err, errlen)) != 0) {
+        if (r < 0)
+            return -1;
+        rc = 1;
+    }
+    if (rcvbuf) {
+        size_t at = rc ? strlen(err) : 0;
+        if (at && at + 3 < errlen) {
+            memcpy(err + at, "; ", 3);
+            at += 2;
+        }
+        if ((r = set_buf(fd, SO_RCVBUF, "SO_RCVBUF", rcvbuf, err + at, errlen - at)) != 0)
+            return r;
+    }
+    return rc;
 }
 
 int bl_sock_connect(const struct sockaddr *sa, socklen_t len)

@@ -34,10 +34,17 @@ int bl_addr_format_ip(const struct sockaddr *sa, char *buf, size_t len);
  * Address already in use)"). See bl_workers_create for why. */
 int bl_sock_probe_exclusive(const struct sockaddr *sa, socklen_t len, char *err, size_t errlen);
 
-/* A non-blocking listening socket with SO_REUSEADDR and, when reuseport, SO_REUSEPORT.
- * Returns the fd or -1 with err filled. */
+/* A non-blocking listening socket with SO_REUSEADDR and, when reuseport, SO_REUSEPORT, and
+ * sndbuf / rcvbuf (nonzero) set before listen() as bl_sock_set_bufs does. Returns the fd or
+ * -1 with err filled. */
 int bl_sock_listen(const struct sockaddr *sa, socklen_t len, int backlog, int reuseport,
-                   char *err, size_t errlen);
+                   unsigned sndbuf, unsigned rcvbuf, char *err, size_t errlen);
+
+/* Sets SO_SNDBUF and SO_RCVBUF on fd where nonzero (a listening socket: the connections it
+ * accepts inherit both, and the kernel's autotuning stops for them). Returns 0; 1 when the
+ * kernel capped a size (net.core.wmem_max / rmem_max), with err saying so; -1 with err filled
+ * when setsockopt failed. Any thread. */
+int bl_sock_set_bufs(int fd, unsigned sndbuf, unsigned rcvbuf, char *err, size_t errlen);
 
 /* UDP counterparts (stream `listen ... udp`): the probe binds a datagram socket without
  * SO_REUSEPORT; bl_sock_udp returns a bound, non-blocking datagram socket with SO_REUSEPORT

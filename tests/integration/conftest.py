@@ -1266,6 +1266,19 @@ def still_serving(port, path="/alive", status=200, body=None, timeout=5.0):
     return r
 
 
+_SKMEM = re.compile(r":(\d+)\s+\S+:(\d+)\s+skmem:\(r(\d+),rb(\d+),t(\d+),tb(\d+),f(\d+),w(\d+)")
+
+
+def skmem(port):
+    """The kernel's memory figures (ss -tm) of each established connection accepted on port:
+    dicts of peer (the client's port), r, rb (receive queue and buffer), t, tb (send), f, w
+    (queued for sending)."""
+    out = subprocess.run(["ss", "-tmnH", "state", "established", "( sport = :%d )" % port],
+                         stdout=subprocess.PIPE, text=True, timeout=10).stdout
+    return [dict(zip(("peer", "r", "rb", "t", "tb", "f", "w"), map(int, m.groups()[1:])))
+            for m in _SKMEM.finditer(out)]
+
+
 def run_ballast(args, cwd=None, timeout=10.0):
     """Runs ballast to completion (for -t, -v, -h). Returns CompletedProcess with text."""
     env = dict(os.environ)

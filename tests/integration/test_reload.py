@@ -11,7 +11,7 @@ import time
 import pytest
 
 from conftest import (ASAN, SLOW, TSAN, Conn, ConnectionClosed, IncompleteResponse, free_port,
-                      port_refuses, render, wait_for)
+                      port_refuses, render, skmem, wait_for)
 
 CONF = """
 worker_processes @nworkers@;
@@ -447,6 +447,70 @@ def test_upgrade_with_a_broken_config_keeps_the_old_process(ballast, backend):
     line = [ln for ln in open(log).read().split("\n") if "upgrade failed" in ln][0]
     assert 'unknown directive "bogus_directive" in %s' % bl.conf_path in line, line
     assert bl.proc.poll() is None
+
+
+def _conns_tb(port, n=4):
+    """The send buffers (ss -tm's tb) of n fresh connections to port, each with a request
+    answered: with 2 workers they land on both workers' sockets."""
+    conns = [Conn(port) for _ in range(n)]
+    try:
+        for cn in conns:
+            assert cn.request("GET", "/?text=x").status == 200
+        mine = {cn.sock.getsockname()[1] for cn in conns}
+        return sorted(m["tb"] for m in skmem(port) if m["peer"] in mine)
+    finally:
+        for cn in conns:
+            cn.close()
+
+
+def test_listen_buffer_sizes_change_on_reload_without_a_refused_connection(ballast, backend):
+    """A changed sndbuf= applies to the kept sockets in place; a dropped one rebuilds them
+    (a size cannot be unset), and the queue of the old sockets is taken over: no request of
+    the load fails through either, and each fresh connection has the configured size (the
+    kernel doubles it) or, without one, the autotuned default."""
+    a = backend("a")
+    listen = "127.0.0.1:@port@ sndbuf=%s"
+    bl = start(ballast, conf(["@a@"], listens=(listen % "64k",)), workers=2, a=a.addr)
+    r = Reloader(bl)
+    assert _conns_tb(bl.port) == [2 * 65536] * 4
+    with Load(bl.port, keepalive=1, fresh=2) as load:
+        load.wait_ok(5)
+        r.reload(conf(["@a@"], listens=(listen % "32k backlog=100",)))
+        assert _conns_tb(bl.port) == [2 * 32768] * 4
+        load.wait_ok(5)
+        r.reload(conf(["@a@"]))
+        tbs = _conns_tb(bl.port)
+        assert all(tb > 2 * 65536 for tb in tbs), tbs
+        load.wait_ok(5)
+        r.reload(conf(["@a@"], listens=(listen % "64k",)))
+        assert _conns_tb(bl.port) == [2 * 65536] * 4
+        load.wait_ok(5)
+        load.stop()
+    assert load.failures == [], load.failures[:10]
+
+
+def test_upgrade_applies_the_new_configs_listen_buffer_sizes(ballast, backend):
+    """SIGUSR2 with sndbuf=32k changed to 64k in the file: the new process sets the size on
+    the sockets it inherits, so its connections get 64k (doubled by the kernel)."""
+    a = backend("a")
+    text = conf(["@a@"], listens=("127.0.0.1:@port@ sndbuf=%s",)).replace(
+        "http {", "pid @tmp@/ballast.pid;\nhttp {", 1)
+    bl = start(ballast, text % "32k", workers=2, a=a.addr)
+    pid_file = os.path.join(bl.dir, "ballast.pid")
+    assert wait_for(lambda: os.path.exists(pid_file) and open(pid_file).read().strip(), 3 * SLOW)
+    assert _conns_tb(bl.port) == [2 * 32768] * 4
+    with open(bl.conf_path, "w") as f:
+        f.write(render(text % "64k", bl.values))
+    new_pid = None
+    try:
+        bl.send_signal(signal.SIGUSR2)
+        assert bl.wait(15) == 0, "the old process did not exit after the upgrade"
+        new_pid = int(open(pid_file).read())
+        assert new_pid != bl.pid and _alive(new_pid)
+        assert _conns_tb(bl.port) == [2 * 65536] * 4
+    finally:
+        if new_pid:
+            _stop_pid(new_pid)
 
 
 def test_privileged_port_after_user_dropped_root_is_refused(ballast, backend):

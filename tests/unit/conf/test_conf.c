@@ -614,10 +614,51 @@ static void test_map_compiled(void **state)
                  "\"map\" directive is not allowed here in t.conf:1");
 }
 
+/* listen's socket parameters: sizes read as nginx's (k, m), one value per address however
+ * many servers share it, and each bad value named with its place. */
+static void test_listen_socket_buffers(void **state)
+{
+    (void)state;
+    char err[512];
+    struct bl_config *c = load("http {\n"
+                               " server { listen 127.0.0.1:18080 sndbuf=64k rcvbuf=32768; }\n"
+                               " server { listen 127.0.0.1:18080 backlog=100 sndbuf=64k; }\n"
+                               "}\n"
+                               "stream { server { listen 127.0.0.1:18081 rcvbuf=1m;"
+                               " proxy_pass 127.0.0.1:1; } }\n",
+                               err, sizeof(err));
+    assert_non_null(c);
+    assert_int_equal(c->nlistens, 2);
+    assert_int_equal(c->listens[0].sndbuf, 65536);
+    assert_int_equal(c->listens[0].rcvbuf, 32768);
+    assert_int_equal(c->listens[0].backlog, 100);
+    assert_int_equal(c->listens[1].sndbuf, 0);
+    assert_int_equal(c->listens[1].rcvbuf, 1024 * 1024);
+    assert_int_equal(c->listens[1].backlog, 511);
+    bl_conf_release(c);
+    expect_error("http {\n server {\n listen 127.0.0.1:18080 sndbuf=abc;\n }\n}\n",
+                 "invalid value \"sndbuf=abc\" in \"listen\" directive (a size from 1k to 1g) "
+                 "in t.conf:3");
+    expect_error("http {\n server {\n listen 127.0.0.1:18080 rcvbuf=100;\n }\n}\n",
+                 "invalid value \"rcvbuf=100\" in \"listen\" directive (a size from 1k to 1g) "
+                 "in t.conf:3");
+    expect_error("stream {\n server {\n listen 127.0.0.1:18080 sndbuf=2g;\n }\n}\n",
+                 "invalid value \"sndbuf=2g\" in \"listen\" directive (a size from 1k to 1g) "
+                 "in t.conf:3");
+    expect_error("http {\n server {\n listen 127.0.0.1:18080 backlog=0;\n }\n}\n",
+                 "invalid value \"backlog=0\" in \"listen\" directive (a number from 1 to "
+                 "65535) in t.conf:3");
+    expect_error("http {\n server {\n listen 127.0.0.1:18080 sndbuf=64k;\n }\n"
+                 " server {\n listen 127.0.0.1:18080 sndbuf=32k;\n }\n}\n",
+                 "\"sndbuf\" for 127.0.0.1:18080 differs from an earlier \"listen\" of the "
+                 "address (one socket, one value) in t.conf:6");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_listen_socket_buffers),
         cmocka_unit_test(test_nginx_habits_accepted),
         cmocka_unit_test(test_inheritance_and_defaults),
         cmocka_unit_test(test_upstream_servers),
