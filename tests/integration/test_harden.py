@@ -176,6 +176,36 @@ def test_open_file_limit_too_low_is_warned_at_start(tmp_path):
         assert p.wait(15 * SLOW) == 0
 
 
+def test_worker_rlimit_nofile_raises_the_soft_limit(tmp_path):
+    """worker_rlimit_nofile 3000 from a soft limit of 256 (hard 4096): the process runs with
+    3000 (/proc/PID/limits), and 1000 worker_connections x 2 workers x 2 still exceeds it,
+    which is warned about as coming from the directive."""
+    import resource
+    port = free_port()
+    conf = tmp_path / "b.conf"
+    log = tmp_path / "error.log"
+    conf.write_text("worker_processes 2;\nworker_rlimit_nofile 3000;\nerror_log %s notice;\n"
+                    "events { worker_connections 1000; }\n"
+                    "http { server { listen 127.0.0.1:%d; location / { return 200; } } }\n"
+                    % (log, port))
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, 4096))
+    p = subprocess.Popen([BALLAST_BIN, "-c", str(conf)], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL, preexec_fn=limit)
+    try:
+        assert wait_for(lambda: connects(port), 5 * SLOW)
+        limits = [l.split() for l in read("/proc/%d/limits" % p.pid).splitlines()
+                  if l.startswith("Max open files")]
+        assert limits and limits[0][3:5] == ["3000", "4096"], limits
+        line = [l for l in read(log).splitlines() if "exceeds the open file limit" in l]
+        assert line and "limit 3000 (RLIMIT_NOFILE, from worker_rlimit_nofile)" in line[0], \
+            read(log)
+    finally:
+        p.terminate()
+        assert p.wait(15 * SLOW) == 0
+
+
 def test_worker_connections_full_warning_once_a_minute(ballast):
     b = ballast("error_log @tmp@/error.log notice;\nevents { worker_connections 2; }\n"
                 "http { server { listen 127.0.0.1:@port@; keepalive_timeout 60s;\n"
@@ -237,6 +267,46 @@ def test_user_nobody_drops_root_and_keeps_a_privileged_port(ballast):
     for task in os.listdir("/proc/%d/task" % pid):   # every thread, not only the first
         with open("/proc/%d/task/%s/status" % (pid, task)) as f:
             assert "Uid:\t%d\t%d\t%d\t%d" % ((uid,) * 4) in f.read()
+
+
+# ---- the sanitizers
+
+
+@pytest.mark.skipif(not ASAN, reason="the ASan build's leak check (make integration-asan)")
+def test_leak_check_runs_at_a_clean_shutdown(tmp_path):
+    """Every test's teardown fails on a LeakSanitizer report, which only means something if
+    the check runs when ballast exits after SIGTERM (through exit(), not _exit() or a signal).
+    A preloaded library leaks 4242 bytes before main(): serving ballast with two workers and
+    stopped by SIGTERM reports them and exits nonzero."""
+    lib = tmp_path / "leak.so"
+    src = tmp_path / "leak.c"
+    src.write_text("#include <stdint.h>\n#include <stdlib.h>\nuintptr_t bl_hidden;\n"
+                   "__attribute__((constructor)) static void leak(void)\n"
+                   "{ bl_hidden = (uintptr_t)malloc(4242) ^ 0x5a5a5a5aUL; }\n")
+    subprocess.run(["cc", "-shared", "-fPIC", "-o", str(lib), str(src)], check=True,
+                   timeout=30)
+    asan = subprocess.run(["cc", "-print-file-name=libasan.so"], stdout=subprocess.PIPE,
+                          text=True, timeout=30).stdout.strip()
+    port = free_port()
+    conf = tmp_path / "b.conf"
+    conf.write_text("worker_processes 2;\nhttp { server { listen 127.0.0.1:%d;\n"
+                    "    location / { return 200 \"ok\"; } } }\n" % port)
+    env = dict(os.environ, LD_PRELOAD="%s:%s" % (asan, lib),
+               ASAN_OPTIONS="detect_leaks=1:abort_on_error=0")
+    p = subprocess.Popen([BALLAST_BIN, "-c", str(conf)], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, env=env, text=True, errors="replace")
+    try:
+        assert wait_for(lambda: connects(port), 10 * SLOW)
+        with Conn(port) as c:
+            assert c.request("GET", "/").status == 200
+        p.send_signal(signal.SIGTERM)
+        err = p.communicate(timeout=15 * SLOW)[1]
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode != 0 and "LeakSanitizer: detected memory leaks" in err, err[-3000:]
+    assert "Direct leak of 4242 byte(s) in 1 object(s)" in err, err[-3000:]
 
 
 # ---- found by lint and fuzzing
