@@ -24,12 +24,14 @@ The attack starts, ramps for --ramp seconds, then wrk runs --duration seconds be
 RSS (KB) and descriptors of the proxy during the attack are sampled every 0.2 s.
 
 Prints a markdown table: the medians of p99 baseline, p99 under attack and of the ratios of
-each pair (every ratio listed), wrk's request rate and errors, peak RSS and fds, for each proxy
-and attack. The machine is shared and noisy: compare
+each pair (every ratio listed), wrk's request rate and errors, peak RSS and fds, and the most
+the kernel held queued for sending on the proxy's client connections (the sum of `ss -tm`'s w
+at the end of each ramp), for each proxy and attack. --sndbuf SIZE adds `sndbuf=SIZE` to both
+proxies' listen (nginx has the same parameter). The machine is shared and noisy: compare
 ballast with nginx within one run; the absolute figures move from run to run.
 
     bench/hostile.py [--duration 5] [--ramp 3] [--rounds 3] [--attacks slowloris,idle]
-                     [--ballast ./ballast]     (BENCH_DURATION, BENCH_ROUNDS)
+                     [--ballast ./ballast] [--sndbuf 64k]     (BENCH_DURATION, BENCH_ROUNDS)
 """
 import argparse
 import os
@@ -240,7 +242,7 @@ class OwnAttack(threading.Thread):
 
     def run(self):
         while not self.stop.is_set() and len(self.socks) < self.n:
-            for _ in range(100):
+            for _ in range(min(100, self.n - len(self.socks))):
                 s = self.open_one()
                 if s:
                     self.socks.append(s)
@@ -268,6 +270,13 @@ class OwnAttack(threading.Thread):
         self.join(10)
         for s in self.socks:
             s.close()
+
+
+def send_queued(port):
+    """Bytes the kernel holds queued for sending on the connections accepted on port."""
+    out = subprocess.run(["ss", "-tmnH", "state", "established", "( sport = :%d )" % port],
+                         stdout=subprocess.PIPE, text=True).stdout
+    return sum(int(w) for w in re.findall(r"skmem:\(r\d+,rb\d+,t\d+,tb\d+,f\d+,w(\d+)", out))
 
 
 def start_attack(kind, port, duration):
@@ -300,6 +309,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=int(os.environ.get("BENCH_ROUNDS", "3")))
     ap.add_argument("--attacks", default=",".join(ATTACKS))
     ap.add_argument("--ballast", default=os.environ.get("BALLAST_BIN", os.path.join(ROOT, "ballast")))
+    ap.add_argument("--sndbuf", default="", help="listen ... sndbuf=SIZE in both proxies")
     args = ap.parse_args()
     for tool in ("wrk", "slowhttptest", "nginx"):
         if not shutil.which(tool) and not os.path.exists("/usr/sbin/" + tool):
@@ -325,10 +335,11 @@ def main():
         procs.append(body_be)
         ports = {"ballast": free_port(), "nginx": free_port()}
         proxy = ("upstream be { server 127.0.0.1:%d; keepalive 64; }\n"
-                 "server { listen 127.0.0.1:%%d; %s\n"
+                 "server { listen 127.0.0.1:%%d%s; %s\n"
                  "  location /post { proxy_pass http://127.0.0.1:%d; }\n"
                  "  location / { proxy_pass http://be; proxy_http_version 1.1;\n"
-                 "               proxy_set_header Connection \"\"; } }" % (be, TIMEOUTS, body_be.port))
+                 "               proxy_set_header Connection \"\"; } }"
+                 % (be, " sndbuf=" + args.sndbuf if args.sndbuf else "", TIMEOUTS, body_be.port))
         # nginx would spool each never-read 100 MB answer to a temp file (20 GB for 200
         # readers); ballast keeps none: both hold only their memory buffers here
         nproxy = (proxy % ports["nginx"]).replace("proxy_pass http://be;",
@@ -358,13 +369,14 @@ def main():
             for kind in attacks:
                 # rounds of (baseline, attack) pairs, so that each ratio compares two
                 # measurements taken seconds apart on this noisy machine; medians reported
-                bases, p99s, ratios, rpss, errs = [], [], [], [], 0
+                bases, p99s, ratios, rpss, errs, queued = [], [], [], [], 0, 0
                 s = Sampler(pid)
                 s.start()
                 for _ in range(args.rounds):
                     base, _, e0 = wrk(port, args.duration)
                     a = start_attack(kind, port, args.ramp + args.duration + 5)
                     time.sleep(args.ramp)
+                    queued = max(queued, send_queued(port))
                     p99, rps, e1 = wrk(port, args.duration)
                     stop_attack(a)
                     time.sleep(2)  # let the proxy close what the attack left
@@ -377,18 +389,18 @@ def main():
                 s.stop.set()
                 s.join()
                 rows.append((who, kind, med(bases), med(p99s), med(ratios), med(rpss) or 0, errs,
-                             s.rss, s.fds, ratios))
+                             s.rss, s.fds, ratios, queued))
                 print("  %s %s: ratios %s, RSS %d KB, %d fds" % (
                     who, kind, " ".join("%.2f" % r for r in ratios), s.rss, s.fds), file=sys.stderr)
         print("| proxy | attack | p99 base (ms) | p99 attack (ms) | ratio (median) | ratios | "
-              "req/s | errors | peak RSS (MB) | peak fds |")
+              "req/s | errors | peak RSS (MB) | peak fds | send queues (MB) |")
         print("|-------|--------|--------------:|----------------:|------:|------|------:|"
-              "-------:|--------------:|---------:|")
-        for who, kind, base, p99, ratio, rps, err, rss, fds, ratios in rows:
-            print("| %s | %s | %s | %s | %s | %s | %.0f | %d | %.1f | %d |"
+              "-------:|--------------:|---------:|-----------------:|")
+        for who, kind, base, p99, ratio, rps, err, rss, fds, ratios, queued in rows:
+            print("| %s | %s | %s | %s | %s | %s | %.0f | %d | %.1f | %d | %.1f |"
                   % (who, kind, "%.2f" % base if base else "-", "%.2f" % p99 if p99 else "-",
                      "%.2f" % ratio if ratio else "-", " ".join("%.2f" % r for r in ratios),
-                     rps, err, rss / 1024, fds))
+                     rps, err, rss / 1024, fds, queued / 1e6))
     finally:
         for p in reversed(procs):
             p.end() if isinstance(p, BodyBackend) else p.stop()
