@@ -296,8 +296,7 @@ static void take_queue(struct bl_worker *w, struct bl_listener *o, struct bl_wor
     if (!ls || ls->udp || ls->dns)
         return;
     int limit = nw->gen->cfg->worker_connections;
-    for (int i = 0; i < 65536 && worker_nclients(w) + nw->http.nclients +
-                                         nw->stream.nsessions < (uint32_t)limit; i++) {
+    for (int i = 0; i < 65536 && worker_nclients(w) < (uint32_t)limit; i++) {
         union bl_sockaddr peer;
         socklen_t len = sizeof(peer);
         int fd = accept4(o->io.fd, &peer.sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -354,7 +353,16 @@ static void worker_switch(struct bl_worker *w)
             bl_log(BL_LOG_ALERT, "no socket for %s in generation %llu", l->listen->text,
                    (unsigned long long)g->number);
     }
-    /* Addresses the new generation dropped: accepted connections go on on the old one. */
+
+    bl_conn_pool_adopt(&nw->http.up.pool, &old->http.up.pool,
+                       g->prev_number == old->gen->number ? g->server_map : NULL);
+    w->cur = nw;
+    w->http_cur = &nw->http;
+    old->next_old = w->old;
+    w->old = old;
+    /* Addresses the new generation dropped (or rebuilt): connections accepted there go on on
+     * the old generation; a rebuilt one's queue goes to the new (after the switch, so that they
+     * count as the current generation's). */
     for (uint32_t j = 0; j < old->nlisteners; j++) {
         struct bl_listener *o = &old->listeners[j];
         if (o->io.fd < 0)
@@ -365,13 +373,6 @@ static void worker_switch(struct bl_worker *w)
         close(o->io.fd);
         o->io.fd = -1;
     }
-
-    bl_conn_pool_adopt(&nw->http.up.pool, &old->http.up.pool,
-                       g->prev_number == old->gen->number ? g->server_map : NULL);
-    w->cur = nw;
-    w->http_cur = &nw->http;
-    old->next_old = w->old;
-    w->old = old;
     atomic_store_explicit(&w->seen, g->number, memory_order_release);
     bl_http_adopt_idle(&old->http);
     old_check(w, old);
