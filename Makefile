@@ -25,18 +25,19 @@
 #   make test-multinode  a keepalived pair of ballast nodes in network namespaces, failed
 #                      over under a steady client: one line per case (tests/multinode/run.sh;
 #                      needs root, ip netns and keepalived, says why when skipped)
-#   make bench         ballast, nginx and HAProxy side by side (plain HTTP/1.1, TLS, HTTP/2
-#                      and L4 rows; BENCH_ROWS=http,tls,h2,stream picks); writes
+#   make bench         ballast, nginx and HAProxy side by side (plain HTTP/1.1, TLS, HTTP/2,
+#                      L4, cache and gzip rows; BENCH_ROWS=http,tls,h2,stream,cache,gzip picks); writes
 #                      bench/RESULTS.md (bench/README.md)
 #   make bench-uring   ballast's epoll and io_uring backends side by side (bench/uring.sh)
 #   make bench-balancers  nanoseconds per pick for every balancing algorithm
 #   make bench-logs    nanoseconds per request for a log line and for request/trace ids
 #   make bench-limits  nanoseconds per limit_req check with 1M keys in the zone
 #   make bench-h2      make bench's HTTP/2 rows only (BENCH_ROWS=h2)
-#   make bench-gzip    gzip MB/s at levels 1 and 6 against nginx
+#   make bench-gzip    gzip MB/s at levels 1 and 6 against nginx (make bench's gzip rows alone)
 #   make bench-hostile p99 of normal clients under slowloris, slow POST, slow and non-readers
 #                      and 5000 idle connections, against nginx (bench/hostile.py)
-#   make bench-cache   cache hits/s and CPU per hit against nginx's proxy_cache
+#   make bench-cache   cache hits/s and CPU per hit against nginx's proxy_cache (make bench's
+#                      cache rows alone)
 #   make bench-scale   1/2/4/8 workers against nginx and HAProxy, pinned where the cores are
 #   make bench-callgrind  instructions per proxied request by function, idle connection bytes
 #   make bench-static  static small-file requests/s and CPU per request against nginx

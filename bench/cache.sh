@@ -1,100 +1,99 @@
 #!/usr/bin/env bash
-# Cache hits, ballast against nginx's proxy_cache in the same run: one worker each, both in
-# front of one nginx backend serving a file (SIZE bytes, Cache-Control: max-age=3600), each
-# with its own proxy_cache_path in a temp dir; the URL is fetched once (MISS), then wrk -t1
-# -c$CONNS asks for it for DUR (every answer a HIT, checked by X-Cache-Status).
+# The `cache` rows of `make bench`: cache hits, ballast's proxy_cache against nginx's
+# proxy_cache and HAProxy's `cache` (and ballast-base) in the same run. One worker each, in front
+# of one origin nginx that serves a BENCH_CACHE_SIZE-byte file with Cache-Control:
+# max-age=3600 and logs every request; each proxy has its own cache in its own temp dir
+# (conf/*-cache.*.in). The URL is fetched once (miss, fills), a second GET must not reach the
+# origin (else the proxy is dropped), then wrk -t1 -c$BENCH_CACHE_CONNS asks for it for
+# BENCH_CACHE_DURATION, BENCH_ROUNDS rounds in rotating order.
 #
-#   req/s        hits per second of wall time
-#   CPU us/hit   the proxy's own CPU (user + system) per hit, the figure that survives a
-#                shared machine best
+#   hits/s       wrk's requests per second of wall time
+#   CPU us/hit   the proxy's own CPU (user + system, all its processes) per hit: the figure that
+#                survives a shared machine best
+#   errors       non-2xx answers, socket errors, and requests that reached the origin during the
+#                measured run (misses: there should be none)
 #
-# Environment: BENCH_DURATION=5s BENCH_CONNS=50 BENCH_ROUNDS=3 BENCH_SIZE=4096
-#              BALLAST_BIN=./ballast
-# Prints a markdown table (medians over the rounds; the proxies' order alternates per round).
-set -euo pipefail
-cd "$(dirname "$0")/.."
-DUR=${BENCH_DURATION:-5s}
-CONNS=${BENCH_CONNS:-50}
-ROUNDS=${BENCH_ROUNDS:-3}
-SIZE=${BENCH_SIZE:-4096}
-BIN=${BALLAST_BIN:-./ballast}
-source bench/mini.sh cache
+# Sourced by bench/rows.sh (run.sh owns the processes, records and the report). Run directly
+# (`make bench-cache`), it is `BENCH_ROWS=cache bench/run.sh` printing its tables without
+# touching RESULTS.md, and takes its old knobs: BENCH_DURATION=5s BENCH_CONNS=50
+# BENCH_ROUNDS=3 BENCH_SIZE=4096 BALLAST_BIN=./ballast.
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+    cd "$(dirname "$0")/.."
+    export BENCH_CACHE_DURATION=${BENCH_CACHE_DURATION:-${BENCH_DURATION:-5s}}
+    export BENCH_CACHE_CONNS=${BENCH_CACHE_CONNS:-${BENCH_CONNS:-50}}
+    export BENCH_CACHE_SIZE=${BENCH_CACHE_SIZE:-${BENCH_SIZE:-4096}}
+    export BENCH_ROUNDS=${BENCH_ROUNDS:-3} BENCH_NO_RESULTS=${BENCH_NO_RESULTS:-1}
+    unset BENCH_DURATION BENCH_CONNS BENCH_SIZE
+    BENCH_ROWS=cache exec bench/run.sh
+fi
 
-BE=$(port); PN=$(port); PB=$(port)
-mkdir -p "$TMP/www" "$TMP/ncache" "$TMP/bcache"
-head -c "$SIZE" /dev/urandom > "$TMP/www/obj.bin"
-cat > "$TMP/backend.conf" <<NGX
-daemon off; master_process off; worker_processes 1; pid $TMP/be.pidf; error_log $TMP/be.err;
-$ROOT
-events { worker_connections 1024; }
-http { access_log off; $TEMPS
-  server { listen 127.0.0.1:$BE; root $TMP/www; add_header Cache-Control "max-age=3600"; } }
-NGX
-nginx -p "$TMP" -c "$TMP/backend.conf" & echo $! > "$TMP/backend.pid"
-cat > "$TMP/nginx.conf" <<NGX
-daemon off; master_process off; worker_processes 1; pid $TMP/nx.pidf; error_log $TMP/nx.err;
-$ROOT
-events { worker_connections 1024; }
-http { access_log off; keepalive_requests 1000000; $TEMPS
-  proxy_cache_path $TMP/ncache keys_zone=one:10m levels=1:2;
-  upstream be { server 127.0.0.1:$BE; keepalive 16; }
-  server { listen 127.0.0.1:$PN; location / { proxy_pass http://be; proxy_http_version 1.1;
-           proxy_set_header Connection ""; proxy_cache one;
-           add_header X-Cache-Status \$upstream_cache_status; } } }
-NGX
-nginx -p "$TMP" -c "$TMP/nginx.conf" & echo $! > "$TMP/nginx.pid"
-cat > "$TMP/ballast.conf" <<CONF
-worker_processes 1; pid $TMP/b.pidf; error_log $TMP/b.err;
-events { worker_connections 1024; }
-http { access_log off; keepalive_requests 1000000;
-  proxy_cache_path $TMP/bcache keys_zone=one:10m levels=1:2;
-  upstream be { server 127.0.0.1:$BE; keepalive 16; }
-  server { listen 127.0.0.1:$PB; location / { proxy_pass http://be; proxy_cache one;
-           add_header X-Cache-Status \$upstream_cache_status; } } }
-CONF
-"$BIN" -c "$TMP/ballast.conf" 2>>"$TMP/ballast.stderr" & echo $! > "$TMP/ballast.pid"
-sleep 1
-declare -A PORTS=([nginx]=$PN [ballast]=$PB)
-
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-HZ=$(getconf CLK_TCK)
-
-for p in nginx ballast; do  # fill, then check that the next answer is a hit
-  curl -s -o /dev/null "http://127.0.0.1:${PORTS[$p]}/obj.bin"
-  st=$(curl -s -D - -o /dev/null "http://127.0.0.1:${PORTS[$p]}/obj.bin" | tr -d '\r' |
-       awk -F': ' 'tolower($1)=="x-cache-status" {print $2}')
-  [ "$st" = HIT ] || { echo "bench: $p does not answer from its cache ($st)" >&2; exit 1; }
+BENCH_CACHE_DURATION=${BENCH_CACHE_DURATION:-5s}
+BENCH_CACHE_CONNS=${BENCH_CACHE_CONNS:-50}
+BENCH_CACHE_SIZE=${BENCH_CACHE_SIZE:-4096}
+ROWS_KNOBS="$ROWS_KNOBS BENCH_CACHE_DURATION BENCH_CACHE_CONNS BENCH_CACHE_SIZE"
+CACHE_S=$(secs "$BENCH_CACHE_DURATION")
+for v in BENCH_CACHE_CONNS BENCH_CACHE_SIZE; do
+    [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer"
 done
 
-run() { # NAME -> "req/s us_per_hit"
-  local p=${PORTS[$1]} pid; pid=$(cat "$TMP/$1.pid")
-  local c0; c0=$(cpu_ticks "$pid")
-  local out; out=$(wrk -t1 -c"$CONNS" -d"$DUR" "http://127.0.0.1:$p/obj.bin")
-  local c1; c1=$(cpu_ticks "$pid")
-  local reqs; reqs=$(echo "$out" | awk '/requests in/ {print $1}')
-  local secs; secs=$(echo "$out" | awk '/requests in/ {gsub("s,","",$4); print $4}')
-  if echo "$out" | grep -q "Non-2xx"; then echo "bench: $1 answered non-2xx" >&2; exit 1; fi
-  python3 -c "
-reqs, secs, cpu = $reqs, float('$secs'), ($c1 - $c0) / $HZ
-print('%.0f %.2f' % (reqs / secs, cpu * 1e6 / reqs if reqs else 0))"
+cache_budget() {   # seconds the cache rows may take at most
+    echo $(( 20 + ${#SELECTED[@]} * (2 * START_TIMEOUT + 10 + BENCH_ROUNDS * (CACHE_S + 35)) ))
 }
 
-declare -A RES
-names=(ballast nginx)
-for r in $(seq 1 "$ROUNDS"); do
-  for i in 0 1; do
-    n=${names[$(( (i + r) % 2 ))]}
-    RES[$n]+="$(run "$n");"
-  done
-done
+cache_origin_requests() { wc -l <"$TMP/cache/origin/access.log" 2>/dev/null || echo 0; }
 
-nb=$(python3 -c "import statistics as s; v=[x.split() for x in '${RES[nginx]}'.strip(';').split(';')]; print(s.median(float(a[1]) for a in v))")
-echo "| proxy   | hits/s (wall) | CPU us/hit | CPU/hit vs nginx |"
-echo "| ------- | ------------- | ---------- | ---------------- |"
-for p in ballast nginx; do
-  python3 -c "
-import statistics as s
-v = [x.split() for x in '${RES[$p]}'.strip(';').split(';')]
-w = s.median(float(a[0]) for a in v); c = s.median(float(a[1]) for a in v)
-print('| %-7s | %13.0f | %10.2f | %16.2f |' % ('$p', w, c, c / $nb if $nb else 0))"
-done
+cache_fill() {   # name: one GET fills the cache, the next must not reach the origin
+    local name=$1 u=$SCHEME://127.0.0.1:${PORTS[$1]}/obj.bin n0 n1
+    curl -s -o /dev/null --max-time 5 "$u" || true
+    n0=$(cache_origin_requests)
+    curl -s -o "$TMP/cache/check.bin" --max-time 5 "$u" || true
+    n1=$(cache_origin_requests)
+    if ! cmp -s "$TMP/cache/check.bin" "$TMP/cache/www/obj.bin"; then
+        record fail "$name" "cache fill" "the second GET did not return the file"
+    elif [ "$n1" != "$n0" ]; then
+        record fail "$name" "cache fill" "the second GET reached the origin: not cached"
+    else
+        return 0
+    fi
+    log "$name: does not answer from its cache; dropping it"
+    stop_proxy "$name"
+    return 1
+}
+
+cache_run() {   # name round: wrk on the cached URL, recorded as ops row "cache"
+    local name=$1 round=$2 out=$TMP/wrk-${1//\//-}-r$2.txt t0 t1 n0 n1 reqs rps p99 err
+    check_alive "$name" "cache round $round" || return 0
+    n0=$(cache_origin_requests); t0=$(cpu_ticks ${PIDS[$name]})
+    timeout $(( CACHE_S + 30 )) wrk -t1 -c"$BENCH_CACHE_CONNS" -d"${CACHE_S}s" \
+        "$SCHEME://127.0.0.1:${PORTS[$name]}/obj.bin" >"$out" 2>&1 || true
+    t1=$(cpu_ticks ${PIDS[$name]}); n1=$(cache_origin_requests)
+    read -r reqs rps p99 err < <(parse_wrk "$out")
+    record_ops cache "$name" "$round" "$reqs" "$(awk -v n="$reqs" -v r="$rps" 'BEGIN { printf "%.3f", (r > 0 ? n / r : 0) }')" \
+        $(( t1 - t0 )) $(( err + n1 - n0 ))
+    log "  $name round $round: $reqs hits at $rps/s, $(( t1 - t0 )) ticks, $(( n1 - n0 )) reached the origin, $err errors"
+}
+
+rows_cache() {
+    row_on cache || return 0
+    local BACKEND_PORT round k=0 name
+    mkdir -p "$TMP/cache/www"
+    head -c "$BENCH_CACHE_SIZE" /dev/urandom >"$TMP/cache/www/obj.bin"
+    record meta cache "one ${BENCH_CACHE_SIZE}-byte object (Cache-Control: max-age=3600), \`wrk -t1 -c$BENCH_CACHE_CONNS -d${CACHE_S}s\`"
+    BACKEND_PORT=$(free_ports 1)
+    RENDER_EXTRA=(-e "s|@WWW@|$TMP/cache/www|")
+    start_nginx cache/origin "$BENCH_DIR/conf/backend-cache.nginx.conf.in" "$BACKEND_PORT" \
+        || die "the cache rows' origin nginx did not start: $(cat "$TMP/cache/origin/error.log" 2>/dev/null | tail -2 | oneline)"
+    RENDER_EXTRA=()
+    start_group cache/ -cache
+    for name in "${ACTIVE[@]}"; do cache_fill "$name" || true; done
+    for name in "${ACTIVE[@]}"; do   # warm-up, not recorded
+        timeout 30 wrk -t1 -c"$BENCH_CACHE_CONNS" -d"$WARMUP" "$(url "$name")obj.bin" >/dev/null 2>&1 || true
+    done
+    for (( round = 1; round <= BENCH_ROUNDS; round++ )); do
+        log "cache hits: ${BENCH_CACHE_SIZE}-byte object, $BENCH_CACHE_CONNS connections, round $round/$BENCH_ROUNDS"
+        for name in $(rotated $k); do cache_run "$name" "$round"; done
+        k=$(( k + 1 ))
+    done
+    stop_group
+    for p in ${PIDS[cache/origin]}; do kill -TERM "$p" 2>/dev/null || true; done
+}

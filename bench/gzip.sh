@@ -1,106 +1,117 @@
 #!/usr/bin/env bash
-# gzip compression throughput, ballast against nginx in the same run: one worker each, both
-# proxying to one nginx backend that serves a 1 MiB text file (upstream keep-alive), gzip on
-# with gzip_types text/plain at levels 1 and 6; wrk -t1 -c$CONNS with Accept-Encoding: gzip.
+# The `gzip` rows of `make bench`: gzip compression through ballast, nginx and HAProxy (and
+# ballast-base) in the same run. One origin nginx serves a 1 MiB text file (numbered lines)
+# uncompressed; for each level in BENCH_GZIP_LEVELS (1 and 6) every proxy runs in its own
+# process with `gzip on; gzip_types text/plain; gzip_comp_level LEVEL` (HAProxy: `compression
+# algo gzip`, `compression type text/plain`, `tune.comp.maxlevel LEVEL`; conf/*-gzip.*.in),
+# upstream keep-alive, one worker. Each proxy's answer is checked first (Content-Encoding:
+# gzip, gunzips to the file; its size is the compressed bytes per response), then wrk -t1
+# -c$BENCH_GZIP_CONNS -H 'Accept-Encoding: gzip' for BENCH_GZIP_DURATION, BENCH_ROUNDS rounds
+# in rotating order.
 #
-#   MB/s       uncompressed body megabytes (10^6) per second of wall time
-#   CPU MB/s   uncompressed megabytes per second of the proxy's own CPU (user + system), the
-#              figure that survives a shared machine best
+#   out MB/s            compressed megabytes (10^6) sent per second of wall time
+#   out MB per CPU s    compressed megabytes per second of the proxy's own CPU (user + system):
+#                       the figure that survives a shared machine best
+#   in MB per CPU s     the same in uncompressed (input) megabytes: the compressor's speed
 #
-# Environment: BENCH_DURATION=5s BENCH_CONNS=4 BENCH_ROUNDS=3 BALLAST_BIN=./ballast
-# Prints a markdown table (medians over the rounds; proxies in rotating order per round).
-set -euo pipefail
-cd "$(dirname "$0")/.."
-DUR=${BENCH_DURATION:-5s}
-CONNS=${BENCH_CONNS:-4}
-ROUNDS=${BENCH_ROUNDS:-3}
-BIN=${BALLAST_BIN:-./ballast}
-source bench/mini.sh gzip
+# Debian's HAProxy 2.6 is built with libslz, not zlib (haproxy -vv: USE_SLZ, -ZLIB): slz has
+# one level (HAProxy passes !!level), so its rows at every level measure the same compressor,
+# faster and with a larger output than zlib's level 1.
+#
+# Sourced by bench/rows.sh (run.sh owns the processes, records and the report). Run directly
+# (`make bench-gzip`), it is `BENCH_ROWS=gzip bench/run.sh` printing its tables without
+# touching RESULTS.md, and takes its old knobs: BENCH_DURATION=5s BENCH_CONNS=4
+# BENCH_ROUNDS=3 BALLAST_BIN=./ballast.
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+    cd "$(dirname "$0")/.."
+    export BENCH_GZIP_DURATION=${BENCH_GZIP_DURATION:-${BENCH_DURATION:-5s}}
+    export BENCH_GZIP_CONNS=${BENCH_GZIP_CONNS:-${BENCH_CONNS:-4}}
+    export BENCH_ROUNDS=${BENCH_ROUNDS:-3} BENCH_NO_RESULTS=${BENCH_NO_RESULTS:-1}
+    unset BENCH_DURATION BENCH_CONNS
+    BENCH_ROWS=gzip exec bench/run.sh
+fi
 
-BE=$(port)
-mkdir -p "$TMP/www"
-python3 - "$TMP/www/page.txt" <<'PY'
+BENCH_GZIP_DURATION=${BENCH_GZIP_DURATION:-5s}
+BENCH_GZIP_CONNS=${BENCH_GZIP_CONNS:-4}
+BENCH_GZIP_LEVELS=${BENCH_GZIP_LEVELS:-1,6}
+ROWS_KNOBS="$ROWS_KNOBS BENCH_GZIP_DURATION BENCH_GZIP_CONNS BENCH_GZIP_LEVELS"
+GZIP_S=$(secs "$BENCH_GZIP_DURATION")
+[[ $BENCH_GZIP_CONNS =~ ^[1-9][0-9]*$ ]] || die "BENCH_GZIP_CONNS must be a positive integer"
+IFS=', ' read -r -a GZIP_LEVELS <<<"$BENCH_GZIP_LEVELS"
+for v in "${GZIP_LEVELS[@]}"; do
+    [[ $v =~ ^[1-9]$ ]] || die "BENCH_GZIP_LEVELS: '$v' is not a gzip level from 1 to 9"
+done
+
+gzip_budget() {   # seconds the gzip rows may take at most
+    echo $(( 20 + ${#GZIP_LEVELS[@]} * ${#SELECTED[@]} * (2 * START_TIMEOUT + 15 + BENCH_ROUNDS * (GZIP_S + 35)) ))
+}
+
+declare -A GZIP_BYTES   # proxy (gzip1/nginx) -> compressed bytes of one response
+
+gzip_check() {   # name: the answer is gzip and gunzips to the file; sets GZIP_BYTES[name]
+    local name=$1 d=$TMP/gzip/check-${1//\//-} why=""
+    mkdir -p "$d"
+    curl -s --max-time 10 -H 'Accept-Encoding: gzip' -D "$d/head" -o "$d/body.gz" \
+        "$(url "$name")page.txt" || true
+    if ! tr -d '\r' <"$d/head" | grep -qi '^content-encoding: *gzip$'; then
+        why="answer without Content-Encoding: gzip"
+    elif ! gunzip -c "$d/body.gz" 2>/dev/null | cmp -s - "$TMP/gzip/www/page.txt"; then
+        why="the answer does not gunzip to the file"
+    else
+        GZIP_BYTES[$name]=$(stat -c %s "$d/body.gz")
+        return 0
+    fi
+    record fail "$name" "gzip check" "$why"
+    log "$name: $why; dropping it"
+    stop_proxy "$name"
+    return 1
+}
+
+gzip_run() {   # name round level: recorded as ops row "gzipLEVEL", compressed bytes per response last
+    local name=$1 round=$2 level=$3 out=$TMP/wrk-${1//\//-}-r$2.txt t0 t1 reqs rps p99 err
+    check_alive "$name" "gzip round $round" || return 0
+    t0=$(cpu_ticks ${PIDS[$name]})
+    timeout $(( GZIP_S + 30 )) wrk -t1 -c"$BENCH_GZIP_CONNS" -d"${GZIP_S}s" -H 'Accept-Encoding: gzip' \
+        "$(url "$name")page.txt" >"$out" 2>&1 || true
+    t1=$(cpu_ticks ${PIDS[$name]})
+    read -r reqs rps p99 err < <(parse_wrk "$out")
+    record_ops "gzip$level" "$name" "$round" "$reqs" "$(awk -v n="$reqs" -v r="$rps" 'BEGIN { printf "%.3f", (r > 0 ? n / r : 0) }')" \
+        $(( t1 - t0 )) "$err" "${GZIP_BYTES[$name]}"
+    log "  $name round $round: $reqs responses at $rps/s, $(( t1 - t0 )) ticks, $err errors"
+}
+
+rows_gzip() {
+    row_on gzip || return 0
+    local BACKEND_PORT round k=0 name level
+    mkdir -p "$TMP/gzip/www"
+    "$PY" - "$TMP/gzip/www/page.txt" <<'EOF'
 import sys
 lines = [b"line %08d: the quick brown fox jumps over the lazy dog %d\n" % (i, i * 7919)
          for i in range(20000)]
 open(sys.argv[1], "wb").write(b"".join(lines)[:1 << 20])
-PY
-SIZE=$(stat -c %s "$TMP/www/page.txt")
-cat > "$TMP/backend.conf" <<NGX
-daemon off; master_process off; worker_processes 1; pid $TMP/be.pidf; error_log $TMP/be.err;
-$ROOT
-events { worker_connections 1024; }
-http { access_log off; keepalive_requests 1000000; $TEMPS
-  types { text/plain txt; }
-  server { listen 127.0.0.1:$BE; root $TMP/www; } }
-NGX
-nginx -p "$TMP" -c "$TMP/backend.conf" & echo $! > "$TMP/backend.pid"
-
-declare -A PORTS
-for level in 1 6; do
-  pn=$(port); pb=$(port)
-  PORTS[nginx$level]=$pn; PORTS[ballast$level]=$pb
-  cat > "$TMP/nginx$level.conf" <<NGX
-daemon off; master_process off; worker_processes 1; pid $TMP/nx$level.pidf; error_log $TMP/nx$level.err;
-$ROOT
-events { worker_connections 1024; }
-http { access_log off; keepalive_requests 1000000; $TEMPS
-  gzip on; gzip_types text/plain; gzip_comp_level $level;
-  upstream be { server 127.0.0.1:$BE; keepalive 64; }
-  server { listen 127.0.0.1:$pn; location / { proxy_pass http://be; proxy_http_version 1.1;
-           proxy_set_header Connection ""; } } }
-NGX
-  nginx -p "$TMP" -c "$TMP/nginx$level.conf" & echo $! > "$TMP/nginx$level.pid"
-  cat > "$TMP/ballast$level.conf" <<CONF
-worker_processes 1; pid $TMP/b$level.pidf; error_log $TMP/b$level.err;
-events { worker_connections 1024; }
-http { access_log off; keepalive_requests 1000000;
-  gzip on; gzip_types text/plain; gzip_comp_level $level;
-  upstream be { server 127.0.0.1:$BE; keepalive 64; }
-  server { listen 127.0.0.1:$pb; location / { proxy_pass http://be; } } }
-CONF
-  "$BIN" -c "$TMP/ballast$level.conf" 2>>"$TMP/ballast$level.stderr" & echo $! > "$TMP/ballast$level.pid"
-done
-sleep 1
-
-cpu_ticks() { # PID and its children (ballast's worker threads are in the process)
-  awk '{print $14 + $15}' "/proc/$1/stat"
+EOF
+    record meta gzip_in_bytes "$(stat -c %s "$TMP/gzip/www/page.txt")"
+    record meta gzip_levels "${GZIP_LEVELS[*]}"
+    record meta gzip "a 1 MiB text file (numbered lines), gzip_types text/plain, \`wrk -t1 -c$BENCH_GZIP_CONNS -d${GZIP_S}s -H 'Accept-Encoding: gzip'\`"
+    BACKEND_PORT=$(free_ports 1)
+    RENDER_EXTRA=(-e "s|@WWW@|$TMP/gzip/www|")
+    start_nginx gzip/origin "$BENCH_DIR/conf/backend-gzip.nginx.conf.in" "$BACKEND_PORT" \
+        || die "the gzip rows' origin nginx did not start: $(cat "$TMP/gzip/origin/error.log" 2>/dev/null | tail -2 | oneline)"
+    for level in "${GZIP_LEVELS[@]}"; do
+        RENDER_EXTRA=(-e "s|@GZIP_LEVEL@|$level|")
+        start_group "gzip$level/" -gzip
+        RENDER_EXTRA=()
+        for name in "${ACTIVE[@]}"; do gzip_check "$name" || true; done
+        for name in "${ACTIVE[@]}"; do   # warm-up, not recorded
+            timeout 30 wrk -t1 -c"$BENCH_GZIP_CONNS" -d"$WARMUP" -H 'Accept-Encoding: gzip' \
+                "$(url "$name")page.txt" >/dev/null 2>&1 || true
+        done
+        for (( round = 1; round <= BENCH_ROUNDS; round++ )); do
+            log "gzip level $level: $BENCH_GZIP_CONNS connections, round $round/$BENCH_ROUNDS"
+            for name in $(rotated $k); do gzip_run "$name" "$round" "$level"; done
+            k=$(( k + 1 ))
+        done
+        stop_group
+    done
+    for p in ${PIDS[gzip/origin]}; do kill -TERM "$p" 2>/dev/null || true; done
 }
-HZ=$(getconf CLK_TCK)
-
-run() { # NAME -> "MB/s CPU_MB/s ratio"
-  local name=$1 p=${PORTS[$1]} pid; pid=$(cat "$TMP/$1.pid")
-  curl -s -H 'Accept-Encoding: gzip' -o "$TMP/check.gz" "http://127.0.0.1:$p/page.txt"
-  gunzip -t "$TMP/check.gz"
-  local c0; c0=$(cpu_ticks "$pid")
-  local out; out=$(wrk -t1 -c"$CONNS" -d"$DUR" -H 'Accept-Encoding: gzip' \
-                   "http://127.0.0.1:$p/page.txt")
-  local c1; c1=$(cpu_ticks "$pid")
-  local reqs; reqs=$(echo "$out" | awk '/requests in/ {print $1}')
-  local secs; secs=$(echo "$out" | awk '/requests in/ {gsub("s,","",$4); print $4}')
-  python3 -c "
-reqs, secs, cpu = $reqs, float('$secs'), ($c1 - $c0) / $HZ
-mb = reqs * $SIZE / 1e6
-print('%.1f %.1f' % (mb / secs, mb / cpu if cpu else 0))"
-}
-
-declare -A RES
-names=(ballast1 nginx1 ballast6 nginx6)
-for r in $(seq 1 "$ROUNDS"); do
-  for i in 0 1 2 3; do
-    n=${names[$(( (i + r) % 4 ))]}
-    RES[$n]+="$(run "$n");"
-  done
-done
-
-echo "| level | proxy   | MB/s (wall) | CPU MB/s | CPU MB/s vs nginx |"
-for level in 1 6; do
-  nb=$(python3 -c "import statistics as s; v=[x.split() for x in '${RES[nginx$level]}'.strip(';').split(';')]; print(s.median(float(a[1]) for a in v))")
-  for p in ballast nginx; do
-    python3 -c "
-import statistics as s
-v = [x.split() for x in '${RES[$p$level]}'.strip(';').split(';')]
-w = s.median(float(a[0]) for a in v); c = s.median(float(a[1]) for a in v)
-print('| %5s | %-7s | %11.1f | %8.1f | %17.2f |' % ($level, '$p', w, c, c / $nb if $nb else 0))"
-  done
-done

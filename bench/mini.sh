@@ -1,4 +1,4 @@
-# The start every one-feature comparison shares (cache.sh, gzip.sh, static.sh, upstream_tls.sh):
+# The start every one-feature comparison shares (static.sh, upstream_tls.sh):
 # sourced with the script's short name after `cd` to the repository root. Gives TMP (removed
 # on exit, with every process whose pid the script wrote to $TMP/NAME.pid), port (a free
 # port on 127.0.0.1), $TMP/nginx, TEMPS (nginx's temp paths inside TMP, so an nginx started

@@ -62,7 +62,8 @@ def load(path):
             elif kind == "ops":
                 row, name, rnd, n, wall, pt, err = r[1:8]
                 ops.append(dict(row=row, proxy=name, round=int(rnd), ops=int(n), wall=float(wall),
-                                proxy_ticks=int(pt), errors=int(err)))
+                                proxy_ticks=int(pt), errors=int(err),
+                                extra=r[8] if len(r) > 8 else ""))
     return meta, wrk, strace, idle, skip, fail, ops
 
 
@@ -203,6 +204,10 @@ OPS_ROWS = {
                  rate="MB/s", rate_scale=1e-6, cpu="CPU s/GiB", cpu_scale=1 << 30),
     "short": dict(title="L4 (TCP): short connections, one at a time (connect, 100 bytes each way, "
                         "close)", rate="conn/s", rate_scale=1, cpu="CPU us/conn", cpu_scale=1e6),
+    "cache": dict(title="Cache hits: one object from each proxy's cache (ballast and nginx "
+                        "proxy_cache, HAProxy cache); errors include requests that reached the "
+                        "origin", rate="hits/s", rate_scale=1, cpu="CPU us/hit", cpu_scale=1e6,
+                  per_core="hits per CPU second"),
 }
 
 
@@ -283,7 +288,8 @@ def row_tables(meta, wrk, ops, skip, fail, order, tick_us, rounds, row_sel):
         cpu_target(f"TLS keep-alive at {conns} conns", agg.get(("ballast", conns)),
                    agg.get(("nginx", conns)), agg.get((BASE, conns)))
     for row, prefix, sel in (("hs", "tls/", "tls"), ("h2", "tls/", "h2"),
-                             ("bulk", "l4/", "stream"), ("short", "l4/", "stream")):
+                             ("bulk", "l4/", "stream"), ("short", "l4/", "stream"),
+                             ("cache", "cache/", "cache")):
         if sel not in row_sel:
             continue
         agg = ops_medians(ops, row, order, tick_us, prefix)
@@ -292,13 +298,63 @@ def row_tables(meta, wrk, ops, skip, fail, order, tick_us, rounds, row_sel):
         if row in ("hs", "h2"):
             cpu_target("new TLS 1.3 handshakes" if row == "hs" else "HTTP/2 (h2load) per request",
                        b, n, agg.get(BASE))
+        elif row == "cache":
+            cpu_target("cache hit", b, n, agg.get(BASE))
         elif row == "bulk":
             for ref_name, ref in (("nginx", n), ("HAProxy", h)):
                 r = ratio(b and b["rate"], ref and ref["rate"])
                 targets.append([f"L4 one-transfer throughput >= {ref_name}'s",
                                 fmt(r, ".2f") + "x" if r else "-",
                                 "-" if r is None else ("PASS" if r >= 1.0 else "FAIL")])
+    if "gzip" in row_sel:
+        out += gzip_tables(meta, ops, order, tick_us, rounds, skip, fail)
     return out, targets
+
+
+def gzip_tables(meta, ops, order, tick_us, rounds, skip, fail):
+    """One table per gzip level (bench/gzip.sh): compressed MB/s of wall time, compressed and
+    uncompressed MB per CPU second, CPU per response against nginx's at the same level."""
+    in_bytes = int(meta.get("gzip_in_bytes", "0") or 0)
+    has_base = BASE in order
+    out = []
+    for level in meta.get("gzip_levels", "").split():
+        prefix = f"gzip{level}/"
+        missing = missing_cell(skip, fail, prefix)
+        agg = {}
+        for p in order:
+            runs = [o for o in ops if o["row"] == "gzip" + level and o["proxy"] == prefix + p
+                    and o["ops"] > 0 and o["wall"] > 0 and o["extra"].isdigit()]
+            if runs:
+                gz = statistics.median(int(o["extra"]) for o in runs)
+                cpu = statistics.median(o["proxy_ticks"] * tick_us / 1e6 / o["ops"] for o in runs)
+                agg[p] = dict(gz=gz, cpu=cpu,
+                              wall=statistics.median(o["ops"] / o["wall"] for o in runs) * gz / 1e6,
+                              errors=sum(o["errors"] for o in runs), n=len(runs))
+        ref, base = agg.get("nginx"), agg.get(BASE)
+        rows = []
+        for p in order:
+            a = agg.get(p)
+            if a is None:
+                rows.append([p] + ["-"] * (6 + has_base) + [missing(p)])
+                continue
+            note = ([f"{a['n']} of {rounds} rounds"]
+                    if str(rounds).isdigit() and a["n"] < int(rounds) else [])
+            if p == "haproxy":
+                note.append("libslz: one level")
+            rows.append([p, fmt(a["wall"], ",.1f"),
+                         fmt(a["gz"] / 1e6 / a["cpu"] if a["cpu"] else None, ",.1f"),
+                         fmt(in_bytes / 1e6 / a["cpu"] if a["cpu"] and in_bytes else None, ",.1f"),
+                         fmt(ratio(a["cpu"], ref and ref["cpu"]), ".2f") + "x" if ref else "-"] +
+                        ([vs_base(p, a["cpu"], base and base["cpu"])] if has_base else []) +
+                        [f"{a['gz']:,.0f} ({100 * a['gz'] / in_bytes:.1f}%)" if in_bytes
+                         else f"{a['gz']:,.0f}", a["errors"], "; ".join(note)])
+        headers = (["proxy", "out MB/s", "out MB per CPU s", "in MB per CPU s", "CPU vs nginx"] +
+                   (["CPU vs base"] if has_base else []) +
+                   ["bytes per response", "errors", "notes"])
+        out.append(f"\n### gzip level {level}: a {in_bytes / 1e6:.2f} MB text file compressed by "
+                   "each proxy (MB = 10^6 bytes; out = compressed; CPU per response)\n\n" +
+                   table(headers, rows, ["l"] + ["r"] * (len(headers) - 2) + ["l"]))
+    return out
 
 
 def http_tables(meta, agg, strace, idle, order, levels, rounds, missing):
@@ -396,6 +452,8 @@ def targets_table(meta, agg, strace, idle, order, levels, row_sel, edge_targets)
         rows += [[t, v, "not measured" if st == "-" else st] for t, v, st in edge_targets]
     else:
         rows.append(["(ballast not selected)", "-", "-"])
+    if not rows:   # rows without a stated target (gzip)
+        return []
     return ["\n### Targets for ballast (from the issues)\n",
             table(["target", "ballast", "status"], rows, ["l", "r", "l"])]
 
@@ -438,6 +496,11 @@ def header_block(meta):
            f"of the same nginx backend: {m['tls']}"] if m.get("tls") else []),
         *([f"- stream: ballast `stream`, nginx `stream`, HAProxy `mode tcp` in front of "
            f"bench/stream.py's backend: {m['stream']}"] if m.get("stream") else []),
+        *([f"- cache: ballast and nginx `proxy_cache` (on disk, `levels=1:2`), HAProxy `cache` "
+           f"(in memory), in front of an origin nginx: {m['cache']}"] if m.get("cache") else []),
+        *([f"- gzip: `gzip on; gzip_comp_level {'|'.join(m.get('gzip_levels', '').split())}` "
+           f"(HAProxy: `compression algo gzip`, libslz), each level in its own processes, in "
+           f"front of an origin nginx: {m['gzip']}"] if m.get("gzip") else []),
         "",
     ]
     return "\n".join(lines)

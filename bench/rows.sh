@@ -12,6 +12,8 @@
 #   stream  one transfer of $BENCH_STREAM_BYTES (1 GiB) backend -> proxy -> client, and "direct"
 #           without a proxy; short connections (connect, 100 bytes each way, close) one at a
 #           time for $BENCH_STREAM_SECONDS; backend and clients: bench/stream.py
+#   cache   cache hits against nginx's proxy_cache and HAProxy's cache: bench/cache.sh
+#   gzip    gzip MB/s at levels 1 and 6 against nginx and HAProxy: bench/gzip.sh
 #
 # tls and h2 share one process per proxy, with one listener `ssl http2` (ECDSA P-256
 # certificate, TLSv1.2 TLSv1.3) in front of the same nginx backend as the plain rows: clients
@@ -44,6 +46,8 @@ rows_budget() {   # seconds the selected rows may take at most, for run.sh's wat
     row_on h2 && t=$(( t + n * (BENCH_ROUNDS + 1) * 60 ))
     row_on stream && t=$(( t + 10 + BENCH_ROUNDS * BULK_TIMEOUT
                           + n * (2 * START_TIMEOUT + BENCH_ROUNDS * (BULK_TIMEOUT + STREAM_S + 15)) ))
+    row_on cache && t=$(( t + $(cache_budget) ))
+    row_on gzip && t=$(( t + $(gzip_budget) ))
     echo "$t"
 }
 
@@ -174,3 +178,8 @@ rows_stream() {
     kill -TERM "$pid" 2>/dev/null || true
     SCHEME=http
 }
+
+# The cache and gzip rows (rows_cache, rows_gzip, their knobs) live in their own files, which
+# also run alone as `make bench-cache` and `make bench-gzip`.
+source "$BENCH_DIR/cache.sh"
+source "$BENCH_DIR/gzip.sh"

@@ -3,10 +3,11 @@
 # See bench/README.md for what is measured and how to read it.
 #
 # Environment:
-#   BENCH_ROWS=http,tls,h2,stream  which rows (default all): http (plain HTTP/1.1 keep-alive,
-#                                syscalls, idle memory), tls (keep-alive TLS, new TLS 1.3
+#   BENCH_ROWS=http,tls,h2,stream,cache,gzip  which rows (default all): http (plain HTTP/1.1
+#                                keep-alive, syscalls, idle memory), tls (keep-alive TLS, new TLS 1.3
 #                                handshakes), h2 (h2load over TLS), stream (L4: 1 GiB transfer,
-#                                short connections); bench/rows.sh has the knobs of the last three
+#                                short connections), cache (proxy_cache hits), gzip (levels 1, 6);
+#                                bench/rows.sh, cache.sh and gzip.sh have the knobs of the others
 #   BENCH_ONLY=nginx,haproxy     which proxies (default: nginx,haproxy,ballast, and
 #                                ballast-base when BALLAST_BASELINE_BIN is set)
 #   BENCH_DURATION=10s           each measured wrk run
@@ -30,7 +31,7 @@ PY=/usr/bin/python3
 MAIN_PID=$$
 
 BALLAST_BASELINE_BIN=${BALLAST_BASELINE_BIN:-}
-BENCH_ROWS=${BENCH_ROWS:-http,tls,h2,stream}
+BENCH_ROWS=${BENCH_ROWS:-http,tls,h2,stream,cache,gzip}
 BENCH_ONLY=${BENCH_ONLY:-nginx,haproxy,ballast${BALLAST_BASELINE_BIN:+,ballast-base}}
 BENCH_DURATION=${BENCH_DURATION:-10s}
 BENCH_CONNS=${BENCH_CONNS:-50,200}
@@ -67,7 +68,7 @@ if [ -n "$BALLAST_BASELINE_BIN" ]; then
 fi
 IFS=', ' read -r -a ROWS <<<"$BENCH_ROWS"
 for r in "${ROWS[@]}"; do
-    case $r in http|tls|h2|stream) ;; *) die "BENCH_ROWS: unknown row '$r' (http, tls, h2, stream)" ;; esac
+    case $r in http|tls|h2|stream|cache|gzip) ;; *) die "BENCH_ROWS: unknown row '$r' (http, tls, h2, stream, cache, gzip)" ;; esac
 done
 row_on() { [[ " ${ROWS[*]} " == *" $1 "* ]]; }
 IFS=', ' read -r -a CONNS_LIST <<<"$BENCH_CONNS"
@@ -434,6 +435,8 @@ if row_on http; then
 fi
 rows_edge     # tls, h2 (bench/rows.sh)
 rows_stream   # stream
+rows_cache    # cache (bench/cache.sh)
+rows_gzip     # gzip (bench/gzip.sh)
 
 read -r CPU_ALL1 CPU_STEAL1 < <(proc_stat_cpu)
 record meta steal_pct "$(awk -v a=$(( CPU_ALL1 - CPU_ALL0 )) -v s=$(( CPU_STEAL1 - CPU_STEAL0 )) 'BEGIN { printf "%.1f", a ? 100 * s / a : 0 }')"
