@@ -10,9 +10,11 @@
 #                      suppression at its line with the reason (tests/cppcheck.supp)
 #   make run           install missing packages, build (-j$(nproc)), run examples/quickstart.conf
 #   make test          install missing packages, build (-j$(nproc)), run unit tests and the
-#                      fuzz corpora (fuzz-replay), then the
-#                      integration suite against ./ballast and against the ASan build; says
-#                      how long it takes and prints a line as each suite starts
+#                      fuzz corpora (fuzz-replay), then the integration suite against
+#                      ./ballast, on the io_uring loop and against the ASan build side by side
+#                      (tests/integration/run-passes.sh: the tests marked serial after, one
+#                      pass at a time), then test-multinode; says how long it takes and
+#                      prints a line as each suite starts
 #   make unit          the include-layer check, then the unit tests (cmocka)
 #   make check-layers  the include graph is a stack with no cycle (scripts/check-layers.sh)
 #   make integration   integration tests only (pytest) against $(BALLAST_BIN)
@@ -272,20 +274,17 @@ integration-uring: ballast
 # That is near the 30-minute line: trim before adding another whole-suite pass.
 TEST_MINUTES := 27
 test: deps-test
-	@echo "make test: build, unit tests, integration tests (epoll, io_uring), under ASan;" \
+	@echo "make test: build, unit tests, integration tests (epoll, io_uring, ASan side by side);" \
 	      "about $(TEST_MINUTES) minutes on 2 cores"
-	@echo "make test: [1/5] building ./ballast and build/asan/ballast (-j$(NPROC))"
+	@echo "make test: [1/4] building ./ballast and build/asan/ballast (-j$(NPROC))"
 	@$(MAKE) --no-print-directory -j$(NPROC) all asan
-	@echo "make test: [2/5] unit tests, then the fuzz corpora replayed (tests/fuzz/)"
+	@echo "make test: [2/4] unit tests, then the fuzz corpora replayed (tests/fuzz/)"
 	@$(MAKE) --no-print-directory -j$(NPROC) unit
 	@$(MAKE) --no-print-directory -j$(NPROC) fuzz-replay
-	@echo "make test: [3/5] integration tests against ./ballast"
-	@$(MAKE) --no-print-directory integration
-	@echo "make test: [4/5] integration tests against ./ballast on the io_uring loop (use io_uring)"
-	@$(MAKE) --no-print-directory integration-uring
-	@echo "make test: [5/5] integration tests against build/asan/ballast"
-	@$(MAKE) --no-print-directory integration-asan
-	@echo "make test: then the keepalived pair in network namespaces (tests/multinode/)"
+	@echo "make test: [3/4] integration tests against ./ballast, on the io_uring loop and" \
+	      "under ASan, side by side (tests/integration/run-passes.sh)"
+	@tests/integration/run-passes.sh
+	@echo "make test: [4/4] the keepalived pair in network namespaces (tests/multinode/)"
 	@$(MAKE) --no-print-directory test-multinode
 	@echo "make test: all suites passed"
 

@@ -80,6 +80,12 @@ def with_events_use(text, method):
     return text + "\nevents { use %s; }\n" % method
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "serial: timing-sensitive; make test runs it after the concurrent passes, "
+        "with nothing of its own beside it (tests/integration/run-passes.sh)")
+
+
 def pytest_collection_modifyitems(config, items):
     """make integration-uring on a kernel that refuses io_uring: every test is skipped with
     the reason, said once on the terminal (ballast itself would warn and fall back to epoll,
@@ -108,15 +114,44 @@ _ports_given = set()
 # Below the kernel's ephemeral range (32768-60999), so an outgoing connection cannot take a
 # port between the moment we pick it and the moment ballast or a backend binds it.
 _PORT_LO, _PORT_HI = 20000, 32000
-_port_next = [_PORT_LO + (os.getpid() * 97) % (_PORT_HI - _PORT_LO)]
+
+
+def port_slice(env=None):
+    """(lo, hi): the ports this pytest process hands out. Pytest processes that run side by side
+    (make test's passes, pytest-xdist workers) each take their own slice, so none hands out a
+    port that another holds unbound (closed_port) or is about to bind. BALLAST_PORT_SLOT=K/N
+    (make test) picks slice K of N; an xdist worker then takes its share of that slice."""
+    env = os.environ if env is None else env
+    lo, hi = _PORT_LO, _PORT_HI
+    slot = env.get("BALLAST_PORT_SLOT")
+    if slot:
+        k, n = (int(x) for x in slot.split("/"))
+        assert 0 <= k < n, "BALLAST_PORT_SLOT=%s: want K/N with 0 <= K < N" % slot
+        lo, hi = lo + (hi - lo) * k // n, lo + (hi - lo) * (k + 1) // n
+    worker = env.get("PYTEST_XDIST_WORKER", "")
+    if worker.startswith("gw"):
+        k, n = int(worker[2:]), int(env.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+        lo, hi = lo + (hi - lo) * k // n, lo + (hi - lo) * (k + 1) // n
+    return lo, hi
+
+
+_slice_lo, _slice_hi = port_slice()
+_port_next = [_slice_lo + (os.getpid() * 97) % (_slice_hi - _slice_lo)]
 
 
 def free_port():
-    """A TCP port on 127.0.0.1 that nothing is bound to and that this session never gave out."""
+    """A TCP port on 127.0.0.1 in this process's slice that nothing is bound to and that this
+    session has not given out since it last went round the slice (by then the tests that took
+    a port are long over; one still bound is skipped by the bind)."""
     with _port_lock:
-        for _ in range(_PORT_HI - _PORT_LO):
+        for _ in range(2 * (_slice_hi - _slice_lo)):
             p = _port_next[0]
-            _port_next[0] = _PORT_LO if p + 1 >= _PORT_HI else p + 1
+            if p + 1 >= _slice_hi:
+                # A port given out is reached again only after a whole round.
+                _port_next[0] = _slice_lo
+                _ports_given.clear()
+            else:
+                _port_next[0] = p + 1
             if p in _ports_given:
                 continue
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -128,7 +163,7 @@ def free_port():
                 s.close()
             _ports_given.add(p)
             return p
-    raise RuntimeError("no free port")
+    raise RuntimeError("no free port in %d-%d" % (_slice_lo, _slice_hi - 1))
 
 
 def closed_port():

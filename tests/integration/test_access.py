@@ -251,6 +251,7 @@ stream {
     assert wait_for(lambda: os.path.exists(log) and "403" in open(log).read(), 3)
 
 
+@pytest.mark.serial
 def test_stream_limit_conn(ballast, greeter):
     be = greeter(hold=True)
     b = ballast("""

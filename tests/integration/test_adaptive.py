@@ -5,6 +5,8 @@ import json
 import threading
 import time
 
+import pytest
+
 from conftest import SLOW
 
 CONF = """
@@ -52,6 +54,7 @@ def burst(port, n):
     return out
 
 
+@pytest.mark.serial
 def test_sheds_when_backend_slows(ballast, backend):
     delay = {"s": 0.005}
     be = backend("b")

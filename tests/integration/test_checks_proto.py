@@ -229,6 +229,7 @@ def redis_cmd(port, *args, timeout=2.0):
     return data.split(b"\r\n", 1)[0]
 
 
+@pytest.mark.serial
 @pytest.mark.skipif(REDIS is None, reason="redis-server not installed")
 def test_redis_failover_writes_follow_primary(ballast, tmp_path):
     interval_ms, fall = 200, 2

@@ -363,6 +363,7 @@ def test_wrk_load_no_errors(px, be):
     assert "Socket errors" not in out, out
 
 
+@pytest.mark.serial
 def test_keepalive_latency(px, be):
     """Sequential requests on a keep-alive connection are not held back by Nagle's algorithm
     against delayed ACKs: a ~40 ms stall per request when ballast relays a response in two

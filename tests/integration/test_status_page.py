@@ -23,6 +23,7 @@ def rows(br):
                    " requests: +t.querySelector('.requests').textContent};})")
 
 
+@pytest.mark.serial
 def test_status_page_drain_click(ballast, backend, tmp_path):
     backs = [backend(n) for n in ("a", "b", "c")]
     b = start(ballast, backs, workers=2,
