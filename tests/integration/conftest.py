@@ -7,6 +7,7 @@ process wrapper that fails the test when the process exits badly or a sanitizer 
 Tests import the helpers with `from conftest import ...` (pytest puts this directory on
 sys.path because it has no __init__.py).
 """
+import fcntl
 import hashlib
 import json
 import os
@@ -15,6 +16,7 @@ import signal
 import socket
 import struct
 import subprocess
+import tempfile
 import threading
 import time
 import urllib.parse
@@ -113,30 +115,36 @@ _port_lock = threading.Lock()
 _ports_given = set()
 # Below the kernel's ephemeral range (32768-60999), so an outgoing connection cannot take a
 # port between the moment we pick it and the moment ballast or a backend binds it.
-_PORT_LO, _PORT_HI = 20000, 32000
+_PORT_LO, _PORT_HI = 10000, 32000
+_SLICE = 2000
+_slice = []   # [lo, hi, lock fd or None], claimed at the first free_port()
+_port_next = [0]
 
 
-def port_slice(env=None):
-    """(lo, hi): the ports this pytest process hands out. Pytest processes that run side by side
-    (make test's passes, pytest-xdist workers) each take their own slice, so none hands out a
-    port that another holds unbound (closed_port) or is about to bind. BALLAST_PORT_SLOT=K/N
-    (make test) picks slice K of N; an xdist worker then takes its share of that slice."""
-    env = os.environ if env is None else env
-    lo, hi = _PORT_LO, _PORT_HI
-    slot = env.get("BALLAST_PORT_SLOT")
-    if slot:
-        k, n = (int(x) for x in slot.split("/"))
-        assert 0 <= k < n, "BALLAST_PORT_SLOT=%s: want K/N with 0 <= K < N" % slot
-        lo, hi = lo + (hi - lo) * k // n, lo + (hi - lo) * (k + 1) // n
-    worker = env.get("PYTEST_XDIST_WORKER", "")
-    if worker.startswith("gw"):
-        k, n = int(worker[2:]), int(env.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-        lo, hi = lo + (hi - lo) * k // n, lo + (hi - lo) * (k + 1) // n
-    return lo, hi
-
-
-_slice_lo, _slice_hi = port_slice()
-_port_next = [_slice_lo + (os.getpid() * 97) % (_slice_hi - _slice_lo)]
+def _claim_slice():
+    """Claims a slice of _SLICE ports for this process: the first one whose lock file in
+    $TMPDIR/ballast-test-ports no other process holds (flock, released when the process ends).
+    Pytest processes that run side by side (make test's three passes, pytest-xdist workers,
+    another checkout's suite) so never hand out the same port, whether it is about to be bound
+    or kept unbound by closed_port for a whole test. With every slice taken, or no lock
+    directory, the whole range is shared as before (the bind check still applies)."""
+    d = os.path.join(tempfile.gettempdir(), "ballast-test-ports")
+    try:
+        os.makedirs(d, mode=0o1777, exist_ok=True)
+    except OSError:
+        return [_PORT_LO, _PORT_HI, None]
+    for lo in range(_PORT_LO, _PORT_HI, _SLICE):
+        try:
+            fd = os.open(os.path.join(d, str(lo)), os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            continue
+        return [lo, min(lo + _SLICE, _PORT_HI), fd]
+    return [_PORT_LO, _PORT_HI, None]
 
 
 def free_port():
@@ -144,11 +152,15 @@ def free_port():
     session has not given out since it last went round the slice (by then the tests that took
     a port are long over; one still bound is skipped by the bind)."""
     with _port_lock:
-        for _ in range(2 * (_slice_hi - _slice_lo)):
+        if not _slice:
+            _slice[:] = _claim_slice()
+            _port_next[0] = _slice[0] + (os.getpid() * 97) % (_slice[1] - _slice[0])
+        lo, hi = _slice[0], _slice[1]
+        for _ in range(2 * (hi - lo)):
             p = _port_next[0]
-            if p + 1 >= _slice_hi:
+            if p + 1 >= hi:
                 # A port given out is reached again only after a whole round.
-                _port_next[0] = _slice_lo
+                _port_next[0] = lo
                 _ports_given.clear()
             else:
                 _port_next[0] = p + 1
@@ -163,7 +175,7 @@ def free_port():
                 s.close()
             _ports_given.add(p)
             return p
-    raise RuntimeError("no free port in %d-%d" % (_slice_lo, _slice_hi - 1))
+    raise RuntimeError("no free port in %d-%d" % (lo, hi - 1))
 
 
 def closed_port():

@@ -5,7 +5,7 @@
 # running. Most of a pass is waiting (timeouts, health-check intervals, reloads), so three
 # passes at once take little more than the longest one on 2 cores.
 #
-# Each pass gets its own slice of the test ports (BALLAST_PORT_SLOT, conftest.port_slice) and
+# Each pass takes its own slice of the test ports (conftest.free_port locks one) and writes
 # its own log in build/test-logs/; a failed pass's log is printed whole at the end. Extra
 # pytest arguments come from PYTEST_ARGS. Exit status: 0 when every pass passed.
 set -u
@@ -44,15 +44,12 @@ report() {  # pass name, phase, rc, seconds, log
 start=$(date +%s)
 echo "make test:   side by side: ${passes[*]} (logs in $logs/)"
 declare -A t0 log
-i=0
 for p in "${passes[@]}"; do
     log[$p]=$logs/integration-$p.log
     t0[$p]=$(date +%s)
     # shellcheck disable=SC2046,SC2086
-    env $(pass_env "$p") BALLAST_PORT_SLOT=$i/${#passes[@]} \
-        pytest -q -m "not serial" tests/integration ${PYTEST_ARGS:-} >"${log[$p]}" 2>&1 &
+    env $(pass_env "$p") pytest -q -m "not serial" tests/integration ${PYTEST_ARGS:-} >"${log[$p]}" 2>&1 &
     pids+=($!)
-    i=$((i + 1))
 done
 i=0
 for p in "${passes[@]}"; do
