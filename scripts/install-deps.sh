@@ -19,12 +19,14 @@ if [ "$what" = test ]; then
     # valgrind and gdb: make bench-callgrind (bench/callgrind.py); util-linux: taskset
     # (bench/scale.sh);
     # etcd-server etcd-client: `discover etcd` (tests/integration/test_discover_etcd.py).
+    # python3-pytest-xdist: make test spreads each integration pass over two processes
+    # (tests/integration/run-passes.sh).
     pkgs="$pkgs libcmocka-dev python3-pytest python3-websockets curl nghttp2-client nginx-light libnginx-mod-stream
         haproxy wrk strace procps
         systemd groff-base logrotate prometheus chromium jq
         redis-server dnsutils
         keepalived iproute2 valgrind gdb util-linux
-        etcd-server etcd-client"
+        etcd-server etcd-client python3-pytest-xdist"
 fi
 if [ "$what" = lint ]; then
     pkgs="$pkgs cppcheck clang-tidy clang"

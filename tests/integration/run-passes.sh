@@ -2,8 +2,10 @@
 # make test's integration passes: against ./ballast (epoll), against ./ballast on the io_uring
 # loop, and against build/asan/ballast, run side by side, then the tests marked `serial` (the
 # timing-sensitive ones) of each pass one pass after the other with nothing else of ours
-# running. Most of a pass is waiting (timeouts, health-check intervals, reloads), so three
-# passes at once take little more than the longest one on 2 cores.
+# running. Most of a pass is waiting (timeouts, health-check intervals, reloads: the three
+# passes together keep 2 cores less than a third busy), so each pass also spreads its test
+# files over INTEGRATION_JOBS pytest-xdist workers (default 2; 1 runs each pass in one
+# process).
 #
 # Each pass takes its own slice of the test ports (conftest.free_port locks one) and writes
 # its own log in build/test-logs/; a failed pass's log is printed whole at the end. Extra
@@ -13,6 +15,15 @@ cd "$(dirname "$0")/../.."
 logs=build/test-logs
 mkdir -p "$logs"
 passes=(epoll io_uring asan)
+jobs=${INTEGRATION_JOBS:-2}
+xdist=()
+if [ "$jobs" -gt 1 ]; then
+    if pytest --help 2>/dev/null | grep -q -- '--numprocesses'; then
+        xdist=(-n "$jobs" --dist loadfile)   # a file's tests share its module fixtures
+    else
+        echo "make test:   pytest-xdist is not installed (python3-pytest-xdist): one process per pass"
+    fi
+fi
 
 pass_env() {  # the environment of pass $1, as `env` arguments
     case $1 in
@@ -29,7 +40,7 @@ cleanup() {  # only the pytest processes this script started
 trap 'cleanup; exit 130' INT TERM
 
 summary() {  # pytest's own summary line of log $1
-    grep -E '^(=+ )?[0-9]+ (passed|failed|error|skipped|deselected)|no tests ran' "$1" | tail -1
+    grep -aE '^(=+ )?[0-9]+ (passed|failed|error|skipped|deselected)|no tests ran' "$1" | tail -1
 }
 
 failed=0
@@ -42,13 +53,14 @@ report() {  # pass name, phase, rc, seconds, log
 }
 
 start=$(date +%s)
-echo "make test:   side by side: ${passes[*]} (logs in $logs/)"
+echo "make test:   side by side: ${passes[*]}, ${xdist[1]:-1} process(es) each (logs in $logs/)"
 declare -A t0 log
 for p in "${passes[@]}"; do
     log[$p]=$logs/integration-$p.log
     t0[$p]=$(date +%s)
     # shellcheck disable=SC2046,SC2086
-    env $(pass_env "$p") pytest -q -m "not serial" tests/integration ${PYTEST_ARGS:-} >"${log[$p]}" 2>&1 &
+    env $(pass_env "$p") pytest -q "${xdist[@]}" -m "not serial" tests/integration \
+        ${PYTEST_ARGS:-} >"${log[$p]}" 2>&1 &
     pids+=($!)
 done
 i=0
