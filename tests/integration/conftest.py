@@ -116,7 +116,7 @@ _ports_given = set()
 # Below the kernel's ephemeral range (32768-60999), so an outgoing connection cannot take a
 # port between the moment we pick it and the moment ballast or a backend binds it.
 _PORT_LO, _PORT_HI = 10000, 32000
-_SLICE = 2000
+_SLICE = 1000
 _slice = []   # [lo, hi, lock fd or None], claimed at the first free_port()
 _port_next = [0]
 

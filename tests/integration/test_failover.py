@@ -658,14 +658,27 @@ def test_check_default_down_true(ballast, backend):
     """default_down=true: the server starts down, so the group has nothing to offer (503 with
     Retry-After) until the first `rise` successful checks."""
     a = backend("a")
-    a.route("/", check_path_route(200)[0])
+    route = check_path_route(200)[0]
+    # Checks after the first wait (unanswered, within the check's timeout) until the first
+    # request has had its answer: however slow the machine, rise=2 cannot be reached first.
+    first_answered, checks = threading.Event(), []
+
+    def gated(req, c):
+        if req.path.startswith("/status"):
+            checks.append(req.path)
+            if len(checks) > 1:
+                first_answered.wait(20 * SLOW)
+        return route(req, c)
+
+    a.route("/", gated)
     iv = int(1000 * SLOW)
     px = ballast(conf(["127.0.0.1:@pa@"],
-                      upstream=r'''check interval=%d rise=2 fall=1 timeout=1000 type=http default_down=true;
+                      upstream=r'''check interval=%d rise=2 fall=1 timeout=%d type=http default_down=true;
         check_http_send "GET /status HTTP/1.0\r\n\r\n";
-        check_http_expect_alive http_2xx;''' % iv),
+        check_http_expect_alive http_2xx;''' % (iv, int(30000 * SLOW))),
                  pa=a.port)
     r = px.get("/dd")
+    first_answered.set()
     assert r.status == 503, r
     ra = r.header("retry-after")
     assert ra is not None and ra.isdigit() and int(ra) >= 1, r.headers
