@@ -272,7 +272,16 @@ integration-uring: ballast
 # Fresh clone at 0eceec4 on 2026-12-07 (quiet 2-core VM): build + unit + fuzz replay ~5 min,
 # integration 6m43s, io_uring 6m42s, ASan 9m00s, the keepalived pair ~1 min: about 27 in all.
 # That is near the 30-minute line: trim before adding another whole-suite pass.
-TEST_MINUTES := 27
+# Since then the three integration passes run side by side, each over two pytest-xdist
+# workers, and the tests marked serial after them (tests/integration/run-passes.sh): the
+# passes mostly wait (all three took 300 CPU seconds in all, user+sys), so side by side they
+# take about as long as the longest, ASan. Measured at 19553f2 on 2026-12-07 on the shared
+# 2-core VM at load average 25-34 (eight other sessions' builds and suites): the three passes
+# 12m53s, 13m00s and 14m41s side by side, the serial tests 75 s, 16m00s for the integration
+# step in all (the three old targets side by side, same VM at load 16-20: 14m14s, 13m49s,
+# 17m25s). On a quiet 2-core VM that should make about 5 (build, unit, fuzz replay) + 6 + 1
+# (an estimate: not yet measured on a quiet VM).
+TEST_MINUTES := 13
 test: deps-test
 	@echo "make test: build, unit tests, integration tests (epoll, io_uring, ASan side by side);" \
 	      "about $(TEST_MINUTES) minutes on 2 cores"

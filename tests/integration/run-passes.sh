@@ -11,7 +11,7 @@
 # its own log in build/test-logs/; a failed pass's log is printed whole at the end. Extra
 # pytest arguments come from PYTEST_ARGS. Exit status: 0 when every pass passed.
 set -u
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../.." || exit 1
 logs=build/test-logs
 mkdir -p "$logs"
 passes=(epoll io_uring asan)
