@@ -2,8 +2,9 @@
 on its generation, a keep-alive connection moves to the new generation between requests, and
 no request goes unanswered. Clients that are idle, mid-request (head sent in two parts, a body
 still coming, a slow upstream) and sending right at the switch (back to back, pipelined) hold
-their connections while reloads come by SIGHUP, by POST /api/reload and (in
-test_discover_etcd.py) by etcd changes.
+their connections, and others connect anew for each request (the listening socket is kept),
+while reloads come by SIGHUP, by POST /api/reload and (in test_discover_etcd.py) by etcd
+changes.
 
 A close with no answer, a reset, a cut response or an unasked-for `Connection: close` is a
 failure: no listener changes here, so nothing may be closed."""
@@ -49,7 +50,7 @@ class Clients:
     """One thread per kept connection, each with its own way of sending; every request must
     get a whole 200 on the same connection. `ok` counts answers, `failures` lists the rest."""
 
-    KINDS = ("idle", "busy", "split", "body", "slow", "pipeline")
+    KINDS = ("idle", "busy", "split", "body", "slow", "pipeline", "fresh")
 
     def __init__(self, port, per_kind=2):
         self.port = port
@@ -76,8 +77,8 @@ class Clients:
     def _check(self, kind, n, r):
         if r.status != 200 or r.body != b"x%d" % n:
             raise AssertionError("status %d body %r" % (r.status, r.body[:60]))
-        if r.has_token("Connection", "close"):
-            raise AssertionError("Connection: close with no reason")
+        if r.has_token("Connection", "close") != (kind == "fresh"):
+            raise AssertionError("Connection: close unasked, or not when asked")
 
     def _run(self, kind, i):
         rnd = random.Random("%s%d" % (kind, i))
@@ -109,6 +110,11 @@ class Clients:
                 elif kind == "slow":
                     # the upstream answers late: the request runs while generations change
                     c.send("GET %s&delay=0.02 HTTP/1.1\r\nHost: x\r\n\r\n" % q)
+                elif kind == "fresh":
+                    # a connection per request: the listening socket is kept, never reopened
+                    c.close()
+                    c = Conn(self.port, timeout=10)
+                    c.send("GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" % q)
                 elif kind == "pipeline":
                     n += 1
                     c.send(head + "GET /?text=x%d HTTP/1.1\r\nHost: x\r\n\r\n" % n)
