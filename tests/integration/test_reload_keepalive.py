@@ -31,7 +31,6 @@ http {
     }
     server {
         listen 127.0.0.1:@port@;
-        keepalive_requests 1000000;
         location / {
             proxy_pass http://app;
         }
@@ -52,8 +51,9 @@ class Clients:
 
     KINDS = ("idle", "busy", "split", "body", "slow", "pipeline", "fresh")
 
-    def __init__(self, port, per_kind=2):
+    def __init__(self, port, per_kind=2, keepalive_requests=1000):
         self.port = port
+        self.keepalive_requests = keepalive_requests
         self.stop_ev = threading.Event()
         self.lock = threading.Lock()
         self.ok = 0
@@ -74,16 +74,20 @@ class Clients:
         for t in self.threads:
             t.join(15 * SLOW)
 
-    def _check(self, kind, n, r):
+    def _check(self, kind, n, r, on_conn):
+        """on_conn: the request's number on its connection (keepalive_requests ends it)."""
         if r.status != 200 or r.body != b"x%d" % n:
             raise AssertionError("status %d body %r" % (r.status, r.body[:60]))
-        if r.has_token("Connection", "close") != (kind == "fresh"):
+        if r.has_token("Connection", "close") != (kind == "fresh" or
+                                                  on_conn >= self.keepalive_requests):
             raise AssertionError("Connection: close unasked, or not when asked")
+        with self.lock:
+            self.ok += 1
 
     def _run(self, kind, i):
         rnd = random.Random("%s%d" % (kind, i))
         c = Conn(self.port, timeout=10)
-        n = 0
+        n = on_conn = 0
         try:
             while not self.stop_ev.is_set():
                 n += 1
@@ -116,14 +120,20 @@ class Clients:
                     c = Conn(self.port, timeout=10)
                     c.send("GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" % q)
                 elif kind == "pipeline":
+                    # in pairs: the 1000th request (keepalive_requests) is a pair's second
                     n += 1
                     c.send(head + "GET /?text=x%d HTTP/1.1\r\nHost: x\r\n\r\n" % n)
-                    self._check(kind, n - 1, c.read_response("GET"))
-                    with self.lock:
-                        self.ok += 1
-                self._check(kind, n, c.read_response("POST" if kind == "body" else "GET"))
-                with self.lock:
-                    self.ok += 1
+                    on_conn += 1
+                    self._check(kind, n - 1, c.read_response("GET"), on_conn)
+                on_conn += 1
+                self._check(kind, n, c.read_response("POST" if kind == "body" else "GET"),
+                            on_conn)
+                if kind == "fresh":
+                    on_conn = 0
+                elif on_conn >= self.keepalive_requests:
+                    c.close()
+                    c = Conn(self.port, timeout=10)
+                    on_conn = 0
         except (ConnectionClosed, IncompleteResponse, OSError, ValueError,
                 AssertionError) as e:
             with self.lock:
