@@ -15,7 +15,11 @@ import re
 import statistics
 import sys
 
-PROXIES = ["ballast", "ballast-base", "nginx", "haproxy"]
+import floor_report
+
+# ballast-uring, floor-epoll and floor-uring: the http rows only (bench/floor.sh).
+PROXIES = ["ballast", "ballast-uring", "ballast-base", "nginx", "haproxy", "floor-epoll",
+           "floor-uring"]
 BASE = "ballast-base"   # BALLAST_BASELINE_BIN: the same ballast config on another binary
 
 # From the project's issue: the bar ballast has to clear, measured in the same run as nginx.
@@ -130,8 +134,10 @@ def vs_base(p, value, base_value):   # the "vs base" cell of ballast's and the b
 
 
 def throughput_table(agg, order, levels, rounds, missing):
-    """conns | proxy | req/s | p99 | CPU us/req | vs nginx | [vs base] | backend | errors | notes"""
+    """conns | proxy | req/s | p99 | CPU us/req | vs nginx | [vs floor] | [vs base] | backend |
+    errors | notes"""
     has_base = BASE in order
+    has_floor = floor_report.has_floor(order)
     rows = []
     for c in levels:
         ref = agg.get(("nginx", c))
@@ -139,7 +145,8 @@ def throughput_table(agg, order, levels, rounds, missing):
         for p in order:
             a = agg.get((p, c))
             if a is None:
-                rows.append([c, p, "-", "-", "-", "-"] + (["-"] if has_base else []) +
+                rows.append([c, p, "-", "-", "-", "-"] + (["-"] if has_floor else []) +
+                            (["-"] if has_base else []) +
                             ["-", "-", ("not yet measured" if p == "ballast" else "")
                              + " (" + missing(p) + ")"])
                 continue
@@ -154,16 +161,18 @@ def throughput_table(agg, order, levels, rounds, missing):
                 note = (note + "; " if note else "") + f"{a['n']} of {rounds} rounds"
             rows.append([c, p, fmt(a["rps"], ",.0f"), fmt(a["p99"], ".2f"), fmt(a["cpu"], ".1f"),
                          fmt(ratio(a["cpu"], ref and ref["cpu"]), ".2f") + "x" if ref else "-"] +
+                        ([floor_report.cpu_vs_floor(agg, p, c)] if has_floor else []) +
                         ([vs_base(p, a["cpu"], base and base["cpu"])] if has_base else []) +
                         [fmt(a["backend"], ".1f"), a["errors"], note])
     return table(["conns", "proxy", "req/s", "p99 ms", "CPU us/req", "CPU vs nginx"] +
-                 (["CPU vs base"] if has_base else []) +
+                 (["CPU vs floor"] if has_floor else []) + (["CPU vs base"] if has_base else []) +
                  ["backend us/req", "errors", "notes"], rows,
-                 ["r", "l", "r", "r", "r", "r"] + (["r"] if has_base else []) +
+                 ["r", "l", "r", "r", "r", "r"] + (["r"] if has_floor else []) +
+                 (["r"] if has_base else []) +
                  ["r", "r", "l"])
 
 
-def build(meta, wrk, strace, idle, skip, fail, ops):
+def build(meta, wrk, strace, idle, skip, fail, ops, perf=None):
     tick_us = 1e6 / int(meta.get("clk_tck", "100"))
     selected = meta.get("selected", "").split()
     order = [p for p in PROXIES if p in selected]
@@ -176,8 +185,10 @@ def build(meta, wrk, strace, idle, skip, fail, ops):
     out = []
     if "http" in row_sel:
         out += http_tables(meta, agg, strace, idle, order, levels, rounds, missing)
-    edge_tables, edge_targets = row_tables(meta, wrk, ops, skip, fail, order, tick_us, rounds,
-                                           row_sel)
+        out += floor_report.tables(agg, perf or {}, order, levels, table)
+    edge_order = [p for p in order if p not in floor_report.HTTP_ONLY]
+    edge_tables, edge_targets = row_tables(meta, wrk, ops, skip, fail, edge_order, tick_us,
+                                           rounds, row_sel)
     out += edge_tables
     out += targets_table(meta, agg, strace, idle, order, levels, row_sel, edge_targets)
 
@@ -440,6 +451,7 @@ def targets_table(meta, agg, strace, idle, order, levels, row_sel, edge_targets)
                 rows.append([f"CPU/req within {100 * (BASE_CPU_TOLERANCE - 1):.0f}% of {BASE}'s "
                              f"at {c} conns", fmt(r, ".2f") + "x" if r else "-",
                              "-" if r is None else ("PASS" if r <= BASE_CPU_TOLERANCE else "FAIL")])
+        rows += floor_report.targets(agg, levels)
         per = idle.get("ballast", {}).get("per_conn_bytes")
         rows.append(["idle conn memory < nginx's", (fmt(per, ",d") + " B vs " + fmt(iref, ",d") + " B")
                      if per is not None else "-",
@@ -527,7 +539,7 @@ def main():
     ap.add_argument("--results")
     args = ap.parse_args()
     meta, wrk, strace, idle, skip, fail, ops = load(args.records)
-    tables = build(meta, wrk, strace, idle, skip, fail, ops)
+    tables = build(meta, wrk, strace, idle, skip, fail, ops, floor_report.load_perf(args.records))
     section = header_block(meta) + "\n" + tables
     print()
     print(section)

@@ -9,7 +9,8 @@
 #                                short connections), cache (proxy_cache hits), gzip (levels 1, 6);
 #                                bench/rows.sh, cache.sh and gzip.sh have the knobs of the others
 #   BENCH_ONLY=nginx,haproxy     which proxies (default: nginx,haproxy,ballast, and
-#                                ballast-base when BALLAST_BASELINE_BIN is set)
+#                                ballast-base when BALLAST_BASELINE_BIN is set; with the http
+#                                row also ballast-uring, floor-epoll, floor-uring: bench/floor.sh)
 #   BENCH_DURATION=10s           each measured wrk run
 #   BENCH_CONNS=50,200           client connection counts, one set of runs per count
 #   BENCH_ROUNDS=2               interleaved rounds per count (the median is reported)
@@ -32,6 +33,7 @@ MAIN_PID=$$
 
 BALLAST_BASELINE_BIN=${BALLAST_BASELINE_BIN:-}
 BENCH_ROWS=${BENCH_ROWS:-http,tls,h2,stream,cache,gzip}
+BENCH_ONLY_GIVEN=${BENCH_ONLY:-}
 BENCH_ONLY=${BENCH_ONLY:-nginx,haproxy,ballast${BALLAST_BASELINE_BIN:+,ballast-base}}
 BENCH_DURATION=${BENCH_DURATION:-10s}
 BENCH_CONNS=${BENCH_CONNS:-50,200}
@@ -57,9 +59,9 @@ done
 IFS=', ' read -r -a SELECTED <<<"$BENCH_ONLY"
 for p in "${SELECTED[@]}"; do
     case $p in
-        nginx|haproxy|ballast) ;;
+        nginx|haproxy|ballast|ballast-uring|floor-epoll|floor-uring) ;;
         ballast-base) [ -n "$BALLAST_BASELINE_BIN" ] || die "BENCH_ONLY has ballast-base: set BALLAST_BASELINE_BIN" ;;
-        *) die "BENCH_ONLY: unknown proxy '$p' (nginx, haproxy, ballast, ballast-base)" ;;
+        *) die "BENCH_ONLY: unknown proxy '$p' (nginx, haproxy, ballast, ballast-base, ballast-uring, floor-epoll, floor-uring)" ;;
     esac
 done
 if [ -n "$BALLAST_BASELINE_BIN" ]; then
@@ -71,6 +73,8 @@ for r in "${ROWS[@]}"; do
     case $r in http|tls|h2|stream|cache|gzip) ;; *) die "BENCH_ROWS: unknown row '$r' (http, tls, h2, stream, cache, gzip)" ;; esac
 done
 row_on() { [[ " ${ROWS[*]} " == *" $1 "* ]]; }
+. "$BENCH_DIR/floor.sh"
+floor_select
 IFS=', ' read -r -a CONNS_LIST <<<"$BENCH_CONNS"
 for c in "${CONNS_LIST[@]}"; do [[ $c =~ ^[0-9]+$ ]] || die "BENCH_CONNS: bad count '$c'"; done
 [[ $BENCH_ROUNDS =~ ^[1-9][0-9]*$ ]] || die "BENCH_ROUNDS must be a positive integer"
@@ -92,7 +96,7 @@ NLEVELS=${#CONNS_LIST[@]}
 source "$BENCH_DIR/rows.sh"
 HTTP_BUDGET=0
 row_on http && HTTP_BUDGET=$(( ${#SELECTED[@]} * (2 * START_TIMEOUT + 100 + 5 + STRACE_S + 20 + NLEVELS * BENCH_ROUNDS * (DUR_S + 10)) ))
-BUDGET=${BENCH_BUDGET:-$(( 120 + HTTP_BUDGET + $(rows_budget) ))}
+BUDGET=${BENCH_BUDGET:-$(( 120 + HTTP_BUDGET + $(rows_budget) + $(floor_budget) ))}
 (
     trap 'kill "$sp" 2>/dev/null; wait "$sp" 2>/dev/null; exit 0' TERM
     sleep "$BUDGET" & sp=$!
@@ -187,6 +191,7 @@ proxy_log() {   # name, with its row group's prefix (tls/nginx)
         nginx) cat "$TMP/$1/error.log" "$TMP/$1/stdout.log" 2>/dev/null ;;
         haproxy) cat "$TMP/$1/haproxy.log" 2>/dev/null ;;
         ballast|ballast-base) cat "$TMP/$1/ballast.log" 2>/dev/null ;;
+        ballast-uring|floor-*) cat "$TMP/$1/proxy.log" 2>/dev/null ;;
     esac
 }
 
@@ -273,6 +278,7 @@ run_strace() {   # name: syscalls per request, from strace -c over a short wrk r
 run_idle() {   # name: RSS per idle keep-alive client connection
     local name=$1 out=$TMP/idle-$1.json pids
     check_alive "$name" "idle connections" || return 0
+    case $name in floor-*) return 0 ;; esac   # an upstream connection and 32 KiB per client
     pids=$(echo ${PIDS[$name]} | tr ' ' ',')
     timeout 120 "$PY" "$BENCH_DIR/idle_conns.py" --port "${PORTS[$name]}" --pids "$pids" \
         --conns "$BENCH_IDLE_CONNS" --settle 2.5 --timeout 90 >"$out" 2>"$TMP/idle-$name.err" || true
@@ -291,7 +297,7 @@ declare -A PIDS PORTS
 BACKEND_PORT=$(free_ports 1)
 
 if [ -n "${MAKELEVEL:-}" ]; then CMD="make bench"; else CMD="bench/run.sh"; fi
-for v in BALLAST_BIN BENCH_ROWS $ROWS_KNOBS BENCH_ONLY BENCH_DURATION BENCH_CONNS BENCH_ROUNDS BENCH_STRACE_DURATION BENCH_STRACE_CONNS BENCH_IDLE_CONNS BALLAST_BASELINE_BIN; do
+for v in BALLAST_BIN BENCH_ROWS $ROWS_KNOBS $FLOOR_KNOBS BENCH_ONLY BENCH_DURATION BENCH_CONNS BENCH_ROUNDS BENCH_STRACE_DURATION BENCH_STRACE_CONNS BENCH_IDLE_CONNS BALLAST_BASELINE_BIN; do
     [ -n "$(printenv "$v" || true)" ] && CMD="$v=$(printenv "$v") $CMD"
 done
 COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
@@ -337,11 +343,13 @@ start_group() {   # prefix template-suffix: starts every selected proxy, fills A
         PORTS[$key]=${ports[$i]}
         i=$(( i + 1 ))
         ok=0
+        if http_only "$name" && [ -n "$prefix" ]; then continue; fi
         case $name in
             nginx) start_nginx "$key" "$BENCH_DIR/conf/nginx$sfx.conf.in" "${PORTS[$key]}" && ok=1 ;;
             haproxy) start_haproxy "$key" "$BENCH_DIR/conf/haproxy$sfx.cfg.in" "${PORTS[$key]}" && ok=1 ;;
             ballast) start_ballast "$key" "$BENCH_DIR/conf/ballast$sfx.conf.in" "${PORTS[$key]}" "$BALLAST_BIN" && ok=1 ;;
             ballast-base) start_ballast "$key" "$BENCH_DIR/conf/ballast$sfx.conf.in" "${PORTS[$key]}" "$BALLAST_BASELINE_BIN" && ok=1 ;;
+            ballast-uring|floor-*) start_floor "$name" "$key" "${PORTS[$key]}" && ok=1 ;;
         esac
         if (( ok )); then
             ACTIVE+=("$key")
@@ -431,6 +439,7 @@ if row_on http; then
 
     log "syscalls: strace -c over ${STRACE_S}s at $BENCH_STRACE_CONNS connections per proxy"
     for name in "${ACTIVE[@]}"; do run_strace "$name"; done
+    floor_syscalls   # bench/floor.sh
     stop_group
 fi
 rows_edge     # tls, h2 (bench/rows.sh)
