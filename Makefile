@@ -28,7 +28,8 @@
 #                      over under a steady client: one line per case (tests/multinode/run.sh;
 #                      needs root, ip netns and keepalived, says why when skipped)
 #   make bench         ballast, nginx and HAProxy side by side (plain HTTP/1.1, TLS, HTTP/2,
-#                      L4, cache and gzip rows; BENCH_ROWS=http,tls,h2,stream,cache,gzip picks); writes
+#                      L4, cache and gzip rows; BENCH_ROWS=http,tls,h2,stream,cache,gzip picks); the
+#                      http rows also against the no-parse floor relay (bench/floor.sh); writes
 #                      bench/RESULTS.md (bench/README.md)
 #   make bench-uring   ballast's epoll and io_uring backends side by side (bench/uring.sh)
 #   make bench-balancers  nanoseconds per pick for every balancing algorithm

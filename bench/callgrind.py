@@ -8,6 +8,11 @@ and a regression of 2% shows. What this misses: the kernel's work (syscalls are 
 `make bench`'s strace pass) and cache misses.
 
   bench/callgrind.py [--bin ./ballast] [--bin2 /tmp/ballast-before] [--requests 5000]
+                     [--use io_uring] [--floor epoll|io_uring]
+
+--use puts `use METHOD;` into ballast's events block. --floor also measures the relay that
+does not parse (build/bench/floor_relay, bench/floor.sh) in that mode, the same way, after the
+binaries: what is left of ballast's Ir per request above the floor's is its own work.
 
 For each binary: a backend nginx (bench/conf/backend.nginx.conf.in), ballast with
 bench/conf/ballast.conf.in (one worker, upstream keep-alive) under
@@ -153,7 +158,7 @@ def parse_functions(dump, requests, top):
     return total, rows[:top]
 
 
-def measure_ir(args, binary, tmp, procs, backend_port):
+def measure_ir(args, binary, tmp, procs, backend_port, floor_mode=None):
     d = tempfile.mkdtemp(dir=tmp)
     port = free_ports(1)[0]
     render("ballast.conf.in", os.path.join(d, "ballast.conf"), port, backend_port, d)
@@ -161,13 +166,16 @@ def measure_ir(args, binary, tmp, procs, backend_port):
     conf = open(os.path.join(d, "ballast.conf")).read()
     if "keepalive_requests" not in conf:
         conf = conf.replace("access_log off;", "access_log off;\n    keepalive_requests 100000000;", 1)
+    if args.use:
+        conf = conf.replace("events {", "events {\n    use %s;" % args.use, 1)
     with open(os.path.join(d, "ballast.conf"), "w") as f:
         f.write(conf)
     out = os.path.join(d, "cg.out")
     log = open(os.path.join(d, "valgrind.log"), "w")
+    cmd = ([binary, str(port), "127.0.0.1:%d" % backend_port, floor_mode] if floor_mode
+           else [binary, "-c", os.path.join(d, "ballast.conf")])
     p = procs.start(["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out,
-                     "--dump-instr=no", "--collect-jumps=no",
-                     binary, "-c", os.path.join(d, "ballast.conf")], log)
+                     "--dump-instr=no", "--collect-jumps=no"] + cmd, log)
     wait_answer(port, p, time.monotonic() + 90)
     deadline = time.monotonic() + args.budget
     socks = [socket.create_connection(("127.0.0.1", port), timeout=10)
@@ -247,13 +255,19 @@ def main():
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--json")
     ap.add_argument("--budget", type=int, default=900)
+    ap.add_argument("--use", choices=("epoll", "io_uring"), help="ballast's events method")
+    ap.add_argument("--floor", choices=("epoll", "io_uring"),
+                    help="also measure build/bench/floor_relay in this mode")
     args = ap.parse_args()
     os.chdir(ROOT)
     for tool in ("valgrind", "callgrind_control", "callgrind_annotate", "nginx"):
         if not shutil.which(tool):
             sys.exit("callgrind.py: %s not found (scripts/install-deps.sh test)" % tool)
     bins = [args.bin] + ([args.bin2] if args.bin2 else [])
-    for b in bins:
+    floor_bin = os.path.join("build", "bench", "floor_relay")
+    if args.floor and not os.access(floor_bin, os.X_OK):
+        subprocess.run(["make", "-s", floor_bin], check=False)
+    for b in bins + ([floor_bin] if args.floor else []):
         if not os.access(b, os.X_OK):
             sys.exit("callgrind.py: %s is not an executable" % b)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -284,6 +298,11 @@ def main():
             results[binary] = {"ir_per_request": ir, "idle_conn_bytes": idle,
                                "functions": [{"ir": r[0], "function": r[1], "file": r[2]}
                                              for r in rows]}
+        if args.floor:
+            ir, rows = measure_ir(args, floor_bin, tmp, procs, bport, args.floor)
+            results["floor_relay " + args.floor] = {
+                "ir_per_request": ir, "idle_conn_bytes": None,
+                "functions": [{"ir": r[0], "function": r[1], "file": r[2]} for r in rows]}
     finally:
         procs.stop_all()
         if os.environ.get("BENCH_KEEP") == "1":
@@ -299,7 +318,13 @@ def main():
         print("  %10s  %s" % ("Ir/req", "function (file)"))
         for f in r["functions"]:
             print("  %10.0f  %s (%s)" % (f["ir"], f["function"], f["file"]))
-    if len(results) == 2:
+    if args.floor:
+        fl = results["floor_relay " + args.floor]["ir_per_request"]
+        for binary in bins:
+            ir = results[binary]["ir_per_request"]
+            print("%s - floor_relay %s: %.0f Ir per request (%.1fx the floor's)"
+                  % (binary, args.floor, ir - fl, ir / fl))
+    if len(bins) == 2:
         a, b2 = (results[x] for x in bins)
         print("\n%s / %s: Ir per request %.4fx" % (bins[0], bins[1],
                                                   a["ir_per_request"] / b2["ir_per_request"]))
