@@ -464,7 +464,7 @@ static void resolve(const char *hostport)
 
 int main(int argc, char **argv)
 {
-    if (argc != 4 || (strcmp(argv[3], "epoll") && strcmp(argv[3], "io_uring"))) {
+    if (argc != 4 || (strcmp(argv[3], "epoll") != 0 && strcmp(argv[3], "io_uring") != 0)) {
         fprintf(stderr, "usage: floor_relay LISTEN_PORT UPSTREAM_HOST:PORT epoll|io_uring\n");
         return 2;
     }
