@@ -353,6 +353,10 @@ int main(int argc, char **argv)
         bl_log(BL_LOG_EMERG, "%s", err);
         if (cfg->error_log && strcmp(cfg->error_log, "stderr") != 0)
             fprintf(stderr, "ballast: %s\n", err);
+        /* The common failure (a port in use) leaves cfg ours: given back, so that a start
+         * refused under ASan reports the refusal, not the config as leaked. */
+        if (!gen)
+            bl_conf_release(cfg);
         return 1;
     }
     /* After the listeners, so that a port that is taken fails the start in the foreground;
