@@ -425,17 +425,33 @@ void bl_cache_abort(struct bl_cache_zone *z, const char *key, uint32_t key_len,
 }
 
 void bl_cache_freshen(struct bl_cache_zone *z, const char *key, uint32_t key_len,
-                      uint32_t fill_id, const struct bl_cache_meta *m)
+                      uint32_t fill_id, const struct bl_cache_meta *m, const char *tmp_path)
 {
     uint64_t h = bl_fnv1a64(key, key_len);
     char name[33], path[PATH_MAX];
     bl_cache_name(key, key_len, name);
     bl_cache_file_path(z, name, path, sizeof(path));
+    int64_t now = (int64_t)(bl_wall_us() / 1000);
+    int kept = 0;
     pthread_mutex_lock(&z->lock);
     struct entry *e = find(z, key, key_len, h);
     if (e && e->fill_id == fill_id) {
         e->fill_id = 0;
-        if (e->has_file && e->m.body_len == m->body_len && e->m.head_len == m->head_len) {
+        if (e->has_file && tmp_path) {
+            /* a new head: the whole file is replaced, renamed under the lock as a commit is,
+             * so a reader has the old file or the new one */
+            if (rename(tmp_path, path) == 0) {
+                kept = 1;
+                z->bytes -= file_bytes(e);
+                e->m = *m;
+                e->last_ms = now;
+                z->bytes += file_bytes(e);
+            } else {
+                bl_log(BL_LOG_ERROR, "proxy_cache: rename(%s, %s) failed: %s", tmp_path, path,
+                       strerror(errno));
+            }
+        } else if (e->has_file && e->m.body_len == m->body_len &&
+                   e->m.head_len == m->head_len) {
             int fd = open(path, O_WRONLY | O_CLOEXEC);
             if (fd >= 0) {
                 /* only times change: a reader of the old bytes sees a valid header either
@@ -448,6 +464,8 @@ void bl_cache_freshen(struct bl_cache_zone *z, const char *key, uint32_t key_len
         }
     }
     pthread_mutex_unlock(&z->lock);
+    if (tmp_path && !kept)
+        unlink(tmp_path);
     wake(z);
 }
 

@@ -171,10 +171,13 @@ void bl_cache_commit(struct bl_cache_zone *z, const char *key, uint32_t key_len,
 /* The fill ends without a file (error, not cacheable: pass_mark 1 leaves the 5 s mark). */
 void bl_cache_abort(struct bl_cache_zone *z, const char *key, uint32_t key_len,
                     uint32_t fill_id, int pass_mark);
-/* A revalidation (304) refreshed the entry: its metadata becomes m (written to the file
- * here), the fill ends, waiters are woken. Worker thread. */
+/* A revalidation (304) refreshed the entry and the fill fill_id ends, waiters woken. With
+ * tmp_path, a complete file (metadata m, the stored head updated from the 304, the same body)
+ * is renamed into place and m becomes the entry's metadata; the temp file is removed when the
+ * fill was taken over or purged meanwhile. Without it, only m's times and flags are written
+ * over the file's metadata (m's head and body lengths must be the file's). Worker thread. */
 void bl_cache_freshen(struct bl_cache_zone *z, const char *key, uint32_t key_len,
-                      uint32_t fill_id, const struct bl_cache_meta *m);
+                      uint32_t fill_id, const struct bl_cache_meta *m, const char *tmp_path);
 /* Removes the entry of primary key key[0..len), its vary record and all its variants, and
  * their files. Returns how many entries went. Any thread. */
 uint32_t bl_cache_purge(struct bl_cache_zone *z, const char *key, uint32_t len);

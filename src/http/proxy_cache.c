@@ -848,6 +848,186 @@ static int fill_open(struct bl_request *r, int64_t now)
     return BL_OK;
 }
 
+/* Fields a 304 does not change in the stored head (RFC 9111 3.2): those not stored at all
+ * (hop-by-hop, Age: sent computed) and those the stored body depends on (its framing, and its
+ * coding: the body on disk stays what it was). */
+static int kept_from_update(const struct bl_h1_header *h)
+{
+    return h->hop || h->id == BL_H1_HDR_CONTENT_LENGTH || h->id == BL_H1_HDR_TRANSFER_ENCODING ||
+           (h->name_len == 3 && strncasecmp(h->name, "Age", 3) == 0) ||
+           (h->name_len == 16 && strncasecmp(h->name, "Content-Encoding", 16) == 0);
+}
+
+static int named_in(const struct bl_h1_message *m, const struct bl_h1_header *h)
+{
+    for (uint32_t i = 0; i < m->nheaders; i++)
+        if (m->headers[i].name_len == h->name_len && !kept_from_update(&m->headers[i]) &&
+            strncasecmp(m->headers[i].name, h->name, h->name_len) == 0)
+            return 1;
+    return 0;
+}
+
+static size_t put_field(char *out, size_t n, size_t cap, const struct bl_h1_header *h)
+{
+    if (n + h->name_len + h->value_len + 4 > cap)
+        return cap + 1;
+    memcpy(out + n, h->name, h->name_len);
+    n += h->name_len;
+    out[n++] = ':';
+    out[n++] = ' ';
+    memcpy(out + n, h->value, h->value_len);
+    n += h->value_len;
+    out[n++] = '\r';
+    out[n++] = '\n';
+    return n;
+}
+
+/* The stored head st updated by the 304 nm (RFC 9111 4.3.4 and 3.2): every field of nm but
+ * those kept_from_update() replaces all of st's fields of its name; st's status line stays.
+ * Into out; its length, more than cap when it does not fit. */
+static size_t updated_head(const struct bl_h1_message *st, const struct bl_h1_message *nm,
+                           char *out, size_t cap)
+{
+    size_t n = (size_t)snprintf(out, cap, "HTTP/1.1 %03u %.*s\r\n", st->status,
+                                (int)st->reason_len, st->reason);
+    for (uint32_t i = 0; i < st->nheaders && n <= cap; i++)
+        if (!named_in(nm, &st->headers[i]))
+            n = put_field(out, n, cap, &st->headers[i]);
+    for (uint32_t i = 0; i < nm->nheaders && n <= cap; i++)
+        if (!kept_from_update(&nm->headers[i]))
+            n = put_field(out, n, cap, &nm->headers[i]);
+    if (n + 2 > cap)
+        return cap + 1;
+    out[n++] = '\r';
+    out[n++] = '\n';
+    return n;
+}
+
+/* The body of the entry cr holds (its open file) copied to fd at its own offset. */
+static int copy_body(struct bl_cache_req *cr, int fd, uint64_t to)
+{
+    loff_t in = (loff_t)bl_cache_body_offset(&cr->m), out = (loff_t)to;
+    uint64_t left = cr->m.body_len;
+    while (left) {
+        /* in the kernel, or a reflink where the file system shares extents */
+        ssize_t k = copy_file_range(cr->efd, &in, fd, &out, left, 0);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            break;
+        left -= (uint64_t)k;
+    }
+    char buf[16384];
+    while (left) { /* copy_file_range refused (an old kernel, another file system) */
+        ssize_t k = pread(cr->efd, buf, left < sizeof(buf) ? left : sizeof(buf), in);
+        if (k <= 0 || pwrite(fd, buf, (size_t)k, out) != k)
+            return BL_ERR;
+        in += k;
+        out += k;
+        left -= (uint64_t)k;
+    }
+    return BL_OK;
+}
+
+/* Writes the entry cr holds again with head[0..hl) as its head and fm as its metadata, to a
+ * temp file: BL_OK with its path in cr->tmp. */
+static int rewrite_entry(struct bl_cache_req *cr, const struct bl_cache_meta *fm,
+                         const char *head, size_t hl)
+{
+    int fd = bl_cache_tmp_open(cr->z, cr->tmp, sizeof(cr->tmp));
+    if (fd < 0)
+        return BL_ERR;
+    struct bl_cache_meta placeholder = *fm;
+    placeholder.magic = 0; /* whole only once the body is copied */
+    int rc = write_all(fd, &placeholder, sizeof(placeholder)) ||
+             write_all(fd, cr->hbuf->data + sizeof(cr->m),
+                       (size_t)cr->m.key_len + cr->m.vary_len) ||
+             write_all(fd, head, hl) || copy_body(cr, fd, bl_cache_body_offset(fm)) ||
+             pwrite(fd, fm, sizeof(*fm), 0) != (ssize_t)sizeof(*fm);
+    close(fd);
+    if (rc) {
+        unlink(cr->tmp);
+        return BL_ERR;
+    }
+    return BL_OK;
+}
+
+/* A 304 answered the revalidation of the entry cr holds (r->resp): RFC 9111 4.3.4, the stored
+ * head takes the 304's fields, the freshness is computed again from the result, and the entry
+ * is written again (file and index) so later hits and a restart see it. nginx renews only the
+ * entry's validity and validators and keeps serving the old fields. Leaves cr holding the
+ * entry to serve: BL_OK, or BL_ERR when it is unreadable. */
+static int revalidated(struct bl_request *r, int64_t now)
+{
+    struct bl_cache_req *cr = r->cache;
+    struct bl_h1_message *msgs = malloc(2 * sizeof(*msgs));
+    struct bl_buf *b = bl_buf_get();
+    struct bl_cache_meta fm;
+    size_t hl = 0;
+    int ok = 0;
+    if (msgs && b) {
+        struct bl_h1_message *st = &msgs[0], *merged = &msgs[1];
+        struct bl_h1_parser p;
+        uint32_t hoff = (uint32_t)bl_cache_body_offset(&cr->m) - cr->m.head_len;
+        st->nheaders = merged->nheaders = 0;
+        bl_h1_parser_init_response(&p, cr->hbuf->cap, cr->hbuf->cap, 0);
+        if (bl_h1_parse(&p, cr->hbuf->data + hoff, cr->m.head_len, st) == (int)cr->m.head_len &&
+            (hl = updated_head(st, &r->resp, b->data, b->cap)) <= b->cap) {
+            bl_h1_parser_init_response(&p, b->cap, b->cap, 0);
+            ok = bl_h1_parse(&p, b->data, hl, merged) == (int)hl &&
+                 freshness(r, merged, cr->m.status, &fm, now);
+        }
+    }
+    free(msgs);
+    int rewrite = 0;
+    if (ok) {
+        fm.key_len = cr->m.key_len;
+        fm.primary_len = cr->m.primary_len;
+        fm.vary_len = cr->m.vary_len;
+        fm.head_len = (uint32_t)hl;
+        fm.body_len = cr->m.body_len;
+        fm.magic = BL_CACHE_MAGIC;
+        rewrite = bl_cache_body_offset(&fm) <= bl_buf_size() &&
+                  rewrite_entry(cr, &fm, b->data, hl) == BL_OK;
+    }
+    if (!rewrite) {
+        /* the stored head stays: no longer cacheable with the new fields (still valid for
+         * this request), a head too large, or a disk failure */
+        if (!ok) {
+            fm = cr->m;
+            fm.fresh_until_ms = now;
+        }
+        fm.head_len = cr->m.head_len;
+        fm.flags = (fm.flags & ~(BL_CM_ETAG | BL_CM_LAST_MODIFIED)) |
+                   (cr->m.flags & (BL_CM_ETAG | BL_CM_LAST_MODIFIED));
+    }
+    bl_buf_put(b);
+    bl_cache_freshen(cr->z, cr->key, cr->key_len, cr->fill_id, &fm, rewrite ? cr->tmp : NULL);
+    cr->fill_id = 0;
+    if (rewrite) {
+        /* serve the file as now stored; the old one (still open) when it went meanwhile */
+        int efd = cr->efd;
+        struct bl_buf *hbuf = cr->hbuf;
+        struct bl_cache_meta old = cr->m;
+        char name[33];
+        cr->efd = -1;
+        cr->hbuf = NULL;
+        bl_cache_name(cr->key, cr->key_len, name);
+        if (entry_open(r, name) == BL_OK) {
+            close(efd);
+            bl_buf_put(hbuf);
+            return BL_OK;
+        }
+        cr->efd = efd;
+        cr->hbuf = hbuf;
+        cr->m = old;
+        cr->have_entry = 1;
+        return BL_OK;
+    }
+    cr->m = fm;
+    return BL_OK;
+}
+
 /* Serves the stale entry instead of the upstream's answer (released first). */
 static int serve_stale(struct bl_request *r, int status)
 {
@@ -899,41 +1079,10 @@ int bl_proxy_cache_response(struct bl_request *r)
     }
     int64_t now = wall_ms();
     if (cr->revalidating && status == 304 && cr->have_entry && cr->fill_id) {
-        /* the stored response is still good: its freshness from the 304's fields, else from
-         * its own (RFC 9111 4.3.4 updates the stored fields; ballast keeps the stored head
-         * and renews the times) */
-        struct bl_cache_meta fm;
-        int ok = freshness(r, &r->resp, cr->m.status, &fm, now);
-        if (!ok) {
-            struct bl_h1_message *stored = malloc(sizeof(*stored));
-            struct bl_h1_parser p;
-            uint32_t hoff = (uint32_t)bl_cache_body_offset(&cr->m) - cr->m.head_len;
-            if (stored) {
-                stored->nheaders = 0;
-                bl_h1_parser_init_response(&p, cr->hbuf->cap, cr->hbuf->cap, 0);
-                if (bl_h1_parse(&p, cr->hbuf->data + hoff, cr->m.head_len, stored) ==
-                    (int)cr->m.head_len)
-                    ok = freshness(r, stored, cr->m.status, &fm, now);
-                free(stored);
-            }
-        }
-        if (!ok) { /* no longer cacheable: still valid for this request */
-            fm = cr->m;
-            fm.fresh_until_ms = now;
-        }
-        fm.key_len = cr->m.key_len;
-        fm.primary_len = cr->m.primary_len;
-        fm.vary_len = cr->m.vary_len;
-        fm.head_len = cr->m.head_len;
-        fm.body_len = cr->m.body_len;
-        fm.magic = BL_CACHE_MAGIC;
-        fm.flags = (fm.flags & ~(BL_CM_ETAG | BL_CM_LAST_MODIFIED)) |
-                   (cr->m.flags & (BL_CM_ETAG | BL_CM_LAST_MODIFIED));
-        bl_cache_freshen(cr->z, cr->key, cr->key_len, cr->fill_id, &fm);
-        cr->fill_id = 0;
-        cr->m = fm;
+        /* the 304's fields are slices of the upstream's buffer: read before the release */
+        int rc = revalidated(r, now);
         bl_attempt_release(&r->a, 0, 0, 0);
-        if (entry_serve(r, BL_CS_REVALIDATED) == BL_OK)
+        if (rc == BL_OK && entry_serve(r, BL_CS_REVALIDATED) == BL_OK)
             return BL_ERR;
         bl_request_abort(r, 502, "cached entry unreadable after revalidation");
         return BL_ERR;

@@ -185,6 +185,43 @@ def test_revalidation_upstream(ballast, origin):
     assert hits(origin, t) == 2
 
 
+def test_revalidation_updates_stored_fields(ballast, origin, tmp_path):
+    """RFC 9111 4.3.4: the 304's fields replace the stored ones (nginx keeps the old ones and
+    renews only the lifetime); the new max-age is the new lifetime; the stored head is written
+    again, so a restart sees it. The 304's Content-Length does not touch the stored body's."""
+    def changing(req, conn):
+        conn.backend.record(req)
+        if req.header("If-None-Match") == '"v1"':
+            conn.send('HTTP/1.1 304 X\r\nDate: %s\r\nETag: "v1"\r\nX-Version: 2\r\n'
+                      "Cache-Control: max-age=60\r\nContent-Length: 0\r\n\r\n" % http_date())
+        else:
+            conn.send('HTTP/1.1 200 X\r\nDate: %s\r\nETag: "v1"\r\nX-Version: 1\r\n'
+                      "Cache-Control: max-age=1\r\nX-Kept: yes\r\nContent-Length: 5\r\n\r\n"
+                      "hello" % http_date())
+        return True
+    origin.route("/rv", changing)
+    conf = cache_conf(origin, location="proxy_cache_revalidate on;",
+                      cache_path=str(tmp_path / "rvcache"))
+    b = ballast(conf)
+    r1 = get(b.port, "/rv")
+    assert r1.header("X-Version") == "1"
+    time.sleep(1.5)
+    r2 = get(b.port, "/rv")
+    assert r2.header("X-Cache-Status") == "REVALIDATED"
+    r3 = get(b.port, "/rv")
+    assert r3.header("X-Cache-Status") == "HIT"
+    for r in (r2, r3):
+        assert (r.status, r.body, r.header("X-Version")) == (200, b"hello", "2")
+        assert r.header("Cache-Control") == "max-age=60" and r.header("X-Kept") == "yes"
+        assert r.header("Content-Length") == "5"
+    assert hits(origin, "/rv") == 2
+    b.stop()
+    r4 = get(ballast(conf).port, "/rv")
+    assert (r4.header("X-Cache-Status"), r4.header("X-Version"), r4.body) == ("HIT", "2",
+                                                                             b"hello")
+    assert hits(origin, "/rv") == 2
+
+
 def test_no_cache_always_revalidates(ballast, origin):
     """RFC 9111 5.2.2.4: stored, but used only after a successful validation (nginx does not
     store these at all)."""
