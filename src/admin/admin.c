@@ -245,6 +245,8 @@ static void handle(struct admin_conn *c)
         .method = m->method_id,
         .path = m->path,
         .path_len = m->path_len,
+        .query = m->query,
+        .query_len = m->query ? m->query_len : 0,
         .body = c->in + c->head_len,
         .body_len = m->body == BL_H1_BODY_LENGTH ? (size_t)m->content_length : 0,
     };

@@ -850,6 +850,11 @@ void bl_api_handle(const struct bl_api_ctx *ctx, const struct bl_api_request *re
         bl_api_locations(ctx, req, req->path + 14, end, resp);
         return;
     }
+    if (req->path_len >= 10 && memcmp(req->path, "/api/cache", 10) == 0 &&
+        (req->path_len == 10 || req->path[10] == '/')) {
+        bl_api_cache(ctx, req, req->path + 10, end, resp);
+        return;
+    }
     errorf(resp, 404, "no such resource: %.*s (see /api/upstreams, /api/stream, /api/workers, "
-           "/api/health, /metrics, /status)", (int)(req->path_len > 200 ? 200 : req->path_len), req->path);
+           "/api/cache, /api/health, /metrics, /status)", (int)(req->path_len > 200 ? 200 : req->path_len), req->path);
 }

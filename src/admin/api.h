@@ -15,6 +15,8 @@
  *   POST  /api/reload                            bl_reload(); its error as JSON
  *   GET   /api/locations[/ID]                    locations and their `disable` switch
  *   PATCH /api/locations/ID                      {"disabled": B | null} (api_locations.c)
+ *   GET   /api/cache[/ZONE]                      cache zones and their counters (api_cache.c)
+ *   DELETE /api/cache/ZONE?key=KEY[*]            purge a key, or every key with a prefix
  * Bodies are JSON (Debian libjansson); errors are {"error": "REASON"} with 400 (bad call),
  * 404 (no such route, upstream or server) or 405 (method; with Allow).
  * docs/operations.md, "Runtime API", is the reference.
@@ -44,6 +46,8 @@ struct bl_api_request {
     int method;                            /* enum bl_h1_method */
     const char *path;                      /* without the query; not NUL-terminated */
     size_t path_len;
+    const char *query;                     /* after '?', not NUL-terminated; NULL: none */
+    size_t query_len;
     const char *body;                      /* Content-Length bytes (maybe 0) */
     size_t body_len;
 };
@@ -71,6 +75,10 @@ struct json_t *bl_api_protection_json(const struct bl_upstream_group *g, struct 
 /* /api/locations, [p, end) the path after it (api_locations.c). */
 void bl_api_locations(const struct bl_api_ctx *ctx, const struct bl_api_request *req,
                       const char *p, const char *end, struct bl_api_response *resp);
+
+/* /api/cache, [p, end) the path after it (api_cache.c). */
+void bl_api_cache(const struct bl_api_ctx *ctx, const struct bl_api_request *req,
+                  const char *p, const char *end, struct bl_api_response *resp);
 
 /* Fills resp with {"error": reason} and status. */
 void bl_api_error(struct bl_api_response *resp, int status, const char *reason);

@@ -53,6 +53,7 @@ struct bl_cache_zone {
     struct entry *lru_head, *lru_tail;
     uint32_t next_fill;
     struct bl_queue waiters;         /* requests waiting for a fill (proxy_cache_lock) */
+    struct bl_cache_counters counted; /* under the lock */
 };
 
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -279,6 +280,13 @@ int bl_cache_lookup(struct bl_cache_zone *z, struct bl_cache_lookup *lk)
     }
     rc = e->has_file ? BL_CL_STALE : BL_CL_MISS;
 out:
+    switch (rc) {
+    case BL_CL_HIT: z->counted.hits++; break;
+    case BL_CL_UPDATING: z->counted.updating++; break;
+    case BL_CL_STALE: z->counted.expired++; break;
+    case BL_CL_MISS: z->counted.misses++; break;
+    default: break;
+    }
     pthread_mutex_unlock(&z->lock);
     unlink_all(z, &gone);
     return rc;
@@ -469,7 +477,7 @@ void bl_cache_freshen(struct bl_cache_zone *z, const char *key, uint32_t key_len
     wake(z);
 }
 
-uint32_t bl_cache_purge(struct bl_cache_zone *z, const char *key, uint32_t len)
+uint32_t bl_cache_purge(struct bl_cache_zone *z, const char *key, uint32_t len, int prefix)
 {
     uint32_t n = 0;
     for (;;) {
@@ -482,7 +490,7 @@ uint32_t bl_cache_purge(struct bl_cache_zone *z, const char *key, uint32_t len)
             for (struct entry *e = z->buckets[b], *nx; e; e = nx) {
                 nx = e->hnext;
                 if (e->key_len < len || memcmp(e->key, key, len) != 0 ||
-                    (e->key_len > len && e->key[len] != '\n'))
+                    (!prefix && e->key_len > len && e->key[len] != '\n'))
                     continue;
                 if (gone.n == EVICT_BATCH) {
                     more = 1;
@@ -492,8 +500,9 @@ uint32_t bl_cache_purge(struct bl_cache_zone *z, const char *key, uint32_t len)
                     /* the running fill must not land: its commit finds no entry */
                     e->fill_id = 0;
                 }
+                n += e->has_file;
+                z->counted.purged += e->has_file;
                 entry_remove(z, e, &gone);
-                n++;
             }
         }
         pthread_mutex_unlock(&z->lock);
@@ -510,6 +519,17 @@ void bl_cache_zone_stats(struct bl_cache_zone *z, uint32_t *entries, uint64_t *b
     pthread_mutex_lock(&z->lock);
     *entries = z->nentries;
     *bytes = z->bytes;
+    pthread_mutex_unlock(&z->lock);
+}
+
+void bl_cache_zone_counters(struct bl_cache_zone *z, struct bl_cache_counters *out)
+{
+    pthread_mutex_lock(&z->lock);
+    *out = z->counted;
+    out->entries = z->nentries;
+    out->max_entries = z->max_entries;
+    out->bytes = z->bytes;
+    out->max_size = z->max_size;
     pthread_mutex_unlock(&z->lock);
 }
 

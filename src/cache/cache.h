@@ -179,11 +179,27 @@ void bl_cache_abort(struct bl_cache_zone *z, const char *key, uint32_t key_len,
 void bl_cache_freshen(struct bl_cache_zone *z, const char *key, uint32_t key_len,
                       uint32_t fill_id, const struct bl_cache_meta *m, const char *tmp_path);
 /* Removes the entry of primary key key[0..len), its vary record and all its variants, and
- * their files. Returns how many entries went. Any thread. */
-uint32_t bl_cache_purge(struct bl_cache_zone *z, const char *key, uint32_t len);
+ * their files; with prefix, every entry whose key begins with key[0..len) (len 0: all). Fills
+ * of those keys that run do not land. Returns how many stored responses (files) went. Any
+ * thread; the scan holds the zone lock for a batch of removals at a time. */
+uint32_t bl_cache_purge(struct bl_cache_zone *z, const char *key, uint32_t len, int prefix);
 
 /* Entries and file bytes now (tests, the admin API). */
 void bl_cache_zone_stats(struct bl_cache_zone *z, uint32_t *entries, uint64_t *bytes);
+
+/* A zone's counters since it was made (a reload that keeps the zone keeps them): lookups by
+ * their result (a request that waited for a fill counts once, by what it found after), and
+ * stored responses purged. */
+struct bl_cache_counters {
+    uint64_t hits;                   /* fresh: BL_CL_HIT */
+    uint64_t updating;               /* stale, served while another request refreshes it */
+    uint64_t expired;                /* stale: refreshed or revalidated (BL_CL_STALE) */
+    uint64_t misses;                 /* no stored response */
+    uint64_t purged;
+    uint32_t entries, max_entries;   /* index entries now, and keys_zone's room */
+    uint64_t bytes, max_size;        /* file bytes now, and max_size (0: none) */
+};
+void bl_cache_zone_counters(struct bl_cache_zone *z, struct bl_cache_counters *out);
 
 /* The MD5 of s[0..len) as 32 hex digits and a NUL. */
 void bl_cache_name(const char *s, size_t len, char out[33]);

@@ -537,8 +537,8 @@ int bl_proxy_cache_start(struct bl_request *r)
     cr->key_len = cr->primary_len;
     int method = r->msg.method_id;
     if (cc->purge && tpl_true(r, cc->purge)) {
-        uint32_t n = bl_cache_purge(cr->z, cr->primary, cr->primary_len);
-        bl_log(BL_LOG_INFO, "proxy_cache \"%s\": purge of \"%s\" from %s removed %u entries",
+        uint32_t n = bl_cache_purge(cr->z, cr->primary, cr->primary_len, 0);
+        bl_log(BL_LOG_INFO, "proxy_cache \"%s\": purge of \"%s\" from %s removed %u stored responses",
                bl_cache_zone_name(cr->z), cr->primary, r->c->ip, n);
         bl_request_local_done(r, bl_local_response(r, n ? 204 : 404, NULL, 0, NULL, 0));
         return BL_OK;
@@ -1074,7 +1074,7 @@ int bl_proxy_cache_response(struct bl_request *r)
     int status = r->resp.status;
     if (cr->invalidate) {
         if (status < 400 && cr->primary)
-            bl_cache_purge(cr->z, cr->primary, cr->primary_len);
+            bl_cache_purge(cr->z, cr->primary, cr->primary_len, 0);
         return BL_OK;
     }
     int64_t now = wall_ms();

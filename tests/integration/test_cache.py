@@ -5,10 +5,12 @@ down, background update, purge, a restart, config errors, and nginx's proxy_cach
 where the two should agree."""
 import email.utils
 import functools
+import json
 import os
 import resource
 import signal
 import socket
+import subprocess
 import time
 import urllib.parse
 
@@ -402,6 +404,53 @@ def test_purge(ballast, origin):
     assert get(b.port, t, method="PURGE").status == 404
     assert get(b.port, t, "Accept: a\r\n").header("X-Cache-Status") == "MISS"
     assert get(b.port, t, "Accept: b\r\n").header("X-Cache-Status") == "MISS"
+
+
+def test_admin_api_purge(ballast, origin):
+    """The admin API (curl, bearer token): GET /api/cache lists the zone and its counters;
+    DELETE /api/cache/ZONE?key=KEY removes the key with its Vary variants and their files for
+    both workers (one shared index); KEY* removes a prefix; errors are JSON."""
+    conf = ("admin {\n listen 127.0.0.1:@port_admin@;\n token_file @tmp@/admin.token;\n}\n" +
+            cache_conf(origin, cache_path="@tmp@/acache"))
+    b = ballast(conf, files={"admin.token": "tok\n"}, workers=2)
+    api = "http://127.0.0.1:%d/api/cache" % b.values["port_admin"]
+
+    def curl(method, path, key=None, token="tok"):
+        args = ["curl", "-sS", "-X", method, "-w", "\n%{http_code}", api + path]
+        if key is not None:
+            args[1:1] = ["-G", "--data-urlencode", "key=" + key]
+        if token:
+            args[1:1] = ["-H", "Authorization: Bearer " + token]
+        out = subprocess.run(args, stdout=subprocess.PIPE, timeout=10 * SLOW, check=True)
+        body, _, code = out.stdout.decode().rpartition("\n")
+        return int(code), json.loads(body)
+
+    def files():
+        return sum(len(f) for _, _, f in os.walk(os.path.join(b.dir, "acache")))
+    a = q(path="/p/a", h=["Cache-Control: max-age=60", "Vary: Accept"])
+    pb, keep = q(path="/p/b", h="Cache-Control: max-age=60"), q(path="/k", h="Cache-Control: "
+                                                                     "max-age=60")
+    for t, hdr in ((a, "Accept: 1\r\n"), (a, "Accept: 2\r\n"), (pb, ""), (keep, ""), (keep, "")):
+        get(b.port, t, hdr)
+    assert files() == 4
+    code, j = curl("GET", "")
+    z = j["caches"][0]
+    assert code == 200 and z["name"] == "one" and z["size"] > 0
+    assert z["hits"] == 1 and z["misses"] == 4 and z["purged"] == 0
+    assert curl("GET", "", token="bad")[0] == 401
+    assert curl("DELETE", "/one")[0] == 400
+    assert curl("DELETE", "/two", key="x") == (404, {"error": 'no cache zone "two" (see GET '
+                                                              '/api/cache)'})
+    key = "http" + origin.addr
+    assert curl("DELETE", "/one", key=key + a) == (200, {"zone": "one", "key": key + a,
+                                                         "prefix": False, "removed": 2})
+    assert curl("DELETE", "/one", key=key + a)[1]["removed"] == 0
+    assert curl("DELETE", "/one", key=key + "/p/*")[1]["removed"] == 1
+    assert files() == 1
+    assert get(b.port, a, "Accept: 1\r\n").header("X-Cache-Status") == "MISS"
+    assert get(b.port, pb).header("X-Cache-Status") == "MISS"
+    assert get(b.port, keep).header("X-Cache-Status") == "HIT"
+    assert curl("GET", "/one")[1]["purged"] == 3
 
 
 def test_survives_restart(ballast, origin, tmp_path):
