@@ -14,6 +14,7 @@
 #include "conf/cache_conf.h"
 #include "core/log.h"
 #include "core/rand.h"
+#include "http/gzip.h"
 #include "http/proxy_cache.h"
 #include "http/proxy_int.h"
 #include "http/response.h"
@@ -272,6 +273,42 @@ static int byte_range(const struct bl_request *r, const struct bl_cache_req *cr,
     return 1;
 }
 
+/* gzip for an answer from the cache (its head in r->resp, its length content_length), as for a
+ * proxied one: entries are stored as the upstream sent them, so one identity entry serves both
+ * kinds of clients, compressed as it is read from the file for those that accept gzip (an
+ * entry the upstream compressed has Content-Encoding and is left alone); gzip_vary's field
+ * either way. A Range answer is never compressed (bl_gzip_decide() sees the Range). BL_ERR:
+ * out of memory. */
+static int gzip_hit(struct bl_request *r, int body)
+{
+    int d = bl_gzip_decide(r);
+    r->gz_vary = d != BL_GZIP_NO && r->loc->conf.gzip_vary;
+    if (d != BL_GZIP_YES || r->resp.status != 200 || r->resp.content_length == 0)
+        return BL_OK;
+    int chunked = !r->c->h2 && r->msg.minor_version == 1;
+    if (!(r->gz = bl_gzip_new((int)r->loc->conf.gzip_comp_level, chunked)))
+        return BL_ERR;
+    if (!body)
+        return BL_OK; /* HEAD: the head a GET would get (nginx), the compressor unused */
+    if (!(r->file_in = bl_buf_get()))
+        return BL_ERR;
+    if (!chunked && !r->c->h2)
+        r->keep_alive = 0; /* HTTP/1.0: the body ends at close */
+    r->resp_done = 0;      /* until the file is read whole (static.c) */
+    return BL_OK;
+}
+
+/* entry_serve() failed and r goes upstream: its answer decides gzip again. BL_ERR. */
+static int gzip_undo(struct bl_request *r)
+{
+    bl_gzip_free(r->gz);
+    r->gz = NULL;
+    bl_buf_put(r->file_in);
+    r->file_in = NULL;
+    r->gz_vary = 0;
+    return BL_ERR;
+}
+
 /* Answers r from the entry cr holds, with $upstream_cache_status status. BL_OK: r is
  * answered; BL_ERR: the head could not be made (r untouched: the caller goes upstream). */
 static int entry_serve(struct bl_request *r, int cache_status)
@@ -318,8 +355,16 @@ static int entry_serve(struct bl_request *r, int cache_status)
     r->gz_vary = 0;
     if (!r->req_body_done || r->body_sent != r->body_end)
         r->keep_alive = 0; /* the unread request body would be read as the next request */
+    if ((status == 200 || status == 206) && (body || r->msg.method_id == BL_H1_M_HEAD) &&
+        gzip_hit(r, body) != BL_OK)
+        return gzip_undo(r);
     if (bl_proxy_client_head(r) != BL_OK || r->out->end < 2)
-        return BL_ERR;
+        return gzip_undo(r);
+    int gzipped = r->gz != NULL;
+    if (gzipped && !body) {
+        bl_gzip_free(r->gz);
+        r->gz = NULL;
+    }
     char extra[160];
     int n = 0;
     if (status == 206)
@@ -329,19 +374,19 @@ static int entry_serve(struct bl_request *r, int cache_status)
     else if (status == 416)
         n = snprintf(extra, sizeof(extra), "Content-Range: bytes */%llu\r\n",
                      (unsigned long long)m->body_len);
-    if (status != 304)
+    if (status != 304 && !gzipped)
         n += snprintf(extra + n, sizeof(extra) - (size_t)n, "Content-Length: %llu\r\n",
                       (unsigned long long)r->resp.content_length);
     n += snprintf(extra + n, sizeof(extra) - (size_t)n, "Age: %llu\r\n\r\n",
                   (unsigned long long)age);
     struct bl_buf *o = r->out;
     if (o->end - 2 + (uint32_t)n > o->cap)
-        return BL_ERR;
+        return gzip_undo(r);
     memcpy(o->data + o->end - 2, extra, (size_t)n);
     o->end += (uint32_t)n - 2;
     r->body_bytes_sent = 0;
     uint64_t from = bl_cache_body_offset(m) + start;
-    if (body && len && o->end + len <= o->cap && from + len <= b->end) {
+    if (body && len && !r->gz && o->end + len <= o->cap && from + len <= b->end) {
         /* read with the head: sent in the same write */
         memcpy(o->data + o->end, b->data + from, (size_t)len);
         o->end += (uint32_t)len;
@@ -1177,6 +1222,7 @@ int bl_proxy_cache_answered(struct bl_request *r)
         r->file_fd = -1;
     }
     r->file_left = 0;
+    gzip_undo(r); /* a compressed stale answer's; the refresh is not sent to anyone */
     bl_request_proxy(r);
     return 1;
 }

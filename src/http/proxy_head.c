@@ -475,7 +475,7 @@ int bl_proxy_client_head(struct bl_request *r)
     }
     if (r->gz) {
         out_str(&o, "Content-Encoding: gzip\r\n");
-        if (!r->c->h2 && r->msg.minor_version == 1)
+        if (!r->c->h2 && r->msg.minor_version == 1 && r->msg.method_id != BL_H1_M_HEAD)
             out_str(&o, "Transfer-Encoding: chunked\r\n");
     }
     if (r->gz_vary)
