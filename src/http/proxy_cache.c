@@ -1007,7 +1007,7 @@ static int revalidated(struct bl_request *r, int64_t now)
     struct bl_cache_req *cr = r->cache;
     struct bl_h1_message *msgs = malloc(2 * sizeof(*msgs));
     struct bl_buf *b = bl_buf_get();
-    struct bl_cache_meta fm;
+    struct bl_cache_meta fm = cr->m; /* freshness() fills it when the updated head is storable */
     size_t hl = 0;
     int ok = 0;
     if (msgs && b) {
@@ -1038,10 +1038,8 @@ static int revalidated(struct bl_request *r, int64_t now)
     if (!rewrite) {
         /* the stored head stays: no longer cacheable with the new fields (still valid for
          * this request), a head too large, or a disk failure */
-        if (!ok) {
-            fm = cr->m;
+        if (!ok)
             fm.fresh_until_ms = now;
-        }
         fm.head_len = cr->m.head_len;
         fm.flags = (fm.flags & ~(BL_CM_ETAG | BL_CM_LAST_MODIFIED)) |
                    (cr->m.flags & (BL_CM_ETAG | BL_CM_LAST_MODIFIED));
