@@ -280,7 +280,9 @@ integration-uring: ballast
 # 2-core VM at load average 25-34 (eight other sessions' builds and suites): the three passes
 # 12m53s, 13m00s and 14m41s side by side, the serial tests 75 s, 16m00s for the integration
 # step in all (the three old targets side by side, same VM at load 16-20: 14m14s, 13m49s,
-# 17m25s). On a quiet 2-core VM that should make about 5 (build, unit, fuzz replay) + 6 + 1
+# 17m25s). make test at cb9267e, same VM at load 21-30, objects and unit tests already built:
+# 13m06s, 13m07s, 14m52s side by side, serial 107 s, 17m24s to the end of the integration
+# step. On a quiet 2-core VM that should make about 5 (build, unit, fuzz replay) + 6 + 1
 # (an estimate: not yet measured on a quiet VM).
 TEST_MINUTES := 13
 test: deps-test
