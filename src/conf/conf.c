@@ -2651,7 +2651,7 @@ static int h_expires(struct compiler *c, const struct bl_conf_node *n)
     return BL_OK;
 }
 
-/* disable_symlinks off | on | if_not_owner [from=$document_root] */
+/* disable_symlinks off | on | if_not_owner [from=$document_root] | outside_root */
 static int h_disable_symlinks(struct compiler *c, const struct bl_conf_node *n)
 {
     struct bl_loc_conf *lc = c->lc;
@@ -2664,12 +2664,15 @@ static int h_disable_symlinks(struct compiler *c, const struct bl_conf_node *n)
         lc->disable_symlinks = BL_SYMLINKS_REFUSE;
     else if (strcmp(a, "if_not_owner") == 0)
         lc->disable_symlinks = BL_SYMLINKS_IF_NOT_OWNER;
+    else if (strcmp(a, "outside_root") == 0)
+        lc->disable_symlinks = BL_SYMLINKS_BENEATH;
     else
         return invalid_value(c, a);
     lc->disable_symlinks_from_root = 0;
     if (n->nargs == 2) {
-        if (lc->disable_symlinks == BL_SYMLINKS_FOLLOW)
-            return fail(c, "\"from=\" cannot be used with \"off\"");
+        if (lc->disable_symlinks == BL_SYMLINKS_FOLLOW ||
+            lc->disable_symlinks == BL_SYMLINKS_BENEATH)
+            return fail(c, "\"from=\" cannot be used with \"%s\"", a);
         if (strcmp(n->args[1], "from=$document_root") != 0)
             return fail(c, "\"disable_symlinks\" %s: only \"from=$document_root\" is supported "
                            "in this build", n->args[1]);
@@ -3832,8 +3835,8 @@ static const struct directive directives[] = {
     {"expires", CTX_HSL, 1, 2, 0, FT_NONE, offsetof(struct bl_loc_conf, expires),
      "[modified] TIME | epoch | max | off", "off", h_expires},
     {"disable_symlinks", CTX_HSL, 1, 2, 0, FT_NONE, offsetof(struct bl_loc_conf,
-     disable_symlinks), "off | on | if_not_owner [from=$document_root]", "off",
-     h_disable_symlinks},
+     disable_symlinks), "off | on | if_not_owner [from=$document_root] | outside_root",
+     "outside_root", h_disable_symlinks},
     {"gzip_static", CTX_HSL, 1, 1, 0, FT_NONE, offsetof(struct bl_loc_conf, gzip_static),
      "on | off | always", "off", h_gzip_static},
     /* stream (src/stream/): upstream blocks are compiled as http's, into the same groups */
@@ -4414,6 +4417,40 @@ static void finish_location(struct bl_config *cfg, struct bl_server_block *s,
         cfg->max_head = (uint32_t)head;
 }
 
+/* disable_symlinks outside_root: the directory loc's files may not leave, and its O_PATH fd:
+ * root or alias as written (http/static.c takes the alias's parent when the request's part
+ * does not start at a slash), or an alias template's text before its first variable, up to
+ * its last slash. A directory missing now is opened per request instead (nginx does not ask
+ * for it at load either). BL_ERR: out of memory. */
+static int open_base_dir(struct bl_location *loc)
+{
+    if (loc->kind != BL_LOC_STATIC || loc->conf.disable_symlinks != BL_SYMLINKS_BENEATH)
+        return BL_OK;
+    const char *dir = loc->alias ? loc->alias : loc->root;
+    if (!dir)
+        return BL_OK;
+    size_t len = strlen(dir);
+    if (loc->alias_tpl) {
+        const char *var = strchr(dir, '$');
+        if (var)
+            len = (size_t)(var - dir);
+        while (len > 0 && dir[len - 1] != '/')
+            len--;
+    }
+    while (len > 1 && dir[len - 1] == '/')
+        len--;
+    if (!len)
+        return BL_OK; /* "$dir/x": no fixed directory; relative paths start at "." */
+    if (!(loc->base_dir = conf_malloc(len + 1)))
+        return BL_ERR;
+    memcpy(loc->base_dir, dir, len);
+    loc->base_dir[len] = '\0';
+    loc->base_len = (uint32_t)len;
+    loc->base_fd = open(loc->base_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    loc->base_open = loc->base_fd >= 0;
+    return BL_OK;
+}
+
 static void sort_prefixes(struct bl_loc_tree *t)
 {
     if (t->nprefix > 1)
@@ -4445,10 +4482,15 @@ static int finish(struct compiler *c)
         s->index = i;
         s->server_loc->index = UINT32_MAX;
         finish_location(cfg, s, s->server_loc);
+        if (open_base_dir(s->server_loc) != BL_OK)
+            return oom_at(c, "root", cfg->file, 0);
         /* Parents come before their children in s->all, so each merges a finished parent. */
         for (uint32_t k = 0; k < s->nall; k++) {
             s->all[k]->index = cfg->nlocations++;
             finish_location(cfg, s, s->all[k]);
+            if (open_base_dir(s->all[k]) != BL_OK)
+                return oom_at(c, s->all[k]->alias ? "alias" : "root", s->all[k]->file,
+                              s->all[k]->line);
             if (s->all[k]->proxy_tls && finish_proxy_tls(c, s->all[k]) != BL_OK)
                 return BL_ERR;
             sort_prefixes(&s->all[k]->nested);
@@ -4696,6 +4738,9 @@ static void free_location(struct bl_location *loc)
         free(loc->root);
     free(loc->alias);
     bl_template_free(loc->alias_tpl);
+    free(loc->base_dir);
+    if (loc->base_open)
+        close(loc->base_fd);
     free(loc->path);
     free(loc->proxy_uri);
     free(loc->proxy_host);

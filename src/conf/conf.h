@@ -231,9 +231,12 @@ enum bl_expires {
 
 /* bl_loc_conf.disable_symlinks */
 enum bl_symlinks {
-    BL_SYMLINKS_FOLLOW = 0,         /* off: followed wherever they lead (nginx's default) */
+    BL_SYMLINKS_FOLLOW = 0,         /* off written: followed wherever they lead (nginx's
+                                     * default) */
     BL_SYMLINKS_REFUSE,             /* on: a path with any symlink component is refused */
     BL_SYMLINKS_IF_NOT_OWNER,       /* ... unless the link and its target have one owner */
+    BL_SYMLINKS_BENEATH,            /* no line (ballast's default): followed while they stay
+                                     * in the location's root or alias directory */
 };
 
 /* bl_loc_conf.gzip_static */
@@ -351,6 +354,14 @@ struct bl_location {
     struct bl_template *alias_tpl;  /* ... with variables (a regex location's captures): the
                                      * whole path */
     uint8_t root_inherited;         /* root is the server's or http's (not owned) */
+    /* disable_symlinks' default: the directory a file may not leave (root, alias, or an
+     * alias template's fixed directory), opened O_PATH when the config loads so that each
+     * request opens its file with one openat2(RESOLVE_BENEATH) (http/static.c). */
+    char *base_dir;                 /* NULL: nothing to stay under (an alias starting with a
+                                     * variable) */
+    uint32_t base_len;
+    int base_fd;                    /* valid when base_open; else opened per request */
+    uint8_t base_open;
     uint8_t try_files;              /* try_files FILE ... =CODE | @NAME | URI */
     uint32_t ntry;                  /* ... its FILEs, tried in order */
     struct bl_try_file *try_list;

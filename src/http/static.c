@@ -272,6 +272,98 @@ static int walk_open(const char *full, size_t from, int owner_ok)
     }
 }
 
+#ifdef SYS_openat2
+/* 0 until openat2 fails as a kernel without it (or a seccomp filter) does: then the slow way
+ * for the rest of the process's life. Any thread may set it; a stale 0 costs one call. */
+static _Atomic int no_openat2;
+
+static int openat2_at(int dfd, const char *path, int flags, uint64_t resolve)
+{
+    struct open_how how = {.flags = (uint64_t)flags, .resolve = resolve};
+    return (int)syscall(SYS_openat2, dfd, path, &how, sizeof(how));
+}
+#endif
+
+/* Whether path (absolute or relative to the working directory, as base is) resolves, every
+ * symlink followed, to base's directory or below it. 1 with the resolved path in real
+ * (PATH_MAX), 0 when it leaves, -1 with errno when either cannot be resolved. */
+static int resolves_beneath(const char *base, const char *path, char *real)
+{
+    char rbase[PATH_MAX];
+    if (!realpath(base, rbase) || !realpath(path, real))
+        return -1;
+    size_t n = strlen(rbase);
+    if (n == 1)
+        return 1; /* "/" */
+    return strncmp(real, rbase, n) == 0 && (real[n] == '/' || real[n] == '\0');
+}
+
+/* disable_symlinks outside_root: opens full, refusing (EXDEV) a path that leaves the
+ * location's directory through a symlink. One openat2(RESOLVE_BENEATH) on the directory's fd
+ * opened at load; the kernel refuses an absolute symlink there even when it points back
+ * inside, so a refusal is checked again with realpath(), which also serves kernels without
+ * openat2. */
+static int open_beneath(const struct bl_location *loc, const char *full)
+{
+    size_t blen = loc->base_len;
+    if (!loc->base_dir || (strncmp(full, loc->base_dir, blen) == 0 && full[blen] == '\0'))
+        return open(full, OPEN_FLAGS); /* nothing of the path came from the request */
+    if (strncmp(full, loc->base_dir, blen) != 0) {
+        errno = EXDEV; /* mapping always starts with the directory: refused if not */
+        return -1;
+    }
+    const char *rel = full + blen;
+    int dfd = loc->base_open ? loc->base_fd : -1;
+    char parent[PATH_MAX];
+    const char *base = loc->base_dir;
+    if (*rel != '/' && base[blen - 1] != '/') {
+        /* `location /i/ { alias /data/img; }` maps "/i/x" to "/data/imgx": the parent's */
+        const char *slash = memrchr(base, '/', blen);
+        size_t plen = slash ? (size_t)(slash - base) : 0;
+        snprintf(parent, sizeof(parent), "%.*s", (int)plen, base);
+        if (!slash)
+            snprintf(parent, sizeof(parent), ".");
+        else if (plen == 0)
+            snprintf(parent, sizeof(parent), "/");
+        base = parent;
+        rel = full + plen;
+        dfd = -1;
+    }
+    while (*rel == '/')
+        rel++;
+    if (!*rel)
+        rel = ".";
+    int fd = -1;
+#ifdef SYS_openat2
+    if (!no_openat2) {
+        int own = dfd < 0;
+        if (own && (dfd = open(base, O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0)
+            return -1;
+        fd = openat2_at(dfd, rel, OPEN_FLAGS, RESOLVE_BENEATH);
+        if (fd < 0 && errno == EAGAIN) /* a rename raced the lookup: once more */
+            fd = openat2_at(dfd, rel, OPEN_FLAGS, RESOLVE_BENEATH);
+        int e = errno;
+        if (own)
+            close(dfd);
+        errno = e;
+        if (fd >= 0 || (e != EXDEV && e != EAGAIN && e != ENOSYS && e != EPERM && e != EINVAL))
+            return fd;
+        if (e != EXDEV && e != EAGAIN)
+            no_openat2 = 1;
+    }
+#endif
+    char real[PATH_MAX];
+    int in = resolves_beneath(base, full, real);
+    if (in <= 0) {
+        if (in == 0)
+            errno = EXDEV;
+        return -1;
+    }
+    /* what realpath() checked, its last component not followed: a link swapped in there
+     * since is refused */
+    return open(real, OPEN_FLAGS | O_NOFOLLOW);
+}
+
 /* Opens a file path under loc's disable_symlinks. from: where the checked part begins
  * (from=$document_root), else the whole path is checked. */
 static int open_file(const struct bl_location *loc, const char *full, size_t from)
@@ -279,6 +371,8 @@ static int open_file(const struct bl_location *loc, const char *full, size_t fro
     uint64_t mode = loc->conf.disable_symlinks;
     if (mode == BL_SYMLINKS_FOLLOW)
         return open(full, OPEN_FLAGS);
+    if (mode == BL_SYMLINKS_BENEATH)
+        return open_beneath(loc, full);
     if (!loc->conf.disable_symlinks_from_root)
         from = 0;
 #ifdef SYS_openat2
@@ -492,6 +586,11 @@ static int open_failed(struct bl_request *r, const struct bl_location *loc, cons
     }
     if (e == EACCES || e == ELOOP || e == EMLINK) {
         log_file(r, BL_LOG_ERROR, e, "open() \"%s\" failed", full);
+        return bl_local_response(r, 403, NULL, 0, NULL, 0);
+    }
+    if (e == EXDEV) {
+        log_file(r, BL_LOG_ERROR, 0, "open() \"%s\" failed: a symlink leads out of \"%s\" "
+                 "(disable_symlinks)", full, loc->base_dir ? loc->base_dir : "");
         return bl_local_response(r, 403, NULL, 0, NULL, 0);
     }
     log_file(r, BL_LOG_CRIT, e, "open() \"%s\" failed", full);

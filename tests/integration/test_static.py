@@ -10,9 +10,10 @@ import subprocess
 
 import pytest
 
-from conftest import ASAN, Conn, RssSampler, curl, render
+from conftest import ASAN, Conn, RssSampler, curl, render, wait_for
 from conftest import Ballast
 from nginx_ref import Nginx
+from test_reload import Reloader
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MIME = open(os.path.join(REPO, "conf", "mime.types")).read()
@@ -257,23 +258,48 @@ def test_symlinks(ballast, tmp_path):
 server {
     listen 127.0.0.1:@port@;
     root @www@;
+    index index.html;
     location /on/ { alias @www@/; disable_symlinks on; }
     location /owner/ { alias @www@/; disable_symlinks if_not_owner; }
     location /fromroot/ { alias @linkroot@/; disable_symlinks on from=$document_root; }
+    location /off/ { alias @www@/; disable_symlinks off; }
+    location /al/ { alias @www@/; }
+    location /tf/ { alias @www@/; try_files $uri =404; }
 }
 """, linkroot=str(tmp_path / "site" / "linkroot"))
-    os.symlink(os.path.join(os.path.dirname(www), "outside.txt"), os.path.join(www, "out"))
+    site = os.path.dirname(www)
+    os.symlink(os.path.join(site, "outside.txt"), os.path.join(www, "out"))
     os.symlink("a.txt", os.path.join(www, "in"))
-    other = os.path.join(os.path.dirname(www), "other.txt")
+    os.symlink(os.path.join(www, "a.txt"), os.path.join(www, "abs_in"))  # absolute, inside
+    os.symlink("../outside.txt", os.path.join(www, "up"))
+    os.symlink("/etc/passwd", os.path.join(www, "passwd"))
+    os.symlink("/etc", os.path.join(www, "etc"))
+    os.symlink("dir", os.path.join(www, "linkdir"))
+    for d, target in (("idxout", "../../outside.txt"), ("idxin", "../a.txt")):
+        os.makedirs(os.path.join(www, d))
+        os.symlink(target, os.path.join(www, d, "index.html"))
+    other = os.path.join(site, "other.txt")
     with open(other, "w") as f:
         f.write("OTHER\n")
     os.chown(other, 65534, 65534)
     os.symlink(other, os.path.join(www, "foreign"))
     # a root reached through a symlink, checked only below it (from=$document_root)
-    os.symlink(www, os.path.join(os.path.dirname(www), "linkroot"))
-    # off (nginx's default): followed, even out of root
-    assert get(px.port, "/out").body == b"TOPSECRET\n"
-    assert get(px.port, "/in").body == A_TXT.encode()
+    os.symlink(www, os.path.join(site, "linkroot"))
+    # no disable_symlinks line (ballast's default): followed while they stay under root
+    for path in ("/in", "/abs_in", "/linkdir/index.html", "/linkdir/", "/idxin/", "/al/in",
+                 "/al/linkdir/", "/tf/in"):
+        r = get(px.port, path)
+        assert r.status == 200 and r.body in (A_TXT.encode(), b"dir index\n"), (path, r)
+    for path in ("/out", "/up", "/passwd", "/etc/passwd", "/idxout/", "/al/passwd",
+                 "/al/etc/passwd", "/%65tc/passwd", "/linkdir/../passwd"):
+        r = get(px.port, path)
+        assert r.status == 403 and b"root:" not in r.body, (path, r)
+    assert get(px.port, "/tf/passwd").status == 404  # try_files: not a file it may serve
+    assert get(px.port, "/linkdir").status == 301
+    # off written out: nginx's default, followed wherever they lead
+    assert get(px.port, "/off/out").body == b"TOPSECRET\n"
+    assert get(px.port, "/off/passwd").body.startswith(b"root:")
+    assert get(px.port, "/off/etc/passwd").status == 200
     # on: any symlink is refused
     assert get(px.port, "/on/out").status == 403
     assert get(px.port, "/on/in").status == 403
@@ -286,6 +312,28 @@ server {
     assert get(px.port, "/fromroot/in").status == 403
     log = open(os.path.join(px.dir, "error.log")).read()
     assert "(40: Too many levels of symbolic links)" in log, log
+    assert 'open() "%s/passwd" failed: a symlink leads out of "%s"' % (www, www) in log, log
+    # a reload opens the new root and lets go of the old one's directory
+    www2 = str(tmp_path / "site" / "www2")
+    os.makedirs(www2)
+    with open(os.path.join(www2, "a.txt"), "w") as f:
+        f.write("two\n")
+    os.symlink("/etc/passwd", os.path.join(www2, "passwd"))
+
+    def fds_on(d):
+        n = 0
+        for fd in os.listdir("/proc/%d/fd" % px.pid):
+            try:
+                n += os.readlink("/proc/%d/fd/%s" % (px.pid, fd)) == d
+            except OSError:
+                pass
+        return n
+    assert fds_on(www) >= 1
+    Reloader(px).reload(px.conf_text.replace(www, www2))
+    assert get(px.port, "/a.txt").body == b"two\n"
+    assert get(px.port, "/passwd").status == 403
+    assert wait_for(lambda: fds_on(www) == 0, 5), fds_on(www)
+    assert fds_on(www2) >= 1
 
 
 def test_expires_and_add_header(ballast, tmp_path):

@@ -1,6 +1,7 @@
 /* Static files' path handling (http/static.c): URI to file path under root and alias, the
  * check that what the URI chose cannot climb out ("..", NUL), and opening without symlinks
- * (disable_symlinks on, if_not_owner, from=$document_root). */
+ * (disable_symlinks on, if_not_owner, from=$document_root) or out of the directory (the
+ * default, outside_root), with openat2 and with the realpath() fallback. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -183,12 +184,85 @@ static void test_symlink_policies(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+/* open_beneath on dir/www as loc's directory (base_open: its fd opened first); 0 or errno. */
+static int beneath(const char *base, int base_open, const char *rel)
+{
+    struct bl_location loc;
+    memset(&loc, 0, sizeof(loc));
+    char b[256], full[512];
+    snprintf(b, sizeof(b), "%s/%s", dir, base);
+    loc.conf.disable_symlinks = BL_SYMLINKS_BENEATH;
+    loc.base_dir = b;
+    loc.base_len = (uint32_t)strlen(b);
+    loc.base_fd = base_open ? open(b, O_PATH | O_DIRECTORY | O_CLOEXEC) : -1;
+    loc.base_open = loc.base_fd >= 0;
+    snprintf(full, sizeof(full), "%s%s", b, rel);
+    int fd = open_file(&loc, full, 0);
+    int e = fd < 0 ? errno : 0;
+    if (fd >= 0)
+        close(fd);
+    if (loc.base_open)
+        close(loc.base_fd);
+    return e;
+}
+
+static void test_symlinks_beneath(void **state)
+{
+    (void)state;
+    snprintf(dir, sizeof(dir), "/tmp/bl-test-static-XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    char p[256];
+    snprintf(p, sizeof(p), "%s/www", dir);
+    assert_int_equal(mkdir(p, 0755), 0);
+    snprintf(p, sizeof(p), "%s/www/sub", dir);
+    assert_int_equal(mkdir(p, 0755), 0);
+    mk("www/a.txt", "a");
+    mk("www/sub/b.txt", "b");
+    mk("secret", "s");
+    mk("wwwx", "sibling");
+    ln("a.txt", "www/in");
+    ln("../a.txt", "www/sub/up_in");
+    ln("../secret", "www/out");
+    ln("sub", "www/sublink");
+    ln("/etc", "www/etc");
+    snprintf(p, sizeof(p), "%s/www/a.txt", dir);
+    ln(p, "www/abs_in");
+    /* twice: the kernel's openat2, then the realpath() fallback of kernels without it */
+    for (int pass = 0; pass < 2; pass++) {
+#ifdef SYS_openat2
+        no_openat2 = pass;
+#endif
+        for (int opened = 0; opened < 2; opened++) {
+            ASSERT_EQ(beneath("www", opened, "/a.txt"), 0);
+            ASSERT_EQ(beneath("www", opened, "/in"), 0);
+            ASSERT_EQ(beneath("www", opened, "/abs_in"), 0);
+            ASSERT_EQ(beneath("www", opened, "/sub/up_in"), 0);
+            ASSERT_EQ(beneath("www", opened, "/sublink/b.txt"), 0);
+            ASSERT_EQ(beneath("www", opened, "/sublink/"), 0);
+            ASSERT_EQ(beneath("www", opened, "/out"), EXDEV);
+            ASSERT_EQ(beneath("www", opened, "/etc/passwd"), EXDEV);
+            ASSERT_EQ(beneath("www", opened, "/missing"), ENOENT);
+            /* the directory itself, and a sibling's name beginning with it (alias without
+             * its slash): the parent is the directory then */
+            ASSERT_EQ(beneath("www", opened, ""), 0);
+            ASSERT_EQ(beneath("www", opened, "x"), 0);
+        }
+    }
+#ifdef SYS_openat2
+    no_openat2 = 0;
+#endif
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_dot_segments),
         cmocka_unit_test(test_map_root_and_alias),
         cmocka_unit_test(test_symlink_policies),
+        cmocka_unit_test(test_symlinks_beneath),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
