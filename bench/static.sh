@@ -7,6 +7,8 @@
 #               shared machine best
 #
 # Environment: BENCH_DURATION=5s BENCH_CONNS=50 BENCH_ROUNDS=3 BALLAST_BIN=./ballast
+#   BALLAST_BASE=PATH  a second ballast (a build of main, say) measured in the same rounds, as
+#                      "base", so a change is judged against it rather than across runs
 # Prints a markdown table (medians over the rounds; servers in alternating order per round).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,8 +38,14 @@ http { access_log off; keepalive_requests 1000000; include mime.types; sendfile 
   server { listen 127.0.0.1:$PB; root $TMP/www; } }
 CONF
 "$BIN" -c "$TMP/ballast.conf" 2>>"$TMP/ballast.stderr" & echo $! > "$TMP/ballast.pid"
-sleep 1
 declare -A PORTS=([nginx]=$PN [ballast]=$PB)
+SERVERS="ballast nginx"
+if [ -n "${BALLAST_BASE:-}" ]; then
+  PM=$(port); PORTS[base]=$PM; SERVERS="ballast base nginx"
+  sed -e "s/:$PB;/:$PM;/" -e "s#b.pidf#m.pidf#" "$TMP/ballast.conf" > "$TMP/base.conf"
+  "$BALLAST_BASE" -c "$TMP/base.conf" 2>>"$TMP/base.stderr" & echo $! > "$TMP/base.pid"
+fi
+sleep 1
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 HZ=$(getconf CLK_TCK)
@@ -58,7 +66,8 @@ print('%.0f %.2f' % (reqs / secs, cpu * 1e6 / reqs if reqs else 0))"
 declare -A RES
 for file in small.css medium.png; do
   for r in $(seq 1 "$ROUNDS"); do
-    if (( r % 2 )); then order="ballast nginx"; else order="nginx ballast"; fi
+    order=$SERVERS
+    if (( r % 2 == 0 )); then order=$(echo "$SERVERS" | tr ' ' '\n' | tac | tr '\n' ' '); fi
     for n in $order; do RES[$n$file]+="$(run "$n" "$file");"; done
   done
 done
@@ -67,7 +76,7 @@ echo "| file | server | rps | CPU us/req | CPU/req vs nginx |"
 echo "|---|---|---:|---:|---:|"
 for file in small.css medium.png; do
   nb=$(python3 -c "import statistics as s; v=[x.split() for x in '${RES[nginx$file]}'.strip(';').split(';')]; print(s.median(float(a[1]) for a in v))")
-  for p in ballast nginx; do
+  for p in $SERVERS; do
     python3 -c "
 import statistics as s
 v = [x.split() for x in '${RES[$p$file]}'.strip(';').split(';')]
