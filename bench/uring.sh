@@ -14,6 +14,9 @@
 #                             syscalls (0: none); the counts per request come from perf stat
 #                             over the measured runs where perf can count them
 #   BALLAST_BIN=./ballast
+#   BALLAST_BASELINE_BIN=PATH another build (e.g. main before a change) run on io_uring in the
+#                             same rounds, as the row "io_uring-base"
+#   URING_VARIANTS=name=PATH,...  more builds on io_uring, one row each ("io_uring-NAME")
 #   BENCH_RESULTS=bench/RESULTS.md   the section is appended there; BENCH_NO_RESULTS=1: not
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -52,8 +55,20 @@ sed -e "s|@USER_LINE@|$USER_LINE|" -e "s|@DIR@|$TMP/nginx|g" -e "s|@BACKEND_PORT
 nginx -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" -e "$TMP/nginx/error.log" &
 PIDS+=($!)
 
-declare -A PORT PID
-for m in epoll io_uring; do
+declare -A PORT PID BIN USE
+METHODS="epoll io_uring"
+BIN[epoll]=$BALLAST_BIN; USE[epoll]=epoll
+BIN[io_uring]=$BALLAST_BIN; USE[io_uring]=io_uring
+if [ -n "${BALLAST_BASELINE_BIN:-}" ]; then
+    METHODS="$METHODS io_uring-base"; BIN[io_uring-base]=$BALLAST_BASELINE_BIN; USE[io_uring-base]=io_uring
+fi
+IFS=, read -r -a VARIANTS <<<"${URING_VARIANTS:-}"
+for v in "${VARIANTS[@]}"; do
+    [ -n "$v" ] || continue
+    METHODS="$METHODS io_uring-${v%%=*}"; BIN[io_uring-${v%%=*}]=${v#*=}; USE[io_uring-${v%%=*}]=io_uring
+done
+for m in $METHODS; do
+    [ -x "${BIN[$m]}" ] || { log "${BIN[$m]} ($m) is not an executable"; exit 1; }
     PORT[$m]=$(free_port)
     # make bench's plain HTTP/1.1 config (bench/conf/ballast.conf.in) with the method.
     cat >"$TMP/ballast-$m.conf" <<EOF
@@ -61,7 +76,7 @@ worker_processes 1;
 error_log stderr warn;
 events {
     worker_connections 20000;
-    use $m;
+    use ${USE[$m]};
 }
 http {
     access_log off;
@@ -79,11 +94,11 @@ http {
     }
 }
 EOF
-    "$BALLAST_BIN" -c "$TMP/ballast-$m.conf" 2>"$TMP/ballast-$m.err" &
+    "${BIN[$m]}" -c "$TMP/ballast-$m.conf" 2>"$TMP/ballast-$m.err" &
     PID[$m]=$!
     PIDS+=($!)
 done
-for m in epoll io_uring; do
+for m in $METHODS; do
     for _ in $(seq 50); do curl -sf "http://127.0.0.1:${PORT[$m]}/" >/dev/null && break; sleep 0.1; done
     curl -sf "http://127.0.0.1:${PORT[$m]}/" >/dev/null || { log "ballast ($m) does not answer"; cat "$TMP/ballast-$m.err"; exit 1; }
 done
@@ -114,12 +129,12 @@ else
 fi
 : >"$ROWS"
 log "warm-up"
-for m in epoll io_uring; do wrk -t1 -c50 -d2s "http://127.0.0.1:${PORT[$m]}/" >/dev/null 2>&1 || true; done
+for m in $METHODS; do wrk -t1 -c50 -d2s "http://127.0.0.1:${PORT[$m]}/" >/dev/null 2>&1 || true; done
 IFS=, read -r -a CL <<<"$CONNS"
 for c in "${CL[@]}"; do
     for r in $(seq "$ROUNDS"); do
-        order="epoll io_uring"
-        (( r % 2 == 0 )) && order="io_uring epoll"
+        order=$METHODS
+        (( r % 2 == 0 )) && order=$(printf '%s\n' $METHODS | tac | tr '\n' ' ')
         for m in $order; do
             pp=""
             if [ -n "$PERF" ]; then
@@ -143,7 +158,7 @@ for c in "${CL[@]}"; do
         done
     done
     if [ "$STRACE_S" != 0 ]; then
-        for m in epoll io_uring; do
+        for m in $METHODS; do
             tids=$(ls "/proc/${PID[$m]}/task" | sed 's/^/-p /' | tr '\n' ' ')
             # shellcheck disable=SC2086
             strace -c -f -o "$TMP/strace" $tids 2>/dev/null &
@@ -163,9 +178,10 @@ for c in "${CL[@]}"; do
 done
 
 REPORT=$TMP/report.md
-/usr/bin/python3 - "$ROWS" "$CLK_TCK" "$DUR" "$ROUNDS" "$(nproc)" >"$REPORT" <<'EOF'
+/usr/bin/python3 - "$ROWS" "$CLK_TCK" "$DUR" "$ROUNDS" "$(nproc)" "$METHODS" >"$REPORT" <<'EOF'
 import statistics, sys
 rows, tck, dur, rounds, ncpu = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+methods = sys.argv[6].split()
 wrk, st = {}, {}
 for ln in open(rows):
     f = ln.split()
@@ -181,19 +197,19 @@ print("| conns | backend | req/s | CPU us/req | p99 ms | syscalls/req | io_uring
 print("|---|---|---|---|---|---|---|")
 for c in conns:
     med = {}
-    for m in ("epoll", "io_uring"):
+    for m in methods:
         v = wrk.get((m, c))
         if not v:
             continue
         med[m] = tuple(statistics.median(x[i] for x in v) for i in range(4))
-    for m in ("epoll", "io_uring"):
+    for m in methods:
         if m not in med:
             continue
         rps, cpu, p99, sc = med[m]
         if sc < 0 and (m, c) in st:
             sc = st[(m, c)][0]  # no perf: strace's count (its short run includes set-up)
         ratio = ""
-        if m == "io_uring" and "epoll" in med:
+        if m != "epoll" and "epoll" in med:
             e = med["epoll"]
             ratio = "%.2fx, %.2fx, %s" % (rps / e[0], cpu / e[1],
                                          "%.2fx" % (sc / e[3]) if sc >= 0 and e[3] > 0 else "-")

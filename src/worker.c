@@ -42,6 +42,128 @@ static uint32_t worker_nclients(const struct bl_worker *w)
     return n;
 }
 
+static void on_accept(struct bl_io *io, uint32_t ev);
+static void on_accepted(struct bl_io *io, int res);
+
+/* A multishot accept takes every connection that arrives until it is cancelled, more than
+ * the worker has room for if a burst comes (each one held open is an fd beyond
+ * worker_connections). So within this many connections of the limit a listener accepts on
+ * readiness instead, one accept4 per connection, which stops exactly at the limit; and goes
+ * back to multishot once twice as much room is free. A burst of more than that many
+ * connections before the worker's next turn (a loaded machine) is accepted whole; what is
+ * over the limit then waits open in l->held, not in the listen queue, until there is room. */
+#define ACCEPT_MULTISHOT_ROOM 512u
+
+static uint32_t worker_room(const struct bl_worker *w)
+{
+    uint32_t limit = (uint32_t)w->cur->gen->cfg->worker_connections, n = worker_nclients(w);
+    return n < limit ? limit - n : 0;
+}
+
+/* Registers l with its loop: a multishot accept where the loop has one (io_uring: the loop
+ * accepts, on_accepted gets the connections) and the worker has room, else level readiness
+ * that on_accept serves. Datagram listeners (udp, dns) read on readiness. */
+static int listener_arm(struct bl_worker *w, struct bl_listener *l)
+{
+    l->multishot = 0;
+    if (!l->listen->udp && !l->listen->dns) {
+        if (worker_room(w) <= ACCEPT_MULTISHOT_ROOM) {
+            if (bl_loop_method(w->loop) == BL_LOOP_IO_URING)
+                w->accept_near_full = 1;
+        } else if (bl_loop_add_accept(w->loop, &l->io, on_accepted) == BL_OK) {
+            l->multishot = 1;
+            return BL_OK;
+        }
+    }
+    return bl_loop_add_level(w->loop, &l->io);
+}
+
+/* Unregisters l; paused first, so that the connections a cancelled multishot accept hands
+ * back from inside bl_loop_del are held, not served. */
+static void listener_disarm(struct bl_worker *w, struct bl_listener *l)
+{
+    if (l->paused)
+        return;
+    l->paused = 1;
+    bl_loop_del(w->loop, &l->io);
+}
+
+static void listener_hold(struct bl_listener *l, int fd)
+{
+    if (l->nheld == l->held_cap) {
+        uint32_t cap = l->held_cap ? l->held_cap * 2 : 8;
+        int *h = realloc(l->held, cap * sizeof(*h));
+        if (!h) {
+            close(fd); /* as if the listen queue had overflowed */
+            return;
+        }
+        l->held = h;
+        l->held_cap = cap;
+    }
+    l->held[l->nheld++] = fd;
+}
+
+/* The listener closes: what it held goes with it, as a listen queue does. */
+static void listener_drop_held(struct bl_listener *l)
+{
+    for (uint32_t i = 0; i < l->nheld; i++)
+        close(l->held[i]);
+    free(l->held);
+    l->held = NULL;
+    l->nheld = l->held_cap = 0;
+}
+
+/* Hands an accepted connection to its proxy. peer NULL: a multishot accept's connection,
+ * whose address is asked for (one getpeername; a client that reset it already is gone). */
+static void accept_one(struct bl_worker *w, struct bl_listener *l, int fd,
+                       const union bl_sockaddr *peer, socklen_t len)
+{
+    union bl_sockaddr asked;
+    if (!peer) {
+        len = sizeof(asked);
+        if (getpeername(fd, &asked.sa, &len) != 0) {
+            close(fd);
+            return;
+        }
+        peer = &asked;
+    }
+    if (l->listen->stream)
+        bl_stream_accept(&w->cur->stream, l->listen, fd, &peer->sa, len);
+    else
+        bl_http_accept(&w->cur->http, l->listen, fd, &peer->sa, len);
+}
+
+/* Resumes a paused listener: the connections it held first, in their order, then the
+ * registration, unless the worker is full again (it stays paused). */
+static void listener_resume(struct bl_worker *w, struct bl_listener *l)
+{
+    uint32_t limit = (uint32_t)w->cur->gen->cfg->worker_connections;
+    while (l->nheld && l->paused) {
+        if (worker_nclients(w) >= limit)
+            return;
+        int fd = l->held[0];
+        memmove(l->held, l->held + 1, --l->nheld * sizeof(*l->held));
+        accept_one(w, l, fd, NULL, 0); /* may resume l itself (a session that closes at
+                                        * once): hence the paused check */
+    }
+    if (!l->paused || l->io.fd < 0)
+        return;
+    l->paused = 0;
+    if (listener_arm(w, l) != BL_OK) {
+        bl_log(BL_LOG_ALERT, "epoll_ctl() failed for %s (%s)", l->listen->text,
+               strerror(errno));
+        l->paused = 1;
+    }
+}
+
+/* Registers l again (multishot <-> readiness, as listener_arm chooses now); what a
+ * cancelled multishot accept hands back is served first, as far as there is room. */
+static void listener_rearm(struct bl_worker *w, struct bl_listener *l)
+{
+    listener_disarm(w, l);
+    listener_resume(w, l);
+}
+
 static void listener_pause(struct bl_worker *w, int pause)
 {
     for (uint32_t i = 0; i < w->cur->nlisteners; i++) {
@@ -50,10 +172,9 @@ static void listener_pause(struct bl_worker *w, int pause)
         if (l->io.fd < 0 || l->paused == pause || l->listen->udp)
             continue;
         if (pause)
-            bl_loop_del(w->loop, &l->io);
+            listener_disarm(w, l);
         else
-            bl_loop_add_level(w->loop, &l->io);
-        l->paused = (uint8_t)pause;
+            listener_resume(w, l);
     }
 }
 
@@ -107,11 +228,36 @@ static void on_accept(struct bl_io *io, uint32_t ev)
             }
             return;
         }
-        if (l->listen->stream)
-            bl_stream_accept(&w->cur->stream, l->listen, fd, &peer.sa, len);
-        else
-            bl_http_accept(&w->cur->http, l->listen, fd, &peer.sa, len);
+        accept_one(w, l, fd, &peer, len);
     }
+}
+
+/* A connection from the listener's multishot accept (io_uring), or why it stopped. The same
+ * rules as on_accept: at worker_connections the listener pauses, and the connection the
+ * kernel already accepted waits in l->held rather than in the listen queue. */
+static void on_accepted(struct bl_io *io, int res)
+{
+    struct bl_listener *l = (struct bl_listener *)io;
+    struct bl_worker *w = l->w;
+    if (res < 0) {
+        if (res == -EMFILE || res == -ENFILE) {
+            bl_log(BL_LOG_ALERT, "accept() failed (%s)", strerror(-res));
+            listener_pause(w, 1);
+        }
+        return;
+    }
+    int limit = w->cur->gen->cfg->worker_connections;
+    if (!l->paused && worker_nclients(w) >= (uint32_t)limit) {
+        warn_full(limit);
+        listener_pause(w, 1);
+    }
+    if (l->paused) {
+        listener_hold(l, res);
+        return;
+    }
+    accept_one(w, l, res, NULL, 0);
+    if (l->multishot && !l->paused && worker_room(w) <= ACCEPT_MULTISHOT_ROOM)
+        listener_rearm(w, l); /* near the limit: readiness from here */
 }
 
 static void notify_control(struct bl_worker *w)
@@ -131,9 +277,11 @@ static void wgen_free(struct bl_worker_gen *wg, struct bl_loop *loop)
     bl_timer_cancel(loop, &wg->http.logs.timer);
     bl_http_worker_free(&wg->http);
     bl_stream_udp_free(&wg->stream);
-    for (uint32_t k = 0; k < wg->nlisteners; k++)
+    for (uint32_t k = 0; k < wg->nlisteners; k++) {
         if (wg->listeners[k].io.fd >= 0)
             close(wg->listeners[k].io.fd);
+        listener_drop_held(&wg->listeners[k]);
+    }
     free(wg->listeners);
     free(wg);
 }
@@ -172,6 +320,15 @@ static void check_drained(struct bl_worker *w)
     uint32_t n = worker_nclients(w);
     if (!w->draining && n < (uint32_t)w->cur->gen->cfg->worker_connections)
         listener_pause(w, 0);
+    if (w->accept_near_full && !w->draining && worker_room(w) > 2 * ACCEPT_MULTISHOT_ROOM) {
+        w->accept_near_full = 0;
+        for (uint32_t i = 0; i < w->cur->nlisteners; i++) {
+            struct bl_listener *l = &w->cur->listeners[i];
+            if (l->io.fd >= 0 && !l->paused && !l->multishot && !l->listen->udp &&
+                !l->listen->dns)
+                listener_rearm(w, l);
+        }
+    }
     if (w->draining && n == 0 && !w->stopped) {
         w->stopped = 1;
         bl_loop_stop(w->loop);
@@ -218,10 +375,10 @@ static void worker_shutdown(struct bl_worker *w, int handover)
     for (uint32_t i = 0; i < w->cur->nlisteners; i++) {
         struct bl_listener *l = &w->cur->listeners[i];
         if (l->io.fd >= 0) {
-            if (!l->paused)
-                bl_loop_del(w->loop, &l->io);
+            listener_disarm(w, l);
             close(l->io.fd);
             l->io.fd = -1;
+            listener_drop_held(l);
         }
     }
     w->cur->http.draining = handover ? 2 : 1;
@@ -238,17 +395,6 @@ static void worker_shutdown(struct bl_worker *w, int handover)
     bl_timer_set(w->loop, &w->shutdown_timer,
                  bl_clock_ms + w->cur->gen->cfg->shutdown_timeout + 1);
     check_drained(w);
-}
-
-static int listener_start(struct bl_worker *w, struct bl_listener *l)
-{
-    l->paused = 0;
-    if (bl_loop_add_level(w->loop, &l->io) != BL_OK) {
-        bl_log(BL_LOG_ALERT, "epoll_ctl() failed for %s (%s)", l->listen->text,
-               strerror(errno));
-        return BL_ERR;
-    }
-    return BL_OK;
 }
 
 /* Whether a reload must give the address new sockets: a kept socket takes a changed size or
@@ -296,6 +442,22 @@ static void take_queue(struct bl_worker *w, struct bl_listener *o, struct bl_wor
     if (!ls || ls->udp || ls->dns)
         return;
     int limit = nw->gen->cfg->worker_connections;
+    /* What its multishot accept took first (held, io_uring), in order. */
+    for (uint32_t h = 0; h < o->nheld; h++) {
+        union bl_sockaddr peer;
+        socklen_t len = sizeof(peer);
+        int fd = o->held[h];
+        o->held[h] = -1;
+        if (getpeername(fd, &peer.sa, &len) != 0) {
+            close(fd);
+            continue;
+        }
+        if (ls->stream)
+            bl_stream_accept(&nw->stream, ls, fd, &peer.sa, len);
+        else
+            bl_http_accept(&nw->http, ls, fd, &peer.sa, len);
+    }
+    o->nheld = 0;
     for (int i = 0; i < 65536 && worker_nclients(w) < (uint32_t)limit; i++) {
         union bl_sockaddr peer;
         socklen_t len = sizeof(peer);
@@ -336,10 +498,15 @@ static void worker_switch(struct bl_worker *w)
                 struct bl_listener *o = &old->listeners[j];
                 if (o->io.fd < 0 || strcmp(o->listen->text, l->listen->text) != 0)
                     continue;
-                if (!o->paused)
-                    bl_loop_del(w->loop, &o->io);
+                listener_disarm(w, o);
                 l->io.fd = o->io.fd;
                 o->io.fd = -1;
+                /* What the old registration accepted is the new one's to serve. */
+                l->held = o->held;
+                l->nheld = o->nheld;
+                l->held_cap = o->held_cap;
+                o->held = NULL;
+                o->nheld = o->held_cap = 0;
                 char err[256];
                 if (listen_tune(l->io.fd, l->listen, o->listen, w->id == 1, err,
                                 sizeof(err)) != 0)
@@ -347,11 +514,16 @@ static void worker_switch(struct bl_worker *w)
                 break;
             }
         }
-        if (l->io.fd >= 0)
-            listener_start(w, l);
-        else
+        if (l->io.fd >= 0 && l->listen->udp) {
+            if (bl_loop_add_level(w->loop, &l->io) != BL_OK) /* datagrams: never paused */
+                bl_log(BL_LOG_ALERT, "epoll_ctl() failed for %s (%s)", l->listen->text,
+                       strerror(errno));
+        } else if (l->io.fd >= 0) {
+            l->paused = 1; /* registered by check_drained below, on the new generation */
+        } else {
             bl_log(BL_LOG_ALERT, "no socket for %s in generation %llu", l->listen->text,
                    (unsigned long long)g->number);
+        }
     }
 
     bl_conn_pool_adopt(&nw->http.up.pool, &old->http.up.pool,
@@ -367,11 +539,11 @@ static void worker_switch(struct bl_worker *w)
         struct bl_listener *o = &old->listeners[j];
         if (o->io.fd < 0)
             continue;
-        if (!o->paused)
-            bl_loop_del(w->loop, &o->io);
+        listener_disarm(w, o);
         take_queue(w, o, nw);
         close(o->io.fd);
         o->io.fd = -1;
+        listener_drop_held(o);
     }
     atomic_store_explicit(&w->seen, g->number, memory_order_release);
     bl_http_adopt_idle(&old->http);
@@ -770,7 +942,7 @@ struct bl_worker *bl_workers_create(struct bl_generation *g, int notify_fd, char
             struct bl_listener *l = &w->cur->listeners[k];
             l->io.fd = g->fds[(size_t)i * nl + k];
             g->fds[(size_t)i * nl + k] = -1;
-            if (bl_loop_add_level(w->loop, &l->io) != BL_OK) {
+            if (listener_arm(w, l) != BL_OK) {
                 snprintf(err, errlen, "epoll_ctl() failed (%s)", strerror(errno));
                 return NULL;
             }

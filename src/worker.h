@@ -34,6 +34,12 @@ struct bl_listener {
     struct bl_worker *w;
     const struct bl_listen *listen;
     uint8_t paused;            /* removed from the loop at worker_connections */
+    uint8_t multishot;         /* registered with bl_loop_add_accept (else readiness) */
+    /* Connections a multishot accept (io_uring, bl_loop_add_accept) took from the kernel
+     * while the listener was paused or being cancelled: they wait here, as they would in the
+     * listen queue, until the listener resumes (or closes with it). */
+    int *held;
+    uint32_t nheld, held_cap;
 };
 
 /* One worker's part of one generation. */
@@ -91,6 +97,8 @@ struct bl_worker {
     uint32_t trim_pending;        /* buffers freed to malloc since the last trim */
     uint8_t draining;
     uint8_t stopped;
+    uint8_t accept_near_full;     /* a listener left multishot accept near worker_connections
+                                   * (worker.c, ACCEPT_MULTISHOT_ROOM) */
 };
 
 /* ---- generations (control thread) */

@@ -11,6 +11,25 @@
 #include "core/loop.h"
 #include "core/status.h"
 
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+/* bl_loop_send where nothing is staged: the owners' plain write (proxy.c's before the seam):
+ * bytes written (> 0), BL_AGAIN (nothing went) or BL_ERR (errno). */
+static ssize_t loop_writev_now(int fd, const struct iovec *iov, int n)
+{
+    ssize_t w;
+    do
+        w = n == 1 ? send(fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL)
+                   : writev(fd, iov, n);
+    while (w < 0 && errno == EINTR);
+    if (w > 0)
+        return w;
+    if (w == 0 || errno == EAGAIN || errno == EWOULDBLOCK)
+        return BL_AGAIN;
+    return BL_ERR;
+}
+
 /* The backends define struct loop_epoll / loop_uring and static loop_epoll_* / loop_uring_*
  * functions. Included, not linked, so the compiler inlines them into bl_loop_run: no indirect
  * call per event. A unit test may define BL_LOOP_BACKEND as another file (struct
@@ -114,6 +133,50 @@ int bl_loop_add(struct bl_loop *l, struct bl_io *io)
 int bl_loop_add_level(struct bl_loop *l, struct bl_io *io)
 {
     return BE(l, add, io, 0);
+}
+
+int bl_loop_add_accept(struct bl_loop *l, struct bl_io *io, bl_accept_handler handler)
+{
+#ifdef BL_LOOP_BACKEND
+    (void)l, (void)io, (void)handler;
+    return BL_AGAIN;
+#else
+    if (l->method != BL_LOOP_IO_URING)
+        return BL_AGAIN;
+    return loop_uring_add_accept(&l->b.ur, io, handler);
+#endif
+}
+
+ssize_t bl_loop_send(struct bl_loop *l, struct bl_io *io, const struct iovec *iov, int n)
+{
+#ifndef BL_LOOP_BACKEND
+    if (l->method == BL_LOOP_IO_URING)
+        return loop_uring_send(&l->b.ur, io, iov, n);
+#endif
+    (void)l;
+    return loop_writev_now(io->fd, iov, n);
+}
+
+int bl_loop_send_busy(struct bl_loop *l, const struct bl_io *io)
+{
+#ifndef BL_LOOP_BACKEND
+    if (l->method == BL_LOOP_IO_URING)
+        return loop_uring_send_busy(&l->b.ur, io);
+#endif
+    (void)l, (void)io;
+    return 0;
+}
+
+void bl_loop_shutdown_wr(struct bl_loop *l, struct bl_io *io)
+{
+#ifndef BL_LOOP_BACKEND
+    if (l->method == BL_LOOP_IO_URING) {
+        loop_uring_shutdown_wr(&l->b.ur, io);
+        return;
+    }
+#endif
+    (void)l;
+    shutdown(io->fd, SHUT_WR);
 }
 
 void bl_loop_del(struct bl_loop *l, struct bl_io *io)

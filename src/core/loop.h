@@ -14,7 +14,7 @@
  * ready flags. The target is a completion design (multishot accept, multishot recv into
  * provided buffers, batched sends, one io_uring_enter per turn), which changes who does the
  * I/O, so it comes in steps that each pass every test under both backends:
- *   Step 1 (this): a readiness backend on io_uring. A connection is one multishot
+ *   Step 1 (done): a readiness backend on io_uring. A connection is one multishot
  *     IORING_OP_POLL_ADD (edge-like: one CQE per wake-up, re-armed when the kernel ends it);
  *     a level fd (listener, eventfd) a one-shot poll re-armed each time it fires, which is
  *     level semantics. Registrations, cancels and re-arms are SQEs queued during the turn and
@@ -22,18 +22,35 @@
  *     need no SQE). Syscalls: epoll's epoll_ctl per connection goes into the batch; recv/send
  *     stay the owners'. Every registered fd must be closed with bl_loop_close(): an armed poll
  *     holds a reference to the file, so a plain close() would keep the socket open.
- *   Step 2 (next): completion ops for the hot paths, each measured against step 1 and epoll
- *     in the same run before it stays: multishot accept on listeners (worker.c's accept
- *     loop becomes a CQE consumer), then recv into a provided-buffer ring and send with
- *     batched IORING_OP_SEND (not SEND_ZC: small writes) for the HTTP/1 client and upstream
- *     sides. That needs a second, completion-style seam (bl_loop_recv/bl_loop_send with a
- *     completion handler) next to this one; callers that are not moved keep readiness.
+ *   Step 2 (where it stands): completion ops for the hot paths, next to the readiness seam,
+ *     each measured against step 1 and epoll in the same run (bench/RESULTS.md, "io_uring
+ *     step 2"):
+ *     2a. Multishot accept (bl_loop_add_accept): a listener is one IORING_OP_ACCEPT with
+ *       IORING_ACCEPT_MULTISHOT; the loop hands each connection to the worker's accept
+ *       handler (worker.c on_accepted), no accept4. It takes every connection that comes, so
+ *       within 512 connections of worker_connections the worker goes back to readiness and
+ *       accept4, which stops exactly at the limit; connections a cancelled accept hands back
+ *       (a burst larger than that before the worker's turn) wait open in the listener
+ *       (held) as they would in the listen queue. A kernel without it (EINVAL)
+ *       turns the registration into the level poll of step 1.
+ *     2b. Staged sends (bl_loop_send): the HTTP/1 client and upstream sides' small writes
+ *       (a head and a small body, up to BL_LOOP_SEND_STAGE bytes) are copied and go out as
+ *       IORING_OP_SEND (MSG_DONTWAIT, not SEND_ZC) with the turn's one io_uring_enter: no
+ *       sendto/writev of their own. What the socket refuses waits for the poll's EPOLLOUT;
+ *       a close with bytes left keeps the fd until they went (URING_LINGER_MS at most).
+ *       TLS, HTTP/2 streams, sendfile and large writes stay plain writes (after what is
+ *       staged: bl_loop_send_busy, bl_loop_shutdown_wr).
+ *     Not done: multishot recv into a provided-buffer ring (the client's recv stays the
+ *     owner's, one per request per side).
  * Until step 2 wins everywhere, epoll stays the default.
  */
 #ifndef BL_CORE_LOOP_H
 #define BL_CORE_LOOP_H
 
 #include <stdint.h>
+#include <sys/types.h>
+
+struct iovec;
 
 #define BL_EV_READ  0x1u   /* readable, or the peer closed its side */
 #define BL_EV_WRITE 0x2u   /* writable */
@@ -92,6 +109,39 @@ void bl_loop_destroy(struct bl_loop *l);
 int bl_loop_add(struct bl_loop *l, struct bl_io *io);
 /* Registers io->fd for level-triggered reads only (listeners, eventfd). */
 int bl_loop_add_level(struct bl_loop *l, struct bl_io *io);
+/* Completion-style accept (io_uring; step 2 above). handler(io, fd) for each connection the
+ * kernel accepted on the listener io->fd (non-blocking, close-on-exec; the handler owns fd, and
+ * gets its peer with getpeername: a multishot accept returns no address), handler(io, -errno)
+ * when accepting failed (EMFILE, ...): the loop accepts again unless the handler calls
+ * bl_loop_del. Returns BL_OK, or BL_AGAIN where the loop accepts no other way than readiness
+ * (epoll, a kernel that refused multishot accept once, a call from another thread): the
+ * caller registers with bl_loop_add_level. io->handler stays the readiness handler: a kernel
+ * that refuses at run time (before 5.19: EINVAL) turns the registration into a level one
+ * without telling the caller. bl_loop_del cancels it; the connections the kernel accepted
+ * before the cancel ran are handed to handler from inside bl_loop_del, so a handler that
+ * pauses its listener must be ready to hold them. The loop's own thread only. */
+typedef void (*bl_accept_handler)(struct bl_io *io, int res);
+int bl_loop_add_accept(struct bl_loop *l, struct bl_io *io, bl_accept_handler handler);
+/* Completion-style send (io_uring; step 2 above), for an fd registered with bl_loop_add.
+ * Returns what a non-blocking writev would: bytes taken (> 0; fewer than offered means the
+ * socket is full), BL_AGAIN (nothing taken: wait for BL_EV_WRITE) or BL_ERR (errno). On
+ * io_uring, up to BL_LOOP_SEND_STAGE bytes are copied and go out as an IORING_OP_SEND with
+ * the turn's io_uring_enter (no syscall of their own), and all of them count as taken; what
+ * the socket refuses goes when it has room, and until all went, bl_loop_send says BL_AGAIN
+ * and the owner gets BL_EV_WRITE when it has. A staged send that fails is reported as
+ * BL_EV_ERROR and its errno by the next bl_loop_send. Larger writes, and every write on epoll,
+ * are a plain send/writev made at once. The iov may be reused as soon as this returns.
+ * An owner that also writes around this (sendfile) asks bl_loop_send_busy first, and
+ * half-closes with bl_loop_shutdown_wr; a fd closed with a send still staged stays open until
+ * the send went (at most a linger time), as the kernel keeps sending what a closed socket
+ * holds. The loop's own thread only. */
+#define BL_LOOP_SEND_STAGE 2048
+ssize_t bl_loop_send(struct bl_loop *l, struct bl_io *io, const struct iovec *iov, int n);
+/* Whether io has bytes staged by bl_loop_send that the socket has not taken yet; if so, the
+ * owner gets BL_EV_WRITE once they went. */
+int bl_loop_send_busy(struct bl_loop *l, const struct bl_io *io);
+/* shutdown(io->fd, SHUT_WR), after what bl_loop_send staged. */
+void bl_loop_shutdown_wr(struct bl_loop *l, struct bl_io *io);
 /* Unregisters (needed only for an fd that stays open, e.g. a listener being paused). */
 void bl_loop_del(struct bl_loop *l, struct bl_io *io);
 /* Closes io->fd, registered or not, and sets it to -1 (nothing when already -1). A backend

@@ -1,5 +1,7 @@
-/* Event loop backend: io_uring, readiness style (step 1 in core/loop.h). #included by loop.c
- * next to loop_epoll.c; the Makefile does not compile it on its own.
+/* Event loop backend: io_uring, readiness style (step 1 in core/loop.h) with the completion
+ * ops of step 2 beside it: multishot accept on listeners (bl_loop_add_accept) and staged
+ * sends (bl_loop_send, struct uring_send below). #included by loop.c next to loop_epoll.c;
+ * the Makefile does not compile it on its own.
  *
  * A registered fd is one poll request in the ring: a multishot IORING_OP_POLL_ADD for a
  * connection (one CQE per wake-up, like an edge-triggered epoll registration, whose mask says
@@ -32,7 +34,9 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 
 #define URING_SQ_ENTRIES 1024u
 #define URING_CQ_ENTRIES 8192u      /* > SQ: one connection's poll may post several CQEs */
@@ -45,9 +49,45 @@
 
 struct uring_slot {
     struct bl_io *io;            /* NULL: free */
+    bl_accept_handler accept;    /* a multishot accept (step 2), not a poll; else NULL */
     uint32_t gen;                /* bumped when freed: CQEs of the old owner are stale */
+    uint32_t send;               /* the io's staged send (index in sends + 1); 0: none */
+    int send_err;                /* errno of a staged send that failed: the next send says */
     uint8_t level;               /* one-shot poll, re-armed when handed out */
+    uint8_t send_wait;           /* the owner was told BL_AGAIN: BL_EV_WRITE once it went */
+    uint8_t shut_wr;             /* shutdown(SHUT_WR) once the staged send went */
 };
+
+/* A send staged by bl_loop_send (step 2): the bytes, copied, go out as an IORING_OP_SEND with
+ * MSG_DONTWAIT in the turn's io_uring_enter, so they never wait in the kernel: what the socket
+ * did not take waits here for the slot's poll to say writable. Closed by its owner before it
+ * went, the send keeps the fd (an orphan) until it has, or URING_LINGER_MS passed. */
+struct uring_send {
+    char *buf;                   /* URING_SEND_MAX bytes; NULL until first used */
+    uint32_t len, off;           /* bytes staged, bytes the socket took */
+    uint64_t owner;              /* the owner's slot user_data; 0: an orphan */
+    uint64_t deadline;           /* orphan: when it gives up (bl_clock_ms) */
+    int fd;                      /* orphan: the fd it closes when done */
+    uint32_t next_free;
+    uint8_t inflight;            /* an SQE of it (send, or an orphan's poll) is out */
+    uint8_t used;
+    uint8_t shut_wr;             /* orphan: shutdown(SHUT_WR) before the close */
+};
+
+#define URING_SEND_MAX   BL_LOOP_SEND_STAGE /* a response or request head and a small body; larger
+                                  * writes go straight to writev when nothing is staged */
+#define URING_SEND_CACHE 256u    /* free stage buffers kept */
+#define URING_LINGER_MS  30000u
+#define URING_NONE       UINT32_MAX
+
+/* user_data: generation << 32 | URING_UD_ACCEPT (an accept slot) | slot index. The accept bit
+ * survives the slot: a stale accept CQE carries a connection the loop must close. A staged
+ * send's is URING_UD_SEND | its index (high half 0: no slot's, generations start at 1), with
+ * URING_UD_WPOLL for an orphan's one-shot wait for room. */
+#define URING_UD_ACCEPT 0x80000000u
+#define URING_UD_SEND   0x40000000u
+#define URING_UD_WPOLL  0x20000000u
+#define URING_UD_INDEX  0x1fffffffu
 
 struct uring_event {
     uint64_t ud;
@@ -71,6 +111,15 @@ struct loop_uring {
     uint32_t *free;              /* free slot indexes */
     uint32_t nfree;
     struct uring_event ev[URING_MAX_EVENTS];
+    int nev;                     /* events of the last poll */
+    int cur;                     /* the one being handed out (bl_loop_del of an accept looks
+                                  * at those after it) */
+    int no_accept;               /* the kernel refused multishot accept: readiness instead */
+    struct uring_send *sends;    /* staged sends, by index */
+    uint32_t nsends, sends_cap;
+    uint32_t send_free;          /* free list head (URING_NONE: empty) */
+    uint32_t nsend_free;         /* on it with a buffer */
+    uint32_t norphans;
     _Atomic int started;         /* the owner runs: other threads go through remote */
     _Atomic int nremote;
     pthread_mutex_t lock;        /* remote, nremote writers */
@@ -83,9 +132,13 @@ struct loop_uring {
  * loop's own thread, without a syscall per connection. */
 static _Thread_local const struct loop_uring *uring_owner;
 
+static void uring_send_put(struct loop_uring *b, uint32_t i);
+static int uring_foreign(const struct loop_uring *b);
+
 static uint64_t uring_ud(const struct loop_uring *b, uint32_t idx)
 {
-    return (uint64_t)b->slots[idx].gen << 32 | idx;
+    return (uint64_t)b->slots[idx].gen << 32 | (b->slots[idx].accept ? URING_UD_ACCEPT : 0) |
+           idx;
 }
 
 static int loop_uring_init(struct loop_uring *b, char *err, unsigned long errlen)
@@ -97,6 +150,7 @@ static int loop_uring_init(struct loop_uring *b, char *err, unsigned long errlen
         IORING_SETUP_CQSIZE,
     };
     memset(b, 0, sizeof(*b));
+    b->send_free = URING_NONE;
     int rc = -EINVAL;
     for (size_t i = 0; i < sizeof(flag_sets) / sizeof(flag_sets[0]); i++) {
         struct io_uring_params p = {.flags = flag_sets[i], .cq_entries = URING_CQ_ENTRIES};
@@ -131,6 +185,12 @@ static void loop_uring_free(struct loop_uring *b)
         uring_owner = NULL; /* a later loop at this address is not this thread's */
     io_uring_queue_exit(&b->ring);
     pthread_mutex_destroy(&b->lock);
+    for (uint32_t i = 0; i < b->nsends; i++) {
+        if (b->sends[i].used && !b->sends[i].owner)
+            close(b->sends[i].fd); /* an orphan that had not gone yet */
+        free(b->sends[i].buf);
+    }
+    free(b->sends);
     free(b->slots);
     free(b->free);
     free(b->remote);
@@ -155,7 +215,9 @@ static int uring_arm(struct loop_uring *b, uint32_t idx)
         return BL_ERR;
     }
     const struct uring_slot *s = &b->slots[idx];
-    if (s->level)
+    if (s->accept)
+        io_uring_prep_multishot_accept(sqe, s->io->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    else if (s->level)
         io_uring_prep_poll_add(sqe, s->io->fd, EPOLLIN);
     else
         io_uring_prep_poll_multishot(sqe, s->io->fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP);
@@ -163,7 +225,8 @@ static int uring_arm(struct loop_uring *b, uint32_t idx)
     return BL_OK;
 }
 
-static int uring_add_local(struct loop_uring *b, struct bl_io *io, int edge)
+static int uring_add_local(struct loop_uring *b, struct bl_io *io, int edge,
+                           bl_accept_handler accept)
 {
     uint32_t idx;
     if (b->nfree) {
@@ -182,12 +245,14 @@ static int uring_add_local(struct loop_uring *b, struct bl_io *io, int edge)
             b->cap = cap;
         }
         idx = b->nslots++;
-        b->slots[idx].gen = 1;
+        b->slots[idx] = (struct uring_slot){.gen = 1};
     }
     b->slots[idx].io = io;
     b->slots[idx].level = !edge;
+    b->slots[idx].accept = accept;
     if (uring_arm(b, idx) != BL_OK) {
         b->slots[idx].io = NULL;
+        b->slots[idx].accept = NULL;
         b->free[b->nfree++] = idx;
         return BL_ERR;
     }
@@ -198,7 +263,7 @@ static int uring_add_local(struct loop_uring *b, struct bl_io *io, int edge)
 /* Frees io's slot and cancels its poll (by the slot's user_data, with the turn's submit). */
 static void uring_forget(struct loop_uring *b, uint64_t ud)
 {
-    uint32_t idx = (uint32_t)ud;
+    uint32_t idx = (uint32_t)ud & URING_UD_INDEX;
     if (idx >= b->nslots || b->slots[idx].gen != (uint32_t)(ud >> 32) || !b->slots[idx].io)
         return;
     struct io_uring_sqe *sqe = uring_sqe(b);
@@ -209,9 +274,253 @@ static void uring_forget(struct loop_uring *b, uint64_t ud)
     }
     /* else: the SQ ring is full and cannot be flushed (before the first turn); the poll's
      * CQEs are stale from now on and the file is released when the ring is. */
+    if (b->slots[idx].send) {
+        /* Unregistered with a send staged (not closed: bl_loop_close made it an orphan):
+         * the fd stays its owner's, so what is left of the send is dropped when it returns. */
+        uint32_t i = b->slots[idx].send - 1;
+        struct uring_send *op = &b->sends[i];
+        if (op->inflight) {
+            op->owner = 0;
+            op->fd = -1;
+            op->deadline = UINT64_MAX;
+            b->norphans++;
+        } else {
+            uring_send_put(b, i);
+        }
+    }
     b->slots[idx].io = NULL;
+    b->slots[idx].accept = NULL;
+    b->slots[idx].send = 0;
+    b->slots[idx].send_err = 0;
+    b->slots[idx].send_wait = 0;
+    b->slots[idx].shut_wr = 0;
     b->slots[idx].gen++;
     b->free[b->nfree++] = idx;
+}
+
+/* ---- staged sends (step 2) */
+
+static uint32_t uring_send_get(struct loop_uring *b)
+{
+    uint32_t i;
+    if (b->send_free != URING_NONE) {
+        i = b->send_free;
+        b->send_free = b->sends[i].next_free;
+        if (b->sends[i].buf)
+            b->nsend_free--;
+    } else {
+        if (b->nsends == b->sends_cap) {
+            uint32_t cap = b->sends_cap ? b->sends_cap * 2 : 64;
+            struct uring_send *n = realloc(b->sends, cap * sizeof(*n));
+            if (!n)
+                return URING_NONE;
+            b->sends = n;
+            b->sends_cap = cap;
+        }
+        i = b->nsends++;
+        b->sends[i].buf = NULL;
+    }
+    struct uring_send *op = &b->sends[i];
+    if (!op->buf && !(op->buf = malloc(URING_SEND_MAX))) {
+        op->used = 0;
+        op->next_free = b->send_free;
+        b->send_free = i;
+        return URING_NONE;
+    }
+    char *buf = op->buf;
+    *op = (struct uring_send){.buf = buf, .used = 1, .fd = -1};
+    return i;
+}
+
+static void uring_send_put(struct loop_uring *b, uint32_t i)
+{
+    struct uring_send *op = &b->sends[i];
+#ifdef BL_NO_POOL
+    const uint32_t cache = 0; /* ASan sees every buffer's lifetime */
+#else
+    const uint32_t cache = URING_SEND_CACHE;
+#endif
+    if (b->nsend_free >= cache) {
+        free(op->buf);
+        op->buf = NULL;
+    } else {
+        b->nsend_free++;
+    }
+    op->used = 0;
+    op->next_free = b->send_free;
+    b->send_free = i;
+}
+
+/* Queues what is left of send i on fd. */
+static int uring_send_submit(struct loop_uring *b, uint32_t i, int fd)
+{
+    struct io_uring_sqe *sqe = uring_sqe(b);
+    if (!sqe)
+        return BL_ERR;
+    struct uring_send *op = &b->sends[i];
+    io_uring_prep_send(sqe, fd, op->buf + op->off, op->len - op->off,
+                       MSG_NOSIGNAL | MSG_DONTWAIT);
+    io_uring_sqe_set_data64(sqe, URING_UD_SEND | i);
+    op->inflight = 1;
+    return BL_OK;
+}
+
+/* An orphan is done (sent, failed or out of time): its fd closes. */
+static void uring_orphan_end(struct loop_uring *b, uint32_t i)
+{
+    struct uring_send *op = &b->sends[i];
+    if (op->fd >= 0) {
+        if (op->shut_wr)
+            shutdown(op->fd, SHUT_WR);
+        close(op->fd);
+    }
+    b->norphans--;
+    uring_send_put(b, i);
+}
+
+/* An orphan waits for room: a one-shot poll of its own (its owner's poll is cancelled). */
+static void uring_orphan_wait(struct loop_uring *b, uint32_t i)
+{
+    struct uring_send *op = &b->sends[i];
+    struct io_uring_sqe *sqe = op->fd >= 0 ? uring_sqe(b) : NULL;
+    if (!sqe) {
+        uring_orphan_end(b, i);
+        return;
+    }
+    io_uring_prep_poll_add(sqe, op->fd, EPOLLOUT);
+    io_uring_sqe_set_data64(sqe, URING_UD_SEND | URING_UD_WPOLL | i);
+    op->inflight = 1;
+}
+
+/* Orphans past their time give up (their wait is cancelled; its CQE ends them). Only while
+ * there are orphans, once per turn. */
+static void uring_orphans_expire(struct loop_uring *b)
+{
+    uint64_t now = bl_clock_ms;
+    for (uint32_t i = 0; i < b->nsends; i++) {
+        struct uring_send *op = &b->sends[i];
+        if (!op->used || op->owner || op->deadline > now)
+            continue;
+        op->deadline = UINT64_MAX;
+        struct io_uring_sqe *sqe = op->inflight ? uring_sqe(b) : NULL;
+        if (sqe) {
+            io_uring_prep_cancel64(sqe, URING_UD_SEND | URING_UD_WPOLL | i, 0);
+            io_uring_sqe_set_data64(sqe, 0);
+            io_uring_sqe_set_flags(sqe, IOSQE_CQE_SKIP_SUCCESS);
+        }
+    }
+}
+
+/* bl_loop_send on io_uring: stage and queue, or say why not. */
+static ssize_t loop_uring_send(struct loop_uring *b, struct bl_io *io, const struct iovec *iov,
+                               int n)
+{
+    uint64_t ud = io->loop_slot;
+    uint32_t si = (uint32_t)ud & URING_UD_INDEX;
+    if (!ud || (ud & URING_UD_ACCEPT) || si >= b->nslots || !b->enabled || uring_foreign(b))
+        return loop_writev_now(io->fd, iov, n);
+    struct uring_slot *s = &b->slots[si];
+    if (s->send_err) {
+        errno = s->send_err;
+        return BL_ERR;
+    }
+    if (s->send) {
+        s->send_wait = 1;
+        return BL_AGAIN;
+    }
+    size_t total = 0;
+    for (int k = 0; k < n; k++)
+        total += iov[k].iov_len;
+    if (total == 0 || total > URING_SEND_MAX || s->shut_wr)
+        return loop_writev_now(io->fd, iov, n);
+    uint32_t i = uring_send_get(b);
+    if (i == URING_NONE)
+        return loop_writev_now(io->fd, iov, n);
+    struct uring_send *op = &b->sends[i];
+    for (int k = 0; k < n; k++) {
+        memcpy(op->buf + op->len, iov[k].iov_base, iov[k].iov_len);
+        op->len += (uint32_t)iov[k].iov_len;
+    }
+    op->owner = ud;
+    if (uring_send_submit(b, i, io->fd) != BL_OK) {
+        uring_send_put(b, i);
+        return loop_writev_now(io->fd, iov, n);
+    }
+    b->slots[si].send = i + 1;
+    return (ssize_t)total;
+}
+
+/* Whether io has a staged send that has not all gone. */
+static int uring_send_pending(const struct loop_uring *b, const struct bl_io *io)
+{
+    uint64_t ud = io->loop_slot;
+    uint32_t si = (uint32_t)ud & URING_UD_INDEX;
+    return ud && !(ud & URING_UD_ACCEPT) && si < b->nslots && b->slots[si].send != 0;
+}
+
+/* bl_loop_send_busy: busy, and the owner hears BL_EV_WRITE when it is not. */
+static int loop_uring_send_busy(struct loop_uring *b, const struct bl_io *io)
+{
+    if (!uring_send_pending(b, io))
+        return 0;
+    b->slots[(uint32_t)io->loop_slot & URING_UD_INDEX].send_wait = 1;
+    return 1;
+}
+
+/* bl_loop_shutdown_wr: after the staged send, if there is one. */
+static void loop_uring_shutdown_wr(struct loop_uring *b, struct bl_io *io)
+{
+    if (uring_send_pending(b, io))
+        b->slots[(uint32_t)io->loop_slot & URING_UD_INDEX].shut_wr = 1;
+    else
+        shutdown(io->fd, SHUT_WR);
+}
+
+/* A staged send's CQE (or an orphan's poll): its owner's io with the bits to report, or NULL. */
+static struct bl_io *uring_send_event(struct loop_uring *b, const struct uring_event *e,
+                                      uint32_t *ev)
+{
+    uint32_t i = (uint32_t)e->ud & URING_UD_INDEX;
+    if (i >= b->nsends || !b->sends[i].used)
+        return NULL;
+    struct uring_send *op = &b->sends[i];
+    op->inflight = 0;
+    if (e->ud & URING_UD_WPOLL) {
+        if (e->res < 0 || op->deadline == UINT64_MAX || uring_send_submit(b, i, op->fd) != BL_OK)
+            uring_orphan_end(b, i);
+        return NULL;
+    }
+    if (e->res > 0)
+        op->off += (uint32_t)e->res;
+    int done = op->off >= op->len;
+    int failed = e->res < 0 && e->res != -EAGAIN;
+    if (!op->owner) {
+        if (done || failed || op->fd < 0)
+            uring_orphan_end(b, i);
+        else
+            uring_orphan_wait(b, i);
+        return NULL;
+    }
+    struct uring_slot *s = &b->slots[(uint32_t)op->owner & URING_UD_INDEX];
+    if (!done && !failed)
+        return NULL; /* the rest goes when the slot's poll says writable */
+    uring_send_put(b, i);
+    s->send = 0;
+    if (failed) {
+        s->send_err = -e->res;
+        s->send_wait = 0;
+        *ev = BL_EV_ERROR | BL_EV_READ | BL_EV_WRITE;
+        return s->io;
+    }
+    if (s->shut_wr) {
+        s->shut_wr = 0;
+        shutdown(s->io->fd, SHUT_WR);
+    }
+    if (!s->send_wait)
+        return NULL;
+    s->send_wait = 0;
+    *ev = BL_EV_WRITE;
+    return s->io;
 }
 
 static int uring_remote_push(struct loop_uring *b, struct bl_io *io, uint64_t ud, int edge)
@@ -262,7 +571,7 @@ static void uring_remote_drain(struct loop_uring *b)
         if (r->ud)
             uring_forget(b, r->ud);
         else
-            (void)uring_add_local(b, r->io, r->edge); /* out of memory: the fd stays silent,
+            (void)uring_add_local(b, r->io, r->edge, NULL); /* out of memory: the fd stays silent,
                                                        * as after a failed epoll_ctl */
     }
     atomic_store_explicit(&b->nremote, 0, memory_order_release);
@@ -278,7 +587,16 @@ static int loop_uring_add(struct loop_uring *b, struct bl_io *io, int edge)
 {
     if (uring_foreign(b))
         return uring_remote_push(b, io, 0, edge);
-    return uring_add_local(b, io, edge);
+    return uring_add_local(b, io, edge, NULL);
+}
+
+/* bl_loop_add_accept: a multishot IORING_OP_ACCEPT (5.19+) in place of a level poll. The
+ * owner's thread only: a foreign registration (none exists for listeners) gets readiness. */
+static int loop_uring_add_accept(struct loop_uring *b, struct bl_io *io, bl_accept_handler h)
+{
+    if (b->no_accept || uring_foreign(b))
+        return BL_AGAIN;
+    return uring_add_local(b, io, 0, h);
 }
 
 /* Unregisters io; the cancel goes out with the turn's submit. */
@@ -296,6 +614,69 @@ static void uring_del_queued(struct loop_uring *b, struct bl_io *io)
     io->loop_slot = 0;
 }
 
+/* A multishot accept was cancelled: the connections the kernel accepted before the cancel ran
+ * sit in this batch (after the event being handed out) or come to the CQ ring until the
+ * accept's last CQE (no IORING_CQE_F_MORE: -ECANCELED, usually). They are real connections,
+ * taken off their listener's queue: each goes to the handler now (which holds them while its
+ * listener is paused), and its CQE is blanked (user_data 0, skipped when reaped; the CQ ring
+ * is the process's memory, the kernel never reads a CQE back). The cancel runs in this
+ * thread's task work, so the last CQE comes within an io_uring_enter or two; waiting for it
+ * here (bounded: 200 ms, in case the accept was not armed and nothing will come) is what
+ * keeps a connection from arriving after the listener let go of it, on a rare path (a pause,
+ * a reload, shutdown). One that still does is closed when reaped. */
+/* Keeps fd for the handler (fds grows; out of memory: the connection closes). */
+static void uring_salvaged(int **fds, int *n, int *cap, int fd)
+{
+    if (*n == *cap) {
+        int c = *cap ? *cap * 2 : 64;
+        int *f = realloc(*fds, (size_t)c * sizeof(*f));
+        if (!f) {
+            close(fd);
+            return;
+        }
+        *fds = f;
+        *cap = c;
+    }
+    (*fds)[(*n)++] = fd;
+}
+
+static void uring_accept_salvage(struct loop_uring *b, struct bl_io *io, uint64_t ud,
+                                 bl_accept_handler accept)
+{
+    int *fds = NULL;
+    int n = 0, cap = 0, ended = 0;
+    for (int i = b->cur + 1; i < b->nev; i++) {
+        if (b->ev[i].ud != ud)
+            continue;
+        b->ev[i].ud = 0;
+        if (!(b->ev[i].flags & IORING_CQE_F_MORE))
+            ended = 1;
+        if (b->ev[i].res >= 0)
+            uring_salvaged(&fds, &n, &cap, b->ev[i].res);
+    }
+    for (int tries = 0; b->enabled && !uring_foreign(b); tries++) {
+        struct io_uring_cqe *cqe;
+        unsigned head;
+        io_uring_for_each_cqe(&b->ring, head, cqe) {
+            if (cqe->user_data != ud)
+                continue;
+            cqe->user_data = 0;
+            if (!(cqe->flags & IORING_CQE_F_MORE))
+                ended = 1;
+            if (cqe->res >= 0)
+                uring_salvaged(&fds, &n, &cap, cqe->res);
+        }
+        if (ended || tries == 20)
+            break;
+        struct __kernel_timespec ts = {.tv_nsec = 10 * 1000 * 1000};
+        io_uring_submit_and_wait_timeout(&b->ring, &cqe, io_uring_cq_ready(&b->ring) + 1, &ts,
+                                         NULL);
+    }
+    for (int i = 0; i < n; i++)
+        accept(io, fds[i]);
+    free(fds);
+}
+
 /* bl_loop_del: the caller may close the fd right after (a listener at shutdown or when a
  * reload drops its address), and until the cancel has run the poll keeps the socket alive,
  * in its SO_REUSEPORT group, taking connections that nobody will accept. So the cancel is
@@ -303,10 +684,15 @@ static void uring_del_queued(struct loop_uring *b, struct bl_io *io)
  * a syscall, on a rare path. */
 static void loop_uring_del(struct loop_uring *b, struct bl_io *io)
 {
-    int had = io->loop_slot != 0;
+    uint64_t ud = io->loop_slot;
+    bl_accept_handler accept = NULL;
+    if (ud && (ud & URING_UD_ACCEPT) && ((uint32_t)ud & URING_UD_INDEX) < b->nslots)
+        accept = b->slots[(uint32_t)ud & URING_UD_INDEX].accept;
     uring_del_queued(b, io);
-    if (had && b->enabled && !uring_foreign(b))
+    if (ud && b->enabled && !uring_foreign(b))
         io_uring_submit_and_get_events(&b->ring);
+    if (accept)
+        uring_accept_salvage(b, io, ud, accept);
 }
 
 /* bl_loop_close, per connection: the cancel rides on the turn's submit (no extra syscall);
@@ -314,16 +700,51 @@ static void loop_uring_del(struct loop_uring *b, struct bl_io *io)
  * loop_uring_flush when the loop stops. */
 static void loop_uring_close(struct loop_uring *b, struct bl_io *io)
 {
+    if (uring_send_pending(b, io) && !uring_foreign(b)) {
+        /* A staged send has not gone (all) yet: the send keeps the fd and closes it once it
+         * has (the socket must not close under it, nor its number go to a new socket while
+         * its SQE still names it). */
+        struct uring_slot *s = &b->slots[(uint32_t)io->loop_slot & URING_UD_INDEX];
+        uint32_t i = s->send - 1;
+        struct uring_send *op = &b->sends[i];
+        op->owner = 0;
+        op->fd = io->fd;
+        op->shut_wr = s->shut_wr;
+        op->deadline = bl_clock_ms + URING_LINGER_MS;
+        b->norphans++;
+        s->send = 0;
+        uring_del_queued(b, io);
+        if (!op->inflight)
+            uring_orphan_wait(b, i);
+        return;
+    }
     uring_del_queued(b, io);
     close(io->fd);
 }
 
 /* The loop stops: what is queued (cancels of closed fds) goes out now, not when the ring is
  * freed, so that closed sockets close. */
+static int loop_uring_poll(struct loop_uring *b, int timeout_ms);
+static inline struct bl_io *loop_uring_event(struct loop_uring *b, int i, uint32_t *ev);
+
 static void loop_uring_flush(struct loop_uring *b)
 {
     if (b->enabled && io_uring_sq_ready(&b->ring))
         io_uring_submit_and_get_events(&b->ring);
+    /* Staged sends of connections closed on the way out (a drained worker's last
+     * responses) go before the ring does, as close() would let them: up to 2 s. Nothing
+     * else is handed out now. */
+    for (int t = 0; t < 200 && b->norphans && b->enabled; t++) {
+        int n = loop_uring_poll(b, 10);
+        for (int i = 0; i < n; i++) {
+            const struct uring_event *e = &b->ev[i];
+            uint32_t ev = 0;
+            if ((e->ud >> 32) == 0 && (e->ud & URING_UD_SEND))
+                (void)loop_uring_event(b, i, &ev);
+            else if ((e->ud & URING_UD_ACCEPT) && e->res >= 0)
+                close(e->res); /* a listener still armed: nobody serves it now */
+        }
+    }
 }
 
 static int loop_uring_poll(struct loop_uring *b, int timeout_ms)
@@ -343,6 +764,8 @@ static int loop_uring_poll(struct loop_uring *b, int timeout_ms)
     }
     if (atomic_load_explicit(&b->nremote, memory_order_acquire))
         uring_remote_drain(b);
+    if (b->norphans)
+        uring_orphans_expire(b);
     if (io_uring_cq_ready(&b->ring) == 0) {
         if (timeout_ms == 0) {
             io_uring_submit_and_get_events(&b->ring);
@@ -364,24 +787,62 @@ static int loop_uring_poll(struct loop_uring *b, int timeout_ms)
             break;
         seen++;
         if (cqe->user_data == 0)
-            continue; /* a cancel that found nothing left to cancel */
+            continue; /* a cancel that found nothing left to cancel, or a salvaged accept */
         b->ev[n++] = (struct uring_event){.ud = cqe->user_data, .res = cqe->res,
                                           .flags = cqe->flags};
     }
     io_uring_cq_advance(&b->ring, seen);
+    b->nev = (int)n;
+    b->cur = -1;
     return (int)n;
+}
+
+/* An accept CQE: a connection (res >= 0) or why accepting stopped. Handed to the slot's
+ * handler here (the run loop gets NULL: there is no readiness to report). */
+static void uring_accept_event(struct loop_uring *b, struct uring_slot *s, uint32_t idx,
+                               const struct uring_event *e)
+{
+    struct bl_io *io = s->io;
+    bl_accept_handler accept = s->accept;
+    if (e->res == -EINVAL || e->res == -EOPNOTSUPP) {
+        /* No multishot accept in this kernel (before 5.19): the registration becomes the
+         * level poll it stands in for, and io->handler accepts on readiness from now on. */
+        b->no_accept = 1;
+        s->accept = NULL;
+        s->level = 1;
+        if (uring_arm(b, idx) == BL_OK)
+            io->loop_slot = uring_ud(b, idx);
+        else
+            uring_forget(b, io->loop_slot);
+        return;
+    }
+    if (!(e->flags & IORING_CQE_F_MORE) && e->res != -ECANCELED)
+        (void)uring_arm(b, idx); /* ended by the kernel (an error, a CQ overflow): again; the
+                                  * handler cancels it if it pauses (SQ full and unflushable:
+                                  * silent until the owner re-adds it, as after a failed add) */
+    if (e->res == -ECANCELED)
+        return;
+    accept(io, e->res);
 }
 
 /* The i-th event of the last poll: its io (NULL when stale) and its BL_EV_* bits. */
 static inline struct bl_io *loop_uring_event(struct loop_uring *b, int i, uint32_t *ev)
 {
     const struct uring_event *e = &b->ev[i];
-    uint32_t idx = (uint32_t)e->ud;
-    if (idx >= b->nslots)
+    b->cur = i;
+    if ((e->ud >> 32) == 0 && (e->ud & URING_UD_SEND))
+        return uring_send_event(b, e, ev);
+    uint32_t idx = (uint32_t)e->ud & URING_UD_INDEX;
+    struct uring_slot *s = idx < b->nslots ? &b->slots[idx] : NULL;
+    if (!s || s->gen != (uint32_t)(e->ud >> 32) || !s->io) {
+        if ((e->ud & URING_UD_ACCEPT) && e->res >= 0)
+            close(e->res); /* accepted after its listener was unregistered */
         return NULL;
-    struct uring_slot *s = &b->slots[idx];
-    if (s->gen != (uint32_t)(e->ud >> 32) || !s->io)
+    }
+    if (s->accept) {
+        uring_accept_event(b, s, idx, e);
         return NULL;
+    }
     struct bl_io *io = s->io;
     if (e->res < 0) {
         if (e->res == -ECANCELED)
@@ -403,6 +864,13 @@ static inline struct bl_io *loop_uring_event(struct loop_uring *b, int i, uint32
     uint32_t m = (uint32_t)e->res, out = 0;
     if (m & (EPOLLIN | EPOLLRDHUP))
         out |= BL_EV_READ;
+    if (s->send) {
+        /* Room for what is left of the staged send; the owner hears BL_EV_WRITE when all of
+         * it went. */
+        if ((m & EPOLLOUT) && !b->sends[s->send - 1].inflight)
+            (void)uring_send_submit(b, s->send - 1, io->fd); /* SQ full: the next edge */
+        m &= ~(uint32_t)EPOLLOUT;
+    }
     if (m & EPOLLOUT)
         out |= BL_EV_WRITE;
     if (m & (EPOLLRDHUP | EPOLLHUP))

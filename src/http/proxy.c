@@ -148,6 +148,25 @@ static ssize_t write_iov(int fd, struct iovec *iov, int n, uint8_t *ready)
     return BL_ERR;
 }
 
+/* write_iov for a registered socket, through the loop's send seam (core/loop.h,
+ * bl_loop_send): on io_uring a small write is staged and goes out with the turn's one
+ * io_uring_enter; on epoll it is write_iov. Clears *ready on a short write. */
+static inline ssize_t sock_writev(struct bl_loop *l, struct bl_io *io, struct iovec *iov, int n,
+                                  uint8_t *ready)
+{
+    ssize_t w = bl_loop_send(l, io, iov, n);
+    if (w == BL_AGAIN) {
+        *ready = 0;
+    } else if (w > 0) {
+        size_t want = 0;
+        for (int i = 0; i < n; i++)
+            want += iov[i].iov_len;
+        if ((size_t)w < want)
+            *ready = 0;
+    }
+    return w;
+}
+
 /* ------------------------------------------------------------ transport
  * The client side's seam: plain sockets go straight to recv/send (one predictable branch,
  * nothing else on the plain path); a TLS connection goes through http/tls.c, an HTTP/2
@@ -168,7 +187,7 @@ static inline ssize_t client_read(struct bl_client *c, struct bl_buf *b)
 static inline ssize_t client_writev(struct bl_client *c, struct iovec *iov, int n)
 {
     if (bl_likely(!c->tls && !c->h2))
-        return write_iov(c->io.fd, iov, n, &c->wready);
+        return sock_writev(c->w->loop, &c->io, iov, n, &c->wready);
     if (c->h2)
         return bl_h2_stream_writev(c, iov, n);
     return bl_tls_writev(c->tls, iov, n, &c->wready, &c->tls_want);
@@ -180,9 +199,11 @@ static ssize_t client_send_small(struct bl_client *c, const char *p, size_t len)
 {
     if (c->h2)
         return -1; /* interim responses are not relayed over HTTP/2 */
-    if (bl_likely(!c->tls))
-        return send(c->io.fd, p, len, MSG_NOSIGNAL);
     struct iovec iov = {.iov_base = (void *)p, .iov_len = len};
+    if (bl_likely(!c->tls)) {
+        ssize_t n = bl_loop_send(c->w->loop, &c->io, &iov, 1);
+        return n > 0 ? n : -1;
+    }
     uint8_t ready = 1;
     ssize_t n = bl_tls_writev(c->tls, &iov, 1, &ready, &c->tls_want);
     return n > 0 ? n : -1;
@@ -208,8 +229,12 @@ static inline ssize_t upstream_read_into(struct bl_upconn *u, struct bl_buf *b)
 
 static inline ssize_t upstream_writev(struct bl_upconn *u, struct iovec *iov, int n)
 {
+    /* A new connection's first request is written at once: a refused non-blocking connect
+     * shows up on that send, and a failure there is a connect failure (attempt_failed,
+     * sent_any), not one after the request went. Reused ones go through the loop's seam. */
     if (bl_likely(!u->tls))
-        return write_iov(u->io.fd, iov, n, &u->wready);
+        return u->nrequests > 1 ? sock_writev(u->pool->loop, &u->io, iov, n, &u->wready)
+                                : write_iov(u->io.fd, iov, n, &u->wready);
     errno = 0;
     ssize_t w = bl_tls_writev(u->tls, iov, n, &u->wready, &u->tls_want);
     if (w == BL_ERR && errno == 0)
@@ -1936,7 +1961,7 @@ static void request_finish(struct bl_request *r)
          * moment, so the response is not lost to a reset caused by unread input. */
         if (c->tls)
             bl_tls_shutdown(c->tls);
-        shutdown(c->io.fd, SHUT_WR);
+        bl_loop_shutdown_wr(c->w->loop, &c->io); /* after a staged send (io_uring) */
         client_state(c, CS_LINGER);
         bl_arm(c->w, &c->timer, 2000);
         if (c->in)

@@ -985,6 +985,12 @@ int bl_static_next(struct bl_request *r)
         off_t off = (off_t)r->file_off;
         if (!c->wready)
             return BL_AGAIN;
+        if (bl_loop_send_busy(c->w->loop, &c->io)) {
+            /* The head is still staged (io_uring, core/loop.h): the file waits for it; the
+             * loop says BL_EV_WRITE once it went. */
+            c->wready = 0;
+            return BL_AGAIN;
+        }
         ssize_t n;
         do
             n = sendfile(c->io.fd, r->file_fd, &off, want);

@@ -22,7 +22,7 @@ static void client_shut(struct bl_client *c)
 {
     if (c->tls)
         bl_tls_shutdown(c->tls);
-    shutdown(c->io.fd, SHUT_WR);
+    bl_loop_shutdown_wr(c->w->loop, &c->io); /* after a staged send (io_uring) */
 }
 
 /* Client -> upstream through c->in, whose bytes from start to end are still to go; the request
@@ -60,7 +60,7 @@ static int pump_up(struct bl_request *r, int *moved)
     if (t->up_eof && bl_buf_len(b) == 0 && !t->up_shut) {
         if (u->tls)
             bl_tls_shutdown(u->tls);
-        shutdown(u->io.fd, SHUT_WR);
+        bl_loop_shutdown_wr(u->pool->loop, &u->io);
         t->up_shut = 1;
     }
     return BL_OK;

@@ -7,6 +7,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import time
 
 import pytest
 
@@ -123,6 +124,57 @@ def test_reload_keeps_the_running_loop(ballast, backend):
     for i in range(5):
         assert b.get("/r%d" % i).status == 200
     assert ring_fds(b.pid) == 1
+
+
+def test_io_uring_accept_stops_at_worker_connections(ballast, backend):
+    """The multishot accept (io_uring step 2) takes whatever arrives, so near
+    worker_connections the worker accepts on readiness: 600 idle clients against 560 leave the
+    process holding 560 of them (the rest wait in the listen queue; none is dropped), and once
+    they go the worker serves again. A pass on epoll too."""
+    be = backend()
+    b = ballast(proxy_conf(be.addr, http="client_header_timeout 30s;",
+                           main="events { use io_uring; worker_connections 560; }"))
+    assert b.get("/first").status == 200
+
+    def nfds():
+        return len(os.listdir("/proc/%d/fd" % b.pid))
+
+    def settled():
+        """The count once the first request's connection is closed on ballast's side."""
+        last = nfds()
+        for _ in range(50):
+            time.sleep(0.05)
+            now = nfds()
+            if now == last:
+                return now
+            last = now
+        return last
+    base = settled()
+    socks = []
+    try:
+        # 100 first: the worker leaves multishot at 48 (512 of room left), then the rest
+        # arrive while it accepts on readiness, which stops at the limit.
+        for n in (100, 500):
+            for _ in range(n):
+                socks.append(socket.create_connection(("127.0.0.1", b.port), 5 * SLOW))
+            want = min(len(socks), 560)
+            assert wait_for(lambda: nfds() >= base + want, 10 * SLOW), (nfds(), base, want)
+        time.sleep(0.2)
+        assert nfds() == base + 560, (nfds(), base)
+        gone = 0
+        for s in socks:  # none was accepted and dropped
+            s.setblocking(False)
+            try:
+                gone += s.recv(1) == b""
+            except BlockingIOError:
+                pass
+        assert gone == 0, gone
+    finally:
+        for s in socks:
+            s.close()
+    assert wait_for(lambda: nfds() <= base, 20 * SLOW), (nfds(), base)
+    for i in range(3):
+        assert b.get("/again%d" % i).status == 200
 
 
 @pytest.mark.parametrize("errno_name,text", [

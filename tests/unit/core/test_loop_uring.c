@@ -27,7 +27,11 @@ static int fake_setup(unsigned entries, struct io_uring *ring, struct io_uring_p
 #define TEST_LOOP_EXTRA                                                                      \
     cmocka_unit_test(test_close_sends_fin), cmocka_unit_test(test_stale_event_dropped),      \
         cmocka_unit_test(test_remote_registration), cmocka_unit_test(test_many_fds_one_turn),  \
-        cmocka_unit_test(test_refused_falls_back_to_epoll), cmocka_unit_test(test_del_releases_listener),
+        cmocka_unit_test(test_refused_falls_back_to_epoll), cmocka_unit_test(test_del_releases_listener), \
+        cmocka_unit_test(test_multishot_accept), cmocka_unit_test(test_accept_del_hands_back),  \
+        cmocka_unit_test(test_accept_epoll_says_again), cmocka_unit_test(test_send_staged),      \
+        cmocka_unit_test(test_send_full_socket), cmocka_unit_test(test_send_close_orphan),      \
+        cmocka_unit_test(test_send_error_sticks), cmocka_unit_test(test_send_epoll_now),
 
 static void test_close_sends_fin(void **state);
 static void test_stale_event_dropped(void **state);
@@ -35,6 +39,14 @@ static void test_remote_registration(void **state);
 static void test_many_fds_one_turn(void **state);
 static void test_refused_falls_back_to_epoll(void **state);
 static void test_del_releases_listener(void **state);
+static void test_multishot_accept(void **state);
+static void test_accept_del_hands_back(void **state);
+static void test_accept_epoll_says_again(void **state);
+static void test_send_staged(void **state);
+static void test_send_full_socket(void **state);
+static void test_send_close_orphan(void **state);
+static void test_send_error_sticks(void **state);
+static void test_send_epoll_now(void **state);
 
 #include "test_loop.c"
 
@@ -278,5 +290,334 @@ static void test_del_releases_listener(void **state)
     assert_int_equal(connect(c, (struct sockaddr *)&a, sizeof(a)), -1);
     assert_int_equal(errno, ECONNREFUSED);
     close(c);
+    bl_loop_destroy(l);
+}
+
+/* ---- multishot accept (step 2) */
+
+static int listener_on_loopback(struct sockaddr_in *a)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    socklen_t alen = sizeof(*a);
+    *a = (struct sockaddr_in){.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(fd, (struct sockaddr *)a, sizeof(*a)), 0);
+    assert_int_equal(listen(fd, 16), 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)a, &alen), 0);
+    return fd;
+}
+
+static int accepted[16];
+static int naccepted, accept_errors, readiness_calls;
+
+static void on_readiness(struct bl_io *io, uint32_t ev) { readiness_calls++; }
+
+static void on_accepted_fd(struct bl_io *io, int res)
+{
+    (void)io;
+    if (res < 0) {
+        accept_errors++;
+        return;
+    }
+    assert_true(naccepted < (int)BL_ARRAY_LEN(accepted));
+    accepted[naccepted++] = res;
+}
+
+static void close_accepted(void)
+{
+    for (int i = 0; i < naccepted; i++)
+        close(accepted[i]);
+    naccepted = accept_errors = 0;
+}
+
+/* The loop accepts: each connection reaches the handler as a non-blocking fd whose peer is
+ * the client, and the listener's readiness handler is never called. */
+static void test_multishot_accept(void **state)
+{
+    (void)state;
+    struct bl_loop *l = make_loop();
+    struct sockaddr_in a;
+    int fd = listener_on_loopback(&a);
+    struct bl_io io = {.fd = fd, .handler = on_readiness};
+    readiness_calls = 0;
+    assert_int_equal(bl_loop_add_accept(l, &io, on_accepted_fd), BL_OK);
+    int c[3];
+    for (int i = 0; i < 3; i++) {
+        c[i] = socket(AF_INET, SOCK_STREAM, 0);
+        assert_int_equal(connect(c[i], (struct sockaddr *)&a, sizeof(a)), 0);
+    }
+    for (int t = 0; t < 100 && naccepted < 3; t++)
+        one_turn(l, 10);
+    assert_int_equal(naccepted, 3);
+    assert_int_equal(accept_errors, 0);
+    assert_int_equal(readiness_calls, 0);
+    for (int i = 0; i < 3; i++) {
+        assert_true(fcntl(accepted[i], F_GETFL) & O_NONBLOCK);
+        assert_true(fcntl(accepted[i], F_GETFD) & FD_CLOEXEC);
+        struct sockaddr_in peer, mine;
+        socklen_t plen = sizeof(peer), mlen = sizeof(mine);
+        assert_int_equal(getpeername(accepted[i], (struct sockaddr *)&peer, &plen), 0);
+        assert_int_equal(getsockname(c[i], (struct sockaddr *)&mine, &mlen), 0);
+        assert_int_equal(peer.sin_port, mine.sin_port);
+    }
+    close_accepted();
+    for (int i = 0; i < 3; i++)
+        close(c[i]);
+    bl_loop_del(l, &io);
+    close(fd);
+    bl_loop_destroy(l);
+}
+
+static int del_in_handler;
+
+/* Unregisters at its first connection, as a worker that becomes full does. */
+static void on_accepted_then_del(struct bl_io *io, int res)
+{
+    on_accepted_fd(io, res);
+    if (!del_in_handler++)
+        bl_loop_del(loop_under_test, io);
+    bl_loop_stop(loop_under_test);
+}
+
+/* Unregistering a multishot accept loses no connection: each one the kernel had accepted is
+ * handed to the handler, from inside bl_loop_del (those later in the same batch, or already
+ * in the CQ ring), the others are still in the listen queue; and once unregistered, the loop
+ * accepts nothing more. Done both outside the loop and from the handler itself. */
+static void test_accept_del_hands_back(void **state)
+{
+    (void)state;
+    for (int from_handler = 0; from_handler < 2; from_handler++) {
+        struct bl_loop *l = make_loop();
+        struct sockaddr_in a;
+        int fd = listener_on_loopback(&a);
+        struct bl_io io = {.fd = fd, .handler = on_readiness};
+        del_in_handler = 0;
+        assert_int_equal(bl_loop_add_accept(l, &io, from_handler ? on_accepted_then_del
+                                                                 : on_accepted_fd), BL_OK);
+        one_turn(l, 10); /* armed */
+        int c[4];
+        for (int i = 0; i < 4; i++) {
+            c[i] = socket(AF_INET, SOCK_STREAM, 0);
+            assert_int_equal(connect(c[i], (struct sockaddr *)&a, sizeof(a)), 0);
+        }
+        if (from_handler)
+            one_turn(l, 100);
+        else
+            bl_loop_del(l, &io);
+        int handed = naccepted, queued = 0;
+        for (int k; (k = accept4(fd, NULL, NULL, SOCK_NONBLOCK)) >= 0;) {
+            queued++;
+            close(k);
+        }
+        assert_int_equal(handed + queued, 4);
+        one_turn(l, 10);
+        assert_int_equal(naccepted, handed);
+        int late = socket(AF_INET, SOCK_STREAM, 0);
+        assert_int_equal(connect(late, (struct sockaddr *)&a, sizeof(a)), 0);
+        one_turn(l, 10);
+        assert_int_equal(naccepted, handed); /* still in the queue: */
+        int k = accept4(fd, NULL, NULL, SOCK_NONBLOCK);
+        assert_true(k >= 0);
+        close(k);
+        close(late);
+        close_accepted();
+        for (int i = 0; i < 4; i++)
+            close(c[i]);
+        close(fd);
+        bl_loop_destroy(l);
+    }
+}
+
+/* epoll has no completion accept: the caller is told to register readiness. */
+static void test_accept_epoll_says_again(void **state)
+{
+    (void)state;
+    char err[160];
+    struct bl_loop *l = bl_loop_create_method(BL_LOOP_EPOLL, err, sizeof(err));
+    assert_non_null(l);
+    struct bl_io io = {.fd = 0, .handler = on_readiness};
+    assert_int_equal(bl_loop_add_accept(l, &io, on_accepted_fd), BL_AGAIN);
+    bl_loop_destroy(l);
+}
+
+/* ---- staged sends (step 2) */
+
+struct sender {
+    struct bl_io io;
+    uint32_t seen;
+    int calls;
+};
+
+static void on_sender(struct bl_io *io, uint32_t ev)
+{
+    struct sender *s = (struct sender *)io;
+    s->seen |= ev;
+    s->calls++;
+}
+
+static ssize_t send_str(struct bl_loop *l, struct sender *s, const char *a, const char *b)
+{
+    struct iovec iov[2] = {{.iov_base = (void *)a, .iov_len = strlen(a)},
+                           {.iov_base = (void *)b, .iov_len = b ? strlen(b) : 0}};
+    return bl_loop_send(l, &s->io, iov, b ? 2 : 1);
+}
+
+/* Reads what is there (non-blocking). */
+static ssize_t drain(int fd, char *buf, size_t len)
+{
+    ssize_t got = 0, n;
+    while ((size_t)got < len && (n = recv(fd, buf + got, len - (size_t)got, MSG_DONTWAIT)) > 0)
+        got += n;
+    return got;
+}
+
+/* The bytes are taken at once, go out with the turn's enter (none before), in order; a
+ * second send while the first is out says BL_AGAIN, and the owner hears BL_EV_WRITE when
+ * it went; a shutdown asked for meanwhile comes after the bytes. */
+static void test_send_staged(void **state)
+{
+    (void)state;
+    struct bl_loop *l = make_loop();
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+    struct sender s = {.io = {.fd = sv[0], .handler = on_sender}};
+    assert_int_equal(bl_loop_add(l, &s.io), BL_OK);
+    one_turn(l, 10);
+    char a[64] = "head ", buf[128];
+    assert_int_equal(send_str(l, &s, a, "body"), 9);
+    memcpy(a, "XXXXX", 5); /* the loop copied it */
+    assert_int_equal(drain(sv[1], buf, sizeof(buf)), 0);
+    s.seen = 0;
+    assert_int_equal(send_str(l, &s, "more", NULL), BL_AGAIN);
+    bl_loop_shutdown_wr(l, &s.io);
+    for (int t = 0; t < 50 && !(s.seen & BL_EV_WRITE); t++)
+        one_turn(l, 10);
+    assert_true(s.seen & BL_EV_WRITE);
+    assert_int_equal(bl_loop_send_busy(l, &s.io), 0);
+    assert_int_equal(drain(sv[1], buf, sizeof(buf)), 9);
+    assert_memory_equal(buf, "head body", 9);
+    assert_int_equal(recv(sv[1], buf, 1, MSG_DONTWAIT), 0); /* then the FIN */
+    bl_loop_close(l, &s.io);
+    close(sv[1]);
+    bl_loop_destroy(l);
+}
+
+/* A socket that takes part or none: the rest waits for room, the owner is told BL_AGAIN
+ * until all went, and the peer gets every byte in order. */
+static void test_send_full_socket(void **state)
+{
+    (void)state;
+    struct bl_loop *l = make_loop();
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+    struct sender s = {.io = {.fd = sv[0], .handler = on_sender}};
+    assert_int_equal(bl_loop_add(l, &s.io), BL_OK);
+    one_turn(l, 10);
+    static char fill[1 << 16];
+    memset(fill, 'f', sizeof(fill));
+    size_t filled = 0;
+    for (ssize_t n; (n = send(sv[0], fill, sizeof(fill), MSG_DONTWAIT)) > 0;)
+        filled += (size_t)n;
+    char msg[BL_LOOP_SEND_STAGE];
+    for (size_t i = 0; i < sizeof(msg); i++)
+        msg[i] = (char)('a' + i % 26);
+    struct iovec iov = {.iov_base = msg, .iov_len = sizeof(msg)};
+    assert_int_equal(bl_loop_send(l, &s.io, &iov, 1), (ssize_t)sizeof(msg));
+    one_turn(l, 10);
+    assert_int_equal(send_str(l, &s, "x", NULL), BL_AGAIN);
+    assert_int_equal(bl_loop_send_busy(l, &s.io), 1);
+    s.seen = 0;
+    static char got[(1 << 20)];
+    size_t have = 0;
+    for (int t = 0; t < 200 && !(s.seen & BL_EV_WRITE); t++) {
+        have += (size_t)drain(sv[1], got + have, sizeof(got) - have);
+        one_turn(l, 10);
+    }
+    assert_true(s.seen & BL_EV_WRITE);
+    for (int t = 0; t < 50 && have < filled + sizeof(msg); t++)
+        have += (size_t)drain(sv[1], got + have, sizeof(got) - have);
+    assert_int_equal(have, filled + sizeof(msg));
+    assert_memory_equal(got + filled, msg, sizeof(msg));
+    bl_loop_close(l, &s.io);
+    close(sv[1]);
+    bl_loop_destroy(l);
+}
+
+/* Closed with its send not gone (the socket full): the fd stays open until the bytes went,
+ * then the peer reads them and EOF, as after close() on a socket holding unsent data. */
+static void test_send_close_orphan(void **state)
+{
+    (void)state;
+    struct bl_loop *l = make_loop();
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+    struct sender s = {.io = {.fd = sv[0], .handler = on_sender}};
+    assert_int_equal(bl_loop_add(l, &s.io), BL_OK);
+    one_turn(l, 10);
+    static char fill[1 << 16];
+    size_t filled = 0;
+    for (ssize_t n; (n = send(sv[0], fill, sizeof(fill), MSG_DONTWAIT)) > 0;)
+        filled += (size_t)n;
+    assert_int_equal(send_str(l, &s, "last words", NULL), 10);
+    one_turn(l, 10);
+    bl_loop_close(l, &s.io);
+    assert_int_equal(s.io.fd, -1);
+    static char got[1 << 20];
+    size_t have = 0;
+    int eof = 0;
+    for (int t = 0; t < 300 && !eof; t++) {
+        one_turn(l, 5);
+        ssize_t n;
+        while ((n = recv(sv[1], got + have, sizeof(got) - have, MSG_DONTWAIT)) > 0)
+            have += (size_t)n;
+        eof = n == 0;
+    }
+    assert_true(eof);
+    assert_int_equal(have, filled + 10);
+    assert_memory_equal(got + filled, "last words", 10);
+    close(sv[1]);
+    bl_loop_destroy(l);
+}
+
+/* A staged send that fails (the peer is gone) reports BL_EV_ERROR, and the next send the
+ * error. */
+static void test_send_error_sticks(void **state)
+{
+    (void)state;
+    struct bl_loop *l = make_loop();
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+    struct sender s = {.io = {.fd = sv[0], .handler = on_sender}};
+    assert_int_equal(bl_loop_add(l, &s.io), BL_OK);
+    one_turn(l, 10);
+    close(sv[1]);
+    s.seen = 0;
+    assert_int_equal(send_str(l, &s, "into the void", NULL), 13);
+    for (int t = 0; t < 50 && !(s.seen & BL_EV_ERROR); t++)
+        one_turn(l, 10);
+    assert_true(s.seen & BL_EV_ERROR);
+    errno = 0;
+    assert_int_equal(send_str(l, &s, "again", NULL), BL_ERR);
+    assert_int_equal(errno, EPIPE);
+    bl_loop_close(l, &s.io);
+    bl_loop_destroy(l);
+}
+
+/* epoll: bl_loop_send is the plain send, made at once. */
+static void test_send_epoll_now(void **state)
+{
+    (void)state;
+    char err[160];
+    struct bl_loop *l = bl_loop_create_method(BL_LOOP_EPOLL, err, sizeof(err));
+    assert_non_null(l);
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+    struct sender s = {.io = {.fd = sv[0], .handler = on_sender}};
+    assert_int_equal(bl_loop_add(l, &s.io), BL_OK);
+    assert_int_equal(send_str(l, &s, "now", NULL), 3);
+    assert_int_equal(bl_loop_send_busy(l, &s.io), 0);
+    char buf[8];
+    assert_int_equal(drain(sv[1], buf, sizeof(buf)), 3);
+    bl_loop_close(l, &s.io);
+    close(sv[1]);
     bl_loop_destroy(l);
 }
