@@ -310,6 +310,8 @@ int bl_local_response(struct bl_request *r, int status, const char *body, size_t
                       const char *location, size_t location_len)
 {
     const struct bl_location *loc = r->loc;
+    if (bl_http_status_ends_connection(status))
+        r->keep_alive = 0; /* as nginx, before its error_page: the request is in doubt */
     if (status >= 300 && loc && r->srv && !r->error_page_done) {
         for (uint32_t i = 0; i < loc->conf.nerror_pages; i++) {
             const struct bl_error_page *ep = &loc->conf.error_pages[i];

@@ -2003,7 +2003,10 @@ static void request_abort(struct bl_request *r, int status, const char *why)
         bl_proxy_cache_error(r, status) == BL_OK)
         return;
     if (status && !r->resp_started) {
-        r->keep_alive = 0;
+        /* The connection stays when the request was read whole (an upstream outage must not
+         * make every client reconnect); an unread body would be taken for the next request. */
+        if (!r->req_body_done || bl_http_status_ends_connection(status))
+            r->keep_alive = 0;
         local_response(r, status);
         return;
     }

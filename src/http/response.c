@@ -18,6 +18,18 @@ int bl_http_status_takes_added_fields(int status)
     }
 }
 
+int bl_http_status_ends_connection(int status)
+{
+    switch (status) {
+    case 400: case 408: case 413: case 414: case 431: case 494:
+    case BL_HTTP_SSL_CERT_ERROR: case BL_HTTP_SSL_NO_CERT: case 497:
+    case 500: case 501:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
 const char *bl_http_reason(int status)
 {
     switch (status) {

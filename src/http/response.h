@@ -12,6 +12,12 @@ const char *bl_http_reason(int status);
  * nginx's list, shared by both filters. */
 int bl_http_status_takes_added_fields(int status);
 
+/* Whether an error answer of this status ends the client's connection however the request
+ * was read: the request itself was broken or too large (its framing is in doubt) or ballast
+ * failed inside (500); nginx's list (ngx_http_special_response_handler, plus 408 and 494).
+ * Every other generated answer keeps a keep-alive connection whose request was read whole. */
+int bl_http_status_ends_connection(int status);
+
 /* "Date: Sun, 22 Nov 2026 01:30:00 GMT\r\n", cached per thread per second. */
 const char *bl_http_date_header(size_t *len);
 

@@ -206,7 +206,7 @@ http {
 
 def who(b, n=20):
     """Which backends answer n requests: {name: count}. Keep-alive, with a new connection
-    after an answer that says Connection: close (ballast's 502 before etcd answered does)."""
+    after an answer that says Connection: close (ballast keeps it after its own 502)."""
     seen = {}
     c = None
     try:
