@@ -1992,8 +1992,49 @@ static void request_finish(struct bl_request *r)
         client_read_head(c);
 }
 
+/* The most of a request body still unread when ballast answers it with an error that is
+ * read and dropped so that the connection can stay (nginx discards any size within its
+ * lingering_time); a longer one, or one whose size is not known (chunked), closes instead. */
+#define DISCARD_MAX (1u << 20)
+
+/* Whether r's unread body can be dropped: a Content-Length rest within DISCARD_MAX that the
+ * client is sending (no 100-continue it still waits for). */
+static int discardable(const struct bl_request *r)
+{
+    return !r->c->h2 && r->msg.body == BL_H1_BODY_LENGTH && r->req_left <= DISCARD_MAX &&
+           (!(r->msg.flags & BL_H1_F_EXPECT_CONTINUE) || r->continue_sent);
+}
+
+/* Reads and drops the rest of r's body, then answers r->discard_status on the kept
+ * connection. Each read waits client_body_timeout (then 408, which closes). */
+static void discard_body(struct bl_request *r)
+{
+    for (;;) {
+        r->body_sent = r->body_end; /* dropped: the next read reuses the space */
+        int rc = read_request_body(r);
+        if (rc == BL_ERR)
+            return; /* answered or closed */
+        if (r->req_body_done) {
+            bl_timer_cancel(r->c->w->loop, &r->c->timer);
+            local_response(r, r->discard_status);
+            return;
+        }
+        if (rc == BL_AGAIN) {
+            bl_arm(r->c->w, &r->c->timer, r->loc->conf.client_body_timeout);
+            return;
+        }
+    }
+}
+
+static void discard_client_event(struct bl_request *r, uint32_t ev)
+{
+    if (ev & (BL_EV_READ | BL_EV_HUP | BL_EV_ERROR))
+        discard_body(r);
+}
+
 /* A failure. Before the response started: answer with status (0 = just close). After: the
- * response is cut, so the client connection is closed. */
+ * response is cut, so the client connection is closed. An error that keeps the connection
+ * first drops a small unread body (discardable()). */
 static void request_abort(struct bl_request *r, int status, const char *why)
 {
     struct bl_client *c = r->c;
@@ -2005,7 +2046,15 @@ static void request_abort(struct bl_request *r, int status, const char *why)
     if (status && !r->resp_started) {
         /* The connection stays when the request was read whole (an upstream outage must not
          * make every client reconnect); an unread body would be taken for the next request. */
-        if (!r->req_body_done || bl_http_status_ends_connection(status))
+        if (bl_http_status_ends_connection(status))
+            r->keep_alive = 0;
+        else if (!r->req_body_done && r->keep_alive && discardable(r)) {
+            r->discard_status = (uint16_t)status;
+            r->client_handler = discard_client_event;
+            discard_body(r);
+            return;
+        }
+        if (!r->req_body_done)
             r->keep_alive = 0;
         local_response(r, status);
         return;

@@ -125,6 +125,7 @@ struct bl_request {
     uint8_t continue_sent;
     uint8_t body_rewound;              /* body bytes already sent were overwritten in c->in */
     uint8_t error_page_done;           /* an error_page redirect happened: no second one */
+    uint16_t discard_status;           /* answered once the unread body is dropped */
     int err_status;                    /* an error page being proxied: the status the client
                                         * gets instead of the upstream's (0: the upstream's) */
     const char *page_uri;              /* BL_LOCAL_PROXY: the page to redirect to (config) */

@@ -3,7 +3,7 @@
 ngx_http_special_response_handler ends it only for 400, 413, 414, 495-497, 500, 501, and 408
 ends it too); a request whose body is still unread is answered and the connection closed."""
 import socket
-import threading
+import time
 
 import pytest
 
@@ -14,6 +14,7 @@ HTTP = """
 limit_req_zone $binary_remote_addr zone=one:1m rate=1r/m;
 server {
     listen 127.0.0.1:@port@;
+    client_max_body_size 10m;
     location / { proxy_pass http://127.0.0.1:@down@; }
     location /gone { return 404; }
     location /slow { proxy_pass http://127.0.0.1:@mute@; proxy_read_timeout 1s; }
@@ -98,12 +99,30 @@ def test_same_connection_fate_as_nginx(pair, name):
     assert got == want, "ballast %r, nginx %r" % (got, want)
 
 
-def test_unread_body_closes(pair):
-    """A 404 before a body that has not come (the head alone sent): ballast answers and closes
-    rather than take the body for the next request."""
-    bport, _ = pair
-    with Conn(bport, timeout=10 * SLOW) as c:
-        c.send(b"POST /gone HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
+@pytest.mark.parametrize("who", ["ballast", "nginx"])
+def test_body_after_the_failure_is_dropped(pair, who):
+    """The upstream refuses before the body came: the body is read and dropped, then the 502
+    keeps the connection, and a request pipelined behind the body is answered."""
+    port = pair[0] if who == "ballast" else pair[1]
+    with Conn(port, timeout=10 * SLOW) as c:
+        c.send(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n")
+        time.sleep(0.2)  # the connect is refused before the body comes (no timing asserted)
+        c.send(b"y" * 5000 + build_request("GET", "/gone"))
         r = c.read_response("POST")
-        assert r.status == 404
-        assert r.has_token("Connection", "close")
+        assert (r.status, r.has_token("Connection", "close")) == (502, False)
+        r = c.read_response("GET")
+        assert (r.status, r.has_token("Connection", "close")) == (404, False)
+
+
+def test_unread_body_closes(pair):
+    """A body that has not come and is not dropped (past ballast's 1 MiB bound, or before a
+    `return`): ballast answers and closes rather than take the body for the next request."""
+    bport, _ = pair
+    for path, length, status in (("/", 2 << 20, 502), ("/gone", 100000, 404)):
+        with Conn(bport, timeout=10 * SLOW) as c:
+            c.send(b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n"
+                   % (path.encode(), length))
+            r = c.read_response("POST")
+            assert r.status == status
+            assert r.has_token("Connection", "close")
+            assert c.closed()
