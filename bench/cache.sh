@@ -13,6 +13,10 @@
 #   errors       non-2xx answers, socket errors, and requests that reached the origin during the
 #                measured run (misses: there should be none)
 #
+# With BENCH_CACHE_MISS=1 (the default) the miss path follows: the same wrk with a new URL per
+# request (cache_miss.lua; the origin answers every /miss/ URL with the object), so each
+# request goes to the origin and its answer is stored: misses/s and CPU us/miss, no target.
+#
 # Sourced by bench/rows.sh (run.sh owns the processes, records and the report). Run directly
 # (`make bench-cache`), it is `BENCH_ROWS=cache bench/run.sh` printing its tables without
 # touching RESULTS.md, and takes its old knobs: BENCH_DURATION=5s BENCH_CONNS=50
@@ -30,14 +34,16 @@ fi
 BENCH_CACHE_DURATION=${BENCH_CACHE_DURATION:-5s}
 BENCH_CACHE_CONNS=${BENCH_CACHE_CONNS:-50}
 BENCH_CACHE_SIZE=${BENCH_CACHE_SIZE:-4096}
-ROWS_KNOBS="$ROWS_KNOBS BENCH_CACHE_DURATION BENCH_CACHE_CONNS BENCH_CACHE_SIZE"
+BENCH_CACHE_MISS=${BENCH_CACHE_MISS:-1}
+ROWS_KNOBS="$ROWS_KNOBS BENCH_CACHE_DURATION BENCH_CACHE_CONNS BENCH_CACHE_SIZE BENCH_CACHE_MISS"
 CACHE_S=$(secs "$BENCH_CACHE_DURATION")
 for v in BENCH_CACHE_CONNS BENCH_CACHE_SIZE; do
     [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer"
 done
+[[ $BENCH_CACHE_MISS =~ ^[01]$ ]] || die "BENCH_CACHE_MISS must be 0 or 1"
 
 cache_budget() {   # seconds the cache rows may take at most
-    echo $(( 20 + ${#SELECTED[@]} * (2 * START_TIMEOUT + 10 + BENCH_ROUNDS * (CACHE_S + 35)) ))
+    echo $(( 20 + ${#SELECTED[@]} * (2 * START_TIMEOUT + 10 + (1 + BENCH_CACHE_MISS) * BENCH_ROUNDS * (CACHE_S + 35)) ))
 }
 
 cache_origin_requests() { wc -l <"$TMP/cache/origin/access.log" 2>/dev/null || echo 0; }
@@ -60,17 +66,25 @@ cache_fill() {   # name: one GET fills the cache, the next must not reach the or
     return 1
 }
 
-cache_run() {   # name round: wrk on the cached URL, recorded as ops row "cache"
-    local name=$1 round=$2 out=$TMP/wrk-${1//\//-}-r$2.txt t0 t1 n0 n1 reqs rps p99 err
-    check_alive "$name" "cache round $round" || return 0
+cache_run() {   # name round [miss]: wrk on the cached URL (ops row "cache"), or on new URLs
+    local name=$1 round=$2 miss=${3:-} out=$TMP/wrk-${1//\//-}-r$2${3:+-miss}.txt t0 t1 n0 n1 reqs rps p99 err
+    local args=("$SCHEME://127.0.0.1:${PORTS[$name]}/obj.bin")
+    [ -n "$miss" ] && args=(-s "$BENCH_DIR/cache_miss.lua" "$SCHEME://127.0.0.1:${PORTS[$name]}/" "/miss/r$round-")
+    check_alive "$name" "cache round $round${miss:+ (misses)}" || return 0
     n0=$(cache_origin_requests); t0=$(cpu_ticks ${PIDS[$name]})
-    timeout $(( CACHE_S + 30 )) wrk -t1 -c"$BENCH_CACHE_CONNS" -d"${CACHE_S}s" \
-        "$SCHEME://127.0.0.1:${PORTS[$name]}/obj.bin" >"$out" 2>&1 || true
+    timeout $(( CACHE_S + 30 )) wrk -t1 -c"$BENCH_CACHE_CONNS" -d"${CACHE_S}s" "${args[@]}" >"$out" 2>&1 || true
     t1=$(cpu_ticks ${PIDS[$name]}); n1=$(cache_origin_requests)
     read -r reqs rps p99 err < <(parse_wrk "$out")
-    record_ops cache "$name" "$round" "$reqs" "$(awk -v n="$reqs" -v r="$rps" 'BEGIN { printf "%.3f", (r > 0 ? n / r : 0) }')" \
-        $(( t1 - t0 )) $(( err + n1 - n0 ))
-    log "  $name round $round: $reqs hits at $rps/s, $(( t1 - t0 )) ticks, $(( n1 - n0 )) reached the origin, $err errors"
+    # hits: a request that reached the origin is an error; misses: all of them must
+    # (wrk may stop with up to -c requests sent and not counted)
+    if [ -n "$miss" ]; then
+        (( n1 - n0 >= reqs )) || err=$(( err + reqs - (n1 - n0) ))
+    else
+        err=$(( err + n1 - n0 ))
+    fi
+    record_ops "cache${miss:+_miss}" "$name" "$round" "$reqs" "$(awk -v n="$reqs" -v r="$rps" 'BEGIN { printf "%.3f", (r > 0 ? n / r : 0) }')" \
+        $(( t1 - t0 )) "$err"
+    log "  $name round $round: $reqs $( [ -n "$miss" ] && echo misses || echo hits ) at $rps/s, $(( t1 - t0 )) ticks, $(( n1 - n0 )) reached the origin, $err errors"
 }
 
 rows_cache() {
@@ -92,6 +106,11 @@ rows_cache() {
     for (( round = 1; round <= BENCH_ROUNDS; round++ )); do
         log "cache hits: ${BENCH_CACHE_SIZE}-byte object, $BENCH_CACHE_CONNS connections, round $round/$BENCH_ROUNDS"
         for name in $(rotated $k); do cache_run "$name" "$round"; done
+        k=$(( k + 1 ))
+    done
+    (( BENCH_CACHE_MISS )) && for (( round = 1; round <= BENCH_ROUNDS; round++ )); do
+        log "cache misses: a new URL per request, $BENCH_CACHE_CONNS connections, round $round/$BENCH_ROUNDS"
+        for name in $(rotated $k); do cache_run "$name" "$round" miss; done
         k=$(( k + 1 ))
     done
     stop_group

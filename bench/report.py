@@ -219,6 +219,9 @@ OPS_ROWS = {
                         "proxy_cache, HAProxy cache); errors include requests that reached the "
                         "origin", rate="hits/s", rate_scale=1, cpu="CPU us/hit", cpu_scale=1e6,
                   per_core="hits per CPU second"),
+    "cache_miss": dict(title="Cache misses: a new URL per request, fetched from the origin and "
+                             "stored (no target); errors include requests that did not reach it",
+                       rate="misses/s", rate_scale=1, cpu="CPU us/miss", cpu_scale=1e6),
 }
 
 
@@ -300,10 +303,12 @@ def row_tables(meta, wrk, ops, skip, fail, order, tick_us, rounds, row_sel):
                    agg.get(("nginx", conns)), agg.get((BASE, conns)))
     for row, prefix, sel in (("hs", "tls/", "tls"), ("h2", "tls/", "h2"),
                              ("bulk", "l4/", "stream"), ("short", "l4/", "stream"),
-                             ("cache", "cache/", "cache")):
+                             ("cache", "cache/", "cache"), ("cache_miss", "cache/", "cache")):
         if sel not in row_sel:
             continue
         agg = ops_medians(ops, row, order, tick_us, prefix)
+        if row == "cache_miss" and not agg:   # BENCH_CACHE_MISS=0
+            continue
         out.append(ops_table(row, agg, order, rounds, missing_cell(skip, fail, prefix)))
         b, n, h = agg.get("ballast"), agg.get("nginx"), agg.get("haproxy")
         if row in ("hs", "h2"):
