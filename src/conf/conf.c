@@ -2699,6 +2699,24 @@ static int h_gzip_static(struct compiler *c, const struct bl_conf_node *n)
     return BL_OK;
 }
 
+/* autoindex_format html | json (nginx's xml and jsonp are not built) */
+static int h_autoindex_format(struct compiler *c, const struct bl_conf_node *n)
+{
+    struct bl_loc_conf *lc = c->lc;
+    if (lc->autoindex_format != UINT64_MAX)
+        return fail(c, "\"autoindex_format\" directive is duplicate");
+    const char *a = n->args[0];
+    if (strcmp(a, "html") == 0)
+        lc->autoindex_format = BL_AUTOINDEX_HTML;
+    else if (strcmp(a, "json") == 0)
+        lc->autoindex_format = BL_AUTOINDEX_JSON;
+    else if (strcmp(a, "xml") == 0 || strcmp(a, "jsonp") == 0)
+        return fail(c, "\"autoindex_format %s\" is not supported in this build (html, json)", a);
+    else
+        return invalid_value(c, a);
+    return BL_OK;
+}
+
 /* disable [CODE] [TEXT | URI]: ballast's switch (docs/protection.md). */
 static int h_disable(struct compiler *c, const struct bl_conf_node *n)
 {
@@ -3839,6 +3857,11 @@ static const struct directive directives[] = {
      "outside_root", h_disable_symlinks},
     {"gzip_static", CTX_HSL, 1, 1, 0, FT_NONE, offsetof(struct bl_loc_conf, gzip_static),
      "on | off | always", "off", h_gzip_static},
+    TYPED("autoindex", CTX_HSL, FT_FLAG, autoindex, "off"),
+    TYPED("autoindex_exact_size", CTX_HSL, FT_FLAG, autoindex_exact_size, "on"),
+    TYPED("autoindex_localtime", CTX_HSL, FT_FLAG, autoindex_localtime, "off"),
+    {"autoindex_format", CTX_HSL, 1, 1, 0, FT_NONE, offsetof(struct bl_loc_conf,
+     autoindex_format), "html | json", "html", h_autoindex_format},
     /* stream (src/stream/): upstream blocks are compiled as http's, into the same groups */
     DIRECTIVE("upstream", CTX_STREAM, 1, 1, DIR_BLOCK, "NAME", NULL, h_upstream),
     DIRECTIVE("server", CTX_STREAM, 0, 0, DIR_BLOCK, "", NULL, h_stream_server),

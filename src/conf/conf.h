@@ -140,6 +140,11 @@ struct bl_loc_conf {
                                      * checked */
     uint64_t gzip_static;           /* enum bl_gzip_static */
     uint64_t log_not_found;         /* a missing file is logged at error */
+    uint64_t autoindex;             /* a directory without an index file is listed
+                                     * (http/autoindex.h) rather than refused */
+    uint64_t autoindex_exact_size;  /* ... sizes in bytes, else K, M, G */
+    uint64_t autoindex_localtime;   /* ... times in the server's zone, else GMT */
+    uint64_t autoindex_format;      /* enum bl_autoindex_format */
 
     /* Lists and references: a level that has any line of its own does not inherit the lines
      * above it (nginx's rule for proxy_set_header, error_page, access_log). */
@@ -237,6 +242,12 @@ enum bl_symlinks {
     BL_SYMLINKS_IF_NOT_OWNER,       /* ... unless the link and its target have one owner */
     BL_SYMLINKS_BENEATH,            /* no line (ballast's default): followed while they stay
                                      * in the location's root or alias directory */
+};
+
+/* bl_loc_conf.autoindex_format */
+enum bl_autoindex_format {
+    BL_AUTOINDEX_HTML = 0,
+    BL_AUTOINDEX_JSON,
 };
 
 /* bl_loc_conf.gzip_static */

@@ -23,7 +23,6 @@ static const char MAIL[] = "mail proxying is";
 static const char OTHER_UPSTREAMS[] = "FastCGI, uwsgi, SCGI, gRPC and memcached upstreams are";
 static const char FILTERS[] = "changing response headers and bodies is";
 static const char MODULES[] = "loading modules is";
-static const char AUTOINDEX[] = "directory listings are";
 static const char FILE_IO[] = "asynchronous and direct file I/O is";
 
 /* Grouped by feature; a name ending in '*' is a prefix. Read once per unknown name. */
@@ -84,8 +83,6 @@ static const struct bl_unsupported directives[] = {
     {"ssi", E, FILTERS},
     {"ssi_*", E, FILTERS},
     {"load_module", W, MODULES},
-    {"autoindex", E, AUTOINDEX},
-    {"autoindex_*", E, AUTOINDEX},
     {"aio", W, FILE_IO},
     {"aio_write", W, FILE_IO},
     {"directio", W, FILE_IO},

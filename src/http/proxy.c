@@ -1777,7 +1777,7 @@ static void local_send(struct bl_request *r)
             bl_arm(r->c->w, &r->c->timer, r->loc ? r->loc->conf.send_timeout : 60000);
             return;
         }
-        if (r->file_fd < 0)
+        if (r->file_fd < 0 && !r->listing)
             break;
         if (r->body_bytes_sent - start >= FILE_TURN_BYTES) {
             bl_timer_cancel(r->c->w->loop, &r->c->timer); /* not waiting on the client */

@@ -155,6 +155,8 @@ struct bl_request {
     uint64_t file_off;                 /* the next byte of the file to send */
     int64_t file_mtime;                /* the file's (expires modified); 0: no file */
     struct bl_static_parts *parts;     /* multipart/byteranges being sent (static.c), or NULL */
+    struct bl_autoindex *listing;      /* a directory listing being sent (autoindex.h), or
+                                        * NULL */
     struct bl_buf *file_in;            /* a compressed file's bytes on their way to r->gz */
     struct bl_timer file_timer;        /* a long file yields to the other connections */
     struct bl_rw_state rw;             /* captures, rewritten URI and arguments, set variables,
@@ -265,6 +267,7 @@ int bl_local_return(struct bl_request *r);
 /* ---- static.c: files under root or alias (docs/static.md) */
 
 struct bl_static_parts;
+struct bl_autoindex;
 
 /* Answers r with the file that loc maps path to, with status (200, or an error page's): its
  * head in r->out and its body to come through bl_static_next(), or the error, redirect or 304

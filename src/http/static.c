@@ -22,6 +22,7 @@
 
 #include "cache/cache_control.h"
 #include "core/log.h"
+#include "http/autoindex.h"
 #include "http/gzip.h"
 #include "http/proxy_int.h"
 #include "http/range.h"
@@ -658,6 +659,50 @@ static int open_gz(struct bl_request *r, const struct bl_location *loc, const ch
     return fd;
 }
 
+/* autoindex: the directory full (ending in "/", no index file in it) listed for the URI path
+ * (path, len), as nginx's autoindex module lists it. */
+static int serve_listing(struct bl_request *r, const struct bl_location *loc, const char *full,
+                         size_t from, const char *path, size_t len)
+{
+    const struct bl_h1_message *m = &r->msg;
+    if (m->method_id != BL_H1_M_GET && m->method_id != BL_H1_M_HEAD)
+        return bl_local_response(r, 405, NULL, 0, NULL, 0);
+    int fd = open_file(loc, full, from);
+    if (fd < 0)
+        return open_failed(r, loc, full, errno, 404);
+    struct bl_autoindex *a =
+        bl_autoindex_open(fd, path, len, loc->conf.autoindex_format == BL_AUTOINDEX_JSON,
+                          (int)loc->conf.autoindex_exact_size, (int)loc->conf.autoindex_localtime);
+    if (!a) {
+        if (errno == EFBIG)
+            log_file(r, BL_LOG_ERROR, 0, "directory \"%s\" has too many entries to list (more "
+                     "than %u bytes of names)", full, BL_AUTOINDEX_MAX_BYTES);
+        else
+            log_file(r, BL_LOG_CRIT, errno, "listing \"%s\" failed", full);
+        return bl_local_response(r, 500, NULL, 0, NULL, 0);
+    }
+    if (!r->out && !(r->out = bl_buf_get())) {
+        bl_autoindex_free(a);
+        return BL_ERR;
+    }
+    if (!r->req_body_done)
+        r->keep_alive = 0;
+    struct head h = {r->out->data, 0, r->out->cap, 0};
+    head_start(r, &h, 200);
+    put(&h, "Content-Type: %s\r\nContent-Length: %llu\r\n",
+        loc->conf.autoindex_format == BL_AUTOINDEX_JSON ? "application/json" : "text/html",
+        (unsigned long long)bl_autoindex_length(a));
+    if (head_finish(r, &h, 200) != BL_OK) {
+        bl_autoindex_free(a);
+        return bl_local_response(r, 500, NULL, 0, NULL, 0);
+    }
+    if (m->method_id == BL_H1_M_HEAD)
+        bl_autoindex_free(a);
+    else
+        r->listing = a;
+    return BL_OK;
+}
+
 int bl_static_serve(struct bl_request *r, const struct bl_location *loc, const char *path,
                     size_t len, int status)
 {
@@ -696,6 +741,8 @@ int bl_static_serve(struct bl_request *r, const struct bl_location *loc, const c
             /* nginx: a directory without an index file is forbidden, not missing. */
             struct stat dst;
             int dir = stat(full, &dst) == 0 && S_ISDIR(dst.st_mode);
+            if (dir && loc->conf.autoindex && !page)
+                return serve_listing(r, loc, full, from, path, len);
             if (dir) {
                 log_file(r, BL_LOG_ERROR, 0, "directory index of \"%s\" is forbidden", full);
                 return bl_local_response(r, 403, NULL, 0, NULL, 0);
@@ -906,6 +953,8 @@ void bl_static_free(struct bl_request *r)
 {
     free(r->parts);
     r->parts = NULL;
+    bl_autoindex_free(r->listing);
+    r->listing = NULL;
     bl_buf_put(r->file_in);
     r->file_in = NULL;
 }
@@ -972,6 +1021,16 @@ static void file_shrank(struct bl_request *r, ssize_t n)
 
 int bl_static_next(struct bl_request *r)
 {
+    if (r->listing) {
+        size_t n = bl_autoindex_fill(r->listing, r->out->data, r->out->cap);
+        if (!n)
+            return BL_STATIC_DONE;
+        r->out->start = 0;
+        r->out->end = (uint32_t)n;
+        r->out_sent = 0;
+        r->body_bytes_sent += n;
+        return BL_OK;
+    }
     if (r->gz)
         return next_gzip(r);
     if (r->file_left == 0) {
