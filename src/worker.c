@@ -566,13 +566,17 @@ static void on_wake(struct bl_io *io, uint32_t ev)
         worker_switch(w);
 }
 
-/* After a burst the buffers beyond the cache sit free in malloc's heap and still count in
- * RSS; once a second, if buffers were freed and none had to be allocated since, hand the free
- * pages back. Never during a burst: the pages would only fault back in. */
+/* Once a second: the buffer and request free lists' caps follow what was in use at once in
+ * the last two seconds (core/freelist.h), so a steady load allocates nothing and the surplus
+ * of a burst is freed after it. Freed buffers sit in malloc's heap and still count in RSS: if
+ * buffers were freed and none had to be allocated since, hand the free pages back. Never
+ * during a burst: the pages would only fault back in. */
 static void on_trim_timer(struct bl_timer *t)
 {
     struct bl_worker *w = (struct bl_worker *)((char *)t - offsetof(struct bl_worker,
                                                                     trim_timer));
+    bl_buf_tick();
+    bl_freelist_tick(&w->cur->http.request_cache, free);
     uint32_t freed, allocated;
     bl_buf_overflow(&freed, &allocated);
     w->trim_pending += freed;
@@ -841,6 +845,7 @@ int bl_generation_build(struct bl_generation *g, struct bl_worker *ws, char *err
         wg->http.on_client_closed = on_client_closed;
         wg->http.stats = g->stats->workers[i];
         wg->http.current = &w->http_cur;
+        wg->http.request_cache = (struct bl_freelist)BL_FREELIST_INIT(16);
         wg->stream.loop = w->loop;
         wg->stream.cfg = cfg;
         wg->stream.up = &wg->http.up;

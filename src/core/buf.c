@@ -3,6 +3,7 @@
 #include <stdlib.h>
 
 #include "core/buf.h"
+#include "core/freelist.h"
 #include "core/status.h"
 
 /* Written once by bl_buf_set_size() before the workers start (thread creation orders it before
@@ -24,8 +25,7 @@ int bl_buf_set_size(uint32_t bytes)
 uint32_t bl_buf_size(void) { return buf_size; }
 
 /* Thread-locals: docs/internals.md, "Per-thread state". */
-static _Thread_local struct bl_buf *free_list;
-static _Thread_local uint32_t nfree;
+static _Thread_local struct bl_freelist bufs = BL_FREELIST_INIT(BL_BUF_CACHE);
 static _Thread_local uint32_t overflow_freed, overflow_allocated;
 static _Thread_local struct bl_buf *large_list;
 static _Thread_local uint32_t nlarge;
@@ -69,22 +69,19 @@ struct bl_buf *bl_buf_get_large(void)
 
 struct bl_buf *bl_buf_get(void)
 {
-    struct bl_buf *b;
-#ifndef BL_NO_POOL
-    if (free_list) {
-        b = free_list;
-        free_list = b->next;
-        nfree--;
+    struct bl_buf *b = bl_freelist_take(&bufs);
+    if (b) {
         b->start = b->end = 0;
         b->next = NULL;
         return b;
     }
-#endif
     if (bl_unlikely(!atomic_load_explicit(&fixed, memory_order_relaxed)))
         atomic_store_explicit(&fixed, 1, memory_order_relaxed);
     b = malloc(sizeof(*b) + buf_size);
-    if (!b)
+    if (!b) {
+        bufs.in_use--;
         return NULL;
+    }
     overflow_allocated++;
     b->start = b->end = 0;
     b->cap = buf_size;
@@ -109,16 +106,15 @@ void bl_buf_put(struct bl_buf *b)
         free(b);
         return;
     }
-#ifndef BL_NO_POOL
-    if (nfree < BL_BUF_CACHE) {
-        b->next = free_list;
-        free_list = b;
-        nfree++;
+    if (bl_freelist_give(&bufs, b))
         return;
-    }
-#endif
     overflow_freed++;
     free(b);
+}
+
+void bl_buf_tick(void)
+{
+    overflow_freed += bl_freelist_tick(&bufs, free);
 }
 
 void bl_buf_overflow(uint32_t *freed, uint32_t *allocated)
@@ -130,12 +126,7 @@ void bl_buf_overflow(uint32_t *freed, uint32_t *allocated)
 
 void bl_buf_drain(void)
 {
-    while (free_list) {
-        struct bl_buf *b = free_list;
-        free_list = b->next;
-        free(b);
-    }
-    nfree = 0;
+    bl_freelist_drain(&bufs, free);
     while (large_list) {
         struct bl_buf *b = large_list;
         large_list = b->next;

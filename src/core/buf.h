@@ -1,9 +1,9 @@
 /* Fixed-size I/O buffers from a per-thread free list.
  *
  * Every buffer has the same capacity, bl_buf_size(), set once at start-up with
- * bl_buf_set_size() before any worker runs. A thread keeps up to BL_BUF_CACHE free buffers
- * for reuse and returns the rest to malloc, so idle connections, which hold no buffer, cost no
- * buffer memory. The free list is a thread-local: docs/internals.md, "Per-thread state", says
+ * bl_buf_set_size() before any worker runs. A thread keeps free buffers for reuse, as many as
+ * it had in use at once lately and at least BL_BUF_CACHE (core/freelist.h), and returns the
+ * rest to malloc, so idle connections, which hold no buffer, cost no buffer memory. The free list is a thread-local: docs/internals.md, "Per-thread state", says
  * why. With -DBL_NO_POOL every get/put is a malloc/free so AddressSanitizer sees each buffer's
  * lifetime.
  */
@@ -13,7 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define BL_BUF_CACHE 64
+#define BL_BUF_CACHE 64   /* kept free even when idle */
 
 struct bl_buf {
     uint32_t start;          /* first unread byte */
@@ -53,6 +53,10 @@ uint32_t bl_buf_large_size(void);
 
 /* Gives b back (NULL is fine); a large buffer goes back to its own list. */
 void bl_buf_put(struct bl_buf *b);
+
+/* Once a second on a worker: the free list's cap follows the buffers in use at once during
+ * the last two seconds; the surplus goes back to malloc (counted by bl_buf_overflow). */
+void bl_buf_tick(void);
 
 /* Frees this thread's cached buffers (at thread exit). */
 void bl_buf_drain(void);

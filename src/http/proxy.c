@@ -308,15 +308,12 @@ void bl_request_wait_client(struct bl_request *r, uint32_t ev)
 static struct bl_request *request_new(struct bl_client *c)
 {
     struct bl_request *r;
-#ifndef BL_NO_POOL
-    struct bl_http_worker *hw = c->w;
-    if (hw->nrequest_cache)
-        r = hw->request_cache[--hw->nrequest_cache];
-    else
-#endif
-        r = malloc(sizeof(*r));
-    if (!r)
+    struct bl_freelist *cache = &c->w->request_cache;
+    r = bl_freelist_take(cache);
+    if (!r && !(r = malloc(sizeof(*r)))) {
+        cache->in_use--;
         return NULL;
+    }
     /* Only the fixed part is cleared; the parser fills the message structs as it goes. */
     memset(r, 0, offsetof(struct bl_request, msg));
     r->msg.nheaders = 0;
@@ -1927,14 +1924,8 @@ static void request_free(struct bl_request *r)
     bl_timer_cancel(r->c->w->loop, &r->file_timer);
     bl_static_free(r);
     bl_buf_put(r->out);
-#ifndef BL_NO_POOL
-    struct bl_http_worker *hw = r->c->w;
-    if (hw->nrequest_cache < BL_ARRAY_LEN(hw->request_cache)) {
-        hw->request_cache[hw->nrequest_cache++] = r;
-        return;
-    }
-#endif
-    free(r);
+    if (!bl_freelist_give(&r->c->w->request_cache, r))
+        free(r);
 }
 
 /* The response is complete: log, release the upstream, keep the client alive or close. */
@@ -2642,8 +2633,7 @@ void bl_http_close_all(struct bl_http_worker *w)
 
 void bl_http_worker_free(struct bl_http_worker *w)
 {
-    while (w->nrequest_cache)
-        free(w->request_cache[--w->nrequest_cache]);
+    bl_freelist_drain(&w->request_cache, free);
     free(w->h2_rbuf);
     w->h2_rbuf = NULL;
     bl_access_logs_free(&w->logs);

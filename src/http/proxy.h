@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include "core/freelist.h"
 #include "core/loop.h"
 #include "core/stats.h"
 #include "http/access_log.h"
@@ -34,9 +35,9 @@ struct bl_http_worker {
                                         * keep-alive keeps its connection for one more request,
                                         * answered with Connection: close, so that a client
                                         * never sends on a connection closing under it */
-    uint32_t nrequest_cache;
-    struct bl_request *request_cache[16]; /* finished requests kept for reuse, so that a request
-                                           * costs no malloc in the steady state */
+    struct bl_freelist request_cache;  /* finished requests kept for reuse, so that a request
+                                        * costs no malloc in the steady state; as many as were
+                                        * in flight lately (the worker ticks it each second) */
     struct bl_buf *h2_rbuf;            /* HTTP/2 connections read into it (http2_recv_buffer_size):
                                         * nghttp2 takes each read whole, so one per worker */
     /* Called after a client connection closed or moved to another generation (the worker

@@ -1,6 +1,6 @@
 /* Buffers: the size is set once, before the first buffer, rounded up to 4 KiB and never below
  * the minimum; every buffer has that capacity; the per-thread free list reuses buffers up to
- * BL_BUF_CACHE and counts what it hands back to malloc; large buffers keep to their own list. */
+ * BL_BUF_CACHE (more after a tick that saw more in use) and counts what it hands back to malloc; large buffers keep to their own list. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -76,8 +76,50 @@ static void test_free_list_reuse_and_overflow(void **state)
     assert_int_equal(allocated, 0);
     bl_buf_put(again);
     bl_buf_drain();
-    assert_null(free_list);
-    assert_int_equal(nfree, 0);
+    assert_null(bufs.head);
+    assert_int_equal(bufs.n, 0);
+}
+
+/* The cap follows demand: after a tick that saw N > BL_BUF_CACHE buffers in use at once, N are
+ * kept (a steady load of N allocates nothing); two idle ticks later the cap is back to
+ * BL_BUF_CACHE and the surplus was freed (and counted, for the worker's malloc_trim). */
+static void test_cap_follows_demand(void **state)
+{
+    (void)state;
+#ifdef BL_NO_POOL
+    skip();
+#endif
+    uint32_t freed, allocated;
+    enum { N = BL_BUF_CACHE * 3 };
+    struct bl_buf *b[N];
+    for (int i = 0; i < 3; i++)            /* forget the earlier tests' peaks */
+        bl_buf_tick();
+    assert_int_equal(bufs.limit, BL_BUF_CACHE);
+    bl_buf_overflow(&freed, &allocated);
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < N; i++)
+            b[i] = bl_buf_get();
+        for (int i = 0; i < N; i++)
+            bl_buf_put(b[i]);
+        bl_buf_overflow(&freed, &allocated);
+        if (round == 0) {                  /* before any tick saw the load: the old cap */
+            assert_int_equal(allocated, N);
+            assert_int_equal(freed, N - BL_BUF_CACHE);
+        } else {                           /* the tick raised the cap: no malloc, no free */
+            assert_int_equal(allocated, round == 1 ? N - BL_BUF_CACHE : 0);
+            assert_int_equal(freed, 0);
+        }
+        bl_buf_tick();
+    }
+    assert_int_equal(bufs.n, N);
+    bl_buf_tick();                          /* one idle interval: the previous peak holds */
+    assert_int_equal(bufs.n, N);
+    bl_buf_tick();                          /* two: back to the floor */
+    assert_int_equal(bufs.n, BL_BUF_CACHE);
+    bl_buf_overflow(&freed, &allocated);
+    assert_int_equal(freed, N - BL_BUF_CACHE);
+    assert_int_equal(allocated, 0);
+    bl_buf_drain();
 }
 
 /* Large buffers: their own capacity and free list; a put goes back to the list of its kind;
@@ -104,7 +146,7 @@ static void test_large_buffers(void **state)
 #ifndef BL_NO_POOL
     assert_int_equal(freed, N - BL_BUF_LARGE_CACHE);
     assert_int_equal(nlarge, BL_BUF_LARGE_CACHE);
-    assert_int_equal(nfree, 0);                 /* none went to the ordinary list */
+    assert_int_equal(bufs.n, 0);                 /* none went to the ordinary list */
     struct bl_buf *again = bl_buf_get_large();  /* cached: empty, no malloc */
     assert_int_equal(again->cap, BL_BUF_LARGE_SIZE);
     assert_int_equal(bl_buf_len(again), 0);
@@ -114,7 +156,7 @@ static void test_large_buffers(void **state)
     assert_int_equal(allocated, 1);
     bl_buf_put(small);
     bl_buf_put(again);
-    assert_int_equal(nfree, 1);
+    assert_int_equal(bufs.n, 1);
 #else
     assert_int_equal(freed, N);
 #endif
@@ -138,6 +180,7 @@ int main(void)
         cmocka_unit_test(test_size_floor),
         cmocka_unit_test(test_no_size_change_after_first_buffer),
         cmocka_unit_test(test_free_list_reuse_and_overflow),
+        cmocka_unit_test(test_cap_follows_demand),
         cmocka_unit_test(test_large_buffers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
