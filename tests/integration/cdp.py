@@ -202,8 +202,9 @@ class Browser:
                 raise TimeoutError("waited %.0fs for %s (last %r)" % (timeout * SLOW, expr, v))
             time.sleep(0.05)
 
-    def click(self, selector):
-        """A real mouse click (press and release) at the centre of the element."""
+    def click(self, selector, hold=0.0):
+        """A real mouse click (press and release) at the centre of the element; with hold, the
+        button stays down that many seconds (a slow human click)."""
         box = self.eval("(function(){var e=document.querySelector(%s);"
                         "if(!e)return null;e.scrollIntoView();var r=e.getBoundingClientRect();"
                         "return [r.left+r.width/2, r.top+r.height/2];})()" % json.dumps(selector))
@@ -211,6 +212,8 @@ class Browser:
         for t in ("mousePressed", "mouseReleased"):
             self.call("Input.dispatchMouseEvent", type=t, x=box[0], y=box[1], button="left",
                       clickCount=1)
+            if t == "mousePressed" and hold:
+                time.sleep(hold)
 
     def screenshot(self, path):
         data = self.call("Page.captureScreenshot", format="png")["data"]

@@ -46,8 +46,9 @@ def test_status_page_drain_click(ballast, backend, tmp_path):
             load.wait_more(60)
             br.wait("+document.querySelector('tr[data-upstream=\"app\"][data-id=\"1\"] "
                     ".requests').textContent > 0")
-            # Drain b with a real click.
-            br.click('tr[data-upstream="app"][data-id="1"] button.drain')
+            # Drain b with a real click, held across the page's once-a-second refresh: a
+            # rebuild of the table under the pressed button used to swallow the click.
+            br.click('tr[data-upstream="app"][data-id="1"] button.drain', hold=1.5)
             br.wait("document.querySelector('tr[data-upstream=\"app\"][data-id=\"1\"] "
                     ".state').textContent == 'draining'")
             assert api.server("app", 1)["drain"] is True
