@@ -91,8 +91,7 @@ static void errorf(struct bl_api_response *resp, int status, const char *fmt, ..
     bl_api_error(resp, status, msg);
 }
 
-/* Serves j (consumed) with status. NULL j: out of memory. */
-static void reply_json(struct bl_api_response *resp, int status, json_t *j)
+void bl_api_reply_json(struct bl_api_response *resp, int status, json_t *j)
 {
     char *text = j ? json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER |
                                        JSON_REAL_PRECISION(6))
@@ -481,13 +480,13 @@ static void route_health(const struct bl_api_ctx *ctx, struct bl_api_response *r
             char reason[512];
             snprintf(reason, sizeof(reason), "upstream \"%s\" has no available server",
                      grp->name);
-            reply_json(resp, 503, json_pack("{s:s, s:s}", "status", "unavailable", "reason",
-                                            reason));
+            bl_api_reply_json(resp, 503, json_pack("{s:s, s:s}", "status", "unavailable", "reason",
+                                                   reason));
             return;
         }
     }
-    reply_json(resp, 200, json_pack("{s:s, s:I}", "status", "ok", "upstreams",
-                                    (json_int_t)cfg->ngroups));
+    bl_api_reply_json(resp, 200, json_pack("{s:s, s:I}", "status", "ok", "upstreams",
+                                           (json_int_t)cfg->ngroups));
 }
 
 static void route_metrics(const struct bl_api_ctx *ctx, struct bl_api_response *resp)
@@ -639,7 +638,7 @@ static void route_add(const struct bl_api_ctx *ctx, const struct bl_api_request 
     }
     bl_log(BL_LOG_NOTICE, "admin: upstream \"%s\" server %s added (id %u)", name, args[0],
            s->index);
-    reply_json(resp, 201, server_json(&now, s));
+    bl_api_reply_json(resp, 201, server_json(&now, s));
 }
 
 static void route_remove(const struct bl_api_ctx *ctx, const struct bl_upstream_group *g,
@@ -674,9 +673,9 @@ static void route_remove(const struct bl_api_ctx *ctx, const struct bl_upstream_
     }
     bl_log(BL_LOG_NOTICE, "admin: upstream \"%s\" server %s removed (requests in flight on it "
            "finish)", name, addr);
-    reply_json(resp, 200, json_pack("{s:s, s:s, s:s, s:I}", "status", "removed", "upstream",
-                                    name, "server", addr, "generation",
-                                    (json_int_t)bl_reload_current()->number));
+    bl_api_reply_json(resp, 200, json_pack("{s:s, s:s, s:s, s:I}", "status", "removed", "upstream",
+                                           name, "server", addr, "generation",
+                                           (json_int_t)bl_reload_current()->number));
 }
 
 static void route_upstreams(const struct bl_api_ctx *ctx, const struct bl_api_request *req,
@@ -695,7 +694,7 @@ static void route_upstreams(const struct bl_api_ctx *ctx, const struct bl_api_re
                 json_decref(arr);
                 arr = NULL;
             }
-        reply_json(resp, 200, arr ? json_pack("{s:o}", "upstreams", arr) : NULL);
+        bl_api_reply_json(resp, 200, arr ? json_pack("{s:o}", "upstreams", arr) : NULL);
         return;
     }
     struct bl_upstream_group *g = find_group(ctx->cfg, name);
@@ -708,7 +707,7 @@ static void route_upstreams(const struct bl_api_ctx *ctx, const struct bl_api_re
             errorf(resp, 404, "no upstream \"%s\"", name);
             return;
         }
-        reply_json(resp, 200, upstream_json(ctx, g));
+        bl_api_reply_json(resp, 200, upstream_json(ctx, g));
         return;
     }
     if (strcmp(sub, "servers") != 0) {
@@ -738,7 +737,7 @@ static void route_upstreams(const struct bl_api_ctx *ctx, const struct bl_api_re
             errorf(resp, 404, "no upstream \"%s\"", name);
             return;
         }
-        reply_json(resp, 200, servers_json(ctx, g));
+        bl_api_reply_json(resp, 200, servers_json(ctx, g));
         return;
     }
     if (!get && req->method != BL_H1_M_PATCH && req->method != BL_H1_M_DELETE) {
@@ -756,7 +755,7 @@ static void route_upstreams(const struct bl_api_ctx *ctx, const struct bl_api_re
         return;
     }
     if (get) {
-        reply_json(resp, 200, server_json(ctx, s));
+        bl_api_reply_json(resp, 200, server_json(ctx, s));
         return;
     }
     if (req->method == BL_H1_M_DELETE) {
@@ -767,7 +766,7 @@ static void route_upstreams(const struct bl_api_ctx *ctx, const struct bl_api_re
     if (patch_parse(req, s, &pt, resp) != BL_OK)
         return;
     patch_apply(ctx, s, &pt);
-    reply_json(resp, 200, server_json(ctx, s));
+    bl_api_reply_json(resp, 200, server_json(ctx, s));
 }
 
 static int path_is(const struct bl_api_request *req, const char *p)
@@ -815,12 +814,12 @@ void bl_api_handle(const struct bl_api_ctx *ctx, const struct bl_api_request *re
         }
         char err[1024];
         if (bl_reload(NULL, err, sizeof(err)) != BL_OK) {
-            reply_json(resp, 400, json_pack("{s:s, s:s}", "error", err, "status",
-                                            "refused: the running configuration serves on"));
+            bl_api_reply_json(resp, 400, json_pack("{s:s, s:s}", "error", err, "status",
+                                                   "refused: the running configuration serves on"));
             return;
         }
-        reply_json(resp, 200, json_pack("{s:s, s:I}", "status", "ok", "generation",
-                                        (json_int_t)bl_reload_current()->number));
+        bl_api_reply_json(resp, 200, json_pack("{s:s, s:I}", "status", "ok", "generation",
+                                               (json_int_t)bl_reload_current()->number));
         return;
     }
     if (path_is(req, "/api/workers")) {
@@ -828,7 +827,7 @@ void bl_api_handle(const struct bl_api_ctx *ctx, const struct bl_api_request *re
             method_not_allowed(resp, "GET, HEAD");
             return;
         }
-        reply_json(resp, 200, workers_json(ctx));
+        bl_api_reply_json(resp, 200, workers_json(ctx));
         return;
     }
     if (path_is(req, "/api/stream")) {
@@ -836,7 +835,7 @@ void bl_api_handle(const struct bl_api_ctx *ctx, const struct bl_api_request *re
             method_not_allowed(resp, "GET, HEAD");
             return;
         }
-        reply_json(resp, 200, stream_json(ctx));
+        bl_api_reply_json(resp, 200, stream_json(ctx));
         return;
     }
     if (req->path_len >= 14 && memcmp(req->path, "/api/upstreams", 14) == 0 &&

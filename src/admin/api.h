@@ -80,6 +80,10 @@ void bl_api_locations(const struct bl_api_ctx *ctx, const struct bl_api_request 
 void bl_api_cache(const struct bl_api_ctx *ctx, const struct bl_api_request *req,
                   const char *p, const char *end, struct bl_api_response *resp);
 
+/* Serves j (a jansson json_t, consumed) with status, indented, fields in order. NULL j: out of
+ * memory (a 500). */
+void bl_api_reply_json(struct bl_api_response *resp, int status, struct json_t *j);
+
 /* Fills resp with {"error": reason} and status. */
 void bl_api_error(struct bl_api_response *resp, int status, const char *reason);
 

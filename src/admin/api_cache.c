@@ -15,23 +15,6 @@
 
 #define KEY_MAX 4096
 
-static void reply(struct bl_api_response *resp, int status, json_t *j)
-{
-    char *text = j ? json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
-    json_decref(j);
-    if (!text) {
-        bl_api_error(resp, 500, "out of memory");
-        return;
-    }
-    resp->status = status;
-    resp->content_type = "application/json";
-    bl_strbuf_puts(&resp->body, text);
-    bl_strbuf_puts(&resp->body, "\n");
-    free(text);
-    if (resp->body.failed)
-        bl_api_error(resp, 500, "out of memory");
-}
-
 static json_t *zone_json(const struct bl_cache_path *p)
 {
     struct bl_cache_counters c;
@@ -107,8 +90,8 @@ static void route_purge(const struct bl_api_request *req, const struct bl_cache_
     uint32_t removed = bl_cache_purge(p->zone, key, len, prefix);
     bl_log(BL_LOG_NOTICE, "admin: proxy_cache \"%s\": purge of %s\"%.*s\" removed %u stored "
            "responses", p->name, prefix ? "keys beginning with " : "", (int)len, key, removed);
-    reply(resp, 200, json_pack("{s:s, s:s, s:b, s:I}", "zone", p->name, "key", key, "prefix",
-                               prefix, "removed", (json_int_t)removed));
+    bl_api_reply_json(resp, 200, json_pack("{s:s, s:s, s:b, s:I}", "zone", p->name, "key", key,
+                                           "prefix", prefix, "removed", (json_int_t)removed));
     free(key);
 }
 
@@ -132,7 +115,7 @@ void bl_api_cache(const struct bl_api_ctx *ctx, const struct bl_api_request *req
                 json_decref(arr);
                 arr = NULL;
             }
-        reply(resp, 200, arr ? json_pack("{s:o}", "caches", arr) : NULL);
+        bl_api_reply_json(resp, 200, arr ? json_pack("{s:o}", "caches", arr) : NULL);
         return;
     }
     size_t nl = (size_t)(end - p);
@@ -158,7 +141,7 @@ void bl_api_cache(const struct bl_api_ctx *ctx, const struct bl_api_request *req
         return;
     }
     if (get)
-        reply(resp, 200, zone_json(zp));
+        bl_api_reply_json(resp, 200, zone_json(zp));
     else
         route_purge(req, zp, resp);
 }

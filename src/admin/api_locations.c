@@ -14,23 +14,6 @@
 #include "upstream/queue.h"
 #include "upstream/upstream.h"
 
-static void reply(struct bl_api_response *resp, int status, json_t *j)
-{
-    char *text = j ? json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
-    json_decref(j);
-    if (!text) {
-        bl_api_error(resp, 500, "out of memory");
-        return;
-    }
-    resp->status = status;
-    resp->content_type = "application/json";
-    bl_strbuf_puts(&resp->body, text);
-    bl_strbuf_puts(&resp->body, "\n");
-    free(text);
-    if (resp->body.failed)
-        bl_api_error(resp, 500, "out of memory");
-}
-
 struct json_t *bl_api_protection_json(const struct bl_upstream_group *g, struct json_t *j)
 {
     if (!j)
@@ -147,7 +130,7 @@ void bl_api_locations(const struct bl_api_ctx *ctx, const struct bl_api_request 
                     json_decref(arr);
                     arr = NULL;
                 }
-        reply(resp, 200, arr ? json_pack("{s:o}", "locations", arr) : NULL);
+        bl_api_reply_json(resp, 200, arr ? json_pack("{s:o}", "locations", arr) : NULL);
         return;
     }
     char key[1024];
@@ -167,7 +150,7 @@ void bl_api_locations(const struct bl_api_ctx *ctx, const struct bl_api_request 
         return;
     }
     if (get) {
-        reply(resp, 200, location_json(srv, loc));
+        bl_api_reply_json(resp, 200, location_json(srv, loc));
         return;
     }
     json_error_t je;
@@ -192,5 +175,5 @@ void bl_api_locations(const struct bl_api_ctx *ctx, const struct bl_api_request 
     bl_log(BL_LOG_NOTICE, "admin: location \"%s\" (id %u) %s", name, loc->index,
            live == BL_DISABLE_ON ? "disabled" : live == BL_DISABLE_OFF ? "enabled"
                                                                        : "as configured");
-    reply(resp, 200, location_json(srv, loc));
+    bl_api_reply_json(resp, 200, location_json(srv, loc));
 }

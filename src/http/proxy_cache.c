@@ -798,6 +798,22 @@ static int write_all(int fd, const void *p, size_t n)
     return BL_OK;
 }
 
+/* Appends "name: value\r\n" at out + n; cap + 1 when it does not fit. */
+static size_t put_field(char *out, size_t n, size_t cap, const struct bl_h1_header *h)
+{
+    if (n + h->name_len + h->value_len + 4 > cap)
+        return cap + 1;
+    memcpy(out + n, h->name, h->name_len);
+    n += h->name_len;
+    out[n++] = ':';
+    out[n++] = ' ';
+    memcpy(out + n, h->value, h->value_len);
+    n += h->value_len;
+    out[n++] = '\r';
+    out[n++] = '\n';
+    return n;
+}
+
 /* The stored head: status line and fields, without the hop-by-hop ones and the framing (the
  * body is stored de-chunked, its length in the metadata) and without Age (sent computed). */
 static size_t stored_head(const struct bl_h1_message *resp, char *out, size_t cap)
@@ -810,16 +826,8 @@ static size_t stored_head(const struct bl_h1_message *resp, char *out, size_t ca
             h->id == BL_H1_HDR_TRANSFER_ENCODING ||
             (h->name_len == 3 && strncasecmp(h->name, "Age", 3) == 0))
             continue;
-        if (n + h->name_len + h->value_len + 4 > cap)
-            return cap + 1;
-        memcpy(out + n, h->name, h->name_len);
-        n += h->name_len;
-        out[n++] = ':';
-        out[n++] = ' ';
-        memcpy(out + n, h->value, h->value_len);
-        n += h->value_len;
-        out[n++] = '\r';
-        out[n++] = '\n';
+        if ((n = put_field(out, n, cap, h)) > cap)
+            return n;
     }
     if (n + 2 > cap)
         return cap + 1;
@@ -910,21 +918,6 @@ static int named_in(const struct bl_h1_message *m, const struct bl_h1_header *h)
             strncasecmp(m->headers[i].name, h->name, h->name_len) == 0)
             return 1;
     return 0;
-}
-
-static size_t put_field(char *out, size_t n, size_t cap, const struct bl_h1_header *h)
-{
-    if (n + h->name_len + h->value_len + 4 > cap)
-        return cap + 1;
-    memcpy(out + n, h->name, h->name_len);
-    n += h->name_len;
-    out[n++] = ':';
-    out[n++] = ' ';
-    memcpy(out + n, h->value, h->value_len);
-    n += h->value_len;
-    out[n++] = '\r';
-    out[n++] = '\n';
-    return n;
 }
 
 /* The stored head st updated by the 304 nm (RFC 9111 4.3.4 and 3.2): every field of nm but
