@@ -17,12 +17,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <limits.h>
 #include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "conf/conf.h"
@@ -4440,6 +4442,32 @@ static void finish_location(struct bl_config *cfg, struct bl_server_block *s,
         cfg->max_head = (uint32_t)head;
 }
 
+/* Whether some component of path (as the kernel would walk it, from the working directory
+ * when relative) is a symlink now. 0 also when a component is missing: such a directory is
+ * not opened at load anyway. */
+static int path_through_symlink(const char *path)
+{
+    char buf[PATH_MAX];
+    size_t len = strlen(path);
+    if (len >= sizeof(buf))
+        return 1; /* cannot check: open per request, which is always right */
+    memcpy(buf, path, len + 1);
+    for (size_t i = 1; i <= len; i++) {
+        if (buf[i] != '/' && buf[i] != '\0')
+            continue;
+        if (buf[i - 1] == '/')
+            continue; /* "//" */
+        char keep = buf[i];
+        buf[i] = '\0';
+        struct stat st;
+        int link = lstat(buf, &st) == 0 && S_ISLNK(st.st_mode);
+        buf[i] = keep;
+        if (link)
+            return 1;
+    }
+    return 0;
+}
+
 /* disable_symlinks outside_root: the directory loc's files may not leave, and its O_PATH fd:
  * root or alias as written (http/static.c takes the alias's parent when the request's part
  * does not start at a slash), or an alias template's text before its first variable, up to
@@ -4469,7 +4497,13 @@ static int open_base_dir(struct bl_location *loc)
     memcpy(loc->base_dir, dir, len);
     loc->base_dir[len] = '\0';
     loc->base_len = (uint32_t)len;
-    loc->base_fd = open(loc->base_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    /* A directory reached through a symlink is opened per request: deploy tools switch
+     * "current -> releases/N" under a live root, and an fd opened now would keep serving the
+     * old release until a reload (nginx resolves the path per request). A path without one
+     * changes only if a directory on it is renamed, which deploy tools do not do. */
+    loc->base_fd = -1;
+    if (!path_through_symlink(loc->base_dir))
+        loc->base_fd = open(loc->base_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
     loc->base_open = loc->base_fd >= 0;
     return BL_OK;
 }

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -654,6 +655,51 @@ static void test_listen_socket_buffers(void **state)
                  "address (one socket, one value) in t.conf:6");
 }
 
+/* disable_symlinks outside_root: a root reached through a symlink ("current -> releases/N",
+ * switched by deploys) is opened per request so a switch is seen at once; a real directory
+ * keeps its fd from load. */
+static void test_base_fd_only_without_symlink(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/ballast-conf-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char real[96], link[96], text[512], err[512];
+    snprintf(real, sizeof(real), "%s/r1", dir);
+    snprintf(link, sizeof(link), "%s/current", dir);
+    assert_int_equal(mkdir(real, 0755), 0);
+    assert_int_equal(symlink("r1", link), 0);
+    char sub[112];
+    snprintf(sub, sizeof(sub), "%s/x", real);
+    assert_int_equal(mkdir(sub, 0755), 0); /* exists: only the symlink keeps it unopened */
+    snprintf(text, sizeof(text),
+             "http { server { listen 127.0.0.1:18080;\n"
+             "  location /real/ { root %s; }\n"
+             "  location /link/ { root %s; }\n"
+             "  location /below/ { alias %s/x/; }\n } }\n", real, link, link);
+    struct bl_config *c = load(text, err, sizeof(err));
+    assert_non_null(c);
+    const struct bl_server_block *s = c->servers[0];
+    int seen = 0;
+    for (uint32_t i = 0; i < s->nprefix; i++) {
+        const struct bl_location *l = s->prefix[i];
+        if (!l->base_dir)
+            continue;
+        if (strcmp(l->base_dir, real) == 0) {
+            assert_true(l->base_open);
+            seen |= 1;
+        } else {
+            assert_false(l->base_open); /* through "current": opened per request */
+            seen |= strstr(l->base_dir, "/x") ? 4 : 2;
+        }
+    }
+    assert_int_equal(seen, 7);
+    bl_conf_release(c);
+    unlink(link);
+    rmdir(sub);
+    rmdir(real);
+    rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -668,6 +714,7 @@ int main(void)
         cmocka_unit_test(test_tls_paths_relative_to_config),
         cmocka_unit_test(test_docs_match_table),
         cmocka_unit_test(test_map_compiled),
+        cmocka_unit_test(test_base_fd_only_without_symlink),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
