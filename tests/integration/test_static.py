@@ -336,6 +336,35 @@ server {
     assert fds_on(www2) >= 1
 
 
+def test_root_through_switched_symlink(ballast, tmp_path):
+    """A deploy switching "current -> releases/N" (ln -sfn + rename) is seen by the very next
+    request, as nginx sees it; a symlink out of the new release is still refused."""
+    app = tmp_path / "app"
+    for n in ("1", "2"):
+        os.makedirs(app / "releases" / n / "public")
+        (app / "releases" / n / "public" / "v.txt").write_text("release %s\n" % n)
+    os.symlink("/etc/passwd", str(app / "releases" / "2" / "public" / "passwd"))
+    os.symlink("releases/1", str(app / "current"))
+    px = ballast("""
+http {
+    server {
+        listen 127.0.0.1:@port@;
+        root @app@/current/public;
+        location /al/ { alias @app@/current/public/; }
+    }
+}
+""", app=str(app))
+    assert get(px.port, "/v.txt").body == b"release 1\n"
+    assert get(px.port, "/al/v.txt").body == b"release 1\n"
+    os.symlink("releases/2", str(app / "current.tmp"))
+    os.rename(str(app / "current.tmp"), str(app / "current"))
+    assert get(px.port, "/v.txt").body == b"release 2\n"
+    assert get(px.port, "/al/v.txt").body == b"release 2\n"
+    for path in ("/passwd", "/al/passwd"):
+        r = get(px.port, path)
+        assert r.status == 403 and b"root:" not in r.body, (path, r)
+
+
 def test_expires_and_add_header(ballast, tmp_path):
     px, www = serve(ballast, tmp_path, """
 server {
