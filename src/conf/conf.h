@@ -371,7 +371,8 @@ struct bl_location {
     char *base_dir;                 /* NULL: nothing to stay under (an alias starting with a
                                      * variable) */
     uint32_t base_len;
-    int base_fd;                    /* valid when base_open; else opened per request */
+    int base_fd;                    /* valid when base_open; else opened per request (missing
+                                     * at load, or reached through a symlink: conf.c) */
     uint8_t base_open;
     uint8_t try_files;              /* try_files FILE ... =CODE | @NAME | URI */
     uint32_t ntry;                  /* ... its FILEs, tried in order */
