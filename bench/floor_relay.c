@@ -191,21 +191,32 @@ static void ep_add(int fd, void *ptr, uint32_t events)
         die("epoll_ctl");
 }
 
+/* An accepted client with its own upstream socket (not yet connected), or NULL when either
+ * could not be had (the client is closed). Both modes accept this way. */
+static struct pair *pair_open(int cfd)
+{
+    set_nodelay(cfd);
+    struct pair *p = pair_new(cfd);
+    int ufd = p ? upstream_socket() : -1;
+    if (ufd < 0) {
+        free(p);
+        close(cfd);
+        return NULL;
+    }
+    p->u.fd = ufd;
+    return p;
+}
+
 static void ep_accept(int lfd)
 {
     for (int i = 0; i < ACCEPT_BATCH; i++) {
         int cfd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (cfd < 0)
             return;   /* EAGAIN, or out of fds: the listener stays readable */
-        set_nodelay(cfd);
-        struct pair *p = pair_new(cfd);
-        int ufd = p ? upstream_socket() : -1;
-        if (ufd < 0) {
-            free(p);
-            close(cfd);
+        struct pair *p = pair_open(cfd);
+        if (!p)
             continue;
-        }
-        p->u.fd = ufd;
+        int ufd = p->u.fd;
         if (connect(ufd, (struct sockaddr *)&upstream_addr, upstream_len) < 0 &&
             errno != EINPROGRESS) {
             close(ufd);
@@ -329,15 +340,10 @@ static void ur_accept_arm(int lfd)
 
 static void ur_accepted(int cfd)
 {
-    set_nodelay(cfd);
-    struct pair *p = pair_new(cfd);
-    int ufd = p ? upstream_socket() : -1;
-    if (ufd < 0) {
-        free(p);
-        close(cfd);
+    struct pair *p = pair_open(cfd);
+    if (!p)
         return;
-    }
-    p->u.fd = ufd;
+    int ufd = p->u.fd;
     struct io_uring_sqe *sqe = sqe_get();
     io_uring_prep_connect(sqe, ufd, (struct sockaddr *)&upstream_addr, upstream_len);
     ud_set(sqe, &p->u, OP_CONNECT);
