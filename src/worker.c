@@ -14,6 +14,7 @@
 #include "core/buf.h"
 #include "core/clock.h"
 #include "core/log.h"
+#include "core/pipe.h"
 #include "core/sock.h"
 #include "core/stats.h"
 #include "core/status.h"
@@ -607,6 +608,7 @@ static void *worker_main(void *arg)
     /* Run the deferred frees the closes queued. */
     bl_loop_stop(w->loop);
     bl_buf_drain();
+    bl_pipe_drain();
     return NULL;
 }
 

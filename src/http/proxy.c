@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "core/pipe.h"
 #include "core/sock.h"
 #include "core/rand.h"
 #include "http/access_log.h"
@@ -1651,6 +1652,101 @@ static int relay_read(struct bl_request *r)
     return BL_OK;
 }
 
+/* ------------------------------------------------------------ splice
+ * A response body that passes through untransformed moves upstream socket -> pipe -> client
+ * socket with splice(2) (core/pipe.h): no copy through u->in, about half the CPU per byte
+ * (bench/RESULTS.md, "HTTP splice"). Only what needs no byte of the body in user space:
+ * Content-Length or close-delimited framing (chunked framing is parsed), both sides plain
+ * TCP/1.x (TLS and HTTP/2 frame it), no gzip, no cache fill, no dechunking for an HTTP/1.0
+ * client. It starts once the head and every buffered body byte went, so order holds; a body
+ * shorter than HTTP_SPLICE_MIN stays with the buffer (a pipe's setup would cost more than its
+ * copies). -DHTTP_SPLICE=0 builds without it (to measure against). */
+#ifndef HTTP_SPLICE
+#define HTTP_SPLICE 1
+#endif
+#define HTTP_SPLICE_MIN (64 * 1024)
+
+/* Whether r's rest of the body may be spliced from now on (u->in is empty, the head went). */
+static int relay_splice_ok(const struct bl_request *r)
+{
+    const struct bl_client *c = r->c;
+    const struct bl_upconn *u = r->a.conn;
+    if (!HTTP_SPLICE || r->gz || r->cache || r->cache_sink || r->dechunking || c->tls || c->h2 ||
+        u->tls || (u->in && bl_buf_len(u->in)) || (r->out && r->out_sent != r->out->end))
+        return 0;
+    return (r->resp.body == BL_H1_BODY_LENGTH && r->resp_left >= HTTP_SPLICE_MIN) ||
+           r->resp.body == BL_H1_BODY_CLOSE;
+}
+
+/* Moves the body on through r->pipe until one side blocks (timers armed as the buffered relay
+ * arms them: the client's send_timeout while it lags, else the upstream's read timeout).
+ * BL_OK once all of it reached the client (r->resp_done), BL_AGAIN, or BL_ERR when r moved on
+ * (aborted: a client that went, an upstream that failed or closed early). */
+static int relay_splice(struct bl_request *r)
+{
+    struct bl_client *c = r->c;
+    struct bl_upconn *u = r->a.conn;
+    struct bl_pipe *p = r->pipe;
+    for (;;) {
+        int progress = 0;
+        if (p->piped && c->wready) {
+            if (bl_loop_send_busy(c->w->loop, &c->io)) {
+                /* the head is still staged (io_uring, core/loop.h): BL_EV_WRITE once it went */
+                c->wready = 0;
+            } else {
+                ssize_t n = bl_pipe_out(p, c->io.fd, &c->wready);
+                if (n == BL_ERR) {
+                    request_abort(r, 0, "client closed while receiving the response");
+                    return BL_ERR;
+                }
+                if (n > 0) {
+                    r->resp_started = 1;
+                    r->bytes_out += (uint64_t)n;
+                    r->body_bytes_sent += (uint64_t)n;
+                    progress = 1;
+                }
+            }
+        }
+        if (!r->resp_done && u->rready && p->piped < p->size) {
+            uint64_t max = r->resp.body == BL_H1_BODY_LENGTH ? r->resp_left : UINT64_MAX;
+            ssize_t n = bl_pipe_in(p, u->io.fd, max, &u->rready);
+            if (n > 0) {
+                bl_stat_add(&peer_stats(r)->bytes_in, (uint64_t)n);
+                if (r->resp.body == BL_H1_BODY_LENGTH && (r->resp_left -= (uint64_t)n) == 0)
+                    r->resp_done = 1;
+                progress = 1;
+            } else if (n == 0 && r->resp.body == BL_H1_BODY_CLOSE) {
+                r->resp_done = 1;
+                r->up_reusable = 0;
+                progress = 1;
+            } else if (n == 0) {
+                bl_log(BL_LOG_ERROR, "upstream %s prematurely closed connection while reading "
+                       "response body, client %s", u->server->name, c->ip);
+                count_failure(r, BL_SF_ERROR);
+                request_abort(r, 0, "upstream closed mid-body");
+                return BL_ERR;
+            } else if (n == BL_ERR) {
+                bl_log(BL_LOG_ERROR, "splice() failed (%s) while reading upstream %s, client %s",
+                       strerror(errno), u->server->name, c->ip);
+                count_failure(r, BL_SF_ERROR);
+                request_abort(r, 0, "upstream read error");
+                return BL_ERR;
+            }
+        }
+        if (r->resp_done && !p->piped)
+            return BL_OK;
+        if (!progress)
+            break;
+    }
+    if (p->piped && !c->wready) {
+        bl_arm(c->w, &c->timer, r->loc->conf.send_timeout);
+        bl_timer_cancel(c->w->loop, &u->timer);
+    } else {
+        bl_arm(c->w, &u->timer, r->loc->conf.proxy_read_timeout);
+    }
+    return BL_AGAIN;
+}
+
 /* Streams the response to the client until one side blocks or it is complete. */
 static int recv_relay(struct bl_request *r)
 {
@@ -1666,10 +1762,17 @@ static int recv_relay(struct bl_request *r)
             bl_timer_cancel(c->w->loop, &r->a.conn->timer);
             return BL_AGAIN;
         }
+        if (r->pipe) {
+            rc = relay_splice(r);
+            if (rc != BL_OK)
+                return rc;
+        }
         if (r->resp_done) {
             response_done(r);
             return BL_ERR;
         }
+        if (!r->pipe && relay_splice_ok(r) && (r->pipe = bl_pipe_get()))
+            continue;
         rc = relay_read(r);
         if (rc != BL_OK)
             return rc;
@@ -1919,6 +2022,8 @@ static void request_free(struct bl_request *r)
     bl_rw_free(r); /* the normalized path, rewritten URIs, variables */
     bl_gzip_free(r->gz);
     r->gz = NULL;
+    bl_pipe_put(r->pipe); /* closed if the body was cut with bytes in it */
+    r->pipe = NULL;
     if (r->file_fd >= 0)
         close(r->file_fd);
     bl_timer_cancel(r->c->w->loop, &r->file_timer);

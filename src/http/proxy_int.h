@@ -64,6 +64,7 @@ enum bl_trace_state {
 #define BL_LOG_TRIES 8
 
 struct bl_request;
+struct bl_pipe;
 
 struct bl_client {
     struct bl_io io;
@@ -170,6 +171,8 @@ struct bl_request {
     uint8_t dechunking;
     uint8_t gz_vary;                   /* gzip_vary: the client head gets Vary: Accept-Encoding */
     struct bl_gzip *gz;                /* the response body is compressed (http/gzip.h) */
+    struct bl_pipe *pipe;              /* the response body is spliced upstream -> pipe ->
+                                        * client (core/pipe.h; proxy.c relay_splice) */
     struct bl_h1_message msg;
     struct bl_h1_message resp;
     /* Not cleared when a request starts: valid up to ntries / request_id_len. */
