@@ -4,7 +4,8 @@
 with curl directly against the backend nginx and through ballast, in alternating order, with
 ballast's RSS sampled every 20 ms during its transfers.
 
-  bench/large_body.py [--size 1g] [--rounds 3] [--bin ./ballast] [--conf-extra 'LINES']
+  bench/large_body.py [--size 1g] [--rounds 3] [--bin ./ballast] [--base BIN]
+                      [--conf-extra 'LINES'] [--strace]
 
 Downloads come from nginx (bench/conf/backend.nginx.conf.in plus a location serving a sparse
 file of --size bytes with sendfile); uploads go to a Python sink that reads every body whole
@@ -12,6 +13,10 @@ file of --size bytes with sendfile); uploads go to a Python sink that reads ever
 `client_max_body_size 0;` (and --conf-extra). Throughput is --size / curl's total time.
 Prints a table; the ratio column is through-ballast over direct, medians over the rounds.
 Only ratios measured in the same run mean anything on the shared machines.
+--base BIN runs a second ballast (a baseline build, same config, its own port) in the same
+rounds, each transfer order rotated, so before and after are measured side by side.
+--strace then makes one more transfer each way per ballast under `strace -c -f` and prints its
+system calls per GiB by name (strace slows the transfer: not timed).
 """
 import argparse
 import os
@@ -138,6 +143,8 @@ def main():
     ap.add_argument("--size", type=size_arg, default=1 << 30)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--bin", default="./ballast")
+    ap.add_argument("--base", help="a baseline ballast binary, measured in the same rounds")
+    ap.add_argument("--strace", action="store_true", help="syscalls per GiB, one transfer each")
     ap.add_argument("--conf-extra", default="")
     ap.add_argument("--budget", type=int, default=900)
     args = ap.parse_args()
@@ -165,70 +172,105 @@ def main():
         procs.append(subprocess.Popen(["nginx", "-p", bd, "-e", os.path.join(bd, "error.log"),
                                        "-c", os.path.join(bd, "nginx.conf")],
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        d = os.path.join(tmp, "ballast")
-        os.makedirs(d)
-        bconf = render("ballast.conf.in", port, bport, d).replace(
-            "    access_log off;", "    access_log off;\n    client_max_body_size 0;\n    %s"
-            % args.conf_extra, 1).replace(
-            "        location / {", "        location /upload {\n"
-            "            proxy_pass http://127.0.0.1:%d;\n        }\n        location / {" % sink_port, 1)
-        assert "location /upload" in bconf, "ballast template changed"
-        open(os.path.join(d, "ballast.conf"), "w").write(bconf)
-        blog = open(os.path.join(d, "ballast.log"), "w")
-        b = subprocess.Popen([args.bin, "-c", os.path.join(d, "ballast.conf")], stdout=blog,
-                             stderr=subprocess.STDOUT)
-        procs.append(b)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                if curl(["http://127.0.0.1:%d/" % port], 5)[0] == 200:
-                    break
-            except (subprocess.SubprocessError, ValueError):
-                pass
-            if time.monotonic() > deadline or b.poll() is not None:
-                sys.exit("large_body.py: ballast did not start: " +
-                         open(os.path.join(d, "ballast.log")).read()[-500:])
-            time.sleep(0.1)
+        insts = []  # (name, pid, port)
+        for name, binary in [("ballast", args.bin)] + ([("base", args.base)] if args.base else []):
+            bl_port = port if name == "ballast" else free_port()
+            d = os.path.join(tmp, name)
+            os.makedirs(d)
+            bconf = render("ballast.conf.in", bl_port, bport, d).replace(
+                "    access_log off;", "    access_log off;\n    client_max_body_size 0;\n    %s"
+                % args.conf_extra, 1).replace(
+                "        location / {", "        location /upload {\n"
+                "            proxy_pass http://127.0.0.1:%d;\n        }\n        location / {"
+                % sink_port, 1)
+            assert "location /upload" in bconf, "ballast template changed"
+            open(os.path.join(d, "ballast.conf"), "w").write(bconf)
+            blog = open(os.path.join(d, "ballast.log"), "w")
+            b = subprocess.Popen([binary, "-c", os.path.join(d, "ballast.conf")], stdout=blog,
+                                 stderr=subprocess.STDOUT)
+            procs.append(b)
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    if curl(["http://127.0.0.1:%d/" % bl_port], 5)[0] == 200:
+                        break
+                except (subprocess.SubprocessError, ValueError):
+                    pass
+                if time.monotonic() > deadline or b.poll() is not None:
+                    sys.exit("large_body.py: %s did not start: " % binary +
+                             open(os.path.join(d, "ballast.log")).read()[-500:])
+                time.sleep(0.1)
+            insts.append((name, b.pid, bl_port))
         # The file's first read fills the page cache (several times slower than the next ones):
         # one untimed download first, so every timed one reads cached pages.
         curl(["http://127.0.0.1:%d/big" % bport], 600)
-        idle_rss = rss_kb(b.pid)
+        idle_rss = {name: rss_kb(pid) for name, pid, _ in insts}
         res = {}
         tmo = 600
+
+        def transfer(kind, port, extra_args=()):
+            url = "http://127.0.0.1:%d/%s" % (port, "big" if kind == "download" else "upload")
+            extra = [] if kind == "download" else ["-T", big, "-H",
+                                                  "Content-Type: application/octet-stream"]
+            return curl(list(extra_args) + extra + [url], tmo)
+
+        load0 = open("/proc/loadavg").read().split()[:3]
         for rnd in range(args.rounds):
             for kind in ("download", "upload"):
-                order = [("direct", bport if kind == "download" else sink_port), ("ballast", port)]
-                if rnd % 2:
-                    order.reverse()
-                for name, p in order:
-                    url = "http://127.0.0.1:%d/%s" % (p, "big" if kind == "download" else "upload")
-                    extra = [] if kind == "download" else ["-T", big, "-H",
-                                                          "Content-Type: application/octet-stream"]
-                    s = Sampler(b.pid) if name == "ballast" else None
+                order = [("direct", None, bport if kind == "download" else sink_port)] + insts
+                k = rnd % len(order)
+                for name, pid, p in order[k:] + order[:k]:
+                    s = Sampler(pid) if pid else None
                     if s:
                         s.start()
-                    c0 = cpu_s(b.pid)
-                    code, t, down, up = curl(extra + [url], tmo)
-                    cpu = (cpu_s(b.pid) - c0) / (args.size / (1 << 30)) if s else None
+                    c0 = cpu_s(pid) if pid else 0
+                    code, t, down, up = transfer(kind, p)
+                    cpu = (cpu_s(pid) - c0) / (args.size / (1 << 30)) if s else None
                     peak = s.stop() if s else None
                     moved = down if kind == "download" else up
                     ok = code == 200 and moved == args.size
                     res.setdefault((kind, name), []).append(
                         (args.size / t / 1e6 if ok else 0.0, peak, ok, cpu))
-        print("%s bodies, %d rounds (alternating order), curl on loopback, one ballast worker; "
-              "ballast RSS idle %d KiB" % (fmt_size(args.size), args.rounds, idle_rss))
-        print("| transfer | direct MB/s | through ballast MB/s | ratio | ballast CPU s per GiB "
-              "| ballast peak RSS KiB (idle %d) | failed |" % idle_rss)
-        print("|---|---:|---:|---:|---:|---:|---:|")
+        load1 = open("/proc/loadavg").read().split()[:3]
+        print("%s bodies, %d rounds (rotating order), curl on loopback, one ballast worker; "
+              "load average %s at start, %s at end" % (fmt_size(args.size), args.rounds,
+                                                      " ".join(load0), " ".join(load1)))
+        print("| transfer | ballast | direct MB/s | through ballast MB/s | ratio "
+              "| ballast CPU s per GiB | ballast peak RSS KiB (idle) | failed |")
+        print("|---|---|---:|---:|---:|---:|---:|---:|")
         for kind in ("download", "upload"):
             dr = res[(kind, "direct")]
-            br = res[(kind, "ballast")]
             dm = statistics.median(x[0] for x in dr)
-            bm = statistics.median(x[0] for x in br)
-            print("| %s | %.0f | %.0f | %.2fx | %.2f | %d | %d |" % (
-                kind, dm, bm, bm / dm if dm else 0, statistics.median(x[3] for x in br),
-                max(x[1] for x in br),
-                sum(1 for x in dr + br if not x[2])))
+            for name, _, _ in insts:
+                br = res[(kind, name)]
+                bm = statistics.median(x[0] for x in br)
+                print("| %s | %s | %.0f | %.0f | %.2fx | %.2f | %d (%d) | %d |" % (
+                    kind, args.bin if name == "ballast" else args.base, dm, bm,
+                    bm / dm if dm else 0, statistics.median(x[3] for x in br),
+                    max(x[1] for x in br), idle_rss[name],
+                    sum(1 for x in dr + br if not x[2])))
+        if args.strace:
+            print("\nSystem calls per GiB (strace -c -f, one transfer each, not timed):")
+            for kind in ("download", "upload"):
+                for name, pid, p in insts:
+                    out = os.path.join(tmp, "strace-%s-%s" % (kind, name))
+                    st = subprocess.Popen(["strace", "-c", "-f", "-o", out, "-p", str(pid)],
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                    time.sleep(1)  # attached to every thread
+                    code, _, down, up = transfer(kind, p)
+                    st.send_signal(signal.SIGINT)
+                    st.wait(30)
+                    calls = {}
+                    for line in open(out):
+                        f = line.split()
+                        if len(f) >= 5 and f[3].isdigit() and f[-1] not in ("total", "syscall"):
+                            calls[f[-1]] = int(f[3])
+                    gib = (down if kind == "download" else up) / (1 << 30)
+                    top = sorted(calls.items(), key=lambda kv: -kv[1])
+                    print("- %s, %s: %d per GiB (%s)" % (
+                        kind, args.bin if name == "ballast" else args.base,
+                        sum(calls.values()) / gib if gib else 0,
+                        ", ".join("%s %d" % (k, v / gib) for k, v in top if v / gib >= 1)))
     finally:
         for p in reversed(procs):
             if p.poll() is None:

@@ -1004,6 +1004,19 @@ void bl_h1_chunked_init(struct bl_h1_chunked *c)
     c->state = H1_CK_SIZE_START;
 }
 
+uint64_t bl_h1_chunked_data_left(const struct bl_h1_chunked *c)
+{
+    return c->state == H1_CK_DATA ? c->remaining : 0;
+}
+
+void bl_h1_chunked_skip(struct bl_h1_chunked *c, uint64_t n)
+{
+    c->remaining -= n;
+    c->data_bytes += n;
+    if (c->remaining == 0)
+        c->state = H1_CK_DATA_CR;
+}
+
 static inline ssize_t h1_ck_fail(struct bl_h1_chunked *c, const char *reason)
 {
     c->state = H1_CK_ERROR;

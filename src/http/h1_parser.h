@@ -187,6 +187,14 @@ void bl_h1_chunked_init(struct bl_h1_chunked *c);
  * control characters in extensions or trailers. Resumable at any byte. */
 ssize_t bl_h1_chunked_scan(struct bl_h1_chunked *c, const char *buf, size_t len, int *done);
 
+/* Data bytes of the current chunk still to come while the scanner is inside chunk data, 0
+ * elsewhere (size line, CRLF, trailers, done): a relay may move that many bytes without
+ * looking at them (splice) and report them with bl_h1_chunked_skip(). */
+uint64_t bl_h1_chunked_data_left(const struct bl_h1_chunked *c);
+
+/* Counts n data bytes, at most bl_h1_chunked_data_left(), as scanned. */
+void bl_h1_chunked_skip(struct bl_h1_chunked *c, uint64_t n);
+
 /* Name of the scanner's current state, for logs. */
 const char *bl_h1_chunked_state_str(const struct bl_h1_chunked *c);
 

@@ -1655,33 +1655,58 @@ static int relay_read(struct bl_request *r)
 /* ------------------------------------------------------------ splice
  * A response body that passes through untransformed moves upstream socket -> pipe -> client
  * socket with splice(2) (core/pipe.h): no copy through u->in, about half the CPU per byte
- * (bench/RESULTS.md, "HTTP splice"). Only what needs no byte of the body in user space:
- * Content-Length or close-delimited framing (chunked framing is parsed), both sides plain
- * TCP/1.x (TLS and HTTP/2 frame it), no gzip, no cache fill, no dechunking for an HTTP/1.0
- * client. It starts once the head and every buffered body byte went, so order holds; a body
- * shorter than HTTP_SPLICE_MIN stays with the buffer (a pipe's setup would cost more than its
- * copies). -DHTTP_SPLICE=0 builds without it (to measure against). */
+ * (bench/RESULTS.md, "HTTP splice"). Only where no byte of the body is needed in user space:
+ * both sides plain TCP/1.x (TLS and HTTP/2 frame it), no gzip, no cache fill, no dechunking
+ * for an HTTP/1.0 client. A Content-Length or close-delimited body is spliced to its end; a
+ * chunked one chunk by chunk, its framing read and scanned through u->in as before. Splicing
+ * starts only once the head and every buffered body byte went (so order holds) and while at
+ * least HTTP_SPLICE_MIN bytes are to come (less costs more in a pipe's two calls than in a
+ * copy). -DHTTP_SPLICE=0 builds without it (to measure against). */
 #ifndef HTTP_SPLICE
 #define HTTP_SPLICE 1
 #endif
 #define HTTP_SPLICE_MIN (64 * 1024)
 
-/* Whether r's rest of the body may be spliced from now on (u->in is empty, the head went). */
-static int relay_splice_ok(const struct bl_request *r)
+/* Body bytes that may be spliced from here on: the rest of a Content-Length body, all of a
+ * close-delimited one, the rest of the current chunk's data. */
+static uint64_t splice_left(const struct bl_request *r)
+{
+    switch (r->resp.body) {
+    case BL_H1_BODY_LENGTH:
+        return r->resp_left;
+    case BL_H1_BODY_CHUNKED:
+        return bl_h1_chunked_data_left(&r->resp_chunked);
+    case BL_H1_BODY_CLOSE:
+        return r->resp_done ? 0 : UINT64_MAX;
+    default:
+        return 0;
+    }
+}
+
+/* Whether the body may be spliced from now on; takes r->pipe if so. */
+static int splice_start(struct bl_request *r)
 {
     const struct bl_client *c = r->c;
     const struct bl_upconn *u = r->a.conn;
-    if (!HTTP_SPLICE || r->gz || r->cache || r->cache_sink || r->dechunking || c->tls || c->h2 ||
-        u->tls || (u->in && bl_buf_len(u->in)) || (r->out && r->out_sent != r->out->end))
+    if (!HTTP_SPLICE || r->no_splice || r->resp_done || splice_left(r) < HTTP_SPLICE_MIN ||
+        (u->in && bl_buf_len(u->in)) || (r->out && r->out_sent != r->out->end))
         return 0;
-    return (r->resp.body == BL_H1_BODY_LENGTH && r->resp_left >= HTTP_SPLICE_MIN) ||
-           r->resp.body == BL_H1_BODY_CLOSE;
+    if (r->gz || r->cache || r->cache_sink || r->dechunking || c->tls || c->h2 || u->tls) {
+        r->no_splice = 1;
+        return 0;
+    }
+    if (!r->pipe && !(r->pipe = bl_pipe_get())) {
+        r->no_splice = 1; /* no pipe to be had (fds, pipe-user-pages-soft): copy */
+        return 0;
+    }
+    return 1;
 }
 
 /* Moves the body on through r->pipe until one side blocks (timers armed as the buffered relay
- * arms them: the client's send_timeout while it lags, else the upstream's read timeout).
- * BL_OK once all of it reached the client (r->resp_done), BL_AGAIN, or BL_ERR when r moved on
- * (aborted: a client that went, an upstream that failed or closed early). */
+ * arms them: the client's send_timeout while it lags, else the upstream's read timeout) or
+ * the bytes splice_left() allowed went. BL_OK once they reached the client, BL_AGAIN, or
+ * BL_ERR when r moved on (aborted: a client that went, an upstream that failed or closed
+ * early). */
 static int relay_splice(struct bl_request *r)
 {
     struct bl_client *c = r->c;
@@ -1707,33 +1732,41 @@ static int relay_splice(struct bl_request *r)
                 }
             }
         }
-        if (!r->resp_done && u->rready && p->piped < p->size) {
-            uint64_t max = r->resp.body == BL_H1_BODY_LENGTH ? r->resp_left : UINT64_MAX;
-            ssize_t n = bl_pipe_in(p, u->io.fd, max, &u->rready);
+        uint64_t left = r->splice_cut ? 0 : splice_left(r);
+        if (left && u->rready && p->piped < p->size) {
+            ssize_t n = bl_pipe_in(p, u->io.fd, left, &u->rready);
             if (n > 0) {
                 bl_stat_add(&peer_stats(r)->bytes_in, (uint64_t)n);
-                if (r->resp.body == BL_H1_BODY_LENGTH && (r->resp_left -= (uint64_t)n) == 0)
+                if (r->resp.body == BL_H1_BODY_CHUNKED)
+                    bl_h1_chunked_skip(&r->resp_chunked, (uint64_t)n);
+                else if (r->resp.body == BL_H1_BODY_LENGTH &&
+                         (r->resp_left -= (uint64_t)n) == 0)
                     r->resp_done = 1;
                 progress = 1;
             } else if (n == 0 && r->resp.body == BL_H1_BODY_CLOSE) {
                 r->resp_done = 1;
                 r->up_reusable = 0;
                 progress = 1;
-            } else if (n == 0) {
-                bl_log(BL_LOG_ERROR, "upstream %s prematurely closed connection while reading "
-                       "response body, client %s", u->server->name, c->ip);
+            } else if (n == 0 || n == BL_ERR) {
+                if (n == 0)
+                    bl_log(BL_LOG_ERROR, "upstream %s prematurely closed connection while "
+                           "reading response body, client %s", u->server->name, c->ip);
+                else
+                    bl_log(BL_LOG_ERROR, "splice() failed (%s) while reading upstream %s, "
+                           "client %s", strerror(errno), u->server->name, c->ip);
                 count_failure(r, BL_SF_ERROR);
-                request_abort(r, 0, "upstream closed mid-body");
-                return BL_ERR;
-            } else if (n == BL_ERR) {
-                bl_log(BL_LOG_ERROR, "splice() failed (%s) while reading upstream %s, client %s",
-                       strerror(errno), u->server->name, c->ip);
-                count_failure(r, BL_SF_ERROR);
-                request_abort(r, 0, "upstream read error");
-                return BL_ERR;
+                /* what came before goes to the client first, as with the buffer */
+                r->splice_cut = n == 0 ? 1 : 2;
+                r->up_reusable = 0;
+                progress = 1;
             }
         }
-        if (r->resp_done && !p->piped)
+        if (r->splice_cut && !p->piped) {
+            request_abort(r, 0, r->splice_cut == 1 ? "upstream closed mid-body"
+                                                   : "upstream read error");
+            return BL_ERR;
+        }
+        if (!p->piped && !splice_left(r))
             return BL_OK;
         if (!progress)
             break;
@@ -1762,17 +1795,17 @@ static int recv_relay(struct bl_request *r)
             bl_timer_cancel(c->w->loop, &r->a.conn->timer);
             return BL_AGAIN;
         }
-        if (r->pipe) {
-            rc = relay_splice(r);
-            if (rc != BL_OK)
-                return rc;
-        }
-        if (r->resp_done) {
+        int piped = r->pipe && r->pipe->piped;
+        if (r->resp_done && !piped) {
             response_done(r);
             return BL_ERR;
         }
-        if (!r->pipe && relay_splice_ok(r) && (r->pipe = bl_pipe_get()))
+        if (piped || splice_start(r)) {
+            rc = relay_splice(r);
+            if (rc != BL_OK)
+                return rc;
             continue;
+        }
         rc = relay_read(r);
         if (rc != BL_OK)
             return rc;

@@ -173,6 +173,10 @@ struct bl_request {
     struct bl_gzip *gz;                /* the response body is compressed (http/gzip.h) */
     struct bl_pipe *pipe;              /* the response body is spliced upstream -> pipe ->
                                         * client (core/pipe.h; proxy.c relay_splice) */
+    uint8_t no_splice;                 /* the body is not spliced (a filter needs its bytes,
+                                        * or no pipe could be had) */
+    uint8_t splice_cut;                /* the upstream closed (1) or failed (2) mid-body: the
+                                        * pipe's bytes go to the client, then r is aborted */
     struct bl_h1_message msg;
     struct bl_h1_message resp;
     /* Not cleared when a request starts: valid up to ntries / request_id_len. */

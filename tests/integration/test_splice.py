@@ -93,6 +93,44 @@ def test_close_delimited_spliced(px, be):
         assert c.closed(3 * SLOW)
 
 
+def big_chunks(req, c):
+    """SIZE bytes (seed 49) in chunks of 3 MiB + 17 bytes (they line up with no pipe or
+    buffer), a chunk extension on each size line; the connection stays."""
+    c.backend.read_body(req, c)
+    c.backend.record(req)
+    c.send(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+    chunk = 3 * 1024 * 1024 + 17
+    pending = bytearray()
+    blocks = gen_blocks(SIZE, 49)
+    for blk in blocks:
+        pending += blk
+        while len(pending) >= chunk:
+            c.send(b"%x;n=1\r\n" % chunk + bytes(pending[:chunk]) + b"\r\n")
+            del pending[:chunk]
+    if pending:
+        c.send(b"%x\r\n" % len(pending) + bytes(pending) + b"\r\n")
+    c.send(b"0\r\n\r\n")
+    return True
+
+
+def test_chunked_spliced_per_chunk(px, be):
+    """Large chunks are spliced chunk by chunk, their framing read through the buffer: the
+    body arrives byte-exact with its framing (the client's reader checks it), and the
+    upstream connection is reused after the last chunk."""
+    be.route("/ck", big_chunks)
+    before = pipe_fds(px.pid)
+    with px.conn(timeout=30 * SLOW, rcvbuf=65536) as c:
+        c.send(build_request("GET", "/ck"))
+        assert wait_for(lambda: pipe_fds(px.pid) > before, 3 * SLOW), \
+            "no pipe while a large chunk waited for the client"
+        r = c.read_response(sink=lambda b: None)
+        assert r.status == 200 and r.header("transfer-encoding") == "chunked", r
+        assert (r.body_len, r.body_sha256) == (SIZE, body_sha256(SIZE, 49)), r.body_len
+        r = c.request("GET", "/after")
+        assert r.status == 200, r
+    assert be.accepted == 1, "the upstream connection was not reused (%d)" % be.accepted
+
+
 @pytest.mark.parametrize("version", ["HTTP/1.1", "HTTP/1.0"])
 def test_chunked_and_http10(px, be, version):
     """Chunked bodies keep their framing (or lose it for HTTP/1.0, which then ends at close);

@@ -1238,6 +1238,36 @@ static void run_bench(void)
 
 /* ------------------------------------------------------------------------------------------ */
 
+/* A relay that splices chunk data without reading it reports it with bl_h1_chunked_skip():
+ * the framing scanned around skipped data ends where scanning every byte ends, and
+ * bl_h1_chunked_data_left() is 0 everywhere but inside chunk data (a size line's digits are
+ * not data). */
+static void test_chunked_skip(void **state)
+{
+    (void)state;
+    const char body[] = "5\r\nhello\r\n10;x=y\r\n0123456789abcdef\r\n0\r\nT: 1\r\n\r\n";
+    struct bl_h1_chunked c;
+    bl_h1_chunked_init(&c);
+    int done = 0;
+    EXPECT_INT(bl_h1_chunked_data_left(&c), 0);
+    EXPECT_INT(bl_h1_chunked_scan(&c, body, 5, &done), 5); /* "5\r\nhe" */
+    EXPECT_INT(bl_h1_chunked_data_left(&c), 3);
+    bl_h1_chunked_skip(&c, 3);
+    EXPECT_INT(bl_h1_chunked_data_left(&c), 0);
+    EXPECT_INT(bl_h1_chunked_scan(&c, body + 8, 4, &done), 4); /* "\r\n10" */
+    EXPECT_INT(bl_h1_chunked_data_left(&c), 0);
+    EXPECT_INT(bl_h1_chunked_scan(&c, body + 12, 6, &done), 6); /* ";x=y\r\n" */
+    EXPECT_INT(bl_h1_chunked_data_left(&c), 16);
+    bl_h1_chunked_skip(&c, 10);
+    EXPECT_INT(bl_h1_chunked_data_left(&c), 6);
+    EXPECT_INT(done, 0);
+    size_t len = sizeof(body) - 1;
+    EXPECT_INT(bl_h1_chunked_scan(&c, body + 28, len - 28, &done), (ssize_t)(len - 28));
+    EXPECT_INT(done, 1);
+    EXPECT_INT(c.data_bytes, 21);
+    EXPECT_INT(bl_h1_chunked_data_left(&c), 0);
+}
+
 static int run_corpus(const char *group, const void *cases, size_t count, size_t size,
                       CMUnitTestFunction fn)
 {
@@ -1263,6 +1293,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_class_table),
         cmocka_unit_test(test_scan_every_byte),
         cmocka_unit_test(test_find_and_reuse),
+        cmocka_unit_test(test_chunked_skip),
     };
     int failed = cmocka_run_group_tests_name("h1_misc", misc, NULL, NULL);
     failed += run_corpus("h1_valid_heads", req_valid, BL_ARRAY_LEN(req_valid), sizeof(req_valid[0]),
