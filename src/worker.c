@@ -13,6 +13,7 @@
 #include "conf/conf.h"
 #include "core/buf.h"
 #include "core/clock.h"
+#include "core/line.h"
 #include "core/log.h"
 #include "core/pipe.h"
 #include "core/sock.h"
@@ -824,6 +825,12 @@ struct bl_generation *bl_generation_create(struct bl_config *cfg, int nworkers,
             return NULL;
         }
     }
+    /* Before the carry: a state the carry replaces is freed with its counts. */
+    if (bl_upstream_counts_init(cfg->groups, cfg->ngroups, (uint32_t)nworkers) != BL_OK) {
+        snprintf(err, errlen, "out of memory");
+        generation_undo(g);
+        return NULL;
+    }
     if (prev)
         bl_upstream_carry(cfg->groups, cfg->ngroups, prev->cfg->groups, prev->cfg->ngroups,
                           g->server_map);
@@ -836,7 +843,7 @@ int bl_generation_build(struct bl_generation *g, struct bl_worker *ws, char *err
     const struct bl_config *cfg = g->cfg;
     for (int i = 0; i < g->nworkers; i++) {
         struct bl_worker *w = &ws[i];
-        struct bl_worker_gen *wg = calloc(1, sizeof(*wg));
+        struct bl_worker_gen *wg = bl_line_calloc(1, sizeof(*wg));
         if (!wg)
             goto oom;
         g->wgens[i] = wg;
@@ -860,7 +867,8 @@ int bl_generation_build(struct bl_generation *g, struct bl_worker *ws, char *err
                                     cfg->nupstream_servers, wg->http.stats->peers, err,
                                     errlen) != BL_OK)
             return BL_ERR;
-        wg->listeners = calloc(cfg->nlistens + 1, sizeof(*wg->listeners));
+        wg->http.up.worker = (uint32_t)i;
+        wg->listeners = bl_line_calloc(cfg->nlistens + 1, sizeof(*wg->listeners));
         if (bl_access_logs_init(&wg->http.logs, w->loop, cfg) != BL_OK || !wg->listeners)
             goto oom;
         wg->nlisteners = cfg->nlistens;
@@ -913,7 +921,7 @@ struct bl_worker *bl_workers_create(struct bl_generation *g, int notify_fd, char
                                     unsigned long errlen)
 {
     int n = g->nworkers;
-    struct bl_worker *ws = calloc((size_t)n, sizeof(*ws));
+    struct bl_worker *ws = bl_line_calloc((size_t)n, sizeof(*ws));
     if (!ws) {
         snprintf(err, errlen, "out of memory");
         return NULL;

@@ -80,7 +80,8 @@ struct bl_generation {
 };
 
 struct bl_worker {
-    int id;                       /* 1..N (0 is the control thread in logs) */
+    /* Its own cache lines in the array (bl_line_calloc): no line holds two workers' fields. */
+    _Alignas(64) int id;                       /* 1..N (0 is the control thread in logs) */
     pthread_t thread;
     struct bl_loop *loop;
     struct bl_worker_gen *cur;    /* the generation new connections and requests run on */

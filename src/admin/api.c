@@ -163,7 +163,7 @@ static json_t *server_json(const struct bl_api_ctx *ctx, const struct bl_upstrea
     json_t *resp = json_object();
     for (unsigned k = 0; resp && k < BL_STATS_NCLASSES; k++)
         json_object_set_new(resp, cls[k], json_integer((json_int_t)ps.responses[k]));
-    int32_t active = atomic_load_explicit(&s->state->active, memory_order_relaxed);
+    int64_t active = bl_server_active(s);
     json_t *j = json_pack(
         "{s:I, s:s, s:b, s:s, s:i, s:i, s:i, s:b, s:b, s:I, s:I, s:o, s:I, s:f, s:I, s:I}",
         "id", (json_int_t)s->index, "server", s->name, "backup", (int)s->backup, "state",
@@ -171,7 +171,7 @@ static json_t *server_json(const struct bl_api_ctx *ctx, const struct bl_upstrea
         "config_weight", s->weight, "max_conns", bl_server_max_conns(s), "down",
         bl_server_down(s), "drain", (admin & BL_ADMIN_DRAIN) != 0, "in_flight",
         (json_int_t)(active > 0 ? active : 0), "requests",
-        (json_int_t)atomic_load_explicit(&s->state->requests, memory_order_relaxed),
+        (json_int_t)bl_server_requests(s),
         "responses", resp ? resp : json_null(), "failures", (json_int_t)ps.failures,
         "latency_ms", ps.timed ? (double)ps.time_us / (double)ps.timed / 1000.0 : 0.0,
         "response_time_us_total", (json_int_t)ps.time_us, "timed_responses",
@@ -215,7 +215,7 @@ static json_t *upstream_json(const struct bl_api_ctx *ctx, const struct bl_upstr
     uint32_t avail = 0;
     for (uint32_t i = 0; i < g->nservers; i++)
         avail += (uint32_t)bl_server_view_available(&g->servers[i], ctx->now_ms);
-    int32_t active = atomic_load_explicit(&g->gstate->active, memory_order_relaxed);
+    int64_t active = bl_group_active(g);
     json_t *servers = servers_json(ctx, g);
     if (!servers)
         return NULL;

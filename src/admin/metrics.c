@@ -561,8 +561,7 @@ static void render_peer_state(struct bl_strbuf *out, const struct peer_view *pv,
         const struct bl_upstream_server *s = pv[i].s;
         const char *lab = pv[i].lab;
         sample_gauge(out, "ballast_upstream_server_requests_in_flight", lab, NULL, NULL,
-                     (uint64_t)(int64_t)atomic_load_explicit(&s->state->active,
-                                                             memory_order_relaxed));
+                     (uint64_t)bl_server_active(s));
     }
     family(out, "ballast_upstream_server_weight", "gauge",
            "Weight of the upstream server in effect: the config's, or the admin API's.");

@@ -6,6 +6,7 @@
 
 #include "core/buf.h"
 #include "core/clock.h"
+#include "core/line.h"
 #include "core/log.h"
 #include "core/status.h"
 #include "upstream/attempt.h"
@@ -40,7 +41,8 @@ int bl_upstream_worker_init(struct bl_upstream_worker *uw, struct bl_loop *loop,
         size_t size = g->balancer->worker_size ? g->balancer->worker_size(g) : 0;
         if (!size)
             continue;
-        if (!(uw->lb_state[i] = calloc(1, size)))
+        /* written on every pick: its own lines, not next to another worker's */
+        if (!(uw->lb_state[i] = bl_line_calloc(1, size)))
             goto oom;
         if (g->balancer->worker_init)
             g->balancer->worker_init(g, uw->lb_state[i]);
@@ -115,9 +117,11 @@ static struct bl_upstream_server *pick_server(struct bl_attempt *a, struct bl_up
 }
 
 /* The attempt now holds s: counted active, with its outlier probe ticket. */
-static void attempt_acquire(struct bl_attempt *a, struct bl_upstream_server *s, uint32_t probe)
+static void attempt_acquire(struct bl_attempt *a, const struct bl_upstream_worker *uw,
+                            struct bl_upstream_server *s, uint32_t probe)
 {
-    bl_server_acquire(s);
+    a->worker = uw->worker;
+    bl_server_acquire_on(s, a->worker);
     a->server = s;
     a->released = 0;
     a->probe = probe;
@@ -133,7 +137,7 @@ int bl_attempt_first(struct bl_attempt *a, struct bl_upstream_worker *uw,
     struct bl_upstream_server *s = pick_server(a, uw, g, key, key_len, client, &probe);
     if (!s)
         return BL_ERR;
-    attempt_acquire(a, s, probe);
+    attempt_acquire(a, uw, s, probe);
     return BL_OK;
 }
 
@@ -142,7 +146,7 @@ int bl_group_full(const struct bl_upstream_group *g)
     for (uint32_t i = 0; i < g->nservers; i++) {
         const struct bl_upstream_server *s = &g->servers[i];
         int max = bl_server_max_conns(s);
-        if (max && atomic_load_explicit(&s->state->active, memory_order_relaxed) >= max)
+        if (max && bl_server_active_pick(s) >= max)
             return 1;
     }
     return 0;
@@ -284,7 +288,7 @@ int bl_attempt_failed(struct bl_attempt *a, struct bl_upstream_worker *uw,
     if (uw->stats)
         bl_stat_add(&uw->stats[s->id].retries, 1);
     a->retry_held = 1; /* the retry slot goes with the new attempt */
-    attempt_acquire(a, next, probe);
+    attempt_acquire(a, uw, next, probe);
     return BL_OK;
 }
 
@@ -303,7 +307,7 @@ void bl_attempt_release(struct bl_attempt *a, int failed, int reusable, uint64_t
     if (!s || a->released)
         return;
     a->released = 1;
-    bl_server_release(s);
+    bl_server_release_on(s, a->worker);
     if (s->group->queue) {
         /* the release above before the queue's count: a waiter that enqueued meanwhile
          * either sees the room or is seen here (queue.h) */

@@ -80,6 +80,7 @@ struct bl_attempt {
     uint64_t time_us;                  /* start to answer of the last answered attempt; 0 none */
     int status;                        /* last answer's status, 0 = none */
     uint32_t probe;                    /* outlier probation ticket of the attempt (0: none) */
+    uint32_t worker;                   /* the worker that acquired server (its counts) */
     uint8_t tries;                     /* servers acquired (a stale resend is not a try) */
     uint8_t released;                  /* a->server released (feedback given) */
     uint8_t outcome_reported;          /* the outcome went to outlier detection */
@@ -98,6 +99,9 @@ struct bl_upstream_worker {
                                         * server id (core/stats.h); NULL: not counted */
     struct bl_queue_worker queue;      /* upstream queues' wake-ups (loop NULL when no group
                                         * has a queue) */
+    uint32_t worker;                   /* 0-based worker index: its slot in the servers'
+                                        * per-worker counts (upstream.h); set by the caller
+                                        * after init, 0 by default */
 };
 
 /* Sets up uw for groups[0..ngroups) with nservers servers in all: pools, and each balancer's

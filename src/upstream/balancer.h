@@ -92,6 +92,8 @@ struct bl_balancer_ops {
 #define BL_BALANCER_CLIENT    0x4  /* needs p->client_addr (ip_hash) */
 #define BL_BALANCER_BOUND     0x8  /* takes group->hash_bound (hash_consistent) */
 #define BL_BALANCER_TWO       0x10 /* takes group->random_two (random) */
+#define BL_BALANCER_ACTIVE    0x20 /* pick() reads state->active: the group keeps the shared
+                                    * in-flight counts (group->shared_active) */
 
 static inline int bl_pick_tried(const struct bl_pick *p, uint32_t i)
 {

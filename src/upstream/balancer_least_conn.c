@@ -587,6 +587,7 @@ static void lc_release(struct bl_pick *p, struct bl_upstream_server *s,
 
 const struct bl_balancer_ops bl_balancer_least_conn = {
     .name = "least_conn",
+    .flags = BL_BALANCER_ACTIVE,
     .init = lc_init,
     .worker_size = lc_worker_size,
     .worker_init = lc_worker_init,

@@ -97,6 +97,7 @@ static void lt_release(struct bl_pick *p, struct bl_upstream_server *s,
 
 const struct bl_balancer_ops bl_balancer_least_time = {
     .name = "least_time",
+    .flags = BL_BALANCER_ACTIVE,
     .init = bl_rr_weights_init,
     .worker_size = bl_rr_worker_size,
     .worker_init = bl_rr_worker_init,

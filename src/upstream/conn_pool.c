@@ -8,6 +8,7 @@
 
 #include "core/buf.h"
 #include "core/clock.h"
+#include "core/line.h"
 #include "core/sock.h"
 #include "core/status.h"
 #include "upstream/conn_pool.h"
@@ -19,7 +20,8 @@ int bl_conn_pool_init(struct bl_conn_pool *p, struct bl_loop *loop, uint32_t nse
     p->nconns = 0;
     p->draining = 0;
     p->stats = NULL;
-    p->idle = calloc(nservers + 1, sizeof(*p->idle));
+    /* taken from and given back on every request: its own lines (core/line.h) */
+    p->idle = bl_line_calloc(nservers + 1, sizeof(*p->idle));
     return p->idle ? BL_OK : BL_ERR;
 }
 

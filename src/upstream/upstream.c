@@ -6,6 +6,7 @@
 #include <sys/un.h>
 
 #include "core/status.h"
+#include "upstream/balancer.h"
 #include "upstream/upstream.h"
 #include "upstream/outlier.h"
 
@@ -27,7 +28,7 @@ int bl_server_available(const struct bl_upstream_server *s, uint64_t now_ms)
     int max_conns = bl_likely(!(admin & BL_ADMIN_MAX_CONNS))
                         ? s->max_conns
                         : atomic_load_explicit(&s->state->admin_max_conns, memory_order_relaxed);
-    if (max_conns && atomic_load_explicit(&s->state->active, memory_order_relaxed) >= max_conns)
+    if (max_conns && bl_server_active_pick(s) >= max_conns)
         return 0;
     /* Last: the only check that may write (an ejection that just ended moves to probation). */
     if (s->group->outlier && !bl_outlier_admit(s, now_ms))
@@ -87,16 +88,96 @@ int bl_upstream_addr_equal(const struct sockaddr_storage *a, const struct sockad
 
 void bl_server_state_put(struct bl_server_state *st)
 {
-    if (st && atomic_fetch_sub_explicit(&st->refs, 1, memory_order_acq_rel) == 1)
+    if (st && atomic_fetch_sub_explicit(&st->refs, 1, memory_order_acq_rel) == 1) {
+        free(st->per_worker);
         free(st);
+    }
 }
 
 void bl_group_state_put(struct bl_group_state *gs)
 {
     if (gs && atomic_fetch_sub_explicit(&gs->refs, 1, memory_order_acq_rel) == 1) {
         bl_queue_destroy(&gs->queue);
+        free(gs->per_worker);
         free(gs);
     }
+}
+
+/* ------------------------------------------------------------ per-worker counts */
+
+static struct bl_worker_counts *counts_new(uint32_t n)
+{
+    size_t size = (size_t)n * sizeof(struct bl_worker_counts);
+    struct bl_worker_counts *c = aligned_alloc(_Alignof(struct bl_worker_counts), size);
+    if (c)
+        memset(c, 0, size);
+    return c;
+}
+
+/* Whether a pick of g reads the in-flight counts (see shared_active). */
+static int group_needs_shared(const struct bl_upstream_group *g)
+{
+    if ((g->balancer && (g->balancer->flags & BL_BALANCER_ACTIVE)) || g->random_two ||
+        g->hash_bound != 0 || g->queue || g->retry_budget_set || g->adaptive)
+        return 1;
+    for (uint32_t i = 0; i < g->nservers; i++)
+        if (g->servers[i].max_conns)
+            return 1;
+    return 0;
+}
+
+int bl_upstream_counts_init(struct bl_upstream_group *const *groups, uint32_t ngroups,
+                            uint32_t nworkers)
+{
+    if (nworkers == 0)
+        nworkers = 1;
+    for (uint32_t gi = 0; gi < ngroups; gi++) {
+        struct bl_upstream_group *g = groups[gi];
+        g->shared_active = (uint8_t)group_needs_shared(g);
+        struct bl_group_state *gs = g->gstate;
+        /* A kept state was made for the same worker count: a reload cannot change it. */
+        if (!gs->per_worker) {
+            if (!(gs->per_worker = counts_new(nworkers)))
+                return BL_ERR;
+            gs->nworkers = nworkers;
+        }
+        for (uint32_t i = 0; i < g->nservers; i++) {
+            struct bl_server_state *st = g->servers[i].state;
+            if (st->per_worker)
+                continue;
+            if (!(st->per_worker = counts_new(nworkers)))
+                return BL_ERR;
+            st->nworkers = nworkers;
+        }
+    }
+    return BL_OK;
+}
+
+int64_t bl_server_active(const struct bl_upstream_server *s)
+{
+    const struct bl_server_state *st = s->state;
+    int64_t n = atomic_load_explicit(&st->active, memory_order_relaxed);
+    for (uint32_t w = 0; w < st->nworkers; w++)
+        n += atomic_load_explicit(&st->per_worker[w].active, memory_order_relaxed);
+    return n;
+}
+
+uint64_t bl_server_requests(const struct bl_upstream_server *s)
+{
+    const struct bl_server_state *st = s->state;
+    uint64_t n = 0;
+    for (uint32_t w = 0; w < st->nworkers; w++)
+        n += atomic_load_explicit(&st->per_worker[w].requests, memory_order_relaxed);
+    return n;
+}
+
+int64_t bl_group_active(const struct bl_upstream_group *g)
+{
+    const struct bl_group_state *gs = g->gstate;
+    int64_t n = atomic_load_explicit(&gs->active, memory_order_relaxed);
+    for (uint32_t w = 0; w < gs->nworkers; w++)
+        n += atomic_load_explicit(&gs->per_worker[w].active, memory_order_relaxed);
+    return n;
 }
 
 static struct bl_upstream_group *find_group(struct bl_upstream_group *const *groups, uint32_t n,

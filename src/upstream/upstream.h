@@ -20,17 +20,28 @@ struct bl_outlier_conf;  /* outlier.h */
 struct bl_queue_conf;    /* queue.h */
 struct bl_adaptive;      /* adaptive.h */
 
+/* One worker's counts for a server or a group: its own cache line, written by that worker
+ * alone with a relaxed load and store (no lock prefix), read by any thread with relaxed loads
+ * (core/stats.h does the same). */
+struct bl_worker_counts {
+    _Alignas(64) _Atomic int64_t active; /* in flight from this worker (groups without
+                                          * shared_active); an attempt is taken and let go
+                                          * on one worker, so it never goes below zero */
+    _Atomic uint64_t requests;           /* requests sent (servers only) */
+};
+
 /* Runtime state of one server, shared by every worker. Survives reloads for a server that keeps
  * its identity (group name + address). */
 struct bl_server_state {
     _Atomic uint32_t refs;           /* configs that hold it (1 + one per reload that kept the
                                       * server while an older config is still in use) */
-    _Atomic int32_t active;          /* requests in flight on this server, all workers */
+    _Atomic int32_t active;          /* requests in flight on this server, all workers, from
+                                      * groups with shared_active (bl_server_active() adds the
+                                      * per-worker counts of the others) */
     _Atomic uint32_t fails;          /* failed attempts in the current fail_timeout window */
     _Atomic uint64_t fail_window_ms; /* start of the current failure-counting window */
     _Atomic uint64_t down_until_ms;  /* passive health: unavailable until then (0 = available) */
     _Atomic uint64_t up_since_ms;    /* when it last became available (for slow_start) */
-    _Atomic uint64_t requests;       /* requests sent, for statistics */
     _Atomic uint64_t ewma_latency_us;/* peak-EWMA of response time (least_time) */
     _Atomic uint64_t ewma_stamp_ms;  /* when ewma_latency_us was last fed (least_time decays it
                                       * with the time since) */
@@ -53,6 +64,10 @@ struct bl_server_state {
     _Atomic uint32_t admin;               /* BL_ADMIN_* bits; 0: as configured */
     _Atomic int32_t admin_weight;         /* with BL_ADMIN_WEIGHT: 1..BL_WEIGHT_MAX */
     _Atomic int32_t admin_max_conns;      /* with BL_ADMIN_MAX_CONNS: 0 = unlimited */
+    /* Each worker's counts ([nworkers], bl_upstream_counts_init; NULL until a generation is
+     * made with the server): requests always, active for groups without shared_active. */
+    struct bl_worker_counts *per_worker;
+    uint32_t nworkers;
 };
 
 /* bl_server_state.admin */
@@ -66,7 +81,9 @@ struct bl_server_state {
 /* Runtime state of a group, shared by every worker. */
 struct bl_group_state {
     _Atomic uint32_t refs;           /* configs that hold it, as bl_server_state.refs */
-    _Atomic int32_t active;          /* requests in flight to any server of the group */
+    _Atomic int32_t active;          /* requests in flight to any server of the group, from
+                                      * groups with shared_active (bl_group_active() adds the
+                                      * per-worker counts of the others) */
     _Atomic int32_t retries;         /* of those, retries (retry_budget) */
     _Atomic int32_t ejected;         /* servers currently ejected by outlier detection */
     _Atomic uint64_t retry_warn_ms;  /* next time a refused retry may be logged */
@@ -78,6 +95,8 @@ struct bl_group_state {
     _Atomic uint8_t admin_live;
     /* `queue`: the waiting requests of every generation that shares this state (queue.h). */
     struct bl_queue queue;
+    struct bl_worker_counts *per_worker; /* [nworkers], as bl_server_state's (active only) */
+    uint32_t nworkers;
 };
 
 struct bl_upstream_server {
@@ -123,6 +142,12 @@ struct bl_upstream_group {
     struct bl_adaptive *adaptive;    /* `adaptive_concurrency ...;`: the learned limit, or
                                       * NULL */
     uint8_t retry_budget_set;        /* `retry_budget P [min=N];` given (P may be 0) */
+    uint8_t shared_active;           /* 1: attempts count in state->active and gstate->active
+                                      * (atomics), because a pick reads them: the balancer
+                                      * (least_conn, least_time, random two, hash bound=),
+                                      * max_conns, queue, retry_budget, adaptive_concurrency.
+                                      * 0: in each worker's bl_worker_counts. Set by
+                                      * bl_upstream_counts_init() */
     uint32_t retry_budget_percent;
     uint32_t retry_budget_min;       /* retries always allowed in flight (default 3) */
     struct bl_group_state *gstate;
@@ -209,17 +234,78 @@ void bl_group_state_put(struct bl_group_state *gs);
 /* Whether two server addresses are the same (family, address, port). */
 int bl_upstream_addr_equal(const struct sockaddr_storage *a, const struct sockaddr_storage *b);
 
+/* Gives every server state and group state of groups[0..ngroups) that lacks them per-worker
+ * counts for nworkers workers (a state a reload kept has them already), and sets each group's
+ * shared_active. BL_OK, or BL_ERR when out of memory. Control thread, before the generation
+ * serves. */
+int bl_upstream_counts_init(struct bl_upstream_group *const *groups, uint32_t ngroups,
+                            uint32_t nworkers);
+
+/* Requests in flight on s, from every worker and generation. Any thread. When s's group has
+ * shared_active this is one load plus one per worker (only a reload that changed what the
+ * group needs leaves counts in both). */
+int64_t bl_server_active(const struct bl_upstream_server *s);
+/* Requests sent to s since its state was made. Any thread. */
+uint64_t bl_server_requests(const struct bl_upstream_server *s);
+/* Requests in flight to any server of g. Any thread. */
+int64_t bl_group_active(const struct bl_upstream_group *g);
+
+/* In flight on s as a pick compares it with max_conns: the shared count where the group keeps
+ * one (one load; requests an older generation counted per worker are not seen), else the sum
+ * (a max_conns the operator set on a group without one). Any thread. */
+static inline int64_t bl_server_active_pick(const struct bl_upstream_server *s)
+{
+    if (s->group->shared_active)
+        return atomic_load_explicit(&s->state->active, memory_order_relaxed);
+    return bl_server_active(s);
+}
+
+/* The shared in-flight counts of s and its group, one more / one less (atomics). What a
+ * group with shared_active does per attempt; balancer tests call these directly. */
 static inline void bl_server_acquire(struct bl_upstream_server *s)
 {
     atomic_fetch_add_explicit(&s->state->active, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&s->group->gstate->active, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&s->state->requests, 1, memory_order_relaxed);
 }
 
 static inline void bl_server_release(struct bl_upstream_server *s)
 {
     atomic_fetch_sub_explicit(&s->state->active, 1, memory_order_relaxed);
     atomic_fetch_sub_explicit(&s->group->gstate->active, 1, memory_order_relaxed);
+}
+
+/* The owner's add to its own counter: a plain load and store, no lock prefix. */
+static inline void bl_worker_count_add(_Atomic int64_t *c, int64_t n)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+                          memory_order_relaxed);
+}
+
+/* An attempt of worker `worker` (0-based) takes s / lets it go: counted in the worker's own
+ * lines, or in the shared counts when the group's balancing reads them. Both calls of one
+ * attempt run on the same worker with the same group. Worker thread. */
+static inline void bl_server_acquire_on(struct bl_upstream_server *s, uint32_t worker)
+{
+    struct bl_worker_counts *c = &s->state->per_worker[worker];
+    atomic_store_explicit(&c->requests,
+                          atomic_load_explicit(&c->requests, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+    if (s->group->shared_active) {
+        bl_server_acquire(s);
+        return;
+    }
+    bl_worker_count_add(&c->active, 1);
+    bl_worker_count_add(&s->group->gstate->per_worker[worker].active, 1);
+}
+
+static inline void bl_server_release_on(struct bl_upstream_server *s, uint32_t worker)
+{
+    if (s->group->shared_active) {
+        bl_server_release(s);
+        return;
+    }
+    bl_worker_count_add(&s->state->per_worker[worker].active, -1);
+    bl_worker_count_add(&s->group->gstate->per_worker[worker].active, -1);
 }
 
 #endif

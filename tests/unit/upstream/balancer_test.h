@@ -97,6 +97,9 @@ static inline void tg_free(struct tg *t)
         t->ops->destroy(&t->g);
     assert_null(t->g.balancer_data);
     free(t->wstate);
+    for (uint32_t i = 0; i < t->g.nservers; i++)
+        free(t->states[i].per_worker); /* bl_upstream_counts_init's, where a test called it */
+    free(t->g.gstate->per_worker);
     free(t->g.gstate);
     free(t->g.servers);
     free(t->states);

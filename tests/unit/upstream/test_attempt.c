@@ -45,6 +45,9 @@ static struct fixture *fx_new(uint32_t n)
     f->lb_state[0] = f->t->wstate;
     f->uw.lb_state = f->lb_state;
     f->uw.ngroups = 1;
+    struct bl_upstream_group *g = &f->t->g;
+    assert_int_equal(bl_upstream_counts_init(&g, 1, 2), BL_OK);
+    f->uw.worker = 1; /* the second worker's counts */
     f->p.next_upstream = BL_NEXT_ERROR | BL_NEXT_TIMEOUT;
     bl_clock_ms = 1000000;
     bl_clock_us = bl_clock_ms * 1000;
@@ -64,7 +67,7 @@ static void fx_free(struct fixture *f)
 static int32_t active(struct fixture *f, struct bl_upstream_server *s)
 {
     (void)f;
-    return atomic_load(&s->state->active);
+    return (int32_t)bl_server_active(s);
 }
 
 #include "assert_eq.h"
@@ -173,13 +176,13 @@ static void test_first_pick_acquires(void **state)
     struct bl_upstream_server *s = f->a.server;
     assert_non_null(s);
     ASSERT_EQ(active(f, s), 1);
-    ASSERT_EQ(atomic_load(&f->t->g.gstate->active), 1);
+    ASSERT_EQ(bl_group_active(&f->t->g), 1);
     ASSERT_EQ(f->a.tries, 1);
     ASSERT_EQ(bl_pick_tried(&(struct bl_pick){.tried = f->a.tried}, s->index), 1);
     assert_null(f->a.pick.key); /* the caller's key is not kept */
     bl_attempt_release(&f->a, 0, 0, 0);
     ASSERT_EQ(active(f, s), 0);
-    ASSERT_EQ(atomic_load(&f->t->g.gstate->active), 0);
+    ASSERT_EQ(bl_group_active(&f->t->g), 0);
     fx_free(f);
 }
 
@@ -269,7 +272,7 @@ static void test_failed_retries_on_another_server(void **state)
     ASSERT_EQ(atomic_load(&f->t->g.gstate->retries), 1);
     bl_attempt_release(&f->a, 1, 0, 0);
     ASSERT_EQ(atomic_load(&f->t->g.gstate->retries), 0);
-    ASSERT_EQ(atomic_load(&f->t->g.gstate->active), 0);
+    ASSERT_EQ(bl_group_active(&f->t->g), 0);
     fx_free(f);
 }
 
@@ -333,6 +336,44 @@ static void test_release_feedback(void **state)
     fx_free(f);
 }
 
+/* In-flight counts: each worker's own line where no pick reads them (round robin), shared
+ * atomics where one does (max_conns here); the sums see both. Requests count per worker. */
+static void test_counts_where_a_pick_reads_them(void **state)
+{
+    (void)state;
+    struct fixture *f = fx_new(2);
+    ASSERT_EQ(f->t->g.shared_active, 0);
+    ASSERT_EQ(bl_attempt_first(&f->a, &f->uw, &f->t->g, NULL, 0, NULL), BL_OK);
+    struct bl_upstream_server *s = f->a.server;
+    ASSERT_EQ(atomic_load(&s->state->active), 0);
+    ASSERT_EQ(atomic_load(&s->state->per_worker[1].active), 1);
+    ASSERT_EQ(atomic_load(&s->state->per_worker[0].active), 0);
+    ASSERT_EQ(bl_server_active(s), 1);
+    ASSERT_EQ(bl_server_active_pick(s), 1);
+    ASSERT_EQ(bl_group_active(&f->t->g), 1);
+    ASSERT_EQ(bl_server_requests(s), 1);
+    bl_attempt_release(&f->a, 0, 0, 0);
+    ASSERT_EQ(bl_server_active(s), 0);
+
+    f->t->g.servers[1].max_conns = 10;
+    struct bl_upstream_group *g = &f->t->g;
+    assert_int_equal(bl_upstream_counts_init(&g, 1, 2), BL_OK);
+    ASSERT_EQ(f->t->g.shared_active, 1);
+    memset(&f->a, 0, sizeof(f->a));
+    ASSERT_EQ(bl_attempt_first(&f->a, &f->uw, &f->t->g, NULL, 0, NULL), BL_OK);
+    s = f->a.server;
+    ASSERT_EQ(atomic_load(&s->state->active), 1);
+    ASSERT_EQ(atomic_load(&s->state->per_worker[1].active), 0);
+    ASSERT_EQ(bl_server_active(s), 1);
+    ASSERT_EQ(bl_group_active(&f->t->g), 1);
+    ASSERT_EQ(bl_server_requests(&f->t->g.servers[0]) + bl_server_requests(&f->t->g.servers[1]),
+              2);
+    bl_attempt_release(&f->a, 0, 0, 0);
+    ASSERT_EQ(bl_server_active(s), 0);
+    ASSERT_EQ(bl_group_active(&f->t->g), 0);
+    fx_free(f);
+}
+
 static void test_keyed_pick_uses_the_key(void **state)
 {
     (void)state;
@@ -341,6 +382,8 @@ static void test_keyed_pick_uses_the_key(void **state)
     tg_init(f->t, &bl_balancer_hash);
     f->lb_state[0] = f->t->wstate;
     f->uw.lb_state = f->lb_state;
+    struct bl_upstream_group *g = &f->t->g;
+    assert_int_equal(bl_upstream_counts_init(&g, 1, 1), BL_OK);
     /* the same key picks the same server as the balancer does alone */
     for (int i = 0; i < 20; i++) {
         char key[16];
@@ -363,6 +406,7 @@ int main(void)
         cmocka_unit_test(test_non_idempotent_and_committed),
         cmocka_unit_test(test_counts_as_failure),
         cmocka_unit_test(test_first_pick_acquires),
+        cmocka_unit_test(test_counts_where_a_pick_reads_them),
         cmocka_unit_test(test_no_live_upstreams_keeps_passive_failures),
         cmocka_unit_test(test_single_server_never_marked),
         cmocka_unit_test(test_no_fallback_for_config_down_or_retries),
