@@ -164,9 +164,9 @@ stop_proxy() {
     wait "$PID_MAIN" 2>/dev/null || true
 }
 
-worker_requests() {   # ballast: requests per worker, space-separated, from GET /api/workers
+worker_counts() {   # ballast: FIELD per worker, space-separated, from GET /api/workers
     curl -s --max-time 5 "http://127.0.0.1:$ADMIN_PORT/api/workers" 2>/dev/null |
-        "$PY" -c 'import json,sys; print(" ".join(str(w["requests"]) for w in json.load(sys.stdin)["workers"]))' 2>/dev/null || true
+        "$PY" -c 'import json,sys; print(" ".join(str(w[sys.argv[1]]) for w in json.load(sys.stdin)["workers"]))' "$1" 2>/dev/null || true
 }
 
 cat >"$TMP/pctl.lua" <<'EOF'
@@ -202,17 +202,19 @@ for w in "${WORKERS[@]}"; do
             url="http://127.0.0.1:$PORT/"
             pin "${CPU_WRK:-0}"
             "${PIN[@]}" timeout 30 wrk -t"$SCALE_WRK_THREADS" -c"$SCALE_CONNS" -d2s "$url" >/dev/null 2>&1 || true
-            w0=""; [ "$name" = ballast ] && w0=$(worker_requests)
+            w0=""; c0=""; [ "$name" = ballast ] && w0=$(worker_counts requests)
+            # connections: the warm-up's are closed; the measured run opens its own
+            [ "$name" = ballast ] && c0=$(worker_counts connections_accepted)
             t0=$(cpu_ticks $PIDS_ALL)
             out=$TMP/wrk-$name-$w-$round.txt
             "${PIN[@]}" timeout $(( DUR_S + 30 )) wrk -t"$SCALE_WRK_THREADS" -c"$SCALE_CONNS" -d"${DUR_S}s" --latency -s "$TMP/pctl.lua" "$url" >"$out" 2>&1 || true
             t1=$(cpu_ticks $PIDS_ALL)
-            w1=""; [ "$name" = ballast ] && w1=$(worker_requests)
+            w1=""; c1=""; [ "$name" = ballast ] && w1=$(worker_counts requests) && c1=$(worker_counts connections_accepted)
             read -r p50 p99 p999 reqs < <(awk '$1 == "PCTL" { print $2, $3, $4, $5 }' "$out"; echo "")
             rps=$(awk '/^Requests\/sec:/ { print $2 }' "$out")
             err=$(awk '/Socket errors:/ { gsub(/,/, ""); e += $4 + $6 + $8 + $10 } /Non-2xx/ { e += $5 } END { print e + 0 }' "$out")
-            printf 'run\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$w" "$round" \
-                "${reqs:-0}" "${rps:-0}" $(( t1 - t0 )) "${p50:--1}" "${p99:--1}" "${p999:--1}" "$err" "$w0" "$w1" >>"$RECORDS"
+            printf 'run\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$w" "$round" \
+                "${reqs:-0}" "${rps:-0}" $(( t1 - t0 )) "${p50:--1}" "${p99:--1}" "${p999:--1}" "$err" "$w0" "$w1" "$c0" "$c1" >>"$RECORDS"
             stop_proxy
         done
         k=$(( k + 1 ))

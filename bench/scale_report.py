@@ -17,6 +17,15 @@ def fmt(v, spec, none="-"):
     return none if v is None else format(v, spec)
 
 
+def max_min(before, after):
+    """(max/mean, min/mean) of the per-worker differences of two space-separated counts."""
+    d = [y - x for x, y in zip((int(v) for v in before.split()), (int(v) for v in after.split()))]
+    if not d or sum(d) <= 0:
+        return None
+    mean = sum(d) / len(d)
+    return (max(d) / mean, min(d) / mean)
+
+
 def main():
     records, results, date, commit, ncpu, clk_tck, note, runs, versions = sys.argv[1:10]
     tick_us = 1e6 / int(clk_tck)
@@ -32,22 +41,22 @@ def main():
         name, w = f[1], int(f[2])
         reqs, rps, ticks = int(f[4] or 0), float(f[5] or 0), int(f[6])
         p50, p99, p999, err = (int(x) for x in f[7:11])
-        spread = None
+        spread = conns = None
         if len(f) > 12 and f[11] and f[12]:
-            a = [int(x) for x in f[11].split()]
-            b = [int(x) for x in f[12].split()]
-            d = [y - x for x, y in zip(a, b)]
-            if d and sum(d) > 0:
-                spread = (max(d) / (sum(d) / len(d)), min(d) / (sum(d) / len(d)))
+            spread = max_min(f[11], f[12])
+        if len(f) > 14 and f[13] and f[14]:
+            conns = max_min(f[13], f[14])
         runs_by.setdefault((name, w), []).append({
             "rps": rps, "cpu": ticks * tick_us / reqs if reqs else None,
             "p50": p50 / 1000 if p50 >= 0 else None, "p99": p99 / 1000 if p99 >= 0 else None,
-            "p999": p999 / 1000 if p999 >= 0 else None, "err": err, "spread": spread})
+            "p999": p999 / 1000 if p999 >= 0 else None, "err": err, "spread": spread,
+            "conns": conns})
     workers = sorted({w for _, w in runs_by})
     names = [n for n in ("ballast", "nginx", "haproxy") if any(k[0] == n for k in runs_by)]
     lines = ["| workers | proxy | req/s | CPU us/req | CPU vs nginx | p50 ms | p99 ms | p99.9 ms "
-             "| p99 vs nginx | errors | ballast per-worker requests max/min vs mean |",
-             "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+             "| p99 vs nginx | errors | ballast per-worker requests max/min vs mean "
+             "| connections max/min vs mean |",
+             "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
     for w in workers:
         ng = runs_by.get(("nginx", w), [])
         ng_cpu, ng_p99 = med([r["cpu"] for r in ng]), med([r["p99"] for r in ng])
@@ -58,13 +67,15 @@ def main():
             cpu, p99 = med([r["cpu"] for r in rs]), med([r["p99"] for r in rs])
             sp = [r["spread"] for r in rs if r["spread"]]
             spread = ", ".join("%.2f/%.2f" % s for s in sp) if sp else ""
-            lines.append("| %d | %s | %s | %s | %s | %s | %s | %s | %s | %d | %s |" % (
+            cs = [r["conns"] for r in rs if r["conns"]]
+            conns = ", ".join("%.2f/%.2f" % s for s in cs) if cs else ""
+            lines.append("| %d | %s | %s | %s | %s | %s | %s | %s | %s | %d | %s | %s |" % (
                 w, n, fmt(med([r["rps"] for r in rs]), ",.0f"), fmt(cpu, ".1f"),
                 fmt(cpu / ng_cpu if cpu and ng_cpu else None, ".2f") + ("x" if cpu and ng_cpu else ""),
                 fmt(med([r["p50"] for r in rs]), ".2f"), fmt(p99, ".2f"),
                 fmt(med([r["p999"] for r in rs]), ".2f"),
                 fmt(p99 / ng_p99 if p99 and ng_p99 else None, ".2f") + ("x" if p99 and ng_p99 else ""),
-                sum(r["err"] for r in rs), spread))
+                sum(r["err"] for r in rs), spread, conns))
     table = "\n".join(lines)
     print(note)
     print(table)
