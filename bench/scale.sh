@@ -12,7 +12,8 @@
 #
 # Environment:
 #   SCALE_WORKERS=1,2,4,8    worker counts (cut to what fits, see above)
-#   SCALE_ONLY=ballast,nginx,haproxy
+#   SCALE_ONLY=ballast,nginx,haproxy   (nginx-reuseport: nginx with `listen ... reuseport`,
+#                            the kernel's per-worker hashing that ballast's listeners get)
 #   SCALE_CONNS=400          wrk connections (keep-alive)
 #   SCALE_DURATION=10s       each measured run
 #   SCALE_ROUNDS=2           rounds per worker count, proxies in rotating order
@@ -52,7 +53,7 @@ NCPU=$(nproc)
 IFS=', ' read -r -a WANT <<<"$SCALE_WORKERS"
 IFS=', ' read -r -a PROXIES <<<"$SCALE_ONLY"
 for p in "${PROXIES[@]}"; do
-    case $p in nginx|haproxy|ballast) ;; *) die "SCALE_ONLY: unknown proxy '$p'" ;; esac
+    case $p in nginx|nginx-reuseport|haproxy|ballast) ;; *) die "SCALE_ONLY: unknown proxy '$p'" ;; esac
 done
 
 # ---------------------------------------------------------------- the core layout
@@ -128,9 +129,12 @@ start_proxy() {   # name workers cpus
     local name=$1 w=$2 cpus=$3 dir=$TMP/$1-$2
     mkdir -p "$dir"/{client_body,proxy,fastcgi,uwsgi,scgi}
     case $name in
-        nginx)
+        nginx|nginx-reuseport)
             render "$BENCH_DIR/conf/nginx.conf.in" "$dir/nginx.conf" "$P_NGINX" "$dir"
             sed -i -e "s/^worker_processes 1;/worker_processes $w;/" -e "s/worker_connections 20000;/worker_connections 4000;/" "$dir/nginx.conf"
+            # nginx-reuseport: a listening socket per worker, hashed by the kernel as
+            # ballast's are; plain nginx: one socket all workers accept from (EPOLLEXCLUSIVE)
+            [ "$name" = nginx-reuseport ] && sed -i "s/backlog=4096/backlog=4096 reuseport/" "$dir/nginx.conf"
             pin "$cpus"; "${PIN[@]}" nginx -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf" >"$dir/out.log" 2>&1 &
             PORT=$P_NGINX ;;
         haproxy)

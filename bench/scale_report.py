@@ -52,7 +52,8 @@ def main():
             "p999": p999 / 1000 if p999 >= 0 else None, "err": err, "spread": spread,
             "conns": conns})
     workers = sorted({w for _, w in runs_by})
-    names = [n for n in ("ballast", "nginx", "haproxy") if any(k[0] == n for k in runs_by)]
+    names = [n for n in ("ballast", "nginx", "nginx-reuseport", "haproxy")
+             if any(k[0] == n for k in runs_by)]
     lines = ["| workers | proxy | req/s | CPU us/req | CPU vs nginx | p50 ms | p99 ms | p99.9 ms "
              "| p99 vs nginx | errors | ballast per-worker requests max/min vs mean "
              "| connections max/min vs mean |",
