@@ -1623,6 +1623,8 @@ static int relay_read(struct bl_request *r)
     if (n == 0 && r->resp.body == BL_H1_BODY_CLOSE) {
         r->resp_done = 1;
         r->up_reusable = 0;
+        if (r->cache)
+            bl_proxy_cache_body(r, u->in->end); /* no bytes: the fill is whole */
         return BL_OK;
     }
     if (n == 0) {

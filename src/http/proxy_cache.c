@@ -1137,11 +1137,53 @@ int bl_proxy_cache_response(struct bl_request *r)
     return BL_OK;
 }
 
+/* The fill ends: committed (the temp file renamed into place, the entry published to every
+ * worker, lock waiters woken) when the upstream's body came whole and all of it is in the temp
+ * file; dropped otherwise (the temp file removed). Either way cr is left without a fill. */
+static void fill_end(struct bl_request *r)
+{
+    struct bl_cache_req *cr = r->cache;
+    int complete = cr->filling && !cr->fill_failed && r->resp_done &&
+                   (r->resp.body != BL_H1_BODY_LENGTH || cr->written == r->resp.content_length);
+    if (complete) {
+        cr->fm.magic = BL_CACHE_MAGIC;
+        cr->fm.body_len = cr->written;
+        struct bl_cache_meta fm = cr->fm;
+        if (pwrite(cr->tfd, &fm, sizeof(fm), 0) != (ssize_t)sizeof(fm))
+            complete = 0;
+    }
+    if (!complete) {
+        fill_drop(cr, 0);
+        return;
+    }
+    close(cr->tfd);
+    cr->tfd = -1;
+    cr->filling = 0;
+    bl_cache_commit(cr->z, cr->key, cr->key_len, cr->fill_id,
+                    cr->store_key ? cr->store_key : cr->key,
+                    cr->store_key ? cr->store_key_len : cr->key_len, &cr->fm, cr->vary, cr->tmp);
+    cr->fill_id = 0;
+}
+
+static void fill_write(struct bl_request *r, uint32_t from);
+
 void bl_proxy_cache_body(struct bl_request *r, uint32_t from)
 {
     struct bl_cache_req *cr = r->cache;
-    if (!cr || !cr->filling || cr->fill_failed)
+    if (!cr || !cr->filling)
         return;
+    fill_write(r, from);
+    /* Committed as soon as the upstream's body is whole, not when the client has taken the
+     * last byte: a slow client must not keep the entry from the next request (on any worker)
+     * nor the proxy_cache_lock waiters from it. */
+    if (r->resp_done || cr->fill_failed)
+        fill_end(r);
+}
+
+/* Response body bytes [from, end) of the upstream buffer into the temp file. */
+static void fill_write(struct bl_request *r, uint32_t from)
+{
+    struct bl_cache_req *cr = r->cache;
     struct bl_buf *b = r->a.conn->in;
     if (from >= b->end)
         return;
@@ -1223,27 +1265,14 @@ void bl_proxy_cache_end(struct bl_request *r)
     struct bl_cache_req *cr = r->cache;
     if (!cr)
         return;
+    /* A fill still open here did not see its body end (bl_proxy_cache_body() commits it
+     * then): the upstream failed, the client went, or a path ended r without the hook; what
+     * fill_end() decides from the body's state stands. */
+    if (cr->filling)
+        fill_end(r);
+    else
+        fill_drop(cr, 0); /* a fill that never opened: its key's lock is let go */
     r->cache = NULL;
-    int complete = cr->filling && !cr->fill_failed && r->resp_done &&
-                   (r->resp.body != BL_H1_BODY_LENGTH || cr->written == r->resp.content_length);
-    if (complete) {
-        cr->fm.magic = BL_CACHE_MAGIC;
-        cr->fm.body_len = cr->written;
-        struct bl_cache_meta fm = cr->fm;
-        if (pwrite(cr->tfd, &fm, sizeof(fm), 0) != (ssize_t)sizeof(fm))
-            complete = 0;
-    }
-    if (complete) {
-        close(cr->tfd);
-        cr->tfd = -1;
-        bl_cache_commit(cr->z, cr->key, cr->key_len, cr->fill_id,
-                        cr->store_key ? cr->store_key : cr->key,
-                        cr->store_key ? cr->store_key_len : cr->key_len, &cr->fm, cr->vary,
-                        cr->tmp);
-        cr->fill_id = 0;
-    } else {
-        fill_drop(cr, 0);
-    }
     entry_close(cr);
     if (cr->key != cr->primary)
         free(cr->key);

@@ -44,7 +44,9 @@ int bl_proxy_cache_start(struct bl_request *r);
 int bl_proxy_cache_response(struct bl_request *r);
 
 /* Response body bytes [from, end) of the upstream buffer were accounted: they go to the fill
- * too. */
+ * too. Once r->resp_done is set (called then with no bytes where none came), the fill is
+ * committed at once, before the client has the last bytes: the entry is seen by every worker
+ * and proxy_cache_lock's waiters go on. */
 void bl_proxy_cache_body(struct bl_request *r, uint32_t from);
 
 /* The request is about to be answered with status because the upstream failed (status 502,
@@ -62,8 +64,8 @@ size_t bl_proxy_cache_upstream_fields(const struct bl_request *r, char *buf, siz
  * response: no conditionals, no Range). */
 int bl_proxy_cache_drops(const struct bl_request *r, const struct bl_h1_header *h);
 
-/* r ends: the fill is committed when the response was complete, dropped otherwise; what r held
- * is freed. */
+/* r ends: a fill still open (its body never came whole: the upstream or the client failed)
+ * is dropped, its temp file removed; what r held is freed. */
 void bl_proxy_cache_end(struct bl_request *r);
 
 #endif
