@@ -11,6 +11,7 @@
 #include "core/line.h"
 #include "core/loop.h"
 #include "core/status.h"
+#include "core/sys.h"
 
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -21,8 +22,8 @@ static ssize_t loop_writev_now(int fd, const struct iovec *iov, int n)
 {
     ssize_t w;
     do
-        w = n == 1 ? send(fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL)
-                   : writev(fd, iov, n);
+        w = n == 1 ? bl_sys_send(fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL)
+                   : bl_sys_sendv(fd, iov, n);
     while (w < 0 && errno == EINTR);
     if (w > 0)
         return w;

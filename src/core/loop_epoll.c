@@ -56,7 +56,7 @@ static void loop_epoll_flush(struct loop_epoll *b) { (void)b; }
 /* Waits up to timeout_ms; returns how many events are ready (0 on timeout or a signal). */
 static int loop_epoll_poll(struct loop_epoll *b, int timeout_ms)
 {
-    int n = epoll_wait(b->epfd, b->events, LOOP_MAX_EVENTS, timeout_ms);
+    int n = bl_sys_epoll_wait(b->epfd, b->events, LOOP_MAX_EVENTS, timeout_ms);
     return n > 0 ? n : 0;
 }
 

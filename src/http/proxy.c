@@ -24,6 +24,7 @@
 #include "core/log.h"
 #include "core/pipe.h"
 #include "core/sock.h"
+#include "core/sys.h"
 #include "core/rand.h"
 #include "http/access_log.h"
 #include "http/h2.h"
@@ -108,7 +109,7 @@ static ssize_t read_into(int fd, struct bl_buf *b, uint8_t *ready, uint8_t hup)
     size_t room = bl_buf_room(b);
     ssize_t n;
     do
-        n = recv(fd, b->data + b->end, room, 0);
+        n = bl_sys_recv(fd, b->data + b->end, room, 0);
     while (n < 0 && errno == EINTR);
     if (n > 0) {
         b->end += (uint32_t)n;
@@ -125,7 +126,7 @@ static ssize_t read_into(int fd, struct bl_buf *b, uint8_t *ready, uint8_t hup)
     return BL_ERR;
 }
 
-/* writev; returns bytes written (> 0), BL_AGAIN (nothing went) or BL_ERR (core/status.h).
+/* writev (sendmsg: core/sys.h); returns bytes written (> 0), BL_AGAIN (nothing went) or BL_ERR (core/status.h).
  * Clears *ready on a short write. */
 static ssize_t write_iov(int fd, struct iovec *iov, int n, uint8_t *ready)
 {
@@ -134,8 +135,8 @@ static ssize_t write_iov(int fd, struct iovec *iov, int n, uint8_t *ready)
         want += iov[i].iov_len;
     ssize_t w;
     do
-        w = n == 1 ? send(fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL)
-                   : writev(fd, iov, n);
+        w = n == 1 ? bl_sys_send(fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL)
+                   : bl_sys_sendv(fd, iov, n);
     while (w < 0 && errno == EINTR);
     if (w >= 0) {
         if ((size_t)w < want)
