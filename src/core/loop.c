@@ -265,17 +265,26 @@ void bl_timer_set(struct bl_loop *l, struct bl_timer *t, uint64_t when_ms)
 {
     if (when_ms == 0)
         when_ms = 1;
-    if (t->heap_index && when_ms >= t->heap_when) {
-        t->when = when_ms;         /* lazy: re-sorted only if it reaches the top early */
+    if (t->heap_index) {
+        t->when = when_ms;
+        if (when_ms >= t->heap_when)
+            return;                /* lazy: re-sorted only if it reaches the top early */
+        /* Earlier than where the heap has it: move it up in place (a decrease-key). */
+        t->heap_when = when_ms;
+        heap_up(l, t->heap_index - 1);
         return;
     }
-    if (t->heap_index)
-        heap_remove(l, t);
     t->when = when_ms;
     if (heap_insert(l, t) != BL_OK) {
         /* Out of memory for the heap: fire soon rather than never. The handler re-checks. */
         t->when = 0;
     }
+}
+
+void bl_timer_disarm(struct bl_loop *l, struct bl_timer *t)
+{
+    (void)l;
+    t->when = 0; /* run_timers drops it when its old deadline reaches the top */
 }
 
 void bl_timer_cancel(struct bl_loop *l, struct bl_timer *t)
@@ -292,6 +301,10 @@ static void run_timers(struct bl_loop *l, uint64_t now)
         if (t->heap_when > now)
             break;
         if (t->when != t->heap_when) {
+            if (t->when == 0) { /* disarmed (bl_timer_disarm) */
+                heap_remove(l, t);
+                continue;
+            }
             /* Moved later since it was inserted: re-sort before firing, so that timers that
              * are both due still fire in deadline order. */
             t->heap_when = t->when;

@@ -151,7 +151,13 @@ void bl_loop_close(struct bl_loop *l, struct bl_io *io);
 
 /* Arms or moves timer t to fire at when_ms. */
 void bl_timer_set(struct bl_loop *l, struct bl_timer *t, uint64_t when_ms);
+/* Stops t and takes it out of the heap: after it, t's memory may be freed. */
 void bl_timer_cancel(struct bl_loop *l, struct bl_timer *t);
+/* Stops t (it will not fire; bl_timer_armed says 0) but leaves it in the heap until its old
+ * deadline comes up, so that a timer re-armed soon after (a keep-alive connection's, once per
+ * request) costs no heap work. The heap still points at t: its owner must call
+ * bl_timer_cancel before freeing it. */
+void bl_timer_disarm(struct bl_loop *l, struct bl_timer *t);
 static inline int bl_timer_armed(const struct bl_timer *t) { return t->when != 0; }
 
 /* Runs d->run(d) after the current batch of events: objects whose fd may still have events

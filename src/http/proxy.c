@@ -1520,7 +1520,7 @@ static int send_request(struct bl_request *r)
         r->state = RS_WAIT_HEAD;
         bl_arm(c->w, &r->a.conn->timer, r->loc->conf.proxy_read_timeout);
     }
-    bl_timer_cancel(c->w->loop, &c->timer);
+    bl_timer_disarm(c->w->loop, &c->timer); /* client_close cancels it */
     r->request_handler = NULL;
     return BL_OK;
 }
@@ -2087,7 +2087,7 @@ static void request_finish(struct bl_request *r)
         stream_client_close(c, 1);
         return;
     }
-    bl_timer_cancel(c->w->loop, &c->timer);
+    bl_timer_disarm(c->w->loop, &c->timer); /* re-armed below; client_close cancels it */
     if (!keep) {
         /* Lingering close: stop sending, read and drop what the client still sends for a
          * moment, so the response is not lost to a reset caused by unread input. */

@@ -240,7 +240,7 @@ struct bl_upconn *bl_upconn_get(struct bl_conn_pool *p, struct bl_upstream_serve
         u = u->next;
     if (u) {
         idle_unlink(u);
-        bl_timer_cancel(p->loop, &u->timer);
+        bl_timer_disarm(p->loop, &u->timer); /* the owner arms it; bl_upconn_close cancels */
     } else if (!(u = upconn_connect(p, s))) {
         return NULL;
     } else {

@@ -135,6 +135,101 @@ static void test_many_random_timers(void **state)
     bl_loop_destroy(l);
 }
 
+/* bl_timer_disarm: a disarmed timer never fires and stays in the heap until its old deadline
+ * comes up (then it is dropped) or it is set again (in place, later or earlier) or cancelled
+ * (taken out at once, so its memory may go). */
+static void test_timers_disarm(void **state)
+{
+    (void)state;
+    struct bl_loop *l = make_loop();
+    uint64_t now = bl_clock_update();
+    struct tt a = {.t.handler = on_timer, .id = 1};
+    struct tt b = {.t.handler = on_timer, .id = 2};
+    struct tt c = {.t.handler = on_timer, .id = 3};
+    struct tt d = {.t.handler = on_timer, .id = 4};
+    struct tt e = {.t.handler = on_timer, .id = 5};
+    struct tt end = {.t.handler = on_last, .id = 99};
+    bl_timer_set(l, &a.t, now + 10);
+    bl_timer_disarm(l, &a.t);              /* never fires; dropped at 10 */
+    assert_false(bl_timer_armed(&a.t));
+    assert_int_equal(l->nheap, 1);
+    bl_timer_set(l, &b.t, now + 10);
+    bl_timer_disarm(l, &b.t);
+    bl_timer_set(l, &b.t, now + 40);       /* re-armed later: stays where it is */
+    assert_int_equal(b.t.heap_when, now + 10);
+    bl_timer_set(l, &c.t, now + 60);
+    bl_timer_disarm(l, &c.t);
+    bl_timer_set(l, &c.t, now + 20);       /* re-armed earlier: moved up */
+    assert_int_equal(c.t.heap_when, now + 20);
+    bl_timer_set(l, &d.t, now + 30);
+    bl_timer_disarm(l, &d.t);
+    bl_timer_cancel(l, &d.t);              /* out of the heap at once */
+    assert_int_equal(d.t.heap_index, 0);
+    bl_timer_set(l, &e.t, now + 70);
+    bl_timer_set(l, &e.t, now + 30);       /* armed, moved earlier: decrease-key */
+    bl_timer_set(l, &end.t, now + 80);
+    assert_int_equal(l->nheap, 5);         /* a, b, c, e, end */
+    bl_loop_run(l);
+    assert_int_equal(nfired, 4);
+    assert_int_equal(fired[0], 3);
+    assert_int_equal(fired[1], 5);
+    assert_int_equal(fired[2], 2);
+    assert_int_equal(fired[3], 99);
+    assert_int_equal(l->nheap, 0);
+    assert_int_equal(a.t.heap_index, 0);
+    bl_loop_destroy(l);
+}
+
+/* Random sets (earlier and later), disarms and cancels: what fires is exactly what is armed,
+ * in deadline order. */
+static void test_random_disarm(void **state)
+{
+    (void)state;
+    struct bl_loop *l = make_loop();
+    uint64_t now = bl_clock_update();
+    enum { N = 1000 };
+    static struct tt t[N];
+    srand(11);
+    for (int i = 0; i < N; i++) {
+        t[i] = (struct tt){.t.handler = on_timer, .id = i};
+        bl_timer_set(l, &t[i].t, now + 1 + (uint64_t)(rand() % 60));
+    }
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < N; i++) {
+            switch (rand() % 5) {
+            case 0:
+                bl_timer_disarm(l, &t[i].t);
+                break;
+            case 1:
+                bl_timer_cancel(l, &t[i].t);
+                break;
+            case 2:
+                bl_timer_set(l, &t[i].t, now + 1 + (uint64_t)(rand() % 60));
+                break;
+            default:
+                break;
+            }
+        }
+    }
+    uint64_t when[N];
+    int armed = 0;
+    for (int i = 0; i < N; i++) {
+        when[i] = t[i].t.when;
+        armed += bl_timer_armed(&t[i].t);
+    }
+    struct tt end = {.t.handler = on_last, .id = -1};
+    bl_timer_set(l, &end.t, now + 100);
+    bl_loop_run(l);
+    assert_int_equal(nfired, armed + 1);
+    for (int k = 0; k < nfired - 1; k++) {
+        assert_true(when[fired[k]] != 0);
+        if (k > 0)
+            assert_true(when[fired[k - 1]] <= when[fired[k]]);
+    }
+    assert_int_equal(l->nheap, 0);
+    bl_loop_destroy(l);
+}
+
 struct pio {
     struct bl_io io;
     uint32_t seen;
@@ -267,6 +362,8 @@ int main(void)
         cmocka_unit_test(test_timers_fire_in_order),
         cmocka_unit_test(test_timers_move_and_cancel),
         cmocka_unit_test(test_many_random_timers),
+        cmocka_unit_test(test_timers_disarm),
+        cmocka_unit_test(test_random_disarm),
         cmocka_unit_test(test_fd_events_and_defer),
         cmocka_unit_test(test_level_triggered_until_del),
         cmocka_unit_test(test_error_reports_both_directions),
