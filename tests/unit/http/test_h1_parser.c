@@ -1127,6 +1127,19 @@ static void test_scan_every_byte(void **state)
             r = bl_h1_parse(&p, buf, (size_t)n, m);
             EXPECT_INT(r, (h1_class[c] & H1_C_VALUE) ? n : BL_ERR);
 
+            /* field name (scanned 16 bytes at a time for letters, digits and '-'): a ':'
+             * after the first byte ends the name early, the rest going to the value */
+            snprintf(where, sizeof(where), "byte 0x%02x at %u of a field name", c, pos);
+            n = snprintf(buf, sizeof(buf), "GET / HTTP/1.1\r\nHost: h\r\n");
+            memcpy(buf + n, run, sizeof(run));
+            n += (int)sizeof(run);
+            n += snprintf(buf + n, sizeof(buf) - (size_t)n, ": v\r\n\r\n");
+            bl_h1_parser_init_request(&p, 8192, 65536);
+            r = bl_h1_parse(&p, buf, (size_t)n, m);
+            EXPECT_INT(r, (h1_class[c] & H1_C_TCHAR) || (c == ':' && pos > 0) ? n : BL_ERR);
+            if (r > 0)
+                EXPECT_INT(m->headers[1].name_len, c == ':' ? pos : sizeof(run));
+
             /* request-target ('?' starts the query, SP ends the target early) */
             if (c == ' ')
                 continue;
