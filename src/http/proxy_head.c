@@ -48,6 +48,52 @@ static inline void out_header(struct out *o, const struct bl_h1_header *h)
     out_put(o, "\r\n", 2);
 }
 
+/* Field lines that go on unchanged are copied as runs: consecutive such lines of the parsed
+ * head are one slice of its buffer, written with one copy when something else comes next or
+ * the fields end (bench/README.md, "Profile"). Whatever else is written in between flushes
+ * the run first, so the order of the lines is kept. */
+struct run {
+    const char *s, *e; /* the pending slice; s NULL: none */
+};
+
+/* Where h's line ends (after its CRLF) when the line as received reads exactly as out_header
+ * would write it: one SP after the colon and nothing after the value. NULL otherwise. The
+ * bytes read are the parsed line's own: the one between the colon and the value, and the CR
+ * after the value (every header comes from bl_h1_parse, whose lines end in CRLF). */
+static inline const char *verbatim_end(const struct bl_h1_header *h)
+{
+    if (h->value != h->name + h->name_len + 2 || h->name[h->name_len + 1] != ' ' ||
+        h->value[h->value_len] != '\r')
+        return NULL;
+    return h->value + h->value_len + 2;
+}
+
+static inline void run_flush(struct out *o, struct run *r)
+{
+    if (r->s) {
+        out_put(o, r->s, (size_t)(r->e - r->s));
+        r->s = NULL;
+    }
+}
+
+/* out_header, through the run. */
+static inline void run_header(struct out *o, struct run *r, const struct bl_h1_header *h)
+{
+    const char *e = verbatim_end(h);
+    if (!e) {
+        run_flush(o, r);
+        out_header(o, h);
+        return;
+    }
+    if (r->s && r->e == h->name) {
+        r->e = e;
+        return;
+    }
+    run_flush(o, r);
+    r->s = h->name;
+    r->e = e;
+}
+
 /* Ends the head being built in r->out (the empty line) and makes it the next thing to send.
  * BL_ERR when it did not fit in the buffer. */
 static int out_finish_head(struct bl_request *r, struct out *o)
@@ -172,6 +218,7 @@ static void head_client_headers(struct out *o, const struct bl_request *r, int *
 {
     const struct bl_h1_message *m = &r->msg;
     const struct bl_location *loc = r->loc;
+    struct run run = {0};
     for (uint32_t i = 0; i < m->nheaders; i++) {
         const struct bl_h1_header *h = &m->headers[i];
         if (h->hop)
@@ -180,6 +227,7 @@ static void head_client_headers(struct out *o, const struct bl_request *r, int *
         case BL_H1_HDR_EXPECT:
             continue; /* ballast answers 100-continue itself */
         case BL_H1_HDR_TRANSFER_ENCODING:
+            run_flush(o, &run);
             if (te_rewritten(o, m, h))
                 continue;
             break;
@@ -212,8 +260,9 @@ static void head_client_headers(struct out *o, const struct bl_request *r, int *
                 *have_host = 1;
             continue;
         }
-        out_header(o, h);
+        run_header(o, &run, h);
     }
+    run_flush(o, &run);
 }
 
 /* Host when the client sent none (the target's authority, else the group's name), unless a
@@ -446,6 +495,7 @@ int bl_proxy_client_head(struct bl_request *r)
     /* expires replaces the upstream's Expires and Cache-Control (nginx's headers filter) */
     char exp[256];
     int own_expires = loc->conf.expires && bl_static_expires(r, m->status, exp, sizeof(exp));
+    struct run run = {0};
     for (uint32_t i = 0; i < m->nheaders; i++) {
         const struct bl_h1_header *h = &m->headers[i];
         if (own_expires && ((h->name_len == 7 && strncasecmp(h->name, "Expires", 7) == 0) ||
@@ -458,21 +508,26 @@ int bl_proxy_client_head(struct bl_request *r)
         if (r->gz && (h->id == BL_H1_HDR_CONTENT_LENGTH ||
                       h->id == BL_H1_HDR_TRANSFER_ENCODING))
             continue; /* the compressor frames the body */
-        if (h->id == BL_H1_HDR_TRANSFER_ENCODING && te_rewritten(&o, m, h))
-            continue;
+        if (h->id == BL_H1_HDR_TRANSFER_ENCODING) {
+            run_flush(&o, &run);
+            if (te_rewritten(&o, m, h))
+                continue;
+        }
         uint32_t hidden = bl_hidden_by_default(h->name, h->name_len);
         if ((hidden && !(hidden & pass)) || hidden_by_config(loc, h))
             continue;
         if (r->gz && h->name_len == 4 && strncasecmp(h->name, "ETag", 4) == 0 &&
             h->value_len && h->value[0] == '"') {
             /* the compressed bytes differ: a strong validator becomes weak (nginx) */
+            run_flush(&o, &run);
             out_str(&o, "ETag: W/");
             out_put(&o, h->value, h->value_len);
             out_put(&o, "\r\n", 2);
             continue;
         }
-        out_header(&o, h);
+        run_header(&o, &run, h);
     }
+    run_flush(&o, &run);
     if (r->gz) {
         out_str(&o, "Content-Encoding: gzip\r\n");
         if (!r->c->h2 && r->msg.minor_version == 1 && r->msg.method_id != BL_H1_M_HEAD)
