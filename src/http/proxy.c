@@ -1153,6 +1153,9 @@ static int read_request_body(struct bl_request *r)
     return BL_OK;
 }
 
+static int upload_splice_start(struct bl_request *r);
+static int upload_splice(struct bl_request *r);
+
 /* Streams the request to the upstream until blocked. Returns BL_OK when the whole request
  * went, BL_AGAIN when blocked, BL_ERR after a failure was handled. */
 static int pump_request(struct bl_request *r)
@@ -1170,6 +1173,12 @@ static int pump_request(struct bl_request *r)
         }
         if (r->req_body_done)
             return BL_OK;
+        if ((r->req_pipe && r->req_pipe->piped) || upload_splice_start(r)) {
+            rc = upload_splice(r);
+            if (rc != BL_OK)
+                return rc;
+            continue;
+        }
         rc = read_request_body(r);
         if (rc == BL_ERR)
             return BL_ERR;
@@ -1783,6 +1792,89 @@ static int relay_splice(struct bl_request *r)
     return BL_AGAIN;
 }
 
+/* The request body's way, the same: client socket -> pipe -> upstream socket for the rest of
+ * a Content-Length body (a chunked one is scanned for its size and client_max_body_size, so
+ * it stays with the buffer), once every buffered body byte went and at least HTTP_SPLICE_MIN
+ * are to come. A spliced body cannot be sent to another server (as one that outgrew the
+ * buffer: body_rewound). */
+static int upload_splice_start(struct bl_request *r)
+{
+    const struct bl_client *c = r->c;
+    const struct bl_upconn *u = r->a.conn;
+    if (!HTTP_SPLICE || r->no_req_splice || r->msg.body != BL_H1_BODY_LENGTH ||
+        r->req_left < HTTP_SPLICE_MIN || r->body_sent != r->body_end ||
+        (r->out && r->out_sent != r->out->end))
+        return 0;
+    if (c->tls || c->h2 || u->tls) {
+        r->no_req_splice = 1;
+        return 0;
+    }
+    if (!r->req_pipe && !(r->req_pipe = bl_pipe_get())) {
+        r->no_req_splice = 1;
+        return 0;
+    }
+    r->body_rewound = 1;
+    return 1;
+}
+
+/* Moves the request body on through r->req_pipe until one side blocks (timers as
+ * pump_request() arms them) or all of it went (r->req_body_done). BL_OK, BL_AGAIN, or BL_ERR
+ * after a failure was handled. */
+static int upload_splice(struct bl_request *r)
+{
+    struct bl_client *c = r->c;
+    struct bl_upconn *u = r->a.conn;
+    struct bl_pipe *p = r->req_pipe;
+    struct bl_http_worker *w = c->w;
+    for (;;) {
+        int progress = 0;
+        if (p->piped && u->wready) {
+            if (bl_loop_send_busy(u->pool->loop, &u->io)) {
+                u->wready = 0; /* the head is still staged (io_uring) */
+            } else {
+                ssize_t n = bl_pipe_out(p, u->io.fd, &u->wready);
+                if (n == BL_ERR) {
+                    upstream_failed(r, "send() failed", errno);
+                    return BL_ERR;
+                }
+                if (n > 0) {
+                    r->a.sent_any = 1;
+                    bl_stat_add(&peer_stats(r)->bytes_out, (uint64_t)n);
+                    progress = 1;
+                }
+            }
+        }
+        if (r->req_left && c->rready && p->piped < p->size) {
+            ssize_t n = bl_pipe_in(p, c->io.fd, r->req_left, &c->rready);
+            if (n > 0) {
+                r->req_left -= (uint64_t)n;
+                r->bytes_in += (uint64_t)n;
+                progress = 1;
+            } else if (n == 0 || n == BL_ERR) {
+                bl_log(BL_LOG_INFO, "client %s closed connection while sending the request body",
+                       c->ip);
+                request_abort(r, 0, "client closed");
+                return BL_ERR;
+            }
+        }
+        if (!r->req_left && !p->piped) {
+            r->req_body_done = 1;
+            return BL_OK;
+        }
+        if (!progress)
+            break;
+    }
+    if (p->piped && !u->wready) {
+        bl_arm(w, &u->timer, r->loc->conf.proxy_send_timeout);
+        bl_timer_cancel(w->loop, &c->timer);
+    } else {
+        bl_arm(w, &c->timer, r->loc->conf.client_body_timeout);
+        if (!r->resp_head_done)
+            bl_timer_cancel(w->loop, &u->timer);
+    }
+    return BL_AGAIN;
+}
+
 /* Streams the response to the client until one side blocks or it is complete. */
 static int recv_relay(struct bl_request *r)
 {
@@ -2060,6 +2152,8 @@ static void request_free(struct bl_request *r)
     r->gz = NULL;
     bl_pipe_put(r->pipe); /* closed if the body was cut with bytes in it */
     r->pipe = NULL;
+    bl_pipe_put(r->req_pipe);
+    r->req_pipe = NULL;
     if (r->file_fd >= 0)
         close(r->file_fd);
     bl_timer_cancel(r->c->w->loop, &r->file_timer);

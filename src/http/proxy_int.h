@@ -177,6 +177,9 @@ struct bl_request {
                                         * or no pipe could be had) */
     uint8_t splice_cut;                /* the upstream closed (1) or failed (2) mid-body: the
                                         * pipe's bytes go to the client, then r is aborted */
+    struct bl_pipe *req_pipe;          /* the request body is spliced client -> pipe ->
+                                        * upstream (proxy.c upload_splice) */
+    uint8_t no_req_splice;             /* the request body is not spliced */
     struct bl_h1_message msg;
     struct bl_h1_message resp;
     /* Not cleared when a request starts: valid up to ntries / request_id_len. */

@@ -1,12 +1,14 @@
-"""Response bodies that pass through untransformed go upstream socket -> pipe -> client socket
-with splice(2) (src/http/proxy.c, "splice"): byte-exact for Content-Length and close-delimited
-bodies, chunked and HTTP/1.0 ones still right, keep-alive and the upstream pool intact after a
-spliced body, a client or an upstream that goes mid-body ends the request (the client
-connection closed, never hung) without leaking a pipe."""
+"""Bodies that pass through untransformed go socket -> pipe -> socket with splice(2)
+(src/http/proxy.c, "splice"): responses byte-exact for Content-Length, close-delimited and
+chunked bodies (HTTP/1.0 ones still right), Content-Length uploads byte-exact with the next
+pipelined request intact, keep-alive and the upstream pool intact after a spliced body; a
+client or an upstream that goes mid-body ends the request (the client connection closed, never
+hung) without leaking a pipe."""
 import functools
 import hashlib
 import os
 import socket
+import threading
 import time
 
 import pytest
@@ -45,7 +47,8 @@ def be(backend):
 @pytest.fixture
 def px(ballast, be):
     b = ballast(conf(http='log_format sp "$status $body_bytes_sent $bytes_sent";\n'
-                          '    access_log @tmp@/access.log sp;'), pb=be.port)
+                          '    access_log @tmp@/access.log sp;\n'
+                          '    client_max_body_size 0;'), pb=be.port)
     assert b.get("/warm").status == 200
     return b
 
@@ -200,3 +203,57 @@ def test_upstream_closes_early(ballast, backend):
     assert "prematurely closed connection while reading response body" in b.stderr_text()
     r = b.get("/ok")
     assert r.status == 200, r
+
+
+def test_upload_spliced_then_pipelined(px, be):
+    """A large Content-Length upload waits in a pipe while the upstream does not read, arrives
+    byte-exact, and the request pipelined right behind its last byte is answered next on the
+    same connections."""
+    before = pipe_fds(px.pid)
+    result = {}
+    with px.conn(timeout=30 * SLOW) as c:
+        def send_all():
+            try:
+                c.send(build_request("POST", "/ul?readdelay=%s" % (1 * SLOW),
+                                     [("Content-Length", str(SIZE))]))
+                for blk in gen_blocks(SIZE, 50):
+                    c.send(blk)
+                c.send(build_request("GET", "/next"))
+            except Exception as e:  # reported below
+                result["e"] = e
+        t = threading.Thread(target=send_all, daemon=True)
+        t.start()
+        assert wait_for(lambda: pipe_fds(px.pid) > before, 3 * SLOW), \
+            "no pipe while a large upload waited for the upstream"
+        r = c.read_response("POST")
+        t.join(30 * SLOW)
+        assert "e" not in result, result["e"]
+        assert r.status == 200, r
+        echo = r.json()
+        assert (echo["body_len"], echo["body_sha256"]) == (SIZE, body_sha256(SIZE, 50)), \
+            echo["body_len"]
+        r = c.read_response()
+        assert r.status == 200 and r.json()["target"] == "/next", r
+    assert be.accepted == 1, "the upstream connection was not reused (%d)" % be.accepted
+    lines = access_lines(px, 3)
+    assert [ln.split()[0] for ln in lines] == ["200", "200", "200"], lines
+
+
+def test_upload_client_closes_mid_body(px, be):
+    """Clients that send 4 MiB of a large upload and go: each request ends, its upstream
+    connection is closed (the backend sees the body cut), no pipe or fd is left behind."""
+    fds0 = nfds(px.pid)
+    for i in range(4):
+        s = socket.create_connection(("127.0.0.1", px.port), 5)
+        s.sendall(build_request("POST", "/cut%d" % i, [("Content-Length", str(SIZE))]))
+        sent = 0
+        for blk in gen_blocks(4 << 20, 51):
+            s.sendall(blk)
+            sent += len(blk)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        s.close()
+    r = px.get("/after")
+    assert r.status == 200, r
+    assert wait_for(lambda: be.accepted >= 5, 5 * SLOW), be.accepted
+    assert wait_for(lambda: nfds(px.pid) <= fds0 + 2 * 4, 5 * SLOW), \
+        "fds grew from %d to %d" % (fds0, nfds(px.pid))
