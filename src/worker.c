@@ -578,6 +578,7 @@ static void on_trim_timer(struct bl_timer *t)
     struct bl_worker *w = (struct bl_worker *)((char *)t - offsetof(struct bl_worker,
                                                                     trim_timer));
     bl_buf_tick();
+    bl_pipe_tick();
     bl_freelist_tick(&w->cur->http.request_cache, free);
     uint32_t freed, allocated;
     bl_buf_overflow(&freed, &allocated);

@@ -9,6 +9,7 @@
 
 static _Thread_local struct bl_pipe *free_pipes;
 static _Thread_local uint32_t nfree;
+static _Thread_local uint8_t taken; /* a pipe was taken since the last bl_pipe_tick() */
 
 static void pipe_close(struct bl_pipe *p)
 {
@@ -19,6 +20,7 @@ static void pipe_close(struct bl_pipe *p)
 
 struct bl_pipe *bl_pipe_get(void)
 {
+    taken = 1;
     struct bl_pipe *p = free_pipes;
     if (p) {
         free_pipes = p->next;
@@ -98,6 +100,13 @@ ssize_t bl_pipe_out(struct bl_pipe *p, int dst, uint8_t *ready)
         return BL_AGAIN;
     }
     return BL_ERR;
+}
+
+void bl_pipe_tick(void)
+{
+    if (!taken)
+        bl_pipe_drain();
+    taken = 0;
 }
 
 void bl_pipe_drain(void)

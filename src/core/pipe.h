@@ -6,7 +6,8 @@
  * fs.pipe-user-pages-soft the kernel gives new pipes two pages, which would splice slower than
  * a buffer copies, so such a pipe is refused and the caller copies. Empty pipes are kept on a
  * small per-thread free list (BL_PIPE_CACHE) so a stream of large responses does not pay
- * pipe2 + fcntl + two closes each. All of it belongs to the calling thread.
+ * pipe2 + fcntl + two closes each; it follows demand (bl_pipe_tick), so an idle worker holds
+ * no pipe. All of it belongs to the calling thread.
  */
 #ifndef BL_CORE_PIPE_H
 #define BL_CORE_PIPE_H
@@ -44,6 +45,10 @@ ssize_t bl_pipe_in(struct bl_pipe *p, int src, uint64_t max, uint8_t *ready);
 /* Moves p's bytes to socket dst. Returns bytes (> 0), BL_AGAIN or BL_ERR (errno); a short
  * write clears *ready (the socket is full). */
 ssize_t bl_pipe_out(struct bl_pipe *p, int dst, uint8_t *ready);
+
+/* Once a second on a worker: the free pipes are closed when none was taken since the last
+ * tick (idle connections hold no fds but their sockets). */
+void bl_pipe_tick(void);
 
 /* Closes the thread's free pipes (its end). */
 void bl_pipe_drain(void);
