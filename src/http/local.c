@@ -168,8 +168,7 @@ static int local_write(struct bl_request *r, int status, const char *body, size_
         location = abs;
         location_len = alen;
     }
-    if (status >= 400 && !r->req_body_done)
-        r->keep_alive = 0; /* the unread body would be taken for the next request */
+    bl_request_unread_body(r);
     /* 495 and 496 are nginx's names for two 400s (response.h); the log says 400 */
     r->status = status == BL_HTTP_SSL_CERT_ERROR || status == BL_HTTP_SSL_NO_CERT ? 400 : status;
     int head = r->msg.method_id == BL_H1_M_HEAD;
@@ -222,8 +221,7 @@ static int serve_return(struct bl_request *r, const struct bl_location *loc, int
 
 int bl_local_return(struct bl_request *r)
 {
-    if (!r->req_body_done)
-        r->keep_alive = 0; /* the unread body would be taken for the next request */
+    bl_request_unread_body(r);
     int code = r->rw.ret_code;
     if (r->rw.redirect)
         return local_write(r, code, NULL, 0, r->rw.redirect, r->rw.redirect_len);
@@ -236,8 +234,7 @@ int bl_local_return(struct bl_request *r)
 int bl_local_serve_skipped_return(struct bl_request *r)
 {
     const struct bl_location *loc = r->loc;
-    if (!r->req_body_done)
-        r->keep_alive = 0;
+    bl_request_unread_body(r);
     if (loc->root)
         return bl_static_serve(r, loc, r->upath, r->upath_len, 200);
     return bl_local_response(r, 404, NULL, 0, NULL, 0);
@@ -246,8 +243,7 @@ int bl_local_serve_skipped_return(struct bl_request *r)
 int bl_local_serve(struct bl_request *r)
 {
     const struct bl_location *loc = r->loc;
-    if (!r->req_body_done)
-        r->keep_alive = 0; /* the unread body would be taken for the next request */
+    bl_request_unread_body(r);
     switch (loc->kind) {
     case BL_LOC_RETURN:
         if (loc->return_code >= 400)
@@ -332,8 +328,7 @@ int bl_local_response(struct bl_request *r, int status, const char *body, size_t
 int bl_local_disabled(struct bl_request *r)
 {
     const struct bl_location *loc = r->loc;
-    if (!r->req_body_done)
-        r->keep_alive = 0;
+    bl_request_unread_body(r);
     /* A location the API disabled without a `disable` line answers 503. */
     int code = loc->disable_code ? loc->disable_code : 503;
     if (loc->disable_text)

@@ -53,6 +53,11 @@ static void request_finish(struct bl_request *r);
 static int send_client(struct bl_request *r);
 static void local_response(struct bl_request *r, int status);
 static void local_done(struct bl_request *r, int rc);
+static void request_next(struct bl_request *r);
+static int discardable(const struct bl_request *r);
+static int drop_read(struct bl_request *r);
+static void drop_body(struct bl_request *r);
+static void drop_body_event(struct bl_request *r, uint32_t ev);
 static void proxy_phase(struct bl_request *r, int state);
 static void proxy_run(struct bl_request *r);
 static void proxy_start(struct bl_request *r);
@@ -2028,6 +2033,10 @@ static void local_send(struct bl_request *r)
 
 static void local_client_event(struct bl_request *r, uint32_t ev)
 {
+    /* a body the answer keeps the connection for is dropped as it comes (drop_read) */
+    if ((ev & (BL_EV_READ | BL_EV_HUP | BL_EV_ERROR)) && !r->req_body_done && r->keep_alive &&
+        discardable(r) && drop_read(r) == BL_ERR)
+        return;
     if (ev & BL_EV_WRITE)
         local_send(r);
 }
@@ -2163,7 +2172,9 @@ static void request_free(struct bl_request *r)
         free(r);
 }
 
-/* The response is complete: log, release the upstream, keep the client alive or close. */
+/* The response is complete: log, release the upstream, keep the client alive or close. A
+ * local answer that kept the connection with the request's body unread drops that body first
+ * (RS_DROP_BODY). */
 static void request_finish(struct bl_request *r)
 {
     struct bl_client *c = r->c;
@@ -2171,7 +2182,24 @@ static void request_finish(struct bl_request *r)
     bl_attempt_release(&r->a, 0, r->up_reusable && r->req_body_done &&
                                      r->body_sent == r->body_end,
                        r->body_bytes_sent);
-    int keep = r->keep_alive && c->w->draining != 1;
+    if (bl_unlikely(!r->req_body_done) && r->keep_alive && c->w->draining != 1 &&
+        discardable(r)) {
+        r->state = RS_DROP_BODY;
+        r->client_handler = drop_body_event;
+        bl_timer_cancel(c->w->loop, &c->timer);
+        drop_body(r);
+        return;
+    }
+    request_next(r);
+}
+
+/* r is over: the client connection takes its next request (pipelined bytes at once) or
+ * closes. */
+static void request_next(struct bl_request *r)
+{
+    struct bl_client *c = r->c;
+    /* never an unread body taken for the next request */
+    int keep = r->keep_alive && c->w->draining != 1 && r->req_body_done;
     uint32_t next = r->body_end; /* first byte after this request */
     uint64_t idle_ms = r->loc ? r->loc->conf.keepalive_timeout
                               : c->listen->servers[0]->conf.keepalive_timeout;
@@ -2231,6 +2259,60 @@ static int discardable(const struct bl_request *r)
            (!(r->msg.flags & BL_H1_F_EXPECT_CONTINUE) || r->continue_sent);
 }
 
+void bl_request_unread_body(struct bl_request *r)
+{
+    if (!r->req_body_done && !discardable(r))
+        r->keep_alive = 0; /* the unread body would be taken for the next request */
+}
+
+/* Reads and drops what the client has sent of r's unread body (local answers: while the
+ * answer goes, as nginx's discarded body, so that a client sending its body before reading
+ * cannot stall against a large answer; then in RS_DROP_BODY). BL_OK: done or waiting for
+ * more; BL_ERR: r ended (the client closed, or sent a bad body). */
+static int drop_read(struct bl_request *r)
+{
+    while (!r->req_body_done) {
+        r->body_sent = r->body_end; /* dropped: the next read reuses the space */
+        int rc = read_request_body(r);
+        if (rc == BL_ERR)
+            return BL_ERR;
+        if (rc == BL_AGAIN)
+            return BL_OK;
+    }
+    return BL_OK;
+}
+
+/* RS_DROP_BODY: the answer went and was logged; each read of the rest waits
+ * client_body_timeout (then the connection closes), and once the body is whole the connection
+ * goes on. */
+static void drop_body(struct bl_request *r)
+{
+    if (drop_read(r) == BL_ERR)
+        return;
+    if (!r->req_body_done) {
+        bl_arm(r->c->w, &r->c->timer, r->loc->conf.client_body_timeout);
+        return;
+    }
+    bl_timer_cancel(r->c->w->loop, &r->c->timer);
+    request_next(r);
+}
+
+static void drop_body_event(struct bl_request *r, uint32_t ev)
+{
+    if (ev & (BL_EV_READ | BL_EV_HUP | BL_EV_ERROR))
+        drop_body(r);
+}
+
+/* RS_DROP_BODY ends early (the client closed or stalled): r was logged, the connection
+ * closes. */
+static void drop_body_abort(struct bl_request *r)
+{
+    struct bl_client *c = r->c;
+    c->req = NULL;
+    request_free(r);
+    client_close(c);
+}
+
 /* Reads and drops the rest of r's body, then answers r->discard_status on the kept
  * connection. Each read waits client_body_timeout (then 408, which closes). */
 static void discard_body(struct bl_request *r)
@@ -2265,6 +2347,10 @@ static void request_abort(struct bl_request *r, int status, const char *why)
 {
     struct bl_client *c = r->c;
     bl_log(BL_LOG_DEBUG, "request from %s ends early: %s", c->ip, why);
+    if (r->state == RS_DROP_BODY) {
+        drop_body_abort(r);
+        return;
+    }
     bl_attempt_release(&r->a, 1, 0, r->body_bytes_sent);
     if (status >= 500 && r->cache && (!r->resp_started || r->cache_sink) &&
         bl_proxy_cache_error(r, status) == BL_OK)
@@ -2711,6 +2797,12 @@ static void client_on_timer(struct bl_timer *t)
         return;
     case CS_REQUEST: {
         struct bl_request *r = c->req;
+        if (r->state == RS_DROP_BODY) {
+            bl_log(BL_LOG_INFO, "client %s timed out while its unread request body was dropped",
+                   c->ip);
+            drop_body_abort(r);
+            return;
+        }
         if (r->state == RS_LOCAL || r->resp_started) {
             bl_log(BL_LOG_INFO, "client %s timed out while receiving the response", c->ip);
             request_abort(r, 0, "send_timeout");
@@ -2854,6 +2946,8 @@ void bl_http_drain(struct bl_http_worker *w, int close_idle)
         struct bl_client *next = c->next;
         if (c->state == CS_IDLE || (c->state == CS_READ_HEAD && (!c->in || !bl_buf_len(c->in))))
             client_close(c);
+        else if (c->req && c->req->state == RS_DROP_BODY)
+            drop_body_abort(c->req); /* answered already: only its unread body is left */
         else if (c->req)
             c->req->keep_alive = 0;
         c = next;
@@ -2917,6 +3011,6 @@ void bl_client_close(struct bl_client *c)
 const char *bl_req_state_str(int state)
 {
     static const char *const names[] = {"connect", "send_head", "body", "wait_head", "response",
-                                        "local", "queued"};
+                                        "local", "queued", "drop_body"};
     return state >= 0 && state < (int)BL_ARRAY_LEN(names) ? names[state] : "?";
 }

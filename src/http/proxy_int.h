@@ -51,6 +51,8 @@ enum req_state {
     RS_RESPONSE,      /* streaming the response body to the client */
     RS_LOCAL,         /* writing a response made by ballast itself */
     RS_QUEUED,        /* waiting in the upstream group's queue for a free server */
+    RS_DROP_BODY,     /* answered and logged; the unread request body is read and dropped
+                       * before the connection takes its next request */
 };
 
 /* What a request does with W3C Trace Context (trace_propagation). */
@@ -221,6 +223,12 @@ void bl_request_local_done(struct bl_request *r, int rc);
 void bl_request_proxy(struct bl_request *r);
 void bl_request_abort(struct bl_request *r, int status, const char *why);
 void bl_request_wait_client(struct bl_request *r, uint32_t ev);
+
+/* For local.c and static.c: r is answered by ballast itself while its body is still unread.
+ * The connection stays when that body can be read and dropped (Content-Length, at most 1 MiB
+ * left, no 100-continue awaited, HTTP/1.x): it is, while and after the answer goes, as nginx
+ * discards it; otherwise r->keep_alive is cleared and the answer says Connection: close. */
+void bl_request_unread_body(struct bl_request *r);
 
 /* For http/h2.c. A stream client of connection p for stream st, its request head in head
  * (taken; freed with the client); it starts when its handler gets an event. NULL when out of

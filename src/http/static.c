@@ -685,8 +685,7 @@ static int serve_listing(struct bl_request *r, const struct bl_location *loc, co
         bl_autoindex_free(a);
         return BL_ERR;
     }
-    if (!r->req_body_done)
-        r->keep_alive = 0;
+    bl_request_unread_body(r);
     struct head h = {r->out->data, 0, r->out->cap, 0};
     head_start(r, &h, 200);
     put(&h, "Content-Type: %s\r\nContent-Length: %llu\r\n",
@@ -796,8 +795,7 @@ int bl_static_serve(struct bl_request *r, const struct bl_location *loc, const c
         close(fd);
         return BL_ERR;
     }
-    if (!r->req_body_done)
-        r->keep_alive = 0;
+    bl_request_unread_body(r);
     int64_t mtime = (int64_t)st.st_mtime;
     uint64_t size = (uint64_t)st.st_size;
     r->file_mtime = mtime;

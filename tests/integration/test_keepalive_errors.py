@@ -1,7 +1,8 @@
 """Keep-alive after the answers ballast generates itself, side by side with nginx 1.22: a 502,
 503, 504, 404 or 429 keeps the client's connection when the request was read whole (nginx's
 ngx_http_special_response_handler ends it only for 400, 413, 414, 495-497, 500, 501, and 408
-ends it too); a request whose body is still unread is answered and the connection closed."""
+ends it too); a request whose body is still unread is answered, then its body is read and
+dropped (up to 1 MiB; past that, or awaiting 100-continue, the connection closes)."""
 import socket
 import time
 
@@ -17,6 +18,8 @@ server {
     client_max_body_size 10m;
     location / { proxy_pass http://127.0.0.1:@down@; }
     location /gone { return 404; }
+    location /ret { return 200 "ok"; }
+    location /denied { deny all; }
     location /slow { proxy_pass http://127.0.0.1:@mute@; proxy_read_timeout 1s; }
     location /limited {
         limit_req zone=one;
@@ -114,14 +117,38 @@ def test_body_after_the_failure_is_dropped(pair, who):
         assert (r.status, r.has_token("Connection", "close")) == (404, False)
 
 
+@pytest.mark.parametrize("path,status", [("/ret", 200), ("/gone", 404), ("/denied", 403)])
+@pytest.mark.parametrize("who", ["ballast", "nginx"])
+def test_body_after_a_local_answer_is_dropped(pair, who, path, status):
+    """A local answer (return, deny) goes before the body has come and keeps the connection;
+    the body, which reads as a request of its own, is then read and dropped, never taken for
+    the next request: the request pipelined behind it gets the one answer that follows."""
+    port = pair[0] if who == "ballast" else pair[1]
+    smuggled = b"GET /ret HTTP/1.1\r\nHost: x\r\n\r\n"
+    with Conn(port, timeout=10 * SLOW) as c:
+        c.send(b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n"
+               % (path.encode(), len(smuggled) + 5000))
+        r = c.read_response("POST")
+        assert (r.status, r.has_token("Connection", "close")) == (status, False)
+        c.send(smuggled + b"y" * 5000 + build_request("GET", "/gone"))
+        r = c.read_response("GET")
+        assert (r.status, r.has_token("Connection", "close")) == (404, False)
+        c.send(build_request("GET", "/gone", headers={"Connection": "close"}))
+        r = c.read_response("GET")
+        assert r.status == 404 and c.closed() and not c.buf
+
+
 def test_unread_body_closes(pair):
-    """A body that has not come and is not dropped (past ballast's 1 MiB bound, or before a
-    `return`): ballast answers and closes rather than take the body for the next request."""
+    """A body that has not come and is not dropped (past ballast's 1 MiB bound, or one whose
+    100-continue was not sent): ballast answers and closes rather than take the body for the
+    next request."""
     bport, _ = pair
-    for path, length, status in (("/", 2 << 20, 502), ("/gone", 100000, 404)):
+    for path, length, expect, status in (("/", 2 << 20, False, 502),
+                                         ("/gone", 2 << 20, False, 404),
+                                         ("/ret", 100, True, 200)):
         with Conn(bport, timeout=10 * SLOW) as c:
-            c.send(b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n"
-                   % (path.encode(), length))
+            c.send(b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n%s\r\n"
+                   % (path.encode(), length, b"Expect: 100-continue\r\n" if expect else b""))
             r = c.read_response("POST")
             assert r.status == status
             assert r.has_token("Connection", "close")
