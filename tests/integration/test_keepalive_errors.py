@@ -16,6 +16,7 @@ limit_req_zone $binary_remote_addr zone=one:1m rate=1r/m;
 server {
     listen 127.0.0.1:@port@;
     client_max_body_size 10m;
+    client_body_timeout 2s;
     location / { proxy_pass http://127.0.0.1:@down@; }
     location /gone { return 404; }
     location /ret { return 200 "ok"; }
@@ -136,6 +137,24 @@ def test_body_after_a_local_answer_is_dropped(pair, who, path, status):
         c.send(build_request("GET", "/gone", headers={"Connection": "close"}))
         r = c.read_response("GET")
         assert r.status == 404 and c.closed() and not c.buf
+
+
+def test_dropped_body_that_stops_closes(pair):
+    """ballast: after the answer, a body that stops coming closes the connection once
+    client_body_timeout passes; one whose client goes away ends there."""
+    bport, _ = pair
+    for close_first in (False, True):
+        with Conn(bport, timeout=10 * SLOW) as c:
+            c.send(b"POST /ret HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n" + b"x" * 10)
+            r = c.read_response("POST")
+            assert (r.status, r.has_token("Connection", "close")) == (200, False)
+            c.send(b"x" * 10)
+            if close_first:
+                continue
+            assert c.closed(timeout=10) and not c.buf
+    with Conn(bport, timeout=10 * SLOW) as c:  # the server goes on
+        c.send(build_request("GET", "/ret"))
+        assert c.read_response("GET").status == 200
 
 
 def test_unread_body_closes(pair):
