@@ -101,3 +101,57 @@ def test_workers_api_method(ballast, backend):
         assert len(api.ok("GET", "/api/workers")["workers"]) == 2
     finally:
         api.close()
+
+
+def test_in_flight_and_requests_sum_over_workers(ballast, backend):
+    """Round robin keeps the in-flight and request counts in each worker's own cache line
+    (upstream.h, shared_active): the admin API and /metrics sum them. 40 requests held open on
+    40 connections (spread over the workers by the kernel) all show, then none, and each was
+    counted once."""
+    import threading
+
+    hold = threading.Event()
+
+    def slow(req, c):
+        c.backend.read_body(req, c)
+        c.backend.record(req)
+        hold.wait(20 * SLOW)
+        c.send("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        return True
+
+    b1 = backend("a")
+    b1.route("/slow", slow)
+    b = start(ballast, [b1], workers=WORKERS)
+    api = Api(b)
+    n = 40
+    results = []
+    try:
+        req0 = api.server("app", 0)["requests"]
+
+        def one():
+            with Conn(b.port, timeout=30 * SLOW) as c:
+                results.append(c.request("GET", "/slow").status)
+
+        ts = [threading.Thread(target=one) for _ in range(n)]
+        for t in ts:
+            t.start()
+        try:
+            assert wait_for(lambda: len(b1.requests) >= n, 10 * SLOW), len(b1.requests)
+            ws = api_workers(api)
+            assert len([w for w in ws if w["connections_active"] > 0]) >= 2, ws
+            assert api.server("app", 0)["in_flight"] == n
+            assert api.ok("GET", "/api/upstreams/app")["in_flight"] == n
+            r = api.call("GET", "/metrics")
+            lab = 'upstream="app",server="127.0.0.1:%d"' % b1.port
+            assert ("ballast_upstream_server_requests_in_flight{%s} %d" % (lab, n)
+                    in r.body.decode()), r.body.decode()
+        finally:
+            hold.set()
+            for t in ts:
+                t.join(30 * SLOW)
+        assert results == [200] * n, results
+        assert wait_for(lambda: api.server("app", 0)["in_flight"] == 0, 10 * SLOW)
+        assert api.ok("GET", "/api/upstreams/app")["in_flight"] == 0
+        assert api.server("app", 0)["requests"] - req0 == n
+    finally:
+        api.close()
