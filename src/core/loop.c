@@ -160,6 +160,25 @@ ssize_t bl_loop_send(struct bl_loop *l, struct bl_io *io, const struct iovec *io
     return loop_writev_now(io->fd, iov, n);
 }
 
+int bl_loop_add_recv(struct bl_loop *l, struct bl_io *io)
+{
+#ifndef BL_LOOP_BACKEND
+    if (l->method == BL_LOOP_IO_URING)
+        return loop_uring_add_recv(&l->b.ur, io);
+#endif
+    return BE(l, add, io, 1);
+}
+
+ssize_t bl_loop_recv(struct bl_loop *l, struct bl_io *io, void *buf, size_t len, int flags)
+{
+#ifndef BL_LOOP_BACKEND
+    if (l->method == BL_LOOP_IO_URING)
+        return loop_uring_recv(&l->b.ur, io, buf, len, flags);
+#endif
+    (void)l;
+    return recv(io->fd, buf, len, flags);
+}
+
 int bl_loop_send_busy(struct bl_loop *l, const struct bl_io *io)
 {
 #ifndef BL_LOOP_BACKEND

@@ -22,7 +22,7 @@
  *     need no SQE). Syscalls: epoll's epoll_ctl per connection goes into the batch; recv/send
  *     stay the owners'. Every registered fd must be closed with bl_loop_close(): an armed poll
  *     holds a reference to the file, so a plain close() would keep the socket open.
- *   Step 2 (where it stands): completion ops for the hot paths, next to the readiness seam,
+ *   Step 2 (done): completion ops for the hot paths, next to the readiness seam,
  *     each measured against step 1 and epoll in the same run (bench/RESULTS.md, "io_uring
  *     step 2"):
  *     2a. Multishot accept (bl_loop_add_accept): a listener is one IORING_OP_ACCEPT with
@@ -40,9 +40,12 @@
  *       a close with bytes left keeps the fd until they went (URING_LINGER_MS at most).
  *       TLS, HTTP/2 streams, sendfile and large writes stay plain writes (after what is
  *       staged: bl_loop_send_busy, bl_loop_shutdown_wr).
- *     Not done: multishot recv into a provided-buffer ring (the client's recv stays the
- *     owner's, one per request per side).
- * Until step 2 wins everywhere, epoll stays the default.
+ *   Step 3: multishot recv into a ring of provided buffers (bl_loop_add_recv, bl_loop_recv),
+ *     for plain HTTP/1 (and h2c) clients and plain upstream connections: their recv(2) goes,
+ *     the bytes come with the turn's io_uring_enter. TLS and PROXY-protocol clients, TLS
+ *     upstreams, L4 streams and checks keep readiness (OpenSSL and the PROXY header reader
+ *     read the socket themselves). Measured in bench/RESULTS.md, "io_uring step 3".
+ * Until io_uring wins everywhere, epoll stays the default.
  */
 #ifndef BL_CORE_LOOP_H
 #define BL_CORE_LOOP_H
@@ -137,6 +140,22 @@ int bl_loop_add_accept(struct bl_loop *l, struct bl_io *io, bl_accept_handler ha
  * holds. The loop's own thread only. */
 #define BL_LOOP_SEND_STAGE 2048
 ssize_t bl_loop_send(struct bl_loop *l, struct bl_io *io, const struct iovec *iov, int n);
+/* Completion-style receive (io_uring; step 3 above): registers io->fd as bl_loop_add does,
+ * and on io_uring the loop reads it: a multishot IORING_OP_RECV into the loop's ring of
+ * provided buffers (shared by all connections: an idle one holds none), whose bytes wait in
+ * a per-fd queue until the owner takes them with bl_loop_recv; the owner gets BL_EV_READ
+ * (with BL_EV_HUP once the end is queued) when bytes came, as from an edge. Such an fd is
+ * read only through bl_loop_recv (not recv, SSL, splice or bl_fd_read: they would pass the
+ * queue) and is best closed with bl_loop_close; bl_loop_del drops what was queued. Where the
+ * loop cannot (epoll, a kernel without buffer rings or multishot recv, another thread, before
+ * the loop's first turn) this is bl_loop_add and bl_loop_recv is recv(2). */
+int bl_loop_add_recv(struct bl_loop *l, struct bl_io *io);
+/* What recv(io->fd, buf, len, flags) would return (bytes, 0 at EOF, -1 with errno: EAGAIN
+ * when nothing is there), MSG_PEEK included: for an fd of bl_loop_add_recv, from its queue,
+ * then, where the loop's recv is not armed (the ring ran dry, the queue was full), from the
+ * socket, arming it again once drained; a short read means drained, as with edge-triggered
+ * epoll. Any other fd: recv(2). The loop's own thread only. */
+ssize_t bl_loop_recv(struct bl_loop *l, struct bl_io *io, void *buf, size_t len, int flags);
 /* Whether io has bytes staged by bl_loop_send that the socket has not taken yet; if so, the
  * owner gets BL_EV_WRITE once they went. */
 int bl_loop_send_busy(struct bl_loop *l, const struct bl_io *io);

@@ -47,6 +47,15 @@
 #define LOOP_URING_SETUP io_uring_queue_init_params
 #endif
 
+/* Loop receive (step 3, bl_loop_add_recv): a slot's multishot recv, by state. */
+enum uring_recv_state {
+    URING_RECV_OFF = 0,          /* the owner reads the socket itself (readiness) */
+    URING_RECV_ARMED = 1,        /* a multishot recv is out: bytes come as CQEs */
+    URING_RECV_CANCELLING = 2,   /* its cancel is out (queue full): CQEs may still come */
+    URING_RECV_IDLE = 3,         /* none is out (ENOBUFS, cancelled, ended): bl_loop_recv reads
+                                  * the socket after the queue and arms again once drained */
+};
+
 struct uring_slot {
     struct bl_io *io;            /* NULL: free */
     bl_accept_handler accept;    /* a multishot accept (step 2), not a poll; else NULL */
@@ -56,6 +65,20 @@ struct uring_slot {
     uint8_t level;               /* one-shot poll, re-armed when handed out */
     uint8_t send_wait;           /* the owner was told BL_AGAIN: BL_EV_WRITE once it went */
     uint8_t shut_wr;             /* shutdown(SHUT_WR) once the staged send went */
+    uint8_t write_owed;          /* the poll said writable while a send was staged: the owner
+                                  * hears it when the send went (a loop-receive fd's poll
+                                  * watches writes only, so no later read edge repeats it) */
+    uint8_t recv;                /* enum uring_recv_state */
+    uint8_t rnotify;             /* an event for the recv is in this batch already */
+    int32_t rend;                /* after the queue: 0 more may come, 1 EOF, -errno */
+    uint32_t rq_head, rq_tail;   /* received bytes: ring buffer ids, oldest first */
+    uint32_t rq_n;               /* buffers in that queue */
+};
+
+/* One provided buffer of the receive ring, while it is out of the ring (in a slot's queue). */
+struct uring_rbuf {
+    uint32_t next;               /* the queue's next buffer id; URING_NONE: last */
+    uint32_t len, off;           /* bytes the kernel put there, bytes the owner took */
 };
 
 /* A send staged by bl_loop_send (step 2): the bytes, copied, go out as an IORING_OP_SEND with
@@ -87,7 +110,25 @@ struct uring_send {
 #define URING_UD_ACCEPT 0x80000000u
 #define URING_UD_SEND   0x40000000u
 #define URING_UD_WPOLL  0x20000000u
-#define URING_UD_INDEX  0x1fffffffu
+#define URING_UD_RECV   0x10000000u
+#define URING_UD_INDEX  0x0fffffffu
+
+/* The receive ring (step 3): one per loop, shared by every connection, so an idle connection
+ * holds no buffer; a buffer leaves the ring when bytes land in it and goes back as soon as the
+ * owner has copied them out. A connection that queues URING_RECV_QMAX buffers without reading
+ * them (back-pressure) has its recv cancelled and reads the socket itself from then on, so one
+ * slow reader cannot take the ring from the others (nor read a socket the owner wants left
+ * full, which is how TCP pushes back). Tests make it small. */
+#ifndef URING_RBUF_SIZE
+#define URING_RBUF_SIZE  4096u
+#endif
+#ifndef URING_RBUF_COUNT
+#define URING_RBUF_COUNT 512u    /* a power of two (the ring's mask) */
+#endif
+#ifndef URING_RECV_QMAX
+#define URING_RECV_QMAX  8u
+#endif
+#define URING_RBUF_GROUP 0
 
 struct uring_event {
     uint64_t ud;
@@ -125,6 +166,13 @@ struct loop_uring {
     pthread_mutex_t lock;        /* remote, nremote writers */
     struct uring_remote *remote;
     uint32_t remote_cap;
+    struct io_uring_buf_ring *br; /* the receive ring; NULL: none (yet, or refused) */
+    char *rmem;                  /* its buffers, URING_RBUF_SIZE each, by buffer id */
+    struct uring_rbuf *rb;       /* per buffer id, while out of the ring */
+    uint32_t rheld;              /* buffers in slots' queues (tests, stats) */
+    int no_recv;                 /* the kernel refused the ring or multishot recv */
+    uint64_t *kick;              /* recv user_data to hand BL_EV_READ next turn, no CQE */
+    uint32_t nkick, kick_cap;
 };
 
 /* The loop whose backend this thread runs (set when bl_loop_run starts). See
@@ -191,6 +239,11 @@ static void loop_uring_free(struct loop_uring *b)
         free(b->sends[i].buf);
     }
     free(b->sends);
+    /* After the ring: its exit has cancelled the recvs that wrote into these. */
+    free(b->br);
+    free(b->rmem);
+    free(b->rb);
+    free(b->kick);
     free(b->slots);
     free(b->free);
     free(b->remote);
@@ -219,14 +272,20 @@ static int uring_arm(struct loop_uring *b, uint32_t idx)
         io_uring_prep_multishot_accept(sqe, s->io->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     else if (s->level)
         io_uring_prep_poll_add(sqe, s->io->fd, EPOLLIN);
+    else if (s->recv)
+        io_uring_prep_poll_multishot(sqe, s->io->fd, EPOLLOUT); /* reads come as recv CQEs */
     else
         io_uring_prep_poll_multishot(sqe, s->io->fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP);
     io_uring_sqe_set_data64(sqe, uring_ud(b, idx));
     return BL_OK;
 }
 
+static int uring_recv_arm(struct loop_uring *b, uint32_t idx);
+static void uring_kick(struct loop_uring *b, uint32_t idx);
+
+/* recv: the loop receives for io (bl_loop_add_recv): its poll watches writes only. */
 static int uring_add_local(struct loop_uring *b, struct bl_io *io, int edge,
-                           bl_accept_handler accept)
+                           bl_accept_handler accept, int recv)
 {
     uint32_t idx;
     if (b->nfree) {
@@ -250,14 +309,266 @@ static int uring_add_local(struct loop_uring *b, struct bl_io *io, int edge,
     b->slots[idx].io = io;
     b->slots[idx].level = !edge;
     b->slots[idx].accept = accept;
+    b->slots[idx].recv = recv ? URING_RECV_ARMED : URING_RECV_OFF;
     if (uring_arm(b, idx) != BL_OK) {
         b->slots[idx].io = NULL;
         b->slots[idx].accept = NULL;
+        b->slots[idx].recv = URING_RECV_OFF;
         b->free[b->nfree++] = idx;
         return BL_ERR;
     }
     io->loop_slot = uring_ud(b, idx);
+    if (recv && uring_recv_arm(b, idx) != BL_OK) {
+        /* SQ full and unflushable: the owner reads the socket and arms it once drained. */
+        b->slots[idx].recv = URING_RECV_IDLE;
+        uring_kick(b, idx);
+    }
     return BL_OK;
+}
+
+/* ---- the receive ring (step 3) */
+
+/* Sets up the ring of provided buffers, on the loop's thread (SINGLE_ISSUER: the thread that
+ * enabled the ring registers). A kernel without it (before 5.19) leaves loop receive off. */
+static void uring_rbufs_setup(struct loop_uring *b)
+{
+    void *br = NULL;
+    size_t ring_bytes = URING_RBUF_COUNT * sizeof(struct io_uring_buf);
+    if (posix_memalign(&br, 4096, ring_bytes < 4096 ? 4096 : ring_bytes) != 0) {
+        b->no_recv = 1;
+        return;
+    }
+    b->rmem = malloc((size_t)URING_RBUF_COUNT * URING_RBUF_SIZE);
+    b->rb = calloc(URING_RBUF_COUNT, sizeof(*b->rb));
+    struct io_uring_buf_reg reg = {.ring_addr = (uint64_t)(uintptr_t)br,
+                                   .ring_entries = URING_RBUF_COUNT,
+                                   .bgid = URING_RBUF_GROUP};
+    if (!b->rmem || !b->rb || io_uring_register_buf_ring(&b->ring, &reg, 0) != 0) {
+        free(br);
+        free(b->rmem);
+        free(b->rb);
+        b->rmem = NULL;
+        b->rb = NULL;
+        b->no_recv = 1;
+        return;
+    }
+    b->br = br;
+    io_uring_buf_ring_init(b->br);
+    for (uint32_t i = 0; i < URING_RBUF_COUNT; i++)
+        io_uring_buf_ring_add(b->br, b->rmem + (size_t)i * URING_RBUF_SIZE, URING_RBUF_SIZE,
+                              (unsigned short)i, io_uring_buf_ring_mask(URING_RBUF_COUNT),
+                              (int)i);
+    io_uring_buf_ring_advance(b->br, URING_RBUF_COUNT);
+}
+
+/* Hands buffer bid back to the kernel (a store to the ring's tail, no syscall). */
+static void uring_rbuf_put(struct loop_uring *b, uint32_t bid)
+{
+    io_uring_buf_ring_add(b->br, b->rmem + (size_t)bid * URING_RBUF_SIZE, URING_RBUF_SIZE,
+                          (unsigned short)bid, io_uring_buf_ring_mask(URING_RBUF_COUNT), 0);
+    io_uring_buf_ring_advance(b->br, 1);
+}
+
+static uint64_t uring_recv_ud(const struct loop_uring *b, uint32_t idx)
+{
+    return uring_ud(b, idx) | URING_UD_RECV;
+}
+
+/* Arms slot idx's multishot recv (IOSQE_BUFFER_SELECT from the ring). */
+static int uring_recv_arm(struct loop_uring *b, uint32_t idx)
+{
+    struct io_uring_sqe *sqe = uring_sqe(b);
+    if (!sqe)
+        return BL_ERR;
+    io_uring_prep_recv_multishot(sqe, b->slots[idx].io->fd, NULL, 0, 0);
+    sqe->buf_group = URING_RBUF_GROUP;
+    io_uring_sqe_set_flags(sqe, IOSQE_BUFFER_SELECT);
+    io_uring_sqe_set_data64(sqe, uring_recv_ud(b, idx));
+    b->slots[idx].recv = URING_RECV_ARMED;
+    return BL_OK;
+}
+
+/* Cancels slot idx's recv by its user_data; its last CQE says when it is gone. */
+static void uring_recv_cancel(struct loop_uring *b, uint32_t idx)
+{
+    struct io_uring_sqe *sqe = uring_sqe(b);
+    if (!sqe)
+        return; /* SQ full and unflushable: the queue grows on, bounded by the ring */
+    io_uring_prep_cancel64(sqe, uring_recv_ud(b, idx), 0);
+    io_uring_sqe_set_data64(sqe, 0);
+    io_uring_sqe_set_flags(sqe, IOSQE_CQE_SKIP_SUCCESS);
+    b->slots[idx].recv = URING_RECV_CANCELLING;
+}
+
+/* The slot's owner hears BL_EV_READ next turn, though no CQE says so (bytes or an end the
+ * owner's short read left behind). */
+static void uring_kick(struct loop_uring *b, uint32_t idx)
+{
+    struct uring_slot *s = &b->slots[idx];
+    if (s->rnotify)
+        return;
+    if (b->nkick == b->kick_cap) {
+        uint32_t cap = b->kick_cap ? b->kick_cap * 2 : 64;
+        uint64_t *k = realloc(b->kick, cap * sizeof(*k));
+        if (!k)
+            return; /* the owner's next read finds it */
+        b->kick = k;
+        b->kick_cap = cap;
+    }
+    b->kick[b->nkick++] = uring_recv_ud(b, idx);
+    s->rnotify = 1;
+}
+
+/* Gives the slot's queued buffers back to the ring and turns its loop receive off (the slot
+ * is being freed, or unregistered: the owner reads the socket from now on). */
+static void uring_recv_drop(struct loop_uring *b, uint32_t idx)
+{
+    struct uring_slot *s = &b->slots[idx];
+    if (s->recv == URING_RECV_ARMED || s->recv == URING_RECV_CANCELLING) {
+        struct io_uring_sqe *sqe = uring_sqe(b);
+        if (sqe) {
+            io_uring_prep_cancel64(sqe, uring_recv_ud(b, idx), 0);
+            io_uring_sqe_set_data64(sqe, 0);
+            io_uring_sqe_set_flags(sqe, IOSQE_CQE_SKIP_SUCCESS);
+        }
+    }
+    for (uint32_t bid = s->rq_head; s->rq_n; s->rq_n--) {
+        uint32_t next = b->rb[bid].next;
+        uring_rbuf_put(b, bid);
+        b->rheld--;
+        bid = next;
+    }
+    s->recv = URING_RECV_OFF;
+    s->rend = 0;
+    s->rnotify = 0;
+}
+
+/* A recv CQE, as it is reaped (before any handler of the batch runs, so each handler sees
+ * every byte the batch brought): its bytes join the slot's queue. Returns 1 when the owner is
+ * to hear of it (once per batch: rnotify). A CQE of a slot freed since (a late one, after a
+ * close) only gives its buffer back: it never reaches the bl_io. */
+static int uring_recv_cqe(struct loop_uring *b, const struct io_uring_cqe *cqe)
+{
+    uint32_t idx = (uint32_t)cqe->user_data & URING_UD_INDEX;
+    struct uring_slot *s = idx < b->nslots ? &b->slots[idx] : NULL;
+    int has_buf = (cqe->flags & IORING_CQE_F_BUFFER) != 0;
+    uint32_t bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
+    if (!s || s->gen != (uint32_t)(cqe->user_data >> 32) || !s->io ||
+        (s->recv != URING_RECV_ARMED && s->recv != URING_RECV_CANCELLING)) {
+        if (has_buf && b->br && bid < URING_RBUF_COUNT)
+            uring_rbuf_put(b, bid);
+        return 0;
+    }
+    if (cqe->res > 0 && has_buf && bid < URING_RBUF_COUNT) {
+        b->rb[bid] = (struct uring_rbuf){.next = URING_NONE, .len = (uint32_t)cqe->res};
+        if (s->rq_n++)
+            b->rb[s->rq_tail].next = bid;
+        else
+            s->rq_head = bid;
+        s->rq_tail = bid;
+        b->rheld++;
+    } else if (has_buf && b->br && bid < URING_RBUF_COUNT) {
+        uring_rbuf_put(b, bid);
+    }
+    if (!(cqe->flags & IORING_CQE_F_MORE)) {
+        if (cqe->res == 0) {
+            s->rend = 1;
+            s->recv = URING_RECV_IDLE;
+        } else if (cqe->res == -EINVAL || cqe->res == -EOPNOTSUPP) {
+            /* No multishot recv here (before 6.0): readiness for this fd and all later. */
+            b->no_recv = 1;
+            s->recv = URING_RECV_IDLE;
+            struct io_uring_sqe *sqe = uring_sqe(b);
+            if (sqe) {
+                io_uring_prep_poll_update(sqe, uring_ud(b, idx), uring_ud(b, idx),
+                                          EPOLLIN | EPOLLOUT | EPOLLRDHUP,
+                                          IORING_POLL_UPDATE_EVENTS | IORING_POLL_ADD_MULTI);
+                io_uring_sqe_set_data64(sqe, 0);
+                io_uring_sqe_set_flags(sqe, IOSQE_CQE_SKIP_SUCCESS);
+            }
+        } else if (cqe->res < 0 && cqe->res != -ENOBUFS && cqe->res != -ECANCELED) {
+            s->rend = cqe->res; /* ECONNRESET, ...: after the bytes before it */
+            s->recv = URING_RECV_IDLE;
+        } else {
+            /* ENOBUFS (the ring ran dry: the bytes wait in the socket), our cancel, or
+             * ended for another reason: the owner reads the socket until it is drained. */
+            s->recv = URING_RECV_IDLE;
+        }
+    } else if (s->rq_n >= URING_RECV_QMAX && s->recv == URING_RECV_ARMED) {
+        uring_recv_cancel(b, idx);
+    }
+    if (s->rnotify)
+        return 0;
+    s->rnotify = 1;
+    return 1;
+}
+
+/* bl_loop_recv: recv(2)'s answer from the slot's queue, then (not armed) from the socket. */
+static ssize_t loop_uring_recv(struct loop_uring *b, struct bl_io *io, void *buf, size_t len,
+                               int flags)
+{
+    uint64_t ud = io->loop_slot;
+    uint32_t idx = (uint32_t)ud & URING_UD_INDEX;
+    struct uring_slot *s = ud && idx < b->nslots ? &b->slots[idx] : NULL;
+    if (!s || s->io != io || s->recv == URING_RECV_OFF)
+        return recv(io->fd, buf, len, flags);
+    size_t got = 0;
+    int peek = (flags & MSG_PEEK) != 0;
+    uint32_t bid = s->rq_head;
+    for (uint32_t k = 0; k < s->rq_n && got < len;) {
+        struct uring_rbuf *rb = &b->rb[bid];
+        size_t take = rb->len - rb->off;
+        if (take > len - got)
+            take = len - got;
+        memcpy((char *)buf + got, b->rmem + (size_t)bid * URING_RBUF_SIZE + rb->off, take);
+        got += take;
+        uint32_t next = rb->next;
+        if (peek) {
+            k++;
+        } else if ((rb->off += (uint32_t)take) == rb->len) {
+            uring_rbuf_put(b, bid); /* at once: the ring is everyone's */
+            b->rheld--;
+            s->rq_n--;
+            s->rq_head = next;
+        }
+        bid = next;
+    }
+    if (got == len || s->recv != URING_RECV_IDLE || s->rend) {
+        if (got)
+            return (ssize_t)got;
+        if (s->rend == 1)
+            return 0;
+        errno = s->rend ? -s->rend : EAGAIN;
+        return -1;
+    }
+    if (s->rq_n)
+        return (ssize_t)got; /* a peek stops at what is queued */
+    /* Idle with the queue drained: the socket itself, which holds what came after. */
+    ssize_t n;
+    do
+        n = recv(io->fd, (char *)buf + got, len - got, flags);
+    while (n < 0 && errno == EINTR);
+    if (peek)
+        return got ? (ssize_t)got : n;
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
+        if (!got)
+            return n;
+        s->rend = n == 0 ? 1 : -errno; /* told after the bytes; their short read needs the
+                                        * owner to hear of it */
+        uring_kick(b, idx);
+        return (ssize_t)got;
+    }
+    if (n < 0 || got + (size_t)n < len) {
+        /* Drained: bytes come as CQEs again (ENOBUFS again if the ring is still dry). */
+        if (!b->no_recv && uring_recv_arm(b, idx) != BL_OK)
+            uring_kick(b, idx); /* SQ full: the owner reads again next turn */
+    }
+    if (n > 0)
+        got += (size_t)n;
+    if (got)
+        return (ssize_t)got;
+    errno = EAGAIN;
+    return -1;
 }
 
 /* Frees io's slot and cancels its poll (by the slot's user_data, with the turn's submit). */
@@ -288,11 +599,14 @@ static void uring_forget(struct loop_uring *b, uint64_t ud)
             uring_send_put(b, i);
         }
     }
+    if (b->slots[idx].recv)
+        uring_recv_drop(b, idx);
     b->slots[idx].io = NULL;
     b->slots[idx].accept = NULL;
     b->slots[idx].send = 0;
     b->slots[idx].send_err = 0;
     b->slots[idx].send_wait = 0;
+    b->slots[idx].write_owed = 0;
     b->slots[idx].shut_wr = 0;
     b->slots[idx].gen++;
     b->free[b->nfree++] = idx;
@@ -509,6 +823,7 @@ static struct bl_io *uring_send_event(struct loop_uring *b, const struct uring_e
     if (failed) {
         s->send_err = -e->res;
         s->send_wait = 0;
+        s->write_owed = 0;
         *ev = BL_EV_ERROR | BL_EV_READ | BL_EV_WRITE;
         return s->io;
     }
@@ -516,9 +831,10 @@ static struct bl_io *uring_send_event(struct loop_uring *b, const struct uring_e
         s->shut_wr = 0;
         shutdown(s->io->fd, SHUT_WR);
     }
-    if (!s->send_wait)
+    if (!s->send_wait && !s->write_owed)
         return NULL;
     s->send_wait = 0;
+    s->write_owed = 0;
     *ev = BL_EV_WRITE;
     return s->io;
 }
@@ -571,7 +887,7 @@ static void uring_remote_drain(struct loop_uring *b)
         if (r->ud)
             uring_forget(b, r->ud);
         else
-            (void)uring_add_local(b, r->io, r->edge, NULL); /* out of memory: the fd stays silent,
+            (void)uring_add_local(b, r->io, r->edge, NULL, 0); /* out of memory: the fd stays silent,
                                                        * as after a failed epoll_ctl */
     }
     atomic_store_explicit(&b->nremote, 0, memory_order_release);
@@ -587,7 +903,7 @@ static int loop_uring_add(struct loop_uring *b, struct bl_io *io, int edge)
 {
     if (uring_foreign(b))
         return uring_remote_push(b, io, 0, edge);
-    return uring_add_local(b, io, edge, NULL);
+    return uring_add_local(b, io, edge, NULL, 0);
 }
 
 /* bl_loop_add_accept: a multishot IORING_OP_ACCEPT (5.19+) in place of a level poll. The
@@ -596,7 +912,17 @@ static int loop_uring_add_accept(struct loop_uring *b, struct bl_io *io, bl_acce
 {
     if (b->no_accept || uring_foreign(b))
         return BL_AGAIN;
-    return uring_add_local(b, io, 0, h);
+    return uring_add_local(b, io, 0, h, 0);
+}
+
+/* bl_loop_add_recv: a connection whose reads the loop makes (multishot recv into the ring);
+ * readiness where there is no ring (refused by the kernel, or before the first turn) or from
+ * another thread. */
+static int loop_uring_add_recv(struct loop_uring *b, struct bl_io *io)
+{
+    if (b->no_recv || !b->br || uring_foreign(b))
+        return loop_uring_add(b, io, 1);
+    return uring_add_local(b, io, 1, NULL, 1);
 }
 
 /* Unregisters io; the cancel goes out with the turn's submit. */
@@ -757,6 +1083,7 @@ static int loop_uring_poll(struct loop_uring *b, int timeout_ms)
                                          IORING_REGISTER_ENABLE_RINGS, NULL, 0) < 0)
             return 0;
         b->enabled = 1;
+        uring_rbufs_setup(b);
     }
     if (!atomic_load_explicit(&b->started, memory_order_relaxed)) {
         uring_owner = b;
@@ -767,7 +1094,7 @@ static int loop_uring_poll(struct loop_uring *b, int timeout_ms)
     if (b->norphans)
         uring_orphans_expire(b);
     if (io_uring_cq_ready(&b->ring) == 0) {
-        if (timeout_ms == 0) {
+        if (timeout_ms == 0 || b->nkick) {
             io_uring_submit_and_get_events(&b->ring);
         } else {
             struct io_uring_cqe *cqe;
@@ -788,10 +1115,22 @@ static int loop_uring_poll(struct loop_uring *b, int timeout_ms)
         seen++;
         if (cqe->user_data == 0)
             continue; /* a cancel that found nothing left to cancel, or a salvaged accept */
+        if ((cqe->user_data & URING_UD_RECV) && (cqe->user_data >> 32)) {
+            if (uring_recv_cqe(b, cqe))
+                b->ev[n++] = (struct uring_event){.ud = cqe->user_data};
+            continue;
+        }
         b->ev[n++] = (struct uring_event){.ud = cqe->user_data, .res = cqe->res,
                                           .flags = cqe->flags};
     }
     io_uring_cq_advance(&b->ring, seen);
+    uint32_t k = 0;
+    for (; k < b->nkick && n < URING_MAX_EVENTS; k++)
+        b->ev[n++] = (struct uring_event){.ud = b->kick[k]};
+    if (k) {
+        memmove(b->kick, b->kick + k, (b->nkick - k) * sizeof(*b->kick));
+        b->nkick -= k;
+    }
     b->nev = (int)n;
     b->cur = -1;
     return (int)n;
@@ -834,6 +1173,14 @@ static inline struct bl_io *loop_uring_event(struct loop_uring *b, int i, uint32
         return uring_send_event(b, e, ev);
     uint32_t idx = (uint32_t)e->ud & URING_UD_INDEX;
     struct uring_slot *s = idx < b->nslots ? &b->slots[idx] : NULL;
+    if (e->ud & URING_UD_RECV) {
+        /* Bytes (or their end) queued for the owner when reaped, or a kick. */
+        if (!s || s->gen != (uint32_t)(e->ud >> 32) || !s->io)
+            return NULL;
+        s->rnotify = 0;
+        *ev = BL_EV_READ | (s->rend ? BL_EV_HUP : 0);
+        return s->io;
+    }
     if (!s || s->gen != (uint32_t)(e->ud >> 32) || !s->io) {
         if ((e->ud & URING_UD_ACCEPT) && e->res >= 0)
             close(e->res); /* accepted after its listener was unregistered */
@@ -867,6 +1214,8 @@ static inline struct bl_io *loop_uring_event(struct loop_uring *b, int i, uint32
     if (s->send) {
         /* Room for what is left of the staged send; the owner hears BL_EV_WRITE when all of
          * it went. */
+        if (m & EPOLLOUT)
+            s->write_owed = 1;
         if ((m & EPOLLOUT) && !b->sends[s->send - 1].inflight)
             (void)uring_send_submit(b, s->send - 1, io->fd); /* SQ full: the next edge */
         m &= ~(uint32_t)EPOLLOUT;

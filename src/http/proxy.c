@@ -108,13 +108,16 @@ static inline void count_failure(const struct bl_request *r, enum bl_stats_fail 
 /* recv into b; returns bytes (> 0), 0 at EOF, BL_AGAIN, or BL_ERR (core/status.h). Clears
  * *ready on a short read: with edge-triggered epoll, a short read means the socket is drained,
  * unless the peer has closed its side (hup), whose EOF is still to be read and will bring no
- * new edge. */
-static ssize_t read_into(int fd, struct bl_buf *b, uint8_t *ready, uint8_t hup)
+ * new edge. Through the loop's receive seam (core/loop.h, bl_loop_recv): on io_uring a
+ * connection registered with bl_loop_add_recv is read by the loop, and this takes what it
+ * queued, no syscall. */
+static ssize_t read_into(struct bl_loop *l, struct bl_io *io, struct bl_buf *b, uint8_t *ready,
+                         uint8_t hup)
 {
     size_t room = bl_buf_room(b);
     ssize_t n;
     do
-        n = bl_sys_recv(fd, b->data + b->end, room, 0);
+        n = bl_loop_recv(l, io, b->data + b->end, room, 0);
     while (n < 0 && errno == EINTR);
     if (n > 0) {
         b->end += (uint32_t)n;
@@ -182,7 +185,7 @@ static inline ssize_t sock_writev(struct bl_loop *l, struct bl_io *io, struct io
 static inline ssize_t client_read(struct bl_client *c, struct bl_buf *b)
 {
     if (bl_likely(!c->tls && !c->h2))
-        return read_into(c->io.fd, b, &c->rready, c->hup);
+        return read_into(c->w->loop, &c->io, b, &c->rready, c->hup);
     if (c->h2)
         return bl_h2_stream_read(c, b);
     ssize_t n = bl_tls_read(c->tls, b->data + b->end, bl_buf_room(b), &c->rready, &c->tls_want);
@@ -224,7 +227,7 @@ _Static_assert(BL_UPCONN_READ_WANTS_WRITE == BL_TLS_READ_WANTS_WRITE &&
 static inline ssize_t upstream_read_into(struct bl_upconn *u, struct bl_buf *b)
 {
     if (bl_likely(!u->tls))
-        return read_into(u->io.fd, b, &u->rready, u->hup);
+        return read_into(u->pool->loop, &u->io, b, &u->rready, u->hup);
     errno = 0;
     ssize_t n = bl_tls_read(u->tls, b->data + b->end, bl_buf_room(b), &u->rready, &u->tls_want);
     if (n > 0)
@@ -261,7 +264,24 @@ ssize_t bl_upstream_writev(struct bl_upconn *u, struct iovec *iov, int n)
 
 ssize_t bl_fd_read(int fd, struct bl_buf *b, uint8_t *ready, uint8_t hup)
 {
-    return read_into(fd, b, ready, hup);
+    size_t room = bl_buf_room(b);
+    ssize_t n;
+    do
+        n = bl_sys_recv(fd, b->data + b->end, room, 0);
+    while (n < 0 && errno == EINTR);
+    if (n > 0) {
+        b->end += (uint32_t)n;
+        if ((size_t)n < room && !hup)
+            *ready = 0;
+        return n;
+    }
+    if (n == 0)
+        return 0;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        *ready = 0;
+        return BL_AGAIN;
+    }
+    return BL_ERR;
 }
 
 ssize_t bl_fd_writev(int fd, struct iovec *iov, int n, uint8_t *ready)
@@ -2605,7 +2625,7 @@ static void client_linger(struct bl_client *c)
 {
     char scratch[4096];
     for (int i = 0; i < 16; i++) {
-        ssize_t n = recv(c->io.fd, scratch, sizeof(scratch), 0);
+        ssize_t n = bl_loop_recv(c->w->loop, &c->io, scratch, sizeof(scratch), 0);
         if (n > 0)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -2622,7 +2642,7 @@ static int client_gone(struct bl_client *c)
     if (c->h2)
         return 0; /* a reset stream is told by http/h2.c */
     char b;
-    ssize_t n = recv(c->io.fd, &b, 1, MSG_PEEK);
+    ssize_t n = bl_loop_recv(c->w->loop, &c->io, &b, 1, MSG_PEEK);
     if (n == 0)
         return 1;
     return n < 0 && errno != EAGAIN && errno != EWOULDBLOCK;
@@ -2859,7 +2879,11 @@ void bl_http_accept(struct bl_http_worker *w, const struct bl_listen *listen, in
     }
     c->port = ntohs(peer->sa_family == AF_INET ? ((const struct sockaddr_in *)peer)->sin_port
                                                : ((const struct sockaddr_in6 *)peer)->sin6_port);
-    if (bl_loop_add(w->loop, &c->io) != BL_OK) {
+    /* Plain HTTP/1 (and h2c): the loop reads (io_uring's multishot recv); TLS and the PROXY
+     * header are read from the socket by their own code, so those keep readiness. */
+    int loop_reads = !c->tls && !c->pp;
+    if ((loop_reads ? bl_loop_add_recv(w->loop, &c->io) : bl_loop_add(w->loop, &c->io)) !=
+        BL_OK) {
         if (c->tls)
             bl_tls_free(c->tls);
         close(fd);

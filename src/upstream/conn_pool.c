@@ -159,7 +159,7 @@ static void upconn_idle_event(struct bl_upconn *u, uint32_t ev)
     /* Anything on an idle connection (data, FIN, RST) makes it unusable. */
     if (ev & BL_EV_READ || ev & BL_EV_ERROR) {
         char b[64];
-        ssize_t n = recv(u->io.fd, b, sizeof(b), 0);
+        ssize_t n = bl_loop_recv(u->pool->loop, &u->io, b, sizeof(b), 0);
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
             return;
         bl_upconn_close(u);
@@ -199,7 +199,10 @@ static void upconn_on_timer(struct bl_timer *t)
     u->on_timeout(u);
 }
 
-static struct bl_upconn *upconn_connect(struct bl_conn_pool *p, struct bl_upstream_server *s)
+/* tls: the connection will carry TLS (OpenSSL reads the socket): readiness; a plain one is
+ * read by the loop (core/loop.h, bl_loop_add_recv). */
+static struct bl_upconn *upconn_connect(struct bl_conn_pool *p, struct bl_upstream_server *s,
+                                        int tls)
 {
     int fd = bl_sock_connect((struct sockaddr *)&s->addr, s->addrlen);
     if (fd < 0)
@@ -217,7 +220,7 @@ static struct bl_upconn *upconn_connect(struct bl_conn_pool *p, struct bl_upstre
     u->pool = p;
     u->server = s;
     u->connecting = 1;
-    if (bl_loop_add(p->loop, &u->io) != BL_OK) {
+    if ((tls ? bl_loop_add(p->loop, &u->io) : bl_loop_add_recv(p->loop, &u->io)) != BL_OK) {
         close(fd);
         free(u);
         return NULL;
@@ -241,7 +244,7 @@ struct bl_upconn *bl_upconn_get(struct bl_conn_pool *p, struct bl_upstream_serve
     if (u) {
         idle_unlink(u);
         bl_timer_disarm(p->loop, &u->timer); /* the owner arms it; bl_upconn_close cancels */
-    } else if (!(u = upconn_connect(p, s))) {
+    } else if (!(u = upconn_connect(p, s, tls_key != NULL))) {
         return NULL;
     } else {
         u->tls_key = tls_key;
