@@ -883,6 +883,7 @@ static void attempt_start(struct bl_request *r, int fresh)
 
     try_begin(r, fresh);
     r->a.tls_key = r->loc->proxy_tls ? r->loc->conf.proxy_ssl->ctx : NULL;
+    r->a.loop_reads = 1; /* read_into, tunnel.c: bl_loop_recv only */
     /* A connection that began with a PROXY header speaks for one client: never a pooled one */
     if (bl_attempt_connect(&r->a, &w->up, fresh || r->loc->conf.proxy_protocol, r,
                            upstream_on_io, upstream_on_timeout)

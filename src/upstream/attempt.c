@@ -176,7 +176,8 @@ int bl_attempt_connect(struct bl_attempt *a, struct bl_upstream_worker *uw, int 
 {
     a->start_us = bl_clock_us;
     a->sent_any = 0;
-    a->conn = bl_upconn_get(&uw->pool, a->server, a->tls_key, !fresh, owner, on_io, on_timeout);
+    a->conn = bl_upconn_get(&uw->pool, a->server, a->tls_key, a->loop_reads, !fresh, owner,
+                            on_io, on_timeout);
     if (!a->conn)
         return BL_ERR;
     a->conn->nrequests++;

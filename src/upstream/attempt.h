@@ -73,6 +73,8 @@ struct bl_retry_policy {
 struct bl_attempt {
     const void *tls_key;               /* the TLS context the front end speaks to upstreams
                                         * with (pooled connections must match); NULL: plain */
+    uint8_t loop_reads;                /* the front end reads the connection only with
+                                        * bl_loop_recv (core/loop.h): the loop may read it */
     struct bl_upstream_server *server; /* current (or last) attempt's server; NULL before */
     struct bl_upconn *conn;            /* its connection, NULL when none */
     struct bl_pick pick;               /* the balancer's place in this request */

@@ -199,10 +199,11 @@ static void upconn_on_timer(struct bl_timer *t)
     u->on_timeout(u);
 }
 
-/* tls: the connection will carry TLS (OpenSSL reads the socket): readiness; a plain one is
- * read by the loop (core/loop.h, bl_loop_add_recv). */
+/* loop_reads: the loop reads the socket (core/loop.h, bl_loop_add_recv), for a plain
+ * connection whose owner reads through bl_loop_recv; TLS (OpenSSL reads the socket) and
+ * splicing owners keep readiness. */
 static struct bl_upconn *upconn_connect(struct bl_conn_pool *p, struct bl_upstream_server *s,
-                                        int tls)
+                                        int loop_reads)
 {
     int fd = bl_sock_connect((struct sockaddr *)&s->addr, s->addrlen);
     if (fd < 0)
@@ -220,7 +221,9 @@ static struct bl_upconn *upconn_connect(struct bl_conn_pool *p, struct bl_upstre
     u->pool = p;
     u->server = s;
     u->connecting = 1;
-    if ((tls ? bl_loop_add(p->loop, &u->io) : bl_loop_add_recv(p->loop, &u->io)) != BL_OK) {
+    u->loop_reads = (uint8_t)loop_reads;
+    if ((loop_reads ? bl_loop_add_recv(p->loop, &u->io) : bl_loop_add(p->loop, &u->io)) !=
+        BL_OK) {
         close(fd);
         free(u);
         return NULL;
@@ -232,19 +235,21 @@ static struct bl_upconn *upconn_connect(struct bl_conn_pool *p, struct bl_upstre
 }
 
 struct bl_upconn *bl_upconn_get(struct bl_conn_pool *p, struct bl_upstream_server *s,
-                                const void *tls_key, int allow_pooled, void *owner,
+                                const void *tls_key, int loop_reads, int allow_pooled,
+                                void *owner,
                                 bl_upconn_handler on_io, bl_upconn_handler on_timeout)
 {
     struct bl_idle_list *l = &p->idle[s->id];
     struct bl_upconn *u = allow_pooled ? l->head : NULL;
     /* A server reached both plainly and over TLS (two locations) keeps both kinds idle: the
      * list is at most `keepalive` long. */
-    while (u && u->tls_key != tls_key)
+    loop_reads = loop_reads && !tls_key;
+    while (u && (u->tls_key != tls_key || u->loop_reads != loop_reads))
         u = u->next;
     if (u) {
         idle_unlink(u);
         bl_timer_disarm(p->loop, &u->timer); /* the owner arms it; bl_upconn_close cancels */
-    } else if (!(u = upconn_connect(p, s, tls_key != NULL))) {
+    } else if (!(u = upconn_connect(p, s, loop_reads))) {
         return NULL;
     } else {
         u->tls_key = tls_key;

@@ -55,6 +55,8 @@ struct bl_upconn {
     uint8_t tls_handshake;             /* tls is set and its handshake is not done */
     uint8_t connecting;                /* connect() in progress: the owner clears it */
     uint8_t idle;                      /* in the pool */
+    uint8_t loop_reads;                /* registered with bl_loop_add_recv: read only through
+                                        * bl_loop_recv (core/loop.h) */
 };
 
 /* Idle keep-alive connections to one upstream server, most recently used first. */
@@ -96,13 +98,16 @@ void bl_conn_pool_adopt(struct bl_conn_pool *to, struct bl_conn_pool *from,
                         struct bl_upstream_server *const *map);
 
 /* A connection to s for owner: the most recently used idle one made for tls_key (NULL: a
- * plain one) unless allow_pooled is 0, else a new one whose connect is in progress
+ * plain one) and loop_reads unless allow_pooled is 0, else a new one whose connect is in progress
  * (u->connecting, u->tls NULL: the owner starts TLS). Returns NULL with errno set (the
  * connect failed at once, or ENOMEM). The handlers are the owner's until release or close. A
  * reused connection's timer is disarmed and its flags say what the kernel said last: the owner
- * sets wready (an idle connection has room to send). */
+ * sets wready (an idle connection has room to send). loop_reads: a new plain connection is
+ * registered with bl_loop_add_recv, for an owner that reads it only with bl_loop_recv (not
+ * splice or recv); otherwise with bl_loop_add. */
 struct bl_upconn *bl_upconn_get(struct bl_conn_pool *p, struct bl_upstream_server *s,
-                                const void *tls_key, int allow_pooled, void *owner,
+                                const void *tls_key, int loop_reads, int allow_pooled,
+                                void *owner,
                                 bl_upconn_handler on_io, bl_upconn_handler on_timeout);
 
 /* proxy_ssl_session_reuse: the session kept for u's server and TLS context in this worker

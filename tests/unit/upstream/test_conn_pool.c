@@ -101,7 +101,8 @@ static void owner_timeout(struct bl_upconn *u)
 
 static struct bl_upconn *get(int server, int pooled)
 {
-    return bl_upconn_get(&fx->pool, &fx->s[server], NULL, pooled, fx, owner_io, owner_timeout);
+    return bl_upconn_get(&fx->pool, &fx->s[server], NULL, 0, pooled, fx, owner_io,
+                         owner_timeout);
 }
 
 static uint32_t idle_count(int server)
