@@ -22,6 +22,10 @@ static int fake_setup(unsigned entries, struct io_uring *ring, struct io_uring_p
     return io_uring_queue_init_params(entries, ring, p);
 }
 #define LOOP_URING_SETUP fake_setup
+/* A small receive ring, so that the tests reach its edges (queue full, ring dry). */
+#define URING_RBUF_SIZE  64u
+#define URING_RBUF_COUNT 16u
+#define URING_RECV_QMAX  4u
 
 #define TEST_LOOP_METHOD BL_LOOP_IO_URING
 #define TEST_LOOP_EXTRA                                                                      \
@@ -31,7 +35,10 @@ static int fake_setup(unsigned entries, struct io_uring *ring, struct io_uring_p
         cmocka_unit_test(test_multishot_accept), cmocka_unit_test(test_accept_del_hands_back),  \
         cmocka_unit_test(test_accept_epoll_says_again), cmocka_unit_test(test_send_staged),      \
         cmocka_unit_test(test_send_full_socket), cmocka_unit_test(test_send_close_orphan),      \
-        cmocka_unit_test(test_send_error_sticks), cmocka_unit_test(test_send_epoll_now),
+        cmocka_unit_test(test_send_error_sticks), cmocka_unit_test(test_send_epoll_now),      \
+        cmocka_unit_test(test_recv_queue), cmocka_unit_test(test_recv_idle_holds_none),      \
+        cmocka_unit_test(test_recv_past_queue_in_order), cmocka_unit_test(test_recv_eof),    \
+        cmocka_unit_test(test_recv_close_gives_back), cmocka_unit_test(test_recv_epoll_plain),
 
 static void test_close_sends_fin(void **state);
 static void test_stale_event_dropped(void **state);
@@ -47,6 +54,12 @@ static void test_send_full_socket(void **state);
 static void test_send_close_orphan(void **state);
 static void test_send_error_sticks(void **state);
 static void test_send_epoll_now(void **state);
+static void test_recv_queue(void **state);
+static void test_recv_idle_holds_none(void **state);
+static void test_recv_past_queue_in_order(void **state);
+static void test_recv_eof(void **state);
+static void test_recv_close_gives_back(void **state);
+static void test_recv_epoll_plain(void **state);
 
 #include "test_loop.c"
 
@@ -617,6 +630,237 @@ static void test_send_epoll_now(void **state)
     assert_int_equal(bl_loop_send_busy(l, &s.io), 0);
     char buf[8];
     assert_int_equal(drain(sv[1], buf, sizeof(buf)), 3);
+    bl_loop_close(l, &s.io);
+    close(sv[1]);
+    bl_loop_destroy(l);
+}
+
+/* ---- loop receive (step 3): multishot recv into the shared ring */
+
+/* Turns until s saw ev (bounded). */
+static void turn_until(struct bl_loop *l, struct sender *s, uint32_t ev)
+{
+    for (int t = 0; t < 100 && !(s->seen & ev); t++)
+        one_turn(l, 5);
+}
+
+/* Bytes come without a recv of the owner's: queued, handed over by bl_loop_recv (a peek
+ * leaves them), each buffer back in the ring once copied out; then EAGAIN, no syscall. */
+static void test_recv_queue(void **state)
+{
+    (void)state;
+    struct bl_loop *l = make_loop();
+    one_turn(l, 1); /* the ring is set up on the loop's first turn, on its thread */
+    assert_non_null(l->b.ur.br);
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+    struct sender s = {.io = {.fd = sv[0], .handler = on_sender}};
+    assert_int_equal(bl_loop_add_recv(l, &s.io), BL_OK);
+    one_turn(l, 5);
+    assert_int_equal(write(sv[1], "hello, ring", 11), 11);
+    s.seen = 0;
+    turn_until(l, &s, BL_EV_READ);
+    assert_true(s.seen & BL_EV_READ);
+    assert_false(s.seen & BL_EV_HUP);
+    /* The bytes left the socket: the kernel has nothing for a plain recv. */
+    char buf[128];
+    assert_int_equal(recv(sv[0], buf, sizeof(buf), MSG_DONTWAIT), -1);
+    assert_int_equal(l->b.ur.rheld, 1);
+    assert_int_equal(bl_loop_recv(l, &s.io, buf, 5, MSG_PEEK), 5);
+    assert_memory_equal(buf, "hello", 5);
+    assert_int_equal(bl_loop_recv(l, &s.io, buf, 7, 0), 7);
+    assert_memory_equal(buf, "hello, ", 7);
+    assert_int_equal(l->b.ur.rheld, 1); /* part of the buffer is still the owner's */
+    assert_int_equal(bl_loop_recv(l, &s.io, buf, sizeof(buf), 0), 4);
+    assert_memory_equal(buf, "ring", 4);
+    assert_int_equal(l->b.ur.rheld, 0);
+    errno = 0;
+    assert_int_equal(bl_loop_recv(l, &s.io, buf, sizeof(buf), 0), -1);
+    assert_int_equal(errno, EAGAIN);
+    /* Two writes before the owner reads: one read takes both, in order. */
+    assert_int_equal(write(sv[1], "ab", 2), 2);
+    one_turn(l, 5);
+    assert_int_equal(write(sv[1], "cd", 2), 2);
+    one_turn(l, 5);
+    assert_int_equal(bl_loop_recv(l, &s.io, buf, sizeof(buf), 0), 4);
+    assert_memory_equal(buf, "abcd", 4);
+    bl_loop_close(l, &s.io);
+    close(sv[1]);
+    bl_loop_destroy(l);
+}
+
+/* Idle connections hold no buffer: the ring is shared, a buffer is taken only while bytes
+ * wait for their owner. */
+static void test_recv_idle_holds_none(void **state)
+{
+    (void)state;
+    struct bl_loop *l = make_loop();
+    one_turn(l, 1);
+    enum { N = 3 * URING_RBUF_COUNT };
+    static int peer[N];
+    static struct sender s[N];
+    for (int i = 0; i < N; i++) {
+        int sv[2];
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+        s[i] = (struct sender){.io = {.fd = sv[0], .handler = on_sender}};
+        peer[i] = sv[1];
+        assert_int_equal(bl_loop_add_recv(l, &s[i].io), BL_OK);
+    }
+    one_turn(l, 5);
+    assert_int_equal(l->b.ur.rheld, 0);
+    /* More connections than buffers each get a request in turn, read as it comes. */
+    for (int i = 0; i < N; i++) {
+        char buf[8];
+        assert_int_equal(write(peer[i], "GET", 3), 3);
+        s[i].seen = 0;
+        turn_until(l, &s[i], BL_EV_READ);
+        assert_int_equal(bl_loop_recv(l, &s[i].io, buf, sizeof(buf), 0), 3);
+        assert_int_equal(l->b.ur.rheld, 0);
+    }
+    for (int i = 0; i < N; i++) {
+        bl_loop_close(l, &s[i].io);
+        close(peer[i]);
+    }
+    bl_loop_destroy(l);
+}
+
+/* More than the queue and the ring hold, unread: the loop stops receiving for it (queue
+ * full: cancelled; ring dry: ENOBUFS), the rest waits in the socket, and the owner reads
+ * every byte in order, the loop's receive armed again once the socket is drained. */
+static void test_recv_past_queue_in_order(void **state)
+{
+    (void)state;
+    struct bl_loop *l = make_loop();
+    one_turn(l, 1);
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+    struct sender s = {.io = {.fd = sv[0], .handler = on_sender}};
+    assert_int_equal(bl_loop_add_recv(l, &s.io), BL_OK);
+    one_turn(l, 5);
+    enum { TOTAL = 40 * URING_RBUF_SIZE };
+    static char out[TOTAL], in[TOTAL];
+    for (int i = 0; i < TOTAL; i++)
+        out[i] = (char)('A' + i % 23);
+    size_t sent = 0, got = 0;
+    int stopped = 0;
+    for (int round = 0; round < 400 && got < TOTAL; round++) {
+        if (sent < TOTAL) {
+            ssize_t w = write(sv[1], out + sent, TOTAL - sent < 300 ? TOTAL - sent : 300);
+            if (w > 0)
+                sent += (size_t)w;
+        }
+        one_turn(l, 2);
+        assert_true(l->b.ur.rheld <= URING_RBUF_COUNT);
+        stopped |= l->b.ur.slots[s.io.loop_slot & URING_UD_INDEX].recv == URING_RECV_IDLE;
+        if (round < 10)
+            continue; /* the owner is busy: the queue fills, then the ring runs dry */
+        ssize_t n = bl_loop_recv(l, &s.io, in + got, 100, 0);
+        if (n > 0)
+            got += (size_t)n;
+        else
+            assert_true(n < 0 && errno == EAGAIN);
+    }
+    assert_int_equal(got, TOTAL);
+    assert_true(stopped); /* the owner read the socket itself for a while */
+    assert_memory_equal(in, out, TOTAL);
+    assert_int_equal(l->b.ur.rheld, 0);
+    /* And the loop receives again: a new write comes as a queue event. */
+    s.seen = 0;
+    assert_int_equal(write(sv[1], "z", 1), 1);
+    turn_until(l, &s, BL_EV_READ);
+    char c;
+    assert_int_equal(bl_loop_recv(l, &s.io, &c, 1, 0), 1);
+    assert_int_equal(c, 'z');
+    bl_loop_close(l, &s.io);
+    close(sv[1]);
+    bl_loop_destroy(l);
+}
+
+/* The peer's last bytes and FIN: BL_EV_HUP with them, the bytes, then 0 (for good). */
+static void test_recv_eof(void **state)
+{
+    (void)state;
+    struct bl_loop *l = make_loop();
+    one_turn(l, 1);
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+    struct sender s = {.io = {.fd = sv[0], .handler = on_sender}};
+    assert_int_equal(bl_loop_add_recv(l, &s.io), BL_OK);
+    one_turn(l, 5);
+    assert_int_equal(write(sv[1], "bye", 3), 3);
+    close(sv[1]);
+    s.seen = 0;
+    turn_until(l, &s, BL_EV_HUP);
+    assert_true(s.seen & BL_EV_READ);
+    assert_true(s.seen & BL_EV_HUP);
+    char buf[16];
+    assert_int_equal(bl_loop_recv(l, &s.io, buf, 1, MSG_PEEK), 1);
+    assert_int_equal(bl_loop_recv(l, &s.io, buf, sizeof(buf), 0), 3);
+    assert_memory_equal(buf, "bye", 3);
+    assert_int_equal(bl_loop_recv(l, &s.io, buf, sizeof(buf), MSG_PEEK), 0);
+    assert_int_equal(bl_loop_recv(l, &s.io, buf, sizeof(buf), 0), 0);
+    assert_int_equal(bl_loop_recv(l, &s.io, buf, sizeof(buf), 0), 0);
+    bl_loop_close(l, &s.io);
+    bl_loop_destroy(l);
+}
+
+/* A connection closed with bytes queued and its recv still armed: the buffers go back at
+ * once, a CQE that comes after the close never reaches the freed owner (ASan watches it:
+ * the owner is heap memory freed right after the close), and the ring serves the next. */
+static void test_recv_close_gives_back(void **state)
+{
+    (void)state;
+    struct bl_loop *l = make_loop();
+    one_turn(l, 1);
+    for (int round = 0; round < 3 * (int)URING_RBUF_COUNT; round++) {
+        int sv[2];
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+        struct sender *s = calloc(1, sizeof(*s));
+        assert_non_null(s);
+        s->io = (struct bl_io){.fd = sv[0], .handler = on_sender};
+        assert_int_equal(bl_loop_add_recv(l, &s->io), BL_OK);
+        one_turn(l, 2);
+        assert_int_equal(write(sv[1], "queued", 6), 6);
+        one_turn(l, 2);
+        assert_int_equal(write(sv[1], "in flight", 9), 9); /* may land after the close */
+        bl_loop_close(l, &s->io);
+        free(s);
+        one_turn(l, 2);
+        assert_int_equal(l->b.ur.rheld, 0);
+        close(sv[1]);
+    }
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+    struct sender s = {.io = {.fd = sv[0], .handler = on_sender}};
+    assert_int_equal(bl_loop_add_recv(l, &s.io), BL_OK);
+    one_turn(l, 2);
+    assert_int_equal(write(sv[1], "next", 4), 4);
+    turn_until(l, &s, BL_EV_READ);
+    char buf[8];
+    assert_int_equal(bl_loop_recv(l, &s.io, buf, sizeof(buf), 0), 4);
+    bl_loop_close(l, &s.io);
+    close(sv[1]);
+    bl_loop_destroy(l);
+}
+
+/* epoll: bl_loop_add_recv is bl_loop_add, bl_loop_recv the plain recv. */
+static void test_recv_epoll_plain(void **state)
+{
+    (void)state;
+    char err[160];
+    struct bl_loop *l = bl_loop_create_method(BL_LOOP_EPOLL, err, sizeof(err));
+    assert_non_null(l);
+    loop_under_test = l;
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+    struct sender s = {.io = {.fd = sv[0], .handler = on_sender}};
+    assert_int_equal(bl_loop_add_recv(l, &s.io), BL_OK);
+    assert_int_equal(write(sv[1], "plain", 5), 5);
+    char buf[8];
+    assert_int_equal(bl_loop_recv(l, &s.io, buf, sizeof(buf), 0), 5);
+    errno = 0;
+    assert_int_equal(bl_loop_recv(l, &s.io, buf, sizeof(buf), 0), -1);
+    assert_int_equal(errno, EAGAIN);
     bl_loop_close(l, &s.io);
     close(sv[1]);
     bl_loop_destroy(l);
