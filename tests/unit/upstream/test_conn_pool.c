@@ -116,7 +116,7 @@ static void test_tls_key_separates(void **state)
     (void)state;
     static const int ctx_a = 1;
     struct bl_upconn *plain = get(0, 1);
-    struct bl_upconn *tls = bl_upconn_get(&fx->pool, &fx->s[0], &ctx_a, 1, fx, owner_io,
+    struct bl_upconn *tls = bl_upconn_get(&fx->pool, &fx->s[0], &ctx_a, 0, 1, fx, owner_io,
                                           owner_timeout);
     assert_ptr_equal(tls->tls_key, &ctx_a);
     assert_null(plain->tls_key);
@@ -125,11 +125,32 @@ static void test_tls_key_separates(void **state)
     bl_upconn_release(tls, 1); /* most recent: first in the list */
     ASSERT_EQ(idle_count(0), 2);
     assert_ptr_equal(get(0, 1), plain); /* skips the TLS one */
-    assert_ptr_equal(bl_upconn_get(&fx->pool, &fx->s[0], &ctx_a, 1, fx, owner_io,
+    assert_ptr_equal(bl_upconn_get(&fx->pool, &fx->s[0], &ctx_a, 0, 1, fx, owner_io,
                                    owner_timeout), tls);
     ASSERT_EQ(idle_count(0), 0);
     bl_upconn_close(plain);
     bl_upconn_close(tls);
+    ASSERT_EQ(fx->pool.nconns, 0);
+}
+
+/* A connection the loop reads (loop_reads, for bl_loop_recv owners) goes only to such owners:
+ * an L4 stream splices and recv()s its own and must get a plain-readiness one. */
+static void test_loop_reads_separates(void **state)
+{
+    (void)state;
+    struct bl_upconn *ready = get(0, 1);
+    struct bl_upconn *looped = bl_upconn_get(&fx->pool, &fx->s[0], NULL, 1, 1, fx, owner_io,
+                                             owner_timeout);
+    ASSERT_EQ(looped->loop_reads, 1);
+    ASSERT_EQ(ready->loop_reads, 0);
+    ready->nrequests = looped->nrequests = 1;
+    bl_upconn_release(ready, 1);
+    bl_upconn_release(looped, 1);
+    assert_ptr_equal(get(0, 1), ready); /* skips the looped one */
+    assert_ptr_equal(bl_upconn_get(&fx->pool, &fx->s[0], NULL, 1, 1, fx, owner_io,
+                                   owner_timeout), looped);
+    bl_upconn_close(ready);
+    bl_upconn_close(looped);
     ASSERT_EQ(fx->pool.nconns, 0);
 }
 
@@ -217,7 +238,7 @@ static void test_adopt(void **state)
     /* Released into the old pool after the switch: closed. */
     bl_upconn_release(busy, 1);
     ASSERT_EQ(fx->pool.nconns, 0);
-    struct bl_upconn *u = bl_upconn_get(&to, &s2, NULL, 1, fx, owner_io, owner_timeout);
+    struct bl_upconn *u = bl_upconn_get(&to, &s2, NULL, 0, 1, fx, owner_io, owner_timeout);
     assert_ptr_equal(u, b);
     bl_upconn_close(u);
     bl_conn_pool_free(&to);
@@ -299,6 +320,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_connect_and_owner_events, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reuse_most_recent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tls_key_separates, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_loop_reads_separates, setup, teardown),
         cmocka_unit_test_setup_teardown(test_adopt, setup, teardown),
         cmocka_unit_test_setup_teardown(test_limits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_idle_timeout, setup, teardown),
