@@ -156,6 +156,9 @@ int bl_loop_add_recv(struct bl_loop *l, struct bl_io *io);
  * socket, arming it again once drained; a short read means drained, as with edge-triggered
  * epoll. Any other fd: recv(2). The loop's own thread only. */
 ssize_t bl_loop_recv(struct bl_loop *l, struct bl_io *io, void *buf, size_t len, int flags);
+/* Whether the loop reads io (bl_loop_add_recv took effect): its bytes may wait in the loop's
+ * queue, so the owner must not read the socket any other way (splice). */
+int bl_loop_reads(const struct bl_loop *l, const struct bl_io *io);
 /* Whether io has bytes staged by bl_loop_send that the socket has not taken yet; if so, the
  * owner gets BL_EV_WRITE once they went. */
 int bl_loop_send_busy(struct bl_loop *l, const struct bl_io *io);

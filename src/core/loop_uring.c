@@ -919,6 +919,16 @@ static int loop_uring_add_accept(struct loop_uring *b, struct bl_io *io, bl_acce
     return uring_add_local(b, io, 0, h, 0);
 }
 
+/* bl_loop_reads: io's slot is (or was) read by the loop; a slot whose recv the kernel
+ * refused reads the socket again, but may still hold queued bytes, so it counts. */
+static int loop_uring_reads(const struct loop_uring *b, const struct bl_io *io)
+{
+    uint64_t ud = io->loop_slot;
+    uint32_t idx = (uint32_t)ud & URING_UD_INDEX;
+    return ud && idx < b->nslots && b->slots[idx].io == io &&
+           b->slots[idx].recv != URING_RECV_OFF;
+}
+
 /* bl_loop_add_recv: a connection whose reads the loop makes (multishot recv into the ring);
  * readiness where there is no ring (refused by the kernel, or before the first turn) or from
  * another thread. */

@@ -1729,7 +1729,10 @@ static int splice_start(struct bl_request *r)
     if (!HTTP_SPLICE || r->no_splice || r->resp_done || splice_left(r) < HTTP_SPLICE_MIN ||
         (u->in && bl_buf_len(u->in)) || (r->out && r->out_sent != r->out->end))
         return 0;
-    if (r->gz || r->cache || r->cache_sink || r->dechunking || c->tls || c->h2 || u->tls) {
+    /* An upstream the loop reads (io_uring's multishot recv, core/loop.h bl_loop_recv) has
+     * its bytes queued in the loop, not in the socket: splice would pass them. */
+    if (r->gz || r->cache || r->cache_sink || r->dechunking || c->tls || c->h2 || u->tls ||
+        bl_loop_reads(u->pool->loop, &u->io)) {
         r->no_splice = 1;
         return 0;
     }

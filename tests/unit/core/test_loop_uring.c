@@ -656,6 +656,7 @@ static void test_recv_queue(void **state)
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
     struct sender s = {.io = {.fd = sv[0], .handler = on_sender}};
     assert_int_equal(bl_loop_add_recv(l, &s.io), BL_OK);
+    assert_true(bl_loop_reads(l, &s.io)); /* so its owner must not splice it */
     one_turn(l, 5);
     assert_int_equal(write(sv[1], "hello, ring", 11), 11);
     s.seen = 0;
@@ -855,6 +856,7 @@ static void test_recv_epoll_plain(void **state)
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
     struct sender s = {.io = {.fd = sv[0], .handler = on_sender}};
     assert_int_equal(bl_loop_add_recv(l, &s.io), BL_OK);
+    assert_false(bl_loop_reads(l, &s.io));
     assert_int_equal(write(sv[1], "plain", 5), 5);
     char buf[8];
     assert_int_equal(bl_loop_recv(l, &s.io, buf, sizeof(buf), 0), 5);
