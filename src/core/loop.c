@@ -179,6 +179,16 @@ ssize_t bl_loop_recv(struct bl_loop *l, struct bl_io *io, void *buf, size_t len,
     return recv(io->fd, buf, len, flags);
 }
 
+int bl_loop_recv_pause(struct bl_loop *l, struct bl_io *io, int on)
+{
+#ifndef BL_LOOP_BACKEND
+    if (l->method == BL_LOOP_IO_URING)
+        return loop_uring_recv_pause(&l->b.ur, io, on);
+#endif
+    (void)l, (void)io, (void)on;
+    return 1;
+}
+
 int bl_loop_reads(const struct bl_loop *l, const struct bl_io *io)
 {
 #ifndef BL_LOOP_BACKEND

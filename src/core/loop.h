@@ -156,6 +156,13 @@ int bl_loop_add_recv(struct bl_loop *l, struct bl_io *io);
  * socket, arming it again once drained; a short read means drained, as with edge-triggered
  * epoll. Any other fd: recv(2). The loop's own thread only. */
 ssize_t bl_loop_recv(struct bl_loop *l, struct bl_io *io, void *buf, size_t len, int flags);
+/* For an owner that wants to read io's socket itself for a while (splice): on = 1 stops the
+ * loop's receive for io (on io_uring: its recv cancelled, its poll watching reads again, so
+ * the owner gets BL_EV_READ edges as from bl_loop_add) and returns 1 once nothing of io's
+ * is queued or still coming (the socket is the owner's, in order), 0 while it is: read on
+ * with bl_loop_recv, which after the queue reads the socket, and ask again (the owner hears
+ * BL_EV_READ when the recv's end came). on = 0: the loop receives again. epoll: always 1. */
+int bl_loop_recv_pause(struct bl_loop *l, struct bl_io *io, int on);
 /* Whether the loop reads io (bl_loop_add_recv took effect): its bytes may wait in the loop's
  * queue, so the owner must not read the socket any other way (splice). */
 int bl_loop_reads(const struct bl_loop *l, const struct bl_io *io);

@@ -70,6 +70,8 @@ struct uring_slot {
                                   * watches writes only, so no later read edge repeats it) */
     uint8_t recv;                /* enum uring_recv_state */
     uint8_t rnotify;             /* an event for the recv is in this batch already */
+    uint8_t rpaused;             /* bl_loop_recv_pause: not armed again, the poll watches
+                                  * reads, the owner may read the socket (splice) */
     int32_t rend;                /* after the queue: 0 more may come, 1 EOF, -errno */
     uint32_t rq_head, rq_tail;   /* received bytes: ring buffer ids, oldest first */
     uint32_t rq_n;               /* buffers in that queue */
@@ -274,7 +276,7 @@ static int uring_arm(struct loop_uring *b, uint32_t idx)
         io_uring_prep_multishot_accept(sqe, s->io->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     else if (s->level)
         io_uring_prep_poll_add(sqe, s->io->fd, EPOLLIN);
-    else if (s->recv)
+    else if (s->recv && !s->rpaused)
         io_uring_prep_poll_multishot(sqe, s->io->fd, EPOLLOUT); /* reads come as recv CQEs */
     else
         io_uring_prep_poll_multishot(sqe, s->io->fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP);
@@ -445,6 +447,21 @@ static void uring_recv_drop(struct loop_uring *b, uint32_t idx)
     s->recv = URING_RECV_OFF;
     s->rend = 0;
     s->rnotify = 0;
+    s->rpaused = 0;
+}
+
+/* Changes slot idx's poll to watch reads too (the loop's recv paused) or writes only. */
+static void uring_poll_remask(struct loop_uring *b, uint32_t idx)
+{
+    const struct uring_slot *s = &b->slots[idx];
+    struct io_uring_sqe *sqe = uring_sqe(b);
+    if (!sqe)
+        return; /* SQ full and unflushable: reads are noticed at the next edge of the other */
+    io_uring_prep_poll_update(sqe, uring_ud(b, idx), 0, /* new_user_data: unchanged */
+                              s->rpaused ? EPOLLIN | EPOLLOUT | EPOLLRDHUP : EPOLLOUT,
+                              IORING_POLL_UPDATE_EVENTS | IORING_POLL_ADD_MULTI);
+    io_uring_sqe_set_data64(sqe, 0);
+    io_uring_sqe_set_flags(sqe, IOSQE_CQE_SKIP_SUCCESS);
 }
 
 /* A recv CQE, as it is reaped (before any handler of the batch runs, so each handler sees
@@ -484,7 +501,7 @@ static int uring_recv_cqe(struct loop_uring *b, const struct io_uring_cqe *cqe)
             s->recv = URING_RECV_IDLE;
             struct io_uring_sqe *sqe = uring_sqe(b);
             if (sqe) {
-                io_uring_prep_poll_update(sqe, uring_ud(b, idx), uring_ud(b, idx),
+                io_uring_prep_poll_update(sqe, uring_ud(b, idx), 0, /* new_user_data: unchanged */
                                           EPOLLIN | EPOLLOUT | EPOLLRDHUP,
                                           IORING_POLL_UPDATE_EVENTS | IORING_POLL_ADD_MULTI);
                 io_uring_sqe_set_data64(sqe, 0);
@@ -562,7 +579,7 @@ static ssize_t loop_uring_recv(struct loop_uring *b, struct bl_io *io, void *buf
         uring_kick(b, idx);
         return (ssize_t)got;
     }
-    if (n < 0 || got + (size_t)n < len) {
+    if ((n < 0 || got + (size_t)n < len) && !s->rpaused) {
         /* Drained: bytes come as CQEs again (ENOBUFS again if the ring is still dry). */
         if (!b->no_recv && uring_recv_arm(b, idx) != BL_OK)
             uring_kick(b, idx); /* SQ full: the owner reads again next turn */
@@ -917,6 +934,31 @@ static int loop_uring_add_accept(struct loop_uring *b, struct bl_io *io, bl_acce
     if (b->no_accept || uring_foreign(b))
         return BL_AGAIN;
     return uring_add_local(b, io, 0, h, 0);
+}
+
+/* bl_loop_recv_pause: on, the loop stops receiving for io (its recv cancelled, its poll
+ * watching reads again) and says 1 once nothing of io's is queued or in flight: the socket is
+ * the owner's; off, the loop receives again. */
+static int loop_uring_recv_pause(struct loop_uring *b, struct bl_io *io, int on)
+{
+    uint64_t ud = io->loop_slot;
+    uint32_t idx = (uint32_t)ud & URING_UD_INDEX;
+    if (!ud || idx >= b->nslots || b->slots[idx].io != io || !b->slots[idx].recv)
+        return 1;
+    struct uring_slot *s = &b->slots[idx];
+    if (on && !s->rpaused) {
+        s->rpaused = 1;
+        if (s->recv == URING_RECV_ARMED)
+            uring_recv_cancel(b, idx);
+        uring_poll_remask(b, idx);
+    } else if (!on && s->rpaused) {
+        s->rpaused = 0;
+        uring_poll_remask(b, idx);
+        if (s->recv == URING_RECV_IDLE && !s->rend && !b->no_recv &&
+            uring_recv_arm(b, idx) != BL_OK)
+            uring_kick(b, idx);
+    }
+    return s->recv == URING_RECV_IDLE && s->rq_n == 0 && s->rend == 0;
 }
 
 /* bl_loop_reads: io's slot is (or was) read by the loop; a slot whose recv the kernel

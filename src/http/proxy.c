@@ -1729,13 +1729,15 @@ static int splice_start(struct bl_request *r)
     if (!HTTP_SPLICE || r->no_splice || r->resp_done || splice_left(r) < HTTP_SPLICE_MIN ||
         (u->in && bl_buf_len(u->in)) || (r->out && r->out_sent != r->out->end))
         return 0;
-    /* An upstream the loop reads (io_uring's multishot recv, core/loop.h bl_loop_recv) has
-     * its bytes queued in the loop, not in the socket: splice would pass them. */
-    if (r->gz || r->cache || r->cache_sink || r->dechunking || c->tls || c->h2 || u->tls ||
-        bl_loop_reads(u->pool->loop, &u->io)) {
+    if (r->gz || r->cache || r->cache_sink || r->dechunking || c->tls || c->h2 || u->tls) {
         r->no_splice = 1;
         return 0;
     }
+    /* An upstream the loop reads (io_uring's multishot recv, core/loop.h) may have bytes
+     * queued there, not in the socket: the loop stops and hands the socket over once they
+     * were copied out (the pool lets the loop read again when the connection goes back). */
+    if (u->loop_reads && !bl_loop_recv_pause(u->pool->loop, &r->a.conn->io, 1))
+        return 0;
     if (!r->pipe && !(r->pipe = bl_pipe_get())) {
         r->no_splice = 1; /* no pipe to be had (fds, pipe-user-pages-soft): copy */
         return 0;

@@ -274,6 +274,9 @@ void bl_upconn_release(struct bl_upconn *u, int reusable)
     }
     bl_buf_put(u->in);
     u->in = NULL;
+    if (u->loop_reads)
+        bl_loop_recv_pause(p->loop, &u->io, 0); /* a splice paused it: idle, the loop reads
+                                                  * (and so sees the server's close) */
     idle_push(p, u);
     uint64_t ms = g->keepalive_timeout_ms;
     bl_timer_set(p->loop, &u->timer, bl_clock_ms + (ms ? ms : 1));

@@ -38,7 +38,8 @@ static int fake_setup(unsigned entries, struct io_uring *ring, struct io_uring_p
         cmocka_unit_test(test_send_error_sticks), cmocka_unit_test(test_send_epoll_now),      \
         cmocka_unit_test(test_recv_queue), cmocka_unit_test(test_recv_idle_holds_none),      \
         cmocka_unit_test(test_recv_past_queue_in_order), cmocka_unit_test(test_recv_eof),    \
-        cmocka_unit_test(test_recv_close_gives_back), cmocka_unit_test(test_recv_epoll_plain),
+        cmocka_unit_test(test_recv_close_gives_back), cmocka_unit_test(test_recv_epoll_plain),  \
+        cmocka_unit_test(test_recv_pause_hands_socket_over),
 
 static void test_close_sends_fin(void **state);
 static void test_stale_event_dropped(void **state);
@@ -60,6 +61,7 @@ static void test_recv_past_queue_in_order(void **state);
 static void test_recv_eof(void **state);
 static void test_recv_close_gives_back(void **state);
 static void test_recv_epoll_plain(void **state);
+static void test_recv_pause_hands_socket_over(void **state);
 
 #include "test_loop.c"
 
@@ -863,6 +865,54 @@ static void test_recv_epoll_plain(void **state)
     errno = 0;
     assert_int_equal(bl_loop_recv(l, &s.io, buf, sizeof(buf), 0), -1);
     assert_int_equal(errno, EAGAIN);
+    bl_loop_close(l, &s.io);
+    close(sv[1]);
+    bl_loop_destroy(l);
+}
+
+/* A pause (an owner that splices): queued bytes first, through bl_loop_recv; then the socket
+ * is the owner's, with readiness edges; resumed, the loop receives again. */
+static void test_recv_pause_hands_socket_over(void **state)
+{
+    (void)state;
+    struct bl_loop *l = make_loop();
+    one_turn(l, 1);
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+    struct sender s = {.io = {.fd = sv[0], .handler = on_sender}};
+    assert_int_equal(bl_loop_add_recv(l, &s.io), BL_OK);
+    one_turn(l, 5);
+    assert_int_equal(write(sv[1], "queued", 6), 6);
+    turn_until(l, &s, BL_EV_READ);
+    assert_int_equal(bl_loop_recv_pause(l, &s.io, 1), 0); /* bytes are queued */
+    char buf[16];
+    assert_int_equal(bl_loop_recv(l, &s.io, buf, sizeof(buf), 0), 6);
+    int owned = 0;
+    for (int t = 0; t < 50 && !owned; t++) {
+        one_turn(l, 5);
+        owned = bl_loop_recv_pause(l, &s.io, 1);
+    }
+    assert_true(owned);
+    one_turn(l, 5);
+    s.seen = 0;
+    assert_int_equal(write(sv[1], "mine", 4), 4);
+    turn_until(l, &s, BL_EV_READ);
+    assert_true(s.seen & BL_EV_READ);
+    assert_int_equal(recv(sv[0], buf, sizeof(buf), MSG_DONTWAIT), 4); /* in the socket */
+    /* A second edge while paused: readiness goes on. */
+    s.seen = 0;
+    assert_int_equal(write(sv[1], "more", 4), 4);
+    turn_until(l, &s, BL_EV_READ);
+    assert_true(s.seen & BL_EV_READ);
+    assert_int_equal(bl_loop_recv(l, &s.io, buf, sizeof(buf), 0), 4); /* not armed again */
+    assert_int_equal(recv(sv[0], buf, sizeof(buf), MSG_DONTWAIT), -1);
+    bl_loop_recv_pause(l, &s.io, 0);
+    one_turn(l, 5);
+    s.seen = 0;
+    assert_int_equal(write(sv[1], "loop", 4), 4);
+    turn_until(l, &s, BL_EV_READ);
+    assert_int_equal(l->b.ur.rheld, 1); /* the loop took it */
+    assert_int_equal(bl_loop_recv(l, &s.io, buf, sizeof(buf), 0), 4);
     bl_loop_close(l, &s.io);
     close(sv[1]);
     bl_loop_destroy(l);
