@@ -176,7 +176,7 @@ ssize_t bl_loop_recv(struct bl_loop *l, struct bl_io *io, void *buf, size_t len,
         return loop_uring_recv(&l->b.ur, io, buf, len, flags);
 #endif
     (void)l;
-    return recv(io->fd, buf, len, flags);
+    return bl_sys_recv(io->fd, buf, len, flags);
 }
 
 int bl_loop_recv_pause(struct bl_loop *l, struct bl_io *io, int on)

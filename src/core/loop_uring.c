@@ -532,7 +532,7 @@ static ssize_t loop_uring_recv(struct loop_uring *b, struct bl_io *io, void *buf
     uint32_t idx = (uint32_t)ud & URING_UD_INDEX;
     struct uring_slot *s = ud && idx < b->nslots ? &b->slots[idx] : NULL;
     if (!s || s->io != io || s->recv == URING_RECV_OFF)
-        return recv(io->fd, buf, len, flags);
+        return bl_sys_recv(io->fd, buf, len, flags);
     size_t got = 0;
     int peek = (flags & MSG_PEEK) != 0;
     uint32_t bid = s->rq_head;
@@ -567,7 +567,7 @@ static ssize_t loop_uring_recv(struct loop_uring *b, struct bl_io *io, void *buf
     /* Idle with the queue drained: the socket itself, which holds what came after. */
     ssize_t n;
     do
-        n = recv(io->fd, (char *)buf + got, len - got, flags);
+        n = bl_sys_recv(io->fd, (char *)buf + got, len - got, flags);
     while (n < 0 && errno == EINTR);
     if (peek)
         return got ? (ssize_t)got : n;

@@ -1844,6 +1844,11 @@ static int upload_splice_start(struct bl_request *r)
         r->no_req_splice = 1;
         return 0;
     }
+    /* A client the loop reads (io_uring's multishot recv, core/loop.h) may have body bytes
+     * queued there, not in the socket: the loop hands the socket over once they were copied
+     * out, and reads again when the request ends (request_free: r->req_pipe). */
+    if (!bl_loop_recv_pause(r->c->w->loop, &r->c->io, 1))
+        return 0;
     r->body_rewound = 1;
     return 1;
 }
@@ -2187,8 +2192,11 @@ static void request_free(struct bl_request *r)
     r->gz = NULL;
     bl_pipe_put(r->pipe); /* closed if the body was cut with bytes in it */
     r->pipe = NULL;
-    bl_pipe_put(r->req_pipe);
-    r->req_pipe = NULL;
+    if (r->req_pipe) {
+        bl_loop_recv_pause(r->c->w->loop, &r->c->io, 0); /* the client's next request */
+        bl_pipe_put(r->req_pipe);
+        r->req_pipe = NULL;
+    }
     if (r->file_fd >= 0)
         close(r->file_fd);
     bl_timer_cancel(r->c->w->loop, &r->file_timer);
