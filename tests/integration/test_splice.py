@@ -206,10 +206,16 @@ def test_upstream_closes_early(ballast, backend):
     assert r.status == 200, r
 
 
+# Request bodies splice only in a build with -DHTTP_SPLICE_UPLOAD=1 (src/http/proxy.c says
+# why it is off); run these tests against such a build with BALLAST_SPLICE_UPLOAD=1 to see the
+# pipe in use. Without it they hold the buffered path to the same answers.
+SPLICE_UPLOAD = os.environ.get("BALLAST_SPLICE_UPLOAD") == "1"
+
+
 def test_upload_spliced_then_pipelined(px, be):
-    """A large Content-Length upload waits in a pipe while the upstream does not read, arrives
-    byte-exact, and the request pipelined right behind its last byte is answered next on the
-    same connections."""
+    """A large Content-Length upload (in a pipe while the upstream does not read, where the
+    build splices uploads) arrives byte-exact, and the request pipelined right behind its last
+    byte is answered next on the same connections."""
     before = pipe_fds(px.pid)
     result = {}
     with px.conn(timeout=30 * SLOW) as c:
@@ -224,8 +230,9 @@ def test_upload_spliced_then_pipelined(px, be):
                 result["e"] = e
         t = threading.Thread(target=send_all, daemon=True)
         t.start()
-        assert wait_for(lambda: pipe_fds(px.pid) > before, 3 * SLOW), \
-            "no pipe while a large upload waited for the upstream"
+        if SPLICE_UPLOAD:
+            assert wait_for(lambda: pipe_fds(px.pid) > before, 3 * SLOW), \
+                "no pipe while a large upload waited for the upstream"
         r = c.read_response("POST")
         t.join(30 * SLOW)
         assert "e" not in result, result["e"]
