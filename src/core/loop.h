@@ -145,7 +145,7 @@ ssize_t bl_loop_send(struct bl_loop *l, struct bl_io *io, const struct iovec *io
  * provided buffers (shared by all connections: an idle one holds none), whose bytes wait in
  * a per-fd queue until the owner takes them with bl_loop_recv; the owner gets BL_EV_READ
  * (with BL_EV_HUP once the end is queued) when bytes came, as from an edge. Such an fd is
- * read only through bl_loop_recv (not recv, SSL, splice or bl_fd_read: they would pass the
+ * read only through bl_loop_recv (not recv, SSL or splice: they would pass the
  * queue) and is best closed with bl_loop_close; bl_loop_del drops what was queued. Where the
  * loop cannot (epoll, a kernel without buffer rings or multishot recv, another thread, before
  * the loop's first turn) this is bl_loop_add and bl_loop_recv is recv(2). */

@@ -262,28 +262,6 @@ ssize_t bl_upstream_writev(struct bl_upconn *u, struct iovec *iov, int n)
     return upstream_writev(u, iov, n);
 }
 
-ssize_t bl_fd_read(int fd, struct bl_buf *b, uint8_t *ready, uint8_t hup)
-{
-    size_t room = bl_buf_room(b);
-    ssize_t n;
-    do
-        n = bl_sys_recv(fd, b->data + b->end, room, 0);
-    while (n < 0 && errno == EINTR);
-    if (n > 0) {
-        b->end += (uint32_t)n;
-        if ((size_t)n < room && !hup)
-            *ready = 0;
-        return n;
-    }
-    if (n == 0)
-        return 0;
-    if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        *ready = 0;
-        return BL_AGAIN;
-    }
-    return BL_ERR;
-}
-
 ssize_t bl_fd_writev(int fd, struct iovec *iov, int n, uint8_t *ready)
 {
     return write_iov(fd, iov, n, ready);

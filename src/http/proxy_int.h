@@ -206,7 +206,6 @@ const char *bl_req_state_str(int state);
 /* I/O on the request's connections, for tunnel.c: bytes (> 0), 0 at EOF (reads), BL_AGAIN, or
  * BL_ERR with errno; a short read or write clears *ready. The client's and the upstream's go
  * through their transports (plain or TLS). */
-ssize_t bl_fd_read(int fd, struct bl_buf *b, uint8_t *ready, uint8_t hup);
 ssize_t bl_fd_writev(int fd, struct iovec *iov, int n, uint8_t *ready);
 ssize_t bl_client_read(struct bl_client *c, struct bl_buf *b);
 ssize_t bl_upstream_read(struct bl_upconn *u, struct bl_buf *b);
