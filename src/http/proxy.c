@@ -1815,9 +1815,11 @@ static int relay_splice(struct bl_request *r)
 #endif
 static int upload_splice_start(struct bl_request *r)
 {
+    if (!HTTP_SPLICE || !HTTP_SPLICE_UPLOAD)
+        return 0;
     const struct bl_client *c = r->c;
     const struct bl_upconn *u = r->a.conn;
-    if (!HTTP_SPLICE || !HTTP_SPLICE_UPLOAD || r->no_req_splice || r->msg.body != BL_H1_BODY_LENGTH ||
+    if (r->no_req_splice || r->msg.body != BL_H1_BODY_LENGTH ||
         r->req_left < HTTP_SPLICE_MIN || r->body_sent != r->body_end ||
         (r->out && r->out_sent != r->out->end))
         return 0;
