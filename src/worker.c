@@ -19,6 +19,7 @@
 #include "core/sock.h"
 #include "core/stats.h"
 #include "core/status.h"
+#include "core/sys.h"
 #include "dns/dns.h"
 #include "http/access_log.h"
 #include "http/proxy.h"
@@ -584,7 +585,12 @@ static void on_trim_timer(struct bl_timer *t)
     bl_buf_overflow(&freed, &allocated);
     w->trim_pending += freed;
     if (allocated == 0 && w->trim_pending > 0) {
+#ifndef BL_SYS_SANITIZED
+        /* Not under a sanitizer: its allocator owns the heap, glibc's malloc was never set
+         * up, and malloc_trim() would run glibc's ptmalloc_init() from two workers at once
+         * (a SEGV in mtrim under ASan, tests/integration/test_limits.py, 2026-12-07). */
         malloc_trim(0);
+#endif
         w->trim_pending = 0;
     }
     bl_timer_set(w->loop, t, bl_clock_ms + 1000);
