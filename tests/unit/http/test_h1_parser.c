@@ -115,6 +115,30 @@ static const struct bl_h1_header *hdr(const struct bl_h1_message *m, const char 
 
 /* -- custom checks -- */
 
+/* Fast paths of the parser (bench/README.md, "Profile"): the 16-byte runs and the overlapping
+ * load of a buffer's last bytes must find the same ends as the byte loop would. */
+static void check_vector_edges(const struct bl_h1_message *m)
+{
+    expect_slice("name crossing 16 bytes", m->headers[1].name, m->headers[1].name_len,
+                 "X-A-Rather-Long-Header-Name");
+    expect_slice("its value", m->headers[1].value, m->headers[1].value_len,
+                 "0123456789abcdef0123456789abcdef\x80\xff|~");
+    expect_slice("name with '_' after 16 letters", m->headers[2].name, m->headers[2].name_len,
+                 "Abcdefghijklmnop_q");
+    expect_slice("its value, OWS around", m->headers[2].value, m->headers[2].value_len,
+                 "a \t b");
+    expect_slice("no SP after colon", m->headers[3].value, m->headers[3].value_len, "v");
+    expect_slice("empty value", m->headers[4].value, m->headers[4].value_len, "");
+    expect_slice("last name, near the end", m->headers[5].name, m->headers[5].name_len, "A_b");
+    expect_slice("its value", m->headers[5].value, m->headers[5].value_len, "c");
+}
+
+static void check_connection_option(const struct bl_h1_message *m)
+{
+    assert_int_equal(m->headers[1].hop, 1); /* keep_alive is an option naming a field */
+    assert_int_equal(m->headers[2].hop, 1);
+}
+
 static void check_cl_list_narrowed(const struct bl_h1_message *m)
 {
     expect_slice("Content-Length", m->headers[1].value, m->headers[1].value_len, "5");
@@ -506,6 +530,24 @@ static const struct req_case req_valid[] = {
     {.name = "response with 100 fields", .response = 1, .gen = gen_100_fields_response,
      .status = 200, .reason = "OK", .minor = 1, .body = BL_H1_BODY_LENGTH, .keep_alive = 1,
      .nheaders = 100},
+    /* the parser's fast paths at their edges */
+    {.name = "names and values across 16-byte boundaries, tail of the buffer",
+     MSG("GET / HTTP/1.1\r\nHost: h\r\n"
+         "X-A-Rather-Long-Header-Name: 0123456789abcdef0123456789abcdef\x80\xff|~\r\n"
+         "Abcdefghijklmnop_q:  a \t b \t\r\nX:v\r\nY: \r\nA_b: c\r\n\r\n"),
+     .method = "GET", .method_id = BL_H1_M_GET, .path = "/", .host = "h", .minor = 1,
+     .keep_alive = 1, .nheaders = 6, .check = check_vector_edges},
+    {.name = "Connection: KEEP-ALIVE in capitals, HTTP/1.0", .response = 1,
+     MSG("HTTP/1.0 200 OK\r\nConnection: KEEP-ALIVE \r\nContent-Length: 0\r\n\r\n"),
+     .status = 200, .reason = "OK", .minor = 0, .body = BL_H1_BODY_LENGTH, .keep_alive = 1,
+     .flags = BL_H1_F_KEEPALIVE, .nheaders = 2},
+    {.name = "Connection: Close", MSG("GET / HTTP/1.1\r\nHost: h\r\nConnection: Close\r\n\r\n"),
+     .method = "GET", .method_id = BL_H1_M_GET, .path = "/", .host = "h", .minor = 1,
+     .keep_alive = 0, .flags = BL_H1_F_CLOSE, .nheaders = 2},
+    {.name = "Connection option of 10 bytes that is not keep-alive",
+     MSG("GET / HTTP/1.1\r\nHost: h\r\nkeep_alive: 1\r\nConnection: keep_alive\r\n\r\n"),
+     .method = "GET", .method_id = BL_H1_M_GET, .path = "/", .host = "h", .minor = 1,
+     .keep_alive = 1, .nheaders = 3, .check = check_connection_option},
 };
 
 static const struct req_case req_invalid[] = {
@@ -666,6 +708,23 @@ static const struct req_case req_invalid[] = {
      MSG("HTTP/1.1 200 A very long reason\r\n\r\n")},
     {.name = "response with 101 fields", .response = 1, .error = 431,
      .gen = gen_101_fields_response},
+    /* the parser's fast paths at their edges */
+    {.name = "CR in byte 17 of a value", .error = 400,
+     MSG("GET / HTTP/1.1\r\nHost: h\r\nX: 0123456789abcdef\rg\r\n\r\n")},
+    {.name = "NUL in a 16-byte run of a value", .error = 400,
+     MSG("GET / HTTP/1.1\r\nHost: h\r\nX: 0123456789\0bcdefghij\r\n\r\n")},
+    {.name = "DEL at the end of a value", .error = 400,
+     MSG("GET / HTTP/1.1\r\nHost: h\r\nX: 0123456789abcdefghij\x7f\r\n\r\n")},
+    {.name = "DEL in the request-target's last 16 bytes", .error = 400,
+     MSG("GET /0123456789abcdefghij\x7f HTTP/1.1\r\nHost: h\r\n\r\n")},
+    {.name = "LF in the last bytes of a value", .error = 400,
+     MSG("GET / HTTP/1.1\r\nHost: h\r\nX: ab\n\r\n")},
+    {.name = "obs-text in a field name after 16 letters", .error = 400,
+     MSG("GET / HTTP/1.1\r\nHost: h\r\nAbcdefghijklmnop\xe9: v\r\n\r\n")},
+    {.name = "SP before the colon after a long name", .error = 400,
+     MSG("GET / HTTP/1.1\r\nHost: h\r\nAbcdefghijklmnopq : v\r\n\r\n")},
+    {.name = "bad Connection option", .error = 400,
+     MSG("GET / HTTP/1.1\r\nHost: h\r\nConnection: keep-alive;\r\n\r\n")},
 };
 
 /* -- runner -- */
