@@ -20,7 +20,7 @@ struct bl_buf {
     uint32_t end;            /* one past the last byte */
     uint32_t cap;            /* bytes in data[] */
     uint32_t pad;
-    struct bl_buf *next;     /* free-list link */
+    struct bl_buf *next;     /* link of the large buffers' free list */
     char data[];
 };
 

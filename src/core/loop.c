@@ -397,6 +397,19 @@ static inline __attribute__((always_inline)) void run_with(struct bl_loop *l, co
         int n = BE_RUN(l, uring, poll, next_timeout(l, now));
         now = bl_clock_update();
         for (int i = 0; i < n; i++) {
+            /* Prefetch ahead of the handlers (core/loop.h, "Prefetch"). */
+            if (i + 2 < n) {
+                const struct bl_io *ahead = BE_RUN(l, uring, peek, i + 2);
+                if (ahead) { /* the io and the line after it: the owner's pointers */
+                    __builtin_prefetch(ahead);
+                    __builtin_prefetch((const char *)ahead + 64);
+                }
+            }
+            if (i + 1 < n) {
+                const struct bl_io *next = BE_RUN(l, uring, peek, i + 1);
+                if (next && next->prefetch)
+                    next->prefetch(next);
+            }
             uint32_t ev = 0;
             struct bl_io *io = BE_RUN(l, uring, event, i, &ev);
             if (io && io->handler)

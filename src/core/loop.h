@@ -63,10 +63,23 @@ struct iovec;
 
 struct bl_io;
 typedef void (*bl_io_handler)(struct bl_io *io, uint32_t events);
+typedef void (*bl_io_prefetch)(const struct bl_io *io);
 
+/* Prefetch. A turn hands out a batch of events (about 30 under load, up to 512), and the work
+ * between two turns (the kernel's, other processes') evicts a connection's objects from the
+ * caches, so each handler would start with cache misses on its owner's objects: at 200
+ * connections the first touches of the request, its buffers and its upstream connection were
+ * about a quarter of ballast's user-space time per request (bench/RESULTS.md, "cache misses").
+ * So the run loop prefetches ahead of the handlers: the io of the event two places ahead
+ * (its cache line and the next, where owners keep their pointers), and for the next event it calls io->prefetch, which may read io's
+ * own struct (already on its way) and __builtin_prefetch what the handler will touch next. A
+ * prefetch hook must not write, act, or read anything beyond its own struct: its io may have
+ * been closed by an earlier handler of the batch (its memory stays valid until the batch's
+ * deferred frees, but what it points to may not). */
 struct bl_io {
     int fd;
     bl_io_handler handler;   /* called with BL_EV_* bits */
+    bl_io_prefetch prefetch; /* NULL or the owner's prefetch hook (above) */
     uint64_t loop_slot;      /* the backend's handle while registered (io_uring); 0 = none */
 };
 

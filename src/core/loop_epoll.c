@@ -60,6 +60,12 @@ static int loop_epoll_poll(struct loop_epoll *b, int timeout_ms)
     return n > 0 ? n : 0;
 }
 
+/* The io of the i-th event, for a prefetch: nothing changes. */
+static inline const struct bl_io *loop_epoll_peek(const struct loop_epoll *b, int i)
+{
+    return b->events[i].data.ptr;
+}
+
 /* The i-th ready event of the last poll: its io, and its BL_EV_* bits in *ev. */
 static inline struct bl_io *loop_epoll_event(struct loop_epoll *b, int i, uint32_t *ev)
 {

@@ -1220,6 +1220,17 @@ static void uring_accept_event(struct loop_uring *b, struct uring_slot *s, uint3
     accept(io, e->res);
 }
 
+/* The io the i-th event is for, for a prefetch: nothing changes; a staged send's event and
+ * a blanked one have none here, a stale one the slot's current io (harmless). */
+static inline const struct bl_io *loop_uring_peek(const struct loop_uring *b, int i)
+{
+    uint64_t ud = b->ev[i].ud;
+    uint32_t idx = (uint32_t)ud & URING_UD_INDEX;
+    if ((ud >> 32) == 0 || idx >= b->nslots)
+        return NULL;
+    return b->slots[idx].io;
+}
+
 /* The i-th event of the last poll: its io (NULL when stale) and its BL_EV_* bits. */
 static inline struct bl_io *loop_uring_event(struct loop_uring *b, int i, uint32_t *ev)
 {

@@ -309,7 +309,8 @@ void bl_request_wait_client(struct bl_request *r, uint32_t ev)
 }
 
 /* Request objects are recycled per worker (hw->request_cache): no malloc per request in the
- * steady state. */
+ * steady state. (Page-aligned ones were tried, to keep a plain request's hot parts in one
+ * page: 1.24x the user time at 200 connections, their hot lines all in the same cache sets.) */
 static struct bl_request *request_new(struct bl_client *c)
 {
     struct bl_request *r;
@@ -824,6 +825,38 @@ static void upstream_on_io(struct bl_upconn *u)
     proxy_run(u->owner);
 }
 
+/* Prefetch hooks (core/loop.h, "Prefetch"): the cache lines of the request a response event
+ * and a client event touch first. Addresses only: the request itself is not read here. */
+static void request_prefetch(const struct bl_request *r, int response)
+{
+    const char *p = (const char *)r;
+    __builtin_prefetch(p);                                   /* c, handlers, out, head_* */
+    __builtin_prefetch(p + 64);                              /* left/bytes counters */
+    __builtin_prefetch(p + 128);                             /* status, state flags */
+    __builtin_prefetch(&r->a.conn);
+    if (response) {
+        __builtin_prefetch(&r->parser);
+        __builtin_prefetch(&r->resp);
+        __builtin_prefetch(&r->resp.headers[0]);
+    }
+}
+
+static void upstream_prefetch(struct bl_upconn *u)
+{
+    request_prefetch(u->owner, 1);
+}
+
+static void client_prefetch(const struct bl_io *io)
+{
+    const struct bl_client *c = (const struct bl_client *)io;
+    __builtin_prefetch((const char *)c + 128);
+    __builtin_prefetch((const char *)c + 192);
+    if (c->in)
+        __builtin_prefetch(c->in);
+    if (c->req)
+        request_prefetch(c->req, 0);
+}
+
 static void upstream_on_timeout(struct bl_upconn *u);
 static int upstream_tls_start(struct bl_request *r);
 
@@ -873,6 +906,7 @@ static void attempt_start(struct bl_request *r, int fresh)
         return;
     }
     struct bl_upconn *u = r->a.conn;
+    u->on_prefetch = upstream_prefetch;
     if (r->a.tls_key && !u->tls && upstream_tls_start(r) != BL_OK) {
         request_abort(r, 503, "out of memory");
         return;
@@ -2853,6 +2887,7 @@ void bl_http_accept(struct bl_http_worker *w, const struct bl_listen *listen, in
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     c->io.fd = fd;
     c->io.handler = client_on_event;
+    c->io.prefetch = client_prefetch;
     c->timer.handler = client_on_timer;
     c->defer.run = client_free;
     c->w = w;
@@ -3004,6 +3039,7 @@ struct bl_client *bl_client_new_stream(struct bl_client *p, struct bl_h2_stream 
      * upstream one in send_head_and_body(); nothing closes or reads it through c. */
     c->io.fd = p->io.fd;
     c->io.handler = client_on_event;
+    c->io.prefetch = client_prefetch;
     c->timer.handler = client_on_timer;
     c->defer.run = client_free;
     c->w = p->w;

@@ -166,6 +166,16 @@ static void upconn_idle_event(struct bl_upconn *u, uint32_t ev)
     }
 }
 
+/* Prefetch hook (core/loop.h): the input buffer's head and the owner's part. */
+static void upconn_prefetch(const struct bl_io *io)
+{
+    const struct bl_upconn *u = (const struct bl_upconn *)io;
+    if (u->in)
+        __builtin_prefetch(u->in);
+    if (u->owner && u->on_prefetch)
+        u->on_prefetch((struct bl_upconn *)u);
+}
+
 static void upconn_on_event(struct bl_io *io, uint32_t ev)
 {
     struct bl_upconn *u = (struct bl_upconn *)io;
@@ -216,6 +226,7 @@ static struct bl_upconn *upconn_connect(struct bl_conn_pool *p, struct bl_upstre
     }
     u->io.fd = fd;
     u->io.handler = upconn_on_event;
+    u->io.prefetch = upconn_prefetch;
     u->timer.handler = upconn_on_timer;
     u->defer.run = upconn_free;
     u->pool = p;
@@ -257,6 +268,7 @@ struct bl_upconn *bl_upconn_get(struct bl_conn_pool *p, struct bl_upstream_serve
     u->owner = owner;
     u->on_io = on_io;
     u->on_timeout = on_timeout;
+    u->on_prefetch = NULL;
     return u;
 }
 

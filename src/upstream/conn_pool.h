@@ -37,12 +37,17 @@ struct bl_upconn {
     struct bl_io io;
     struct bl_timer timer;             /* the owner's (connect/send/read) or the idle timeout */
     struct bl_deferred defer;
+    /* owner and in sit in the second cache line, which the loop prefetches with the first
+     * (core/loop.h, "Prefetch") */
+    void *owner;                       /* NULL while idle in the pool */
+    struct bl_buf *in;                 /* owner's input buffer; must be empty to be pooled */
     struct bl_conn_pool *pool;
     struct bl_upstream_server *server;
-    void *owner;                       /* NULL while idle in the pool */
     bl_upconn_handler on_io;           /* owner's: readiness changed (flags below are set) */
     bl_upconn_handler on_timeout;      /* owner's: u->timer fired */
-    struct bl_buf *in;                 /* owner's input buffer; must be empty to be pooled */
+    bl_upconn_handler on_prefetch;     /* owner's, optional: prefetches (never reads) what its
+                                        * on_io will touch of the owner, a few events ahead
+                                        * (core/loop.h, "Prefetch"); reset by bl_upconn_get */
     struct bl_upconn *next, *prev;     /* idle list links */
     struct ssl_st *tls;                /* NULL: plain TCP; else the owner's TLS session, freed
                                         * with the connection and kept while it is pooled */

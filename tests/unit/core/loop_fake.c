@@ -69,6 +69,11 @@ static int loop_backend_poll(struct loop_backend *b, int timeout_ms)
     return n;
 }
 
+static inline const struct bl_io *loop_backend_peek(const struct loop_backend *b, int i)
+{
+    return b->batch[i].io;
+}
+
 static inline struct bl_io *loop_backend_event(struct loop_backend *b, int i, uint32_t *ev)
 {
     *ev = b->batch[i].ev;

@@ -76,7 +76,7 @@ static void test_free_list_reuse_and_overflow(void **state)
     assert_int_equal(allocated, 0);
     bl_buf_put(again);
     bl_buf_drain();
-    assert_null(bufs.head);
+    assert_null(bufs.items);
     assert_int_equal(bufs.n, 0);
 }
 
