@@ -10,9 +10,12 @@
 static _Thread_local struct bl_pipe *free_pipes;
 static _Thread_local uint32_t nfree;
 static _Thread_local uint8_t taken; /* a pipe was taken since the last bl_pipe_tick() */
+static _Thread_local uint32_t nbig;  /* grown pipes open, in use or free (bl_pipe_grow) */
 
 static void pipe_close(struct bl_pipe *p)
 {
+    if (p->size >= BL_PIPE_SIZE_BIG)
+        nbig--;
     close(p->fd[0]);
     close(p->fd[1]);
     free(p);
@@ -42,6 +45,8 @@ struct bl_pipe *bl_pipe_get(void)
         return NULL;
     }
     p->size = (uint32_t)got;
+    if (p->size >= BL_PIPE_SIZE_BIG)
+        nbig++; /* a build with BL_PIPE_SIZE that large: pipe_close counts it back */
     p->piped = 0;
     p->next = NULL;
     return p;
@@ -58,6 +63,17 @@ void bl_pipe_put(struct bl_pipe *p)
     p->next = free_pipes;
     free_pipes = p;
     nfree++;
+}
+
+void bl_pipe_grow(struct bl_pipe *p)
+{
+    if (p->size >= BL_PIPE_SIZE_BIG || nbig >= BL_PIPE_BIG_MAX)
+        return;
+    int got = fcntl(p->fd[1], F_SETPIPE_SZ, BL_PIPE_SIZE_BIG);
+    if (got < BL_PIPE_SIZE_BIG)
+        return; /* EPERM past the user's pipe limits: p is as it was */
+    p->size = (uint32_t)got;
+    nbig++;
 }
 
 ssize_t bl_pipe_in(struct bl_pipe *p, int src, uint64_t max, uint8_t *ready)

@@ -19,6 +19,16 @@
 #define BL_PIPE_SIZE (256 * 1024)
 #endif
 #define BL_PIPE_CACHE 4
+/* A long body's pipe is grown to BL_PIPE_SIZE_BIG (bl_pipe_grow): a third fewer CPU seconds
+ * per GiB spliced at half the splice calls (bench/RESULTS.md, "1 MiB pipes"). 1 MiB is also
+ * the most an unprivileged user may ask (fs.pipe-max-size), and each such pipe takes 256 of
+ * the user's 16384 soft pipe pages, so a thread grows at most BL_PIPE_BIG_MAX of them at a
+ * time: past that (or where the kernel refuses) a pipe stays at BL_PIPE_SIZE, and the budget
+ * still leaves room for the small pipes that keep other bodies off the copy path. */
+#ifndef BL_PIPE_SIZE_BIG
+#define BL_PIPE_SIZE_BIG (1024 * 1024)
+#endif
+#define BL_PIPE_BIG_MAX 8
 
 struct bl_pipe {
     int fd[2];               /* read end, write end; both non-blocking */
@@ -34,6 +44,11 @@ struct bl_pipe *bl_pipe_get(void);
 /* Gives p back (NULL is fine): an empty one to the free list (or closed when the list is
  * full), one that still holds bytes closed. */
 void bl_pipe_put(struct bl_pipe *p);
+
+/* Grows p to BL_PIPE_SIZE_BIG for a body with more than p->size bytes to come, unless the
+ * thread already holds BL_PIPE_BIG_MAX grown pipes or the kernel refuses (p keeps its size;
+ * a failure costs one fcntl). A grown pipe stays grown on the free list. */
+void bl_pipe_grow(struct bl_pipe *p);
 
 /* Moves up to max bytes from socket src into p (at most its free room). Returns bytes (> 0),
  * 0 at end of input, BL_AGAIN or BL_ERR (errno); core/status.h's transfer convention. EAGAIN

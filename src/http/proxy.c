@@ -1754,6 +1754,8 @@ static int splice_start(struct bl_request *r)
         r->no_splice = 1; /* no pipe to be had (fds, pipe-user-pages-soft): copy */
         return 0;
     }
+    if (splice_left(r) > r->pipe->size)
+        bl_pipe_grow(r->pipe);
     return 1;
 }
 

@@ -175,6 +175,34 @@ def test_client_closes_mid_body(px, be):
         "fds grew from %d to %d" % (fds0, nfds(px.pid))
 
 
+def test_many_large_bodies_at_once(px, be):
+    """More large bodies at once than a worker grows 1 MiB pipes for (core/pipe.h,
+    BL_PIPE_BIG_MAX 8): twelve slow readers hold their pipes together, grown or not, and each
+    body arrives byte-exact; every pipe is closed after (the upstream pool keeps connections,
+    so pipe fds are counted, not all fds)."""
+    size = 8 << 20
+    pipes0 = pipe_fds(px.pid)
+    conns = [px.conn(timeout=30 * SLOW, rcvbuf=65536) for _ in range(12)]
+    try:
+        for i, c in enumerate(conns):
+            c.send(build_request("GET", "/m%d?size=%d&seed=%d" % (i, size, 60 + i)))
+        # nobody reads yet: each body waits in its own pipe
+        assert wait_for(lambda: pipe_fds(px.pid) >= 2 * len(conns), 5 * SLOW), \
+            "%d pipe fds for %d waiting bodies" % (pipe_fds(px.pid), len(conns))
+        for i, c in enumerate(conns):
+            r = c.read_response(sink=lambda b: None)
+            assert r.status == 200, r
+            assert (r.body_len, r.body_sha256) == (size, body_sha256(size, 60 + i)), \
+                (i, r.body_len)
+    finally:
+        for c in conns:
+            c.close()
+    r = px.get("/after?size=%d&seed=72" % (1 << 20), timeout=10 * SLOW)
+    assert r.status == 200 and r.body_sha256 == body_sha256(1 << 20, 72), r
+    assert wait_for(lambda: pipe_fds(px.pid) <= pipes0, 5 * SLOW), \
+        "pipe fds grew from %d to %d" % (pipes0, pipe_fds(px.pid))
+
+
 def early_close(req, c):
     """Announces SIZE bytes, sends a quarter of them, closes."""
     c.backend.read_body(req, c)
