@@ -180,6 +180,13 @@ static inline uint64_t h1_load8(const char *p)
     return v;
 }
 
+static inline uint32_t h1_load4(const char *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
 static inline uint16_t h1_load2(const char *p)
 {
     uint16_t v;
@@ -199,6 +206,11 @@ static inline bool h1_eq_lower(const char *a, const char *lower, size_t n)
             if ((h1_load8(a + k) | fold) != h1_load8(lower + k))
                 return false;
         return k == n || (h1_load8(a + n - 8) | fold) == h1_load8(lower + n - 8);
+    }
+    if (n >= 4) { /* two words of four, overlapping */
+        const uint32_t fold = 0x20202020u;
+        return (h1_load4(a) | fold) == h1_load4(lower) &&
+               (h1_load4(a + n - 4) | fold) == h1_load4(lower + n - 4);
     }
     for (size_t k = 0; k < n; k++)
         if (((unsigned char)a[k] | 0x20) != (unsigned char)lower[k])
@@ -340,23 +352,36 @@ static inline uint8_t h1_method_id(const char *s, size_t n)
 /* Well-known field names by length, then by a distinguishing byte. */
 static inline uint8_t h1_header_id(const char *s, size_t n)
 {
+    unsigned c0 = (unsigned char)s[0] | 0x20;
     switch (n) {
     case 2:
         return h1_eq_lower(s, "te", 2) ? BL_H1_HDR_TE : BL_H1_HDR_OTHER;
     case 4:
-        return h1_eq_lower(s, "host", 4) ? BL_H1_HDR_HOST : BL_H1_HDR_OTHER;
+        if (c0 == 'h')
+            return h1_eq_lower(s, "host", 4) ? BL_H1_HDR_HOST : BL_H1_HDR_OTHER;
+        return h1_eq_lower(s, "date", 4) ? BL_H1_HDR_DATE : BL_H1_HDR_OTHER;
     case 6:
-        return h1_eq_lower(s, "expect", 6) ? BL_H1_HDR_EXPECT : BL_H1_HDR_OTHER;
+        if (c0 == 'e')
+            return h1_eq_lower(s, "expect", 6) ? BL_H1_HDR_EXPECT : BL_H1_HDR_OTHER;
+        return h1_eq_lower(s, "server", 6) ? BL_H1_HDR_SERVER : BL_H1_HDR_OTHER;
     case 7:
-        if (h1_eq_lower(s, "upgrade", 7)) return BL_H1_HDR_UPGRADE;
-        if (h1_eq_lower(s, "trailer", 7)) return BL_H1_HDR_TRAILER;
-        return BL_H1_HDR_OTHER;
+        if (c0 == 'u')
+            return h1_eq_lower(s, "upgrade", 7) ? BL_H1_HDR_UPGRADE : BL_H1_HDR_OTHER;
+        return h1_eq_lower(s, "trailer", 7) ? BL_H1_HDR_TRAILER : BL_H1_HDR_OTHER;
     case 9:
         return h1_eq_lower(s, "x-real-ip", 9) ? BL_H1_HDR_X_REAL_IP : BL_H1_HDR_OTHER;
     case 10:
-        if (h1_eq_lower(s, "connection", 10)) return BL_H1_HDR_CONNECTION;
-        if (h1_eq_lower(s, "keep-alive", 10)) return BL_H1_HDR_KEEP_ALIVE;
+        switch (c0) {
+        case 'c':
+            return h1_eq_lower(s, "connection", 10) ? BL_H1_HDR_CONNECTION : BL_H1_HDR_OTHER;
+        case 'k':
+            return h1_eq_lower(s, "keep-alive", 10) ? BL_H1_HDR_KEEP_ALIVE : BL_H1_HDR_OTHER;
+        case 't':
+            return h1_eq_lower(s, "tracestate", 10) ? BL_H1_HDR_TRACESTATE : BL_H1_HDR_OTHER;
+        }
         return BL_H1_HDR_OTHER;
+    case 11:
+        return h1_eq_lower(s, "traceparent", 11) ? BL_H1_HDR_TRACEPARENT : BL_H1_HDR_OTHER;
     case 14:
         return h1_eq_lower(s, "content-length", 14) ? BL_H1_HDR_CONTENT_LENGTH : BL_H1_HDR_OTHER;
     case 15:
@@ -366,7 +391,7 @@ static inline uint8_t h1_header_id(const char *s, size_t n)
         return h1_eq_lower(s, "proxy-connection", 16) ? BL_H1_HDR_PROXY_CONNECTION
                                                        : BL_H1_HDR_OTHER;
     case 17:
-        if ((s[0] | 0x20) == 't')
+        if (c0 == 't')
             return h1_eq_lower(s, "transfer-encoding", 17) ? BL_H1_HDR_TRANSFER_ENCODING
                                                             : BL_H1_HDR_OTHER;
         return h1_eq_lower(s, "x-forwarded-proto", 17) ? BL_H1_HDR_X_FORWARDED_PROTO

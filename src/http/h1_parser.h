@@ -50,6 +50,13 @@ enum bl_h1_hdr_id {
     BL_H1_HDR_X_FORWARDED_FOR,
     BL_H1_HDR_X_REAL_IP,
     BL_H1_HDR_X_FORWARDED_PROTO,
+    /* Named so that the heads the proxy writes need no string compare for them (proxy_head.c):
+     * the upstream's Date and Server are replaced, a client's traceparent and tracestate are
+     * replaced while tracing. */
+    BL_H1_HDR_DATE,
+    BL_H1_HDR_SERVER,
+    BL_H1_HDR_TRACEPARENT,
+    BL_H1_HDR_TRACESTATE,
     BL_H1_HDR__COUNT
 };
 

@@ -355,7 +355,7 @@ static void request_ids(struct bl_request *r)
     r->request_id_len = 0;
     for (uint32_t i = 0; i < m->nheaders; i++) {
         const struct bl_h1_header *h = &m->headers[i];
-        if (h->name_len == 11 && strncasecmp(h->name, "traceparent", 11) == 0) {
+        if (h->id == BL_H1_HDR_TRACEPARENT) {
             tp = h;
             ntp++;
         } else if (lc->request_id_header && !r->request_id_len &&
