@@ -133,6 +133,21 @@ static void check_vector_edges(const struct bl_h1_message *m)
     expect_slice("its value", m->headers[5].value, m->headers[5].value_len, "c");
 }
 
+static void check_new_ids(const struct bl_h1_message *m)
+{
+    static const uint8_t want[] = {BL_H1_HDR_DATE, BL_H1_HDR_SERVER, BL_H1_HDR_TRACEPARENT,
+                                   BL_H1_HDR_TRACESTATE, BL_H1_HDR_OTHER, BL_H1_HDR_OTHER,
+                                   BL_H1_HDR_OTHER, BL_H1_HDR_OTHER, BL_H1_HDR_OTHER,
+                                   BL_H1_HDR_HOST, BL_H1_HDR_EXPECT, BL_H1_HDR_TRAILER,
+                                   BL_H1_HDR_KEEP_ALIVE, BL_H1_HDR_CONTENT_LENGTH};
+    assert_int_equal(m->nheaders, sizeof(want));
+    for (unsigned k = 0; k < sizeof(want); k++) {
+        snprintf(where, sizeof(where), "field %u (%.*s)", k, (int)m->headers[k].name_len,
+                 m->headers[k].name);
+        EXPECT_INT(m->headers[k].id, want[k]);
+    }
+}
+
 static void check_connection_option(const struct bl_h1_message *m)
 {
     assert_int_equal(m->headers[1].hop, 1); /* keep_alive is an option naming a field */
@@ -548,6 +563,12 @@ static const struct req_case req_valid[] = {
      MSG("GET / HTTP/1.1\r\nHost: h\r\nkeep_alive: 1\r\nConnection: keep_alive\r\n\r\n"),
      .method = "GET", .method_id = BL_H1_M_GET, .path = "/", .host = "h", .minor = 1,
      .keep_alive = 1, .nheaders = 3, .check = check_connection_option},
+    {.name = "field ids by length and first letter", .response = 1,
+     MSG("HTTP/1.1 200 OK\r\nDATE: d\r\nsErVeR: s\r\nTraceParent: p\r\ntracestate: t\r\n"
+         "Data: 1\r\nServes: 2\r\ntraceparens: 3\r\nUser-Agent: 4\r\nhosT2: 5\r\nhOsT: 6\r\n"
+         "Expect: 7\r\nTrailer: 8\r\nKeep-Alive: 9\r\nContent-Length: 0\r\n\r\n"),
+     .status = 200, .reason = "OK", .minor = 1, .body = BL_H1_BODY_LENGTH, .keep_alive = 1,
+     .nheaders = 14, .check = check_new_ids},
 };
 
 static const struct req_case req_invalid[] = {
