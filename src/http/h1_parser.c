@@ -1034,8 +1034,8 @@ int bl_h1_parse(struct bl_h1_parser *p, const char *buf, size_t len, struct bl_h
                 break;
             /* The usual ": " with the value's first byte after it: what NAME and VALUE_OWS
              * below accept, in one test. */
-            if (end - i >= 3 && h1_load2((const char *)b + i) == h1_load2(": ") && b[i + 2] > ' ' &&
-                i - ls <= UINT16_MAX) {
+            if (end - i >= 3 && h1_load2((const char *)b + i) == h1_load2(": ") &&
+                b[i + 2] > ' ' && i - ls <= UINT16_MAX) {
                 h->name_len = (uint16_t)(i - ls);
                 i += 2;
                 h->value = buf + i;

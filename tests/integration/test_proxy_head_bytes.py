@@ -55,5 +55,6 @@ def test_upstream_head_client_ids_replaced(ballast, be):
     assert not any(ln.lower().startswith(b"x-real-ip: 192") for ln in lines), head
     assert b"X-Forwarded-For: 192.0.2.1, 127.0.0.1" in lines, head
     tps = [ln for ln in lines if ln.lower().startswith(b"traceparent:")]
-    assert len(tps) == 1 and tps[0].startswith(b"traceparent: 00-0af7651916cd43dd8448eb211c80319c-"), head
+    assert len(tps) == 1, head
+    assert tps[0].startswith(b"traceparent: 00-0af7651916cd43dd8448eb211c80319c-"), head
     assert not tps[0].endswith(b"b7ad6b7169203331-01"), head  # a span of this hop
