@@ -16,7 +16,9 @@ static _Thread_local int seeded;
 
 static inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
 
-static void seed(void)
+/* Out of line and cold: inlined, its loop made bl_rand64 save and restore four registers on
+ * every call (bench/README.md, "Profile"). */
+__attribute__((noinline, cold)) static void seed(void)
 {
     size_t got = 0;
     while (got < sizeof(state)) {
