@@ -5,7 +5,7 @@ with curl directly against the backend nginx and through ballast, in alternating
 ballast's RSS sampled every 20 ms during its transfers.
 
   bench/large_body.py [--size 1g] [--rounds 3] [--bin ./ballast] [--base BIN]
-                      [--conf-extra 'LINES'] [--strace]
+                      [--haproxy] [--conf-extra 'LINES'] [--strace]
 
 Downloads come from nginx (bench/conf/backend.nginx.conf.in plus a location serving a sparse
 file of --size bytes with sendfile); uploads go to a Python sink that reads every body whole
@@ -15,6 +15,8 @@ Prints a table; the ratio column is through-ballast over direct, medians over th
 Only ratios measured in the same run mean anything on the shared machines.
 --base BIN runs a second ballast (a baseline build, same config, its own port) in the same
 rounds, each transfer order rotated, so before and after are measured side by side.
+--haproxy adds HAProxy in the same rounds (one thread, `option splice-response`, its default
+pipes; uploads go to the same sink), to put ballast's ratio beside another splicing proxy's.
 --strace then makes one more transfer each way per ballast under `strace -c -f` and prints its
 system calls per GiB by name (strace slows the transfer: not timed).
 """
@@ -38,6 +40,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SINK = r"""
 import socket, sys, threading
 def serve(c):
+    try:
+        serve1(c)
+    except OSError:  # a proxy that resets the connection when it ends (HAProxy)
+        pass
+def serve1(c):
     buf = bytearray(1 << 20)
     view = memoryview(buf)
     with c:
@@ -71,6 +78,29 @@ s.listen(64)
 while True:
     c, _ = s.accept()
     threading.Thread(target=serve, args=(c,), daemon=True).start()
+"""
+
+
+# HAProxy beside ballast (--haproxy): one thread as ballast has one worker, splicing responses
+# with its default pipe size; /upload to the sink, the rest to the backend nginx.
+HAPROXY_CFG = """global
+    nbthread 1
+    maxconn 1000
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 600s
+    timeout server 600s
+    option splice-response
+    option http-keep-alive
+frontend f
+    bind 127.0.0.1:%d
+    use_backend sink if { path_beg /upload }
+    default_backend b
+backend b
+    server s1 127.0.0.1:%d
+backend sink
+    server s1 127.0.0.1:%d
 """
 
 
@@ -145,6 +175,7 @@ def main():
     ap.add_argument("--bin", default="./ballast")
     ap.add_argument("--base", help="a baseline ballast binary, measured in the same rounds")
     ap.add_argument("--strace", action="store_true", help="syscalls per GiB, one transfer each")
+    ap.add_argument("--haproxy", action="store_true", help="HAProxy (splice) in the same rounds")
     ap.add_argument("--conf-extra", default="")
     ap.add_argument("--budget", type=int, default=900)
     args = ap.parse_args()
@@ -201,6 +232,25 @@ def main():
                              open(os.path.join(d, "ballast.log")).read()[-500:])
                 time.sleep(0.1)
             insts.append((name, b.pid, bl_port))
+        if args.haproxy:
+            hp = free_port()
+            d = os.path.join(tmp, "haproxy")
+            os.makedirs(d)
+            open(os.path.join(d, "haproxy.cfg"), "w").write(HAPROXY_CFG % (hp, bport, sink_port))
+            h = subprocess.Popen(["haproxy", "-db", "-f", os.path.join(d, "haproxy.cfg")],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            procs.append(h)
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    if curl(["http://127.0.0.1:%d/" % hp], 5)[0] == 200:
+                        break
+                except (subprocess.SubprocessError, ValueError):
+                    pass
+                if time.monotonic() > deadline or h.poll() is not None:
+                    sys.exit("large_body.py: haproxy did not start")
+                time.sleep(0.1)
+            insts.append(("haproxy", h.pid, hp))
         # The file's first read fills the page cache (several times slower than the next ones):
         # one untimed download first, so every timed one reads cached pages.
         curl(["http://127.0.0.1:%d/big" % bport], 600)
@@ -213,6 +263,9 @@ def main():
             extra = [] if kind == "download" else ["-T", big, "-H",
                                                   "Content-Type: application/octet-stream"]
             return curl(list(extra_args) + extra + [url], tmo)
+
+        def label(name):
+            return {"ballast": args.bin, "base": args.base}.get(name, name)
 
         load0 = open("/proc/loadavg").read().split()[:3]
         for rnd in range(args.rounds):
@@ -245,7 +298,7 @@ def main():
                 br = res[(kind, name)]
                 bm = statistics.median(x[0] for x in br)
                 print("| %s | %s | %.0f | %.0f | %.2fx | %.2f | %d (%d) | %d |" % (
-                    kind, args.bin if name == "ballast" else args.base, dm, bm,
+                    kind, label(name), dm, bm,
                     bm / dm if dm else 0, statistics.median(x[3] for x in br),
                     max(x[1] for x in br), idle_rss[name],
                     sum(1 for x in dr + br if not x[2])))
@@ -268,8 +321,7 @@ def main():
                     gib = (down if kind == "download" else up) / (1 << 30)
                     top = sorted(calls.items(), key=lambda kv: -kv[1])
                     print("- %s, %s: %d per GiB (%s)" % (
-                        kind, args.bin if name == "ballast" else args.base,
-                        sum(calls.values()) / gib if gib else 0,
+                        kind, label(name), sum(calls.values()) / gib if gib else 0,
                         ", ".join("%s %d" % (k, v / gib) for k, v in top if v / gib >= 1)))
     finally:
         for p in reversed(procs):
