@@ -2664,8 +2664,15 @@ static void client_read_head(struct bl_client *c)
             return;
         }
         if (c->state == CS_IDLE) {
+            /* The idle deadline stops; the header deadline is armed only if the head does
+             * not come whole (above, once the socket runs dry), from this turn's clock as
+             * before. A keep-alive request whose head comes in one read, the usual one, then
+             * moves no timer in the heap: the idle one is re-armed later than it was, which
+             * is free (core/loop.h), where the header one moved it earlier, a heap walk over
+             * other connections' timers (perf: heap_up 0.5% of the worker's CPU at 200
+             * connections). */
             client_state(c, CS_READ_HEAD);
-            bl_arm(c->w, &c->timer, def->conf.client_header_timeout);
+            bl_timer_disarm(c->w->loop, &c->timer);
         }
     }
 }

@@ -38,6 +38,27 @@ def test_client_header_timeout_partial_head(ballast, backend):
     assert be.requests == []
 
 
+def test_client_header_timeout_partial_head_on_keepalive(ballast, backend):
+    """The next request's head on a kept-alive connection gets client_header_timeout from its
+    first byte, not the longer keepalive_timeout (the header deadline is armed only when a head
+    does not come whole: proxy.c client_read_head), whether the first bytes come alone or with
+    a whole request before them."""
+    be = backend("b")
+    b = ballast(conf(http="client_header_timeout 1s; keepalive_timeout 30s;"), pb=be.port)
+    with b.conn(timeout=10) as c:
+        r = c.request("GET", "/r")
+        assert r.status == 200, r
+        c.send(b"GET /r HTTP/1.1\r\nHo")
+        expect_408_or_close(c, 0.8, 3.5)
+    with b.conn(timeout=10) as c:
+        r = c.request("GET", "/r")
+        assert r.status == 200, r
+        c.send(b"GET /r HTTP/1.1\r\nHost: x\r\n\r\nGET /r HTTP/1.1\r\nHo")
+        r = c.read_response()
+        assert r.status == 200, r
+        expect_408_or_close(c, 0.8, 3.5)
+
+
 def test_client_header_timeout_nothing_sent(ballast, backend):
     be = backend("b")
     b = ballast(conf(http="client_header_timeout 1s;"), pb=be.port)
