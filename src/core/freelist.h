@@ -9,10 +9,10 @@
  * the load ending (the worker ticks once a second) the surplus goes back to malloc.
  *
  * One owner thread. The free objects' addresses sit in an array, not in the objects: taking
- * one reads nothing of it, so a cold object costs no load miss there (the caller's first
- * touch is usually a store), and the object the next take will return is prefetched, so it
- * has arrived by the time it is wanted (bench/RESULTS.md, "cache misses"). With -DBL_NO_POOL
- * nothing is kept (AddressSanitizer then sees every object's lifetime). */
+ * one reads nothing of it and giving one back writes nothing into it, so a cold object costs
+ * no load miss here (the caller's first touch is usually a store). A prefetch of the object
+ * the next take returns was tried and gained nothing (bench/RESULTS.md, "cache misses").
+ * With -DBL_NO_POOL nothing is kept (AddressSanitizer then sees every object's lifetime). */
 #ifndef BL_CORE_FREELIST_H
 #define BL_CORE_FREELIST_H
 

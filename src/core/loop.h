@@ -71,8 +71,9 @@ typedef void (*bl_io_prefetch)(const struct bl_io *io);
  * connections the first touches of the request, its buffers and its upstream connection were
  * about a quarter of ballast's user-space time per request (bench/RESULTS.md, "cache misses").
  * So the run loop prefetches ahead of the handlers: the io of the event two places ahead
- * (its cache line and the next, where owners keep their pointers), and for the next event it calls io->prefetch, which may read io's
- * own struct (already on its way) and __builtin_prefetch what the handler will touch next. A
+ * (its cache line and the next, where owners keep their pointers), and for the next event it
+ * calls io->prefetch, which may read io's own struct (already on its way) and
+ * __builtin_prefetch what the handler will touch next. A
  * prefetch hook must not write, act, or read anything beyond its own struct: its io may have
  * been closed by an earlier handler of the batch (its memory stays valid until the batch's
  * deferred frees, but what it points to may not). */
