@@ -580,7 +580,7 @@ static void on_trim_timer(struct bl_timer *t)
                                                                     trim_timer));
     bl_buf_tick();
     bl_pipe_tick();
-    bl_freelist_tick(&w->cur->http.request_cache, free);
+    bl_http_worker_tick(&w->cur->http);
     uint32_t freed, allocated;
     bl_buf_overflow(&freed, &allocated);
     w->trim_pending += freed;

@@ -40,6 +40,7 @@ struct admin_conn {
     struct admin_conn *prev, *next;
     struct bl_h1_parser parser;
     struct bl_h1_message msg;
+    struct bl_h1_header fields[BL_H1_MAX_HEADERS]; /* msg's */
     uint32_t head_len;             /* > 0: the head is parsed, waiting for the body */
     size_t in_len;
     struct bl_strbuf out;          /* the answer being written */
@@ -372,6 +373,7 @@ static void on_accept(struct bl_io *io, uint32_t ev)
         c->io.handler = on_conn;
         c->timer.handler = on_timer;
         c->admin = a;
+        bl_h1_message_init(&c->msg, c->fields, BL_H1_MAX_HEADERS);
         conn_reset_parser(c);
         if (bl_loop_add(a->loop, &c->io) != BL_OK) {
             close(fd);

@@ -59,6 +59,7 @@ struct bl_etcd {
     size_t in_len, in_cap;
     struct bl_h1_parser parser;
     struct bl_h1_message msg;
+    struct bl_h1_header fields[BL_H1_MAX_HEADERS]; /* msg's */
     struct bl_h1_chunked chunked;
     struct bl_dechunk dechunk;
     uint8_t body_kind;         /* enum bl_h1_body */
@@ -624,7 +625,7 @@ static void start_exchange(struct bl_etcd *w)
     w->out_len = (size_t)hl + (size_t)bl;
     w->out_sent = 0;
     bl_h1_parser_init_response(&w->parser, 8192, 65536, 0);
-    memset(&w->msg, 0, sizeof(w->msg));
+    bl_h1_message_init(&w->msg, w->fields, BL_H1_MAX_HEADERS);
     int fd = bl_sock_connect((const struct sockaddr *)&w->addr, w->addrlen);
     if (fd < 0) {
         fail(w, "connect() failed (%s)", strerror(errno));

@@ -2,6 +2,7 @@
 #include "http/h1_parser.h"
 
 #include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 #ifdef __SSE2__
 #include <emmintrin.h>
@@ -815,12 +816,51 @@ static inline bool h1_version_ok(const unsigned char *v) { return v[5] == '1'; }
 
 static inline uint8_t h1_minor(const unsigned char *v) { return v[7] == '0' ? 0 : 1; }
 
+/* The array of a message without one of its own (room 0: never written), so that headers is
+ * never NULL. */
+static struct bl_h1_header h1_no_fields[1];
+
+void bl_h1_message_init(struct bl_h1_message *m, struct bl_h1_header *fields, uint16_t n)
+{
+    memset(m, 0, sizeof(*m));
+    m->own = fields;
+    m->own_room = fields ? (n < BL_H1_MAX_HEADERS ? n : BL_H1_MAX_HEADERS) : 0;
+    m->headers = fields ? fields : h1_no_fields;
+    m->room = m->own_room;
+}
+
+void bl_h1_message_free(struct bl_h1_message *m)
+{
+    if (m->heap && m->headers == m->heap) {
+        m->headers = m->own ? m->own : h1_no_fields;
+        m->room = m->own_room;
+        m->nheaders = 0;
+    }
+    free(m->heap);
+    m->heap = NULL;
+}
+
+/* The head has more fields than the owner's array holds: they move to the heap array, made
+ * the first time. Cold: a usual head fits. */
+static __attribute__((cold, noinline)) int h1_grow(struct bl_h1_message *m)
+{
+    if (!m->heap && !(m->heap = malloc(BL_H1_MAX_HEADERS * sizeof(*m->heap))))
+        return BL_ERR;
+    memcpy(m->heap, m->headers, m->nheaders * sizeof(*m->heap));
+    m->headers = m->heap;
+    m->room = BL_H1_MAX_HEADERS;
+    return BL_OK;
+}
+
 int bl_h1_parse(struct bl_h1_parser *p, const char *buf, size_t len, struct bl_h1_message *m)
 {
     if (bl_unlikely(p->state >= H1_S_DONE))
         return p->state == H1_S_DONE ? (int)m->head_len : BL_ERR;
-    if (p->scanned == 0)
-        memset(m, 0, offsetof(struct bl_h1_message, headers));
+    if (p->scanned == 0) {
+        memset(m, 0, offsetof(struct bl_h1_message, room));
+        m->headers = m->own ? m->own : h1_no_fields;
+        m->room = m->own ? m->own_room : 0;
+    }
 
     const unsigned char *b = (const unsigned char *)buf;
     /* Bytes past max_head cannot belong to an acceptable head. */
@@ -828,7 +868,7 @@ int bl_h1_parse(struct bl_h1_parser *p, const char *buf, size_t len, struct bl_h
     size_t i = p->scanned;
     size_t ls = p->line_start;
     unsigned st = p->state;
-    struct bl_h1_header *h = &m->headers[m->nheaders];
+    struct bl_h1_header *h = &m->headers[m->nheaders]; /* a call resumes inside a field */
 
     while (i < end) {
         switch (st) {
@@ -1020,8 +1060,12 @@ int bl_h1_parse(struct bl_h1_parser *p, const char *buf, size_t len, struct bl_h
                                                  : "bad byte in field name";
                 return h1_fail(p, st, i, ls, 400, why);
             }
-            if (m->nheaders == BL_H1_MAX_HEADERS)
-                return h1_fail(p, st, i, ls, 431, "too many header fields");
+            if (bl_unlikely(m->nheaders == m->room)) {
+                if (m->room == BL_H1_MAX_HEADERS)
+                    return h1_fail(p, st, i, ls, 431, "too many header fields");
+                if (h1_grow(m) != BL_OK)
+                    return h1_fail(p, st, i, ls, 500, "out of memory for header fields");
+            }
             ls = i;
             h = &m->headers[m->nheaders];
             h->name = buf + i;

@@ -131,8 +131,25 @@ struct bl_h1_message {
 
     uint32_t head_len;      /* bytes of the head including the final CRLF CRLF */
     uint16_t nheaders;
-    struct bl_h1_header headers[BL_H1_MAX_HEADERS];
+    /* Storage (not cleared by a new head): the fields go to the owner's array `own` (room
+     * for own_room, bl_h1_message_init) while they fit, so that a usual head's fields sit
+     * beside the rest of its owner (a proxied request touches one page less: bench/README.md,
+     * "Profile"); a head with more moves them to `heap`, room for BL_H1_MAX_HEADERS, made on
+     * first need and kept for the next heads until bl_h1_message_free(). A zeroed message
+     * has no array of its own: its first field makes the heap one. */
+    uint16_t room;          /* fields headers[] has room for */
+    uint16_t own_room;
+    struct bl_h1_header *headers; /* own or heap */
+    struct bl_h1_header *own;
+    struct bl_h1_header *heap;
 };
+
+/* Gives m the array fields, room for n fields (n <= BL_H1_MAX_HEADERS; NULL, 0: none), before
+ * its first parse. */
+void bl_h1_message_init(struct bl_h1_message *m, struct bl_h1_header *fields, uint16_t n);
+/* Frees the heap array a head with more fields than the owner's array made (m stays usable:
+ * the next such head makes another). */
+void bl_h1_message_free(struct bl_h1_message *m);
 
 struct bl_h1_parser {
     uint32_t scanned;       /* bytes already checked; resume point */
@@ -159,7 +176,8 @@ void bl_h1_parser_init_response(struct bl_h1_parser *p, uint32_t max_line, uint3
 /* Parses the head at buf[0..len). Returns the head length (> 0) once the head is complete and
  * valid, with m filled in; BL_AGAIN when more bytes are needed (m is then unspecified, but it
  * holds the parse so far: pass the same m on every call for one head);
- * BL_ERR when the head is invalid (p->error, p->reason say why). Body framing (m->body,
+ * BL_ERR when the head is invalid (p->error, p->reason say why; 500 when no memory could be
+ * had for more fields than the owner's array holds). Body framing (m->body,
  * m->content_length) follows RFC 9112 section 6.3. */
 int bl_h1_parse(struct bl_h1_parser *p, const char *buf, size_t len, struct bl_h1_message *m);
 

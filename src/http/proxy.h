@@ -67,6 +67,10 @@ void bl_http_adopt_idle(struct bl_http_worker *hw);
 /* Force-closes every connection (shutdown_timeout expired). */
 void bl_http_close_all(struct bl_http_worker *hw);
 
+/* Once a second: the request cache gives back what recent demand does not need
+ * (core/freelist.h). */
+void bl_http_worker_tick(struct bl_http_worker *hw);
+
 /* Frees what hw holds (request cache, access log buffers, upstream state) once its
  * connections are closed and the pools drained. */
 void bl_http_worker_free(struct bl_http_worker *hw);

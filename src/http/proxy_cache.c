@@ -998,16 +998,20 @@ static int rewrite_entry(struct bl_cache_req *cr, const struct bl_cache_meta *fm
 static int revalidated(struct bl_request *r, int64_t now)
 {
     struct bl_cache_req *cr = r->cache;
-    struct bl_h1_message *msgs = malloc(2 * sizeof(*msgs));
+    struct {
+        struct bl_h1_message st, merged;
+        struct bl_h1_header st_fields[BL_H1_MAX_HEADERS], merged_fields[BL_H1_MAX_HEADERS];
+    } *msgs = malloc(sizeof(*msgs));
     struct bl_buf *b = bl_buf_get();
     struct bl_cache_meta fm = cr->m; /* freshness() fills it when the updated head is storable */
     size_t hl = 0;
     int ok = 0;
     if (msgs && b) {
-        struct bl_h1_message *st = &msgs[0], *merged = &msgs[1];
+        struct bl_h1_message *st = &msgs->st, *merged = &msgs->merged;
         struct bl_h1_parser p;
         uint32_t hoff = (uint32_t)bl_cache_body_offset(&cr->m) - cr->m.head_len;
-        st->nheaders = merged->nheaders = 0;
+        bl_h1_message_init(st, msgs->st_fields, BL_H1_MAX_HEADERS);
+        bl_h1_message_init(merged, msgs->merged_fields, BL_H1_MAX_HEADERS);
         bl_h1_parser_init_response(&p, cr->hbuf->cap, cr->hbuf->cap, 0);
         if (bl_h1_parse(&p, cr->hbuf->data + hoff, cr->m.head_len, st) == (int)cr->m.head_len &&
             (hl = updated_head(st, &r->resp, b->data, b->cap)) <= b->cap) {

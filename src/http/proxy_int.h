@@ -65,6 +65,15 @@ enum bl_trace_state {
 /* Upstream attempts a request remembers for the log ($upstream_addr ...). */
 #define BL_LOG_TRIES 8
 
+/* Header fields a request's head and its response's head keep inside the request object;
+ * more go to a heap array of BL_H1_MAX_HEADERS that the object keeps while it is recycled
+ * (http/h1_parser.h). Two inline arrays of 100 made the object 6512 bytes, of which a usual
+ * request touches a few lines spread over two pages; it is 2720 now (memory per request in
+ * flight; CPU per request did not move measurably: bench/RESULTS.md, "header fields"). 24
+ * covers what browsers usually send; 16 what servers usually answer with. */
+#define BL_REQ_FIELDS 24
+#define BL_RESP_FIELDS 16
+
 struct bl_request;
 struct bl_pipe;
 
@@ -183,7 +192,9 @@ struct bl_request {
                                         * upstream (proxy.c upload_splice) */
     uint8_t no_req_splice;             /* the request body is not spliced */
     struct bl_h1_message msg;
+    struct bl_h1_header msg_fields[BL_REQ_FIELDS];   /* msg's own array */
     struct bl_h1_message resp;
+    struct bl_h1_header resp_fields[BL_RESP_FIELDS]; /* resp's own array */
     /* Not cleared when a request starts: valid up to ntries / request_id_len. */
     uint64_t try_start_us;             /* when tries[ntries - 1] began */
     struct bl_upstream_try tries[BL_LOG_TRIES]; /* $upstream_*: one per attempt; past

@@ -470,6 +470,7 @@ static const char *probe_phase_str(unsigned ph)
 struct probe_http {
     struct bl_h1_parser parser;
     struct bl_h1_message msg;
+    struct bl_h1_header fields[BL_H1_MAX_HEADERS]; /* msg's */
     struct bl_h1_chunked chunked;
     uint32_t len;          /* bytes received into data */
     uint32_t head_len;     /* 0 until the head is parsed */
@@ -664,6 +665,7 @@ static void probe_start(struct probe *p)
             p->http->len = p->http->head_len = p->http->raw = p->http->body_len = 0;
             bl_h1_parser_init_response(&p->http->parser, CHECK_MAX_LINE, BL_CHECK_MAX_RESPONSE,
                                        p->head_request);
+            bl_h1_message_init(&p->http->msg, p->http->fields, BL_H1_MAX_HEADERS);
         }
     }
     if ((reads && !p->http) || bl_loop_add(p->h->loop, &p->io) != BL_OK) {

@@ -66,7 +66,8 @@ static struct bl_var_ctx ctx_for(const char *target)
     snprintf(raw, sizeof(raw), "GET %s HTTP/1.1\r\nHost: h\r\n\r\n", target);
     struct bl_h1_parser p;
     bl_h1_parser_init_request(&p, 8192, 65536);
-    memset(&msg, 0, sizeof(msg));
+    static struct bl_h1_header fields[BL_H1_MAX_HEADERS];
+    bl_h1_message_init(&msg, fields, BL_H1_MAX_HEADERS);
     if (bl_h1_parse(&p, raw, strlen(raw), &msg) <= 0)
         fail_msg("request did not parse: %s", raw);
     static struct bl_var_resp resp = {.status = 204};

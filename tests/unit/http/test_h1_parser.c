@@ -853,6 +853,10 @@ static void run_req_case(void **state)
     struct bl_h1_parser p;
     struct bl_h1_message *whole = calloc(1, sizeof(*whole));
     struct bl_h1_message *m = calloc(1, sizeof(*m));
+    /* m's own array is small, so that a head moves to the heap array at every point of a cut
+     * (whole has none: its first field makes the heap one) */
+    struct bl_h1_header m_fields[3];
+    bl_h1_message_init(m, m_fields, 3);
 
     /* (a) whole */
     snprintf(where, sizeof(where), "%s: whole", tc->name);
@@ -873,7 +877,8 @@ static void run_req_case(void **state)
     for (size_t k = 0; k < n; k++) {
         snprintf(where, sizeof(where), "%s: cut at %zu", tc->name, k);
         init_parser(&p, tc);
-        memset(m, 0xa5, sizeof(*m)); /* the parser must not rely on a zeroed message */
+        /* the parser must not rely on a zeroed message (its storage part aside) */
+        memset(m, 0xa5, offsetof(struct bl_h1_message, room));
         poison(buf + k, n - k);
         r = bl_h1_parse(&p, buf, k, m);
         unpoison(buf + k, n - k);
@@ -894,7 +899,7 @@ static void run_req_case(void **state)
     /* (c) one byte at a time, same buffer, len growing by one */
     snprintf(where, sizeof(where), "%s: byte by byte", tc->name);
     init_parser(&p, tc);
-    memset(m, 0x5a, sizeof(*m));
+    memset(m, 0x5a, offsetof(struct bl_h1_message, room));
     size_t len = 0;
     for (r = BL_AGAIN; r == BL_AGAIN && len <= n; len++) {
         poison(buf + len, n - len);
@@ -909,6 +914,8 @@ static void run_req_case(void **state)
         expect_same_message(m, whole);
     }
 
+    bl_h1_message_free(whole);
+    bl_h1_message_free(m);
     free(whole);
     free(m);
     free(buf);
@@ -1240,6 +1247,76 @@ static void test_scan_every_byte(void **state)
             }
         }
     }
+    bl_h1_message_free(m);
+    free(m);
+}
+
+/* A message's own array holds the usual head; a head with more fields moves them to the heap
+ * array (made once, kept), the next small head goes back to the own array, and the limit is
+ * still BL_H1_MAX_HEADERS whatever the own array's size. Whole and one byte at a time, the
+ * move falling inside a resumed field. */
+static void test_fields_own_then_heap(void **state)
+{
+    (void)state;
+    struct bl_h1_header own[2];
+    struct bl_h1_message *m = malloc(sizeof(*m));
+    struct bl_h1_parser p;
+    char buf[8192];
+    assert_non_null(m);
+    bl_h1_message_init(m, own, 2);
+    for (int bytewise = 0; bytewise <= 1; bytewise++) {
+        for (unsigned n = 0; n <= BL_H1_MAX_HEADERS; n++) {
+            snprintf(where, sizeof(where), "%u fields%s", n, bytewise ? ", byte by byte" : "");
+            int len = snprintf(buf, sizeof(buf), "GET / HTTP/1.1\r\n");
+            for (unsigned k = 0; k < n; k++)
+                len += k == 0 ? snprintf(buf + len, sizeof(buf) - (size_t)len, "Host: h\r\n")
+                              : snprintf(buf + len, sizeof(buf) - (size_t)len,
+                                         "X-F%u: value %u\r\n", k, k);
+            len += snprintf(buf + len, sizeof(buf) - (size_t)len, "\r\n");
+            int want = n == 0 ? BL_ERR : len; /* HTTP/1.1 without Host: 400 */
+            bl_h1_parser_init_request(&p, 8192, 65536);
+            int r = BL_AGAIN;
+            if (bytewise)
+                for (int k = 1; k <= len && r == BL_AGAIN; k++)
+                    r = bl_h1_parse(&p, buf, (size_t)k, m);
+            else
+                r = bl_h1_parse(&p, buf, (size_t)len, m);
+            EXPECT_INT(r, want);
+            if (r <= 0)
+                continue;
+            EXPECT_INT(m->nheaders, n);
+            assert_true(m->headers == (n <= 2 ? own : m->heap));
+            for (unsigned k = 1; k < n; k++) {
+                char name[16], value[16];
+                snprintf(name, sizeof(name), "X-F%u", k);
+                snprintf(value, sizeof(value), "value %u", k);
+                EXPECT_INT(m->headers[k].name_len, strlen(name));
+                assert_memory_equal(m->headers[k].name, name, strlen(name));
+                EXPECT_INT(m->headers[k].value_len, strlen(value));
+                assert_memory_equal(m->headers[k].value, value, strlen(value));
+            }
+            EXPECT_INT(bl_h1_find(m, BL_H1_HDR_HOST), 0);
+        }
+    }
+    /* one more than the limit: 431, as with a full own array */
+    int len = snprintf(buf, sizeof(buf), "GET / HTTP/1.1\r\nHost: h\r\n");
+    for (unsigned k = 0; k < BL_H1_MAX_HEADERS; k++)
+        len += snprintf(buf + len, sizeof(buf) - (size_t)len, "X-F%u: v\r\n", k);
+    len += snprintf(buf + len, sizeof(buf) - (size_t)len, "\r\n");
+    bl_h1_parser_init_request(&p, 8192, 65536);
+    EXPECT_INT(bl_h1_parse(&p, buf, (size_t)len, m), BL_ERR);
+    EXPECT_INT(p.error, 431);
+    /* freed: back to the own array, and a large head makes a new heap array */
+    bl_h1_message_free(m);
+    assert_null(m->heap);
+    assert_true(m->headers == own);
+    static const char three[] = "GET / HTTP/1.1\r\nHost: h\r\nA: 1\r\nB: 2\r\n\r\n";
+    bl_h1_parser_init_request(&p, 8192, 65536);
+    EXPECT_INT(bl_h1_parse(&p, three, sizeof(three) - 1, m), sizeof(three) - 1);
+    assert_non_null(m->heap);
+    assert_true(m->headers == m->heap);
+    EXPECT_INT(m->headers[2].value[0], '2');
+    bl_h1_message_free(m);
     free(m);
 }
 
@@ -1249,6 +1326,7 @@ static void test_find_and_reuse(void **state)
     static const char req[] = "GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 1.1.1.1\r\n\r\n";
     struct bl_h1_parser p;
     struct bl_h1_message m;
+    bl_h1_message_init(&m, NULL, 0); /* no array of its own: the heap one */
     snprintf(where, sizeof(where), "find");
     bl_h1_parser_init_request(&p, 8192, 65536);
     EXPECT_INT(bl_h1_parse(&p, req, sizeof(req) - 1, &m), sizeof(req) - 1);
@@ -1272,6 +1350,7 @@ static void test_find_and_reuse(void **state)
     }
     p.state = 200;
     assert_string_equal(bl_h1_parser_state_str(&p), "?");
+    bl_h1_message_free(&m);
     struct bl_h1_chunked c;
     for (unsigned s = 0; s <= H1_CK_ERROR; s++) {
         c.state = (uint8_t)s;
@@ -1385,6 +1464,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest misc[] = {
         cmocka_unit_test(test_class_table),
         cmocka_unit_test(test_scan_every_byte),
+        cmocka_unit_test(test_fields_own_then_heap),
         cmocka_unit_test(test_find_and_reuse),
         cmocka_unit_test(test_chunked_skip),
     };

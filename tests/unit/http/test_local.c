@@ -77,6 +77,8 @@ static struct fx *request_with(const char *method, const char *path, int minor,
     int n = snprintf(f->raw, sizeof(f->raw), "%s %s HTTP/1.%d\r\nHost: t\r\n%s\r\n", method,
                      path, minor, fields);
     struct bl_request *r = &f->r;
+    bl_h1_message_init(&r->msg, r->msg_fields, BL_REQ_FIELDS);
+    bl_h1_message_init(&r->resp, r->resp_fields, BL_RESP_FIELDS);
     bl_h1_parser_init_request(&r->parser, 4096, 8192);
     assert_int_equal(bl_h1_parse(&r->parser, f->raw, (size_t)n, &r->msg), n);
     f->c.io.fd = -1;

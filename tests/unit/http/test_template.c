@@ -21,7 +21,8 @@ static struct bl_var_ctx ctx_for(const char *raw)
 {
     struct bl_h1_parser p;
     bl_h1_parser_init_request(&p, 8192, 65536);
-    memset(&msg, 0, sizeof(msg));
+    static struct bl_h1_header fields[BL_H1_MAX_HEADERS];
+    bl_h1_message_init(&msg, fields, BL_H1_MAX_HEADERS);
     int r = bl_h1_parse(&p, raw, strlen(raw), &msg);
     if (r <= 0)
         fail_msg("request did not parse (%d): %s", r, raw);

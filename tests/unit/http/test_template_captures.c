@@ -83,7 +83,8 @@ static void test_rewritten_args(void **state)
     static const char raw[] = "GET /p?a=1 HTTP/1.1\r\nHost: h\r\n\r\n";
     struct bl_h1_parser p;
     struct bl_h1_message m;
-    memset(&m, 0, sizeof(m));
+    struct bl_h1_header fields[8];
+    bl_h1_message_init(&m, fields, 8);
     bl_h1_parser_init_request(&p, 8192, 65536);
     assert_true(bl_h1_parse(&p, raw, strlen(raw), &m) > 0);
     struct bl_var_ctx ctx = {.req = &m, .fd = -1};
