@@ -72,20 +72,28 @@ const char *bl_http_reason(int status)
 }
 
 /* The Date line, formatted once per second per thread: a thread-local, see
- * docs/internals.md, "Per-thread state". */
+ * docs/internals.md, "Per-thread state". The wall clock is read when the line is made, and the
+ * line stands until the thread's cached monotonic clock (bl_clock_us, read once per loop turn)
+ * reaches the end of that wall second: one clock_gettime a second instead of one per response
+ * (the vDSO read was 0.3% of a worker's CPU at 200 connections). A step of the wall clock
+ * shows from the next second on. */
 static _Thread_local char date_line[64];
 static _Thread_local size_t date_len;
-static _Thread_local time_t date_sec;
+static _Thread_local uint64_t date_until_us; /* monotonic: the line's second ends */
+static _Thread_local uint64_t date_made_us;  /* monotonic: when it was made */
 
 const char *bl_http_date_header(size_t *len)
 {
-    time_t now = (time_t)(bl_wall_us() / 1000000);
-    if (now != date_sec || !date_len) {
+    uint64_t mono = bl_clock_us;
+    if (mono >= date_until_us || mono < date_made_us || !date_len) {
+        uint64_t wall = bl_wall_us();
+        time_t now = (time_t)(wall / 1000000);
         struct tm tm;
         gmtime_r(&now, &tm);
         date_len = strftime(date_line, sizeof(date_line), "Date: %a, %d %b %Y %H:%M:%S GMT\r\n",
                             &tm);
-        date_sec = now;
+        date_made_us = mono;
+        date_until_us = mono + (1000000 - wall % 1000000);
     }
     *len = date_len;
     return date_line;

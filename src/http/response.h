@@ -18,7 +18,8 @@ int bl_http_status_takes_added_fields(int status);
  * Every other generated answer keeps a keep-alive connection whose request was read whole. */
 int bl_http_status_ends_connection(int status);
 
-/* "Date: Sun, 22 Nov 2026 01:30:00 GMT\r\n", cached per thread per second. */
+/* "Date: Sun, 22 Nov 2026 01:30:00 GMT\r\n", cached per thread per second: a thread that runs a
+ * loop (its bl_clock_us moves each turn; the line follows that clock). */
 const char *bl_http_date_header(size_t *len);
 
 /* "ballast/0.1.0" or "ballast", as server_tokens says (core/version.h). */

@@ -98,3 +98,23 @@ def test_too_many_fields_still_refused(ballast, be):
         fields = b"".join(b"X-Q%d: w\r\n" % i for i in range(100))
         c.send(b"GET / HTTP/1.1\r\nHost: h\r\n" + fields + b"\r\n")
         assert c.read_response().status == 431
+
+
+def test_date_follows_the_clock(ballast, be):
+    """The Date line is made once a second per worker from its loop's clock: two answers more
+    than a second apart on one connection carry different, current dates."""
+    import email.utils
+    import time
+
+    px = ballast(proxy_conf(["127.0.0.1:@pb@"]), pb=be.port)
+    seen = []
+    with px.conn() as c:
+        for _ in range(2):
+            c.send(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+            r = c.read_response()
+            assert r.status == 200, r
+            when = email.utils.parsedate_to_datetime(r.header("date")).timestamp()
+            assert abs(when - time.time()) <= 2, (r.header("date"), time.time())
+            seen.append(when)
+            time.sleep(1.3)
+    assert seen[1] > seen[0], seen
