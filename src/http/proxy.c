@@ -851,7 +851,8 @@ static void request_prefetch(const struct bl_request *r, int response)
     if (response) {
         __builtin_prefetch(&r->parser);
         __builtin_prefetch(&r->resp);
-        __builtin_prefetch(&r->resp.headers[0]);
+        __builtin_prefetch(&r->resp_fields[0]); /* where the fields go (no load of a pointer
+                                                  * that may miss: a prefetch must not stall) */
     }
 }
 
