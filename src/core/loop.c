@@ -17,14 +17,36 @@
 #include <sys/uio.h>
 
 /* bl_loop_send where nothing is staged: the owners' plain write (proxy.c's before the seam):
- * bytes written (> 0), BL_AGAIN (nothing went) or BL_ERR (errno). */
+ * bytes written (> 0), BL_AGAIN (nothing went) or BL_ERR (errno). Pieces that come to at most
+ * BL_LOOP_SEND_STAGE bytes (a head and a small body) are copied together and go as one send:
+ * sendmsg's message header and iovec import cost more than the copy of a hot stack buffer
+ * (perf at 200 connections on epoll: ____sys_sendmsg and its callers, bench/RESULTS.md
+ * "one send"), as io_uring's staged sends copy them too. */
 static ssize_t loop_writev_now(int fd, const struct iovec *iov, int n)
 {
     ssize_t w;
+    if (n > 1) {
+        size_t total = 0;
+        for (int k = 0; k < n; k++)
+            total += iov[k].iov_len;
+        if (total <= BL_LOOP_SEND_STAGE) {
+            char one[BL_LOOP_SEND_STAGE];
+            size_t len = 0;
+            for (int k = 0; k < n; k++) {
+                memcpy(one + len, iov[k].iov_base, iov[k].iov_len);
+                len += iov[k].iov_len;
+            }
+            do
+                w = bl_sys_send(fd, one, len, MSG_NOSIGNAL);
+            while (w < 0 && errno == EINTR);
+            goto done;
+        }
+    }
     do
         w = n == 1 ? bl_sys_send(fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL)
                    : bl_sys_sendv(fd, iov, n);
     while (w < 0 && errno == EINTR);
+done:
     if (w > 0)
         return w;
     if (w == 0 || errno == EAGAIN || errno == EWOULDBLOCK)
