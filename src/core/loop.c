@@ -25,28 +25,26 @@
 static ssize_t loop_writev_now(int fd, const struct iovec *iov, int n)
 {
     ssize_t w;
+    char one[BL_LOOP_SEND_STAGE];
+    struct iovec gathered;
     if (n > 1) {
         size_t total = 0;
         for (int k = 0; k < n; k++)
             total += iov[k].iov_len;
-        if (total <= BL_LOOP_SEND_STAGE) {
-            char one[BL_LOOP_SEND_STAGE];
-            size_t len = 0;
+        if (total <= sizeof(one)) {
+            gathered = (struct iovec){.iov_base = one, .iov_len = 0};
             for (int k = 0; k < n; k++) {
-                memcpy(one + len, iov[k].iov_base, iov[k].iov_len);
-                len += iov[k].iov_len;
+                memcpy(one + gathered.iov_len, iov[k].iov_base, iov[k].iov_len);
+                gathered.iov_len += iov[k].iov_len;
             }
-            do
-                w = bl_sys_send(fd, one, len, MSG_NOSIGNAL);
-            while (w < 0 && errno == EINTR);
-            goto done;
+            iov = &gathered;
+            n = 1;
         }
     }
     do
         w = n == 1 ? bl_sys_send(fd, iov[0].iov_base, iov[0].iov_len, MSG_NOSIGNAL)
                    : bl_sys_sendv(fd, iov, n);
     while (w < 0 && errno == EINTR);
-done:
     if (w > 0)
         return w;
     if (w == 0 || errno == EAGAIN || errno == EWOULDBLOCK)

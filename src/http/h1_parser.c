@@ -820,20 +820,25 @@ static inline uint8_t h1_minor(const unsigned char *v) { return v[7] == '0' ? 0 
  * never NULL. */
 static struct bl_h1_header h1_no_fields[1];
 
+/* m's fields go to its own array again (none: room 0). */
+static inline void h1_use_own(struct bl_h1_message *m)
+{
+    m->headers = m->own ? m->own : h1_no_fields;
+    m->room = m->own_room;
+}
+
 void bl_h1_message_init(struct bl_h1_message *m, struct bl_h1_header *fields, uint16_t n)
 {
     memset(m, 0, sizeof(*m));
     m->own = fields;
     m->own_room = fields ? (n < BL_H1_MAX_HEADERS ? n : BL_H1_MAX_HEADERS) : 0;
-    m->headers = fields ? fields : h1_no_fields;
-    m->room = m->own_room;
+    h1_use_own(m);
 }
 
 void bl_h1_message_free(struct bl_h1_message *m)
 {
     if (m->heap && m->headers == m->heap) {
-        m->headers = m->own ? m->own : h1_no_fields;
-        m->room = m->own_room;
+        h1_use_own(m);
         m->nheaders = 0;
     }
     free(m->heap);
@@ -858,8 +863,7 @@ int bl_h1_parse(struct bl_h1_parser *p, const char *buf, size_t len, struct bl_h
         return p->state == H1_S_DONE ? (int)m->head_len : BL_ERR;
     if (p->scanned == 0) {
         memset(m, 0, offsetof(struct bl_h1_message, room));
-        m->headers = m->own ? m->own : h1_no_fields;
-        m->room = m->own ? m->own_room : 0;
+        h1_use_own(m);
     }
 
     const unsigned char *b = (const unsigned char *)buf;

@@ -132,11 +132,11 @@ struct bl_h1_message {
     uint32_t head_len;      /* bytes of the head including the final CRLF CRLF */
     uint16_t nheaders;
     /* Storage (not cleared by a new head): the fields go to the owner's array `own` (room
-     * for own_room, bl_h1_message_init) while they fit, so that a usual head's fields sit
-     * beside the rest of its owner (a proxied request touches one page less: bench/README.md,
-     * "Profile"); a head with more moves them to `heap`, room for BL_H1_MAX_HEADERS, made on
-     * first need and kept for the next heads until bl_h1_message_free(). A zeroed message
-     * has no array of its own: its first field makes the heap one. */
+     * for own_room, bl_h1_message_init) while they fit, so that an owner sized for the usual
+     * head need not carry room for BL_H1_MAX_HEADERS (a proxied request: 6512 -> 2720 bytes,
+     * http/proxy_int.h); a head with more moves them to `heap`, room for BL_H1_MAX_HEADERS,
+     * made on first need and kept for the next heads until bl_h1_message_free(). A zeroed
+     * message has no array of its own: its first field makes the heap one. */
     uint16_t room;          /* fields headers[] has room for */
     uint16_t own_room;
     struct bl_h1_header *headers; /* own or heap */

@@ -80,19 +80,17 @@ const char *bl_http_reason(int status)
 static _Thread_local char date_line[64];
 static _Thread_local size_t date_len;
 static _Thread_local uint64_t date_until_us; /* monotonic: the line's second ends */
-static _Thread_local uint64_t date_made_us;  /* monotonic: when it was made */
 
 const char *bl_http_date_header(size_t *len)
 {
     uint64_t mono = bl_clock_us;
-    if (mono >= date_until_us || mono < date_made_us || !date_len) {
+    if (mono >= date_until_us || !date_len) {
         uint64_t wall = bl_wall_us();
         time_t now = (time_t)(wall / 1000000);
         struct tm tm;
         gmtime_r(&now, &tm);
         date_len = strftime(date_line, sizeof(date_line), "Date: %a, %d %b %Y %H:%M:%S GMT\r\n",
                             &tm);
-        date_made_us = mono;
         date_until_us = mono + (1000000 - wall % 1000000);
     }
     *len = date_len;
